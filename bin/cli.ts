@@ -1,0 +1,60 @@
+import { ConfigError } from '../src/config.ts';
+import { HsmError } from '../hsm/errors.ts';
+import { UsageError, print, type Command } from '../src/cli/command.ts';
+import { migrateCommand } from '../src/cli/migrate.ts';
+import { keysCommand } from '../src/cli/keys.ts';
+import { workerCommand } from '../src/cli/worker.ts';
+import { serveCommand, startCommand } from '../plugins/server.ts';
+
+// bin/ is the composition root: it may import every layer; nothing imports it.
+const commands: Command[] = [startCommand, serveCommand, workerCommand, migrateCommand, keysCommand];
+
+function help(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return `gateway: FHIR secure record exchange gateway
+
+Usage: gateway <command> [options]   (gateway <command> --help for details)
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Configuration comes from environment variables; see README.md.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    print(help());
+    return name ? 0 : 2;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    process.stderr.write(`gateway: unknown command "${name}"\n\n${help()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    print(command.usage);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`gateway ${name}: ${err.message}\n\n${command.usage}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`gateway: ${err.message}\n`);
+      return 78; // EX_CONFIG
+    }
+    if (err instanceof HsmError) {
+      process.stderr.write(`gateway: HSM error ${err.code}: ${err.message}\n`);
+      return 69; // EX_UNAVAILABLE
+    }
+    process.stderr.write(`gateway: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+// Exit explicitly: a failed start must not linger on open handles.
+process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// Runs the TypeScript sources directly (Node >= 26 strips types natively).
+const [major] = process.versions.node.split('.').map(Number);
+if (major < 26) {
+  process.stderr.write(
+    `gateway needs Node.js 26 or newer (this is ${process.version}).\n` +
+      'Run it through npm so the pinned runtime is used: npm start, or npx gateway <command>.\n',
+  );
+  process.exit(1);
+}
+await import('./cli.ts');

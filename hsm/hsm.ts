@@ -1,0 +1,149 @@
+import { randomBytes } from 'node:crypto';
+import { acquireModule, releaseModule, pkcs11js, type Pkcs11 } from './module.ts';
+import { HsmError, toHsmError } from './errors.ts';
+import { SessionPool } from './pool.ts';
+import { findSlotByTokenLabel } from './token.ts';
+import { describeKey, findKeyObject, findObjects, generateKeyPair, type HsmKeyInfo, type KeySpec, type KeyUsage } from './keys.ts';
+import { signDigest, digest, type SignAlg } from './sign.ts';
+import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
+
+export interface HsmOptions {
+  library: string;
+  tokenLabel: string;
+  pin: string;
+  sessions: number;
+}
+
+/**
+ * The gateway's HSM: one token, a pool of logged-in sessions, and the few
+ * operations the gateway needs. Keys are addressed by CKA_ID (hex), because
+ * object handles change between processes.
+ */
+export class Hsm {
+  readonly #library: string;
+  readonly #p11: Pkcs11;
+  readonly #pool: SessionPool;
+  readonly #handles = new Map<string, { handle: Buffer; generation: number }>();
+  #closed = false;
+
+  private constructor(library: string, p11: Pkcs11, pool: SessionPool) {
+    this.#library = library;
+    this.#p11 = p11;
+    this.#pool = pool;
+  }
+
+  /** Load the module, find the token, open and log in every session. Throws HsmError on any failure. */
+  static open(options: HsmOptions): Hsm {
+    const p11 = acquireModule(options.library);
+    try {
+      const resolveSlot = () => {
+        const slot = findSlotByTokenLabel(p11, options.tokenLabel);
+        if (!slot) throw new HsmError('HSM_TOKEN_NOT_FOUND', `no initialised token labelled "${options.tokenLabel}" in ${options.library}`);
+        return slot;
+      };
+      const pool = new SessionPool({ p11, resolveSlot, pin: options.pin, size: options.sessions });
+      pool.warm();
+      return new Hsm(options.library, p11, pool);
+    } catch (err) {
+      releaseModule(options.library);
+      throw toHsmError(err, 'start');
+    }
+  }
+
+  get sessions(): number {
+    return this.#pool.size;
+  }
+
+  async generateKeyPair(spec: KeySpec, usage: KeyUsage, label: string): Promise<HsmKeyInfo> {
+    const id = randomBytes(16);
+    return this.#run('key generation', (session, p11) => {
+      generateKeyPair(p11, session, spec, usage, label, id);
+      const key = findKeyObject(p11, session, id, pkcs11js.CKO_PRIVATE_KEY);
+      if (!key) throw new HsmError('HSM_OPERATION_FAILED', 'generated key not found on the token');
+      return describeKey(p11, session, key);
+    });
+  }
+
+  async describeKey(id: string): Promise<HsmKeyInfo> {
+    return this.#run('key lookup', (session, p11) => describeKey(p11, session, this.#privateKey(session, id)));
+  }
+
+  async hasKey(id: string): Promise<boolean> {
+    return this.#run('key lookup', (session, p11) => findKeyObject(p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY) !== undefined);
+  }
+
+  async listKeys(): Promise<HsmKeyInfo[]> {
+    return this.#run('key listing', (session, p11) =>
+      findObjects(p11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).map((k) => describeKey(p11, session, k)),
+    );
+  }
+
+  /** Remove both halves of a key pair from the token. */
+  async destroyKey(id: string): Promise<void> {
+    await this.#run('key destruction', (session, p11) => {
+      const cka = Buffer.from(id, 'hex');
+      for (const cls of [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]) {
+        for (const obj of findObjects(p11, session, [{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_ID, value: cka }])) {
+          p11.C_DestroyObject(session, obj);
+        }
+      }
+      this.#handles.delete(id);
+    });
+  }
+
+  async sign(id: string, alg: SignAlg, data: Uint8Array): Promise<Buffer> {
+    return this.signDigest(id, alg, digest(alg, data));
+  }
+
+  async signDigest(id: string, alg: SignAlg, hash: Buffer): Promise<Buffer> {
+    return this.#run('signing', (session, p11) => signDigest(p11, session, this.#privateKey(session, id), alg, hash));
+  }
+
+  /** ECDH with a token key, then the JOSE Concat KDF; returns only the derived key. */
+  async deriveConcatKdf(id: string, peerPoint: Buffer, zBytes: number, otherInfo: Buffer, keyBytes: number, mode: KdfMode): Promise<Buffer> {
+    return this.#run('key agreement', (session, p11) =>
+      deriveConcatKdf(p11, session, this.#privateKey(session, id), peerPoint, zBytes, otherInfo, keyBytes, mode),
+    );
+  }
+
+  /** A cheap round trip to the token, for readiness checks. */
+  async ping(): Promise<void> {
+    await this.#run('ping', (session, p11) => p11.C_GetSessionInfo(session));
+  }
+
+  /** For tests and tooling that must inspect the session state (e.g. leaked objects). */
+  async withSession<T>(fn: (session: Buffer, p11: Pkcs11) => T | Promise<T>): Promise<T> {
+    return this.#run('session', fn);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pool.close();
+    releaseModule(this.#library);
+  }
+
+  #privateKey(session: Buffer, id: string): Buffer {
+    const cached = this.#handles.get(id);
+    if (cached && cached.generation === this.#pool.generation) return cached.handle;
+    const handle = findKeyObject(this.#p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY);
+    if (!handle) throw new HsmError('HSM_KEY_NOT_FOUND', `no private key with CKA_ID ${id} on the token`);
+    this.#handles.set(id, { handle, generation: this.#pool.generation });
+    return handle;
+  }
+
+  async #run<T>(what: string, fn: (session: Buffer, p11: Pkcs11) => T | Promise<T>): Promise<T> {
+    if (this.#closed) throw new HsmError('HSM_UNAVAILABLE', 'HSM closed');
+    try {
+      return await this.#pool.use(fn);
+    } catch (err) {
+      throw toHsmError(err, what);
+    }
+  }
+}
+
+export { HsmError } from './errors.ts';
+export type { HsmErrorCode } from './errors.ts';
+export type { HsmKeyInfo, KeySpec, KeyUsage, PublicJwk, Curve } from './keys.ts';
+export type { SignAlg } from './sign.ts';
+export type { KdfMode } from './ecdh.ts';

@@ -1,0 +1,68 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../src/config.ts';
+import type { GatewayContext } from '../src/context.ts';
+import { registerRoutes } from '../src/routes/index.ts';
+import configPlugin from './config.ts';
+import outcome from './outcome.ts';
+import fhirJson from './fhir-json.ts';
+import db from './db.ts';
+import hsm from './hsm.ts';
+import queue from './queue.ts';
+import openapi from './openapi.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ctx: GatewayContext;
+  }
+}
+
+export interface BuildOptions {
+  /** pino options, or false for silence (tests). Default: JSON logs at LOG_LEVEL. */
+  logger?: FastifyServerOptions['logger'];
+  /** Outbound HTTP for deliveries and JWKS fetches. */
+  fetch?: typeof fetch;
+}
+
+/** Headers that must never reach a log line. Bodies are never logged at all. */
+const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["idempotency-key"]'];
+
+/**
+ * The whole gateway as a Fastify instance, not yet listening. Security-relevant
+ * plugins are registered explicitly and in order; nothing is autoloaded.
+ */
+export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? { level: config.logLevel, redact: REDACT },
+    bodyLimit: config.bodyLimit,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  try {
+    await app.register(configPlugin, { config });
+    await app.register(outcome);
+    await app.register(fhirJson);
+    await app.register(db);
+    await app.register(hsm);
+    await app.register(queue);
+    await app.register(openapi);
+  } catch (err) {
+    // Release what did start (embedded PostgreSQL, HSM sessions) before failing.
+    await app.close().catch(() => undefined);
+    throw err;
+  }
+  const ctx: GatewayContext = {
+    config,
+    pool: app.db,
+    hsm: app.hsm,
+    keyring: app.keyring,
+    queue: app.queue,
+    logger: app.log,
+    fetch: options.fetch ?? globalThis.fetch,
+  };
+  app.decorate('ctx', ctx);
+  await registerRoutes(app, ctx);
+  return app;
+}

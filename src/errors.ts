@@ -1,0 +1,54 @@
+/**
+ * Errors with stable codes. Routes and pipelines throw these; one handler
+ * (plugins/outcome.ts) turns them into an HTTP status and a FHIR
+ * OperationOutcome. Tests assert the code, not the message.
+ */
+export type IssueType =
+  | 'invalid' | 'structure' | 'required' | 'value' | 'invariant' | 'security' | 'login' | 'forbidden'
+  | 'not-found' | 'not-supported' | 'duplicate' | 'conflict' | 'too-long' | 'too-costly' | 'throttled'
+  | 'transient' | 'exception' | 'processing' | 'timeout' | 'lock-error';
+
+interface CodeSpec { status: number; issue: IssueType }
+
+export const ERROR_CODES = {
+  BAD_REQUEST: { status: 400, issue: 'invalid' },
+  INVALID_JSON: { status: 400, issue: 'structure' },
+  INVALID_FHIR: { status: 400, issue: 'structure' },
+  INVALID_VALUE: { status: 400, issue: 'value' },
+  UNKNOWN_RECIPIENT: { status: 422, issue: 'not-found' },
+  UNAUTHENTICATED: { status: 401, issue: 'login' },
+  FORBIDDEN: { status: 403, issue: 'forbidden' },
+  NOT_FOUND: { status: 404, issue: 'not-found' },
+  METHOD_NOT_ALLOWED: { status: 405, issue: 'not-supported' },
+  CONFLICT: { status: 409, issue: 'conflict' },
+  PAYLOAD_TOO_LARGE: { status: 413, issue: 'too-long' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, issue: 'not-supported' },
+  UNPROCESSABLE: { status: 422, issue: 'processing' },
+  RATE_LIMITED: { status: 429, issue: 'throttled' },
+  INTERNAL: { status: 500, issue: 'exception' },
+  UNAVAILABLE: { status: 503, issue: 'transient' },
+} as const satisfies Record<string, CodeSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  /** FHIRPath of the offending element(s), e.g. Bundle.entry[2].fullUrl */
+  readonly expression: string[] | undefined;
+  /** Seconds the client should wait before retrying (429, 503). */
+  readonly retryAfter: number | undefined;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; expression?: string[] | string; retryAfter?: number }) {
+    super(message, { cause: options?.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    const expr = options?.expression;
+    this.expression = expr === undefined ? undefined : Array.isArray(expr) ? expr : [expr];
+    this.retryAfter = options?.retryAfter;
+  }
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+  get issue(): IssueType {
+    return ERROR_CODES[this.code].issue;
+  }
+}

@@ -1,0 +1,96 @@
+import { createPublicKey, verify } from 'node:crypto';
+import type pg from 'pg';
+import type { Hsm, PublicJwk } from '../../hsm/hsm.ts';
+import { hsmSigner, type Signer } from '../jose/signer.ts';
+import { listKeys, type GatewayKeyRow, type KeyUse } from './store.ts';
+
+export interface PublishedJwk extends PublicJwk {
+  kid: string;
+  use: 'sig' | 'enc';
+  alg: string;
+}
+
+/**
+ * The gateway's keys as the running process sees them: the active signer per
+ * use, decryption keys by kid, and the public JWKS. Reloaded from the
+ * database on demand (rotation may happen in another process).
+ */
+export class Keyring {
+  readonly #pool: pg.Pool;
+  readonly #hsm: Hsm;
+  #rows: GatewayKeyRow[] = [];
+  #loadedAt = 0;
+
+  constructor(pool: pg.Pool, hsm: Hsm) {
+    this.#pool = pool;
+    this.#hsm = hsm;
+  }
+
+  async reload(): Promise<void> {
+    this.#rows = await listKeys(this.#pool);
+    this.#loadedAt = Date.now();
+  }
+
+  /** Reload if older than maxAgeMs. */
+  async fresh(maxAgeMs = 30_000): Promise<this> {
+    if (Date.now() - this.#loadedAt > maxAgeMs) await this.reload();
+    return this;
+  }
+
+  active(use: KeyUse): GatewayKeyRow {
+    const row = this.#rows.find((k) => k.use === use && k.state === 'active');
+    if (!row) throw new Error(`no active ${use} key`);
+    return row;
+  }
+
+  signer(use: 'sig' | 'audit' = 'sig'): Signer {
+    const row = this.active(use);
+    return hsmSigner(this.#hsm, row.hsm_id, row.alg as 'ES256', row.kid);
+  }
+
+  /** An encryption key that may still open envelopes (active or deactivated, not destroyed). */
+  decryptionKey(kid: string): GatewayKeyRow | undefined {
+    return this.#rows.find((k) => k.kid === kid && k.use === 'enc' && (k.state === 'active' || k.state === 'deactivated'));
+  }
+
+  /** Every public key a peer may need: published, active and still-verifiable signing keys. */
+  jwks(): { keys: PublishedJwk[] } {
+    const keys = this.#rows
+      .filter((k) => k.use !== 'audit' && k.state !== 'destroyed')
+      .map((k) => ({ ...k.public_jwk, kid: k.kid, use: k.use as 'sig' | 'enc', alg: k.alg }));
+    return { keys };
+  }
+
+  /** Audit checkpoint keys, for offline verifiers. */
+  auditKeys(): PublishedJwk[] {
+    return this.#rows.filter((k) => k.use === 'audit').map((k) => ({ ...k.public_jwk, kid: k.kid, use: 'sig' as const, alg: k.alg }));
+  }
+
+  rows(): readonly GatewayKeyRow[] {
+    return this.#rows;
+  }
+
+  /** Boot self-test: sign a digest with the active signing key in the HSM and verify it in software. */
+  async selfTest(): Promise<void> {
+    const probe = Buffer.from(`gateway self-test ${Date.now()}`);
+    for (const use of ['sig', 'audit'] as const) {
+      const row = this.active(use);
+      const signature = await this.signer(use).sign(probe);
+      const key = createPublicKey({ key: row.public_jwk as never, format: 'jwk' });
+      if (!verify('sha256', probe, { key, dsaEncoding: 'ieee-p1363' }, signature)) {
+        throw new Error(`HSM self-test failed: signature by ${use} key ${row.kid} does not verify`);
+      }
+    }
+  }
+}
+
+/** Boot sequence shared by the server and the worker: keys exist, load them, prove the HSM signs. */
+export async function openKeyring(pool: pg.Pool, hsm: Hsm, log?: (kids: string[]) => void): Promise<Keyring> {
+  const { ensureGatewayKeys } = await import('./bootstrap.ts');
+  const generated = await ensureGatewayKeys(pool, hsm);
+  if (generated.length) log?.(generated);
+  const keyring = new Keyring(pool, hsm);
+  await keyring.reload();
+  await keyring.selfTest();
+  return keyring;
+}

@@ -1,0 +1,45 @@
+import type pg from 'pg';
+import type { Config } from '../config.ts';
+import { createPool, type PoolLogger } from '../db/pool.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.ts';
+import { migrate } from '../db/migrate.ts';
+
+export interface Database {
+  pool: pg.Pool;
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface DatabaseLogger extends PoolLogger {
+  info: (obj: object, msg: string) => void;
+}
+
+/** DATABASE_URL if set, otherwise embedded PostgreSQL in DATA_DIR; then migrations. */
+export async function openDatabase(config: Config, logger: DatabaseLogger, options: { migrate?: boolean; max?: number } = {}): Promise<Database> {
+  let embedded: EmbeddedDatabase | undefined;
+  let url = config.databaseUrl;
+  if (!url) {
+    embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (msg) => logger.info({ postgres: msg }, 'embedded postgres'));
+    url = embedded.url;
+    logger.info({ startedHere: embedded.startedHere, port: config.embeddedPgPort }, 'embedded PostgreSQL ready');
+  }
+  const pool = createPool(url, logger, options.max);
+  try {
+    if (options.migrate !== false) {
+      const { applied } = await migrate(pool);
+      if (applied.length) logger.info({ applied }, 'database migrated');
+    }
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    await embedded?.stop().catch(() => undefined);
+    throw err;
+  }
+  return {
+    pool,
+    url,
+    close: async () => {
+      await pool.end().catch(() => undefined);
+      await embedded?.stop();
+    },
+  };
+}
