@@ -1,0 +1,59 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { canonicalJson } from './canonical.ts';
+
+/** FHIR AuditEvent.outcome: 0 success, 4 minor, 8 serious, 12 major failure. */
+export type AuditOutcome = 'success' | 'minor-failure' | 'serious-failure' | 'major-failure';
+
+/**
+ * One audit entry, AuditEvent-shaped. Identifiers and digests only: never PHI,
+ * never a bundle, never a token.
+ */
+export interface AuditInput {
+  /** Dotted event type, e.g. intake.accepted, delivery.attempt, inbox.refused, auth.failure, key.generated */
+  type: string;
+  outcome: AuditOutcome;
+  /** Who: the authenticated client, partner organisation, gateway itself or an admin. */
+  agent?: { type: 'client' | 'partner' | 'gateway' | 'admin' | 'anonymous'; id: string; network?: string };
+  /** What: exchanges, deliveries, keys... by id, with digests where content is involved. */
+  entity?: Array<{ type: string; id: string; digest?: string }>;
+  /** Small non-PHI facts: HTTP status, attempt number, error code, reason text without content. */
+  detail?: Record<string, string | number | boolean | null>;
+}
+
+export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+export function leafHash(entry: string): Buffer {
+  return createHash('sha256').update(Buffer.from([0])).update(entry, 'utf8').digest();
+}
+
+/**
+ * Append entries to the tamper-evident log. Call it on the transaction that
+ * makes the change being recorded, so the record and the change commit (or
+ * roll back) together. The row lock on audit_head keeps indexes gapless and
+ * in commit order.
+ */
+export async function appendAudit(db: Queryable, events: AuditInput[], now = new Date()): Promise<number[]> {
+  if (events.length === 0) return [];
+  const { rows } = await db.query<{ first: string }>('UPDATE audit_head SET size = size + $1 RETURNING size - $1 AS first', [events.length]);
+  const first = Number(rows[0]!.first);
+  const idx: number[] = [];
+  const types: string[] = [];
+  const outcomes: string[] = [];
+  const entries: string[] = [];
+  const hashes: Buffer[] = [];
+  events.forEach((e, i) => {
+    const entry = canonicalJson({ ...e, index: first + i, recorded: now.toISOString() });
+    idx.push(first + i);
+    types.push(e.type);
+    outcomes.push(e.outcome);
+    entries.push(entry);
+    hashes.push(leafHash(entry));
+  });
+  await db.query(
+    `INSERT INTO audit_log (idx, recorded_at, type, outcome, entry, leaf_hash)
+     SELECT i, $2, t, o, e, h FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[]) AS u(i, t, o, e, h)`,
+    [idx, now, types, outcomes, entries, hashes],
+  );
+  return idx;
+}
