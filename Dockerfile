@@ -1,0 +1,20 @@
+# Production image: Node 26, SoftHSM for the bundled token option, and the gateway.
+# Build:  docker build -t fhir-gateway .
+FROM node:26-bookworm-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY . .
+
+FROM node:26-bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends softhsm2 opensc curl ca-certificates && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /var/lib/gateway gateway && mkdir -p /var/lib/gateway && chown gateway /var/lib/gateway
+WORKDIR /app
+COPY --from=build /app /app
+USER gateway
+ENV DATA_DIR=/var/lib/gateway HOST=0.0.0.0 PORT=8080
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --retries=6 CMD curl -fsS http://127.0.0.1:8080/ready || exit 1
+ENTRYPOINT ["node", "bin/gateway.js"]
+CMD ["serve"]
