@@ -6,5 +6,5 @@ import { configTable } from '../src/config.ts';
 
 const file = join(import.meta.dirname, '..', 'README.md');
 const readme = readFileSync(file, 'utf8');
-const next = readme.replace(/(<!-- config:start -->\n)[\s\S]*?(\n<!-- config:end -->)/, `$1${configTable()}$2`);
+const next = readme.replace(/(<!-- config:start -->\n)[\s\S]*?(<!-- config:end -->)/, `$1${configTable()}\n$2`);
 writeFileSync(file, next);
