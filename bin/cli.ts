@@ -3,11 +3,15 @@ import { HsmError } from '../hsm/errors.ts';
 import { UsageError, print, type Command } from '../src/cli/command.ts';
 import { migrateCommand } from '../src/cli/migrate.ts';
 import { keysCommand } from '../src/cli/keys.ts';
+import { clientsCommand, tlsCommand } from '../src/cli/clients.ts';
+import { partnersCommand } from '../src/cli/partners.ts';
+import { deliveriesCommand } from '../src/cli/deliveries.ts';
+import { auditCommand } from '../src/cli/audit.ts';
 import { workerCommand } from '../src/cli/worker.ts';
 import { serveCommand, startCommand } from '../plugins/server.ts';
 
 // bin/ is the composition root: it may import every layer; nothing imports it.
-const commands: Command[] = [startCommand, serveCommand, workerCommand, migrateCommand, keysCommand];
+const commands: Command[] = [startCommand, serveCommand, workerCommand, migrateCommand, keysCommand, partnersCommand, deliveriesCommand, clientsCommand, tlsCommand, auditCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

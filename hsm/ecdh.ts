@@ -25,6 +25,18 @@ const counterBytes = (i: number) => {
 };
 
 /**
+ * ECDH (CKM_ECDH1_DERIVE, CKD_NULL): Z as a session object. Sensitive and
+ * non-extractable unless `extractable`. The caller must destroy it.
+ */
+export function deriveSharedSecret(p11: Pkcs11, session: Buffer, privateKey: Buffer, peerPoint: Buffer, zBytes: number, extractable: boolean): Promise<Buffer> {
+  const mechanism = {
+    mechanism: pkcs11js.CKM_ECDH1_DERIVE,
+    parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint },
+  };
+  return p11.C_DeriveKeyAsync(session, mechanism, privateKey, secretTemplate(zBytes, extractable));
+}
+
+/**
  * ECDH (CKM_ECDH1_DERIVE, CKD_NULL) with the token's private key, then the
  * NIST SP 800-56A Concat KDF with SHA-256 (RFC 7518 §4.6). The derived Z
  * object is always destroyed before returning.
@@ -39,11 +51,7 @@ export async function deriveConcatKdf(
   keyBytes: number,
   mode: KdfMode,
 ): Promise<Buffer> {
-  const mechanism = {
-    mechanism: pkcs11js.CKM_ECDH1_DERIVE,
-    parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint },
-  };
-  const z = await p11.C_DeriveKeyAsync(session, mechanism, privateKey, secretTemplate(zBytes, mode === 'extract'));
+  const z = await deriveSharedSecret(p11, session, privateKey, peerPoint, zBytes, mode === 'extract');
   try {
     const rounds = Math.ceil(keyBytes / 32);
     const out: Buffer[] = [];

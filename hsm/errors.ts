@@ -36,6 +36,20 @@ const SESSION_LOST = new Set([
   'CKR_GENERAL_ERROR',
 ]);
 
+/** The subset that means the device or the module, not just one session, is gone. */
+const DEVICE_LOST = new Set([
+  'CKR_DEVICE_REMOVED',
+  'CKR_DEVICE_ERROR',
+  'CKR_TOKEN_NOT_PRESENT',
+  'CKR_TOKEN_NOT_RECOGNIZED',
+  'CKR_CRYPTOKI_NOT_INITIALIZED',
+  'CKR_SLOT_ID_INVALID',
+  'CKR_GENERAL_ERROR',
+]);
+
+/** A cached object handle no longer names the object (e.g. the token was reloaded). */
+const HANDLE_STALE = new Set(['CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID']);
+
 const LOGIN_FAILED = new Set(['CKR_PIN_INCORRECT', 'CKR_PIN_LOCKED', 'CKR_PIN_INVALID', 'CKR_PIN_LEN_RANGE', 'CKR_PIN_EXPIRED']);
 
 /** pkcs11js errors carry the CKR name as their message, e.g. "CKR_PIN_INCORRECT:160". */
@@ -48,6 +62,27 @@ export function ckrName(err: unknown): string | undefined {
 export function isSessionLost(err: unknown): boolean {
   const ckr = ckrName(err);
   return ckr !== undefined && SESSION_LOST.has(ckr);
+}
+
+export function isDeviceLost(err: unknown): boolean {
+  const ckr = err instanceof HsmError ? err.ckr : ckrName(err);
+  return ckr !== undefined && DEVICE_LOST.has(ckr);
+}
+
+/**
+ * Our session is gone but the device is fine: closed or logged out under us,
+ * or the module finalised (every session closed; initialising again is safe).
+ */
+const SESSION_CLOSED = new Set(['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_USER_NOT_LOGGED_IN', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
+
+export function isSessionClosed(err: unknown): boolean {
+  const ckr = err instanceof HsmError ? err.ckr : ckrName(err);
+  return ckr !== undefined && SESSION_CLOSED.has(ckr);
+}
+
+export function isHandleStale(err: unknown): boolean {
+  const ckr = ckrName(err);
+  return ckr !== undefined && HANDLE_STALE.has(ckr);
 }
 
 /** Map any PKCS#11 failure to an HsmError with a stable code. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { acquireModule, releaseModule, pkcs11js, type Pkcs11 } from './module.ts';
-import { HsmError, toHsmError } from './errors.ts';
+import { HsmError, ckrName, isHandleStale, isSessionClosed, toHsmError } from './errors.ts';
 import { SessionPool } from './pool.ts';
 import { findSlotByTokenLabel } from './token.ts';
 import { describeKey, findKeyObject, findObjects, generateKeyPair, type HsmKeyInfo, type KeySpec, type KeyUsage } from './keys.ts';
@@ -56,8 +56,8 @@ export class Hsm {
 
   async generateKeyPair(spec: KeySpec, usage: KeyUsage, label: string): Promise<HsmKeyInfo> {
     const id = randomBytes(16);
-    return this.#run('key generation', (session, p11) => {
-      generateKeyPair(p11, session, spec, usage, label, id);
+    return this.#run('key generation', async (session, p11) => {
+      await generateKeyPair(p11, session, spec, usage, label, id);
       const key = findKeyObject(p11, session, id, pkcs11js.CKO_PRIVATE_KEY);
       if (!key) throw new HsmError('HSM_OPERATION_FAILED', 'generated key not found on the token');
       return describeKey(p11, session, key);
@@ -65,16 +65,17 @@ export class Hsm {
   }
 
   async describeKey(id: string): Promise<HsmKeyInfo> {
-    return this.#run('key lookup', (session, p11) => describeKey(p11, session, this.#privateKey(session, id)));
+    return this.#run('key lookup', (session, p11) => describeKey(p11, session, this.#privateKey(session, id)), true);
   }
 
   async hasKey(id: string): Promise<boolean> {
-    return this.#run('key lookup', (session, p11) => findKeyObject(p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY) !== undefined);
+    return this.#run('key lookup', (session, p11) => findKeyObject(p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY) !== undefined, true);
   }
 
   async listKeys(): Promise<HsmKeyInfo[]> {
     return this.#run('key listing', (session, p11) =>
       findObjects(p11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).map((k) => describeKey(p11, session, k)),
+      true,
     );
   }
 
@@ -95,20 +96,21 @@ export class Hsm {
     return this.signDigest(id, alg, digest(alg, data));
   }
 
-  async signDigest(id: string, alg: SignAlg, hash: Buffer): Promise<Buffer> {
-    return this.#run('signing', (session, p11) => signDigest(p11, session, this.#privateKey(session, id), alg, hash));
+  signDigest(id: string, alg: SignAlg, hash: Buffer): Promise<Buffer> {
+    return this.#run('signing', (session, p11) => this.#withKey(session, id, (key) => signDigest(p11, session, key, alg, hash)), true);
   }
 
   /** ECDH with a token key, then the JOSE Concat KDF; returns only the derived key. */
   async deriveConcatKdf(id: string, peerPoint: Buffer, zBytes: number, otherInfo: Buffer, keyBytes: number, mode: KdfMode): Promise<Buffer> {
     return this.#run('key agreement', (session, p11) =>
-      deriveConcatKdf(p11, session, this.#privateKey(session, id), peerPoint, zBytes, otherInfo, keyBytes, mode),
+      this.#withKey(session, id, (key) => deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode)),
+      true,
     );
   }
 
   /** A cheap round trip to the token, for readiness checks. */
   async ping(): Promise<void> {
-    await this.#run('ping', (session, p11) => p11.C_GetSessionInfo(session));
+    await this.#run('ping', (session, p11) => p11.C_GetSessionInfo(session), true);
   }
 
   /** For tests and tooling that must inspect the session state (e.g. leaked objects). */
@@ -132,13 +134,39 @@ export class Hsm {
     return handle;
   }
 
-  async #run<T>(what: string, fn: (session: Buffer, p11: Pkcs11) => T | Promise<T>): Promise<T> {
-    if (this.#closed) throw new HsmError('HSM_UNAVAILABLE', 'HSM closed');
+  /**
+   * Run fn with the key's cached handle. Handles can go stale without a
+   * session loss (SoftHSM reloads objects whose files changed), so a stale
+   * handle is looked up again once instead of failing forever.
+   */
+  #withKey<T>(session: Buffer, id: string, fn: (key: Buffer) => Promise<T>): Promise<T> {
+    const retry = (err: unknown): Promise<T> => {
+      if (!isHandleStale(err)) throw err;
+      this.#handles.delete(id);
+      return fn(this.#privateKey(session, id));
+    };
+    // Not an async function: the hot path adds no promise of its own.
+    let first: Promise<T>;
     try {
-      return await this.#pool.use(fn);
+      first = fn(this.#privateKey(session, id));
     } catch (err) {
-      throw toHsmError(err, what);
+      return Promise.resolve().then(() => retry(err));
     }
+    return first.catch(retry);
+  }
+
+  /**
+   * Borrow a session for fn. Idempotent operations (`retry`) run once more on
+   * a fresh session if theirs was closed under them (e.g. C_CloseAllSessions
+   * by another user of the module) or was left with an operation active (the
+   * pool replaces such a session): the caller never sees that.
+   */
+  #run<T>(what: string, fn: (session: Buffer, p11: Pkcs11) => T | Promise<T>, retry = false): Promise<T> {
+    if (this.#closed) return Promise.reject(new HsmError('HSM_UNAVAILABLE', 'HSM closed'));
+    return this.#pool.use(fn).catch((err: unknown) => {
+      if (retry && !this.#closed && (isSessionClosed(err) || ckrName(err) === 'CKR_OPERATION_ACTIVE')) return this.#run(what, fn, false);
+      throw toHsmError(err, what);
+    });
   }
 }
 

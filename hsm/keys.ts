@@ -56,7 +56,8 @@ export function ecPointToJwk(point: Buffer, crv: Curve): PublicJwk {
   };
 }
 
-export function generateKeyPair(p11: Pkcs11, session: Buffer, spec: KeySpec, usage: KeyUsage, label: string, id: Buffer): void {
+/** Generates in the libuv pool: RSA key generation can take seconds and must not block the event loop. */
+export async function generateKeyPair(p11: Pkcs11, session: Buffer, spec: KeySpec, usage: KeyUsage, label: string, id: Buffer): Promise<void> {
   const common = [
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_LABEL, value: label },
@@ -80,11 +81,14 @@ export function generateKeyPair(p11: Pkcs11, session: Buffer, spec: KeySpec, usa
     { type: pkcs11js.CKA_PRIVATE, value: false },
     { type: pkcs11js.CKA_VERIFY, value: usage === 'sign' },
     { type: pkcs11js.CKA_DERIVE, value: false },
+    // Least privilege: SoftHSM would otherwise let the public half encrypt and wrap.
+    { type: pkcs11js.CKA_ENCRYPT, value: false },
+    { type: pkcs11js.CKA_WRAP, value: false },
   ];
   if (spec.kty === 'EC') {
     publicTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }, { type: pkcs11js.CKA_EC_PARAMS, value: CURVE_OID[spec.crv] } as never);
     privateTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC });
-    p11.C_GenerateKeyPair(session, { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN }, publicTemplate, privateTemplate);
+    await p11.C_GenerateKeyPairAsync(session, { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN }, publicTemplate, privateTemplate);
   } else {
     if (usage !== 'sign') throw new HsmError('HSM_OPERATION_FAILED', 'RSA keys are for signing only');
     publicTemplate.push(
@@ -93,7 +97,7 @@ export function generateKeyPair(p11: Pkcs11, session: Buffer, spec: KeySpec, usa
       { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) } as never,
     );
     privateTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA });
-    p11.C_GenerateKeyPair(session, { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN }, publicTemplate, privateTemplate);
+    await p11.C_GenerateKeyPairAsync(session, { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN }, publicTemplate, privateTemplate);
   }
 }
 

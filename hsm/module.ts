@@ -57,3 +57,17 @@ export function releaseModule(libraryPath: string): void {
     // library already unloaded
   }
 }
+
+/**
+ * Finalise and initialise a loaded module again. Network HSM clients (e.g.
+ * p11-kit-client) reconnect only on C_Initialize. Every session of the module
+ * dies, so callers do this only when none of theirs is mid-operation.
+ */
+export function reinitializeModule(p11: Pkcs11): void {
+  try {
+    p11.C_Finalize();
+  } catch {
+    // not initialised (finalised under us): initialising is all that is needed
+  }
+  p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+}

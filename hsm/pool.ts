@@ -1,5 +1,5 @@
-import { pkcs11js, type Pkcs11 } from './module.ts';
-import { HsmError, ckrName, isSessionLost, toHsmError } from './errors.ts';
+import { pkcs11js, reinitializeModule, type Pkcs11 } from './module.ts';
+import { HsmError, ckrName, isDeviceLost, isSessionLost, toHsmError } from './errors.ts';
 
 export interface SessionPoolOptions {
   p11: Pkcs11;
@@ -7,6 +7,8 @@ export interface SessionPoolOptions {
   resolveSlot: () => Buffer;
   pin: string;
   size: number;
+  /** Least time between two module re-initialisations while the HSM stays down. */
+  resetIntervalMs?: number;
 }
 
 /**
@@ -14,19 +16,25 @@ export interface SessionPoolOptions {
  * operation at a time (a second one gets CKR_OPERATION_ACTIVE), so callers
  * borrow a session for exactly one operation through `use()`.
  *
- * A session that fails with a "device or session lost" code is discarded,
- * and a replacement is opened lazily on the next borrow: the pool heals when
- * the HSM comes back, without a restart.
+ * Recovery: a session that fails with a "device or session lost" code is
+ * discarded together with every idle session (they share its fate), so the
+ * first call after the HSM returns already gets a fresh session. If sessions
+ * cannot even be opened and none of ours is in use, the module is finalised
+ * and initialised again (at most once per resetIntervalMs): network HSM
+ * clients such as p11-kit-client only reconnect on C_Initialize.
  */
 export class SessionPool {
   readonly size: number;
   readonly #p11: Pkcs11;
   readonly #resolveSlot: () => Buffer;
   readonly #pin: string;
+  readonly #resetIntervalMs: number;
   readonly #idle: Buffer[] = [];
   readonly #waiters: Array<{ resolve: (s: Buffer) => void; reject: (e: unknown) => void }> = [];
   #open = 0;
   #closed = false;
+  #warmed = false;
+  #lastReset = 0;
   /** Bumped whenever a session is lost, so cached object handles can be dropped. */
   generation = 0;
 
@@ -35,29 +43,46 @@ export class SessionPool {
     this.#resolveSlot = options.resolveSlot;
     this.#pin = options.pin;
     this.size = Math.max(1, options.size);
+    this.#resetIntervalMs = options.resetIntervalMs ?? 1_000;
   }
 
   /** Open every session now and log in, so a bad PIN or missing token fails at boot. */
   warm(): void {
     const sessions: Buffer[] = [];
-    for (let i = 0; i < this.size; i++) sessions.push(this.#openSession());
+    try {
+      for (let i = 0; i < this.size; i++) sessions.push(this.#openSession());
+    } catch (err) {
+      for (const s of sessions) this.#closeQuietly(s);
+      this.#open = 0;
+      throw err;
+    }
+    this.#warmed = true;
     for (const s of sessions) this.#release(s);
   }
 
   async use<T>(fn: (session: Buffer, p11: Pkcs11) => Promise<T> | T): Promise<T> {
-    const session = await this.#acquire();
+    // Fast path without an extra promise when a session is idle.
+    const session = this.#idle.pop() ?? (await this.#acquire());
+    let result: T;
     try {
-      const result = await fn(session, this.#p11);
-      this.#release(session);
-      return result;
+      result = await fn(session, this.#p11);
     } catch (err) {
       if (isSessionLost(err)) {
-        this.#discard(session);
+        this.#discard(session, true);
         throw toHsmError(err, 'operation');
       }
-      this.#release(session);
+      // A session left with an operation active would refuse every later one: replace it.
+      if (ckrName(err) === 'CKR_OPERATION_ACTIVE') this.#discard(session, false);
+      else this.#release(session);
       throw err;
     }
+    this.#release(session);
+    return result;
+  }
+
+  /** Sessions currently open (idle or in use). */
+  get openSessions(): number {
+    return this.#open;
   }
 
   close(): void {
@@ -91,13 +116,21 @@ export class SessionPool {
     else this.#idle.push(session);
   }
 
-  #discard(session: Buffer): void {
+  /** Close a session that cannot be trusted; with `lost`, the idle ones too (they share its fate). */
+  #discard(session: Buffer, lost: boolean): void {
     this.#closeQuietly(session);
+    if (this.#closed) return;
     this.#open--;
-    this.generation++;
-    // A waiter would otherwise wait for a session that will never come back.
-    const waiter = this.#waiters.shift();
-    if (waiter) {
+    if (lost) {
+      for (const s of this.#idle.splice(0)) {
+        this.#closeQuietly(s);
+        this.#open--;
+      }
+      this.generation++;
+    }
+    // Waiters would otherwise wait for sessions that will never come back.
+    while (this.#waiters.length > 0 && this.#open < this.size) {
+      const waiter = this.#waiters.shift()!;
       try {
         waiter.resolve(this.#openSession());
       } catch (err) {
@@ -107,23 +140,33 @@ export class SessionPool {
   }
 
   #openSession(): Buffer {
-    const p11 = this.#p11;
-    let session: Buffer;
     try {
-      session = p11.C_OpenSession(this.#resolveSlot(), pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      return this.#openAndLogin();
     } catch (err) {
-      if (ckrName(err) === 'CKR_CRYPTOKI_NOT_INITIALIZED') {
-        // The module was finalised under us (device reset): start it again.
-        try {
-          p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-          session = p11.C_OpenSession(this.#resolveSlot(), pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-        } catch (again) {
-          throw toHsmError(again, 'open session');
-        }
-      } else {
-        throw err instanceof HsmError ? err : new HsmError('HSM_UNAVAILABLE', `cannot open an HSM session: ${(err as Error).message}`, { cause: err, ckr: ckrName(err) });
-      }
+      if (!this.#mayReset(err)) throw this.#asOpenError(err);
     }
+    this.#lastReset = Date.now();
+    try {
+      reinitializeModule(this.#p11);
+      return this.#openAndLogin();
+    } catch (err) {
+      throw this.#asOpenError(err);
+    }
+  }
+
+  /** Re-initialising the module is only safe when none of our sessions is mid-operation. */
+  #mayReset(err: unknown): boolean {
+    // Finalised under us: no session of anyone's is left, so initialising again is always safe.
+    if (ckrName(err) === 'CKR_CRYPTOKI_NOT_INITIALIZED') return true;
+    if (!this.#warmed) return false;
+    const tokenGone = err instanceof HsmError && err.code === 'HSM_TOKEN_NOT_FOUND';
+    if (!tokenGone && !isDeviceLost(err)) return false;
+    return this.#open === 0 && Date.now() - this.#lastReset >= this.#resetIntervalMs;
+  }
+
+  #openAndLogin(): Buffer {
+    const p11 = this.#p11;
+    const session = p11.C_OpenSession(this.#resolveSlot(), pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     try {
       p11.C_Login(session, pkcs11js.CKU_USER, this.#pin);
     } catch (err) {
@@ -134,6 +177,14 @@ export class SessionPool {
     }
     this.#open++;
     return session;
+  }
+
+  /** Failing to open a session is transient, except a wrong PIN, or a missing token at boot. */
+  #asOpenError(err: unknown): HsmError {
+    const e = toHsmError(err, 'open session');
+    if (e.code === 'HSM_LOGIN_FAILED' || (e.code === 'HSM_TOKEN_NOT_FOUND' && !this.#warmed)) return e;
+    if (e.code === 'HSM_UNAVAILABLE') return e;
+    return new HsmError('HSM_UNAVAILABLE', `cannot open an HSM session: ${e.message}`, { cause: err, ckr: e.ckr });
   }
 
   #closeQuietly(session: Buffer): void {

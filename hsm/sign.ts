@@ -26,7 +26,8 @@ const MAX_SIG: Record<SignAlg, number> = { ES256: 64, ES384: 96, PS256: 512 };
  * mechanisms), and hashing in software is faster anyway. ECDSA returns raw
  * r||s, which is exactly the JWS form.
  */
-export async function signDigest(p11: Pkcs11, session: Buffer, key: Buffer, alg: SignAlg, hash: Buffer): Promise<Buffer> {
+export function signDigest(p11: Pkcs11, session: Buffer, key: Buffer, alg: SignAlg, hash: Buffer): Promise<Buffer> {
+  // Throws synchronously on bad input: callers run it inside the pool's try.
   if (hash.length !== HASH[alg].bytes) throw new HsmError('HSM_OPERATION_FAILED', `digest for ${alg} must be ${HASH[alg].bytes} bytes`);
   const mechanism =
     alg === 'PS256'

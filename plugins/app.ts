@@ -3,9 +3,13 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../src/config.ts';
 import type { GatewayContext } from '../src/context.ts';
 import { registerRoutes } from '../src/routes/index.ts';
+import { directoryFromConfig } from '../src/directory/directory.ts';
 import configPlugin from './config.ts';
 import outcome from './outcome.ts';
 import fhirJson from './fhir-json.ts';
+import form from './form.ts';
+import tls from './tls.ts';
+import { httpsOptions } from '../src/auth/tls.ts';
 import db from './db.ts';
 import hsm from './hsm.ts';
 import queue from './queue.ts';
@@ -32,7 +36,10 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
  * plugins are registered explicitly and in order; nothing is autoloaded.
  */
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  // HTTPS when TLS_CERT_FILE/TLS_KEY_FILE are set; otherwise plain HTTP (loopback by default).
+  const https = httpsOptions(config);
   const app = Fastify({
+    ...(https ? { https } : {}),
     logger: options.logger ?? { level: config.logLevel, redact: REDACT },
     bodyLimit: config.bodyLimit,
     requestIdHeader: 'x-request-id',
@@ -44,7 +51,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     await app.register(configPlugin, { config });
     await app.register(outcome);
     await app.register(fhirJson);
+    await app.register(form);
     await app.register(db);
+    await app.register(tls);
     await app.register(hsm);
     await app.register(queue);
     await app.register(openapi);
@@ -61,6 +70,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     queue: app.queue,
     logger: app.log,
     fetch: options.fetch ?? globalThis.fetch,
+    directory: directoryFromConfig(config, { pool: app.db, fetch: options.fetch ?? globalThis.fetch, logger: app.log }),
   };
   app.decorate('ctx', ctx);
   await registerRoutes(app, ctx);

@@ -98,13 +98,39 @@ export const schema = {
   deliveryMaxAttempts: int('DELIVERY_MAX_ATTEMPTS', 'Attempts before a delivery is marked failed', 12, 1, 100),
   deliveryHorizon: duration('DELIVERY_HORIZON', 'Longest time a delivery is retried before it is marked failed', '24h'),
   clockSkew: duration('CLOCK_SKEW', 'Accepted clock difference for iat/exp checks', '5m'),
+  inboxBodyLimit: int('INBOX_BODY_LIMIT', 'Largest sealed envelope accepted on POST /inbox, in bytes (a JWE is about 1.8x its bundle)', 32 * 1024 * 1024, 1024, 2 * 1024 * 1024 * 1024 - 1),
+  inboxMaxAge: duration('INBOX_MAX_AGE', 'Oldest signed content (iat) POST /inbox accepts; must exceed senders\' DELIVERY_HORIZON, since envelopes are signed once and retried', '48h'),
+  localFhirBaseUrl: url('LOCAL_FHIR_BASE_URL', 'Local EHR FHIR base URL: received bundles are forwarded there (POST) as a queued job; unset = pull only', 'https://ehr.example-hospital.org/fhir', ['http:', 'https:']),
+  rateLimit: int('RATE_LIMIT', 'Requests per minute per API client (token bucket; 0 = unlimited); a client row may override it', 600, 0, 1_000_000),
+  accessTokenTtl: int('ACCESS_TOKEN_TTL', 'Lifetime of an access token in seconds (SMART: at most 300)', 300, 30, 300),
+  tlsCertFile: optional('TLS_CERT_FILE', 'PEM certificate chain: serve HTTPS (with TLS_KEY_FILE)', '/etc/gateway/tls/fullchain.pem'),
+  tlsKeyFile: optional('TLS_KEY_FILE', 'PEM private key of the HTTPS listener', '/etc/gateway/tls/privkey.pem'),
+  tlsMinVersion: oneOf('TLS_MIN_VERSION', 'Oldest TLS version accepted', ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2'),
+  tlsClientCaFile: optional('TLS_CLIENT_CA_FILE', 'PEM CA(s) for mutual TLS on /inbox: peers must present a certificate from it, bound to a partner', '/etc/gateway/tls/partners-ca.pem'),
+  hstsMaxAge: int('HSTS_MAX_AGE', 'Strict-Transport-Security max-age in seconds when serving HTTPS', 31_536_000, 0, 63_072_000),
+  deliveryRetryBase: duration('DELIVERY_RETRY_BASE', 'First retry delay of a transient delivery failure (doubles per attempt, with jitter)', '10s'),
+  deliveryRetryMax: duration('DELIVERY_RETRY_MAX', 'Longest delay between two delivery attempts', '1h'),
+  jwksTimeout: duration('JWKS_TIMEOUT', 'Timeout of one partner JWKS fetch', '5s'),
+  jwksMaxBytes: int('JWKS_MAX_BYTES', 'Largest partner JWKS document accepted, in bytes', 65536, 512, 1024 * 1024),
+  jwksRefreshCooldown: duration('JWKS_REFRESH_COOLDOWN', 'Least time between two JWKS refreshes triggered by an unknown kid', '30s'),
+  dicomMaxBytes: int('DICOM_MAX_BYTES', 'Largest DICOM file accepted on POST /imaging, in bytes (413 above)', 4 * 1024 * 1024 * 1024, 132, 2 ** 48),
+  dicomHeadBytes: int('DICOM_HEAD_BYTES', 'Bytes of each DICOM file held in memory to parse its file meta and identifying attributes', 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+  dicomInflateMax: int('DICOM_INFLATE_MAX', 'Largest inflated data set of a deflated-transfer-syntax DICOM file, in bytes', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  imagingMaxInstances: int('IMAGING_MAX_INSTANCES', 'Most DICOM instances in one multipart/related imaging submission', 5000, 1, 100000),
+  keySigRotation: duration('KEY_SIG_ROTATION', 'Lifetime of a signing key before the next one is activated (NIST SP 800-57 cryptoperiod)', '90d'),
+  keyEncRotation: duration('KEY_ENC_ROTATION', 'Lifetime of an encryption (ECDH-ES) key before the next one is activated', '30d'),
+  keyAuditRotation: duration('KEY_AUDIT_ROTATION', 'Lifetime of the audit checkpoint signing key', '365d'),
+  keyPrepublish: duration('KEY_PREPUBLISH', 'How long a new key is published in the JWKS before it is used; must exceed JWKS_MAX_AGE', '2d'),
+  keyRetentionMargin: duration('KEY_RETENTION_MARGIN', 'Kept beyond DELIVERY_HORIZON before a retired key is destroyed in the HSM; at least JWKS_MAX_AGE', '1d'),
+  jwksMaxAge: duration('JWKS_MAX_AGE', 'Cache-Control max-age of /.well-known/jwks.json (how long peers may cache our keys)', '5m'),
+  partnerJwksRefresh: duration('PARTNER_JWKS_REFRESH', 'How often every partner\'s JWKS is refetched and recorded in the key-transparency log', '1h'),
 } as const;
 
 type FieldType<F> = F extends Field<infer T> ? T : never;
 export type Config = { [K in keyof typeof schema]: FieldType<(typeof schema)[K]> } & {
   /** Derived: the PIN from HSM_PIN or HSM_PIN_FILE, if either is set. */
   resolvedPin: string | undefined;
-  /** Derived: PUBLIC_URL, or http://HOST:PORT. */
+  /** Derived: PUBLIC_URL, or http(s)://HOST:PORT (https when TLS_CERT_FILE is set). */
   baseUrl: string;
   /** Derived: ORG_ID, or the base URL. */
   org: string;
@@ -140,11 +166,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push(`HSM_PIN_FILE=${cfg.hsmPinFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Fix: point HSM_PIN_FILE at a readable file holding the PIN.`);
     }
   }
+  if (Boolean(cfg.tlsCertFile) !== Boolean(cfg.tlsKeyFile)) {
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together. Fix: set both to serve HTTPS, or neither for plain HTTP on loopback.');
+  }
+  if (cfg.tlsClientCaFile && !cfg.tlsCertFile) {
+    problems.push('TLS_CLIENT_CA_FILE needs HTTPS. Fix: also set TLS_CERT_FILE and TLS_KEY_FILE.');
+  }
   if (cfg.hsmModule && !resolvedPin && problems.length === 0) {
     problems.push('HSM_MODULE is set but no PIN is given. Fix: set HSM_PIN_FILE (or HSM_PIN) to the token user PIN.');
   }
+  if (problems.length === 0) problems.push(...keyLifecycleProblems(cfg));
   if (problems.length) throw new ConfigError(problems);
-  const baseUrl = cfg.publicUrl ?? `http://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${cfg.port}`;
+  const baseUrl = cfg.publicUrl ?? `${cfg.tlsCertFile ? 'https' : 'http'}://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${cfg.port}`;
   return { ...cfg, dataDir: resolve(cfg.dataDir), resolvedPin, baseUrl, org: cfg.orgId ?? baseUrl };
 }
 
@@ -152,4 +185,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 export function configTable(): string {
   const rows = Object.values(schema).map((f: Field<unknown>) => `| \`${f.env}\` | ${f.help} | \`${f.example}\` |`);
   return ['| variable | meaning | example |', '|---|---|---|', ...rows].join('\n');
+}
+
+/** Key lifecycle timings that only make sense together (see docs/ARCHITECTURE-NOTES.md, Key lifecycle). */
+function keyLifecycleProblems(c: Pick<Config, 'keyPrepublish' | 'jwksMaxAge' | 'keyRetentionMargin' | 'keySigRotation' | 'keyEncRotation' | 'keyAuditRotation'>): string[] {
+  const out: string[] = [];
+  if (c.keyPrepublish <= c.jwksMaxAge) {
+    out.push('KEY_PREPUBLISH must exceed JWKS_MAX_AGE, so every peer\'s cached copy of our JWKS holds a new key before we use it. Fix: raise KEY_PREPUBLISH (e.g. KEY_PREPUBLISH=2d) or lower JWKS_MAX_AGE.');
+  }
+  if (c.keyRetentionMargin < c.jwksMaxAge) {
+    out.push('KEY_RETENTION_MARGIN must be at least JWKS_MAX_AGE: peers may seal to a retired encryption key until their cached JWKS expires. Fix: raise KEY_RETENTION_MARGIN (e.g. KEY_RETENTION_MARGIN=1d).');
+  }
+  for (const [name, value] of [['KEY_SIG_ROTATION', c.keySigRotation], ['KEY_ENC_ROTATION', c.keyEncRotation], ['KEY_AUDIT_ROTATION', c.keyAuditRotation]] as const) {
+    if (value <= c.keyPrepublish) out.push(`${name} must exceed KEY_PREPUBLISH (a key must be used for longer than it waits to be used). Fix: raise ${name} or lower KEY_PREPUBLISH.`);
+  }
+  return out;
 }

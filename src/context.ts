@@ -3,6 +3,7 @@ import type { WorkerUtils } from 'graphile-worker';
 import type { Hsm } from '../hsm/hsm.ts';
 import type { Config } from './config.ts';
 import type { Keyring } from './keys/keyring.ts';
+import type { Directory } from './directory/directory.ts';
 
 export interface Logger {
   info: (obj: object, msg?: string) => void;
@@ -25,4 +26,6 @@ export interface GatewayContext {
   logger: Logger;
   /** Outbound HTTP; injectable so tests can point deliveries anywhere. */
   fetch: typeof fetch;
+  /** Partner organisations, their inboxes and published keys. */
+  directory: Directory;
 }

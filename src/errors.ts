@@ -27,6 +27,24 @@ export const ERROR_CODES = {
   RATE_LIMITED: { status: 429, issue: 'throttled' },
   INTERNAL: { status: 500, issue: 'exception' },
   UNAVAILABLE: { status: 503, issue: 'transient' },
+  // Inbound exchange (POST /inbox) refusals: each a permanent 4xx for the sender.
+  JWE_MALFORMED: { status: 400, issue: 'structure' },
+  JWE_UNSUPPORTED_ALG: { status: 400, issue: 'not-supported' },
+  JWE_ZIP_UNSUPPORTED: { status: 400, issue: 'not-supported' },
+  JWE_UNKNOWN_KID: { status: 400, issue: 'security' },
+  JWE_INVALID_EPK: { status: 400, issue: 'security' },
+  JWE_DECRYPT_FAILED: { status: 400, issue: 'security' },
+  JWS_MALFORMED: { status: 400, issue: 'structure' },
+  JWS_SIGNATURE_INVALID: { status: 400, issue: 'security' },
+  CLAIMS_INVALID: { status: 400, issue: 'invalid' },
+  UNKNOWN_SENDER: { status: 403, issue: 'forbidden' },
+  WRONG_AUDIENCE: { status: 400, issue: 'security' },
+  IAT_OUT_OF_WINDOW: { status: 400, issue: 'value' },
+  REPLAY_CONFLICT: { status: 409, issue: 'conflict' },
+  // Imaging (issue 6): refusals of a DICOM upload or of an imaging delivery.
+  DICOM_INVALID: { status: 400, issue: 'structure' },
+  DICOM_TRUNCATED: { status: 400, issue: 'structure' },
+  CONTENT_DIGEST_MISMATCH: { status: 400, issue: 'security' },
 } as const satisfies Record<string, CodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { run, type Runner } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { run, type Runner, type WorkerEvents } from 'graphile-worker';
 import type { GatewayContext } from './context.ts';
 import { silentLogger } from './db/migrate.ts';
 import { crontab, taskList } from './tasks/index.ts';
@@ -42,7 +43,20 @@ export interface WorkerHandle {
 export async function startWorker(ctx: GatewayContext): Promise<WorkerHandle> {
   await unlockDeadWorkers(ctx);
   const ids = new Set<string>();
+  // Our own emitter, listened to before run() starts: jobs are locked by the
+  // worker pool's id (graphile-worker >= 0.16), and 'pool:create' fires before
+  // run() resolves, so a listener added afterwards would never record it.
+  const events: WorkerEvents = new EventEmitter() as WorkerEvents;
+  const record = async (workerId: string) => {
+    ids.add(workerId);
+    await ctx.pool
+      .query('INSERT INTO worker_heartbeats (worker_id, host, pid) VALUES ($1, $2, $3) ON CONFLICT (worker_id) DO UPDATE SET seen_at = now()', [workerId, hostname(), process.pid])
+      .catch((err) => ctx.logger.warn({ err: { message: (err as Error).message } }, 'worker heartbeat failed'));
+  };
+  events.on('pool:create', ({ workerPool }) => void record(workerPool.id));
+  events.on('worker:create', ({ worker }) => void record(worker.workerId));
   const runner = await run({
+    events,
     pgPool: ctx.pool,
     taskList: taskList(ctx),
     crontab: crontab(ctx),
@@ -51,13 +65,6 @@ export async function startWorker(ctx: GatewayContext): Promise<WorkerHandle> {
     pollInterval: 1_000,
     logger: silentLogger(),
   });
-  const record = async (workerId: string) => {
-    ids.add(workerId);
-    await ctx.pool
-      .query('INSERT INTO worker_heartbeats (worker_id, host, pid) VALUES ($1, $2, $3) ON CONFLICT (worker_id) DO UPDATE SET seen_at = now()', [workerId, hostname(), process.pid])
-      .catch((err) => ctx.logger.warn({ err: { message: (err as Error).message } }, 'worker heartbeat failed'));
-  };
-  runner.events.on('worker:create', ({ worker }) => void record(worker.workerId));
   const beat = setInterval(() => {
     if (ids.size) void ctx.pool.query('UPDATE worker_heartbeats SET seen_at = now() WHERE worker_id = ANY($1)', [[...ids]]).catch(() => undefined);
   }, HEARTBEAT_MS);

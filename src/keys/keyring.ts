@@ -4,6 +4,9 @@ import type { Hsm, PublicJwk } from '../../hsm/hsm.ts';
 import { hsmSigner, type Signer } from '../jose/signer.ts';
 import { listKeys, type GatewayKeyRow, type KeyUse } from './store.ts';
 
+/** Bound on how long a process keeps using a key after another process rotated it. */
+export const KEYRING_RELOAD_MS = 5_000;
+
 export interface PublishedJwk extends PublicJwk {
   kid: string;
   use: 'sig' | 'enc';
@@ -20,6 +23,7 @@ export class Keyring {
   readonly #hsm: Hsm;
   #rows: GatewayKeyRow[] = [];
   #loadedAt = 0;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(pool: pg.Pool, hsm: Hsm) {
     this.#pool = pool;
@@ -29,6 +33,30 @@ export class Keyring {
   async reload(): Promise<void> {
     this.#rows = await listKeys(this.#pool);
     this.#loadedAt = Date.now();
+  }
+
+  /**
+   * Reload every intervalMs in the background, so a rotation done by another
+   * process (the worker, the CLI) is picked up within that bound even by
+   * synchronous callers of signer(). The timer never keeps the process alive
+   * and stops by itself once the pool is shut down.
+   */
+  autoReload(intervalMs: number): this {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = setInterval(() => {
+      if ((this.#pool as { ending?: boolean }).ending) {
+        clearInterval(this.#timer);
+        return;
+      }
+      this.reload().catch(() => undefined);
+    }, intervalMs);
+    this.#timer.unref();
+    return this;
+  }
+
+  stopAutoReload(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Reload if older than maxAgeMs. */
@@ -53,10 +81,18 @@ export class Keyring {
     return this.#rows.find((k) => k.kid === kid && k.use === 'enc' && (k.state === 'active' || k.state === 'deactivated'));
   }
 
-  /** Every public key a peer may need: published, active and still-verifiable signing keys. */
+  /**
+   * Every public key a peer may need: the active keys first (partners seal to
+   * the first enc key listed), then pre-activation keys (published before
+   * use, KEY_PREPUBLISH), then deactivated keys while they are retained
+   * (enc: envelopes still in their retry window; sig: signatures still being
+   * verified). Destroyed keys leave the JWKS; the key history keeps them.
+   */
   jwks(): { keys: PublishedJwk[] } {
+    const rank = { active: 0, 'pre-activation': 1, deactivated: 2 } as Record<string, number>;
     const keys = this.#rows
-      .filter((k) => k.use !== 'audit' && k.state !== 'destroyed')
+      .filter((k) => k.use !== 'audit' && k.state in rank)
+      .sort((a, b) => rank[a.state]! - rank[b.state]! || b.created_at.getTime() - a.created_at.getTime())
       .map((k) => ({ ...k.public_jwk, kid: k.kid, use: k.use as 'sig' | 'enc', alg: k.alg }));
     return { keys };
   }
@@ -92,5 +128,5 @@ export async function openKeyring(pool: pg.Pool, hsm: Hsm, log?: (kids: string[]
   const keyring = new Keyring(pool, hsm);
   await keyring.reload();
   await keyring.selfTest();
-  return keyring;
+  return keyring.autoReload(KEYRING_RELOAD_MS);
 }

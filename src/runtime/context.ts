@@ -4,6 +4,7 @@ import type { GatewayContext, Logger } from '../context.ts';
 import { silentLogger } from '../db/migrate.ts';
 import { openKeyring } from '../keys/keyring.ts';
 import { openDatabase } from './database.ts';
+import { directoryFromConfig } from '../directory/directory.ts';
 import { openHsm } from './hsm.ts';
 import type { Hsm } from '../../hsm/hsm.ts';
 
@@ -16,7 +17,8 @@ export async function openContext(config: Config, logger: Logger): Promise<{ ctx
     hsm = opened;
     const keyring = await openKeyring(db.pool, opened, (kids) => logger.info({ kids }, 'generated gateway keys in the HSM'));
     const queue = await makeWorkerUtils({ pgPool: db.pool, logger: silentLogger() });
-    const ctx: GatewayContext = { config, pool: db.pool, hsm: opened, keyring, queue, logger, fetch: globalThis.fetch };
+    const directory = directoryFromConfig(config, { pool: db.pool, fetch: globalThis.fetch, logger });
+    const ctx: GatewayContext = { config, pool: db.pool, hsm: opened, keyring, queue, logger, fetch: globalThis.fetch, directory };
     return {
       ctx,
       close: async () => {

@@ -1,15 +1,30 @@
 import type { TaskList } from 'graphile-worker';
 import type { GatewayContext } from '../context.ts';
+import { AUDIT_CHECKPOINT_CRON, AUDIT_CHECKPOINT_TASK, auditCheckpointTask } from './audit-checkpoint.ts';
+import { DELIVER_TASK } from '../exchange/intake-store.ts';
+import { deliverTask } from './deliver.ts';
+import { FORWARD_TASK } from '../exchange/forward.ts';
+import { inboxForwardTask } from './inbox-forward.ts';
+import { DELIVER_IMAGING_TASK } from '../exchange/imaging-store.ts';
+import { deliverImagingTask } from './deliver-imaging.ts';
+import { KEYS_ROTATE_CRON, KEYS_ROTATE_TASK, PARTNER_KEYS_REFRESH_CRON, PARTNER_KEYS_REFRESH_TASK, keysRotateTask, partnerKeysRefreshTask } from './keys.ts';
 
 /**
  * Every graphile-worker task. Payloads carry ids only (never PHI); each task
  * asserts its payload's shape and calls a pipeline in src/exchange or src/keys.
  */
-export function taskList(_ctx: GatewayContext): TaskList {
-  return {};
+export function taskList(ctx: GatewayContext): TaskList {
+  return {
+    [AUDIT_CHECKPOINT_TASK]: auditCheckpointTask(ctx),
+    [DELIVER_TASK]: deliverTask(ctx),
+    [FORWARD_TASK]: inboxForwardTask(ctx),
+    [DELIVER_IMAGING_TASK]: deliverImagingTask(ctx),
+    [KEYS_ROTATE_TASK]: keysRotateTask(ctx),
+    [PARTNER_KEYS_REFRESH_TASK]: partnerKeysRefreshTask(ctx),
+  };
 }
 
 /** Recurring jobs (graphile-worker crontab syntax). */
 export function crontab(_ctx: GatewayContext): string {
-  return '';
+  return [AUDIT_CHECKPOINT_CRON, KEYS_ROTATE_CRON, PARTNER_KEYS_REFRESH_CRON].join('\n');
 }

@@ -1,0 +1,148 @@
+/**
+ * Outbound intake throughput (issue 4), in one run:
+ *   gateway  POST /fhir/$process-message over HTTP with autocannon: a 10 KiB message Bundle to 2
+ *            partners (validate, 2 HSM signs, 2 seals, group-committed rows + jobs + audit), then the
+ *            same at half the peak rate for the latency check
+ *   raw      the lean ceiling looped without HTTP: per bundle the 2 HSM signs and 2 node:crypto seals,
+ *            and the same rows, jobs and audit entries written in batches of 100
+ *   drain    the worker draining the queued deliver jobs with a no-op task: graphile-worker defaults
+ *            against localQueue + batched completion
+ * Run: npm run bench:intake [-- seconds]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash, randomUUID } from 'node:crypto';
+import autocannon from 'autocannon';
+import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
+import { run } from 'graphile-worker';
+import { buildApp } from '../plugins/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { registerClient } from '../src/auth/clients.ts';
+import { ASSERTION_TYPE, TOKEN_PATH } from '../src/auth/token-endpoint.ts';
+import { inTransaction } from '../src/db/pool.ts';
+import { silentLogger } from '../src/db/migrate.ts';
+import { enqueueDeliveries, writeIntakes, type IntakeRecord } from '../src/exchange/intake-store.ts';
+import { claimsPayload, envelopeDigest } from '../src/exchange/protocol.ts';
+import { signCompact } from '../src/jose/jws.ts';
+import { sealCompact } from '../src/jose/seal.ts';
+import { freePort } from '../test/helpers/ports.ts';
+
+const SECONDS = Number(process.argv[2] ?? 10);
+const CONNECTIONS = 32;
+delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
+
+const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-intake-'));
+const port = await freePort();
+const config = loadConfig({ DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', HSM_SESSIONS: '4', RATE_LIMIT: '0' });
+const app = await buildApp(config, { logger: false });
+await app.listen({ port, host: '127.0.0.1' });
+const ctx = app.ctx;
+const url = `http://127.0.0.1:${port}`;
+
+async function partner(id: string) {
+  const enc = await exportJWK((await generateKeyPair('ECDH-ES', { extractable: true })).publicKey);
+  const sig = await exportJWK((await generateKeyPair('ES256', { extractable: true })).publicKey);
+  const jwks = { keys: [{ ...enc, kid: await calculateJwkThumbprint(enc), use: 'enc', alg: 'ECDH-ES' }, { ...sig, kid: await calculateJwkThumbprint(sig), use: 'sig', alg: 'ES256' }] };
+  await ctx.directory.add({ id, endpoint: `https://${id}/inbox`, jwks });
+  return { id, enc: jwks.keys[0]! };
+}
+
+function bundle10k(ids: string[]): string {
+  const b = {
+    resourceType: 'Bundle', type: 'message',
+    entry: [
+      { fullUrl: 'urn:uuid:0c3a3e3a-1f1e-4c8e-9b1a-3c5d7e9f1a2b', resource: { resourceType: 'MessageHeader', eventCoding: { code: 'referral' }, source: { endpoint: 'urn:bench' }, destination: ids.map((id) => ({ endpoint: `https://${id}/inbox`, receiver: { identifier: { value: id } } })) } },
+      { fullUrl: 'urn:uuid:5d1c1a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6', resource: { resourceType: 'Basic', code: { text: 'pad' }, extension: [{ url: 'urn:pad', valueString: '' }] } },
+    ],
+  };
+  const base = JSON.stringify(b).length;
+  (b.entry[1]!.resource as { extension: Array<{ valueString: string }> }).extension[0]!.valueString = 'x'.repeat(10_240 - base);
+  return JSON.stringify(b);
+}
+
+async function bearer(): Promise<string> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' };
+  await registerClient(ctx.pool, { id: 'bench-ehr', name: 'bench', jwks: { keys: [jwk] }, scopes: ['system/Bundle.write'], rateLimit: 0 });
+  const assertion = await new SignJWT({ iss: 'bench-ehr', sub: 'bench-ehr', aud: url + TOKEN_PATH, jti: randomUUID(), exp: Math.floor(Date.now() / 1000) + 240 })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench', typ: 'JWT' }).sign(privateKey);
+  const res = await fetch(url + TOKEN_PATH, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion, scope: 'system/Bundle.write' }) });
+  if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
+  return `Bearer ${((await res.json()) as { access_token: string }).access_token}`;
+}
+
+function cannon(body: string, auth: string, seconds: number, overallRate?: number, connections = CONNECTIONS) {
+  return autocannon({
+    url: `${url}/fhir/$process-message`, method: 'POST', connections, duration: seconds, workers: 1, ...(overallRate ? { overallRate } : {}),
+    headers: { 'content-type': 'application/fhir+json', authorization: auth }, body,
+  });
+}
+
+const a = await partner('bench-a.test');
+const b = await partner('bench-b.test');
+const body = bundle10k([a.id, b.id]);
+const auth = await bearer();
+console.log(`bundle ${Buffer.byteLength(body)} bytes, 2 recipients, ${SECONDS} s per phase, ${CONNECTIONS} connections`);
+
+await cannon(body, auth, 2); // warm-up
+const single = await cannon(body, auth, 3, undefined, 1);
+console.log(`single   ${single.requests.average.toFixed(0).padStart(6)} bundles/s  p50 ${single.latency.p50} ms  p99 ${single.latency.p99} ms  (1 connection)`);
+const peak = await cannon(body, auth, SECONDS);
+if (peak.non2xx) throw new Error(`${peak.non2xx} non-2xx answers`);
+const gwRate = peak.requests.average;
+console.log(`gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  p50 ${peak.latency.p50} ms  p99 ${peak.latency.p99} ms`);
+const half = await cannon(body, auth, SECONDS, Math.floor(gwRate / 2));
+console.log(`half     ${half.requests.average.toFixed(0).padStart(6)} bundles/s  p50 ${half.latency.p50} ms  p99 ${half.latency.p99} ms  (offered ${Math.floor(gwRate / 2)}/s)`);
+
+// Raw ceiling: the same crypto and the same writes, no HTTP, no validation, batches of 100.
+const signer = ctx.keyring.signer('sig');
+const digest = 'sha-256=' + createHash('sha256').update(body).digest('base64url');
+async function record(): Promise<IntakeRecord> {
+  const exchangeId = randomUUID();
+  const deliveries = await Promise.all([a, b].map(async (p) => {
+    const id = randomUUID();
+    const jws = await signCompact(signer, claimsPayload({ iss: config.org, aud: p.id, iat: 0, jti: id, exchange: exchangeId, content_type: 'application/fhir+json' }, body), { typ: 'exchange+jwt' });
+    const envelope = sealCompact(jws, p.enc as never);
+    return { id, partnerId: p.id, kid: p.enc.kid, envelope, envelopeDigest: envelopeDigest(envelope) };
+  }));
+  const audit = [
+    { type: 'intake.accepted', outcome: 'success' as const, entity: [{ type: 'exchange', id: exchangeId, digest }] },
+    ...deliveries.flatMap((d) => [
+      { type: 'exchange.signed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id }] },
+      { type: 'exchange.sealed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }] },
+    ]),
+  ];
+  return { exchange: { id: exchangeId, clientId: 'raw', bundleType: 'message', contentDigest: digest, contentLength: body.length, idempotencyKey: null }, deliveries, audit };
+}
+let rawCount = 0;
+const rawStart = performance.now();
+while (performance.now() - rawStart < SECONDS * 1000) {
+  const batch = await Promise.all(Array.from({ length: 100 }, record));
+  await inTransaction(ctx.pool, (db) => writeIntakes(db, batch));
+  rawCount += 100;
+}
+const rawRate = rawCount / ((performance.now() - rawStart) / 1000);
+console.log(`raw      ${rawRate.toFixed(0).padStart(6)} bundles/s`);
+console.log(`gateway/raw = ${(gwRate / rawRate).toFixed(2)}`);
+
+// Drain: JOBS deliver jobs run by a no-op task (the queue's own cost), per worker setting.
+async function drain(name: string, preset: object, jobs: number): Promise<void> {
+  await ctx.pool.query('DELETE FROM graphile_worker._private_jobs');
+  await inTransaction(ctx.pool, (db) => enqueueDeliveries(db, Array.from({ length: jobs }, () => randomUUID())));
+  let done = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const start = performance.now();
+  const runner = await run({ pgPool: ctx.pool, concurrency: 8, noHandleSignals: true, pollInterval: 1000, logger: silentLogger(), preset: { worker: preset } as never,
+    taskList: { deliver: async () => { if (++done === jobs) finish(); } } });
+  await Promise.race([finished, new Promise((r) => setTimeout(r, 4 * SECONDS * 1000))]);
+  const secs = (performance.now() - start) / 1000;
+  await runner.stop();
+  console.log(`drain ${name.padEnd(32)} ${(done / secs).toFixed(0).padStart(6)} jobs/s  (${done} of ${jobs} jobs)`);
+}
+await drain('defaults', {}, 5_000);
+await drain('localQueue 500 + batched complete', { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 }, 5_000);
+
+await app.close();
+process.exit(0);

@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { loadConfig } from '../config.ts';
+import { openDatabase, type Database } from '../runtime/database.ts';
+import { appendAudit } from '../audit/append.ts';
+import { GatewayError } from '../errors.ts';
+import { listClients, registerClient, setClientEnabled } from '../auth/clients.ts';
+import { parseScopes } from '../auth/scopes.ts';
+import { bindPartnerCertificate, listTlsBindings, unbindCertificate } from '../auth/tls-bindings.ts';
+import { UsageError, parse, print, table, type Command } from './command.ts';
+import { cliLogger } from './logger.ts';
+
+/** CLI actions are audited as the operating-system user who ran them. */
+const operator = () => ({ type: 'admin' as const, id: `cli:${userInfo().username}` });
+
+/** Open the database (no HSM: works from a second shell while the gateway runs) and run fn in one transaction. */
+async function inTransaction<T>(fn: (db: import('pg').PoolClient) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const database: Database = await openDatabase(config, cliLogger(config));
+  const db = await database.pool.connect();
+  try {
+    await db.query('BEGIN');
+    const out = await fn(db);
+    await db.query('COMMIT');
+    return out;
+  } catch (err) {
+    await db.query('ROLLBACK').catch(() => undefined);
+    if (err instanceof GatewayError && (err.status < 500)) throw new UsageError(err.message);
+    throw err;
+  } finally {
+    db.release();
+    await database.close();
+  }
+}
+
+export const clientsCommand: Command = {
+  name: 'clients',
+  summary: 'register, list and disable API clients (SMART Backend Services)',
+  usage: `gateway clients add --id ID (--jwks-uri URL | --jwks-file FILE) --scope "SCOPES" [--name NAME] [--rate-limit N]
+gateway clients list [--json]
+gateway clients disable --id ID
+gateway clients enable --id ID
+
+Clients authenticate at POST /auth/token with a JWT signed by a key of their
+JWKS (private_key_jwt) and receive 5-minute access tokens. Scopes:
+  system/Bundle.write (or system/*.write)  send bundles
+  system/*.read                            read own exchanges and inbox messages
+  system/AuditEvent.read                   read the audit trail
+  system/gateway.admin                     manage clients, partners and keys
+The first admin client can only be registered here (the CLI has database access):
+  gateway clients add --id ops-console --jwks-file ops.jwks.json --scope system/gateway.admin
+Disabling revokes the client's live tokens at once. Reads and writes the
+database only, so it works from a second shell while the gateway runs.`,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      id: { type: 'string' }, name: { type: 'string' }, 'jwks-uri': { type: 'string' }, 'jwks-file': { type: 'string' },
+      scope: { type: 'string' }, 'rate-limit': { type: 'string' }, json: { type: 'boolean' },
+    }, true);
+    const sub = positionals[0];
+    if (sub === 'list') {
+      const config = loadConfig();
+      const database = await openDatabase(config, cliLogger(config));
+      try {
+        const clients = await listClients(database.pool);
+        if (values.json) print(JSON.stringify(clients, null, 2));
+        else print(table(clients.map((c) => ({ id: c.id, name: c.name, enabled: String(c.enabled), scopes: c.scopes.join(' '), keys: c.jwksUri ?? `inline (${c.jwks?.keys.length ?? 0})` })), ['id', 'name', 'enabled', 'scopes', 'keys']));
+        return 0;
+      } finally {
+        await database.close();
+      }
+    }
+    const id = values.id ?? positionals[1];
+    if (!id) throw new UsageError('--id is required');
+    if (sub === 'add') {
+      if (!values.scope) throw new UsageError('--scope is required, e.g. --scope "system/Bundle.write system/*.read"');
+      if (Boolean(values['jwks-uri']) === Boolean(values['jwks-file'])) throw new UsageError('give exactly one of --jwks-uri and --jwks-file');
+      let jwks: unknown;
+      if (values['jwks-file']) {
+        try {
+          jwks = JSON.parse(readFileSync(values['jwks-file'], 'utf8'));
+        } catch (err) {
+          throw new UsageError(`--jwks-file ${values['jwks-file']}: ${(err as Error).message}`);
+        }
+      }
+      const rateLimit = values['rate-limit'] === undefined ? undefined : Number(values['rate-limit']);
+      const c = await inTransaction(async (db) => {
+        const created = await registerClient(db, { id, name: values.name, jwks, jwksUri: values['jwks-uri'], scopes: parseScopes(values.scope!), rateLimit });
+        await appendAudit(db, [{ type: 'client.registered', outcome: 'success', agent: operator(), entity: [{ type: 'client', id }], detail: { scope: created.scopes.join(' ') } }]);
+        return created;
+      });
+      print(`registered client ${c.id} with scopes: ${c.scopes.join(' ')}`);
+      return 0;
+    }
+    if (sub === 'disable' || sub === 'enable') {
+      await inTransaction(async (db) => {
+        if (!(await setClientEnabled(db, id, sub === 'enable'))) throw new UsageError(`no client ${id}`);
+        await appendAudit(db, [{ type: `client.${sub}d`, outcome: 'success', agent: operator(), entity: [{ type: 'client', id }] }]);
+      });
+      print(`client ${id} ${sub}d`);
+      return 0;
+    }
+    throw new UsageError(`unknown clients subcommand ${sub ?? '(none)'}; try add, list, disable or enable`);
+  },
+};
+
+export const tlsCommand: Command = {
+  name: 'tls',
+  summary: 'bind partner certificates for mutual TLS on /inbox',
+  usage: `gateway tls bind --partner PARTNER_ID (--cert FILE.pem | --sha256 HEX)
+gateway tls list [--json]
+gateway tls unbind --sha256 HEX
+
+With TLS_CLIENT_CA_FILE set, a peer posting to /inbox must present a
+certificate issued by that CA AND bound here to a partner. Works from a second shell.`,
+  async run(args) {
+    const { values, positionals } = parse(args, { partner: { type: 'string' }, cert: { type: 'string' }, sha256: { type: 'string' }, json: { type: 'boolean' } }, true);
+    const sub = positionals[0];
+    if (sub === 'list') {
+      const rows = await inTransaction((db) => listTlsBindings(db));
+      print(values.json ? JSON.stringify(rows, null, 2) : table(rows.map((r) => ({ partner: r.partnerId, sha256: r.certSha256, created: r.createdAt ?? '' })), ['partner', 'sha256', 'created']));
+      return 0;
+    }
+    if (sub === 'bind') {
+      if (!values.partner) throw new UsageError('--partner is required');
+      let certPem: string | undefined;
+      if (values.cert) {
+        try {
+          certPem = readFileSync(values.cert, 'utf8');
+        } catch (err) {
+          throw new UsageError(`--cert ${values.cert}: ${(err as Error).message}`);
+        }
+      }
+      const b = await inTransaction(async (db) => {
+        const out = await bindPartnerCertificate(db, { partnerId: values.partner, certPem, certSha256: values.sha256 });
+        await appendAudit(db, [{ type: 'tls.bound', outcome: 'success', agent: operator(), entity: [{ type: 'partner', id: out.partnerId, digest: out.certSha256 }] }]);
+        return out;
+      });
+      print(`certificate ${b.certSha256} bound to partner ${b.partnerId}`);
+      return 0;
+    }
+    if (sub === 'unbind') {
+      if (!values.sha256) throw new UsageError('--sha256 is required');
+      await inTransaction(async (db) => {
+        const partnerId = await unbindCertificate(db, values.sha256!);
+        if (!partnerId) throw new UsageError('no such binding');
+        await appendAudit(db, [{ type: 'tls.unbound', outcome: 'success', agent: operator(), entity: [{ type: 'partner', id: partnerId, digest: values.sha256! }] }]);
+      });
+      print('unbound');
+      return 0;
+    }
+    throw new UsageError(`unknown tls subcommand ${sub ?? '(none)'}; try bind, list or unbind`);
+  },
+};

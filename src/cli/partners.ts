@@ -1,0 +1,74 @@
+import { readFileSync } from 'node:fs';
+import { loadConfig } from '../config.ts';
+import { GatewayError } from '../errors.ts';
+import { openDatabase } from '../runtime/database.ts';
+import { directoryFromConfig } from '../directory/directory.ts';
+import { partnerJson } from '../directory/json.ts';
+import { UsageError, parse, print, table, type Command } from './command.ts';
+import { cliLogger } from './logger.ts';
+
+const USAGE = `gateway partners add --id ID --endpoint URL (--jwks-uri URL | --jwks-file FILE) [--name NAME]
+gateway partners list [--json]
+gateway partners remove ID
+
+Manages the partner directory: each partner is an organisation (id, name)
+with one inbox endpoint and its published keys, either a JWKS URI (fetched
+and cached by Cache-Control) or an inline JWKS read from FILE.
+The id is the string agreed with the partner (often its PUBLIC_URL); it is
+the aud of what we send it and the iss of its receipts.
+Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR).`;
+
+export const partnersCommand: Command = {
+  name: 'partners',
+  summary: 'add, list and remove partner organisations',
+  usage: USAGE,
+  async run(args) {
+    const { values, positionals } = parse(
+      args,
+      { id: { type: 'string' }, endpoint: { type: 'string' }, 'jwks-uri': { type: 'string' }, 'jwks-file': { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } },
+      true,
+    );
+    const sub = positionals[0];
+    if (sub !== 'add' && sub !== 'list' && sub !== 'remove') throw new UsageError(`unknown partners subcommand ${sub ?? '(none)'}`);
+    let jwks: unknown;
+    if (sub === 'add') {
+      if (!values.id || !values.endpoint) throw new UsageError('add needs --id and --endpoint');
+      if (!values['jwks-uri'] === !values['jwks-file']) throw new UsageError('add needs exactly one of --jwks-uri or --jwks-file');
+      if (values['jwks-file']) {
+        try {
+          jwks = JSON.parse(readFileSync(values['jwks-file'], 'utf8'));
+        } catch (err) {
+          throw new UsageError(`--jwks-file ${values['jwks-file']}: ${(err as Error).message}`);
+        }
+      }
+    }
+    const removeId = sub === 'remove' ? (positionals[1] ?? values.id) : undefined;
+    if (sub === 'remove' && !removeId) throw new UsageError('remove needs the partner id');
+    const config = loadConfig();
+    const logger = cliLogger(config);
+    const db = await openDatabase(config, logger);
+    try {
+      const directory = directoryFromConfig(config, { pool: db.pool, fetch: globalThis.fetch, logger });
+      if (sub === 'add') {
+        const p = await directory.add({ id: values.id!, endpoint: values.endpoint!, name: values.name, jwksUri: values['jwks-uri'], jwks });
+        print(`added partner ${p.id} (inbox ${p.endpoint})`);
+      } else if (sub === 'remove') {
+        await directory.remove(removeId!);
+        print(`removed partner ${removeId}`);
+      } else {
+        const partners = await directory.list();
+        if (values.json) print(JSON.stringify(partners.map(partnerJson), null, 2));
+        else print(table(partners.map((p) => ({ id: p.id, name: p.name, endpoint: p.endpoint, keys: p.jwksUri ?? `inline (${p.jwks?.keys.length ?? 0})`, status: p.status })), ['id', 'name', 'endpoint', 'keys', 'status']));
+      }
+      return 0;
+    } catch (err) {
+      if (err instanceof GatewayError) {
+        process.stderr.write(`gateway partners: ${err.message}\n`);
+        return err.code === 'NOT_FOUND' ? 3 : 1;
+      }
+      throw err;
+    } finally {
+      await db.close();
+    }
+  },
+};

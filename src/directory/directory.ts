@@ -1,0 +1,196 @@
+import type pg from 'pg';
+import { GatewayError } from '../errors.ts';
+import { appendAudit, type AuditInput } from '../audit/append.ts';
+import { inTransaction } from '../db/pool.ts';
+import { JwksFetcher, DEFAULT_JWKS_LIMITS, type DirectoryLogger as Logger, type JwksLimits } from './jwks-fetch.ts';
+import { checkJwks, selectEncryptionKey, selectVerificationKey, type Jwks, type PartnerJwk } from './keys.ts';
+import { recordedPartnerKey } from '../keys/partner-keys.ts';
+import { deletePartner, findPartner, findPartnersByIdOrEndpoint, insertPartner, listPartners, updatePartner, type Partner, type PartnerStatus } from './store.ts';
+
+export type { Partner, PartnerStatus } from './store.ts';
+export type { Jwks, PartnerJwk } from './keys.ts';
+
+/** Who changes the directory, for the audit entry. */
+export type DirectoryActor = NonNullable<AuditInput['agent']>;
+
+const CLI_ACTOR: DirectoryActor = { type: 'admin', id: 'cli' };
+
+export interface PartnerInput {
+  id: string;
+  name?: string;
+  endpoint: string;
+  jwksUri?: string;
+  jwks?: unknown;
+  status?: PartnerStatus;
+}
+
+const ID_RE = /^[\x21-\x7e]{1,256}$/;
+
+function httpUrl(value: unknown, field: string): string {
+  if (typeof value !== 'string') throw new GatewayError('INVALID_VALUE', `${field} is required (an http or https URL)`, { expression: field });
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new GatewayError('INVALID_VALUE', `${field} is not a valid URL`, { expression: field });
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new GatewayError('INVALID_VALUE', `${field} must be an http or https URL`, { expression: field });
+  if (u.username || u.password) throw new GatewayError('INVALID_VALUE', `${field} must not carry credentials`, { expression: field });
+  return u.toString();
+}
+
+/**
+ * Partner organisations (FHIR Organization + Endpoint) and their published
+ * keys. Reads go to the database each time (other processes may edit the
+ * directory); fetched JWKS documents are cached in memory per process.
+ */
+export class Directory {
+  readonly #pool: pg.Pool;
+  readonly #logger: Logger;
+  readonly #limits: JwksLimits;
+  readonly #jwks: JwksFetcher;
+  readonly #keyHistory: KeyHistoryLookup | undefined;
+
+  constructor(deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger; limits?: Partial<JwksLimits>; keyHistory?: KeyHistoryLookup }) {
+    this.#pool = deps.pool;
+    this.#keyHistory = deps.keyHistory;
+    this.#logger = deps.logger;
+    this.#limits = { ...DEFAULT_JWKS_LIMITS, ...deps.limits };
+    this.#jwks = new JwksFetcher(deps.fetch, deps.logger, this.#limits);
+  }
+
+  /** Validate input into stored fields; an inline JWKS must carry a usable encryption key. */
+  #fields(input: PartnerInput) {
+    if (typeof input.id !== 'string' || !ID_RE.test(input.id)) {
+      throw new GatewayError('INVALID_VALUE', 'id must be 1 to 256 printable characters without spaces (e.g. the partner\'s PUBLIC_URL)', { expression: 'id' });
+    }
+    const name = input.name ?? input.id;
+    if (typeof name !== 'string' || name.length === 0 || name.length > 512) throw new GatewayError('INVALID_VALUE', 'name must be 1 to 512 characters', { expression: 'name' });
+    const endpoint = httpUrl(input.endpoint, 'endpoint');
+    const status = input.status ?? 'active';
+    if (status !== 'active' && status !== 'suspended') throw new GatewayError('INVALID_VALUE', 'status must be active or suspended', { expression: 'status' });
+    if ((input.jwksUri === undefined) === (input.jwks === undefined)) {
+      throw new GatewayError('INVALID_VALUE', 'give exactly one of jwks_uri (the partner\'s published JWKS) or jwks (an inline JWKS)', { expression: ['jwks_uri', 'jwks'] });
+    }
+    const jwksUri = input.jwksUri === undefined ? null : httpUrl(input.jwksUri, 'jwks_uri');
+    let jwks: Jwks | null = null;
+    if (input.jwks !== undefined) {
+      jwks = checkJwks(input.jwks, this.#limits.maxKeys, 'jwks');
+      selectEncryptionKey(jwks, input.id);
+      if (Buffer.byteLength(JSON.stringify(jwks)) > this.#limits.maxBytes) throw new GatewayError('INVALID_VALUE', `jwks exceeds ${this.#limits.maxBytes} bytes`, { expression: 'jwks' });
+    }
+    return { id: input.id, name, endpoint, jwksUri, jwks, status };
+  }
+
+  /** Run a change and its audit entry in one transaction. */
+  #audited<T>(actor: DirectoryActor, type: string, id: string, change: (db: import('pg').PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.#pool, async (db) => {
+      const out = await change(db);
+      await appendAudit(db, [{ type, outcome: 'success', agent: actor, entity: [{ type: 'partner', id }] }]);
+      return out;
+    });
+  }
+
+  async add(input: PartnerInput, actor: DirectoryActor = CLI_ACTOR): Promise<Partner> {
+    const fields = this.#fields(input);
+    try {
+      return await this.#audited(actor, 'partner.added', fields.id, (db) => insertPartner(db, fields));
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') {
+        throw new GatewayError('CONFLICT', `a partner with this id or endpoint already exists`, { expression: ['id', 'endpoint'] });
+      }
+      throw err;
+    }
+  }
+
+  async update(input: PartnerInput, actor: DirectoryActor = CLI_ACTOR): Promise<Partner> {
+    const fields = this.#fields(input);
+    let updated: Partner | undefined;
+    try {
+      updated = await this.#audited(actor, 'partner.updated', fields.id, async (db) => {
+        const row = await updatePartner(db, fields);
+        if (!row) throw new GatewayError('NOT_FOUND', `no partner ${input.id}`);
+        return row;
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') throw new GatewayError('CONFLICT', 'another partner already uses this endpoint', { expression: 'endpoint' });
+      throw err;
+    }
+    if (!updated) throw new GatewayError('NOT_FOUND', `no partner ${input.id}`);
+    if (updated.jwksUri) this.#jwks.forget(updated.jwksUri);
+    return updated;
+  }
+
+  async remove(id: string, actor: DirectoryActor = CLI_ACTOR): Promise<void> {
+    await this.#audited(actor, 'partner.removed', id, async (db) => {
+      if (!(await deletePartner(db, id))) throw new GatewayError('NOT_FOUND', `no partner ${id}`);
+    });
+  }
+
+  async get(id: string): Promise<Partner | undefined> {
+    return findPartner(this.#pool, id);
+  }
+
+  async require(id: string): Promise<Partner> {
+    const p = await findPartner(this.#pool, id);
+    if (!p) throw new GatewayError('NOT_FOUND', `no partner ${id}`);
+    return p;
+  }
+
+  async list(): Promise<Partner[]> {
+    return listPartners(this.#pool);
+  }
+
+  /** Partners by id or inbox URL; the caller reports the ones not found. */
+  async resolve(refs: string[]): Promise<Partner[]> {
+    return refs.length ? findPartnersByIdOrEndpoint(this.#pool, refs) : [];
+  }
+
+  async #keys(p: Partner): Promise<Jwks> {
+    return p.jwks ?? this.#jwks.get(p.jwksUri!);
+  }
+
+  /** The partner's current encryption key (use enc, ECDH-ES, P-256/P-384); refused with a clear error if unusable. */
+  async encryptionKey(partnerOrId: string | Partner): Promise<PartnerJwk & { kid: string }> {
+    const p = typeof partnerOrId === 'string' ? await this.require(partnerOrId) : partnerOrId;
+    return selectEncryptionKey(await this.#keys(p), p.id);
+  }
+
+  /** The partner's signing key with this kid; an unknown kid triggers one JWKS refresh (with a cooldown). */
+  async verificationKey(partnerId: string, kid: string): Promise<PartnerJwk> {
+    const p = await this.require(partnerId);
+    let key = selectVerificationKey(await this.#keys(p), p.id, kid);
+    if (!key && p.jwksUri && (await this.#jwks.refreshForUnknownKid(p.jwksUri))) {
+      key = selectVerificationKey(await this.#jwks.get(p.jwksUri), p.id, kid);
+    }
+    if (!key && this.#keyHistory) {
+      // A key the partner published before and has since retired (issue 7): past signatures stay verifiable.
+      const recorded = await this.#keyHistory(p.id, kid);
+      if (recorded) key = selectVerificationKey({ keys: [{ ...recorded, kid }] }, p.id, kid);
+    }
+    if (!key) {
+      this.#logger.warn({ partner: p.id, kid }, 'unknown signing key id');
+      throw new GatewayError('FORBIDDEN', `partner ${p.id} publishes no signing key with kid ${kid}`);
+    }
+    return key;
+  }
+
+  /** The partner's JWKS fetched now (inline: as stored), for the key refresh job; throws if the fetch fails. */
+  async refreshKeys(p: Partner): Promise<Jwks> {
+    return p.jwks ?? this.#jwks.refreshNow(p.jwksUri!);
+  }
+}
+
+/** Looks up a signing key a partner published earlier under this kid (the key-transparency log). */
+export type KeyHistoryLookup = (partnerId: string, kid: string) => Promise<PartnerJwk | undefined>;
+
+/** The Directory with its limits taken from the configuration (JWKS_TIMEOUT, JWKS_MAX_BYTES, JWKS_REFRESH_COOLDOWN). */
+export function directoryFromConfig(
+  config: { jwksTimeout: number; jwksMaxBytes: number; jwksRefreshCooldown: number; inboxMaxAge?: number },
+  deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger },
+): Directory {
+  // Retired partner signing keys verify for INBOX_MAX_AGE after they disappear (content signed before is still arriving).
+  const window = config.inboxMaxAge ?? 48 * 3_600_000;
+  const keyHistory: KeyHistoryLookup = (partnerId, kid) => recordedPartnerKey(deps.pool, partnerId, kid, new Date(Date.now() - window));
+  return new Directory({ ...deps, keyHistory, limits: { timeoutMs: config.jwksTimeout, maxBytes: config.jwksMaxBytes, cooldownMs: config.jwksRefreshCooldown } });
+}

@@ -1,0 +1,72 @@
+import type pg from 'pg';
+import type { Jwks } from './keys.ts';
+
+type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+export type PartnerStatus = 'active' | 'suspended';
+
+/** A partner organisation: FHIR Organization (id, name, status) + its Endpoint (inbox, keys). */
+export interface Partner {
+  id: string;
+  name: string;
+  endpoint: string;
+  jwksUri: string | null;
+  jwks: Jwks | null;
+  status: PartnerStatus;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+interface Row {
+  id: string;
+  name: string;
+  endpoint: string;
+  jwks_uri: string | null;
+  jwks: Jwks | null;
+  status: PartnerStatus;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const toPartner = (r: Row): Partner => ({
+  id: r.id, name: r.name, endpoint: r.endpoint, jwksUri: r.jwks_uri, jwks: r.jwks, status: r.status, createdAt: r.created_at, updatedAt: r.updated_at,
+});
+
+export type PartnerFields = Pick<Partner, 'id' | 'name' | 'endpoint' | 'jwksUri' | 'jwks' | 'status'>;
+
+export async function insertPartner(db: Queryable, p: PartnerFields): Promise<Partner> {
+  const { rows } = await db.query<Row>(
+    `INSERT INTO partners (id, name, endpoint, jwks_uri, jwks, status) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
+    [p.id, p.name, p.endpoint, p.jwksUri, p.jwks ? JSON.stringify(p.jwks) : null, p.status],
+  );
+  return toPartner(rows[0]!);
+}
+
+export async function updatePartner(db: Queryable, p: PartnerFields): Promise<Partner | undefined> {
+  const { rows } = await db.query<Row>(
+    `UPDATE partners SET name = $2, endpoint = $3, jwks_uri = $4, jwks = $5, status = $6, updated_at = now() WHERE id = $1 RETURNING *`,
+    [p.id, p.name, p.endpoint, p.jwksUri, p.jwks ? JSON.stringify(p.jwks) : null, p.status],
+  );
+  return rows[0] ? toPartner(rows[0]) : undefined;
+}
+
+export async function deletePartner(db: Queryable, id: string): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM partners WHERE id = $1', [id]);
+  return (rowCount ?? 0) > 0;
+}
+
+export async function findPartner(db: Queryable, id: string): Promise<Partner | undefined> {
+  const { rows } = await db.query<Row>('SELECT * FROM partners WHERE id = $1', [id]);
+  return rows[0] ? toPartner(rows[0]) : undefined;
+}
+
+/** Partners whose id or inbox URL is one of `refs` (MessageHeader.destination matching). */
+export async function findPartnersByIdOrEndpoint(db: Queryable, refs: string[]): Promise<Partner[]> {
+  const { rows } = await db.query<Row>('SELECT * FROM partners WHERE id = ANY($1) OR endpoint = ANY($1)', [refs]);
+  return rows.map(toPartner);
+}
+
+export async function listPartners(db: Queryable): Promise<Partner[]> {
+  const { rows } = await db.query<Row>('SELECT * FROM partners ORDER BY id');
+  return rows.map(toPartner);
+}

@@ -1,0 +1,106 @@
+import { appendAudit } from '../audit/append.ts';
+import { GatewayError } from '../errors.ts';
+import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
+import { verifyCompact } from '../jose/verify.ts';
+import { gatewayDecryptionKeys } from './decryption-keys.ts';
+import { acknowledgeInboxMessage, getInboxMessage, listInboxMessages, type InboxContext, type InboxMessage, type InboxMetadata, type InboxQuery } from './inbox-store.ts';
+import { rawMember } from './json-member.ts';
+import { envelopeDigest, PROTOCOL } from './protocol.ts';
+import { CONTENT_ALGS, publicKeyOf } from './signed-content.ts';
+
+export interface OpenedMessage {
+  meta: InboxMetadata;
+  /** The Bundle JSON text exactly as the sender signed it. */
+  bundle: string;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Open a stored envelope again with the HSM-held key and re-verify the
+ * sender's signature with the key that verified it on receipt (the sender
+ * may have rotated since). Returns the Bundle text exactly as signed. Any
+ * failure means the row was altered at rest or our key is gone: a server
+ * fault, never handed over.
+ */
+export async function openStoredMessage(ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>, row: InboxMessage, resolveKey: DecryptionKeyResolver): Promise<string> {
+  try {
+    if (envelopeDigest(row.envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
+    const opened = await openCompactJwe(row.envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
+    const jws = opened.plaintext.toString('utf8');
+    opened.plaintext.fill(0);
+    const { payload } = await verifyCompact(jws, async () => publicKeyOf(row.senderJwk), { typ: PROTOCOL.contentTyp, algorithms: CONTENT_ALGS });
+    const text = Buffer.from(payload).toString('utf8');
+    const claims = JSON.parse(text) as { iss?: unknown; jti?: unknown };
+    if (claims.iss !== row.sender || claims.jti !== row.jti) throw new Error('claims do not match the stored metadata');
+    const raw = rawMember(text, 'content');
+    if (raw === undefined) throw new Error('no content member');
+    return raw;
+  } catch (err) {
+    ctx.logger.error({ messageId: row.id, reason: err instanceof GatewayError ? err.code : (err as Error).message }, 'a stored inbox message failed to open or verify');
+    throw new GatewayError('INTERNAL', 'the stored message failed to open or verify', { cause: err });
+  }
+}
+
+/**
+ * The hand-over to the local EHR. Messages rest sealed; reading one opens it
+ * again with the HSM-held key and re-verifies the sender's signature with the
+ * key that verified it on receipt (the sender may have rotated since), so a
+ * row altered at rest can never be handed over.
+ */
+export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
+  async function load(id: string) {
+    const row = UUID_RE.test(id) ? await getInboxMessage(ctx.pool, id) : undefined;
+    if (!row) throw new GatewayError('NOT_FOUND', `no inbox message ${id}`);
+    return row;
+  }
+
+  return {
+    list(query: InboxQuery): Promise<InboxMetadata[]> {
+      return listInboxMessages(ctx.pool, query);
+    },
+
+    async read(id: string, clientId: string): Promise<OpenedMessage> {
+      const row = await load(id);
+      let bundle: string;
+      try {
+        bundle = await openStoredMessage(ctx, row, resolveKey);
+      } catch (err) {
+        await appendAudit(ctx.pool, [{
+          type: 'inbox.read', outcome: 'serious-failure', agent: { type: 'client', id: clientId },
+          entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }],
+          detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
+        }]);
+        throw err;
+      }
+      await appendAudit(ctx.pool, [{
+        type: 'inbox.read', outcome: 'success', agent: { type: 'client', id: clientId },
+        entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }, { type: 'delivery', id: row.jti }],
+      }]);
+      return { meta: row, bundle };
+    },
+
+    async acknowledge(id: string, clientId: string): Promise<InboxMetadata> {
+      if (!UUID_RE.test(id)) throw new GatewayError('NOT_FOUND', `no inbox message ${id}`);
+      const client = await ctx.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await acknowledgeInboxMessage(client, id, clientId, new Date());
+        if (!result) throw new GatewayError('NOT_FOUND', `no inbox message ${id}`);
+        if (result.changed) {
+          await appendAudit(client, [{
+            type: 'inbox.acknowledged', outcome: 'success', agent: { type: 'client', id: clientId },
+            entity: [{ type: 'inbox-message', id, digest: result.meta.envelopeDigest }, { type: 'delivery', id: result.meta.jti }],
+          }]);
+        }
+        await client.query('COMMIT');
+        return result.meta;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+  };
+}

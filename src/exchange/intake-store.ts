@@ -1,0 +1,95 @@
+import type pg from 'pg';
+import { appendAudit, type AuditInput } from '../audit/append.ts';
+import { GatewayError } from '../errors.ts';
+
+/** Graphile-worker's own retries are only a safety net: the deliver task schedules its retries itself. */
+export const DELIVER_TASK = 'deliver';
+const SAFETY_NET_ATTEMPTS = 25;
+
+export interface SealedDelivery {
+  id: string;
+  partnerId: string;
+  kid: string;
+  envelope: string;
+  envelopeDigest: string;
+}
+
+/** Everything one accepted submission writes: no plaintext, only sealed envelopes, digests and ids. */
+export interface IntakeRecord {
+  exchange: { id: string; clientId: string; bundleType: string; contentDigest: string; contentLength: number; idempotencyKey: string | null };
+  deliveries: SealedDelivery[];
+  audit: AuditInput[];
+}
+
+export interface IntakeWritten {
+  exchangeId: string;
+  /** True when an earlier submission with the same Idempotency-Key won. */
+  replayed: boolean;
+}
+
+/** Job specs for graphile_worker.add_jobs, one per delivery, job key = delivery id, payload = ids only. */
+export async function enqueueDeliveries(db: pg.PoolClient, deliveryIds: string[], runAt: Date | null = null): Promise<void> {
+  if (deliveryIds.length === 0) return;
+  await db.query(
+    `SELECT count(*) FROM graphile_worker.add_jobs(
+       (SELECT array_agg(ROW($1::text, json_build_object('deliveryId', d), NULL::text, $3::timestamptz, $2::int, d::text, NULL::int, NULL::text[])::graphile_worker.job_spec)
+          FROM unnest($4::uuid[]) AS d))`,
+    [DELIVER_TASK, SAFETY_NET_ATTEMPTS, runAt, deliveryIds],
+  );
+}
+
+/**
+ * Write a batch of accepted submissions on one transaction: exchanges,
+ * deliveries (sealed envelopes only), one job per delivery and the audit
+ * entries. A submission whose Idempotency-Key already exists writes nothing
+ * and resolves to the first exchange (or an error if its content differs).
+ */
+export async function writeIntakes(db: pg.PoolClient, records: IntakeRecord[]): Promise<Array<IntakeWritten | Error>> {
+  const ex = records.map((r) => r.exchange);
+  const { rows } = await db.query<{ id: string }>(
+    `INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[])
+     ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING id`,
+    [ex.map((e) => e.id), ex.map((e) => e.clientId), ex.map((e) => e.bundleType), ex.map((e) => e.contentDigest), ex.map((e) => e.contentLength), ex.map((e) => e.idempotencyKey)],
+  );
+  const inserted = new Set(rows.map((r) => r.id));
+  const written = records.filter((r) => inserted.has(r.exchange.id));
+  const deliveries = written.flatMap((r) => r.deliveries.map((d) => ({ ...d, exchangeId: r.exchange.id })));
+  if (deliveries.length) {
+    await db.query(
+      `INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope, envelope_digest)
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])`,
+      [deliveries.map((d) => d.id), deliveries.map((d) => d.exchangeId), deliveries.map((d) => d.partnerId), deliveries.map((d) => d.kid), deliveries.map((d) => d.envelope), deliveries.map((d) => d.envelopeDigest)],
+    );
+    await enqueueDeliveries(db, deliveries.map((d) => d.id));
+  }
+  const losers = records.filter((r) => !inserted.has(r.exchange.id));
+  const firsts = new Map<string, { id: string; content_digest: string }>();
+  if (losers.length) {
+    const { rows: found } = await db.query<{ id: string; client_id: string; idempotency_key: string; content_digest: string }>(
+      `SELECT id, client_id, idempotency_key, content_digest FROM exchanges
+        WHERE (client_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [losers.map((r) => r.exchange.clientId), losers.map((r) => r.exchange.idempotencyKey)],
+    );
+    for (const f of found) firsts.set(`${f.client_id}\n${f.idempotency_key}`, f);
+  }
+  // Audit last: audit_head's row lock is then held only until the commit.
+  await appendAudit(db, written.flatMap((r) => r.audit));
+  return records.map((r) => {
+    if (inserted.has(r.exchange.id)) return { exchangeId: r.exchange.id, replayed: false };
+    const first = firsts.get(`${r.exchange.clientId}\n${r.exchange.idempotencyKey}`);
+    if (!first) return new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', { retryAfter: 1 });
+    if (first.content_digest !== r.exchange.contentDigest) return idempotencyMismatch();
+    return { exchangeId: first.id, replayed: true };
+  });
+}
+
+export const idempotencyMismatch = () =>
+  new GatewayError('UNPROCESSABLE', 'this Idempotency-Key was already used for a different body; use a new key for new content', { expression: 'Idempotency-Key' });
+
+/** The first exchange submitted with this key by this client, if any. */
+export async function findByIdempotencyKey(db: Pick<pg.Pool, 'query'>, clientId: string, key: string): Promise<{ id: string; contentDigest: string } | undefined> {
+  const { rows } = await db.query<{ id: string; content_digest: string }>('SELECT id, content_digest FROM exchanges WHERE client_id = $1 AND idempotency_key = $2', [clientId, key]);
+  return rows[0] ? { id: rows[0].id, contentDigest: rows[0].content_digest } : undefined;
+}

@@ -1,0 +1,25 @@
+/** Delay before the next attempt: exponential backoff with jitter, at least any Retry-After. */
+export function nextDelayMs(roundAttempts: number, baseMs: number, maxMs: number, retryAfterMs: number | undefined, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, roundAttempts - 1));
+  // "Equal jitter": half fixed, half random, so retries spread out yet never collapse to zero.
+  const backoff = ceiling / 2 + random() * (ceiling / 2);
+  return Math.max(backoff, retryAfterMs ?? 0);
+}
+
+/** Retry-After as milliseconds: delta-seconds or an HTTP-date (RFC 9110 §10.2.3); undefined if absent or invalid. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+export type AttemptClass = 'delivered' | 'transient' | 'permanent' | 'invalid-receipt';
+
+/** 408, 429 and 5xx are transient; other non-2xx answers are permanent. */
+export function classifyStatus(status: number): 'ok' | 'transient' | 'permanent' {
+  if (status >= 200 && status < 300) return 'ok';
+  if (status === 408 || status === 429 || status >= 500) return 'transient';
+  return 'permanent';
+}

@@ -1,0 +1,166 @@
+import { createDecipheriv, createHash, type DecipherGCM } from 'node:crypto';
+import { GatewayError } from '../errors.ts';
+import { fromB64u, isB64u } from './base64url.ts';
+import { ALLOWED, checkHeader, parseCompactJwe } from './jwe-header.ts';
+import { deriveCek, type OpenOptions } from './open.ts';
+import { fileSink, type PlaintextSink } from './stream-sinks.ts';
+
+/**
+ * The streaming reader of a compact JWE (ECDH-ES + A256GCM) of any size.
+ * The header is parsed and checked with the same allowlist as open.ts, the
+ * CEK is derived in the HSM (open.ts deriveCek), and the ciphertext is
+ * base64url-decoded and deciphered chunk by chunk into a sink. The sink
+ * releases nothing until decipher.final() has verified the tag AND the
+ * caller's check (e.g. a signed digest) has passed; on any failure it is
+ * discarded.
+ */
+
+export interface StreamOpenOptions extends OpenOptions {
+  /** The cty the header must carry (e.g. application/dicom). */
+  cty?: string;
+  /** Largest plaintext accepted (413 above). */
+  maxBytes?: number;
+}
+
+export interface StreamOpened {
+  header: Record<string, unknown>;
+  kid: string | undefined;
+  /** Plaintext length and SHA-256 (computed as it passed). */
+  length: number;
+  sha256: Buffer;
+  /** "sha-256=" + base64url(SHA-256(the JWE bytes exactly as read)), and their count. */
+  jweDigest: string;
+  jweLength: number;
+}
+
+const HEADER_MAX = 16 * 1024; // the protected header with an epk is a few hundred bytes
+const SMALL_MAX = 64; // iv and tag segments
+const malformed = (message: string, expression?: string) => new GatewayError('JWE_MALFORMED', message, { expression });
+
+/** base64url across chunk boundaries: whole 4-character groups only; the rest waits. */
+class Base64UrlDecoder {
+  #carry = '';
+  update(text: string): Buffer {
+    const data = this.#carry + text;
+    const whole = data.length - (data.length % 4);
+    this.#carry = data.slice(whole);
+    return whole ? decodeStrict(data.slice(0, whole)) : Buffer.alloc(0);
+  }
+  final(): Buffer {
+    if (this.#carry.length === 1) throw malformed('the ciphertext is not base64url', 'ciphertext');
+    const out = this.#carry ? decodeStrict(this.#carry) : Buffer.alloc(0);
+    this.#carry = '';
+    return out;
+  }
+}
+
+/** Buffer.from skips characters outside the alphabet; a short result betrays them. */
+function decodeStrict(text: string): Buffer {
+  const out = Buffer.from(text, 'base64url');
+  if (out.length !== Math.floor((text.length * 3) / 4) || text.includes('=')) throw malformed('the ciphertext is not base64url', 'ciphertext');
+  return out;
+}
+
+interface Started {
+  header: Record<string, unknown>;
+  kid: string | undefined;
+  decipher: DecipherGCM;
+}
+
+async function start(protectedB64: string, ek: string, ivB64: string, options: StreamOpenOptions): Promise<Started> {
+  if (!isB64u(ivB64)) throw malformed('the initialization vector is not base64url', 'iv');
+  // Reuse the compact parser and allowlist on the small segments (ciphertext and tag are checked as they come).
+  const jwe = parseCompactJwe(`${protectedB64}.${ek}.${ivB64}..${'A'.repeat(22)}`);
+  const accepted = checkHeader(jwe);
+  if (options.cty !== undefined && jwe.header.cty !== options.cty) {
+    throw malformed(`cty ${JSON.stringify(jwe.header.cty)} is not ${options.cty}`, 'header.cty');
+  }
+  const key = await options.resolveKey(accepted.kid);
+  if (!key) throw new GatewayError('JWE_UNKNOWN_KID', `kid ${JSON.stringify(accepted.kid ?? null)} is not one of this gateway's encryption keys`, { expression: 'header.kid' });
+  if (key.crv !== accepted.crv) throw new GatewayError('JWE_INVALID_EPK', `epk is on ${accepted.crv} but key ${key.kid} is on ${key.crv}`, { expression: 'header.epk' });
+  const cek = await deriveCek(options.hsm, key, accepted.epkPoint, ALLOWED.enc, accepted.apu, accepted.apv, 32, options.kdf);
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', cek, fromB64u(ivB64), { authTagLength: 16 });
+    decipher.setAAD(Buffer.from(protectedB64, 'ascii'));
+    return { header: jwe.header, kid: key.kid, decipher };
+  } finally {
+    cek.fill(0);
+  }
+}
+
+/**
+ * Open a streamed compact JWE into `sink`. `check` runs after the tag has
+ * verified and before the sink is committed: throw there to refuse (e.g.
+ * a digest that differs from the signed manifest). Returns what was opened;
+ * the sink's commit result is the caller's to use.
+ */
+export async function openStream(source: AsyncIterable<Buffer | string>, options: StreamOpenOptions, sink: PlaintextSink, check?: (opened: StreamOpened) => void | Promise<void>): Promise<StreamOpened> {
+  const jweHash = createHash('sha256');
+  const plainHash = createHash('sha256');
+  let jweLength = 0;
+  let length = 0;
+  const segments: string[] = [''];
+  let started: Started | undefined;
+  const decoder = new Base64UrlDecoder();
+  const maxBytes = options.maxBytes ?? Number.MAX_SAFE_INTEGER;
+  const emit = async (plain: Buffer) => {
+    if (!plain.length) return;
+    length += plain.length;
+    if (length > maxBytes) throw new GatewayError('PAYLOAD_TOO_LARGE', `the content exceeds ${maxBytes} bytes`);
+    plainHash.update(plain);
+    await sink.write(plain);
+  };
+  try {
+    for await (const raw of source) {
+      const chunk = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
+      jweHash.update(chunk);
+      jweLength += chunk.length;
+      let text = chunk.toString('latin1');
+      while (text.length) {
+        const seg = segments.length - 1;
+        const dot = text.indexOf('.');
+        const piece = dot < 0 ? text : text.slice(0, dot);
+        text = dot < 0 ? '' : text.slice(dot + 1);
+        if (seg === 3) {
+          await emit(started!.decipher.update(decoder.update(piece)));
+        } else {
+          segments[seg] += piece;
+          const limit = seg === 0 ? HEADER_MAX : SMALL_MAX;
+          if (segments[seg]!.length > limit) throw malformed(`JWE segment ${seg + 1} is too long`);
+        }
+        if (dot < 0) break;
+        if (seg === 4) throw malformed('not a compact JWE: more than 5 parts');
+        segments.push('');
+        if (seg === 2) started = await start(segments[0]!, segments[1]!, segments[2]!, options);
+      }
+    }
+    if (segments.length !== 5 || !started) throw malformed(`not a compact JWE: ${segments.length} parts instead of 5`);
+    await emit(started.decipher.update(decoder.final()));
+    const tagB64 = segments[4]!;
+    if (!isB64u(tagB64) || fromB64u(tagB64).length !== 16) throw malformed('the A256GCM authentication tag must be 128 bits', 'tag');
+    started.decipher.setAuthTag(fromB64u(tagB64));
+    let tail: Buffer;
+    try {
+      tail = started.decipher.final();
+    } catch {
+      throw new GatewayError('JWE_DECRYPT_FAILED', 'the content does not decrypt: authentication tag mismatch', { expression: 'tag' });
+    }
+    await emit(tail);
+    const opened: StreamOpened = { header: started.header, kid: started.kid, length, sha256: plainHash.digest(), jweDigest: 'sha-256=' + jweHash.digest('base64url'), jweLength };
+    await check?.(opened);
+    await sink.commit();
+    return opened;
+  } catch (err) {
+    await sink.discard();
+    throw err;
+  }
+}
+
+/**
+ * The brief's file form: decipher into a temporary file beside `dest`, and
+ * rename it to `dest` only after the tag (and `check`) verified; on failure
+ * the temporary file is deleted.
+ */
+export async function openStreamToFile(source: AsyncIterable<Buffer | string>, options: StreamOpenOptions, dest: string, check?: (opened: StreamOpened) => void | Promise<void>): Promise<StreamOpened> {
+  return openStream(source, options, await fileSink(dest), check);
+}

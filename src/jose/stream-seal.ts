@@ -1,0 +1,120 @@
+import { createCipheriv, diffieHellman, generateKeyPairSync, randomBytes, type CipherGCM } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, unlink } from 'node:fs/promises';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GatewayError } from '../errors.ts';
+import { b64u } from './base64url.ts';
+import { concatKdf, recipientPublicKey, type RecipientKey } from './seal.ts';
+
+/**
+ * A compact JWE (ECDH-ES + A256GCM) written as a stream:
+ *   header "." "" "." iv "." base64url(ciphertext) "." tag
+ * The tag is the last segment, so the ciphertext can be emitted as it is
+ * produced and the whole message is never held in memory. Same header
+ * rules as seal.ts (no zip, no aad); cty names the plaintext's media type.
+ */
+
+const CURVES: Record<string, string> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1' };
+
+/** base64url across chunk boundaries: only whole 3-byte groups are encoded; the rest waits for the next chunk. */
+export class Base64UrlEncoder {
+  #carry: Buffer = Buffer.alloc(0);
+  update(chunk: Buffer): Buffer {
+    const data = this.#carry.length ? Buffer.concat([this.#carry, chunk]) : chunk;
+    const whole = data.length - (data.length % 3);
+    this.#carry = Buffer.from(data.subarray(whole)); // copy: never pin the caller's chunk
+    return whole ? Buffer.from(data.subarray(0, whole).toString('base64url'), 'ascii') : Buffer.alloc(0);
+  }
+  final(): Buffer {
+    const rest = this.#carry.length ? Buffer.from(this.#carry.toString('base64url'), 'ascii') : Buffer.alloc(0);
+    this.#carry = Buffer.alloc(0);
+    return rest;
+  }
+}
+
+/** The JWE writer's state: prefix (header, empty key, iv), then ciphertext, then the tag. */
+export class JweStreamWriter {
+  readonly protectedB64: string;
+  readonly #cipher: CipherGCM;
+  readonly #encoder = new Base64UrlEncoder();
+  #prefix: Buffer | undefined;
+
+  constructor(recipient: RecipientKey, cty: string) {
+    const pub = recipientPublicKey(recipient);
+    const ephemeral = generateKeyPairSync('ec', { namedCurve: CURVES[recipient.crv!]! });
+    const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
+    const epk = ephemeral.publicKey.export({ format: 'jwk' });
+    const header = { alg: 'ECDH-ES', enc: 'A256GCM', kid: recipient.kid, epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y }, cty };
+    this.protectedB64 = b64u(JSON.stringify(header));
+    const cek = concatKdf(z);
+    z.fill(0);
+    const iv = randomBytes(12);
+    this.#cipher = createCipheriv('aes-256-gcm', cek, iv);
+    cek.fill(0); // the cipher holds its own copy of the key schedule
+    this.#cipher.setAAD(Buffer.from(this.protectedB64, 'ascii'));
+    this.#prefix = Buffer.from(`${this.protectedB64}..${b64u(iv)}.`, 'ascii');
+  }
+
+  #takePrefix(): Buffer[] {
+    const p = this.#prefix;
+    this.#prefix = undefined;
+    return p ? [p] : [];
+  }
+
+  /** Encrypt a plaintext chunk; returns the JWE bytes that can be written now. */
+  update(chunk: Buffer): Buffer {
+    const out = [...this.#takePrefix(), this.#encoder.update(this.#cipher.update(chunk))];
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /** The rest of the ciphertext, then "." and the tag. */
+  final(): Buffer {
+    const tail = this.#encoder.update(this.#cipher.final());
+    return Buffer.concat([...this.#takePrefix(), tail, this.#encoder.final(), Buffer.from(`.${b64u(this.#cipher.getAuthTag())}`, 'ascii')]);
+  }
+}
+
+/** A Transform: plaintext in, compact JWE ASCII out. */
+export function sealTransform(recipient: RecipientKey, cty: string): Transform {
+  const writer = new JweStreamWriter(recipient, cty);
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      try {
+        done(null, writer.update(chunk));
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+    flush(done) {
+      try {
+        done(null, writer.final());
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+  });
+}
+
+let seq = 0;
+/** A temporary path beside `path`, so the final rename stays on one file system. */
+export const tempPathFor = (path: string) => `${path}.part-${process.pid}-${Date.now()}-${seq++}`;
+
+/**
+ * Seal a plaintext stream into a file: written to a temporary name and
+ * renamed into place only when complete (a crash leaves no half envelope
+ * under the final name). Returns the file's length.
+ */
+export async function sealStreamToFile(source: Readable | AsyncIterable<Buffer>, recipient: RecipientKey, cty: string, path: string): Promise<number> {
+  const tmp = tempPathFor(path);
+  const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+  try {
+    await pipeline(source, sealTransform(recipient, cty), out);
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    if (err instanceof GatewayError) throw err;
+    throw err;
+  }
+  return out.bytesWritten;
+}

@@ -1,0 +1,115 @@
+import { createCipheriv, createDecipheriv, randomBytes, type CipherGCM } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import { tempPathFor } from './stream-seal.ts';
+
+/**
+ * Where streamed plaintext goes while its JWE tag is not yet verified.
+ * write() may be called many times; then exactly one of commit() (after the
+ * tag and every check passed) or discard().
+ */
+export interface PlaintextSink {
+  write(chunk: Buffer): Promise<void>;
+  commit(): Promise<void>;
+  discard(): Promise<void>;
+}
+
+async function tempFile(nearPath: string): Promise<{ path: string; fh: FileHandle }> {
+  const path = tempPathFor(nearPath);
+  return { path, fh: await open(path, 'wx', 0o600) };
+}
+
+/** Plaintext into a temporary file beside dest, renamed to dest on commit, deleted on discard. */
+export async function fileSink(dest: string): Promise<PlaintextSink> {
+  const { path, fh } = await tempFile(dest);
+  let closed = false;
+  const close = async () => {
+    if (!closed) {
+      closed = true;
+      await fh.close();
+    }
+  };
+  return {
+    write: async (chunk) => {
+      await fh.write(chunk);
+    },
+    commit: async () => {
+      await fh.sync();
+      await close();
+      await rename(path, dest);
+    },
+    discard: async () => {
+      await close().catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+/** Verify only: the plaintext is hashed by the reader and then dropped. */
+export function nullSink(): PlaintextSink {
+  return { write: async () => undefined, commit: async () => undefined, discard: async () => undefined };
+}
+
+export interface SpoolSink extends PlaintextSink {
+  /** After commit: the plaintext again, decrypted from the spool; the file is deleted when the stream ends or fails. */
+  read(): Readable;
+}
+
+/**
+ * A spool for plaintext that must wait for its tag without resting on disk
+ * in the clear: it is re-encrypted (AES-256-GCM) under a random key that
+ * lives only in this process's memory. A crash leaves only ciphertext whose
+ * key is gone. Reading it back checks the spool's own tag at the end and
+ * fails the stream if the file was altered.
+ */
+export async function spoolSink(nearPath: string): Promise<SpoolSink> {
+  const key = randomBytes(32);
+  const iv = randomBytes(12);
+  const cipher: CipherGCM = createCipheriv('aes-256-gcm', key, iv);
+  const { path, fh } = await tempFile(nearPath);
+  let tag: Buffer | undefined;
+  let closed = false;
+  const remove = async () => {
+    if (!closed) {
+      closed = true;
+      await fh.close().catch(() => undefined);
+    }
+    await unlink(path).catch(() => undefined);
+    key.fill(0);
+  };
+  return {
+    write: async (chunk) => {
+      await fh.write(cipher.update(chunk));
+    },
+    commit: async () => {
+      const rest = cipher.final();
+      if (rest.length) await fh.write(rest);
+      tag = cipher.getAuthTag();
+      closed = true;
+      await fh.close();
+    },
+    discard: remove,
+    read: () => {
+      if (!tag) throw new Error('spool read before commit');
+      const decipher = createDecipheriv('aes-256-gcm', key, iv);
+      decipher.setAuthTag(tag);
+      const out = pipeline(
+        createReadStream(path),
+        new Transform({
+          transform: (chunk: Buffer, _e, done) => done(null, decipher.update(chunk)),
+          flush: (done) => {
+            try {
+              done(null, decipher.final());
+            } catch (err) {
+              done(err as Error);
+            }
+          },
+        }),
+        () => undefined, // errors surface on `out` itself
+      );
+      out.once('close', () => void remove());
+      return out;
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import type { Queryable } from './store.ts';
+import { listKeys } from './store.ts';
+
+/** One key's whole life, for audit packs and GET /admin/keys (public key included, never private material). */
+export interface KeyHistoryEntry {
+  kid: string;
+  use: string;
+  alg: string;
+  state: string;
+  hsm_label: string;
+  public_jwk: Record<string, unknown>;
+  created: string;
+  published: string | null;
+  activated: string | null;
+  deactivated: string | null;
+  destroyed: string | null;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/**
+ * Every key the gateway ever held, in every state, oldest first. The rows are
+ * never deleted, so signatures by retired keys (receipts, checkpoints) stay
+ * verifiable from an audit export for as long as the export is kept.
+ */
+export async function keyHistory(db: Queryable): Promise<KeyHistoryEntry[]> {
+  return (await listKeys(db))
+    .sort((a, b) => a.created_at.getTime() - b.created_at.getTime() || a.kid.localeCompare(b.kid))
+    .map((k) => ({
+      kid: k.kid,
+      use: k.use,
+      alg: k.alg,
+      state: k.state,
+      hsm_label: k.label,
+      public_jwk: { ...k.public_jwk, kid: k.kid, alg: k.alg, use: k.use === 'enc' ? 'enc' : 'sig' },
+      created: k.created_at.toISOString(),
+      published: iso(k.published_at),
+      activated: iso(k.activated_at),
+      deactivated: iso(k.deactivated_at),
+      destroyed: iso(k.destroyed_at),
+    }));
+}

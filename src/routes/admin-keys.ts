@@ -1,0 +1,36 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { GatewayContext } from '../context.ts';
+import { requireScope, SCOPE_ADMIN } from '../auth/guard.ts';
+import { keyHistory } from '../keys/history.ts';
+import { rotationPolicies } from '../keys/rotation.ts';
+import { destroyAfter } from '../keys/policy.ts';
+import { listIntents, type KeyUse } from '../keys/store.ts';
+import { partnerKeyLog } from '../keys/partner-keys.ts';
+
+/**
+ * GET /admin/keys: the full key inventory and history (every state and time,
+ * public keys, when each retired key is due for destruction, unfinished
+ * rotation steps). GET /admin/partner-keys: the partner key-transparency log.
+ */
+export function adminKeyRoutes(ctx: GatewayContext): FastifyPluginAsync {
+  return async (app) => {
+    const guard = requireScope(ctx, SCOPE_ADMIN);
+    app.get('/admin/keys', { preHandler: guard }, async (_req, reply) => {
+      const policies = rotationPolicies(ctx.config);
+      const keys = (await keyHistory(ctx.pool)).map((k) => {
+        const due = k.state === 'deactivated' ? destroyAfter({ kid: k.kid, state: 'deactivated', published_at: null, activated_at: null, deactivated_at: new Date(k.deactivated!) }, policies[k.use as KeyUse]) : undefined;
+        return { ...k, ...(due ? { destroy_after: due.toISOString() } : {}) };
+      });
+      const pending = (await listIntents(ctx.pool)).map((i) => ({ use: i.use, action: i.action, kid: i.kid, started: i.started_at.toISOString() }));
+      return reply.header('Cache-Control', 'no-store').send({ keys, pending });
+    });
+    app.get('/admin/partner-keys', { preHandler: guard }, async (_req, reply) => {
+      const log = (await partnerKeyLog(ctx.pool)).map((r) => ({
+        partner: r.partner_id, kid: r.kid, thumbprint: r.thumbprint, use: r.use, jwk: r.jwk,
+        first_seen: r.first_seen.toISOString(), last_seen: r.last_seen.toISOString(),
+        disappeared: r.disappeared_at?.toISOString() ?? null, replaced: r.replaced_at?.toISOString() ?? null,
+      }));
+      return reply.header('Cache-Control', 'no-store').send({ keys: log });
+    });
+  };
+}

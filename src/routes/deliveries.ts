@@ -1,0 +1,23 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { GatewayContext } from '../context.ts';
+import { GatewayError } from '../errors.ts';
+import { requireScope, SCOPE_ADMIN } from '../auth/guard.ts';
+import { listDeliveries, retryDelivery } from '../exchange/deliver.ts';
+
+const STATES = new Set(['pending', 'delivered', 'failed']);
+
+/** Operator view of deliveries and the manual retry of a failed one. */
+export function deliveryRoutes(ctx: GatewayContext): FastifyPluginAsync {
+  return async (app) => {
+    const admin = requireScope(ctx, SCOPE_ADMIN);
+    app.get('/admin/deliveries', { preHandler: admin }, async (req) => {
+      const state = (req.query as { state?: string }).state;
+      if (state !== undefined && !STATES.has(state)) throw new GatewayError('INVALID_VALUE', 'state must be pending, delivered or failed', { expression: 'state' });
+      return { deliveries: await listDeliveries(ctx.pool, state) };
+    });
+    app.post<{ Params: { id: string } }>('/admin/deliveries/:id/retry', { preHandler: admin }, async (req, reply) => {
+      await retryDelivery(ctx, req.params.id, { type: 'admin', id: req.principal?.clientId ?? 'unknown' });
+      return reply.code(202).send({ delivery: req.params.id, state: 'pending' });
+    });
+  };
+}

@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import request from 'supertest';
+import { countRows, messageBundle, startOutbound, type Outbound } from '../helpers/outbound.ts';
+
+describe('outbound intake refuses bad input with a 4xx OperationOutcome and writes nothing', () => {
+  let o: Outbound;
+  beforeAll(async () => {
+    o = await startOutbound({ BODY_LIMIT: '100000', JSON_MAX_DEPTH: '64' }, 1, { worker: false });
+  });
+  afterAll(async () => o?.close());
+
+  const post = (body: string, type = 'application/fhir+json', path = '/fhir/$process-message') =>
+    request(o.gw.app.server).post(path).set('authorization', o.ehrAuth).set('content-type', type).send(body);
+
+  const bundleWith = (mutate: (b: { entry: Array<Record<string, unknown>> } & Record<string, unknown>) => void) => {
+    const b = JSON.parse(messageBundle([o.recipients[0]!.id]));
+    mutate(b);
+    return JSON.stringify(b);
+  };
+
+  const cases: Array<[string, () => string, number, string, string[] | undefined, string?]> = [
+    ['malformed JSON', () => '{"resourceType": "Bundle", ', 400, 'INVALID_JSON', undefined],
+    ['wrong content type', () => messageBundle(['x']), 415, 'UNSUPPORTED_MEDIA_TYPE', undefined, 'application/json'],
+    ['text/plain', () => 'hello', 415, 'UNSUPPORTED_MEDIA_TYPE', undefined, 'text/plain'],
+    ['not a Bundle', () => JSON.stringify({ resourceType: 'Patient' }), 400, 'INVALID_FHIR', ['Bundle.resourceType']],
+    ['a JSON array', () => '[1,2]', 400, 'INVALID_FHIR', ['Bundle']],
+    ['an unknown Bundle.type', () => bundleWith((b) => (b.type = 'letter')), 400, 'INVALID_FHIR', ['Bundle.type']],
+    ['message without MessageHeader', () => bundleWith((b) => b.entry.shift()), 400, 'INVALID_FHIR', ['Bundle.entry[0].resource']],
+    ['MessageHeader without destination', () => bundleWith((b) => delete (b.entry[0]!.resource as Record<string, unknown>).destination), 400, 'INVALID_FHIR', ['Bundle.entry[0].resource.destination']],
+    ['unknown recipient', () => messageBundle(['https://nobody.example']), 422, 'UNKNOWN_RECIPIENT', ['Bundle.entry[0].resource.destination[0]']],
+    ['duplicate fullUrl', () => bundleWith((b) => (b.entry[1]!.fullUrl = b.entry[0]!.fullUrl)), 400, 'INVALID_FHIR', ['Bundle.entry[1].fullUrl']],
+    ['relative fullUrl', () => bundleWith((b) => (b.entry[1]!.fullUrl = 'Patient/1')), 400, 'INVALID_FHIR', ['Bundle.entry[1].fullUrl']],
+    ['unresolvable reference', () => bundleWith((b) => ((b.entry[0]!.resource as { focus: Array<{ reference: string }> }).focus[0]!.reference = 'urn:uuid:99999999-9999-4999-8999-999999999999')), 400, 'INVALID_FHIR', ['Bundle.entry[0].resource.focus[0].reference']],
+    ['oversize', () => messageBundle([o.recipients[0]!.id], 150_000), 413, 'PAYLOAD_TOO_LARGE', undefined],
+    ['deeply nested JSON', () => '{"resourceType":"Bundle","a":' + '['.repeat(5000) + ']'.repeat(5000) + '}', 400, 'INVALID_JSON', undefined],
+    ['__proto__ keys', () => '{"resourceType":"Bundle","type":"message","__proto__":{"polluted":true}}', 400, 'INVALID_JSON', undefined],
+    ['a collection sent to $process-message', () => JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] }), 400, 'INVALID_FHIR', ['Bundle.type']],
+    ['a bad Idempotency-Key is checked before anything is written', () => messageBundle([o.recipients[0]!.id]), 400, 'BAD_REQUEST', ['Idempotency-Key']],
+  ];
+
+  for (const [name, body, status, code, expression, type] of cases) {
+    it(`refuses ${name} with ${status} ${code}`, async () => {
+      const before = await countRows(o);
+      const req = post(body(), type);
+      if (name.startsWith('a bad Idempotency-Key')) req.set('idempotency-key', 'has spaces in it');
+      const res = await req;
+      expect(res.status).toBe(status);
+      expect(res.headers['content-type']).toContain('application/fhir+json');
+      expect(res.body.resourceType).toBe('OperationOutcome');
+      expect(res.body.issue[0].details.coding[0].code).toBe(code);
+      if (expression) expect(res.body.issue[0].expression).toEqual(expression);
+      expect(await countRows(o)).toEqual(before);
+      expect(({}) as Record<string, unknown>).not.toHaveProperty('polluted');
+    });
+  }
+
+  it('refuses explicit-recipient submissions without recipients or to unknown partners', async () => {
+    const collection = JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] });
+    const before = await countRows(o);
+    const none = await post(collection, 'application/fhir+json', '/exchanges').expect(400);
+    expect(none.body.issue[0].expression).toEqual(['recipient']);
+    const unknown = await post(collection, 'application/fhir+json', `/exchanges?recipient=${encodeURIComponent(o.recipients[0]!.id)}&recipient=nobody`).expect(422);
+    expect(unknown.body.issue[0].expression).toEqual(['recipient[1]']);
+    expect(await countRows(o)).toEqual(before);
+  });
+
+  it('audits each refusal as intake.refused with its code and no content', async () => {
+    const { rows } = await o.gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'intake.refused'`);
+    expect(rows.length).toBeGreaterThanOrEqual(cases.length);
+    const codes = new Set(rows.map((r) => JSON.parse(r.entry).detail.code));
+    for (const c of ['INVALID_JSON', 'INVALID_FHIR', 'UNKNOWN_RECIPIENT', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE']) expect(codes).toContain(c);
+    expect(rows.map((r) => r.entry).join('')).not.toContain('Jane');
+  });
+
+  it('requires a bearer token with a write scope', async () => {
+    await request(o.gw.app.server).post('/fhir/$process-message').set('content-type', 'application/fhir+json').send(messageBundle([o.recipients[0]!.id])).expect(401);
+    const reader = await (await import('../helpers/auth.ts')).testClient(o.gw, { scopes: ['system/*.read'] });
+    await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', await reader.bearer()).set('content-type', 'application/fhir+json').send(messageBundle([o.recipients[0]!.id])).expect(403);
+  });
+});
