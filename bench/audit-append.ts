@@ -17,6 +17,7 @@ import { issueCheckpoint } from '../src/audit/checkpoint.ts';
 import { canonicalJson } from '../src/audit/canonical.ts';
 import { loadConfig } from '../src/config.ts';
 import { inTransaction } from '../src/db/pool.ts';
+import { TreeReader } from '../src/audit/tree.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
 const SECONDS = Number(process.argv[2] ?? 3);
@@ -86,6 +87,17 @@ try {
   await checkpointer;
   const size = Number((await ctx.pool.query('SELECT size FROM audit_head')).rows[0].size);
   console.log(`checkpoints signed: ${checkpoints} (mean ${(cpMs / Math.max(1, checkpoints)).toFixed(0)} ms each, log size ${size})`);
+  // Proof cost at this size, cold (a new reader: tiles and blocks read from PostgreSQL).
+  await issueCheckpoint(ctx);
+  for (const [what, fn] of [
+    ['tree head', (t: TreeReader) => t.root()],
+    ['inclusion proof', (t: TreeReader) => t.inclusionProof(Math.floor(size / 3))],
+    ['consistency proof', (t: TreeReader) => t.consistencyProof(Math.floor(size / 2) + 7)],
+  ] as const) {
+    const t = performance.now();
+    await fn(new TreeReader(ctx.pool, size));
+    console.log(`${what} at size ${size}, cold: ${(performance.now() - t).toFixed(1)} ms`);
+  }
   for (const b of [1, 100]) console.log(`batch ${b}: appendAudit / raw INSERT = ${(results[`audit-${b}`]! / results[`raw-${b}`]!).toFixed(2)}`);
 } finally {
   await app.close();

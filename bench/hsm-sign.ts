@@ -90,7 +90,7 @@ const cases: Array<{ name: string; loop: Loop }> = [
 
 // The machine may be shared: interleave the cases in rounds so a burst of
 // outside load hits every case alike, and compare within each round.
-const ROUNDS = 5;
+const ROUNDS = 10;
 const roundMs = (SECONDS * 1000) / ROUNDS;
 console.log(`HSM signing benchmark: ES256 (P-256), SoftHSM 2.6, ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, Node ${process.version}`);
 console.log(`${ROUNDS} interleaved rounds of ${roundMs} ms per case (${SECONDS} s per case)\n`);

@@ -3,6 +3,7 @@
  *   gateway-http  POST /inbox over HTTP: open (HSM ECDH + Concat KDF, AES-GCM) + verify (ES256, directory)
  *                 + dedupe + store sealed + audit + HSM-signed receipt
  *   gateway       the same pipeline called in-process (no HTTP)
+ *   no-store      open + verify + sign the receipt, without the database write (where the rest goes)
  *   raw           the bare primitives per message: HSM derive (pkcs11js through the Hsm facade),
  *                 AES-256-GCM decrypt, ES256 verify (node:crypto), HSM sign of the receipt digest
  * Each with CONCURRENCY callers for SECONDS seconds, 10 KiB bundles, every envelope a new delivery.
@@ -15,6 +16,10 @@ import { createDecipheriv, createHash, createPublicKey, verify } from 'node:cryp
 import { buildApp } from '../plugins/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { inboxReceiver } from '../src/exchange/receive.ts';
+import { gatewayDecryptionKeys } from '../src/exchange/decryption-keys.ts';
+import { verifySignedContent } from '../src/exchange/signed-content.ts';
+import { openCompactJwe } from '../src/jose/open.ts';
+import { signReceipt } from '../src/jose/receipt.ts';
 import { checkHeader, concatKdfOtherInfo, parseCompactJwe } from '../src/jose/jwe-header.ts';
 import { claimsFor, seal, signContent, softPartner } from '../test/helpers/envelopes.ts';
 import { freePort } from '../test/helpers/ports.ts';
@@ -80,6 +85,17 @@ try {
     return true;
   };
 
+  // The pipeline without the database write: what the crypto and the directory lookups cost.
+  const resolveKey = gatewayDecryptionKeys(ctx.keyring);
+  const noStore = async () => {
+    const envelope = take();
+    if (!envelope) return false;
+    const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: config.hsmKdf, resolveKey });
+    const v = await verifySignedContent(opened.plaintext.toString(), { directory: ctx.directory, org: config.org, clockSkewMs: config.clockSkew, maxAgeMs: config.inboxMaxAge });
+    await signReceipt(ctx.keyring.signer(), { iss: config.org, aud: v.claims.iss, delivery: v.claims.jti, envelope });
+    return true;
+  };
+
   const receive = inboxReceiver(ctx);
   const pipeline = async () => {
     const envelope = take();
@@ -98,10 +114,11 @@ try {
 
   await rate('warm-up', pipeline, 500, 1);
   const rawRate = await rate('raw', raw);
-  const gwRate = await rate('gateway', pipeline, 4_250);
-  const httpRate = await rate('gateway-http', http, 4_250);
+  const noStoreRate = await rate('no-store', noStore, 3_000);
+  const gwRate = await rate('gateway', pipeline, 3_000);
+  const httpRate = await rate('gateway-http', http, 2_500);
   const stored = Number((await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n);
-  console.log(`\ngateway/raw ${(gwRate / rawRate).toFixed(2)}, gateway-http/raw ${(httpRate / rawRate).toFixed(2)}; ${stored} messages stored`);
+  console.log(`\ngateway/raw ${(gwRate / rawRate).toFixed(2)}, gateway-http/raw ${(httpRate / rawRate).toFixed(2)}, no-store/raw ${(noStoreRate / rawRate).toFixed(2)}; ${stored} messages stored`);
   console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`);
 } finally {
   await app.close();

@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   JWS_SIGNATURE_INVALID: { status: 400, issue: 'security' },
   CLAIMS_INVALID: { status: 400, issue: 'invalid' },
   UNKNOWN_SENDER: { status: 403, issue: 'forbidden' },
+  SENDER_MISMATCH: { status: 403, issue: 'forbidden' },
   WRONG_AUDIENCE: { status: 400, issue: 'security' },
   IAT_OUT_OF_WINDOW: { status: 400, issue: 'value' },
   REPLAY_CONFLICT: { status: 409, issue: 'conflict' },

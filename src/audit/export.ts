@@ -26,8 +26,9 @@ export async function auditKeys(ctx: Ctx, origin: string): Promise<EvidenceKey[]
 
 /**
  * An evidence pack for leaves [from, to): the entries, the checkpoint chain
- * from the last one before `from` to the newest, every entry's inclusion proof
- * in the first checkpoint covering `to - 1`, and the audit public keys.
+ * from the last one before `from` to the first covering `to - 1` (the anchor),
+ * the newest checkpoint with a consistency proof from the anchor, every entry's
+ * inclusion proof in the anchor, and the audit public keys.
  * If no checkpoint covers the range yet, one is issued now.
  */
 export async function buildEvidencePack(ctx: Ctx, from: number, to: number): Promise<EvidencePack> {
@@ -44,7 +45,14 @@ export async function buildEvidencePack(ctx: Ctx, from: number, to: number): Pro
   // Start the chain at the last checkpoint that does not yet include `from` (or the first one).
   const { rows } = await ctx.pool.query<{ seq: string }>('SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints WHERE tree_size <= $1', [from]);
   const startSeq = Math.min(Number(rows[0]!.seq), anchor.seq);
-  const chain = await checkpointRange(ctx.pool, startSeq, latest.seq);
+  // The checkpoints covering the range with their stored proofs, then the newest one proven
+  // consistent with the anchor directly (not through every minute's checkpoint since).
+  const chain = await checkpointRange(ctx.pool, startSeq, anchor.seq);
+  const tail: EvidenceCheckpoint[] = [];
+  if (latest.seq > anchor.seq) {
+    const proof = await new TreeReader(ctx.pool, latest.treeSize).consistencyProof(anchor.treeSize);
+    tail.push({ ...toEvidenceCheckpoint(latest, false), consistency: b64(proof) });
+  }
   const { rows: entryRows } = await ctx.pool.query<{ entry: string }>('SELECT entry FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx', [from, to]);
   const tree = new TreeReader(ctx.pool, anchor.treeSize);
   const inclusionProofs: string[][] = [];
@@ -56,7 +64,7 @@ export async function buildEvidencePack(ctx: Ctx, from: number, to: number): Pro
     from,
     to,
     entries: entryRows.map((r) => r.entry),
-    checkpoints: chain.map((cp, i) => toEvidenceCheckpoint(cp, i > 0)),
+    checkpoints: [...chain.map((cp, i) => toEvidenceCheckpoint(cp, i > 0)), ...tail],
     anchor: anchor.seq - startSeq,
     inclusionProofs,
     keys: await auditKeys(ctx, origin),

@@ -17,7 +17,7 @@ const NAMES: Record<string, string> = Object.fromEntries(Object.entries(OUTCOME_
 const bad = (message: string, param: string) => new GatewayError('INVALID_VALUE', message, { expression: [param] });
 const list = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)]);
 
-function parseInt(raw: string | undefined, param: string, min: number, max: number, fallback: number): number {
+function intParam(raw: string | undefined, param: string, min: number, max: number, fallback: number): number {
   if (raw === undefined) return fallback;
   if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) throw bad(`${param} must be a whole number from ${min} to ${max}`, param);
   return Number(raw);
@@ -78,8 +78,8 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
     where.push(`(${ors.join(' OR ')})`);
   }
   for (const a of list(query.agent)) where.push(`(entry::jsonb -> 'agent' ->> 'id') = ANY(${p(a.split(',').map((x) => x.split('|').pop()))})`);
-  const count = parseInt(list(query._count)[0], '_count', 1, 1000, 50);
-  const offset = parseInt(list(query._offset)[0], '_offset', 0, 100_000_000, 0);
+  const count = intParam(list(query._count)[0], '_count', 1, 1000, 50);
+  const offset = intParam(list(query._offset)[0], '_offset', 0, 100_000_000, 0);
   return { where, params, count, offset };
 }
 

@@ -70,6 +70,11 @@ export interface VerifyDeps {
   verifySignature: (jwk: EcJwk, data: Uint8Array, derSignature: Uint8Array) => boolean | Promise<boolean>;
   /** Trust only these keys (pinned out of band) instead of the keys the pack carries. */
   trustedKeys?: EvidenceKey[];
+  /**
+   * Verdicts of inclusion checks, keyed by (index, proof, entry, anchor root). Share one map
+   * when verifying many variants of one pack (the mutation test): unchanged entries are not re-hashed.
+   */
+  memo?: Map<string, boolean>;
 }
 
 class Fail extends Error {
@@ -158,27 +163,34 @@ function claimedIndex(entry: string): number | undefined {
   }
 }
 
-function verifyEntries(pack: EvidencePack, anchor: Checkpoint, hasher: Hasher): void {
+function verifyEntries(pack: EvidencePack, anchor: Checkpoint, hasher: Hasher, memo?: Map<string, boolean>): void {
   const expected = pack.to - pack.from;
   const n = pack.entries.length;
   if (pack.inclusionProofs.length !== expected) fail({ kind: 'malformed', message: `the pack has ${pack.inclusionProofs.length} inclusion proofs for ${expected} entries` });
-  const proofs = pack.inclusionProofs.map((p, i) => hashes(p, `inclusion proof ${pack.from + i}`));
-  const leaf = pack.entries.map((e) => hasher.leaf(utf8(e)));
+  const proofs: Array<Uint8Array[] | undefined> = [];
+  const proofOf = (q: number) => (proofs[q] ??= hashes(pack.inclusionProofs[q], `inclusion proof ${pack.from + q}`));
+  const rootKey = String(anchor.size) + String.fromCharCode(...anchor.rootHash);
   // Is `entries[pos]` the genuine leaf `index`, per the signed tree?
   const genuine = (pos: number, index: number): boolean => {
     const q = index - pack.from;
     if (q < 0 || q >= expected || pos >= n) return false;
+    const key = memo && `${index}\u0000${rootKey}\u0000${String(pack.inclusionProofs[q])}\u0000${pack.entries[pos]}`;
+    const known = key === undefined ? undefined : memo!.get(key);
+    if (known !== undefined) return known;
+    let ok: boolean;
     try {
-      verifyInclusion(hasher, index, anchor.size, leaf[pos]!, proofs[q]!, anchor.rootHash);
-      return true;
+      verifyInclusion(hasher, index, anchor.size, hasher.leaf(utf8(pack.entries[pos]!)), proofOf(q), anchor.rootHash);
+      ok = true;
     } catch {
-      return false;
+      ok = false;
     }
+    if (key !== undefined) memo!.set(key, ok);
+    return ok;
   };
-  const claims = pack.entries.map(claimedIndex);
   for (let pos = 0; pos < Math.max(n, expected); pos++) {
     const index = pack.from + pos;
     if (pos < n && pos < expected && genuine(pos, index)) continue;
+    const claims = pack.entries.map(claimedIndex);
     // The first position where the pack departs from the signed log: say how.
     if (pos >= expected) fail({ kind: 'inserted', index: pack.to, message: `entry after the last leaf ${pack.to - 1} was inserted` });
     if (pos >= n) fail({ kind: 'missing', index, message: `entry ${index} is missing` });
@@ -204,7 +216,7 @@ export async function verifyEvidencePack(input: unknown, deps: VerifyDeps): Prom
     const anchor = checkpoints[pack.anchor];
     if (!anchor || anchor.size < pack.to) fail({ kind: 'malformed', message: `no checkpoint in the pack covers leaf ${pack.to - 1}` });
     report.anchor = { size: anchor!.size, rootHash: pack.checkpoints[pack.anchor]!.note.split('\n')[2]!, issuedAt: pack.checkpoints[pack.anchor]!.issuedAt };
-    verifyEntries(pack, anchor!, hasher);
+    verifyEntries(pack, anchor!, hasher, deps.memo);
     report.entriesVerified = pack.entries.length;
     report.ok = true;
   } catch (err) {

@@ -17,7 +17,13 @@ const POLL_MS = 250;
  * rotation never happens by surprise later.
  */
 async function rotate(pool: import('pg').Pool, uses: KeyUse[], now: boolean, timeoutMs: number): Promise<number> {
-  const requestedBy = `cli:${userInfo().username}`;
+  let who = 'unknown';
+  try {
+    who = userInfo().username; // may throw in containers without a passwd entry
+  } catch {
+    /* keep 'unknown' */
+  }
+  const requestedBy = `cli:${who}`;
   for (const use of uses) {
     const payload: RotatePayload = { use, now, requestedBy };
     const jobKey = `keys_rotate_manual_${use}_${Date.now()}`;

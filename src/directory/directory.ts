@@ -14,6 +14,7 @@ export type { Jwks, PartnerJwk } from './keys.ts';
 export type DirectoryActor = NonNullable<AuditInput['agent']>;
 
 const CLI_ACTOR: DirectoryActor = { type: 'admin', id: 'cli' };
+const RESOLVE_TTL_MS = 1_000;
 
 export interface PartnerInput {
   id: string;
@@ -48,6 +49,7 @@ export class Directory {
   readonly #pool: pg.Pool;
   readonly #logger: Logger;
   readonly #limits: JwksLimits;
+  readonly #resolved = new Map<string, { at: number; partners: Partner[] }>();
   readonly #jwks: JwksFetcher;
   readonly #keyHistory: KeyHistoryLookup | undefined;
 
@@ -88,7 +90,7 @@ export class Directory {
       const out = await change(db);
       await appendAudit(db, [{ type, outcome: 'success', agent: actor, entity: [{ type: 'partner', id }] }]);
       return out;
-    });
+    }).finally(() => this.#resolved.clear());
   }
 
   async add(input: PartnerInput, actor: DirectoryActor = CLI_ACTOR): Promise<Partner> {
@@ -141,9 +143,21 @@ export class Directory {
     return listPartners(this.#pool);
   }
 
-  /** Partners by id or inbox URL; the caller reports the ones not found. */
+  /**
+   * Partners by id or inbox URL, for intake; the caller reports the ones not
+   * found. Answers are cached for RESOLVE_TTL_MS (a query per submission is a
+   * measurable share of intake cost): a change made by another process (the
+   * CLI) reaches intake within that time; local changes clear the cache.
+   */
   async resolve(refs: string[]): Promise<Partner[]> {
-    return refs.length ? findPartnersByIdOrEndpoint(this.#pool, refs) : [];
+    if (refs.length === 0) return [];
+    const key = refs.join('\n');
+    const hit = this.#resolved.get(key);
+    if (hit && hit.at > Date.now() - RESOLVE_TTL_MS) return hit.partners;
+    const partners = await findPartnersByIdOrEndpoint(this.#pool, refs);
+    if (this.#resolved.size >= 1000) this.#resolved.clear();
+    this.#resolved.set(key, { at: Date.now(), partners });
+    return partners;
   }
 
   async #keys(p: Partner): Promise<Jwks> {

@@ -1,5 +1,7 @@
 import type { Keyring } from '../keys/keyring.ts';
-import type { DecryptionKeyResolver } from '../jose/open.ts';
+import { openCompactJwe, type DecryptionKeyResolver, type OpenedJwe, type OpenOptions } from '../jose/open.ts';
+import { HsmError } from '../../hsm/hsm.ts';
+import { GatewayError } from '../errors.ts';
 import type { EcCurve } from '../jose/jwe-header.ts';
 
 /** Least time between two keyring reloads caused by an unknown kid (a flood of bad kids must not hammer the database). */
@@ -24,4 +26,21 @@ export function gatewayDecryptionKeys(keyring: Keyring): DecryptionKeyResolver {
     if (!row || row.public_jwk.kty !== 'EC') return undefined;
     return { hsmId: row.hsm_id, crv: row.public_jwk.crv as EcCurve, kid: row.kid };
   };
+}
+
+/**
+ * Open with the gateway's keys; a key the keyring still lists but the HSM no
+ * longer holds (destroyed by a rotation in another process) is an unknown
+ * kid for the sender, not a server fault.
+ */
+export async function openWithGatewayKeys(keyring: Keyring, jwe: string, options: Omit<OpenOptions, 'resolveKey'> & { resolveKey: DecryptionKeyResolver }): Promise<OpenedJwe> {
+  try {
+    return await openCompactJwe(jwe, options);
+  } catch (err) {
+    if (err instanceof HsmError && err.code === 'HSM_KEY_NOT_FOUND') {
+      await keyring.reload();
+      throw new GatewayError('JWE_UNKNOWN_KID', 'the envelope names an encryption key this gateway no longer holds', { expression: 'header.kid', cause: err });
+    }
+    throw err;
+  }
 }

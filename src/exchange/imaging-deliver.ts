@@ -62,7 +62,7 @@ async function transmit(ctx: DeliveryContext, d: ImagingDeliveryRow, partner: Pa
     res = await ctx.fetch(imagingInboxOf(partner), {
       method: 'POST',
       headers: { 'content-type': `${IMAGING.deliveryType}; type="${PROTOCOL.mediaType}"; boundary=${boundary}`, 'idempotency-key': d.id, accept: `${PROTOCOL.mediaType}, application/fhir+json` },
-      body: deliveryBody(d, boundary) as unknown as BodyInit,
+      body: deliveryBody(d, boundary) as unknown as RequestInit['body'],
       duplex: 'half',
       redirect: 'manual',
       signal: AbortSignal.timeout(timeout),
@@ -85,7 +85,7 @@ async function transmit(ctx: DeliveryContext, d: ImagingDeliveryRow, partner: Pa
     }, { iss: partner.id, aud: ctx.config.org, delivery: d.id, digest: d.manifest_digest });
     // verifyReceipt has checked the signature; the payload's content_digest must name the content as sent.
     const payload = JSON.parse(Buffer.from(text.split('.')[1]!, 'base64url').toString('utf8')) as { content_digest?: unknown };
-    if (payload.content_digest !== d.content_jwe_digest) throw new GatewayError('BAD_REQUEST', 'receipt content_digest does not match the content sent');
+    if (payload.content_digest !== d.content_digest) throw new GatewayError('BAD_REQUEST', 'receipt content_digest does not match the content sent');
     return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
   } catch (err) {
     return { cls: 'invalid-receipt', status: res.status, error: (err instanceof GatewayError ? `invalid receipt: ${err.message}` : 'invalid receipt').slice(0, 200) };
@@ -94,7 +94,7 @@ async function transmit(ctx: DeliveryContext, d: ImagingDeliveryRow, partner: Pa
 
 /** Deliver one imaging delivery: stream it, classify the answer, record the attempt (and the retry) in one transaction. */
 export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): Promise<AttemptClass | 'skipped'> {
-  const d = await getImagingDelivery(ctx.pool, deliveryId);
+  const d = await getImagingDelivery(ctx.pool, deliveryId, false, true);
   if (!d || d.state !== 'pending') return 'skipped';
   if (d.next_attempt_at && d.next_attempt_at.getTime() > Date.now() + 1_000) return 'skipped';
   const partner = await ctx.directory.get(d.partner_id);

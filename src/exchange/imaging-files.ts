@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
@@ -35,7 +34,6 @@ export async function sweepPartials(dir: string, minAgeMs = 60 * 60 * 1000): Pro
 export class PendingFile {
   readonly path: string;
   readonly tmp: string;
-  readonly #hash: Hash = createHash('sha256');
   #fh: FileHandle | undefined;
   length = 0;
   private constructor(path: string, fh: FileHandle, tmp: string) {
@@ -49,13 +47,8 @@ export class PendingFile {
   }
   async write(chunk: Buffer): Promise<void> {
     if (!chunk.length) return;
-    this.#hash.update(chunk);
     this.length += chunk.length;
     await this.#fh!.write(chunk);
-  }
-  /** "sha-256=" + base64url of everything written. */
-  digest(): string {
-    return 'sha-256=' + this.#hash.copy().digest('base64url');
   }
   async commit(): Promise<void> {
     await this.#fh!.sync();

@@ -154,9 +154,9 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
     const file = x.sealed[i]!.file;
     audit.push(
       { type: 'exchange.signed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id }, { type: 'imaging-exchange', id: exchangeId }], detail: { kid: signer.kid, partner: p.id } },
-      { type: 'exchange.sealed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id, digest }, { type: 'imaging-content', id, digest: file.digest() }], detail: { recipientKid: x.keys[i]!.kid, partner: p.id, bytes: file.length } },
+      { type: 'exchange.sealed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id, digest }, { type: 'imaging-content', id, digest: contentDigest }], detail: { recipientKid: x.keys[i]!.kid, partner: p.id, bytes: file.length } },
     );
-    return { id, partnerId: p.id, kid: x.keys[i]!.kid, manifestEnvelope: envelope, manifestDigest: digest, contentPath: file.path, contentJweLength: file.length, contentJweDigest: file.digest() };
+    return { id, partnerId: p.id, kid: x.keys[i]!.kid, manifestEnvelope: envelope, manifestDigest: digest, contentPath: file.path, contentJweLength: file.length };
   }));
   const written = await writeImagingIntake(ctx.pool, {
     exchange: { id: exchangeId, clientId: s.clientId, contentType: x.contentType, instances: x.instances, contentLength: x.manifest.length, contentDigest, idempotencyKey: s.idempotencyKey ?? null },

@@ -48,7 +48,7 @@ export function checkManifestContent(claims: Record<string, unknown>): ManifestC
   return c as ManifestContent;
 }
 
-/** An imaging receipt: the protocol's receipt claims plus content_digest (the content JWE as received). */
+/** An imaging receipt: the protocol's receipt claims plus content_digest ("sha-256=" + base64url of the content plaintext, verified). */
 export interface ImagingReceiptClaims extends ReceiptClaims {
   content_digest: string;
 }

@@ -17,7 +17,6 @@ export interface ImagingDeliveryRecord {
   manifestDigest: string;
   contentPath: string;
   contentJweLength: number;
-  contentJweDigest: string;
 }
 
 export interface ImagingIntakeRecord {
@@ -60,9 +59,9 @@ export async function writeImagingIntake(pool: pg.Pool, r: ImagingIntakeRecord):
     }
     for (const d of r.deliveries) {
       await db.query(
-        `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, manifest_envelope, manifest_digest, content_path, content_jwe_length, content_jwe_digest)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [d.id, e.id, d.partnerId, d.kid, d.manifestEnvelope, d.manifestDigest, d.contentPath, d.contentJweLength, d.contentJweDigest],
+        `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, manifest_envelope, manifest_digest, content_path, content_jwe_length)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [d.id, e.id, d.partnerId, d.kid, d.manifestEnvelope, d.manifestDigest, d.contentPath, d.contentJweLength],
       );
     }
     await enqueueImagingDeliveries(db, r.deliveries.map((d) => d.id));
@@ -79,7 +78,8 @@ export interface ImagingDeliveryRow {
   manifest_digest: string;
   content_path: string;
   content_jwe_length: string; // bigint
-  content_jwe_digest: string;
+  /** With withDigest: "sha-256=" + base64url of the content plaintext (the receipt's content_digest). */
+  content_digest?: string;
   state: 'pending' | 'delivered' | 'failed';
   attempts: number;
   round_attempts: number;
@@ -87,8 +87,13 @@ export interface ImagingDeliveryRow {
   next_attempt_at: Date | null;
 }
 
-export async function getImagingDelivery(db: Queryable, id: string, lock = false): Promise<ImagingDeliveryRow | undefined> {
-  const { rows } = await db.query<ImagingDeliveryRow>(`SELECT * FROM imaging_deliveries WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
+export async function getImagingDelivery(db: Queryable, id: string, lock = false, withDigest = false): Promise<ImagingDeliveryRow | undefined> {
+  const { rows } = await db.query<ImagingDeliveryRow>(
+    withDigest
+      ? 'SELECT d.*, x.content_digest FROM imaging_deliveries d JOIN imaging_exchanges x ON x.id = d.exchange_id WHERE d.id = $1'
+      : `SELECT * FROM imaging_deliveries WHERE id = $1${lock ? ' FOR UPDATE' : ''}`,
+    [id],
+  );
   return rows[0];
 }
 
@@ -99,10 +104,10 @@ export async function readImagingExchange(db: Queryable, id: string, clientId: s
   const e = rows[0];
   if (!e) return undefined;
   const { rows: ds } = await db.query(
-    `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, d.content_jwe_digest, d.receipt, d.delivered_at,
+    `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, x.content_digest, d.receipt, d.delivered_at,
             COALESCE((SELECT json_agg(json_build_object('attempt', a.attempt, 'at', a.started_at, 'outcome', a.outcome, 'http_status', a.http_status, 'error', a.error) ORDER BY a.attempt)
                         FROM imaging_delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempts_log
-       FROM imaging_deliveries d WHERE d.exchange_id = $1 ORDER BY d.partner_id`,
+       FROM imaging_deliveries d JOIN imaging_exchanges x ON x.id = d.exchange_id WHERE d.exchange_id = $1 ORDER BY d.partner_id`,
     [id],
   );
   return {
@@ -114,7 +119,7 @@ export async function readImagingExchange(db: Queryable, id: string, clientId: s
     createdAt: e.created_at,
     recipients: ds.map((d) => ({
       partner: d.partner_id, delivery: d.id, state: d.state, last_error: d.last_error,
-      manifest_digest: d.manifest_digest, content_digest: d.content_jwe_digest, receipt: d.receipt, delivered_at: d.delivered_at,
+      manifest_digest: d.manifest_digest, content_digest: d.content_digest, receipt: d.receipt, delivered_at: d.delivered_at,
       attempts: d.attempts_log,
     })),
   };

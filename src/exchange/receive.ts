@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
-import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
+import type { DecryptionKeyResolver } from '../jose/open.ts';
 import { signReceipt } from '../jose/receipt.ts';
-import { gatewayDecryptionKeys } from './decryption-keys.ts';
+import { gatewayDecryptionKeys, openWithGatewayKeys } from './decryption-keys.ts';
 import { findBySenderJti, insertInboxMessages, type InboxContext, type NewInboxMessage } from './inbox-store.ts';
 import { GroupCommit } from './batcher.ts';
 import { enqueueForwards } from './forward.ts';
@@ -22,6 +22,8 @@ export interface ReceiveResult {
 export interface ReceiveMeta {
   /** The peer's network address, for the audit trail. */
   remoteAddress?: string;
+  /** The partner a mutual-TLS peer certificate is bound to, if the inbox requires one. */
+  tlsPartner?: string;
   now?: Date;
 }
 
@@ -61,15 +63,21 @@ export function inboxReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolv
     const now = meta.now ?? new Date();
     let verified: VerifiedContent | undefined;
     try {
-      const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
-      verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
-        directory: ctx.directory,
-        org: ctx.config.org,
-        clockSkewMs: ctx.config.clockSkew,
-        maxAgeMs: ctx.config.inboxMaxAge,
-        now: now.getTime(),
-      });
-      opened.plaintext.fill(0);
+      const opened = await openWithGatewayKeys(ctx.keyring, envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
+      try {
+        verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
+          directory: ctx.directory,
+          org: ctx.config.org,
+          clockSkewMs: ctx.config.clockSkew,
+          maxAgeMs: ctx.config.inboxMaxAge,
+          now: now.getTime(),
+        });
+      } finally {
+        opened.plaintext.fill(0);
+      }
+      if (meta.tlsPartner !== undefined && meta.tlsPartner !== verified.claims.iss) {
+        throw new GatewayError('SENDER_MISMATCH', `the envelope is signed by ${verified.claims.iss} but the TLS client certificate is bound to ${meta.tlsPartner}`, { expression: 'iss' });
+      }
       return await store(envelope, digest, opened.kid!, verified, now, meta);
     } catch (err) {
       if (err instanceof GatewayError && err.status < 500) await auditRefusal(ctx, err, digest, verified, meta, now);
@@ -82,7 +90,8 @@ export function inboxReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolv
     const messageId = randomUUID();
     // Signed before the insert so that row, receipt and audit entry commit together. The
     // insert itself is the replay check: a stored (sender, jti) makes it a no-op.
-    const { receipt, claims: receiptClaims } = await signReceipt(ctx.keyring.signer(), { iss: ctx.config.org, aud: sender, delivery: jti, digest, now });
+    // fresh(): a rotation in another process changes the active signing key.
+    const { receipt, claims: receiptClaims } = await signReceipt((await ctx.keyring.fresh()).signer(), { iss: ctx.config.org, aud: sender, delivery: jti, digest, now });
     const inserted = await writer.submit({
       row: {
         id: messageId, sender, jti, exchangeId: v.claims.exchange, envelope, envelopeDigest: digest, encKid,

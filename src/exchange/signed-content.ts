@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
-import { fromB64u, isB64u } from '../jose/base64url.ts';
+import { fromB64u } from '../jose/base64url.ts';
+import { isCanonicalB64u } from '../jose/jwe-header.ts';
 import { verifyCompact } from '../jose/verify.ts';
 import type { Directory, PartnerJwk } from '../directory/directory.ts';
 import { PROTOCOL, type ExchangeClaims } from './protocol.ts';
@@ -48,7 +49,7 @@ const jwsMalformed = (message: string) => new GatewayError('JWS_MALFORMED', mess
 /** Split and decode a compact JWS without trusting it: header and (unverified) payload JSON. */
 function decodeJws(jws: string): { header: Record<string, unknown>; payloadText: string } {
   const parts = jws.split('.');
-  if (parts.length !== 3 || parts.some((p) => !isB64u(p)) || parts[0] === '' || parts[2] === '') throw jwsMalformed('the envelope does not hold a compact JWS');
+  if (parts.length !== 3 || parts.some((p) => !isCanonicalB64u(p)) || parts[0] === '' || parts[2] === '') throw jwsMalformed('the envelope does not hold a compact JWS');
   let header: unknown;
   try {
     header = JSON.parse(fromB64u(parts[0]!).toString('utf8'));

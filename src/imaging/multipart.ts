@@ -54,7 +54,7 @@ export function boundaryOf(media: MediaType): string {
 /** A pull reader over a byte stream with a small look-ahead buffer. */
 class Reader {
   readonly #it: AsyncIterator<Buffer | string>;
-  #buf = Buffer.alloc(0);
+  #buf: Buffer = Buffer.alloc(0);
   #ended = false;
   constructor(source: AsyncIterable<Buffer | string>) {
     this.#it = source[Symbol.asyncIterator]();

@@ -29,12 +29,21 @@ const KNOWN_MEMBERS = new Set(['alg', 'enc', 'kid', 'epk', 'cty', 'typ', 'apu', 
 
 const malformed = (message: string, expression?: string) => new GatewayError('JWE_MALFORMED', message, { expression });
 
+/**
+ * Strict base64url: the alphabet, no padding, and canonical (the unused low
+ * bits of the last character are zero). Without the last rule two different
+ * texts decode to the same bytes, so an envelope would be malleable.
+ */
+export function isCanonicalB64u(s: string): boolean {
+  return isB64u(s) && (s.length % 4 === 0 || Buffer.from(s, 'base64url').toString('base64url') === s);
+}
+
 export function parseCompactJwe(text: string): CompactJwe {
   const parts = text.split('.');
   if (parts.length !== 5) throw malformed(`not a compact JWE: ${parts.length} parts instead of 5`);
   const names = ['protected header', 'encrypted key', 'initialization vector', 'ciphertext', 'authentication tag'];
   parts.forEach((p, i) => {
-    if (!isB64u(p)) throw malformed(`the ${names[i]} is not base64url`);
+    if (!isCanonicalB64u(p)) throw malformed(`the ${names[i]} is not canonical base64url`);
   });
   const [protectedB64, ek, iv, ct, tag] = parts as [string, string, string, string, string];
   if (protectedB64 === '') throw malformed('the protected header is empty');
@@ -84,7 +93,7 @@ export function checkHeader(jwe: CompactJwe): AcceptedHeader {
 
 function partyInfo(value: unknown, name: string): Buffer {
   if (value === undefined) return Buffer.alloc(0);
-  if (typeof value !== 'string' || !isB64u(value)) throw malformed(`${name} must be base64url`, `header.${name}`);
+  if (typeof value !== 'string' || !isCanonicalB64u(value)) throw malformed(`${name} must be base64url`, `header.${name}`);
   return fromB64u(value);
 }
 
@@ -98,7 +107,7 @@ function epkPoint(epk: unknown): { point: Buffer; crv: EcCurve } {
   if (crv !== 'P-256' && crv !== 'P-384') throw badEpk(`epk curve ${JSON.stringify(crv)} is not accepted`);
   if (d !== undefined) throw badEpk('epk carries a private key');
   const size = COORD_BYTES[crv];
-  if (typeof x !== 'string' || typeof y !== 'string' || !isB64u(x) || !isB64u(y)) throw badEpk('epk coordinates must be base64url');
+  if (typeof x !== 'string' || typeof y !== 'string' || !isCanonicalB64u(x) || !isCanonicalB64u(y)) throw badEpk('epk coordinates must be base64url');
   const xb = fromB64u(x);
   const yb = fromB64u(y);
   if (xb.length !== size || yb.length !== size) throw badEpk(`epk coordinates must be ${size} bytes on ${crv}`);

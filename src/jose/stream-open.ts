@@ -20,6 +20,8 @@ export interface StreamOpenOptions extends OpenOptions {
   cty?: string;
   /** Largest plaintext accepted (413 above). */
   maxBytes?: number;
+  /** Also hash the JWE bytes as read (jweDigest); costs one more SHA-256 pass. */
+  hashJwe?: boolean;
 }
 
 export interface StreamOpened {
@@ -28,8 +30,8 @@ export interface StreamOpened {
   /** Plaintext length and SHA-256 (computed as it passed). */
   length: number;
   sha256: Buffer;
-  /** "sha-256=" + base64url(SHA-256(the JWE bytes exactly as read)), and their count. */
-  jweDigest: string;
+  /** "sha-256=" + base64url(SHA-256(the JWE bytes exactly as read)) when hashJwe was asked for, and their count. */
+  jweDigest: string | undefined;
   jweLength: number;
 }
 
@@ -95,7 +97,7 @@ async function start(protectedB64: string, ek: string, ivB64: string, options: S
  * the sink's commit result is the caller's to use.
  */
 export async function openStream(source: AsyncIterable<Buffer | string>, options: StreamOpenOptions, sink: PlaintextSink, check?: (opened: StreamOpened) => void | Promise<void>): Promise<StreamOpened> {
-  const jweHash = createHash('sha256');
+  const jweHash = options.hashJwe ? createHash('sha256') : undefined;
   const plainHash = createHash('sha256');
   let jweLength = 0;
   let length = 0;
@@ -113,7 +115,7 @@ export async function openStream(source: AsyncIterable<Buffer | string>, options
   try {
     for await (const raw of source) {
       const chunk = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
-      jweHash.update(chunk);
+      jweHash?.update(chunk);
       jweLength += chunk.length;
       let text = chunk.toString('latin1');
       while (text.length) {
@@ -146,7 +148,7 @@ export async function openStream(source: AsyncIterable<Buffer | string>, options
       throw new GatewayError('JWE_DECRYPT_FAILED', 'the content does not decrypt: authentication tag mismatch', { expression: 'tag' });
     }
     await emit(tail);
-    const opened: StreamOpened = { header: started.header, kid: started.kid, length, sha256: plainHash.digest(), jweDigest: 'sha-256=' + jweHash.digest('base64url'), jweLength };
+    const opened: StreamOpened = { header: started.header, kid: started.kid, length, sha256: plainHash.digest(), jweDigest: jweHash && 'sha-256=' + jweHash.digest('base64url'), jweLength };
     await check?.(opened);
     await sink.commit();
     return opened;

@@ -33,7 +33,16 @@ const t = (d: Date | null) => (d ? d.getTime() : 0);
  * Without a request it answers what the schedule makes due; with one, what a
  * manual rotation needs next (callers loop until it answers undefined).
  */
-export function dueStep(use: KeyUse, keys: readonly KeyView[], intents: readonly IntentView[], policy: RotationPolicy, now: Date, request?: RotateRequest): RotationStep | undefined {
+export function dueStep(
+  use: KeyUse,
+  keys: readonly KeyView[],
+  intents: readonly IntentView[],
+  policy: RotationPolicy,
+  now: Date,
+  request?: RotateRequest,
+  /** Retired keys whose destruction is held (e.g. stored envelopes still sealed to them). */
+  held: ReadonlySet<string> = new Set(),
+): RotationStep | undefined {
   const generating = intents.find((i) => i.action === 'generate');
   if (generating) return { kind: 'generate', use, activate: generating.activate || Boolean(request?.now), resume: generating.label! };
   const destroying = intents.find((i) => i.action === 'destroy');
@@ -57,10 +66,15 @@ export function dueStep(use: KeyUse, keys: readonly KeyView[], intents: readonly
     return { kind: 'generate', use, activate: false };
   }
   const expired = keys
-    .filter((k) => k.state === 'deactivated' && at >= t(k.deactivated_at) + policy.retentionMs)
+    .filter((k) => k.state === 'deactivated' && at >= t(k.deactivated_at) + policy.retentionMs && !held.has(k.kid))
     .sort((a, b) => t(a.deactivated_at) - t(b.deactivated_at))[0];
   if (expired) return { kind: 'destroy', use, kid: expired.kid };
   return undefined;
+}
+
+/** Retired keys due for destruction (the candidates a destroy hold is asked about). */
+export function expiredKeys<K extends KeyView>(keys: readonly K[], policy: RotationPolicy, now: Date): K[] {
+  return keys.filter((k) => k.state === 'deactivated' && now.getTime() >= t(k.deactivated_at) + policy.retentionMs);
 }
 
 /** The moment a key leaves the JWKS and the HSM: deactivation + retention. */

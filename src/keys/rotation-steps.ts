@@ -5,7 +5,7 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import { thumbprint } from '../jose/thumbprint.ts';
 import type { RotationStep } from './policy.ts';
-import { clearIntent, insertPublishedKey, keysOfUse, listIntents, markDestroyed, recordIntent, swapActive, type KeyUse } from './store.ts';
+import { clearIntent, insertPublishedKey, keysOfUse, listIntents, markDestroyed, recordIntent, swapActive, type GatewayKeyRow, type KeyUse } from './store.ts';
 
 /** Points between the parts of a step where a crash can happen; tests inject a hook that throws at each. */
 export type RotationPoint =
@@ -23,6 +23,12 @@ export interface StepDeps {
   actor: NonNullable<AuditInput['agent']>;
   clock?: () => Date;
   hook?: (point: RotationPoint) => void | Promise<void>;
+  /**
+   * Asked before a retired key is destroyed; a reason holds the destruction
+   * (checked again every run). The inbox wires "stored envelopes sealed to
+   * this enc key are not acknowledged yet": destroying it would lose them.
+   */
+  holdDestroy?: (key: GatewayKeyRow) => Promise<string | undefined>;
 }
 
 export const KEY_DEFAULTS: Record<KeyUse, { alg: string; usage: 'sign' | 'derive' }> = {

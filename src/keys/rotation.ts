@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Config } from '../config.ts';
-import { dueStep, type RotateRequest, type RotationPolicy, type RotationStep } from './policy.ts';
+import { dueStep, expiredKeys, type RotateRequest, type RotationPolicy, type RotationStep } from './policy.ts';
 import { performStep, type StepDeps } from './rotation-steps.ts';
 import { KEY_USES, keysOfUse, listIntents, type KeyUse } from './store.ts';
 
@@ -63,7 +63,10 @@ export async function rotateUse(d: StepDeps, use: KeyUse, policy: RotationPolicy
   const done = await withRotationLock(d.pool, use, options.wait ?? false, async () => {
     for (let i = 0; i < MAX_STEPS; i++) {
       const now = d.clock ? d.clock() : new Date();
-      const step = dueStep(use, await keysOfUse(d.pool, use), await listIntents(d.pool, use), policy, now, options.request);
+      const keys = await keysOfUse(d.pool, use);
+      const held = new Set<string>();
+      if (d.holdDestroy) for (const k of expiredKeys(keys, policy, now)) if (await d.holdDestroy(k)) held.add(k.kid);
+      const step = dueStep(use, keys, await listIntents(d.pool, use), policy, now, options.request, held);
       if (!step) break;
       await performStep(d, step);
       steps.push(step);

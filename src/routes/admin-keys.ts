@@ -4,7 +4,8 @@ import { requireScope, SCOPE_ADMIN } from '../auth/guard.ts';
 import { keyHistory } from '../keys/history.ts';
 import { rotationPolicies } from '../keys/rotation.ts';
 import { destroyAfter } from '../keys/policy.ts';
-import { listIntents, type KeyUse } from '../keys/store.ts';
+import { listIntents, listKeys, type KeyUse } from '../keys/store.ts';
+import { inboxHold } from '../keys/holds.ts';
 import { partnerKeyLog } from '../keys/partner-keys.ts';
 
 /**
@@ -17,10 +18,14 @@ export function adminKeyRoutes(ctx: GatewayContext): FastifyPluginAsync {
     const guard = requireScope(ctx, SCOPE_ADMIN);
     app.get('/admin/keys', { preHandler: guard }, async (_req, reply) => {
       const policies = rotationPolicies(ctx.config);
-      const keys = (await keyHistory(ctx.pool)).map((k) => {
+      const hold = inboxHold(ctx);
+      const rows = new Map((await listKeys(ctx.pool)).map((r) => [r.kid, r]));
+      const keys = [];
+      for (const k of await keyHistory(ctx.pool)) {
         const due = k.state === 'deactivated' ? destroyAfter({ kid: k.kid, state: 'deactivated', published_at: null, activated_at: null, deactivated_at: new Date(k.deactivated!) }, policies[k.use as KeyUse]) : undefined;
-        return { ...k, ...(due ? { destroy_after: due.toISOString() } : {}) };
-      });
+        const held = k.state === 'deactivated' ? await hold(rows.get(k.kid)!) : undefined;
+        keys.push({ ...k, ...(due ? { destroy_after: due.toISOString() } : {}), ...(held ? { destroy_held: held } : {}) });
+      }
       const pending = (await listIntents(ctx.pool)).map((i) => ({ use: i.use, action: i.action, kid: i.kid, started: i.started_at.toISOString() }));
       return reply.header('Cache-Control', 'no-store').send({ keys, pending });
     });

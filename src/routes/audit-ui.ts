@@ -2,18 +2,21 @@ import { readFileSync } from 'node:fs';
 import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { chargeRate } from '../auth/guard.ts';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import { appendAudit } from '../audit/append.ts';
-import { checkLogin, createSession, endSession, SESSION_TTL_MS } from '../audit/users.ts';
+import { checkLogin, createSession, endSession, sessionUser, SESSION_TTL_MS } from '../audit/users.ts';
 import { inTransaction } from '../db/pool.ts';
-import { auditReader, cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
+import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
 
 const AUDIT_DIR = join(import.meta.dirname, '..', 'audit');
 const UI_DIR = join(AUDIT_DIR, 'ui');
 /** The pure verifier modules the page imports: the same files the CLI runs, types stripped. */
 const LIB = new Set(['merkle.ts', 'note.ts', 'verify.ts', 'sha256.ts']);
 const STATIC: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' };
+
+const LOGINS_PER_MINUTE = 10;
 
 const SECURITY_HEADERS = {
   'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -37,7 +40,7 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
     }
     return text;
   };
-  const secure = ctx.config.baseUrl.startsWith('https:');
+  const secure = ctx.config.baseUrl.startsWith('https:') || Boolean(ctx.config.tlsCertFile);
   const setCookie = (reply: FastifyReply, value: string, maxAge: number) =>
     reply.header('Set-Cookie', `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`);
   const record = (req: FastifyRequest, type: string, name: string, ok: boolean, reason?: string) =>
@@ -63,6 +66,7 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
       const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
       if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
+      chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_MINUTE); // slows password guessing (429 with Retry-After)
       if (!(await checkLogin(ctx.pool, name, password))) {
         await record(req, 'auth.failure', name, false, 'bad_credentials');
         throw new GatewayError('UNAUTHENTICATED', 'unknown user or wrong password');
@@ -79,8 +83,11 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       return reply.code(204).send();
     });
 
-    app.get('/audit/ui/session', { preHandler: auditReader(ctx) }, async (req, reply) =>
-      reply.header('Cache-Control', 'no-store').send({ user: req.auditUser ?? req.principal?.clientId ?? null }),
-    );
+    // The page probes its own session on load: a plain 401 here, not an audited bearer-token failure.
+    app.get('/audit/ui/session', { preHandler: publicAccess }, async (req, reply) => {
+      const user = await sessionUser(ctx.pool, cookie(req, SESSION_COOKIE));
+      if (!user) throw new GatewayError('UNAUTHENTICATED', 'not signed in');
+      return reply.header('Cache-Control', 'no-store').send({ user });
+    });
   };
 }

@@ -27,6 +27,8 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
     const writer = new IntakeWriter(ctx.pool);
     app.addHook('onClose', async () => writer.drained());
+    // Checked in onRequest too, so an unauthenticated body is never read or parsed
+    // (the preHandler copy marks the route as guarded for the default-deny check).
     const write = requireScope(ctx, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE);
     const read = requireScope(ctx, SCOPE_ALL_READ, SCOPE_ADMIN);
 
@@ -70,9 +72,9 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         .send(operationOutcome({ severity: 'information', code: 'informational' as never, diagnostics: `exchange ${result.exchangeId} accepted; its delivery state is at ${location}` }));
     };
 
-    app.post('/fhir/$process-message', { preHandler: write }, (req, reply) => submit(req, reply, { from: 'message' }));
+    app.post('/fhir/$process-message', { onRequest: write, preHandler: write }, (req, reply) => submit(req, reply, { from: 'message' }));
 
-    app.post('/exchanges', { preHandler: write }, (req, reply) => {
+    app.post('/exchanges', { onRequest: write, preHandler: write }, (req, reply) => {
       const q = (req.query as { recipient?: string | string[] }).recipient;
       const ids = q === undefined ? [] : Array.isArray(q) ? q : [q];
       return submit(req, reply, { from: 'explicit', ids });

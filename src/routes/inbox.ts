@@ -9,7 +9,8 @@ import { gatewayDecryptionKeys } from '../exchange/decryption-keys.ts';
 import { PROTOCOL } from '../exchange/protocol.ts';
 
 /** Reading inbox messages needs system/*.read; acknowledging changes their state, so it needs a write scope. */
-const INBOX_READ_SCOPES = [SCOPE_ALL_READ];
+export const INBOX_READ_SCOPE = SCOPE_ALL_READ;
+const INBOX_READ_SCOPES = [INBOX_READ_SCOPE];
 const INBOX_ACK_SCOPES = [SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE];
 
 const metaJson = (m: InboxMetadata) => ({
@@ -62,7 +63,9 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
       if (typeof request.body !== 'string' || !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
         throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${PROTOCOL.inboxPath} takes ${PROTOCOL.mediaType} (a compact JWE)`);
       }
-      const result = await receive(request.body, { remoteAddress: request.ip });
+      // Under mutual TLS (plugins/tls.ts) the peer certificate names the partner; the signed sender must be that partner.
+      const tlsPartner = (request as { tlsPeer?: { partnerId: string } }).tlsPeer?.partnerId;
+      const result = await receive(request.body, { remoteAddress: request.ip, tlsPartner });
       return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
     });
 

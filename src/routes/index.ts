@@ -13,6 +13,7 @@ import { deliveryRoutes } from './deliveries.ts';
 import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
+import { imagingRoutes } from './imaging.ts';
 
 /** Every HTTP route of the gateway, in one list. */
 export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
@@ -28,6 +29,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(deliveryRoutes(ctx));
   await app.register(adminKeyRoutes(ctx));
   await app.register(inboxRoutes(ctx));
+  await app.register(imagingRoutes(ctx));
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));
 }

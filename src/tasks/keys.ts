@@ -4,6 +4,7 @@ import { refreshPartnerKeys } from '../keys/partner-refresh.ts';
 import { rotateDue, rotateUse, rotationPolicies, type RotationRun } from '../keys/rotation.ts';
 import type { StepDeps } from '../keys/rotation-steps.ts';
 import { KEY_USES, type KeyUse } from '../keys/store.ts';
+import { inboxHold } from '../keys/holds.ts';
 
 export const KEYS_ROTATE_TASK = 'keys_rotate';
 export const PARTNER_KEYS_REFRESH_TASK = 'partner_keys_refresh';
@@ -33,7 +34,7 @@ export function parseRotatePayload(payload: unknown): RotatePayload | undefined 
 export async function runKeysRotate(ctx: Pick<GatewayContext, 'pool' | 'hsm' | 'keyring' | 'config' | 'logger'>, payload: unknown, deps: Partial<StepDeps> = {}): Promise<RotationRun[]> {
   const manual = parseRotatePayload(payload);
   const policies = rotationPolicies(ctx.config);
-  const base: StepDeps = { pool: ctx.pool, hsm: ctx.hsm, actor: { type: 'gateway', id: ctx.config.org }, ...deps };
+  const base: StepDeps = { pool: ctx.pool, hsm: ctx.hsm, actor: { type: 'gateway', id: ctx.config.org }, holdDestroy: inboxHold(ctx), ...deps };
   const runs = manual
     ? [await rotateUse({ ...base, actor: { type: 'admin', id: manual.requestedBy } }, manual.use, policies[manual.use], { request: { now: manual.now }, wait: true })]
     : await rotateDue(base, policies);

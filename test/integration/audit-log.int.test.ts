@@ -1,3 +1,8 @@
+import { execFileSync } from 'node:child_process';
+import { createPublicKey } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseCrontab, runOnce } from 'graphile-worker';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +59,13 @@ describe('audit log, checkpoints and evidence', () => {
     const parsed = parseCheckpoint(body);
     expect(parsed.size).toBe(cp1.treeSize);
     expect(signatures[0]!.name).toBe(parsed.origin);
+    // An independent implementation (the openssl CLI) accepts the HSM's checkpoint signature.
+    const dir = mkdtempSync(join(tmpdir(), 'audit-cp-'));
+    const jwk = ctx().keyring.active('audit').public_jwk;
+    writeFileSync(join(dir, 'pub.pem'), createPublicKey({ key: jwk as never, format: 'jwk' }).export({ format: 'pem', type: 'spki' }));
+    writeFileSync(join(dir, 'body.txt'), body);
+    writeFileSync(join(dir, 'sig.der'), signatures[0]!.signature);
+    expect(execFileSync('openssl', ['dgst', '-sha256', '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'sig.der'), join(dir, 'body.txt')]).toString()).toContain('Verified OK');
     // No new entries, no new checkpoint.
     expect((await issueCheckpoint(ctx()))!.seq).toBe(cp1.seq);
 

@@ -46,6 +46,7 @@ describe('mutation test: every single change to an exported log is detected and 
     const sigCache = new Map<string, boolean>();
     const deps: VerifyDeps = {
       ...nodeVerifyDeps,
+      memo: new Map(),
       verifySignature: (jwk, data, sig) => {
         const k = `${jwk.x}|${Buffer.from(data).toString('base64')}|${Buffer.from(sig).toString('base64')}`;
         let v = sigCache.get(k);

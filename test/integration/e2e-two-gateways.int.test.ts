@@ -84,4 +84,25 @@ describe('A sends every Synthea bundle to B; B hands each one to its EHR', () =>
     expect(family.length).toBeGreaterThan(2);
     expect(dump.rows[0].t).not.toContain(family);
   });
+
+  it('works the other way too: B sends a message bundle to A, A\'s EHR pulls it', { timeout: 60_000 }, async () => {
+    const { a, b } = t;
+    const text = readFileSync(join(SYNTHEA, files[0]!), 'utf8');
+    const res = await request(b.gw.app.server).post(`/exchanges?recipient=${encodeURIComponent(a.gw.config.org)}`).set('authorization', await b.ehr.bearer()).type('application/fhir+json').send(text).expect(202);
+    const id = (res.headers['content-location'] as string).split('/').pop()!;
+    const view = await waitFor('B to A delivered', async () => {
+      const r = await request(b.gw.app.server).get(`/exchanges/${id}`).set('authorization', await b.ehr.bearer());
+      return r.body.recipients?.[0]?.state === 'delivered' ? (r.body as View) : undefined;
+    }, 50_000, 200);
+    const aAuth = await a.ehr.bearer();
+    const list = await request(a.gw.app.server).get(`/inbox/messages?sender=${encodeURIComponent(b.gw.config.org)}`).set('authorization', aAuth).expect(200);
+    const meta = list.body.messages.find((m: { delivery: string }) => m.delivery === view.recipients[0]!.delivery);
+    const pulled = await request(a.gw.app.server).get(`/inbox/messages/${meta.id}`).set('authorization', aAuth).buffer(true).parse((r, cb) => {
+      let data = '';
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => (data += c));
+      r.on('end', () => cb(null, data));
+    }).expect(200);
+    expect(pulled.body === text).toBe(true);
+  });
 });

@@ -136,6 +136,18 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       expect(await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [`%REPLAY_CONFLICT%${claims.jti}%`])).toBe(1);
     });
 
+    it('under mutual TLS, an envelope signed by another partner than the certificate\'s is refused (SENDER_MISMATCH), the right one accepted', async () => {
+      const { inboxReceiver } = await import('../../src/exchange/receive.ts');
+      const receive = inboxReceiver(gw.app.ctx);
+      const before = await count('inbox_messages');
+      const envelope = seal(enc, await signContent(partner, claimsFor(partner, gw.config.org, bundle())));
+      await expect(receive(envelope, { tlsPartner: 'https://some-other-partner.test' })).rejects.toMatchObject({ code: 'SENDER_MISMATCH', status: 403 });
+      expect(await count('inbox_messages')).toBe(before);
+      expect(await count('audit_log', `type = 'inbox.refused' AND entry LIKE '%SENDER_MISMATCH%'`)).toBe(1);
+      expect((await receive(envelope, { tlsPartner: partner.id })).duplicate).toBe(false);
+      expect(await count('inbox_messages')).toBe(before + 1);
+    });
+
     it('wrong content type: 415; oversize envelope: 413; neither stores anything', async () => {
       const before = await count('inbox_messages');
       const envelope = seal(enc, await signed());

@@ -81,7 +81,9 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
         }
         expect(code, `tcId ${t.tcId} ${t.comment} must be refused`).not.toBe('ACCEPTED');
         // Why: an unusable header is malformed; a readable one names an algorithm outside the allowlist.
-        const why = header === undefined || typeof t.jwe !== 'string' || t.jwe.split('.').length !== 5 ? 'JWE_MALFORMED' : allowed ? code : 'JWE_UNSUPPORTED_ALG';
+        // (Non-canonical base64url, e.g. tcId 3's tag modified in its unused bits, is malformed before anything else.)
+        const canonical = typeof t.jwe === 'string' && t.jwe.split('.').every((p) => /^[\w-]*$/.test(p) && Buffer.from(p, 'base64url').toString('base64url') === p);
+        const why = header === undefined || typeof t.jwe !== 'string' || t.jwe.split('.').length !== 5 || !canonical ? 'JWE_MALFORMED' : allowed ? code : 'JWE_UNSUPPORTED_ALG';
         expect(code, `tcId ${t.tcId} ${t.comment}`).toBe(why);
         if (t.result === 'valid') refusedValid.add(t.tcId);
       }
@@ -133,6 +135,14 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
       }), 'JWE_INVALID_EPK'],
       ['padded base64url', () => { const p = parts(); p[2] = p[2] + '=='; return join5(p); }, 'JWE_MALFORMED'],
       ['standard base64 characters', () => { const p = parts(); p[3] = p[3]!.replace(/^./, '+'); return join5(p); }, 'JWE_MALFORMED'],
+      ['non-canonical base64url (unused tag bits set)', () => {
+        const p = parts();
+        const last = p[4]!.at(-1)!;
+        const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+        p[4] = p[4]!.slice(0, -1) + alphabet[alphabet.indexOf(last) + 1]; // 16 bytes: 22 chars, the last carries 4 unused bits
+        expect(Buffer.from(p[4], 'base64url').equals(Buffer.from(parts()[4]!, 'base64url'))).toBe(true);
+        return join5(p);
+      }, 'JWE_MALFORMED'],
       ['six parts', () => v78() + '.AAAA', 'JWE_MALFORMED'],
       ['header not JSON', () => { const p = parts(); p[0] = Buffer.from('{"alg":').toString('base64url'); return join5(p); }, 'JWE_MALFORMED'],
       ['header a JSON array', () => { const p = parts(); p[0] = Buffer.from('["ECDH-ES"]').toString('base64url'); return join5(p); }, 'JWE_MALFORMED'],

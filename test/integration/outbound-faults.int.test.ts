@@ -82,3 +82,30 @@ describe('outbound delivery: classified failures, bounded retries, receipts that
     expect(list.body.deliveries.map((x: { id: string }) => x.id)).toContain(view.recipients[0].delivery);
   });
 });
+
+describe('outbound delivery: the retry horizon', () => {
+  let o: Outbound;
+  beforeAll(async () => {
+    o = await startOutbound({ DELIVERY_HORIZON: '2s', DELIVERY_RETRY_BASE: '100ms' }, 1);
+  });
+  afterAll(async () => o?.close());
+
+  it('fails a delivery whose next attempt (Retry-After) would fall beyond DELIVERY_HORIZON', async () => {
+    const r = o.recipients[0]!;
+    r.script.push({ kind: 'status', status: 429, retryAfter: '30' });
+    const res = await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).type('application/fhir+json').send(messageBundle([r.id])).expect(202);
+    const view = await settled(o, res.headers['content-location'] as string);
+    expect(view.recipients[0]).toMatchObject({ state: 'failed' });
+    expect(view.recipients[0].attempts).toEqual([expect.objectContaining({ outcome: 'transient', http_status: 429 })]);
+  });
+
+  it('honours Retry-After within the horizon', async () => {
+    const r = o.recipients[0]!;
+    r.script.push({ kind: 'status', status: 503, retryAfter: '1' });
+    const res = await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).type('application/fhir+json').send(messageBundle([r.id])).expect(202);
+    const view = await settled(o, res.headers['content-location'] as string);
+    const [first, second] = view.recipients[0].attempts;
+    expect(view.recipients[0].state).toBe('delivered');
+    expect(Date.parse(second.at) - Date.parse(first.at)).toBeGreaterThanOrEqual(1000);
+  });
+});

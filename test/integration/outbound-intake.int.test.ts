@@ -78,3 +78,41 @@ describe('outbound intake refuses bad input with a 4xx OperationOutcome and writ
     await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', await reader.bearer()).set('content-type', 'application/fhir+json').send(messageBundle([o.recipients[0]!.id])).expect(403);
   });
 });
+
+describe('outbound intake reads no body before authentication', () => {
+  let o: Outbound;
+  beforeAll(async () => {
+    o = await startOutbound({ BODY_LIMIT: '100000' }, 1, { worker: false });
+  });
+  afterAll(async () => o?.close());
+
+  it('answers 401 to an unauthenticated oversize or malformed body, not 413 or 400', async () => {
+    await request(o.gw.app.server).post('/fhir/$process-message').set('content-type', 'application/fhir+json').send('x'.repeat(150_000)).expect(401);
+    await request(o.gw.app.server).post('/exchanges?recipient=x').set('content-type', 'application/fhir+json').send('{').expect(401);
+  });
+});
+
+describe('outbound intake writes only sealed envelopes and id-only jobs', () => {
+  let o: Outbound;
+  beforeAll(async () => {
+    o = await startOutbound({}, 2, { worker: false });
+  });
+  afterAll(async () => o?.close());
+
+  it('queues one job per delivery, keyed by the delivery id, with { deliveryId } as its whole payload', async () => {
+    const ids = o.recipients.map((r) => r.id);
+    const res = await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).type('application/fhir+json').send(messageBundle(ids, 3000, 'SECRET-NOTE-42')).expect(202);
+    const exchangeId = String(res.headers['content-location']).split('/').pop();
+    const { rows: dels } = await o.gw.app.ctx.pool.query('SELECT id, envelope, state FROM deliveries WHERE exchange_id = $1', [exchangeId]);
+    expect(dels).toHaveLength(2);
+    const { rows: jobs } = await o.gw.app.ctx.pool.query(`SELECT j.key, j.payload, t.identifier FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id`);
+    for (const d of dels) {
+      expect(d.state).toBe('pending');
+      expect(d.envelope.split('.')).toHaveLength(5);
+      expect(d.envelope).not.toContain('SECRET');
+      const job = jobs.find((j) => j.key === d.id);
+      expect(job).toMatchObject({ identifier: 'deliver', payload: { deliveryId: d.id } });
+      expect(Object.keys(job.payload)).toEqual(['deliveryId']);
+    }
+  });
+});

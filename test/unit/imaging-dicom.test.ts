@@ -1,14 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { DicomStreamCheck, type DicomLimits } from '../../src/imaging/dicom.ts';
 import { GatewayError } from '../../src/errors.ts';
-
-/** Every DICOM test file of the corpus (dicomParser testImages, MIT; see test/fixtures/dicom/LICENSE). */
-const DIR = join(import.meta.dirname, '../fixtures/dicom');
-const walk = (d: string): string[] => readdirSync(d).flatMap((n) => (statSync(join(d, n)).isDirectory() ? walk(join(d, n)) : [join(d, n)]));
-export const DICOM_FIXTURES = walk(DIR).filter((f) => !/(\.md|LICENSE|SOURCE_COMMIT)$/.test(f)).sort();
+import { DICOM_DIR as DIR, DICOM_FIXTURES } from '../helpers/imaging.ts';
 
 const BIG: DicomLimits = { maxBytes: 4 * 1024 ** 3, headBytes: 4 * 1024 * 1024, inflateMax: 64 * 1024 * 1024 };
 /** A head smaller than most fixtures, so the streaming walk checks the rest. */

@@ -129,13 +129,15 @@ async function verifyTrail() {
   try {
     const cp = await api('/audit/checkpoint');
     let total = 0;
+    let keys = [];
     for (let from = 0; from < cp.treeSize; from += MAX_PACK) {
       const to = Math.min(cp.treeSize, from + MAX_PACK);
       const report = await verifyEvidencePack(await api(`/audit/export?from=${from}&to=${to}`), deps);
       if (!report.ok) return tamper(describeReport(report));
       total += report.entriesVerified;
+      keys = report.keyIds;
     }
-    verified(`Trail verified in this browser: ${total} entries, every signature, inclusion proof and the consistency chain hold.`);
+    verified(`Trail verified in this browser: ${total} entries, every signature, inclusion proof and the consistency chain hold (audit key ${keys.join(', ')}: compare it with the key id recorded at installation).`);
   } catch (err) {
     tamper(`verification could not complete: ${err.message}`);
   } finally {

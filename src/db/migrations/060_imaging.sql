@@ -24,7 +24,6 @@ CREATE TABLE imaging_deliveries (
   manifest_digest     text NOT NULL,        -- "sha-256=" + base64url of the manifest envelope (the receipt's digest)
   content_path        text NOT NULL,        -- the streamed compact JWE of the content, under DATA_DIR/imaging/outbound
   content_jwe_length  bigint NOT NULL,
-  content_jwe_digest  text NOT NULL,        -- "sha-256=" + base64url of the content JWE (the receipt's content_digest)
   state               text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
   attempts            integer NOT NULL DEFAULT 0,
   round_attempts      integer NOT NULL DEFAULT 0,
@@ -60,6 +59,5 @@ CREATE TABLE imaging_inbox_content (
   content_type        text NOT NULL,
   content_path        text NOT NULL,        -- under DATA_DIR/imaging/inbox
   content_length      bigint NOT NULL,
-  content_jwe_length  bigint NOT NULL,
-  content_jwe_digest  text NOT NULL
+  content_jwe_length  bigint NOT NULL
 );

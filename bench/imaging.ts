@@ -1,0 +1,184 @@
+/**
+ * Imaging throughput and memory, in one run (issue 6):
+ *   raw      the streaming ceiling on the same file: read + AES-256-GCM + base64url + write, node:crypto, one pass
+ *   gateway  A-intake to B-available: POST /imaging to gateway A (streamed), A checks, seals to a file, signs
+ *            the manifest, A's worker streams the delivery, B verifies tag + digest, stores, receipts; the clock
+ *            stops when B's EHR sees the message in GET /inbox/messages
+ * Then B's EHR pulls the content (GET /inbox/messages/{id}/content) and its SHA-256 is compared with the source.
+ * A and B are child processes (`gateway start`: server + worker, embedded PostgreSQL, SoftHSM), so peak RSS
+ * (VmHWM from /proc/<pid>/status) is per gateway; it must stay under 256 MiB in each.
+ *
+ * Run: npm run bench:imaging [-- MiB]   (default 1024 MiB)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { chmodSync, createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { writeSyntheticDicom } from '../test/helpers/imaging.ts';
+import { cleanEnv, GATEWAY, NODE, runCli } from '../test/helpers/cli.ts';
+import { freePort } from '../test/helpers/ports.ts';
+import { ASSERTION_TYPE, TOKEN_PATH } from '../src/auth/token-endpoint.ts';
+
+const MIB = 1024 * 1024;
+const SIZE = Number(process.argv[2] ?? 1024) * MIB;
+const RSS_LIMIT = 256 * MIB;
+const root = mkdtempSync(join(tmpdir(), 'gw-bench-imaging-'));
+chmodSync(root, 0o755); // embedded PostgreSQL runs as its own user and must reach DATA_DIR/pg
+const children: ChildProcess[] = [];
+
+function vmHwm(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) * 1024;
+}
+
+/** The raw ceiling: the same file through read + AES-256-GCM + base64url + write, nothing else. */
+async function rawCeiling(path: string): Promise<number> {
+  const cipher = createCipheriv('aes-256-gcm', randomBytes(32), randomBytes(12));
+  let carry = Buffer.alloc(0);
+  const b64 = new Transform({
+    transform(chunk: Buffer, _e, done) {
+      const data = Buffer.concat([carry, cipher.update(chunk)]);
+      const whole = data.length - (data.length % 3);
+      carry = data.subarray(whole);
+      done(null, data.subarray(0, whole).toString('base64url'));
+    },
+    flush(done) {
+      done(null, Buffer.concat([carry, cipher.final()]).toString('base64url') + '.' + cipher.getAuthTag().toString('base64url'));
+    },
+  });
+  const t0 = performance.now();
+  await pipeline(createReadStream(path, { highWaterMark: 64 * 1024 }), b64, createWriteStream(join(root, 'raw.out')));
+  const s = (performance.now() - t0) / 1000;
+  rmSync(join(root, 'raw.out'));
+  return SIZE / MIB / s;
+}
+
+interface Gw { name: string; url: string; env: NodeJS.ProcessEnv; child: ChildProcess; org: string }
+
+async function startGateway(name: string): Promise<Gw> {
+  const port = await freePort();
+  const env = cleanEnv({ DATA_DIR: join(root, name), PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', DELIVERY_RETRY_BASE: '1s' });
+  const child = spawn(NODE, [GATEWAY, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  for (const until = Date.now() + 120_000; ;) {
+    if (await fetch(`${url}/ready`).then((r) => r.ok, () => false)) break;
+    if (Date.now() > until || child.exitCode !== null) throw new Error(`gateway ${name} did not become ready`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { name, url, env, child, org: url };
+}
+
+async function cli(gw: Gw, args: string[]): Promise<void> {
+  const r = await runCli(args, gw.env);
+  if (r.code !== 0) throw new Error(`gateway ${args.join(' ')} failed: ${r.stderr}`);
+}
+
+/** Register an EHR client with a software key and get a token through the real private_key_jwt flow. */
+async function ehrToken(gw: Gw): Promise<string> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'ehr-1', alg: 'ES256', use: 'sig' };
+  const file = join(root, `${gw.name}-ehr.jwks.json`);
+  writeFileSync(file, JSON.stringify({ keys: [jwk] }));
+  await cli(gw, ['clients', 'add', '--id', 'bench-ehr', '--jwks-file', file, '--scope', 'system/Bundle.write system/*.read']);
+  const aud = gw.url + TOKEN_PATH;
+  const assertion = await new SignJWT({ iss: 'bench-ehr', sub: 'bench-ehr', aud, jti: randomBytes(8).toString('hex') })
+    .setProtectedHeader({ alg: 'ES256', kid: 'ehr-1', typ: 'JWT' }).setExpirationTime('4m').sign(privateKey);
+  const res = await fetch(aud, { method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion, scope: 'system/Bundle.write system/*.read' }) });
+  if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/** POST the file to A's /imaging, streamed from disk. */
+function upload(a: Gw, token: string, recipient: string, path: string): Promise<{ status: number; location: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${a.url}/imaging?recipient=${encodeURIComponent(recipient)}`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom', 'content-length': String(statSync(path).size) },
+    }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c) => (body += c)).on('end', () => resolve({ status: res.statusCode!, location: res.headers['content-location'] as string | undefined, body }));
+    });
+    req.on('error', reject);
+    createReadStream(path, { highWaterMark: 64 * 1024 }).pipe(req);
+  });
+}
+
+async function main(): Promise<void> {
+  const file = join(root, 'study.dcm');
+  console.log(`# imaging benchmark: ${SIZE / MIB} MiB synthetic CT; ${cpus().length} cores (${cpus()[0]?.model}); load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  await writeSyntheticDicom(file, SIZE);
+  const sourceSha = createHash('sha256');
+  for await (const c of createReadStream(file)) sourceSha.update(c as Buffer);
+  const expected = sourceSha.digest('base64url');
+
+  const raw = await rawCeiling(file);
+  console.log(`raw ceiling (read + AES-256-GCM + base64url + write): ${raw.toFixed(0)} MiB/s`);
+
+  const [a, b] = await Promise.all([startGateway('a'), startGateway('b')]);
+  for (const [self, other] of [[a, b], [b, a]] as const) {
+    await cli(self, ['partners', 'add', '--id', other.org, '--endpoint', `${other.url}/inbox`, '--jwks-uri', `${other.url}/.well-known/jwks.json`]);
+  }
+  const [aToken, bToken] = [await ehrToken(a), await ehrToken(b)];
+  const hwmBefore = { a: vmHwm(a.child.pid!), b: vmHwm(b.child.pid!) };
+
+  const t0 = performance.now();
+  const res = await upload(a, aToken, b.org, file);
+  if (res.status !== 202) throw new Error(`intake: ${res.status} ${res.body.slice(0, 300)}`);
+  const intakeS = (performance.now() - t0) / 1000;
+  let message: { id: string } | undefined;
+  while (!message) {
+    const list = await fetch(`${b.url}/inbox/messages`, { headers: { authorization: `Bearer ${bToken}` } });
+    message = ((await list.json()) as { messages: Array<{ id: string }> }).messages[0];
+    if (!message) await new Promise((r) => setTimeout(r, 50));
+    if ((performance.now() - t0) / 1000 > 1800) throw new Error('not delivered within 30 minutes');
+  }
+  const totalS = (performance.now() - t0) / 1000;
+  const gateway = SIZE / MIB / totalS;
+
+  // B's EHR pulls it: the same bytes.
+  const pulled = await fetch(`${b.url}/inbox/messages/${message.id}/content`, { headers: { authorization: `Bearer ${bToken}` } });
+  const got = createHash('sha256');
+  let length = 0;
+  for await (const c of pulled.body!) {
+    got.update(c);
+    length += c.byteLength;
+  }
+  const same = pulled.status === 200 && length === SIZE && got.digest('base64url') === expected;
+  const hwm = { a: vmHwm(a.child.pid!), b: vmHwm(b.child.pid!) };
+
+  const ratio = gateway / raw;
+  const rows = [
+    ['gateway A-intake to B-available', `${gateway.toFixed(0)} MiB/s`, `${totalS.toFixed(1)} s (A intake ${intakeS.toFixed(1)} s)`],
+    ['raw streaming ceiling', `${raw.toFixed(0)} MiB/s`, ''],
+    ['gateway / raw', ratio.toFixed(2), ratio >= 0.6 ? 'target >= 0.6 met' : 'BELOW the 0.6 target'],
+    ['peak RSS A (VmHWM)', `${(hwm.a / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.a / MIB).toFixed(0)} MiB`],
+    ['peak RSS B (VmHWM, incl. the EHR pull)', `${(hwm.b / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB`],
+    ['B content = source (SHA-256)', String(same), ''],
+  ];
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+  const failures = [
+    ...(hwm.a >= RSS_LIMIT ? [`gateway A peak RSS ${(hwm.a / MIB).toFixed(0)} MiB >= 256 MiB`] : []),
+    ...(hwm.b >= RSS_LIMIT ? [`gateway B peak RSS ${(hwm.b / MIB).toFixed(0)} MiB >= 256 MiB`] : []),
+    ...(same ? [] : ['B content differs from the source']),
+  ];
+  if (failures.length) {
+    console.error(`FAIL: ${failures.join('; ')}`);
+    process.exitCode = 1;
+  } else console.log('PASS: peak RSS under 256 MiB in each gateway; content identical');
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(err);
+  process.exitCode = 1;
+} finally {
+  for (const c of children) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+  rmSync(root, { recursive: true, force: true });
+}
