@@ -6,7 +6,9 @@
  *           (tiles + tree head + consistency proof + ECDSA)
  *   raw     INSERT of the same rows (same columns, same unnest) into a plain
  *           table with no head lock, no hashing and no checkpoints
- * Run: npm run bench:audit [-- seconds]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
+ * then, cold (a fresh TreeReader), the cost of a tree head and of inclusion and consistency proofs; with a
+ * second argument N, after adding N synthetic leaves in SQL (e.g. 1000000) to see proof cost at scale.
+ * Run: npm run bench:audit [-- seconds [N]]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,7 @@ import { TreeReader } from '../src/audit/tree.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
 const SECONDS = Number(process.argv[2] ?? 3);
+const SYNTHETIC = Number(process.argv[3] ?? 0);
 const CONCURRENCY = 4;
 delete process.env.SOFTHSM2_CONF;
 
@@ -85,8 +88,24 @@ try {
   }
   running = false;
   await checkpointer;
-  const size = Number((await ctx.pool.query('SELECT size FROM audit_head')).rows[0].size);
+  let size = Number((await ctx.pool.query('SELECT size FROM audit_head')).rows[0].size);
   console.log(`checkpoints signed: ${checkpoints} (mean ${(cpMs / Math.max(1, checkpoints)).toFixed(0)} ms each, log size ${size})`);
+  if (SYNTHETIC > 0) {
+    await inTransaction(ctx.pool, async (c) => {
+      await c.query(
+        `INSERT INTO audit_log (idx, recorded_at, type, outcome, entry, leaf_hash)
+         SELECT i, now(), 'bench.synthetic', 'success', e, sha256('\\x00'::bytea || convert_to(e, 'UTF8'))
+         FROM (SELECT size + g AS i, format('{"index":%s,"outcome":"success","type":"bench.synthetic"}', size + g) AS e
+               FROM audit_head, generate_series(0, $1::bigint - 1) AS g) AS s`,
+        [SYNTHETIC],
+      );
+      await c.query('UPDATE audit_head SET size = size + $1', [SYNTHETIC]);
+    });
+    size += SYNTHETIC;
+    const t = performance.now();
+    await issueCheckpoint(ctx);
+    console.log(`added ${SYNTHETIC} synthetic leaves; first checkpoint over them (tiles + head + proof + sign): ${(performance.now() - t).toFixed(0)} ms`);
+  }
   // Proof cost at this size, cold (a new reader: tiles and blocks read from PostgreSQL).
   await issueCheckpoint(ctx);
   for (const [what, fn] of [

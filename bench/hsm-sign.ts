@@ -6,7 +6,7 @@
  * and prints gateway/raw. Run: node_modules/.bin/node bench/hsm-sign.ts [seconds per case]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { ensureDevToken } from '../hsm/softhsm.ts';
@@ -25,11 +25,17 @@ const token = ensureDevToken(dir, LABEL);
 
 type Loop = (until: number) => Promise<number>;
 
-/** Signs per second of one loop run for `ms`. */
-async function rate(loop: Loop, ms: number): Promise<number> {
+/**
+ * Signs per second of one loop run for `ms`, and CPU microseconds per sign
+ * (all threads of this process, SoftHSM's work included): on a shared machine
+ * the CPU cost per sign is steadier than the rate.
+ */
+async function rate(loop: Loop, ms: number): Promise<{ perSecond: number; cpuUs: number }> {
+  const cpu = process.cpuUsage();
   const start = performance.now();
   const count = await loop(start + ms);
-  return count / ((performance.now() - start) / 1000);
+  const used = process.cpuUsage(cpu);
+  return { perSecond: count / ((performance.now() - start) / 1000), cpuUs: (used.user + used.system) / count };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -93,16 +99,22 @@ const cases: Array<{ name: string; loop: Loop }> = [
 const ROUNDS = 10;
 const roundMs = (SECONDS * 1000) / ROUNDS;
 console.log(`HSM signing benchmark: ES256 (P-256), SoftHSM 2.6, ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, Node ${process.version}`);
-console.log(`${ROUNDS} interleaved rounds of ${roundMs} ms per case (${SECONDS} s per case)\n`);
+console.log(`${ROUNDS} interleaved rounds of ${roundMs} ms per case (${SECONDS} s per case); load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
 for (const c of cases) await rate(c.loop, 200); // warm up
-const rates = cases.map(() => [] as number[]);
-for (let r = 0; r < ROUNDS; r++) for (const [i, c] of cases.entries()) rates[i]!.push(await rate(c.loop, roundMs));
+const runs = cases.map(() => [] as Array<{ perSecond: number; cpuUs: number }>);
+for (let r = 0; r < ROUNDS; r++) for (const [i, c] of cases.entries()) runs[i]!.push(await rate(c.loop, roundMs));
 
-console.log(`${'case'.padEnd(38)} ${'median/s'.padStart(9)} ${'best/s'.padStart(9)}  ratio to raw (median of per-round ratios)`);
+console.log(`${'case'.padEnd(38)} ${'median/s'.padStart(9)} ${'best/s'.padStart(9)} ${'ratio'.padStart(6)} ${'CPU us/sign'.padStart(12)}`);
 for (const [i, c] of cases.entries()) {
-  const ratios = rates[i]!.map((x, r) => x / rates[0]![r]!);
-  console.log(`${c.name.padEnd(38)} ${Math.round(median(rates[i]!)).toString().padStart(9)} ${Math.round(Math.max(...rates[i]!)).toString().padStart(9)}  ${median(ratios).toFixed(2)}`);
+  const rates = runs[i]!.map((x) => x.perSecond);
+  // Ratio to raw C_Sign: the median of the per-round ratios (each round shares the same outside load).
+  const ratios = rates.map((x, r) => x / runs[0]![r]!.perSecond);
+  const cpu = median(runs[i]!.map((x) => x.cpuUs));
+  console.log(
+    `${c.name.padEnd(38)} ${Math.round(median(rates)).toString().padStart(9)} ${Math.round(Math.max(...rates)).toString().padStart(9)} ${median(ratios).toFixed(2).padStart(6)} ${cpu.toFixed(1).padStart(12)}`,
+  );
 }
+console.log(`\nload average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
 for (const { hsm } of pools) hsm.close();
 p11.C_CloseSession(session);

@@ -116,6 +116,7 @@ export const schema = {
   dicomMaxBytes: int('DICOM_MAX_BYTES', 'Largest DICOM file accepted on POST /imaging, in bytes (413 above)', 4 * 1024 * 1024 * 1024, 132, 2 ** 48),
   dicomHeadBytes: int('DICOM_HEAD_BYTES', 'Bytes of each DICOM file held in memory to parse its file meta and identifying attributes', 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
   dicomInflateMax: int('DICOM_INFLATE_MAX', 'Largest inflated data set of a deflated-transfer-syntax DICOM file, in bytes', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  imagingCutThrough: oneOf('IMAGING_CUT_THROUGH', 'on: imaging content streams to the recipient while it is being sealed (the stored copy is the retry path); off: only the delivery job sends it', ['on', 'off'] as const, 'on'),
   imagingMaxInstances: int('IMAGING_MAX_INSTANCES', 'Most DICOM instances in one multipart/related imaging submission', 5000, 1, 100000),
   keySigRotation: duration('KEY_SIG_ROTATION', 'Lifetime of a signing key before the next one is activated (NIST SP 800-57 cryptoperiod)', '90d'),
   keyEncRotation: duration('KEY_ENC_ROTATION', 'Lifetime of an encryption (ECDH-ES) key before the next one is activated', '30d'),

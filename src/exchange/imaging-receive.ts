@@ -8,6 +8,7 @@ import { openStream } from '../jose/stream-open.ts';
 import { nullSink } from '../jose/stream-sinks.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
 import { imagingDir, PendingFile } from './imaging-files.ts';
+import { verifyAnnouncement } from './imaging-announce.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from './imaging-protocol.ts';
 import { findBySenderJti, insertInboxMessages } from './inbox-store.ts';
 import { envelopeDigest, PROTOCOL } from './protocol.ts';
@@ -15,6 +16,7 @@ import type { InboxContext, ReceiveMeta, ReceiveResult } from './receive.ts';
 import { verifySignedContent, type VerifiedContent } from './signed-content.ts';
 
 const MANIFEST_MAX = 16 * 1024 * 1024;
+const ANNOUNCE_MAX = 16 * 1024;
 
 async function textOf(part: Part, max: number): Promise<string> {
   const chunks: Buffer[] = [];
@@ -34,37 +36,31 @@ function requireJose(part: Part | undefined, index: number): Part {
 }
 
 /**
- * POST {inbox}/imaging: multipart/related of (1) the manifest envelope and
- * (2) the content JWE. The manifest is opened and verified first (sender,
- * aud, iat, replay); the content is then streamed: its raw bytes to a
- * pending file (still sealed to our key), and through the HSM-keyed
- * decipher, hashing the plaintext and dropping it. Only when the GCM tag,
- * the SHA-256 and the length all match the signed manifest is the file
- * moved into place, the message stored and the receipt signed.
+ * POST {inbox}/imaging: multipart/related of three application/jose parts:
+ * (1) the signed announcement, verified before any bulk is accepted (sender,
+ * aud, iat, replay); (2) the content JWE, streamed: its raw bytes to a
+ * pending file (still sealed to our key) and through the HSM-keyed decipher,
+ * hashing the plaintext and dropping it; (3) the manifest envelope, opened
+ * and verified, which must name the same delivery and exactly the SHA-256,
+ * length and media type of what was deciphered under a valid tag. Only then
+ * is the file moved into place, the message stored and the receipt signed.
  */
 export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
   return async function receive(contentType: string | undefined, body: AsyncIterable<Buffer>, meta: ReceiveMeta = {}): Promise<ReceiveResult> {
     const now = meta.now ?? new Date();
     const media = parseMediaType(contentType);
-    if (media?.type !== 'multipart/related') throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${PROTOCOL.inboxPath}/imaging takes multipart/related: the manifest envelope, then the content JWE`);
-    const parts = multipartParts(body, boundaryOf(media), { maxParts: 2 });
+    if (media?.type !== 'multipart/related') throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${PROTOCOL.inboxPath}/imaging takes multipart/related: announcement, content JWE, manifest envelope`);
+    const parts = multipartParts(body, boundaryOf(media), { maxParts: 3 });
     let digest: string | undefined;
+    let announced: Awaited<ReturnType<typeof verifyAnnouncement>> | undefined;
     let verified: VerifiedContent | undefined;
     let file: PendingFile | undefined;
     try {
-      const envelope = (await textOf(requireJose((await parts.next()).value || undefined, 0), MANIFEST_MAX)).trim();
-      digest = envelopeDigest(envelope);
-      const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
-      verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
-        directory: ctx.directory, org: ctx.config.org, clockSkewMs: ctx.config.clockSkew, maxAgeMs: ctx.config.inboxMaxAge, now: now.getTime(),
-        checkContent: (c) => void checkManifestContent(c),
-      });
-      opened.plaintext.fill(0);
-      const manifest = verified.claims.content as ManifestContent;
-      const earlier = await findBySenderJti(ctx.pool, verified.claims.iss, verified.claims.jti);
+      const checks = { directory: ctx.directory, org: ctx.config.org, clockSkewMs: ctx.config.clockSkew, maxAgeMs: ctx.config.inboxMaxAge, now: now.getTime() };
+      announced = await verifyAnnouncement((await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(), checks);
+      const earlier = await findBySenderJti(ctx.pool, announced.iss, announced.jti);
       if (earlier) {
-        if (earlier.envelopeDigest !== digest) throw new GatewayError('REPLAY_CONFLICT', `delivery id ${verified.claims.jti} was already received with different content`, { expression: 'jti' });
-        // The same delivery again (the sender retried after losing our answer): the first receipt, nothing stored.
+        // The same delivery again (the sender lost our answer): the first receipt; the bulk is not read.
         await parts.return(undefined);
         return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true };
       }
@@ -78,17 +74,26 @@ export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyReso
           yield b;
         }
       }
-      const content = await openStream(tee(), { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, cty: verified.claims.content_type, maxBytes: manifest.length }, nullSink(), (o) => {
-        if (o.length !== manifest.length || o.sha256.toString('base64url') !== manifest.sha256) {
-          throw new GatewayError('CONTENT_DIGEST_MISMATCH', 'the content does not match the SHA-256 and length in the signed manifest', { expression: 'content.sha256' });
-        }
-      });
-      if (!(await parts.next()).done) throw new GatewayError('BAD_REQUEST', 'an imaging delivery has exactly two parts', { expression: 'part[2]' });
+      const content = await openStream(tee(), { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, maxBytes: ctx.config.dicomMaxBytes }, nullSink());
+      const envelope = (await textOf(requireJose((await parts.next()).value || undefined, 2), MANIFEST_MAX)).trim();
+      if (!(await parts.next()).done) throw new GatewayError('BAD_REQUEST', 'an imaging delivery has exactly three parts', { expression: 'part[3]' });
+      digest = envelopeDigest(envelope);
+      const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
+      verified = await verifySignedContent(opened.plaintext.toString('utf8'), { ...checks, clockSkewMs: checks.clockSkewMs, maxAgeMs: checks.maxAgeMs, checkContent: (c) => void checkManifestContent(c) });
+      opened.plaintext.fill(0);
+      const c = verified.claims;
+      if (c.iss !== announced.iss || c.jti !== announced.jti || c.exchange !== announced.exchange) {
+        throw new GatewayError('CLAIMS_INVALID', 'the manifest names another delivery than the announcement', { expression: 'jti' });
+      }
+      const manifest = c.content as ManifestContent;
+      if (content.header.cty !== c.content_type || content.length !== manifest.length || content.sha256.toString('base64url') !== manifest.sha256) {
+        throw new GatewayError('CONTENT_DIGEST_MISMATCH', 'the content does not match the media type, SHA-256 and length in the signed manifest', { expression: 'content.sha256' });
+      }
       await file.commit();
       return await store(ctx, { envelope, digest, verified, messageId, encKid: opened.kid!, file, contentDigest: `sha-256=${manifest.sha256}`, contentJweLength: content.jweLength, length: content.length, now, meta });
     } catch (err) {
       await file?.discard();
-      if (err instanceof GatewayError && err.status < 500) await auditRefusal(ctx, err, digest, verified, meta, now);
+      if (err instanceof GatewayError && err.status < 500) await auditRefusal(ctx, err, digest, verified ?? (announced && { claims: { iss: announced.iss, jti: announced.jti } } as VerifiedContent), meta, now);
       throw err;
     }
   };

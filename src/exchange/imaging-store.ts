@@ -13,6 +13,7 @@ export interface ImagingDeliveryRecord {
   id: string;
   partnerId: string;
   kid: string;
+  announcement: string;
   manifestEnvelope: string;
   manifestDigest: string;
   contentPath: string;
@@ -41,7 +42,7 @@ export async function enqueueImagingDeliveries(db: Queryable, ids: string[], run
  * Idempotency-Key writes nothing and resolves to the first exchange, or is
  * refused if the content differs.
  */
-export async function writeImagingIntake(pool: pg.Pool, r: ImagingIntakeRecord): Promise<{ exchangeId: string; replayed: boolean }> {
+export async function writeImagingIntake(pool: pg.Pool, r: ImagingIntakeRecord, runAt: Date | null = null): Promise<{ exchangeId: string; replayed: boolean }> {
   return inTransaction(pool, async (db) => {
     const e = r.exchange;
     const { rowCount } = await db.query(
@@ -59,12 +60,12 @@ export async function writeImagingIntake(pool: pg.Pool, r: ImagingIntakeRecord):
     }
     for (const d of r.deliveries) {
       await db.query(
-        `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, manifest_envelope, manifest_digest, content_path, content_jwe_length)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [d.id, e.id, d.partnerId, d.kid, d.manifestEnvelope, d.manifestDigest, d.contentPath, d.contentJweLength],
+        `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, announcement, manifest_envelope, manifest_digest, content_path, content_jwe_length)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [d.id, e.id, d.partnerId, d.kid, d.announcement, d.manifestEnvelope, d.manifestDigest, d.contentPath, d.contentJweLength],
       );
     }
-    await enqueueImagingDeliveries(db, r.deliveries.map((d) => d.id));
+    await enqueueImagingDeliveries(db, r.deliveries.map((d) => d.id), runAt);
     await appendAudit(db, r.audit);
     return { exchangeId: e.id, replayed: false };
   });
@@ -74,6 +75,7 @@ export interface ImagingDeliveryRow {
   id: string;
   exchange_id: string;
   partner_id: string;
+  announcement: string;
   manifest_envelope: string;
   manifest_digest: string;
   content_path: string;

@@ -143,5 +143,11 @@ describe('audit API', () => {
     const wrong = await request(gw.app.server).post('/audit/ui/login').send({ name: 'auditor.bob', password: 'nope' });
     expect(wrong.status).toBe(401);
     expect(wrong.body.resourceType).toBe('OperationOutcome');
+    const failures = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'auth.failure' AND entry LIKE '%auditor.bob%'`);
+    expect(failures.rows.length).toBe(1);
+    // Password guessing is throttled per address: 10 sign-in attempts a minute.
+    let status = 0;
+    for (let i = 0; i < 10 && status !== 429; i++) status = (await request(gw.app.server).post('/audit/ui/login').send({ name: 'auditor.bob', password: `guess-${i}` })).status;
+    expect(status).toBe(429);
   });
 });

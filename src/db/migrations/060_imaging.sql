@@ -20,6 +20,7 @@ CREATE TABLE imaging_deliveries (
   exchange_id         uuid NOT NULL REFERENCES imaging_exchanges (id),
   partner_id          text NOT NULL,
   recipient_kid       text NOT NULL,
+  announcement        text NOT NULL,        -- signed JWS {iss, aud, iat, jti, exchange}: ids only, sent first
   manifest_envelope   text NOT NULL,        -- compact JWE of the signed manifest
   manifest_digest     text NOT NULL,        -- "sha-256=" + base64url of the manifest envelope (the receipt's digest)
   content_path        text NOT NULL,        -- the streamed compact JWE of the content, under DATA_DIR/imaging/outbound
