@@ -31,6 +31,12 @@ const root = mkdtempSync(join(tmpdir(), 'gw-bench-imaging-'));
 chmodSync(root, 0o755); // embedded PostgreSQL runs as its own user and must reach DATA_DIR/pg
 const children: ChildProcess[] = [];
 
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s)
+}
+
 function vmHwm(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m![1]) * 1024;
@@ -85,7 +91,7 @@ async function ehrToken(gw: Gw): Promise<string> {
   const jwk = { ...(await exportJWK(publicKey)), kid: 'ehr-1', alg: 'ES256', use: 'sig' };
   const file = join(root, `${gw.name}-ehr.jwks.json`);
   writeFileSync(file, JSON.stringify({ keys: [jwk] }));
-  await cli(gw, ['clients', 'add', '--id', 'bench-ehr', '--jwks-file', file, '--scope', 'system/Bundle.write system/*.read']);
+  await cli(gw, ['clients', 'add', '--id', 'bench-ehr', '--jwks-file', file, '--scope', 'system/Bundle.write system/*.read', '--receives-from', '*']);
   const aud = gw.url + TOKEN_PATH;
   const assertion = await new SignJWT({ iss: 'bench-ehr', sub: 'bench-ehr', aud, jti: randomBytes(8).toString('hex') })
     .setProtectedHeader({ alg: 'ES256', kid: 'ehr-1', typ: 'JWT' }).setExpirationTime('4m').sign(privateKey);
@@ -126,6 +132,7 @@ async function main(): Promise<void> {
   const [aToken, bToken] = [await ehrToken(a), await ehrToken(b)];
   const hwmBefore = { a: vmHwm(a.child.pid!), b: vmHwm(b.child.pid!) };
 
+  const cpu0 = { a: cpuSeconds(a.child.pid!), b: cpuSeconds(b.child.pid!) };
   const t0 = performance.now();
   const res = await upload(a, aToken, b.org, file);
   if (res.status !== 202) throw new Error(`intake: ${res.status} ${res.body.slice(0, 300)}`);
@@ -139,6 +146,7 @@ async function main(): Promise<void> {
   }
   const totalS = (performance.now() - t0) / 1000;
   const gateway = SIZE / MIB / totalS;
+  const cpu = { a: cpuSeconds(a.child.pid!) - cpu0.a, b: cpuSeconds(b.child.pid!) - cpu0.b };
 
   // B's EHR pulls it: the same bytes.
   const pulled = await fetch(`${b.url}/inbox/messages/${message.id}/content`, { headers: { authorization: `Bearer ${bToken}` } });
@@ -155,6 +163,7 @@ async function main(): Promise<void> {
   const rows = [
     ['gateway A-intake to B-available', `${gateway.toFixed(0)} MiB/s`, `${totalS.toFixed(1)} s (A intake ${intakeS.toFixed(1)} s)`],
     ['raw streaming ceiling', `${raw.toFixed(0)} MiB/s`, ''],
+    ['CPU during the transfer', `A ${cpu.a.toFixed(1)} s, B ${cpu.b.toFixed(1)} s`, `of ${totalS.toFixed(1)} s wall`],
     ['gateway / raw', ratio.toFixed(2), ratio >= 0.6 ? 'target >= 0.6 met' : 'BELOW the 0.6 target'],
     ['peak RSS A (VmHWM)', `${(hwm.a / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.a / MIB).toFixed(0)} MiB`],
     ['peak RSS B (VmHWM, incl. the EHR pull)', `${(hwm.b / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB`],

@@ -85,7 +85,7 @@ function cannon(body: string, auth: string, seconds: number, overallRate?: numbe
  * request's scheduled time (no coordinated omission). autocannon's rate limit sends each second's
  * budget in a burst, which measures queueing behind the burst rather than latency at that rate.
  */
-function paced(body: string, auth: string, seconds: number, rate: number): Promise<{ rate: number; p50: number; p99: number; errors: number }> {
+function paced(body: string, auth: string, seconds: number, rate: number): Promise<{ rate: number; p50: number; p90: number; p99: number; errors: number }> {
   const code = `
     const { parentPort, workerData: w } = require('node:worker_threads');
     const lat = []; let errors = 0; let done = 0;
@@ -109,7 +109,7 @@ function paced(body: string, auth: string, seconds: number, rate: number): Promi
       void worker.terminate();
       const lat = m.lat.sort((x, y) => x - y);
       const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-      resolve({ rate: lat.length / m.secs, p50: q(0.5), p99: q(0.99), errors: m.errors });
+      resolve({ rate: lat.length / m.secs, p50: q(0.5), p90: q(0.9), p99: q(0.99), errors: m.errors });
     });
   });
 }
@@ -128,7 +128,7 @@ if (peak.non2xx) throw new Error(`${peak.non2xx} non-2xx answers`);
 const gwRate = peak.requests.average;
 console.log(`gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  p50 ${peak.latency.p50} ms  p99 ${peak.latency.p99} ms`);
 const half = await paced(body, auth, SECONDS, Math.floor(gwRate / 2));
-console.log(`half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`);
+console.log(`half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p90 ${half.p90.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`);
 
 // Raw ceiling: the same crypto and the same writes, no HTTP, no validation, batches of 100.
 const signer = ctx.keyring.signer('sig');

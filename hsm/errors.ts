@@ -93,3 +93,10 @@ export function toHsmError(err: unknown, what: string): HsmError {
   if (ckr && SESSION_LOST.has(ckr)) return new HsmError('HSM_UNAVAILABLE', `HSM unavailable during ${what} (${ckr})`, { cause: err, ckr });
   return new HsmError('HSM_OPERATION_FAILED', `HSM ${what} failed${ckr ? ` (${ckr})` : ''}`, { cause: err, ckr });
 }
+
+/** Failing to open a session is transient, except a wrong PIN, or a missing token at boot. */
+export function openSessionError(err: unknown, atBoot: boolean): HsmError {
+  const e = toHsmError(err, 'open session');
+  if (e.code === 'HSM_LOGIN_FAILED' || e.code === 'HSM_UNAVAILABLE' || (e.code === 'HSM_TOKEN_NOT_FOUND' && atBoot)) return e;
+  return new HsmError('HSM_UNAVAILABLE', `cannot open an HSM session: ${e.message}`, { cause: err, ckr: e.ckr });
+}

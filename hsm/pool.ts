@@ -1,5 +1,5 @@
 import { pkcs11js, reinitializeModule, type Pkcs11 } from './module.ts';
-import { HsmError, ckrName, isDeviceLost, isSessionLost, toHsmError } from './errors.ts';
+import { HsmError, ckrName, isDeviceLost, isSessionLost, openSessionError, toHsmError } from './errors.ts';
 
 export interface SessionPoolOptions {
   p11: Pkcs11;
@@ -68,6 +68,10 @@ export class SessionPool {
       result = await fn(session, this.#p11);
     } catch (err) {
       if (isSessionLost(err)) {
+        if (this.#isAlive(err, session)) {
+          this.#release(session);
+          throw new HsmError('HSM_OPERATION_FAILED', 'HSM operation failed (CKR_GENERAL_ERROR)', { cause: err, ckr: 'CKR_GENERAL_ERROR' });
+        }
         this.#discard(session, true);
         throw toHsmError(err, 'operation');
       }
@@ -78,6 +82,21 @@ export class SessionPool {
     }
     this.#release(session);
     return result;
+  }
+
+  /**
+   * CKR_GENERAL_ERROR is also what SoftHSM answers to bad input (e.g. a peer
+   * point off the curve): if the session still answers, the device is fine and
+   * the pool must not be flushed (nor the caller told to retry later).
+   */
+  #isAlive(err: unknown, session: Buffer): boolean {
+    if (ckrName(err) !== 'CKR_GENERAL_ERROR') return false;
+    try {
+      this.#p11.C_GetSessionInfo(session);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Sessions currently open (idle or in use). */
@@ -143,14 +162,14 @@ export class SessionPool {
     try {
       return this.#openAndLogin();
     } catch (err) {
-      if (!this.#mayReset(err)) throw this.#asOpenError(err);
+      if (!this.#mayReset(err)) throw openSessionError(err, !this.#warmed);
     }
     this.#lastReset = Date.now();
     try {
       reinitializeModule(this.#p11);
       return this.#openAndLogin();
     } catch (err) {
-      throw this.#asOpenError(err);
+      throw openSessionError(err, !this.#warmed);
     }
   }
 
@@ -177,14 +196,6 @@ export class SessionPool {
     }
     this.#open++;
     return session;
-  }
-
-  /** Failing to open a session is transient, except a wrong PIN, or a missing token at boot. */
-  #asOpenError(err: unknown): HsmError {
-    const e = toHsmError(err, 'open session');
-    if (e.code === 'HSM_LOGIN_FAILED' || (e.code === 'HSM_TOKEN_NOT_FOUND' && !this.#warmed)) return e;
-    if (e.code === 'HSM_UNAVAILABLE') return e;
-    return new HsmError('HSM_UNAVAILABLE', `cannot open an HSM session: ${e.message}`, { cause: err, ckr: e.ckr });
   }
 
   #closeQuietly(session: Buffer): void {

@@ -13,6 +13,8 @@ export interface ClientRecord {
   scopes: string[];
   enabled: boolean;
   rateLimit: number | null;
+  /** Partner ids whose received inbox messages this client may see; '*' = every partner; [] = none. */
+  receivesFrom: string[];
   createdAt: Date;
   disabledAt: Date | null;
 }
@@ -24,19 +26,23 @@ export interface NewClient {
   jwksUri?: string;
   scopes: string[];
   rateLimit?: number | null;
+  receivesFrom?: string[];
 }
 
 const CLIENT_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$/;
+/** Partner ids are printable ASCII (src/directory/directory.ts); '*' stands for every partner. */
+const PARTNER_ID_RE = /^[\x21-\x7e]{1,256}$/;
+export const EVERY_PARTNER = '*';
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'];
 
 interface Row {
   id: string; name: string; jwks: { keys: JWK[] } | null; jwks_uri: string | null; scopes: string[];
-  enabled: boolean; rate_limit: number | null; created_at: Date; disabled_at: Date | null;
+  enabled: boolean; rate_limit: number | null; receives_from: string[]; created_at: Date; disabled_at: Date | null;
 }
 
 const toRecord = (r: Row): ClientRecord => ({
   id: r.id, name: r.name, jwks: r.jwks, jwksUri: r.jwks_uri, scopes: r.scopes, enabled: r.enabled,
-  rateLimit: r.rate_limit, createdAt: r.created_at, disabledAt: r.disabled_at,
+  rateLimit: r.rate_limit, receivesFrom: r.receives_from, createdAt: r.created_at, disabledAt: r.disabled_at,
 });
 
 /** A public JWKS with kids: private members are refused, so a leaked row can never sign. */
@@ -64,6 +70,20 @@ export function checkJwksUri(uri: string): string {
   return u.toString();
 }
 
+/**
+ * The inbox routing list: partner ids (not required to be in the directory
+ * yet, so a client can be prepared before its partner), or just '*'.
+ * Sorted and deduplicated; [] means the client receives nothing.
+ */
+export function checkReceivesFrom(list: unknown): string[] {
+  if (!Array.isArray(list) || list.length > 1000) throw new GatewayError('INVALID_VALUE', 'receives_from must be a list of up to 1000 partner ids', { expression: 'receives_from' });
+  const bad = list.filter((p) => typeof p !== 'string' || !PARTNER_ID_RE.test(p));
+  if (bad.length) throw new GatewayError('INVALID_VALUE', 'receives_from: each entry is a partner id (printable ASCII) or *', { expression: 'receives_from' });
+  const ids = [...new Set(list as string[])].sort();
+  if (ids.includes(EVERY_PARTNER) && ids.length > 1) throw new GatewayError('INVALID_VALUE', 'receives_from: * already means every partner; give it alone', { expression: 'receives_from' });
+  return ids;
+}
+
 export function checkNewClient(c: NewClient): NewClient {
   if (typeof c.id !== 'string' || !CLIENT_ID_RE.test(c.id)) throw new GatewayError('INVALID_VALUE', 'client id: 1-200 characters of letters, digits and ._:@/-', { expression: 'id' });
   if ((c.jwks === undefined) === (c.jwksUri === undefined)) throw new GatewayError('INVALID_VALUE', 'give exactly one of jwks and jwks_uri', { expression: 'jwks' });
@@ -76,15 +96,16 @@ export function checkNewClient(c: NewClient): NewClient {
     name: c.name ?? c.id,
     jwks: c.jwks === undefined ? undefined : checkPublicJwks(c.jwks),
     jwksUri: c.jwksUri === undefined ? undefined : checkJwksUri(c.jwksUri),
+    receivesFrom: checkReceivesFrom(c.receivesFrom ?? []),
   };
 }
 
 export async function registerClient(db: Queryable, input: NewClient): Promise<ClientRecord> {
   const c = checkNewClient(input);
   const { rows } = await db.query<Row>(
-    `INSERT INTO auth_clients (id, name, jwks, jwks_uri, scopes, rate_limit) VALUES ($1, $2, $3, $4, $5, $6)
+    `INSERT INTO auth_clients (id, name, jwks, jwks_uri, scopes, rate_limit, receives_from) VALUES ($1, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (id) DO NOTHING RETURNING *`,
-    [c.id, c.name, c.jwks === undefined ? null : JSON.stringify(c.jwks), c.jwksUri ?? null, [...new Set(c.scopes)], c.rateLimit ?? null],
+    [c.id, c.name, c.jwks === undefined ? null : JSON.stringify(c.jwks), c.jwksUri ?? null, [...new Set(c.scopes)], c.rateLimit ?? null, c.receivesFrom],
   );
   if (!rows[0]) throw new GatewayError('CONFLICT', `client ${c.id} already exists`, { expression: 'id' });
   return toRecord(rows[0]);
@@ -109,4 +130,11 @@ export async function setClientEnabled(db: Queryable, id: string, enabled: boole
   if (!rowCount) return false;
   if (!enabled) await revokeClientTokens(db, id);
   return true;
+}
+
+/** Replace a client's inbox routing list (checked as in checkReceivesFrom). Returns undefined if no such client. */
+export async function setClientReceivesFrom(db: Queryable, id: string, receivesFrom: unknown): Promise<ClientRecord | undefined> {
+  const list = checkReceivesFrom(receivesFrom);
+  const { rows } = await db.query<Row>('UPDATE auth_clients SET receives_from = $2, updated_at = now() WHERE id = $1 RETURNING *', [id, list]);
+  return rows[0] ? toRecord(rows[0]) : undefined;
 }

@@ -4,7 +4,7 @@ import { loadConfig } from '../config.ts';
 import { openDatabase, type Database } from '../runtime/database.ts';
 import { appendAudit } from '../audit/append.ts';
 import { GatewayError } from '../errors.ts';
-import { listClients, registerClient, setClientEnabled } from '../auth/clients.ts';
+import { listClients, registerClient, setClientEnabled, setClientReceivesFrom } from '../auth/clients.ts';
 import { parseScopes } from '../auth/scopes.ts';
 import { bindPartnerCertificate, listTlsBindings, unbindCertificate } from '../auth/tls-bindings.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
@@ -37,6 +37,8 @@ export const clientsCommand: Command = {
   name: 'clients',
   summary: 'register, list and disable API clients (SMART Backend Services)',
   usage: `gateway clients add --id ID (--jwks-uri URL | --jwks-file FILE) --scope "SCOPES" [--name NAME] [--rate-limit N]
+                    [--receives-from PARTNER]...
+gateway clients update --id ID (--receives-from PARTNER... | --receives-nothing)
 gateway clients list [--json]
 gateway clients disable --id ID
 gateway clients enable --id ID
@@ -47,6 +49,11 @@ JWKS (private_key_jwt) and receive 5-minute access tokens. Scopes:
   system/*.read                            read own exchanges and inbox messages
   system/AuditEvent.read                   read the audit trail
   system/gateway.admin                     manage clients, partners and keys
+Inbox routing: a client lists, reads and acknowledges only the received
+messages of the partners named by --receives-from (repeat it; '*' = every
+partner). Without it the client receives nothing (fail closed); route
+partners to it later with \`gateway clients update --id ID --receives-from P\`
+(replaces the list). A token with system/gateway.admin sees every message.
 The first admin client can only be registered here (the CLI has database access):
   gateway clients add --id ops-console --jwks-file ops.jwks.json --scope system/gateway.admin
 Disabling revokes the client's live tokens at once. Reads and writes the
@@ -55,6 +62,7 @@ database only, so it works from a second shell while the gateway runs.`,
     const { values, positionals } = parse(args, {
       id: { type: 'string' }, name: { type: 'string' }, 'jwks-uri': { type: 'string' }, 'jwks-file': { type: 'string' },
       scope: { type: 'string' }, 'rate-limit': { type: 'string' }, json: { type: 'boolean' },
+      'receives-from': { type: 'string', multiple: true }, 'receives-nothing': { type: 'boolean' },
     }, true);
     const sub = positionals[0];
     if (sub === 'list') {
@@ -63,7 +71,7 @@ database only, so it works from a second shell while the gateway runs.`,
       try {
         const clients = await listClients(database.pool);
         if (values.json) print(JSON.stringify(clients, null, 2));
-        else print(table(clients.map((c) => ({ id: c.id, name: c.name, enabled: String(c.enabled), scopes: c.scopes.join(' '), keys: c.jwksUri ?? `inline (${c.jwks?.keys.length ?? 0})` })), ['id', 'name', 'enabled', 'scopes', 'keys']));
+        else print(table(clients.map((c) => ({ id: c.id, name: c.name, enabled: String(c.enabled), scopes: c.scopes.join(' '), 'receives from': c.receivesFrom.join(' ') || '(nothing)', keys: c.jwksUri ?? `inline (${c.jwks?.keys.length ?? 0})` })), ['id', 'name', 'enabled', 'scopes', 'receives from', 'keys']));
         return 0;
       } finally {
         await database.close();
@@ -84,11 +92,23 @@ database only, so it works from a second shell while the gateway runs.`,
       }
       const rateLimit = values['rate-limit'] === undefined ? undefined : Number(values['rate-limit']);
       const c = await inTransaction(async (db) => {
-        const created = await registerClient(db, { id, name: values.name, jwks, jwksUri: values['jwks-uri'], scopes: parseScopes(values.scope!), rateLimit });
-        await appendAudit(db, [{ type: 'client.registered', outcome: 'success', agent: operator(), entity: [{ type: 'client', id }], detail: { scope: created.scopes.join(' ') } }]);
+        const created = await registerClient(db, { id, name: values.name, jwks, jwksUri: values['jwks-uri'], scopes: parseScopes(values.scope!), rateLimit, receivesFrom: values['receives-from'] });
+        await appendAudit(db, [{ type: 'client.registered', outcome: 'success', agent: operator(), entity: [{ type: 'client', id }], detail: { scope: created.scopes.join(' '), receives_from: created.receivesFrom.join(' ') } }]);
         return created;
       });
-      print(`registered client ${c.id} with scopes: ${c.scopes.join(' ')}`);
+      print(`registered client ${c.id} with scopes: ${c.scopes.join(' ')}; receives from: ${c.receivesFrom.join(' ') || 'nothing (see gateway clients update --help)'}`);
+      return 0;
+    }
+    if (sub === 'update') {
+      const list = values['receives-from'];
+      if (Boolean(list) === Boolean(values['receives-nothing'])) throw new UsageError('give --receives-from PARTNER (repeatable) or --receives-nothing');
+      const c = await inTransaction(async (db) => {
+        const updated = await setClientReceivesFrom(db, id, list ?? []);
+        if (!updated) throw new UsageError(`no client ${id}`);
+        await appendAudit(db, [{ type: 'client.updated', outcome: 'success', agent: operator(), entity: [{ type: 'client', id }], detail: { receives_from: updated.receivesFrom.join(' ') } }]);
+        return updated;
+      });
+      print(`client ${c.id} receives from: ${c.receivesFrom.join(' ') || 'nothing'}`);
       return 0;
     }
     if (sub === 'disable' || sub === 'enable') {
@@ -99,7 +119,7 @@ database only, so it works from a second shell while the gateway runs.`,
       print(`client ${id} ${sub}d`);
       return 0;
     }
-    throw new UsageError(`unknown clients subcommand ${sub ?? '(none)'}; try add, list, disable or enable`);
+    throw new UsageError(`unknown clients subcommand ${sub ?? '(none)'}; try add, update, list, disable or enable`);
   },
 };
 

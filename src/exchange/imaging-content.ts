@@ -9,7 +9,7 @@ import { spoolSink } from '../jose/stream-sinks.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
 import { imagingDir } from './imaging-files.ts';
 import type { ManifestContent } from './imaging-protocol.ts';
-import { inboxReader } from './inbox-read.ts';
+import { inboxReader, type InboxRequester } from './inbox-read.ts';
 import type { InboxContext } from './receive.ts';
 
 export interface ImagingContent {
@@ -29,8 +29,10 @@ export interface ImagingContent {
  */
 export function imagingContentReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
   const reader = inboxReader(ctx, resolveKey);
-  return async function content(id: string, clientId: string): Promise<ImagingContent> {
-    const { meta, bundle } = await reader.read(id, clientId);
+  return async function content(id: string, viewer: InboxRequester): Promise<ImagingContent> {
+    const clientId = viewer.clientId;
+    // The manifest read checks the inbox routing (404 for another client's message) and audits.
+    const { meta, bundle } = await reader.read(id, viewer);
     const { rows } = await ctx.pool.query<{ content_type: string; content_path: string }>('SELECT content_type, content_path FROM imaging_inbox_content WHERE message_id = $1', [id]);
     const row = rows[0];
     if (!row) throw new GatewayError('NOT_FOUND', `inbox message ${id} carries no imaging content`);

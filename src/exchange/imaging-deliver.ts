@@ -130,13 +130,17 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
   return result.cls;
 }
 
-/** Record an attempt (job or live transmission) in one transaction; a delivered content file is removed. */
-export async function recordImagingAttempt(ctx: DeliveryContext, id: string, result: AttemptResult, started: Date): Promise<void> {
-  const { state, path } = await inTransaction(ctx.pool, (db) => record(ctx, db, id, result, started));
+/**
+ * Record an attempt (job or live transmission) in one transaction; a delivered content file is removed.
+ * `settle: false` only logs it (a live transmission abandoned before the intake committed: the job, already
+ * scheduled, is the retry).
+ */
+export async function recordImagingAttempt(ctx: DeliveryContext, id: string, result: AttemptResult, started: Date, settle = true): Promise<void> {
+  const { state, path } = await inTransaction(ctx.pool, (db) => record(ctx, db, id, result, started, settle));
   if (state === 'delivered') await unlink(path).catch(() => undefined);
 }
 
-async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: AttemptResult, started: Date): Promise<{ state: string; path: string }> {
+async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: AttemptResult, started: Date, settle: boolean): Promise<{ state: string; path: string }> {
   const d = (await getImagingDelivery(db, id, true))!;
   const attempt = d.attempts + 1;
   const roundAttempts = d.round_attempts + 1;
@@ -149,7 +153,7 @@ async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: At
   const partner = { type: 'partner' as const, id: d.partner_id };
   const audit: AuditInput[] = [{ type: 'delivery.attempt', outcome: r.cls === 'delivered' ? 'success' : 'minor-failure', agent: partner, entity, detail: { content: 'imaging', attempt, result: r.cls, status: r.status, error: r.error } }];
   let state: string = d.state;
-  if (d.state !== 'pending') {
+  if (d.state !== 'pending' || (!settle && r.cls !== 'delivered')) {
     await db.query('UPDATE imaging_deliveries SET attempts = $2, updated_at = now() WHERE id = $1', [id, attempt]);
   } else if (r.cls === 'delivered') {
     state = 'delivered';

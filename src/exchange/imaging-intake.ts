@@ -192,10 +192,10 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
   }
   // Committed: the live transmissions may now send their manifests; the job (scheduled a little later) is the fallback.
   x.live.forEach((t, i) => {
-    if (t.dropped) return;
-    t.finish(deliveries[i]!.manifestEnvelope, { manifestDigest: deliveries[i]!.manifestDigest, contentDigest });
+    const abandoned = t.dropped;
+    if (!abandoned) t.finish(deliveries[i]!.manifestEnvelope, { manifestDigest: deliveries[i]!.manifestDigest, contentDigest });
     void t.result
-      .then((r) => recordImagingAttempt(ctx, deliveries[i]!.id, r, t.started))
+      .then((r) => recordImagingAttempt(ctx, deliveries[i]!.id, r, t.started, !abandoned))
       .catch((err: unknown) => ctx.logger.warn({ delivery: deliveries[i]!.id, err: { message: (err as Error).message } }, 'could not record a live imaging transmission'));
   });
   return { exchangeId, replayed: false, deliveries: deliveries.length, instances: x.instances };

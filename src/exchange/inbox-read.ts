@@ -1,12 +1,18 @@
 import { appendAudit } from '../audit/append.ts';
+import { auditRefusal } from '../auth/audit.ts';
 import { GatewayError } from '../errors.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
 import { verifyCompact } from '../jose/verify.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
-import { acknowledgeInboxMessage, getInboxMessage, listInboxMessages, type InboxContext, type InboxMessage, type InboxMetadata, type InboxQuery } from './inbox-store.ts';
+import { acknowledgeInboxMessage, getInboxMessageFor, listInboxMessages, type InboxContext, type InboxMessage, type InboxMetadata, type InboxQuery, type InboxViewer } from './inbox-store.ts';
 import { rawMember } from './json-member.ts';
 import { envelopeDigest, PROTOCOL } from './protocol.ts';
 import { CONTENT_ALGS, publicKeyOf } from './signed-content.ts';
+
+/** The viewer of a request, with its address for the audit trail. */
+export interface InboxRequester extends InboxViewer {
+  remoteAddress?: string;
+}
 
 export interface OpenedMessage {
   meta: InboxMetadata;
@@ -49,19 +55,57 @@ export async function openStoredMessage(ctx: Pick<InboxContext, 'hsm' | 'config'
  * row altered at rest can never be handed over.
  */
 export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
-  async function load(id: string) {
-    const row = UUID_RE.test(id) ? await getInboxMessage(ctx.pool, id) : undefined;
-    if (!row) throw new GatewayError('NOT_FOUND', `no inbox message ${id}`);
-    return row;
+  const notFound = (id: string) => new GatewayError('NOT_FOUND', `no inbox message ${id}`);
+
+  /**
+   * A message routed to other clients is answered exactly like an unknown id
+   * (404, same text), so its existence does not leak; unlike an unknown id,
+   * the attempt is audited as authz.denied (ids only, no content).
+   */
+  async function refuseNotRouted(id: string, viewer: InboxRequester, operation: string): Promise<never> {
+    await auditRefusal(ctx.pool, ctx.logger, 'authz.denied', { clientId: viewer.clientId, remoteAddress: viewer.remoteAddress }, {
+      reason: 'inbox_not_routed', operation, message: id,
+    });
+    throw notFound(id);
+  }
+
+  async function load(id: string, viewer: InboxRequester, operation: string) {
+    const found = UUID_RE.test(id) ? await getInboxMessageFor(ctx.pool, id, viewer) : undefined;
+    if (!found) throw notFound(id);
+    if (!found.visible) return refuseNotRouted(id, viewer, operation);
+    return found.message;
+  }
+
+  /** The state change and its audit entry on one transaction; nothing is written unless the viewer may see the message. */
+  async function acknowledgeAudited(id: string, viewer: InboxViewer) {
+    const client = await ctx.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await acknowledgeInboxMessage(client, id, viewer, new Date());
+      if (result && result !== 'not-visible' && result.changed) {
+        await appendAudit(client, [{
+          type: 'inbox.acknowledged', outcome: 'success', agent: { type: 'client', id: viewer.clientId },
+          entity: [{ type: 'inbox-message', id, digest: result.meta.envelopeDigest }, { type: 'delivery', id: result.meta.jti }],
+        }]);
+      }
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   return {
-    list(query: InboxQuery): Promise<InboxMetadata[]> {
-      return listInboxMessages(ctx.pool, query);
+    list(query: InboxQuery, viewer: InboxViewer): Promise<InboxMetadata[]> {
+      return listInboxMessages(ctx.pool, query, viewer);
     },
 
-    async read(id: string, clientId: string): Promise<OpenedMessage> {
-      const row = await load(id);
+    async read(id: string, viewer: InboxRequester): Promise<OpenedMessage> {
+      const clientId = viewer.clientId;
+      const row = await load(id, viewer, 'inbox.read');
       let bundle: string;
       try {
         bundle = await openStoredMessage(ctx, row, resolveKey);
@@ -80,27 +124,13 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
       return { meta: row, bundle };
     },
 
-    async acknowledge(id: string, clientId: string): Promise<InboxMetadata> {
-      if (!UUID_RE.test(id)) throw new GatewayError('NOT_FOUND', `no inbox message ${id}`);
-      const client = await ctx.pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await acknowledgeInboxMessage(client, id, clientId, new Date());
-        if (!result) throw new GatewayError('NOT_FOUND', `no inbox message ${id}`);
-        if (result.changed) {
-          await appendAudit(client, [{
-            type: 'inbox.acknowledged', outcome: 'success', agent: { type: 'client', id: clientId },
-            entity: [{ type: 'inbox-message', id, digest: result.meta.envelopeDigest }, { type: 'delivery', id: result.meta.jti }],
-          }]);
-        }
-        await client.query('COMMIT');
-        return result.meta;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
+    async acknowledge(id: string, viewer: InboxRequester): Promise<InboxMetadata> {
+      if (!UUID_RE.test(id)) throw notFound(id);
+      const result = await acknowledgeAudited(id, viewer);
+      if (!result) throw notFound(id);
+      // Refused after the acknowledging transaction ended: the refusal is audited in its own.
+      if (result === 'not-visible') return refuseNotRouted(id, viewer, 'inbox.acknowledge');
+      return result.meta;
     },
   };
 }

@@ -104,6 +104,34 @@ export async function findBySenderJti(db: Queryable, sender: string, jti: string
   return r && { id: r.id, envelopeDigest: r.envelope_digest, receipt: r.receipt };
 }
 
+/**
+ * Who looks at the inbox. A client sees the messages of the partners its
+ * registration routes to it (auth_clients.receives_from; '*' = every
+ * partner, empty = none); `all` (the admin scope) sees every message.
+ */
+export interface InboxViewer {
+  clientId: string;
+  all: boolean;
+}
+
+/**
+ * The routing rule as one SQL condition on `inbox_messages m`, evaluated in
+ * the query that reads the messages (no lookup per row, and a routing change
+ * applies to the next request). A disabled client sees nothing.
+ */
+function visibleTo(viewer: InboxViewer, args: unknown[]): string {
+  if (viewer.all) return 'true';
+  return `EXISTS (SELECT 1 FROM auth_clients c WHERE c.id = $${args.push(viewer.clientId)} AND c.enabled
+    AND ('*' = ANY (c.receives_from) OR m.sender = ANY (c.receives_from)))`;
+}
+
+/** One message and whether `viewer` may see it, in one query (undefined: no such id). */
+export async function getInboxMessageFor(db: Queryable, id: string, viewer: InboxViewer): Promise<{ message: InboxMessage; visible: boolean } | undefined> {
+  const args: unknown[] = [id];
+  const { rows } = await db.query<Row>(`SELECT m.*, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`, args);
+  return rows[0] && { message: toMessage(rows[0]), visible: rows[0].visible === true };
+}
+
 export async function getInboxMessage(db: Queryable, id: string): Promise<InboxMessage | undefined> {
   const { rows } = await db.query<Row>('SELECT * FROM inbox_messages WHERE id = $1', [id]);
   return rows[0] && toMessage(rows[0]);
@@ -117,30 +145,38 @@ export interface InboxQuery {
   before?: { receivedAt: Date; id: string };
 }
 
-export async function listInboxMessages(db: Queryable, q: InboxQuery): Promise<InboxMetadata[]> {
-  const where: string[] = [];
+/** The messages `viewer` may see, newest first; the others are simply not there. */
+export async function listInboxMessages(db: Queryable, q: InboxQuery, viewer: InboxViewer): Promise<InboxMetadata[]> {
   const args: unknown[] = [];
+  const where: string[] = [visibleTo(viewer, args)];
   if (q.state) where.push(`state = $${args.push(q.state)}`);
   if (q.sender) where.push(`sender = $${args.push(q.sender)}`);
   if (q.before) where.push(`(received_at, id) < ($${args.push(q.before.receivedAt)}, $${args.push(q.before.id)})`);
   const { rows } = await db.query<Row>(
-    `SELECT ${META_COLUMNS} FROM inbox_messages ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+    `SELECT ${META_COLUMNS} FROM inbox_messages m WHERE ${where.join(' AND ')}
      ORDER BY received_at DESC, id DESC LIMIT $${args.push(q.limit)}`,
     args,
   );
   return rows.map(toMeta);
 }
 
-/** Mark acknowledged (idempotent); returns the metadata after the change, or undefined if no such message. */
-export async function acknowledgeInboxMessage(db: Queryable, id: string, clientId: string, now: Date): Promise<{ meta: InboxMetadata; changed: boolean } | undefined> {
+/**
+ * Mark acknowledged by `viewer` (idempotent) if it may see the message.
+ * Returns the metadata after the change, 'not-visible' for a message routed
+ * to other clients, or undefined if no such message.
+ */
+export async function acknowledgeInboxMessage(db: Queryable, id: string, viewer: InboxViewer, now: Date): Promise<{ meta: InboxMetadata; changed: boolean } | 'not-visible' | undefined> {
+  const args: unknown[] = [id, viewer.clientId, now];
   const { rows } = await db.query<Row>(
-    `UPDATE inbox_messages SET state = 'acknowledged', acknowledged_at = $3, acknowledged_by = $2
-     WHERE id = $1 AND state <> 'acknowledged' RETURNING ${META_COLUMNS}`,
-    [id, clientId, now],
+    `UPDATE inbox_messages m SET state = 'acknowledged', acknowledged_at = $3, acknowledged_by = $2
+     WHERE m.id = $1 AND m.state <> 'acknowledged' AND ${visibleTo(viewer, args)} RETURNING ${META_COLUMNS}`,
+    args,
   );
   if (rows[0]) return { meta: toMeta(rows[0]), changed: true };
-  const { rows: existing } = await db.query<Row>(`SELECT ${META_COLUMNS} FROM inbox_messages WHERE id = $1`, [id]);
-  return existing[0] && { meta: toMeta(existing[0]), changed: false };
+  const again: unknown[] = [id];
+  const { rows: existing } = await db.query<Row>(`SELECT ${META_COLUMNS}, ${visibleTo(viewer, again)} AS visible FROM inbox_messages m WHERE m.id = $1`, again);
+  if (!existing[0]) return undefined;
+  return existing[0].visible === true ? { meta: toMeta(existing[0]), changed: false } : 'not-visible';
 }
 
 export async function markForwarded(db: Queryable, id: string, now: Date): Promise<void> {

@@ -39,7 +39,9 @@ export class IntakeWriter {
       maxItems: options.maxItems ?? 100,
       maxWeight: options.maxBytes ?? 32 * 1024 * 1024,
       weight: (r) => r.deliveries.reduce((n, d) => n + d.envelope.length, 0),
-      maxInFlight: 2,
+      // One batch at a time: the next gathers all that arrives during this commit (a second
+      // concurrent batch would only queue on the audit_head lock; BENCHMARKS.md).
+      maxInFlight: 1,
     });
   }
   write(record: IntakeRecord): Promise<IntakeWritten> {

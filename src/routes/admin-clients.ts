@@ -2,16 +2,16 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { appendAudit } from '../audit/append.ts';
 import { GatewayError } from '../errors.ts';
-import { getClient, listClients, registerClient, setClientEnabled, type ClientRecord } from '../auth/clients.ts';
+import { getClient, listClients, registerClient, setClientEnabled, setClientReceivesFrom, type ClientRecord } from '../auth/clients.ts';
 import { requireScope, SCOPE_ADMIN } from '../auth/guard.ts';
 import { bindPartnerCertificate, listTlsBindings, unbindCertificate } from '../auth/tls-bindings.ts';
 
 const view = (c: ClientRecord) => ({
   id: c.id, name: c.name, scopes: c.scopes, enabled: c.enabled, jwks_uri: c.jwksUri ?? undefined,
-  jwks: c.jwks ?? undefined, rate_limit: c.rateLimit, created_at: c.createdAt.toISOString(), disabled_at: c.disabledAt?.toISOString(),
+  jwks: c.jwks ?? undefined, rate_limit: c.rateLimit, receives_from: c.receivesFrom, created_at: c.createdAt.toISOString(), disabled_at: c.disabledAt?.toISOString(),
 });
 
-interface ClientBody { id?: unknown; name?: unknown; jwks?: unknown; jwks_uri?: unknown; scope?: unknown; scopes?: unknown; rate_limit?: unknown }
+interface ClientBody { id?: unknown; name?: unknown; jwks?: unknown; jwks_uri?: unknown; scope?: unknown; scopes?: unknown; rate_limit?: unknown; receives_from?: unknown }
 
 /** Runs fn and its audit entry on one transaction. */
 async function withAudit<T>(ctx: GatewayContext, fn: (db: import('pg').PoolClient) => Promise<T>): Promise<T> {
@@ -51,11 +51,26 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
           id: b.id as string, name: typeof b.name === 'string' ? b.name : undefined, scopes: scopes as string[],
           jwks: b.jwks, jwksUri: typeof b.jwks_uri === 'string' ? b.jwks_uri : undefined,
           rateLimit: typeof b.rate_limit === 'number' ? b.rate_limit : undefined,
+          receivesFrom: b.receives_from as string[] | undefined,
         });
-        await appendAudit(db, [{ type: 'client.registered', outcome: 'success', agent: who(request.principal?.clientId), entity: [{ type: 'client', id: c.id }], detail: { scope: c.scopes.join(' ') } }]);
+        await appendAudit(db, [{ type: 'client.registered', outcome: 'success', agent: who(request.principal?.clientId), entity: [{ type: 'client', id: c.id }], detail: { scope: c.scopes.join(' '), receives_from: c.receivesFrom.join(' ') } }]);
         return c;
       });
       return reply.code(201).header('Location', `/admin/clients/${encodeURIComponent(created.id)}`).send(view(created));
+    });
+
+    // Inbox routing: replace the partners whose received messages the client sees ([] = none, ['*'] = all).
+    app.patch<{ Params: { id: string }; Body: { receives_from?: unknown } }>('/admin/clients/:id', { preHandler: admin }, async (request) => {
+      const id = request.params.id;
+      const b = (request.body ?? {}) as { receives_from?: unknown };
+      const extra = Object.keys(b).filter((k) => k !== 'receives_from');
+      if (b.receives_from === undefined || extra.length) throw new GatewayError('INVALID_VALUE', 'PATCH takes {"receives_from": [partner ids or "*"]} only', { expression: extra[0] ?? 'receives_from' });
+      return view(await withAudit(ctx, async (db) => {
+        const c = await setClientReceivesFrom(db, id, b.receives_from);
+        if (!c) throw new GatewayError('NOT_FOUND', `no client ${id}`);
+        await appendAudit(db, [{ type: 'client.updated', outcome: 'success', agent: who(request.principal?.clientId), entity: [{ type: 'client', id }], detail: { receives_from: c.receivesFrom.join(' ') } }]);
+        return c;
+      }));
     });
 
     for (const [verb, enabled] of [['disable', false], ['enable', true]] as const) {

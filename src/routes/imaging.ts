@@ -11,6 +11,7 @@ import { acceptImaging } from '../exchange/imaging-intake.ts';
 import { imagingReceiver } from '../exchange/imaging-receive.ts';
 import { readImagingExchange } from '../exchange/imaging-store.ts';
 import { PROTOCOL } from '../exchange/protocol.ts';
+import { inboxViewer } from './inbox.ts';
 
 export const SCOPE_IMAGING_WRITE = 'system/ImagingStudy.write';
 
@@ -78,12 +79,14 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
     app.post(`${PROTOCOL.inboxPath}/imaging`, (req, reply) =>
       closingOnError(reply, async () => {
         const result = await receive(req.headers['content-type'], streamOf(req), { remoteAddress: req.ip });
+        // A repeated delivery is answered without reading its bulk: do not keep that connection.
+        if (!req.raw.complete) reply.header('connection', 'close');
         return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
       }),
     );
 
     app.get<{ Params: { id: string } }>('/inbox/messages/:id/content', { preHandler: requireScope(ctx, SCOPE_ALL_READ) }, async (req, reply) => {
-      const c = await content(req.params.id, req.principal!.clientId);
+      const c = await content(req.params.id, inboxViewer(req));
       return reply
         .header('Cache-Control', 'no-store')
         .header('Content-Length', String(c.length))

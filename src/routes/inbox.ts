@@ -1,9 +1,9 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
-import { requireScope, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../auth/guard.ts';
+import { hasAnyScope, requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../auth/guard.ts';
 import { inboxReceiver } from '../exchange/receive.ts';
-import { inboxReader } from '../exchange/inbox-read.ts';
+import { inboxReader, type InboxRequester } from '../exchange/inbox-read.ts';
 import { INBOX_STATES, type InboxMetadata, type InboxState } from '../exchange/inbox-store.ts';
 import { gatewayDecryptionKeys } from '../exchange/decryption-keys.ts';
 import { PROTOCOL } from '../exchange/protocol.ts';
@@ -12,6 +12,15 @@ import { PROTOCOL } from '../exchange/protocol.ts';
 export const INBOX_READ_SCOPE = SCOPE_ALL_READ;
 const INBOX_READ_SCOPES = [INBOX_READ_SCOPE];
 const INBOX_ACK_SCOPES = [SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE];
+
+/**
+ * The guarded caller as an inbox viewer: routed partners only
+ * (auth_clients.receives_from), every message with the admin scope.
+ */
+export function inboxViewer(request: FastifyRequest): InboxRequester {
+  const p = request.principal!;
+  return { clientId: p.clientId, all: hasAnyScope(p.scopes, [SCOPE_ADMIN]), remoteAddress: request.ip };
+}
 
 const metaJson = (m: InboxMetadata) => ({
   id: m.id,
@@ -71,7 +80,7 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     app.get('/inbox/messages', { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) }, async (request, reply) => {
       const query = parseListQuery(request.query as Record<string, unknown>);
-      const messages = await reader.list(query);
+      const messages = await reader.list(query, inboxViewer(request));
       const last = messages.length === query.limit ? messages.at(-1) : undefined;
       return reply.header('Cache-Control', 'no-store').send({
         messages: messages.map(metaJson),
@@ -80,7 +89,7 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
     });
 
     app.get<{ Params: { id: string } }>('/inbox/messages/:id', { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) }, async (request, reply) => {
-      const { meta, bundle } = await reader.read(request.params.id, request.principal!.clientId);
+      const { meta, bundle } = await reader.read(request.params.id, inboxViewer(request));
       return reply
         .header('Cache-Control', 'no-store')
         .header('X-Exchange-Sender', meta.sender)
@@ -90,7 +99,7 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
     });
 
     app.post<{ Params: { id: string } }>('/inbox/messages/:id/$ack', { preHandler: requireScope(ctx, ...INBOX_ACK_SCOPES) }, async (request, reply) => {
-      const meta = await reader.acknowledge(request.params.id, request.principal!.clientId);
+      const meta = await reader.acknowledge(request.params.id, inboxViewer(request));
       return reply.header('Cache-Control', 'no-store').send(metaJson(meta));
     });
   };

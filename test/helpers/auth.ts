@@ -24,6 +24,8 @@ export interface TestClientOptions {
   scopes: string[];
   name?: string;
   rateLimit?: number;
+  /** Inbox routing (auth_clients.receives_from): partner ids or ['*']; default none (fail closed). */
+  receivesFrom?: string[];
 }
 
 /**
@@ -35,7 +37,7 @@ export async function testClient(gw: TestGateway, options: TestClientOptions): P
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const kid = `k-${randomUUID().slice(0, 8)}`;
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
-  await registerClient(gw.app.ctx.pool, { id, name: options.name ?? id, jwks: { keys: [publicJwk] }, scopes: options.scopes, rateLimit: options.rateLimit });
+  await registerClient(gw.app.ctx.pool, { id, name: options.name ?? id, jwks: { keys: [publicJwk] }, scopes: options.scopes, rateLimit: options.rateLimit, receivesFrom: options.receivesFrom });
   const tokenUrl = gw.config.baseUrl + TOKEN_PATH;
 
   /** Claims given as undefined are left out (e.g. { jti: undefined } for a missing jti). */

@@ -6,7 +6,7 @@ import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from
 
 export interface Peer {
   gw: TestGateway;
-  /** The local EHR: sends (Bundle.write), reads its exchanges and pulls/acks its inbox. */
+  /** The local EHR: sends (Bundle.write), reads its exchanges and pulls/acks its inbox (routed every partner). */
   ehr: TestClient;
   admin: TestClient;
   worker?: WorkerHandle;
@@ -22,7 +22,7 @@ async function peer(env: Record<string, string>): Promise<Peer> {
   const gw = await startTestGateway(env);
   return {
     gw,
-    ehr: await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE, SCOPE_ALL_READ, SCOPE_ALL_WRITE] }),
+    ehr: await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE, SCOPE_ALL_READ, SCOPE_ALL_WRITE], receivesFrom: ['*'] }),
     admin: await testClient(gw, { scopes: [SCOPE_ADMIN] }),
   };
 }

@@ -75,6 +75,38 @@ describe('gateway clients / gateway tls: the first admin from a second shell (da
     expect(badScope.stderr).toContain('not a system scope');
   });
 
+  it('routes inbox partners to a client: --receives-from on add (repeatable), update, list; fails closed without it', async () => {
+    const jwksFile = join(dir, 'ehr-r.jwks.json');
+    writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK((await generateKeyPair('ES256')).publicKey)), kid: 'r1' }] }));
+    const base = ['clients', 'add', '--jwks-file', jwksFile, '--scope', 'system/*.read'];
+    const routed = await runCli([...base, '--id', 'ehr-routed', '--receives-from', 'https://pa.example', '--receives-from', 'https://pb.example'], env);
+    expect(routed.code).toBe(0);
+    expect(routed.stdout).toContain('receives from: https://pa.example https://pb.example');
+    const plain = await runCli([...base, '--id', 'ehr-plain'], env);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toContain('receives from: nothing');
+    const receivesFrom = async (id: string) => {
+      const list = JSON.parse((await runCli(['clients', 'list', '--json'], env)).stdout) as Array<{ id: string; receivesFrom: string[] }>;
+      return list.find((c) => c.id === id)!.receivesFrom;
+    };
+    expect(await receivesFrom('ehr-routed')).toEqual(['https://pa.example', 'https://pb.example']);
+    expect(await receivesFrom('ehr-plain')).toEqual([]);
+
+    expect((await runCli(['clients', 'update', '--id', 'ehr-plain', '--receives-from', '*'], env)).code).toBe(0);
+    expect(await receivesFrom('ehr-plain')).toEqual(['*']);
+    expect((await runCli(['clients', 'update', '--id', 'ehr-routed', '--receives-nothing'], env)).code).toBe(0);
+    expect(await receivesFrom('ehr-routed')).toEqual([]);
+
+    const neither = await runCli(['clients', 'update', '--id', 'ehr-plain'], env);
+    expect([neither.code, neither.stderr]).toEqual([2, expect.stringContaining('--receives-nothing')]);
+    const starAndMore = await runCli(['clients', 'update', '--id', 'ehr-plain', '--receives-from', '*', '--receives-from', 'https://pa.example'], env);
+    expect([starAndMore.code, starAndMore.stderr]).toEqual([2, expect.stringContaining('* already means every partner')]);
+    const nobody = await runCli(['clients', 'update', '--id', 'nobody', '--receives-from', '*'], env);
+    expect([nobody.code, nobody.stderr]).toEqual([2, expect.stringContaining('no client nobody')]);
+    const { rows } = await gw.app.ctx.pool.query<{ entry: string }>(`SELECT entry FROM audit_log WHERE type = 'client.updated' ORDER BY idx`);
+    expect(rows.map((r) => JSON.parse(r.entry).detail.receives_from)).toEqual(['*', '']);
+  });
+
   it('binds, lists and unbinds a partner certificate for mutual TLS', async () => {
     const pki = createTestPki();
     const bind = await runCli(['tls', 'bind', '--partner', 'https://partner.example.org', '--cert', pki.client.certFile], env);

