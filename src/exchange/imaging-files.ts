@@ -30,13 +30,13 @@ export async function sweepPartials(dir: string, minAgeMs = 60 * 60 * 1000): Pro
   return removed;
 }
 
-const MAX_IN_FLIGHT = 4;
+const MAX_IN_FLIGHT = 8;
 
 /** write(2) may write less than asked: loop until the whole chunk is on its way. */
 async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
   for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
 }
-const COALESCE = 1024 * 1024;
+const COALESCE = 128 * 1024;
 
 /** A file written under a temporary name, renamed into place by commit(), deleted by discard(). */
 export class PendingFile {

@@ -116,13 +116,15 @@ export interface InboxViewer {
 
 /**
  * The routing rule as one SQL condition on `inbox_messages m`, evaluated in
- * the query that reads the messages (no lookup per row, and a routing change
- * applies to the next request). A disabled client sees nothing.
+ * the query that reads the messages: the client's list is an uncorrelated
+ * subquery (read once per query, so listing keeps the newest-first index
+ * scan), overlapping {sender, '*'}. Nothing is cached, so a routing change
+ * applies to the next request; an unknown or disabled client yields NULL and
+ * sees nothing.
  */
 function visibleTo(viewer: InboxViewer, args: unknown[]): string {
   if (viewer.all) return 'true';
-  return `EXISTS (SELECT 1 FROM auth_clients c WHERE c.id = $${args.push(viewer.clientId)} AND c.enabled
-    AND ('*' = ANY (c.receives_from) OR m.sender = ANY (c.receives_from)))`;
+  return `coalesce(ARRAY[m.sender, '*'] && (SELECT c.receives_from FROM auth_clients c WHERE c.id = $${args.push(viewer.clientId)} AND c.enabled), false)`;
 }
 
 /** One message and whether `viewer` may see it, in one query (undefined: no such id). */
