@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { openDatabase, type Database } from '../runtime/database.ts';
 import { appendAudit } from '../audit/append.ts';
+import { inTransaction as inDbTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { listClients, registerClient, setClientEnabled, setClientReceivesFrom } from '../auth/clients.ts';
 import { parseScopes } from '../auth/scopes.ts';
@@ -17,18 +18,12 @@ const operator = () => ({ type: 'admin' as const, id: `cli:${userInfo().username
 async function inTransaction<T>(fn: (db: import('pg').PoolClient) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const database: Database = await openDatabase(config, cliLogger(config));
-  const db = await database.pool.connect();
   try {
-    await db.query('BEGIN');
-    const out = await fn(db);
-    await db.query('COMMIT');
-    return out;
+    return await inDbTransaction(database.pool, fn);
   } catch (err) {
-    await db.query('ROLLBACK').catch(() => undefined);
-    if (err instanceof GatewayError && (err.status < 500)) throw new UsageError(err.message);
+    if (err instanceof GatewayError && err.status < 500) throw new UsageError(err.message);
     throw err;
   } finally {
-    db.release();
     await database.close();
   }
 }

@@ -6,6 +6,7 @@ export interface DirectoryLogger {
 }
 import { freshnessMs } from './cache-control.ts';
 import { checkJwks, type Jwks } from './keys.ts';
+import { readBounded } from '../net/read-bounded.ts';
 
 export interface JwksLimits {
   /** Timeout of one fetch. */
@@ -28,27 +29,6 @@ interface Entry {
   jwks: Jwks;
   fetchedAt: number;
   expiresAt: number;
-}
-
-/** Read a response body, aborting as soon as it exceeds maxBytes. */
-async function readBounded(res: Response, maxBytes: number, uri: string): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) throw new GatewayError('UNPROCESSABLE', `JWKS at ${uri} is ${declared} bytes; the limit is ${maxBytes}`);
-  const reader = res.body?.getReader();
-  if (!reader) return '';
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => undefined);
-      throw new GatewayError('UNPROCESSABLE', `JWKS at ${uri} exceeds the limit of ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /**
@@ -119,7 +99,7 @@ export class JwksFetcher {
         await res.body?.cancel().catch(() => undefined);
         throw new GatewayError('UNAVAILABLE', `JWKS at ${uri} answered HTTP ${res.status}`, { retryAfter: 30 });
       }
-      const text = await readBounded(res, this.#limits.maxBytes, uri);
+      const text = await readBounded(res, this.#limits.maxBytes, `JWKS at ${uri}`);
       let doc: unknown;
       try {
         doc = JSON.parse(text);

@@ -9,6 +9,7 @@ import { verifyReceipt } from '../jose/receipt.ts';
 import { enqueueDeliveries } from './intake-store.ts';
 import { PROTOCOL } from './protocol.ts';
 import { classifyStatus, nextDelayMs, parseRetryAfter, type AttemptClass } from './retry-policy.ts';
+import { readBounded } from '../net/read-bounded.ts';
 
 const MAX_ANSWER_BYTES = 64 * 1024;
 
@@ -36,24 +37,6 @@ interface AttemptResult {
   receipt?: { jws: string; jti: string };
 }
 
-async function readBounded(res: Response): Promise<string> {
-  const reader = res.body?.getReader();
-  if (!reader) return '';
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_ANSWER_BYTES) {
-      await reader.cancel().catch(() => undefined);
-      throw new GatewayError('UNPROCESSABLE', 'answer too large');
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 /** One POST of the envelope to the partner's inbox, classified. */
 async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner): Promise<AttemptResult> {
   let res: Response;
@@ -77,7 +60,7 @@ async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner):
     return { cls, status: res.status, error: `HTTP ${res.status}`, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) };
   }
   try {
-    const text = (await readBounded(res)).trim();
+    const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the inbox answer')).trim();
     const claims = await verifyReceipt(
       text,
       async (header) => {

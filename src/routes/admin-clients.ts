@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { appendAudit } from '../audit/append.ts';
+import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { getClient, listClients, registerClient, setClientEnabled, setClientReceivesFrom, type ClientRecord } from '../auth/clients.ts';
 import { requireScope, SCOPE_ADMIN } from '../auth/guard.ts';
@@ -12,22 +13,6 @@ const view = (c: ClientRecord) => ({
 });
 
 interface ClientBody { id?: unknown; name?: unknown; jwks?: unknown; jwks_uri?: unknown; scope?: unknown; scopes?: unknown; rate_limit?: unknown; receives_from?: unknown }
-
-/** Runs fn and its audit entry on one transaction. */
-async function withAudit<T>(ctx: GatewayContext, fn: (db: import('pg').PoolClient) => Promise<T>): Promise<T> {
-  const db = await ctx.pool.connect();
-  try {
-    await db.query('BEGIN');
-    const out = await fn(db);
-    await db.query('COMMIT');
-    return out;
-  } catch (err) {
-    await db.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    db.release();
-  }
-}
 
 /** Client registry and mutual-TLS bindings, for holders of the admin scope. */
 export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
@@ -46,7 +31,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
     app.post<{ Body: ClientBody }>('/admin/clients', { preHandler: admin }, async (request, reply) => {
       const b = (request.body ?? {}) as ClientBody;
       const scopes = Array.isArray(b.scopes) ? b.scopes : typeof b.scope === 'string' ? b.scope.split(/\s+/).filter(Boolean) : [];
-      const created = await withAudit(ctx, async (db) => {
+      const created = await inTransaction(ctx.pool, async (db) => {
         const c = await registerClient(db, {
           id: b.id as string, name: typeof b.name === 'string' ? b.name : undefined, scopes: scopes as string[],
           jwks: b.jwks, jwksUri: typeof b.jwks_uri === 'string' ? b.jwks_uri : undefined,
@@ -65,7 +50,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
       const b = (request.body ?? {}) as { receives_from?: unknown };
       const extra = Object.keys(b).filter((k) => k !== 'receives_from');
       if (b.receives_from === undefined || extra.length) throw new GatewayError('INVALID_VALUE', 'PATCH takes {"receives_from": [partner ids or "*"]} only', { expression: extra[0] ?? 'receives_from' });
-      return view(await withAudit(ctx, async (db) => {
+      return view(await inTransaction(ctx.pool, async (db) => {
         const c = await setClientReceivesFrom(db, id, b.receives_from);
         if (!c) throw new GatewayError('NOT_FOUND', `no client ${id}`);
         await appendAudit(db, [{ type: 'client.updated', outcome: 'success', agent: who(request.principal?.clientId), entity: [{ type: 'client', id }], detail: { receives_from: c.receivesFrom.join(' ') } }]);
@@ -76,7 +61,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
     for (const [verb, enabled] of [['disable', false], ['enable', true]] as const) {
       app.post<{ Params: { id: string } }>(`/admin/clients/:id/${verb}`, { preHandler: admin }, async (request) => {
         const id = request.params.id;
-        await withAudit(ctx, async (db) => {
+        await inTransaction(ctx.pool, async (db) => {
           if (!(await setClientEnabled(db, id, enabled))) throw new GatewayError('NOT_FOUND', `no client ${id}`);
           await appendAudit(db, [{ type: `client.${verb}d`, outcome: 'success', agent: who(request.principal?.clientId), entity: [{ type: 'client', id }] }]);
         });
@@ -88,7 +73,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     app.post<{ Body: { partner_id?: unknown; cert_pem?: unknown; cert_sha256?: unknown } }>('/admin/tls-bindings', { preHandler: admin }, async (request, reply) => {
       const b = request.body ?? {};
-      const binding = await withAudit(ctx, async (db) => {
+      const binding = await inTransaction(ctx.pool, async (db) => {
         const out = await bindPartnerCertificate(db, { partnerId: b.partner_id, certPem: b.cert_pem, certSha256: b.cert_sha256 });
         await appendAudit(db, [{ type: 'tls.bound', outcome: 'success', agent: who(request.principal?.clientId), entity: [{ type: 'partner', id: out.partnerId, digest: out.certSha256 }] }]);
         return out;
@@ -97,7 +82,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
     });
 
     app.delete<{ Params: { sha256: string } }>('/admin/tls-bindings/:sha256', { preHandler: admin }, async (request, reply) => {
-      await withAudit(ctx, async (db) => {
+      await inTransaction(ctx.pool, async (db) => {
         const partnerId = await unbindCertificate(db, request.params.sha256);
         if (!partnerId) throw new GatewayError('NOT_FOUND', 'no such binding');
         await appendAudit(db, [{ type: 'tls.unbound', outcome: 'success', agent: who(request.principal?.clientId), entity: [{ type: 'partner', id: partnerId, digest: request.params.sha256 }] }]);
