@@ -8,6 +8,7 @@ import { inTransaction } from '../db/pool.ts';
 import type { Partner } from '../directory/directory.ts';
 import { GatewayError } from '../errors.ts';
 import { verifyReceipt } from '../jose/receipt.ts';
+import { readBounded } from '../net/read-bounded.ts';
 import type { DeliveryContext } from './deliver.ts';
 import { IMAGING } from './imaging-protocol.ts';
 import { enqueueImagingDeliveries, getImagingDelivery, type ImagingDeliveryRow } from './imaging-store.ts';
@@ -48,24 +49,6 @@ async function* storedBody(d: ImagingDeliveryRow, boundary: string): AsyncGenera
   yield deliveryTail(boundary, d.manifest_envelope);
 }
 
-async function readBounded(res: Response): Promise<string> {
-  const reader = res.body?.getReader();
-  if (!reader) return '';
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_ANSWER_BYTES) {
-      await reader.cancel().catch(() => undefined);
-      throw new GatewayError('UNPROCESSABLE', 'answer too large');
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 export interface Expected {
   manifestDigest: string;
   contentDigest: string;
@@ -97,7 +80,7 @@ export async function transmit(ctx: DeliveryContext, deliveryId: string, partner
     return { cls, status: res.status, error: `HTTP ${res.status}`, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) };
   }
   try {
-    const text = (await readBounded(res)).trim();
+    const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the receipt')).trim();
     const want = expected();
     const claims = await verifyReceipt(text, async (header) => {
       if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');

@@ -133,14 +133,22 @@ async function duplicate(ctx: InboxContext, earlier: { id: string; envelopeDiges
   return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true };
 }
 
-async function auditRefusal(ctx: InboxContext, err: GatewayError, digest: string, v: VerifiedContent | undefined, meta: ReceiveMeta, now: Date): Promise<void> {
+/**
+ * A refusal decided before receive() ran (wrong media type, oversize body):
+ * audited like the others; the envelope's digest only when its bytes were read.
+ */
+export async function auditEarlyRefusal(ctx: InboxContext, err: GatewayError, body: string | undefined, meta: ReceiveMeta): Promise<void> {
+  await auditRefusal(ctx, err, body === undefined ? undefined : envelopeDigest(body), undefined, meta, meta.now ?? new Date());
+}
+
+async function auditRefusal(ctx: InboxContext, err: GatewayError, digest: string | undefined, v: VerifiedContent | undefined, meta: ReceiveMeta, now: Date): Promise<void> {
   // Who sent it is only known once the signature verified; before that the peer is anonymous.
   const network = meta.remoteAddress ? { network: meta.remoteAddress } : {};
   const entry: AuditInput = {
     type: 'inbox.refused',
     outcome: 'minor-failure',
     agent: v ? { type: 'partner', id: v.claims.iss, ...network } : { type: 'anonymous', id: 'unauthenticated', ...network },
-    entity: [{ type: 'envelope', id: digest, digest }, ...(v ? [{ type: 'delivery', id: v.claims.jti }] : [])],
+    entity: [...(digest ? [{ type: 'envelope', id: digest, digest }] : []), ...(v ? [{ type: 'delivery', id: v.claims.jti }] : [])],
     detail: { reason: err.code, status: err.status },
   };
   try {

@@ -3,7 +3,6 @@ import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GatewayError } from '../errors.ts';
 import { b64u } from './base64url.ts';
 import { concatKdf, recipientPublicKey, type RecipientKey } from './seal.ts';
 
@@ -113,7 +112,6 @@ export async function sealStreamToFile(source: Readable | AsyncIterable<Buffer>,
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    if (err instanceof GatewayError) throw err;
     throw err;
   }
   return out.bytesWritten;

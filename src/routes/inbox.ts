@@ -1,12 +1,13 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../context.ts';
-import { GatewayError } from '../errors.ts';
+import { GatewayError, type ErrorCode } from '../errors.ts';
 import { hasAnyScope, requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../auth/guard.ts';
-import { inboxReceiver } from '../exchange/receive.ts';
+import { auditEarlyRefusal, inboxReceiver } from '../exchange/receive.ts';
 import { inboxReader, type InboxRequester } from '../exchange/inbox-read.ts';
 import { INBOX_STATES, type InboxMetadata, type InboxState } from '../exchange/inbox-store.ts';
 import { gatewayDecryptionKeys } from '../exchange/decryption-keys.ts';
 import { PROTOCOL } from '../exchange/protocol.ts';
+import { toErrorReply } from './errors.ts';
 
 /** Reading inbox messages needs system/*.read; acknowledging changes their state, so it needs a write scope. */
 export const INBOX_READ_SCOPE = SCOPE_ALL_READ;
@@ -68,12 +69,26 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
     // Scoped to this plugin: the compact JWE arrives as text, up to INBOX_BODY_LIMIT.
     app.addContentTypeParser(PROTOCOL.mediaType, { parseAs: 'string', bodyLimit: ctx.config.inboxBodyLimit }, (_req, body, done) => done(null, body));
 
+    // receive() audits its own refusals; one decided before it (media type, body size) is audited here.
+    const reachedReceive = new WeakSet<FastifyRequest>();
+    app.addHook('onError', async (request, _reply, err) => {
+      if (request.method !== 'POST' || request.routeOptions.url !== PROTOCOL.inboxPath || reachedReceive.has(request)) return;
+      const { status, outcome } = toErrorReply(err, request.id);
+      if (status >= 500) return;
+      const code = (outcome.issue[0]?.details?.coding?.[0]?.code ?? 'BAD_REQUEST') as ErrorCode;
+      const body = typeof request.body === 'string' ? request.body : undefined;
+      await auditEarlyRefusal(ctx, new GatewayError(code, 'refused before opening', {}), body, { remoteAddress: request.ip }).catch((e) =>
+        ctx.logger.warn({ err: { message: (e as Error).message } }, 'could not audit an inbox refusal'),
+      );
+    });
+
     app.post(PROTOCOL.inboxPath, { bodyLimit: ctx.config.inboxBodyLimit }, async (request, reply) => {
       if (typeof request.body !== 'string' || !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
         throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${PROTOCOL.inboxPath} takes ${PROTOCOL.mediaType} (a compact JWE)`);
       }
       // Under mutual TLS (plugins/tls.ts) the peer certificate names the partner; the signed sender must be that partner.
       const tlsPartner = (request as { tlsPeer?: { partnerId: string } }).tlsPeer?.partnerId;
+      reachedReceive.add(request);
       const result = await receive(request.body, { remoteAddress: request.ip, tlsPartner });
       return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
     });

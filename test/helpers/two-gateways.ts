@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { startTestGateway, type TestGateway } from './gateway.ts';
+import type { BuildOptions } from '../../plugins/app.ts';
 import { testClient, type TestClient } from './auth.ts';
 import { startWorker, type WorkerHandle } from '../../src/worker.ts';
 import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
@@ -18,8 +19,8 @@ export interface TwoGateways {
   close(): Promise<void>;
 }
 
-async function peer(env: Record<string, string>): Promise<Peer> {
-  const gw = await startTestGateway(env);
+async function peer(env: Record<string, string>, build: BuildOptions = {}): Promise<Peer> {
+  const gw = await startTestGateway(env, build);
   return {
     gw,
     ehr: await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE, SCOPE_ALL_READ, SCOPE_ALL_WRITE], receivesFrom: ['*'] }),
@@ -41,12 +42,12 @@ async function registerPartner(self: Peer, other: Peer): Promise<void> {
  * Gateways A and B in this process, on 127.0.0.1, each with its own
  * database and its own SoftHSM token (one token directory per process),
  * registered as each other's partners through their published JWKS URLs.
- * Both run a delivery worker.
+ * Both run a delivery worker. `build` passes options (e.g. a logger) to each gateway.
  */
-export async function startTwoGateways(env: Record<string, string> = {}): Promise<TwoGateways> {
+export async function startTwoGateways(env: Record<string, string> = {}, build: { a?: BuildOptions; b?: BuildOptions } = {}): Promise<TwoGateways> {
   const fast = { DELIVERY_RETRY_BASE: '100ms', DELIVERY_RETRY_MAX: '500ms', DELIVERY_TIMEOUT: '10s', ...env };
-  const a = await peer(fast);
-  const b = await peer(fast);
+  const a = await peer(fast, build.a);
+  const b = await peer(fast, build.b);
   await registerPartner(a, b);
   await registerPartner(b, a);
   a.worker = await startWorker(a.gw.app.ctx);

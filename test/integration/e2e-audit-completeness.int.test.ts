@@ -29,6 +29,7 @@ import { nodeVerifyDeps } from '../../src/audit/verify-node.ts';
 const SYNTHEA = join(import.meta.dirname, '../fixtures/synthea');
 const SMALL = ['Clemente_Kreiger_1484a42d-0eaf-4654-9cbf-6b050a5cd73b.json', 'Buster_Hoeger_ad2e3fc5-2b5d-4cb9-8d03-9ea0f4ac8423.json', 'Ned_Hintz_e4b9259d-0f54-48d1-a35d-b526729a4dfe.json'];
 const BODY_LIMIT = 1024 * 1024;
+const INBOX_LIMIT = 2 * 1024 * 1024;
 
 /** One audit entry, normalised so the database row and the FHIR AuditEvent compare equal. */
 interface Ev {
@@ -144,7 +145,7 @@ describe('audit completeness: every event of an end-to-end run has exactly one e
   const dir = mkdtempSync(join(tmpdir(), 'audit-complete-'));
 
   beforeAll(async () => {
-    t = await startTwoGateways({ BODY_LIMIT: String(BODY_LIMIT) });
+    t = await startTwoGateways({ BODY_LIMIT: String(BODY_LIMIT), INBOX_BODY_LIMIT: String(INBOX_LIMIT) });
     const { a, b } = t;
     r = await startTestRecipient({ senderId: a.gw.config.org, senderJwks: async () => a.gw.app.ctx.keyring.jwks() as unknown as { keys: JWK[] } });
     await request(a.gw.app.server).post('/admin/partners').set('authorization', await a.admin.bearer())
@@ -325,6 +326,11 @@ describe('audit completeness: every event of an end-to-end run has exactly one e
     const wrongType = await post('{"not":"jose"}', 'text/plain');
     expect(wrongType.status).toBe(415);
     inboxRefusals.push(`${envelopeDigest('{"not":"jose"}')}|415|UNSUPPORTED_MEDIA_TYPE`);
+    // Refused by the body parser, before the route runs: no bytes read, so no envelope digest.
+    expect((await post('x'.repeat(64), 'application/octet-stream')).status).toBe(415);
+    inboxRefusals.push('undefined|415|UNSUPPORTED_MEDIA_TYPE');
+    expect((await post('x'.repeat(INBOX_LIMIT + 1))).status).toBe(413);
+    inboxRefusals.push('undefined|413|PAYLOAD_TOO_LARGE');
 
     // ---- B's EHR pulls and acknowledges everything it received ----
     const list = await request(b.gw.app.server).get('/inbox/messages?_count=1000').set('authorization', ehrB).expect(200);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join, relative } from 'node:path';
 import request from 'supertest';
 import { importJWK, type JWK } from 'jose';
@@ -122,6 +123,40 @@ describe('imaging: DICOM from A to B, byte for byte', () => {
     expect(received.map((x) => x.toString('base64'))).toEqual(parts.map((x) => x.toString('base64')));
   });
 
+  it('an upload interrupted by the EHR leaves no row and no file on A, and nothing on B', { timeout: 60_000 }, async () => {
+    const { a, b } = t;
+    const ct = readFileSync(join(DIR, 'encapsulated/multi-frame/IM00001.implicit_little_endian.dcm'));
+    const before = (await a.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM imaging_exchanges')).rows[0].n;
+    const token = await a.ehr.token();
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${a.gw.url}/imaging?recipient=${encodeURIComponent(b.gw.config.org)}`, {
+        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom', 'content-length': String(ct.length) },
+      });
+      req.on('error', () => resolve());
+      req.write(ct.subarray(0, 1_000_000), () => setTimeout(() => req.destroy(), 300));
+    });
+    const partial = (side: TwoGateways['a']) => filesUnder(join(side.gw.config.dataDir, 'imaging')).filter((f) => f.includes('.part-'));
+    await waitFor('no partial files on A and B', async () => (partial(a).length + partial(b).length === 0 ? true : undefined), 5_000);
+    expect((await a.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM imaging_exchanges')).rows[0].n).toBe(before);
+  });
+
+  it('Idempotency-Key: a repeated submission is the first exchange; the same key with other content is refused', { timeout: 60_000 }, async () => {
+    const { a, b } = t;
+    const post = async (body: Buffer) =>
+      request(a.gw.app.server).post(`/imaging?recipient=${encodeURIComponent(b.gw.config.org)}`).set('authorization', await a.ehr.bearer())
+        .set('content-type', 'application/dicom').set('idempotency-key', 'imaging-key-1').send(body);
+    const ct = readFileSync(join(DIR, 'CT1_UNC.explicit_little_endian.dcm'));
+    const first = await post(ct);
+    expect(first.status).toBe(202);
+    const again = await post(ct);
+    expect(again.status).toBe(202);
+    expect(again.headers['content-location']).toBe(first.headers['content-location']);
+    const other = await post(readFileSync(join(DIR, 'CT1_UNC.implicit_little_endian.dcm')));
+    expect(other.status).toBe(422);
+    const { rows } = await a.gw.app.ctx.pool.query("SELECT count(*)::int AS n FROM imaging_exchanges WHERE idempotency_key = 'imaging-key-1'");
+    expect(rows[0].n).toBe(1);
+  });
+
   it('malformed, truncated and non-DICOM uploads get a 4xx OperationOutcome and leave no row and no file', { timeout: 120_000 }, async () => {
     const { a, b } = t;
     const ct = readFileSync(join(DIR, 'CT1_UNC.explicit_little_endian.dcm'));
@@ -150,5 +185,9 @@ describe('imaging: DICOM from A to B, byte for byte', () => {
     const after = await a.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM imaging_exchanges');
     expect(after.rows[0].n).toBe(before.rows[0].n);
     expect(filesUnder(join(a.gw.config.dataDir, 'imaging')).filter((f) => !f.endsWith('.jwe') || f.includes('.part-'))).toEqual([]);
+    // Refusals that came after the content had begun streaming live to B: B dropped its partial copies.
+    await waitFor('no partial files on B', async () => (filesUnder(join(b.gw.config.dataDir, 'imaging')).some((f) => f.includes('.part-')) ? undefined : true), 5_000);
+    const stored = await b.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM imaging_inbox_content');
+    expect(filesUnder(join(b.gw.config.dataDir, 'imaging', 'inbox'))).toHaveLength(stored.rows[0].n);
   });
 });
