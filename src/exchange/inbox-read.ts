@@ -8,6 +8,7 @@ import { acknowledgeInboxMessage, getInboxMessageFor, listInboxMessages, type In
 import { rawMember } from './json-member.ts';
 import { envelopeDigest, PROTOCOL } from './protocol.ts';
 import { CONTENT_ALGS, publicKeyOf } from './signed-content.ts';
+import { inTransaction } from '../db/pool.ts';
 
 /** The viewer of a request, with its address for the audit trail. */
 export interface InboxRequester extends InboxViewer {
@@ -78,9 +79,7 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
 
   /** The state change and its audit entry on one transaction; nothing is written unless the viewer may see the message. */
   async function acknowledgeAudited(id: string, viewer: InboxViewer) {
-    const client = await ctx.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(ctx.pool, async (client) => {
       const result = await acknowledgeInboxMessage(client, id, viewer, new Date());
       if (result && result !== 'not-visible' && result.changed) {
         await appendAudit(client, [{
@@ -88,15 +87,10 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
           entity: [{ type: 'inbox-message', id, digest: result.meta.envelopeDigest }, { type: 'delivery', id: result.meta.jti }],
         }]);
       }
-      await client.query('COMMIT');
       return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
+
 
   return {
     list(query: InboxQuery, viewer: InboxViewer): Promise<InboxMetadata[]> {
