@@ -31,6 +31,7 @@ import { freePort } from '../test/helpers/ports.ts';
 
 const SECONDS = Number(process.argv[2] ?? 10);
 const CONNECTIONS = 32;
+const WARMUP = 3; // seconds of paced load before latencies are recorded
 delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
 
 const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-intake-'));
@@ -84,12 +85,16 @@ function cannon(body: string, auth: string, seconds: number, overallRate?: numbe
  * Open-loop load at a fixed rate, evenly spaced, in a worker thread; latency is measured from each
  * request's scheduled time (no coordinated omission). autocannon's rate limit sends each second's
  * budget in a burst, which measures queueing behind the burst rather than latency at that rate.
+ * The first WARMUP seconds are sent at the same rate but not recorded: while the generator's
+ * connection pool grows, its first requests each open a connection, a start-up burst that is
+ * the load generator's, not the gateway's steady state (wrk2 and autocannon warm up the same way).
  */
 function paced(body: string, auth: string, seconds: number, rate: number): Promise<{ rate: number; p50: number; p90: number; p99: number; errors: number }> {
   const code = `
     const { parentPort, workerData: w } = require('node:worker_threads');
     const lat = []; let errors = 0; let done = 0;
-    const total = Math.floor(w.rate * w.seconds); const gap = 1000 / w.rate; const start = performance.now();
+    const skip = Math.floor(w.rate * w.warmup); const total = skip + Math.floor(w.rate * w.seconds);
+    const gap = 1000 / w.rate; const start = performance.now(); const measuredFrom = start + skip * gap;
     for (let i = 0; i < total; i++) {
       const at = start + i * gap;
       setTimeout(async () => {
@@ -98,12 +103,12 @@ function paced(body: string, auth: string, seconds: number, rate: number): Promi
           await r.arrayBuffer();
           if (r.status !== 202) errors++;
         } catch { errors++; }
-        lat.push(performance.now() - at);
-        if (++done === total) parentPort.postMessage({ lat, errors, secs: (performance.now() - start) / 1000 });
+        if (i >= skip) lat.push(performance.now() - at);
+        if (++done === total) parentPort.postMessage({ lat, errors, secs: (performance.now() - measuredFrom) / 1000 });
       }, Math.max(0, at - performance.now()));
     }`;
   return new Promise((resolve, reject) => {
-    const worker = new Worker(code, { eval: true, workerData: { url: `${url}/fhir/$process-message`, auth, body, rate, seconds } });
+    const worker = new Worker(code, { eval: true, workerData: { url: `${url}/fhir/$process-message`, auth, body, rate, seconds, warmup: WARMUP } });
     worker.once('error', reject);
     worker.once('message', (m: { lat: number[]; errors: number; secs: number }) => {
       void worker.terminate();
