@@ -103,7 +103,12 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
     password: creds.password,
     persistent: true,
     createPostgresUser: isRoot,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    postgresFlags: [
+      '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200',
+      // Every accepted bundle writes its sealed envelopes (tens of KB) to the WAL: give the WAL room, so
+      // checkpoints come rarely and spread out, and segments are recycled instead of created and zeroed.
+      '-c', 'max_wal_size=2GB', '-c', 'min_wal_size=256MB', '-c', 'wal_buffers=16MB', '-c', 'checkpoint_completion_target=0.9',
+    ],
     onLog: (m) => log(String(m).trim()),
     onError: (m) => log(String(m instanceof Error ? m.message : m).trim()),
   });
