@@ -1,20 +1,23 @@
 import { loadConfig } from '../config.ts';
 import { GatewayError } from '../errors.ts';
 import { openDatabase } from '../runtime/database.ts';
-import { listDeliveries, retryDelivery } from '../exchange/deliver.ts';
+import { listDeliveries, retryDelivery } from '../exchange/delivery-admin.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 
 export const deliveriesCommand: Command = {
   name: 'deliveries',
-  summary: 'list deliveries and retry failed ones',
+  summary: 'list deliveries (bundle and imaging) and retry failed ones',
   usage: `gateway deliveries list [--state pending|delivered|failed] [--json]
 gateway deliveries retry ID
 
-list shows the latest deliveries (newest first) with their state, attempt
-count and last error (status codes only, never content).
-retry re-queues a failed delivery: the same envelope and delivery id, with a
-fresh attempt budget (DELIVERY_MAX_ATTEMPTS) and horizon (DELIVERY_HORIZON).
+list shows the latest deliveries of both kinds (bundle, imaging), newest
+first, with their state, attempt count and last error (status codes only,
+never content).
+retry re-queues a failed delivery of either kind: the same sealed envelope
+(for imaging, the stored sealed content file) and delivery id, with a fresh
+attempt budget (DELIVERY_MAX_ATTEMPTS) and horizon (DELIVERY_HORIZON).
+A delivery that is not failed, or whose sealed content file is gone, is refused.
 Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR).`,
   async run(args) {
     const { values, positionals } = parse(args, { state: { type: 'string' }, json: { type: 'boolean' } }, true);
@@ -26,12 +29,12 @@ Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR)
     const db = await openDatabase(config, cliLogger(config));
     try {
       if (sub === 'retry') {
-        await retryDelivery({ pool: db.pool }, positionals[1]!, { type: 'admin', id: 'cli' });
-        print(`delivery ${positionals[1]} queued for another attempt`);
+        const kind = await retryDelivery({ pool: db.pool }, positionals[1]!, { type: 'admin', id: 'cli' });
+        print(`${kind} delivery ${positionals[1]} queued for another attempt`);
       } else {
         const rows = await listDeliveries(db.pool, values.state);
         if (values.json) print(JSON.stringify(rows, null, 2));
-        else print(table(rows.map((r) => ({ id: r.id, exchange: r.exchange_id, partner: r.partner_id, state: r.state, attempts: String(r.attempts), 'last error': r.last_error ?? '', updated: r.updated_at.toISOString() })), ['id', 'exchange', 'partner', 'state', 'attempts', 'last error', 'updated']));
+        else print(table(rows.map((r) => ({ id: r.id, exchange: r.exchange_id, partner: r.partner_id, state: r.state, kind: r.kind, attempts: String(r.attempts), 'last error': r.last_error ?? '', updated: r.updated_at.toISOString() })), ['id', 'exchange', 'partner', 'state', 'kind', 'attempts', 'last error', 'updated']));
       }
       return 0;
     } catch (err) {

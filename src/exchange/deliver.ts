@@ -143,34 +143,3 @@ async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: At
   await appendAudit(db, audit);
   ctx.logger.info({ delivery: id, partner: d.partner_id, attempt, result: r.cls, status: r.status }, 'delivery attempt');
 }
-
-/** Operator retry of a failed delivery: a fresh attempt budget and horizon, the same envelope and delivery id. */
-export async function retryDelivery(ctx: Pick<GatewayContext, 'pool'>, id: string, actor: NonNullable<AuditInput['agent']>): Promise<void> {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
-  await inTransaction(ctx.pool, async (db) => {
-    const { rows } = await db.query<{ state: string; exchange_id: string }>('SELECT state, exchange_id FROM deliveries WHERE id = $1 FOR UPDATE', [id]);
-    if (!rows[0]) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
-    if (rows[0].state !== 'failed') throw new GatewayError('CONFLICT', `delivery ${id} is ${rows[0].state}; only failed deliveries can be retried`);
-    await db.query(`UPDATE deliveries SET state = 'pending', round_attempts = 0, round_started_at = now(), next_attempt_at = NULL, updated_at = now() WHERE id = $1`, [id]);
-    await enqueueDeliveries(db, [id]);
-    await appendAudit(db, [{ type: 'delivery.retried', outcome: 'success', agent: actor, entity: [{ type: 'delivery', id }, { type: 'exchange', id: rows[0].exchange_id }] }]);
-  });
-}
-
-export interface DeliverySummary {
-  id: string;
-  exchange_id: string;
-  partner_id: string;
-  state: string;
-  attempts: number;
-  last_error: string | null;
-  updated_at: Date;
-}
-
-export async function listDeliveries(db: Pick<pg.Pool, 'query'>, state: string | undefined, limit = 100): Promise<DeliverySummary[]> {
-  const { rows } = await db.query<DeliverySummary>(
-    `SELECT id, exchange_id, partner_id, state, attempts, last_error, updated_at FROM deliveries WHERE ($1::text IS NULL OR state = $1) ORDER BY updated_at DESC LIMIT $2`,
-    [state ?? null, limit],
-  );
-  return rows;
-}

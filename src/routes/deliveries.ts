@@ -2,11 +2,11 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import { requireScope, SCOPE_ADMIN } from '../auth/guard.ts';
-import { listDeliveries, retryDelivery } from '../exchange/deliver.ts';
+import { listDeliveries, retryDelivery } from '../exchange/delivery-admin.ts';
 
 const STATES = new Set(['pending', 'delivered', 'failed']);
 
-/** Operator view of deliveries and the manual retry of a failed one. */
+/** Operator view of deliveries (bundle and imaging) and the manual retry of a failed one. */
 export function deliveryRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
     const admin = requireScope(ctx, SCOPE_ADMIN);
@@ -16,8 +16,8 @@ export function deliveryRoutes(ctx: GatewayContext): FastifyPluginAsync {
       return { deliveries: await listDeliveries(ctx.pool, state) };
     });
     app.post<{ Params: { id: string } }>('/admin/deliveries/:id/retry', { preHandler: admin }, async (req, reply) => {
-      await retryDelivery(ctx, req.params.id, { type: 'admin', id: req.principal?.clientId ?? 'unknown' });
-      return reply.code(202).send({ delivery: req.params.id, state: 'pending' });
+      const kind = await retryDelivery(ctx, req.params.id, { type: 'admin', id: req.principal?.clientId ?? 'unknown' });
+      return reply.code(202).send({ delivery: req.params.id, kind, state: 'pending' });
     });
   };
 }
