@@ -1,6 +1,5 @@
 import type { JWK } from 'jose';
 import type pg from 'pg';
-import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { GatewayContext } from '../context.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { Partner } from '../directory/directory.ts';
@@ -8,7 +7,8 @@ import { GatewayError } from '../errors.ts';
 import { verifyReceipt } from '../jose/receipt.ts';
 import { enqueueDeliveries } from './intake-store.ts';
 import { PROTOCOL } from './protocol.ts';
-import { classifyStatus, nextDelayMs, parseRetryAfter, type AttemptClass } from './retry-policy.ts';
+import { classifyStatus, parseRetryAfter, type AttemptClass } from './retry-policy.ts';
+import { recordAttempt, type AttemptLedger, type AttemptResult } from './attempt-ledger.ts';
 import { readBounded } from '../net/read-bounded.ts';
 
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -28,14 +28,6 @@ interface DeliveryRow {
   next_attempt_at: Date | null;
 }
 
-interface AttemptResult {
-  cls: AttemptClass;
-  status: number | null;
-  /** A short code, never content: "HTTP 503", "timeout", "network ECONNREFUSED", "receipt digest"... */
-  error: string | null;
-  retryAfterMs?: number;
-  receipt?: { jws: string; jti: string };
-}
 
 /** One POST of the envelope to the partner's inbox, classified. */
 async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner): Promise<AttemptResult> {
@@ -96,50 +88,14 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
   return result.cls;
 }
 
+const BUNDLE_LEDGER: AttemptLedger = {
+  table: 'deliveries',
+  attemptsTable: 'delivery_attempts',
+  exchangeEntity: 'exchange',
+  detail: {},
+  enqueue: enqueueDeliveries,
+};
+
 async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: AttemptResult, started: Date): Promise<void> {
-  const { rows } = await db.query<DeliveryRow>('SELECT * FROM deliveries WHERE id = $1 FOR UPDATE', [id]);
-  const d = rows[0]!;
-  const attempt = d.attempts + 1;
-  const roundAttempts = d.round_attempts + 1;
-  const now = Date.now();
-  await db.query(
-    'INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, outcome, http_status, error) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-    [id, attempt, started, now - started.getTime(), r.cls, r.status, r.error],
-  );
-  const entity = [{ type: 'delivery', id }, { type: 'exchange', id: d.exchange_id }];
-  const partner = { type: 'partner' as const, id: d.partner_id };
-  const audit: AuditInput[] = [
-    { type: 'delivery.attempt', outcome: r.cls === 'delivered' ? 'success' : 'minor-failure', agent: partner, entity, detail: { attempt, result: r.cls, status: r.status, error: r.error } },
-  ];
-  if (d.state !== 'pending') {
-    // Another run already settled it (duplicate job after a crash): keep the attempt, change nothing else.
-    await db.query('UPDATE deliveries SET attempts = $2, updated_at = now() WHERE id = $1', [id, attempt]);
-  } else if (r.cls === 'delivered') {
-    await db.query(
-      `UPDATE deliveries SET state = 'delivered', attempts = $2, round_attempts = $3, receipt = $4, receipt_jti = $5, delivered_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now() WHERE id = $1`,
-      [id, attempt, roundAttempts, r.receipt!.jws, r.receipt!.jti],
-    );
-    audit.push({ type: 'delivery.receipt', outcome: 'success', agent: partner, entity: [...entity, { type: 'receipt', id: r.receipt!.jti }], detail: { status: 'accepted' } });
-  } else {
-    const delay = nextDelayMs(roundAttempts, ctx.config.deliveryRetryBase, ctx.config.deliveryRetryMax, r.retryAfterMs);
-    const nextAt = new Date(now + delay);
-    const horizonEnd = d.round_started_at.getTime() + ctx.config.deliveryHorizon;
-    const exhausted = roundAttempts >= ctx.config.deliveryMaxAttempts || nextAt.getTime() > horizonEnd;
-    if (r.cls === 'permanent' || exhausted) {
-      const why = r.cls === 'permanent' ? r.error : `${r.error}; gave up after ${roundAttempts} attempts`;
-      await db.query(
-        `UPDATE deliveries SET state = 'failed', attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = NULL, updated_at = now() WHERE id = $1`,
-        [id, attempt, roundAttempts, why],
-      );
-      audit.push({ type: 'delivery.failed', outcome: 'serious-failure', agent: partner, entity, detail: { attempts: roundAttempts, reason: r.cls === 'permanent' ? 'permanent' : 'retries exhausted', status: r.status } });
-    } else {
-      await db.query(
-        `UPDATE deliveries SET attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = $5, updated_at = now() WHERE id = $1`,
-        [id, attempt, roundAttempts, r.error, nextAt],
-      );
-      await enqueueDeliveries(db, [id], nextAt);
-    }
-  }
-  await appendAudit(db, audit);
-  ctx.logger.info({ delivery: id, partner: d.partner_id, attempt, result: r.cls, status: r.status }, 'delivery attempt');
+  await recordAttempt(ctx, db, BUNDLE_LEDGER, id, r, started);
 }

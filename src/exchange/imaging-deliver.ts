@@ -3,7 +3,6 @@ import { createReadStream, existsSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { JWK } from 'jose';
 import type pg from 'pg';
-import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { Partner } from '../directory/directory.ts';
 import { GatewayError } from '../errors.ts';
@@ -13,19 +12,14 @@ import type { DeliveryContext } from './deliver.ts';
 import { IMAGING } from './imaging-protocol.ts';
 import { enqueueImagingDeliveries, getImagingDelivery, type ImagingDeliveryRow } from './imaging-store.ts';
 import { PROTOCOL } from './protocol.ts';
-import { classifyStatus, nextDelayMs, parseRetryAfter, type AttemptClass } from './retry-policy.ts';
+import { classifyStatus, parseRetryAfter, type AttemptClass } from './retry-policy.ts';
+import { recordAttempt, type AttemptLedger, type AttemptResult } from './attempt-ledger.ts';
 
 const MAX_ANSWER_BYTES = 64 * 1024;
 /** Slowest transfer rate tolerated before an attempt times out (added to DELIVERY_TIMEOUT). */
 const MIN_BYTES_PER_SECOND = 1024 * 1024;
 
-export interface AttemptResult {
-  cls: AttemptClass;
-  status: number | null;
-  error: string | null;
-  retryAfterMs?: number;
-  receipt?: { jws: string; jti: string };
-}
+export type { AttemptResult } from './attempt-ledger.ts';
 
 /** The imaging inbox of a partner: its inbox URL + /imaging. */
 export const imagingInboxOf = (partner: Pick<Partner, 'endpoint'>) => partner.endpoint.replace(/\/+$/, '') + IMAGING.inboxSuffix;
@@ -123,42 +117,15 @@ export async function recordImagingAttempt(ctx: DeliveryContext, id: string, res
   if (state === 'delivered') await unlink(path).catch(() => undefined);
 }
 
+const IMAGING_LEDGER: AttemptLedger = {
+  table: 'imaging_deliveries',
+  attemptsTable: 'imaging_delivery_attempts',
+  exchangeEntity: 'imaging-exchange',
+  detail: { content: 'imaging' },
+  enqueue: enqueueImagingDeliveries,
+};
+
 async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: AttemptResult, started: Date, settle: boolean): Promise<{ state: string; path: string }> {
-  const d = (await getImagingDelivery(db, id, true))!;
-  const attempt = d.attempts + 1;
-  const roundAttempts = d.round_attempts + 1;
-  const now = Date.now();
-  await db.query(
-    'INSERT INTO imaging_delivery_attempts (delivery_id, attempt, started_at, duration_ms, outcome, http_status, error) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-    [id, attempt, started, now - started.getTime(), r.cls, r.status, r.error],
-  );
-  const entity = [{ type: 'delivery', id }, { type: 'imaging-exchange', id: d.exchange_id }];
-  const partner = { type: 'partner' as const, id: d.partner_id };
-  const audit: AuditInput[] = [{ type: 'delivery.attempt', outcome: r.cls === 'delivered' ? 'success' : 'minor-failure', agent: partner, entity, detail: { content: 'imaging', attempt, result: r.cls, status: r.status, error: r.error } }];
-  let state: string = d.state;
-  if (d.state !== 'pending' || (!settle && r.cls !== 'delivered')) {
-    await db.query('UPDATE imaging_deliveries SET attempts = $2, updated_at = now() WHERE id = $1', [id, attempt]);
-  } else if (r.cls === 'delivered') {
-    state = 'delivered';
-    await db.query(
-      `UPDATE imaging_deliveries SET state = 'delivered', attempts = $2, round_attempts = $3, receipt = $4, receipt_jti = $5, delivered_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now() WHERE id = $1`,
-      [id, attempt, roundAttempts, r.receipt!.jws, r.receipt!.jti],
-    );
-    audit.push({ type: 'delivery.receipt', outcome: 'success', agent: partner, entity: [...entity, { type: 'receipt', id: r.receipt!.jti }], detail: { status: 'accepted' } });
-  } else {
-    const nextAt = new Date(now + nextDelayMs(roundAttempts, ctx.config.deliveryRetryBase, ctx.config.deliveryRetryMax, r.retryAfterMs));
-    const exhausted = roundAttempts >= ctx.config.deliveryMaxAttempts || nextAt.getTime() > d.round_started_at.getTime() + ctx.config.deliveryHorizon;
-    if (r.cls === 'permanent' || exhausted) {
-      state = 'failed';
-      await db.query(`UPDATE imaging_deliveries SET state = 'failed', attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = NULL, updated_at = now() WHERE id = $1`,
-        [id, attempt, roundAttempts, r.cls === 'permanent' ? r.error : `${r.error}; gave up after ${roundAttempts} attempts`]);
-      audit.push({ type: 'delivery.failed', outcome: 'serious-failure', agent: partner, entity, detail: { attempts: roundAttempts, reason: r.cls === 'permanent' ? 'permanent' : 'retries exhausted', status: r.status } });
-    } else {
-      await db.query(`UPDATE imaging_deliveries SET attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = $5, updated_at = now() WHERE id = $1`, [id, attempt, roundAttempts, r.error, nextAt]);
-      await enqueueImagingDeliveries(db, [id], nextAt);
-    }
-  }
-  await appendAudit(db, audit);
-  ctx.logger.info({ delivery: id, partner: d.partner_id, attempt, result: r.cls, status: r.status }, 'imaging delivery attempt');
-  return { state, path: d.content_path };
+  const { row, state } = await recordAttempt<ImagingDeliveryRow>(ctx, db, IMAGING_LEDGER, id, r, started, settle);
+  return { state, path: row.content_path };
 }
