@@ -1,5 +1,6 @@
 import { ConfigError } from '../src/config.ts';
 import { HsmError } from '../hsm/errors.ts';
+import { GatewayError } from '../src/errors.ts';
 import { UsageError, print, type Command } from '../src/cli/command.ts';
 import { migrateCommand } from '../src/cli/migrate.ts';
 import { keysCommand } from '../src/cli/keys.ts';
@@ -50,6 +51,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) {
       process.stderr.write(`gateway: ${err.message}\n`);
       return 78; // EX_CONFIG
+    }
+    if (err instanceof GatewayError && err.status < 500) {
+      // A refusal (unknown id, wrong state, bad value): say why; 3 = not found, so scripts can tell.
+      process.stderr.write(`gateway ${name}: ${err.message}\n`);
+      return err.code === 'NOT_FOUND' ? 3 : 1;
     }
     if (err instanceof HsmError) {
       process.stderr.write(`gateway: HSM error ${err.code}: ${err.message}\n`);

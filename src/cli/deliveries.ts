@@ -1,5 +1,4 @@
 import { loadConfig } from '../config.ts';
-import { GatewayError } from '../errors.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { listDeliveries, retryDelivery } from '../exchange/delivery-admin.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
@@ -37,12 +36,6 @@ Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR)
         else print(table(rows.map((r) => ({ id: r.id, exchange: r.exchange_id, partner: r.partner_id, state: r.state, kind: r.kind, attempts: String(r.attempts), 'last error': r.last_error ?? '', updated: r.updated_at.toISOString() })), ['id', 'exchange', 'partner', 'state', 'kind', 'attempts', 'last error', 'updated']));
       }
       return 0;
-    } catch (err) {
-      if (err instanceof GatewayError) {
-        process.stderr.write(`gateway deliveries: ${err.message}\n`);
-        return err.code === 'NOT_FOUND' ? 3 : 1;
-      }
-      throw err;
     } finally {
       await db.close();
     }

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '../config.ts';
-import { GatewayError } from '../errors.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { directoryFromConfig } from '../directory/directory.ts';
 import { partnerJson } from '../directory/json.ts';
@@ -61,12 +60,6 @@ export const partnersCommand: Command = {
         else print(table(partners.map((p) => ({ id: p.id, name: p.name, endpoint: p.endpoint, keys: p.jwksUri ?? `inline (${p.jwks?.keys.length ?? 0})`, status: p.status })), ['id', 'name', 'endpoint', 'keys', 'status']));
       }
       return 0;
-    } catch (err) {
-      if (err instanceof GatewayError) {
-        process.stderr.write(`gateway partners: ${err.message}\n`);
-        return err.code === 'NOT_FOUND' ? 3 : 1;
-      }
-      throw err;
     } finally {
       await db.close();
     }
