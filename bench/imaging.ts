@@ -69,7 +69,9 @@ interface Gw { name: string; url: string; env: NodeJS.ProcessEnv; child: ChildPr
 async function startGateway(name: string): Promise<Gw> {
   const port = await freePort();
   const env = cleanEnv({ DATA_DIR: join(root, name), PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', DELIVERY_RETRY_BASE: '1s' });
-  const child = spawn(NODE, [GATEWAY, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  // BENCH_PROFILE=DIR writes a V8 CPU profile of each gateway there (open it in Chrome DevTools).
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const child = spawn(NODE, [...profile, GATEWAY, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   for (const until = Date.now() + 120_000; ;) {

@@ -37,6 +37,12 @@ async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
   for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
 }
 const COALESCE = 128 * 1024;
+/**
+ * Flush to disk in the background every this many bytes: the disk then works
+ * while the transfer goes on, and commit()'s final fsync only waits for the
+ * tail instead of the whole file (about 1 s per GiB on this machine).
+ */
+const SYNC_EVERY = 32 * 1024 * 1024;
 
 /** A file written under a temporary name, renamed into place by commit(), deleted by discard(). */
 export class PendingFile {
@@ -60,6 +66,9 @@ export class PendingFile {
   /** Small chunks are gathered into writes of about COALESCE bytes: fewer system calls and thread-pool hops. */
   #gather: Buffer[] = [];
   #gathered = 0;
+  #written = 0;
+  #syncedUpTo = 0;
+  #syncing: Promise<void> | undefined;
   async write(chunk: Buffer): Promise<void> {
     if (this.#failed) throw this.#failed;
     if (!chunk.length) return;
@@ -76,7 +85,11 @@ export class PendingFile {
     const fh = this.#fh!;
     this.#inFlight++;
     const done = this.#tail.then(() => writeAll(fh, chunk)).then(
-      () => void this.#inFlight--,
+      () => {
+        this.#inFlight--;
+        this.#written += chunk.length;
+        this.#syncInBackground(fh);
+      },
       (err: unknown) => {
         this.#inFlight--;
         this.#failed ??= err;
@@ -86,9 +99,26 @@ export class PendingFile {
     if (this.#inFlight > MAX_IN_FLIGHT) await done;
     if (this.#failed) throw this.#failed;
   }
+  /** One background fdatasync at a time, alongside the writes (which it never blocks). */
+  #syncInBackground(fh: FileHandle): void {
+    if (this.#syncing || this.#written - this.#syncedUpTo < SYNC_EVERY) return;
+    const upTo = this.#written;
+    this.#syncing = fh.datasync().then(
+      () => {
+        this.#syncedUpTo = upTo;
+        this.#syncing = undefined;
+        if (this.#fh === fh) this.#syncInBackground(fh);
+      },
+      (err: unknown) => {
+        this.#syncing = undefined;
+        this.#failed ??= err;
+      },
+    );
+  }
   async #flush(): Promise<void> {
     await this.#writeGathered();
     await this.#tail;
+    await this.#syncing;
     if (this.#failed) throw this.#failed;
   }
   async commit(): Promise<void> {
@@ -102,6 +132,7 @@ export class PendingFile {
     this.#gather = [];
     this.#gathered = 0;
     await this.#tail.catch(() => undefined);
+    await this.#syncing?.catch(() => undefined);
     await this.#fh?.close().catch(() => undefined);
     this.#fh = undefined;
     await unlink(this.tmp).catch(() => undefined);
