@@ -46,6 +46,8 @@ export const ERROR_CODES = {
   DICOM_INVALID: { status: 400, issue: 'structure' },
   DICOM_TRUNCATED: { status: 400, issue: 'structure' },
   CONTENT_DIGEST_MISMATCH: { status: 400, issue: 'security' },
+  /** The delivered DICOM is not what the signed manifest's ImagingStudy describes. */
+  IMAGING_STUDY_MISMATCH: { status: 422, issue: 'invariant' },
 } as const satisfies Record<string, CodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,9 +5,10 @@ import { GatewayError } from '../errors.ts';
 import { boundaryOf, multipartParts, parseMediaType, type Part } from '../imaging/multipart.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
 import { openStream } from '../jose/stream-open.ts';
-import { nullSink } from '../jose/stream-sinks.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
 import { imagingDir, PendingFile } from './imaging-files.ts';
+import { DicomRecheck } from './imaging-recheck.ts';
+import { checkStudyMatches } from '../imaging/study-match.ts';
 import { verifyAnnouncement } from './imaging-announce.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from './imaging-protocol.ts';
 import { findBySenderJti, insertInboxMessages } from './inbox-store.ts';
@@ -68,13 +69,15 @@ export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyReso
       file = await PendingFile.create(join(await imagingDir(ctx.config, 'inbox'), `${messageId}.jwe`));
       const contentPart = requireJose((await parts.next()).value || undefined, 1);
       const pending = file;
+      const recheck = new DicomRecheck(ctx.config);
       async function* tee(): AsyncGenerator<Buffer> {
         for await (const b of contentPart.body) {
           await pending.write(b);
+          recheck.observe(b);
           yield b;
         }
       }
-      const content = await openStream(tee(), { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, maxBytes: ctx.config.dicomMaxBytes }, nullSink());
+      const content = await openStream(tee(), { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, maxBytes: ctx.config.dicomMaxBytes }, recheck);
       const envelope = (await textOf(requireJose((await parts.next()).value || undefined, 2), MANIFEST_MAX)).trim();
       if (!(await parts.next()).done) throw new GatewayError('BAD_REQUEST', 'an imaging delivery has exactly three parts', { expression: 'part[3]' });
       digest = envelopeDigest(envelope);
@@ -89,6 +92,8 @@ export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyReso
       if (content.header.cty !== c.content_type || content.length !== manifest.length || content.sha256.toString('base64url') !== manifest.sha256) {
         throw new GatewayError('CONTENT_DIGEST_MISMATCH', 'the content does not match the media type, SHA-256 and length in the signed manifest', { expression: 'content.sha256' });
       }
+      // The intake's DICOM checks again, on what we deciphered, and the signed ImagingStudy must describe it.
+      checkStudyMatches(recheck.instances(content.header.cty), manifest.imagingStudy);
       await file.commit();
       return await store(ctx, { envelope, digest, verified, messageId, encKid: opened.kid!, file, contentDigest: `sha-256=${manifest.sha256}`, contentJweLength: content.jweLength, length: content.length, now, meta });
     } catch (err) {
