@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { canonicalJson } from './canonical.ts';
+import { canonicalJson, canonicalJsonAround } from './canonical.ts';
 
 /** FHIR AuditEvent.outcome: 0 success, 4 minor, 8 serious, 12 major failure. */
 export type AuditOutcome = 'success' | 'minor-failure' | 'serious-failure' | 'major-failure';
@@ -56,4 +56,49 @@ export async function appendAudit(db: Queryable, events: AuditInput[], now = new
     [idx, now, types, outcomes, entries, hashes],
   );
   return idx;
+}
+
+/**
+ * Audit entries as columns for a statement that numbers them itself (see
+ * AUDIT_ROWS_SQL): each entry split around its index, as text for the entry
+ * column and as UTF-8 bytes for the leaf hash (so the hash never depends on
+ * the database's encoding). The result is byte for byte what appendAudit
+ * writes; the audit verifier recomputes every leaf hash from the entry.
+ */
+export interface AuditColumns {
+  before: string[];
+  after: string[];
+  beforeBytes: Buffer[];
+  afterBytes: Buffer[];
+  types: string[];
+  outcomes: string[];
+}
+
+export function auditColumns(events: AuditInput[], now: Date): AuditColumns {
+  const cols: AuditColumns = { before: [], after: [], beforeBytes: [], afterBytes: [], types: [], outcomes: [] };
+  const recorded = now.toISOString();
+  for (const e of events) {
+    const [before, after] = canonicalJsonAround({ ...e, recorded }, 'index');
+    cols.before.push(before);
+    cols.after.push(after);
+    cols.beforeBytes.push(Buffer.from(before, 'utf8'));
+    cols.afterBytes.push(Buffer.from(after, 'utf8'));
+    cols.types.push(e.type);
+    cols.outcomes.push(e.outcome);
+  }
+  return cols;
+}
+
+/**
+ * SQL that appends prepared entries inside a larger statement. `first` is a
+ * CTE with one column `first` (the index of the first entry, from the
+ * audit_head UPDATE); `rows` a CTE with the AuditColumns as b, a, bb, ab, t,
+ * o and a column ord giving the order. Same leaf hash as leafHash().
+ */
+export function auditRowsSql(first: string, rows: string, recordedParam: string): string {
+  const idx = `(${first}.first + row_number() OVER (ORDER BY r.ord) - 1)`;
+  return `INSERT INTO audit_log (idx, recorded_at, type, outcome, entry, leaf_hash)
+    SELECT ${idx}, ${recordedParam}, r.t, r.o, r.b || ${idx}::text || r.a,
+           sha256('\\x00'::bytea || r.bb || convert_to(${idx}::text, 'UTF8') || r.ab)
+      FROM ${first}, ${rows} r`;
 }

@@ -7,3 +7,19 @@ export function canonicalJson(value: unknown): string {
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
+
+/**
+ * canonicalJson of `value` with one more top-level key, split around that
+ * key's value: before + canonicalJson(v) + after === canonicalJson({ ...value, [key]: v }).
+ * Lets the database fill in a value it alone knows (the audit index) in
+ * the same statement that writes the entry.
+ */
+export function canonicalJsonAround(value: Record<string, unknown>, key: string): [before: string, after: string] {
+  const members = Object.entries(value)
+    .filter(([k, v]) => v !== undefined && k !== key)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => [k, `${JSON.stringify(k)}:${canonicalJson(v)}`] as const);
+  const lower = members.filter(([k]) => k < key).map(([, m]) => m);
+  const higher = members.filter(([k]) => k > key).map(([, m]) => m);
+  return [`{${[...lower, ''].join(',')}${JSON.stringify(key)}:`, `${higher.map((m) => `,${m}`).join('')}}`];
+}

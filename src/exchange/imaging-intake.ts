@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AuditInput } from '../audit/append.ts';
 import type { GatewayContext } from '../context.ts';
@@ -17,6 +17,7 @@ import type { Signer } from '../jose/signer.ts';
 import { IMAGING, studyContentType, type ManifestContent } from './imaging-protocol.ts';
 import { writeImagingIntake, type ImagingDeliveryRecord } from './imaging-store.ts';
 import { claimsPayload, envelopeDigest, PROTOCOL } from './protocol.ts';
+import { uuidv7 } from '../ids.ts';
 
 export const MAX_IMAGING_RECIPIENTS = 50;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -87,9 +88,9 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   const ourBoundary = upload.kind === 'multi' ? `dicom-${randomBytes(16).toString('hex')}` : '';
   const contentType = upload.kind === 'multi' ? studyContentType(ourBoundary) : IMAGING.dicom;
   const dir = await imagingDir(cfg, 'outbound');
-  const ids = partners.map(() => randomUUID());
+  const ids = partners.map(() => uuidv7());
   const signer = (await ctx.keyring.fresh()).signer('sig');
-  const exchangeId = randomUUID();
+  const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
   const announcements = await Promise.all(partners.map((p, i) => signAnnouncement(signer, { iss: cfg.org, aud: p.id, iat, jti: ids[i]!, exchange: exchangeId })));
   const sealed: SealedContentFile[] = [];

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { appendAudit } from '../audit/append.ts';
 import { GatewayError } from '../errors.ts';
@@ -15,6 +14,7 @@ import { findBySenderJti, insertInboxMessages } from './inbox-store.ts';
 import { envelopeDigest, PROTOCOL } from './protocol.ts';
 import type { InboxContext, ReceiveMeta, ReceiveResult } from './receive.ts';
 import { verifySignedContent, type VerifiedContent } from './signed-content.ts';
+import { uuidv7 } from '../ids.ts';
 
 const MANIFEST_MAX = 16 * 1024 * 1024;
 const ANNOUNCE_MAX = 16 * 1024;
@@ -65,7 +65,7 @@ export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyReso
         await parts.return(undefined);
         return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true };
       }
-      const messageId = randomUUID();
+      const messageId = uuidv7();
       file = await PendingFile.create(join(await imagingDir(ctx.config, 'inbox'), `${messageId}.jwe`));
       const contentPart = requireJose((await parts.next()).value || undefined, 1);
       const pending = file;

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { AuditInput } from '../audit/append.ts';
 import { appendAudit } from '../audit/append.ts';
@@ -12,6 +12,7 @@ import { sealCompact } from '../jose/seal.ts';
 import { GroupCommit } from './batcher.ts';
 import { findByIdempotencyKey, idempotencyMismatch, writeIntakes, type IntakeRecord, type IntakeWritten, type SealedDelivery } from './intake-store.ts';
 import { PROTOCOL, claimsPayload, envelopeDigest } from './protocol.ts';
+import { uuidv7 } from '../ids.ts';
 
 export const MAX_RECIPIENTS = 50;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -35,7 +36,7 @@ export interface Accepted extends IntakeWritten {
 export class IntakeWriter {
   readonly #batch: GroupCommit<IntakeRecord, IntakeWritten>;
   constructor(pool: pg.Pool, options: { maxItems?: number; maxBytes?: number } = {}) {
-    this.#batch = new GroupCommit((records) => inTransaction(pool, (db) => writeIntakes(db, records)), {
+    this.#batch = new GroupCommit((records) => writeIntakes(pool, records), {
       maxItems: options.maxItems ?? 100,
       maxWeight: options.maxBytes ?? 32 * 1024 * 1024,
       weight: (r) => r.deliveries.reduce((n, d) => n + d.envelope.length, 0),
@@ -96,7 +97,7 @@ export async function acceptSubmission(ctx: Pick<GatewayContext, 'config' | 'dir
   const partners = await recipientsOf(ctx, s, s.bundle as Record<string, unknown>);
   const keys = await Promise.all(partners.map((p) => ctx.directory.encryptionKey(p)));
   const signer = (await ctx.keyring.fresh()).signer('sig');
-  const exchangeId = randomUUID();
+  const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
   const client = { type: 'client' as const, id: s.clientId || 'anonymous' };
   const audit: AuditInput[] = [
@@ -104,7 +105,7 @@ export async function acceptSubmission(ctx: Pick<GatewayContext, 'config' | 'dir
   ];
   const deliveries: SealedDelivery[] = await Promise.all(
     partners.map(async (p, i) => {
-      const id = randomUUID();
+      const id = uuidv7();
       const payload = claimsPayload({ iss: ctx.config.org, aud: p.id, iat, jti: id, exchange: exchangeId, content_type: PROTOCOL.fhirContentType }, s.raw);
       const jws = await signCompact(signer, payload, { typ: PROTOCOL.contentTyp });
       const envelope = sealCompact(jws, keys[i]!);

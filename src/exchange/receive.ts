@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { DecryptionKeyResolver } from '../jose/open.ts';
@@ -10,6 +9,7 @@ import { enqueueForwards } from './forward.ts';
 import { inTransaction } from '../db/pool.ts';
 import { envelopeDigest } from './protocol.ts';
 import { verifySignedContent, type VerifiedContent } from './signed-content.ts';
+import { uuidv7 } from '../ids.ts';
 
 export type { InboxContext } from './inbox-store.ts';
 
@@ -87,7 +87,7 @@ export function inboxReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolv
 
   async function store(envelope: string, digest: string, encKid: string, v: VerifiedContent, now: Date, meta: ReceiveMeta): Promise<ReceiveResult> {
     const { iss: sender, jti } = v.claims;
-    const messageId = randomUUID();
+    const messageId = uuidv7();
     // Signed before the insert so that row, receipt and audit entry commit together. The
     // insert itself is the replay check: a stored (sender, jti) makes it a no-op.
     // fresh(): a rotation in another process changes the active signing key.

@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { leafHash, type AuditInput } from '../../src/audit/append.ts';
+import { canonicalJson } from '../../src/audit/canonical.ts';
+import { writeIntakes, type IntakeRecord } from '../../src/exchange/intake-store.ts';
+import { createTestDatabase } from '../helpers/db.ts';
+
+// writeIntakes writes exchanges, deliveries, jobs and numbered audit entries in one statement;
+// the database computes each entry's index and leaf hash, which must be exactly what the
+// audit verifier recomputes (canonical JSON, SHA-256(0x00 || entry)).
+let pool: pg.Pool;
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: await createTestDatabase(), max: 4 });
+});
+afterAll(async () => {
+  await pool.end();
+});
+
+function record(clientId: string, idempotencyKey: string | null, contentDigest = 'sha-256=AAAA'): IntakeRecord {
+  const id = randomUUID();
+  const deliveries = [0, 1].map((i) => ({ id: randomUUID(), partnerId: `partner-${i}`, kid: 'kid', envelope: `header..iv.ciphertext-${i}.tag`, envelopeDigest: `sha-256=d${i}` }));
+  const audit: AuditInput[] = [
+    { type: 'intake.accepted', outcome: 'success', agent: { type: 'client', id: clientId }, entity: [{ type: 'exchange', id, digest: contentDigest }], detail: { recipients: 2, note: 'Zürich – 東京' } },
+    ...deliveries.map((d) => ({ type: 'exchange.sealed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }] })),
+  ];
+  return { exchange: { id, clientId, bundleType: 'message', contentDigest, contentLength: 10, idempotencyKey }, deliveries, audit };
+}
+
+describe('writeIntakes (one statement per batch)', () => {
+  it('writes rows, jobs and gapless audit entries whose hashes the verifier recomputes', async () => {
+    const before = Number((await pool.query('SELECT size FROM audit_head')).rows[0].size);
+    const now = new Date('2026-11-22T05:00:00.123Z');
+    const batch = [record('clinic-ü', null), record('clinic-b', 'key-1')];
+    const out = await writeIntakes(pool, batch, now);
+    expect(out).toEqual(batch.map((r) => ({ exchangeId: r.exchange.id, replayed: false })));
+
+    const { rows } = await pool.query<{ idx: string; entry: string; leaf_hash: Buffer; type: string; outcome: string; recorded_at: Date }>(
+      'SELECT idx, entry, leaf_hash, type, outcome, recorded_at FROM audit_log WHERE idx >= $1 ORDER BY idx', [before]);
+    const expected = batch.flatMap((r) => r.audit);
+    expect(rows.map((r) => Number(r.idx))).toEqual(expected.map((_, i) => before + i));
+    rows.forEach((row, i) => {
+      expect(row.entry).toBe(canonicalJson({ ...expected[i], index: before + i, recorded: now.toISOString() }));
+      expect(row.leaf_hash.equals(leafHash(row.entry))).toBe(true);
+      expect([row.type, row.outcome]).toEqual([expected[i]!.type, expected[i]!.outcome]);
+      expect(row.recorded_at.toISOString()).toBe(now.toISOString());
+    });
+    expect(Number((await pool.query('SELECT size FROM audit_head')).rows[0].size)).toBe(before + expected.length);
+
+    const ids = batch.flatMap((r) => r.deliveries.map((d) => d.id));
+    const { rows: dl } = await pool.query('SELECT id, envelope FROM deliveries WHERE id = ANY($1::uuid[])', [ids]);
+    expect(dl).toHaveLength(4);
+    const { rows: jobs } = await pool.query("SELECT key FROM graphile_worker._private_jobs WHERE key = ANY($1::text[])", [ids]);
+    expect(jobs.map((j) => j.key).sort()).toEqual([...ids].sort());
+  });
+
+  it('a replayed Idempotency-Key writes nothing, not even audit entries, and a changed body is refused', async () => {
+    const first = record('clinic-c', 'key-2');
+    await writeIntakes(pool, [first]);
+    const size = Number((await pool.query('SELECT size FROM audit_head')).rows[0].size);
+    const again = record('clinic-c', 'key-2');
+    const changed = record('clinic-c', 'key-2', 'sha-256=BBBB');
+    const fresh = record('clinic-c', 'key-3');
+    const out = await writeIntakes(pool, [again, changed, fresh]);
+    expect(out[0]).toEqual({ exchangeId: first.exchange.id, replayed: true });
+    expect(out[1]).toBeInstanceOf(Error);
+    expect(out[2]).toEqual({ exchangeId: fresh.exchange.id, replayed: false });
+    // Only the fresh submission's entries were appended, numbered right after the previous head.
+    const { rows } = await pool.query<{ idx: string; entry: string }>('SELECT idx, entry FROM audit_log WHERE idx >= $1 ORDER BY idx', [size]);
+    expect(rows).toHaveLength(fresh.audit.length);
+    expect(rows.every((r) => !r.entry.includes(again.exchange.id))).toBe(true);
+    const { rows: dl } = await pool.query('SELECT count(*)::int AS n FROM deliveries WHERE exchange_id = ANY($1::uuid[])', [[again.exchange.id, changed.exchange.id]]);
+    expect(dl[0].n).toBe(0);
+  });
+});
