@@ -11,7 +11,7 @@
  * Knobs: BENCH_HALF_RUNS=N repeats the half-rate phase; BENCH_PEAK=R skips the peak phase and paces at R/2;
  * BENCH_HALF_ONLY=1 stops after the half-rate phase(s).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
@@ -37,6 +37,12 @@ const WARMUP = 3; // seconds of paced load before latencies are recorded
 delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
 
 const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-intake-'));
+/** Stop the gateway (and its embedded PostgreSQL) and remove the run's data: gigabytes of WAL and envelopes. */
+async function finish(): Promise<never> {
+  await app.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  process.exit(0);
+}
 const port = await freePort();
 const config = loadConfig({ DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', HSM_SESSIONS: '4', RATE_LIMIT: '0' });
 const app = await buildApp(config, { logger: false });
@@ -151,10 +157,7 @@ for (let run = 0; run < Number(process.env.BENCH_HALF_RUNS ?? 1); run++) {
   const half = await paced(body, auth, SECONDS, Math.floor(gwRate / 2));
   console.log(`half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p90 ${half.p90.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`);
 }
-if (process.env.BENCH_HALF_ONLY) {
-  await app.close();
-  process.exit(0);
-}
+if (process.env.BENCH_HALF_ONLY) await finish();
 
 // Raw ceiling: the same crypto and the same writes, no HTTP, no validation, batches of 100.
 const signer = ctx.keyring.signer('sig');
@@ -205,5 +208,4 @@ async function drain(name: string, preset: object, jobs: number): Promise<void> 
 await drain('defaults', {}, 5_000);
 await drain('localQueue 500 + batched complete', { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 }, 5_000);
 
-await app.close();
-process.exit(0);
+await finish();
