@@ -10,6 +10,7 @@ import { PROTOCOL } from './protocol.ts';
 import { classifyStatus, parseRetryAfter, type AttemptClass } from './retry-policy.ts';
 import { recordAttempt, type AttemptLedger, type AttemptResult } from './attempt-ledger.ts';
 import { readBounded } from '../net/read-bounded.ts';
+import { unpackCompactJwe } from '../jose/packed-jwe.ts';
 
 const MAX_ANSWER_BYTES = 64 * 1024;
 
@@ -19,7 +20,8 @@ interface DeliveryRow {
   id: string;
   exchange_id: string;
   partner_id: string;
-  envelope: string;
+  /** Packed at rest (packed-jwe.ts); unpacked to the compact form when sent. */
+  envelope: Buffer;
   envelope_digest: string;
   state: 'pending' | 'delivered' | 'failed';
   attempts: number;
@@ -36,7 +38,7 @@ async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner):
     res = await ctx.fetch(partner.endpoint, {
       method: 'POST',
       headers: { 'content-type': PROTOCOL.mediaType, 'idempotency-key': d.id, accept: `${PROTOCOL.mediaType}, application/fhir+json` },
-      body: d.envelope,
+      body: unpackCompactJwe(d.envelope),
       // Never follow a redirect with an envelope: the directory says where it goes.
       redirect: 'manual',
       signal: AbortSignal.timeout(ctx.config.deliveryTimeout),

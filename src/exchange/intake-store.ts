@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { auditColumns, auditRowsSql, type AuditInput, type Queryable } from '../audit/append.ts';
 import { GatewayError } from '../errors.ts';
+import { packCompactJwe } from '../jose/packed-jwe.ts';
 
 /** Graphile-worker's own retries are only a safety net: the deliver task schedules its retries itself. */
 export const DELIVER_TASK = 'deliver';
@@ -61,7 +62,7 @@ export async function writeIntakes(db: Queryable, records: IntakeRecord[], now =
        RETURNING id
      ), dl AS (
        INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope, envelope_digest)
-       SELECT d.* FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[]) AS d(id, exchange_id, partner_id, kid, envelope, digest)
+       SELECT d.* FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::bytea[], $12::text[]) AS d(id, exchange_id, partner_id, kid, envelope, digest)
         WHERE d.exchange_id IN (SELECT id FROM ex)
        RETURNING id
      ), jobs AS (
@@ -80,7 +81,7 @@ export async function writeIntakes(db: Queryable, records: IntakeRecord[], now =
      SELECT (SELECT array_agg(id) FROM ex)::text[] AS inserted, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged`,
     [
       ex.map((e) => e.id), ex.map((e) => e.clientId), ex.map((e) => e.bundleType), ex.map((e) => e.contentDigest), ex.map((e) => e.contentLength), ex.map((e) => e.idempotencyKey),
-      deliveries.map((d) => d.id), deliveries.map((d) => d.exchangeId), deliveries.map((d) => d.partnerId), deliveries.map((d) => d.kid), deliveries.map((d) => d.envelope), deliveries.map((d) => d.envelopeDigest),
+      deliveries.map((d) => d.id), deliveries.map((d) => d.exchangeId), deliveries.map((d) => d.partnerId), deliveries.map((d) => d.kid), deliveries.map((d) => packCompactJwe(d.envelope)), deliveries.map((d) => d.envelopeDigest),
       DELIVER_TASK, SAFETY_NET_ATTEMPTS,
       audit.map((x) => x.exchangeId), cols.before, cols.after, cols.beforeBytes, cols.afterBytes, cols.types, cols.outcomes, now,
     ],

@@ -1,9 +1,10 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leafHash, type AuditInput } from '../../src/audit/append.ts';
 import { canonicalJson } from '../../src/audit/canonical.ts';
 import { writeIntakes, type IntakeRecord } from '../../src/exchange/intake-store.ts';
+import { unpackCompactJwe } from '../../src/jose/packed-jwe.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 
 // writeIntakes writes exchanges, deliveries, jobs and numbered audit entries in one statement;
@@ -19,7 +20,7 @@ afterAll(async () => {
 
 function record(clientId: string, idempotencyKey: string | null, contentDigest = 'sha-256=AAAA'): IntakeRecord {
   const id = randomUUID();
-  const deliveries = [0, 1].map((i) => ({ id: randomUUID(), partnerId: `partner-${i}`, kid: 'kid', envelope: `header..iv.ciphertext-${i}.tag`, envelopeDigest: `sha-256=d${i}` }));
+  const deliveries = [0, 1].map((i) => ({ id: randomUUID(), partnerId: `partner-${i}`, kid: 'kid', envelope: `eyJhbGciOiJFQ0RILUVTIn0..${randomBytes(12).toString('base64url')}.${randomBytes(100 + i).toString('base64url')}.${randomBytes(16).toString('base64url')}`, envelopeDigest: `sha-256=d${i}` }));
   const audit: AuditInput[] = [
     { type: 'intake.accepted', outcome: 'success', agent: { type: 'client', id: clientId }, entity: [{ type: 'exchange', id, digest: contentDigest }], detail: { recipients: 2, note: 'Zürich – 東京' } },
     ...deliveries.map((d) => ({ type: 'exchange.sealed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }] })),
@@ -48,8 +49,10 @@ describe('writeIntakes (one statement per batch)', () => {
     expect(Number((await pool.query('SELECT size FROM audit_head')).rows[0].size)).toBe(before + expected.length);
 
     const ids = batch.flatMap((r) => r.deliveries.map((d) => d.id));
-    const { rows: dl } = await pool.query('SELECT id, envelope FROM deliveries WHERE id = ANY($1::uuid[])', [ids]);
+    const { rows: dl } = await pool.query<{ id: string; envelope: Buffer }>('SELECT id, envelope FROM deliveries WHERE id = ANY($1::uuid[])', [ids]);
     expect(dl).toHaveLength(4);
+    const sent = new Map(batch.flatMap((r) => r.deliveries.map((d) => [d.id, d.envelope])));
+    for (const row of dl) expect(unpackCompactJwe(row.envelope)).toBe(sent.get(row.id)); // stored packed, rebuilt byte for byte
     const { rows: jobs } = await pool.query("SELECT key FROM graphile_worker._private_jobs WHERE key = ANY($1::text[])", [ids]);
     expect(jobs.map((j) => j.key).sort()).toEqual([...ids].sort());
   });

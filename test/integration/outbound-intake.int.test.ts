@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
+import { unpackCompactJwe } from '../../src/jose/packed-jwe.ts';
 import { countRows, messageBundle, startOutbound, type Outbound } from '../helpers/outbound.ts';
 
 describe('outbound intake refuses bad input with a 4xx OperationOutcome and writes nothing', () => {
@@ -108,8 +109,10 @@ describe('outbound intake writes only sealed envelopes and id-only jobs', () => 
     const { rows: jobs } = await o.gw.app.ctx.pool.query(`SELECT j.key, j.payload, t.identifier FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id`);
     for (const d of dels) {
       expect(d.state).toBe('pending');
-      expect(d.envelope.split('.')).toHaveLength(5);
-      expect(d.envelope).not.toContain('SECRET');
+      expect(Buffer.isBuffer(d.envelope)).toBe(true); // packed at rest (packed-jwe.ts)
+      expect(unpackCompactJwe(d.envelope).split('.')).toHaveLength(5);
+      expect(d.envelope.toString('latin1')).not.toContain('SECRET');
+      expect(unpackCompactJwe(d.envelope)).not.toContain('SECRET');
       const job = jobs.find((j) => j.key === d.id);
       expect(job).toMatchObject({ identifier: 'deliver', payload: { deliveryId: d.id } });
       expect(Object.keys(job.payload)).toEqual(['deliveryId']);
