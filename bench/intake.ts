@@ -9,7 +9,8 @@
  *            against localQueue + batched completion
  * Run: npm run bench:intake [-- seconds]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
  * Knobs: BENCH_HALF_RUNS=N repeats the half-rate phase; BENCH_PEAK=R skips the peak phase and paces at R/2;
- * BENCH_HALF_ONLY=1 stops after the half-rate phase(s).
+ * BENCH_HALF_ONLY=1 stops after the half-rate phase(s); BENCH_SLOW=1 prints when clusters of requests slower
+ * than 50 ms began (to line up with PostgreSQL's log: a cluster every ~2 s was WAL segment creation).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -118,15 +119,16 @@ function paced(body: string, auth: string, seconds: number, rate: number): Promi
         req.end(w.body);
         function finish(ok) {
           if (!ok) errors++;
-          if (i >= skip) lat.push(performance.now() - at);
-          if (++done === total) parentPort.postMessage({ lat, errors, secs: (performance.now() - measuredFrom) / 1000 });
+          if (i >= skip) { const l = performance.now() - at; lat.push(l); if (l > 50) (globalThis.slow ??= []).push([Date.now() - l, l]); }
+          if (++done === total) parentPort.postMessage({ lat, errors, secs: (performance.now() - measuredFrom) / 1000, slow: globalThis.slow ?? [] });
         }
       }, Math.max(0, at - performance.now()));
     }`;
   return new Promise((resolve, reject) => {
     const worker = new Worker(code, { eval: true, workerData: { url: `${url}/fhir/$process-message`, auth, body, rate, seconds, warmup: WARMUP } });
     worker.once('error', reject);
-    worker.once('message', (m: { lat: number[]; errors: number; secs: number }) => {
+    worker.once('message', (m: { lat: number[]; errors: number; secs: number; slow: Array<[number, number]> }) => {
+      if (process.env.BENCH_SLOW) { let last = 0; for (const [t, l] of m.slow) { if (t - last > 500) console.log(`slow from ${new Date(t).toISOString()} lat ${l.toFixed(0)}`); last = t; } console.log(`slow total ${m.slow.length}`); }
       void worker.terminate();
       const lat = m.lat.sort((x, y) => x - y);
       const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cleanEnv, exited, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
@@ -31,6 +31,9 @@ describe('embedded defaults (README quick start)', () => {
     expect(existsSync(join(dataDir, 'softhsm', 'tokens'))).toBe(true);
     expect(statSync(join(dataDir, 'softhsm', 'user-pin')).mode & 0o777).toBe(0o600);
     expect(existsSync(join(dataDir, 'pg', 'PG_VERSION'))).toBe(true);
+    // The new cluster prepared WAL segments ahead (recycled, not created while commits wait): dozens, not the initdb few.
+    const walSegments = readdirSync(join(dataDir, 'pg', 'pg_wal')).filter((n) => /^[0-9A-F]{24}$/.test(n));
+    expect(walSegments.length).toBeGreaterThanOrEqual(32);
 
     // A second shell, same DATA_DIR: it finds the running PostgreSQL.
     const listed = await runCli(['keys', 'list', '--json'], env);
