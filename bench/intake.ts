@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import { run } from 'graphile-worker';
@@ -156,7 +157,21 @@ if (!fixedPeak) {
   console.log(`gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  p50 ${peak.latency.p50} ms  p99 ${peak.latency.p99} ms`);
 }
 for (let run = 0; run < Number(process.env.BENCH_HALF_RUNS ?? 1); run++) {
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  const pauses: string[] = [];
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.duration > 20) pauses.push(`${new Date(performance.timeOrigin + e.startTime).toISOString().slice(11, 23)} ${e.duration.toFixed(0)} ms`);
+  });
+  if (process.env.BENCH_SLOW) {
+    loop.enable();
+    gc.observe({ entryTypes: ['gc'] });
+  }
   const half = await paced(body, auth, SECONDS, Math.floor(gwRate / 2));
+  if (process.env.BENCH_SLOW) {
+    loop.disable();
+    gc.disconnect();
+    console.log(`gateway event loop delay p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; GC pauses > 20 ms: ${pauses.join(', ') || 'none'}`);
+  }
   console.log(`half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p90 ${half.p90.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`);
 }
 if (process.env.BENCH_HALF_ONLY) await finish();
