@@ -72,7 +72,7 @@ export async function writeIntakes(db: Queryable, records: IntakeRecord[], now =
        SELECT u.* FROM unnest($15::uuid[], $16::text[], $17::text[], $18::bytea[], $19::bytea[], $20::text[], $21::text[]) WITH ORDINALITY AS u(exchange_id, b, a, bb, ab, t, o, ord)
         WHERE u.exchange_id IN (SELECT id FROM ex)
      ), head AS (
-       -- Last in spirit: the audit_head row lock is held until this statement commits.
+       -- Takes the audit_head row lock until this statement commits: indexes stay gapless, in commit order.
        UPDATE audit_head SET size = size + (SELECT count(*) FROM entries) RETURNING size - (SELECT count(*) FROM entries) AS first
      ), logged AS (
        ${auditRowsSql('head', 'entries', '$22::timestamptz')}

@@ -75,4 +75,15 @@ describe('writeIntakes (one statement per batch)', () => {
     const { rows: dl } = await pool.query('SELECT count(*)::int AS n FROM deliveries WHERE exchange_id = ANY($1::uuid[])', [[again.exchange.id, changed.exchange.id]]);
     expect(dl[0].n).toBe(0);
   });
+
+  it('a batch of replays only (no delivery, no job, no entry to write) answers and changes nothing', async () => {
+    const first = record('clinic-d', 'key-4');
+    await writeIntakes(pool, [first]);
+    const size = Number((await pool.query('SELECT size FROM audit_head')).rows[0].size);
+    const jobs = Number((await pool.query('SELECT count(*) AS n FROM graphile_worker._private_jobs')).rows[0].n);
+    const out = await writeIntakes(pool, [record('clinic-d', 'key-4')]);
+    expect(out).toEqual([{ exchangeId: first.exchange.id, replayed: true }]);
+    expect(Number((await pool.query('SELECT size FROM audit_head')).rows[0].size)).toBe(size);
+    expect(Number((await pool.query('SELECT count(*) AS n FROM graphile_worker._private_jobs')).rows[0].n)).toBe(jobs);
+  });
 });
