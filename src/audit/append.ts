@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { canonicalJson, canonicalJsonAround } from './canonical.ts';
+import { canonicalJsonAround } from './canonical.ts';
 
 /** FHIR AuditEvent.outcome: 0 success, 4 minor, 8 serious, 12 major failure. */
 export type AuditOutcome = 'success' | 'minor-failure' | 'serious-failure' | 'major-failure';
@@ -30,40 +30,30 @@ export function leafHash(entry: string): Buffer {
 /**
  * Append entries to the tamper-evident log. Call it on the transaction that
  * makes the change being recorded, so the record and the change commit (or
- * roll back) together. The row lock on audit_head keeps indexes gapless and
- * in commit order.
+ * roll back) together. One statement: the audit_head row lock hands out the
+ * indexes (gapless, in commit order) and the database numbers and hashes
+ * the entries (auditAppendSql), the same way the intake batch does inside
+ * its own statement.
  */
 export async function appendAudit(db: Queryable, events: AuditInput[], now = new Date()): Promise<number[]> {
   if (events.length === 0) return [];
-  const { rows } = await db.query<{ first: string }>('UPDATE audit_head SET size = size + $1 RETURNING size - $1 AS first', [events.length]);
-  const first = Number(rows[0]!.first);
-  const idx: number[] = [];
-  const types: string[] = [];
-  const outcomes: string[] = [];
-  const entries: string[] = [];
-  const hashes: Buffer[] = [];
-  events.forEach((e, i) => {
-    const entry = canonicalJson({ ...e, index: first + i, recorded: now.toISOString() });
-    idx.push(first + i);
-    types.push(e.type);
-    outcomes.push(e.outcome);
-    entries.push(entry);
-    hashes.push(leafHash(entry));
-  });
-  await db.query(
-    `INSERT INTO audit_log (idx, recorded_at, type, outcome, entry, leaf_hash)
-     SELECT i, $2, t, o, e, h FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[]) AS u(i, t, o, e, h)`,
-    [idx, now, types, outcomes, entries, hashes],
+  const cols = auditColumns(events, now);
+  const { rows } = await db.query<{ idx: string }>(
+    `WITH entries AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[]) WITH ORDINALITY AS u(b, a, bb, ab, t, o, ord)
+     ), ${auditAppendSql('entries', '$7::timestamptz')}
+     SELECT idx FROM logged ORDER BY idx`,
+    [cols.before, cols.after, cols.beforeBytes, cols.afterBytes, cols.types, cols.outcomes, now],
   );
-  return idx;
+  return rows.map((r) => Number(r.idx));
 }
 
 /**
- * Audit entries as columns for a statement that numbers them itself (see
- * AUDIT_ROWS_SQL): each entry split around its index, as text for the entry
- * column and as UTF-8 bytes for the leaf hash (so the hash never depends on
- * the database's encoding). The result is byte for byte what appendAudit
- * writes; the audit verifier recomputes every leaf hash from the entry.
+ * Audit entries as columns for auditAppendSql: each entry split around its
+ * index, as text for the entry column and as UTF-8 bytes for the leaf hash
+ * (so the hash never depends on the database's encoding). The stored entry
+ * is canonicalJson({ ...event, index, recorded }); the audit verifier
+ * recomputes every leaf hash from it.
  */
 export interface AuditColumns {
   before: string[];
@@ -90,15 +80,22 @@ export function auditColumns(events: AuditInput[], now: Date): AuditColumns {
 }
 
 /**
- * SQL that appends prepared entries inside a larger statement. `first` is a
- * CTE with one column `first` (the index of the first entry, from the
- * audit_head UPDATE); `rows` a CTE with the AuditColumns as b, a, bb, ab, t,
- * o and a column ord giving the order. Same leaf hash as leafHash().
+ * Two CTEs, `head` and `logged`, that append the rows of the CTE named
+ * `entries` (columns b, a, bb, ab, t, o from AuditColumns, and ord for the
+ * order): head takes the audit_head row lock until the statement's
+ * transaction commits and reserves the indexes; logged inserts the entries
+ * with their index filled in and leaf hash SHA-256(0x00 || entry), as
+ * leafHash() computes it, and returns idx.
  */
-export function auditRowsSql(first: string, rows: string, recordedParam: string): string {
-  const idx = `(${first}.first + row_number() OVER (ORDER BY r.ord) - 1)`;
-  return `INSERT INTO audit_log (idx, recorded_at, type, outcome, entry, leaf_hash)
-    SELECT ${idx}, ${recordedParam}, r.t, r.o, r.b || ${idx}::text || r.a,
-           sha256('\\x00'::bytea || r.bb || convert_to(${idx}::text, 'UTF8') || r.ab)
-      FROM ${first}, ${rows} r`;
+export function auditAppendSql(entries: string, recordedParam: string): string {
+  const idx = '(head.first + row_number() OVER (ORDER BY r.ord) - 1)';
+  return `head AS (
+       UPDATE audit_head SET size = size + (SELECT count(*) FROM ${entries}) RETURNING size - (SELECT count(*) FROM ${entries}) AS first
+     ), logged AS (
+       INSERT INTO audit_log (idx, recorded_at, type, outcome, entry, leaf_hash)
+       SELECT ${idx}, ${recordedParam}, r.t, r.o, r.b || ${idx}::text || r.a,
+              sha256('\\x00'::bytea || r.bb || convert_to(${idx}::text, 'UTF8') || r.ab)
+         FROM head, ${entries} r
+       RETURNING idx
+     )`;
 }

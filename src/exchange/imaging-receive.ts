@@ -73,7 +73,6 @@ export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyReso
       async function* tee(): AsyncGenerator<Buffer> {
         for await (const b of contentPart.body) {
           await pending.write(b);
-          recheck.observe(b);
           yield b;
         }
       }
@@ -93,7 +92,7 @@ export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyReso
         throw new GatewayError('CONTENT_DIGEST_MISMATCH', 'the content does not match the media type, SHA-256 and length in the signed manifest', { expression: 'content.sha256' });
       }
       // The intake's DICOM checks again, on what we deciphered, and the signed ImagingStudy must describe it.
-      checkStudyMatches(recheck.instances(content.header.cty), manifest.imagingStudy);
+      checkStudyMatches(recheck.instances(), manifest.imagingStudy);
       await file.commit();
       return await store(ctx, { envelope, digest, verified, messageId, encKid: opened.kid!, file, contentDigest: `sha-256=${manifest.sha256}`, contentJweLength: content.jweLength, length: content.length, now, meta });
     } catch (err) {

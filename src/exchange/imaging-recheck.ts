@@ -6,8 +6,6 @@ import { boundaryOf, multipartParts, parseMediaType } from '../imaging/multipart
 import type { PlaintextSink } from '../jose/stream-sinks.ts';
 import { IMAGING } from './imaging-protocol.ts';
 
-const HEADER_MAX = 16 * 1024; // as stream-open.ts: the protected header is a few hundred bytes
-
 /**
  * The receiver's second look at imaging content: a PlaintextSink that runs
  * the intake's DICOM checks (dicom.ts) on the deciphered stream, one
@@ -16,8 +14,9 @@ const HEADER_MAX = 16 * 1024; // as stream-open.ts: the protected header is a fe
  * Nothing is kept but each file's head (DICOM_HEAD_BYTES) while it is read;
  * chunks are looked at by reference and dropped.
  *
- * The media type comes from the content JWE's protected header, seen by
- * observe() on the raw bytes before any plaintext flows. A failure is only
+ * The media type comes from the content JWE's protected header, which
+ * openStream hands to begin() before any plaintext flows (and whose tag
+ * check at the end also authenticates it). A failure is only
  * recorded (the stream keeps being deciphered, unchecked) and thrown by
  * instances(), so that an unauthenticated plaintext never decides the
  * answer: the tag, the signed manifest and its digest are checked first.
@@ -26,8 +25,6 @@ const HEADER_MAX = 16 * 1024; // as stream-open.ts: the protected header is a fe
 export class DicomRecheck implements PlaintextSink {
   readonly #limits: DicomLimits;
   readonly #maxInstances: number;
-  #jweHead = '';
-  #headerSeen = false;
   #cty: string | undefined;
   #started = false;
   #single: DicomStreamCheck | undefined;
@@ -42,20 +39,8 @@ export class DicomRecheck implements PlaintextSink {
     this.#maxInstances = config.imagingMaxInstances;
   }
 
-  /** Feed the raw content JWE bytes as they arrive; only its protected header is read. */
-  observe(jwe: Buffer): void {
-    if (this.#headerSeen) return;
-    const dot = jwe.indexOf(0x2e);
-    this.#jweHead += jwe.toString('latin1', 0, dot < 0 ? Math.min(jwe.length, HEADER_MAX) : dot);
-    if (dot < 0 && this.#jweHead.length < HEADER_MAX) return;
-    this.#headerSeen = true;
-    try {
-      const cty = (JSON.parse(Buffer.from(this.#jweHead, 'base64url').toString('utf8')) as { cty?: unknown }).cty;
-      this.#cty = typeof cty === 'string' ? cty : undefined;
-    } catch {
-      // stream-open.ts refuses such a header itself.
-    }
-    this.#jweHead = '';
+  begin(header: Record<string, unknown>): void {
+    this.#cty = typeof header.cty === 'string' ? header.cty : undefined;
   }
 
   async write(chunk: Buffer): Promise<void> {
@@ -89,11 +74,10 @@ export class DicomRecheck implements PlaintextSink {
     await this.#consumer;
   }
 
-  /** The instances of the content, in order, or the first check that failed. `cty`: the verified header's. */
-  instances(cty: unknown): DicomInstance[] {
+  /** The instances of the content, in order, or the first check that failed. */
+  instances(): DicomInstance[] {
     if (this.#error !== undefined) throw this.#error;
     if (!this.#committed) throw new Error('DicomRecheck.instances() before commit');
-    if (cty !== this.#cty) throw new GatewayError('DICOM_INVALID', 'the content was checked under another media type than its header names', { expression: 'content' });
     return this.#instances;
   }
 

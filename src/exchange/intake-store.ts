@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { auditColumns, auditRowsSql, type AuditInput, type Queryable } from '../audit/append.ts';
+import { auditAppendSql, auditColumns, type AuditInput, type Queryable } from '../audit/append.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
 
@@ -28,15 +28,17 @@ export interface IntakeWritten {
   replayed: boolean;
 }
 
-/** Job specs for graphile_worker.add_jobs, one per delivery, job key = delivery id, payload = ids only. */
-export async function enqueueDeliveries(db: pg.PoolClient, deliveryIds: string[], runAt: Date | null = null): Promise<void> {
+/**
+ * The job specs for graphile_worker.add_jobs, one per delivery id in
+ * `ids` (an SQL expression yielding uuid rows): job key = delivery id,
+ * payload = { deliveryId } only. $1 task, $2 safety-net attempts, $3 run_at.
+ */
+const deliverJobSpecs = (ids: string) =>
+  `(SELECT array_agg(ROW($1::text, json_build_object('deliveryId', d.id), NULL::text, $3::timestamptz, $2::int, d.id::text, NULL::int, NULL::text[])::graphile_worker.job_spec) FROM ${ids} AS d(id))`;
+
+export async function enqueueDeliveries(db: Queryable, deliveryIds: string[], runAt: Date | null = null): Promise<void> {
   if (deliveryIds.length === 0) return;
-  await db.query(
-    `SELECT count(*) FROM graphile_worker.add_jobs(
-       (SELECT array_agg(ROW($1::text, json_build_object('deliveryId', d), NULL::text, $3::timestamptz, $2::int, d::text, NULL::int, NULL::text[])::graphile_worker.job_spec)
-          FROM unnest($4::uuid[]) AS d))`,
-    [DELIVER_TASK, SAFETY_NET_ATTEMPTS, runAt, deliveryIds],
-  );
+  await db.query(`SELECT count(*) FROM graphile_worker.add_jobs(${deliverJobSpecs('unnest($4::uuid[])')})`, [DELIVER_TASK, SAFETY_NET_ATTEMPTS, runAt, deliveryIds]);
 }
 
 /**
@@ -57,33 +59,26 @@ export async function writeIntakes(db: Queryable, records: IntakeRecord[], now =
   const { rows } = await db.query<{ inserted: string[] | null }>(
     `WITH ex AS (
        INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key)
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[])
+       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[])
        ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id
      ), dl AS (
        INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope, envelope_digest)
-       SELECT d.* FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::bytea[], $12::text[]) AS d(id, exchange_id, partner_id, kid, envelope, digest)
+       SELECT d.* FROM unnest($11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::bytea[], $16::text[]) AS d(id, exchange_id, partner_id, kid, envelope, digest)
         WHERE d.exchange_id IN (SELECT id FROM ex)
        RETURNING id
      ), jobs AS (
-       SELECT count(*) AS n FROM graphile_worker.add_jobs(
-         (SELECT array_agg(ROW($13::text, json_build_object('deliveryId', dl.id), NULL::text, NULL::timestamptz, $14::int, dl.id::text, NULL::int, NULL::text[])::graphile_worker.job_spec) FROM dl))
+       SELECT count(*) AS n FROM graphile_worker.add_jobs(${deliverJobSpecs('(SELECT id FROM dl)')})
      ), entries AS (
-       SELECT u.* FROM unnest($15::uuid[], $16::text[], $17::text[], $18::bytea[], $19::bytea[], $20::text[], $21::text[]) WITH ORDINALITY AS u(exchange_id, b, a, bb, ab, t, o, ord)
+       SELECT u.* FROM unnest($17::uuid[], $18::text[], $19::text[], $20::bytea[], $21::bytea[], $22::text[], $23::text[]) WITH ORDINALITY AS u(exchange_id, b, a, bb, ab, t, o, ord)
         WHERE u.exchange_id IN (SELECT id FROM ex)
-     ), head AS (
-       -- Takes the audit_head row lock until this statement commits: indexes stay gapless, in commit order.
-       UPDATE audit_head SET size = size + (SELECT count(*) FROM entries) RETURNING size - (SELECT count(*) FROM entries) AS first
-     ), logged AS (
-       ${auditRowsSql('head', 'entries', '$22::timestamptz')}
-       RETURNING idx
-     )
+     ), ${auditAppendSql('entries', '$4::timestamptz')}
      SELECT (SELECT array_agg(id) FROM ex)::text[] AS inserted, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged`,
     [
+      DELIVER_TASK, SAFETY_NET_ATTEMPTS, null, now,
       ex.map((e) => e.id), ex.map((e) => e.clientId), ex.map((e) => e.bundleType), ex.map((e) => e.contentDigest), ex.map((e) => e.contentLength), ex.map((e) => e.idempotencyKey),
       deliveries.map((d) => d.id), deliveries.map((d) => d.exchangeId), deliveries.map((d) => d.partnerId), deliveries.map((d) => d.kid), deliveries.map((d) => packCompactJwe(d.envelope)), deliveries.map((d) => d.envelopeDigest),
-      DELIVER_TASK, SAFETY_NET_ATTEMPTS,
-      audit.map((x) => x.exchangeId), cols.before, cols.after, cols.beforeBytes, cols.afterBytes, cols.types, cols.outcomes, now,
+      audit.map((x) => x.exchangeId), cols.before, cols.after, cols.beforeBytes, cols.afterBytes, cols.types, cols.outcomes,
     ],
   );
   const inserted = new Set(rows[0]!.inserted ?? []);

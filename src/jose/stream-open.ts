@@ -133,7 +133,10 @@ export async function openStream(source: AsyncIterable<Buffer | string>, options
         if (dot < 0) break;
         if (seg === 4) throw malformed('not a compact JWE: more than 5 parts');
         segments.push('');
-        if (seg === 2) started = await start(segments[0]!, segments[1]!, segments[2]!, options);
+        if (seg === 2) {
+          started = await start(segments[0]!, segments[1]!, segments[2]!, options);
+          sink.begin?.(started.header);
+        }
       }
     }
     if (segments.length !== 5 || !started) throw malformed(`not a compact JWE: ${segments.length} parts instead of 5`);

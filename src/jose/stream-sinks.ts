@@ -10,6 +10,8 @@ import { tempPathFor } from './stream-seal.ts';
  * tag and every check passed) or discard().
  */
 export interface PlaintextSink {
+  /** The JWE's protected header, parsed, before the first write (the tag authenticates it at the end). */
+  begin?(header: Record<string, unknown>): void;
   write(chunk: Buffer): Promise<void>;
   commit(): Promise<void>;
   discard(): Promise<void>;

@@ -9,7 +9,7 @@ import { compactDecrypt, importJWK } from 'jose';
 import { Hsm, type PublicJwk } from '../../hsm/hsm.ts';
 import type { OpenOptions } from '../../src/jose/open.ts';
 import { sealStreamToFile } from '../../src/jose/stream-seal.ts';
-import { openStreamToFile } from '../../src/jose/stream-open.ts';
+import { openStream, openStreamToFile } from '../../src/jose/stream-open.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { createTestToken } from '../helpers/hsm.ts';
 
@@ -61,6 +61,22 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
       expect(opened.jweDigest).toBe('sha-256=' + createHash('sha256').update(text).digest('base64url'));
       expect(opened.header).toMatchObject({ alg: 'ECDH-ES', enc: 'A256GCM', kid: 'enc-stream', cty: CTY });
     }
+  });
+
+  it('hands the sink the protected header before the first plaintext byte', async () => {
+    const sealed = join(dir, 'begin.jwe');
+    await sealStreamToFile(Readable.from([randomBytes(100_000)]), recipient, CTY, sealed);
+    const calls: string[] = [];
+    const sink = {
+      begin: (h: Record<string, unknown>) => void calls.push(`begin ${String(h.cty)}`),
+      write: async (c: Buffer) => void calls.push(`write ${c.length > 0}`),
+      commit: async () => void calls.push('commit'),
+      discard: async () => void calls.push('discard'),
+    };
+    await openStream(chunks(sealed, 4096), options, sink);
+    expect(calls[0]).toBe(`begin ${CTY}`);
+    expect(calls.filter((c) => c.startsWith('begin'))).toHaveLength(1);
+    expect(calls.at(-1)).toBe('commit');
   });
 
   it('the header carries exactly alg, enc, kid, epk and cty, and the jose library opens it', async () => {
