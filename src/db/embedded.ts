@@ -73,6 +73,9 @@ function pidAlive(pidFile: string): boolean {
   }
 }
 
+const MAX_WAL_MB = 2048;
+const CHECKPOINT_COMPLETION = 0.9;
+
 /**
  * PostgreSQL from npm binaries, kept in DATA_DIR/pg across restarts. A
  * second process with the same DATA_DIR (an admin command in another shell)
@@ -107,7 +110,14 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
       '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200',
       // Every accepted bundle writes its sealed envelopes (tens of KB) to the WAL: give the WAL room, so
       // checkpoints come rarely and spread out, and segments are recycled instead of created and zeroed.
-      '-c', 'max_wal_size=2GB', '-c', 'min_wal_size=256MB', '-c', 'wal_buffers=16MB', '-c', 'checkpoint_completion_target=0.9',
+      '-c', `max_wal_size=${MAX_WAL_MB}MB`, '-c', 'min_wal_size=256MB', '-c', 'wal_buffers=16MB', '-c', `checkpoint_completion_target=${CHECKPOINT_COMPLETION}`,
+      // Small on purpose. Each page PostgreSQL adds to a table is first written as zeros through the OS
+      // page cache, with no writeback hint; that zero page stays dirty until the buffer holding the real
+      // page is evicted. So up to shared_buffers of dirty pages pile up, and the kernel flushes them all
+      // at once when they are 30 s old: with the default 128MB, a 130 MB burst every 30 s that stalled
+      // COMMITs for 100-250 ms (intake benchmark). At 16MB the bursts are 16 MB; the pages evicted
+      // early are still read from the OS page cache.
+      '-c', 'shared_buffers=16MB',
       // Start writeback of heap pages as they are written, instead of letting the kernel flush 30 s of
       // them at once (which stalled COMMITs for 250-340 ms in the intake benchmark).
       '-c', 'backend_flush_after=256kB',
@@ -130,8 +140,13 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
   return { url, startedHere: true, stop: () => server.stop() };
 }
 
-/** WAL segments a new cluster prepares (16 MiB each): about a minute of intake at a few hundred bundles/s. */
-const PREALLOCATED_WAL_SEGMENTS = 32;
+/**
+ * WAL segments (16 MiB each) a new cluster prepares: about as many as its
+ * checkpoint keeps for reuse, max_wal_size / (1 + checkpoint_completion_target);
+ * more would be deleted again. 32 were too few: a 30 s burst at the peak rate
+ * used them all, and each segment after that was created while commits waited.
+ */
+const PREALLOCATED_WAL_SEGMENTS = Math.ceil(MAX_WAL_MB / 16 / (1 + CHECKPOINT_COMPLETION)) + 4;
 
 /**
  * A new cluster has no WAL segments to recycle, so until its first
@@ -139,7 +154,8 @@ const PREALLOCATED_WAL_SEGMENTS = 32;
  * segment while commits wait (a 50 ms stall about every 2 s in the intake
  * benchmark). Switching through segments and then checkpointing leaves
  * them recycled, as on a server that has been running for a while. Runs
- * once, when the cluster is created; costs about a second.
+ * once, when the cluster is created; costs one to three seconds and 1.1 GiB
+ * of disk, within the max_wal_size the cluster may use anyway.
  */
 async function preallocateWal(adminUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });

@@ -22,6 +22,7 @@ export const TEMPLATE_DB = 'gw_template';
  * which takes milliseconds.
  */
 export default async function setup(project: TestProject) {
+  const runDir = useRunTmpDir();
   const dir = mkdtempSync(join(tmpdir(), 'gw-test-pg-'));
   chmodSync(dir, 0o755); // the postgres OS user must reach it when we run as root
   const port = await freePort();
@@ -53,6 +54,18 @@ export default async function setup(project: TestProject) {
   project.provide('pgTemplate', TEMPLATE_DB);
   return async () => {
     await server.stop();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(runDir, { recursive: true, force: true });
   };
+}
+
+/**
+ * Points TMPDIR at a directory of this run, which the test forks inherit, so
+ * every token, data dir and key file a test makes with os.tmpdir() is removed
+ * in one go at the end, even when a test fails before its own cleanup.
+ */
+function useRunTmpDir(): string {
+  const runDir = mkdtempSync(join(tmpdir(), 'gw-test-run-'));
+  chmodSync(runDir, 0o755); // the postgres OS user walks through it to its data dir
+  process.env.TMPDIR = runDir;
+  return runDir;
 }
