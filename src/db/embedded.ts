@@ -99,7 +99,7 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
 
   const isRoot = process.getuid?.() === 0;
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
+  const newServer = (walMb: number) => new EmbeddedPostgres({
     databaseDir,
     port,
     user: creds.user,
@@ -110,7 +110,7 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
       '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200',
       // Every accepted bundle writes its sealed envelopes (tens of KB) to the WAL: give the WAL room, so
       // checkpoints come rarely and spread out, and segments are recycled instead of created and zeroed.
-      '-c', `max_wal_size=${MAX_WAL_MB}MB`, '-c', 'min_wal_size=256MB', '-c', 'wal_buffers=16MB', '-c', `checkpoint_completion_target=${CHECKPOINT_COMPLETION}`,
+      '-c', `max_wal_size=${walMb}MB`, '-c', 'min_wal_size=256MB', '-c', 'wal_buffers=16MB', '-c', `checkpoint_completion_target=${CHECKPOINT_COMPLETION}`,
       // Small on purpose. Each page PostgreSQL adds to a table is first written as zeros through the OS
       // page cache, with no writeback hint; that zero page stays dirty until the buffer holding the real
       // page is evicted. So up to shared_buffers of dirty pages pile up, and the kernel flushes them all
@@ -128,40 +128,39 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
     onLog: (m) => log(String(m).trim()),
     onError: (m) => log(String(m instanceof Error ? m.message : m).trim()),
   });
-  const fresh = !existsSync(join(databaseDir, 'PG_VERSION'));
-  if (fresh) {
+  if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
     // The postgres OS user must be able to reach the data directory.
     if (isRoot) chmodSync(dataDir, 0o755);
-    await server.initialise();
+    const preparing = newServer(2 * MAX_WAL_MB);
+    await preparing.initialise();
+    await preparing.start();
+    await preallocateWal(urlFor(creds, port, 'postgres'));
+    await preparing.stop();
   }
+  const server = newServer(MAX_WAL_MB);
   await server.start();
-  if (fresh) await preallocateWal(urlFor(creds, port, 'postgres'));
   await ensureDatabase(urlFor(creds, port, 'postgres'));
   return { url, startedHere: true, stop: () => server.stop() };
 }
 
 /**
- * WAL segments (16 MiB each) a new cluster prepares: about as many as its
- * checkpoint keeps for reuse, max_wal_size / (1 + checkpoint_completion_target);
- * more would be deleted again. 32 were too few: a 30 s burst at the peak rate
- * used them all, and each segment after that was created while commits waited.
- */
-const PREALLOCATED_WAL_SEGMENTS = Math.ceil(MAX_WAL_MB / 16 / (1 + CHECKPOINT_COMPLETION)) + 4;
-
-/**
  * A new cluster has no WAL segments to recycle, so until its first
- * checkpoints every 16 MiB of WAL means creating and zero-filling a new
- * segment while commits wait (a 50 ms stall about every 2 s in the intake
- * benchmark). Switching through segments and then checkpointing leaves
- * them recycled, as on a server that has been running for a while. Runs
- * once, when the cluster is created; costs one to three seconds and 1.1 GiB
- * of disk, within the max_wal_size the cluster may use anyway.
+ * checkpoint has ended every 16 MiB of WAL means creating and zero-filling
+ * a segment while commits wait (a 50 ms stall every 1.6-2 s in the intake
+ * benchmark). PostgreSQL requests that checkpoint after max_wal_size / (1 +
+ * checkpoint_completion_target) of WAL and it ends a completion_target
+ * further on: about max_wal_size in all. A checkpoint keeps only about
+ * max_wal_size / (1 + completion_target) segments for reuse, so the cluster
+ * is prepared once, at creation, by a server started with twice max_wal_size:
+ * it switches through that many segments and checkpoints, leaving them
+ * recycled, as on a server that has been running for a while. Costs a few
+ * seconds and about max_wal_size of disk, which the cluster may use anyway.
  */
 async function preallocateWal(adminUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
-    for (let i = 0; i < PREALLOCATED_WAL_SEGMENTS; i++) {
+    for (let i = 0; i < MAX_WAL_MB / 16 + 8; i++) {
       await client.query('SELECT pg_current_xact_id()'); // some WAL, so that the switch below moves on
       await client.query('SELECT pg_switch_wal()');
     }
