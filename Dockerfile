@@ -16,5 +16,5 @@ USER gateway
 ENV DATA_DIR=/var/lib/gateway HOST=0.0.0.0 PORT=8080
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --retries=6 CMD curl -fsS http://127.0.0.1:8080/ready || exit 1
-ENTRYPOINT ["node", "--external-memory-accounted-in-global-limit", "bin/gateway.js"]
+ENTRYPOINT ["node", "bin/gateway.js"]
 CMD ["serve"]

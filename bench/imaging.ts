@@ -21,7 +21,6 @@ import { pipeline } from 'node:stream/promises';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { writeSyntheticDicom } from '../test/helpers/imaging.ts';
 import { cleanEnv, GATEWAY, NODE, runCli } from '../test/helpers/cli.ts';
-import { GATEWAY_NODE_FLAGS } from '../src/runtime/node-flags.ts';
 import { freePort } from '../test/helpers/ports.ts';
 import { ASSERTION_TYPE, TOKEN_PATH } from '../src/auth/token-endpoint.ts';
 
@@ -73,7 +72,7 @@ async function startGateway(name: string): Promise<Gw> {
   // BENCH_PROFILE=DIR writes a V8 CPU profile of each gateway there (open it in Chrome DevTools);
   // BENCH_NODE_FLAGS adds Node/V8 flags to both (e.g. --trace-gc).
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const child = spawn(NODE, [...profile, ...GATEWAY_NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? []), GATEWAY, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(NODE, [...profile, ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? []), GATEWAY, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   for (const until = Date.now() + 120_000; ;) {

@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-// Started through npm or the image, the gateway also gets its Node flags (src/runtime/node-flags.ts).
-// The shebang stays plain so that an older Node reaches the version check below, not "bad option".
 // Runs the TypeScript sources directly (Node >= 26 strips types natively).
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 26) {

@@ -46,6 +46,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     genReqId: () => randomUUID(),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // The first start creates the embedded PostgreSQL cluster (initdb, then its WAL segments: about 10 s)
+    // and the HSM keys; Fastify's default of 10 s per plugin is too short for that.
+    pluginTimeout: 120_000,
   });
   try {
     await app.register(configPlugin, { config });

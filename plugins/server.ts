@@ -2,7 +2,6 @@ import { loadConfig } from '../src/config.ts';
 import { parse, type Command } from '../src/cli/command.ts';
 import { onShutdown } from '../src/cli/shutdown.ts';
 import { startWorker, type WorkerHandle } from '../src/worker.ts';
-import { missingNodeFlags } from '../src/runtime/node-flags.ts';
 import { buildApp } from './app.ts';
 
 /**
@@ -27,8 +26,6 @@ async function serve(withWorker: boolean): Promise<number> {
     // Plain HTTP beyond loopback is only acceptable behind a TLS-terminating proxy.
     app.log.warn({ host: config.host }, 'serving plain HTTP on a non-loopback address: set TLS_CERT_FILE/TLS_KEY_FILE or terminate TLS in front');
   }
-  const missing = missingNodeFlags();
-  if (missing.length) app.log.warn({ missing }, 'started without the gateway\'s Node flags (node bin/gateway.js ...): imaging streams use more CPU; start it through npm, the bin script or the image');
   await onShutdown(app.log, async () => {
     await worker?.stop();
     await app.close();

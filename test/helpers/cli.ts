@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { GATEWAY_NODE_FLAGS } from '../../src/runtime/node-flags.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const NODE = join(ROOT, 'node_modules', '.bin', 'node');
@@ -23,7 +22,7 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 /** Run `gateway <args>` as a separate process and collect its output. */
 export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [...GATEWAY_NODE_FLAGS, GATEWAY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [GATEWAY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -41,7 +40,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_00
 
 /** Start a long-running `gateway` process; the caller stops it. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess & { output: () => string } {
-  const child = spawn(NODE, [...GATEWAY_NODE_FLAGS, GATEWAY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
+  const child = spawn(NODE, [GATEWAY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));

@@ -126,13 +126,21 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
       ['no tag', parts.slice(0, 4).join('.'), options, undefined, 'JWE_MALFORMED'],
       ['six parts', `${text}.AAAA`, options, undefined, 'JWE_MALFORMED'],
       ['bad base64', [parts[0], '', parts[2], ct.slice(0, 500) + '*' + ct.slice(501), parts[4]].join('.'), options, undefined, 'JWE_MALFORMED'],
+      // Each outside the base64url alphabet (padding, the standard alphabet, space), mid-stream and in the last group.
+      ...['=', '+', '/', ' '].flatMap((c, i): typeof cases => [
+        [`bad base64 ${i} mid`, [parts[0], '', parts[2], ct.slice(0, 70_001) + c + ct.slice(70_002), parts[4]].join('.'), options, undefined, 'JWE_MALFORMED'],
+        [`bad base64 ${i} end`, [parts[0], '', parts[2], ct.slice(0, -1) + c, parts[4]].join('.'), options, undefined, 'JWE_MALFORMED'],
+      ]),
       ['refused by check', text, options, () => { throw new GatewayError('UNPROCESSABLE', 'digest differs'); }, 'UNPROCESSABLE'],
       ['wrong cty', text, { ...options, cty: 'application/pdf' }, undefined, 'JWE_MALFORMED'],
       ['unknown kid', text, { ...options, resolveKey: async () => undefined }, undefined, 'JWE_UNKNOWN_KID'],
     ];
     for (const [name, jwe, opts, check, code] of cases) {
       const out = join(dir, `refused-${name.replace(/ /g, '-')}.bin`);
-      const err = await openStreamToFile(Readable.from([Buffer.from(jwe, 'ascii')]), opts, out, check).catch((e: unknown) => e);
+      // In odd-sized chunks, so that bad characters also land next to chunk and group boundaries.
+      const bytes = Buffer.from(jwe, 'ascii');
+      const pieces = Array.from({ length: Math.ceil(bytes.length / 4093) }, (_, k) => bytes.subarray(k * 4093, (k + 1) * 4093));
+      const err = await openStreamToFile(Readable.from(pieces), opts, out, check).catch((e: unknown) => e);
       expect(err, name).toBeInstanceOf(GatewayError);
       expect((err as GatewayError).code, name).toBe(code);
       expect(existsSync(out), name).toBe(false);
