@@ -134,8 +134,11 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
     const preparing = newServer(2 * MAX_WAL_MB);
     await preparing.initialise();
     await preparing.start();
-    await preallocateWal(urlFor(creds, port, 'postgres'));
-    await preparing.stop();
+    try {
+      await preallocateWal(urlFor(creds, port, 'postgres'));
+    } finally {
+      await preparing.stop(); // never left running, even if the preparation failed
+    }
   }
   const server = newServer(MAX_WAL_MB);
   await server.start();

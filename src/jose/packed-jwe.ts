@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.ts';
+import { isB64u } from './base64url.ts';
 
 /**
  * A compact JWE at rest in binary form: the same bytes on the wire, a
@@ -13,7 +14,6 @@ import { GatewayError } from '../errors.ts';
  * stored envelope always comes back byte for byte, and its digest with it.
  */
 const TAG = 16;
-const B64U = /^[A-Za-z0-9_-]*$/;
 
 const notPackable = (why: string) => new GatewayError('INTERNAL', `cannot store the envelope in packed form: ${why}`);
 
@@ -21,7 +21,7 @@ export function packCompactJwe(jwe: string): Buffer {
   const parts = jwe.split('.');
   if (parts.length !== 5) throw notPackable('not a compact JWE');
   const [ciphertext, tag] = [parts[3]!, parts[4]!];
-  if (!B64U.test(ciphertext) || !B64U.test(tag)) throw notPackable('ciphertext or tag is not base64url');
+  if (!isB64u(ciphertext) || !isB64u(tag)) throw notPackable('ciphertext or tag is not base64url');
   const prefix = Buffer.from(`${parts[0]}.${parts[1]}.${parts[2]}.`, 'latin1');
   const ct = Buffer.from(ciphertext, 'base64url');
   const t = Buffer.from(tag, 'base64url');

@@ -91,7 +91,7 @@ function standardAlphabet(chunk: Buffer, start: number, end: number): boolean {
 /** Buffer.from skips characters outside the alphabet; a short result betrays them. */
 function decodeStrict(text: string): Buffer {
   const out = Buffer.from(text, 'base64url');
-  if (out.length !== Math.floor((text.length * 3) / 4) || !/^[A-Za-z0-9_-]*$/.test(text)) throw malformed('the ciphertext is not base64url', 'ciphertext');
+  if (out.length !== Math.floor((text.length * 3) / 4) || !isB64u(text)) throw malformed('the ciphertext is not base64url', 'ciphertext');
   return out;
 }
 
