@@ -11,14 +11,13 @@
  * Run: npm run bench:imaging [-- MiB]   (default 1024 MiB)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
-import { chmodSync, createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { rawCeiling } from './imaging-raw.ts';
 import { writeSyntheticDicom } from '../test/helpers/imaging.ts';
 import { cleanEnv, GATEWAY, NODE, runCli } from '../test/helpers/cli.ts';
 import { freePort } from '../test/helpers/ports.ts';
@@ -37,38 +36,27 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s)
 }
 
+/** Context switches of all the process's threads so far: each is a thread going to sleep or being woken (costly on a VM). */
+function contextSwitches(pid: number): number {
+  let n = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    const status = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+    n += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
+  }
+  return n;
+}
+
 function vmHwm(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m![1]) * 1024;
-}
-
-/** The raw ceiling: the same file through read + AES-256-GCM + base64url + write, nothing else. */
-async function rawCeiling(path: string): Promise<number> {
-  const cipher = createCipheriv('aes-256-gcm', randomBytes(32), randomBytes(12));
-  let carry = Buffer.alloc(0);
-  const b64 = new Transform({
-    transform(chunk: Buffer, _e, done) {
-      const data = Buffer.concat([carry, cipher.update(chunk)]);
-      const whole = data.length - (data.length % 3);
-      carry = data.subarray(whole);
-      done(null, data.subarray(0, whole).toString('base64url'));
-    },
-    flush(done) {
-      done(null, Buffer.concat([carry, cipher.final()]).toString('base64url') + '.' + cipher.getAuthTag().toString('base64url'));
-    },
-  });
-  const t0 = performance.now();
-  await pipeline(createReadStream(path, { highWaterMark: 64 * 1024 }), b64, createWriteStream(join(root, 'raw.out')));
-  const s = (performance.now() - t0) / 1000;
-  rmSync(join(root, 'raw.out'));
-  return SIZE / MIB / s;
 }
 
 interface Gw { name: string; url: string; env: NodeJS.ProcessEnv; child: ChildProcess; org: string }
 
 async function startGateway(name: string): Promise<Gw> {
   const port = await freePort();
-  const env = cleanEnv({ DATA_DIR: join(root, name), PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', DELIVERY_RETRY_BASE: '1s' });
+  // BENCH_CUT_THROUGH=off: store-then-send, so A's intake and the delivery to B are timed as separate stages.
+  const env = cleanEnv({ DATA_DIR: join(root, name), PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', DELIVERY_RETRY_BASE: '1s', ...(process.env.BENCH_CUT_THROUGH ? { IMAGING_CUT_THROUGH: process.env.BENCH_CUT_THROUGH } : {}) });
   // BENCH_PROFILE=DIR writes a V8 CPU profile of each gateway there (open it in Chrome DevTools);
   // BENCH_NODE_FLAGS adds Node/V8 flags to both (e.g. --trace-gc).
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
@@ -113,7 +101,7 @@ function upload(a: Gw, token: string, recipient: string, path: string): Promise<
       res.setEncoding('utf8').on('data', (c) => (body += c)).on('end', () => resolve({ status: res.statusCode!, location: res.headers['content-location'] as string | undefined, body }));
     });
     req.on('error', reject);
-    createReadStream(path, { highWaterMark: 64 * 1024 }).pipe(req);
+    createReadStream(path, { highWaterMark: 1024 * 1024 }).pipe(req); // an EHR's upload, in 1 MiB reads
   });
 }
 
@@ -125,7 +113,7 @@ async function main(): Promise<void> {
   for await (const c of createReadStream(file)) sourceSha.update(c as Buffer);
   const expected = sourceSha.digest('base64url');
 
-  const raw = await rawCeiling(file);
+  const raw = await rawCeiling(file, join(root, 'raw.out'));
   console.log(`raw ceiling (read + AES-256-GCM + base64url + write): ${raw.toFixed(0)} MiB/s`);
 
   const [a, b] = await Promise.all([startGateway('a'), startGateway('b')]);
@@ -136,10 +124,12 @@ async function main(): Promise<void> {
   const hwmBefore = { a: vmHwm(a.child.pid!), b: vmHwm(b.child.pid!) };
 
   const cpu0 = { a: cpuSeconds(a.child.pid!), b: cpuSeconds(b.child.pid!) };
+  const cs0 = { a: contextSwitches(a.child.pid!), b: contextSwitches(b.child.pid!) };
   const t0 = performance.now();
   const res = await upload(a, aToken, b.org, file);
   if (res.status !== 202) throw new Error(`intake: ${res.status} ${res.body.slice(0, 300)}`);
   const intakeS = (performance.now() - t0) / 1000;
+  const cpuIntake = { a: cpuSeconds(a.child.pid!) - cpu0.a, b: cpuSeconds(b.child.pid!) - cpu0.b };
   let message: { id: string } | undefined;
   while (!message) {
     const list = await fetch(`${b.url}/inbox/messages`, { headers: { authorization: `Bearer ${bToken}` } });
@@ -150,6 +140,7 @@ async function main(): Promise<void> {
   const totalS = (performance.now() - t0) / 1000;
   const gateway = SIZE / MIB / totalS;
   const cpu = { a: cpuSeconds(a.child.pid!) - cpu0.a, b: cpuSeconds(b.child.pid!) - cpu0.b };
+  const cs = { a: contextSwitches(a.child.pid!) - cs0.a, b: contextSwitches(b.child.pid!) - cs0.b };
 
   // B's EHR pulls it: the same bytes.
   const pulled = await fetch(`${b.url}/inbox/messages/${message.id}/content`, { headers: { authorization: `Bearer ${bToken}` } });
@@ -166,7 +157,8 @@ async function main(): Promise<void> {
   const rows = [
     ['gateway A-intake to B-available', `${gateway.toFixed(0)} MiB/s`, `${totalS.toFixed(1)} s (A intake ${intakeS.toFixed(1)} s)`],
     ['raw streaming ceiling', `${raw.toFixed(0)} MiB/s`, ''],
-    ['CPU during the transfer', `A ${cpu.a.toFixed(1)} s, B ${cpu.b.toFixed(1)} s`, `of ${totalS.toFixed(1)} s wall`],
+    ['CPU during the transfer', `A ${cpu.a.toFixed(1)} s, B ${cpu.b.toFixed(1)} s`, `of ${totalS.toFixed(1)} s wall (until A's 202: A ${cpuIntake.a.toFixed(1)} s, B ${cpuIntake.b.toFixed(1)} s)`],
+    ['context switches during the transfer', `A ${cs.a}, B ${cs.b}`, 'all threads (event loop, thread pool, V8)'],
     ['gateway / raw', ratio.toFixed(2), ratio >= 0.6 ? 'target >= 0.6 met' : 'BELOW the 0.6 target'],
     ['peak RSS A (VmHWM)', `${(hwm.a / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.a / MIB).toFixed(0)} MiB`],
     ['peak RSS B (VmHWM, incl. the EHR pull)', `${(hwm.b / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB`],

@@ -32,8 +32,8 @@ export async function sweepPartials(dir: string, minAgeMs = 60 * 60 * 1000): Pro
 
 const MAX_IN_FLIGHT = 8;
 
-/** writev(2) may write less than asked: loop until every byte is on its way. */
-async function writeAll(fh: FileHandle, chunks: Buffer[]): Promise<void> {
+/** writev(2) may write less than asked (disk full, signals, some file systems): loop until every byte is on its way. */
+export async function writeAll(fh: Pick<FileHandle, 'writev'>, chunks: Buffer[]): Promise<void> {
   let rest = chunks;
   for (;;) {
     let done = (await fh.writev(rest)).bytesWritten;
@@ -45,7 +45,18 @@ async function writeAll(fh: FileHandle, chunks: Buffer[]): Promise<void> {
     rest = [rest[0]!.subarray(done), ...rest.slice(1)];
   }
 }
-const COALESCE = 128 * 1024;
+
+/**
+ * Writes go through a few fixed buffers ("slabs") of this size, reused for
+ * the whole file: one thread-pool write per slab instead of one per network
+ * chunk (each hop wakes two threads, which is dear on a VM), and the
+ * caller's chunks are copied at once, so they die young instead of waiting
+ * for the disk and being promoted into V8's old generation (which is what
+ * set off storms of full collections; ARCHITECTURE-NOTES, Imaging).
+ */
+const SLAB = 512 * 1024;
+/** One filling, the others in flight: memory per file is SLABS × SLAB. */
+const SLABS = 3;
 /**
  * Flush to disk in the background every this many bytes: the disk then works
  * while the transfer goes on, and commit()'s final fsync only waits for the
@@ -68,46 +79,66 @@ export class PendingFile {
     const tmp = tempPathFor(path);
     return new PendingFile(path, await open(tmp, 'wx', 0o600), tmp);
   }
-  /** Write-behind: writes are chained (in order) and up to MAX_IN_FLIGHT run while the caller computes the next chunk. */
+  /** Write-behind: slabs are written in order while the caller computes the next chunk. */
   #tail: Promise<unknown> = Promise.resolve();
-  #inFlight = 0;
   #failed: unknown;
-  /** Small chunks are gathered into one writev(2) of about COALESCE bytes: fewer system calls and thread-pool hops, no copy. Callers must not reuse a chunk they wrote. */
-  #gather: Buffer[] = [];
-  #gathered = 0;
+  #free: Buffer[] = [];
+  #allocated = 0;
+  #slab: Buffer | undefined;
+  #filled = 0;
+  #waiting: Array<() => void> = [];
   #written = 0;
   #syncedUpTo = 0;
   #syncing: Promise<void> | undefined;
+  /** Copies the chunk: the caller may reuse it as soon as this resolves. */
   async write(chunk: Buffer): Promise<void> {
     if (this.#failed) throw this.#failed;
-    if (!chunk.length) return;
     this.length += chunk.length;
-    this.#gather.push(chunk);
-    this.#gathered += chunk.length;
-    if (this.#gathered >= COALESCE) await this.#writeGathered();
+    for (let at = 0; at < chunk.length; ) {
+      const slab = this.#slab ?? (this.#slab = await this.#takeSlab());
+      const n = chunk.copy(slab, this.#filled, at);
+      this.#filled += n;
+      at += n;
+      if (this.#filled === slab.length) this.#writeSlab();
+    }
   }
-  async #writeGathered(): Promise<void> {
-    if (!this.#gathered) return;
-    const chunks = this.#gather;
-    const bytes = this.#gathered;
-    this.#gather = [];
-    this.#gathered = 0;
+  async #takeSlab(): Promise<Buffer> {
+    for (;;) {
+      if (this.#failed) throw this.#failed;
+      const free = this.#free.pop();
+      if (free) return free;
+      if (this.#allocated < SLABS) {
+        this.#allocated++;
+        return Buffer.allocUnsafeSlow(SLAB); // not from Node's shared pool: this memory is reused, never garbage
+      }
+      await new Promise<void>((r) => this.#waiting.push(r));
+    }
+  }
+  #writeSlab(): void {
+    const slab = this.#slab;
+    const bytes = this.#filled;
+    this.#slab = undefined;
+    this.#filled = 0;
+    if (!slab || !bytes) {
+      if (slab) this.#free.push(slab);
+      return;
+    }
     const fh = this.#fh!;
-    this.#inFlight++;
-    const done = this.#tail.then(() => writeAll(fh, chunks)).then(
+    const returned = () => {
+      this.#free.push(slab);
+      this.#waiting.shift()?.();
+    };
+    this.#tail = this.#tail.then(() => (this.#failed ? undefined : writeAll(fh, [slab.subarray(0, bytes)]))).then(
       () => {
-        this.#inFlight--;
         this.#written += bytes;
+        returned();
         this.#syncInBackground(fh);
       },
       (err: unknown) => {
-        this.#inFlight--;
         this.#failed ??= err;
+        returned();
       },
     );
-    this.#tail = done;
-    if (this.#inFlight > MAX_IN_FLIGHT) await done;
-    if (this.#failed) throw this.#failed;
   }
   /** One background fdatasync at a time, alongside the writes (which it never blocks). */
   #syncInBackground(fh: FileHandle): void {
@@ -126,7 +157,7 @@ export class PendingFile {
     );
   }
   async #flush(): Promise<void> {
-    await this.#writeGathered();
+    this.#writeSlab();
     await this.#tail;
     await this.#syncing;
     if (this.#failed) throw this.#failed;
@@ -139,8 +170,9 @@ export class PendingFile {
     await rename(this.tmp, this.path);
   }
   async discard(): Promise<void> {
-    this.#gather = [];
-    this.#gathered = 0;
+    this.#slab = undefined;
+    this.#filled = 0;
+    this.#failed ??= new Error('discarded');
     await this.#tail.catch(() => undefined);
     await this.#syncing?.catch(() => undefined);
     await this.#fh?.close().catch(() => undefined);

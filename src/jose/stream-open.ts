@@ -50,6 +50,13 @@ const malformed = (message: string, expression?: string) => new GatewayError('JW
  */
 class Base64UrlDecoder {
   #carry = '';
+  /**
+   * Reused for every chunk: the decipher consumes the decoded bytes at once,
+   * and a fresh buffer per chunk is what drove V8 into full collections
+   * (external memory that only a collection frees; ARCHITECTURE-NOTES, Imaging).
+   */
+  #scratch = EMPTY;
+  /** The decoded bytes, in a view that is valid only until the next call. */
   update(chunk: Buffer, start: number, end: number): Buffer {
     const carried = this.#carry.length;
     const whole = carried + end - start - ((carried + end - start) % 4);
@@ -57,7 +64,8 @@ class Base64UrlDecoder {
       this.#carry += chunk.toString('latin1', start, end);
       return EMPTY;
     }
-    const out = Buffer.allocUnsafe((whole / 4) * 3);
+    if (this.#scratch.length < (whole / 4) * 3) this.#scratch = Buffer.allocUnsafe(Math.max((whole / 4) * 3, 48 * 1024));
+    const out = this.#scratch.subarray(0, (whole / 4) * 3);
     let from = start;
     let written = 0;
     if (carried) {
@@ -154,7 +162,7 @@ export async function openStream(source: AsyncIterable<Buffer | string>, options
         const dot = chunk.indexOf(DOT, pos);
         const end = dot < 0 ? chunk.length : dot;
         if (seg === 3) {
-          await emit(started!.decipher.update(decoder.update(chunk, pos, end)));
+          await emit(started!.decipher.update(decoder.update(chunk, pos, end))); // the decoder's view is used up here
         } else {
           segments[seg] += chunk.toString('latin1', pos, end);
           const limit = seg === 0 ? HEADER_MAX : SMALL_MAX;

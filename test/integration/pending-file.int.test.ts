@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PendingFile } from '../../src/exchange/imaging-files.ts';
+import { PendingFile, writeAll } from '../../src/exchange/imaging-files.ts';
 
 // PendingFile flushes to disk in the background every 32 MiB while writes go on;
 // these check that the overlap never reorders, loses or leaves bytes.
@@ -32,5 +33,34 @@ describe('PendingFile', () => {
     await file.discard();
     expect(existsSync(join(dir, 'gone.jwe'))).toBe(false);
     expect(readdirSync(dir).filter((n) => n.startsWith('gone'))).toEqual([]);
+  });
+
+  it('writeAll finishes a writev that the kernel cut short, in order, without repeating bytes', async () => {
+    const path = join(dir, 'short.bin');
+    const fh = await open(path, 'wx');
+    const calls: number[] = [];
+    // A real file whose writev(2) stops early: at most `cap` bytes per call, cut inside and across buffers.
+    const caps = [5, 1, 4096, 3, 70_000, 2];
+    const stingy = {
+      writev: async (buffers: Buffer[]) => {
+        const cap = caps[calls.length % caps.length]!;
+        const parts: Buffer[] = [];
+        let room = cap;
+        for (const b of buffers) {
+          if (!room) break;
+          parts.push(b.subarray(0, room));
+          room -= Math.min(room, b.length);
+        }
+        const r = await fh.writev(parts);
+        calls.push(r.bytesWritten);
+        return { bytesWritten: r.bytesWritten, buffers };
+      },
+    };
+    const chunks = [randomBytes(9), randomBytes(1), randomBytes(100_000), randomBytes(7), randomBytes(4096)];
+    await writeAll(stingy as never, chunks);
+    await fh.close();
+    expect(readFileSync(path).equals(Buffer.concat(chunks))).toBe(true);
+    expect(calls.length).toBeGreaterThan(5); // it really was cut short, many times
+    expect(calls.reduce((a, b) => a + b, 0)).toBe(Buffer.concat(chunks).length);
   });
 });
