@@ -17,24 +17,17 @@
  * (read + AES-256-GCM + base64url + write, one pass), and prints the best
  * gateway/raw ratio this machine allows.
  *
- * Then the bare pipeline: the same three processes doing only those
- * primitives, over node:http on loopback, with no gateway around them (no
- * DICOM checks, database, HSM, multipart, receipt): client → A (SHA-256,
- * encrypt, base64url, write + fdatasync every 32 MiB, forward) → B (write +
- * fdatasync, decode, decrypt, SHA-256). What it reaches is what a lean Node
- * implementation of this design gets on this machine; bench/imaging.ts
- * measures the gateway against the same raw ceiling.
+ * Then the bare pipeline (bench/imaging-bare.ts): the same three processes
+ * doing only those primitives over node:http, with no gateway around them.
  *
  * Run: npm run bench:imaging-floor [-- MiB]   (default 1024 MiB)
  */
-import { spawn } from 'node:child_process';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { createServer as createHttpServer, request, type IncomingMessage } from 'node:http';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { barePipeline } from './imaging-bare.ts';
 import { rawCeiling } from './imaging-raw.ts';
 import { writeSyntheticDicom } from '../test/helpers/imaging.ts';
 
@@ -42,11 +35,7 @@ const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
 const SIZE = Number(process.argv[2] ?? 1024) * MIB;
 const CHUNK = 64 * 1024; // the stream chunk size the gateways see
-const role = process.argv[3];
-const root = role ? process.argv[4]! : mkdtempSync(join(tmpdir(), 'gw-bench-floor-'));
-const KEY = Buffer.alloc(32, 7);
-const IV = Buffer.alloc(12, 1);
-const SYNC_EVERY = 32 * MIB;
+const root = mkdtempSync(join(tmpdir(), 'gw-bench-floor-'));
 
 /** CPU seconds (user + system) that `work` takes, scaled to one GiB of input. */
 async function cpuPerGiB(work: () => void | Promise<void>): Promise<number> {
@@ -99,127 +88,6 @@ function fileRead(path: string): () => void {
   };
 }
 
-/**
- * A file written behind the caller, in order, with a background fdatasync
- * every 32 MiB and one at the end, as the gateways write theirs (write()
- * waits only when 8 writes are queued; close() waits for everything).
- */
-async function syncedFile(path: string): Promise<{ write(b: Buffer): Promise<void>; close(): Promise<void> }> {
-  const fh = await open(path, 'w');
-  let tail: Promise<unknown> = Promise.resolve();
-  let syncing: Promise<unknown> = Promise.resolve();
-  let unsynced = 0;
-  let inFlight = 0;
-  return {
-    async write(b) {
-      inFlight++;
-      tail = tail.then(() => fh.write(b)).then(() => inFlight--);
-      if (inFlight > 8) await tail; // bounded, like the gateways' write-behind
-      unsynced += b.length;
-      if (unsynced >= SYNC_EVERY) {
-        unsynced = 0;
-        const upTo = tail;
-        syncing = Promise.all([syncing, upTo]).then(() => fh.datasync());
-      }
-    },
-    async close() {
-      await tail;
-      await syncing;
-      await fh.datasync();
-      await fh.close();
-    },
-  };
-}
-
-const answer = (req: IncomingMessage) => new Promise<string>((resolve) => {
-  let text = '';
-  req.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve(text));
-});
-
-/** Bare gateway A: hash, encrypt, base64url, store and forward to B; answers with both digests. */
-function bareA(port: number, bPort: number): void {
-  createHttpServer(async (req, res) => {
-    const file = await syncedFile(join(root, 'a.jwe'));
-    const cipher = createCipheriv('aes-256-gcm', KEY, IV);
-    const hash = createHash('sha256');
-    const toB = request({ port: bPort, method: 'POST', host: '127.0.0.1' });
-    const receipt = new Promise<string>((r) => toB.on('response', (rs) => void answer(rs).then(r)));
-    let carry = Buffer.alloc(0);
-    const send = async (plain: Buffer, last: boolean) => {
-      hash.update(plain);
-      const ct = Buffer.concat([carry, cipher.update(plain), ...(last ? [cipher.final()] : [])]);
-      const whole = last ? ct.length : ct.length - (ct.length % 3);
-      carry = ct.subarray(whole);
-      const text = Buffer.from(ct.subarray(0, whole).toString('base64url'), 'latin1');
-      await file.write(text);
-      if (!toB.write(text)) await new Promise((r) => toB.once('drain', r));
-    };
-    for await (const chunk of req as AsyncIterable<Buffer>) await send(chunk, false);
-    await send(Buffer.alloc(0), true);
-    toB.end();
-    await file.close();
-    res.end(`${hash.digest('hex')} ${await receipt}`);
-  }).listen(port, '127.0.0.1', () => process.send?.('ready'));
-}
-
-/** Bare gateway B: store the text, decode, decrypt, hash; answers with the digest. */
-function bareB(port: number): void {
-  createHttpServer(async (req, res) => {
-    const file = await syncedFile(join(root, 'b.jwe'));
-    const decipher = createDecipheriv('aes-256-gcm', KEY, IV);
-    const hash = createHash('sha256');
-    const scratch = Buffer.allocUnsafe(256 * 1024);
-    let carry = '';
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      await file.write(chunk);
-      const text = carry + chunk.toString('latin1');
-      const whole = text.length - (text.length % 4);
-      carry = text.slice(whole);
-      hash.update(decipher.update(scratch.subarray(0, scratch.write(text.slice(0, whole), 'base64url'))));
-    }
-    hash.update(decipher.update(Buffer.from(carry, 'base64url')));
-    await file.close();
-    res.end(hash.digest('hex'));
-  }).listen(port, '127.0.0.1', () => process.send?.('ready'));
-}
-
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-/** Client → bare A → bare B; MiB/s from the first byte sent to B's answer reaching the client. */
-async function barePipeline(study: string): Promise<{ mibs: number; cpu: string; same: boolean }> {
-  const [aPort, bPort] = [19000 + Math.floor(Math.random() * 500), 19600 + Math.floor(Math.random() * 500)];
-  // argv: MiB, role, root, ports
-  const start = ([name, ...ports]: string[]) => {
-    const child = spawn(process.execPath, [import.meta.filename, String(SIZE / MIB), name!, root, ...ports], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    return new Promise<typeof child>((r) => child.once('message', () => r(child)));
-  };
-  const b = await start(['bare-b', String(bPort)]);
-  const a = await start(['bare-a', String(aPort), String(bPort)]);
-  try {
-    const cpu0 = { a: cpuSeconds(a.pid!), b: cpuSeconds(b.pid!), me: process.cpuUsage() };
-    const t0 = performance.now();
-    const body = await new Promise<string>((resolve, reject) => {
-      const up = request({ port: aPort, host: '127.0.0.1', method: 'POST', headers: { 'content-length': SIZE } }, (rs) => void answer(rs).then(resolve));
-      up.on('error', reject);
-      createReadStream(study, { highWaterMark: 1024 * 1024 }).pipe(up); // as the EHR in bench/imaging.ts
-    });
-    const s = (performance.now() - t0) / 1000;
-    const me = process.cpuUsage(cpu0.me);
-    const [plainA, plainB] = body.split(' ');
-    return {
-      mibs: SIZE / MIB / s,
-      cpu: `client ${((me.user + me.system) / 1e6).toFixed(1)} s, A ${(cpuSeconds(a.pid!) - cpu0.a).toFixed(1)} s, B ${(cpuSeconds(b.pid!) - cpu0.b).toFixed(1)} s in ${s.toFixed(1)} s`,
-      same: Boolean(plainA) && plainA === plainB,
-    };
-  } finally {
-    a.kill();
-    b.kill();
-  }
-}
-
 async function main(): Promise<void> {
   const cores = cpus().length;
   console.log(`# imaging floor: ${SIZE / MIB} MiB; ${cores} cores (${cpus()[0]?.model}); load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
@@ -258,18 +126,14 @@ async function main(): Promise<void> {
   console.log(`| best possible on ${cores} cores | ${best.toFixed(0)} MiB/s |`);
   console.log(`| raw ceiling (read + AES-256-GCM + base64url + write) | ${raw.toFixed(0)} MiB/s |`);
   console.log(`| best possible gateway / raw | ${(best / raw).toFixed(2)} |`);
-  const bare = await barePipeline(study);
+  const bare = await barePipeline(study, root);
   if (!bare.same) throw new Error('bare pipeline: B deciphered other bytes than A sealed');
   console.log(`| bare pipeline: client → A → B, primitives only | ${bare.mibs.toFixed(0)} MiB/s | ${bare.cpu} |`);
   console.log(`| bare pipeline / raw | ${(bare.mibs / raw).toFixed(2)} |`);
 }
 
-if (role === 'bare-a') bareA(Number(process.argv[5]), Number(process.argv[6]));
-else if (role === 'bare-b') bareB(Number(process.argv[5]));
-else {
-  try {
-    await main();
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
+try {
+  await main();
+} finally {
+  rmSync(root, { recursive: true, force: true });
 }

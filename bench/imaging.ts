@@ -1,6 +1,7 @@
 /**
  * Imaging throughput and memory, in one run (issue 6):
  *   raw      the streaming ceiling on the same file: read + AES-256-GCM + base64url + write, node:crypto, one pass
+ *   bare     the same design with only its primitives (bench/imaging-bare.ts): what this machine allows it
  *   gateway  A-intake to B-available: POST /imaging to gateway A (streamed), A checks, seals to a file, signs
  *            the manifest, A's worker streams the delivery, B verifies tag + digest, stores, receipts; the clock
  *            stops when B's EHR sees the message in GET /inbox/messages
@@ -17,6 +18,7 @@ import { request as httpRequest } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { barePipeline } from './imaging-bare.ts';
 import { rawCeiling } from './imaging-raw.ts';
 import { writeSyntheticDicom } from '../test/helpers/imaging.ts';
 import { cleanEnv, GATEWAY, NODE, runCli } from '../test/helpers/cli.ts';
@@ -115,6 +117,10 @@ async function main(): Promise<void> {
 
   const raw = await rawCeiling(file, join(root, 'raw.out'));
   console.log(`raw ceiling (read + AES-256-GCM + base64url + write): ${raw.toFixed(0)} MiB/s`);
+  // The same design with nothing but its primitives, before the gateways start (bench/imaging-bare.ts).
+  const bare = await barePipeline(file, root);
+  if (!bare.same) throw new Error('bare pipeline: B deciphered other bytes than A sealed');
+  console.log(`bare pipeline (client → A → B, primitives only): ${bare.mibs.toFixed(0)} MiB/s (${bare.cpu})`);
 
   const [a, b] = await Promise.all([startGateway('a'), startGateway('b')]);
   for (const [self, other] of [[a, b], [b, a]] as const) {
@@ -160,6 +166,8 @@ async function main(): Promise<void> {
     ['CPU during the transfer', `A ${cpu.a.toFixed(1)} s, B ${cpu.b.toFixed(1)} s`, `of ${totalS.toFixed(1)} s wall (until A's 202: A ${cpuIntake.a.toFixed(1)} s, B ${cpuIntake.b.toFixed(1)} s)`],
     ['context switches during the transfer', `A ${cs.a}, B ${cs.b}`, 'all threads (event loop, thread pool, V8)'],
     ['gateway / raw', ratio.toFixed(2), ratio >= 0.6 ? 'target >= 0.6 met' : 'BELOW the 0.6 target'],
+    ['bare pipeline / raw', (bare.mibs / raw).toFixed(2), 'what the design reaches here with no gateway logic'],
+    ['gateway / bare pipeline', (gateway / bare.mibs).toFixed(2), 'the cost of the gateway itself'],
     ['peak RSS A (VmHWM)', `${(hwm.a / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.a / MIB).toFixed(0)} MiB`],
     ['peak RSS B (VmHWM, incl. the EHR pull)', `${(hwm.b / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB`],
     ['B content = source (SHA-256)', String(same), ''],
