@@ -128,7 +128,10 @@ export class PendingFile {
       this.#free.push(slab);
       this.#waiting.shift()?.();
     };
-    this.#tail = this.#tail.then(() => (this.#failed ? undefined : writeAll(fh, [slab.subarray(0, bytes)]))).then(
+    this.#tail = this.#tail.then(() => {
+      if (this.#failed) throw this.#failed; // an earlier write failed or the file was discarded: write no more
+      return writeAll(fh, [slab.subarray(0, bytes)]);
+    }).then(
       () => {
         this.#written += bytes;
         returned();

@@ -12,6 +12,19 @@ const dir = mkdtempSync(join(tmpdir(), 'gw-pending-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('PendingFile', () => {
+  it('copies what it is given: the caller may reuse its buffer as soon as write() resolves', async () => {
+    const file = await PendingFile.create(join(dir, 'reuse.bin'));
+    const scratch = Buffer.alloc(300 * 1024);
+    const want = createHash('sha256');
+    for (let i = 0; i < 20; i++) {
+      scratch.fill(i); // the same buffer, refilled each time (slabs are 512 KiB, so writes straddle them)
+      want.update(scratch);
+      await file.write(scratch);
+    }
+    await file.commit();
+    expect(createHash('sha256').update(readFileSync(join(dir, 'reuse.bin'))).digest('hex')).toBe(want.digest('hex'));
+  });
+
   it('commits every byte in order across several background flushes', async () => {
     const file = await PendingFile.create(join(dir, 'big.jwe'));
     const want = createHash('sha256');
@@ -31,6 +44,7 @@ describe('PendingFile', () => {
     const file = await PendingFile.create(join(dir, 'gone.jwe'));
     for (let i = 0; i < 40; i++) await file.write(randomBytes(1024 * 1024));
     await file.discard();
+    await expect(file.write(randomBytes(10))).rejects.toThrow(/discarded/); // nothing more reaches the disk
     expect(existsSync(join(dir, 'gone.jwe'))).toBe(false);
     expect(readdirSync(dir).filter((n) => n.startsWith('gone'))).toEqual([]);
   });
