@@ -50,11 +50,7 @@ const malformed = (message: string, expression?: string) => new GatewayError('JW
  */
 class Base64UrlDecoder {
   #carry = '';
-  /**
-   * Reused for every chunk: the decipher consumes the decoded bytes at once,
-   * and a fresh buffer per chunk is what drove V8 into full collections
-   * (external memory that only a collection frees; ARCHITECTURE-NOTES, Imaging).
-   */
+  /** Reused for every chunk: the decipher consumes the decoded bytes at once, so a fresh buffer per chunk would only be garbage. */
   #scratch = EMPTY;
   /** The decoded bytes, in a view that is valid only until the next call. */
   update(chunk: Buffer, start: number, end: number): Buffer {
