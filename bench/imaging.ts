@@ -1,7 +1,7 @@
 /**
  * Imaging throughput and memory, in one run (issue 6):
  *   raw      the streaming ceiling on the same file: read + AES-256-GCM + base64url + write, node:crypto, one pass
- *   bare     the same design with only its primitives (bench/imaging-bare.ts): what this machine allows it
+ *   bare     the same design with only its primitives (bench/imaging-bare.ts): what this machine allows the design
  *   gateway  A-intake to B-available: POST /imaging to gateway A (streamed), A checks, seals to a file, signs
  *            the manifest, A's worker streams the delivery, B verifies tag + digest, stores, receipts; the clock
  *            stops when B's EHR sees the message in GET /inbox/messages
@@ -42,7 +42,12 @@ function cpuSeconds(pid: number): number {
 function contextSwitches(pid: number): number {
   let n = 0;
   for (const t of readdirSync(`/proc/${pid}/task`)) {
-    const status = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
     n += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
   }
   return n;
