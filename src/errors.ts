@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   RATE_LIMITED: { status: 429, issue: 'throttled' },
   INTERNAL: { status: 500, issue: 'exception' },
   UNAVAILABLE: { status: 503, issue: 'transient' },
+  /** The disk (or the database's disk) is full: nothing was kept; the sender retries later. */
+  INSUFFICIENT_STORAGE: { status: 507, issue: 'transient' },
   // Inbound exchange (POST /inbox) refusals: each a permanent 4xx for the sender.
   JWE_MALFORMED: { status: 400, issue: 'structure' },
   JWE_UNSUPPORTED_ALG: { status: 400, issue: 'not-supported' },
@@ -56,7 +58,7 @@ export class GatewayError extends Error {
   readonly code: ErrorCode;
   /** FHIRPath of the offending element(s), e.g. Bundle.entry[2].fullUrl */
   readonly expression: string[] | undefined;
-  /** Seconds the client should wait before retrying (429, 503). */
+  /** Seconds the client should wait before retrying (429, 503, 507). */
   readonly retryAfter: number | undefined;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown; expression?: string[] | string; retryAfter?: number }) {
     super(message, { cause: options?.cause });

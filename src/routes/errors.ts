@@ -21,6 +21,9 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_NOT_FOUND: 'NOT_FOUND',
 };
 
+/** A full disk, a full quota, or PostgreSQL's disk_full (SQLSTATE 53100): the operator must act, the sender may retry. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT', '53100']);
+
 /**
  * The one translation point from any thrown error to an HTTP status and a
  * FHIR OperationOutcome. Text of server faults never reaches the client.
@@ -33,6 +36,7 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
     const e = err as { code?: string; statusCode?: number; message?: string };
     const mapped = e.code ? FASTIFY_CODES[e.code] : undefined;
     if (mapped) ge = new GatewayError(mapped, e.message ?? mapped);
+    else if (e.code && DISK_FULL.has(e.code)) ge = new GatewayError('INSUFFICIENT_STORAGE', 'the gateway has no storage left for this request; nothing was kept; retry later', { retryAfter: 60, cause: err });
     else if (err instanceof SyntaxError && e.statusCode === 400) ge = new GatewayError('INVALID_JSON', `malformed JSON: ${e.message}`);
     else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
       ge = new GatewayError(e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : e.statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST', e.message ?? 'bad request');
@@ -47,8 +51,8 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
       outcome: operationOutcome({
         code: ge.issue,
         errorCode: ge.code,
-        // 503s say what to do; other 5xx hide their text.
-        diagnostics: serverFault && ge.status !== 503 ? `internal error (request ${requestId})` : ge.message,
+        // 503 and 507 say what to do; other 5xx hide their text.
+        diagnostics: serverFault && ge.status !== 503 && ge.status !== 507 ? `internal error (request ${requestId})` : ge.message,
         expression: ge.expression,
       }),
     };
