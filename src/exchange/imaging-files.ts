@@ -1,6 +1,7 @@
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
+import { GatewayError } from '../errors.ts';
 import { JweStreamWriter, tempPathFor } from '../jose/stream-seal.ts';
 import type { RecipientKey } from '../jose/seal.ts';
 
@@ -13,6 +14,23 @@ export async function imagingDir(config: Pick<Config, 'dataDir'>, side: 'outboun
   const dir = join(config.dataDir, 'imaging', side);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   return dir;
+}
+
+/** Headroom left free beyond a submission's own files: the database, logs and other transfers need room too. */
+export const SPACE_HEADROOM = 64 * 1024 * 1024;
+
+/**
+ * Refuse up front (507) a submission whose sealed files cannot fit, instead
+ * of failing after gigabytes have been read: `bytes` is what will be written.
+ * Returns the free bytes seen, for the log.
+ */
+export async function ensureSpace(dir: string, bytes: number): Promise<number> {
+  const fs = await statfs(dir);
+  const free = fs.bavail * fs.bsize;
+  if (free < bytes + SPACE_HEADROOM) {
+    throw new GatewayError('INSUFFICIENT_STORAGE', `this submission needs about ${Math.ceil(bytes / 1048576)} MiB of storage once sealed, and the gateway has not got it; nothing was kept; retry later`, { retryAfter: 60 });
+  }
+  return free;
 }
 
 /** Remove temporary files left by interrupted transfers of an earlier process (older than `minAgeMs`). */

@@ -9,7 +9,7 @@ import { imagingStudy } from '../imaging/imaging-study.ts';
 import { boundaryOf, multipartParts, parseMediaType } from '../imaging/multipart.ts';
 import { signCompact } from '../jose/jws.ts';
 import { sealCompact } from '../jose/seal.ts';
-import { imagingDir, SealedContentFile } from './imaging-files.ts';
+import { ensureSpace, imagingDir, SealedContentFile } from './imaging-files.ts';
 import { signAnnouncement } from './imaging-announce.ts';
 import { recordImagingAttempt } from './imaging-deliver.ts';
 import { LiveTransmission } from './imaging-live.ts';
@@ -31,6 +31,8 @@ export interface ImagingSubmission {
   contentType: string | undefined;
   body: AsyncIterable<Buffer>;
   recipients: string[];
+  /** The request's Content-Length, when it had one: checked against free storage before the body is read. */
+  contentLength?: number;
 }
 
 export interface ImagingAccepted {
@@ -88,6 +90,15 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   const ourBoundary = upload.kind === 'multi' ? `dicom-${randomBytes(16).toString('hex')}` : '';
   const contentType = upload.kind === 'multi' ? studyContentType(ourBoundary) : IMAGING.dicom;
   const dir = await imagingDir(cfg, 'outbound');
+  if (s.contentLength !== undefined) {
+    if (s.contentLength > cfg.dicomMaxBytes) throw new GatewayError('PAYLOAD_TOO_LARGE', `an imaging submission may be at most ${cfg.dicomMaxBytes} bytes (DICOM_MAX_BYTES)`);
+    // One sealed copy per recipient: base64url makes it 4/3 of the plaintext.
+    const needed = Math.ceil(s.contentLength / 3) * 4 * partners.length;
+    await ensureSpace(dir, needed).catch((err: unknown) => {
+      ctx.logger.error({ needed, dir }, 'imaging submission refused: not enough free storage in DATA_DIR');
+      throw err;
+    });
+  }
   const ids = partners.map(() => uuidv7());
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();

@@ -61,6 +61,7 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
           contentType: req.headers['content-type'],
           body: streamOf(req),
           recipients: q === undefined ? [] : Array.isArray(q) ? q : [q],
+          contentLength: /^\d{1,15}$/.test(req.headers['content-length'] ?? '') ? Number(req.headers['content-length']) : undefined,
         });
         const location = `/imaging/${result.exchangeId}`;
         return reply.code(202).header('Content-Location', location).header('Location', location).type('application/fhir+json')

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,9 +69,17 @@ describe('imaging intake on a full disk', () => {
   it('answers 507 INSUFFICIENT_STORAGE with Retry-After, and keeps no file and no row on either side', async () => {
     const study = join(dir, 'study.dcm');
     await writeSyntheticDicom(study, 6 * 1024 * 1024);
-    const res = await fetch(`${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`, {
-      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom' }, body: readFileSync(study),
+    // Chunked, with no Content-Length: A cannot check the size up front and meets the full disk mid-stream.
+    const bytes = readFileSync(study);
+    const chunked = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let at = 0; at < bytes.length; at += 256 * 1024) c.enqueue(bytes.subarray(at, at + 256 * 1024));
+        c.close();
+      },
     });
+    const res = await fetch(`${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom' }, body: chunked, duplex: 'half',
+    } as RequestInit);
     expect(res.status).toBe(507);
     expect(res.headers.get('retry-after')).toBe('60');
     const outcome = (await res.json()) as { resourceType: string; issue: Array<{ code: string; diagnostics: string; details: { coding: Array<{ code: string }> } }> };
@@ -93,5 +102,34 @@ describe('imaging intake on a full disk', () => {
     await waitFor(async () => readdirSync(bInbox).length === 0, 10_000, "B's partial file removed"); // its temporary file too
     expect((await b.app.ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n).toBe(0);
     expect((await fetch(`${aUrl}/ready`)).status).toBe(200); // and A carries on
+  });
+
+  it('refuses up front, from Content-Length, a study that cannot fit: 507 before any of it is stored', async () => {
+    const study = join(dir, 'study.dcm');
+    const res = await fetch(`${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom' }, body: readFileSync(study),
+    });
+    expect(res.status).toBe(507);
+    expect(res.headers.get('retry-after')).toBe('60');
+    const outcome = (await res.json()) as { issue: Array<{ diagnostics: string; details: { coding: Array<{ code: string }> } }> };
+    expect(outcome.issue[0]?.details.coding[0]?.code).toBe('INSUFFICIENT_STORAGE');
+    expect(outcome.issue[0]?.diagnostics).toMatch(/needs about 8 MiB of storage once sealed/); // 6 MiB, base64url-sealed for one recipient
+    expect(readdirSync(`/proc/${a.pid}/root${dataDir}/imaging/outbound`)).toEqual([]);
+  });
+
+  it('refuses up front a Content-Length over DICOM_MAX_BYTES with 413, without waiting for the body', async () => {
+    // Announce 5 GiB (the default limit is 4 GiB), send a few bytes, and wait: the answer must come at once.
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`, {
+        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom', 'content-length': String(5 * 1024 ** 3) },
+      }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      req.write(Buffer.alloc(1024));
+    });
+    expect(answer.status).toBe(413);
+    expect(JSON.parse(answer.body).issue[0].details.coding[0].code).toBe('PAYLOAD_TOO_LARGE');
   });
 });
