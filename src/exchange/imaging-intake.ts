@@ -12,7 +12,7 @@ import { sealCompact } from '../jose/seal.ts';
 import { ensureSpace, imagingDir, SealedContentFile } from './imaging-files.ts';
 import { signAnnouncement } from './imaging-announce.ts';
 import { recordImagingAttempt } from './imaging-deliver.ts';
-import { LiveTransmission } from './imaging-live.ts';
+import { LiveTransmission, liveQueueBytes } from './imaging-live.ts';
 import type { Signer } from '../jose/signer.ts';
 import { IMAGING, studyContentType, type ManifestContent } from './imaging-protocol.ts';
 import { writeImagingIntake, type ImagingDeliveryRecord } from './imaging-store.ts';
@@ -111,7 +111,7 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
       const file = await SealedContentFile.create(join(dir, `${id}.jwe`), keys[i]!, contentType);
       sealed.push(file);
       if (cfg.imagingCutThrough === 'on') {
-        const t = new LiveTransmission(ctx, partners[i]!, id, announcements[i]!);
+        const t = new LiveTransmission(ctx, partners[i]!, id, announcements[i]!, liveQueueBytes(partners.length));
         live.push(t);
         file.tap = (jwe) => t.push(jwe);
       }

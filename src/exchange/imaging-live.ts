@@ -2,8 +2,16 @@ import type { Partner } from '../directory/directory.ts';
 import type { DeliveryContext } from './deliver.ts';
 import { deliveryBoundary, deliveryHead, deliveryTail, transmit, type AttemptResult, type Expected } from './imaging-deliver.ts';
 
-/** How much sealed content may wait for a slow recipient before the live transmission is dropped. */
-const QUEUE_BYTES = 4 * 1024 * 1024;
+/**
+ * How much sealed content may wait for a slow recipient before the live
+ * transmission is dropped: 4 MiB each, but never more than 16 MiB for all the
+ * recipients of one submission together (at least 256 KiB each), so that a
+ * study sent to many partners keeps the intake's memory bounded.
+ */
+export function liveQueueBytes(recipients: number): number {
+  const MIB = 1024 * 1024;
+  return Math.max(256 * 1024, Math.min(4 * MIB, Math.floor((16 * MIB) / Math.max(1, recipients))));
+}
 const STALL_MS = 2_000;
 
 /**
@@ -13,7 +21,7 @@ const STALL_MS = 2_000;
  * intake has committed). The intake never waits on the recipient for long:
  * if the recipient stalls, or anything fails, the live transmission is
  * dropped and the delivery job sends the stored file instead. Memory stays
- * bounded by QUEUE_BYTES.
+ * bounded by liveQueueBytes().
  */
 export class LiveTransmission {
   readonly result: Promise<AttemptResult>;
@@ -27,7 +35,10 @@ export class LiveTransmission {
   #space: (() => void) | undefined;
   #dropped = false;
 
-  constructor(ctx: DeliveryContext, partner: Partner, deliveryId: string, announcement: string) {
+  readonly #queueBytes: number;
+
+  constructor(ctx: DeliveryContext, partner: Partner, deliveryId: string, announcement: string, queueBytes = liveQueueBytes(1)) {
+    this.#queueBytes = queueBytes;
     const boundary = deliveryBoundary();
     this.#boundary = boundary;
     this.result = transmit(ctx, deliveryId, partner, this.#body(deliveryHead(boundary, announcement)), boundary, this.#abort.signal, () => this.#expected!);
@@ -69,7 +80,7 @@ export class LiveTransmission {
     this.#queue.push(jwe);
     this.#queued += jwe.length;
     this.#wake?.();
-    while (this.#queued > QUEUE_BYTES && !this.#dropped) {
+    while (this.#queued > this.#queueBytes && !this.#dropped) {
       const drained = new Promise<boolean>((r) => (this.#space = () => r(true)));
       const stalled = new Promise<boolean>((r) => setTimeout(() => r(false), STALL_MS).unref());
       if (!(await Promise.race([drained, stalled]))) this.drop();
