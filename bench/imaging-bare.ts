@@ -13,11 +13,12 @@
  */
 import { spawn } from 'node:child_process';
 import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer as createHttpServer, request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { freePort } from '../test/helpers/ports.ts';
+import { cpuSeconds } from './proc-stats.ts';
 
 const MIB = 1024 * 1024;
 const KEY = Buffer.alloc(32, 7);
@@ -106,11 +107,6 @@ function bareB(root: string, port: number): void {
     await file.close();
     res.end(hash.digest('hex'));
   }).listen(port, '127.0.0.1', () => process.send?.('ready'));
-}
-
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 /** Client → bare A → bare B; MiB/s from the first byte sent to B's answer reaching the client. */

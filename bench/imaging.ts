@@ -13,12 +13,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { barePipeline } from './imaging-bare.ts';
+import { contextSwitches, cpuSeconds, vmHwm } from './proc-stats.ts';
 import { rawCeiling } from './imaging-raw.ts';
 import { writeSyntheticDicom } from '../test/helpers/imaging.ts';
 import { cleanEnv, GATEWAY, NODE, runCli } from '../test/helpers/cli.ts';
@@ -31,32 +32,6 @@ const RSS_LIMIT = 256 * MIB;
 const root = mkdtempSync(join(tmpdir(), 'gw-bench-imaging-'));
 chmodSync(root, 0o755); // embedded PostgreSQL runs as its own user and must reach DATA_DIR/pg
 const children: ChildProcess[] = [];
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s)
-}
-
-/** Context switches of all the process's threads so far: each is a thread going to sleep or being woken (costly on a VM). */
-function contextSwitches(pid: number): number {
-  let n = 0;
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
-    } catch {
-      continue; // the thread ended between the listing and the read
-    }
-    n += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
-  }
-  return n;
-}
-
-function vmHwm(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m![1]) * 1024;
-}
 
 interface Gw { name: string; url: string; env: NodeJS.ProcessEnv; child: ChildProcess; org: string }
 

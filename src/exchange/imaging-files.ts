@@ -17,20 +17,19 @@ export async function imagingDir(config: Pick<Config, 'dataDir'>, side: 'outboun
 }
 
 /** Headroom left free beyond a submission's own files: the database, logs and other transfers need room too. */
-export const SPACE_HEADROOM = 64 * 1024 * 1024;
+const SPACE_HEADROOM = 64 * 1024 * 1024;
 
 /**
  * Refuse up front (507) a submission whose sealed files cannot fit, instead
  * of failing after gigabytes have been read: `bytes` is what will be written.
- * Returns the free bytes seen, for the log.
+ * The operator learns the figures from the log; the client only that it must retry.
  */
-export async function ensureSpace(dir: string, bytes: number): Promise<number> {
+export async function ensureSpace(dir: string, bytes: number, log: (facts: object, msg: string) => void): Promise<void> {
   const fs = await statfs(dir);
   const free = fs.bavail * fs.bsize;
-  if (free < bytes + SPACE_HEADROOM) {
-    throw new GatewayError('INSUFFICIENT_STORAGE', `this submission needs about ${Math.ceil(bytes / 1048576)} MiB of storage once sealed, and the gateway has not got it; nothing was kept; retry later`, { retryAfter: 60 });
-  }
-  return free;
+  if (free >= bytes + SPACE_HEADROOM) return;
+  log({ needed: bytes, free, headroom: SPACE_HEADROOM, dir }, 'imaging submission refused: not enough free storage');
+  throw new GatewayError('INSUFFICIENT_STORAGE', `this submission needs about ${Math.ceil(bytes / 1048576)} MiB of storage once sealed, and the gateway has not got it; nothing was kept; retry later`, { retryAfter: 60 });
 }
 
 /** Remove temporary files left by interrupted transfers of an earlier process (older than `minAgeMs`). */

@@ -54,6 +54,8 @@ async function partnersFor(ctx: ImagingContext, ids: string[]): Promise<Partner[
   });
 }
 
+const tooLarge = (max: number) => new GatewayError('PAYLOAD_TOO_LARGE', `an imaging submission may be at most ${max} bytes (DICOM_MAX_BYTES)`);
+
 /** Single file or STOW-RS multipart; anything else is 415. */
 function uploadKind(header: string | undefined): { kind: 'single' } | { kind: 'multi'; boundary: string } {
   const media = parseMediaType(header);
@@ -91,13 +93,9 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   const contentType = upload.kind === 'multi' ? studyContentType(ourBoundary) : IMAGING.dicom;
   const dir = await imagingDir(cfg, 'outbound');
   if (s.contentLength !== undefined) {
-    if (s.contentLength > cfg.dicomMaxBytes) throw new GatewayError('PAYLOAD_TOO_LARGE', `an imaging submission may be at most ${cfg.dicomMaxBytes} bytes (DICOM_MAX_BYTES)`);
+    if (s.contentLength > cfg.dicomMaxBytes) throw tooLarge(cfg.dicomMaxBytes);
     // One sealed copy per recipient: base64url makes it 4/3 of the plaintext.
-    const needed = Math.ceil(s.contentLength / 3) * 4 * partners.length;
-    await ensureSpace(dir, needed).catch((err: unknown) => {
-      ctx.logger.error({ needed, dir }, 'imaging submission refused: not enough free storage in DATA_DIR');
-      throw err;
-    });
+    await ensureSpace(dir, Math.ceil(s.contentLength / 3) * 4 * partners.length, (facts, msg) => ctx.logger.error(facts, msg));
   }
   const ids = partners.map(() => uuidv7());
   const signer = (await ctx.keyring.fresh()).signer('sig');
@@ -120,7 +118,7 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
     let length = 0;
     const emit = async (b: Buffer) => {
       length += b.length;
-      if (length > cfg.dicomMaxBytes) throw new GatewayError('PAYLOAD_TOO_LARGE', `an imaging submission may be at most ${cfg.dicomMaxBytes} bytes (DICOM_MAX_BYTES)`);
+      if (length > cfg.dicomMaxBytes) throw tooLarge(cfg.dicomMaxBytes);
       hash.update(b);
       await Promise.all(sealed.map((f) => f.write(b)));
     };

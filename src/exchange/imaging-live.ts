@@ -37,7 +37,7 @@ export class LiveTransmission {
 
   readonly #queueBytes: number;
 
-  constructor(ctx: DeliveryContext, partner: Partner, deliveryId: string, announcement: string, queueBytes = liveQueueBytes(1)) {
+  constructor(ctx: DeliveryContext, partner: Partner, deliveryId: string, announcement: string, queueBytes: number) {
     this.#queueBytes = queueBytes;
     const boundary = deliveryBoundary();
     this.#boundary = boundary;

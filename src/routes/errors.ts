@@ -51,8 +51,8 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
       outcome: operationOutcome({
         code: ge.issue,
         errorCode: ge.code,
-        // 503 and 507 say what to do; other 5xx hide their text.
-        diagnostics: serverFault && ge.status !== 503 && ge.status !== 507 ? `internal error (request ${requestId})` : ge.message,
+        // Transient faults (503, 507) say what to do; other 5xx hide their text.
+        diagnostics: serverFault && ge.issue !== 'transient' ? `internal error (request ${requestId})` : ge.message,
         expression: ge.expression,
       }),
     };
