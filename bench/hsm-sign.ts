@@ -13,7 +13,7 @@ import { ensureDevToken } from '../hsm/softhsm.ts';
 import { Hsm } from '../hsm/hsm.ts';
 import { acquireModule, pkcs11js, releaseModule } from '../hsm/module.ts';
 import { findSlotByTokenLabel } from '../hsm/token.ts';
-import { findKeyObject } from '../hsm/keys.ts';
+import { findKeyObject } from '../hsm/key-store.ts';
 import { hsmSigner } from '../src/jose/signer.ts';
 
 const SECONDS = Number(process.argv[2] ?? 3);

@@ -3,7 +3,7 @@ import { acquireModule, releaseModule, pkcs11js, type Pkcs11 } from './module.ts
 import { HsmError, ckrName, isHandleStale, isSessionClosed, toHsmError } from './errors.ts';
 import { SessionPool } from './pool.ts';
 import { findSlotByTokenLabel } from './token.ts';
-import { describeKey, findKeyObject, findObjects, generateKeyPair, type HsmKeyInfo, type KeySpec, type KeyUsage } from './keys.ts';
+import { describeKey, findKeyObject, findObjects, generateKeyPair, type HsmKeyInfo, type KeySpec, type KeyUsage } from './key-store.ts';
 import { signDigest, digest, type SignAlg } from './sign.ts';
 import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
 
@@ -172,6 +172,6 @@ export class Hsm {
 
 export { HsmError } from './errors.ts';
 export type { HsmErrorCode } from './errors.ts';
-export type { HsmKeyInfo, KeySpec, KeyUsage, PublicJwk, Curve } from './keys.ts';
+export type { HsmKeyInfo, KeySpec, KeyUsage, PublicJwk, Curve } from './key-store.ts';
 export type { SignAlg } from './sign.ts';
 export type { KdfMode } from './ecdh.ts';

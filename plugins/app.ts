@@ -1,19 +1,19 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../src/config.ts';
-import type { GatewayContext } from '../src/context.ts';
-import { registerRoutes } from '../src/routes/index.ts';
+import type { GatewayContext } from '../src/runtime/gateway-context.ts';
+import { registerRoutes } from './routes/index.ts';
 import { directoryFromConfig } from '../src/directory/directory.ts';
-import configPlugin from './config.ts';
-import outcome from './outcome.ts';
-import fhirJson from './fhir-json.ts';
-import form from './form.ts';
-import tls from './tls.ts';
+import configPlugin from './plugins/config.ts';
+import outcome from './plugins/outcome.ts';
+import fhirJson from './plugins/fhir-json.ts';
+import form from './plugins/form.ts';
+import tls from './plugins/tls.ts';
 import { httpsOptions } from '../src/auth/tls.ts';
-import db from './db.ts';
-import hsm from './hsm.ts';
-import queue from './queue.ts';
-import openapi from './openapi.ts';
+import db from './plugins/db.ts';
+import hsm from './plugins/hsm.ts';
+import queue from './plugins/queue.ts';
+import openapi from './plugins/openapi.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {

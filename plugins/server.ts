@@ -1,7 +1,7 @@
 import { loadConfig } from '../src/config.ts';
 import { parse, type Command } from '../src/cli/command.ts';
 import { onShutdown } from '../src/cli/shutdown.ts';
-import { startWorker, type WorkerHandle } from '../src/worker.ts';
+import { startWorker, type WorkerHandle } from '../src/worker/runner.ts';
 import { buildApp } from './app.ts';
 
 /**

@@ -1,6 +1,6 @@
 /**
  * Errors with stable codes. Routes and pipelines throw these; one handler
- * (plugins/outcome.ts) turns them into an HTTP status and a FHIR
+ * (plugins/plugins/outcome.ts) turns them into an HTTP status and a FHIR
  * OperationOutcome. Tests assert the code, not the message.
  */
 export type IssueType =

@@ -1,10 +1,10 @@
 import type pg from 'pg';
-import type { GatewayContext } from '../context.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
 import type { Queryable } from './append.ts';
 import { nodeHasher } from './hasher.ts';
-import { verifyConsistency } from './merkle.ts';
-import { checkpointBody, derFromRaw, formatSignedNote, noteKeyId, utf8 } from './note.ts';
-import { sha256 } from './sha256.ts';
+import { verifyConsistency } from './verifier/merkle.ts';
+import { checkpointBody, derFromRaw, formatSignedNote, noteKeyId, utf8 } from './verifier/note.ts';
+import { sha256 } from './verifier/sha256.ts';
 import { fillTiles, TreeReader } from './tree.ts';
 
 // Serialises checkpoint issuers across processes (cron in each worker, on-demand calls).

@@ -1,11 +1,11 @@
-import type { GatewayContext } from '../context.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { GatewayError } from '../errors.ts';
 import {
   checkpointRange, committedSize, firstCheckpointCovering, issueCheckpoint, latestCheckpoint, logOrigin, type CheckpointRow,
 } from './checkpoint.ts';
-import { toBase64 } from './note.ts';
+import { toBase64 } from './verifier/note.ts';
 import { TreeReader } from './tree.ts';
-import { EVIDENCE_FORMAT, type EvidenceCheckpoint, type EvidenceKey, type EvidencePack } from './verify.ts';
+import { EVIDENCE_FORMAT, type EvidenceCheckpoint, type EvidenceKey, type EvidencePack } from './verifier/verify.ts';
 
 /** Largest range one evidence pack may hold (ask for several packs beyond this). */
 export const MAX_EXPORT = 50_000;

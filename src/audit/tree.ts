@@ -1,6 +1,6 @@
 import type { Queryable } from './append.ts';
 import { nodeHasher } from './hasher.ts';
-import { consistencyProofRanges, inclusionProofRanges, rootOfUnits, type Hash, type Range } from './merkle.ts';
+import { consistencyProofRanges, inclusionProofRanges, rootOfUnits, type Hash, type Range } from './verifier/merkle.ts';
 
 /** Leaves per tile: complete aligned blocks of 256 leaves have their hash stored in audit_tiles. */
 export const TILE = 256;

@@ -1,9 +1,9 @@
 import type { Queryable } from './append.ts';
 import { nodeHasher } from './hasher.ts';
-import { equalHash, rootOfUnits, verifyConsistency, type Hash } from './merkle.ts';
-import { noteKeyId, parseCheckpoint, parseSignedNote, utf8 } from './note.ts';
+import { equalHash, rootOfUnits, verifyConsistency, type Hash } from './verifier/merkle.ts';
+import { noteKeyId, parseCheckpoint, parseSignedNote, utf8 } from './verifier/note.ts';
 import { TILE } from './tree.ts';
-import type { EvidenceKey, Problem, VerifyDeps } from './verify.ts';
+import type { EvidenceKey, Problem, VerifyDeps } from './verifier/verify.ts';
 
 export interface DbVerifyReport {
   ok: boolean;

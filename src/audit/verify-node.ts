@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, verify } from 'node:crypto';
-import type { VerifyDeps } from './verify.ts';
+import type { VerifyDeps } from './verifier/verify.ts';
 
 /** node:crypto implementations of the verifier's primitives (CLI, server, tests). */
 export const nodeVerifyDeps: VerifyDeps = {

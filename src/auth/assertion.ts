@@ -1,5 +1,5 @@
 import { decodeProtectedHeader, errors, importJWK, jwtVerify, type JWK } from 'jose';
-import type { GatewayContext } from '../context.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { getClient, type ClientRecord } from './clients.ts';
 import { clientKey } from './client-keys.ts';
 import { OAuthError } from './oauth-error.ts';

@@ -1,6 +1,6 @@
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../runtime/database.ts';
-import { listDeliveries, retryDelivery } from '../exchange/delivery-admin.ts';
+import { listDeliveries, retryDelivery } from '../outbound/delivery-admin.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 

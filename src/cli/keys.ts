@@ -3,7 +3,7 @@ import { loadConfig } from '../config.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { keyHistory } from '../keys/history.ts';
 import { KEY_USES, type KeyUse } from '../keys/store.ts';
-import { KEYS_ROTATE_TASK, type RotatePayload } from '../tasks/keys.ts';
+import { KEYS_ROTATE_TASK, type RotatePayload } from '../worker/tasks/keys.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 

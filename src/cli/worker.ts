@@ -1,6 +1,6 @@
 import { loadConfig } from '../config.ts';
-import { openContext } from '../runtime/context.ts';
-import { startWorker } from '../worker.ts';
+import { openContext } from '../runtime/open-context.ts';
+import { startWorker } from '../worker/runner.ts';
 import { parse, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 import { onShutdown } from './shutdown.ts';

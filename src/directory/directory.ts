@@ -3,12 +3,12 @@ import { GatewayError } from '../errors.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import { JwksFetcher, DEFAULT_JWKS_LIMITS, type DirectoryLogger as Logger, type JwksLimits } from './jwks-fetch.ts';
-import { checkJwks, selectEncryptionKey, selectVerificationKey, type Jwks, type PartnerJwk } from './keys.ts';
-import { recordedPartnerKey } from '../keys/partner-keys.ts';
+import { checkJwks, selectEncryptionKey, selectVerificationKey, type Jwks, type PartnerJwk } from './jwks.ts';
+import { recordedPartnerKey } from './partner-key-log.ts';
 import { deletePartner, findPartner, findPartnersByIdOrEndpoint, insertPartner, listPartners, updatePartner, type Partner, type PartnerStatus } from './store.ts';
 
 export type { Partner, PartnerStatus } from './store.ts';
-export type { Jwks, PartnerJwk } from './keys.ts';
+export type { Jwks, PartnerJwk } from './jwks.ts';
 
 /** Who changes the directory, for the audit entry. */
 export type DirectoryActor = NonNullable<AuditInput['agent']>;

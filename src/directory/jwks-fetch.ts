@@ -1,11 +1,11 @@
 import { GatewayError } from '../errors.ts';
 
-/** The directory logs warnings only (a narrow type: src/context.ts depends on the directory, not the reverse). */
+/** The directory logs warnings only (a narrow type: src/runtime/gateway-context.ts depends on the directory, not the reverse). */
 export interface DirectoryLogger {
   warn: (obj: object, msg?: string) => void;
 }
 import { freshnessMs } from './cache-control.ts';
-import { checkJwks, type Jwks } from './keys.ts';
+import { checkJwks, type Jwks } from './jwks.ts';
 import { readBounded } from '../net/read-bounded.ts';
 
 export interface JwksLimits {

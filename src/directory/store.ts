@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Jwks } from './keys.ts';
+import type { Jwks } from './jwks.ts';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 

@@ -1,5 +1,5 @@
-import type { GatewayContext } from '../context.ts';
-import { unacknowledgedSealedTo } from '../exchange/inbox-store.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
+import { unacknowledgedSealedTo } from '../inbound/inbox-store.ts';
 import type { StepDeps } from './rotation-steps.ts';
 
 /** Stored inbox envelopes are sealed to our enc key: keep the key until the local EHR has acknowledged them all. */

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PendingFile } from '../../src/exchange/imaging-files.ts';
+import { PendingFile } from '../../src/imaging/sealed-files.ts';
 
 const dir = process.argv[2]!;
 const file = await PendingFile.create(join(dir, 'study.jwe'));

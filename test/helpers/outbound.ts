@@ -3,7 +3,7 @@ import type { JWK } from 'jose';
 import { startTestGateway, type TestGateway } from './gateway.ts';
 import { testClient, type TestClient } from './auth.ts';
 import { startTestRecipient, type TestRecipient } from './recipient.ts';
-import { startWorker, type WorkerHandle } from '../../src/worker.ts';
+import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
 import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
 
 export interface Outbound {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { CompactSign, calculateJwkThumbprint, compactDecrypt, compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
-import { contentBytes, envelopeDigest, PROTOCOL } from '../../src/exchange/protocol.ts';
+import { contentBytes, envelopeDigest, PROTOCOL } from '../../src/protocol/wire.ts';
 
 /** What the test recipient does with the next POST (then it falls back to 'ok'). */
 export type Behaviour =

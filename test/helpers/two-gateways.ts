@@ -2,7 +2,7 @@ import request from 'supertest';
 import { startTestGateway, type TestGateway } from './gateway.ts';
 import type { BuildOptions } from '../../plugins/app.ts';
 import { testClient, type TestClient } from './auth.ts';
-import { startWorker, type WorkerHandle } from '../../src/worker.ts';
+import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
 import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
 
 export interface Peer {

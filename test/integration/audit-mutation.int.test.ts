@@ -3,7 +3,7 @@ import { appendAudit } from '../../src/audit/append.ts';
 import { issueCheckpoint } from '../../src/audit/checkpoint.ts';
 import { buildEvidencePack } from '../../src/audit/export.ts';
 import { nodeVerifyDeps } from '../../src/audit/verify-node.ts';
-import { verifyEvidencePack, type EvidencePack, type ProblemKind, type VerifyDeps } from '../../src/audit/verify.ts';
+import { verifyEvidencePack, type EvidencePack, type ProblemKind, type VerifyDeps } from '../../src/audit/verifier/verify.ts';
 import { inTransaction } from '../../src/db/pool.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 

@@ -9,7 +9,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { createTestPki } from '../helpers/tls.ts';
 import { ASSERTION_TYPE } from '../../src/auth/token-endpoint.ts';
-import { SCOPE_ADMIN, SCOPE_ALL_READ } from '../../src/auth/guard.ts';
+import { SCOPE_ADMIN, SCOPE_ALL_READ } from '../../plugins/guard.ts';
 
 describe('gateway clients / gateway tls: the first admin from a second shell (database only)', () => {
   let gw: TestGateway;

@@ -3,10 +3,10 @@ import request from 'supertest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { isPublicRoute } from '../../src/auth/default-deny.ts';
+import { isPublicRoute } from '../../plugins/default-deny.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
-import { requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_AUDIT_READ, SCOPE_BUNDLE_WRITE } from '../../src/auth/guard.ts';
+import { requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_AUDIT_READ, SCOPE_BUNDLE_WRITE } from '../../plugins/guard.ts';
 
 describe('bearer guard: requireScope, default deny, rate limits', () => {
   let gw: TestGateway;

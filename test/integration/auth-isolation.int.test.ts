@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
-import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_AUDIT_READ, SCOPE_BUNDLE_WRITE } from '../../src/auth/guard.ts';
+import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_AUDIT_READ, SCOPE_BUNDLE_WRITE } from '../../plugins/guard.ts';
 
 /**
  * Tenant isolation: a client sees only what it owns; anything else is 404,

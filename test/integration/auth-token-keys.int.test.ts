@@ -8,7 +8,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient } from '../helpers/auth.ts';
 import { registerClient } from '../../src/auth/clients.ts';
 import { ASSERTION_TYPE } from '../../src/auth/token-endpoint.ts';
-import { SCOPE_ALL_READ, SCOPE_BUNDLE_WRITE } from '../../src/auth/guard.ts';
+import { SCOPE_ALL_READ, SCOPE_BUNDLE_WRITE } from '../../plugins/guard.ts';
 
 describe('client keys: jwks_uri, RS384, ES384; token endpoint rate limit', () => {
   let gw: TestGateway;

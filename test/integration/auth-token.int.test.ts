@@ -7,7 +7,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
 import { setClientEnabled } from '../../src/auth/clients.ts';
 import { ASSERTION_TYPE } from '../../src/auth/token-endpoint.ts';
-import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_BUNDLE_WRITE } from '../../src/auth/guard.ts';
+import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_BUNDLE_WRITE } from '../../plugins/guard.ts';
 
 const b64u = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 

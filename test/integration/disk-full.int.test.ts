@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { toErrorReply } from '../../src/routes/errors.ts';
+import { toErrorReply } from '../../plugins/error-reply.ts';
 import { NODE } from '../helpers/cli.ts';
 
 // A full disk is real here: a 1 MiB tmpfs in a private mount namespace (unshare -m, as root, which .ci/run is),

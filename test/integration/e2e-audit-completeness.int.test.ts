@@ -13,9 +13,9 @@ import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPa
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { SCOPE_AUDIT_READ } from '../../src/auth/scopes.ts';
 import { TOKEN_PATH, ASSERTION_TYPE } from '../../src/auth/token-endpoint.ts';
-import { envelopeDigest } from '../../src/exchange/protocol.ts';
+import { envelopeDigest } from '../../src/protocol/wire.ts';
 import { AGENT_IDS, ENTITY_IDS, OUTCOME_CODE } from '../../src/audit/fhir.ts';
-import { verifyEvidencePack } from '../../src/audit/verify.ts';
+import { verifyEvidencePack } from '../../src/audit/verifier/verify.ts';
 import { nodeVerifyDeps } from '../../src/audit/verify-node.ts';
 
 /**

@@ -5,7 +5,7 @@ import request from 'supertest';
 import { importJWK, type JWK } from 'jose';
 import { startTwoGateways, type TwoGateways } from '../helpers/two-gateways.ts';
 import { waitFor } from '../helpers/outbound.ts';
-import { verifyReceipt } from '../../src/jose/receipt.ts';
+import { verifyReceipt } from '../../src/protocol/receipt.ts';
 
 /**
  * Two gateways end to end: A's EHR sends every Synthea fixture bundle to B;

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 const run = promisify(execFile);
-const ROOT = new URL('../../', import.meta.url).pathname;
+const ROOT = new URL('../..', import.meta.url).pathname;
 
 /** The real CLI, in its own process, as an operator would run it from a second shell. */
 async function gateway(args: string[], env: Record<string, string>) {

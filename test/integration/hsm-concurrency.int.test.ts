@@ -4,7 +4,7 @@ import { createTestToken, type TestToken } from '../helpers/hsm.ts';
 import { Hsm, type HsmKeyInfo } from '../../hsm/hsm.ts';
 import { acquireModule, pkcs11js, releaseModule } from '../../hsm/module.ts';
 import { findSlotByTokenLabel } from '../../hsm/token.ts';
-import { findKeyObject } from '../../hsm/keys.ts';
+import { findKeyObject } from '../../hsm/key-store.ts';
 import { ckrName } from '../../hsm/errors.ts';
 import { hsmSigner } from '../../src/jose/signer.ts';
 

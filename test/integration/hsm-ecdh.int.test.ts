@@ -4,7 +4,7 @@ import { CompactEncrypt, type JWK } from 'jose';
 import { createTestToken } from '../helpers/hsm.ts';
 import { Hsm, type HsmKeyInfo } from '../../hsm/hsm.ts';
 import { pkcs11js } from '../../hsm/module.ts';
-import { findKeyObject, findObjects } from '../../hsm/keys.ts';
+import { findKeyObject, findObjects } from '../../hsm/key-store.ts';
 import { deriveSharedSecret } from '../../hsm/ecdh.ts';
 import { ckrName } from '../../hsm/errors.ts';
 

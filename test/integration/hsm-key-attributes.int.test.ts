@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { pkcs11js } from '../../hsm/module.ts';
-import { findObjects, ulong } from '../../hsm/keys.ts';
+import { findObjects, ulong } from '../../hsm/key-store.ts';
 import { ckrName } from '../../hsm/errors.ts';
 
 const bool = (b: unknown) => (b as Buffer)[0] === 1;

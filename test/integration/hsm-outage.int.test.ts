@@ -28,7 +28,7 @@ import { loadConfig } from '../../src/config.ts';
 import { buildApp } from '../../plugins/app.ts';
 import { signCompact } from '../../src/jose/jws.ts';
 import { HsmError } from '../../hsm/hsm.ts';
-import { requireScope, SCOPE_ADMIN, SCOPE_BUNDLE_WRITE } from '../../src/auth/guard.ts';
+import { requireScope, SCOPE_ADMIN, SCOPE_BUNDLE_WRITE } from '../../plugins/guard.ts';
 import { testClient } from '../helpers/auth.ts';
 import { startTestRecipient, type TestRecipient } from '../helpers/recipient.ts';
 import { messageBundle } from '../helpers/outbound.ts';

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { importJWK, type JWK } from 'jose';
 import { startTwoGateways, type TwoGateways } from '../helpers/two-gateways.ts';
 import { waitFor } from '../helpers/outbound.ts';
-import { verifyReceipt } from '../../src/jose/receipt.ts';
+import { verifyReceipt } from '../../src/protocol/receipt.ts';
 import { multipartParts, parseMediaType, boundaryOf } from '../../src/imaging/multipart.ts';
 import { DICOM_DIR, DICOM_FIXTURES, filesUnder, once } from '../helpers/imaging.ts';
 

@@ -8,7 +8,7 @@ import { startTwoGateways, type TwoGateways } from '../helpers/two-gateways.ts';
 import { waitFor } from '../helpers/outbound.ts';
 import { DICOM_DIR, filesUnder } from '../helpers/imaging.ts';
 import { sealStreamToFile } from '../../src/jose/stream-seal.ts';
-import { startWorker } from '../../src/worker.ts';
+import { startWorker } from '../../src/worker/runner.ts';
 
 /**
  * The receiving side of imaging deliveries (POST /inbox/imaging), driven

@@ -7,7 +7,7 @@ import { startTwoGateways, type TwoGateways } from '../helpers/two-gateways.ts';
 import { waitFor } from '../helpers/outbound.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { DICOM_DIR } from '../helpers/imaging.ts';
-import { verifyReceipt } from '../../src/jose/receipt.ts';
+import { verifyReceipt } from '../../src/protocol/receipt.ts';
 
 /**
  * Operator retry of imaging deliveries through the same admin API and CLI as

@@ -5,8 +5,8 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
 import { waitFor } from '../helpers/outbound.ts';
 import { freePort } from '../helpers/ports.ts';
-import { startWorker, type WorkerHandle } from '../../src/worker.ts';
-import { forwardUrl } from '../../src/exchange/forward.ts';
+import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
+import { forwardUrl } from '../../src/inbound/forward.ts';
 
 interface Hit { path: string; body: string; delivery: string }
 
@@ -69,7 +69,7 @@ describe('forwarding received bundles to LOCAL_FHIR_BASE_URL', () => {
   });
 
   it('queues jobs whose payload is the message id only, keyed by it', async () => {
-    const { enqueueForwards } = await import('../../src/exchange/forward.ts');
+    const { enqueueForwards } = await import('../../src/inbound/forward.ts');
     const id = randomUUID();
     const client = await gw.app.ctx.pool.connect();
     try {

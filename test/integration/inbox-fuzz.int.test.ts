@@ -3,7 +3,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { openCompactJwe } from '../../src/jose/open.ts';
-import { gatewayDecryptionKeys } from '../../src/exchange/decryption-keys.ts';
+import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
 
 /** A small deterministic PRNG, so a failure can be replayed. */
 function prng(seed: number) {

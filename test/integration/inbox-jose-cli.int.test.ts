@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient } from '../helpers/auth.ts';
-import { envelopeDigest } from '../../src/exchange/protocol.ts';
+import { envelopeDigest } from '../../src/protocol/wire.ts';
 
 /**
  * Interop: an envelope made entirely by Debian's `jose` CLI (latchset) — the

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
 import { rotateUse, rotationPolicies } from '../../src/keys/rotation.ts';
-import { unacknowledgedSealedTo } from '../../src/exchange/inbox-store.ts';
+import { unacknowledgedSealedTo } from '../../src/inbound/inbox-store.ts';
 
 /**
  * Envelopes sealed to our previous encryption key (senders' cached JWKS,

@@ -3,7 +3,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { compactVerify, CompactEncrypt, importJWK } from 'jose';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { claimsFor, publishedEncKey, publishedSigKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
-import { envelopeDigest } from '../../src/exchange/protocol.ts';
+import { envelopeDigest } from '../../src/protocol/wire.ts';
 
 type Outcome = { resourceType: string; issue: Array<{ details: { coding: Array<{ code: string }> } }> };
 const bundle = (n = 1) => ({ resourceType: 'Bundle', type: 'collection', entry: Array.from({ length: n }, (_, i) => ({ fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: `b${i}` } })) });
@@ -137,7 +137,7 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
     });
 
     it('under mutual TLS, an envelope signed by another partner than the certificate\'s is refused (SENDER_MISMATCH), the right one accepted', async () => {
-      const { inboxReceiver } = await import('../../src/exchange/receive.ts');
+      const { inboxReceiver } = await import('../../src/inbound/receive.ts');
       const receive = inboxReceiver(gw.app.ctx);
       const before = await count('inbox_messages');
       const envelope = seal(enc, await signContent(partner, claimsFor(partner, gw.config.org, bundle())));

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leafHash, type AuditInput } from '../../src/audit/append.ts';
 import { canonicalJson } from '../../src/audit/canonical.ts';
-import { writeIntakes, type IntakeRecord } from '../../src/exchange/intake-store.ts';
+import { writeIntakes, type IntakeRecord } from '../../src/outbound/intake-store.ts';
 import { unpackCompactJwe } from '../../src/jose/packed-jwe.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 

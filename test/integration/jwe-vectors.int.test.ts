@@ -59,7 +59,7 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
     const ecPrivate = wycheproof.testGroups.find((g) => g.comment === 'jwe_ec')!.private!;
     ecKey = { hsmId: await importEcDeriveKey(hsm, { crv: ecPrivate.crv!, d: ecPrivate.d! }), crv: 'P-256', kid: ecPrivate.kid };
     // Wycheproof JWEs name no kid: this resolver maps "no kid" to the imported key.
-    // The gateway's own resolver (src/exchange/decryption-keys.ts) refuses a missing kid.
+    // The gateway's own resolver (src/inbound/decryption-keys.ts) refuses a missing kid.
     options = { hsm, kdf: 'in-token', resolveKey: async (kid) => (kid === undefined ? ecKey : undefined) };
   });
   afterAll(() => hsm?.close());

@@ -5,12 +5,12 @@ import request from 'supertest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient } from '../helpers/auth.ts';
 import { SCOPE_ADMIN, SCOPE_ALL_READ } from '../../src/auth/scopes.ts';
-import { startWorker, type WorkerHandle } from '../../src/worker.ts';
-import { runKeysRotate } from '../../src/tasks/keys.ts';
+import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
+import { runKeysRotate } from '../../src/worker/tasks/keys.ts';
 import { keyHistory } from '../../src/keys/history.ts';
 
 const run = promisify(execFile);
-const ROOT = new URL('../../', import.meta.url).pathname;
+const ROOT = new URL('../..', import.meta.url).pathname;
 const cli = (args: string[], env: Record<string, string>) =>
   run(`${ROOT}node_modules/.bin/node`, ['bin/gateway.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 60_000 })
     .then((r) => ({ code: 0, ...r }))

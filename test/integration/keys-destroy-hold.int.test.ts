@@ -4,7 +4,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient } from '../helpers/auth.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner } from '../helpers/envelopes.ts';
 import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE } from '../../src/auth/scopes.ts';
-import { runKeysRotate } from '../../src/tasks/keys.ts';
+import { runKeysRotate } from '../../src/worker/tasks/keys.ts';
 import { listKeys } from '../../src/keys/store.ts';
 
 /** Stored inbox messages are sealed to our enc key: the scheduler keeps it until the local EHR has acknowledged them. */

@@ -6,8 +6,8 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jo
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient } from '../helpers/auth.ts';
 import { SCOPE_ADMIN } from '../../src/auth/scopes.ts';
-import { refreshPartnerKeys } from '../../src/keys/partner-refresh.ts';
-import { partnerKeyLog, recordedPartnerKey } from '../../src/keys/partner-keys.ts';
+import { refreshPartnerKeys } from '../../src/directory/partner-refresh.ts';
+import { partnerKeyLog, recordedPartnerKey } from '../../src/directory/partner-key-log.ts';
 
 async function ecKey(use: 'sig' | 'enc', kid?: string): Promise<JWK> {
   const { publicKey } = await generateKeyPair(use === 'sig' ? 'ES256' : 'ECDH-ES', { extractable: true });

@@ -4,10 +4,10 @@ import request from 'supertest';
 import { importJWK, type JWK } from 'jose';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
 import { waitFor } from '../helpers/outbound.ts';
-import { verifyReceipt } from '../../src/jose/receipt.ts';
-import { runKeysRotate } from '../../src/tasks/keys.ts';
-import { refreshPartnerKeys } from '../../src/keys/partner-refresh.ts';
-import { recordedPartnerKey } from '../../src/keys/partner-keys.ts';
+import { verifyReceipt } from '../../src/protocol/receipt.ts';
+import { runKeysRotate } from '../../src/worker/tasks/keys.ts';
+import { refreshPartnerKeys } from '../../src/directory/partner-refresh.ts';
+import { recordedPartnerKey } from '../../src/directory/partner-key-log.ts';
 import { listKeys } from '../../src/keys/store.ts';
 
 /**

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { countRows, messageBundle, settled, startOutbound, type Outbound } from '../helpers/outbound.ts';
-import { envelopeDigest } from '../../src/exchange/protocol.ts';
+import { envelopeDigest } from '../../src/protocol/wire.ts';
 
 describe('outbound: intake, seal per recipient, durable delivery, receipts', () => {
   let o: Outbound;

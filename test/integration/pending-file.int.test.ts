@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PendingFile, writeAll } from '../../src/exchange/imaging-files.ts';
+import { PendingFile, writeAll } from '../../src/imaging/sealed-files.ts';
 
 // PendingFile flushes to disk in the background every 32 MiB while writes go on;
 // these check that the overlap never reorders, loses or leaves bytes.

@@ -6,8 +6,8 @@ import { nodeHasher as H } from '../../src/audit/hasher.ts';
 import {
   consistencyProofRanges, inclusionProofRanges, proofFromRanges, rootOfUnits, subtreeConsistencyRanges,
   verifyConsistency, verifyInclusion, verifySubtreeConsistency, verifySubtreeInclusion, type Hash, type Range,
-} from '../../src/audit/merkle.ts';
-import { sha256 } from '../../src/audit/sha256.ts';
+} from '../../src/audit/verifier/merkle.ts';
+import { sha256 } from '../../src/audit/verifier/sha256.ts';
 
 const VECTORS = join(import.meta.dirname, '..', 'fixtures', 'merkle', 'testdata');
 const b64 = (s: string | null | undefined) => new Uint8Array(Buffer.from(s ?? '', 'base64'));

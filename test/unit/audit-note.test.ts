@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { checkpointBody, derFromRaw, formatSignedNote, noteKeyId, parseCheckpoint, parseSignedNote, rawFromDer, spkiOfJwk, utf8 } from '../../src/audit/note.ts';
-import { sha256 } from '../../src/audit/sha256.ts';
+import { checkpointBody, derFromRaw, formatSignedNote, noteKeyId, parseCheckpoint, parseSignedNote, rawFromDer, spkiOfJwk, utf8 } from '../../src/audit/verifier/note.ts';
+import { sha256 } from '../../src/audit/verifier/sha256.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const jwk = publicKey.export({ format: 'jwk' }) as { kty: string; crv: string; x: string; y: string };

@@ -56,7 +56,7 @@ describe('RateLimiter', () => {
 });
 
 describe('public route allowlist', async () => {
-  const { isPublicRoute } = await import('../../src/auth/default-deny.ts');
+  const { isPublicRoute } = await import('../../plugins/default-deny.ts');
   it.each([
     ['GET', '/health', true], ['HEAD', '/ready', true], ['GET', '/fhir/metadata', true], ['GET', '/.well-known/jwks.json', true],
     ['GET', '/.well-known/smart-configuration', true], ['GET', '/openapi.yaml', true], ['GET', '/docs/static/index.html', true],

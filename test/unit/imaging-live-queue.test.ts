@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { liveQueueBytes } from '../../src/exchange/imaging-live.ts';
+import { liveQueueBytes } from '../../src/outbound/imaging/live.ts';
 
 const MIB = 1024 * 1024;
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DicomRecheck } from '../../src/exchange/imaging-recheck.ts';
-import { studyContentType } from '../../src/exchange/imaging-protocol.ts';
+import { DicomRecheck } from '../../src/inbound/imaging/recheck.ts';
+import { studyContentType } from '../../src/protocol/imaging-manifest.ts';
 import { DicomStreamCheck, type DicomInstance } from '../../src/imaging/dicom.ts';
 import { Handoff } from '../../src/imaging/handoff.ts';
 import { imagingStudy } from '../../src/imaging/imaging-study.ts';

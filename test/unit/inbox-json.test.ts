@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rawMember } from '../../src/exchange/json-member.ts';
+import { rawMember } from '../../src/inbound/json-member.ts';
 import { concatKdfOtherInfo } from '../../src/jose/jwe-header.ts';
 
 describe('rawMember: the exact text of a top-level JSON member', () => {

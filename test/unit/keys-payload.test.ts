@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
-import { parseRotatePayload } from '../../src/tasks/keys.ts';
-import { jwkThumbprint } from '../../src/keys/partner-keys.ts';
+import { parseRotatePayload } from '../../src/worker/tasks/keys.ts';
+import { jwkThumbprint } from '../../src/directory/partner-key-log.ts';
 
 describe('keys_rotate payload', () => {
   it('accepts the cron payload (scheduled run) and a manual request; refuses anything else', () => {

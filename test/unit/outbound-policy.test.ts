@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { GroupCommit } from '../../src/exchange/batcher.ts';
-import { classifyStatus, nextDelayMs, parseRetryAfter } from '../../src/exchange/retry-policy.ts';
+import { GroupCommit } from '../../src/db/batcher.ts';
+import { classifyStatus, nextDelayMs, parseRetryAfter } from '../../src/net/retry-policy.ts';
 import { freshnessMs } from '../../src/directory/cache-control.ts';
-import { assertDeliverPayload } from '../../src/tasks/deliver.ts';
-import { checkJwks, selectEncryptionKey, selectVerificationKey } from '../../src/directory/keys.ts';
+import { assertDeliverPayload } from '../../src/worker/tasks/deliver.ts';
+import { checkJwks, selectEncryptionKey, selectVerificationKey } from '../../src/directory/jwks.ts';
 
 describe('retry policy', () => {
   it('classifies answers', () => {

@@ -1,0 +1,17 @@
+import fp from 'fastify-plugin';
+import { parseFhirJson } from '../../src/fhir/json.ts';
+
+/** application/fhir+json (and plain JSON) bodies, parsed with depth and prototype-pollution guards. */
+export default fp(
+  async (app) => {
+    app.removeContentTypeParser(['application/json']);
+    app.addContentTypeParser(['application/fhir+json', 'application/json'], { parseAs: 'string' }, (_req, body, done) => {
+      try {
+        done(null, parseFhirJson(body as string, app.config.jsonMaxDepth));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    });
+  },
+  { name: 'fhir-json', dependencies: ['config'], fastify: '5.x' },
+);

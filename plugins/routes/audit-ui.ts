@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import { stripTypeScriptTypes } from 'node:module';
+import { join } from 'node:path';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { chargeRate } from '../../src/auth/rate-limit.ts';
+import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { appendAudit } from '../../src/audit/append.ts';
+import { checkLogin, createSession, endSession, sessionUser, SESSION_TTL_MS } from '../../src/audit/users.ts';
+import { inTransaction } from '../../src/db/pool.ts';
+import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
+
+const AUDIT_DIR = join(import.meta.dirname, '..', '..', 'src', 'audit');
+const VERIFIER_DIR = join(AUDIT_DIR, 'verifier');
+const UI_DIR = join(AUDIT_DIR, 'ui');
+/** The pure verifier modules the page imports: the same files the CLI runs, types stripped. */
+const LIB = new Set(['merkle.ts', 'note.ts', 'verify.ts', 'sha256.ts']);
+const STATIC: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' };
+
+const LOGINS_PER_MINUTE = 10;
+
+const SECURITY_HEADERS = {
+  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cache-Control': 'no-store',
+};
+
+/**
+ * The compliance officer's page: sign in with a named compliance account
+ * (gateway audit users add), search events, open one, check its proof and
+ * verify the whole trail in the browser. Self-contained: no CDN.
+ */
+export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
+  const files = new Map<string, string>();
+  const load = (name: string): string => {
+    let text = files.get(name);
+    if (text === undefined) {
+      text = LIB.has(name) ? stripTypeScriptTypes(readFileSync(join(VERIFIER_DIR, name), 'utf8')) : readFileSync(join(UI_DIR, name), 'utf8');
+      files.set(name, text);
+    }
+    return text;
+  };
+  const secure = ctx.config.baseUrl.startsWith('https:') || Boolean(ctx.config.tlsCertFile);
+  const setCookie = (reply: FastifyReply, value: string, maxAge: number) =>
+    reply.header('Set-Cookie', `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`);
+  const record = (req: FastifyRequest, type: string, name: string, ok: boolean, reason?: string) =>
+    inTransaction(ctx.pool, (c) =>
+      appendAudit(c, [{ type, outcome: ok ? 'success' : 'minor-failure', agent: { type: 'admin', id: name, network: req.ip }, detail: { via: 'audit-ui', ...(reason ? { reason } : {}) } }]),
+    );
+
+  return async (app) => {
+    app.get('/audit/ui', { preHandler: publicAccess }, async (_req, reply) => reply.redirect('/audit/ui/', 302));
+    app.get('/audit/ui/', { preHandler: publicAccess }, async (_req, reply) => reply.headers(SECURITY_HEADERS).type(STATIC['index.html']!).send(load('index.html')));
+    app.get<{ Params: { file: string } }>('/audit/ui/:file', { preHandler: publicAccess }, async (req, reply) => {
+      const type = STATIC[req.params.file];
+      if (!type) throw new GatewayError('NOT_FOUND', 'no such file');
+      return reply.headers(SECURITY_HEADERS).type(type).send(load(req.params.file));
+    });
+    app.get<{ Params: { file: string } }>('/audit/ui/lib/:file', { preHandler: publicAccess }, async (req, reply) => {
+      if (!LIB.has(req.params.file)) throw new GatewayError('NOT_FOUND', 'no such file');
+      return reply.headers(SECURITY_HEADERS).type('text/javascript; charset=utf-8').send(load(req.params.file));
+    });
+
+    app.post('/audit/ui/login', { preHandler: publicAccess }, async (req, reply) => {
+      const body = req.body as { name?: unknown; password?: unknown } | undefined;
+      const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
+      const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
+      if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
+      chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_MINUTE); // slows password guessing (429 with Retry-After)
+      if (!(await checkLogin(ctx.pool, name, password))) {
+        await record(req, 'auth.failure', name, false, 'bad_credentials');
+        throw new GatewayError('UNAUTHENTICATED', 'unknown user or wrong password');
+      }
+      const session = await createSession(ctx.pool, name);
+      await record(req, 'compliance.login', name, true);
+      setCookie(reply, session.token, SESSION_TTL_MS / 1000);
+      return reply.header('Cache-Control', 'no-store').send({ user: name, expiresAt: session.expiresAt.toISOString() });
+    });
+
+    app.post('/audit/ui/logout', { preHandler: publicAccess }, async (req, reply) => {
+      await endSession(ctx.pool, cookie(req, SESSION_COOKIE));
+      setCookie(reply, '', 0);
+      return reply.code(204).send();
+    });
+
+    // The page probes its own session on load: a plain 401 here, not an audited bearer-token failure.
+    app.get('/audit/ui/session', { preHandler: publicAccess }, async (req, reply) => {
+      const user = await sessionUser(ctx.pool, cookie(req, SESSION_COOKIE));
+      if (!user) throw new GatewayError('UNAUTHENTICATED', 'not signed in');
+      return reply.header('Cache-Control', 'no-store').send({ user });
+    });
+  };
+}

@@ -1,0 +1,61 @@
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { ASSERTION_ALGS } from '../../src/auth/assertion.ts';
+import { auditRefusal } from '../../src/auth/audit.ts';
+import { OAuthError } from '../../src/auth/oauth-error.ts';
+import { SCOPES_SUPPORTED } from '../../src/auth/scopes.ts';
+import { TOKEN_PATH, handleTokenRequest, tokenUrl } from '../../src/auth/token-endpoint.ts';
+
+/**
+ * SMART Backend Services discovery and the token endpoint. Token errors are
+ * RFC 6749 JSON ({error, error_description}), what OAuth clients parse, not
+ * OperationOutcome; none is ever a 5xx except a genuine server fault.
+ */
+export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/.well-known/smart-configuration', async (_req, reply) =>
+      reply.header('Cache-Control', 'public, max-age=3600').send({
+        issuer: ctx.config.baseUrl,
+        token_endpoint: tokenUrl(ctx),
+        token_endpoint_auth_methods_supported: ['private_key_jwt'],
+        token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
+        grant_types_supported: ['client_credentials'],
+        scopes_supported: [...SCOPES_SUPPORTED],
+        response_types_supported: ['token'],
+        capabilities: ['client-confidential-asymmetric', 'permission-v1'],
+        jwks_uri: `${ctx.config.baseUrl}/.well-known/jwks.json`,
+      }),
+    );
+
+    const noStore = (reply: FastifyReply) => reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
+
+    async function tokenError(this: unknown, err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
+      noStore(reply);
+      if (err instanceof OAuthError) {
+        await auditRefusal(ctx.pool, ctx.logger, 'auth.failure', { clientId: err.clientId, remoteAddress: request.ip }, { reason: err.reason, error: err.error, endpoint: TOKEN_PATH });
+        request.log.info({ error: err.error, reason: err.reason, clientId: err.clientId }, 'token request refused');
+        return reply.code(err.status).send(err.body());
+      }
+      if (err instanceof GatewayError && err.code === 'RATE_LIMITED') {
+        return reply.code(429).header('Retry-After', String(err.retryAfter ?? 1)).send({ error: 'slow_down', error_description: err.message });
+      }
+      const status = (err as FastifyError).statusCode;
+      if (typeof status === 'number' && status >= 400 && status < 500) {
+        // Wrong content type, oversized or unparsable body: still OAuth JSON.
+        return reply.code(400).send({ error: 'invalid_request', error_description: 'send application/x-www-form-urlencoded parameters' });
+      }
+      request.log.error({ err }, 'token request failed');
+      return reply.code(500).send({ error: 'server_error', error_description: `internal error (request ${request.id})` });
+    }
+
+    app.post(TOKEN_PATH, { bodyLimit: 32 * 1024, errorHandler: tokenError }, async (request, reply) => {
+      const form = request.body;
+      if (!form || typeof form !== 'object' || request.headers['content-type']?.split(';')[0]?.trim().toLowerCase() !== 'application/x-www-form-urlencoded') {
+        throw new OAuthError('invalid_request', 'not_form_encoded', 'send application/x-www-form-urlencoded parameters');
+      }
+      const body = await handleTokenRequest(ctx, form as Record<string, unknown>, request.ip);
+      return noStore(reply).send(body);
+    });
+  };
+}

@@ -1,0 +1,91 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { requireScope, hasAnyScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../guard.ts';
+import { parseFhirJson } from '../../src/fhir/json.ts';
+import { operationOutcome } from '../../src/fhir/outcome.ts';
+import { acceptSubmission, auditIntakeRefusal, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
+import { readExchange } from '../../src/outbound/exchange-view.ts';
+import { toErrorReply } from '../error-reply.ts';
+
+interface RawFhir {
+  raw: string;
+  json: unknown;
+}
+
+const INTAKE_ROUTES = new Set(['/fhir/$process-message', '/exchanges']);
+// Refusals the auth guard audits itself.
+const AUDITED_ELSEWHERE = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'RATE_LIMITED']);
+
+/**
+ * Intake (POST /fhir/$process-message, POST /exchanges?recipient=…) and the
+ * sender's view of its exchanges (GET /exchanges/{id}). Bodies are
+ * application/fhir+json only, kept verbatim so the recipient gets exactly
+ * the bytes accepted.
+ */
+export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
+  return async (app) => {
+    const writer = new IntakeWriter(ctx.pool);
+    app.addHook('onClose', async () => writer.drained());
+    // Checked in onRequest too, so an unauthenticated body is never read or parsed
+    // (the preHandler copy marks the route as guarded for the default-deny check).
+    const write = requireScope(ctx, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE);
+    const read = requireScope(ctx, SCOPE_ALL_READ, SCOPE_ADMIN);
+
+    // In this scope only FHIR JSON is accepted (415 otherwise), and the raw text is kept.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, (_req, body, done) => {
+      try {
+        done(null, { raw: body as string, json: parseFhirJson(body as string, ctx.config.jsonMaxDepth) } satisfies RawFhir);
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    });
+
+    app.addHook('onError', async (req, _reply, err) => {
+      if (req.method !== 'POST' || !INTAKE_ROUTES.has(req.routeOptions.url ?? '')) return;
+      const { status, outcome } = toErrorReply(err, req.id);
+      const code = outcome.issue[0]?.details?.coding?.[0]?.code ?? 'INTERNAL';
+      if (status >= 500 || AUDITED_ELSEWHERE.has(code)) return;
+      await auditIntakeRefusal(ctx.pool, req.principal?.clientId, code, status, req.routeOptions.url ?? '').catch((e) =>
+        ctx.logger.warn({ err: { message: (e as Error).message } }, 'could not audit an intake refusal'),
+      );
+    });
+
+    const submit = async (req: FastifyRequest, reply: FastifyReply, recipients: Submission['recipients']) => {
+      const body = req.body as RawFhir | undefined;
+      if (!body) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'send the Bundle as application/fhir+json');
+      const key = req.headers['idempotency-key'];
+      const result = await acceptSubmission(ctx, writer, {
+        clientId: req.principal?.clientId ?? '',
+        idempotencyKey: typeof key === 'string' ? key : undefined,
+        raw: body.raw,
+        bundle: body.json,
+        recipients,
+      });
+      const location = `/exchanges/${result.exchangeId}`;
+      return reply
+        .code(202)
+        .header('Content-Location', location)
+        .header('Location', location)
+        .type('application/fhir+json')
+        .send(operationOutcome({ severity: 'information', code: 'informational' as never, diagnostics: `exchange ${result.exchangeId} accepted; its delivery state is at ${location}` }));
+    };
+
+    app.post('/fhir/$process-message', { onRequest: write, preHandler: write }, (req, reply) => submit(req, reply, { from: 'message' }));
+
+    app.post('/exchanges', { onRequest: write, preHandler: write }, (req, reply) => {
+      const q = (req.query as { recipient?: string | string[] }).recipient;
+      const ids = q === undefined ? [] : Array.isArray(q) ? q : [q];
+      return submit(req, reply, { from: 'explicit', ids });
+    });
+
+    app.get<{ Params: { id: string } }>('/exchanges/:id', { preHandler: read }, async (req) => {
+      const p = req.principal;
+      const isAdmin = p ? hasAnyScope(p.scopes, [SCOPE_ADMIN]) : false;
+      const view = await readExchange(ctx.pool, req.params.id, isAdmin ? null : (p?.clientId ?? ''));
+      if (!view) throw new GatewayError('NOT_FOUND', `no exchange ${req.params.id}`);
+      return view;
+    });
+  };
+}

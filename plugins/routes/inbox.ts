@@ -1,0 +1,121 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import { GatewayError, type ErrorCode } from '../../src/errors.ts';
+import { hasAnyScope, requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../guard.ts';
+import { auditEarlyRefusal, inboxReceiver } from '../../src/inbound/receive.ts';
+import { inboxReader, type InboxRequester } from '../../src/inbound/inbox-read.ts';
+import { INBOX_STATES, type InboxMetadata, type InboxState } from '../../src/inbound/inbox-store.ts';
+import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
+import { PROTOCOL } from '../../src/protocol/wire.ts';
+import { toErrorReply } from '../error-reply.ts';
+
+/** Reading inbox messages needs system/*.read; acknowledging changes their state, so it needs a write scope. */
+export const INBOX_READ_SCOPE = SCOPE_ALL_READ;
+const INBOX_READ_SCOPES = [INBOX_READ_SCOPE];
+const INBOX_ACK_SCOPES = [SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE];
+
+/**
+ * The guarded caller as an inbox viewer: routed partners only
+ * (auth_clients.receives_from), every message with the admin scope.
+ */
+export function inboxViewer(request: FastifyRequest): InboxRequester {
+  const p = request.principal!;
+  return { clientId: p.clientId, all: hasAnyScope(p.scopes, [SCOPE_ADMIN]), remoteAddress: request.ip };
+}
+
+const metaJson = (m: InboxMetadata) => ({
+  id: m.id,
+  sender: m.sender,
+  delivery: m.jti,
+  exchange: m.exchangeId,
+  digest: m.envelopeDigest,
+  receipt: m.receiptId,
+  state: m.state,
+  receivedAt: m.receivedAt.toISOString(),
+  forwardedAt: m.forwardedAt?.toISOString() ?? null,
+  acknowledgedAt: m.acknowledgedAt?.toISOString() ?? null,
+  acknowledgedBy: m.acknowledgedBy,
+});
+
+function parseListQuery(q: Record<string, unknown>) {
+  const state = q.state;
+  if (state !== undefined && !INBOX_STATES.includes(state as InboxState)) {
+    throw new GatewayError('INVALID_VALUE', `state must be one of ${INBOX_STATES.join(', ')}`, { expression: 'state' });
+  }
+  const count = q._count === undefined ? 100 : Number(q._count);
+  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new GatewayError('INVALID_VALUE', '_count must be 1 to 1000', { expression: '_count' });
+  let before: { receivedAt: Date; id: string } | undefined;
+  if (q.before !== undefined) {
+    const m = typeof q.before === 'string' ? /^(.+)_([0-9a-f-]{36})$/i.exec(q.before) : null;
+    const at = m ? new Date(m[1]!) : undefined;
+    if (!m || !at || Number.isNaN(at.getTime())) throw new GatewayError('INVALID_VALUE', 'before must be a cursor from a previous page', { expression: 'before' });
+    before = { receivedAt: at, id: m[2]! };
+  }
+  const sender = typeof q.sender === 'string' ? q.sender : undefined;
+  return { state: state as InboxState | undefined, sender, limit: count, before };
+}
+
+/**
+ * POST /inbox (peer gateways; authenticated by the envelope's signature, not
+ * a token) and the pull API for the local EHR (bearer token with scopes).
+ */
+export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
+  return async (app) => {
+    const keys = gatewayDecryptionKeys(ctx.keyring);
+    const receive = inboxReceiver(ctx, keys);
+    const reader = inboxReader(ctx, keys);
+    app.addHook('onClose', async () => receive.drained());
+
+    // Scoped to this plugin: the compact JWE arrives as text, up to INBOX_BODY_LIMIT.
+    app.addContentTypeParser(PROTOCOL.mediaType, { parseAs: 'string', bodyLimit: ctx.config.inboxBodyLimit }, (_req, body, done) => done(null, body));
+
+    // receive() audits its own refusals; one decided before it (media type, body size) is audited here.
+    const reachedReceive = new WeakSet<FastifyRequest>();
+    app.addHook('onError', async (request, _reply, err) => {
+      if (request.method !== 'POST' || request.routeOptions.url !== PROTOCOL.inboxPath || reachedReceive.has(request)) return;
+      const { status, outcome } = toErrorReply(err, request.id);
+      if (status >= 500) return;
+      const code = (outcome.issue[0]?.details?.coding?.[0]?.code ?? 'BAD_REQUEST') as ErrorCode;
+      const body = typeof request.body === 'string' ? request.body : undefined;
+      await auditEarlyRefusal(ctx, new GatewayError(code, 'refused before opening', {}), body, { remoteAddress: request.ip }).catch((e) =>
+        ctx.logger.warn({ err: { message: (e as Error).message } }, 'could not audit an inbox refusal'),
+      );
+    });
+
+    app.post(PROTOCOL.inboxPath, { bodyLimit: ctx.config.inboxBodyLimit }, async (request, reply) => {
+      if (typeof request.body !== 'string' || !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
+        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${PROTOCOL.inboxPath} takes ${PROTOCOL.mediaType} (a compact JWE)`);
+      }
+      // Under mutual TLS (plugins/plugins/tls.ts) the peer certificate names the partner; the signed sender must be that partner.
+      const tlsPartner = (request as { tlsPeer?: { partnerId: string } }).tlsPeer?.partnerId;
+      reachedReceive.add(request);
+      const result = await receive(request.body, { remoteAddress: request.ip, tlsPartner });
+      return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
+    });
+
+    app.get('/inbox/messages', { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) }, async (request, reply) => {
+      const query = parseListQuery(request.query as Record<string, unknown>);
+      const messages = await reader.list(query, inboxViewer(request));
+      const last = messages.length === query.limit ? messages.at(-1) : undefined;
+      return reply.header('Cache-Control', 'no-store').send({
+        messages: messages.map(metaJson),
+        ...(last ? { next: `${last.receivedAt.toISOString()}_${last.id}` } : {}),
+      });
+    });
+
+    app.get<{ Params: { id: string } }>('/inbox/messages/:id', { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) }, async (request, reply) => {
+      const { meta, bundle } = await reader.read(request.params.id, inboxViewer(request));
+      return reply
+        .header('Cache-Control', 'no-store')
+        .header('X-Exchange-Sender', meta.sender)
+        .header('X-Exchange-Delivery', meta.jti)
+        .type(PROTOCOL.fhirContentType)
+        .send(bundle);
+    });
+
+    app.post<{ Params: { id: string } }>('/inbox/messages/:id/$ack', { preHandler: requireScope(ctx, ...INBOX_ACK_SCOPES) }, async (request, reply) => {
+      const meta = await reader.acknowledge(request.params.id, inboxViewer(request));
+      return reply.header('Cache-Control', 'no-store').send(metaJson(meta));
+    });
+  };
+}

@@ -1,0 +1,35 @@
+import type { FastifyInstance } from 'fastify';
+import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import { installDefaultDeny } from '../default-deny.ts';
+import { authRoutes } from './auth.ts';
+import { adminClientRoutes } from './admin-clients.ts';
+import { healthRoutes } from './health.ts';
+import { inboxRoutes } from './inbox.ts';
+import { jwksRoutes } from './jwks.ts';
+import { metadataRoutes } from './metadata.ts';
+import { partnerRoutes } from './partners.ts';
+import { exchangeRoutes } from './exchanges.ts';
+import { deliveryRoutes } from './deliveries.ts';
+import { adminKeyRoutes } from './admin-keys.ts';
+import { auditRoutes } from './audit.ts';
+import { auditUiRoutes } from './audit-ui.ts';
+import { imagingRoutes } from './imaging.ts';
+
+/** Every HTTP route of the gateway, in one list. */
+export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
+  // First: every route below that is neither public nor guarded by requireScope() becomes admin-only.
+  installDefaultDeny(app, ctx);
+  await app.register(authRoutes(ctx));
+  await app.register(adminClientRoutes(ctx));
+  await app.register(healthRoutes(ctx));
+  await app.register(metadataRoutes(ctx));
+  await app.register(jwksRoutes(ctx));
+  await app.register(partnerRoutes(ctx));
+  await app.register(exchangeRoutes(ctx));
+  await app.register(deliveryRoutes(ctx));
+  await app.register(adminKeyRoutes(ctx));
+  await app.register(inboxRoutes(ctx));
+  await app.register(imagingRoutes(ctx));
+  await app.register(auditRoutes(ctx));
+  await app.register(auditUiRoutes(ctx));
+}

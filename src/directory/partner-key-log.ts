@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { appendAudit, type AuditInput } from '../audit/append.ts';
+import { inTransaction } from '../db/pool.ts';
+import type { Jwks, PartnerJwk } from './jwks.ts';
+import type { Queryable } from '../keys/store.ts';
+
+export interface PartnerKeySeen {
+  partner_id: string;
+  kid: string;
+  thumbprint: string;
+  use: string | null;
+  jwk: PartnerJwk;
+  first_seen: Date;
+  last_seen: Date;
+  disappeared_at: Date | null;
+  replaced_at: Date | null;
+}
+
+/** RFC 7638 thumbprint of a partner's public JWK (EC, RSA or OKP), to tell content changes under one kid. */
+export function jwkThumbprint(k: PartnerJwk): string {
+  const required: Record<string, string[]> = { EC: ['crv', 'kty', 'x', 'y'], RSA: ['e', 'kty', 'n'], OKP: ['crv', 'kty', 'x'] };
+  const members = required[k.kty] ?? Object.keys(k).filter((m) => m !== 'kid').sort();
+  return createHash('sha256').update(JSON.stringify(Object.fromEntries(members.map((m) => [m, k[m]])))).digest('base64url');
+}
+
+/** Keep only public, descriptive members (the fetcher already refused private ones). */
+const publicJwk = (k: PartnerJwk): PartnerJwk => {
+  const { d: _d, ...rest } = k;
+  return rest;
+};
+
+export interface ObservationResult {
+  firstSeen: string[];
+  changed: string[];
+  disappeared: string[];
+}
+
+/**
+ * Record one observation of a partner's JWKS in the key-transparency log:
+ * new kids are first-seen, known ones get last_seen, a kid whose content
+ * differs from what it carried before is a change, and a recorded kid no
+ * longer listed has disappeared. Changes are audited in the same transaction.
+ * Keys without a kid cannot be referenced by signatures and are not recorded.
+ */
+export async function observePartnerKeys(pool: pg.Pool, partnerId: string, jwks: Jwks, now = new Date()): Promise<ObservationResult> {
+  const out: ObservationResult = { firstSeen: [], changed: [], disappeared: [] };
+  await inTransaction(pool, async (db) => {
+    const { rows } = await db.query<PartnerKeySeen>('SELECT * FROM partner_keys_seen WHERE partner_id = $1 FOR UPDATE', [partnerId]);
+    const events: AuditInput[] = [];
+    const event = (type: string, kid: string, detail: AuditInput['detail'] = {}): AuditInput => ({
+      type, outcome: type === 'partner-key.first-seen' ? 'success' : 'minor-failure', agent: { type: 'partner', id: partnerId }, entity: [{ type: 'partner-key', id: kid }], detail,
+    });
+    const listed = new Set<string>();
+    for (const k of jwks.keys) {
+      if (typeof k.kid !== 'string' || k.kid === '') continue;
+      const tp = jwkThumbprint(k);
+      listed.add(`${k.kid} ${tp}`);
+      const same = rows.find((r) => r.kid === k.kid && r.thumbprint === tp);
+      if (same) {
+        await db.query('UPDATE partner_keys_seen SET last_seen = $4, disappeared_at = NULL, replaced_at = NULL WHERE partner_id = $1 AND kid = $2 AND thumbprint = $3', [partnerId, k.kid, tp, now]);
+        continue;
+      }
+      const previous = rows.filter((r) => r.kid === k.kid && r.replaced_at === null);
+      await db.query(
+        'INSERT INTO partner_keys_seen (partner_id, kid, thumbprint, use, jwk, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6)',
+        [partnerId, k.kid, tp, typeof k.use === 'string' ? k.use : null, JSON.stringify(publicJwk(k)), now],
+      );
+      if (previous.length) {
+        await db.query('UPDATE partner_keys_seen SET replaced_at = $4 WHERE partner_id = $1 AND kid = $2 AND thumbprint <> $3 AND replaced_at IS NULL', [partnerId, k.kid, tp, now]);
+        out.changed.push(k.kid);
+        events.push(event('partner-key.changed', k.kid, { thumbprint: tp, previous: previous[0]!.thumbprint }));
+      } else {
+        out.firstSeen.push(k.kid);
+        events.push(event('partner-key.first-seen', k.kid, { thumbprint: tp, use: typeof k.use === 'string' ? k.use : null }));
+      }
+    }
+    for (const r of rows) {
+      // A kid now carrying other content was replaced (audited as changed), not gone.
+      if (listed.has(`${r.kid} ${r.thumbprint}`) || r.disappeared_at || r.replaced_at || out.changed.includes(r.kid)) continue;
+      await db.query('UPDATE partner_keys_seen SET disappeared_at = $4 WHERE partner_id = $1 AND kid = $2 AND thumbprint = $3', [partnerId, r.kid, r.thumbprint, now]);
+      out.disappeared.push(r.kid);
+      events.push(event('partner-key.disappeared', r.kid, { thumbprint: r.thumbprint, last_seen: r.last_seen.toISOString() }));
+    }
+    await appendAudit(db, events, now);
+  });
+  return out;
+}
+
+export async function partnerKeyLog(db: Queryable, partnerId?: string): Promise<PartnerKeySeen[]> {
+  const { rows } = await db.query<PartnerKeySeen>(
+    'SELECT * FROM partner_keys_seen WHERE $1::text IS NULL OR partner_id = $1 ORDER BY partner_id, first_seen, kid',
+    [partnerId ?? null],
+  );
+  return rows;
+}
+
+/**
+ * The signing key a partner published under this kid, from the log. A kid
+ * whose content changed is ambiguous and never answered. `notGoneBefore`
+ * bounds how long ago the key may have disappeared (undefined: any time,
+ * for re-verifying stored receipts and audit exports).
+ */
+export async function recordedPartnerKey(db: Queryable, partnerId: string, kid: string, notGoneBefore?: Date): Promise<PartnerJwk | undefined> {
+  const { rows } = await db.query<PartnerKeySeen>('SELECT * FROM partner_keys_seen WHERE partner_id = $1 AND kid = $2', [partnerId, kid]);
+  if (rows.length !== 1) return undefined;
+  const r = rows[0]!;
+  if (r.use !== null && r.use !== 'sig') return undefined;
+  if (notGoneBefore && r.disappeared_at && r.disappeared_at < notGoneBefore) return undefined;
+  return r.jwk;
+}

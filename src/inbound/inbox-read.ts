@@ -1,0 +1,130 @@
+import { appendAudit } from '../audit/append.ts';
+import { auditRefusal } from '../auth/audit.ts';
+import { GatewayError } from '../errors.ts';
+import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
+import { verifyCompact } from '../jose/verify.ts';
+import { gatewayDecryptionKeys } from './decryption-keys.ts';
+import { acknowledgeInboxMessage, getInboxMessageFor, listInboxMessages, type InboxContext, type InboxMessage, type InboxMetadata, type InboxQuery, type InboxViewer } from './inbox-store.ts';
+import { rawMember } from './json-member.ts';
+import { envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
+import { CONTENT_ALGS, publicKeyOf } from '../protocol/signed-content.ts';
+import { inTransaction } from '../db/pool.ts';
+
+/** The viewer of a request, with its address for the audit trail. */
+export interface InboxRequester extends InboxViewer {
+  remoteAddress?: string;
+}
+
+export interface OpenedMessage {
+  meta: InboxMetadata;
+  /** The Bundle JSON text exactly as the sender signed it. */
+  bundle: string;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Open a stored envelope again with the HSM-held key and re-verify the
+ * sender's signature with the key that verified it on receipt (the sender
+ * may have rotated since). Returns the Bundle text exactly as signed. Any
+ * failure means the row was altered at rest or our key is gone: a server
+ * fault, never handed over.
+ */
+export async function openStoredMessage(ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>, row: InboxMessage, resolveKey: DecryptionKeyResolver): Promise<string> {
+  try {
+    if (envelopeDigest(row.envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
+    const opened = await openCompactJwe(row.envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
+    const jws = opened.plaintext.toString('utf8');
+    opened.plaintext.fill(0);
+    const { payload } = await verifyCompact(jws, async () => publicKeyOf(row.senderJwk), { typ: PROTOCOL.contentTyp, algorithms: CONTENT_ALGS });
+    const text = Buffer.from(payload).toString('utf8');
+    const claims = JSON.parse(text) as { iss?: unknown; jti?: unknown };
+    if (claims.iss !== row.sender || claims.jti !== row.jti) throw new Error('claims do not match the stored metadata');
+    const raw = rawMember(text, 'content');
+    if (raw === undefined) throw new Error('no content member');
+    return raw;
+  } catch (err) {
+    ctx.logger.error({ messageId: row.id, reason: err instanceof GatewayError ? err.code : (err as Error).message }, 'a stored inbox message failed to open or verify');
+    throw new GatewayError('INTERNAL', 'the stored message failed to open or verify', { cause: err });
+  }
+}
+
+/**
+ * The hand-over to the local EHR. Messages rest sealed; reading one opens it
+ * again with the HSM-held key and re-verifies the sender's signature with the
+ * key that verified it on receipt (the sender may have rotated since), so a
+ * row altered at rest can never be handed over.
+ */
+export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
+  const notFound = (id: string) => new GatewayError('NOT_FOUND', `no inbox message ${id}`);
+
+  /**
+   * A message routed to other clients is answered exactly like an unknown id
+   * (404, same text), so its existence does not leak; unlike an unknown id,
+   * the attempt is audited as authz.denied (ids only, no content).
+   */
+  async function refuseNotRouted(id: string, viewer: InboxRequester, operation: string): Promise<never> {
+    await auditRefusal(ctx.pool, ctx.logger, 'authz.denied', { clientId: viewer.clientId, remoteAddress: viewer.remoteAddress }, {
+      reason: 'inbox_not_routed', operation, message: id,
+    });
+    throw notFound(id);
+  }
+
+  async function load(id: string, viewer: InboxRequester, operation: string) {
+    const found = UUID_RE.test(id) ? await getInboxMessageFor(ctx.pool, id, viewer) : undefined;
+    if (!found) throw notFound(id);
+    if (!found.visible) return refuseNotRouted(id, viewer, operation);
+    return found.message;
+  }
+
+  /** The state change and its audit entry on one transaction; nothing is written unless the viewer may see the message. */
+  async function acknowledgeAudited(id: string, viewer: InboxViewer) {
+    return inTransaction(ctx.pool, async (client) => {
+      const result = await acknowledgeInboxMessage(client, id, viewer, new Date());
+      if (result && result !== 'not-visible' && result.changed) {
+        await appendAudit(client, [{
+          type: 'inbox.acknowledged', outcome: 'success', agent: { type: 'client', id: viewer.clientId },
+          entity: [{ type: 'inbox-message', id, digest: result.meta.envelopeDigest }, { type: 'delivery', id: result.meta.jti }],
+        }]);
+      }
+      return result;
+    });
+  }
+
+
+  return {
+    list(query: InboxQuery, viewer: InboxViewer): Promise<InboxMetadata[]> {
+      return listInboxMessages(ctx.pool, query, viewer);
+    },
+
+    async read(id: string, viewer: InboxRequester): Promise<OpenedMessage> {
+      const clientId = viewer.clientId;
+      const row = await load(id, viewer, 'inbox.read');
+      let bundle: string;
+      try {
+        bundle = await openStoredMessage(ctx, row, resolveKey);
+      } catch (err) {
+        await appendAudit(ctx.pool, [{
+          type: 'inbox.read', outcome: 'serious-failure', agent: { type: 'client', id: clientId },
+          entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }],
+          detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
+        }]);
+        throw err;
+      }
+      await appendAudit(ctx.pool, [{
+        type: 'inbox.read', outcome: 'success', agent: { type: 'client', id: clientId },
+        entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }, { type: 'delivery', id: row.jti }],
+      }]);
+      return { meta: row, bundle };
+    },
+
+    async acknowledge(id: string, viewer: InboxRequester): Promise<InboxMetadata> {
+      if (!UUID_RE.test(id)) throw notFound(id);
+      const result = await acknowledgeAudited(id, viewer);
+      if (!result) throw notFound(id);
+      // Refused after the acknowledging transaction ended: the refusal is audited in its own.
+      if (result === 'not-visible') return refuseNotRouted(id, viewer, 'inbox.acknowledge');
+      return result.meta;
+    },
+  };
+}

@@ -1,0 +1,200 @@
+import type pg from 'pg';
+import type { PartnerJwk } from '../directory/directory.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
+
+/** What the inbox pipelines use of the gateway context. */
+export type InboxContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'directory' | 'logger'>;
+
+type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+export type InboxState = 'received' | 'forwarded' | 'acknowledged';
+export const INBOX_STATES: readonly InboxState[] = ['received', 'forwarded', 'acknowledged'];
+
+/** What the local EHR may see without opening anything: metadata, no content. */
+export interface InboxMetadata {
+  id: string;
+  sender: string;
+  jti: string;
+  exchangeId: string;
+  envelopeDigest: string;
+  receiptId: string;
+  state: InboxState;
+  receivedAt: Date;
+  forwardedAt: Date | null;
+  acknowledgedAt: Date | null;
+  acknowledgedBy: string | null;
+}
+
+export interface InboxMessage extends InboxMetadata {
+  envelope: string;
+  encKid: string;
+  senderKid: string;
+  senderJwk: PartnerJwk;
+  receipt: string;
+}
+
+const META_COLUMNS = `id, sender, jti, exchange_id, envelope_digest, receipt_id, state, received_at, forwarded_at, acknowledged_at, acknowledged_by`;
+
+type Row = Record<string, unknown>;
+
+const toMeta = (r: Row): InboxMetadata => ({
+  id: r.id as string,
+  sender: r.sender as string,
+  jti: r.jti as string,
+  exchangeId: r.exchange_id as string,
+  envelopeDigest: r.envelope_digest as string,
+  receiptId: r.receipt_id as string,
+  state: r.state as InboxState,
+  receivedAt: r.received_at as Date,
+  forwardedAt: r.forwarded_at as Date | null,
+  acknowledgedAt: r.acknowledged_at as Date | null,
+  acknowledgedBy: r.acknowledged_by as string | null,
+});
+
+const toMessage = (r: Row): InboxMessage => ({
+  ...toMeta(r),
+  envelope: r.envelope as string,
+  encKid: r.enc_kid as string,
+  senderKid: r.sender_kid as string,
+  senderJwk: r.sender_jwk as PartnerJwk,
+  receipt: r.receipt as string,
+});
+
+export interface NewInboxMessage {
+  id: string;
+  sender: string;
+  jti: string;
+  exchangeId: string;
+  envelope: string;
+  envelopeDigest: string;
+  encKid: string;
+  senderKid: string;
+  senderJwk: PartnerJwk;
+  receiptId: string;
+  receipt: string;
+  receivedAt: Date;
+}
+
+/**
+ * Insert the messages whose (sender, jti) is not stored yet, in one
+ * statement. Returns the ids actually inserted. A concurrent insert of the
+ * same pair waits for the other transaction, so exactly one wins; within one
+ * statement the first of two equal pairs wins.
+ */
+export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]): Promise<Set<string>> {
+  if (ms.length === 0) return new Set();
+  const col = <K extends keyof NewInboxMessage>(k: K) => ms.map((m) => m[k]);
+  const { rows } = await db.query<{ id: string }>(
+    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[])
+     ON CONFLICT (sender, jti) DO NOTHING
+     RETURNING id`,
+    [col('id'), col('sender'), col('jti'), col('exchangeId'), col('envelope'), col('envelopeDigest'), col('encKid'), col('senderKid'),
+      ms.map((m) => JSON.stringify(m.senderJwk)), col('receiptId'), col('receipt'), col('receivedAt')],
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+export async function findBySenderJti(db: Queryable, sender: string, jti: string): Promise<{ id: string; envelopeDigest: string; receipt: string } | undefined> {
+  const { rows } = await db.query<{ id: string; envelope_digest: string; receipt: string }>(
+    'SELECT id, envelope_digest, receipt FROM inbox_messages WHERE sender = $1 AND jti = $2',
+    [sender, jti],
+  );
+  const r = rows[0];
+  return r && { id: r.id, envelopeDigest: r.envelope_digest, receipt: r.receipt };
+}
+
+/**
+ * Who looks at the inbox. A client sees the messages of the partners its
+ * registration routes to it (auth_clients.receives_from; '*' = every
+ * partner, empty = none); `all` (the admin scope) sees every message.
+ */
+export interface InboxViewer {
+  clientId: string;
+  all: boolean;
+}
+
+/**
+ * The routing rule as one SQL condition on `inbox_messages m`, evaluated in
+ * the query that reads the messages: the client's list is an uncorrelated
+ * subquery (read once per query, so listing keeps the newest-first index
+ * scan), overlapping {sender, '*'}. Nothing is cached, so a routing change
+ * applies to the next request; an unknown or disabled client yields NULL and
+ * sees nothing.
+ */
+function visibleTo(viewer: InboxViewer, args: unknown[]): string {
+  if (viewer.all) return 'true';
+  return `coalesce(ARRAY[m.sender, '*'] && (SELECT c.receives_from FROM auth_clients c WHERE c.id = $${args.push(viewer.clientId)} AND c.enabled), false)`;
+}
+
+/** One message and whether `viewer` may see it, in one query (undefined: no such id). */
+export async function getInboxMessageFor(db: Queryable, id: string, viewer: InboxViewer): Promise<{ message: InboxMessage; visible: boolean } | undefined> {
+  const args: unknown[] = [id];
+  const { rows } = await db.query<Row>(`SELECT m.*, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`, args);
+  return rows[0] && { message: toMessage(rows[0]), visible: rows[0].visible === true };
+}
+
+export async function getInboxMessage(db: Queryable, id: string): Promise<InboxMessage | undefined> {
+  const { rows } = await db.query<Row>('SELECT * FROM inbox_messages WHERE id = $1', [id]);
+  return rows[0] && toMessage(rows[0]);
+}
+
+export interface InboxQuery {
+  state?: InboxState;
+  sender?: string;
+  limit: number;
+  /** Keyset pagination: messages received strictly before this (time, id). */
+  before?: { receivedAt: Date; id: string };
+}
+
+/** The messages `viewer` may see, newest first; the others are simply not there. */
+export async function listInboxMessages(db: Queryable, q: InboxQuery, viewer: InboxViewer): Promise<InboxMetadata[]> {
+  const args: unknown[] = [];
+  const where: string[] = [visibleTo(viewer, args)];
+  if (q.state) where.push(`state = $${args.push(q.state)}`);
+  if (q.sender) where.push(`sender = $${args.push(q.sender)}`);
+  if (q.before) where.push(`(received_at, id) < ($${args.push(q.before.receivedAt)}, $${args.push(q.before.id)})`);
+  const { rows } = await db.query<Row>(
+    `SELECT ${META_COLUMNS} FROM inbox_messages m WHERE ${where.join(' AND ')}
+     ORDER BY received_at DESC, id DESC LIMIT $${args.push(q.limit)}`,
+    args,
+  );
+  return rows.map(toMeta);
+}
+
+/**
+ * Mark acknowledged by `viewer` (idempotent) if it may see the message.
+ * Returns the metadata after the change, 'not-visible' for a message routed
+ * to other clients, or undefined if no such message.
+ */
+export async function acknowledgeInboxMessage(db: Queryable, id: string, viewer: InboxViewer, now: Date): Promise<{ meta: InboxMetadata; changed: boolean } | 'not-visible' | undefined> {
+  const args: unknown[] = [id, viewer.clientId, now];
+  const { rows } = await db.query<Row>(
+    `UPDATE inbox_messages m SET state = 'acknowledged', acknowledged_at = $3, acknowledged_by = $2
+     WHERE m.id = $1 AND m.state <> 'acknowledged' AND ${visibleTo(viewer, args)} RETURNING ${META_COLUMNS}`,
+    args,
+  );
+  if (rows[0]) return { meta: toMeta(rows[0]), changed: true };
+  const again: unknown[] = [id];
+  const { rows: existing } = await db.query<Row>(`SELECT ${META_COLUMNS}, ${visibleTo(viewer, again)} AS visible FROM inbox_messages m WHERE m.id = $1`, again);
+  if (!existing[0]) return undefined;
+  return existing[0].visible === true ? { meta: toMeta(existing[0]), changed: false } : 'not-visible';
+}
+
+export async function markForwarded(db: Queryable, id: string, now: Date): Promise<void> {
+  await db.query(`UPDATE inbox_messages SET state = CASE WHEN state = 'received' THEN 'forwarded' ELSE state END, forwarded_at = $2, forward_error = NULL, forward_attempts = forward_attempts + 1 WHERE id = $1`, [id, now]);
+}
+
+export async function recordForwardFailure(db: Queryable, id: string, error: string): Promise<void> {
+  await db.query('UPDATE inbox_messages SET forward_attempts = forward_attempts + 1, forward_error = $2 WHERE id = $1', [id, error.slice(0, 200)]);
+}
+
+/**
+ * Messages sealed to our encryption key `kid` that the local EHR has not
+ * acknowledged yet. Destroying that key would make them unreadable, so key
+ * rotation must not destroy an enc key while this is above zero.
+ */
+export async function unacknowledgedSealedTo(db: Queryable, kid: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM inbox_messages WHERE enc_kid = $1 AND state <> 'acknowledged'`, [kid]);
+  return rows[0]!.n;
+}

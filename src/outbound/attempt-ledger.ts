@@ -1,0 +1,99 @@
+import type pg from 'pg';
+import { appendAudit, type AuditInput } from '../audit/append.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
+import { nextDelayMs, type AttemptClass } from '../net/retry-policy.ts';
+
+/** The outcome of one transmission, as classified by the sender. */
+export interface AttemptResult {
+  cls: AttemptClass;
+  status: number | null;
+  /** A short code, never content: "HTTP 503", "timeout", "network ECONNREFUSED", "receipt digest"... */
+  error: string | null;
+  retryAfterMs?: number;
+  receipt?: { jws: string; jti: string };
+}
+
+/** Where a kind of delivery keeps its state and attempts (bundles and imaging share the columns). */
+export interface AttemptLedger {
+  table: 'deliveries' | 'imaging_deliveries';
+  attemptsTable: 'delivery_attempts' | 'imaging_delivery_attempts';
+  exchangeEntity: string;
+  /** Extra audit detail that says what kind of content was sent. */
+  detail: Record<string, string>;
+  enqueue(db: pg.PoolClient, ids: string[], runAt: Date): Promise<void>;
+}
+
+interface LedgerRow {
+  exchange_id: string;
+  partner_id: string;
+  state: string;
+  attempts: number;
+  round_attempts: number;
+  round_started_at: Date;
+}
+
+/**
+ * Record one attempt on the delivery's row, under its row lock, and decide
+ * what comes next: delivered (receipt stored), failed (permanent, or the
+ * attempt budget or horizon is spent), or another attempt scheduled with
+ * backoff. `settle` false records the attempt without deciding (a live
+ * cut-through send whose failure the job will retry). Returns the row as it
+ * was and the state it is left in.
+ */
+export async function recordAttempt<R extends LedgerRow>(
+  ctx: Pick<GatewayContext, 'config' | 'logger'>,
+  db: pg.PoolClient,
+  ledger: AttemptLedger,
+  id: string,
+  r: AttemptResult,
+  started: Date,
+  settle = true,
+): Promise<{ row: R; state: string }> {
+  const { rows } = await db.query<R>(`SELECT * FROM ${ledger.table} WHERE id = $1 FOR UPDATE`, [id]);
+  const d = rows[0]!;
+  const attempt = d.attempts + 1;
+  const roundAttempts = d.round_attempts + 1;
+  const now = Date.now();
+  await db.query(
+    `INSERT INTO ${ledger.attemptsTable} (delivery_id, attempt, started_at, duration_ms, outcome, http_status, error) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [id, attempt, started, now - started.getTime(), r.cls, r.status, r.error],
+  );
+  const entity = [{ type: 'delivery', id }, { type: ledger.exchangeEntity, id: d.exchange_id }];
+  const partner = { type: 'partner' as const, id: d.partner_id };
+  const audit: AuditInput[] = [
+    { type: 'delivery.attempt', outcome: r.cls === 'delivered' ? 'success' : 'minor-failure', agent: partner, entity, detail: { ...ledger.detail, attempt, result: r.cls, status: r.status, error: r.error } },
+  ];
+  let state = d.state;
+  if (d.state !== 'pending' || (!settle && r.cls !== 'delivered')) {
+    // Already settled by another run (a duplicate job after a crash), or not ours to settle: keep the attempt only.
+    await db.query(`UPDATE ${ledger.table} SET attempts = $2, updated_at = now() WHERE id = $1`, [id, attempt]);
+  } else if (r.cls === 'delivered') {
+    state = 'delivered';
+    await db.query(
+      `UPDATE ${ledger.table} SET state = 'delivered', attempts = $2, round_attempts = $3, receipt = $4, receipt_jti = $5, delivered_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now() WHERE id = $1`,
+      [id, attempt, roundAttempts, r.receipt!.jws, r.receipt!.jti],
+    );
+    audit.push({ type: 'delivery.receipt', outcome: 'success', agent: partner, entity: [...entity, { type: 'receipt', id: r.receipt!.jti }], detail: { status: 'accepted' } });
+  } else {
+    const nextAt = new Date(now + nextDelayMs(roundAttempts, ctx.config.deliveryRetryBase, ctx.config.deliveryRetryMax, r.retryAfterMs));
+    const exhausted = roundAttempts >= ctx.config.deliveryMaxAttempts || nextAt.getTime() > d.round_started_at.getTime() + ctx.config.deliveryHorizon;
+    if (r.cls === 'permanent' || exhausted) {
+      state = 'failed';
+      const why = r.cls === 'permanent' ? r.error : `${r.error}; gave up after ${roundAttempts} attempts`;
+      await db.query(
+        `UPDATE ${ledger.table} SET state = 'failed', attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = NULL, updated_at = now() WHERE id = $1`,
+        [id, attempt, roundAttempts, why],
+      );
+      audit.push({ type: 'delivery.failed', outcome: 'serious-failure', agent: partner, entity, detail: { attempts: roundAttempts, reason: r.cls === 'permanent' ? 'permanent' : 'retries exhausted', status: r.status } });
+    } else {
+      await db.query(
+        `UPDATE ${ledger.table} SET attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = $5, updated_at = now() WHERE id = $1`,
+        [id, attempt, roundAttempts, r.error, nextAt],
+      );
+      await ledger.enqueue(db, [id], nextAt);
+    }
+  }
+  await appendAudit(db, audit);
+  ctx.logger.info({ delivery: id, partner: d.partner_id, attempt, result: r.cls, status: r.status, ...ledger.detail }, 'delivery attempt');
+  return { row: d, state };
+}

@@ -1,0 +1,212 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { AuditInput } from '../../audit/append.ts';
+import type { GatewayContext } from '../../runtime/gateway-context.ts';
+import type { Partner } from '../../directory/directory.ts';
+import { GatewayError } from '../../errors.ts';
+import { DicomStreamCheck, type DicomInstance, type DicomLimits } from '../../imaging/dicom.ts';
+import { imagingStudy } from '../../imaging/imaging-study.ts';
+import { boundaryOf, multipartParts, parseMediaType } from '../../imaging/multipart.ts';
+import { signCompact } from '../../jose/jws.ts';
+import { sealCompact } from '../../jose/seal.ts';
+import { ensureSpace, imagingDir, SealedContentFile } from '../../imaging/sealed-files.ts';
+import { signAnnouncement } from '../../protocol/imaging-announcement.ts';
+import { recordImagingAttempt } from './deliver.ts';
+import { LiveTransmission, liveQueueBytes } from './live.ts';
+import type { Signer } from '../../jose/signer.ts';
+import { IMAGING, studyContentType, type ManifestContent } from '../../protocol/imaging-manifest.ts';
+import { writeImagingIntake, type ImagingDeliveryRecord } from './store.ts';
+import { claimsPayload, envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
+import { uuidv7 } from '../../ids.ts';
+
+export const MAX_IMAGING_RECIPIENTS = 50;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+export type ImagingContext = Pick<GatewayContext, 'config' | 'pool' | 'directory' | 'keyring' | 'logger' | 'fetch'>;
+
+export interface ImagingSubmission {
+  clientId: string;
+  idempotencyKey?: string;
+  /** The request's Content-Type header. */
+  contentType: string | undefined;
+  body: AsyncIterable<Buffer>;
+  recipients: string[];
+  /** The request's Content-Length, when it had one: checked against free storage before the body is read. */
+  contentLength?: number;
+}
+
+export interface ImagingAccepted {
+  exchangeId: string;
+  replayed: boolean;
+  deliveries: number;
+  instances: number;
+}
+
+async function partnersFor(ctx: ImagingContext, ids: string[]): Promise<Partner[]> {
+  if (ids.length === 0) throw new GatewayError('BAD_REQUEST', 'name at least one recipient (?recipient=PARTNER_ID)', { expression: 'recipient' });
+  if (ids.length > MAX_IMAGING_RECIPIENTS) throw new GatewayError('BAD_REQUEST', `at most ${MAX_IMAGING_RECIPIENTS} recipients per submission`, { expression: 'recipient' });
+  const found = await ctx.directory.resolve([...new Set(ids)]);
+  return [...new Set(ids)].map((id, i) => {
+    const p = found.find((x) => x.id === id) ?? found.find((x) => x.endpoint === id);
+    if (!p) throw new GatewayError('UNKNOWN_RECIPIENT', `recipient ${JSON.stringify(id)} is not a partner in the directory`, { expression: `recipient[${i}]` });
+    if (p.status !== 'active') throw new GatewayError('UNKNOWN_RECIPIENT', `partner ${p.id} is suspended`, { expression: `recipient[${i}]` });
+    return p;
+  });
+}
+
+const tooLarge = (max: number) => new GatewayError('PAYLOAD_TOO_LARGE', `an imaging submission may be at most ${max} bytes (DICOM_MAX_BYTES)`);
+
+/** Single file or STOW-RS multipart; anything else is 415. */
+function uploadKind(header: string | undefined): { kind: 'single' } | { kind: 'multi'; boundary: string } {
+  const media = parseMediaType(header);
+  if (media?.type === IMAGING.dicom) return { kind: 'single' };
+  if (media?.type === 'multipart/related' && (media.params.type ?? IMAGING.dicom).toLowerCase() === IMAGING.dicom) return { kind: 'multi', boundary: boundaryOf(media) };
+  throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'POST /imaging takes application/dicom, or multipart/related; type="application/dicom" for several instances');
+}
+
+/** Stream one DICOM file through the checks into `emit`; returns what it is. */
+async function checkedFile(body: AsyncIterable<Buffer>, limits: DicomLimits, emit: (b: Buffer) => Promise<void>): Promise<DicomInstance> {
+  const check = new DicomStreamCheck(limits);
+  for await (const chunk of body) for (const out of check.push(chunk)) await emit(out);
+  const { release, instance } = check.end();
+  for (const out of release) await emit(out);
+  return instance;
+}
+
+/**
+ * Accept a DICOM submission: check it as it streams, seal it per recipient
+ * into DATA_DIR (streamed compact JWE; nothing plaintext is written), then
+ * sign a manifest per recipient (its SHA-256, length and ImagingStudy) in
+ * the HSM, seal it, and record exchange, deliveries, jobs and audit in one
+ * transaction. On any refusal every file written is removed.
+ */
+export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): Promise<ImagingAccepted> {
+  if (s.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(s.idempotencyKey)) {
+    throw new GatewayError('BAD_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters', { expression: 'Idempotency-Key' });
+  }
+  const upload = uploadKind(s.contentType);
+  const partners = await partnersFor(ctx, s.recipients);
+  const keys = await Promise.all(partners.map((p) => ctx.directory.encryptionKey(p)));
+  const cfg = ctx.config;
+  const limits: DicomLimits = { maxBytes: cfg.dicomMaxBytes, headBytes: cfg.dicomHeadBytes, inflateMax: cfg.dicomInflateMax };
+  const ourBoundary = upload.kind === 'multi' ? `dicom-${randomBytes(16).toString('hex')}` : '';
+  const contentType = upload.kind === 'multi' ? studyContentType(ourBoundary) : IMAGING.dicom;
+  const dir = await imagingDir(cfg, 'outbound');
+  if (s.contentLength !== undefined) {
+    if (s.contentLength > cfg.dicomMaxBytes) throw tooLarge(cfg.dicomMaxBytes);
+    // One sealed copy per recipient: base64url makes it 4/3 of the plaintext.
+    await ensureSpace(dir, Math.ceil(s.contentLength / 3) * 4 * partners.length, (facts, msg) => ctx.logger.error(facts, msg));
+  }
+  const ids = partners.map(() => uuidv7());
+  const signer = (await ctx.keyring.fresh()).signer('sig');
+  const exchangeId = uuidv7();
+  const iat = Math.floor(Date.now() / 1000);
+  const announcements = await Promise.all(partners.map((p, i) => signAnnouncement(signer, { iss: cfg.org, aud: p.id, iat, jti: ids[i]!, exchange: exchangeId })));
+  const sealed: SealedContentFile[] = [];
+  const live: LiveTransmission[] = [];
+  try {
+    for (const [i, id] of ids.entries()) {
+      const file = await SealedContentFile.create(join(dir, `${id}.jwe`), keys[i]!, contentType);
+      sealed.push(file);
+      if (cfg.imagingCutThrough === 'on') {
+        const t = new LiveTransmission(ctx, partners[i]!, id, announcements[i]!, liveQueueBytes(partners.length));
+        live.push(t);
+        file.tap = (jwe) => t.push(jwe);
+      }
+    }
+    const hash = createHash('sha256');
+    let length = 0;
+    const emit = async (b: Buffer) => {
+      length += b.length;
+      if (length > cfg.dicomMaxBytes) throw tooLarge(cfg.dicomMaxBytes);
+      hash.update(b);
+      await Promise.all(sealed.map((f) => f.write(b)));
+    };
+    const instances: DicomInstance[] = [];
+    if (upload.kind === 'single') {
+      instances.push(await checkedFile(s.body, limits, emit));
+    } else {
+      // Re-framed with our own boundary and minimal headers: the recipient gets a canonical multipart body.
+      for await (const part of multipartParts(s.body, upload.boundary, { maxParts: cfg.imagingMaxInstances })) {
+        const type = parseMediaType(part.headers['content-type'])?.type;
+        if (type !== IMAGING.dicom) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${instances.length + 1} is ${type ?? 'untyped'}, not application/dicom`, { expression: `part[${instances.length}]` });
+        await emit(Buffer.from(`--${ourBoundary}\r\nContent-Type: application/dicom\r\n\r\n`, 'latin1'));
+        try {
+          instances.push(await checkedFile(part.body, limits, emit));
+        } catch (err) {
+          if (err instanceof GatewayError && !err.expression) throw new GatewayError(err.code, `part ${instances.length + 1}: ${err.message}`, { expression: `part[${instances.length}]`, cause: err });
+          throw err;
+        }
+        await emit(Buffer.from('\r\n', 'latin1'));
+      }
+      await emit(Buffer.from(`--${ourBoundary}--\r\n`, 'latin1'));
+    }
+    const study = imagingStudy(instances);
+    for (const f of sealed) await f.finish();
+    const manifest: ManifestContent = { sha256: hash.digest('base64url'), length, imagingStudy: study };
+    return await record(ctx, s, { partners, keys, ids, sealed, manifest, contentType, instances: instances.length, signer, exchangeId, iat, announcements, live });
+  } catch (err) {
+    for (const t of live) t.drop();
+    await Promise.all(sealed.map((f) => f.file.discard()));
+    throw err;
+  }
+}
+
+interface Sealed {
+  partners: Partner[];
+  keys: Array<{ kid: string } & Record<string, unknown>>;
+  ids: string[];
+  sealed: SealedContentFile[];
+  manifest: ManifestContent;
+  contentType: string;
+  instances: number;
+  signer: Signer;
+  exchangeId: string;
+  iat: number;
+  announcements: string[];
+  live: LiveTransmission[];
+}
+
+async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Promise<ImagingAccepted> {
+  const { signer, exchangeId, iat } = x;
+  const contentDigest = `sha-256=${x.manifest.sha256}`;
+  const gateway = { type: 'gateway' as const, id: ctx.config.org };
+  const audit: AuditInput[] = [{
+    type: 'intake.accepted', outcome: 'success', agent: { type: 'client', id: s.clientId || 'anonymous' },
+    entity: [{ type: 'imaging-exchange', id: exchangeId, digest: contentDigest }],
+    detail: { content: 'imaging', instances: x.instances, recipients: x.partners.length, bytes: x.manifest.length },
+  }];
+  const manifestJson = JSON.stringify(x.manifest);
+  const deliveries: ImagingDeliveryRecord[] = await Promise.all(x.partners.map(async (p, i) => {
+    const id = x.ids[i]!;
+    const payload = claimsPayload({ iss: ctx.config.org, aud: p.id, iat, jti: id, exchange: exchangeId, content_type: x.contentType }, manifestJson);
+    const envelope = sealCompact(await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }), x.keys[i] as never);
+    const digest = envelopeDigest(envelope);
+    const file = x.sealed[i]!.file;
+    audit.push(
+      { type: 'exchange.signed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id }, { type: 'imaging-exchange', id: exchangeId }], detail: { kid: signer.kid, partner: p.id } },
+      { type: 'exchange.sealed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id, digest }, { type: 'imaging-content', id, digest: contentDigest }], detail: { recipientKid: x.keys[i]!.kid, partner: p.id, bytes: file.length } },
+    );
+    return { id, partnerId: p.id, kid: x.keys[i]!.kid, announcement: x.announcements[i]!, manifestEnvelope: envelope, manifestDigest: digest, contentPath: file.path, contentJweLength: file.length };
+  }));
+  const written = await writeImagingIntake(ctx.pool, {
+    exchange: { id: exchangeId, clientId: s.clientId, contentType: x.contentType, instances: x.instances, contentLength: x.manifest.length, contentDigest, idempotencyKey: s.idempotencyKey ?? null },
+    deliveries,
+    audit,
+  }, x.live.some((t) => !t.dropped) ? new Date(Date.now() + ctx.config.deliveryTimeout) : null);
+  if (written.replayed) {
+    // An earlier submission with this Idempotency-Key won: ours is not needed.
+    for (const t of x.live) t.drop();
+    await Promise.all(x.sealed.map((f) => f.file.discard()));
+    return { exchangeId: written.exchangeId, replayed: true, deliveries: 0, instances: x.instances };
+  }
+  // Committed: the live transmissions may now send their manifests; the job (scheduled a little later) is the fallback.
+  x.live.forEach((t, i) => {
+    const abandoned = t.dropped;
+    if (!abandoned) t.finish(deliveries[i]!.manifestEnvelope, { manifestDigest: deliveries[i]!.manifestDigest, contentDigest });
+    void t.result
+      .then((r) => recordImagingAttempt(ctx, deliveries[i]!.id, r, t.started, !abandoned))
+      .catch((err: unknown) => ctx.logger.warn({ delivery: deliveries[i]!.id, err: { message: (err as Error).message } }, 'could not record a live imaging transmission'));
+  });
+  return { exchangeId, replayed: false, deliveries: deliveries.length, instances: x.instances };
+}

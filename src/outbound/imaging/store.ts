@@ -1,0 +1,128 @@
+import type pg from 'pg';
+import { appendAudit, type AuditInput } from '../../audit/append.ts';
+import { inTransaction } from '../../db/pool.ts';
+import { GatewayError } from '../../errors.ts';
+
+/** The delivery task; its payload is { deliveryId } only. */
+export const DELIVER_IMAGING_TASK = 'deliver_imaging';
+const SAFETY_NET_ATTEMPTS = 25;
+
+type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+export interface ImagingDeliveryRecord {
+  id: string;
+  partnerId: string;
+  kid: string;
+  announcement: string;
+  manifestEnvelope: string;
+  manifestDigest: string;
+  contentPath: string;
+  contentJweLength: number;
+}
+
+export interface ImagingIntakeRecord {
+  exchange: { id: string; clientId: string; contentType: string; instances: number; contentLength: number; contentDigest: string; idempotencyKey: string | null };
+  deliveries: ImagingDeliveryRecord[];
+  audit: AuditInput[];
+}
+
+export async function enqueueImagingDeliveries(db: Queryable, ids: string[], runAt: Date | null = null): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(
+    `SELECT count(*) FROM graphile_worker.add_jobs(
+       (SELECT array_agg(ROW($1::text, json_build_object('deliveryId', d), NULL::text, $3::timestamptz, $2::int, d::text, NULL::int, NULL::text[])::graphile_worker.job_spec)
+          FROM unnest($4::uuid[]) AS d))`,
+    [DELIVER_IMAGING_TASK, SAFETY_NET_ATTEMPTS, runAt, ids],
+  );
+}
+
+/**
+ * One transaction: the exchange, a delivery per recipient (paths and sealed
+ * manifest only), a job per delivery and the audit entries. A repeated
+ * Idempotency-Key writes nothing and resolves to the first exchange, or is
+ * refused if the content differs.
+ */
+export async function writeImagingIntake(pool: pg.Pool, r: ImagingIntakeRecord, runAt: Date | null = null): Promise<{ exchangeId: string; replayed: boolean }> {
+  return inTransaction(pool, async (db) => {
+    const e = r.exchange;
+    const { rowCount } = await db.query(
+      `INSERT INTO imaging_exchanges (id, client_id, content_type, instances, content_length, content_digest, idempotency_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+      [e.id, e.clientId, e.contentType, e.instances, e.contentLength, e.contentDigest, e.idempotencyKey],
+    );
+    if (rowCount === 0) {
+      const { rows } = await db.query<{ id: string; content_digest: string }>('SELECT id, content_digest FROM imaging_exchanges WHERE client_id = $1 AND idempotency_key = $2', [e.clientId, e.idempotencyKey]);
+      const first = rows[0];
+      if (!first) throw new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', { retryAfter: 1 });
+      if (first.content_digest !== e.contentDigest) throw new GatewayError('UNPROCESSABLE', 'this Idempotency-Key was already used for different content; use a new key for new content', { expression: 'Idempotency-Key' });
+      return { exchangeId: first.id, replayed: true };
+    }
+    for (const d of r.deliveries) {
+      await db.query(
+        `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, announcement, manifest_envelope, manifest_digest, content_path, content_jwe_length)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [d.id, e.id, d.partnerId, d.kid, d.announcement, d.manifestEnvelope, d.manifestDigest, d.contentPath, d.contentJweLength],
+      );
+    }
+    await enqueueImagingDeliveries(db, r.deliveries.map((d) => d.id), runAt);
+    await appendAudit(db, r.audit);
+    return { exchangeId: e.id, replayed: false };
+  });
+}
+
+export interface ImagingDeliveryRow {
+  id: string;
+  exchange_id: string;
+  partner_id: string;
+  announcement: string;
+  manifest_envelope: string;
+  manifest_digest: string;
+  content_path: string;
+  content_jwe_length: string; // bigint
+  /** With withDigest: "sha-256=" + base64url of the content plaintext (the receipt's content_digest). */
+  content_digest?: string;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  round_attempts: number;
+  round_started_at: Date;
+  next_attempt_at: Date | null;
+}
+
+export async function getImagingDelivery(db: Queryable, id: string, lock = false, withDigest = false): Promise<ImagingDeliveryRow | undefined> {
+  const { rows } = await db.query<ImagingDeliveryRow>(
+    withDigest
+      ? 'SELECT d.*, x.content_digest FROM imaging_deliveries d JOIN imaging_exchanges x ON x.id = d.exchange_id WHERE d.id = $1'
+      : `SELECT * FROM imaging_deliveries WHERE id = $1${lock ? ' FOR UPDATE' : ''}`,
+    [id],
+  );
+  return rows[0];
+}
+
+/** The sender's view of one imaging exchange: per recipient state, attempts and receipt. */
+export async function readImagingExchange(db: Queryable, id: string, clientId: string | null): Promise<Record<string, unknown> | undefined> {
+  if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+  const { rows } = await db.query('SELECT * FROM imaging_exchanges WHERE id = $1 AND ($2::text IS NULL OR client_id = $2)', [id, clientId]);
+  const e = rows[0];
+  if (!e) return undefined;
+  const { rows: ds } = await db.query(
+    `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, x.content_digest, d.receipt, d.delivered_at,
+            COALESCE((SELECT json_agg(json_build_object('attempt', a.attempt, 'at', a.started_at, 'outcome', a.outcome, 'http_status', a.http_status, 'error', a.error) ORDER BY a.attempt)
+                        FROM imaging_delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempts_log
+       FROM imaging_deliveries d JOIN imaging_exchanges x ON x.id = d.exchange_id WHERE d.exchange_id = $1 ORDER BY d.partner_id`,
+    [id],
+  );
+  return {
+    id: e.id,
+    contentType: e.content_type,
+    instances: e.instances,
+    length: Number(e.content_length),
+    digest: e.content_digest,
+    createdAt: e.created_at,
+    recipients: ds.map((d) => ({
+      partner: d.partner_id, delivery: d.id, state: d.state, last_error: d.last_error,
+      manifest_digest: d.manifest_digest, content_digest: d.content_digest, receipt: d.receipt, delivered_at: d.delivered_at,
+      attempts: d.attempts_log,
+    })),
+  };
+}
