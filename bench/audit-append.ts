@@ -28,7 +28,13 @@ const CONCURRENCY = 4;
 delete process.env.SOFTHSM2_CONF;
 
 const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-audit-'));
-const config = loadConfig({ DATA_DIR: dataDir, PORT: String(await freePort()), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', HSM_SESSIONS: '2' });
+const config = loadConfig({
+  DATA_DIR: dataDir,
+  PORT: String(await freePort()),
+  EMBEDDED_PG_PORT: String(await freePort()),
+  LOG_LEVEL: 'silent',
+  HSM_SESSIONS: '2',
+});
 const app = await buildApp(config, { logger: false });
 const ctx = app.ctx;
 
@@ -44,26 +50,37 @@ async function rate(name: string, batch: number, one: (events: AuditInput[]) => 
   const until = performance.now() + SECONDS * 1000;
   let n = 0;
   const start = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (performance.now() < until) {
-      await one(Array.from({ length: batch }, (_, j) => event(n + j)));
-      n += batch;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < until) {
+        await one(Array.from({ length: batch }, (_, j) => event(n + j)));
+        n += batch;
+      }
+    }),
+  );
   const perSec = n / ((performance.now() - start) / 1000);
-  console.log(`${name.padEnd(22)} ${perSec.toFixed(0).padStart(7)} entries/s  (${n} in ${((performance.now() - start) / 1000).toFixed(1)} s, ${CONCURRENCY} writers)`);
+  console.log(
+    `${name.padEnd(22)} ${perSec.toFixed(0).padStart(7)} entries/s  (${n} in ${((performance.now() - start) / 1000).toFixed(1)} s, ${CONCURRENCY} writers)`,
+  );
   return perSec;
 }
 
 try {
-  await ctx.pool.query(`CREATE TABLE bench_raw (idx bigint PRIMARY KEY, recorded_at timestamptz NOT NULL, type text NOT NULL, outcome text NOT NULL, entry text NOT NULL, leaf_hash bytea NOT NULL)`);
+  await ctx.pool.query(
+    `CREATE TABLE bench_raw (idx bigint PRIMARY KEY, recorded_at timestamptz NOT NULL, type text NOT NULL, outcome text NOT NULL, entry text NOT NULL, leaf_hash bytea NOT NULL)`,
+  );
   await ctx.pool.query('CREATE SEQUENCE bench_raw_idx');
   const raw = (events: AuditInput[]) => {
     const now = new Date();
     return ctx.pool.query(
       `INSERT INTO bench_raw (idx, recorded_at, type, outcome, entry, leaf_hash)
        SELECT nextval('bench_raw_idx'), $1, t, o, e, '\\x00'::bytea FROM unnest($2::text[], $3::text[], $4::text[]) AS u(t, o, e)`,
-      [now, events.map((e) => e.type), events.map((e) => e.outcome), events.map((e) => canonicalJson({ ...e, recorded: now.toISOString() }))],
+      [
+        now,
+        events.map((e) => e.type),
+        events.map((e) => e.outcome),
+        events.map((e) => canonicalJson({ ...e, recorded: now.toISOString() })),
+      ],
     );
   };
   const audited = (events: AuditInput[]) => inTransaction(ctx.pool, (c) => appendAudit(c, events));
@@ -89,7 +106,9 @@ try {
   running = false;
   await checkpointer;
   let size = Number((await ctx.pool.query('SELECT size FROM audit_head')).rows[0].size);
-  console.log(`checkpoints signed: ${checkpoints} (mean ${(cpMs / Math.max(1, checkpoints)).toFixed(0)} ms each, log size ${size})`);
+  console.log(
+    `checkpoints signed: ${checkpoints} (mean ${(cpMs / Math.max(1, checkpoints)).toFixed(0)} ms each, log size ${size})`,
+  );
   if (SYNTHETIC > 0) {
     await inTransaction(ctx.pool, async (c) => {
       await c.query(
@@ -104,7 +123,9 @@ try {
     size += SYNTHETIC;
     const t = performance.now();
     await issueCheckpoint(ctx);
-    console.log(`added ${SYNTHETIC} synthetic leaves; first checkpoint over them (tiles + head + proof + sign): ${(performance.now() - t).toFixed(0)} ms`);
+    console.log(
+      `added ${SYNTHETIC} synthetic leaves; first checkpoint over them (tiles + head + proof + sign): ${(performance.now() - t).toFixed(0)} ms`,
+    );
   }
   // Proof cost at this size, cold (a new reader: tiles and blocks read from PostgreSQL).
   await issueCheckpoint(ctx);
@@ -117,7 +138,8 @@ try {
     await fn(new TreeReader(ctx.pool, size));
     console.log(`${what} at size ${size}, cold: ${(performance.now() - t).toFixed(1)} ms`);
   }
-  for (const b of [1, 100]) console.log(`batch ${b}: appendAudit / raw INSERT = ${(results[`audit-${b}`]! / results[`raw-${b}`]!).toFixed(2)}`);
+  for (const b of [1, 100])
+    console.log(`batch ${b}: appendAudit / raw INSERT = ${(results[`audit-${b}`]! / results[`raw-${b}`]!).toFixed(2)}`);
 } finally {
   await app.close();
   rmSync(dataDir, { recursive: true, force: true });

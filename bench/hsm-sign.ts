@@ -46,7 +46,10 @@ setup.close();
 
 // Raw pkcs11js on one session of the same token.
 const p11 = acquireModule(token.library);
-const session = p11.C_OpenSession(findSlotByTokenLabel(p11, LABEL)!, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+const session = p11.C_OpenSession(
+  findSlotByTokenLabel(p11, LABEL)!,
+  pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
+);
 p11.C_Login(session, pkcs11js.CKU_USER, token.pin);
 const handle = findKeyObject(p11, session, Buffer.from(key.id, 'hex'), pkcs11js.CKO_PRIVATE_KEY)!;
 const mechanism = { mechanism: pkcs11js.CKM_ECDSA };
@@ -72,7 +75,10 @@ const rawAsync: Loop = async (until) => {
   }
   return n;
 };
-const pools = [1, 2, 4].map((sessions) => ({ sessions, hsm: Hsm.open({ library: token.library, tokenLabel: LABEL, pin: token.pin, sessions }) }));
+const pools = [1, 2, 4].map((sessions) => ({
+  sessions,
+  hsm: Hsm.open({ library: token.library, tokenLabel: LABEL, pin: token.pin, sessions }),
+}));
 const gateway = (hsm: Hsm, sessions: number): Loop => {
   const signer = hsmSigner(hsm, key.id, 'ES256', 'bench');
   // Two callers per session keep every session busy: one signs while the next waits.
@@ -98,23 +104,37 @@ const cases: Array<{ name: string; loop: Loop }> = [
 // outside load hits every case alike, and compare within each round.
 const ROUNDS = 10;
 const roundMs = (SECONDS * 1000) / ROUNDS;
-console.log(`HSM signing benchmark: ES256 (P-256), SoftHSM 2.6, ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, Node ${process.version}`);
-console.log(`${ROUNDS} interleaved rounds of ${roundMs} ms per case (${SECONDS} s per case); load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
+console.log(
+  `HSM signing benchmark: ES256 (P-256), SoftHSM 2.6, ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, Node ${process.version}`,
+);
+console.log(
+  `${ROUNDS} interleaved rounds of ${roundMs} ms per case (${SECONDS} s per case); load average at start: ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}\n`,
+);
 for (const c of cases) await rate(c.loop, 200); // warm up
 const runs = cases.map(() => [] as Array<{ perSecond: number; cpuUs: number }>);
 for (let r = 0; r < ROUNDS; r++) for (const [i, c] of cases.entries()) runs[i]!.push(await rate(c.loop, roundMs));
 
-console.log(`${'case'.padEnd(38)} ${'median/s'.padStart(9)} ${'best/s'.padStart(9)} ${'ratio'.padStart(6)} ${'CPU us/sign'.padStart(12)}`);
+console.log(
+  `${'case'.padEnd(38)} ${'median/s'.padStart(9)} ${'best/s'.padStart(9)} ${'ratio'.padStart(6)} ${'CPU us/sign'.padStart(12)}`,
+);
 for (const [i, c] of cases.entries()) {
   const rates = runs[i]!.map((x) => x.perSecond);
   // Ratio to raw C_Sign: the median of the per-round ratios (each round shares the same outside load).
   const ratios = rates.map((x, r) => x / runs[0]![r]!.perSecond);
   const cpu = median(runs[i]!.map((x) => x.cpuUs));
   console.log(
-    `${c.name.padEnd(38)} ${Math.round(median(rates)).toString().padStart(9)} ${Math.round(Math.max(...rates)).toString().padStart(9)} ${median(ratios).toFixed(2).padStart(6)} ${cpu.toFixed(1).padStart(12)}`,
+    `${c.name.padEnd(38)} ${Math.round(median(rates)).toString().padStart(9)} ${Math.round(Math.max(...rates))
+      .toString()
+      .padStart(9)} ${median(ratios).toFixed(2).padStart(6)} ${cpu.toFixed(1).padStart(12)}`,
   );
 }
-console.log(`\nload average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(
+  `\nload average at the end: ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
+);
 
 for (const { hsm } of pools) hsm.close();
 p11.C_CloseSession(session);

@@ -57,10 +57,14 @@ async function syncedFile(path: string): Promise<{ write(b: Buffer): Promise<voi
   };
 }
 
-const answer = (req: IncomingMessage) => new Promise<string>((resolve) => {
-  let text = '';
-  req.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve(text));
-});
+const answer = (req: IncomingMessage) =>
+  new Promise<string>((resolve) => {
+    let text = '';
+    req
+      .setEncoding('utf8')
+      .on('data', (c: string) => (text += c))
+      .on('end', () => resolve(text));
+  });
 
 /** Bare gateway A: hash, encrypt, base64url, store and forward to B; answers with both digests. */
 function bareA(root: string, port: number, bPort: number): void {
@@ -114,7 +118,9 @@ export async function barePipeline(study: string, root: string): Promise<{ mibs:
   const size = statSync(study).size;
   const [aPort, bPort] = [await freePort(), await freePort()];
   const start = ([name, ...ports]: string[]) => {
-    const child = spawn(process.execPath, [import.meta.filename, name!, root, ...ports], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = spawn(process.execPath, [import.meta.filename, name!, root, ...ports], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     return new Promise<typeof child>((r) => child.once('message', () => r(child)));
   };
   const b = await start(['bare-b', String(bPort)]);
@@ -123,7 +129,10 @@ export async function barePipeline(study: string, root: string): Promise<{ mibs:
     const cpu0 = { a: cpuSeconds(a.pid!), b: cpuSeconds(b.pid!), me: process.cpuUsage() };
     const t0 = performance.now();
     const body = await new Promise<string>((resolve, reject) => {
-      const up = request({ port: aPort, host: '127.0.0.1', method: 'POST', headers: { 'content-length': size } }, (rs) => void answer(rs).then(resolve));
+      const up = request(
+        { port: aPort, host: '127.0.0.1', method: 'POST', headers: { 'content-length': size } },
+        (rs) => void answer(rs).then(resolve),
+      );
       up.on('error', reject);
       createReadStream(study, { highWaterMark: 1024 * 1024 }).pipe(up); // as the EHR in bench/imaging.ts
     });

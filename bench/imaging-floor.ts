@@ -42,7 +42,7 @@ async function cpuPerGiB(work: () => void | Promise<void>): Promise<number> {
   const before = process.cpuUsage();
   await work();
   const used = process.cpuUsage(before);
-  return (used.user + used.system) / 1e6 * (GIB / SIZE);
+  return ((used.user + used.system) / 1e6) * (GIB / SIZE);
 }
 
 function chunks(each: (c: Buffer) => void): () => void {
@@ -54,10 +54,12 @@ function chunks(each: (c: Buffer) => void): () => void {
 
 async function tcpTransfer(): Promise<void> {
   const server = createServer();
-  const received = new Promise<void>((resolve) => server.on('connection', (s: Socket) => {
-    let got = 0;
-    s.on('data', (d: Buffer) => (got += d.length)).on('end', () => (got === SIZE ? resolve() : undefined));
-  }));
+  const received = new Promise<void>((resolve) =>
+    server.on('connection', (s: Socket) => {
+      let got = 0;
+      s.on('data', (d: Buffer) => (got += d.length)).on('end', () => (got === SIZE ? resolve() : undefined));
+    }),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
   await new Promise((r) => client.once('connect', r));
@@ -90,7 +92,11 @@ function fileRead(path: string): () => void {
 
 async function main(): Promise<void> {
   const cores = cpus().length;
-  console.log(`# imaging floor: ${SIZE / MIB} MiB; ${cores} cores (${cpus()[0]?.model}); load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `# imaging floor: ${SIZE / MIB} MiB; ${cores} cores (${cpus()[0]?.model}); load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   const study = join(root, 'study.dcm');
   await writeSyntheticDicom(study, SIZE);
   const raw = await rawCeiling(study, join(root, 'raw.out'));
@@ -117,10 +123,16 @@ async function main(): Promise<void> {
   rmSync(written);
   const text43 = 4 / 3;
   const floor =
-    cost.fileRead + cost.tcpTransfer // client
-    + cost.sha256 + cost.encrypt + cost.base64urlEncode + text43 * (cost.fileWrite + cost.tcpTransfer) // A
-    + text43 * (cost.base64urlDecode + cost.fileWrite) + cost.decrypt + cost.sha256; // B
-  const best = cores / floor * 1024; // MiB/s with perfect overlap and nothing but the primitives
+    cost.fileRead +
+    cost.tcpTransfer + // client
+    cost.sha256 +
+    cost.encrypt +
+    cost.base64urlEncode +
+    text43 * (cost.fileWrite + cost.tcpTransfer) + // A
+    text43 * (cost.base64urlDecode + cost.fileWrite) +
+    cost.decrypt +
+    cost.sha256; // B
+  const best = (cores / floor) * 1024; // MiB/s with perfect overlap and nothing but the primitives
   for (const [name, s] of Object.entries(cost)) console.log(`| ${name} | ${(s * 1000).toFixed(0)} CPU-ms per GiB |`);
   console.log(`| pipeline floor (client + A + B) | ${floor.toFixed(2)} CPU-s per GiB |`);
   console.log(`| best possible on ${cores} cores | ${best.toFixed(0)} MiB/s |`);

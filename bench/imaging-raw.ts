@@ -19,7 +19,10 @@ export async function rawCeiling(path: string, out: string): Promise<number> {
       done(null, data.subarray(0, whole).toString('base64url'));
     },
     flush(done) {
-      done(null, Buffer.concat([carry, cipher.final()]).toString('base64url') + '.' + cipher.getAuthTag().toString('base64url'));
+      done(
+        null,
+        Buffer.concat([carry, cipher.final()]).toString('base64url') + '.' + cipher.getAuthTag().toString('base64url'),
+      );
     },
   });
   const t0 = performance.now();

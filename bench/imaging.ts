@@ -33,20 +33,44 @@ const root = mkdtempSync(join(tmpdir(), 'gw-bench-imaging-'));
 chmodSync(root, 0o755); // embedded PostgreSQL runs as its own user and must reach DATA_DIR/pg
 const children: ChildProcess[] = [];
 
-interface Gw { name: string; url: string; env: NodeJS.ProcessEnv; child: ChildProcess; org: string }
+interface Gw {
+  name: string;
+  url: string;
+  env: NodeJS.ProcessEnv;
+  child: ChildProcess;
+  org: string;
+}
 
 async function startGateway(name: string): Promise<Gw> {
   const port = await freePort();
   // BENCH_CUT_THROUGH=off: store-then-send, so A's intake and the delivery to B are timed as separate stages.
-  const env = cleanEnv({ DATA_DIR: join(root, name), PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'warn', DELIVERY_RETRY_BASE: '1s', ...(process.env.BENCH_CUT_THROUGH ? { IMAGING_CUT_THROUGH: process.env.BENCH_CUT_THROUGH } : {}) });
+  const env = cleanEnv({
+    DATA_DIR: join(root, name),
+    PORT: String(port),
+    EMBEDDED_PG_PORT: String(await freePort()),
+    LOG_LEVEL: 'warn',
+    DELIVERY_RETRY_BASE: '1s',
+    ...(process.env.BENCH_CUT_THROUGH ? { IMAGING_CUT_THROUGH: process.env.BENCH_CUT_THROUGH } : {}),
+  });
   // BENCH_PROFILE=DIR writes a V8 CPU profile of each gateway there (open it in Chrome DevTools);
   // BENCH_NODE_FLAGS adds Node/V8 flags to both (e.g. --trace-gc).
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const child = spawn(NODE, [...profile, ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? []), GATEWAY, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  const profile = process.env.BENCH_PROFILE
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
+  const child = spawn(NODE, [...profile, ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? []), GATEWAY, 'start'], {
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   for (const until = Date.now() + 120_000; ;) {
-    if (await fetch(`${url}/ready`).then((r) => r.ok, () => false)) break;
+    if (
+      await fetch(`${url}/ready`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
     if (Date.now() > until || child.exitCode !== null) throw new Error(`gateway ${name} did not become ready`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -64,24 +88,64 @@ async function ehrToken(gw: Gw): Promise<string> {
   const jwk = { ...(await exportJWK(publicKey)), kid: 'ehr-1', alg: 'ES256', use: 'sig' };
   const file = join(root, `${gw.name}-ehr.jwks.json`);
   writeFileSync(file, JSON.stringify({ keys: [jwk] }));
-  await cli(gw, ['clients', 'add', '--id', 'bench-ehr', '--jwks-file', file, '--scope', 'system/Bundle.write system/*.read', '--receives-from', '*']);
+  await cli(gw, [
+    'clients',
+    'add',
+    '--id',
+    'bench-ehr',
+    '--jwks-file',
+    file,
+    '--scope',
+    'system/Bundle.write system/*.read',
+    '--receives-from',
+    '*',
+  ]);
   const aud = gw.url + TOKEN_PATH;
   const assertion = await new SignJWT({ iss: 'bench-ehr', sub: 'bench-ehr', aud, jti: randomBytes(8).toString('hex') })
-    .setProtectedHeader({ alg: 'ES256', kid: 'ehr-1', typ: 'JWT' }).setExpirationTime('4m').sign(privateKey);
-  const res = await fetch(aud, { method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion, scope: 'system/Bundle.write system/*.read' }) });
+    .setProtectedHeader({ alg: 'ES256', kid: 'ehr-1', typ: 'JWT' })
+    .setExpirationTime('4m')
+    .sign(privateKey);
+  const res = await fetch(aud, {
+    method: 'POST',
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: assertion,
+      scope: 'system/Bundle.write system/*.read',
+    }),
+  });
   if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { access_token: string }).access_token;
 }
 
 /** POST the file to A's /imaging, streamed from disk. */
-function upload(a: Gw, token: string, recipient: string, path: string): Promise<{ status: number; location: string | undefined; body: string }> {
+function upload(
+  a: Gw,
+  token: string,
+  recipient: string,
+  path: string,
+): Promise<{ status: number; location: string | undefined; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${a.url}/imaging?recipient=${encodeURIComponent(recipient)}`, {
-      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom', 'content-length': String(statSync(path).size) },
-    }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c) => (body += c)).on('end', () => resolve({ status: res.statusCode!, location: res.headers['content-location'] as string | undefined, body }));
-    });
+    const req = httpRequest(
+      `${a.url}/imaging?recipient=${encodeURIComponent(recipient)}`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/dicom',
+          'content-length': String(statSync(path).size),
+        },
+      },
+      (res) => {
+        let body = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (c) => (body += c))
+          .on('end', () =>
+            resolve({ status: res.statusCode!, location: res.headers['content-location'] as string | undefined, body }),
+          );
+      },
+    );
     req.on('error', reject);
     createReadStream(path, { highWaterMark: 1024 * 1024 }).pipe(req); // an EHR's upload, in 1 MiB reads
   });
@@ -89,7 +153,11 @@ function upload(a: Gw, token: string, recipient: string, path: string): Promise<
 
 async function main(): Promise<void> {
   const file = join(root, 'study.dcm');
-  console.log(`# imaging benchmark: ${SIZE / MIB} MiB synthetic CT; ${cpus().length} cores (${cpus()[0]?.model}); load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `# imaging benchmark: ${SIZE / MIB} MiB synthetic CT; ${cpus().length} cores (${cpus()[0]?.model}); load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   await writeSyntheticDicom(file, SIZE);
   const sourceSha = createHash('sha256');
   for await (const c of createReadStream(file)) sourceSha.update(c as Buffer);
@@ -103,8 +171,20 @@ async function main(): Promise<void> {
   console.log(`bare pipeline (client → A → B, primitives only): ${bare.mibs.toFixed(0)} MiB/s (${bare.cpu})`);
 
   const [a, b] = await Promise.all([startGateway('a'), startGateway('b')]);
-  for (const [self, other] of [[a, b], [b, a]] as const) {
-    await cli(self, ['partners', 'add', '--id', other.org, '--endpoint', `${other.url}/inbox`, '--jwks-uri', `${other.url}/.well-known/jwks.json`]);
+  for (const [self, other] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    await cli(self, [
+      'partners',
+      'add',
+      '--id',
+      other.org,
+      '--endpoint',
+      `${other.url}/inbox`,
+      '--jwks-uri',
+      `${other.url}/.well-known/jwks.json`,
+    ]);
   }
   const [aToken, bToken] = [await ehrToken(a), await ehrToken(b)];
   const hwmBefore = { a: vmHwm(a.child.pid!), b: vmHwm(b.child.pid!) };
@@ -129,7 +209,9 @@ async function main(): Promise<void> {
   const cs = { a: contextSwitches(a.child.pid!) - cs0.a, b: contextSwitches(b.child.pid!) - cs0.b };
 
   // B's EHR pulls it: the same bytes.
-  const pulled = await fetch(`${b.url}/inbox/messages/${message.id}/content`, { headers: { authorization: `Bearer ${bToken}` } });
+  const pulled = await fetch(`${b.url}/inbox/messages/${message.id}/content`, {
+    headers: { authorization: `Bearer ${bToken}` },
+  });
   const got = createHash('sha256');
   let length = 0;
   for await (const c of pulled.body!) {
@@ -141,15 +223,27 @@ async function main(): Promise<void> {
 
   const ratio = gateway / raw;
   const rows = [
-    ['gateway A-intake to B-available', `${gateway.toFixed(0)} MiB/s`, `${totalS.toFixed(1)} s (A intake ${intakeS.toFixed(1)} s)`],
+    [
+      'gateway A-intake to B-available',
+      `${gateway.toFixed(0)} MiB/s`,
+      `${totalS.toFixed(1)} s (A intake ${intakeS.toFixed(1)} s)`,
+    ],
     ['raw streaming ceiling', `${raw.toFixed(0)} MiB/s`, ''],
-    ['CPU during the transfer', `A ${cpu.a.toFixed(1)} s, B ${cpu.b.toFixed(1)} s`, `of ${totalS.toFixed(1)} s wall (until A's 202: A ${cpuIntake.a.toFixed(1)} s, B ${cpuIntake.b.toFixed(1)} s)`],
+    [
+      'CPU during the transfer',
+      `A ${cpu.a.toFixed(1)} s, B ${cpu.b.toFixed(1)} s`,
+      `of ${totalS.toFixed(1)} s wall (until A's 202: A ${cpuIntake.a.toFixed(1)} s, B ${cpuIntake.b.toFixed(1)} s)`,
+    ],
     ['context switches during the transfer', `A ${cs.a}, B ${cs.b}`, 'all threads (event loop, thread pool, V8)'],
     ['gateway / raw', ratio.toFixed(2), ratio >= 0.6 ? 'target >= 0.6 met' : 'BELOW the 0.6 target'],
     ['bare pipeline / raw', (bare.mibs / raw).toFixed(2), 'what the design reaches here with no gateway logic'],
     ['gateway / bare pipeline', (gateway / bare.mibs).toFixed(2), 'the cost of the gateway itself'],
     ['peak RSS A (VmHWM)', `${(hwm.a / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.a / MIB).toFixed(0)} MiB`],
-    ['peak RSS B (VmHWM, incl. the EHR pull)', `${(hwm.b / MIB).toFixed(0)} MiB`, `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB`],
+    [
+      'peak RSS B (VmHWM, incl. the EHR pull)',
+      `${(hwm.b / MIB).toFixed(0)} MiB`,
+      `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB`,
+    ],
     ['B content = source (SHA-256)', String(same), ''],
   ];
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);

@@ -46,7 +46,14 @@ async function finish(): Promise<never> {
   process.exit(0);
 }
 const port = await freePort();
-const config = loadConfig({ DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', HSM_SESSIONS: '4', RATE_LIMIT: '0' });
+const config = loadConfig({
+  DATA_DIR: dataDir,
+  PORT: String(port),
+  EMBEDDED_PG_PORT: String(await freePort()),
+  LOG_LEVEL: 'silent',
+  HSM_SESSIONS: '4',
+  RATE_LIMIT: '0',
+});
 const app = await buildApp(config, { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 const ctx = app.ctx;
@@ -55,39 +62,86 @@ const url = `http://127.0.0.1:${port}`;
 async function partner(id: string) {
   const enc = await exportJWK((await generateKeyPair('ECDH-ES', { extractable: true })).publicKey);
   const sig = await exportJWK((await generateKeyPair('ES256', { extractable: true })).publicKey);
-  const jwks = { keys: [{ ...enc, kid: await calculateJwkThumbprint(enc), use: 'enc', alg: 'ECDH-ES' }, { ...sig, kid: await calculateJwkThumbprint(sig), use: 'sig', alg: 'ES256' }] };
+  const jwks = {
+    keys: [
+      { ...enc, kid: await calculateJwkThumbprint(enc), use: 'enc', alg: 'ECDH-ES' },
+      { ...sig, kid: await calculateJwkThumbprint(sig), use: 'sig', alg: 'ES256' },
+    ],
+  };
   await ctx.directory.add({ id, endpoint: `https://${id}/inbox`, jwks });
   return { id, enc: jwks.keys[0]! };
 }
 
 function bundle10k(ids: string[]): string {
   const b = {
-    resourceType: 'Bundle', type: 'message',
+    resourceType: 'Bundle',
+    type: 'message',
     entry: [
-      { fullUrl: 'urn:uuid:0c3a3e3a-1f1e-4c8e-9b1a-3c5d7e9f1a2b', resource: { resourceType: 'MessageHeader', eventCoding: { code: 'referral' }, source: { endpoint: 'urn:bench' }, destination: ids.map((id) => ({ endpoint: `https://${id}/inbox`, receiver: { identifier: { value: id } } })) } },
-      { fullUrl: 'urn:uuid:5d1c1a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6', resource: { resourceType: 'Basic', code: { text: 'pad' }, extension: [{ url: 'urn:pad', valueString: '' }] } },
+      {
+        fullUrl: 'urn:uuid:0c3a3e3a-1f1e-4c8e-9b1a-3c5d7e9f1a2b',
+        resource: {
+          resourceType: 'MessageHeader',
+          eventCoding: { code: 'referral' },
+          source: { endpoint: 'urn:bench' },
+          destination: ids.map((id) => ({ endpoint: `https://${id}/inbox`, receiver: { identifier: { value: id } } })),
+        },
+      },
+      {
+        fullUrl: 'urn:uuid:5d1c1a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6',
+        resource: { resourceType: 'Basic', code: { text: 'pad' }, extension: [{ url: 'urn:pad', valueString: '' }] },
+      },
     ],
   };
   const base = JSON.stringify(b).length;
-  (b.entry[1]!.resource as { extension: Array<{ valueString: string }> }).extension[0]!.valueString = 'x'.repeat(10_240 - base);
+  (b.entry[1]!.resource as { extension: Array<{ valueString: string }> }).extension[0]!.valueString = 'x'.repeat(
+    10_240 - base,
+  );
   return JSON.stringify(b);
 }
 
 async function bearer(): Promise<string> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwk = { ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' };
-  await registerClient(ctx.pool, { id: 'bench-ehr', name: 'bench', jwks: { keys: [jwk] }, scopes: ['system/Bundle.write'], rateLimit: 0 });
-  const assertion = await new SignJWT({ iss: 'bench-ehr', sub: 'bench-ehr', aud: url + TOKEN_PATH, jti: randomUUID(), exp: Math.floor(Date.now() / 1000) + 240 })
-    .setProtectedHeader({ alg: 'ES256', kid: 'bench', typ: 'JWT' }).sign(privateKey);
-  const res = await fetch(url + TOKEN_PATH, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion, scope: 'system/Bundle.write' }) });
+  await registerClient(ctx.pool, {
+    id: 'bench-ehr',
+    name: 'bench',
+    jwks: { keys: [jwk] },
+    scopes: ['system/Bundle.write'],
+    rateLimit: 0,
+  });
+  const assertion = await new SignJWT({
+    iss: 'bench-ehr',
+    sub: 'bench-ehr',
+    aud: url + TOKEN_PATH,
+    jti: randomUUID(),
+    exp: Math.floor(Date.now() / 1000) + 240,
+  })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench', typ: 'JWT' })
+    .sign(privateKey);
+  const res = await fetch(url + TOKEN_PATH, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: assertion,
+      scope: 'system/Bundle.write',
+    }),
+  });
   if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
   return `Bearer ${((await res.json()) as { access_token: string }).access_token}`;
 }
 
 function cannon(body: string, auth: string, seconds: number, overallRate?: number, connections = CONNECTIONS) {
   return autocannon({
-    url: `${url}/fhir/$process-message`, method: 'POST', connections, duration: seconds, workers: 1, ...(overallRate ? { overallRate } : {}),
-    headers: { 'content-type': 'application/fhir+json', authorization: auth }, body,
+    url: `${url}/fhir/$process-message`,
+    method: 'POST',
+    connections,
+    duration: seconds,
+    workers: 1,
+    ...(overallRate ? { overallRate } : {}),
+    headers: { 'content-type': 'application/fhir+json', authorization: auth },
+    body,
   });
 }
 
@@ -99,7 +153,12 @@ function cannon(body: string, auth: string, seconds: number, overallRate?: numbe
  * connection pool grows, its first requests each open a connection, a start-up burst that is
  * the load generator's, not the gateway's steady state (wrk2 and autocannon warm up the same way).
  */
-function paced(body: string, auth: string, seconds: number, rate: number): Promise<{ rate: number; p50: number; p90: number; p99: number; errors: number }> {
+function paced(
+  body: string,
+  auth: string,
+  seconds: number,
+  rate: number,
+): Promise<{ rate: number; p50: number; p90: number; p99: number; errors: number }> {
   const code = `
     const { parentPort, workerData: w } = require('node:worker_threads');
     // node:http with keep-alive: a lean client (fetch costs several times more CPU per request,
@@ -126,10 +185,20 @@ function paced(body: string, auth: string, seconds: number, rate: number): Promi
       }, Math.max(0, at - performance.now()));
     }`;
   return new Promise((resolve, reject) => {
-    const worker = new Worker(code, { eval: true, workerData: { url: `${url}/fhir/$process-message`, auth, body, rate, seconds, warmup: WARMUP } });
+    const worker = new Worker(code, {
+      eval: true,
+      workerData: { url: `${url}/fhir/$process-message`, auth, body, rate, seconds, warmup: WARMUP },
+    });
     worker.once('error', reject);
     worker.once('message', (m: { lat: number[]; errors: number; secs: number; slow: Array<[number, number]> }) => {
-      if (process.env.BENCH_SLOW) { let last = 0; for (const [t, l] of m.slow) { if (t - last > 500) console.log(`slow from ${new Date(t).toISOString()} lat ${l.toFixed(0)}`); last = t; } console.log(`slow total ${m.slow.length}`); }
+      if (process.env.BENCH_SLOW) {
+        let last = 0;
+        for (const [t, l] of m.slow) {
+          if (t - last > 500) console.log(`slow from ${new Date(t).toISOString()} lat ${l.toFixed(0)}`);
+          last = t;
+        }
+        console.log(`slow total ${m.slow.length}`);
+      }
       void worker.terminate();
       const lat = m.lat.sort((x, y) => x - y);
       const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
@@ -142,11 +211,15 @@ const a = await partner('bench-a.test');
 const b = await partner('bench-b.test');
 const body = bundle10k([a.id, b.id]);
 const auth = await bearer();
-console.log(`bundle ${Buffer.byteLength(body)} bytes, 2 recipients, ${SECONDS} s per phase, ${CONNECTIONS} connections`);
+console.log(
+  `bundle ${Buffer.byteLength(body)} bytes, 2 recipients, ${SECONDS} s per phase, ${CONNECTIONS} connections`,
+);
 
 await cannon(body, auth, 2); // warm-up
 const single = await cannon(body, auth, 3, undefined, 1);
-console.log(`single   ${single.requests.average.toFixed(0).padStart(6)} bundles/s  p50 ${single.latency.p50} ms  p99 ${single.latency.p99} ms  (1 connection)`);
+console.log(
+  `single   ${single.requests.average.toFixed(0).padStart(6)} bundles/s  p50 ${single.latency.p50} ms  p99 ${single.latency.p99} ms  (1 connection)`,
+);
 // BENCH_PEAK=N skips the peak phase and paces at N/2 (to repeat the latency check alone); BENCH_HALF_RUNS repeats it.
 const fixedPeak = Number(process.env.BENCH_PEAK ?? 0);
 let gwRate = fixedPeak;
@@ -154,13 +227,19 @@ if (!fixedPeak) {
   const peak = await cannon(body, auth, SECONDS);
   if (peak.non2xx) throw new Error(`${peak.non2xx} non-2xx answers`);
   gwRate = peak.requests.average;
-  console.log(`gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  p50 ${peak.latency.p50} ms  p99 ${peak.latency.p99} ms`);
+  console.log(
+    `gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  p50 ${peak.latency.p50} ms  p99 ${peak.latency.p99} ms`,
+  );
 }
 for (let run = 0; run < Number(process.env.BENCH_HALF_RUNS ?? 1); run++) {
   const loop = monitorEventLoopDelay({ resolution: 5 });
   const pauses: string[] = [];
   const gc = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if (e.duration > 20) pauses.push(`${new Date(performance.timeOrigin + e.startTime).toISOString().slice(11, 23)} ${e.duration.toFixed(0)} ms`);
+    for (const e of list.getEntries())
+      if (e.duration > 20)
+        pauses.push(
+          `${new Date(performance.timeOrigin + e.startTime).toISOString().slice(11, 23)} ${e.duration.toFixed(0)} ms`,
+        );
   });
   if (process.env.BENCH_SLOW) {
     loop.enable();
@@ -170,9 +249,13 @@ for (let run = 0; run < Number(process.env.BENCH_HALF_RUNS ?? 1); run++) {
   if (process.env.BENCH_SLOW) {
     loop.disable();
     gc.disconnect();
-    console.log(`gateway event loop delay p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; GC pauses > 20 ms: ${pauses.join(', ') || 'none'}`);
+    console.log(
+      `gateway event loop delay p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; GC pauses > 20 ms: ${pauses.join(', ') || 'none'}`,
+    );
   }
-  console.log(`half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p90 ${half.p90.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`);
+  console.log(
+    `half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p90 ${half.p90.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`,
+  );
 }
 if (process.env.BENCH_HALF_ONLY) await finish();
 
@@ -181,20 +264,44 @@ const signer = ctx.keyring.signer('sig');
 const digest = 'sha-256=' + createHash('sha256').update(body).digest('base64url');
 async function record(): Promise<IntakeRecord> {
   const exchangeId = randomUUID();
-  const deliveries = await Promise.all([a, b].map(async (p) => {
-    const id = randomUUID();
-    const jws = await signCompact(signer, claimsPayload({ iss: config.org, aud: p.id, iat: 0, jti: id, exchange: exchangeId, content_type: 'application/fhir+json' }, body), { typ: 'exchange+jwt' });
-    const envelope = sealCompact(jws, p.enc as never);
-    return { id, partnerId: p.id, kid: p.enc.kid, envelope, envelopeDigest: envelopeDigest(envelope) };
-  }));
+  const deliveries = await Promise.all(
+    [a, b].map(async (p) => {
+      const id = randomUUID();
+      const jws = await signCompact(
+        signer,
+        claimsPayload(
+          { iss: config.org, aud: p.id, iat: 0, jti: id, exchange: exchangeId, content_type: 'application/fhir+json' },
+          body,
+        ),
+        { typ: 'exchange+jwt' },
+      );
+      const envelope = sealCompact(jws, p.enc as never);
+      return { id, partnerId: p.id, kid: p.enc.kid, envelope, envelopeDigest: envelopeDigest(envelope) };
+    }),
+  );
   const audit = [
     { type: 'intake.accepted', outcome: 'success' as const, entity: [{ type: 'exchange', id: exchangeId, digest }] },
     ...deliveries.flatMap((d) => [
       { type: 'exchange.signed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id }] },
-      { type: 'exchange.sealed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }] },
+      {
+        type: 'exchange.sealed',
+        outcome: 'success' as const,
+        entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }],
+      },
     ]),
   ];
-  return { exchange: { id: exchangeId, clientId: 'raw', bundleType: 'message', contentDigest: digest, contentLength: body.length, idempotencyKey: null }, deliveries, audit };
+  return {
+    exchange: {
+      id: exchangeId,
+      clientId: 'raw',
+      bundleType: 'message',
+      contentDigest: digest,
+      contentLength: body.length,
+      idempotencyKey: null,
+    },
+    deliveries,
+    audit,
+  };
 }
 let rawCount = 0;
 const rawStart = performance.now();
@@ -210,19 +317,39 @@ console.log(`gateway/raw = ${(gwRate / rawRate).toFixed(2)}`);
 // Drain: JOBS deliver jobs run by a no-op task (the queue's own cost), per worker setting.
 async function drain(name: string, preset: object, jobs: number): Promise<void> {
   await ctx.pool.query('DELETE FROM graphile_worker._private_jobs');
-  await inTransaction(ctx.pool, (db) => enqueueDeliveries(db, Array.from({ length: jobs }, () => randomUUID())));
+  await inTransaction(ctx.pool, (db) =>
+    enqueueDeliveries(
+      db,
+      Array.from({ length: jobs }, () => randomUUID()),
+    ),
+  );
   let done = 0;
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));
   const start = performance.now();
-  const runner = await run({ pgPool: ctx.pool, concurrency: 8, noHandleSignals: true, pollInterval: 1000, logger: silentLogger(), preset: { worker: preset } as never,
-    taskList: { deliver: async () => { if (++done === jobs) finish(); } } });
+  const runner = await run({
+    pgPool: ctx.pool,
+    concurrency: 8,
+    noHandleSignals: true,
+    pollInterval: 1000,
+    logger: silentLogger(),
+    preset: { worker: preset } as never,
+    taskList: {
+      deliver: async () => {
+        if (++done === jobs) finish();
+      },
+    },
+  });
   await Promise.race([finished, new Promise((r) => setTimeout(r, 4 * SECONDS * 1000))]);
   const secs = (performance.now() - start) / 1000;
   await runner.stop();
   console.log(`drain ${name.padEnd(32)} ${(done / secs).toFixed(0).padStart(6)} jobs/s  (${done} of ${jobs} jobs)`);
 }
 await drain('defaults', {}, 5_000);
-await drain('localQueue 500 + batched complete', { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 }, 5_000);
+await drain(
+  'localQueue 500 + batched complete',
+  { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 },
+  5_000,
+);
 
 await finish();

@@ -17,7 +17,9 @@ export function contextSwitches(pid: number): number {
     } catch {
       continue; // the thread ended between the listing and the read
     }
-    n += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
+    n +=
+      Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]) +
+      Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
   }
   return n;
 }

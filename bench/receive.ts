@@ -31,7 +31,13 @@ delete process.env.SOFTHSM2_CONF; // the dev token below must use its own direct
 
 const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-receive-'));
 const port = await freePort();
-const config = loadConfig({ DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'silent', HSM_SESSIONS: '4' });
+const config = loadConfig({
+  DATA_DIR: dataDir,
+  PORT: String(port),
+  EMBEDDED_PG_PORT: String(await freePort()),
+  LOG_LEVEL: 'silent',
+  HSM_SESSIONS: '4',
+});
 const app = await buildApp(config, { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 const ctx = app.ctx;
@@ -40,11 +46,16 @@ try {
   const partner = await softPartner('https://bench-sender.test');
   await ctx.directory.add({ id: partner.id, endpoint: 'https://bench-sender.test/inbox', jwks: partner.jwks });
   const enc = ctx.keyring.jwks().keys.find((k) => k.use === 'enc')!;
-  const bundle = { resourceType: 'Bundle', type: 'collection', entry: [{ resource: { resourceType: 'Basic', id: 'pad', text: 'x'.repeat(10_240 - 120) } }] };
+  const bundle = {
+    resourceType: 'Bundle',
+    type: 'collection',
+    entry: [{ resource: { resourceType: 'Basic', id: 'pad', text: 'x'.repeat(10_240 - 120) } }],
+  };
 
   // Envelopes are made before the clock starts: sealing is the sender's cost, not ours.
   const envelopes: string[] = [];
-  for (let i = 0; i < ENVELOPES; i++) envelopes.push(seal(enc as never, await signContent(partner, claimsFor(partner, config.org, bundle))));
+  for (let i = 0; i < ENVELOPES; i++)
+    envelopes.push(seal(enc as never, await signContent(partner, claimsFor(partner, config.org, bundle))));
   console.log(`prepared ${envelopes.length} envelopes of ${envelopes[0]!.length} bytes`);
   let next = 0;
   let limit = 0;
@@ -56,11 +67,15 @@ try {
     const until = performance.now() + seconds * 1000;
     let n = 0;
     const start = performance.now();
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (performance.now() < until && (await one())) n++;
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (performance.now() < until && (await one())) n++;
+      }),
+    );
     const perSec = n / ((performance.now() - start) / 1000);
-    console.log(`${name.padEnd(14)} ${perSec.toFixed(0).padStart(6)} /s  (${n} in ${((performance.now() - start) / 1000).toFixed(1)} s, ${CONCURRENCY} callers)`);
+    console.log(
+      `${name.padEnd(14)} ${perSec.toFixed(0).padStart(6)} /s  (${n} in ${((performance.now() - start) / 1000).toFixed(1)} s, ${CONCURRENCY} callers)`,
+    );
     return perSec;
   }
 
@@ -78,9 +93,19 @@ try {
   const sigRow = ctx.keyring.active('sig');
   const raw = async () => {
     const cek = await ctx.hsm.deriveConcatKdf(encRow.hsm_id, h.epkPoint, 32, otherInfo, 32, config.hsmKdf);
-    const d = createDecipheriv('aes-256-gcm', cek, jwe.iv).setAAD(Buffer.from(jwe.protectedB64, 'ascii')).setAuthTag(jwe.tag);
+    const d = createDecipheriv('aes-256-gcm', cek, jwe.iv)
+      .setAAD(Buffer.from(jwe.protectedB64, 'ascii'))
+      .setAuthTag(jwe.tag);
     Buffer.concat([d.update(jwe.ciphertext), d.final()]);
-    if (!verify('sha256', Buffer.from(`${jh}.${jp}`), { key: senderKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(js, 'base64url'))) throw new Error('verify');
+    if (
+      !verify(
+        'sha256',
+        Buffer.from(`${jh}.${jp}`),
+        { key: senderKey, dsaEncoding: 'ieee-p1363' },
+        Buffer.from(js, 'base64url'),
+      )
+    )
+      throw new Error('verify');
     await ctx.hsm.signDigest(sigRow.hsm_id, 'ES256', createHash('sha256').update('receipt').digest());
     return true;
   };
@@ -91,7 +116,12 @@ try {
     const envelope = take();
     if (!envelope) return false;
     const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: config.hsmKdf, resolveKey });
-    const v = await verifySignedContent(opened.plaintext.toString(), { directory: ctx.directory, org: config.org, clockSkewMs: config.clockSkew, maxAgeMs: config.inboxMaxAge });
+    const v = await verifySignedContent(opened.plaintext.toString(), {
+      directory: ctx.directory,
+      org: config.org,
+      clockSkewMs: config.clockSkew,
+      maxAgeMs: config.inboxMaxAge,
+    });
     await signReceipt(ctx.keyring.signer(), { iss: config.org, aud: v.claims.iss, delivery: v.claims.jti, envelope });
     return true;
   };
@@ -106,7 +136,11 @@ try {
   const http = async () => {
     const envelope = take();
     if (!envelope) return false;
-    const res = await fetch(`${config.baseUrl}/inbox`, { method: 'POST', headers: { 'content-type': 'application/jose' }, body: envelope });
+    const res = await fetch(`${config.baseUrl}/inbox`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/jose' },
+      body: envelope,
+    });
     if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
     await res.text();
     return true;
@@ -118,8 +152,12 @@ try {
   const gwRate = await rate('gateway', pipeline, 3_000);
   const httpRate = await rate('gateway-http', http, 2_500);
   const stored = Number((await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n);
-  console.log(`\ngateway/raw ${(gwRate / rawRate).toFixed(2)}, gateway-http/raw ${(httpRate / rawRate).toFixed(2)}, no-store/raw ${(noStoreRate / rawRate).toFixed(2)}; ${stored} messages stored`);
-  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`);
+  console.log(
+    `\ngateway/raw ${(gwRate / rawRate).toFixed(2)}, gateway-http/raw ${(httpRate / rawRate).toFixed(2)}, no-store/raw ${(noStoreRate / rawRate).toFixed(2)}; ${stored} messages stored`,
+  );
+  console.log(
+    `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`,
+  );
 } finally {
   await app.close();
   rmSync(dataDir, { recursive: true, force: true });

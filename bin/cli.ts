@@ -12,7 +12,18 @@ import { workerCommand } from '../src/cli/worker.ts';
 import { serveCommand, startCommand } from '../plugins/server.ts';
 
 // bin/ is the composition root: it may import every layer; nothing imports it.
-const commands: Command[] = [startCommand, serveCommand, workerCommand, migrateCommand, keysCommand, partnersCommand, deliveriesCommand, clientsCommand, tlsCommand, auditCommand];
+const commands: Command[] = [
+  startCommand,
+  serveCommand,
+  workerCommand,
+  migrateCommand,
+  keysCommand,
+  partnersCommand,
+  deliveriesCommand,
+  clientsCommand,
+  tlsCommand,
+  auditCommand,
+];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -28,7 +28,14 @@ const counterBytes = (i: number) => {
  * ECDH (CKM_ECDH1_DERIVE, CKD_NULL): Z as a session object. Sensitive and
  * non-extractable unless `extractable`. The caller must destroy it.
  */
-export function deriveSharedSecret(p11: Pkcs11, session: Buffer, privateKey: Buffer, peerPoint: Buffer, zBytes: number, extractable: boolean): Promise<Buffer> {
+export function deriveSharedSecret(
+  p11: Pkcs11,
+  session: Buffer,
+  privateKey: Buffer,
+  peerPoint: Buffer,
+  zBytes: number,
+  extractable: boolean,
+): Promise<Buffer> {
   const mechanism = {
     mechanism: pkcs11js.CKM_ECDH1_DERIVE,
     parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint },

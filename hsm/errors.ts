@@ -50,7 +50,13 @@ const DEVICE_LOST = new Set([
 /** A cached object handle no longer names the object (e.g. the token was reloaded). */
 const HANDLE_STALE = new Set(['CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID']);
 
-const LOGIN_FAILED = new Set(['CKR_PIN_INCORRECT', 'CKR_PIN_LOCKED', 'CKR_PIN_INVALID', 'CKR_PIN_LEN_RANGE', 'CKR_PIN_EXPIRED']);
+const LOGIN_FAILED = new Set([
+  'CKR_PIN_INCORRECT',
+  'CKR_PIN_LOCKED',
+  'CKR_PIN_INVALID',
+  'CKR_PIN_LEN_RANGE',
+  'CKR_PIN_EXPIRED',
+]);
 
 /** pkcs11js errors carry the CKR name as their message, e.g. "CKR_PIN_INCORRECT:160". */
 export function ckrName(err: unknown): string | undefined {
@@ -73,7 +79,12 @@ export function isDeviceLost(err: unknown): boolean {
  * Our session is gone but the device is fine: closed or logged out under us,
  * or the module finalised (every session closed; initialising again is safe).
  */
-const SESSION_CLOSED = new Set(['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_USER_NOT_LOGGED_IN', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
+const SESSION_CLOSED = new Set([
+  'CKR_SESSION_HANDLE_INVALID',
+  'CKR_SESSION_CLOSED',
+  'CKR_USER_NOT_LOGGED_IN',
+  'CKR_CRYPTOKI_NOT_INITIALIZED',
+]);
 
 export function isSessionClosed(err: unknown): boolean {
   const ckr = err instanceof HsmError ? err.ckr : ckrName(err);
@@ -89,14 +100,17 @@ export function isHandleStale(err: unknown): boolean {
 export function toHsmError(err: unknown, what: string): HsmError {
   if (err instanceof HsmError) return err;
   const ckr = ckrName(err);
-  if (ckr && LOGIN_FAILED.has(ckr)) return new HsmError('HSM_LOGIN_FAILED', `HSM login failed (${ckr})`, { cause: err, ckr });
-  if (ckr && SESSION_LOST.has(ckr)) return new HsmError('HSM_UNAVAILABLE', `HSM unavailable during ${what} (${ckr})`, { cause: err, ckr });
+  if (ckr && LOGIN_FAILED.has(ckr))
+    return new HsmError('HSM_LOGIN_FAILED', `HSM login failed (${ckr})`, { cause: err, ckr });
+  if (ckr && SESSION_LOST.has(ckr))
+    return new HsmError('HSM_UNAVAILABLE', `HSM unavailable during ${what} (${ckr})`, { cause: err, ckr });
   return new HsmError('HSM_OPERATION_FAILED', `HSM ${what} failed${ckr ? ` (${ckr})` : ''}`, { cause: err, ckr });
 }
 
 /** Failing to open a session is transient, except a wrong PIN, or a missing token at boot. */
 export function openSessionError(err: unknown, atBoot: boolean): HsmError {
   const e = toHsmError(err, 'open session');
-  if (e.code === 'HSM_LOGIN_FAILED' || e.code === 'HSM_UNAVAILABLE' || (e.code === 'HSM_TOKEN_NOT_FOUND' && atBoot)) return e;
+  if (e.code === 'HSM_LOGIN_FAILED' || e.code === 'HSM_UNAVAILABLE' || (e.code === 'HSM_TOKEN_NOT_FOUND' && atBoot))
+    return e;
   return new HsmError('HSM_UNAVAILABLE', `cannot open an HSM session: ${e.message}`, { cause: err, ckr: e.ckr });
 }

@@ -3,7 +3,15 @@ import { acquireModule, releaseModule, pkcs11js, type Pkcs11 } from './module.ts
 import { HsmError, ckrName, isHandleStale, isSessionClosed, toHsmError } from './errors.ts';
 import { SessionPool } from './pool.ts';
 import { findSlotByTokenLabel } from './token.ts';
-import { describeKey, findKeyObject, findObjects, generateKeyPair, type HsmKeyInfo, type KeySpec, type KeyUsage } from './key-store.ts';
+import {
+  describeKey,
+  findKeyObject,
+  findObjects,
+  generateKeyPair,
+  type HsmKeyInfo,
+  type KeySpec,
+  type KeyUsage,
+} from './key-store.ts';
 import { signDigest, digest, type SignAlg } from './sign.ts';
 import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
 
@@ -38,7 +46,11 @@ export class Hsm {
     try {
       const resolveSlot = () => {
         const slot = findSlotByTokenLabel(p11, options.tokenLabel);
-        if (!slot) throw new HsmError('HSM_TOKEN_NOT_FOUND', `no initialised token labelled "${options.tokenLabel}" in ${options.library}`);
+        if (!slot)
+          throw new HsmError(
+            'HSM_TOKEN_NOT_FOUND',
+            `no initialised token labelled "${options.tokenLabel}" in ${options.library}`,
+          );
         return slot;
       };
       const pool = new SessionPool({ p11, resolveSlot, pin: options.pin, size: options.sessions });
@@ -69,12 +81,20 @@ export class Hsm {
   }
 
   async hasKey(id: string): Promise<boolean> {
-    return this.#run('key lookup', (session, p11) => findKeyObject(p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY) !== undefined, true);
+    return this.#run(
+      'key lookup',
+      (session, p11) => findKeyObject(p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY) !== undefined,
+      true,
+    );
   }
 
   async listKeys(): Promise<HsmKeyInfo[]> {
-    return this.#run('key listing', (session, p11) =>
-      findObjects(p11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).map((k) => describeKey(p11, session, k)),
+    return this.#run(
+      'key listing',
+      (session, p11) =>
+        findObjects(p11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).map((k) =>
+          describeKey(p11, session, k),
+        ),
       true,
     );
   }
@@ -84,7 +104,10 @@ export class Hsm {
     await this.#run('key destruction', (session, p11) => {
       const cka = Buffer.from(id, 'hex');
       for (const cls of [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]) {
-        for (const obj of findObjects(p11, session, [{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_ID, value: cka }])) {
+        for (const obj of findObjects(p11, session, [
+          { type: pkcs11js.CKA_CLASS, value: cls },
+          { type: pkcs11js.CKA_ID, value: cka },
+        ])) {
           p11.C_DestroyObject(session, obj);
         }
       }
@@ -97,13 +120,28 @@ export class Hsm {
   }
 
   signDigest(id: string, alg: SignAlg, hash: Buffer): Promise<Buffer> {
-    return this.#run('signing', (session, p11) => this.#withKey(session, id, (key) => signDigest(p11, session, key, alg, hash)), true);
+    return this.#run(
+      'signing',
+      (session, p11) => this.#withKey(session, id, (key) => signDigest(p11, session, key, alg, hash)),
+      true,
+    );
   }
 
   /** ECDH with a token key, then the JOSE Concat KDF; returns only the derived key. */
-  async deriveConcatKdf(id: string, peerPoint: Buffer, zBytes: number, otherInfo: Buffer, keyBytes: number, mode: KdfMode): Promise<Buffer> {
-    return this.#run('key agreement', (session, p11) =>
-      this.#withKey(session, id, (key) => deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode)),
+  async deriveConcatKdf(
+    id: string,
+    peerPoint: Buffer,
+    zBytes: number,
+    otherInfo: Buffer,
+    keyBytes: number,
+    mode: KdfMode,
+  ): Promise<Buffer> {
+    return this.#run(
+      'key agreement',
+      (session, p11) =>
+        this.#withKey(session, id, (key) =>
+          deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode),
+        ),
       true,
     );
   }
@@ -164,7 +202,8 @@ export class Hsm {
   #run<T>(what: string, fn: (session: Buffer, p11: Pkcs11) => T | Promise<T>, retry = false): Promise<T> {
     if (this.#closed) return Promise.reject(new HsmError('HSM_UNAVAILABLE', 'HSM closed'));
     return this.#pool.use(fn).catch((err: unknown) => {
-      if (retry && !this.#closed && (isSessionClosed(err) || ckrName(err) === 'CKR_OPERATION_ACTIVE')) return this.#run(what, fn, false);
+      if (retry && !this.#closed && (isSessionClosed(err) || ckrName(err) === 'CKR_OPERATION_ACTIVE'))
+        return this.#run(what, fn, false);
       throw toHsmError(err, what);
     });
   }

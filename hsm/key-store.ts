@@ -57,7 +57,14 @@ export function ecPointToJwk(point: Buffer, crv: Curve): PublicJwk {
 }
 
 /** Generates in the libuv pool: RSA key generation can take seconds and must not block the event loop. */
-export async function generateKeyPair(p11: Pkcs11, session: Buffer, spec: KeySpec, usage: KeyUsage, label: string, id: Buffer): Promise<void> {
+export async function generateKeyPair(
+  p11: Pkcs11,
+  session: Buffer,
+  spec: KeySpec,
+  usage: KeyUsage,
+  label: string,
+  id: Buffer,
+): Promise<void> {
   const common = [
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_LABEL, value: label },
@@ -86,9 +93,17 @@ export async function generateKeyPair(p11: Pkcs11, session: Buffer, spec: KeySpe
     { type: pkcs11js.CKA_WRAP, value: false },
   ];
   if (spec.kty === 'EC') {
-    publicTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }, { type: pkcs11js.CKA_EC_PARAMS, value: CURVE_OID[spec.crv] } as never);
+    publicTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }, {
+      type: pkcs11js.CKA_EC_PARAMS,
+      value: CURVE_OID[spec.crv],
+    } as never);
     privateTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC });
-    await p11.C_GenerateKeyPairAsync(session, { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN }, publicTemplate, privateTemplate);
+    await p11.C_GenerateKeyPairAsync(
+      session,
+      { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN },
+      publicTemplate,
+      privateTemplate,
+    );
   } else {
     if (usage !== 'sign') throw new HsmError('HSM_OPERATION_FAILED', 'RSA keys are for signing only');
     publicTemplate.push(
@@ -97,11 +112,20 @@ export async function generateKeyPair(p11: Pkcs11, session: Buffer, spec: KeySpe
       { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) } as never,
     );
     privateTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA });
-    await p11.C_GenerateKeyPairAsync(session, { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN }, publicTemplate, privateTemplate);
+    await p11.C_GenerateKeyPairAsync(
+      session,
+      { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+      publicTemplate,
+      privateTemplate,
+    );
   }
 }
 
-export function findObjects(p11: Pkcs11, session: Buffer, template: Array<{ type: number; value?: unknown }>): Buffer[] {
+export function findObjects(
+  p11: Pkcs11,
+  session: Buffer,
+  template: Array<{ type: number; value?: unknown }>,
+): Buffer[] {
   p11.C_FindObjectsInit(session, template as never);
   try {
     const found: Buffer[] = [];
@@ -126,18 +150,24 @@ export function readPublicJwk(p11: Pkcs11, session: Buffer, publicKey: Buffer): 
   const [type] = p11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_KEY_TYPE }]);
   const keyType = ulong(type!.value as Buffer);
   if (keyType === pkcs11js.CKK_EC) {
-    const [params, point] = p11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_EC_PARAMS }, { type: pkcs11js.CKA_EC_POINT }]);
+    const [params, point] = p11.C_GetAttributeValue(session, publicKey, [
+      { type: pkcs11js.CKA_EC_PARAMS },
+      { type: pkcs11js.CKA_EC_POINT },
+    ]);
     const crv = curveFromParams(params!.value as Buffer);
     return ecPointToJwk(unwrapEcPoint(point!.value as Buffer, crv), crv);
   }
-  const [n, e] = p11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
+  const [n, e] = p11.C_GetAttributeValue(session, publicKey, [
+    { type: pkcs11js.CKA_MODULUS },
+    { type: pkcs11js.CKA_PUBLIC_EXPONENT },
+  ]);
   return { kty: 'RSA', n: (n!.value as Buffer).toString('base64url'), e: (e!.value as Buffer).toString('base64url') };
 }
 
 /** CK_ULONG attributes come back as native-endian bytes of the platform's long. */
 export const ulong = (b: Buffer): number => (b.length === 8 ? Number(b.readBigUInt64LE()) : b.readUInt32LE());
 
-const bool = (v: unknown) => Buffer.isBuffer(v) ? v[0] === 1 : Boolean(v);
+const bool = (v: unknown) => (Buffer.isBuffer(v) ? v[0] === 1 : Boolean(v));
 
 export function describeKey(p11: Pkcs11, session: Buffer, privateKey: Buffer): HsmKeyInfo {
   const attrs = p11.C_GetAttributeValue(session, privateKey, [

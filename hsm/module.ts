@@ -33,7 +33,11 @@ export function acquireModule(libraryPath: string): Pkcs11 {
     p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
   } catch (err) {
     if (ckrName(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') {
-      throw new HsmError('HSM_UNAVAILABLE', `cannot initialise PKCS#11 library ${libraryPath}: ${(err as Error).message}`, { cause: err });
+      throw new HsmError(
+        'HSM_UNAVAILABLE',
+        `cannot initialise PKCS#11 library ${libraryPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
   }
   loaded.set(libraryPath, { p11, refs: 1 });

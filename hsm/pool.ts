@@ -70,7 +70,10 @@ export class SessionPool {
       if (isSessionLost(err)) {
         if (this.#isAlive(err, session)) {
           this.#release(session);
-          throw new HsmError('HSM_OPERATION_FAILED', 'HSM operation failed (CKR_GENERAL_ERROR)', { cause: err, ckr: 'CKR_GENERAL_ERROR' });
+          throw new HsmError('HSM_OPERATION_FAILED', 'HSM operation failed (CKR_GENERAL_ERROR)', {
+            cause: err,
+            ckr: 'CKR_GENERAL_ERROR',
+          });
         }
         this.#discard(session, true);
         throw toHsmError(err, 'operation');

@@ -28,12 +28,18 @@ const MAX_SIG: Record<SignAlg, number> = { ES256: 64, ES384: 96, PS256: 512 };
  */
 export function signDigest(p11: Pkcs11, session: Buffer, key: Buffer, alg: SignAlg, hash: Buffer): Promise<Buffer> {
   // Throws synchronously on bad input: callers run it inside the pool's try.
-  if (hash.length !== HASH[alg].bytes) throw new HsmError('HSM_OPERATION_FAILED', `digest for ${alg} must be ${HASH[alg].bytes} bytes`);
+  if (hash.length !== HASH[alg].bytes)
+    throw new HsmError('HSM_OPERATION_FAILED', `digest for ${alg} must be ${HASH[alg].bytes} bytes`);
   const mechanism =
     alg === 'PS256'
       ? {
           mechanism: pkcs11js.CKM_RSA_PKCS_PSS,
-          parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, saltLen: 32 },
+          parameter: {
+            type: pkcs11js.CK_PARAMS_RSA_PSS,
+            hashAlg: pkcs11js.CKM_SHA256,
+            mgf: pkcs11js.CKG_MGF1_SHA256,
+            saltLen: 32,
+          },
         }
       : { mechanism: pkcs11js.CKM_ECDSA };
   p11.C_SignInit(session, mechanism, key);

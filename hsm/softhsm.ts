@@ -6,7 +6,8 @@ import { HsmError } from './errors.ts';
 import { findSlotByTokenLabel, initToken } from './token.ts';
 
 export const SOFTHSM_LIBRARY = '/usr/lib/softhsm/libsofthsm2.so';
-export const SOFTHSM_INSTALL_HINT = 'SoftHSM is not installed. Install it with: sudo apt-get install -y softhsm2 (Debian/Ubuntu), then start again.';
+export const SOFTHSM_INSTALL_HINT =
+  'SoftHSM is not installed. Install it with: sudo apt-get install -y softhsm2 (Debian/Ubuntu), then start again.';
 
 export interface DevToken {
   library: string;
@@ -33,7 +34,11 @@ export function ensureDevToken(dir: string, label: string): DevToken {
   mkdirSync(join(home, 'tokens'), { recursive: true, mode: 0o700 });
   const configFile = join(home, 'softhsm2.conf');
   if (!existsSync(configFile)) {
-    writeFileSync(configFile, `directories.tokendir = ${join(home, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`, { mode: 0o600 });
+    writeFileSync(
+      configFile,
+      `directories.tokendir = ${join(home, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
+      { mode: 0o600 },
+    );
   }
   process.env.SOFTHSM2_CONF ??= configFile;
   const pin = secretFile(join(home, 'user-pin'));

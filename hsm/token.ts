@@ -7,7 +7,7 @@ const trimmed = (s: string) => s.replace(/[\s\0]+$/, '');
 export function findSlotByTokenLabel(p11: Pkcs11, label: string): Buffer | undefined {
   for (const slot of p11.C_GetSlotList(true)) {
     const info = p11.C_GetTokenInfo(slot);
-    if ((info.flags & pkcs11js.CKF_TOKEN_INITIALIZED) && trimmed(info.label) === label) return slot;
+    if (info.flags & pkcs11js.CKF_TOKEN_INITIALIZED && trimmed(info.label) === label) return slot;
   }
   return undefined;
 }
@@ -17,7 +17,9 @@ export function findSlotByTokenLabel(p11: Pkcs11, label: string): Buffer | undef
  * Used only to provision the development SoftHSM token on first run.
  */
 export function initToken(p11: Pkcs11, label: string, soPin: string, userPin: string): Buffer {
-  const free = p11.C_GetSlotList(true).find((slot) => !(p11.C_GetTokenInfo(slot).flags & pkcs11js.CKF_TOKEN_INITIALIZED));
+  const free = p11
+    .C_GetSlotList(true)
+    .find((slot) => !(p11.C_GetTokenInfo(slot).flags & pkcs11js.CKF_TOKEN_INITIALIZED));
   if (!free) throw new HsmError('HSM_TOKEN_NOT_FOUND', 'no free slot to initialise a token in');
   try {
     p11.C_InitToken(free, soPin, label);

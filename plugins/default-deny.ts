@@ -53,7 +53,10 @@ export function installDefaultDeny(app: FastifyInstance, ctx: GatewayContext): v
     const onRequest = route.onRequest;
     route.onRequest = [authenticateEarly, ...(Array.isArray(onRequest) ? onRequest : onRequest ? [onRequest] : [])];
     if (bearerGuarded) return;
-    ctx.logger.warn({ url: route.url, method: route.method }, 'route has no access guard: admin scope required (default deny)');
+    ctx.logger.warn(
+      { url: route.url, method: route.method },
+      'route has no access guard: admin scope required (default deny)',
+    );
     const pre = route.preHandler;
     route.preHandler = [adminOnly, ...(Array.isArray(pre) ? pre : pre ? [pre] : [])];
   });

@@ -31,15 +31,25 @@ const DISK_FULL = new Set(['ENOSPC', 'EDQUOT', '53100']);
 export function toErrorReply(err: unknown, requestId: string): ErrorReply {
   let ge: GatewayError | undefined;
   if (err instanceof GatewayError) ge = err;
-  else if (err instanceof HsmError && err.transient) ge = new GatewayError('UNAVAILABLE', 'the HSM is unavailable; retry later', { retryAfter: 5 });
+  else if (err instanceof HsmError && err.transient)
+    ge = new GatewayError('UNAVAILABLE', 'the HSM is unavailable; retry later', { retryAfter: 5 });
   else if (err && typeof err === 'object') {
     const e = err as { code?: string; statusCode?: number; message?: string };
     const mapped = e.code ? FASTIFY_CODES[e.code] : undefined;
     if (mapped) ge = new GatewayError(mapped, e.message ?? mapped);
-    else if (e.code && DISK_FULL.has(e.code)) ge = new GatewayError('INSUFFICIENT_STORAGE', 'the gateway has no storage left for this request; nothing was kept; retry later', { retryAfter: 60, cause: err });
-    else if (err instanceof SyntaxError && e.statusCode === 400) ge = new GatewayError('INVALID_JSON', `malformed JSON: ${e.message}`);
+    else if (e.code && DISK_FULL.has(e.code))
+      ge = new GatewayError(
+        'INSUFFICIENT_STORAGE',
+        'the gateway has no storage left for this request; nothing was kept; retry later',
+        { retryAfter: 60, cause: err },
+      );
+    else if (err instanceof SyntaxError && e.statusCode === 400)
+      ge = new GatewayError('INVALID_JSON', `malformed JSON: ${e.message}`);
     else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-      ge = new GatewayError(e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : e.statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST', e.message ?? 'bad request');
+      ge = new GatewayError(
+        e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : e.statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST',
+        e.message ?? 'bad request',
+      );
     }
   }
   if (ge) {
@@ -60,6 +70,10 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
   return {
     status: 500,
     serverFault: true,
-    outcome: operationOutcome({ code: 'exception', errorCode: 'INTERNAL', diagnostics: `internal error (request ${requestId})` }),
+    outcome: operationOutcome({
+      code: 'exception',
+      errorCode: 'INTERNAL',
+      diagnostics: `internal error (request ${requestId})`,
+    }),
   };
 }

@@ -35,7 +35,8 @@ function bearerToken(request: FastifyRequest): string | undefined {
 
 function refuse401(reply: FastifyReply, error: 'invalid_request' | 'invalid_token', diagnostics: string) {
   // RFC 6750: say which scheme, and why, without echoing the token.
-  const challenge = error === 'invalid_request' ? 'Bearer realm="fhir-gateway"' : `Bearer realm="fhir-gateway", error="invalid_token"`;
+  const challenge =
+    error === 'invalid_request' ? 'Bearer realm="fhir-gateway"' : `Bearer realm="fhir-gateway", error="invalid_token"`;
   return reply
     .code(401)
     .header('WWW-Authenticate', challenge)
@@ -48,18 +49,34 @@ function refuse401(reply: FastifyReply, error: 'invalid_request' | 'invalid_toke
  * Authenticate the request's bearer token (once per request) and set
  * request.principal. Returns false after answering 401 itself.
  */
-export async function authenticate(ctx: GatewayContext, request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+export async function authenticate(
+  ctx: GatewayContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<boolean> {
   if (request.principal) return true;
   const remoteAddress = request.ip;
   const token = bearerToken(request);
   if (!token) {
-    await auditRefusal(ctx.pool, ctx.logger, 'auth.failure', { remoteAddress }, { reason: 'missing_token', route: request.routeOptions.url ?? null });
+    await auditRefusal(
+      ctx.pool,
+      ctx.logger,
+      'auth.failure',
+      { remoteAddress },
+      { reason: 'missing_token', route: request.routeOptions.url ?? null },
+    );
     await refuse401(reply, 'invalid_request', 'a bearer access token is required (POST /auth/token)');
     return false;
   }
   const grant = await lookupAccessToken(ctx.pool, token);
   if (!grant) {
-    await auditRefusal(ctx.pool, ctx.logger, 'auth.failure', { remoteAddress }, { reason: 'invalid_token', route: request.routeOptions.url ?? null });
+    await auditRefusal(
+      ctx.pool,
+      ctx.logger,
+      'auth.failure',
+      { remoteAddress },
+      { reason: 'invalid_token', route: request.routeOptions.url ?? null },
+    );
     await refuse401(reply, 'invalid_token', 'the access token is unknown, expired or revoked');
     return false;
   }
@@ -79,10 +96,22 @@ export function requireScope(ctx: GatewayContext, ...anyOf: string[]): preHandle
     if (!(await authenticate(ctx, request, reply))) return reply;
     const principal = request.principal!;
     if (!hasAnyScope(principal.scopes, anyOf)) {
-      await auditRefusal(ctx.pool, ctx.logger, 'authz.denied', { clientId: principal.clientId, remoteAddress: request.ip }, {
-        reason: 'insufficient_scope', required: anyOf.join(' '), route: request.routeOptions.url ?? null, method: request.method,
-      });
-      reply.header('WWW-Authenticate', `Bearer realm="fhir-gateway", error="insufficient_scope", scope="${anyOf.join(' ')}"`);
+      await auditRefusal(
+        ctx.pool,
+        ctx.logger,
+        'authz.denied',
+        { clientId: principal.clientId, remoteAddress: request.ip },
+        {
+          reason: 'insufficient_scope',
+          required: anyOf.join(' '),
+          route: request.routeOptions.url ?? null,
+          method: request.method,
+        },
+      );
+      reply.header(
+        'WWW-Authenticate',
+        `Bearer realm="fhir-gateway", error="insufficient_scope", scope="${anyOf.join(' ')}"`,
+      );
       throw new GatewayError('FORBIDDEN', `this token lacks the scope ${anyOf.join(' or ')}`);
     }
   };

@@ -24,7 +24,10 @@ async function serve(withWorker: boolean): Promise<number> {
   app.log.info({ url: config.baseUrl, org: config.org, worker: withWorker }, 'gateway ready');
   if (!config.tlsCertFile && !['127.0.0.1', '::1', 'localhost'].includes(config.host)) {
     // Plain HTTP beyond loopback is only acceptable behind a TLS-terminating proxy.
-    app.log.warn({ host: config.host }, 'serving plain HTTP on a non-loopback address: set TLS_CERT_FILE/TLS_KEY_FILE or terminate TLS in front');
+    app.log.warn(
+      { host: config.host },
+      'serving plain HTTP on a non-loopback address: set TLS_CERT_FILE/TLS_KEY_FILE or terminate TLS in front',
+    );
   }
   await onShutdown(app.log, async () => {
     await worker?.stop();

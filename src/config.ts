@@ -18,7 +18,9 @@ interface Field<T> {
 class BadValue extends Error {}
 
 const str = (env: string, help: string, example: string, fallback?: string): Field<string> => ({
-  env, help, example,
+  env,
+  help,
+  example,
   parse: (raw) => {
     if (raw !== undefined && raw !== '') return raw;
     if (fallback !== undefined) return fallback;
@@ -27,11 +29,16 @@ const str = (env: string, help: string, example: string, fallback?: string): Fie
 });
 
 const optional = (env: string, help: string, example: string): Field<string | undefined> => ({
-  env, help, example, parse: (raw) => (raw === undefined || raw === '' ? undefined : raw),
+  env,
+  help,
+  example,
+  parse: (raw) => (raw === undefined || raw === '' ? undefined : raw),
 });
 
 const int = (env: string, help: string, fallback: number, min: number, max: number): Field<number> => ({
-  env, help, example: String(fallback),
+  env,
+  help,
+  example: String(fallback),
   parse: (raw) => {
     if (raw === undefined || raw === '') return fallback;
     if (!/^\d+$/.test(raw.trim())) throw new BadValue(`must be a whole number from ${min} to ${max}`);
@@ -42,7 +49,9 @@ const int = (env: string, help: string, fallback: number, min: number, max: numb
 });
 
 const oneOf = <T extends string>(env: string, help: string, values: readonly T[], fallback: T): Field<T> => ({
-  env, help, example: fallback,
+  env,
+  help,
+  example: fallback,
   parse: (raw) => {
     if (raw === undefined || raw === '') return fallback;
     if (!(values as readonly string[]).includes(raw)) throw new BadValue(`must be one of ${values.join(', ')}`);
@@ -51,7 +60,9 @@ const oneOf = <T extends string>(env: string, help: string, values: readonly T[]
 });
 
 const url = (env: string, help: string, example: string, protocols: string[]): Field<string | undefined> => ({
-  env, help, example,
+  env,
+  help,
+  example,
   parse: (raw) => {
     if (raw === undefined || raw === '') return undefined;
     let u: URL;
@@ -67,7 +78,9 @@ const url = (env: string, help: string, example: string, protocols: string[]): F
 
 /** Durations: "90d", "12h", "30m", "45s", "250ms" or plain milliseconds. */
 const duration = (env: string, help: string, fallback: string): Field<number> => ({
-  env, help, example: fallback,
+  env,
+  help,
+  example: fallback,
   parse: (raw) => {
     const m = /^(\d+)(ms|s|m|h|d)?$/.exec((raw === undefined || raw === '' ? fallback : raw).trim());
     if (!m) throw new BadValue('must be a duration such as 500ms, 30s, 15m, 12h or 90d');
@@ -79,52 +92,198 @@ const duration = (env: string, help: string, fallback: string): Field<number> =>
 export const schema = {
   port: int('PORT', 'TCP port of the HTTP(S) listener', 8080, 0, 65535),
   host: str('HOST', 'Address to listen on; the embedded default is loopback only', '127.0.0.1', '127.0.0.1'),
-  publicUrl: url('PUBLIC_URL', 'Base URL peers use to reach this gateway (inbox = PUBLIC_URL/inbox)', 'https://gw.example-hospital.org', ['http:', 'https:']),
-  orgId: optional('ORG_ID', 'This organisation\'s id in partners\' directories (default: PUBLIC_URL)', 'https://gw.example-hospital.org'),
-  databaseUrl: url('DATABASE_URL', 'PostgreSQL connection URL; unset = embedded PostgreSQL in DATA_DIR/pg', 'postgres://gateway:secret@db:5432/gateway', ['postgres:', 'postgresql:']),
-  dataDir: str('DATA_DIR', 'Directory for embedded PostgreSQL, the dev SoftHSM token and sealed imaging', './var', './var'),
+  publicUrl: url(
+    'PUBLIC_URL',
+    'Base URL peers use to reach this gateway (inbox = PUBLIC_URL/inbox)',
+    'https://gw.example-hospital.org',
+    ['http:', 'https:'],
+  ),
+  orgId: optional(
+    'ORG_ID',
+    "This organisation's id in partners' directories (default: PUBLIC_URL)",
+    'https://gw.example-hospital.org',
+  ),
+  databaseUrl: url(
+    'DATABASE_URL',
+    'PostgreSQL connection URL; unset = embedded PostgreSQL in DATA_DIR/pg',
+    'postgres://gateway:secret@db:5432/gateway',
+    ['postgres:', 'postgresql:'],
+  ),
+  dataDir: str(
+    'DATA_DIR',
+    'Directory for embedded PostgreSQL, the dev SoftHSM token and sealed imaging',
+    './var',
+    './var',
+  ),
   embeddedPgPort: int('EMBEDDED_PG_PORT', 'Port of the embedded PostgreSQL (loopback only)', 54329, 1024, 65535),
-  hsmModule: optional('HSM_MODULE', 'PKCS#11 library; unset = SoftHSM with a dev token in DATA_DIR/softhsm', '/usr/lib/softhsm/libsofthsm2.so'),
-  hsmTokenLabel: str('HSM_TOKEN_LABEL', 'Label of the HSM token holding the gateway keys', 'fhir-gateway', 'fhir-gateway'),
+  hsmModule: optional(
+    'HSM_MODULE',
+    'PKCS#11 library; unset = SoftHSM with a dev token in DATA_DIR/softhsm',
+    '/usr/lib/softhsm/libsofthsm2.so',
+  ),
+  hsmTokenLabel: str(
+    'HSM_TOKEN_LABEL',
+    'Label of the HSM token holding the gateway keys',
+    'fhir-gateway',
+    'fhir-gateway',
+  ),
   hsmPin: optional('HSM_PIN', 'User PIN of the token (prefer HSM_PIN_FILE)', '1234'),
   hsmPinFile: optional('HSM_PIN_FILE', 'File holding the token user PIN', '/run/secrets/hsm-pin'),
-  hsmSessions: int('HSM_SESSIONS', 'PKCS#11 sessions in the pool (one operation each at a time)', Math.max(2, availableParallelism()), 1, 256),
-  hsmKdf: oneOf('HSM_KDF', 'in-token: Concat KDF via C_DigestKey (Z never leaves the HSM); extract: for tokens without C_DigestKey', ['in-token', 'extract'] as const, 'in-token'),
-  logLevel: oneOf('LOG_LEVEL', 'pino log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
-  bodyLimit: int('BODY_LIMIT', 'Largest FHIR request body in bytes (413 above)', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  hsmSessions: int(
+    'HSM_SESSIONS',
+    'PKCS#11 sessions in the pool (one operation each at a time)',
+    Math.max(2, availableParallelism()),
+    1,
+    256,
+  ),
+  hsmKdf: oneOf(
+    'HSM_KDF',
+    'in-token: Concat KDF via C_DigestKey (Z never leaves the HSM); extract: for tokens without C_DigestKey',
+    ['in-token', 'extract'] as const,
+    'in-token',
+  ),
+  logLevel: oneOf(
+    'LOG_LEVEL',
+    'pino log level',
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+    'info',
+  ),
+  bodyLimit: int(
+    'BODY_LIMIT',
+    'Largest FHIR request body in bytes (413 above)',
+    10 * 1024 * 1024,
+    1024,
+    1024 * 1024 * 1024,
+  ),
   jsonMaxDepth: int('JSON_MAX_DEPTH', 'Deepest JSON nesting accepted in a FHIR body', 64, 8, 1000),
   workerConcurrency: int('WORKER_CONCURRENCY', 'Jobs each worker runs at once', 8, 1, 256),
   deliveryTimeout: duration('DELIVERY_TIMEOUT', 'Timeout of one delivery attempt', '30s'),
   deliveryMaxAttempts: int('DELIVERY_MAX_ATTEMPTS', 'Attempts before a delivery is marked failed', 12, 1, 100),
   deliveryHorizon: duration('DELIVERY_HORIZON', 'Longest time a delivery is retried before it is marked failed', '24h'),
   clockSkew: duration('CLOCK_SKEW', 'Accepted clock difference for iat/exp checks', '5m'),
-  inboxBodyLimit: int('INBOX_BODY_LIMIT', 'Largest sealed envelope accepted on POST /inbox, in bytes (a JWE is about 1.8x its bundle)', 32 * 1024 * 1024, 1024, 2 * 1024 * 1024 * 1024 - 1),
-  inboxMaxAge: duration('INBOX_MAX_AGE', 'Oldest signed content (iat) POST /inbox accepts; must exceed senders\' DELIVERY_HORIZON, since envelopes are signed once and retried', '48h'),
-  localFhirBaseUrl: url('LOCAL_FHIR_BASE_URL', 'Local EHR FHIR base URL: received bundles are forwarded there (POST) as a queued job; unset = pull only', 'https://ehr.example-hospital.org/fhir', ['http:', 'https:']),
-  rateLimit: int('RATE_LIMIT', 'Requests per minute per API client (token bucket; 0 = unlimited); a client row may override it', 600, 0, 1_000_000),
+  inboxBodyLimit: int(
+    'INBOX_BODY_LIMIT',
+    'Largest sealed envelope accepted on POST /inbox, in bytes (a JWE is about 1.8x its bundle)',
+    32 * 1024 * 1024,
+    1024,
+    2 * 1024 * 1024 * 1024 - 1,
+  ),
+  inboxMaxAge: duration(
+    'INBOX_MAX_AGE',
+    "Oldest signed content (iat) POST /inbox accepts; must exceed senders' DELIVERY_HORIZON, since envelopes are signed once and retried",
+    '48h',
+  ),
+  localFhirBaseUrl: url(
+    'LOCAL_FHIR_BASE_URL',
+    'Local EHR FHIR base URL: received bundles are forwarded there (POST) as a queued job; unset = pull only',
+    'https://ehr.example-hospital.org/fhir',
+    ['http:', 'https:'],
+  ),
+  rateLimit: int(
+    'RATE_LIMIT',
+    'Requests per minute per API client (token bucket; 0 = unlimited); a client row may override it',
+    600,
+    0,
+    1_000_000,
+  ),
   accessTokenTtl: int('ACCESS_TOKEN_TTL', 'Lifetime of an access token in seconds (SMART: at most 300)', 300, 30, 300),
-  tlsCertFile: optional('TLS_CERT_FILE', 'PEM certificate chain: serve HTTPS (with TLS_KEY_FILE)', '/etc/gateway/tls/fullchain.pem'),
+  tlsCertFile: optional(
+    'TLS_CERT_FILE',
+    'PEM certificate chain: serve HTTPS (with TLS_KEY_FILE)',
+    '/etc/gateway/tls/fullchain.pem',
+  ),
   tlsKeyFile: optional('TLS_KEY_FILE', 'PEM private key of the HTTPS listener', '/etc/gateway/tls/privkey.pem'),
   tlsMinVersion: oneOf('TLS_MIN_VERSION', 'Oldest TLS version accepted', ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2'),
-  tlsClientCaFile: optional('TLS_CLIENT_CA_FILE', 'PEM CA(s) for mutual TLS on /inbox: peers must present a certificate from it, bound to a partner', '/etc/gateway/tls/partners-ca.pem'),
-  hstsMaxAge: int('HSTS_MAX_AGE', 'Strict-Transport-Security max-age in seconds when serving HTTPS', 31_536_000, 0, 63_072_000),
-  deliveryRetryBase: duration('DELIVERY_RETRY_BASE', 'First retry delay of a transient delivery failure (doubles per attempt, with jitter)', '10s'),
+  tlsClientCaFile: optional(
+    'TLS_CLIENT_CA_FILE',
+    'PEM CA(s) for mutual TLS on /inbox: peers must present a certificate from it, bound to a partner',
+    '/etc/gateway/tls/partners-ca.pem',
+  ),
+  hstsMaxAge: int(
+    'HSTS_MAX_AGE',
+    'Strict-Transport-Security max-age in seconds when serving HTTPS',
+    31_536_000,
+    0,
+    63_072_000,
+  ),
+  deliveryRetryBase: duration(
+    'DELIVERY_RETRY_BASE',
+    'First retry delay of a transient delivery failure (doubles per attempt, with jitter)',
+    '10s',
+  ),
   deliveryRetryMax: duration('DELIVERY_RETRY_MAX', 'Longest delay between two delivery attempts', '1h'),
   jwksTimeout: duration('JWKS_TIMEOUT', 'Timeout of one partner JWKS fetch', '5s'),
   jwksMaxBytes: int('JWKS_MAX_BYTES', 'Largest partner JWKS document accepted, in bytes', 65536, 512, 1024 * 1024),
-  jwksRefreshCooldown: duration('JWKS_REFRESH_COOLDOWN', 'Least time between two JWKS refreshes triggered by an unknown kid', '30s'),
-  dicomMaxBytes: int('DICOM_MAX_BYTES', 'Largest DICOM file accepted on POST /imaging, in bytes (413 above)', 4 * 1024 * 1024 * 1024, 132, 2 ** 48),
-  dicomHeadBytes: int('DICOM_HEAD_BYTES', 'Bytes of each DICOM file held in memory to parse its file meta and identifying attributes', 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
-  dicomInflateMax: int('DICOM_INFLATE_MAX', 'Largest inflated data set of a deflated-transfer-syntax DICOM file, in bytes', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
-  imagingCutThrough: oneOf('IMAGING_CUT_THROUGH', 'on: imaging content streams to the recipient while it is being sealed (the stored copy is the retry path); off: only the delivery job sends it', ['on', 'off'] as const, 'on'),
-  imagingMaxInstances: int('IMAGING_MAX_INSTANCES', 'Most DICOM instances in one multipart/related imaging submission', 5000, 1, 100000),
-  keySigRotation: duration('KEY_SIG_ROTATION', 'Lifetime of a signing key before the next one is activated (NIST SP 800-57 cryptoperiod)', '90d'),
-  keyEncRotation: duration('KEY_ENC_ROTATION', 'Lifetime of an encryption (ECDH-ES) key before the next one is activated', '30d'),
+  jwksRefreshCooldown: duration(
+    'JWKS_REFRESH_COOLDOWN',
+    'Least time between two JWKS refreshes triggered by an unknown kid',
+    '30s',
+  ),
+  dicomMaxBytes: int(
+    'DICOM_MAX_BYTES',
+    'Largest DICOM file accepted on POST /imaging, in bytes (413 above)',
+    4 * 1024 * 1024 * 1024,
+    132,
+    2 ** 48,
+  ),
+  dicomHeadBytes: int(
+    'DICOM_HEAD_BYTES',
+    'Bytes of each DICOM file held in memory to parse its file meta and identifying attributes',
+    4 * 1024 * 1024,
+    64 * 1024,
+    256 * 1024 * 1024,
+  ),
+  dicomInflateMax: int(
+    'DICOM_INFLATE_MAX',
+    'Largest inflated data set of a deflated-transfer-syntax DICOM file, in bytes',
+    64 * 1024 * 1024,
+    1024,
+    1024 * 1024 * 1024,
+  ),
+  imagingCutThrough: oneOf(
+    'IMAGING_CUT_THROUGH',
+    'on: imaging content streams to the recipient while it is being sealed (the stored copy is the retry path); off: only the delivery job sends it',
+    ['on', 'off'] as const,
+    'on',
+  ),
+  imagingMaxInstances: int(
+    'IMAGING_MAX_INSTANCES',
+    'Most DICOM instances in one multipart/related imaging submission',
+    5000,
+    1,
+    100000,
+  ),
+  keySigRotation: duration(
+    'KEY_SIG_ROTATION',
+    'Lifetime of a signing key before the next one is activated (NIST SP 800-57 cryptoperiod)',
+    '90d',
+  ),
+  keyEncRotation: duration(
+    'KEY_ENC_ROTATION',
+    'Lifetime of an encryption (ECDH-ES) key before the next one is activated',
+    '30d',
+  ),
   keyAuditRotation: duration('KEY_AUDIT_ROTATION', 'Lifetime of the audit checkpoint signing key', '365d'),
-  keyPrepublish: duration('KEY_PREPUBLISH', 'How long a new key is published in the JWKS before it is used; must exceed JWKS_MAX_AGE', '2d'),
-  keyRetentionMargin: duration('KEY_RETENTION_MARGIN', 'Kept beyond DELIVERY_HORIZON before a retired key is destroyed in the HSM; at least JWKS_MAX_AGE', '1d'),
-  jwksMaxAge: duration('JWKS_MAX_AGE', 'Cache-Control max-age of /.well-known/jwks.json (how long peers may cache our keys)', '5m'),
-  partnerJwksRefresh: duration('PARTNER_JWKS_REFRESH', 'How often every partner\'s JWKS is refetched and recorded in the key-transparency log', '1h'),
+  keyPrepublish: duration(
+    'KEY_PREPUBLISH',
+    'How long a new key is published in the JWKS before it is used; must exceed JWKS_MAX_AGE',
+    '2d',
+  ),
+  keyRetentionMargin: duration(
+    'KEY_RETENTION_MARGIN',
+    'Kept beyond DELIVERY_HORIZON before a retired key is destroyed in the HSM; at least JWKS_MAX_AGE',
+    '1d',
+  ),
+  jwksMaxAge: duration(
+    'JWKS_MAX_AGE',
+    'Cache-Control max-age of /.well-known/jwks.json (how long peers may cache our keys)',
+    '5m',
+  ),
+  partnerJwksRefresh: duration(
+    'PARTNER_JWKS_REFRESH',
+    "How often every partner's JWKS is refetched and recorded in the key-transparency log",
+    '1h',
+  ),
 } as const;
 
 type FieldType<F> = F extends Field<infer T> ? T : never;
@@ -155,7 +314,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       out[key] = field.parse(env[field.env], env);
     } catch (err) {
       if (!(err instanceof BadValue)) throw err;
-      problems.push(`${field.env}=${JSON.stringify(env[field.env] ?? '')} ${err.message}. Fix: set ${field.env} (${field.help}), e.g. ${field.env}=${field.example}`);
+      problems.push(
+        `${field.env}=${JSON.stringify(env[field.env] ?? '')} ${err.message}. Fix: set ${field.env} (${field.help}), e.g. ${field.env}=${field.example}`,
+      );
     }
   }
   const cfg = out as Omit<Config, 'resolvedPin' | 'baseUrl' | 'org'>;
@@ -164,11 +325,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     try {
       resolvedPin = readFileSync(cfg.hsmPinFile, 'utf8').trim();
     } catch (err) {
-      problems.push(`HSM_PIN_FILE=${cfg.hsmPinFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Fix: point HSM_PIN_FILE at a readable file holding the PIN.`);
+      problems.push(
+        `HSM_PIN_FILE=${cfg.hsmPinFile} cannot be read (${(err as NodeJS.ErrnoException).code}). Fix: point HSM_PIN_FILE at a readable file holding the PIN.`,
+      );
     }
   }
   if (Boolean(cfg.tlsCertFile) !== Boolean(cfg.tlsKeyFile)) {
-    problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together. Fix: set both to serve HTTPS, or neither for plain HTTP on loopback.');
+    problems.push(
+      'TLS_CERT_FILE and TLS_KEY_FILE go together. Fix: set both to serve HTTPS, or neither for plain HTTP on loopback.',
+    );
   }
   if (cfg.tlsClientCaFile && !cfg.tlsCertFile) {
     problems.push('TLS_CLIENT_CA_FILE needs HTTPS. Fix: also set TLS_CERT_FILE and TLS_KEY_FILE.');
@@ -178,7 +343,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (problems.length === 0) problems.push(...keyLifecycleProblems(cfg));
   if (problems.length) throw new ConfigError(problems);
-  const baseUrl = cfg.publicUrl ?? `${cfg.tlsCertFile ? 'https' : 'http'}://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${cfg.port}`;
+  const baseUrl =
+    cfg.publicUrl ??
+    `${cfg.tlsCertFile ? 'https' : 'http'}://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${cfg.port}`;
   return { ...cfg, dataDir: resolve(cfg.dataDir), resolvedPin, baseUrl, org: cfg.orgId ?? baseUrl };
 }
 
@@ -189,16 +356,32 @@ export function configTable(): string {
 }
 
 /** Key lifecycle timings that only make sense together (see docs/ARCHITECTURE-NOTES.md, Key lifecycle). */
-function keyLifecycleProblems(c: Pick<Config, 'keyPrepublish' | 'jwksMaxAge' | 'keyRetentionMargin' | 'keySigRotation' | 'keyEncRotation' | 'keyAuditRotation'>): string[] {
+function keyLifecycleProblems(
+  c: Pick<
+    Config,
+    'keyPrepublish' | 'jwksMaxAge' | 'keyRetentionMargin' | 'keySigRotation' | 'keyEncRotation' | 'keyAuditRotation'
+  >,
+): string[] {
   const out: string[] = [];
   if (c.keyPrepublish <= c.jwksMaxAge) {
-    out.push('KEY_PREPUBLISH must exceed JWKS_MAX_AGE, so every peer\'s cached copy of our JWKS holds a new key before we use it. Fix: raise KEY_PREPUBLISH (e.g. KEY_PREPUBLISH=2d) or lower JWKS_MAX_AGE.');
+    out.push(
+      "KEY_PREPUBLISH must exceed JWKS_MAX_AGE, so every peer's cached copy of our JWKS holds a new key before we use it. Fix: raise KEY_PREPUBLISH (e.g. KEY_PREPUBLISH=2d) or lower JWKS_MAX_AGE.",
+    );
   }
   if (c.keyRetentionMargin < c.jwksMaxAge) {
-    out.push('KEY_RETENTION_MARGIN must be at least JWKS_MAX_AGE: peers may seal to a retired encryption key until their cached JWKS expires. Fix: raise KEY_RETENTION_MARGIN (e.g. KEY_RETENTION_MARGIN=1d).');
+    out.push(
+      'KEY_RETENTION_MARGIN must be at least JWKS_MAX_AGE: peers may seal to a retired encryption key until their cached JWKS expires. Fix: raise KEY_RETENTION_MARGIN (e.g. KEY_RETENTION_MARGIN=1d).',
+    );
   }
-  for (const [name, value] of [['KEY_SIG_ROTATION', c.keySigRotation], ['KEY_ENC_ROTATION', c.keyEncRotation], ['KEY_AUDIT_ROTATION', c.keyAuditRotation]] as const) {
-    if (value <= c.keyPrepublish) out.push(`${name} must exceed KEY_PREPUBLISH (a key must be used for longer than it waits to be used). Fix: raise ${name} or lower KEY_PREPUBLISH.`);
+  for (const [name, value] of [
+    ['KEY_SIG_ROTATION', c.keySigRotation],
+    ['KEY_ENC_ROTATION', c.keyEncRotation],
+    ['KEY_AUDIT_ROTATION', c.keyAuditRotation],
+  ] as const) {
+    if (value <= c.keyPrepublish)
+      out.push(
+        `${name} must exceed KEY_PREPUBLISH (a key must be used for longer than it waits to be used). Fix: raise ${name} or lower KEY_PREPUBLISH.`,
+      );
   }
   return out;
 }

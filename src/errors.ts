@@ -4,11 +4,31 @@
  * OperationOutcome. Tests assert the code, not the message.
  */
 export type IssueType =
-  | 'invalid' | 'structure' | 'required' | 'value' | 'invariant' | 'security' | 'login' | 'forbidden'
-  | 'not-found' | 'not-supported' | 'duplicate' | 'conflict' | 'too-long' | 'too-costly' | 'throttled'
-  | 'transient' | 'exception' | 'processing' | 'timeout' | 'lock-error';
+  | 'invalid'
+  | 'structure'
+  | 'required'
+  | 'value'
+  | 'invariant'
+  | 'security'
+  | 'login'
+  | 'forbidden'
+  | 'not-found'
+  | 'not-supported'
+  | 'duplicate'
+  | 'conflict'
+  | 'too-long'
+  | 'too-costly'
+  | 'throttled'
+  | 'transient'
+  | 'exception'
+  | 'processing'
+  | 'timeout'
+  | 'lock-error';
 
-interface CodeSpec { status: number; issue: IssueType }
+interface CodeSpec {
+  status: number;
+  issue: IssueType;
+}
 
 export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, issue: 'invalid' },
@@ -60,7 +80,11 @@ export class GatewayError extends Error {
   readonly expression: string[] | undefined;
   /** Seconds the client should wait before retrying (429, 503, 507). */
   readonly retryAfter: number | undefined;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; expression?: string[] | string; retryAfter?: number }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; expression?: string[] | string; retryAfter?: number },
+  ) {
     super(message, { cause: options?.cause });
     this.name = 'GatewayError';
     this.code = code;

@@ -5,13 +5,17 @@ import { parseFhirJson } from '../../src/fhir/json.ts';
 export default fp(
   async (app) => {
     app.removeContentTypeParser(['application/json']);
-    app.addContentTypeParser(['application/fhir+json', 'application/json'], { parseAs: 'string' }, (_req, body, done) => {
-      try {
-        done(null, parseFhirJson(body as string, app.config.jsonMaxDepth));
-      } catch (err) {
-        done(err as Error, undefined);
-      }
-    });
+    app.addContentTypeParser(
+      ['application/fhir+json', 'application/json'],
+      { parseAs: 'string' },
+      (_req, body, done) => {
+        try {
+          done(null, parseFhirJson(body as string, app.config.jsonMaxDepth));
+        } catch (err) {
+          done(err as Error, undefined);
+        }
+      },
+    );
   },
   { name: 'fhir-json', dependencies: ['config'], fastify: '5.x' },
 );

@@ -10,8 +10,13 @@ const SPEC_FILE = join(import.meta.dirname, '..', '..', 'openapi.yaml');
 export default fp(
   async (app) => {
     const spec = readFileSync(SPEC_FILE, 'utf8');
-    app.get('/openapi.yaml', { schema: { hide: true } }, async (_req, reply) => reply.type('application/yaml').send(spec));
-    await app.register(swagger, { mode: 'static', specification: { path: SPEC_FILE, baseDir: join(import.meta.dirname, '..', '..') } });
+    app.get('/openapi.yaml', { schema: { hide: true } }, async (_req, reply) =>
+      reply.type('application/yaml').send(spec),
+    );
+    await app.register(swagger, {
+      mode: 'static',
+      specification: { path: SPEC_FILE, baseDir: join(import.meta.dirname, '..', '..') },
+    });
     await app.register(swaggerUi, { routePrefix: '/docs' });
   },
   { name: 'openapi', fastify: '5.x' },

@@ -8,7 +8,8 @@ export default fp(
     app.setErrorHandler((err, request, reply) => {
       const r = toErrorReply(err, request.id);
       if (r.serverFault) request.log.error({ err }, 'request failed');
-      else request.log.info({ status: r.status, code: r.outcome.issue[0]?.details?.coding?.[0]?.code }, 'request refused');
+      else
+        request.log.info({ status: r.status, code: r.outcome.issue[0]?.details?.coding?.[0]?.code }, 'request refused');
       if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter));
       return reply.code(r.status).type('application/fhir+json').send(r.outcome);
     });
@@ -16,7 +17,13 @@ export default fp(
       reply
         .code(404)
         .type('application/fhir+json')
-        .send(operationOutcome({ code: 'not-found', errorCode: 'NOT_FOUND', diagnostics: `no route ${request.method} ${request.url.split('?')[0]}` })),
+        .send(
+          operationOutcome({
+            code: 'not-found',
+            errorCode: 'NOT_FOUND',
+            diagnostics: `no route ${request.method} ${request.url.split('?')[0]}`,
+          }),
+        ),
     );
   },
   { name: 'outcome', fastify: '5.x' },

@@ -34,11 +34,23 @@ export default fp(
         request.tlsPeer = { partnerId: peer.partnerId, certSha256: peer.certSha256 };
         return;
       }
-      await auditRefusal(app.db, app.log, 'auth.failure', { remoteAddress: request.ip }, { reason: peer.reason, endpoint: PROTOCOL.inboxPath, cert_sha256: peer.certSha256 ?? null });
+      await auditRefusal(
+        app.db,
+        app.log,
+        'auth.failure',
+        { remoteAddress: request.ip },
+        { reason: peer.reason, endpoint: PROTOCOL.inboxPath, cert_sha256: peer.certSha256 ?? null },
+      );
       return reply
         .code(peer.status)
         .type('application/fhir+json')
-        .send(operationOutcome({ code: peer.status === 401 ? 'login' : 'forbidden', errorCode: peer.status === 401 ? 'UNAUTHENTICATED' : 'FORBIDDEN', diagnostics: `mutual TLS: ${peer.reason.replace(/_/g, ' ')}` }));
+        .send(
+          operationOutcome({
+            code: peer.status === 401 ? 'login' : 'forbidden',
+            errorCode: peer.status === 401 ? 'UNAUTHENTICATED' : 'FORBIDDEN',
+            diagnostics: `mutual TLS: ${peer.reason.replace(/_/g, ' ')}`,
+          }),
+        );
     });
   },
   { name: 'tls', dependencies: ['config', 'db'], fastify: '5.x' },

@@ -22,18 +22,45 @@ export function adminKeyRoutes(ctx: GatewayContext): FastifyPluginAsync {
       const rows = new Map((await listKeys(ctx.pool)).map((r) => [r.kid, r]));
       const keys = [];
       for (const k of await keyHistory(ctx.pool)) {
-        const due = k.state === 'deactivated' ? destroyAfter({ kid: k.kid, state: 'deactivated', published_at: null, activated_at: null, deactivated_at: new Date(k.deactivated!) }, policies[k.use as KeyUse]) : undefined;
+        const due =
+          k.state === 'deactivated'
+            ? destroyAfter(
+                {
+                  kid: k.kid,
+                  state: 'deactivated',
+                  published_at: null,
+                  activated_at: null,
+                  deactivated_at: new Date(k.deactivated!),
+                },
+                policies[k.use as KeyUse],
+              )
+            : undefined;
         const held = k.state === 'deactivated' ? await hold(rows.get(k.kid)!) : undefined;
-        keys.push({ ...k, ...(due ? { destroy_after: due.toISOString() } : {}), ...(held ? { destroy_held: held } : {}) });
+        keys.push({
+          ...k,
+          ...(due ? { destroy_after: due.toISOString() } : {}),
+          ...(held ? { destroy_held: held } : {}),
+        });
       }
-      const pending = (await listIntents(ctx.pool)).map((i) => ({ use: i.use, action: i.action, kid: i.kid, started: i.started_at.toISOString() }));
+      const pending = (await listIntents(ctx.pool)).map((i) => ({
+        use: i.use,
+        action: i.action,
+        kid: i.kid,
+        started: i.started_at.toISOString(),
+      }));
       return reply.header('Cache-Control', 'no-store').send({ keys, pending });
     });
     app.get('/admin/partner-keys', { preHandler: guard }, async (_req, reply) => {
       const log = (await partnerKeyLog(ctx.pool)).map((r) => ({
-        partner: r.partner_id, kid: r.kid, thumbprint: r.thumbprint, use: r.use, jwk: r.jwk,
-        first_seen: r.first_seen.toISOString(), last_seen: r.last_seen.toISOString(),
-        disappeared: r.disappeared_at?.toISOString() ?? null, replaced: r.replaced_at?.toISOString() ?? null,
+        partner: r.partner_id,
+        kid: r.kid,
+        thumbprint: r.thumbprint,
+        use: r.use,
+        jwk: r.jwk,
+        first_seen: r.first_seen.toISOString(),
+        last_seen: r.last_seen.toISOString(),
+        disappeared: r.disappeared_at?.toISOString() ?? null,
+        replaced: r.replaced_at?.toISOString() ?? null,
       }));
       return reply.header('Cache-Control', 'no-store').send({ keys: log });
     });

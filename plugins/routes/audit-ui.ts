@@ -15,12 +15,17 @@ const VERIFIER_DIR = join(AUDIT_DIR, 'verifier');
 const UI_DIR = join(AUDIT_DIR, 'ui');
 /** The pure verifier modules the page imports: the same files the CLI runs, types stripped. */
 const LIB = new Set(['merkle.ts', 'note.ts', 'verify.ts', 'sha256.ts']);
-const STATIC: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' };
+const STATIC: Record<string, string> = {
+  'index.html': 'text/html; charset=utf-8',
+  'app.js': 'text/javascript; charset=utf-8',
+  'style.css': 'text/css; charset=utf-8',
+};
 
 const LOGINS_PER_MINUTE = 10;
 
 const SECURITY_HEADERS = {
-  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
   'Cache-Control': 'no-store',
@@ -36,22 +41,36 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
   const load = (name: string): string => {
     let text = files.get(name);
     if (text === undefined) {
-      text = LIB.has(name) ? stripTypeScriptTypes(readFileSync(join(VERIFIER_DIR, name), 'utf8')) : readFileSync(join(UI_DIR, name), 'utf8');
+      text = LIB.has(name)
+        ? stripTypeScriptTypes(readFileSync(join(VERIFIER_DIR, name), 'utf8'))
+        : readFileSync(join(UI_DIR, name), 'utf8');
       files.set(name, text);
     }
     return text;
   };
   const secure = ctx.config.baseUrl.startsWith('https:') || Boolean(ctx.config.tlsCertFile);
   const setCookie = (reply: FastifyReply, value: string, maxAge: number) =>
-    reply.header('Set-Cookie', `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`);
+    reply.header(
+      'Set-Cookie',
+      `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`,
+    );
   const record = (req: FastifyRequest, type: string, name: string, ok: boolean, reason?: string) =>
     inTransaction(ctx.pool, (c) =>
-      appendAudit(c, [{ type, outcome: ok ? 'success' : 'minor-failure', agent: { type: 'admin', id: name, network: req.ip }, detail: { via: 'audit-ui', ...(reason ? { reason } : {}) } }]),
+      appendAudit(c, [
+        {
+          type,
+          outcome: ok ? 'success' : 'minor-failure',
+          agent: { type: 'admin', id: name, network: req.ip },
+          detail: { via: 'audit-ui', ...(reason ? { reason } : {}) },
+        },
+      ]),
     );
 
   return async (app) => {
     app.get('/audit/ui', { preHandler: publicAccess }, async (_req, reply) => reply.redirect('/audit/ui/', 302));
-    app.get('/audit/ui/', { preHandler: publicAccess }, async (_req, reply) => reply.headers(SECURITY_HEADERS).type(STATIC['index.html']!).send(load('index.html')));
+    app.get('/audit/ui/', { preHandler: publicAccess }, async (_req, reply) =>
+      reply.headers(SECURITY_HEADERS).type(STATIC['index.html']!).send(load('index.html')),
+    );
     app.get<{ Params: { file: string } }>('/audit/ui/:file', { preHandler: publicAccess }, async (req, reply) => {
       const type = STATIC[req.params.file];
       if (!type) throw new GatewayError('NOT_FOUND', 'no such file');

@@ -15,10 +15,12 @@ type Query = Record<string, string | string[] | undefined>;
 function intParam(q: Query, name: string, fallback?: number): number {
   const raw = q[name];
   if (raw === undefined || raw === '') {
-    if (fallback === undefined) throw new GatewayError('INVALID_VALUE', `query parameter ${name} is required`, { expression: [name] });
+    if (fallback === undefined)
+      throw new GatewayError('INVALID_VALUE', `query parameter ${name} is required`, { expression: [name] });
     return fallback;
   }
-  if (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw)) throw new GatewayError('INVALID_VALUE', `${name} must be a non-negative whole number`, { expression: [name] });
+  if (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw))
+    throw new GatewayError('INVALID_VALUE', `${name} must be a non-negative whole number`, { expression: [name] });
   return Number(raw);
 }
 
@@ -42,14 +44,30 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
         url.searchParams.set('_offset', String(query.offset + query.count));
         next = `${ctx.config.baseUrl}${url.pathname}${url.search}`;
       }
-      return reply.headers(noStore).type('application/fhir+json').send(searchsetBundle(entries.map((e) => toAuditEvent(e, observer)), total, self, next));
+      return reply
+        .headers(noStore)
+        .type('application/fhir+json')
+        .send(
+          searchsetBundle(
+            entries.map((e) => toAuditEvent(e, observer)),
+            total,
+            self,
+            next,
+          ),
+        );
     });
 
     app.get<{ Params: { id: string } }>('/fhir/AuditEvent/:id', { preHandler: guard }, async (req, reply) => {
-      if (!/^\d{1,15}$/.test(req.params.id)) throw new GatewayError('NOT_FOUND', `no AuditEvent ${req.params.id.slice(0, 40)}`);
-      const { rows } = await ctx.pool.query<{ entry: string }>('SELECT entry FROM audit_log WHERE idx = $1', [req.params.id]);
+      if (!/^\d{1,15}$/.test(req.params.id))
+        throw new GatewayError('NOT_FOUND', `no AuditEvent ${req.params.id.slice(0, 40)}`);
+      const { rows } = await ctx.pool.query<{ entry: string }>('SELECT entry FROM audit_log WHERE idx = $1', [
+        req.params.id,
+      ]);
       if (!rows[0]) throw new GatewayError('NOT_FOUND', `no AuditEvent ${req.params.id}`);
-      return reply.headers(noStore).type('application/fhir+json').send(toAuditEvent(JSON.parse(rows[0].entry) as LogEntry, observer));
+      return reply
+        .headers(noStore)
+        .type('application/fhir+json')
+        .send(toAuditEvent(JSON.parse(rows[0].entry) as LogEntry, observer));
     });
 
     const checkpointReply = async () => {
@@ -57,9 +75,19 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
       if (!cp) throw new GatewayError('NOT_FOUND', 'the audit log is empty; no checkpoint yet');
       const origin = await logOrigin(ctx.pool, ctx.config.baseUrl);
       const key = (await auditKeys(ctx, origin)).find((k) => k.kid === cp.keyKid);
-      return { origin, treeSize: cp.treeSize, rootHash: toBase64(cp.rootHash), keyId: cp.keyKid, key, ...toEvidenceCheckpoint(cp, true), prevSize: cp.prevSize };
+      return {
+        origin,
+        treeSize: cp.treeSize,
+        rootHash: toBase64(cp.rootHash),
+        keyId: cp.keyKid,
+        key,
+        ...toEvidenceCheckpoint(cp, true),
+        prevSize: cp.prevSize,
+      };
     };
-    app.get('/audit/checkpoint', { preHandler: guard }, async (_req, reply) => reply.headers(noStore).send(await checkpointReply()));
+    app.get('/audit/checkpoint', { preHandler: guard }, async (_req, reply) =>
+      reply.headers(noStore).send(await checkpointReply()),
+    );
     // On demand: sign a checkpoint now if the log grew (the cron does it every minute anyway).
     app.post('/audit/checkpoint', { preHandler: guard }, async (_req, reply) => {
       await issueCheckpoint(ctx);
@@ -71,11 +99,19 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
       const latest = await latestCheckpoint(ctx.pool);
       const size = intParam(q, 'size', latest?.treeSize ?? (await committedSize(ctx.pool)));
       const index = intParam(q, 'index');
-      if (size > (await committedSize(ctx.pool))) throw new GatewayError('NOT_FOUND', `the audit log is smaller than ${size}`, { expression: ['size'] });
-      if (index >= size) throw new GatewayError('INVALID_VALUE', `index must be below size (${size})`, { expression: ['index'] });
+      if (size > (await committedSize(ctx.pool)))
+        throw new GatewayError('NOT_FOUND', `the audit log is smaller than ${size}`, { expression: ['size'] });
+      if (index >= size)
+        throw new GatewayError('INVALID_VALUE', `index must be below size (${size})`, { expression: ['index'] });
       const tree = new TreeReader(ctx.pool, size);
       const proof = await tree.inclusionProof(index);
-      return reply.headers(noStore).send({ index, treeSize: size, leafHash: toBase64(await tree.leafHash(index)), rootHash: toBase64(await tree.root()), proof: proof.map(toBase64) });
+      return reply.headers(noStore).send({
+        index,
+        treeSize: size,
+        leafHash: toBase64(await tree.leafHash(index)),
+        rootHash: toBase64(await tree.root()),
+        proof: proof.map(toBase64),
+      });
     });
 
     app.get('/audit/proof/consistency', { preHandler: guard }, async (req, reply) => {
@@ -83,11 +119,17 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
       const latest = await latestCheckpoint(ctx.pool);
       const from = intParam(q, 'from');
       const to = intParam(q, 'to', latest?.treeSize ?? (await committedSize(ctx.pool)));
-      if (from < 1 || from > to) throw new GatewayError('INVALID_VALUE', 'consistency proofs need 1 <= from <= to', { expression: ['from', 'to'] });
-      if (to > (await committedSize(ctx.pool))) throw new GatewayError('NOT_FOUND', `the audit log is smaller than ${to}`, { expression: ['to'] });
+      if (from < 1 || from > to)
+        throw new GatewayError('INVALID_VALUE', 'consistency proofs need 1 <= from <= to', {
+          expression: ['from', 'to'],
+        });
+      if (to > (await committedSize(ctx.pool)))
+        throw new GatewayError('NOT_FOUND', `the audit log is smaller than ${to}`, { expression: ['to'] });
       const tree = new TreeReader(ctx.pool, to);
       const proof = await tree.consistencyProof(from);
-      return reply.headers(noStore).send({ from, to, proof: proof.map(toBase64), rootHash: toBase64(await tree.root()) });
+      return reply
+        .headers(noStore)
+        .send({ from, to, proof: proof.map(toBase64), rootHash: toBase64(await tree.root()) });
     });
 
     app.get('/audit/export', { preHandler: guard }, async (req, reply) => {

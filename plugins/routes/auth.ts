@@ -33,26 +33,47 @@ export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
     async function tokenError(this: unknown, err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
       noStore(reply);
       if (err instanceof OAuthError) {
-        await auditRefusal(ctx.pool, ctx.logger, 'auth.failure', { clientId: err.clientId, remoteAddress: request.ip }, { reason: err.reason, error: err.error, endpoint: TOKEN_PATH });
+        await auditRefusal(
+          ctx.pool,
+          ctx.logger,
+          'auth.failure',
+          { clientId: err.clientId, remoteAddress: request.ip },
+          { reason: err.reason, error: err.error, endpoint: TOKEN_PATH },
+        );
         request.log.info({ error: err.error, reason: err.reason, clientId: err.clientId }, 'token request refused');
         return reply.code(err.status).send(err.body());
       }
       if (err instanceof GatewayError && err.code === 'RATE_LIMITED') {
-        return reply.code(429).header('Retry-After', String(err.retryAfter ?? 1)).send({ error: 'slow_down', error_description: err.message });
+        return reply
+          .code(429)
+          .header('Retry-After', String(err.retryAfter ?? 1))
+          .send({ error: 'slow_down', error_description: err.message });
       }
       const status = (err as FastifyError).statusCode;
       if (typeof status === 'number' && status >= 400 && status < 500) {
         // Wrong content type, oversized or unparsable body: still OAuth JSON.
-        return reply.code(400).send({ error: 'invalid_request', error_description: 'send application/x-www-form-urlencoded parameters' });
+        return reply
+          .code(400)
+          .send({ error: 'invalid_request', error_description: 'send application/x-www-form-urlencoded parameters' });
       }
       request.log.error({ err }, 'token request failed');
-      return reply.code(500).send({ error: 'server_error', error_description: `internal error (request ${request.id})` });
+      return reply
+        .code(500)
+        .send({ error: 'server_error', error_description: `internal error (request ${request.id})` });
     }
 
     app.post(TOKEN_PATH, { bodyLimit: 32 * 1024, errorHandler: tokenError }, async (request, reply) => {
       const form = request.body;
-      if (!form || typeof form !== 'object' || request.headers['content-type']?.split(';')[0]?.trim().toLowerCase() !== 'application/x-www-form-urlencoded') {
-        throw new OAuthError('invalid_request', 'not_form_encoded', 'send application/x-www-form-urlencoded parameters');
+      if (
+        !form ||
+        typeof form !== 'object' ||
+        request.headers['content-type']?.split(';')[0]?.trim().toLowerCase() !== 'application/x-www-form-urlencoded'
+      ) {
+        throw new OAuthError(
+          'invalid_request',
+          'not_form_encoded',
+          'send application/x-www-form-urlencoded parameters',
+        );
       }
       const body = await handleTokenRequest(ctx, form as Record<string, unknown>, request.ip);
       return noStore(reply).send(body);

@@ -12,7 +12,8 @@ export function deliveryRoutes(ctx: GatewayContext): FastifyPluginAsync {
     const admin = requireScope(ctx, SCOPE_ADMIN);
     app.get('/admin/deliveries', { preHandler: admin }, async (req) => {
       const state = (req.query as { state?: string }).state;
-      if (state !== undefined && !STATES.has(state)) throw new GatewayError('INVALID_VALUE', 'state must be pending, delivered or failed', { expression: 'state' });
+      if (state !== undefined && !STATES.has(state))
+        throw new GatewayError('INVALID_VALUE', 'state must be pending, delivered or failed', { expression: 'state' });
       return { deliveries: await listDeliveries(ctx.pool, state) };
     });
     app.post<{ Params: { id: string } }>('/admin/deliveries/:id/retry', { preHandler: admin }, async (req, reply) => {

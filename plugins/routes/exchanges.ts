@@ -1,7 +1,14 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
-import { requireScope, hasAnyScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../guard.ts';
+import {
+  requireScope,
+  hasAnyScope,
+  SCOPE_ADMIN,
+  SCOPE_ALL_READ,
+  SCOPE_ALL_WRITE,
+  SCOPE_BUNDLE_WRITE,
+} from '../guard.ts';
 import { parseFhirJson } from '../../src/fhir/json.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { acceptSubmission, auditIntakeRefusal, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
@@ -36,7 +43,10 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, (_req, body, done) => {
       try {
-        done(null, { raw: body as string, json: parseFhirJson(body as string, ctx.config.jsonMaxDepth) } satisfies RawFhir);
+        done(null, {
+          raw: body as string,
+          json: parseFhirJson(body as string, ctx.config.jsonMaxDepth),
+        } satisfies RawFhir);
       } catch (err) {
         done(err as Error, undefined);
       }
@@ -69,10 +79,18 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         .header('Content-Location', location)
         .header('Location', location)
         .type('application/fhir+json')
-        .send(operationOutcome({ severity: 'information', code: 'informational' as never, diagnostics: `exchange ${result.exchangeId} accepted; its delivery state is at ${location}` }));
+        .send(
+          operationOutcome({
+            severity: 'information',
+            code: 'informational' as never,
+            diagnostics: `exchange ${result.exchangeId} accepted; its delivery state is at ${location}`,
+          }),
+        );
     };
 
-    app.post('/fhir/$process-message', { onRequest: write, preHandler: write }, (req, reply) => submit(req, reply, { from: 'message' }));
+    app.post('/fhir/$process-message', { onRequest: write, preHandler: write }, (req, reply) =>
+      submit(req, reply, { from: 'message' }),
+    );
 
     app.post('/exchanges', { onRequest: write, preHandler: write }, (req, reply) => {
       const q = (req.query as { recipient?: string | string[] }).recipient;

@@ -15,12 +15,17 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /** Each dependency answers, or its check fails with a reason. */
-export async function readiness(ctx: Pick<GatewayContext, 'pool' | 'hsm'>, timeoutMs = 2_000): Promise<Record<Check, string>> {
+export async function readiness(
+  ctx: Pick<GatewayContext, 'pool' | 'hsm'>,
+  timeoutMs = 2_000,
+): Promise<Record<Check, string>> {
   const checks: Record<Check, () => Promise<unknown>> = {
     database: () => ctx.pool.query('SELECT 1'),
     hsm: () => ctx.hsm.ping(),
     queue: async () => {
-      const { rows } = await ctx.pool.query<{ ok: string | null }>(`SELECT to_regclass('graphile_worker._private_jobs')::text AS ok`);
+      const { rows } = await ctx.pool.query<{ ok: string | null }>(
+        `SELECT to_regclass('graphile_worker._private_jobs')::text AS ok`,
+      );
       if (!rows[0]?.ok) throw new Error('graphile-worker schema missing');
     },
   };
@@ -48,7 +53,15 @@ export function healthRoutes(ctx: Pick<GatewayContext, 'pool' | 'hsm'>): Fastify
         .code(503)
         .header('Retry-After', '5')
         .type('application/fhir+json')
-        .send(operationOutcome(...failed.map(([name, why]) => ({ code: 'transient' as const, errorCode: 'UNAVAILABLE', diagnostics: `${name}: ${why}` }))));
+        .send(
+          operationOutcome(
+            ...failed.map(([name, why]) => ({
+              code: 'transient' as const,
+              errorCode: 'UNAVAILABLE',
+              diagnostics: `${name}: ${why}`,
+            })),
+          ),
+        );
     });
   };
 }

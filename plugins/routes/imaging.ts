@@ -2,7 +2,14 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
-import { hasAnyScope, requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../guard.ts';
+import {
+  hasAnyScope,
+  requireScope,
+  SCOPE_ADMIN,
+  SCOPE_ALL_READ,
+  SCOPE_ALL_WRITE,
+  SCOPE_BUNDLE_WRITE,
+} from '../guard.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
 import { imagingContentReader } from '../../src/inbound/imaging/content.ts';
@@ -47,35 +54,55 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
     app.addContentTypeParser(['application/dicom', 'multipart/related'], (_req, payload, done) => done(null, payload));
 
     const streamOf = (req: FastifyRequest): Readable => {
-      if (!req.body || typeof (req.body as Readable).on !== 'function') throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'send application/dicom or multipart/related');
+      if (!req.body || typeof (req.body as Readable).on !== 'function')
+        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'send application/dicom or multipart/related');
       return req.body as Readable;
     };
 
-    app.post('/imaging', { preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE) }, (req, reply) =>
-      closingOnError(reply, async () => {
-        const q = (req.query as { recipient?: string | string[] }).recipient;
-        const key = req.headers['idempotency-key'];
-        const result = await acceptImaging(ctx, {
-          clientId: req.principal?.clientId ?? '',
-          idempotencyKey: typeof key === 'string' ? key : undefined,
-          contentType: req.headers['content-type'],
-          body: streamOf(req),
-          recipients: q === undefined ? [] : Array.isArray(q) ? q : [q],
-          contentLength: /^\d{1,15}$/.test(req.headers['content-length'] ?? '') ? Number(req.headers['content-length']) : undefined,
-        });
-        const location = `/imaging/${result.exchangeId}`;
-        return reply.code(202).header('Content-Location', location).header('Location', location).type('application/fhir+json')
-          .send(operationOutcome({ severity: 'information', code: 'informational' as never, diagnostics: `imaging exchange ${result.exchangeId} accepted (${result.instances} instance(s)); its delivery state is at ${location}` }));
-      }),
+    app.post(
+      '/imaging',
+      { preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE) },
+      (req, reply) =>
+        closingOnError(reply, async () => {
+          const q = (req.query as { recipient?: string | string[] }).recipient;
+          const key = req.headers['idempotency-key'];
+          const result = await acceptImaging(ctx, {
+            clientId: req.principal?.clientId ?? '',
+            idempotencyKey: typeof key === 'string' ? key : undefined,
+            contentType: req.headers['content-type'],
+            body: streamOf(req),
+            recipients: q === undefined ? [] : Array.isArray(q) ? q : [q],
+            contentLength: /^\d{1,15}$/.test(req.headers['content-length'] ?? '')
+              ? Number(req.headers['content-length'])
+              : undefined,
+          });
+          const location = `/imaging/${result.exchangeId}`;
+          return reply
+            .code(202)
+            .header('Content-Location', location)
+            .header('Location', location)
+            .type('application/fhir+json')
+            .send(
+              operationOutcome({
+                severity: 'information',
+                code: 'informational' as never,
+                diagnostics: `imaging exchange ${result.exchangeId} accepted (${result.instances} instance(s)); its delivery state is at ${location}`,
+              }),
+            );
+        }),
     );
 
-    app.get<{ Params: { id: string } }>('/imaging/:id', { preHandler: requireScope(ctx, SCOPE_ALL_READ, SCOPE_ADMIN) }, async (req) => {
-      const p = req.principal;
-      const isAdmin = p ? hasAnyScope(p.scopes, [SCOPE_ADMIN]) : false;
-      const view = await readImagingExchange(ctx.pool, req.params.id, isAdmin ? null : (p?.clientId ?? ''));
-      if (!view) throw new GatewayError('NOT_FOUND', `no imaging exchange ${req.params.id}`);
-      return view;
-    });
+    app.get<{ Params: { id: string } }>(
+      '/imaging/:id',
+      { preHandler: requireScope(ctx, SCOPE_ALL_READ, SCOPE_ADMIN) },
+      async (req) => {
+        const p = req.principal;
+        const isAdmin = p ? hasAnyScope(p.scopes, [SCOPE_ADMIN]) : false;
+        const view = await readImagingExchange(ctx.pool, req.params.id, isAdmin ? null : (p?.clientId ?? ''));
+        if (!view) throw new GatewayError('NOT_FOUND', `no imaging exchange ${req.params.id}`);
+        return view;
+      },
+    );
 
     app.post(`${PROTOCOL.inboxPath}/imaging`, (req, reply) =>
       closingOnError(reply, async () => {
@@ -86,15 +113,19 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
       }),
     );
 
-    app.get<{ Params: { id: string } }>('/inbox/messages/:id/content', { preHandler: requireScope(ctx, SCOPE_ALL_READ) }, async (req, reply) => {
-      const c = await content(req.params.id, inboxViewer(req));
-      return reply
-        .header('Cache-Control', 'no-store')
-        .header('Content-Length', String(c.length))
-        .header('X-Exchange-Sender', c.sender)
-        .header('X-Exchange-Delivery', c.delivery)
-        .type(c.contentType)
-        .send(c.stream);
-    });
+    app.get<{ Params: { id: string } }>(
+      '/inbox/messages/:id/content',
+      { preHandler: requireScope(ctx, SCOPE_ALL_READ) },
+      async (req, reply) => {
+        const c = await content(req.params.id, inboxViewer(req));
+        return reply
+          .header('Cache-Control', 'no-store')
+          .header('Content-Length', String(c.length))
+          .header('X-Exchange-Sender', c.sender)
+          .header('X-Exchange-Delivery', c.delivery)
+          .type(c.contentType)
+          .send(c.stream);
+      },
+    );
   };
 }

@@ -1,7 +1,14 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
 import { GatewayError, type ErrorCode } from '../../src/errors.ts';
-import { hasAnyScope, requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../guard.ts';
+import {
+  hasAnyScope,
+  requireScope,
+  SCOPE_ADMIN,
+  SCOPE_ALL_READ,
+  SCOPE_ALL_WRITE,
+  SCOPE_BUNDLE_WRITE,
+} from '../guard.ts';
 import { auditEarlyRefusal, inboxReceiver } from '../../src/inbound/receive.ts';
 import { inboxReader, type InboxRequester } from '../../src/inbound/inbox-read.ts';
 import { INBOX_STATES, type InboxMetadata, type InboxState } from '../../src/inbound/inbox-store.ts';
@@ -43,12 +50,14 @@ function parseListQuery(q: Record<string, unknown>) {
     throw new GatewayError('INVALID_VALUE', `state must be one of ${INBOX_STATES.join(', ')}`, { expression: 'state' });
   }
   const count = q._count === undefined ? 100 : Number(q._count);
-  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new GatewayError('INVALID_VALUE', '_count must be 1 to 1000', { expression: '_count' });
+  if (!Number.isInteger(count) || count < 1 || count > 1000)
+    throw new GatewayError('INVALID_VALUE', '_count must be 1 to 1000', { expression: '_count' });
   let before: { receivedAt: Date; id: string } | undefined;
   if (q.before !== undefined) {
     const m = typeof q.before === 'string' ? /^(.+)_([0-9a-f-]{36})$/i.exec(q.before) : null;
     const at = m ? new Date(m[1]!) : undefined;
-    if (!m || !at || Number.isNaN(at.getTime())) throw new GatewayError('INVALID_VALUE', 'before must be a cursor from a previous page', { expression: 'before' });
+    if (!m || !at || Number.isNaN(at.getTime()))
+      throw new GatewayError('INVALID_VALUE', 'before must be a cursor from a previous page', { expression: 'before' });
     before = { receivedAt: at, id: m[2]! };
   }
   const sender = typeof q.sender === 'string' ? q.sender : undefined;
@@ -67,24 +76,35 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
     app.addHook('onClose', async () => receive.drained());
 
     // Scoped to this plugin: the compact JWE arrives as text, up to INBOX_BODY_LIMIT.
-    app.addContentTypeParser(PROTOCOL.mediaType, { parseAs: 'string', bodyLimit: ctx.config.inboxBodyLimit }, (_req, body, done) => done(null, body));
+    app.addContentTypeParser(
+      PROTOCOL.mediaType,
+      { parseAs: 'string', bodyLimit: ctx.config.inboxBodyLimit },
+      (_req, body, done) => done(null, body),
+    );
 
     // receive() audits its own refusals; one decided before it (media type, body size) is audited here.
     const reachedReceive = new WeakSet<FastifyRequest>();
     app.addHook('onError', async (request, _reply, err) => {
-      if (request.method !== 'POST' || request.routeOptions.url !== PROTOCOL.inboxPath || reachedReceive.has(request)) return;
+      if (request.method !== 'POST' || request.routeOptions.url !== PROTOCOL.inboxPath || reachedReceive.has(request))
+        return;
       const { status, outcome } = toErrorReply(err, request.id);
       if (status >= 500) return;
       const code = (outcome.issue[0]?.details?.coding?.[0]?.code ?? 'BAD_REQUEST') as ErrorCode;
       const body = typeof request.body === 'string' ? request.body : undefined;
-      await auditEarlyRefusal(ctx, new GatewayError(code, 'refused before opening', {}), body, { remoteAddress: request.ip }).catch((e) =>
-        ctx.logger.warn({ err: { message: (e as Error).message } }, 'could not audit an inbox refusal'),
-      );
+      await auditEarlyRefusal(ctx, new GatewayError(code, 'refused before opening', {}), body, {
+        remoteAddress: request.ip,
+      }).catch((e) => ctx.logger.warn({ err: { message: (e as Error).message } }, 'could not audit an inbox refusal'));
     });
 
     app.post(PROTOCOL.inboxPath, { bodyLimit: ctx.config.inboxBodyLimit }, async (request, reply) => {
-      if (typeof request.body !== 'string' || !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
-        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${PROTOCOL.inboxPath} takes ${PROTOCOL.mediaType} (a compact JWE)`);
+      if (
+        typeof request.body !== 'string' ||
+        !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')
+      ) {
+        throw new GatewayError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `POST ${PROTOCOL.inboxPath} takes ${PROTOCOL.mediaType} (a compact JWE)`,
+        );
       }
       // Under mutual TLS (plugins/plugins/tls.ts) the peer certificate names the partner; the signed sender must be that partner.
       const tlsPartner = (request as { tlsPeer?: { partnerId: string } }).tlsPeer?.partnerId;
@@ -103,19 +123,27 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
       });
     });
 
-    app.get<{ Params: { id: string } }>('/inbox/messages/:id', { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) }, async (request, reply) => {
-      const { meta, bundle } = await reader.read(request.params.id, inboxViewer(request));
-      return reply
-        .header('Cache-Control', 'no-store')
-        .header('X-Exchange-Sender', meta.sender)
-        .header('X-Exchange-Delivery', meta.jti)
-        .type(PROTOCOL.fhirContentType)
-        .send(bundle);
-    });
+    app.get<{ Params: { id: string } }>(
+      '/inbox/messages/:id',
+      { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) },
+      async (request, reply) => {
+        const { meta, bundle } = await reader.read(request.params.id, inboxViewer(request));
+        return reply
+          .header('Cache-Control', 'no-store')
+          .header('X-Exchange-Sender', meta.sender)
+          .header('X-Exchange-Delivery', meta.jti)
+          .type(PROTOCOL.fhirContentType)
+          .send(bundle);
+      },
+    );
 
-    app.post<{ Params: { id: string } }>('/inbox/messages/:id/$ack', { preHandler: requireScope(ctx, ...INBOX_ACK_SCOPES) }, async (request, reply) => {
-      const meta = await reader.acknowledge(request.params.id, inboxViewer(request));
-      return reply.header('Cache-Control', 'no-store').send(metaJson(meta));
-    });
+    app.post<{ Params: { id: string } }>(
+      '/inbox/messages/:id/$ack',
+      { preHandler: requireScope(ctx, ...INBOX_ACK_SCOPES) },
+      async (request, reply) => {
+        const meta = await reader.acknowledge(request.params.id, inboxViewer(request));
+        return reply.header('Cache-Control', 'no-store').send(metaJson(meta));
+      },
+    );
   };
 }

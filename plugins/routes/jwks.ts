@@ -10,11 +10,13 @@ export function jwksRoutes(ctx: Pick<GatewayContext, 'keyring' | 'config'>): Fas
   return async (app) => {
     app.get('/.well-known/jwks.json', async (_req, reply) => {
       const keyring = await ctx.keyring.fresh(10_000);
-      return reply
-        // JWKS_MAX_AGE: KEY_PREPUBLISH exceeds it, so any cached copy already holds the next key.
-        .header('Cache-Control', `public, max-age=${Math.floor(ctx.config.jwksMaxAge / 1000)}, stale-if-error=86400`)
-        .type('application/jwk-set+json')
-        .send(keyring.jwks());
+      return (
+        reply
+          // JWKS_MAX_AGE: KEY_PREPUBLISH exceeds it, so any cached copy already holds the next key.
+          .header('Cache-Control', `public, max-age=${Math.floor(ctx.config.jwksMaxAge / 1000)}, stale-if-error=86400`)
+          .type('application/jwk-set+json')
+          .send(keyring.jwks())
+      );
     });
   };
 }

@@ -18,11 +18,22 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
       {
         mode: 'server',
         security: {
-          service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+          service: [
+            {
+              coding: [
+                { system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' },
+              ],
+            },
+          ],
           description: 'SMART Backend Services (client_credentials with private_key_jwt)',
         },
         resource: [{ type: 'AuditEvent', interaction: [{ code: 'search-type' }] }],
-        operation: [{ name: 'process-message', definition: 'http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message' }],
+        operation: [
+          {
+            name: 'process-message',
+            definition: 'http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message',
+          },
+        ],
       },
     ],
     messaging: [{ documentation: 'Messages are signed (JWS) and sealed per recipient (JWE); see docs/PROTOCOL.md' }],

@@ -23,9 +23,14 @@ export function partnerRoutes(ctx: GatewayContext): FastifyPluginAsync {
     });
     app.post('/admin/partners', { preHandler: admin }, async (req, reply) => {
       const p = await ctx.directory.add(partnerInput(req.body), actor(req));
-      return reply.code(201).header('Location', `/admin/partners/${encodeURIComponent(p.id)}`).send(partnerJson(p));
+      return reply
+        .code(201)
+        .header('Location', `/admin/partners/${encodeURIComponent(p.id)}`)
+        .send(partnerJson(p));
     });
-    app.put<{ Params: { id: string } }>('/admin/partners/:id', { preHandler: admin }, async (req) => partnerJson(await ctx.directory.update(partnerInput(req.body, req.params.id), actor(req))));
+    app.put<{ Params: { id: string } }>('/admin/partners/:id', { preHandler: admin }, async (req) =>
+      partnerJson(await ctx.directory.update(partnerInput(req.body, req.params.id), actor(req))),
+    );
     app.delete<{ Params: { id: string } }>('/admin/partners/:id', { preHandler: admin }, async (req, reply) => {
       await ctx.directory.remove(req.params.id, actor(req));
       return reply.code(204).send();

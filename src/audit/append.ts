@@ -24,7 +24,10 @@ export interface AuditInput {
 export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 export function leafHash(entry: string): Buffer {
-  return createHash('sha256').update(Buffer.from([0])).update(entry, 'utf8').digest();
+  return createHash('sha256')
+    .update(Buffer.from([0]))
+    .update(entry, 'utf8')
+    .digest();
 }
 
 /**

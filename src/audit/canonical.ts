@@ -10,7 +10,9 @@ function members(value: Record<string, unknown>): Array<[key: string, member: st
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  return `{${members(value as Record<string, unknown>).map(([, m]) => m).join(',')}}`;
+  return `{${members(value as Record<string, unknown>)
+    .map(([, m]) => m)
+    .join(',')}}`;
 }
 
 /**

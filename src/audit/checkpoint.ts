@@ -64,13 +64,18 @@ export async function logOrigin(db: Queryable, baseUrl: string): Promise<string>
 
 /** Checkpoints with seq in [fromSeq, toSeq], in order. */
 export async function checkpointRange(db: Queryable, fromSeq: number, toSeq: number): Promise<CheckpointRow[]> {
-  const { rows } = await db.query<RawRow>('SELECT * FROM audit_checkpoints WHERE seq BETWEEN $1 AND $2 ORDER BY seq', [fromSeq, toSeq]);
+  const { rows } = await db.query<RawRow>('SELECT * FROM audit_checkpoints WHERE seq BETWEEN $1 AND $2 ORDER BY seq', [
+    fromSeq,
+    toSeq,
+  ]);
   return rows.map(fromRow);
 }
 
 /** The first checkpoint whose tree includes leaf `index` (size > index). */
 export async function firstCheckpointCovering(db: Queryable, index: number): Promise<CheckpointRow | undefined> {
-  const { rows } = await db.query<RawRow>('SELECT * FROM audit_checkpoints WHERE tree_size > $1 ORDER BY seq LIMIT 1', [index]);
+  const { rows } = await db.query<RawRow>('SELECT * FROM audit_checkpoints WHERE tree_size > $1 ORDER BY seq LIMIT 1', [
+    index,
+  ]);
   return rows[0] && fromRow(rows[0]);
 }
 
@@ -85,7 +90,10 @@ export async function committedSize(db: Queryable): Promise<number> {
  * be provably consistent with the previous checkpoint: a rewritten history is
  * refused (AuditTamperError), never signed over.
  */
-export async function issueCheckpoint(ctx: Pick<GatewayContext, 'pool' | 'keyring' | 'config'>, options: { force?: boolean } = {}): Promise<CheckpointRow | undefined> {
+export async function issueCheckpoint(
+  ctx: Pick<GatewayContext, 'pool' | 'keyring' | 'config'>,
+  options: { force?: boolean } = {},
+): Promise<CheckpointRow | undefined> {
   const client: pg.PoolClient = await ctx.pool.connect();
   try {
     await client.query('BEGIN');
@@ -105,7 +113,9 @@ export async function issueCheckpoint(ctx: Pick<GatewayContext, 'pool' | 'keyrin
       try {
         verifyConsistency(nodeHasher, last.treeSize, size, consistency, last.rootHash, root);
       } catch (err) {
-        throw new AuditTamperError(`the audit log is no longer consistent with checkpoint ${last.seq} (size ${last.treeSize}): ${(err as Error).message}`);
+        throw new AuditTamperError(
+          `the audit log is no longer consistent with checkpoint ${last.seq} (size ${last.treeSize}): ${(err as Error).message}`,
+        );
       }
     }
     const origin = await logOrigin(client, ctx.config.baseUrl);
@@ -114,11 +124,21 @@ export async function issueCheckpoint(ctx: Pick<GatewayContext, 'pool' | 'keyrin
     const key = keyring.active('audit');
     const body = checkpointBody(origin, size, root);
     const signature = derFromRaw(await signer.sign(utf8(body)));
-    const note = formatSignedNote(body, [{ name: origin, keyId: noteKeyId(key.public_jwk as never, sha256), signature }]);
+    const note = formatSignedNote(body, [
+      { name: origin, keyId: noteKeyId(key.public_jwk as never, sha256), signature },
+    ]);
     const { rows } = await client.query<RawRow>(
       `INSERT INTO audit_checkpoints (seq, tree_size, root_hash, note, key_kid, prev_size, consistency)
        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
-      [last ? last.seq + 1 : 0, size, root, note, key.kid, last?.treeSize ?? null, consistency.map((h) => Buffer.from(h))],
+      [
+        last ? last.seq + 1 : 0,
+        size,
+        root,
+        note,
+        key.kid,
+        last?.treeSize ?? null,
+        consistency.map((h) => Buffer.from(h)),
+      ],
     );
     await client.query('COMMIT');
     return fromRow(rows[0]!);

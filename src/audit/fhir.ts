@@ -13,7 +13,12 @@ export const AGENT_IDS = 'urn:fhir-gateway:agent';
 export const ENTITY_IDS = 'urn:fhir-gateway:entity';
 export const LEAF_INDEX = 'urn:ietf:rfc:9162:leaf-index';
 
-export const OUTCOME_CODE: Record<AuditOutcome, '0' | '4' | '8' | '12'> = { success: '0', 'minor-failure': '4', 'serious-failure': '8', 'major-failure': '12' };
+export const OUTCOME_CODE: Record<AuditOutcome, '0' | '4' | '8' | '12'> = {
+  success: '0',
+  'minor-failure': '4',
+  'serious-failure': '8',
+  'major-failure': '12',
+};
 
 /** The stored entry: the AuditInput plus its leaf index and UTC time. */
 export interface LogEntry extends AuditInput {
@@ -26,7 +31,11 @@ export const DICOM_TYPES: Array<{ code: string; display: string; prefixes: strin
   { code: '110114', display: 'User Authentication', prefixes: ['auth', 'authz', 'compliance'] },
   { code: '110113', display: 'Security Alert', prefixes: ['key', 'keys', 'admin', 'partner', 'client', 'audit'] },
   { code: '110107', display: 'Import', prefixes: ['inbox', 'inbound', 'receive'] },
-  { code: '110106', display: 'Export', prefixes: ['intake', 'delivery', 'sign', 'seal', 'receipt', 'exchange', 'outbound'] },
+  {
+    code: '110106',
+    display: 'Export',
+    prefixes: ['intake', 'delivery', 'sign', 'seal', 'receipt', 'exchange', 'outbound'],
+  },
 ];
 export const APPLICATION_ACTIVITY = { code: '110100', display: 'Application Activity' };
 
@@ -49,10 +58,20 @@ export function toAuditEvent(e: LogEntry, observer: { org: string; baseUrl: stri
   const agents: NonNullable<AuditEvent['agent']> = [];
   if (e.agent) {
     agents.push({
-      type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: e.agent.type === 'partner' || e.agent.type === 'gateway' ? 'datacollector' : 'humanuser', display: e.agent.type }] },
+      type: {
+        coding: [
+          {
+            system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type',
+            code: e.agent.type === 'partner' || e.agent.type === 'gateway' ? 'datacollector' : 'humanuser',
+            display: e.agent.type,
+          },
+        ],
+      },
       who: { identifier: { system: `${AGENT_IDS}:${e.agent.type}`, value: e.agent.id } },
       requestor: e.agent.type !== 'gateway',
-      ...(e.agent.network ? { network: { address: e.agent.network, type: /^[\d.]+$|:/.test(e.agent.network) ? '2' : '1' } } : {}),
+      ...(e.agent.network
+        ? { network: { address: e.agent.network, type: /^[\d.]+$|:/.test(e.agent.network) ? '2' : '1' } }
+        : {}),
     } as NonNullable<AuditEvent['agent']>[number]);
   }
   // BALP: the recording application is always an agent too.
@@ -75,21 +94,40 @@ export function toAuditEvent(e: LogEntry, observer: { org: string; baseUrl: stri
     source: {
       site: observer.org,
       observer: { identifier: { system: 'urn:ietf:rfc:3986', value: observer.baseUrl }, display: observer.org },
-      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
+      type: [
+        {
+          system: 'http://terminology.hl7.org/CodeSystem/security-source-type',
+          code: '4',
+          display: 'Application Server',
+        },
+      ],
     },
     entity: [
-      { what: { identifier: { system: LEAF_INDEX, value: String(e.index) } }, type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '4', display: 'Other' }, description: 'position in the tamper-evident audit log' },
+      {
+        what: { identifier: { system: LEAF_INDEX, value: String(e.index) } },
+        type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '4', display: 'Other' },
+        description: 'position in the tamper-evident audit log',
+      },
       ...(e.entity ?? []).map((x) => ({
         what: { identifier: { system: `${ENTITY_IDS}:${x.type}`, value: x.id } },
-        type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '2', display: 'System Object' },
+        type: {
+          system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type',
+          code: '2',
+          display: 'System Object',
+        },
         ...(x.digest ? { detail: [{ type: 'digest', valueString: x.digest }] } : {}),
       })),
       ...(e.detail
-        ? [{
-            type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '4', display: 'Other' },
-            description: 'event detail (no PHI)',
-            detail: Object.entries(e.detail).map(([k, v]) => ({ type: k, valueString: v === null ? 'null' : String(v) })),
-          }]
+        ? [
+            {
+              type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '4', display: 'Other' },
+              description: 'event detail (no PHI)',
+              detail: Object.entries(e.detail).map(([k, v]) => ({
+                type: k,
+                valueString: v === null ? 'null' : String(v),
+              })),
+            },
+          ]
         : []),
     ],
   };
@@ -101,6 +139,10 @@ export function searchsetBundle(events: AuditEvent[], total: number, self: strin
     type: 'searchset',
     total,
     link: [{ relation: 'self', url: self }, ...(next ? [{ relation: 'next', url: next }] : [])],
-    entry: events.map((r) => ({ fullUrl: `${self.split('/fhir/')[0]}/fhir/AuditEvent/${r.id}`, resource: r, search: { mode: 'match' as const } })),
+    entry: events.map((r) => ({
+      fullUrl: `${self.split('/fhir/')[0]}/fhir/AuditEvent/${r.id}`,
+      resource: r,
+      search: { mode: 'match' as const },
+    })),
   };
 }

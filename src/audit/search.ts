@@ -12,20 +12,24 @@ export interface AuditQuery {
 
 const KNOWN = new Set(['date', 'type', 'subtype', 'outcome', 'entity', 'agent', '_count', '_offset', '_format']);
 const PREFIX = { ge: '>=', le: '<=', gt: '>', lt: '<', eq: '=' } as const;
-const NAMES: Record<string, string> = Object.fromEntries(Object.entries(OUTCOME_CODE).map(([name, code]) => [code, name]));
+const NAMES: Record<string, string> = Object.fromEntries(
+  Object.entries(OUTCOME_CODE).map(([name, code]) => [code, name]),
+);
 
 const bad = (message: string, param: string) => new GatewayError('INVALID_VALUE', message, { expression: [param] });
 const list = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)]);
 
 function intParam(raw: string | undefined, param: string, min: number, max: number, fallback: number): number {
   if (raw === undefined) return fallback;
-  if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) throw bad(`${param} must be a whole number from ${min} to ${max}`, param);
+  if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max)
+    throw bad(`${param} must be a whole number from ${min} to ${max}`, param);
   return Number(raw);
 }
 
 /** FHIR search semantics: repeated parameters AND together, commas OR within one. */
 export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
-  for (const k of Object.keys(query)) if (!KNOWN.has(k)) throw bad(`unsupported search parameter ${k}; supported: ${[...KNOWN].join(', ')}`, k);
+  for (const k of Object.keys(query))
+    if (!KNOWN.has(k)) throw bad(`unsupported search parameter ${k}; supported: ${[...KNOWN].join(', ')}`, k);
   const where: string[] = [];
   const params: unknown[] = [];
   const p = (v: unknown) => {
@@ -34,7 +38,11 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
   };
   for (const d of list(query.date)) {
     const m = /^(ge|le|gt|lt|eq)?(\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)$/.exec(d);
-    if (!m || Number.isNaN(Date.parse(m[2]!))) throw bad(`date must be [ge|le|gt|lt|eq]YYYY-MM-DD or a dateTime with zone, not ${JSON.stringify(d.slice(0, 40))}`, 'date');
+    if (!m || Number.isNaN(Date.parse(m[2]!)))
+      throw bad(
+        `date must be [ge|le|gt|lt|eq]YYYY-MM-DD or a dateTime with zone, not ${JSON.stringify(d.slice(0, 40))}`,
+        'date',
+      );
     const op = PREFIX[(m[1] ?? 'eq') as keyof typeof PREFIX];
     if (!m[3] && (op === '=' || op === '<=' || op === '>')) {
       // A whole day: eq = within it; le/gt compare with its end.
@@ -51,7 +59,8 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
       if (!code) throw bad('type needs a code', 'type');
       if (system === DCM || (system === undefined && /^\d{6}$/.test(code))) {
         // A DICOM code matches every gateway type whose first part maps to it.
-        if (code === APPLICATION_ACTIVITY.code) return `NOT (split_part(type, '.', 1) = ANY(${p(DICOM_TYPES.flatMap((d) => d.prefixes))}))`;
+        if (code === APPLICATION_ACTIVITY.code)
+          return `NOT (split_part(type, '.', 1) = ANY(${p(DICOM_TYPES.flatMap((d) => d.prefixes))}))`;
         const dcm = DICOM_TYPES.find((d) => d.code === code);
         if (!dcm) throw bad(`unknown DICOM event type ${code}`, 'type');
         return `split_part(type, '.', 1) = ANY(${p(dcm.prefixes)})`;
@@ -64,7 +73,11 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
   for (const o of list(query.outcome)) {
     const names = o.split(',').map((x) => {
       const name = NAMES[x] ?? (Object.hasOwn(OUTCOME_CODE, x) ? x : undefined);
-      if (!name) throw bad('outcome must be 0, 4, 8 or 12 (or success, minor-failure, serious-failure, major-failure)', 'outcome');
+      if (!name)
+        throw bad(
+          'outcome must be 0, 4, 8 or 12 (or success, minor-failure, serious-failure, major-failure)',
+          'outcome',
+        );
       return name;
     });
     where.push(`outcome = ANY(${p(names)})`);
@@ -77,7 +90,8 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
     });
     where.push(`(${ors.join(' OR ')})`);
   }
-  for (const a of list(query.agent)) where.push(`(entry::jsonb -> 'agent' ->> 'id') = ANY(${p(a.split(',').map((x) => x.split('|').pop()))})`);
+  for (const a of list(query.agent))
+    where.push(`(entry::jsonb -> 'agent' ->> 'id') = ANY(${p(a.split(',').map((x) => x.split('|').pop()))})`);
   const count = intParam(list(query._count)[0], '_count', 1, 1000, 50);
   const offset = intParam(list(query._offset)[0], '_offset', 0, 100_000_000, 0);
   return { where, params, count, offset };
@@ -86,8 +100,10 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
 /** Newest first. */
 export async function searchAudit(db: Queryable, q: AuditQuery): Promise<{ entries: LogEntry[]; total: number }> {
   const where = q.where.length ? `WHERE ${q.where.join(' AND ')}` : '';
-  const { rows } = await db.query<{ entry: string }>(`SELECT entry FROM audit_log ${where} ORDER BY idx DESC LIMIT ${q.count} OFFSET ${q.offset}`, q.params);
+  const { rows } = await db.query<{ entry: string }>(
+    `SELECT entry FROM audit_log ${where} ORDER BY idx DESC LIMIT ${q.count} OFFSET ${q.offset}`,
+    q.params,
+  );
   const { rows: total } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_log ${where}`, q.params);
   return { entries: rows.map((r) => JSON.parse(r.entry) as LogEntry), total: Number(total[0]!.n) };
 }
-

@@ -7,9 +7,14 @@ export const TILE = 256;
 
 export async function leafHashes(db: Queryable, start: number, end: number): Promise<Buffer[]> {
   if (end <= start) return [];
-  const { rows } = await db.query<{ idx: string; leaf_hash: Buffer }>('SELECT idx, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx', [start, end]);
+  const { rows } = await db.query<{ idx: string; leaf_hash: Buffer }>(
+    'SELECT idx, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx',
+    [start, end],
+  );
   if (rows.length !== end - start || rows.some((r, i) => Number(r.idx) !== start + i)) {
-    throw new Error(`audit_log leaves [${start}, ${end}) are not all present (found ${rows.length}); the log has a gap`);
+    throw new Error(
+      `audit_log leaves [${start}, ${end}) are not all present (found ${rows.length}); the log has a gap`,
+    );
   }
   return rows.map((r) => r.leaf_hash);
 }
@@ -43,7 +48,10 @@ export class TreeReader {
 
   async #tile(b: number): Promise<Hash> {
     if (!this.#tiles) {
-      const { rows } = await this.#db.query<{ block: string; hash: Buffer }>('SELECT block, hash FROM audit_tiles WHERE block < $1', [Math.floor(this.size / TILE)]);
+      const { rows } = await this.#db.query<{ block: string; hash: Buffer }>(
+        'SELECT block, hash FROM audit_tiles WHERE block < $1',
+        [Math.floor(this.size / TILE)],
+      );
       this.#tiles = new Map(rows.map((r) => [Number(r.block), r.hash]));
     }
     let h = this.#tiles.get(b);

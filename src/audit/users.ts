@@ -23,7 +23,12 @@ async function checkPassword(password: string, stored: string): Promise<boolean>
   const [scheme, n, r, p, salt, hash] = stored.split('$');
   if (scheme !== 'scrypt' || !salt || !hash) return false;
   const want = Buffer.from(hash, 'base64');
-  const got = await scryptAsync(password, Buffer.from(salt, 'base64'), want.length, { N: Number(n), r: Number(r), p: Number(p), maxmem: PARAMS.maxmem });
+  const got = await scryptAsync(password, Buffer.from(salt, 'base64'), want.length, {
+    N: Number(n),
+    r: Number(r),
+    p: Number(p),
+    maxmem: PARAMS.maxmem,
+  });
   return timingSafeEqual(got, want);
 }
 
@@ -32,25 +37,36 @@ let decoy: Promise<string> | undefined;
 
 /** Create an account; returns its initial password, shown once. */
 export async function addAuditUser(db: Queryable, name: string): Promise<string> {
-  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(name)) throw new GatewayError('INVALID_VALUE', 'user names are 1-64 of A-Z a-z 0-9 . _ @ -');
+  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(name))
+    throw new GatewayError('INVALID_VALUE', 'user names are 1-64 of A-Z a-z 0-9 . _ @ -');
   const password = randomBytes(18).toString('base64url');
-  const res = await db.query('INSERT INTO audit_users (name, password_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING', [name, await hashPassword(password)]);
+  const res = await db.query('INSERT INTO audit_users (name, password_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
+    name,
+    await hashPassword(password),
+  ]);
   if (res.rowCount === 0) throw new GatewayError('CONFLICT', `audit user ${name} already exists`);
   return password;
 }
 
 export async function disableAuditUser(db: Queryable, name: string): Promise<boolean> {
-  const res = await db.query('UPDATE audit_users SET disabled_at = now() WHERE name = $1 AND disabled_at IS NULL', [name]);
+  const res = await db.query('UPDATE audit_users SET disabled_at = now() WHERE name = $1 AND disabled_at IS NULL', [
+    name,
+  ]);
   await db.query('DELETE FROM audit_sessions WHERE user_name = $1', [name]);
   return (res.rowCount ?? 0) > 0;
 }
 
-export async function listAuditUsers(db: Queryable): Promise<Array<{ name: string; created_at: Date; disabled_at: Date | null }>> {
+export async function listAuditUsers(
+  db: Queryable,
+): Promise<Array<{ name: string; created_at: Date; disabled_at: Date | null }>> {
   return (await db.query('SELECT name, created_at, disabled_at FROM audit_users ORDER BY name')).rows;
 }
 
 export async function checkLogin(db: Queryable, name: string, password: string): Promise<boolean> {
-  const { rows } = await db.query<{ password_hash: string }>('SELECT password_hash FROM audit_users WHERE name = $1 AND disabled_at IS NULL', [name]);
+  const { rows } = await db.query<{ password_hash: string }>(
+    'SELECT password_hash FROM audit_users WHERE name = $1 AND disabled_at IS NULL',
+    [name],
+  );
   const stored = rows[0]?.password_hash ?? (await (decoy ??= hashPassword(randomBytes(16).toString('hex'))));
   const ok = await checkPassword(password, stored);
   return ok && rows.length === 1;
@@ -58,11 +74,19 @@ export async function checkLogin(db: Queryable, name: string, password: string):
 
 const tokenHash = (token: string) => createHash('sha256').update(token).digest();
 
-export async function createSession(db: Queryable, name: string, now = new Date()): Promise<{ token: string; expiresAt: Date }> {
+export async function createSession(
+  db: Queryable,
+  name: string,
+  now = new Date(),
+): Promise<{ token: string; expiresAt: Date }> {
   const token = randomBytes(32).toString('base64url');
   const expiresAt = new Date(now.getTime() + SESSION_TTL_MS);
   await db.query('DELETE FROM audit_sessions WHERE expires_at < now()');
-  await db.query('INSERT INTO audit_sessions (token_hash, user_name, expires_at) VALUES ($1, $2, $3)', [tokenHash(token), name, expiresAt]);
+  await db.query('INSERT INTO audit_sessions (token_hash, user_name, expires_at) VALUES ($1, $2, $3)', [
+    tokenHash(token),
+    name,
+    expiresAt,
+  ]);
   return { token, expiresAt };
 }
 

@@ -20,10 +20,17 @@ const BATCH = 5_000;
  * stored consistency proof, and the stored tiles. One streaming pass, O(n).
  */
 export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: VerifyDeps): Promise<DbVerifyReport> {
-  const { rows: cps } = await db.query<{ seq: string; tree_size: string; root_hash: Buffer; note: string; consistency: Buffer[]; prev_size: string | null }>(
-    'SELECT seq, tree_size, root_hash, note, consistency, prev_size FROM audit_checkpoints ORDER BY seq',
+  const { rows: cps } = await db.query<{
+    seq: string;
+    tree_size: string;
+    root_hash: Buffer;
+    note: string;
+    consistency: Buffer[];
+    prev_size: string | null;
+  }>('SELECT seq, tree_size, root_hash, note, consistency, prev_size FROM audit_checkpoints ORDER BY seq');
+  const { rows: tiles } = await db.query<{ block: string; hash: Buffer }>(
+    'SELECT block, hash FROM audit_tiles ORDER BY block',
   );
-  const { rows: tiles } = await db.query<{ block: string; hash: Buffer }>('SELECT block, hash FROM audit_tiles ORDER BY block');
   const tileOf = new Map(tiles.map((t) => [Number(t.block), t.hash]));
   const { rows: head } = await db.query<{ size: string }>('SELECT size FROM audit_head');
   const size = Number(head[0]!.size);
@@ -43,8 +50,18 @@ export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: Ve
         const key = keyIds.get(`${s.name} ${s.keyId}`);
         if (key && (await deps.verifySignature(key, utf8(note.body), s.signature))) verified = true;
       }
-      if (!verified) return bad({ kind: 'bad-signature', checkpoint: i, message: `checkpoint ${cp.seq}: no valid signature by an audit key` });
-      if (body.size !== Number(cp.tree_size) || !equalHash(body.rootHash, cp.root_hash)) return bad({ kind: 'changed', checkpoint: i, message: `checkpoint ${cp.seq}: stored size/root differ from its signed note` });
+      if (!verified)
+        return bad({
+          kind: 'bad-signature',
+          checkpoint: i,
+          message: `checkpoint ${cp.seq}: no valid signature by an audit key`,
+        });
+      if (body.size !== Number(cp.tree_size) || !equalHash(body.rootHash, cp.root_hash))
+        return bad({
+          kind: 'changed',
+          checkpoint: i,
+          message: `checkpoint ${cp.seq}: stored size/root differ from its signed note`,
+        });
       if (prev) verifyConsistency(nodeHasher, prev.size, body.size, cp.consistency, prev.root, body.rootHash);
       prev = { size: body.size, root: body.rootHash };
     } catch (err) {
@@ -58,18 +75,30 @@ export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: Ve
   let block: Hash[] = [];
   for (let start = 0; start < size; start += BATCH) {
     const { rows } = await db.query<{ idx: string; entry: string; leaf_hash: Buffer }>(
-      'SELECT idx, entry, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx', [start, Math.min(size, start + BATCH)],
+      'SELECT idx, entry, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx',
+      [start, Math.min(size, start + BATCH)],
     );
     for (const [j, r] of rows.entries()) {
       const idx = start + j;
-      if (Number(r.idx) !== idx) return bad({ kind: 'missing', index: idx, message: `entry ${idx} is missing from audit_log` });
+      if (Number(r.idx) !== idx)
+        return bad({ kind: 'missing', index: idx, message: `entry ${idx} is missing from audit_log` });
       const h = nodeHasher.leaf(utf8(r.entry));
-      if (!equalHash(h, r.leaf_hash)) return bad({ kind: 'changed', index: idx, message: `entry ${idx} was changed: its text no longer hashes to its stored leaf hash` });
+      if (!equalHash(h, r.leaf_hash))
+        return bad({
+          kind: 'changed',
+          index: idx,
+          message: `entry ${idx} was changed: its text no longer hashes to its stored leaf hash`,
+        });
       block.push(h);
       if (block.length === TILE) {
         const t = rootOfUnits(block, nodeHasher);
         const stored = tileOf.get(blocks.length);
-        if (stored && !equalHash(stored, t)) return bad({ kind: 'changed', index: blocks.length * TILE, message: `tile ${blocks.length} does not match its leaves` });
+        if (stored && !equalHash(stored, t))
+          return bad({
+            kind: 'changed',
+            index: blocks.length * TILE,
+            message: `tile ${blocks.length} does not match its leaves`,
+          });
         blocks.push(t);
         block = [];
       }
@@ -77,7 +106,11 @@ export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: Ve
       if (cp) {
         const root = rootOfUnits(block.length ? [...blocks, rootOfUnits(block, nodeHasher)] : blocks, nodeHasher);
         if (!equalHash(root, cp.root_hash)) {
-          return bad({ kind: 'changed', checkpoint: Number(cp.seq), message: `the entries no longer hash to the root signed in checkpoint ${cp.seq} (size ${cp.tree_size})` });
+          return bad({
+            kind: 'changed',
+            checkpoint: Number(cp.seq),
+            message: `the entries no longer hash to the root signed in checkpoint ${cp.seq} (size ${cp.tree_size})`,
+          });
         }
       }
     }
@@ -87,7 +120,15 @@ export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: Ve
     }
     report.entries = Math.min(size, start + BATCH);
   }
-  const { rows: extra } = await db.query<{ n: string }>('SELECT count(*) AS n FROM audit_log WHERE idx >= $1 OR idx < 0', [size]);
-  if (Number(extra[0]!.n) > 0) return bad({ kind: 'inserted', index: size, message: `audit_log holds ${extra[0]!.n} rows beyond its head size ${size}` });
+  const { rows: extra } = await db.query<{ n: string }>(
+    'SELECT count(*) AS n FROM audit_log WHERE idx >= $1 OR idx < 0',
+    [size],
+  );
+  if (Number(extra[0]!.n) > 0)
+    return bad({
+      kind: 'inserted',
+      index: size,
+      message: `audit_log holds ${extra[0]!.n} rows beyond its head size ${size}`,
+    });
   return { ...report, ok: true };
 }

@@ -19,7 +19,8 @@ export interface VerifiedAssertion {
   exp: number;
 }
 
-const bad = (reason: string, description: string, clientId?: string) => new OAuthError('invalid_client', reason, description, clientId);
+const bad = (reason: string, description: string, clientId?: string) =>
+  new OAuthError('invalid_client', reason, description, clientId);
 
 function unverifiedClaims(jwt: string): Record<string, unknown> {
   try {
@@ -35,8 +36,13 @@ function unverifiedClaims(jwt: string): Record<string, unknown> {
  * keys, then record its jti (replay guard, kept until exp). The header is
  * screened before any key is touched, so alg confusion never reaches jose.
  */
-export async function verifyClientAssertion(ctx: GatewayContext, assertion: string, tokenUrl: string): Promise<VerifiedAssertion> {
-  if (assertion.length > 16_384 || assertion.split('.').length !== 3) throw bad('malformed_assertion', 'client_assertion must be a compact JWS');
+export async function verifyClientAssertion(
+  ctx: GatewayContext,
+  assertion: string,
+  tokenUrl: string,
+): Promise<VerifiedAssertion> {
+  if (assertion.length > 16_384 || assertion.split('.').length !== 3)
+    throw bad('malformed_assertion', 'client_assertion must be a compact JWS');
   let header: Record<string, unknown>;
   try {
     header = decodeProtectedHeader(assertion) as Record<string, unknown>;
@@ -48,8 +54,13 @@ export async function verifyClientAssertion(ctx: GatewayContext, assertion: stri
     throw bad('alg_not_allowed', `alg ${JSON.stringify(alg)} is not accepted; use one of ${ASSERTION_ALGS.join(', ')}`);
   }
   const refused = REFUSED_HEADERS.filter((h) => h in header);
-  if (refused.length) throw bad('header_refused', `header member(s) ${refused.join(', ')} are not accepted; keys come from the registered JWKS only`);
-  if (typeof header.kid !== 'string' || header.kid === '') throw bad('kid_missing', 'the assertion header must name a kid of the registered JWKS');
+  if (refused.length)
+    throw bad(
+      'header_refused',
+      `header member(s) ${refused.join(', ')} are not accepted; keys come from the registered JWKS only`,
+    );
+  if (typeof header.kid !== 'string' || header.kid === '')
+    throw bad('kid_missing', 'the assertion header must name a kid of the registered JWKS');
 
   // iss names the client; trust nothing else in the claims until the signature checks out.
   const iss = unverifiedClaims(assertion).iss;
@@ -65,25 +76,37 @@ export async function verifyClientAssertion(ctx: GatewayContext, assertion: stri
     throw bad('jwks_unavailable', 'the client JWKS could not be fetched', client.id);
   }
   if (!jwk) throw bad('kid_unknown', `kid ${JSON.stringify(header.kid)} is not in the client JWKS`, client.id);
-  if (jwk.alg !== undefined && jwk.alg !== alg) throw bad('alg_mismatch', 'the key is registered for another alg', client.id);
+  if (jwk.alg !== undefined && jwk.alg !== alg)
+    throw bad('alg_mismatch', 'the key is registered for another alg', client.id);
 
   let payload: Record<string, unknown>;
   try {
     const key = await importJWK(jwk, alg);
     const result = await jwtVerify(assertion, key, {
-      algorithms: [alg], issuer: client.id, subject: client.id, audience: tokenUrl,
-      requiredClaims: ['exp', 'jti', 'iss', 'sub', 'aud'], clockTolerance: LEEWAY_S,
+      algorithms: [alg],
+      issuer: client.id,
+      subject: client.id,
+      audience: tokenUrl,
+      requiredClaims: ['exp', 'jti', 'iss', 'sub', 'aud'],
+      clockTolerance: LEEWAY_S,
     });
     payload = result.payload as Record<string, unknown>;
   } catch (err) {
-    const reason = err instanceof errors.JWTExpired ? 'expired' : err instanceof errors.JWTClaimValidationFailed ? `claim_${err.claim}` : 'signature_invalid';
+    const reason =
+      err instanceof errors.JWTExpired
+        ? 'expired'
+        : err instanceof errors.JWTClaimValidationFailed
+          ? `claim_${err.claim}`
+          : 'signature_invalid';
     throw bad(reason, `client_assertion rejected (${reason})`, client.id);
   }
   const exp = payload.exp as number;
   const now = Math.floor(Date.now() / 1000);
-  if (exp > now + MAX_ASSERTION_LIFETIME_S + LEEWAY_S) throw bad('exp_too_far', `exp is more than ${MAX_ASSERTION_LIFETIME_S} s ahead`, client.id);
+  if (exp > now + MAX_ASSERTION_LIFETIME_S + LEEWAY_S)
+    throw bad('exp_too_far', `exp is more than ${MAX_ASSERTION_LIFETIME_S} s ahead`, client.id);
   const jti = payload.jti;
-  if (typeof jti !== 'string' || jti === '' || jti.length > 255) throw bad('claim_jti', 'jti must be a string of 1 to 255 characters', client.id);
+  if (typeof jti !== 'string' || jti === '' || jti.length > 255)
+    throw bad('claim_jti', 'jti must be a string of 1 to 255 characters', client.id);
 
   await ctx.pool.query('DELETE FROM auth_assertion_jtis WHERE expires_at < now()');
   const { rowCount } = await ctx.pool.query(

@@ -11,7 +11,11 @@ export interface AuthAuditSubject {
 }
 
 function agent(s: AuthAuditSubject): AuditInput['agent'] {
-  return { type: s.clientId ? 'client' : 'anonymous', id: s.clientId ?? 'unknown', ...(s.remoteAddress ? { network: s.remoteAddress } : {}) };
+  return {
+    type: s.clientId ? 'client' : 'anonymous',
+    id: s.clientId ?? 'unknown',
+    ...(s.remoteAddress ? { network: s.remoteAddress } : {}),
+  };
 }
 
 /**
@@ -43,6 +47,15 @@ export async function auditRefusal(
   }
 }
 
-export function tokenIssuedEvent(subject: AuthAuditSubject & { clientId: string }, scopes: string[], expiresIn: number): AuditInput {
-  return { type: 'auth.token-issued', outcome: 'success', agent: agent(subject), detail: { scope: scopes.join(' '), expires_in: expiresIn } };
+export function tokenIssuedEvent(
+  subject: AuthAuditSubject & { clientId: string },
+  scopes: string[],
+  expiresIn: number,
+): AuditInput {
+  return {
+    type: 'auth.token-issued',
+    outcome: 'success',
+    agent: agent(subject),
+    detail: { scope: scopes.join(' '), expires_in: expiresIn },
+  };
 }

@@ -12,9 +12,14 @@ const caches = new WeakMap<GatewayContext, Map<string, CacheEntry>>();
 
 /** Fetch a client's JWKS from its jwks_uri: bounded in time and size, no redirects. */
 async function fetchJwks(ctx: GatewayContext, uri: string): Promise<JWK[]> {
-  const res = await ctx.fetch(uri, { redirect: 'error', signal: AbortSignal.timeout(ctx.config.jwksTimeout), headers: { accept: 'application/json' } });
+  const res = await ctx.fetch(uri, {
+    redirect: 'error',
+    signal: AbortSignal.timeout(ctx.config.jwksTimeout),
+    headers: { accept: 'application/json' },
+  });
   if (!res.ok) throw new Error(`jwks_uri answered HTTP ${res.status}`);
-  if (Number(res.headers.get('content-length') ?? 0) > ctx.config.jwksMaxBytes) throw new Error('jwks_uri document too large');
+  if (Number(res.headers.get('content-length') ?? 0) > ctx.config.jwksMaxBytes)
+    throw new Error('jwks_uri document too large');
   const text = await res.text();
   if (text.length > ctx.config.jwksMaxBytes) throw new Error('jwks_uri document too large');
   return checkPublicJwks(JSON.parse(text)).keys;

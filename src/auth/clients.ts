@@ -36,23 +36,53 @@ export const EVERY_PARTNER = '*';
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'];
 
 interface Row {
-  id: string; name: string; jwks: { keys: JWK[] } | null; jwks_uri: string | null; scopes: string[];
-  enabled: boolean; rate_limit: number | null; receives_from: string[]; created_at: Date; disabled_at: Date | null;
+  id: string;
+  name: string;
+  jwks: { keys: JWK[] } | null;
+  jwks_uri: string | null;
+  scopes: string[];
+  enabled: boolean;
+  rate_limit: number | null;
+  receives_from: string[];
+  created_at: Date;
+  disabled_at: Date | null;
 }
 
 const toRecord = (r: Row): ClientRecord => ({
-  id: r.id, name: r.name, jwks: r.jwks, jwksUri: r.jwks_uri, scopes: r.scopes, enabled: r.enabled,
-  rateLimit: r.rate_limit, receivesFrom: r.receives_from, createdAt: r.created_at, disabledAt: r.disabled_at,
+  id: r.id,
+  name: r.name,
+  jwks: r.jwks,
+  jwksUri: r.jwks_uri,
+  scopes: r.scopes,
+  enabled: r.enabled,
+  rateLimit: r.rate_limit,
+  receivesFrom: r.receives_from,
+  createdAt: r.created_at,
+  disabledAt: r.disabled_at,
 });
 
 /** A public JWKS with kids: private members are refused, so a leaked row can never sign. */
 export function checkPublicJwks(jwks: unknown): { keys: JWK[] } {
   const keys = (jwks as { keys?: unknown })?.keys;
-  if (!Array.isArray(keys) || keys.length === 0 || keys.length > 20) throw new GatewayError('INVALID_VALUE', 'jwks must be {"keys":[...]} with 1 to 20 public keys', { expression: 'jwks' });
+  if (!Array.isArray(keys) || keys.length === 0 || keys.length > 20)
+    throw new GatewayError('INVALID_VALUE', 'jwks must be {"keys":[...]} with 1 to 20 public keys', {
+      expression: 'jwks',
+    });
   keys.forEach((k: Record<string, unknown>, i) => {
-    if (!k || typeof k !== 'object' || !['EC', 'RSA'].includes(k.kty as string)) throw new GatewayError('INVALID_VALUE', `jwks.keys[${i}]: kty must be EC or RSA`, { expression: `jwks.keys[${i}]` });
-    if (typeof k.kid !== 'string' || k.kid === '') throw new GatewayError('INVALID_VALUE', `jwks.keys[${i}]: a kid is required`, { expression: `jwks.keys[${i}].kid` });
-    if (PRIVATE_MEMBERS.some((m) => m in k)) throw new GatewayError('INVALID_VALUE', `jwks.keys[${i}] holds private key material; register the public key only`, { expression: `jwks.keys[${i}]` });
+    if (!k || typeof k !== 'object' || !['EC', 'RSA'].includes(k.kty as string))
+      throw new GatewayError('INVALID_VALUE', `jwks.keys[${i}]: kty must be EC or RSA`, {
+        expression: `jwks.keys[${i}]`,
+      });
+    if (typeof k.kid !== 'string' || k.kid === '')
+      throw new GatewayError('INVALID_VALUE', `jwks.keys[${i}]: a kid is required`, {
+        expression: `jwks.keys[${i}].kid`,
+      });
+    if (PRIVATE_MEMBERS.some((m) => m in k))
+      throw new GatewayError(
+        'INVALID_VALUE',
+        `jwks.keys[${i}] holds private key material; register the public key only`,
+        { expression: `jwks.keys[${i}]` },
+      );
   });
   return { keys: keys as JWK[] };
 }
@@ -66,7 +96,10 @@ export function checkJwksUri(uri: string): string {
     throw new GatewayError('INVALID_VALUE', 'jwks_uri is not a URL', { expression: 'jwks_uri' });
   }
   const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
-  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) throw new GatewayError('INVALID_VALUE', 'jwks_uri must be https (http only on loopback)', { expression: 'jwks_uri' });
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback))
+    throw new GatewayError('INVALID_VALUE', 'jwks_uri must be https (http only on loopback)', {
+      expression: 'jwks_uri',
+    });
   return u.toString();
 }
 
@@ -76,21 +109,37 @@ export function checkJwksUri(uri: string): string {
  * Sorted and deduplicated; [] means the client receives nothing.
  */
 export function checkReceivesFrom(list: unknown): string[] {
-  if (!Array.isArray(list) || list.length > 1000) throw new GatewayError('INVALID_VALUE', 'receives_from must be a list of up to 1000 partner ids', { expression: 'receives_from' });
+  if (!Array.isArray(list) || list.length > 1000)
+    throw new GatewayError('INVALID_VALUE', 'receives_from must be a list of up to 1000 partner ids', {
+      expression: 'receives_from',
+    });
   const bad = list.filter((p) => typeof p !== 'string' || !PARTNER_ID_RE.test(p));
-  if (bad.length) throw new GatewayError('INVALID_VALUE', 'receives_from: each entry is a partner id (printable ASCII) or *', { expression: 'receives_from' });
+  if (bad.length)
+    throw new GatewayError('INVALID_VALUE', 'receives_from: each entry is a partner id (printable ASCII) or *', {
+      expression: 'receives_from',
+    });
   const ids = [...new Set(list as string[])].sort();
-  if (ids.includes(EVERY_PARTNER) && ids.length > 1) throw new GatewayError('INVALID_VALUE', 'receives_from: * already means every partner; give it alone', { expression: 'receives_from' });
+  if (ids.includes(EVERY_PARTNER) && ids.length > 1)
+    throw new GatewayError('INVALID_VALUE', 'receives_from: * already means every partner; give it alone', {
+      expression: 'receives_from',
+    });
   return ids;
 }
 
 export function checkNewClient(c: NewClient): NewClient {
-  if (typeof c.id !== 'string' || !CLIENT_ID_RE.test(c.id)) throw new GatewayError('INVALID_VALUE', 'client id: 1-200 characters of letters, digits and ._:@/-', { expression: 'id' });
-  if ((c.jwks === undefined) === (c.jwksUri === undefined)) throw new GatewayError('INVALID_VALUE', 'give exactly one of jwks and jwks_uri', { expression: 'jwks' });
-  if (!Array.isArray(c.scopes) || c.scopes.length === 0) throw new GatewayError('INVALID_VALUE', 'at least one scope is required', { expression: 'scopes' });
+  if (typeof c.id !== 'string' || !CLIENT_ID_RE.test(c.id))
+    throw new GatewayError('INVALID_VALUE', 'client id: 1-200 characters of letters, digits and ._:@/-', {
+      expression: 'id',
+    });
+  if ((c.jwks === undefined) === (c.jwksUri === undefined))
+    throw new GatewayError('INVALID_VALUE', 'give exactly one of jwks and jwks_uri', { expression: 'jwks' });
+  if (!Array.isArray(c.scopes) || c.scopes.length === 0)
+    throw new GatewayError('INVALID_VALUE', 'at least one scope is required', { expression: 'scopes' });
   const bad = c.scopes.filter((s) => typeof s !== 'string' || !isValidScope(s));
-  if (bad.length) throw new GatewayError('INVALID_VALUE', `not a system scope: ${bad.join(', ')}`, { expression: 'scopes' });
-  if (c.rateLimit != null && (!Number.isInteger(c.rateLimit) || c.rateLimit < 0)) throw new GatewayError('INVALID_VALUE', 'rate_limit must be a whole number >= 0', { expression: 'rate_limit' });
+  if (bad.length)
+    throw new GatewayError('INVALID_VALUE', `not a system scope: ${bad.join(', ')}`, { expression: 'scopes' });
+  if (c.rateLimit != null && (!Number.isInteger(c.rateLimit) || c.rateLimit < 0))
+    throw new GatewayError('INVALID_VALUE', 'rate_limit must be a whole number >= 0', { expression: 'rate_limit' });
   return {
     ...c,
     name: c.name ?? c.id,
@@ -105,7 +154,15 @@ export async function registerClient(db: Queryable, input: NewClient): Promise<C
   const { rows } = await db.query<Row>(
     `INSERT INTO auth_clients (id, name, jwks, jwks_uri, scopes, rate_limit, receives_from) VALUES ($1, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (id) DO NOTHING RETURNING *`,
-    [c.id, c.name, c.jwks === undefined ? null : JSON.stringify(c.jwks), c.jwksUri ?? null, [...new Set(c.scopes)], c.rateLimit ?? null, c.receivesFrom],
+    [
+      c.id,
+      c.name,
+      c.jwks === undefined ? null : JSON.stringify(c.jwks),
+      c.jwksUri ?? null,
+      [...new Set(c.scopes)],
+      c.rateLimit ?? null,
+      c.receivesFrom,
+    ],
   );
   if (!rows[0]) throw new GatewayError('CONFLICT', `client ${c.id} already exists`, { expression: 'id' });
   return toRecord(rows[0]);
@@ -133,8 +190,15 @@ export async function setClientEnabled(db: Queryable, id: string, enabled: boole
 }
 
 /** Replace a client's inbox routing list (checked as in checkReceivesFrom). Returns undefined if no such client. */
-export async function setClientReceivesFrom(db: Queryable, id: string, receivesFrom: unknown): Promise<ClientRecord | undefined> {
+export async function setClientReceivesFrom(
+  db: Queryable,
+  id: string,
+  receivesFrom: unknown,
+): Promise<ClientRecord | undefined> {
   const list = checkReceivesFrom(receivesFrom);
-  const { rows } = await db.query<Row>('UPDATE auth_clients SET receives_from = $2, updated_at = now() WHERE id = $1 RETURNING *', [id, list]);
+  const { rows } = await db.query<Row>(
+    'UPDATE auth_clients SET receives_from = $2, updated_at = now() WHERE id = $1 RETURNING *',
+    [id, list],
+  );
   return rows[0] ? toRecord(rows[0]) : undefined;
 }

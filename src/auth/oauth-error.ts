@@ -1,5 +1,11 @@
 /** RFC 6749 section 5.2 error codes the token endpoint answers with. */
-export type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type' | 'invalid_scope';
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope';
 
 /**
  * A token endpoint refusal. `reason` is a stable, non-secret code for the

@@ -67,6 +67,8 @@ function limiterFor(ctx: GatewayContext): RateLimiter {
 /** Take one request from a client's rate bucket, or throw 429 with Retry-After. */
 export function chargeRate(ctx: GatewayContext, clientId: string, perMinute: number | null): void {
   const d = limiterFor(ctx).take(clientId, perMinute ?? ctx.config.rateLimit);
-  if (!d.allowed) throw new GatewayError('RATE_LIMITED', `rate limit exceeded for client ${clientId}; retry in ${d.retryAfter} s`, { retryAfter: d.retryAfter });
+  if (!d.allowed)
+    throw new GatewayError('RATE_LIMITED', `rate limit exceeded for client ${clientId}; retry in ${d.retryAfter} s`, {
+      retryAfter: d.retryAfter,
+    });
 }
-

@@ -10,7 +10,13 @@ export const SCOPE_AUDIT_READ = 'system/AuditEvent.read';
 /** Manage clients, partners, keys. Never implied by a wildcard. */
 export const SCOPE_ADMIN = 'system/gateway.admin';
 
-export const SCOPES_SUPPORTED = [SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE, SCOPE_ALL_READ, SCOPE_AUDIT_READ, SCOPE_ADMIN] as const;
+export const SCOPES_SUPPORTED = [
+  SCOPE_BUNDLE_WRITE,
+  SCOPE_ALL_WRITE,
+  SCOPE_ALL_READ,
+  SCOPE_AUDIT_READ,
+  SCOPE_ADMIN,
+] as const;
 
 /**
  * Resource types a wildcard never reaches: reading the whole audit trail and

@@ -23,20 +23,29 @@ export function httpsOptions(config: TlsConfig): HttpsOptions | undefined {
     try {
       return readFileSync(file);
     } catch (err) {
-      throw new Error(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      throw new Error(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+        cause: err,
+      });
     }
   };
   return {
     cert: read(config.tlsCertFile, 'TLS_CERT_FILE'),
     key: read(config.tlsKeyFile, 'TLS_KEY_FILE'),
     minVersion: config.tlsMinVersion,
-    ...(config.tlsClientCaFile ? { ca: read(config.tlsClientCaFile, 'TLS_CLIENT_CA_FILE'), requestCert: true, rejectUnauthorized: false } : {}),
+    ...(config.tlsClientCaFile
+      ? { ca: read(config.tlsClientCaFile, 'TLS_CLIENT_CA_FILE'), requestCert: true, rejectUnauthorized: false }
+      : {}),
   };
 }
 
 export type PeerCheck =
   | { ok: true; partnerId: string; certSha256: string }
-  | { ok: false; status: 401 | 403; reason: 'no_client_certificate' | 'certificate_untrusted' | 'certificate_not_bound'; certSha256?: string };
+  | {
+      ok: false;
+      status: 401 | 403;
+      reason: 'no_client_certificate' | 'certificate_untrusted' | 'certificate_not_bound';
+      certSha256?: string;
+    };
 
 /** A peer certificate issued by the client CA and bound to a partner. */
 export async function checkPeerCertificate(db: Queryable, socket: TLSSocket | undefined): Promise<PeerCheck> {

@@ -23,7 +23,8 @@ function param(form: Record<string, unknown>, name: string): string | undefined 
   const v = form[name];
   if (v === undefined) return undefined;
   // RFC 6749 section 3.2: parameters must not be repeated.
-  if (typeof v !== 'string') throw new OAuthError('invalid_request', 'repeated_parameter', `${name} must be given once`);
+  if (typeof v !== 'string')
+    throw new OAuthError('invalid_request', 'repeated_parameter', `${name} must be given once`);
   return v;
 }
 
@@ -31,12 +32,26 @@ function param(form: Record<string, unknown>, name: string): string | undefined 
  * SMART Backend Services token request: client_credentials with a
  * private_key_jwt assertion. Returns the token response or throws OAuthError.
  */
-export async function handleTokenRequest(ctx: GatewayContext, form: Record<string, unknown>, remoteAddress: string): Promise<TokenResponse> {
+export async function handleTokenRequest(
+  ctx: GatewayContext,
+  form: Record<string, unknown>,
+  remoteAddress: string,
+): Promise<TokenResponse> {
   const grantType = param(form, 'grant_type');
   if (grantType === undefined) throw new OAuthError('invalid_request', 'grant_type_missing', 'grant_type is required');
-  if (grantType !== 'client_credentials') throw new OAuthError('unsupported_grant_type', 'grant_type_unsupported', 'only grant_type=client_credentials is supported');
+  if (grantType !== 'client_credentials')
+    throw new OAuthError(
+      'unsupported_grant_type',
+      'grant_type_unsupported',
+      'only grant_type=client_credentials is supported',
+    );
   const assertionType = param(form, 'client_assertion_type');
-  if (assertionType !== ASSERTION_TYPE) throw new OAuthError('invalid_request', 'assertion_type_invalid', `client_assertion_type must be ${ASSERTION_TYPE}`);
+  if (assertionType !== ASSERTION_TYPE)
+    throw new OAuthError(
+      'invalid_request',
+      'assertion_type_invalid',
+      `client_assertion_type must be ${ASSERTION_TYPE}`,
+    );
   const assertion = param(form, 'client_assertion');
   if (!assertion) throw new OAuthError('invalid_request', 'assertion_missing', 'client_assertion is required');
   const scopeParam = param(form, 'scope');
@@ -44,11 +59,22 @@ export async function handleTokenRequest(ctx: GatewayContext, form: Record<strin
   const { client } = await verifyClientAssertion(ctx, assertion, tokenUrl(ctx));
   chargeRate(ctx, client.id, client.rateLimit);
 
-  if (!scopeParam) throw new OAuthError('invalid_scope', 'scope_missing', 'scope is required (space-separated system/ scopes)', client.id);
+  if (!scopeParam)
+    throw new OAuthError(
+      'invalid_scope',
+      'scope_missing',
+      'scope is required (space-separated system/ scopes)',
+      client.id,
+    );
   const requested = parseScopes(scopeParam);
   const notAllowed = requested.filter((s) => !hasAnyScope(client.scopes, [s]));
   if (requested.length === 0 || notAllowed.length) {
-    throw new OAuthError('invalid_scope', 'scope_not_allowed', `scope not allowed for this client: ${notAllowed.join(' ')}`, client.id);
+    throw new OAuthError(
+      'invalid_scope',
+      'scope_not_allowed',
+      `scope not allowed for this client: ${notAllowed.join(' ')}`,
+      client.id,
+    );
   }
 
   const db = await ctx.pool.connect();
@@ -57,7 +83,12 @@ export async function handleTokenRequest(ctx: GatewayContext, form: Record<strin
     const issued = await issueAccessToken(db, { clientId: client.id, scopes: requested }, ctx.config.accessTokenTtl);
     await appendAudit(db, [tokenIssuedEvent({ clientId: client.id, remoteAddress }, requested, issued.expiresIn)]);
     await db.query('COMMIT');
-    return { access_token: issued.accessToken, token_type: 'bearer', expires_in: issued.expiresIn, scope: requested.join(' ') };
+    return {
+      access_token: issued.accessToken,
+      token_type: 'bearer',
+      expires_in: issued.expiresIn,
+      scope: requested.join(' '),
+    };
   } catch (err) {
     await db.query('ROLLBACK').catch(() => undefined);
     throw err;

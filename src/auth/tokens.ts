@@ -29,7 +29,11 @@ export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
 }
 
-export async function issueAccessToken(db: Queryable, grant: TokenGrant, ttlSeconds = MAX_TOKEN_TTL_SECONDS): Promise<IssuedToken> {
+export async function issueAccessToken(
+  db: Queryable,
+  grant: TokenGrant,
+  ttlSeconds = MAX_TOKEN_TTL_SECONDS,
+): Promise<IssuedToken> {
   const expiresIn = Math.min(ttlSeconds, MAX_TOKEN_TTL_SECONDS);
   const accessToken = TOKEN_PREFIX + randomBytes(32).toString('base64url');
   // Expired rows are swept here rather than by a job: the index makes it cheap.

@@ -32,7 +32,15 @@ checkpoint    Signs a checkpoint now with the HSM audit key (the worker does it 
 users add     Creates a compliance officer account for /audit/ui and prints its
               initial password once.`;
 
-const dbOptions = { db: { type: 'boolean' }, json: { type: 'boolean' }, key: { type: 'string', multiple: true }, from: { type: 'string' }, to: { type: 'string' }, out: { type: 'string' }, name: { type: 'string' } } as const;
+const dbOptions = {
+  db: { type: 'boolean' },
+  json: { type: 'boolean' },
+  key: { type: 'string', multiple: true },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  out: { type: 'string' },
+  name: { type: 'string' },
+} as const;
 
 function readKeys(files: string[] | undefined): EvidenceKey[] | undefined {
   if (!files?.length) return undefined;
@@ -63,11 +71,17 @@ async function verifyDb(json: boolean): Promise<number> {
   const db = await openDatabase(config, cliLogger(config));
   try {
     const origin = await logOrigin(db.pool, config.baseUrl);
-    const keys = (await listKeys(db.pool)).filter((k) => k.use === 'audit').map((k) => ({ ...(k.public_jwk as object), kid: k.kid, name: origin }) as EvidenceKey);
+    const keys = (await listKeys(db.pool))
+      .filter((k) => k.use === 'audit')
+      .map((k) => ({ ...(k.public_jwk as object), kid: k.kid, name: origin }) as EvidenceKey);
     const report = await verifyLiveLog(db.pool, keys, nodeVerifyDeps);
     if (json) print(JSON.stringify(report, null, 2));
-    else if (report.ok) print(`OK: ${report.entries} entries and ${report.checkpoints} signed checkpoints verified in the live log`);
-    else print(`TAMPERED (${report.problem!.kind}) at ${report.problem!.index !== undefined ? `entry ${report.problem!.index}` : `checkpoint ${report.problem!.checkpoint}`}: ${report.problem!.message}`);
+    else if (report.ok)
+      print(`OK: ${report.entries} entries and ${report.checkpoints} signed checkpoints verified in the live log`);
+    else
+      print(
+        `TAMPERED (${report.problem!.kind}) at ${report.problem!.index !== undefined ? `entry ${report.problem!.index}` : `checkpoint ${report.problem!.checkpoint}`}: ${report.problem!.message}`,
+      );
     return report.ok ? 0 : 1;
   } finally {
     await db.close();
@@ -100,9 +114,22 @@ export const auditCommand: Command = {
           const password = await addAuditUser(db.pool, values.name);
           print(`created audit user ${values.name}; initial password (shown once):\n${password}`);
         } else if (rest[0] === 'disable' && values.name) {
-          print((await disableAuditUser(db.pool, values.name)) ? `disabled ${values.name}` : `no active user ${values.name}`);
+          print(
+            (await disableAuditUser(db.pool, values.name))
+              ? `disabled ${values.name}`
+              : `no active user ${values.name}`,
+          );
         } else if (rest[0] === 'list') {
-          print(table((await listAuditUsers(db.pool)).map((u) => ({ name: u.name, created: u.created_at.toISOString(), disabled: u.disabled_at?.toISOString() ?? '' })), ['name', 'created', 'disabled']));
+          print(
+            table(
+              (await listAuditUsers(db.pool)).map((u) => ({
+                name: u.name,
+                created: u.created_at.toISOString(),
+                disabled: u.disabled_at?.toISOString() ?? '',
+              })),
+              ['name', 'created', 'disabled'],
+            ),
+          );
         } else throw new UsageError('users add --name N | users list | users disable --name N');
         return 0;
       } finally {
@@ -118,7 +145,11 @@ export const auditCommand: Command = {
           return 0;
         }
         const { rows } = await ctx.pool.query<{ size: string }>('SELECT size FROM audit_head');
-        const pack = await buildEvidencePack(ctx, int(values.from, 'from') ?? 0, int(values.to, 'to') ?? Number(rows[0]!.size));
+        const pack = await buildEvidencePack(
+          ctx,
+          int(values.from, 'from') ?? 0,
+          int(values.to, 'to') ?? Number(rows[0]!.size),
+        );
         const text = JSON.stringify(pack, null, 1);
         if (values.out) writeFileSync(values.out, text);
         else print(text);

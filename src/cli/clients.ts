@@ -54,11 +54,21 @@ The first admin client can only be registered here (the CLI has database access)
 Disabling revokes the client's live tokens at once. Reads and writes the
 database only, so it works from a second shell while the gateway runs.`,
   async run(args) {
-    const { values, positionals } = parse(args, {
-      id: { type: 'string' }, name: { type: 'string' }, 'jwks-uri': { type: 'string' }, 'jwks-file': { type: 'string' },
-      scope: { type: 'string' }, 'rate-limit': { type: 'string' }, json: { type: 'boolean' },
-      'receives-from': { type: 'string', multiple: true }, 'receives-nothing': { type: 'boolean' },
-    }, true);
+    const { values, positionals } = parse(
+      args,
+      {
+        id: { type: 'string' },
+        name: { type: 'string' },
+        'jwks-uri': { type: 'string' },
+        'jwks-file': { type: 'string' },
+        scope: { type: 'string' },
+        'rate-limit': { type: 'string' },
+        json: { type: 'boolean' },
+        'receives-from': { type: 'string', multiple: true },
+        'receives-nothing': { type: 'boolean' },
+      },
+      true,
+    );
     const sub = positionals[0];
     if (sub === 'list') {
       const config = loadConfig();
@@ -66,7 +76,20 @@ database only, so it works from a second shell while the gateway runs.`,
       try {
         const clients = await listClients(database.pool);
         if (values.json) print(JSON.stringify(clients, null, 2));
-        else print(table(clients.map((c) => ({ id: c.id, name: c.name, enabled: String(c.enabled), scopes: c.scopes.join(' '), 'receives from': c.receivesFrom.join(' ') || '(nothing)', keys: c.jwksUri ?? `inline (${c.jwks?.keys.length ?? 0})` })), ['id', 'name', 'enabled', 'scopes', 'receives from', 'keys']));
+        else
+          print(
+            table(
+              clients.map((c) => ({
+                id: c.id,
+                name: c.name,
+                enabled: String(c.enabled),
+                scopes: c.scopes.join(' '),
+                'receives from': c.receivesFrom.join(' ') || '(nothing)',
+                keys: c.jwksUri ?? `inline (${c.jwks?.keys.length ?? 0})`,
+              })),
+              ['id', 'name', 'enabled', 'scopes', 'receives from', 'keys'],
+            ),
+          );
         return 0;
       } finally {
         await database.close();
@@ -76,7 +99,8 @@ database only, so it works from a second shell while the gateway runs.`,
     if (!id) throw new UsageError('--id is required');
     if (sub === 'add') {
       if (!values.scope) throw new UsageError('--scope is required, e.g. --scope "system/Bundle.write system/*.read"');
-      if (Boolean(values['jwks-uri']) === Boolean(values['jwks-file'])) throw new UsageError('give exactly one of --jwks-uri and --jwks-file');
+      if (Boolean(values['jwks-uri']) === Boolean(values['jwks-file']))
+        throw new UsageError('give exactly one of --jwks-uri and --jwks-file');
       let jwks: unknown;
       if (values['jwks-file']) {
         try {
@@ -87,20 +111,47 @@ database only, so it works from a second shell while the gateway runs.`,
       }
       const rateLimit = values['rate-limit'] === undefined ? undefined : Number(values['rate-limit']);
       const c = await inTransaction(async (db) => {
-        const created = await registerClient(db, { id, name: values.name, jwks, jwksUri: values['jwks-uri'], scopes: parseScopes(values.scope!), rateLimit, receivesFrom: values['receives-from'] });
-        await appendAudit(db, [{ type: 'client.registered', outcome: 'success', agent: operator(), entity: [{ type: 'client', id }], detail: { scope: created.scopes.join(' '), receives_from: created.receivesFrom.join(' ') } }]);
+        const created = await registerClient(db, {
+          id,
+          name: values.name,
+          jwks,
+          jwksUri: values['jwks-uri'],
+          scopes: parseScopes(values.scope!),
+          rateLimit,
+          receivesFrom: values['receives-from'],
+        });
+        await appendAudit(db, [
+          {
+            type: 'client.registered',
+            outcome: 'success',
+            agent: operator(),
+            entity: [{ type: 'client', id }],
+            detail: { scope: created.scopes.join(' '), receives_from: created.receivesFrom.join(' ') },
+          },
+        ]);
         return created;
       });
-      print(`registered client ${c.id} with scopes: ${c.scopes.join(' ')}; receives from: ${c.receivesFrom.join(' ') || 'nothing (see gateway clients update --help)'}`);
+      print(
+        `registered client ${c.id} with scopes: ${c.scopes.join(' ')}; receives from: ${c.receivesFrom.join(' ') || 'nothing (see gateway clients update --help)'}`,
+      );
       return 0;
     }
     if (sub === 'update') {
       const list = values['receives-from'];
-      if (Boolean(list) === Boolean(values['receives-nothing'])) throw new UsageError('give --receives-from PARTNER (repeatable) or --receives-nothing');
+      if (Boolean(list) === Boolean(values['receives-nothing']))
+        throw new UsageError('give --receives-from PARTNER (repeatable) or --receives-nothing');
       const c = await inTransaction(async (db) => {
         const updated = await setClientReceivesFrom(db, id, list ?? []);
         if (!updated) throw new UsageError(`no client ${id}`);
-        await appendAudit(db, [{ type: 'client.updated', outcome: 'success', agent: operator(), entity: [{ type: 'client', id }], detail: { receives_from: updated.receivesFrom.join(' ') } }]);
+        await appendAudit(db, [
+          {
+            type: 'client.updated',
+            outcome: 'success',
+            agent: operator(),
+            entity: [{ type: 'client', id }],
+            detail: { receives_from: updated.receivesFrom.join(' ') },
+          },
+        ]);
         return updated;
       });
       print(`client ${c.id} receives from: ${c.receivesFrom.join(' ') || 'nothing'}`);
@@ -109,7 +160,9 @@ database only, so it works from a second shell while the gateway runs.`,
     if (sub === 'disable' || sub === 'enable') {
       await inTransaction(async (db) => {
         if (!(await setClientEnabled(db, id, sub === 'enable'))) throw new UsageError(`no client ${id}`);
-        await appendAudit(db, [{ type: `client.${sub}d`, outcome: 'success', agent: operator(), entity: [{ type: 'client', id }] }]);
+        await appendAudit(db, [
+          { type: `client.${sub}d`, outcome: 'success', agent: operator(), entity: [{ type: 'client', id }] },
+        ]);
       });
       print(`client ${id} ${sub}d`);
       return 0;
@@ -128,11 +181,22 @@ gateway tls unbind --sha256 HEX
 With TLS_CLIENT_CA_FILE set, a peer posting to /inbox must present a
 certificate issued by that CA AND bound here to a partner. Works from a second shell.`,
   async run(args) {
-    const { values, positionals } = parse(args, { partner: { type: 'string' }, cert: { type: 'string' }, sha256: { type: 'string' }, json: { type: 'boolean' } }, true);
+    const { values, positionals } = parse(
+      args,
+      { partner: { type: 'string' }, cert: { type: 'string' }, sha256: { type: 'string' }, json: { type: 'boolean' } },
+      true,
+    );
     const sub = positionals[0];
     if (sub === 'list') {
       const rows = await inTransaction((db) => listTlsBindings(db));
-      print(values.json ? JSON.stringify(rows, null, 2) : table(rows.map((r) => ({ partner: r.partnerId, sha256: r.certSha256, created: r.createdAt ?? '' })), ['partner', 'sha256', 'created']));
+      print(
+        values.json
+          ? JSON.stringify(rows, null, 2)
+          : table(
+              rows.map((r) => ({ partner: r.partnerId, sha256: r.certSha256, created: r.createdAt ?? '' })),
+              ['partner', 'sha256', 'created'],
+            ),
+      );
       return 0;
     }
     if (sub === 'bind') {
@@ -147,7 +211,14 @@ certificate issued by that CA AND bound here to a partner. Works from a second s
       }
       const b = await inTransaction(async (db) => {
         const out = await bindPartnerCertificate(db, { partnerId: values.partner, certPem, certSha256: values.sha256 });
-        await appendAudit(db, [{ type: 'tls.bound', outcome: 'success', agent: operator(), entity: [{ type: 'partner', id: out.partnerId, digest: out.certSha256 }] }]);
+        await appendAudit(db, [
+          {
+            type: 'tls.bound',
+            outcome: 'success',
+            agent: operator(),
+            entity: [{ type: 'partner', id: out.partnerId, digest: out.certSha256 }],
+          },
+        ]);
         return out;
       });
       print(`certificate ${b.certSha256} bound to partner ${b.partnerId}`);
@@ -158,7 +229,14 @@ certificate issued by that CA AND bound here to a partner. Works from a second s
       await inTransaction(async (db) => {
         const partnerId = await unbindCertificate(db, values.sha256!);
         if (!partnerId) throw new UsageError('no such binding');
-        await appendAudit(db, [{ type: 'tls.unbound', outcome: 'success', agent: operator(), entity: [{ type: 'partner', id: partnerId, digest: values.sha256! }] }]);
+        await appendAudit(db, [
+          {
+            type: 'tls.unbound',
+            outcome: 'success',
+            agent: operator(),
+            entity: [{ type: 'partner', id: partnerId, digest: values.sha256! }],
+          },
+        ]);
       });
       print('unbound');
       return 0;

@@ -23,7 +23,8 @@ Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR)
     const sub = positionals[0];
     if (sub !== 'list' && sub !== 'retry') throw new UsageError(`unknown deliveries subcommand ${sub ?? '(none)'}`);
     if (sub === 'retry' && !positionals[1]) throw new UsageError('retry needs the delivery id');
-    if (values.state !== undefined && !['pending', 'delivered', 'failed'].includes(values.state)) throw new UsageError('--state must be pending, delivered or failed');
+    if (values.state !== undefined && !['pending', 'delivered', 'failed'].includes(values.state))
+      throw new UsageError('--state must be pending, delivered or failed');
     const config = loadConfig();
     const db = await openDatabase(config, cliLogger(config));
     try {
@@ -33,7 +34,22 @@ Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR)
       } else {
         const rows = await listDeliveries(db.pool, values.state);
         if (values.json) print(JSON.stringify(rows, null, 2));
-        else print(table(rows.map((r) => ({ id: r.id, exchange: r.exchange_id, partner: r.partner_id, state: r.state, kind: r.kind, attempts: String(r.attempts), 'last error': r.last_error ?? '', updated: r.updated_at.toISOString() })), ['id', 'exchange', 'partner', 'state', 'kind', 'attempts', 'last error', 'updated']));
+        else
+          print(
+            table(
+              rows.map((r) => ({
+                id: r.id,
+                exchange: r.exchange_id,
+                partner: r.partner_id,
+                state: r.state,
+                kind: r.kind,
+                attempts: String(r.attempts),
+                'last error': r.last_error ?? '',
+                updated: r.updated_at.toISOString(),
+              })),
+              ['id', 'exchange', 'partner', 'state', 'kind', 'attempts', 'last error', 'updated'],
+            ),
+          );
       }
       return 0;
     } finally {

@@ -34,22 +34,31 @@ async function rotate(pool: import('pg').Pool, uses: KeyUse[], now: boolean, tim
     const id = rows[0]!.id;
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const { rows: job } = await pool.query<{ attempts: number; max_attempts: number; last_error: string | null; locked_at: Date | null }>(
-        'SELECT attempts, max_attempts, last_error, locked_at FROM graphile_worker.jobs WHERE id = $1',
-        [id],
-      );
+      const { rows: job } = await pool.query<{
+        attempts: number;
+        max_attempts: number;
+        last_error: string | null;
+        locked_at: Date | null;
+      }>('SELECT attempts, max_attempts, last_error, locked_at FROM graphile_worker.jobs WHERE id = $1', [id]);
       if (job.length === 0) break; // graphile-worker deletes a job once it succeeded
       const j = job[0]!;
       if (j.attempts >= j.max_attempts && !j.locked_at) {
         await pool.query('SELECT graphile_worker.remove_job($1)', [jobKey]);
-        process.stderr.write(`gateway keys rotate: the ${use} rotation failed: ${(j.last_error ?? 'unknown error').split('\n')[0]}\n`);
+        process.stderr.write(
+          `gateway keys rotate: the ${use} rotation failed: ${(j.last_error ?? 'unknown error').split('\n')[0]}\n`,
+        );
         return 1;
       }
       if (Date.now() > until) {
         if (j.attempts === 0) {
           await pool.query('SELECT graphile_worker.remove_job($1)', [jobKey]);
-          process.stderr.write(`gateway keys rotate: no worker ran the ${use} rotation within ${timeoutMs / 1000} s; is \`gateway start\` or \`gateway worker\` running? Nothing was changed.\n`);
-        } else process.stderr.write(`gateway keys rotate: the ${use} rotation is still running; see \`gateway keys list\`.\n`);
+          process.stderr.write(
+            `gateway keys rotate: no worker ran the ${use} rotation within ${timeoutMs / 1000} s; is \`gateway start\` or \`gateway worker\` running? Nothing was changed.\n`,
+          );
+        } else
+          process.stderr.write(
+            `gateway keys rotate: the ${use} rotation is still running; see \`gateway keys list\`.\n`,
+          );
         return 1;
       }
       await new Promise((r) => setTimeout(r, POLL_MS));
@@ -78,22 +87,45 @@ use it after a suspected compromise; peers holding a cached copy of our JWKS
 fetch it again on the unknown kid, but may seal to the old key until their
 cache expires (we keep decrypting with it until it is destroyed).`,
   async run(args) {
-    const { values, positionals } = parse(args, { json: { type: 'boolean' }, use: { type: 'string' }, now: { type: 'boolean' }, timeout: { type: 'string' } }, true);
+    const { values, positionals } = parse(
+      args,
+      { json: { type: 'boolean' }, use: { type: 'string' }, now: { type: 'boolean' }, timeout: { type: 'string' } },
+      true,
+    );
     const sub = positionals[0];
-    if (sub !== 'list' && sub !== 'rotate') throw new UsageError(`unknown keys subcommand ${sub ?? '(none)'}; try: gateway keys list`);
-    if (values.use !== undefined && !KEY_USES.includes(values.use as KeyUse)) throw new UsageError(`--use must be one of ${KEY_USES.join(', ')}`);
+    if (sub !== 'list' && sub !== 'rotate')
+      throw new UsageError(`unknown keys subcommand ${sub ?? '(none)'}; try: gateway keys list`);
+    if (values.use !== undefined && !KEY_USES.includes(values.use as KeyUse))
+      throw new UsageError(`--use must be one of ${KEY_USES.join(', ')}`);
     const timeout = values.timeout === undefined ? 60 : Number(values.timeout);
-    if (!Number.isFinite(timeout) || timeout <= 0) throw new UsageError('--timeout must be a positive number of seconds');
+    if (!Number.isFinite(timeout) || timeout <= 0)
+      throw new UsageError('--timeout must be a positive number of seconds');
     const config = loadConfig();
     const db = await openDatabase(config, cliLogger(config));
     try {
-      if (sub === 'rotate') return await rotate(db.pool, values.use ? [values.use as KeyUse] : ['sig', 'enc'], Boolean(values.now), timeout * 1000);
+      if (sub === 'rotate')
+        return await rotate(
+          db.pool,
+          values.use ? [values.use as KeyUse] : ['sig', 'enc'],
+          Boolean(values.now),
+          timeout * 1000,
+        );
       const keys = await keyHistory(db.pool);
       if (values.json) print(JSON.stringify(keys, null, 2));
       else
         print(
           table(
-            keys.map((k) => ({ kid: k.kid, use: k.use, alg: k.alg, state: k.state, created: k.created, published: k.published ?? '', activated: k.activated ?? '', deactivated: k.deactivated ?? '', destroyed: k.destroyed ?? '' })),
+            keys.map((k) => ({
+              kid: k.kid,
+              use: k.use,
+              alg: k.alg,
+              state: k.state,
+              created: k.created,
+              published: k.published ?? '',
+              activated: k.activated ?? '',
+              deactivated: k.deactivated ?? '',
+              destroyed: k.destroyed ?? '',
+            })),
             ['kid', 'use', 'alg', 'state', 'created', 'published', 'activated', 'deactivated', 'destroyed'],
           ),
         );

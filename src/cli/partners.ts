@@ -24,15 +24,24 @@ export const partnersCommand: Command = {
   async run(args) {
     const { values, positionals } = parse(
       args,
-      { id: { type: 'string' }, endpoint: { type: 'string' }, 'jwks-uri': { type: 'string' }, 'jwks-file': { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } },
+      {
+        id: { type: 'string' },
+        endpoint: { type: 'string' },
+        'jwks-uri': { type: 'string' },
+        'jwks-file': { type: 'string' },
+        name: { type: 'string' },
+        json: { type: 'boolean' },
+      },
       true,
     );
     const sub = positionals[0];
-    if (sub !== 'add' && sub !== 'list' && sub !== 'remove') throw new UsageError(`unknown partners subcommand ${sub ?? '(none)'}`);
+    if (sub !== 'add' && sub !== 'list' && sub !== 'remove')
+      throw new UsageError(`unknown partners subcommand ${sub ?? '(none)'}`);
     let jwks: unknown;
     if (sub === 'add') {
       if (!values.id || !values.endpoint) throw new UsageError('add needs --id and --endpoint');
-      if (!values['jwks-uri'] === !values['jwks-file']) throw new UsageError('add needs exactly one of --jwks-uri or --jwks-file');
+      if (!values['jwks-uri'] === !values['jwks-file'])
+        throw new UsageError('add needs exactly one of --jwks-uri or --jwks-file');
       if (values['jwks-file']) {
         try {
           jwks = JSON.parse(readFileSync(values['jwks-file'], 'utf8'));
@@ -49,7 +58,13 @@ export const partnersCommand: Command = {
     try {
       const directory = directoryFromConfig(config, { pool: db.pool, fetch: globalThis.fetch, logger });
       if (sub === 'add') {
-        const p = await directory.add({ id: values.id!, endpoint: values.endpoint!, name: values.name, jwksUri: values['jwks-uri'], jwks });
+        const p = await directory.add({
+          id: values.id!,
+          endpoint: values.endpoint!,
+          name: values.name,
+          jwksUri: values['jwks-uri'],
+          jwks,
+        });
         print(`added partner ${p.id} (inbox ${p.endpoint})`);
       } else if (sub === 'remove') {
         await directory.remove(removeId!);
@@ -57,7 +72,19 @@ export const partnersCommand: Command = {
       } else {
         const partners = await directory.list();
         if (values.json) print(JSON.stringify(partners.map(partnerJson), null, 2));
-        else print(table(partners.map((p) => ({ id: p.id, name: p.name, endpoint: p.endpoint, keys: p.jwksUri ?? `inline (${p.jwks?.keys.length ?? 0})`, status: p.status })), ['id', 'name', 'endpoint', 'keys', 'status']));
+        else
+          print(
+            table(
+              partners.map((p) => ({
+                id: p.id,
+                name: p.name,
+                endpoint: p.endpoint,
+                keys: p.jwksUri ?? `inline (${p.jwks?.keys.length ?? 0})`,
+                status: p.status,
+              })),
+              ['id', 'name', 'endpoint', 'keys', 'status'],
+            ),
+          );
       }
       return 0;
     } finally {

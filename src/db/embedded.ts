@@ -81,7 +81,11 @@ const CHECKPOINT_COMPLETION = 0.9;
  * second process with the same DATA_DIR (an admin command in another shell)
  * finds the running server and connects to it instead of starting another.
  */
-export async function startEmbeddedPostgres(dataDir: string, port: number, log: (msg: string) => void = () => undefined): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  port: number,
+  log: (msg: string) => void = () => undefined,
+): Promise<EmbeddedDatabase> {
   mkdirSync(dataDir, { recursive: true });
   const databaseDir = join(dataDir, 'pg');
   const creds = credentialsFor(dataDir);
@@ -93,41 +97,57 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
       await ensureDatabase(urlFor(creds, port, 'postgres'));
       return { url, startedHere: false, stop: async () => undefined };
     }
-    throw new Error(`PostgreSQL in ${databaseDir} is running but not reachable on port ${port}; stop it or set EMBEDDED_PG_PORT to the port it uses`);
+    throw new Error(
+      `PostgreSQL in ${databaseDir} is running but not reachable on port ${port}; stop it or set EMBEDDED_PG_PORT to the port it uses`,
+    );
   }
   if (existsSync(pidFile)) rmSync(pidFile); // left behind by a killed server
 
   const isRoot = process.getuid?.() === 0;
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const newServer = (walMb: number) => new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: creds.user,
-    password: creds.password,
-    persistent: true,
-    createPostgresUser: isRoot,
-    postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200',
-      // Every accepted bundle writes its sealed envelopes (tens of KB) to the WAL: give the WAL room, so
-      // checkpoints come rarely and spread out, and segments are recycled instead of created and zeroed.
-      '-c', `max_wal_size=${walMb}MB`, '-c', 'min_wal_size=256MB', '-c', 'wal_buffers=16MB', '-c', `checkpoint_completion_target=${CHECKPOINT_COMPLETION}`,
-      // Small on purpose. Each page PostgreSQL adds to a table is first written as zeros through the OS
-      // page cache, with no writeback hint; that zero page stays dirty until the buffer holding the real
-      // page is evicted. So up to shared_buffers of dirty pages pile up, and the kernel flushes them all
-      // at once when they are 30 s old: with the default 128MB, a 130 MB burst every 30 s that stalled
-      // COMMITs for 100-250 ms (intake benchmark). At 16MB the bursts are 16 MB; the pages evicted
-      // early are still read from the OS page cache.
-      '-c', 'shared_buffers=16MB',
-      // Start writeback of heap pages as they are written, instead of letting the kernel flush 30 s of
-      // them at once (which stalled COMMITs for 250-340 ms in the intake benchmark).
-      '-c', 'backend_flush_after=256kB',
-      // The job queue table grows from empty in seconds under load; until it is analysed the planner
-      // takes it for tiny and graphile-worker's add_jobs scans it whole (measured: 1.4 ms at 10k jobs).
-      '-c', 'autovacuum_naptime=15s',
-    ],
-    onLog: (m) => log(String(m).trim()),
-    onError: (m) => log(String(m instanceof Error ? m.message : m).trim()),
-  });
+  const newServer = (walMb: number) =>
+    new EmbeddedPostgres({
+      databaseDir,
+      port,
+      user: creds.user,
+      password: creds.password,
+      persistent: true,
+      createPostgresUser: isRoot,
+      postgresFlags: [
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'max_connections=200',
+        // Every accepted bundle writes its sealed envelopes (tens of KB) to the WAL: give the WAL room, so
+        // checkpoints come rarely and spread out, and segments are recycled instead of created and zeroed.
+        '-c',
+        `max_wal_size=${walMb}MB`,
+        '-c',
+        'min_wal_size=256MB',
+        '-c',
+        'wal_buffers=16MB',
+        '-c',
+        `checkpoint_completion_target=${CHECKPOINT_COMPLETION}`,
+        // Small on purpose. Each page PostgreSQL adds to a table is first written as zeros through the OS
+        // page cache, with no writeback hint; that zero page stays dirty until the buffer holding the real
+        // page is evicted. So up to shared_buffers of dirty pages pile up, and the kernel flushes them all
+        // at once when they are 30 s old: with the default 128MB, a 130 MB burst every 30 s that stalled
+        // COMMITs for 100-250 ms (intake benchmark). At 16MB the bursts are 16 MB; the pages evicted
+        // early are still read from the OS page cache.
+        '-c',
+        'shared_buffers=16MB',
+        // Start writeback of heap pages as they are written, instead of letting the kernel flush 30 s of
+        // them at once (which stalled COMMITs for 250-340 ms in the intake benchmark).
+        '-c',
+        'backend_flush_after=256kB',
+        // The job queue table grows from empty in seconds under load; until it is analysed the planner
+        // takes it for tiny and graphile-worker's add_jobs scans it whole (measured: 1.4 ms at 10k jobs).
+        '-c',
+        'autovacuum_naptime=15s',
+      ],
+      onLog: (m) => log(String(m).trim()),
+      onError: (m) => log(String(m instanceof Error ? m.message : m).trim()),
+    });
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
     // The postgres OS user must be able to reach the data directory.
     if (isRoot) chmodSync(dataDir, 0o755);

@@ -13,7 +13,12 @@ export interface PoolLogger {
  */
 export function createPool(connectionString: string, logger: PoolLogger, max = 20): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
-  pool.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database client failed'));
+  pool.on('error', (err) =>
+    logger.warn(
+      { err: { message: err.message, code: (err as { code?: string }).code } },
+      'idle database client failed',
+    ),
+  );
   pool.on('connect', (client) => {
     client.on('error', (err) => logger.warn({ err: { message: err.message } }, 'database client failed'));
   });

@@ -5,7 +5,16 @@ import { inTransaction } from '../db/pool.ts';
 import { JwksFetcher, DEFAULT_JWKS_LIMITS, type DirectoryLogger as Logger, type JwksLimits } from './jwks-fetch.ts';
 import { checkJwks, selectEncryptionKey, selectVerificationKey, type Jwks, type PartnerJwk } from './jwks.ts';
 import { recordedPartnerKey } from './partner-key-log.ts';
-import { deletePartner, findPartner, findPartnersByIdOrEndpoint, insertPartner, listPartners, updatePartner, type Partner, type PartnerStatus } from './store.ts';
+import {
+  deletePartner,
+  findPartner,
+  findPartnersByIdOrEndpoint,
+  insertPartner,
+  listPartners,
+  updatePartner,
+  type Partner,
+  type PartnerStatus,
+} from './store.ts';
 
 export type { Partner, PartnerStatus } from './store.ts';
 export type { Jwks, PartnerJwk } from './jwks.ts';
@@ -28,15 +37,18 @@ export interface PartnerInput {
 const ID_RE = /^[\x21-\x7e]{1,256}$/;
 
 function httpUrl(value: unknown, field: string): string {
-  if (typeof value !== 'string') throw new GatewayError('INVALID_VALUE', `${field} is required (an http or https URL)`, { expression: field });
+  if (typeof value !== 'string')
+    throw new GatewayError('INVALID_VALUE', `${field} is required (an http or https URL)`, { expression: field });
   let u: URL;
   try {
     u = new URL(value);
   } catch {
     throw new GatewayError('INVALID_VALUE', `${field} is not a valid URL`, { expression: field });
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new GatewayError('INVALID_VALUE', `${field} must be an http or https URL`, { expression: field });
-  if (u.username || u.password) throw new GatewayError('INVALID_VALUE', `${field} must not carry credentials`, { expression: field });
+  if (u.protocol !== 'https:' && u.protocol !== 'http:')
+    throw new GatewayError('INVALID_VALUE', `${field} must be an http or https URL`, { expression: field });
+  if (u.username || u.password)
+    throw new GatewayError('INVALID_VALUE', `${field} must not carry credentials`, { expression: field });
   return u.toString();
 }
 
@@ -53,7 +65,13 @@ export class Directory {
   readonly #jwks: JwksFetcher;
   readonly #keyHistory: KeyHistoryLookup | undefined;
 
-  constructor(deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger; limits?: Partial<JwksLimits>; keyHistory?: KeyHistoryLookup }) {
+  constructor(deps: {
+    pool: pg.Pool;
+    fetch: typeof fetch;
+    logger: Logger;
+    limits?: Partial<JwksLimits>;
+    keyHistory?: KeyHistoryLookup;
+  }) {
     this.#pool = deps.pool;
     this.#keyHistory = deps.keyHistory;
     this.#logger = deps.logger;
@@ -64,28 +82,44 @@ export class Directory {
   /** Validate input into stored fields; an inline JWKS must carry a usable encryption key. */
   #fields(input: PartnerInput) {
     if (typeof input.id !== 'string' || !ID_RE.test(input.id)) {
-      throw new GatewayError('INVALID_VALUE', 'id must be 1 to 256 printable characters without spaces (e.g. the partner\'s PUBLIC_URL)', { expression: 'id' });
+      throw new GatewayError(
+        'INVALID_VALUE',
+        "id must be 1 to 256 printable characters without spaces (e.g. the partner's PUBLIC_URL)",
+        { expression: 'id' },
+      );
     }
     const name = input.name ?? input.id;
-    if (typeof name !== 'string' || name.length === 0 || name.length > 512) throw new GatewayError('INVALID_VALUE', 'name must be 1 to 512 characters', { expression: 'name' });
+    if (typeof name !== 'string' || name.length === 0 || name.length > 512)
+      throw new GatewayError('INVALID_VALUE', 'name must be 1 to 512 characters', { expression: 'name' });
     const endpoint = httpUrl(input.endpoint, 'endpoint');
     const status = input.status ?? 'active';
-    if (status !== 'active' && status !== 'suspended') throw new GatewayError('INVALID_VALUE', 'status must be active or suspended', { expression: 'status' });
+    if (status !== 'active' && status !== 'suspended')
+      throw new GatewayError('INVALID_VALUE', 'status must be active or suspended', { expression: 'status' });
     if ((input.jwksUri === undefined) === (input.jwks === undefined)) {
-      throw new GatewayError('INVALID_VALUE', 'give exactly one of jwks_uri (the partner\'s published JWKS) or jwks (an inline JWKS)', { expression: ['jwks_uri', 'jwks'] });
+      throw new GatewayError(
+        'INVALID_VALUE',
+        "give exactly one of jwks_uri (the partner's published JWKS) or jwks (an inline JWKS)",
+        { expression: ['jwks_uri', 'jwks'] },
+      );
     }
     const jwksUri = input.jwksUri === undefined ? null : httpUrl(input.jwksUri, 'jwks_uri');
     let jwks: Jwks | null = null;
     if (input.jwks !== undefined) {
       jwks = checkJwks(input.jwks, this.#limits.maxKeys, 'jwks');
       selectEncryptionKey(jwks, input.id);
-      if (Buffer.byteLength(JSON.stringify(jwks)) > this.#limits.maxBytes) throw new GatewayError('INVALID_VALUE', `jwks exceeds ${this.#limits.maxBytes} bytes`, { expression: 'jwks' });
+      if (Buffer.byteLength(JSON.stringify(jwks)) > this.#limits.maxBytes)
+        throw new GatewayError('INVALID_VALUE', `jwks exceeds ${this.#limits.maxBytes} bytes`, { expression: 'jwks' });
     }
     return { id: input.id, name, endpoint, jwksUri, jwks, status };
   }
 
   /** Run a change and its audit entry in one transaction. */
-  #audited<T>(actor: DirectoryActor, type: string, id: string, change: (db: import('pg').PoolClient) => Promise<T>): Promise<T> {
+  #audited<T>(
+    actor: DirectoryActor,
+    type: string,
+    id: string,
+    change: (db: import('pg').PoolClient) => Promise<T>,
+  ): Promise<T> {
     return inTransaction(this.#pool, async (db) => {
       const out = await change(db);
       await appendAudit(db, [{ type, outcome: 'success', agent: actor, entity: [{ type: 'partner', id }] }]);
@@ -99,7 +133,9 @@ export class Directory {
       return await this.#audited(actor, 'partner.added', fields.id, (db) => insertPartner(db, fields));
     } catch (err) {
       if ((err as { code?: string }).code === '23505') {
-        throw new GatewayError('CONFLICT', `a partner with this id or endpoint already exists`, { expression: ['id', 'endpoint'] });
+        throw new GatewayError('CONFLICT', `a partner with this id or endpoint already exists`, {
+          expression: ['id', 'endpoint'],
+        });
       }
       throw err;
     }
@@ -115,7 +151,8 @@ export class Directory {
         return row;
       });
     } catch (err) {
-      if ((err as { code?: string }).code === '23505') throw new GatewayError('CONFLICT', 'another partner already uses this endpoint', { expression: 'endpoint' });
+      if ((err as { code?: string }).code === '23505')
+        throw new GatewayError('CONFLICT', 'another partner already uses this endpoint', { expression: 'endpoint' });
       throw err;
     }
     if (!updated) throw new GatewayError('NOT_FOUND', `no partner ${input.id}`);
@@ -205,6 +242,11 @@ export function directoryFromConfig(
 ): Directory {
   // Retired partner signing keys verify for INBOX_MAX_AGE after they disappear (content signed before is still arriving).
   const window = config.inboxMaxAge ?? 48 * 3_600_000;
-  const keyHistory: KeyHistoryLookup = (partnerId, kid) => recordedPartnerKey(deps.pool, partnerId, kid, new Date(Date.now() - window));
-  return new Directory({ ...deps, keyHistory, limits: { timeoutMs: config.jwksTimeout, maxBytes: config.jwksMaxBytes, cooldownMs: config.jwksRefreshCooldown } });
+  const keyHistory: KeyHistoryLookup = (partnerId, kid) =>
+    recordedPartnerKey(deps.pool, partnerId, kid, new Date(Date.now() - window));
+  return new Directory({
+    ...deps,
+    keyHistory,
+    limits: { timeoutMs: config.jwksTimeout, maxBytes: config.jwksMaxBytes, cooldownMs: config.jwksRefreshCooldown },
+  });
 }

@@ -39,9 +39,11 @@ export function partnerFhir(p: Partner): Organization {
 
 /** Parse an admin request body into PartnerInput (the id may come from the path). */
 export function partnerInput(body: unknown, id?: string): PartnerInput {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('BAD_REQUEST', 'expected a JSON object with id, endpoint and jwks_uri or jwks');
+  if (!body || typeof body !== 'object' || Array.isArray(body))
+    throw new GatewayError('BAD_REQUEST', 'expected a JSON object with id, endpoint and jwks_uri or jwks');
   const b = body as Record<string, unknown>;
-  if (id !== undefined && b.id !== undefined && b.id !== id) throw new GatewayError('INVALID_VALUE', 'the id in the body differs from the id in the path', { expression: 'id' });
+  if (id !== undefined && b.id !== undefined && b.id !== id)
+    throw new GatewayError('INVALID_VALUE', 'the id in the body differs from the id in the path', { expression: 'id' });
   const str = (k: string) => {
     if (b[k] === undefined) return undefined;
     if (typeof b[k] !== 'string') throw new GatewayError('INVALID_VALUE', `${k} must be a string`, { expression: k });

@@ -70,7 +70,10 @@ export class JwksFetcher {
     const before = this.#cache.get(uri);
     const entry = await this.#refresh(uri);
     // #load answers with the very same stale entry when the fetch failed.
-    if (before && entry === before) throw new GatewayError('UNAVAILABLE', `JWKS at ${uri} could not be refreshed; the cached copy is still used`, { retryAfter: 30 });
+    if (before && entry === before)
+      throw new GatewayError('UNAVAILABLE', `JWKS at ${uri} could not be refreshed; the cached copy is still used`, {
+        retryAfter: 30,
+      });
     return entry.jwks;
   }
 
@@ -108,11 +111,20 @@ export class JwksFetcher {
       }
       const jwks = checkJwks(doc, this.#limits.maxKeys, `JWKS at ${uri}`);
       const now = Date.now();
-      const entry = { jwks, fetchedAt: now, expiresAt: now + freshnessMs(res.headers.get('cache-control'), DEFAULT_TTL, MIN_TTL, MAX_TTL) };
+      const entry = {
+        jwks,
+        fetchedAt: now,
+        expiresAt: now + freshnessMs(res.headers.get('cache-control'), DEFAULT_TTL, MIN_TTL, MAX_TTL),
+      };
       this.#cache.set(uri, entry);
       return entry;
     } catch (err) {
-      const reason = err instanceof GatewayError ? err.message : (err as Error).name === 'TimeoutError' ? `timed out after ${this.#limits.timeoutMs} ms` : (err as Error).message;
+      const reason =
+        err instanceof GatewayError
+          ? err.message
+          : (err as Error).name === 'TimeoutError'
+            ? `timed out after ${this.#limits.timeoutMs} ms`
+            : (err as Error).message;
       if (stale) {
         this.#logger.warn({ uri, reason }, 'JWKS refresh failed; serving the cached copy');
         // Back off: keep serving the stale copy for one cooldown before trying again.
@@ -121,7 +133,10 @@ export class JwksFetcher {
         return stale;
       }
       if (err instanceof GatewayError) throw err;
-      throw new GatewayError('UNAVAILABLE', `JWKS at ${uri} could not be fetched: ${reason}`, { retryAfter: 30, cause: err });
+      throw new GatewayError('UNAVAILABLE', `JWKS at ${uri} could not be fetched: ${reason}`, {
+        retryAfter: 30,
+        cause: err,
+      });
     }
   }
 }

@@ -27,19 +27,33 @@ export function checkJwks(doc: unknown, maxKeys: number, where: string): Jwks {
     throw new GatewayError('INVALID_VALUE', `${where} is not a JWKS: expected an object with a "keys" array`);
   }
   const keys = (doc as Jwks).keys;
-  if (keys.length > maxKeys) throw new GatewayError('INVALID_VALUE', `${where} holds ${keys.length} keys; at most ${maxKeys} are accepted`);
+  if (keys.length > maxKeys)
+    throw new GatewayError('INVALID_VALUE', `${where} holds ${keys.length} keys; at most ${maxKeys} are accepted`);
   keys.forEach((k, i) => {
-    if (!k || typeof k !== 'object' || typeof k.kty !== 'string') throw new GatewayError('INVALID_VALUE', `${where} keys[${i}] is not a JWK (no kty)`);
-    if ('d' in k || 'p' in k || 'k' in k) throw new GatewayError('INVALID_VALUE', `${where} keys[${i}] contains private key material; publish public keys only`);
+    if (!k || typeof k !== 'object' || typeof k.kty !== 'string')
+      throw new GatewayError('INVALID_VALUE', `${where} keys[${i}] is not a JWK (no kty)`);
+    if ('d' in k || 'p' in k || 'k' in k)
+      throw new GatewayError(
+        'INVALID_VALUE',
+        `${where} keys[${i}] contains private key material; publish public keys only`,
+      );
   });
   return { keys };
 }
 
 /** An EC key on P-256/P-384 whose point is valid; throws a message that names the problem. */
 function checkEcPoint(k: PartnerJwk, label: string): void {
-  if (k.kty !== 'EC') throw new GatewayError('UNPROCESSABLE', `${label} has kty ${JSON.stringify(k.kty)}; only EC keys on P-256 or P-384 are accepted`);
+  if (k.kty !== 'EC')
+    throw new GatewayError(
+      'UNPROCESSABLE',
+      `${label} has kty ${JSON.stringify(k.kty)}; only EC keys on P-256 or P-384 are accepted`,
+    );
   const size = COORD_BYTES[k.crv ?? ''];
-  if (!size) throw new GatewayError('UNPROCESSABLE', `${label} uses curve ${JSON.stringify(k.crv)}; only P-256 and P-384 are accepted`);
+  if (!size)
+    throw new GatewayError(
+      'UNPROCESSABLE',
+      `${label} uses curve ${JSON.stringify(k.crv)}; only P-256 and P-384 are accepted`,
+    );
   for (const c of ['x', 'y'] as const) {
     const v = k[c];
     if (typeof v !== 'string' || !/^[A-Za-z0-9_-]+$/.test(v) || Buffer.from(v, 'base64url').length !== size) {
@@ -61,11 +75,20 @@ function checkEcPoint(k: PartnerJwk, label: string): void {
  */
 export function selectEncryptionKey(jwks: Jwks, partnerId: string): PartnerJwk & { kid: string } {
   const key = jwks.keys.find((k) => k.use === 'enc');
-  if (!key) throw new GatewayError('UNPROCESSABLE', `partner ${partnerId} publishes no encryption key (use "enc", alg ECDH-ES)`);
+  if (!key)
+    throw new GatewayError(
+      'UNPROCESSABLE',
+      `partner ${partnerId} publishes no encryption key (use "enc", alg ECDH-ES)`,
+    );
   const label = `encryption key ${key.kid ?? '(no kid)'} of partner ${partnerId}`;
-  if (key.alg !== undefined && key.alg !== 'ECDH-ES') throw new GatewayError('UNPROCESSABLE', `${label} has alg ${JSON.stringify(key.alg)}; only ECDH-ES (or no alg) is accepted`);
+  if (key.alg !== undefined && key.alg !== 'ECDH-ES')
+    throw new GatewayError(
+      'UNPROCESSABLE',
+      `${label} has alg ${JSON.stringify(key.alg)}; only ECDH-ES (or no alg) is accepted`,
+    );
   checkEcPoint(key, label);
-  if (typeof key.kid !== 'string' || key.kid === '') throw new GatewayError('UNPROCESSABLE', `${label} has no kid; the envelope header must name the recipient key`);
+  if (typeof key.kid !== 'string' || key.kid === '')
+    throw new GatewayError('UNPROCESSABLE', `${label} has no kid; the envelope header must name the recipient key`);
   return key as PartnerJwk & { kid: string };
 }
 
@@ -74,9 +97,14 @@ export function selectVerificationKey(jwks: Jwks, partnerId: string, kid: string
   const key = jwks.keys.find((k) => k.kid === kid && k.use !== 'enc');
   if (!key) return undefined;
   const label = `signing key ${kid} of partner ${partnerId}`;
-  if (key.use !== undefined && key.use !== 'sig') throw new GatewayError('UNPROCESSABLE', `${label} has use ${JSON.stringify(key.use)}; expected "sig"`);
+  if (key.use !== undefined && key.use !== 'sig')
+    throw new GatewayError('UNPROCESSABLE', `${label} has use ${JSON.stringify(key.use)}; expected "sig"`);
   checkEcPoint(key, label);
   const expected = SIG_ALG_OF_CURVE[key.crv!];
-  if (key.alg !== undefined && key.alg !== expected) throw new GatewayError('UNPROCESSABLE', `${label} has alg ${JSON.stringify(key.alg)} on ${key.crv}; expected ${expected}`);
+  if (key.alg !== undefined && key.alg !== expected)
+    throw new GatewayError(
+      'UNPROCESSABLE',
+      `${label} has alg ${JSON.stringify(key.alg)} on ${key.crv}; expected ${expected}`,
+    );
   return key;
 }

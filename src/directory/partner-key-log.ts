@@ -19,9 +19,19 @@ export interface PartnerKeySeen {
 
 /** RFC 7638 thumbprint of a partner's public JWK (EC, RSA or OKP), to tell content changes under one kid. */
 export function jwkThumbprint(k: PartnerJwk): string {
-  const required: Record<string, string[]> = { EC: ['crv', 'kty', 'x', 'y'], RSA: ['e', 'kty', 'n'], OKP: ['crv', 'kty', 'x'] };
-  const members = required[k.kty] ?? Object.keys(k).filter((m) => m !== 'kid').sort();
-  return createHash('sha256').update(JSON.stringify(Object.fromEntries(members.map((m) => [m, k[m]])))).digest('base64url');
+  const required: Record<string, string[]> = {
+    EC: ['crv', 'kty', 'x', 'y'],
+    RSA: ['e', 'kty', 'n'],
+    OKP: ['crv', 'kty', 'x'],
+  };
+  const members =
+    required[k.kty] ??
+    Object.keys(k)
+      .filter((m) => m !== 'kid')
+      .sort();
+  return createHash('sha256')
+    .update(JSON.stringify(Object.fromEntries(members.map((m) => [m, k[m]]))))
+    .digest('base64url');
 }
 
 /** Keep only public, descriptive members (the fetcher already refused private ones). */
@@ -43,13 +53,25 @@ export interface ObservationResult {
  * longer listed has disappeared. Changes are audited in the same transaction.
  * Keys without a kid cannot be referenced by signatures and are not recorded.
  */
-export async function observePartnerKeys(pool: pg.Pool, partnerId: string, jwks: Jwks, now = new Date()): Promise<ObservationResult> {
+export async function observePartnerKeys(
+  pool: pg.Pool,
+  partnerId: string,
+  jwks: Jwks,
+  now = new Date(),
+): Promise<ObservationResult> {
   const out: ObservationResult = { firstSeen: [], changed: [], disappeared: [] };
   await inTransaction(pool, async (db) => {
-    const { rows } = await db.query<PartnerKeySeen>('SELECT * FROM partner_keys_seen WHERE partner_id = $1 FOR UPDATE', [partnerId]);
+    const { rows } = await db.query<PartnerKeySeen>(
+      'SELECT * FROM partner_keys_seen WHERE partner_id = $1 FOR UPDATE',
+      [partnerId],
+    );
     const events: AuditInput[] = [];
     const event = (type: string, kid: string, detail: AuditInput['detail'] = {}): AuditInput => ({
-      type, outcome: type === 'partner-key.first-seen' ? 'success' : 'minor-failure', agent: { type: 'partner', id: partnerId }, entity: [{ type: 'partner-key', id: kid }], detail,
+      type,
+      outcome: type === 'partner-key.first-seen' ? 'success' : 'minor-failure',
+      agent: { type: 'partner', id: partnerId },
+      entity: [{ type: 'partner-key', id: kid }],
+      detail,
     });
     const listed = new Set<string>();
     for (const k of jwks.keys) {
@@ -58,7 +80,10 @@ export async function observePartnerKeys(pool: pg.Pool, partnerId: string, jwks:
       listed.add(`${k.kid} ${tp}`);
       const same = rows.find((r) => r.kid === k.kid && r.thumbprint === tp);
       if (same) {
-        await db.query('UPDATE partner_keys_seen SET last_seen = $4, disappeared_at = NULL, replaced_at = NULL WHERE partner_id = $1 AND kid = $2 AND thumbprint = $3', [partnerId, k.kid, tp, now]);
+        await db.query(
+          'UPDATE partner_keys_seen SET last_seen = $4, disappeared_at = NULL, replaced_at = NULL WHERE partner_id = $1 AND kid = $2 AND thumbprint = $3',
+          [partnerId, k.kid, tp, now],
+        );
         continue;
       }
       const previous = rows.filter((r) => r.kid === k.kid && r.replaced_at === null);
@@ -67,20 +92,31 @@ export async function observePartnerKeys(pool: pg.Pool, partnerId: string, jwks:
         [partnerId, k.kid, tp, typeof k.use === 'string' ? k.use : null, JSON.stringify(publicJwk(k)), now],
       );
       if (previous.length) {
-        await db.query('UPDATE partner_keys_seen SET replaced_at = $4 WHERE partner_id = $1 AND kid = $2 AND thumbprint <> $3 AND replaced_at IS NULL', [partnerId, k.kid, tp, now]);
+        await db.query(
+          'UPDATE partner_keys_seen SET replaced_at = $4 WHERE partner_id = $1 AND kid = $2 AND thumbprint <> $3 AND replaced_at IS NULL',
+          [partnerId, k.kid, tp, now],
+        );
         out.changed.push(k.kid);
         events.push(event('partner-key.changed', k.kid, { thumbprint: tp, previous: previous[0]!.thumbprint }));
       } else {
         out.firstSeen.push(k.kid);
-        events.push(event('partner-key.first-seen', k.kid, { thumbprint: tp, use: typeof k.use === 'string' ? k.use : null }));
+        events.push(
+          event('partner-key.first-seen', k.kid, { thumbprint: tp, use: typeof k.use === 'string' ? k.use : null }),
+        );
       }
     }
     for (const r of rows) {
       // A kid now carrying other content was replaced (audited as changed), not gone.
-      if (listed.has(`${r.kid} ${r.thumbprint}`) || r.disappeared_at || r.replaced_at || out.changed.includes(r.kid)) continue;
-      await db.query('UPDATE partner_keys_seen SET disappeared_at = $4 WHERE partner_id = $1 AND kid = $2 AND thumbprint = $3', [partnerId, r.kid, r.thumbprint, now]);
+      if (listed.has(`${r.kid} ${r.thumbprint}`) || r.disappeared_at || r.replaced_at || out.changed.includes(r.kid))
+        continue;
+      await db.query(
+        'UPDATE partner_keys_seen SET disappeared_at = $4 WHERE partner_id = $1 AND kid = $2 AND thumbprint = $3',
+        [partnerId, r.kid, r.thumbprint, now],
+      );
       out.disappeared.push(r.kid);
-      events.push(event('partner-key.disappeared', r.kid, { thumbprint: r.thumbprint, last_seen: r.last_seen.toISOString() }));
+      events.push(
+        event('partner-key.disappeared', r.kid, { thumbprint: r.thumbprint, last_seen: r.last_seen.toISOString() }),
+      );
     }
     await appendAudit(db, events, now);
   });
@@ -101,8 +137,16 @@ export async function partnerKeyLog(db: Queryable, partnerId?: string): Promise<
  * bounds how long ago the key may have disappeared (undefined: any time,
  * for re-verifying stored receipts and audit exports).
  */
-export async function recordedPartnerKey(db: Queryable, partnerId: string, kid: string, notGoneBefore?: Date): Promise<PartnerJwk | undefined> {
-  const { rows } = await db.query<PartnerKeySeen>('SELECT * FROM partner_keys_seen WHERE partner_id = $1 AND kid = $2', [partnerId, kid]);
+export async function recordedPartnerKey(
+  db: Queryable,
+  partnerId: string,
+  kid: string,
+  notGoneBefore?: Date,
+): Promise<PartnerJwk | undefined> {
+  const { rows } = await db.query<PartnerKeySeen>(
+    'SELECT * FROM partner_keys_seen WHERE partner_id = $1 AND kid = $2',
+    [partnerId, kid],
+  );
   if (rows.length !== 1) return undefined;
   const r = rows[0]!;
   if (r.use !== null && r.use !== 'sig') return undefined;

@@ -1,7 +1,9 @@
 import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { observePartnerKeys, type ObservationResult } from './partner-key-log.ts';
 
-export type PartnerRefreshContext = Pick<GatewayContext, 'pool' | 'directory' | 'logger'> & { config: Pick<GatewayContext['config'], 'partnerJwksRefresh'> };
+export type PartnerRefreshContext = Pick<GatewayContext, 'pool' | 'directory' | 'logger'> & {
+  config: Pick<GatewayContext['config'], 'partnerJwksRefresh'>;
+};
 
 export interface PartnerRefresh {
   partner: string;
@@ -16,9 +18,14 @@ export interface PartnerRefresh {
  * the key-transparency log. One partner's failure is recorded and does not
  * stop the others; its cached keys keep serving deliveries.
  */
-export async function refreshPartnerKeys(ctx: PartnerRefreshContext, options: { force?: boolean; now?: Date } = {}): Promise<PartnerRefresh[]> {
+export async function refreshPartnerKeys(
+  ctx: PartnerRefreshContext,
+  options: { force?: boolean; now?: Date } = {},
+): Promise<PartnerRefresh[]> {
   const now = options.now ?? new Date();
-  const { rows } = await ctx.pool.query<{ partner_id: string; checked_at: Date }>('SELECT partner_id, checked_at FROM partner_jwks_checks');
+  const { rows } = await ctx.pool.query<{ partner_id: string; checked_at: Date }>(
+    'SELECT partner_id, checked_at FROM partner_jwks_checks',
+  );
   const last = new Map(rows.map((r) => [r.partner_id, r.checked_at.getTime()]));
   const out: PartnerRefresh[] = [];
   for (const p of await ctx.directory.list()) {

@@ -29,7 +29,14 @@ interface Row {
 }
 
 const toPartner = (r: Row): Partner => ({
-  id: r.id, name: r.name, endpoint: r.endpoint, jwksUri: r.jwks_uri, jwks: r.jwks, status: r.status, createdAt: r.created_at, updatedAt: r.updated_at,
+  id: r.id,
+  name: r.name,
+  endpoint: r.endpoint,
+  jwksUri: r.jwks_uri,
+  jwks: r.jwks,
+  status: r.status,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
 });
 
 export type PartnerFields = Pick<Partner, 'id' | 'name' | 'endpoint' | 'jwksUri' | 'jwks' | 'status'>;

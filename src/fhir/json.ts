@@ -9,7 +9,8 @@ export function jsonDepth(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) {
@@ -27,12 +28,14 @@ export function jsonDepth(text: string): number {
 export function parseFhirJson(text: string, maxDepth: number): unknown {
   if (text.trim() === '') throw new GatewayError('INVALID_JSON', 'the request body is empty');
   const depth = jsonDepth(text);
-  if (depth > maxDepth) throw new GatewayError('INVALID_JSON', `JSON nesting depth ${depth} exceeds the limit of ${maxDepth}`);
+  if (depth > maxDepth)
+    throw new GatewayError('INVALID_JSON', `JSON nesting depth ${depth} exceeds the limit of ${maxDepth}`);
   try {
     return sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
   } catch (err) {
     const msg = (err as Error).message;
-    if (/prototype|__proto__/i.test(msg)) throw new GatewayError('INVALID_JSON', 'JSON keys "__proto__" and "constructor.prototype" are not allowed');
+    if (/prototype|__proto__/i.test(msg))
+      throw new GatewayError('INVALID_JSON', 'JSON keys "__proto__" and "constructor.prototype" are not allowed');
     throw new GatewayError('INVALID_JSON', `malformed JSON: ${msg}`);
   }
 }

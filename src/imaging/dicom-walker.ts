@@ -31,7 +31,6 @@ export class DicomWalker {
   /** A header split across chunks. */
   #pending: Buffer = Buffer.alloc(0);
   #stack: Array<'seq' | 'item'> = [];
-  #offset = 0;
 
   /** `start`: where the data set begins (after preamble, DICM and the file meta group). */
   constructor(syntax: WalkSyntax, start: number) {
@@ -55,7 +54,6 @@ export class DicomWalker {
       pos += take;
       if (this.#pending.length === need && need === this.#headerLength(this.#pending, chunk, pos)) {
         this.#element(this.#pending);
-        this.#offset += this.#pending.length;
         this.#pending = Buffer.alloc(0);
       }
     }
@@ -64,7 +62,8 @@ export class DicomWalker {
   /** The header length implied by what is known so far (8 until the VR is seen). */
   #headerLength(pending: Buffer, chunk: Buffer, pos: number): number {
     if (!this.#syntax.explicit) return 8;
-    const have = pending.length >= 6 ? pending : Buffer.concat([pending, chunk.subarray(pos, pos + 6 - pending.length)]);
+    const have =
+      pending.length >= 6 ? pending : Buffer.concat([pending, chunk.subarray(pos, pos + 6 - pending.length)]);
     if (have.length < 6) return 8;
     const group = this.#syntax.littleEndian ? have.readUInt16LE(0) : have.readUInt16BE(0);
     if (group === 0xfffe) return 8;
@@ -85,14 +84,16 @@ export class DicomWalker {
         return;
       }
       const expected = element === 0xe00d ? 'item' : element === 0xe0dd ? 'seq' : undefined;
-      if (!expected || this.#stack.at(-1) !== expected) throw malformed(`an unexpected delimiter (FFFE,${element.toString(16).toUpperCase()})`);
+      if (!expected || this.#stack.at(-1) !== expected)
+        throw malformed(`an unexpected delimiter (FFFE,${element.toString(16).toUpperCase()})`);
       this.#stack.pop();
       return;
     }
     if (this.#syntax.explicit) {
       const vr = h.toString('latin1', 4, 6);
       if (!VR_RE.test(vr)) throw malformed('an element with an invalid VR');
-      length = h.length === 12 ? (le ? h.readUInt32LE(8) : h.readUInt32BE(8)) : le ? h.readUInt16LE(6) : h.readUInt16BE(6);
+      length =
+        h.length === 12 ? (le ? h.readUInt32LE(8) : h.readUInt32BE(8)) : le ? h.readUInt16LE(6) : h.readUInt16BE(6);
     } else {
       length = le ? h.readUInt32LE(4) : h.readUInt32BE(4);
     }

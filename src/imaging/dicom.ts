@@ -64,9 +64,17 @@ export class DicomStreamCheck {
   /** Feed a chunk; returns the chunks that may now pass on (none while the head is being collected). */
   push(chunk: Buffer): Buffer[] {
     this.#length += chunk.length;
-    if (this.#length > this.#limits.maxBytes) throw new GatewayError('PAYLOAD_TOO_LARGE', `a DICOM file may be at most ${this.#limits.maxBytes} bytes (DICOM_MAX_BYTES)`);
+    if (this.#length > this.#limits.maxBytes)
+      throw new GatewayError(
+        'PAYLOAD_TOO_LARGE',
+        `a DICOM file may be at most ${this.#limits.maxBytes} bytes (DICOM_MAX_BYTES)`,
+      );
     if (this.#instance) {
-      if (this.#deflated) throw new GatewayError('PAYLOAD_TOO_LARGE', `a deflated DICOM file must fit in ${this.#limits.headBytes} bytes`);
+      if (this.#deflated)
+        throw new GatewayError(
+          'PAYLOAD_TOO_LARGE',
+          `a deflated DICOM file must fit in ${this.#limits.headBytes} bytes`,
+        );
       this.#walker!.update(chunk);
       return [chunk];
     }
@@ -97,14 +105,22 @@ export class DicomStreamCheck {
       throw invalid(`the file meta information (group 0002) is unreadable: ${describe(err)}`);
     }
     const syntax = meta.string('x00020010');
-    if (!syntax || !UID_RE.test(syntax)) throw invalid('the file meta information has no valid Transfer Syntax UID (0002,0010)', '(0002,0010)');
+    if (!syntax || !UID_RE.test(syntax))
+      throw invalid('the file meta information has no valid Transfer Syntax UID (0002,0010)', '(0002,0010)');
     const metaEnd = (meta as unknown as { position: number }).position;
     this.#deflated = syntax === DEFLATED;
-    if (this.#deflated && !complete) throw new GatewayError('PAYLOAD_TOO_LARGE', `a deflated DICOM file must fit in ${this.#limits.headBytes} bytes (DICOM_HEAD_BYTES)`);
+    if (this.#deflated && !complete)
+      throw new GatewayError(
+        'PAYLOAD_TOO_LARGE',
+        `a deflated DICOM file must fit in ${this.#limits.headBytes} bytes (DICOM_HEAD_BYTES)`,
+      );
     const dataSet = this.#parse(head, complete);
     this.#instance = identify(meta, dataSet, syntax);
     if (!this.#deflated) {
-      this.#walker = new DicomWalker({ explicit: syntax !== IMPLICIT_LE, littleEndian: syntax !== EXPLICIT_BE }, metaEnd);
+      this.#walker = new DicomWalker(
+        { explicit: syntax !== IMPLICIT_LE, littleEndian: syntax !== EXPLICIT_BE },
+        metaEnd,
+      );
       this.#walker.update(head);
     }
     return [head];
@@ -121,7 +137,10 @@ export class DicomStreamCheck {
       } catch (err) {
         if (err instanceof GatewayError) throw err;
         if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
-          throw new GatewayError('PAYLOAD_TOO_LARGE', `the deflated data set inflates beyond ${this.#limits.inflateMax} bytes (DICOM_INFLATE_MAX)`);
+          throw new GatewayError(
+            'PAYLOAD_TOO_LARGE',
+            `the deflated data set inflates beyond ${this.#limits.inflateMax} bytes (DICOM_INFLATE_MAX)`,
+          );
         }
         throw new GatewayError('DICOM_TRUNCATED', 'the deflated data set does not inflate (truncated or corrupt)');
       }
@@ -137,7 +156,11 @@ export class DicomStreamCheck {
       if (err instanceof GatewayError) throw err;
       const partial = (err as { dataSet?: dicomParser.DataSet }).dataSet;
       // Within a complete file, a parse error is the file's fault; in a head it may just be the cut.
-      if (complete || !partial) throw new GatewayError(complete ? 'DICOM_TRUNCATED' : 'DICOM_INVALID', `the DICOM data set does not parse: ${describe(err)}`);
+      if (complete || !partial)
+        throw new GatewayError(
+          complete ? 'DICOM_TRUNCATED' : 'DICOM_INVALID',
+          `the DICOM data set does not parse: ${describe(err)}`,
+        );
       return partial;
     }
   }
@@ -155,7 +178,11 @@ function uid(ds: dicomParser.DataSet, tag: string, name: string, expression: str
   return value;
 }
 
-function identify(meta: dicomParser.DataSet, ds: dicomParser.DataSet, transferSyntax: string): Omit<DicomInstance, 'length'> {
+function identify(
+  meta: dicomParser.DataSet,
+  ds: dicomParser.DataSet,
+  transferSyntax: string,
+): Omit<DicomInstance, 'length'> {
   // The file meta must name the instance; real files sometimes disagree with (0008,0018), which wins.
   uid(meta, 'x00020002', 'Media Storage SOP Class UID', '(0002,0002)');
   uid(meta, 'x00020003', 'Media Storage SOP Instance UID', '(0002,0003)');

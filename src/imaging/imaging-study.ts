@@ -16,20 +16,30 @@ export function imagingStudy(instances: DicomInstance[]): Record<string, unknown
   const study = first.studyInstanceUid;
   const series = new Map<string, DicomInstance[]>();
   instances.forEach((inst, i) => {
-    if (inst.studyInstanceUid !== study) throw new GatewayError('DICOM_INVALID', `instance ${i + 1} belongs to another study: send one study per submission`, { expression: `part[${i}].(0020,000D)` });
+    if (inst.studyInstanceUid !== study)
+      throw new GatewayError(
+        'DICOM_INVALID',
+        `instance ${i + 1} belongs to another study: send one study per submission`,
+        { expression: `part[${i}].(0020,000D)` },
+      );
     const list = series.get(inst.seriesInstanceUid) ?? [];
     list.push(inst);
     series.set(inst.seriesInstanceUid, list);
   });
   const patients = [...new Set(instances.map((i) => i.patientId).filter((p): p is string => p !== undefined))];
-  if (patients.length > 1) throw new GatewayError('DICOM_INVALID', 'the instances name more than one Patient ID (0010,0020)', { expression: '(0010,0020)' });
+  if (patients.length > 1)
+    throw new GatewayError('DICOM_INVALID', 'the instances name more than one Patient ID (0010,0020)', {
+      expression: '(0010,0020)',
+    });
   const coding = (code: string) => ({ system: DCM, code });
   return {
     resourceType: 'ImagingStudy',
     status: 'available',
     identifier: [{ system: 'urn:dicom:uid', value: `urn:oid:${study}` }],
     // ImagingStudy.subject is required; the DICOM Patient ID is the only link the file carries.
-    subject: patients[0] ? { identifier: { value: patients[0] } } : { display: 'unknown (no Patient ID in the DICOM files)' },
+    subject: patients[0]
+      ? { identifier: { value: patients[0] } }
+      : { display: 'unknown (no Patient ID in the DICOM files)' },
     modality: [...new Set(instances.map((i) => i.modality))].map(coding),
     numberOfSeries: series.size,
     numberOfInstances: instances.length,

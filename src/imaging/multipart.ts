@@ -46,7 +46,9 @@ export function parseMediaType(header: string | undefined): MediaType | undefine
 export function boundaryOf(media: MediaType): string {
   const b = media.params.boundary;
   if (!b || b.length > 70 || !/^[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]$/.test(b)) {
-    throw new GatewayError('BAD_REQUEST', 'multipart/related needs a valid boundary parameter', { expression: 'Content-Type' });
+    throw new GatewayError('BAD_REQUEST', 'multipart/related needs a valid boundary parameter', {
+      expression: 'Content-Type',
+    });
   }
   return b;
 }
@@ -131,7 +133,11 @@ function parseHeaders(block: string): Record<string, string> {
 }
 
 /** The parts of a multipart body, one at a time. */
-export async function* multipartParts(source: AsyncIterable<Buffer | string>, boundary: string, limits: MultipartLimits): AsyncGenerator<Part> {
+export async function* multipartParts(
+  source: AsyncIterable<Buffer | string>,
+  boundary: string,
+  limits: MultipartLimits,
+): AsyncGenerator<Part> {
   const reader = new Reader(source);
   const dash = Buffer.from(`--${boundary}`, 'latin1');
   const delimiter = Buffer.from(`\r\n--${boundary}`, 'latin1');
@@ -151,7 +157,8 @@ export async function* multipartParts(source: AsyncIterable<Buffer | string>, bo
     // Transport padding, then the CRLF that ends the boundary line.
     const padding = await reader.collect(Buffer.from('\r\n'), 256);
     if (!/^[ \t]*$/.test(padding.toString('latin1'))) throw bad('a multipart boundary line is malformed');
-    if (++count > limits.maxParts) throw new GatewayError('PAYLOAD_TOO_LARGE', `at most ${limits.maxParts} parts per request`);
+    if (++count > limits.maxParts)
+      throw new GatewayError('PAYLOAD_TOO_LARGE', `at most ${limits.maxParts} parts per request`);
     let headers: Record<string, string> = {};
     if ((await reader.peek(2)).toString('latin1') === '\r\n') reader.skip(2);
     else headers = parseHeaders((await reader.collect(Buffer.from('\r\n\r\n'), maxHeader)).toString('latin1'));

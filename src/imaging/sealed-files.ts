@@ -24,12 +24,20 @@ const SPACE_HEADROOM = 64 * 1024 * 1024;
  * of failing after gigabytes have been read: `bytes` is what will be written.
  * The operator learns the figures from the log; the client only that it must retry.
  */
-export async function ensureSpace(dir: string, bytes: number, log: (facts: object, msg: string) => void): Promise<void> {
+export async function ensureSpace(
+  dir: string,
+  bytes: number,
+  log: (facts: object, msg: string) => void,
+): Promise<void> {
   const fs = await statfs(dir);
   const free = fs.bavail * fs.bsize;
   if (free >= bytes + SPACE_HEADROOM) return;
   log({ needed: bytes, free, headroom: SPACE_HEADROOM, dir }, 'imaging submission refused: not enough free storage');
-  throw new GatewayError('INSUFFICIENT_STORAGE', `this submission needs about ${Math.ceil(bytes / 1048576)} MiB of storage once sealed, and the gateway has not got it; nothing was kept; retry later`, { retryAfter: 60 });
+  throw new GatewayError(
+    'INSUFFICIENT_STORAGE',
+    `this submission needs about ${Math.ceil(bytes / 1048576)} MiB of storage once sealed, and the gateway has not got it; nothing was kept; retry later`,
+    { retryAfter: 60 },
+  );
 }
 
 /** Remove temporary files left by interrupted transfers of an earlier process (older than `minAgeMs`). */
@@ -109,7 +117,7 @@ export class PendingFile {
   async write(chunk: Buffer): Promise<void> {
     if (this.#failed) throw this.#failed;
     this.length += chunk.length;
-    for (let at = 0; at < chunk.length; ) {
+    for (let at = 0; at < chunk.length;) {
       const slab = this.#slab ?? (this.#slab = await this.#takeSlab());
       const n = chunk.copy(slab, this.#filled, at);
       this.#filled += n;
@@ -143,20 +151,22 @@ export class PendingFile {
       this.#free.push(slab);
       this.#waiting.shift()?.();
     };
-    this.#tail = this.#tail.then(() => {
-      if (this.#failed) throw this.#failed; // an earlier write failed or the file was discarded: write no more
-      return writeAll(fh, [slab.subarray(0, bytes)]);
-    }).then(
-      () => {
-        this.#written += bytes;
-        returned();
-        this.#syncInBackground(fh);
-      },
-      (err: unknown) => {
-        this.#failed ??= err;
-        returned();
-      },
-    );
+    this.#tail = this.#tail
+      .then(() => {
+        if (this.#failed) throw this.#failed; // an earlier write failed or the file was discarded: write no more
+        return writeAll(fh, [slab.subarray(0, bytes)]);
+      })
+      .then(
+        () => {
+          this.#written += bytes;
+          returned();
+          this.#syncInBackground(fh);
+        },
+        (err: unknown) => {
+          this.#failed ??= err;
+          returned();
+        },
+      );
   }
   /** One background fdatasync at a time, alongside the writes (which it never blocks). */
   #syncInBackground(fh: FileHandle): void {

@@ -15,18 +15,27 @@ export function checkStudyMatches(instances: DicomInstance[], signed: Record<str
   try {
     rebuilt = imagingStudy(instances);
   } catch (err) {
-    if (err instanceof GatewayError) throw new GatewayError('DICOM_INVALID', `the content is not one study a gateway would send: ${err.message}`, { expression: 'content', cause: err });
+    if (err instanceof GatewayError)
+      throw new GatewayError('DICOM_INVALID', `the content is not one study a gateway would send: ${err.message}`, {
+        expression: 'content',
+        cause: err,
+      });
     throw err;
   }
   const path = firstDifference(identity(rebuilt), identity(signed), 'content.imagingStudy');
   if (path !== undefined) {
-    throw new GatewayError('IMAGING_STUDY_MISMATCH', `the DICOM content does not match the ImagingStudy in the signed manifest (at ${path})`, { expression: path });
+    throw new GatewayError(
+      'IMAGING_STUDY_MISMATCH',
+      `the DICOM content does not match the ImagingStudy in the signed manifest (at ${path})`,
+      { expression: path },
+    );
   }
 }
 
 type Json = unknown;
 const list = (v: unknown): unknown[] | undefined => (Array.isArray(v) ? v : undefined);
-const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const obj = (v: unknown): Record<string, unknown> =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 
 /** The identifying fields of an ImagingStudy, in its own shape (so a difference names a FHIR path). */
 function identity(study: Record<string, unknown>): Json {

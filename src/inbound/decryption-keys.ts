@@ -33,13 +33,20 @@ export function gatewayDecryptionKeys(keyring: Keyring): DecryptionKeyResolver {
  * longer holds (destroyed by a rotation in another process) is an unknown
  * kid for the sender, not a server fault.
  */
-export async function openWithGatewayKeys(keyring: Keyring, jwe: string, options: Omit<OpenOptions, 'resolveKey'> & { resolveKey: DecryptionKeyResolver }): Promise<OpenedJwe> {
+export async function openWithGatewayKeys(
+  keyring: Keyring,
+  jwe: string,
+  options: Omit<OpenOptions, 'resolveKey'> & { resolveKey: DecryptionKeyResolver },
+): Promise<OpenedJwe> {
   try {
     return await openCompactJwe(jwe, options);
   } catch (err) {
     if (err instanceof HsmError && err.code === 'HSM_KEY_NOT_FOUND') {
       await keyring.reload();
-      throw new GatewayError('JWE_UNKNOWN_KID', 'the envelope names an encryption key this gateway no longer holds', { expression: 'header.kid', cause: err });
+      throw new GatewayError('JWE_UNKNOWN_KID', 'the envelope names an encryption key this gateway no longer holds', {
+        expression: 'header.kid',
+        cause: err,
+      });
     }
     throw err;
   }

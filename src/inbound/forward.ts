@@ -19,7 +19,11 @@ export const FORWARD_TASK = 'inbox-forward';
 export type ForwardContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'logger' | 'fetch'>;
 
 /** Queue one forward job per message, on the caller's transaction (job key = message id). */
-export async function enqueueForwards(db: Pick<pg.PoolClient, 'query'>, messageIds: string[], maxAttempts: number): Promise<void> {
+export async function enqueueForwards(
+  db: Pick<pg.PoolClient, 'query'>,
+  messageIds: string[],
+  maxAttempts: number,
+): Promise<void> {
   if (messageIds.length === 0) return;
   await db.query(
     `SELECT count(*) FROM graphile_worker.add_jobs(
@@ -38,7 +42,11 @@ export function forwardUrl(base: string, bundleType: unknown): string {
 
 export class TransientForwardError extends Error {}
 
-export async function forward(ctx: ForwardContext, messageId: string, attempt = 1): Promise<'forwarded' | 'refused' | 'skipped'> {
+export async function forward(
+  ctx: ForwardContext,
+  messageId: string,
+  attempt = 1,
+): Promise<'forwarded' | 'refused' | 'skipped'> {
   const base = ctx.config.localFhirBaseUrl;
   const row = await getInboxMessage(ctx.pool, messageId);
   if (!base || !row) return 'skipped';
@@ -51,7 +59,12 @@ export async function forward(ctx: ForwardContext, messageId: string, attempt = 
   try {
     const res = await ctx.fetch(forwardUrl(base, type), {
       method: 'POST',
-      headers: { 'content-type': PROTOCOL.fhirContentType, accept: PROTOCOL.fhirContentType, 'x-exchange-sender': row.sender, 'x-exchange-delivery': row.jti },
+      headers: {
+        'content-type': PROTOCOL.fhirContentType,
+        accept: PROTOCOL.fhirContentType,
+        'x-exchange-sender': row.sender,
+        'x-exchange-delivery': row.jti,
+      },
       body: bundle,
       redirect: 'manual',
       signal: AbortSignal.timeout(ctx.config.deliveryTimeout),
@@ -60,34 +73,49 @@ export async function forward(ctx: ForwardContext, messageId: string, attempt = 
     status = res.status;
     const cls = classifyStatus(res.status);
     if (cls === 'ok') {
-      await audited(ctx, row.id, row.envelopeDigest, true, { status, attempt }, (db) => markForwarded(db, row.id, new Date()));
+      await audited(ctx, row.id, row.envelopeDigest, true, { status, attempt }, (db) =>
+        markForwarded(db, row.id, new Date()),
+      );
       return 'forwarded';
     }
     error = `HTTP ${res.status}`;
     if (cls === 'permanent') {
-      await audited(ctx, row.id, row.envelopeDigest, false, { status, attempt, permanent: true }, (db) => recordForwardFailure(db, row.id, error));
+      await audited(ctx, row.id, row.envelopeDigest, false, { status, attempt, permanent: true }, (db) =>
+        recordForwardFailure(db, row.id, error),
+      );
       return 'refused';
     }
   } catch (err) {
     const e = err as Error & { cause?: { code?: string } };
     error = e.name === 'TimeoutError' ? 'timeout' : `network ${e.cause?.code ?? e.name}`;
   }
-  await audited(ctx, row.id, row.envelopeDigest, false, { status, attempt, permanent: false }, (db) => recordForwardFailure(db, row.id, error));
+  await audited(ctx, row.id, row.envelopeDigest, false, { status, attempt, permanent: false }, (db) =>
+    recordForwardFailure(db, row.id, error),
+  );
   throw new TransientForwardError(`forward of ${row.id} failed (${error}); will retry`);
 }
 
-async function audited(ctx: ForwardContext, id: string, digest: string, ok: boolean, detail: Record<string, string | number | boolean | null>, change: (db: pg.PoolClient) => Promise<void>): Promise<void> {
+async function audited(
+  ctx: ForwardContext,
+  id: string,
+  digest: string,
+  ok: boolean,
+  detail: Record<string, string | number | boolean | null>,
+  change: (db: pg.PoolClient) => Promise<void>,
+): Promise<void> {
   const client = await ctx.pool.connect();
   try {
     await client.query('BEGIN');
     await change(client);
-    await appendAudit(client, [{
-      type: ok ? 'inbox.forwarded' : 'inbox.forward-failed',
-      outcome: ok ? 'success' : 'minor-failure',
-      agent: { type: 'gateway', id: ctx.config.org },
-      entity: [{ type: 'inbox-message', id, digest }],
-      detail,
-    }]);
+    await appendAudit(client, [
+      {
+        type: ok ? 'inbox.forwarded' : 'inbox.forward-failed',
+        outcome: ok ? 'success' : 'minor-failure',
+        agent: { type: 'gateway', id: ctx.config.org },
+        entity: [{ type: 'inbox-message', id, digest }],
+        detail,
+      },
+    ]);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

@@ -4,7 +4,16 @@ import { GatewayError } from '../errors.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
 import { verifyCompact } from '../jose/verify.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
-import { acknowledgeInboxMessage, getInboxMessageFor, listInboxMessages, type InboxContext, type InboxMessage, type InboxMetadata, type InboxQuery, type InboxViewer } from './inbox-store.ts';
+import {
+  acknowledgeInboxMessage,
+  getInboxMessageFor,
+  listInboxMessages,
+  type InboxContext,
+  type InboxMessage,
+  type InboxMetadata,
+  type InboxQuery,
+  type InboxViewer,
+} from './inbox-store.ts';
 import { rawMember } from './json-member.ts';
 import { envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
 import { CONTENT_ALGS, publicKeyOf } from '../protocol/signed-content.ts';
@@ -30,13 +39,20 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
  * failure means the row was altered at rest or our key is gone: a server
  * fault, never handed over.
  */
-export async function openStoredMessage(ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>, row: InboxMessage, resolveKey: DecryptionKeyResolver): Promise<string> {
+export async function openStoredMessage(
+  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>,
+  row: InboxMessage,
+  resolveKey: DecryptionKeyResolver,
+): Promise<string> {
   try {
     if (envelopeDigest(row.envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
     const opened = await openCompactJwe(row.envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
     const jws = opened.plaintext.toString('utf8');
     opened.plaintext.fill(0);
-    const { payload } = await verifyCompact(jws, async () => publicKeyOf(row.senderJwk), { typ: PROTOCOL.contentTyp, algorithms: CONTENT_ALGS });
+    const { payload } = await verifyCompact(jws, async () => publicKeyOf(row.senderJwk), {
+      typ: PROTOCOL.contentTyp,
+      algorithms: CONTENT_ALGS,
+    });
     const text = Buffer.from(payload).toString('utf8');
     const claims = JSON.parse(text) as { iss?: unknown; jti?: unknown };
     if (claims.iss !== row.sender || claims.jti !== row.jti) throw new Error('claims do not match the stored metadata');
@@ -44,7 +60,10 @@ export async function openStoredMessage(ctx: Pick<InboxContext, 'hsm' | 'config'
     if (raw === undefined) throw new Error('no content member');
     return raw;
   } catch (err) {
-    ctx.logger.error({ messageId: row.id, reason: err instanceof GatewayError ? err.code : (err as Error).message }, 'a stored inbox message failed to open or verify');
+    ctx.logger.error(
+      { messageId: row.id, reason: err instanceof GatewayError ? err.code : (err as Error).message },
+      'a stored inbox message failed to open or verify',
+    );
     throw new GatewayError('INTERNAL', 'the stored message failed to open or verify', { cause: err });
   }
 }
@@ -64,9 +83,17 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
    * the attempt is audited as authz.denied (ids only, no content).
    */
   async function refuseNotRouted(id: string, viewer: InboxRequester, operation: string): Promise<never> {
-    await auditRefusal(ctx.pool, ctx.logger, 'authz.denied', { clientId: viewer.clientId, remoteAddress: viewer.remoteAddress }, {
-      reason: 'inbox_not_routed', operation, message: id,
-    });
+    await auditRefusal(
+      ctx.pool,
+      ctx.logger,
+      'authz.denied',
+      { clientId: viewer.clientId, remoteAddress: viewer.remoteAddress },
+      {
+        reason: 'inbox_not_routed',
+        operation,
+        message: id,
+      },
+    );
     throw notFound(id);
   }
 
@@ -82,15 +109,21 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
     return inTransaction(ctx.pool, async (client) => {
       const result = await acknowledgeInboxMessage(client, id, viewer, new Date());
       if (result && result !== 'not-visible' && result.changed) {
-        await appendAudit(client, [{
-          type: 'inbox.acknowledged', outcome: 'success', agent: { type: 'client', id: viewer.clientId },
-          entity: [{ type: 'inbox-message', id, digest: result.meta.envelopeDigest }, { type: 'delivery', id: result.meta.jti }],
-        }]);
+        await appendAudit(client, [
+          {
+            type: 'inbox.acknowledged',
+            outcome: 'success',
+            agent: { type: 'client', id: viewer.clientId },
+            entity: [
+              { type: 'inbox-message', id, digest: result.meta.envelopeDigest },
+              { type: 'delivery', id: result.meta.jti },
+            ],
+          },
+        ]);
       }
       return result;
     });
   }
-
 
   return {
     list(query: InboxQuery, viewer: InboxViewer): Promise<InboxMetadata[]> {
@@ -104,17 +137,28 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
       try {
         bundle = await openStoredMessage(ctx, row, resolveKey);
       } catch (err) {
-        await appendAudit(ctx.pool, [{
-          type: 'inbox.read', outcome: 'serious-failure', agent: { type: 'client', id: clientId },
-          entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }],
-          detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
-        }]);
+        await appendAudit(ctx.pool, [
+          {
+            type: 'inbox.read',
+            outcome: 'serious-failure',
+            agent: { type: 'client', id: clientId },
+            entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }],
+            detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
+          },
+        ]);
         throw err;
       }
-      await appendAudit(ctx.pool, [{
-        type: 'inbox.read', outcome: 'success', agent: { type: 'client', id: clientId },
-        entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }, { type: 'delivery', id: row.jti }],
-      }]);
+      await appendAudit(ctx.pool, [
+        {
+          type: 'inbox.read',
+          outcome: 'success',
+          agent: { type: 'client', id: clientId },
+          entity: [
+            { type: 'inbox-message', id: row.id, digest: row.envelopeDigest },
+            { type: 'delivery', id: row.jti },
+          ],
+        },
+      ]);
       return { meta: row, bundle };
     },
 

@@ -89,13 +89,29 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[])
      ON CONFLICT (sender, jti) DO NOTHING
      RETURNING id`,
-    [col('id'), col('sender'), col('jti'), col('exchangeId'), col('envelope'), col('envelopeDigest'), col('encKid'), col('senderKid'),
-      ms.map((m) => JSON.stringify(m.senderJwk)), col('receiptId'), col('receipt'), col('receivedAt')],
+    [
+      col('id'),
+      col('sender'),
+      col('jti'),
+      col('exchangeId'),
+      col('envelope'),
+      col('envelopeDigest'),
+      col('encKid'),
+      col('senderKid'),
+      ms.map((m) => JSON.stringify(m.senderJwk)),
+      col('receiptId'),
+      col('receipt'),
+      col('receivedAt'),
+    ],
   );
   return new Set(rows.map((r) => r.id));
 }
 
-export async function findBySenderJti(db: Queryable, sender: string, jti: string): Promise<{ id: string; envelopeDigest: string; receipt: string } | undefined> {
+export async function findBySenderJti(
+  db: Queryable,
+  sender: string,
+  jti: string,
+): Promise<{ id: string; envelopeDigest: string; receipt: string } | undefined> {
   const { rows } = await db.query<{ id: string; envelope_digest: string; receipt: string }>(
     'SELECT id, envelope_digest, receipt FROM inbox_messages WHERE sender = $1 AND jti = $2',
     [sender, jti],
@@ -128,9 +144,16 @@ function visibleTo(viewer: InboxViewer, args: unknown[]): string {
 }
 
 /** One message and whether `viewer` may see it, in one query (undefined: no such id). */
-export async function getInboxMessageFor(db: Queryable, id: string, viewer: InboxViewer): Promise<{ message: InboxMessage; visible: boolean } | undefined> {
+export async function getInboxMessageFor(
+  db: Queryable,
+  id: string,
+  viewer: InboxViewer,
+): Promise<{ message: InboxMessage; visible: boolean } | undefined> {
   const args: unknown[] = [id];
-  const { rows } = await db.query<Row>(`SELECT m.*, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`, args);
+  const { rows } = await db.query<Row>(
+    `SELECT m.*, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`,
+    args,
+  );
   return rows[0] && { message: toMessage(rows[0]), visible: rows[0].visible === true };
 }
 
@@ -167,7 +190,12 @@ export async function listInboxMessages(db: Queryable, q: InboxQuery, viewer: In
  * Returns the metadata after the change, 'not-visible' for a message routed
  * to other clients, or undefined if no such message.
  */
-export async function acknowledgeInboxMessage(db: Queryable, id: string, viewer: InboxViewer, now: Date): Promise<{ meta: InboxMetadata; changed: boolean } | 'not-visible' | undefined> {
+export async function acknowledgeInboxMessage(
+  db: Queryable,
+  id: string,
+  viewer: InboxViewer,
+  now: Date,
+): Promise<{ meta: InboxMetadata; changed: boolean } | 'not-visible' | undefined> {
   const args: unknown[] = [id, viewer.clientId, now];
   const { rows } = await db.query<Row>(
     `UPDATE inbox_messages m SET state = 'acknowledged', acknowledged_at = $3, acknowledged_by = $2
@@ -176,17 +204,26 @@ export async function acknowledgeInboxMessage(db: Queryable, id: string, viewer:
   );
   if (rows[0]) return { meta: toMeta(rows[0]), changed: true };
   const again: unknown[] = [id];
-  const { rows: existing } = await db.query<Row>(`SELECT ${META_COLUMNS}, ${visibleTo(viewer, again)} AS visible FROM inbox_messages m WHERE m.id = $1`, again);
+  const { rows: existing } = await db.query<Row>(
+    `SELECT ${META_COLUMNS}, ${visibleTo(viewer, again)} AS visible FROM inbox_messages m WHERE m.id = $1`,
+    again,
+  );
   if (!existing[0]) return undefined;
   return existing[0].visible === true ? { meta: toMeta(existing[0]), changed: false } : 'not-visible';
 }
 
 export async function markForwarded(db: Queryable, id: string, now: Date): Promise<void> {
-  await db.query(`UPDATE inbox_messages SET state = CASE WHEN state = 'received' THEN 'forwarded' ELSE state END, forwarded_at = $2, forward_error = NULL, forward_attempts = forward_attempts + 1 WHERE id = $1`, [id, now]);
+  await db.query(
+    `UPDATE inbox_messages SET state = CASE WHEN state = 'received' THEN 'forwarded' ELSE state END, forwarded_at = $2, forward_error = NULL, forward_attempts = forward_attempts + 1 WHERE id = $1`,
+    [id, now],
+  );
 }
 
 export async function recordForwardFailure(db: Queryable, id: string, error: string): Promise<void> {
-  await db.query('UPDATE inbox_messages SET forward_attempts = forward_attempts + 1, forward_error = $2 WHERE id = $1', [id, error.slice(0, 200)]);
+  await db.query(
+    'UPDATE inbox_messages SET forward_attempts = forward_attempts + 1, forward_error = $2 WHERE id = $1',
+    [id, error.slice(0, 200)],
+  );
 }
 
 /**
@@ -195,6 +232,9 @@ export async function recordForwardFailure(db: Queryable, id: string, error: str
  * rotation must not destroy an enc key while this is above zero.
  */
 export async function unacknowledgedSealedTo(db: Queryable, kid: string): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM inbox_messages WHERE enc_kid = $1 AND state <> 'acknowledged'`, [kid]);
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM inbox_messages WHERE enc_kid = $1 AND state <> 'acknowledged'`,
+    [kid],
+  );
   return rows[0]!.n;
 }

@@ -39,13 +39,20 @@ interface PendingMessage {
  */
 function inboxWriter(ctx: InboxContext) {
   return new GroupCommit<PendingMessage, boolean>(
-    (items) => inTransaction(ctx.pool, async (db) => {
-      const inserted = await insertInboxMessages(db, items.map((i) => i.row));
-      await appendAudit(db, items.filter((i) => inserted.has(i.row.id)).map((i) => i.audit));
-      // Optional push to the local EHR, queued on the same transaction (payload: the id only).
-      if (ctx.config.localFhirBaseUrl) await enqueueForwards(db, [...inserted], ctx.config.deliveryMaxAttempts);
-      return items.map((i) => inserted.has(i.row.id));
-    }),
+    (items) =>
+      inTransaction(ctx.pool, async (db) => {
+        const inserted = await insertInboxMessages(
+          db,
+          items.map((i) => i.row),
+        );
+        await appendAudit(
+          db,
+          items.filter((i) => inserted.has(i.row.id)).map((i) => i.audit),
+        );
+        // Optional push to the local EHR, queued on the same transaction (payload: the id only).
+        if (ctx.config.localFhirBaseUrl) await enqueueForwards(db, [...inserted], ctx.config.deliveryMaxAttempts);
+        return items.map((i) => inserted.has(i.row.id));
+      }),
     { maxItems: 100, maxWeight: 32 * 1024 * 1024, weight: (i) => i.row.envelope.length, maxInFlight: 2 },
   );
 }
@@ -56,14 +63,21 @@ function inboxWriter(ctx: InboxContext) {
  * envelope exactly as received (still sealed), audit, and answer with our
  * signed receipt. Any refusal is audited and stores no message.
  */
-export function inboxReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
+export function inboxReceiver(
+  ctx: InboxContext,
+  resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+) {
   const writer = inboxWriter(ctx);
   async function receive(envelope: string, meta: ReceiveMeta = {}): Promise<ReceiveResult> {
     const digest = envelopeDigest(envelope);
     const now = meta.now ?? new Date();
     let verified: VerifiedContent | undefined;
     try {
-      const opened = await openWithGatewayKeys(ctx.keyring, envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
+      const opened = await openWithGatewayKeys(ctx.keyring, envelope, {
+        hsm: ctx.hsm,
+        kdf: ctx.config.hsmKdf,
+        resolveKey,
+      });
       try {
         verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
           directory: ctx.directory,
@@ -76,7 +90,11 @@ export function inboxReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolv
         opened.plaintext.fill(0);
       }
       if (meta.tlsPartner !== undefined && meta.tlsPartner !== verified.claims.iss) {
-        throw new GatewayError('SENDER_MISMATCH', `the envelope is signed by ${verified.claims.iss} but the TLS client certificate is bound to ${meta.tlsPartner}`, { expression: 'iss' });
+        throw new GatewayError(
+          'SENDER_MISMATCH',
+          `the envelope is signed by ${verified.claims.iss} but the TLS client certificate is bound to ${meta.tlsPartner}`,
+          { expression: 'iss' },
+        );
       }
       return await store(envelope, digest, opened.kid!, verified, now, meta);
     } catch (err) {
@@ -85,17 +103,40 @@ export function inboxReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolv
     }
   }
 
-  async function store(envelope: string, digest: string, encKid: string, v: VerifiedContent, now: Date, meta: ReceiveMeta): Promise<ReceiveResult> {
+  async function store(
+    envelope: string,
+    digest: string,
+    encKid: string,
+    v: VerifiedContent,
+    now: Date,
+    meta: ReceiveMeta,
+  ): Promise<ReceiveResult> {
     const { iss: sender, jti } = v.claims;
     const messageId = uuidv7();
     // Signed before the insert so that row, receipt and audit entry commit together. The
     // insert itself is the replay check: a stored (sender, jti) makes it a no-op.
     // fresh(): a rotation in another process changes the active signing key.
-    const { receipt, claims: receiptClaims } = await signReceipt((await ctx.keyring.fresh()).signer(), { iss: ctx.config.org, aud: sender, delivery: jti, digest, now });
+    const { receipt, claims: receiptClaims } = await signReceipt((await ctx.keyring.fresh()).signer(), {
+      iss: ctx.config.org,
+      aud: sender,
+      delivery: jti,
+      digest,
+      now,
+    });
     const inserted = await writer.submit({
       row: {
-        id: messageId, sender, jti, exchangeId: v.claims.exchange, envelope, envelopeDigest: digest, encKid,
-        senderKid: v.senderKid, senderJwk: v.senderJwk, receiptId: receiptClaims.jti, receipt, receivedAt: now,
+        id: messageId,
+        sender,
+        jti,
+        exchangeId: v.claims.exchange,
+        envelope,
+        envelopeDigest: digest,
+        encKid,
+        senderKid: v.senderKid,
+        senderJwk: v.senderJwk,
+        receiptId: receiptClaims.jti,
+        receipt,
+        receivedAt: now,
       },
       audit: {
         type: 'inbox.accepted',
@@ -120,16 +161,36 @@ export function inboxReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolv
 }
 
 /** Same sender and jti seen before: the same bytes get the first receipt; other bytes are a replay. */
-async function duplicate(ctx: InboxContext, earlier: { id: string; envelopeDigest: string; receipt: string }, digest: string, v: VerifiedContent, now: Date, meta: ReceiveMeta): Promise<ReceiveResult> {
+async function duplicate(
+  ctx: InboxContext,
+  earlier: { id: string; envelopeDigest: string; receipt: string },
+  digest: string,
+  v: VerifiedContent,
+  now: Date,
+  meta: ReceiveMeta,
+): Promise<ReceiveResult> {
   if (earlier.envelopeDigest !== digest) {
-    throw new GatewayError('REPLAY_CONFLICT', `delivery id ${v.claims.jti} was already received from ${v.claims.iss} with different content`, { expression: 'jti' });
+    throw new GatewayError(
+      'REPLAY_CONFLICT',
+      `delivery id ${v.claims.jti} was already received from ${v.claims.iss} with different content`,
+      { expression: 'jti' },
+    );
   }
-  await appendAudit(ctx.pool, [{
-    type: 'inbox.duplicate',
-    outcome: 'success',
-    agent: { type: 'partner', id: v.claims.iss, ...(meta.remoteAddress ? { network: meta.remoteAddress } : {}) },
-    entity: [{ type: 'inbox-message', id: earlier.id, digest }, { type: 'delivery', id: v.claims.jti }],
-  }], now);
+  await appendAudit(
+    ctx.pool,
+    [
+      {
+        type: 'inbox.duplicate',
+        outcome: 'success',
+        agent: { type: 'partner', id: v.claims.iss, ...(meta.remoteAddress ? { network: meta.remoteAddress } : {}) },
+        entity: [
+          { type: 'inbox-message', id: earlier.id, digest },
+          { type: 'delivery', id: v.claims.jti },
+        ],
+      },
+    ],
+    now,
+  );
   return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true };
 }
 
@@ -137,18 +198,42 @@ async function duplicate(ctx: InboxContext, earlier: { id: string; envelopeDiges
  * A refusal decided before receive() ran (wrong media type, oversize body):
  * audited like the others; the envelope's digest only when its bytes were read.
  */
-export async function auditEarlyRefusal(ctx: InboxContext, err: GatewayError, body: string | undefined, meta: ReceiveMeta): Promise<void> {
-  await auditRefusal(ctx, err, body === undefined ? undefined : envelopeDigest(body), undefined, meta, meta.now ?? new Date());
+export async function auditEarlyRefusal(
+  ctx: InboxContext,
+  err: GatewayError,
+  body: string | undefined,
+  meta: ReceiveMeta,
+): Promise<void> {
+  await auditRefusal(
+    ctx,
+    err,
+    body === undefined ? undefined : envelopeDigest(body),
+    undefined,
+    meta,
+    meta.now ?? new Date(),
+  );
 }
 
-async function auditRefusal(ctx: InboxContext, err: GatewayError, digest: string | undefined, v: VerifiedContent | undefined, meta: ReceiveMeta, now: Date): Promise<void> {
+async function auditRefusal(
+  ctx: InboxContext,
+  err: GatewayError,
+  digest: string | undefined,
+  v: VerifiedContent | undefined,
+  meta: ReceiveMeta,
+  now: Date,
+): Promise<void> {
   // Who sent it is only known once the signature verified; before that the peer is anonymous.
   const network = meta.remoteAddress ? { network: meta.remoteAddress } : {};
   const entry: AuditInput = {
     type: 'inbox.refused',
     outcome: 'minor-failure',
-    agent: v ? { type: 'partner', id: v.claims.iss, ...network } : { type: 'anonymous', id: 'unauthenticated', ...network },
-    entity: [...(digest ? [{ type: 'envelope', id: digest, digest }] : []), ...(v ? [{ type: 'delivery', id: v.claims.jti }] : [])],
+    agent: v
+      ? { type: 'partner', id: v.claims.iss, ...network }
+      : { type: 'anonymous', id: 'unauthenticated', ...network },
+    entity: [
+      ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
+      ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
+    ],
     detail: { reason: err.code, status: err.status },
   };
   try {

@@ -1,6 +1,9 @@
 /** Buffer's base64url is several times faster than jose's btoa fallback on older runtimes. */
 export const b64u = (data: Uint8Array | string): string =>
-  (typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('base64url');
+  (typeof data === 'string'
+    ? Buffer.from(data, 'utf8')
+    : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  ).toString('base64url');
 
 export const fromB64u = (s: string): Buffer => Buffer.from(s, 'base64url');
 

@@ -53,7 +53,8 @@ export function parseCompactJwe(text: string): CompactJwe {
   } catch {
     throw malformed('the protected header is not JSON');
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw malformed('the protected header is not a JSON object');
+  if (header === null || typeof header !== 'object' || Array.isArray(header))
+    throw malformed('the protected header is not a JSON object');
   return {
     protectedB64,
     header: header as Record<string, unknown>,
@@ -76,24 +77,42 @@ export interface AcceptedHeader {
 /** The header allowlist: only ECDH-ES + A256GCM, no zip, no crit, an epk that is a valid point. */
 export function checkHeader(jwe: CompactJwe): AcceptedHeader {
   const h = jwe.header;
-  if (h.alg !== ALLOWED.alg) throw new GatewayError('JWE_UNSUPPORTED_ALG', `alg ${JSON.stringify(h.alg)} is not accepted; only ${ALLOWED.alg}`, { expression: 'header.alg' });
-  if (h.enc !== ALLOWED.enc) throw new GatewayError('JWE_UNSUPPORTED_ALG', `enc ${JSON.stringify(h.enc)} is not accepted; only ${ALLOWED.enc}`, { expression: 'header.enc' });
-  if ('zip' in h) throw new GatewayError('JWE_ZIP_UNSUPPORTED', 'compressed JWE (zip) is not accepted', { expression: 'header.zip' });
+  if (h.alg !== ALLOWED.alg)
+    throw new GatewayError('JWE_UNSUPPORTED_ALG', `alg ${JSON.stringify(h.alg)} is not accepted; only ${ALLOWED.alg}`, {
+      expression: 'header.alg',
+    });
+  if (h.enc !== ALLOWED.enc)
+    throw new GatewayError('JWE_UNSUPPORTED_ALG', `enc ${JSON.stringify(h.enc)} is not accepted; only ${ALLOWED.enc}`, {
+      expression: 'header.enc',
+    });
+  if ('zip' in h)
+    throw new GatewayError('JWE_ZIP_UNSUPPORTED', 'compressed JWE (zip) is not accepted', { expression: 'header.zip' });
   for (const name of Object.keys(h)) {
-    if (!KNOWN_MEMBERS.has(name)) throw new GatewayError('JWE_UNSUPPORTED_ALG', `header member ${JSON.stringify(name)} is not accepted`, { expression: `header.${name}` });
+    if (!KNOWN_MEMBERS.has(name))
+      throw new GatewayError('JWE_UNSUPPORTED_ALG', `header member ${JSON.stringify(name)} is not accepted`, {
+        expression: `header.${name}`,
+      });
   }
-  if (h.kid !== undefined && (typeof h.kid !== 'string' || h.kid.length === 0 || h.kid.length > 256)) throw malformed('kid must be a non-empty string', 'header.kid');
+  if (h.kid !== undefined && (typeof h.kid !== 'string' || h.kid.length === 0 || h.kid.length > 256))
+    throw malformed('kid must be a non-empty string', 'header.kid');
   // Direct key agreement: RFC 7516 §5.1 step 6, the encrypted key must be empty.
   if (jwe.encryptedKey.length !== 0) throw malformed('the encrypted key must be empty with ECDH-ES', 'encrypted_key');
   if (jwe.iv.length !== 12) throw malformed('the A256GCM initialization vector must be 96 bits', 'iv');
   if (jwe.tag.length !== 16) throw malformed('the A256GCM authentication tag must be 128 bits', 'tag');
   const { point, crv } = epkPoint(h.epk);
-  return { kid: h.kid as string | undefined, epkPoint: point, crv, apu: partyInfo(h.apu, 'apu'), apv: partyInfo(h.apv, 'apv') };
+  return {
+    kid: h.kid as string | undefined,
+    epkPoint: point,
+    crv,
+    apu: partyInfo(h.apu, 'apu'),
+    apv: partyInfo(h.apv, 'apv'),
+  };
 }
 
 function partyInfo(value: unknown, name: string): Buffer {
   if (value === undefined) return Buffer.alloc(0);
-  if (typeof value !== 'string' || !isCanonicalB64u(value)) throw malformed(`${name} must be base64url`, `header.${name}`);
+  if (typeof value !== 'string' || !isCanonicalB64u(value))
+    throw malformed(`${name} must be base64url`, `header.${name}`);
   return fromB64u(value);
 }
 
@@ -107,7 +126,8 @@ function epkPoint(epk: unknown): { point: Buffer; crv: EcCurve } {
   if (crv !== 'P-256' && crv !== 'P-384') throw badEpk(`epk curve ${JSON.stringify(crv)} is not accepted`);
   if (d !== undefined) throw badEpk('epk carries a private key');
   const size = COORD_BYTES[crv];
-  if (typeof x !== 'string' || typeof y !== 'string' || !isCanonicalB64u(x) || !isCanonicalB64u(y)) throw badEpk('epk coordinates must be base64url');
+  if (typeof x !== 'string' || typeof y !== 'string' || !isCanonicalB64u(x) || !isCanonicalB64u(y))
+    throw badEpk('epk coordinates must be base64url');
   const xb = fromB64u(x);
   const yb = fromB64u(y);
   if (xb.length !== size || yb.length !== size) throw badEpk(`epk coordinates must be ${size} bytes on ${crv}`);
@@ -134,5 +154,10 @@ const lengthPrefixed = (data: Buffer) => {
 export function concatKdfOtherInfo(algorithmId: string, apu: Buffer, apv: Buffer, keyBits: number): Buffer {
   const suppPub = Buffer.alloc(4);
   suppPub.writeUInt32BE(keyBits);
-  return Buffer.concat([lengthPrefixed(Buffer.from(algorithmId, 'ascii')), lengthPrefixed(apu), lengthPrefixed(apv), suppPub]);
+  return Buffer.concat([
+    lengthPrefixed(Buffer.from(algorithmId, 'ascii')),
+    lengthPrefixed(apu),
+    lengthPrefixed(apv),
+    suppPub,
+  ]);
 }

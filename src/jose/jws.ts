@@ -10,7 +10,11 @@ export interface JwsHeaderExtras {
 }
 
 /** Compact JWS (RFC 7515) whose signature is made by `signer` (the HSM). */
-export async function signCompact(signer: Signer, payload: Uint8Array | string, header: JwsHeaderExtras = {}): Promise<string> {
+export async function signCompact(
+  signer: Signer,
+  payload: Uint8Array | string,
+  header: JwsHeaderExtras = {},
+): Promise<string> {
   const protectedHeader = b64u(JSON.stringify({ ...header, alg: signer.alg, kid: signer.kid }));
   const input = `${protectedHeader}.${b64u(payload)}`;
   const signature = await signer.sign(Buffer.from(input, 'ascii'));
@@ -28,8 +32,14 @@ export function signJson(signer: Signer, claims: object, header: JwsHeaderExtras
  * size is signed without being held in memory or base64-encoded twice.
  * Returns "header..signature" (the payload travels separately).
  */
-export async function signDetachedStream(signer: Signer, content: Readable, header: JwsHeaderExtras = {}): Promise<{ jws: string; length: number }> {
-  const protectedHeader = b64u(JSON.stringify({ ...header, alg: signer.alg, kid: signer.kid, b64: false, crit: ['b64'] }));
+export async function signDetachedStream(
+  signer: Signer,
+  content: Readable,
+  header: JwsHeaderExtras = {},
+): Promise<{ jws: string; length: number }> {
+  const protectedHeader = b64u(
+    JSON.stringify({ ...header, alg: signer.alg, kid: signer.kid, b64: false, crit: ['b64'] }),
+  );
   const hash = createHash(HASH_OF[signer.alg]).update(`${protectedHeader}.`, 'ascii');
   let length = 0;
   for await (const chunk of content) {

@@ -53,9 +53,26 @@ export async function openCompactJwe(text: string, options: OpenOptions): Promis
   const jwe = parseCompactJwe(text);
   const accepted = checkHeader(jwe);
   const key = await options.resolveKey(accepted.kid);
-  if (!key) throw new GatewayError('JWE_UNKNOWN_KID', `kid ${JSON.stringify(accepted.kid ?? null)} is not one of this gateway's encryption keys`, { expression: 'header.kid' });
-  if (key.crv !== accepted.crv) throw new GatewayError('JWE_INVALID_EPK', `epk is on ${accepted.crv} but key ${key.kid} is on ${key.crv}`, { expression: 'header.epk' });
-  const cek = await deriveCek(options.hsm, key, accepted.epkPoint, ALLOWED.enc, accepted.apu, accepted.apv, CEK_BYTES, options.kdf);
+  if (!key)
+    throw new GatewayError(
+      'JWE_UNKNOWN_KID',
+      `kid ${JSON.stringify(accepted.kid ?? null)} is not one of this gateway's encryption keys`,
+      { expression: 'header.kid' },
+    );
+  if (key.crv !== accepted.crv)
+    throw new GatewayError('JWE_INVALID_EPK', `epk is on ${accepted.crv} but key ${key.kid} is on ${key.crv}`, {
+      expression: 'header.epk',
+    });
+  const cek = await deriveCek(
+    options.hsm,
+    key,
+    accepted.epkPoint,
+    ALLOWED.enc,
+    accepted.apu,
+    accepted.apv,
+    CEK_BYTES,
+    options.kdf,
+  );
   try {
     const decipher = createDecipheriv('aes-256-gcm', cek, jwe.iv, { authTagLength: 16 });
     decipher.setAAD(Buffer.from(jwe.protectedB64, 'ascii'));
@@ -66,7 +83,9 @@ export async function openCompactJwe(text: string, options: OpenOptions): Promis
       tail = decipher.final();
     } catch {
       head.fill(0); // never release unauthenticated plaintext
-      throw new GatewayError('JWE_DECRYPT_FAILED', 'the envelope does not decrypt: authentication tag mismatch', { expression: 'tag' });
+      throw new GatewayError('JWE_DECRYPT_FAILED', 'the envelope does not decrypt: authentication tag mismatch', {
+        expression: 'tag',
+      });
     }
     return { header: jwe.header, plaintext: tail.length ? Buffer.concat([head, tail]) : head, kid: key.kid };
   } finally {

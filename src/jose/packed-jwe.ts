@@ -26,7 +26,8 @@ export function packCompactJwe(jwe: string): Buffer {
   const ct = Buffer.from(ciphertext, 'base64url');
   const t = Buffer.from(tag, 'base64url');
   // Only canonical base64url survives the round trip; anything else is kept out rather than altered.
-  if (t.length !== TAG || ct.toString('base64url') !== ciphertext || t.toString('base64url') !== tag) throw notPackable('non-canonical base64url or a tag that is not 128 bits');
+  if (t.length !== TAG || ct.toString('base64url') !== ciphertext || t.toString('base64url') !== tag)
+    throw notPackable('non-canonical base64url or a tag that is not 128 bits');
   if (prefix.length > 0xffff) throw notPackable('header too long');
   const head = Buffer.allocUnsafe(2);
   head.writeUInt16BE(prefix.length);

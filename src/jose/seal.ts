@@ -1,4 +1,12 @@
-import { createCipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createHash,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { b64u } from './base64url.ts';
 
@@ -26,9 +34,25 @@ const lengthPrefixed = (data: Buffer) => Buffer.concat([uint32(data.length), dat
  * RFC 7518 §4.6.2 Concat KDF for ECDH-ES direct agreement: one SHA-256 round
  * gives the 256-bit CEK. AlgorithmID is the "enc" value; apu/apv are empty.
  */
-export function concatKdf(z: Buffer, enc: string = ENC, keyBits = 256, apu = Buffer.alloc(0), apv = Buffer.alloc(0)): Buffer {
-  const otherInfo = Buffer.concat([lengthPrefixed(Buffer.from(enc, 'ascii')), lengthPrefixed(apu), lengthPrefixed(apv), uint32(keyBits)]);
-  return createHash('sha256').update(uint32(1)).update(z).update(otherInfo).digest().subarray(0, keyBits / 8);
+export function concatKdf(
+  z: Buffer,
+  enc: string = ENC,
+  keyBits = 256,
+  apu = Buffer.alloc(0),
+  apv = Buffer.alloc(0),
+): Buffer {
+  const otherInfo = Buffer.concat([
+    lengthPrefixed(Buffer.from(enc, 'ascii')),
+    lengthPrefixed(apu),
+    lengthPrefixed(apv),
+    uint32(keyBits),
+  ]);
+  return createHash('sha256')
+    .update(uint32(1))
+    .update(z)
+    .update(otherInfo)
+    .digest()
+    .subarray(0, keyBits / 8);
 }
 
 const publicKeyCache = new Map<string, KeyObject>();
@@ -37,11 +61,14 @@ export function recipientPublicKey(jwk: RecipientKey): KeyObject {
   const cacheKey = `${jwk.crv}.${jwk.x}.${jwk.y}`;
   let key = publicKeyCache.get(cacheKey);
   if (!key) {
-    if (jwk.kty !== 'EC' || !jwk.crv || !CURVES[jwk.crv]) throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: only EC P-256/P-384 keys are supported`);
+    if (jwk.kty !== 'EC' || !jwk.crv || !CURVES[jwk.crv])
+      throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: only EC P-256/P-384 keys are supported`);
     try {
       key = createPublicKey({ key: { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y } as never, format: 'jwk' });
     } catch (err) {
-      throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: not a valid ${jwk.crv} public key`, { cause: err });
+      throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: not a valid ${jwk.crv} public key`, {
+        cause: err,
+      });
     }
     if (publicKeyCache.size > 1000) publicKeyCache.clear();
     publicKeyCache.set(cacheKey, key);
@@ -60,7 +87,13 @@ export function sealCompact(plaintext: string | Uint8Array, recipient: Recipient
   const ephemeral = generateKeyPairSync('ec', { namedCurve: CURVES[recipient.crv!]! });
   const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
   const epk = ephemeral.publicKey.export({ format: 'jwk' });
-  const header = { alg: 'ECDH-ES', enc: ENC, kid: recipient.kid, epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y }, cty };
+  const header = {
+    alg: 'ECDH-ES',
+    enc: ENC,
+    kid: recipient.kid,
+    epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y },
+    cty,
+  };
   const protectedB64 = b64u(JSON.stringify(header));
   const cek = concatKdf(z);
   z.fill(0);

@@ -60,7 +60,8 @@ class Base64UrlDecoder {
       this.#carry += chunk.toString('latin1', start, end);
       return EMPTY;
     }
-    if (this.#scratch.length < (whole / 4) * 3) this.#scratch = Buffer.allocUnsafe(Math.max((whole / 4) * 3, 48 * 1024));
+    if (this.#scratch.length < (whole / 4) * 3)
+      this.#scratch = Buffer.allocUnsafe(Math.max((whole / 4) * 3, 48 * 1024));
     const out = this.#scratch.subarray(0, (whole / 4) * 3);
     let from = start;
     let written = 0;
@@ -71,7 +72,8 @@ class Base64UrlDecoder {
     const upto = start + whole - carried;
     written += out.write(chunk.toString('latin1', from, upto), written, 'base64url');
     this.#carry = chunk.toString('latin1', upto, end);
-    if (written !== out.length || standardAlphabet(chunk, start, end)) throw malformed('the ciphertext is not base64url', 'ciphertext');
+    if (written !== out.length || standardAlphabet(chunk, start, end))
+      throw malformed('the ciphertext is not base64url', 'ciphertext');
     return out;
   }
   final(): Buffer {
@@ -95,7 +97,8 @@ function standardAlphabet(chunk: Buffer, start: number, end: number): boolean {
 /** Buffer.from skips characters outside the alphabet; a short result betrays them. */
 function decodeStrict(text: string): Buffer {
   const out = Buffer.from(text, 'base64url');
-  if (out.length !== Math.floor((text.length * 3) / 4) || !isB64u(text)) throw malformed('the ciphertext is not base64url', 'ciphertext');
+  if (out.length !== Math.floor((text.length * 3) / 4) || !isB64u(text))
+    throw malformed('the ciphertext is not base64url', 'ciphertext');
   return out;
 }
 
@@ -114,9 +117,26 @@ async function start(protectedB64: string, ek: string, ivB64: string, options: S
     throw malformed(`cty ${JSON.stringify(jwe.header.cty)} is not ${options.cty}`, 'header.cty');
   }
   const key = await options.resolveKey(accepted.kid);
-  if (!key) throw new GatewayError('JWE_UNKNOWN_KID', `kid ${JSON.stringify(accepted.kid ?? null)} is not one of this gateway's encryption keys`, { expression: 'header.kid' });
-  if (key.crv !== accepted.crv) throw new GatewayError('JWE_INVALID_EPK', `epk is on ${accepted.crv} but key ${key.kid} is on ${key.crv}`, { expression: 'header.epk' });
-  const cek = await deriveCek(options.hsm, key, accepted.epkPoint, ALLOWED.enc, accepted.apu, accepted.apv, 32, options.kdf);
+  if (!key)
+    throw new GatewayError(
+      'JWE_UNKNOWN_KID',
+      `kid ${JSON.stringify(accepted.kid ?? null)} is not one of this gateway's encryption keys`,
+      { expression: 'header.kid' },
+    );
+  if (key.crv !== accepted.crv)
+    throw new GatewayError('JWE_INVALID_EPK', `epk is on ${accepted.crv} but key ${key.kid} is on ${key.crv}`, {
+      expression: 'header.epk',
+    });
+  const cek = await deriveCek(
+    options.hsm,
+    key,
+    accepted.epkPoint,
+    ALLOWED.enc,
+    accepted.apu,
+    accepted.apv,
+    32,
+    options.kdf,
+  );
   try {
     const decipher = createDecipheriv('aes-256-gcm', cek, fromB64u(ivB64), { authTagLength: 16 });
     decipher.setAAD(Buffer.from(protectedB64, 'ascii'));
@@ -132,7 +152,12 @@ async function start(protectedB64: string, ek: string, ivB64: string, options: S
  * a digest that differs from the signed manifest). Returns what was opened;
  * the sink's commit result is the caller's to use.
  */
-export async function openStream(source: AsyncIterable<Buffer | string>, options: StreamOpenOptions, sink: PlaintextSink, check?: (opened: StreamOpened) => void | Promise<void>): Promise<StreamOpened> {
+export async function openStream(
+  source: AsyncIterable<Buffer | string>,
+  options: StreamOpenOptions,
+  sink: PlaintextSink,
+  check?: (opened: StreamOpened) => void | Promise<void>,
+): Promise<StreamOpened> {
   const jweHash = options.hashJwe ? createHash('sha256') : undefined;
   const plainHash = createHash('sha256');
   let jweLength = 0;
@@ -153,7 +178,7 @@ export async function openStream(source: AsyncIterable<Buffer | string>, options
       const chunk = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
       jweHash?.update(chunk);
       jweLength += chunk.length;
-      for (let pos = 0; pos < chunk.length; ) {
+      for (let pos = 0; pos < chunk.length;) {
         const seg = segments.length - 1;
         const dot = chunk.indexOf(DOT, pos);
         const end = dot < 0 ? chunk.length : dot;
@@ -177,16 +202,26 @@ export async function openStream(source: AsyncIterable<Buffer | string>, options
     if (segments.length !== 5 || !started) throw malformed(`not a compact JWE: ${segments.length} parts instead of 5`);
     await emit(started.decipher.update(decoder.final()));
     const tagB64 = segments[4]!;
-    if (!isB64u(tagB64) || fromB64u(tagB64).length !== 16) throw malformed('the A256GCM authentication tag must be 128 bits', 'tag');
+    if (!isB64u(tagB64) || fromB64u(tagB64).length !== 16)
+      throw malformed('the A256GCM authentication tag must be 128 bits', 'tag');
     started.decipher.setAuthTag(fromB64u(tagB64));
     let tail: Buffer;
     try {
       tail = started.decipher.final();
     } catch {
-      throw new GatewayError('JWE_DECRYPT_FAILED', 'the content does not decrypt: authentication tag mismatch', { expression: 'tag' });
+      throw new GatewayError('JWE_DECRYPT_FAILED', 'the content does not decrypt: authentication tag mismatch', {
+        expression: 'tag',
+      });
     }
     await emit(tail);
-    const opened: StreamOpened = { header: started.header, kid: started.kid, length, sha256: plainHash.digest(), jweDigest: jweHash && 'sha-256=' + jweHash.digest('base64url'), jweLength };
+    const opened: StreamOpened = {
+      header: started.header,
+      kid: started.kid,
+      length,
+      sha256: plainHash.digest(),
+      jweDigest: jweHash && 'sha-256=' + jweHash.digest('base64url'),
+      jweLength,
+    };
     await check?.(opened);
     await sink.commit();
     return opened;
@@ -201,6 +236,11 @@ export async function openStream(source: AsyncIterable<Buffer | string>, options
  * rename it to `dest` only after the tag (and `check`) verified; on failure
  * the temporary file is deleted.
  */
-export async function openStreamToFile(source: AsyncIterable<Buffer | string>, options: StreamOpenOptions, dest: string, check?: (opened: StreamOpened) => void | Promise<void>): Promise<StreamOpened> {
+export async function openStreamToFile(
+  source: AsyncIterable<Buffer | string>,
+  options: StreamOpenOptions,
+  dest: string,
+  check?: (opened: StreamOpened) => void | Promise<void>,
+): Promise<StreamOpened> {
   return openStream(source, options, await fileSink(dest), check);
 }

@@ -41,9 +41,10 @@ export class Base64UrlEncoder {
       start = need;
     }
     const whole = start + Math.floor((chunk.length - start) / 3) * 3;
-    const out = Buffer.allocUnsafe((head.length + whole - start) / 3 * 4);
+    const out = Buffer.allocUnsafe(((head.length + whole - start) / 3) * 4);
     let at = head.length ? out.write(head.toString('base64url'), 0, 'latin1') : 0;
-    for (let i = start; i < whole; i += ENCODE_SLICE) at += out.write(chunk.subarray(i, Math.min(whole, i + ENCODE_SLICE)).toString('base64url'), at, 'latin1');
+    for (let i = start; i < whole; i += ENCODE_SLICE)
+      at += out.write(chunk.subarray(i, Math.min(whole, i + ENCODE_SLICE)).toString('base64url'), at, 'latin1');
     this.#carry = whole < chunk.length ? Buffer.from(chunk.subarray(whole)) : EMPTY; // copy: never pin the caller's chunk
     return out;
   }
@@ -66,7 +67,13 @@ export class JweStreamWriter {
     const ephemeral = generateKeyPairSync('ec', { namedCurve: CURVES[recipient.crv!]! });
     const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
     const epk = ephemeral.publicKey.export({ format: 'jwk' });
-    const header = { alg: 'ECDH-ES', enc: 'A256GCM', kid: recipient.kid, epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y }, cty };
+    const header = {
+      alg: 'ECDH-ES',
+      enc: 'A256GCM',
+      kid: recipient.kid,
+      epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y },
+      cty,
+    };
     this.protectedB64 = b64u(JSON.stringify(header));
     const cek = concatKdf(z);
     z.fill(0);
@@ -92,7 +99,12 @@ export class JweStreamWriter {
   /** The rest of the ciphertext, then "." and the tag. */
   final(): Buffer {
     const tail = this.#encoder.update(this.#cipher.final());
-    return Buffer.concat([...this.#takePrefix(), tail, this.#encoder.final(), Buffer.from(`.${b64u(this.#cipher.getAuthTag())}`, 'ascii')]);
+    return Buffer.concat([
+      ...this.#takePrefix(),
+      tail,
+      this.#encoder.final(),
+      Buffer.from(`.${b64u(this.#cipher.getAuthTag())}`, 'ascii'),
+    ]);
   }
 }
 
@@ -126,7 +138,12 @@ export const tempPathFor = (path: string) => `${path}.part-${process.pid}-${Date
  * renamed into place only when complete (a crash leaves no half envelope
  * under the final name). Returns the file's length.
  */
-export async function sealStreamToFile(source: Readable | AsyncIterable<Buffer>, recipient: RecipientKey, cty: string, path: string): Promise<number> {
+export async function sealStreamToFile(
+  source: Readable | AsyncIterable<Buffer>,
+  recipient: RecipientKey,
+  cty: string,
+  path: string,
+): Promise<number> {
   const tmp = tempPathFor(path);
   const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
   try {

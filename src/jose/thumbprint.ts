@@ -3,6 +3,7 @@ import type { PublicJwk } from '../../hsm/hsm.ts';
 
 /** RFC 7638 JWK thumbprint (SHA-256), used as every key's kid. */
 export function thumbprint(jwk: PublicJwk): string {
-  const members = jwk.kty === 'EC' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } : { e: jwk.e, kty: jwk.kty, n: jwk.n };
+  const members =
+    jwk.kty === 'EC' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } : { e: jwk.e, kty: jwk.kty, n: jwk.n };
   return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 }

@@ -1,4 +1,12 @@
-import { compactVerify, flattenedVerify, decodeProtectedHeader, errors, type JWK, type CryptoKey, type KeyObject } from 'jose';
+import {
+  compactVerify,
+  flattenedVerify,
+  decodeProtectedHeader,
+  errors,
+  type JWK,
+  type CryptoKey,
+  type KeyObject,
+} from 'jose';
 import { GatewayError } from '../errors.ts';
 
 /** Only these algorithms are ever accepted; never "none", never HMAC with a public key. */
@@ -12,7 +20,11 @@ export interface VerifiedJws {
 }
 
 /** Verify a compact JWS with an explicit algorithm allowlist and, optionally, an expected typ. */
-export async function verifyCompact(jws: string, key: KeyResolver, options: { typ?: string; algorithms?: readonly string[] } = {}): Promise<VerifiedJws> {
+export async function verifyCompact(
+  jws: string,
+  key: KeyResolver,
+  options: { typ?: string; algorithms?: readonly string[] } = {},
+): Promise<VerifiedJws> {
   const algorithms = [...(options.algorithms ?? SIGNATURE_ALGS)];
   let header: Record<string, unknown>;
   try {
@@ -28,20 +40,31 @@ export async function verifyCompact(jws: string, key: KeyResolver, options: { ty
     return { header: result.protectedHeader as Record<string, unknown>, payload: result.payload };
   } catch (err) {
     if (err instanceof GatewayError) throw err;
-    if (err instanceof errors.JOSEError) throw new GatewayError('BAD_REQUEST', `signature rejected: ${err.code}`, { cause: err });
+    if (err instanceof errors.JOSEError)
+      throw new GatewayError('BAD_REQUEST', `signature rejected: ${err.code}`, { cause: err });
     throw err;
   }
 }
 
 /** Verify an RFC 7797 detached, unencoded-payload JWS ("header..signature") against the content bytes. */
-export async function verifyDetached(jws: string, content: Uint8Array, key: KeyResolver, algorithms: readonly string[] = SIGNATURE_ALGS): Promise<Record<string, unknown>> {
+export async function verifyDetached(
+  jws: string,
+  content: Uint8Array,
+  key: KeyResolver,
+  algorithms: readonly string[] = SIGNATURE_ALGS,
+): Promise<Record<string, unknown>> {
   const parts = jws.split('.');
   if (parts.length !== 3 || parts[1] !== '') throw new GatewayError('BAD_REQUEST', 'not a detached JWS');
   try {
-    const result = await flattenedVerify({ protected: parts[0]!, payload: content, signature: parts[2]! }, key as never, { algorithms: [...algorithms] });
+    const result = await flattenedVerify(
+      { protected: parts[0]!, payload: content, signature: parts[2]! },
+      key as never,
+      { algorithms: [...algorithms] },
+    );
     return result.protectedHeader as Record<string, unknown>;
   } catch (err) {
-    if (err instanceof errors.JOSEError) throw new GatewayError('BAD_REQUEST', `signature rejected: ${err.code}`, { cause: err });
+    if (err instanceof errors.JOSEError)
+      throw new GatewayError('BAD_REQUEST', `signature rejected: ${err.code}`, { cause: err });
     throw err;
   }
 }

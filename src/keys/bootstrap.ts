@@ -6,7 +6,11 @@ import { performStep } from './rotation-steps.ts';
 import { KEY_USES, keysOfUse, listIntents, listKeys } from './store.ts';
 
 // Only the "no active key" branch of the state machine runs here; the schedule is the worker's business.
-const FIRST_RUN: RotationPolicy = { rotationMs: Number.MAX_SAFE_INTEGER, prepublishMs: 0, retentionMs: Number.MAX_SAFE_INTEGER };
+const FIRST_RUN: RotationPolicy = {
+  rotationMs: Number.MAX_SAFE_INTEGER,
+  prepublishMs: 0,
+  retentionMs: Number.MAX_SAFE_INTEGER,
+};
 
 /**
  * On first run, generate one active key per use inside the HSM (P-256: ES256
@@ -35,7 +39,9 @@ export async function ensureGatewayKeys(pool: pg.Pool, hsm: Hsm): Promise<string
   for (const key of await listKeys(pool)) {
     if (key.state === 'destroyed' || destroying.has(key.kid)) continue;
     if (!(await hsm.hasKey(key.hsm_id))) {
-      throw new Error(`key ${key.kid} (${key.use}, ${key.state}) is in the database but not on the HSM token; the token and the database do not belong together`);
+      throw new Error(
+        `key ${key.kid} (${key.use}, ${key.state}) is in the database but not on the HSM token; the token and the database do not belong together`,
+      );
     }
   }
   return generated;

@@ -78,7 +78,9 @@ export class Keyring {
 
   /** An encryption key that may still open envelopes (active or deactivated, not destroyed). */
   decryptionKey(kid: string): GatewayKeyRow | undefined {
-    return this.#rows.find((k) => k.kid === kid && k.use === 'enc' && (k.state === 'active' || k.state === 'deactivated'));
+    return this.#rows.find(
+      (k) => k.kid === kid && k.use === 'enc' && (k.state === 'active' || k.state === 'deactivated'),
+    );
   }
 
   /**
@@ -99,7 +101,9 @@ export class Keyring {
 
   /** Audit checkpoint keys, for offline verifiers. */
   auditKeys(): PublishedJwk[] {
-    return this.#rows.filter((k) => k.use === 'audit').map((k) => ({ ...k.public_jwk, kid: k.kid, use: 'sig' as const, alg: k.alg }));
+    return this.#rows
+      .filter((k) => k.use === 'audit')
+      .map((k) => ({ ...k.public_jwk, kid: k.kid, use: 'sig' as const, alg: k.alg }));
   }
 
   rows(): readonly GatewayKeyRow[] {

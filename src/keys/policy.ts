@@ -44,12 +44,15 @@ export function dueStep(
   held: ReadonlySet<string> = new Set(),
 ): RotationStep | undefined {
   const generating = intents.find((i) => i.action === 'generate');
-  if (generating) return { kind: 'generate', use, activate: generating.activate || Boolean(request?.now), resume: generating.label! };
+  if (generating)
+    return { kind: 'generate', use, activate: generating.activate || Boolean(request?.now), resume: generating.label! };
   const destroying = intents.find((i) => i.action === 'destroy');
   if (destroying) return { kind: 'destroy', use, kid: destroying.kid! };
 
   const active = keys.find((k) => k.state === 'active');
-  const pending = keys.filter((k) => k.state === 'pre-activation').sort((a, b) => t(b.published_at) - t(a.published_at))[0];
+  const pending = keys
+    .filter((k) => k.state === 'pre-activation')
+    .sort((a, b) => t(b.published_at) - t(a.published_at))[0];
   const at = now.getTime();
 
   if (request) {

@@ -5,7 +5,17 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import { thumbprint } from '../jose/thumbprint.ts';
 import type { RotationStep } from './policy.ts';
-import { clearIntent, insertPublishedKey, keysOfUse, listIntents, markDestroyed, recordIntent, swapActive, type GatewayKeyRow, type KeyUse } from './store.ts';
+import {
+  clearIntent,
+  insertPublishedKey,
+  keysOfUse,
+  listIntents,
+  markDestroyed,
+  recordIntent,
+  swapActive,
+  type GatewayKeyRow,
+  type KeyUse,
+} from './store.ts';
 
 /** Points between the parts of a step where a crash can happen; tests inject a hook that throws at each. */
 export type RotationPoint =
@@ -39,8 +49,18 @@ export const KEY_DEFAULTS: Record<KeyUse, { alg: string; usage: 'sign' | 'derive
 
 const now = (d: StepDeps) => (d.clock ? d.clock() : new Date());
 const hook = async (d: StepDeps, p: RotationPoint) => d.hook?.(p);
-const keyEvent = (d: StepDeps, type: string, use: KeyUse, kid: string, detail: AuditInput['detail'] = {}): AuditInput => ({
-  type, outcome: 'success', agent: d.actor, entity: [{ type: 'key', id: kid }], detail: { use, ...detail },
+const keyEvent = (
+  d: StepDeps,
+  type: string,
+  use: KeyUse,
+  kid: string,
+  detail: AuditInput['detail'] = {},
+): AuditInput => ({
+  type,
+  outcome: 'success',
+  agent: d.actor,
+  entity: [{ type: 'key', id: kid }],
+  detail: { use, ...detail },
 });
 
 /** A fresh CKA_LABEL, unique so a rerun can find a key made before a crash. */
@@ -75,7 +95,11 @@ export async function generateStep(d: StepDeps, step: Extract<RotationStep, { ki
     await inTransaction(d.pool, async (db) => {
       await insertPublishedKey(db, { kid, use, alg, hsm_id: info.id, label: label!, public_jwk: info.publicJwk }, at);
       if (!step.activate) await clearIntent(db, use, 'generate');
-      await appendAudit(db, [keyEvent(d, 'key.generated', use, kid, { alg, hsm_label: label! }), keyEvent(d, 'key.published', use, kid)], at);
+      await appendAudit(
+        db,
+        [keyEvent(d, 'key.generated', use, kid, { alg, hsm_label: label! }), keyEvent(d, 'key.published', use, kid)],
+        at,
+      );
     });
     await hook(d, 'generate:published');
     if (!step.activate) return kid;

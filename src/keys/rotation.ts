@@ -11,7 +11,17 @@ const USE_SLOT: Record<KeyUse, number> = { sig: 1, enc: 2, audit: 3 };
 const MAX_STEPS = 8;
 
 /** Per-use timings from the configuration (see docs/ARCHITECTURE-NOTES.md, Key lifecycle). */
-export function rotationPolicies(config: Pick<Config, 'keySigRotation' | 'keyEncRotation' | 'keyAuditRotation' | 'keyPrepublish' | 'keyRetentionMargin' | 'deliveryHorizon'>): Record<KeyUse, RotationPolicy> {
+export function rotationPolicies(
+  config: Pick<
+    Config,
+    | 'keySigRotation'
+    | 'keyEncRotation'
+    | 'keyAuditRotation'
+    | 'keyPrepublish'
+    | 'keyRetentionMargin'
+    | 'deliveryHorizon'
+  >,
+): Record<KeyUse, RotationPolicy> {
   // Envelopes sealed to a retired enc key, and content signed with a retired sig key, are retried for up to
   // DELIVERY_HORIZON; the margin covers peers' cached JWKS (>= JWKS_MAX_AGE) and clock skew.
   const retentionMs = config.deliveryHorizon + config.keyRetentionMargin;
@@ -28,12 +38,20 @@ export function rotationPolicies(config: Pick<Config, 'keySigRotation' | 'keyEnc
  * lock dies with the connection, so a killed worker never leaves it held.
  * wait=false: give up at once if another process holds it (the cron case).
  */
-export async function withRotationLock<T>(pool: pg.Pool, use: KeyUse, wait: boolean, fn: () => Promise<T>): Promise<T | undefined> {
+export async function withRotationLock<T>(
+  pool: pg.Pool,
+  use: KeyUse,
+  wait: boolean,
+  fn: () => Promise<T>,
+): Promise<T | undefined> {
   const client = await pool.connect();
   try {
     if (wait) await client.query('SELECT pg_advisory_lock($1, $2)', [ROTATION_LOCK, USE_SLOT[use]]);
     else {
-      const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [ROTATION_LOCK, USE_SLOT[use]]);
+      const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [
+        ROTATION_LOCK,
+        USE_SLOT[use],
+      ]);
       if (!rows[0]!.ok) return undefined;
     }
     try {
@@ -58,7 +76,12 @@ export interface RotationRun {
  * own), or, with a request, the steps of one manual rotation. Cheap when
  * nothing is due: two small queries.
  */
-export async function rotateUse(d: StepDeps, use: KeyUse, policy: RotationPolicy, options: { request?: RotateRequest; wait?: boolean } = {}): Promise<RotationRun> {
+export async function rotateUse(
+  d: StepDeps,
+  use: KeyUse,
+  policy: RotationPolicy,
+  options: { request?: RotateRequest; wait?: boolean } = {},
+): Promise<RotationRun> {
   const steps: RotationStep[] = [];
   const done = await withRotationLock(d.pool, use, options.wait ?? false, async () => {
     for (let i = 0; i < MAX_STEPS; i++) {

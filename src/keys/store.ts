@@ -38,17 +38,29 @@ export async function listKeys(db: Queryable): Promise<GatewayKeyRow[]> {
 }
 
 export async function keysOfUse(db: Queryable, use: KeyUse): Promise<GatewayKeyRow[]> {
-  const { rows } = await db.query<GatewayKeyRow>('SELECT * FROM gateway_keys WHERE use = $1 ORDER BY created_at, kid', [use]);
+  const { rows } = await db.query<GatewayKeyRow>('SELECT * FROM gateway_keys WHERE use = $1 ORDER BY created_at, kid', [
+    use,
+  ]);
   return rows;
 }
 
 export async function listIntents(db: Queryable, use?: KeyUse): Promise<KeyIntent[]> {
-  const { rows } = await db.query<KeyIntent>('SELECT * FROM key_intents WHERE $1::text IS NULL OR use = $1 ORDER BY started_at', [use ?? null]);
+  const { rows } = await db.query<KeyIntent>(
+    'SELECT * FROM key_intents WHERE $1::text IS NULL OR use = $1 ORDER BY started_at',
+    [use ?? null],
+  );
   return rows;
 }
 
-export async function recordIntent(db: Queryable, i: Pick<KeyIntent, 'use' | 'action' | 'label' | 'kid' | 'activate'>, now: Date): Promise<void> {
-  await db.query('INSERT INTO key_intents (use, action, label, kid, activate, started_at) VALUES ($1, $2, $3, $4, $5, $6)', [i.use, i.action, i.label, i.kid, i.activate, now]);
+export async function recordIntent(
+  db: Queryable,
+  i: Pick<KeyIntent, 'use' | 'action' | 'label' | 'kid' | 'activate'>,
+  now: Date,
+): Promise<void> {
+  await db.query(
+    'INSERT INTO key_intents (use, action, label, kid, activate, started_at) VALUES ($1, $2, $3, $4, $5, $6)',
+    [i.use, i.action, i.label, i.kid, i.activate, now],
+  );
 }
 
 export async function clearIntent(db: Queryable, use: KeyUse, action: KeyIntent['action']): Promise<void> {
@@ -56,7 +68,11 @@ export async function clearIntent(db: Queryable, use: KeyUse, action: KeyIntent[
 }
 
 /** A new key enters the inventory published but not yet used (pre-activation). */
-export async function insertPublishedKey(db: Queryable, row: Pick<GatewayKeyRow, 'kid' | 'use' | 'alg' | 'hsm_id' | 'label' | 'public_jwk'>, now: Date): Promise<void> {
+export async function insertPublishedKey(
+  db: Queryable,
+  row: Pick<GatewayKeyRow, 'kid' | 'use' | 'alg' | 'hsm_id' | 'label' | 'public_jwk'>,
+  now: Date,
+): Promise<void> {
   await db.query(
     `INSERT INTO gateway_keys (kid, use, alg, hsm_id, label, public_jwk, state, created_at, published_at)
      VALUES ($1, $2, $3, $4, $5, $6, 'pre-activation', $7, $7)`,
@@ -70,12 +86,18 @@ export async function swapActive(db: Queryable, use: KeyUse, kid: string, now: D
     `UPDATE gateway_keys SET state = 'deactivated', deactivated_at = $2 WHERE use = $1 AND state = 'active' AND kid <> $3 RETURNING kid`,
     [use, now, kid],
   );
-  const upd = await db.query(`UPDATE gateway_keys SET state = 'active', activated_at = $3 WHERE use = $1 AND kid = $2 AND state = 'pre-activation'`, [use, kid, now]);
+  const upd = await db.query(
+    `UPDATE gateway_keys SET state = 'active', activated_at = $3 WHERE use = $1 AND kid = $2 AND state = 'pre-activation'`,
+    [use, kid, now],
+  );
   if (upd.rowCount !== 1) throw new Error(`key ${kid} is not a pre-activation ${use} key`);
   return old.rows[0]?.kid;
 }
 
 export async function markDestroyed(db: Queryable, kid: string, now: Date): Promise<boolean> {
-  const r = await db.query(`UPDATE gateway_keys SET state = 'destroyed', destroyed_at = $2 WHERE kid = $1 AND state = 'deactivated'`, [kid, now]);
+  const r = await db.query(
+    `UPDATE gateway_keys SET state = 'destroyed', destroyed_at = $2 WHERE kid = $1 AND state = 'deactivated'`,
+    [kid, now],
+  );
   return r.rowCount === 1;
 }

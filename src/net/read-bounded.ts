@@ -6,7 +6,8 @@ import { GatewayError } from '../errors.ts';
  */
 export async function readBounded(res: Response, maxBytes: number, what: string): Promise<string> {
   const declared = Number(res.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) throw new GatewayError('UNPROCESSABLE', `${what} is ${declared} bytes; the limit is ${maxBytes}`);
+  if (declared > maxBytes)
+    throw new GatewayError('UNPROCESSABLE', `${what} is ${declared} bytes; the limit is ${maxBytes}`);
   const reader = res.body?.getReader();
   if (!reader) return '';
   const chunks: Uint8Array[] = [];

@@ -1,5 +1,11 @@
 /** Delay before the next attempt: exponential backoff with jitter, at least any Retry-After. */
-export function nextDelayMs(roundAttempts: number, baseMs: number, maxMs: number, retryAfterMs: number | undefined, random: () => number = Math.random): number {
+export function nextDelayMs(
+  roundAttempts: number,
+  baseMs: number,
+  maxMs: number,
+  retryAfterMs: number | undefined,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, roundAttempts - 1));
   // "Equal jitter": half fixed, half random, so retries spread out yet never collapse to zero.
   const backoff = ceiling / 2 + random() * (ceiling / 2);

@@ -58,10 +58,19 @@ export async function recordAttempt<R extends LedgerRow>(
     `INSERT INTO ${ledger.attemptsTable} (delivery_id, attempt, started_at, duration_ms, outcome, http_status, error) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
     [id, attempt, started, now - started.getTime(), r.cls, r.status, r.error],
   );
-  const entity = [{ type: 'delivery', id }, { type: ledger.exchangeEntity, id: d.exchange_id }];
+  const entity = [
+    { type: 'delivery', id },
+    { type: ledger.exchangeEntity, id: d.exchange_id },
+  ];
   const partner = { type: 'partner' as const, id: d.partner_id };
   const audit: AuditInput[] = [
-    { type: 'delivery.attempt', outcome: r.cls === 'delivered' ? 'success' : 'minor-failure', agent: partner, entity, detail: { ...ledger.detail, attempt, result: r.cls, status: r.status, error: r.error } },
+    {
+      type: 'delivery.attempt',
+      outcome: r.cls === 'delivered' ? 'success' : 'minor-failure',
+      agent: partner,
+      entity,
+      detail: { ...ledger.detail, attempt, result: r.cls, status: r.status, error: r.error },
+    },
   ];
   let state = d.state;
   if (d.state !== 'pending' || (!settle && r.cls !== 'delivered')) {
@@ -73,10 +82,20 @@ export async function recordAttempt<R extends LedgerRow>(
       `UPDATE ${ledger.table} SET state = 'delivered', attempts = $2, round_attempts = $3, receipt = $4, receipt_jti = $5, delivered_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now() WHERE id = $1`,
       [id, attempt, roundAttempts, r.receipt!.jws, r.receipt!.jti],
     );
-    audit.push({ type: 'delivery.receipt', outcome: 'success', agent: partner, entity: [...entity, { type: 'receipt', id: r.receipt!.jti }], detail: { status: 'accepted' } });
+    audit.push({
+      type: 'delivery.receipt',
+      outcome: 'success',
+      agent: partner,
+      entity: [...entity, { type: 'receipt', id: r.receipt!.jti }],
+      detail: { status: 'accepted' },
+    });
   } else {
-    const nextAt = new Date(now + nextDelayMs(roundAttempts, ctx.config.deliveryRetryBase, ctx.config.deliveryRetryMax, r.retryAfterMs));
-    const exhausted = roundAttempts >= ctx.config.deliveryMaxAttempts || nextAt.getTime() > d.round_started_at.getTime() + ctx.config.deliveryHorizon;
+    const nextAt = new Date(
+      now + nextDelayMs(roundAttempts, ctx.config.deliveryRetryBase, ctx.config.deliveryRetryMax, r.retryAfterMs),
+    );
+    const exhausted =
+      roundAttempts >= ctx.config.deliveryMaxAttempts ||
+      nextAt.getTime() > d.round_started_at.getTime() + ctx.config.deliveryHorizon;
     if (r.cls === 'permanent' || exhausted) {
       state = 'failed';
       const why = r.cls === 'permanent' ? r.error : `${r.error}; gave up after ${roundAttempts} attempts`;
@@ -84,7 +103,17 @@ export async function recordAttempt<R extends LedgerRow>(
         `UPDATE ${ledger.table} SET state = 'failed', attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = NULL, updated_at = now() WHERE id = $1`,
         [id, attempt, roundAttempts, why],
       );
-      audit.push({ type: 'delivery.failed', outcome: 'serious-failure', agent: partner, entity, detail: { attempts: roundAttempts, reason: r.cls === 'permanent' ? 'permanent' : 'retries exhausted', status: r.status } });
+      audit.push({
+        type: 'delivery.failed',
+        outcome: 'serious-failure',
+        agent: partner,
+        entity,
+        detail: {
+          attempts: roundAttempts,
+          reason: r.cls === 'permanent' ? 'permanent' : 'retries exhausted',
+          status: r.status,
+        },
+      });
     } else {
       await db.query(
         `UPDATE ${ledger.table} SET attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = $5, updated_at = now() WHERE id = $1`,
@@ -94,6 +123,9 @@ export async function recordAttempt<R extends LedgerRow>(
     }
   }
   await appendAudit(db, audit);
-  ctx.logger.info({ delivery: id, partner: d.partner_id, attempt, result: r.cls, status: r.status, ...ledger.detail }, 'delivery attempt');
+  ctx.logger.info(
+    { delivery: id, partner: d.partner_id, attempt, result: r.cls, status: r.status, ...ledger.detail },
+    'delivery attempt',
+  );
   return { row: d, state };
 }

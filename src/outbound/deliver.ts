@@ -30,14 +30,17 @@ interface DeliveryRow {
   next_attempt_at: Date | null;
 }
 
-
 /** One POST of the envelope to the partner's inbox, classified. */
 async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner): Promise<AttemptResult> {
   let res: Response;
   try {
     res = await ctx.fetch(partner.endpoint, {
       method: 'POST',
-      headers: { 'content-type': PROTOCOL.mediaType, 'idempotency-key': d.id, accept: `${PROTOCOL.mediaType}, application/fhir+json` },
+      headers: {
+        'content-type': PROTOCOL.mediaType,
+        'idempotency-key': d.id,
+        accept: `${PROTOCOL.mediaType}, application/fhir+json`,
+      },
       body: unpackCompactJwe(d.envelope),
       // Never follow a redirect with an envelope: the directory says where it goes.
       redirect: 'manual',
@@ -45,13 +48,21 @@ async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner):
     });
   } catch (err) {
     const e = err as Error & { cause?: { code?: string } };
-    const error = e.name === 'TimeoutError' ? `timeout after ${ctx.config.deliveryTimeout} ms` : `network ${e.cause?.code ?? e.name}`;
+    const error =
+      e.name === 'TimeoutError'
+        ? `timeout after ${ctx.config.deliveryTimeout} ms`
+        : `network ${e.cause?.code ?? e.name}`;
     return { cls: 'transient', status: null, error };
   }
   const cls = classifyStatus(res.status);
   if (cls !== 'ok') {
     await res.body?.cancel().catch(() => undefined);
-    return { cls, status: res.status, error: `HTTP ${res.status}`, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) };
+    return {
+      cls,
+      status: res.status,
+      error: `HTTP ${res.status}`,
+      retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
+    };
   }
   try {
     const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the inbox answer')).trim();
@@ -66,7 +77,12 @@ async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner):
     return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
   } catch (err) {
     const e = err as Error & { name?: string };
-    const reason = e.name === 'TimeoutError' ? `timeout reading the answer` : err instanceof GatewayError ? `invalid receipt: ${err.message}` : 'invalid receipt';
+    const reason =
+      e.name === 'TimeoutError'
+        ? `timeout reading the answer`
+        : err instanceof GatewayError
+          ? `invalid receipt: ${err.message}`
+          : 'invalid receipt';
     return { cls: 'invalid-receipt', status: res.status, error: reason.slice(0, 200) };
   }
 }
@@ -85,7 +101,9 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
   if (d.next_attempt_at && d.next_attempt_at.getTime() > Date.now() + 1_000) return 'skipped';
   const partner = await ctx.directory.get(d.partner_id);
   const started = new Date();
-  const result: AttemptResult = partner ? await transmit(ctx, d, partner) : { cls: 'permanent', status: null, error: 'partner removed from the directory' };
+  const result: AttemptResult = partner
+    ? await transmit(ctx, d, partner)
+    : { cls: 'permanent', status: null, error: 'partner removed from the directory' };
   await inTransaction(ctx.pool, (db) => record(ctx, db, d.id, result, started));
   return result.cls;
 }
@@ -98,6 +116,12 @@ const BUNDLE_LEDGER: AttemptLedger = {
   enqueue: enqueueDeliveries,
 };
 
-async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: AttemptResult, started: Date): Promise<void> {
+async function record(
+  ctx: DeliveryContext,
+  db: pg.PoolClient,
+  id: string,
+  r: AttemptResult,
+  started: Date,
+): Promise<void> {
   await recordAttempt(ctx, db, BUNDLE_LEDGER, id, r, started);
 }

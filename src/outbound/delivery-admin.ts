@@ -31,7 +31,14 @@ interface Ledger {
 }
 
 const LEDGERS: Ledger[] = [
-  { kind: 'bundle', table: 'deliveries', columns: 'state, exchange_id', exchangeEntity: 'exchange', enqueue: enqueueDeliveries, unsendable: () => undefined },
+  {
+    kind: 'bundle',
+    table: 'deliveries',
+    columns: 'state, exchange_id',
+    exchangeEntity: 'exchange',
+    enqueue: enqueueDeliveries,
+    unsendable: () => undefined,
+  },
   {
     kind: 'imaging',
     table: 'imaging_deliveries',
@@ -39,7 +46,8 @@ const LEDGERS: Ledger[] = [
     exchangeEntity: 'imaging-exchange',
     enqueue: enqueueImagingDeliveries,
     // The envelope of a bundle lives in its row; imaging content lives in a file that may have been removed.
-    unsendable: (r) => (existsSync(r.content_path!) ? undefined : 'its sealed content file is gone; send the study again'),
+    unsendable: (r) =>
+      existsSync(r.content_path!) ? undefined : 'its sealed content file is gone; send the study again',
   },
 ];
 
@@ -49,19 +57,41 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * Operator retry of a failed delivery of either kind: a fresh attempt budget
  * and horizon, the same sealed content and delivery id.
  */
-export async function retryDelivery(ctx: Pick<GatewayContext, 'pool'>, id: string, actor: NonNullable<AuditInput['agent']>): Promise<DeliveryKind> {
+export async function retryDelivery(
+  ctx: Pick<GatewayContext, 'pool'>,
+  id: string,
+  actor: NonNullable<AuditInput['agent']>,
+): Promise<DeliveryKind> {
   if (!UUID.test(id)) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
   return inTransaction(ctx.pool, async (db) => {
     for (const l of LEDGERS) {
       const { rows } = await db.query<LedgerRow>(`SELECT ${l.columns} FROM ${l.table} WHERE id = $1 FOR UPDATE`, [id]);
       const d = rows[0];
       if (!d) continue;
-      if (d.state !== 'failed') throw new GatewayError('CONFLICT', `${l.kind} delivery ${id} is ${d.state}; only failed deliveries can be retried`);
+      if (d.state !== 'failed')
+        throw new GatewayError(
+          'CONFLICT',
+          `${l.kind} delivery ${id} is ${d.state}; only failed deliveries can be retried`,
+        );
       const why = l.unsendable(d);
       if (why) throw new GatewayError('CONFLICT', `${l.kind} delivery ${id} cannot be retried: ${why}`);
-      await db.query(`UPDATE ${l.table} SET state = 'pending', round_attempts = 0, round_started_at = now(), next_attempt_at = NULL, updated_at = now() WHERE id = $1`, [id]);
+      await db.query(
+        `UPDATE ${l.table} SET state = 'pending', round_attempts = 0, round_started_at = now(), next_attempt_at = NULL, updated_at = now() WHERE id = $1`,
+        [id],
+      );
       await l.enqueue(db, [id]);
-      await appendAudit(db, [{ type: 'delivery.retried', outcome: 'success', agent: actor, entity: [{ type: 'delivery', id }, { type: l.exchangeEntity, id: d.exchange_id }], detail: { kind: l.kind } }]);
+      await appendAudit(db, [
+        {
+          type: 'delivery.retried',
+          outcome: 'success',
+          agent: actor,
+          entity: [
+            { type: 'delivery', id },
+            { type: l.exchangeEntity, id: d.exchange_id },
+          ],
+          detail: { kind: l.kind },
+        },
+      ]);
       return l.kind;
     }
     throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
@@ -80,9 +110,18 @@ export interface DeliverySummary {
 }
 
 /** The latest deliveries of both kinds, newest first. */
-export async function listDeliveries(db: Pick<pg.Pool, 'query'>, state: string | undefined, limit = 100): Promise<DeliverySummary[]> {
-  const select = (l: Ledger) => `(SELECT id, '${l.kind}' AS kind, exchange_id, partner_id, state, attempts, last_error, updated_at FROM ${l.table}
+export async function listDeliveries(
+  db: Pick<pg.Pool, 'query'>,
+  state: string | undefined,
+  limit = 100,
+): Promise<DeliverySummary[]> {
+  const select = (
+    l: Ledger,
+  ) => `(SELECT id, '${l.kind}' AS kind, exchange_id, partner_id, state, attempts, last_error, updated_at FROM ${l.table}
     WHERE ($1::text IS NULL OR state = $1) ORDER BY updated_at DESC LIMIT $2)`;
-  const { rows } = await db.query<DeliverySummary>(`${LEDGERS.map(select).join(' UNION ALL ')} ORDER BY updated_at DESC LIMIT $2`, [state ?? null, limit]);
+  const { rows } = await db.query<DeliverySummary>(
+    `${LEDGERS.map(select).join(' UNION ALL ')} ORDER BY updated_at DESC LIMIT $2`,
+    [state ?? null, limit],
+  );
   return rows;
 }

@@ -6,7 +6,14 @@ export interface DeliveryView {
   state: 'pending' | 'delivered' | 'failed';
   recipient_kid: string;
   envelope_digest: string;
-  attempts: Array<{ attempt: number; at: string; outcome: string; http_status: number | null; duration_ms: number; error: string | null }>;
+  attempts: Array<{
+    attempt: number;
+    at: string;
+    outcome: string;
+    http_status: number | null;
+    duration_ms: number;
+    error: string | null;
+  }>;
   next_attempt_at: string | null;
   last_error: string | null;
   delivered_at: string | null;
@@ -25,20 +32,48 @@ export interface ExchangeView {
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 /** An exchange with per-recipient state, attempts and receipt; undefined if absent or another client's. */
-export async function readExchange(db: Pick<pg.Pool, 'query'>, id: string, clientId: string | null): Promise<ExchangeView | undefined> {
+export async function readExchange(
+  db: Pick<pg.Pool, 'query'>,
+  id: string,
+  clientId: string | null,
+): Promise<ExchangeView | undefined> {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
-  const { rows } = await db.query<{ id: string; client_id: string; created_at: Date; bundle_type: string; content_digest: string; content_length: number }>(
-    'SELECT id, client_id, created_at, bundle_type, content_digest, content_length FROM exchanges WHERE id = $1',
-    [id],
-  );
+  const { rows } = await db.query<{
+    id: string;
+    client_id: string;
+    created_at: Date;
+    bundle_type: string;
+    content_digest: string;
+    content_length: number;
+  }>('SELECT id, client_id, created_at, bundle_type, content_digest, content_length FROM exchanges WHERE id = $1', [
+    id,
+  ]);
   const ex = rows[0];
   if (!ex || (clientId !== null && ex.client_id !== clientId)) return undefined;
-  const { rows: dels } = await db.query<{ id: string; partner_id: string; state: DeliveryView['state']; recipient_kid: string; envelope_digest: string; next_attempt_at: Date | null; last_error: string | null; delivered_at: Date | null; receipt: string | null }>(
+  const { rows: dels } = await db.query<{
+    id: string;
+    partner_id: string;
+    state: DeliveryView['state'];
+    recipient_kid: string;
+    envelope_digest: string;
+    next_attempt_at: Date | null;
+    last_error: string | null;
+    delivered_at: Date | null;
+    receipt: string | null;
+  }>(
     `SELECT id, partner_id, state, recipient_kid, envelope_digest, next_attempt_at, last_error, delivered_at, receipt
        FROM deliveries WHERE exchange_id = $1 ORDER BY partner_id`,
     [id],
   );
-  const { rows: atts } = await db.query<{ delivery_id: string; attempt: number; started_at: Date; outcome: string; http_status: number | null; duration_ms: number; error: string | null }>(
+  const { rows: atts } = await db.query<{
+    delivery_id: string;
+    attempt: number;
+    started_at: Date;
+    outcome: string;
+    http_status: number | null;
+    duration_ms: number;
+    error: string | null;
+  }>(
     `SELECT a.delivery_id, a.attempt, a.started_at, a.outcome, a.http_status, a.duration_ms, a.error
        FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.exchange_id = $1 ORDER BY a.id`,
     [id],
@@ -55,7 +90,16 @@ export async function readExchange(db: Pick<pg.Pool, 'query'>, id: string, clien
       state: d.state,
       recipient_kid: d.recipient_kid,
       envelope_digest: d.envelope_digest,
-      attempts: atts.filter((a) => a.delivery_id === d.id).map((a) => ({ attempt: a.attempt, at: a.started_at.toISOString(), outcome: a.outcome, http_status: a.http_status, duration_ms: a.duration_ms, error: a.error })),
+      attempts: atts
+        .filter((a) => a.delivery_id === d.id)
+        .map((a) => ({
+          attempt: a.attempt,
+          at: a.started_at.toISOString(),
+          outcome: a.outcome,
+          http_status: a.http_status,
+          duration_ms: a.duration_ms,
+          error: a.error,
+        })),
       next_attempt_at: iso(d.next_attempt_at),
       last_error: d.last_error,
       delivered_at: iso(d.delivered_at),

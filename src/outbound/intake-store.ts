@@ -17,7 +17,14 @@ export interface SealedDelivery {
 
 /** Everything one accepted submission writes: no plaintext, only sealed envelopes, digests and ids. */
 export interface IntakeRecord {
-  exchange: { id: string; clientId: string; bundleType: string; contentDigest: string; contentLength: number; idempotencyKey: string | null };
+  exchange: {
+    id: string;
+    clientId: string;
+    bundleType: string;
+    contentDigest: string;
+    contentLength: number;
+    idempotencyKey: string | null;
+  };
   deliveries: SealedDelivery[];
   audit: AuditInput[];
 }
@@ -36,9 +43,18 @@ export interface IntakeWritten {
 const deliverJobSpecs = (ids: string) =>
   `(SELECT array_agg(ROW($1::text, json_build_object('deliveryId', d.id), NULL::text, $3::timestamptz, $2::int, d.id::text, NULL::int, NULL::text[])::graphile_worker.job_spec) FROM ${ids} AS d(id))`;
 
-export async function enqueueDeliveries(db: Queryable, deliveryIds: string[], runAt: Date | null = null): Promise<void> {
+export async function enqueueDeliveries(
+  db: Queryable,
+  deliveryIds: string[],
+  runAt: Date | null = null,
+): Promise<void> {
   if (deliveryIds.length === 0) return;
-  await db.query(`SELECT count(*) FROM graphile_worker.add_jobs(${deliverJobSpecs('unnest($4::uuid[])')})`, [DELIVER_TASK, SAFETY_NET_ATTEMPTS, runAt, deliveryIds]);
+  await db.query(`SELECT count(*) FROM graphile_worker.add_jobs(${deliverJobSpecs('unnest($4::uuid[])')})`, [
+    DELIVER_TASK,
+    SAFETY_NET_ATTEMPTS,
+    runAt,
+    deliveryIds,
+  ]);
 }
 
 /**
@@ -51,11 +67,18 @@ export async function enqueueDeliveries(db: Queryable, deliveryIds: string[], ru
  * audit entries) and resolves to the first exchange, or to an error if its
  * content differs.
  */
-export async function writeIntakes(db: Queryable, records: IntakeRecord[], now = new Date()): Promise<Array<IntakeWritten | Error>> {
+export async function writeIntakes(
+  db: Queryable,
+  records: IntakeRecord[],
+  now = new Date(),
+): Promise<Array<IntakeWritten | Error>> {
   const ex = records.map((r) => r.exchange);
   const deliveries = records.flatMap((r) => r.deliveries.map((d) => ({ ...d, exchangeId: r.exchange.id })));
   const audit = records.flatMap((r) => r.audit.map((a) => ({ exchangeId: r.exchange.id, a })));
-  const cols = auditColumns(audit.map((x) => x.a), now);
+  const cols = auditColumns(
+    audit.map((x) => x.a),
+    now,
+  );
   const { rows } = await db.query<{ inserted: string[] | null }>(
     `WITH ex AS (
        INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key)
@@ -75,17 +98,41 @@ export async function writeIntakes(db: Queryable, records: IntakeRecord[], now =
      ), ${auditAppendSql('entries', '$4::timestamptz')}
      SELECT (SELECT array_agg(id) FROM ex)::text[] AS inserted, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged`,
     [
-      DELIVER_TASK, SAFETY_NET_ATTEMPTS, null, now,
-      ex.map((e) => e.id), ex.map((e) => e.clientId), ex.map((e) => e.bundleType), ex.map((e) => e.contentDigest), ex.map((e) => e.contentLength), ex.map((e) => e.idempotencyKey),
-      deliveries.map((d) => d.id), deliveries.map((d) => d.exchangeId), deliveries.map((d) => d.partnerId), deliveries.map((d) => d.kid), deliveries.map((d) => packCompactJwe(d.envelope)), deliveries.map((d) => d.envelopeDigest),
-      audit.map((x) => x.exchangeId), cols.before, cols.after, cols.beforeBytes, cols.afterBytes, cols.types, cols.outcomes,
+      DELIVER_TASK,
+      SAFETY_NET_ATTEMPTS,
+      null,
+      now,
+      ex.map((e) => e.id),
+      ex.map((e) => e.clientId),
+      ex.map((e) => e.bundleType),
+      ex.map((e) => e.contentDigest),
+      ex.map((e) => e.contentLength),
+      ex.map((e) => e.idempotencyKey),
+      deliveries.map((d) => d.id),
+      deliveries.map((d) => d.exchangeId),
+      deliveries.map((d) => d.partnerId),
+      deliveries.map((d) => d.kid),
+      deliveries.map((d) => packCompactJwe(d.envelope)),
+      deliveries.map((d) => d.envelopeDigest),
+      audit.map((x) => x.exchangeId),
+      cols.before,
+      cols.after,
+      cols.beforeBytes,
+      cols.afterBytes,
+      cols.types,
+      cols.outcomes,
     ],
   );
   const inserted = new Set(rows[0]!.inserted ?? []);
   const losers = records.filter((r) => !inserted.has(r.exchange.id));
   const firsts = new Map<string, { id: string; content_digest: string }>();
   if (losers.length) {
-    const { rows: found } = await db.query<{ id: string; client_id: string; idempotency_key: string; content_digest: string }>(
+    const { rows: found } = await db.query<{
+      id: string;
+      client_id: string;
+      idempotency_key: string;
+      content_digest: string;
+    }>(
       `SELECT id, client_id, idempotency_key, content_digest FROM exchanges
         WHERE (client_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
       [losers.map((r) => r.exchange.clientId), losers.map((r) => r.exchange.idempotencyKey)],
@@ -95,17 +142,31 @@ export async function writeIntakes(db: Queryable, records: IntakeRecord[], now =
   return records.map((r) => {
     if (inserted.has(r.exchange.id)) return { exchangeId: r.exchange.id, replayed: false };
     const first = firsts.get(`${r.exchange.clientId}\n${r.exchange.idempotencyKey}`);
-    if (!first) return new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', { retryAfter: 1 });
+    if (!first)
+      return new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', {
+        retryAfter: 1,
+      });
     if (first.content_digest !== r.exchange.contentDigest) return idempotencyMismatch();
     return { exchangeId: first.id, replayed: true };
   });
 }
 
 export const idempotencyMismatch = () =>
-  new GatewayError('UNPROCESSABLE', 'this Idempotency-Key was already used for a different body; use a new key for new content', { expression: 'Idempotency-Key' });
+  new GatewayError(
+    'UNPROCESSABLE',
+    'this Idempotency-Key was already used for a different body; use a new key for new content',
+    { expression: 'Idempotency-Key' },
+  );
 
 /** The first exchange submitted with this key by this client, if any. */
-export async function findByIdempotencyKey(db: Pick<pg.Pool, 'query'>, clientId: string, key: string): Promise<{ id: string; contentDigest: string } | undefined> {
-  const { rows } = await db.query<{ id: string; content_digest: string }>('SELECT id, content_digest FROM exchanges WHERE client_id = $1 AND idempotency_key = $2', [clientId, key]);
+export async function findByIdempotencyKey(
+  db: Pick<pg.Pool, 'query'>,
+  clientId: string,
+  key: string,
+): Promise<{ id: string; contentDigest: string } | undefined> {
+  const { rows } = await db.query<{ id: string; content_digest: string }>(
+    'SELECT id, content_digest FROM exchanges WHERE client_id = $1 AND idempotency_key = $2',
+    [clientId, key],
+  );
   return rows[0] ? { id: rows[0].id, contentDigest: rows[0].content_digest } : undefined;
 }

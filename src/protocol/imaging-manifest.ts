@@ -18,7 +18,8 @@ export const IMAGING = {
 } as const;
 
 /** The content type of several instances framed as one multipart/related body. */
-export const studyContentType = (boundary: string) => `multipart/related; type="application/dicom"; boundary=${boundary}`;
+export const studyContentType = (boundary: string) =>
+  `multipart/related; type="application/dicom"; boundary=${boundary}`;
 
 const STUDY_TYPE_RE = /^multipart\/related; type="application\/dicom"; boundary=[0-9A-Za-z_.-]{1,70}$/;
 
@@ -38,13 +39,26 @@ export interface ManifestContent {
 }
 
 export function checkManifestContent(claims: Record<string, unknown>): ManifestContent {
-  if (!isImagingContentType(claims.content_type)) throw new GatewayError('CLAIMS_INVALID', 'content_type must be application/dicom or multipart/related; type="application/dicom"', { expression: 'content_type' });
+  if (!isImagingContentType(claims.content_type))
+    throw new GatewayError(
+      'CLAIMS_INVALID',
+      'content_type must be application/dicom or multipart/related; type="application/dicom"',
+      { expression: 'content_type' },
+    );
   const c = claims.content as Partial<ManifestContent> | null;
-  if (!c || typeof c !== 'object') throw new GatewayError('CLAIMS_INVALID', 'content must be the imaging manifest object', { expression: 'content' });
-  if (typeof c.sha256 !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(c.sha256)) throw new GatewayError('CLAIMS_INVALID', 'content.sha256 must be base64url of 32 bytes', { expression: 'content.sha256' });
-  if (typeof c.length !== 'number' || !Number.isSafeInteger(c.length) || c.length < 0) throw new GatewayError('CLAIMS_INVALID', 'content.length must be a whole number', { expression: 'content.length' });
+  if (!c || typeof c !== 'object')
+    throw new GatewayError('CLAIMS_INVALID', 'content must be the imaging manifest object', { expression: 'content' });
+  if (typeof c.sha256 !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(c.sha256))
+    throw new GatewayError('CLAIMS_INVALID', 'content.sha256 must be base64url of 32 bytes', {
+      expression: 'content.sha256',
+    });
+  if (typeof c.length !== 'number' || !Number.isSafeInteger(c.length) || c.length < 0)
+    throw new GatewayError('CLAIMS_INVALID', 'content.length must be a whole number', { expression: 'content.length' });
   const study = c.imagingStudy as { resourceType?: unknown } | undefined;
-  if (!study || typeof study !== 'object' || study.resourceType !== 'ImagingStudy') throw new GatewayError('CLAIMS_INVALID', 'content.imagingStudy must be a FHIR ImagingStudy', { expression: 'content.imagingStudy' });
+  if (!study || typeof study !== 'object' || study.resourceType !== 'ImagingStudy')
+    throw new GatewayError('CLAIMS_INVALID', 'content.imagingStudy must be a FHIR ImagingStudy', {
+      expression: 'content.imagingStudy',
+    });
   return c as ManifestContent;
 }
 
@@ -53,7 +67,10 @@ export interface ImagingReceiptClaims extends ReceiptClaims {
   content_digest: string;
 }
 
-export async function signImagingReceipt(signer: Signer, r: { iss: string; aud: string; delivery: string; digest: string; contentDigest: string; now?: Date }): Promise<{ receipt: string; claims: ImagingReceiptClaims }> {
+export async function signImagingReceipt(
+  signer: Signer,
+  r: { iss: string; aud: string; delivery: string; digest: string; contentDigest: string; now?: Date },
+): Promise<{ receipt: string; claims: ImagingReceiptClaims }> {
   const claims: ImagingReceiptClaims = {
     iss: r.iss,
     aud: r.aud,

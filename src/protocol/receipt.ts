@@ -24,7 +24,10 @@ export interface ReceiptInput {
   receiptId?: string;
 }
 
-export async function signReceipt(signer: Signer, input: ReceiptInput): Promise<{ receipt: string; claims: ReceiptClaims }> {
+export async function signReceipt(
+  signer: Signer,
+  input: ReceiptInput,
+): Promise<{ receipt: string; claims: ReceiptClaims }> {
   const digest = input.digest ?? (input.envelope !== undefined ? envelopeDigest(input.envelope) : undefined);
   if (!digest) throw new Error('signReceipt needs the envelope or its digest');
   const claims: ReceiptClaims = {
@@ -54,8 +57,15 @@ export interface ReceiptExpectation {
  * recipient's key, then every claim against what was sent. Any mismatch is
  * RECEIPT_INVALID-grade: the caller must not mark the delivery delivered.
  */
-export async function verifyReceipt(receipt: string, key: KeyResolver, expected: ReceiptExpectation): Promise<ReceiptClaims> {
-  const { payload } = await verifyCompact(receipt, key, { typ: PROTOCOL.receiptTyp, algorithms: [PROTOCOL.signatureAlg] });
+export async function verifyReceipt(
+  receipt: string,
+  key: KeyResolver,
+  expected: ReceiptExpectation,
+): Promise<ReceiptClaims> {
+  const { payload } = await verifyCompact(receipt, key, {
+    typ: PROTOCOL.receiptTyp,
+    algorithms: [PROTOCOL.signatureAlg],
+  });
   let claims: Partial<ReceiptClaims>;
   try {
     claims = JSON.parse(Buffer.from(payload).toString('utf8')) as Partial<ReceiptClaims>;
@@ -64,9 +74,14 @@ export async function verifyReceipt(receipt: string, key: KeyResolver, expected:
   }
   const mismatch = (name: keyof ReceiptExpectation) => claims[name] !== expected[name];
   for (const name of ['iss', 'aud', 'delivery', 'digest'] as const) {
-    if (mismatch(name)) throw new GatewayError('BAD_REQUEST', `receipt ${name} does not match what was sent`, { expression: `receipt.${name}` });
+    if (mismatch(name))
+      throw new GatewayError('BAD_REQUEST', `receipt ${name} does not match what was sent`, {
+        expression: `receipt.${name}`,
+      });
   }
-  if (claims.status !== 'accepted') throw new GatewayError('BAD_REQUEST', 'receipt status is not "accepted"', { expression: 'receipt.status' });
-  if (typeof claims.jti !== 'string' || typeof claims.iat !== 'number') throw new GatewayError('BAD_REQUEST', 'receipt lacks jti or iat');
+  if (claims.status !== 'accepted')
+    throw new GatewayError('BAD_REQUEST', 'receipt status is not "accepted"', { expression: 'receipt.status' });
+  if (typeof claims.jti !== 'string' || typeof claims.iat !== 'number')
+    throw new GatewayError('BAD_REQUEST', 'receipt lacks jti or iat');
   return claims as ReceiptClaims;
 }

@@ -15,11 +15,17 @@ export interface DatabaseLogger extends PoolLogger {
 }
 
 /** DATABASE_URL if set, otherwise embedded PostgreSQL in DATA_DIR; then migrations. */
-export async function openDatabase(config: Config, logger: DatabaseLogger, options: { migrate?: boolean; max?: number } = {}): Promise<Database> {
+export async function openDatabase(
+  config: Config,
+  logger: DatabaseLogger,
+  options: { migrate?: boolean; max?: number } = {},
+): Promise<Database> {
   let embedded: EmbeddedDatabase | undefined;
   let url = config.databaseUrl;
   if (!url) {
-    embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (msg) => logger.info({ postgres: msg }, 'embedded postgres'));
+    embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (msg) =>
+      logger.info({ postgres: msg }, 'embedded postgres'),
+    );
     url = embedded.url;
     logger.info({ startedHere: embedded.startedHere, port: config.embeddedPgPort }, 'embedded PostgreSQL ready');
   }

@@ -6,8 +6,18 @@ import { ensureDevToken } from '../../hsm/softhsm.ts';
 /** HSM_MODULE + PIN if configured; otherwise the development SoftHSM token in DATA_DIR/softhsm. */
 export function openHsm(config: Config): Hsm {
   if (config.hsmModule) {
-    return Hsm.open({ library: config.hsmModule, tokenLabel: config.hsmTokenLabel, pin: config.resolvedPin!, sessions: config.hsmSessions });
+    return Hsm.open({
+      library: config.hsmModule,
+      tokenLabel: config.hsmTokenLabel,
+      pin: config.resolvedPin!,
+      sessions: config.hsmSessions,
+    });
   }
   const dev = ensureDevToken(join(config.dataDir, 'softhsm'), config.hsmTokenLabel);
-  return Hsm.open({ library: dev.library, tokenLabel: config.hsmTokenLabel, pin: config.resolvedPin ?? dev.pin, sessions: config.hsmSessions });
+  return Hsm.open({
+    library: dev.library,
+    tokenLabel: config.hsmTokenLabel,
+    pin: config.resolvedPin ?? dev.pin,
+    sessions: config.hsmSessions,
+  });
 }

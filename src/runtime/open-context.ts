@@ -9,16 +9,30 @@ import { openHsm } from './hsm.ts';
 import type { Hsm } from '../../hsm/hsm.ts';
 
 /** The gateway's resources without Fastify, for the worker process and CLI commands that need the HSM. */
-export async function openContext(config: Config, logger: Logger): Promise<{ ctx: GatewayContext; close(): Promise<void> }> {
+export async function openContext(
+  config: Config,
+  logger: Logger,
+): Promise<{ ctx: GatewayContext; close(): Promise<void> }> {
   const db = await openDatabase(config, logger);
   let hsm: Hsm | undefined;
   try {
     const opened = openHsm(config);
     hsm = opened;
-    const keyring = await openKeyring(db.pool, opened, (kids) => logger.info({ kids }, 'generated gateway keys in the HSM'));
+    const keyring = await openKeyring(db.pool, opened, (kids) =>
+      logger.info({ kids }, 'generated gateway keys in the HSM'),
+    );
     const queue = await makeWorkerUtils({ pgPool: db.pool, logger: silentLogger() });
     const directory = directoryFromConfig(config, { pool: db.pool, fetch: globalThis.fetch, logger });
-    const ctx: GatewayContext = { config, pool: db.pool, hsm: opened, keyring, queue, logger, fetch: globalThis.fetch, directory };
+    const ctx: GatewayContext = {
+      config,
+      pool: db.pool,
+      hsm: opened,
+      keyring,
+      queue,
+      logger,
+      fetch: globalThis.fetch,
+      directory,
+    };
     return {
       ctx,
       close: async () => {

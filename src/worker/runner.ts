@@ -25,7 +25,9 @@ export async function unlockDeadWorkers(ctx: Pick<GatewayContext, 'pool' | 'queu
   const { rows } = await ctx.pool.query<{ worker_id: string; host: string; pid: number; stale: boolean }>(
     `SELECT worker_id, host, pid, seen_at < now() - interval '${STALE_AFTER}' AS stale FROM worker_heartbeats`,
   );
-  const dead = rows.filter((r) => r.stale || (r.host === hostname() && r.pid !== process.pid && !alive(r.pid))).map((r) => r.worker_id);
+  const dead = rows
+    .filter((r) => r.stale || (r.host === hostname() && r.pid !== process.pid && !alive(r.pid)))
+    .map((r) => r.worker_id);
   if (dead.length) {
     await ctx.queue.forceUnlockWorkers(dead);
     await ctx.pool.query('DELETE FROM worker_heartbeats WHERE worker_id = ANY($1)', [dead]);
@@ -50,7 +52,10 @@ export async function startWorker(ctx: GatewayContext): Promise<WorkerHandle> {
   const record = async (workerId: string) => {
     ids.add(workerId);
     await ctx.pool
-      .query('INSERT INTO worker_heartbeats (worker_id, host, pid) VALUES ($1, $2, $3) ON CONFLICT (worker_id) DO UPDATE SET seen_at = now()', [workerId, hostname(), process.pid])
+      .query(
+        'INSERT INTO worker_heartbeats (worker_id, host, pid) VALUES ($1, $2, $3) ON CONFLICT (worker_id) DO UPDATE SET seen_at = now()',
+        [workerId, hostname(), process.pid],
+      )
       .catch((err) => ctx.logger.warn({ err: { message: (err as Error).message } }, 'worker heartbeat failed'));
   };
   events.on('pool:create', ({ workerPool }) => void record(workerPool.id));
@@ -66,7 +71,10 @@ export async function startWorker(ctx: GatewayContext): Promise<WorkerHandle> {
     logger: silentLogger(),
   });
   const beat = setInterval(() => {
-    if (ids.size) void ctx.pool.query('UPDATE worker_heartbeats SET seen_at = now() WHERE worker_id = ANY($1)', [[...ids]]).catch(() => undefined);
+    if (ids.size)
+      void ctx.pool
+        .query('UPDATE worker_heartbeats SET seen_at = now() WHERE worker_id = ANY($1)', [[...ids]])
+        .catch(() => undefined);
   }, HEARTBEAT_MS);
   beat.unref();
   return {
@@ -74,7 +82,9 @@ export async function startWorker(ctx: GatewayContext): Promise<WorkerHandle> {
     stop: async () => {
       clearInterval(beat);
       await runner.stop();
-      await ctx.pool.query('DELETE FROM worker_heartbeats WHERE worker_id = ANY($1)', [[...ids]]).catch(() => undefined);
+      await ctx.pool
+        .query('DELETE FROM worker_heartbeats WHERE worker_id = ANY($1)', [[...ids]])
+        .catch(() => undefined);
     },
   };
 }

@@ -7,7 +7,14 @@ import { FORWARD_TASK } from '../inbound/forward.ts';
 import { inboxForwardTask } from './tasks/inbox-forward.ts';
 import { DELIVER_IMAGING_TASK } from '../outbound/imaging/store.ts';
 import { deliverImagingTask } from './tasks/deliver-imaging.ts';
-import { KEYS_ROTATE_CRON, KEYS_ROTATE_TASK, PARTNER_KEYS_REFRESH_CRON, PARTNER_KEYS_REFRESH_TASK, keysRotateTask, partnerKeysRefreshTask } from './tasks/keys.ts';
+import {
+  KEYS_ROTATE_CRON,
+  KEYS_ROTATE_TASK,
+  PARTNER_KEYS_REFRESH_CRON,
+  PARTNER_KEYS_REFRESH_TASK,
+  keysRotateTask,
+  partnerKeysRefreshTask,
+} from './tasks/keys.ts';
 
 /**
  * Every graphile-worker task. Payloads carry ids only (never PHI); each task

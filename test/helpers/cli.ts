@@ -15,7 +15,8 @@ export interface CliResult {
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.SOFTHSM2_CONF;
-  for (const k of Object.keys(env)) if (k.startsWith('VITEST') || k.startsWith('HSM_') || k === 'DATABASE_URL') delete env[k];
+  for (const k of Object.keys(env))
+    if (k.startsWith('VITEST') || k.startsWith('HSM_') || k === 'DATABASE_URL') delete env[k];
   return { ...env, LOG_LEVEL: 'warn', ...extra };
 }
 
@@ -40,7 +41,9 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_00
 
 /** Start a long-running `gateway` process; the caller stops it. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess & { output: () => string } {
-  const child = spawn(NODE, [GATEWAY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
+  const child = spawn(NODE, [GATEWAY, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & {
+    output: () => string;
+  };
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));

@@ -21,7 +21,10 @@ export interface TestGateway {
  * A complete gateway on real PostgreSQL (a fresh database) and a real SoftHSM
  * token, listening on 127.0.0.1. `env` overrides any configuration variable.
  */
-export async function startTestGateway(env: Record<string, string> = {}, options: BuildOptions & { listen?: boolean } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  env: Record<string, string> = {},
+  options: BuildOptions & { listen?: boolean } = {},
+): Promise<TestGateway> {
   const token = createTestToken();
   const databaseUrl = env.DATABASE_URL ?? (await createTestDatabase());
   const port = await freePort();

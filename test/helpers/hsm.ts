@@ -26,7 +26,10 @@ export function createTestToken(label = `test-${randomBytes(4).toString('hex')}`
     tokenDir = mkdtempSync(join(tmpdir(), 'gw-test-hsm-'));
     mkdirSync(join(tokenDir, 'tokens'));
     const conf = join(tokenDir, 'softhsm2.conf');
-    writeFileSync(conf, `directories.tokendir = ${join(tokenDir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
+    writeFileSync(
+      conf,
+      `directories.tokendir = ${join(tokenDir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
+    );
     process.env.SOFTHSM2_CONF = conf;
   }
   const pin = '1234-' + randomBytes(4).toString('hex');

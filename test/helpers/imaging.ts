@@ -6,11 +6,15 @@ export const DICOM_DIR = join(import.meta.dirname, '../fixtures/dicom');
 
 export function filesUnder(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? filesUnder(join(dir, n)) : [join(dir, n)]));
+  return readdirSync(dir).flatMap((n) =>
+    statSync(join(dir, n)).isDirectory() ? filesUnder(join(dir, n)) : [join(dir, n)],
+  );
 }
 
 /** Every DICOM test file of the corpus (the fixtures directory also holds README, LICENSE and SOURCE_COMMIT). */
-export const DICOM_FIXTURES = filesUnder(DICOM_DIR).filter((f) => !/(\.md|LICENSE|SOURCE_COMMIT)$/.test(f)).sort();
+export const DICOM_FIXTURES = filesUnder(DICOM_DIR)
+  .filter((f) => !/(\.md|LICENSE|SOURCE_COMMIT)$/.test(f))
+  .sort();
 
 export async function* once(b: Buffer): AsyncGenerator<Buffer> {
   yield b;
@@ -62,7 +66,8 @@ export async function writeSyntheticDicom(path: string, bytes: number, seed = 'b
   ]);
   const head = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), groupLength, metaBody, dataSet]);
   const pixelLength = bytes - head.length - 12;
-  if (pixelLength < 0 || pixelLength % 2) throw new Error('synthetic DICOM size must be even and above the header size');
+  if (pixelLength < 0 || pixelLength % 2)
+    throw new Error('synthetic DICOM size must be even and above the header size');
   const pixelHeader = Buffer.alloc(12);
   pixelHeader.writeUInt16LE(0x7fe0, 0);
   pixelHeader.writeUInt16LE(0x0010, 2);
@@ -71,9 +76,11 @@ export async function writeSyntheticDicom(path: string, bytes: number, seed = 'b
   const out = createWriteStream(path);
   let failed: Error | undefined;
   out.on('error', (err) => (failed = err));
-  const write = (b: Buffer) => new Promise<void>((res, rej) => (failed ? rej(failed) : out.write(b) ? res() : out.once('drain', res)));
+  const write = (b: Buffer) =>
+    new Promise<void>((res, rej) => (failed ? rej(failed) : out.write(b) ? res() : out.once('drain', res)));
   await write(Buffer.concat([head, pixelHeader]));
   const block = randomBytes(1024 * 1024);
-  for (let left = pixelLength; left > 0; left -= block.length) await write(left >= block.length ? block : block.subarray(0, left));
+  for (let left = pixelLength; left > 0; left -= block.length)
+    await write(left >= block.length ? block : block.subarray(0, left));
   await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
 }

@@ -20,8 +20,17 @@ export interface Outbound {
 }
 
 /** A sending gateway, an EHR client, an admin client and `n` jose-based test recipients registered as partners. */
-export async function startOutbound(env: Record<string, string> = {}, n = 2, options: { worker?: boolean } = {}): Promise<Outbound> {
-  const gw = await startTestGateway({ DELIVERY_RETRY_BASE: '100ms', DELIVERY_RETRY_MAX: '500ms', DELIVERY_TIMEOUT: '2s', ...env });
+export async function startOutbound(
+  env: Record<string, string> = {},
+  n = 2,
+  options: { worker?: boolean } = {},
+): Promise<Outbound> {
+  const gw = await startTestGateway({
+    DELIVERY_RETRY_BASE: '100ms',
+    DELIVERY_RETRY_MAX: '500ms',
+    DELIVERY_TIMEOUT: '2s',
+    ...env,
+  });
   const ehr = await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE, SCOPE_ALL_READ] });
   const admin = await testClient(gw, { scopes: [SCOPE_ADMIN] });
   const ehrAuth = await ehr.bearer();
@@ -30,10 +39,19 @@ export async function startOutbound(env: Record<string, string> = {}, n = 2, opt
   const recipients: TestRecipient[] = [];
   for (let i = 0; i < n; i++) recipients.push(await startTestRecipient({ senderId: gw.config.org, senderJwks }));
   const o: Outbound = {
-    gw, ehr, admin, ehrAuth, adminAuth, recipients,
+    gw,
+    ehr,
+    admin,
+    ehrAuth,
+    adminAuth,
+    recipients,
     startWorker: async () => (o.worker = await startWorker(gw.app.ctx)),
     addPartner: async (r) => {
-      await request(gw.app.server).post('/admin/partners').set('authorization', adminAuth).send({ id: r.id, name: `partner ${r.id}`, endpoint: r.inbox, jwks_uri: r.jwksUri }).expect(201);
+      await request(gw.app.server)
+        .post('/admin/partners')
+        .set('authorization', adminAuth)
+        .send({ id: r.id, name: `partner ${r.id}`, endpoint: r.inbox, jwks_uri: r.jwksUri })
+        .expect(201);
     },
     close: async () => {
       await o.worker?.stop();
@@ -64,20 +82,30 @@ export function messageBundle(partnerIds: string[], bytes = 2_000, note = 'test'
       },
       {
         fullUrl: 'urn:uuid:5d1c1a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6',
-        resource: { resourceType: 'Patient', name: [{ family: 'Doe', given: ['Jane'] }], text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${note}</div>` } },
+        resource: {
+          resourceType: 'Patient',
+          name: [{ family: 'Doe', given: ['Jane'] }],
+          text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${note}</div>` },
+        },
       },
     ],
   };
   let text = JSON.stringify(bundle, null, 1);
   const pad = bytes - text.length;
   if (pad > 0) {
-    (bundle.entry[1]!.resource as { text: { div: string } }).text.div = `<div xmlns="http://www.w3.org/1999/xhtml">${note}${'x'.repeat(pad)}</div>`;
+    (bundle.entry[1]!.resource as { text: { div: string } }).text.div =
+      `<div xmlns="http://www.w3.org/1999/xhtml">${note}${'x'.repeat(pad)}</div>`;
     text = JSON.stringify(bundle, null, 1);
   }
   return text;
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  everyMs = 100,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -88,7 +116,12 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 }
 
 /** The exchange view once every recipient has left 'pending' (or the predicate holds). */
-export async function settled(o: Outbound, location: string, pred = (v: { recipients: Array<{ state: string }> }) => v.recipients.every((r) => r.state !== 'pending'), timeoutMs = 20_000) {
+export async function settled(
+  o: Outbound,
+  location: string,
+  pred = (v: { recipients: Array<{ state: string }> }) => v.recipients.every((r) => r.state !== 'pending'),
+  timeoutMs = 20_000,
+) {
   return waitFor(
     `exchange ${location} to settle`,
     async () => {

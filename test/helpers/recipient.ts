@@ -1,7 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { CompactSign, calculateJwkThumbprint, compactDecrypt, compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import {
+  CompactSign,
+  calculateJwkThumbprint,
+  compactDecrypt,
+  compactVerify,
+  createLocalJWKSet,
+  exportJWK,
+  generateKeyPair,
+  type CryptoKey,
+  type JWK,
+} from 'jose';
 import { contentBytes, envelopeDigest, PROTOCOL } from '../../src/protocol/wire.ts';
 
 /** What the test recipient does with the next POST (then it falls back to 'ok'). */
@@ -58,7 +68,11 @@ function body(req: IncomingMessage): Promise<string> {
  * the gateway's own code: it opens envelopes, verifies the sender against the
  * sender's published JWKS, deduplicates by jti and answers with a receipt.
  */
-export async function startTestRecipient(opts: { id?: string; senderId: string; senderJwks: () => Promise<{ keys: JWK[] }> }): Promise<TestRecipient> {
+export async function startTestRecipient(opts: {
+  id?: string;
+  senderId: string;
+  senderJwks: () => Promise<{ keys: JWK[] }>;
+}): Promise<TestRecipient> {
   const enc = await keyPair('ECDH-ES', 'enc');
   const sig = await keyPair('ES256', 'sig');
   const forger = await keyPair('ES256', 'sig');
@@ -71,13 +85,27 @@ export async function startTestRecipient(opts: { id?: string; senderId: string; 
   let id = opts.id ?? '';
 
   const receipt = async (key: CryptoKey, kid: string, delivery: string, digest: string) =>
-    new CompactSign(new TextEncoder().encode(JSON.stringify({ iss: id, aud: opts.senderId, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), delivery, digest, status: 'accepted' })))
+    new CompactSign(
+      new TextEncoder().encode(
+        JSON.stringify({
+          iss: id,
+          aud: opts.senderId,
+          iat: Math.floor(Date.now() / 1000),
+          jti: randomUUID(),
+          delivery,
+          digest,
+          status: 'accepted',
+        }),
+      ),
+    )
       .setProtectedHeader({ alg: 'ES256', kid, typ: PROTOCOL.receiptTyp })
       .sign(key);
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'GET' && req.url === '/jwks.json') {
-      res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'max-age=300' }).end(JSON.stringify(jwks));
+      res
+        .writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'max-age=300' })
+        .end(JSON.stringify(jwks));
       return;
     }
     if (req.method !== 'POST' || req.url !== '/inbox') {
@@ -93,19 +121,32 @@ export async function startTestRecipient(opts: { id?: string; senderId: string; 
       return;
     }
     if (b.kind === 'status') {
-      res.writeHead(b.status, { 'content-type': 'application/fhir+json', ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}) });
-      res.end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: 'scripted' }] }));
+      res.writeHead(b.status, {
+        'content-type': 'application/fhir+json',
+        ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}),
+      });
+      res.end(
+        JSON.stringify({
+          resourceType: 'OperationOutcome',
+          issue: [{ severity: 'error', code: 'transient', diagnostics: 'scripted' }],
+        }),
+      );
       return;
     }
-    if (req.headers['content-type'] !== PROTOCOL.mediaType) throw new Error(`content-type ${req.headers['content-type']}`);
-    const { plaintext, protectedHeader } = await compactDecrypt(envelope, enc.privateKey, { keyManagementAlgorithms: ['ECDH-ES'], contentEncryptionAlgorithms: ['A256GCM'] });
+    if (req.headers['content-type'] !== PROTOCOL.mediaType)
+      throw new Error(`content-type ${req.headers['content-type']}`);
+    const { plaintext, protectedHeader } = await compactDecrypt(envelope, enc.privateKey, {
+      keyManagementAlgorithms: ['ECDH-ES'],
+      contentEncryptionAlgorithms: ['A256GCM'],
+    });
     if (protectedHeader.cty !== 'JWT' || protectedHeader.kid !== enc.kid) throw new Error('bad envelope header');
     const inner = new TextDecoder().decode(plaintext);
     const verified = await compactVerify(inner, createLocalJWKSet(await opts.senderJwks()), { algorithms: ['ES256'] });
     if (verified.protectedHeader.typ !== PROTOCOL.contentTyp) throw new Error('bad typ');
     const payload = new TextDecoder().decode(verified.payload);
     const claims = JSON.parse(payload) as Record<string, unknown>;
-    if (claims.aud !== id || claims.iss !== opts.senderId || claims.jti !== idempotencyKey) throw new Error('claims do not match');
+    if (claims.aud !== id || claims.iss !== opts.senderId || claims.jti !== idempotencyKey)
+      throw new Error('claims do not match');
     const jti = claims.jti as string;
     const digest = envelopeDigest(envelope);
     let answer = receipts.get(jti);
@@ -121,7 +162,12 @@ export async function startTestRecipient(opts: { id?: string; senderId: string; 
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err) => {
-      res.writeHead(400, { 'content-type': 'application/fhir+json' }).end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'invalid', diagnostics: (err as Error).message }] }));
+      res.writeHead(400, { 'content-type': 'application/fhir+json' }).end(
+        JSON.stringify({
+          resourceType: 'OperationOutcome',
+          issue: [{ severity: 'error', code: 'invalid', diagnostics: (err as Error).message }],
+        }),
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

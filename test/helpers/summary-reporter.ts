@@ -15,7 +15,10 @@ export default class SummaryReporter implements Reporter {
       for (const test of mod.children.allTests()) {
         const result = test.result();
         if (result.state === 'passed') passed++;
-        else if (result.state === 'failed') failures.push(`${mod.moduleId.replace(/^.*\/test\//, 'test/')} > ${test.fullName}: ${firstLine(result.errors?.[0]?.message)}`);
+        else if (result.state === 'failed')
+          failures.push(
+            `${mod.moduleId.replace(/^.*\/test\//, 'test/')} > ${test.fullName}: ${firstLine(result.errors?.[0]?.message)}`,
+          );
         else skipped++;
       }
       if (mod.state() === 'failed' && [...mod.children.allTests()].length === 0) {

@@ -34,7 +34,12 @@ async function registerPartner(self: Peer, other: Peer): Promise<void> {
   await request(self.gw.app.server)
     .post('/admin/partners')
     .set('authorization', await self.admin.bearer())
-    .send({ id: o.org, name: `gateway ${o.org}`, endpoint: `${o.baseUrl}/inbox`, jwks_uri: `${o.baseUrl}/.well-known/jwks.json` })
+    .send({
+      id: o.org,
+      name: `gateway ${o.org}`,
+      endpoint: `${o.baseUrl}/inbox`,
+      jwks_uri: `${o.baseUrl}/.well-known/jwks.json`,
+    })
     .expect(201);
 }
 
@@ -44,7 +49,10 @@ async function registerPartner(self: Peer, other: Peer): Promise<void> {
  * registered as each other's partners through their published JWKS URLs.
  * Both run a delivery worker. `build` passes options (e.g. a logger) to each gateway.
  */
-export async function startTwoGateways(env: Record<string, string> = {}, build: { a?: BuildOptions; b?: BuildOptions } = {}): Promise<TwoGateways> {
+export async function startTwoGateways(
+  env: Record<string, string> = {},
+  build: { a?: BuildOptions; b?: BuildOptions } = {},
+): Promise<TwoGateways> {
   const fast = { DELIVERY_RETRY_BASE: '100ms', DELIVERY_RETRY_MAX: '500ms', DELIVERY_TIMEOUT: '10s', ...env };
   const a = await peer(fast, build.a);
   const b = await peer(fast, build.b);

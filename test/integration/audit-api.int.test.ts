@@ -23,11 +23,31 @@ beforeAll(async () => {
   auditor = await (await testClient(gw, { scopes: [SCOPE_AUDIT_READ] })).bearer();
   other = await (await testClient(gw, { scopes: ['system/*.read'] })).bearer();
   await inTransaction(gw.app.ctx.pool, (c) =>
-    appendAudit(c, [
-      { type: 'intake.accepted', outcome: 'success', agent: { type: 'client', id: 'ehr-1' }, entity: [{ type: 'exchange', id: 'ex-42', digest: 'sha256:00ff' }] },
-      { type: 'delivery.failed', outcome: 'serious-failure', agent: { type: 'gateway', id: 'self' }, entity: [{ type: 'delivery', id: 'dl-7' }], detail: { status: 500 } },
-      { type: 'inbox.received', outcome: 'success', agent: { type: 'partner', id: 'org-b' }, entity: [{ type: 'exchange', id: 'ex-43' }] },
-    ], new Date('2026-01-15T10:00:00Z')),
+    appendAudit(
+      c,
+      [
+        {
+          type: 'intake.accepted',
+          outcome: 'success',
+          agent: { type: 'client', id: 'ehr-1' },
+          entity: [{ type: 'exchange', id: 'ex-42', digest: 'sha256:00ff' }],
+        },
+        {
+          type: 'delivery.failed',
+          outcome: 'serious-failure',
+          agent: { type: 'gateway', id: 'self' },
+          entity: [{ type: 'delivery', id: 'dl-7' }],
+          detail: { status: 500 },
+        },
+        {
+          type: 'inbox.received',
+          outcome: 'success',
+          agent: { type: 'partner', id: 'org-b' },
+          entity: [{ type: 'exchange', id: 'ex-43' }],
+        },
+      ],
+      new Date('2026-01-15T10:00:00Z'),
+    ),
   );
 });
 afterAll(async () => {
@@ -60,9 +80,16 @@ describe('audit API', () => {
       source: { observer: { identifier: { value: gw.config.baseUrl } } },
     });
     expect(e.agent[0].who.identifier.value).toBe('ehr-1');
-    expect(e.entity[1]).toMatchObject({ what: { identifier: { value: 'ex-42' } }, detail: [{ type: 'digest', valueString: 'sha256:00ff' }] });
+    expect(e.entity[1]).toMatchObject({
+      what: { identifier: { value: 'ex-42' } },
+      detail: [{ type: 'digest', valueString: 'sha256:00ff' }],
+    });
 
-    expect((await get('/fhir/AuditEvent?outcome=8')).body.entry.map((x: { resource: { subtype: Array<{ code: string }> } }) => x.resource.subtype[0]!.code)).toContain('delivery.failed');
+    expect(
+      (await get('/fhir/AuditEvent?outcome=8')).body.entry.map(
+        (x: { resource: { subtype: Array<{ code: string }> } }) => x.resource.subtype[0]!.code,
+      ),
+    ).toContain('delivery.failed');
     expect((await get('/fhir/AuditEvent?agent=org-b')).body.total).toBe(1);
     expect((await get('/fhir/AuditEvent?type=110107&date=ge2026-01-15&date=le2026-01-15')).body.total).toBe(1);
     expect((await get('/fhir/AuditEvent?type=intake.accepted&date=lt2026-01-01')).body.total).toBe(0);
@@ -74,9 +101,22 @@ describe('audit API', () => {
   });
 
   it('answers bad parameters with 4xx OperationOutcomes', async () => {
-    for (const path of ['/fhir/AuditEvent?date=yesterday', '/fhir/AuditEvent?outcome=3', '/fhir/AuditEvent?_count=0', '/fhir/AuditEvent?colour=red', '/fhir/AuditEvent?type=999999',
-      '/audit/proof/inclusion', '/audit/proof/inclusion?index=-1', '/audit/proof/inclusion?index=5&size=2', '/audit/proof/consistency?from=0&to=2',
-      '/audit/proof/consistency?from=3&to=2', '/audit/export?from=5&to=2', '/audit/export?to=999999', '/audit/proof/inclusion?index=0&size=99999999', '/fhir/AuditEvent/abc']) {
+    for (const path of [
+      '/fhir/AuditEvent?date=yesterday',
+      '/fhir/AuditEvent?outcome=3',
+      '/fhir/AuditEvent?_count=0',
+      '/fhir/AuditEvent?colour=red',
+      '/fhir/AuditEvent?type=999999',
+      '/audit/proof/inclusion',
+      '/audit/proof/inclusion?index=-1',
+      '/audit/proof/inclusion?index=5&size=2',
+      '/audit/proof/consistency?from=0&to=2',
+      '/audit/proof/consistency?from=3&to=2',
+      '/audit/export?from=5&to=2',
+      '/audit/export?to=999999',
+      '/audit/proof/inclusion?index=0&size=99999999',
+      '/fhir/AuditEvent/abc',
+    ]) {
       const res = await get(path);
       expect(res.status, path).toBeGreaterThanOrEqual(400);
       expect(res.status, path).toBeLessThan(500);
@@ -90,10 +130,24 @@ describe('audit API', () => {
     expect(cp.note.startsWith(`${cp.origin}\n${cp.treeSize}\n${cp.rootHash}\n\n\u2014 ${cp.origin} `)).toBe(true);
     expect(cp.key.kid).toBe(cp.keyId);
     const incl = (await get(`/audit/proof/inclusion?index=1&size=${cp.treeSize}`)).body;
-    verifyInclusion(nodeHasher, 1, cp.treeSize, fromBase64(incl.leafHash), incl.proof.map((h: string) => fromBase64(h)), fromBase64(cp.rootHash));
+    verifyInclusion(
+      nodeHasher,
+      1,
+      cp.treeSize,
+      fromBase64(incl.leafHash),
+      incl.proof.map((h: string) => fromBase64(h)),
+      fromBase64(cp.rootHash),
+    );
     const cons = (await get(`/audit/proof/consistency?from=2&to=${cp.treeSize}`)).body;
     const root2 = (await get(`/audit/proof/inclusion?index=0&size=2`)).body.rootHash;
-    verifyConsistency(nodeHasher, 2, cp.treeSize, cons.proof.map((h: string) => fromBase64(h)), fromBase64(root2), fromBase64(cp.rootHash));
+    verifyConsistency(
+      nodeHasher,
+      2,
+      cp.treeSize,
+      cons.proof.map((h: string) => fromBase64(h)),
+      fromBase64(root2),
+      fromBase64(cp.rootHash),
+    );
   });
 
   it('exports an evidence pack that `gateway audit verify` accepts offline, and rejects when altered', async () => {
@@ -132,7 +186,10 @@ describe('audit API', () => {
     expect(db.stdout).toMatch(/^OK: /);
     expect(db.code).toBe(0);
 
-    const user = await runCli(['audit', 'users', 'add', '--name', 'auditor.bob'], cleanEnv({ DATABASE_URL: gw.databaseUrl }));
+    const user = await runCli(
+      ['audit', 'users', 'add', '--name', 'auditor.bob'],
+      cleanEnv({ DATABASE_URL: gw.databaseUrl }),
+    );
     expect(user.code).toBe(0);
     const pw = user.stdout.trim().split('\n').pop()!;
     const login = await request(gw.app.server).post('/audit/ui/login').send({ name: 'auditor.bob', password: pw });
@@ -143,11 +200,18 @@ describe('audit API', () => {
     const wrong = await request(gw.app.server).post('/audit/ui/login').send({ name: 'auditor.bob', password: 'nope' });
     expect(wrong.status).toBe(401);
     expect(wrong.body.resourceType).toBe('OperationOutcome');
-    const failures = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'auth.failure' AND entry LIKE '%auditor.bob%'`);
+    const failures = await gw.app.ctx.pool.query(
+      `SELECT entry FROM audit_log WHERE type = 'auth.failure' AND entry LIKE '%auditor.bob%'`,
+    );
     expect(failures.rows.length).toBe(1);
     // Password guessing is throttled per address: 10 sign-in attempts a minute.
     let status = 0;
-    for (let i = 0; i < 10 && status !== 429; i++) status = (await request(gw.app.server).post('/audit/ui/login').send({ name: 'auditor.bob', password: `guess-${i}` })).status;
+    for (let i = 0; i < 10 && status !== 429; i++)
+      status = (
+        await request(gw.app.server)
+          .post('/audit/ui/login')
+          .send({ name: 'auditor.bob', password: `guess-${i}` })
+      ).status;
     expect(status).toBe(429);
   });
 });

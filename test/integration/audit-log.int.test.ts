@@ -62,10 +62,23 @@ describe('audit log, checkpoints and evidence', () => {
     // An independent implementation (the openssl CLI) accepts the HSM's checkpoint signature.
     const dir = mkdtempSync(join(tmpdir(), 'audit-cp-'));
     const jwk = ctx().keyring.active('audit').public_jwk;
-    writeFileSync(join(dir, 'pub.pem'), createPublicKey({ key: jwk as never, format: 'jwk' }).export({ format: 'pem', type: 'spki' }));
+    writeFileSync(
+      join(dir, 'pub.pem'),
+      createPublicKey({ key: jwk as never, format: 'jwk' }).export({ format: 'pem', type: 'spki' }),
+    );
     writeFileSync(join(dir, 'body.txt'), body);
     writeFileSync(join(dir, 'sig.der'), signatures[0]!.signature);
-    expect(execFileSync('openssl', ['dgst', '-sha256', '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'sig.der'), join(dir, 'body.txt')]).toString()).toContain('Verified OK');
+    expect(
+      execFileSync('openssl', [
+        'dgst',
+        '-sha256',
+        '-verify',
+        join(dir, 'pub.pem'),
+        '-signature',
+        join(dir, 'sig.der'),
+        join(dir, 'body.txt'),
+      ]).toString(),
+    ).toContain('Verified OK');
     // No new entries, no new checkpoint.
     expect((await issueCheckpoint(ctx()))!.seq).toBe(cp1.seq);
 
@@ -76,12 +89,22 @@ describe('audit log, checkpoints and evidence', () => {
     verifyConsistency(nodeHasher, cp1.treeSize, cp2.treeSize, cp2.consistency, cp1.rootHash, cp2.rootHash);
 
     const tree = new TreeReader(ctx().pool, cp2.treeSize);
-    const { rows } = await ctx().pool.query<{ idx: string; entry: string }>('SELECT idx, entry FROM audit_log WHERE idx >= $1 ORDER BY idx', [base]);
+    const { rows } = await ctx().pool.query<{ idx: string; entry: string }>(
+      'SELECT idx, entry FROM audit_log WHERE idx >= $1 ORDER BY idx',
+      [base],
+    );
     expect(rows.length).toBe(345);
     for (const r of rows) {
       const i = Number(r.idx);
       expect(JSON.parse(r.entry).index).toBe(i);
-      verifyInclusion(nodeHasher, i, cp2.treeSize, nodeHasher.leaf(utf8(r.entry)), await tree.inclusionProof(i), cp2.rootHash);
+      verifyInclusion(
+        nodeHasher,
+        i,
+        cp2.treeSize,
+        nodeHasher.leaf(utf8(r.entry)),
+        await tree.inclusionProof(i),
+        cp2.rootHash,
+      );
     }
   });
 
@@ -113,7 +136,12 @@ describe('audit log, checkpoints and evidence', () => {
   });
 
   it('the database refuses UPDATE, DELETE and TRUNCATE, and the writer role has no such privilege', async () => {
-    for (const sql of ['UPDATE audit_log SET outcome = $1 WHERE idx = 0', 'DELETE FROM audit_log WHERE idx = $1::bigint - 1', 'TRUNCATE audit_log', 'DELETE FROM audit_checkpoints WHERE seq = $1::bigint - 1']) {
+    for (const sql of [
+      'UPDATE audit_log SET outcome = $1 WHERE idx = 0',
+      'DELETE FROM audit_log WHERE idx = $1::bigint - 1',
+      'TRUNCATE audit_log',
+      'DELETE FROM audit_checkpoints WHERE seq = $1::bigint - 1',
+    ]) {
       const params = sql.includes('$1') ? ['1'] : [];
       await expect(ctx().pool.query(sql, params)).rejects.toMatchObject({ code: '42501' });
     }
@@ -129,7 +157,9 @@ describe('audit log, checkpoints and evidence', () => {
       const app = new pg.Client({ connectionString: url.toString() });
       await app.connect();
       try {
-        await expect(app.query('UPDATE audit_log SET outcome = $1 WHERE idx = 0', ['x'])).rejects.toMatchObject({ code: '42501' });
+        await expect(app.query('UPDATE audit_log SET outcome = $1 WHERE idx = 0', ['x'])).rejects.toMatchObject({
+          code: '42501',
+        });
         await expect(app.query('DELETE FROM audit_log WHERE idx = 0')).rejects.toMatchObject({ code: '42501' });
         await app.query('BEGIN');
         await appendAudit(app, [event(1)]); // appending is allowed
@@ -145,7 +175,10 @@ describe('audit log, checkpoints and evidence', () => {
   });
 
   it('verify --db passes on the live log, and names a row altered by a superuser', async () => {
-    const keys = await auditKeys(ctx(), parseCheckpoint(parseSignedNote((await latestCheckpoint(ctx().pool))!.note).body).origin);
+    const keys = await auditKeys(
+      ctx(),
+      parseCheckpoint(parseSignedNote((await latestCheckpoint(ctx().pool))!.note).body).origin,
+    );
     const good = await verifyLiveLog(ctx().pool, keys, nodeVerifyDeps);
     expect(good.problem).toBeUndefined();
     expect(good.ok).toBe(true);

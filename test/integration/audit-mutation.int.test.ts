@@ -3,7 +3,12 @@ import { appendAudit } from '../../src/audit/append.ts';
 import { issueCheckpoint } from '../../src/audit/checkpoint.ts';
 import { buildEvidencePack } from '../../src/audit/export.ts';
 import { nodeVerifyDeps } from '../../src/audit/verify-node.ts';
-import { verifyEvidencePack, type EvidencePack, type ProblemKind, type VerifyDeps } from '../../src/audit/verifier/verify.ts';
+import {
+  verifyEvidencePack,
+  type EvidencePack,
+  type ProblemKind,
+  type VerifyDeps,
+} from '../../src/audit/verifier/verify.ts';
 import { inTransaction } from '../../src/db/pool.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
@@ -16,12 +21,25 @@ beforeAll(async () => {
   // A log of a few hundred entries with several checkpoints along the way.
   for (let round = 0; round < 4; round++) {
     await inTransaction(ctx.pool, (c) =>
-      appendAudit(c, Array.from({ length: 70 }, (_, i) => ({
-        type: ['intake.accepted', 'delivery.attempt', 'receipt.verified', 'auth.failure'][i % 4]!,
-        outcome: i % 5 === 0 ? 'serious-failure' : 'success',
-        agent: { type: 'partner', id: `org-${i % 7}` },
-        entity: [{ type: 'exchange', id: `ex-${round}-${i}`, digest: `sha256:${(round * 100 + i).toString(16).padStart(64, '0')}` }],
-      }) as const)),
+      appendAudit(
+        c,
+        Array.from(
+          { length: 70 },
+          (_, i) =>
+            ({
+              type: ['intake.accepted', 'delivery.attempt', 'receipt.verified', 'auth.failure'][i % 4]!,
+              outcome: i % 5 === 0 ? 'serious-failure' : 'success',
+              agent: { type: 'partner', id: `org-${i % 7}` },
+              entity: [
+                {
+                  type: 'exchange',
+                  id: `ex-${round}-${i}`,
+                  digest: `sha256:${(round * 100 + i).toString(16).padStart(64, '0')}`,
+                },
+              ],
+            }) as const,
+        ),
+      ),
     );
     await issueCheckpoint(ctx);
   }
@@ -72,7 +90,9 @@ describe('mutation test: every single change to an exported log is detected and 
       const entries = [...pack.entries];
       let mutated: EvidencePack = { ...pack, entries };
       let want: { kind: ProblemKind[]; index?: number };
-      const op = ['flip', 'delete', 'insert', 'reorder', 'checkpoint', 'proof', 'consistency'][t < 9000 ? t % 4 : 4 + (t % 3)]!;
+      const op = ['flip', 'delete', 'insert', 'reorder', 'checkpoint', 'proof', 'consistency'][
+        t < 9000 ? t % 4 : 4 + (t % 3)
+      ]!;
       if (op === 'flip') {
         const p = rand(n);
         entries[p] = flip(entries[p]!);
@@ -126,8 +146,13 @@ describe('mutation test: every single change to an exported log is detected and 
       counts[op] = (counts[op] ?? 0) + 1;
       const report = await verifyEvidencePack(mutated, deps);
       if (report.ok) undetected.push(`#${t} ${op}`);
-      else if (!want.kind.includes(report.problem!.kind) || (want.index !== undefined && report.problem!.index !== want.index)) {
-        misnamed.push(`#${t} ${op}: wanted ${want.kind.join('|')}@${want.index}, got ${report.problem!.kind}@${report.problem!.index}: ${report.problem!.message}`);
+      else if (
+        !want.kind.includes(report.problem!.kind) ||
+        (want.index !== undefined && report.problem!.index !== want.index)
+      ) {
+        misnamed.push(
+          `#${t} ${op}: wanted ${want.kind.join('|')}@${want.index}, got ${report.problem!.kind}@${report.problem!.index}: ${report.problem!.message}`,
+        );
       }
     }
     expect(undetected).toEqual([]);

@@ -19,18 +19,34 @@ const profile = mkdtempSync(join(tmpdir(), 'audit-ui-chromium-'));
 beforeAll(async () => {
   gw = await startTestGateway();
   await inTransaction(gw.app.ctx.pool, (c) =>
-    appendAudit(c, Array.from({ length: 12 }, (_, i) => ({
-      type: i % 2 ? 'delivery.attempt' : 'intake.accepted',
-      outcome: i === 5 ? 'serious-failure' : 'success',
-      agent: { type: 'client', id: `ehr-${i % 3}` },
-      entity: [{ type: 'exchange', id: `ex-${i}`, digest: `sha256:${String(i).padStart(64, '0')}` }],
-    }) as const)),
+    appendAudit(
+      c,
+      Array.from(
+        { length: 12 },
+        (_, i) =>
+          ({
+            type: i % 2 ? 'delivery.attempt' : 'intake.accepted',
+            outcome: i === 5 ? 'serious-failure' : 'success',
+            agent: { type: 'client', id: `ehr-${i % 3}` },
+            entity: [{ type: 'exchange', id: `ex-${i}`, digest: `sha256:${String(i).padStart(64, '0')}` }],
+          }) as const,
+      ),
+    ),
   );
   password = await addAuditUser(gw.app.ctx.pool, 'officer.jane');
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   page = browser.pages()[0] ?? (await browser.newPage());
   page.setDefaultTimeout(15_000);
@@ -70,7 +86,9 @@ describe('compliance officer page /audit/ui in headless Chromium', () => {
     await expect.poll(() => page.locator('#events tbody tr').count()).toBe(1);
     await expect(page.locator('#events tbody tr td').nth(3).textContent()).resolves.toBe('serious failure');
     await page.locator('#events tbody tr').first().click();
-    await expect.poll(() => page.locator('#proof-status').textContent(), { timeout: 15_000 }).toContain('Proven: entry');
+    await expect
+      .poll(() => page.locator('#proof-status').textContent(), { timeout: 15_000 })
+      .toContain('Proven: entry');
   });
 
   it('verifies the whole trail, then raises a tamper alert after a row is altered in the database', async () => {
@@ -80,13 +98,18 @@ describe('compliance officer page /audit/ui in headless Chromium', () => {
     expect(await page.locator('#tamper-alert').isVisible()).toBe(false);
 
     // An attacker with database superuser rights: drop the guard, rewrite history.
-    const { rows } = await gw.app.ctx.pool.query<{ idx: string }>(`SELECT idx FROM audit_log WHERE entry LIKE '%"ex-5"%'`);
+    const { rows } = await gw.app.ctx.pool.query<{ idx: string }>(
+      `SELECT idx FROM audit_log WHERE entry LIKE '%"ex-5"%'`,
+    );
     const idx = Number(rows[0]!.idx);
     const admin = new pg.Client({ connectionString: gw.databaseUrl });
     await admin.connect();
     try {
       await admin.query('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update');
-      await admin.query(`UPDATE audit_log SET entry = replace(entry, 'serious-failure', 'success'), outcome = 'success' WHERE idx = $1`, [idx]);
+      await admin.query(
+        `UPDATE audit_log SET entry = replace(entry, 'serious-failure', 'success'), outcome = 'success' WHERE idx = $1`,
+        [idx],
+      );
       await admin.query('ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update');
     } finally {
       await admin.end();

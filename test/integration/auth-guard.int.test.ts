@@ -6,7 +6,14 @@ import { parse as parseYaml } from 'yaml';
 import { isPublicRoute } from '../../plugins/default-deny.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
-import { requireScope, SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_AUDIT_READ, SCOPE_BUNDLE_WRITE } from '../../plugins/guard.ts';
+import {
+  requireScope,
+  SCOPE_ADMIN,
+  SCOPE_ALL_READ,
+  SCOPE_ALL_WRITE,
+  SCOPE_AUDIT_READ,
+  SCOPE_BUNDLE_WRITE,
+} from '../../plugins/guard.ts';
 
 describe('bearer guard: requireScope, default deny, rate limits', () => {
   let gw: TestGateway;
@@ -17,8 +24,12 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
   beforeAll(async () => {
     gw = await startTestGateway({ RATE_LIMIT: '1000' }, { listen: false });
     const ctx = gw.app.ctx;
-    gw.app.post('/test/send', { preHandler: requireScope(ctx, SCOPE_BUNDLE_WRITE) }, async (req) => ({ who: req.principal?.clientId }));
-    gw.app.get('/test/read', { preHandler: requireScope(ctx, SCOPE_ALL_READ) }, async (req) => ({ who: req.principal?.clientId }));
+    gw.app.post('/test/send', { preHandler: requireScope(ctx, SCOPE_BUNDLE_WRITE) }, async (req) => ({
+      who: req.principal?.clientId,
+    }));
+    gw.app.get('/test/read', { preHandler: requireScope(ctx, SCOPE_ALL_READ) }, async (req) => ({
+      who: req.principal?.clientId,
+    }));
     gw.app.get('/test/audit', { preHandler: requireScope(ctx, SCOPE_AUDIT_READ) }, async () => ({ ok: true }));
     gw.app.get('/test/forgotten', async () => ({ leaked: true }));
     await gw.app.ready();
@@ -34,9 +45,17 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
   });
 
   it('authenticates before reading the body: an anonymous malformed body gets 401, not a parse error', async () => {
-    const res = await api().post('/test/send').set('content-type', 'application/fhir+json').send('{"not json').expect(401);
+    const res = await api()
+      .post('/test/send')
+      .set('content-type', 'application/fhir+json')
+      .send('{"not json')
+      .expect(401);
     expect(res.body.issue[0].code).toBe('login');
-    const authed = await api().post('/test/send').set('authorization', await writer.bearer()).set('content-type', 'application/fhir+json').send('{"not json');
+    const authed = await api()
+      .post('/test/send')
+      .set('authorization', await writer.bearer())
+      .set('content-type', 'application/fhir+json')
+      .send('{"not json');
     expect(authed.status).toBe(400);
   });
 
@@ -50,12 +69,18 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
   });
 
   it('system/*.write satisfies system/Bundle.write and sets request.principal', async () => {
-    const res = await api().post('/test/send').set('authorization', await writer.bearer()).expect(200);
+    const res = await api()
+      .post('/test/send')
+      .set('authorization', await writer.bearer())
+      .expect(200);
     expect(res.body.who).toBe(writer.id);
   });
 
   it('403 when the token lacks every listed scope, audited as authz.denied', async () => {
-    const res = await api().post('/test/send').set('authorization', await reader.bearer()).expect(403);
+    const res = await api()
+      .post('/test/send')
+      .set('authorization', await reader.bearer())
+      .expect(403);
     expect(res.body.issue[0].code).toBe('forbidden');
     expect(res.headers['www-authenticate']).toContain('insufficient_scope');
     const { rows } = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'authz.denied'`);
@@ -71,9 +96,15 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
 
   it('default deny: a route registered without a guard needs the admin scope', async () => {
     await api().get('/test/forgotten').expect(401);
-    await api().get('/test/forgotten').set('authorization', await reader.bearer()).expect(403);
+    await api()
+      .get('/test/forgotten')
+      .set('authorization', await reader.bearer())
+      .expect(403);
     const admin = await testClient(gw, { scopes: [SCOPE_ADMIN] });
-    await api().get('/test/forgotten').set('authorization', await admin.bearer()).expect(200);
+    await api()
+      .get('/test/forgotten')
+      .set('authorization', await admin.bearer())
+      .expect(200);
   });
 
   it('public routes stay public', async () => {
@@ -84,7 +115,9 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
   });
 
   it('every documented non-public operation answers 401 without a token', async () => {
-    const spec = parseYaml(readFileSync(join(import.meta.dirname, '..', '..', 'openapi.yaml'), 'utf8')) as { paths: Record<string, Record<string, unknown>> };
+    const spec = parseYaml(readFileSync(join(import.meta.dirname, '..', '..', 'openapi.yaml'), 'utf8')) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
     const checked: string[] = [];
     for (const [path, ops] of Object.entries(spec.paths)) {
       for (const method of Object.keys(ops).filter((m) => ['get', 'post', 'put', 'patch', 'delete'].includes(m))) {
@@ -108,6 +141,9 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
     expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(res.body.issue[0].code).toBe('throttled');
     // Other clients are not affected.
-    await api().get('/test/read').set('authorization', await reader.bearer()).expect(200);
+    await api()
+      .get('/test/read')
+      .set('authorization', await reader.bearer())
+      .expect(200);
   });
 });

@@ -7,7 +7,11 @@ import { createTestPki, type TestPki } from '../helpers/tls.ts';
 import { bindPartnerCertificate } from '../../src/auth/tls-bindings.ts';
 import { checkPeerCertificate, httpsOptions } from '../../src/auth/tls.ts';
 
-interface Reply { status: number; headers: Record<string, string | string[] | undefined>; body: string }
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
 
 function get(port: number, path: string, options: https.RequestOptions = {}, method = 'GET'): Promise<Reply> {
   return new Promise((resolve, reject) => {
@@ -33,7 +37,11 @@ function handshake(port: number, options: tls.ConnectionOptions): Promise<string
   });
 }
 
-const TLS11_ONLY: tls.ConnectionOptions = { minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' };
+const TLS11_ONLY: tls.ConnectionOptions = {
+  minVersion: 'TLSv1.1',
+  maxVersion: 'TLSv1.1',
+  ciphers: 'DEFAULT@SECLEVEL=0',
+};
 
 describe('TLS listener: minimum version, HSTS, mutual TLS on /inbox', () => {
   let pki: TestPki;
@@ -42,9 +50,16 @@ describe('TLS listener: minimum version, HSTS, mutual TLS on /inbox', () => {
 
   beforeAll(async () => {
     pki = createTestPki();
-    gw = await startTestGateway({ TLS_CERT_FILE: pki.serverCertFile, TLS_KEY_FILE: pki.serverKeyFile, TLS_CLIENT_CA_FILE: pki.caFile });
+    gw = await startTestGateway({
+      TLS_CERT_FILE: pki.serverCertFile,
+      TLS_KEY_FILE: pki.serverKeyFile,
+      TLS_CLIENT_CA_FILE: pki.caFile,
+    });
     port = gw.config.port;
-    await bindPartnerCertificate(gw.app.ctx.pool, { partnerId: 'https://partner.example.org', certPem: pki.client.cert.toString() });
+    await bindPartnerCertificate(gw.app.ctx.pool, {
+      partnerId: 'https://partner.example.org',
+      certPem: pki.client.cert.toString(),
+    });
   });
   afterAll(async () => gw?.close());
 
@@ -63,7 +78,9 @@ describe('TLS listener: minimum version, HSTS, mutual TLS on /inbox', () => {
   });
 
   it('TLS_MIN_VERSION=TLSv1.3 refuses a TLS 1.2 client', async () => {
-    const server = https.createServer(httpsOptions({ ...gw.config, tlsMinVersion: 'TLSv1.3' })!, (_req, res) => res.end('ok'));
+    const server = https.createServer(httpsOptions({ ...gw.config, tlsMinVersion: 'TLSv1.3' })!, (_req, res) =>
+      res.end('ok'),
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const p = (server.address() as { port: number }).port;
@@ -75,10 +92,20 @@ describe('TLS listener: minimum version, HSTS, mutual TLS on /inbox', () => {
   });
 
   it('control: the same TLS 1.1 client does connect to a server that allows TLS 1.1', async () => {
-    const server = tls.createServer({ cert: readFileSync(pki.serverCertFile), key: readFileSync(pki.serverKeyFile), minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' }, (s) => s.end());
+    const server = tls.createServer(
+      {
+        cert: readFileSync(pki.serverCertFile),
+        key: readFileSync(pki.serverKeyFile),
+        minVersion: 'TLSv1',
+        ciphers: 'DEFAULT@SECLEVEL=0',
+      },
+      (s) => s.end(),
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
-      expect(await handshake((server.address() as { port: number }).port, { ca: pki.ca, ...TLS11_ONLY })).toBe('TLSv1.1');
+      expect(await handshake((server.address() as { port: number }).port, { ca: pki.ca, ...TLS11_ONLY })).toBe(
+        'TLSv1.1',
+      );
     } finally {
       server.close();
     }
@@ -102,7 +129,9 @@ describe('TLS listener: minimum version, HSTS, mutual TLS on /inbox', () => {
       const good = JSON.parse((await get(p, '/', { ca: pki.ca, cert: pki.client.cert, key: pki.client.key })).body);
       expect(good).toMatchObject({ ok: true, partnerId: 'https://partner.example.org' });
       expect(good.certSha256).toMatch(/^[0-9a-f]{64}$/);
-      const stranger = JSON.parse((await get(p, '/', { ca: pki.ca, cert: pki.stranger.cert, key: pki.stranger.key })).body);
+      const stranger = JSON.parse(
+        (await get(p, '/', { ca: pki.ca, cert: pki.stranger.cert, key: pki.stranger.key })).body,
+      );
       expect(stranger).toMatchObject({ ok: false, status: 401, reason: 'certificate_untrusted' });
     } finally {
       server.close();
@@ -123,7 +152,9 @@ describe('TLS listener: minimum version, HSTS, mutual TLS on /inbox', () => {
     expect(unbound.status).toBe(403);
     const { rows } = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'auth.failure'`);
     const reasons = rows.map((r) => JSON.parse(r.entry).detail.reason);
-    expect(reasons).toEqual(expect.arrayContaining(['no_client_certificate', 'certificate_untrusted', 'certificate_not_bound']));
+    expect(reasons).toEqual(
+      expect.arrayContaining(['no_client_certificate', 'certificate_untrusted', 'certificate_not_bound']),
+    );
   });
 
   it('mTLS is asked for on POST /inbox only: other routes, and the EHR pull API, work without a client certificate', async () => {

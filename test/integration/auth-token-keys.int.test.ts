@@ -17,10 +17,20 @@ describe('client keys: jwks_uri, RS384, ES384; token endpoint rate limit', () =>
   let fetches = 0;
 
   const sign = (id: string, alg: string, kid: string, key: CryptoKey) =>
-    new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg, kid }).setIssuer(id).setSubject(id)
-      .setAudience(`${gw.config.baseUrl}/auth/token`).setExpirationTime('3m').sign(key);
+    new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg, kid })
+      .setIssuer(id)
+      .setSubject(id)
+      .setAudience(`${gw.config.baseUrl}/auth/token`)
+      .setExpirationTime('3m')
+      .sign(key);
   const grant = (assertion: string, scope = SCOPE_BUNDLE_WRITE) =>
-    request(gw.app.server).post('/auth/token').type('form').send({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion, scope });
+    request(gw.app.server).post('/auth/token').type('form').send({
+      grant_type: 'client_credentials',
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: assertion,
+      scope,
+    });
 
   beforeAll(async () => {
     jwksServer = createServer((req, res) => {
@@ -54,13 +64,24 @@ describe('client keys: jwks_uri, RS384, ES384; token endpoint rate limit', () =>
     const rsa = await generateKeyPair('RS384', { modulusLength: 2048, extractable: true });
     const ec = await generateKeyPair('ES384');
     await registerClient(gw.app.ctx.pool, {
-      id: 'ehr-multi', scopes: [SCOPE_ALL_READ],
-      jwks: { keys: [{ ...(await exportJWK(rsa.publicKey)), kid: 'rsa', alg: 'RS384' }, { ...(await exportJWK(ec.publicKey)), kid: 'ec' }] },
+      id: 'ehr-multi',
+      scopes: [SCOPE_ALL_READ],
+      jwks: {
+        keys: [
+          { ...(await exportJWK(rsa.publicKey)), kid: 'rsa', alg: 'RS384' },
+          { ...(await exportJWK(ec.publicKey)), kid: 'ec' },
+        ],
+      },
     });
     expect((await grant(await sign('ehr-multi', 'RS384', 'rsa', rsa.privateKey), SCOPE_ALL_READ)).status).toBe(200);
     expect((await grant(await sign('ehr-multi', 'ES384', 'ec', ec.privateKey), SCOPE_ALL_READ)).status).toBe(200);
-    const rs256 = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'RS256', kid: 'rsa' }).setIssuer('ehr-multi').setSubject('ehr-multi')
-      .setAudience(`${gw.config.baseUrl}/auth/token`).setExpirationTime('3m').sign(await importJWK(await exportJWK(rsa.privateKey), 'RS256'));
+    const rs256 = await new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg: 'RS256', kid: 'rsa' })
+      .setIssuer('ehr-multi')
+      .setSubject('ehr-multi')
+      .setAudience(`${gw.config.baseUrl}/auth/token`)
+      .setExpirationTime('3m')
+      .sign(await importJWK(await exportJWK(rsa.privateKey), 'RS256'));
     const res = await grant(rs256, SCOPE_ALL_READ);
     expect(res.status).toBe(401);
     expect(res.body.error).toBe('invalid_client');
@@ -68,7 +89,9 @@ describe('client keys: jwks_uri, RS384, ES384; token endpoint rate limit', () =>
     const mismatch = await grant(await sign('ehr-multi', 'ES256', 'rsa', es.privateKey), SCOPE_ALL_READ);
     expect(mismatch.status).toBe(401);
     const { rows } = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'auth.failure'`);
-    expect(rows.map((r) => JSON.parse(r.entry).detail.reason)).toEqual(expect.arrayContaining(['alg_not_allowed', 'alg_mismatch']));
+    expect(rows.map((r) => JSON.parse(r.entry).detail.reason)).toEqual(
+      expect.arrayContaining(['alg_not_allowed', 'alg_mismatch']),
+    );
   });
 
   it('rate-limits token requests per client with 429 and Retry-After', async () => {

@@ -16,8 +16,16 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
   let ehr: TestClient;
   const post = (form: Record<string, string>) => request(gw.app.server).post('/auth/token').type('form').send(form);
   const grant = (assertion: string, extra: Record<string, string> = {}) =>
-    post({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion, scope: SCOPE_BUNDLE_WRITE, ...extra });
-  const auditTypes = async () => (await gw.app.ctx.pool.query<{ type: string; entry: string }>('SELECT type, entry FROM audit_log ORDER BY idx')).rows;
+    post({
+      grant_type: 'client_credentials',
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: assertion,
+      scope: SCOPE_BUNDLE_WRITE,
+      ...extra,
+    });
+  const auditTypes = async () =>
+    (await gw.app.ctx.pool.query<{ type: string; entry: string }>('SELECT type, entry FROM audit_log ORDER BY idx'))
+      .rows;
 
   beforeAll(async () => {
     gw = await startTestGateway();
@@ -34,7 +42,9 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
       grant_types_supported: ['client_credentials'],
     });
     expect(res.body.capabilities).toContain('client-confidential-asymmetric');
-    expect(res.body.scopes_supported).toEqual(expect.arrayContaining([SCOPE_BUNDLE_WRITE, SCOPE_ALL_READ, SCOPE_ADMIN, 'system/AuditEvent.read']));
+    expect(res.body.scopes_supported).toEqual(
+      expect.arrayContaining([SCOPE_BUNDLE_WRITE, SCOPE_ALL_READ, SCOPE_ADMIN, 'system/AuditEvent.read']),
+    );
   });
 
   it('issues a short-lived opaque token carrying the granted scopes, and audits it without the token', async () => {
@@ -43,7 +53,9 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
     expect(res.body).toMatchObject({ token_type: 'bearer', scope: SCOPE_BUNDLE_WRITE });
     expect(res.body.expires_in).toBeGreaterThan(0);
     expect(res.body.expires_in).toBeLessThanOrEqual(300);
-    const { rows } = await gw.app.ctx.pool.query('SELECT client_id, scopes, expires_at - issued_at AS ttl FROM auth_access_tokens');
+    const { rows } = await gw.app.ctx.pool.query(
+      'SELECT client_id, scopes, expires_at - issued_at AS ttl FROM auth_access_tokens',
+    );
     expect(rows.some((r) => r.client_id === ehr.id)).toBe(true);
     const issued = (await auditTypes()).filter((r) => r.type === 'auth.token-issued');
     expect(issued.length).toBeGreaterThan(0);
@@ -59,39 +71,132 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
 
   describe('negative matrix: each refused with 400/401 and an RFC 6749 error, never 5xx', () => {
     const cases: Array<[string, () => Promise<request.Response>, number, string]> = [
-      ['alg none', async () => grant(`${b64u({ alg: 'none', kid: ehr.kid })}.${b64u({ iss: ehr.id, sub: ehr.id, aud: `${gw.config.baseUrl}/auth/token`, exp: Math.floor(Date.now() / 1000) + 60, jti: randomUUID() })}.`), 401, 'invalid_client'],
-      ['alg NONE', async () => grant(`${b64u({ alg: 'NONE', kid: ehr.kid })}.${b64u({ iss: ehr.id, sub: ehr.id, aud: `${gw.config.baseUrl}/auth/token`, exp: Math.floor(Date.now() / 1000) + 60, jti: randomUUID() })}.`), 401, 'invalid_client'],
-      ['HS256 with the public key as secret', async () => {
-        const pem = await exportSPKI(createPublicKey({ key: ehr.publicJwk as never, format: 'jwk' }) as never);
-        const jwt = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'HS256', kid: ehr.kid }).setIssuer(ehr.id).setSubject(ehr.id)
-          .setAudience(`${gw.config.baseUrl}/auth/token`).setExpirationTime('2m').sign(new TextEncoder().encode(pem));
-        return grant(jwt);
-      }, 401, 'invalid_client'],
-      ['wrong aud', async () => grant(await ehr.assertion({ aud: 'https://elsewhere.example/token' })), 401, 'invalid_client'],
-      ['expired', async () => grant(await ehr.assertion({ exp: Math.floor(Date.now() / 1000) - 600 })), 401, 'invalid_client'],
-      ['exp more than 5 minutes ahead', async () => grant(await ehr.assertion({ exp: Math.floor(Date.now() / 1000) + 900 })), 401, 'invalid_client'],
+      [
+        'alg none',
+        async () =>
+          grant(
+            `${b64u({ alg: 'none', kid: ehr.kid })}.${b64u({ iss: ehr.id, sub: ehr.id, aud: `${gw.config.baseUrl}/auth/token`, exp: Math.floor(Date.now() / 1000) + 60, jti: randomUUID() })}.`,
+          ),
+        401,
+        'invalid_client',
+      ],
+      [
+        'alg NONE',
+        async () =>
+          grant(
+            `${b64u({ alg: 'NONE', kid: ehr.kid })}.${b64u({ iss: ehr.id, sub: ehr.id, aud: `${gw.config.baseUrl}/auth/token`, exp: Math.floor(Date.now() / 1000) + 60, jti: randomUUID() })}.`,
+          ),
+        401,
+        'invalid_client',
+      ],
+      [
+        'HS256 with the public key as secret',
+        async () => {
+          const pem = await exportSPKI(createPublicKey({ key: ehr.publicJwk as never, format: 'jwk' }) as never);
+          const jwt = await new SignJWT({ jti: randomUUID() })
+            .setProtectedHeader({ alg: 'HS256', kid: ehr.kid })
+            .setIssuer(ehr.id)
+            .setSubject(ehr.id)
+            .setAudience(`${gw.config.baseUrl}/auth/token`)
+            .setExpirationTime('2m')
+            .sign(new TextEncoder().encode(pem));
+          return grant(jwt);
+        },
+        401,
+        'invalid_client',
+      ],
+      [
+        'wrong aud',
+        async () => grant(await ehr.assertion({ aud: 'https://elsewhere.example/token' })),
+        401,
+        'invalid_client',
+      ],
+      [
+        'expired',
+        async () => grant(await ehr.assertion({ exp: Math.floor(Date.now() / 1000) - 600 })),
+        401,
+        'invalid_client',
+      ],
+      [
+        'exp more than 5 minutes ahead',
+        async () => grant(await ehr.assertion({ exp: Math.floor(Date.now() / 1000) + 900 })),
+        401,
+        'invalid_client',
+      ],
       ['missing jti', async () => grant(await ehr.assertion({ jti: undefined })), 401, 'invalid_client'],
-      ['replayed jti', async () => {
-        const a = await ehr.assertion();
-        expect((await grant(a)).status).toBe(200);
-        return grant(a);
-      }, 401, 'invalid_client'],
+      [
+        'replayed jti',
+        async () => {
+          const a = await ehr.assertion();
+          expect((await grant(a)).status).toBe(200);
+          return grant(a);
+        },
+        401,
+        'invalid_client',
+      ],
       ['iss differs from sub', async () => grant(await ehr.assertion({ sub: 'someone-else' })), 401, 'invalid_client'],
       ['unknown kid', async () => grant(await ehr.assertion({}, { kid: 'no-such-kid' })), 401, 'invalid_client'],
-      ['jku header', async () => grant(await ehr.assertion({}, { jku: 'https://attacker.example/jwks.json' })), 401, 'invalid_client'],
-      ['x5u header', async () => grant(await ehr.assertion({}, { x5u: 'https://attacker.example/cert.pem' })), 401, 'invalid_client'],
+      [
+        'jku header',
+        async () => grant(await ehr.assertion({}, { jku: 'https://attacker.example/jwks.json' })),
+        401,
+        'invalid_client',
+      ],
+      [
+        'x5u header',
+        async () => grant(await ehr.assertion({}, { x5u: 'https://attacker.example/cert.pem' })),
+        401,
+        'invalid_client',
+      ],
       ['jwk header', async () => grant(await ehr.assertion({}, { jwk: ehr.publicJwk })), 401, 'invalid_client'],
-      ['unknown client', async () => grant(await ehr.assertion({ iss: 'nobody', sub: 'nobody' })), 401, 'invalid_client'],
-      ['signature by another key', async () => {
-        const other = await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE] });
-        const forged = await other.assertion({ iss: ehr.id, sub: ehr.id }, { kid: ehr.kid });
-        return grant(forged);
-      }, 401, 'invalid_client'],
-      ['wrong grant_type', async () => grant(await ehr.assertion(), { grant_type: 'password' }), 400, 'unsupported_grant_type'],
-      ['wrong assertion type', async () => grant(await ehr.assertion(), { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:saml2-bearer' }), 400, 'invalid_request'],
+      [
+        'unknown client',
+        async () => grant(await ehr.assertion({ iss: 'nobody', sub: 'nobody' })),
+        401,
+        'invalid_client',
+      ],
+      [
+        'signature by another key',
+        async () => {
+          const other = await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE] });
+          const forged = await other.assertion({ iss: ehr.id, sub: ehr.id }, { kid: ehr.kid });
+          return grant(forged);
+        },
+        401,
+        'invalid_client',
+      ],
+      [
+        'wrong grant_type',
+        async () => grant(await ehr.assertion(), { grant_type: 'password' }),
+        400,
+        'unsupported_grant_type',
+      ],
+      [
+        'wrong assertion type',
+        async () =>
+          grant(await ehr.assertion(), {
+            client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:saml2-bearer',
+          }),
+        400,
+        'invalid_request',
+      ],
       ['garbage assertion', async () => grant('not.a.jwt'), 401, 'invalid_client'],
-      ['repeated parameter', async () => request(gw.app.server).post('/auth/token').type('form').send(`grant_type=client_credentials&grant_type=client_credentials`), 400, 'invalid_request'],
-      ['JSON body instead of a form', async () => request(gw.app.server).post('/auth/token').send({ grant_type: 'client_credentials' }), 400, 'invalid_request'],
+      [
+        'repeated parameter',
+        async () =>
+          request(gw.app.server)
+            .post('/auth/token')
+            .type('form')
+            .send(`grant_type=client_credentials&grant_type=client_credentials`),
+        400,
+        'invalid_request',
+      ],
+      [
+        'JSON body instead of a form',
+        async () => request(gw.app.server).post('/auth/token').send({ grant_type: 'client_credentials' }),
+        400,
+        'invalid_request',
+      ],
     ];
     for (const [name, run, status, error] of cases) {
       it(name, async () => {
@@ -116,7 +221,19 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
     it('audits every refusal with a reason code and never the assertion', async () => {
       const rows = (await auditTypes()).filter((r) => r.type === 'auth.failure');
       const reasons = rows.map((r) => JSON.parse(r.entry).detail.reason);
-      expect(reasons).toEqual(expect.arrayContaining(['alg_not_allowed', 'expired', 'jti_replayed', 'kid_unknown', 'header_refused', 'client_disabled', 'claim_aud', 'exp_too_far', 'claim_jti']));
+      expect(reasons).toEqual(
+        expect.arrayContaining([
+          'alg_not_allowed',
+          'expired',
+          'jti_replayed',
+          'kid_unknown',
+          'header_refused',
+          'client_disabled',
+          'claim_aud',
+          'exp_too_far',
+          'claim_jti',
+        ]),
+      );
       expect(rows.map((r) => r.entry).join('\n')).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
     });
   });

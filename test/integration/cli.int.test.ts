@@ -32,35 +32,49 @@ describe('the gateway command', () => {
 
   it('refuses to start with a wrong HSM PIN, saying so', async () => {
     const token = createTestToken();
-    const r = await runCli(['serve'], cleanEnv({
-      DATABASE_URL: await createTestDatabase(),
-      HSM_MODULE: token.library,
-      HSM_TOKEN_LABEL: token.label,
-      HSM_PIN: 'wrong-pin',
-      SOFTHSM2_CONF: process.env.SOFTHSM2_CONF!,
-      PORT: '0',
-    }));
+    const r = await runCli(
+      ['serve'],
+      cleanEnv({
+        DATABASE_URL: await createTestDatabase(),
+        HSM_MODULE: token.library,
+        HSM_TOKEN_LABEL: token.label,
+        HSM_PIN: 'wrong-pin',
+        SOFTHSM2_CONF: process.env.SOFTHSM2_CONF!,
+        PORT: '0',
+      }),
+    );
     expect(r.code).toBe(69);
     expect(r.stderr).toContain('HSM_LOGIN_FAILED');
     expect(r.stderr).toContain('CKR_PIN_INCORRECT');
   });
 
   it('names a missing PKCS#11 library', async () => {
-    const r = await runCli(['serve'], cleanEnv({ DATABASE_URL: await createTestDatabase(), HSM_MODULE: '/nonexistent/libpkcs11.so', HSM_PIN: '1', PORT: '0' }));
+    const r = await runCli(
+      ['serve'],
+      cleanEnv({
+        DATABASE_URL: await createTestDatabase(),
+        HSM_MODULE: '/nonexistent/libpkcs11.so',
+        HSM_PIN: '1',
+        PORT: '0',
+      }),
+    );
     expect(r.code).toBe(69);
     expect(r.stderr).toContain('/nonexistent/libpkcs11.so');
   });
 
   it('refuses an unknown token label', async () => {
     createTestToken();
-    const r = await runCli(['serve'], cleanEnv({
-      DATABASE_URL: await createTestDatabase(),
-      HSM_MODULE: '/usr/lib/softhsm/libsofthsm2.so',
-      HSM_TOKEN_LABEL: 'no-such-token',
-      HSM_PIN: '1234',
-      SOFTHSM2_CONF: process.env.SOFTHSM2_CONF!,
-      PORT: '0',
-    }));
+    const r = await runCli(
+      ['serve'],
+      cleanEnv({
+        DATABASE_URL: await createTestDatabase(),
+        HSM_MODULE: '/usr/lib/softhsm/libsofthsm2.so',
+        HSM_TOKEN_LABEL: 'no-such-token',
+        HSM_PIN: '1234',
+        SOFTHSM2_CONF: process.env.SOFTHSM2_CONF!,
+        PORT: '0',
+      }),
+    );
     expect(r.code).toBe(69);
     expect(r.stderr).toContain('no-such-token');
   });

@@ -15,9 +15,16 @@ describe('docker-compose.yml', () => {
     mkdirSync(join(dir, 'secrets'));
     writeFileSync(join(dir, 'secrets', 'hsm-pin'), 'test-pin\n');
     const rendered = execFileSync('docker-compose', ['config'], { cwd: dir, encoding: 'utf8' });
-    const config = parse(rendered) as { services: Record<string, { healthcheck?: { test?: unknown; disable?: boolean }; command?: string[]; volumes?: unknown[] }>; volumes: Record<string, unknown> };
+    const config = parse(rendered) as {
+      services: Record<
+        string,
+        { healthcheck?: { test?: unknown; disable?: boolean }; command?: string[]; volumes?: unknown[] }
+      >;
+      volumes: Record<string, unknown>;
+    };
     expect(Object.keys(config.services).sort()).toEqual(['gateway', 'hsm-init', 'postgres', 'worker']);
-    for (const name of ['postgres', 'gateway', 'worker']) expect(config.services[name]!.healthcheck?.test, name).toBeTruthy();
+    for (const name of ['postgres', 'gateway', 'worker'])
+      expect(config.services[name]!.healthcheck?.test, name).toBeTruthy();
     expect(config.services.gateway!.command).toEqual(['serve']);
     expect(config.services.worker!.command).toEqual(['worker']);
     expect(Object.keys(config.volumes)).toContain('softhsm');

@@ -14,7 +14,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('a full disk', () => {
   it('fails the imaging file with ENOSPC and leaves nothing behind', () => {
     const child = join(import.meta.dirname, '../helpers/disk-full-child.ts');
-    const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" "$3" "$1"`, 'sh', dir, NODE, child], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(
+      'unshare',
+      ['-m', 'sh', '-c', `mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" "$3" "$1"`, 'sh', dir, NODE, child],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { failedAt?: string; code?: string; left: string[] };
     expect(out.failedAt).toBeDefined(); // the write or the commit said so: never a silent short file
@@ -34,12 +38,18 @@ describe('a full disk', () => {
     expect(reply.status).toBe(507);
     expect(reply.retryAfter).toBe(60);
     expect(reply.serverFault).toBe(true); // logged for the operator
-    expect(reply.outcome.issue[0]).toMatchObject({ code: 'transient', details: { coding: [{ code: 'INSUFFICIENT_STORAGE' }] } });
+    expect(reply.outcome.issue[0]).toMatchObject({
+      code: 'transient',
+      details: { coding: [{ code: 'INSUFFICIENT_STORAGE' }] },
+    });
     expect(reply.outcome.issue[0]?.diagnostics).toMatch(/no storage left.*retry later/);
   });
 
   it("maps PostgreSQL's disk_full (SQLSTATE 53100) the same way", () => {
-    const reply = toErrorReply(Object.assign(new Error('could not extend file: No space left on device'), { code: '53100' }), 'req-2');
+    const reply = toErrorReply(
+      Object.assign(new Error('could not extend file: No space left on device'), { code: '53100' }),
+      'req-2',
+    );
     expect(reply.status).toBe(507);
     expect(reply.outcome.issue[0]?.diagnostics).not.toMatch(/extend file/); // the database's own text stays in the log
   });

@@ -67,7 +67,10 @@ function phiMarkers(bundleText: string): string[] {
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-interface Finding { where: string; marker: string }
+interface Finding {
+  where: string;
+  marker: string;
+}
 
 /** Markers as whole tokens (not inside a longer alphanumeric run), so base64 coordinates rarely match by chance. */
 function scanner(markers: string[]) {
@@ -96,7 +99,10 @@ function scanner(markers: string[]) {
 }
 
 /** Every text-like, json and bytea column of every table outside the system schemas, cell by cell. */
-async function scanDatabase(p: Peer, scan: ReturnType<typeof scanner>): Promise<{ findings: Finding[]; cells: number; tables: Set<string> }> {
+async function scanDatabase(
+  p: Peer,
+  scan: ReturnType<typeof scanner>,
+): Promise<{ findings: Finding[]; cells: number; tables: Set<string> }> {
   const pool = p.gw.app.ctx.pool;
   const { rows: cols } = await pool.query<{ schema: string; table: string; column: string; type: string }>(
     `SELECT c.table_schema AS schema, c.table_name AS table, c.column_name AS column, c.data_type AS type
@@ -113,7 +119,9 @@ async function scanDatabase(p: Peer, scan: ReturnType<typeof scanner>): Promise<
     tables.add(`${c.schema}.${c.table}`);
     // bytea as text with only non-printable bytes escaped: ASCII markers stay readable.
     const expr = c.type === 'bytea' ? `encode(${col}, 'escape')` : `${col}::text`;
-    const { rows } = await pool.query<{ v: string | null }>(`SELECT ${expr} AS v FROM ${ident} WHERE ${col} IS NOT NULL`);
+    const { rows } = await pool.query<{ v: string | null }>(
+      `SELECT ${expr} AS v FROM ${ident} WHERE ${col} IS NOT NULL`,
+    );
     for (const r of rows) {
       cells++;
       scan(`${c.schema}.${c.table}.${c.column}`, r.v ?? '', findings);
@@ -171,16 +179,26 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
       req.on('end', () => {
         if (ehrCalls++ === 0) {
           // An EHR that echoes the record in its error: the gateway must not keep that text anywhere.
-          res.writeHead(503, { 'content-type': 'application/fhir+json' }).end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: body.slice(0, 5000) }] }));
+          res.writeHead(503, { 'content-type': 'application/fhir+json' }).end(
+            JSON.stringify({
+              resourceType: 'OperationOutcome',
+              issue: [{ severity: 'error', code: 'transient', diagnostics: body.slice(0, 5000) }],
+            }),
+          );
           return;
         }
         ehrReceived.push(body);
-        res.writeHead(201, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"Bundle","type":"transaction-response"}');
+        res
+          .writeHead(201, { 'content-type': 'application/fhir+json' })
+          .end('{"resourceType":"Bundle","type":"transaction-response"}');
       });
     });
     await new Promise<void>((resolve) => ehr.listen(0, '127.0.0.1', resolve));
     const ehrUrl = `http://127.0.0.1:${(ehr.address() as AddressInfo).port}/fhir`;
-    t = await startTwoGateways({ LOG_LEVEL: 'trace', LOCAL_FHIR_BASE_URL: ehrUrl }, { a: logA.options as never, b: logB.options as never });
+    t = await startTwoGateways(
+      { LOG_LEVEL: 'trace', LOCAL_FHIR_BASE_URL: ehrUrl },
+      { a: logA.options as never, b: logB.options as never },
+    );
     await captureJobs(t.a);
     await captureJobs(t.b);
   }, 60_000);
@@ -194,9 +212,18 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
     expect(markers.length).toBeGreaterThanOrEqual(FILES.length * 10);
     for (const text of sent) {
       const m = phiMarkers(text);
-      expect(m.some((x) => /^\d{4}-\d{2}-\d{2}$/.test(x)), 'birth date').toBe(true);
-      expect(m.some((x) => /^999-\d{2}-\d{4}$/.test(x)), 'SSN').toBe(true);
-      expect(m.some((x) => /^555-\d{3}-\d{4}$/.test(x)), 'phone').toBe(true);
+      expect(
+        m.some((x) => /^\d{4}-\d{2}-\d{2}$/.test(x)),
+        'birth date',
+      ).toBe(true);
+      expect(
+        m.some((x) => /^999-\d{2}-\d{4}$/.test(x)),
+        'SSN',
+      ).toBe(true);
+      expect(
+        m.some((x) => /^555-\d{3}-\d{4}$/.test(x)),
+        'phone',
+      ).toBe(true);
       expect(m.filter((x) => x.length >= MIN_IN_CIPHERTEXT).length).toBeGreaterThanOrEqual(6);
     }
   });
@@ -207,20 +234,31 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
     const toB = encodeURIComponent(b.gw.config.org);
     const ids: string[] = [];
     for (const [i, text] of sent.entries()) {
-      const res = await request(a.gw.app.server).post(`/exchanges?recipient=${toB}`).set('authorization', aAuth)
-        .set('idempotency-key', `phi-${i}-${randomUUID()}`).type('application/fhir+json').send(text);
+      const res = await request(a.gw.app.server)
+        .post(`/exchanges?recipient=${toB}`)
+        .set('authorization', aAuth)
+        .set('idempotency-key', `phi-${i}-${randomUUID()}`)
+        .type('application/fhir+json')
+        .send(text);
       expect(res.status, JSON.stringify(res.body).slice(0, 300)).toBe(202);
       ids.push((res.headers['content-location'] as string).split('/').pop()!);
     }
     // Refused submissions built from the same PHI: their error messages and audit entries must not echo it.
     const refused = [
       { type: 'application/fhir+json', body: sent[0]!.slice(0, sent[0]!.indexOf('"birthDate"') + 40) }, // truncated mid-Patient
-      { type: 'application/fhir+json', body: sent[1]!.replace('"resourceType": "Patient"', '"resourceType": "Patient", "__proto__": {}') },
+      {
+        type: 'application/fhir+json',
+        body: sent[1]!.replace('"resourceType": "Patient"', '"resourceType": "Patient", "__proto__": {}'),
+      },
       { type: 'application/json', body: sent[2]! },
       { type: 'application/fhir+json', body: sent[3]!.replace('"birthDate"', '"birthDate" "') },
     ];
     for (const r of refused) {
-      const res = await request(a.gw.app.server).post(`/exchanges?recipient=${toB}`).set('authorization', aAuth).set('content-type', r.type).send(r.body);
+      const res = await request(a.gw.app.server)
+        .post(`/exchanges?recipient=${toB}`)
+        .set('authorization', aAuth)
+        .set('content-type', r.type)
+        .send(r.body);
       expect(res.status).toBeGreaterThanOrEqual(400);
       expect(res.status).toBeLessThan(500);
       const echoed: Finding[] = [];
@@ -228,43 +266,76 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
       expect(echoed, 'a refusal echoes PHI back').toEqual([]);
     }
     // A sender-side PHI refusal with an unknown recipient too.
-    await request(a.gw.app.server).post('/exchanges?recipient=urn%3Atest%3Anobody').set('authorization', aAuth).type('application/fhir+json').send(sent[0]!).expect(422);
+    await request(a.gw.app.server)
+      .post('/exchanges?recipient=urn%3Atest%3Anobody')
+      .set('authorization', aAuth)
+      .type('application/fhir+json')
+      .send(sent[0]!)
+      .expect(422);
 
     for (const id of ids) {
-      await waitFor(`exchange ${id} delivered`, async () => {
-        const res = await request(a.gw.app.server).get(`/exchanges/${id}`).set('authorization', aAuth);
-        return res.body.recipients?.every((r: { state: string }) => r.state === 'delivered') ? true : undefined;
-      }, 45_000, 100);
+      await waitFor(
+        `exchange ${id} delivered`,
+        async () => {
+          const res = await request(a.gw.app.server).get(`/exchanges/${id}`).set('authorization', aAuth);
+          return res.body.recipients?.every((r: { state: string }) => r.state === 'delivered') ? true : undefined;
+        },
+        45_000,
+        100,
+      );
     }
     const bAuth = await b.ehr.bearer();
-    const list = await request(b.gw.app.server).get('/inbox/messages?_count=1000').set('authorization', bAuth).expect(200);
+    const list = await request(b.gw.app.server)
+      .get('/inbox/messages?_count=1000')
+      .set('authorization', bAuth)
+      .expect(200);
     expect(list.body.messages).toHaveLength(sent.length);
     const pulled: string[] = [];
     for (const m of list.body.messages as Array<{ id: string }>) {
-      const res = await request(b.gw.app.server).get(`/inbox/messages/${m.id}`).set('authorization', bAuth).buffer(true).parse((r, cb) => {
-        let data = '';
-        r.setEncoding('utf8');
-        r.on('data', (c: string) => (data += c));
-        r.on('end', () => cb(null, data));
-      }).expect(200);
+      const res = await request(b.gw.app.server)
+        .get(`/inbox/messages/${m.id}`)
+        .set('authorization', bAuth)
+        .buffer(true)
+        .parse((r, cb) => {
+          let data = '';
+          r.setEncoding('utf8');
+          r.on('data', (c: string) => (data += c));
+          r.on('end', () => cb(null, data));
+        })
+        .expect(200);
       pulled.push(res.body as string);
       await request(b.gw.app.server).post(`/inbox/messages/${m.id}/$ack`).set('authorization', bAuth).expect(200);
     }
     // The bundles did travel in full (so their markers were there to leak).
     expect(pulled.sort()).toEqual([...sent].sort());
     // B also pushed each bundle to its local EHR, through a retried job (the first push met a 503).
-    await waitFor('every bundle forwarded', async () => (ehrReceived.length === sent.length ? true : undefined), 30_000, 100);
+    await waitFor(
+      'every bundle forwarded',
+      async () => (ehrReceived.length === sent.length ? true : undefined),
+      30_000,
+      100,
+    );
     expect([...ehrReceived].sort()).toEqual([...sent].sort());
     expect(ehrCalls).toBe(sent.length + 1);
     // Let every job finish, so their final writes are captured too.
     for (const p of [a, b]) {
-      await waitFor('job queue empty', async () => {
-        const { rows } = await p.gw.app.ctx.pool.query("SELECT count(*)::int AS n FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks k ON k.id = j.task_id WHERE k.identifier NOT LIKE 'zz%' AND j.locked_at IS NOT NULL");
-        return rows[0].n === 0 ? true : undefined;
-      }, 10_000, 100);
+      await waitFor(
+        'job queue empty',
+        async () => {
+          const { rows } = await p.gw.app.ctx.pool.query(
+            "SELECT count(*)::int AS n FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks k ON k.id = j.task_id WHERE k.identifier NOT LIKE 'zz%' AND j.locked_at IS NOT NULL",
+          );
+          return rows[0].n === 0 ? true : undefined;
+        },
+        10_000,
+        100,
+      );
     }
 
-    for (const [name, p, log] of [['A', a, logA], ['B', b, logB]] as const) {
+    for (const [name, p, log] of [
+      ['A', a, logA],
+      ['B', b, logB],
+    ] as const) {
       // (a) every row of every table
       const db = await scanDatabase(p, scan);
       expect(db.tables.has('public.deliveries') || db.tables.has('public.inbox_messages')).toBe(true);
@@ -272,9 +343,17 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
       expect(db.cells).toBeGreaterThan(50);
       expect(db.findings, `${name}: PHI in the database`).toEqual([]);
       // (b) every job payload ever written
-      const jobs = (await p.gw.app.ctx.pool.query<{ payload: unknown; key: string | null; last_error: string | null }>('SELECT payload, key, last_error FROM zz_phi_job_capture')).rows;
+      const jobs = (
+        await p.gw.app.ctx.pool.query<{ payload: unknown; key: string | null; last_error: string | null }>(
+          'SELECT payload, key, last_error FROM zz_phi_job_capture',
+        )
+      ).rows;
       expect(jobs.length, `${name}: delivery / forward jobs were captured`).toBeGreaterThanOrEqual(sent.length);
-      if (p === b) expect(jobs.some((j) => j.last_error), 'the failed forward attempt was captured').toBe(true);
+      if (p === b)
+        expect(
+          jobs.some((j) => j.last_error),
+          'the failed forward attempt was captured',
+        ).toBe(true);
       const jobFindings: Finding[] = [];
       for (const j of jobs) scan(`${name} job`, JSON.stringify(j), jobFindings);
       expect(jobFindings, `${name}: PHI in job payloads`).toEqual([]);
@@ -294,12 +373,19 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
     const { a } = t;
     const pool = a.gw.app.ctx.pool;
     const ssn = markers.find((m) => /^999-\d{2}-\d{4}$/.test(m))!;
-    const family = JSON.parse(sent[2]!).entry.find((e: { resource: { resourceType: string } }) => e.resource.resourceType === 'Patient').resource.name[0].family as string;
+    const family = JSON.parse(sent[2]!).entry.find(
+      (e: { resource: { resourceType: string } }) => e.resource.resourceType === 'Patient',
+    ).resource.name[0].family as string;
     const birth = markers.find((m) => /^\d{4}-\d{2}-\d{2}$/.test(m))!;
     const jwsPayload = Buffer.from(JSON.stringify({ patient: family })).toString('base64url');
     await pool.query('CREATE TABLE zz_phi_control (note text, blob bytea, doc jsonb, token text)');
     try {
-      await pool.query("INSERT INTO zz_phi_control VALUES ($1, convert_to($2, 'UTF8'), $3, $4)", [`seen ${ssn} here`, `xx ${birth}\u0001`, JSON.stringify({ name: family }), `eyJhbGciOiJub25lIn0.${jwsPayload}.c2ln`]);
+      await pool.query("INSERT INTO zz_phi_control VALUES ($1, convert_to($2, 'UTF8'), $3, $4)", [
+        `seen ${ssn} here`,
+        `xx ${birth}\u0001`,
+        JSON.stringify({ name: family }),
+        `eyJhbGciOiJub25lIn0.${jwsPayload}.c2ln`,
+      ]);
       const db = await scanDatabase(a, scan);
       const where = (w: string) => db.findings.filter((f) => f.where.startsWith(w)).map((f) => f.marker);
       expect(where('public.zz_phi_control.note')).toContain(ssn);
@@ -312,7 +398,9 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
     }
     // A job payload, captured even after the job is gone.
     await a.gw.app.ctx.queue.addJob('zz_phi_control_task', { leaked: ssn }, { maxAttempts: 1 });
-    await pool.query("DELETE FROM graphile_worker._private_jobs WHERE task_id IN (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'zz_phi_control_task')");
+    await pool.query(
+      "DELETE FROM graphile_worker._private_jobs WHERE task_id IN (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'zz_phi_control_task')",
+    );
     const captured = (await pool.query('SELECT payload FROM zz_phi_job_capture')).rows;
     const jobFindings: Finding[] = [];
     for (const j of captured) scan('job', JSON.stringify(j), jobFindings);

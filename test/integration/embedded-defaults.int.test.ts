@@ -52,9 +52,16 @@ describe('embedded defaults (README quick start)', () => {
     const second = spawnCli(['start'], env);
     try {
       expect(await waitFor(ready, 10_000, 'restart /ready')).toBeLessThan(10_000);
-      const jwks = (await (await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> };
+      const jwks = (await (await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`)).json()) as {
+        keys: Array<{ kid: string }>;
+      };
       // Same keys after the restart: nothing regenerated.
-      expect(jwks.keys.map((k) => k.kid).sort()).toEqual(keys.filter((k) => k.use !== 'audit').map((k) => k.kid).sort());
+      expect(jwks.keys.map((k) => k.kid).sort()).toEqual(
+        keys
+          .filter((k) => k.use !== 'audit')
+          .map((k) => k.kid)
+          .sort(),
+      );
     } finally {
       second.kill('SIGTERM');
       expect(await exited(second)).toBe(0);

@@ -35,7 +35,12 @@ describe('gateway keys list', () => {
       expect(line, `${row.use} key ${row.kid}`).toBeDefined();
       expect(line!.split(/\s+/).slice(0, 4)).toEqual([row.kid, row.use, row.alg, 'active']);
     }
-    expect(lines.map((l) => l.split(/\s+/)[1]).slice(1).sort()).toEqual(['audit', 'enc', 'sig']);
+    expect(
+      lines
+        .map((l) => l.split(/\s+/)[1])
+        .slice(1)
+        .sort(),
+    ).toEqual(['audit', 'enc', 'sig']);
 
     const json = JSON.parse((await gateway(['keys', 'list', '--json'], env)).stdout) as Array<Record<string, unknown>>;
     expect(json.map((k) => [k.use, k.alg, k.state]).sort()).toEqual([
@@ -49,7 +54,10 @@ describe('gateway keys list', () => {
   });
 
   it('refuses an unknown subcommand with a usage error', async () => {
-    const err = await gateway(['keys', 'rotate-everything'], { DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'silent' }).catch((e) => e);
+    const err = await gateway(['keys', 'rotate-everything'], {
+      DATABASE_URL: gw.databaseUrl,
+      LOG_LEVEL: 'silent',
+    }).catch((e) => e);
     expect(err.code).not.toBe(0);
     expect(err.stderr).toMatch(/unknown keys subcommand/);
   });

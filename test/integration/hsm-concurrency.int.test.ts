@@ -42,7 +42,10 @@ describe(`${LOAD} concurrent signs`, () => {
 
   it('control: the same load on ONE raw session without the pool fails with CKR_OPERATION_ACTIVE', async () => {
     const p11 = acquireModule(token.library);
-    const session = p11.C_OpenSession(findSlotByTokenLabel(p11, token.label)!, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    const session = p11.C_OpenSession(
+      findSlotByTokenLabel(p11, token.label)!,
+      pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
+    );
     try {
       const handle = findKeyObject(p11, session, Buffer.from(key.id, 'hex'), pkcs11js.CKO_PRIVATE_KEY)!;
       const { signatures, errors } = await settle(
@@ -64,7 +67,10 @@ describe(`${LOAD} concurrent signs`, () => {
     const { signatures, errors } = await settle(Array.from({ length: LOAD }, (_, i) => signer.signDigest(digestOf(i))));
     expect(errors).toEqual({});
     // Each signature is over its own digest: verify against the message it came from.
-    const verified = signatures.filter((sig, i) => sig && verify('sha256', Buffer.from(`message ${i}`), { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig)).length;
+    const verified = signatures.filter(
+      (sig, i) =>
+        sig && verify('sha256', Buffer.from(`message ${i}`), { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig),
+    ).length;
     expect(verified).toBe(LOAD);
   });
 
@@ -74,7 +80,11 @@ describe(`${LOAD} concurrent signs`, () => {
       const work: Array<Promise<Uint8Array>> = [];
       for (let i = 0; i < LOAD; i++) {
         work.push(single.signDigest(key.id, 'ES256', digestOf(i)));
-        if (i % 50 === 0) work.push(single.ping().then(() => Buffer.alloc(0)), single.describeKey(key.id).then(() => Buffer.alloc(0)));
+        if (i % 50 === 0)
+          work.push(
+            single.ping().then(() => Buffer.alloc(0)),
+            single.describeKey(key.id).then(() => Buffer.alloc(0)),
+          );
       }
       const { signatures, errors } = await settle(work);
       expect(errors).toEqual({});

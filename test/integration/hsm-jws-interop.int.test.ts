@@ -55,10 +55,14 @@ describe('JWS signed in the HSM verifies with independent implementations', () =
     const jws = await signJson(signer, { hello: 'world', n: 42 }, { typ: 'test+jws' });
     const published = jwks.keys.find((k) => k.kid === signer.kid);
     expect(published).toMatchObject({ use: 'sig', alg: 'ES256', kty: 'EC', crv: 'P-256' });
-    const { payload, protectedHeader } = await compactVerify(jws, await importJWK(published!, 'ES256'), { algorithms: ['ES256'] });
+    const { payload, protectedHeader } = await compactVerify(jws, await importJWK(published!, 'ES256'), {
+      algorithms: ['ES256'],
+    });
     expect(protectedHeader).toEqual({ typ: 'test+jws', alg: 'ES256', kid: signer.kid });
     expect(JSON.parse(Buffer.from(payload).toString())).toEqual({ hello: 'world', n: 42 });
-    await expect(compactVerify(tamper(jws), await importJWK(published!, 'ES256'))).rejects.toThrow(/signature verification failed/);
+    await expect(compactVerify(tamper(jws), await importJWK(published!, 'ES256'))).rejects.toThrow(
+      /signature verification failed/,
+    );
   });
 
   it('verifies with Debian jose CLI (jose jws ver) against the JWKS fetched over HTTP', async () => {
@@ -94,12 +98,22 @@ describe('JWS signed in the HSM verifies with independent implementations', () =
     const header = await verifyDetached(jws, content, async () => published);
     expect(header).toMatchObject({ alg: 'ES256', kid: signer.kid, b64: false, crit: ['b64'] });
     const [protectedHeader, , signature] = jws.split('.');
-    const viaJose = await flattenedVerify({ protected: protectedHeader!, payload: content, signature: signature! }, await importJWK(published, 'ES256'));
+    const viaJose = await flattenedVerify(
+      { protected: protectedHeader!, payload: content, signature: signature! },
+      await importJWK(published, 'ES256'),
+    );
     expect(Buffer.from(viaJose.payload).equals(content)).toBe(true);
     // Debian's jose CLI (v11) does not implement RFC 7797, so the third check is
     // node:crypto (OpenSSL) over the RFC 7797 signing input ASCII(header) || '.' || content.
     const input = Buffer.concat([Buffer.from(`${protectedHeader}.`, 'ascii'), content]);
-    expect(verify('sha256', input, { key: createPublicKey({ key: published as never, format: 'jwk' }), dsaEncoding: 'ieee-p1363' }, Buffer.from(signature!, 'base64url'))).toBe(true);
+    expect(
+      verify(
+        'sha256',
+        input,
+        { key: createPublicKey({ key: published as never, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+        Buffer.from(signature!, 'base64url'),
+      ),
+    ).toBe(true);
     const flipped = Buffer.from(content);
     flipped[100_000]! ^= 0x80;
     await expect(verifyDetached(jws, flipped, async () => published)).rejects.toMatchObject({ code: 'BAD_REQUEST' });

@@ -20,15 +20,16 @@ describe('gateway private keys stay in the HSM', () => {
   it('PKCS#11 reports CKA_SENSITIVE=true, CKA_EXTRACTABLE=false, ALWAYS_SENSITIVE and NEVER_EXTRACTABLE for every private key', async () => {
     const rows = await gw.app.hsm.withSession((session, p11) =>
       findObjects(p11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).map((key) => {
-        const [label, sensitive, extractable, alwaysSensitive, neverExtractable, isPrivate, token] = p11.C_GetAttributeValue(session, key, [
-          { type: pkcs11js.CKA_LABEL },
-          { type: pkcs11js.CKA_SENSITIVE },
-          { type: pkcs11js.CKA_EXTRACTABLE },
-          { type: pkcs11js.CKA_ALWAYS_SENSITIVE },
-          { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
-          { type: pkcs11js.CKA_PRIVATE },
-          { type: pkcs11js.CKA_TOKEN },
-        ]);
+        const [label, sensitive, extractable, alwaysSensitive, neverExtractable, isPrivate, token] =
+          p11.C_GetAttributeValue(session, key, [
+            { type: pkcs11js.CKA_LABEL },
+            { type: pkcs11js.CKA_SENSITIVE },
+            { type: pkcs11js.CKA_EXTRACTABLE },
+            { type: pkcs11js.CKA_ALWAYS_SENSITIVE },
+            { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
+            { type: pkcs11js.CKA_PRIVATE },
+            { type: pkcs11js.CKA_TOKEN },
+          ]);
         return {
           label: (label!.value as Buffer).toString(),
           sensitive: bool(sensitive!.value),
@@ -43,7 +44,15 @@ describe('gateway private keys stay in the HSM', () => {
     // sig, enc and audit from the gateway's first boot, plus the ES384 and RSA keys above.
     expect(rows.length).toBe(5);
     for (const row of rows) {
-      expect(row, row.label).toEqual({ label: row.label, sensitive: true, extractable: false, alwaysSensitive: true, neverExtractable: true, private: true, token: true });
+      expect(row, row.label).toEqual({
+        label: row.label,
+        sensitive: true,
+        extractable: false,
+        alwaysSensitive: true,
+        neverExtractable: true,
+        private: true,
+        token: true,
+      });
     }
   });
 
@@ -62,11 +71,16 @@ describe('gateway private keys stay in the HSM', () => {
         // The secret scalar of an EC key is CKA_VALUE; of an RSA key, CKA_PRIVATE_EXPONENT.
         read: attempt(() => {
           const [type] = p11.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_KEY_TYPE }]);
-          const secret = ulong(type!.value as Buffer) === pkcs11js.CKK_EC ? pkcs11js.CKA_VALUE : pkcs11js.CKA_PRIVATE_EXPONENT;
+          const secret =
+            ulong(type!.value as Buffer) === pkcs11js.CKK_EC ? pkcs11js.CKA_VALUE : pkcs11js.CKA_PRIVATE_EXPONENT;
           return p11.C_GetAttributeValue(session, key, [{ type: secret }]);
         }),
-        setExtractable: attempt(() => p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }])),
-        setInsensitive: attempt(() => p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_SENSITIVE, value: false }])),
+        setExtractable: attempt(() =>
+          p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }]),
+        ),
+        setInsensitive: attempt(() =>
+          p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_SENSITIVE, value: false }]),
+        ),
       }));
     });
     expect(outcome.length).toBe(5);
@@ -79,16 +93,22 @@ describe('gateway private keys stay in the HSM', () => {
 
   it('pkcs11-tool --list-objects shows every private key as sensitive and never extractable', () => {
     const { library, label, pin } = gw.token;
-    const out = execFileSync('pkcs11-tool', ['--module', library, '--token-label', label, '--login', '--pin', pin, '--list-objects'], {
-      encoding: 'utf8',
-      env: process.env, // carries SOFTHSM2_CONF of the test token directory
-    });
+    const out = execFileSync(
+      'pkcs11-tool',
+      ['--module', library, '--token-label', label, '--login', '--pin', pin, '--list-objects'],
+      {
+        encoding: 'utf8',
+        env: process.env, // carries SOFTHSM2_CONF of the test token directory
+      },
+    );
     const blocks = out.split(/\n(?=\S)/).filter((b) => b.startsWith('Private Key Object'));
     expect(blocks.length).toBe(5);
     for (const block of blocks) {
       const access = /Access:\s+(.*)/.exec(block)?.[1] ?? '';
       const flags = access.split(',').map((f) => f.trim());
-      expect(flags, block).toEqual(expect.arrayContaining(['sensitive', 'always sensitive', 'never extractable', 'local']));
+      expect(flags, block).toEqual(
+        expect.arrayContaining(['sensitive', 'always sensitive', 'never extractable', 'local']),
+      );
       expect(flags).not.toContain('extractable');
     }
     // Public halves carry no private-key capabilities.

@@ -65,9 +65,20 @@ describe('HSM unavailable during operation', () => {
   let ehrAuth: string;
   let recipient: TestRecipient;
 
-  const signOverHttp = () => request(app.server).post('/test/sign').set('authorization', adminAuth).set('content-type', 'text/plain').send('payload to sign');
-  const intake = () => request(app.server).post('/fhir/$process-message').set('authorization', ehrAuth).type('application/fhir+json').send(messageBundle([recipient.id]));
-  const exchangeRows = async () => Number((await app.ctx.pool.query<{ n: string }>('SELECT count(*) AS n FROM exchanges')).rows[0]!.n);
+  const signOverHttp = () =>
+    request(app.server)
+      .post('/test/sign')
+      .set('authorization', adminAuth)
+      .set('content-type', 'text/plain')
+      .send('payload to sign');
+  const intake = () =>
+    request(app.server)
+      .post('/fhir/$process-message')
+      .set('authorization', ehrAuth)
+      .type('application/fhir+json')
+      .send(messageBundle([recipient.id]));
+  const exchangeRows = async () =>
+    Number((await app.ctx.pool.query<{ n: string }>('SELECT count(*) AS n FROM exchanges')).rows[0]!.n);
   async function expectValidJws(jws: string) {
     const { payload } = await compactVerify(jws, await importJWK(sigKey, 'ES256'), { algorithms: ['ES256'] });
     expect(Buffer.from(payload).toString()).toBe('payload to sign');
@@ -100,7 +111,10 @@ describe('HSM unavailable during operation', () => {
     const gw = { app, config, url: config.baseUrl } as unknown as TestGateway;
     adminAuth = await (await testClient(gw, { scopes: [SCOPE_ADMIN] })).bearer();
     ehrAuth = await (await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE] })).bearer();
-    recipient = await startTestRecipient({ senderId: config.org, senderJwks: async () => app.ctx.keyring.jwks() as unknown as { keys: JWK[] } });
+    recipient = await startTestRecipient({
+      senderId: config.org,
+      senderJwks: async () => app.ctx.keyring.jwks() as unknown as { keys: JWK[] },
+    });
     await request(app.server)
       .post('/admin/partners')
       .set('authorization', adminAuth)
@@ -136,7 +150,10 @@ describe('HSM unavailable during operation', () => {
       const res = await signOverHttp();
       expect(res.status).toBe(503);
       expect(res.headers['retry-after']).toBe('5');
-      expect(res.body).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient' }] });
+      expect(res.body).toMatchObject({
+        resourceType: 'OperationOutcome',
+        issue: [{ severity: 'error', code: 'transient' }],
+      });
       expect(res.text).not.toContain('payload to sign');
     }
     // The real intake: 503, and nothing was stored (no unsigned or half-made exchange).
@@ -146,7 +163,10 @@ describe('HSM unavailable during operation', () => {
     expect(refused.body).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'transient' }] });
     expect(await exchangeRows()).toBe(rowsBefore);
     // Below the edge: a transient HsmError with a stable code.
-    const err = await app.keyring.signer('sig').sign(Buffer.from('x')).catch((e: unknown) => e);
+    const err = await app.keyring
+      .signer('sig')
+      .sign(Buffer.from('x'))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HsmError);
     expect(err).toMatchObject({ code: 'HSM_UNAVAILABLE', transient: true });
     const ready = await request(app.server).get('/ready').expect(503);

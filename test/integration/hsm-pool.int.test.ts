@@ -31,12 +31,12 @@ describe('HSM session pool and key store', () => {
       }
     })();
     expect(wrongPin).toMatchObject({ name: 'HsmError', code: 'HSM_LOGIN_FAILED', ckr: 'CKR_PIN_INCORRECT' });
-    expect(() => Hsm.open({ library: token.library, tokenLabel: 'no-such-token', pin: token.pin, sessions: 1 })).toThrow(
-      expect.objectContaining({ code: 'HSM_TOKEN_NOT_FOUND' }),
-    );
-    expect(() => Hsm.open({ library: '/nonexistent/libpkcs11.so', tokenLabel: token.label, pin: token.pin, sessions: 1 })).toThrow(
-      expect.objectContaining({ code: 'HSM_UNAVAILABLE' }),
-    );
+    expect(() =>
+      Hsm.open({ library: token.library, tokenLabel: 'no-such-token', pin: token.pin, sessions: 1 }),
+    ).toThrow(expect.objectContaining({ code: 'HSM_TOKEN_NOT_FOUND' }));
+    expect(() =>
+      Hsm.open({ library: '/nonexistent/libpkcs11.so', tokenLabel: token.label, pin: token.pin, sessions: 1 }),
+    ).toThrow(expect.objectContaining({ code: 'HSM_UNAVAILABLE' }));
     // The right PIN still works after the failure (nothing was left half-open).
     Hsm.open({ library: fresh.library, tokenLabel: fresh.label, pin: fresh.pin, sessions: 3 }).close();
   });
@@ -46,7 +46,9 @@ describe('HSM session pool and key store', () => {
     expect((await hsm.listKeys()).map((k) => k.id)).toContain(key.id);
     expect(await hsm.hasKey(key.id)).toBe(true);
     await expect(hsm.signDigest('00'.repeat(16), 'ES256', digest)).rejects.toMatchObject({ code: 'HSM_KEY_NOT_FOUND' });
-    await expect(hsm.signDigest(key.id, 'ES256', digest.subarray(0, 20))).rejects.toMatchObject({ code: 'HSM_OPERATION_FAILED' });
+    await expect(hsm.signDigest(key.id, 'ES256', digest.subarray(0, 20))).rejects.toMatchObject({
+      code: 'HSM_OPERATION_FAILED',
+    });
   });
 
   it('a key destroyed by another instance is HSM_KEY_NOT_FOUND, not a stale-handle failure', async () => {
@@ -98,7 +100,9 @@ describe('HSM session pool and key store', () => {
         const handle = findKeyObject(p11, session, Buffer.from(key.id, 'hex'), pkcs11js.CKO_PRIVATE_KEY)!;
         p11.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, handle);
       });
-      const results = await Promise.allSettled(Array.from({ length: 10 }, () => one.signDigest(key.id, 'ES256', digest)));
+      const results = await Promise.allSettled(
+        Array.from({ length: 10 }, () => one.signDigest(key.id, 'ES256', digest)),
+      );
       expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
     } finally {
       one.close();

@@ -32,19 +32,50 @@ describe('imaging intake on a full disk', () => {
     aDb = await createTestDatabase();
     const port = await freePort();
     aUrl = `http://127.0.0.1:${port}`;
-    const env = cleanEnv({ DATA_DIR: dataDir, DATABASE_URL: aDb, PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: `http://127.0.0.1:${port}` });
+    const env = cleanEnv({
+      DATA_DIR: dataDir,
+      DATABASE_URL: aDb,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      PUBLIC_URL: `http://127.0.0.1:${port}`,
+    });
     const cli = async (args: string[]) => {
       const r = await runCli(args, env);
       if (r.code !== 0) throw new Error(`gateway ${args.join(' ')}: ${r.stderr}`);
     };
     await cli(['migrate']);
-    await cli(['partners', 'add', '--id', b.config.org, '--endpoint', `${b.url}/inbox`, '--jwks-uri', `${b.url}/.well-known/jwks.json`]);
+    await cli([
+      'partners',
+      'add',
+      '--id',
+      b.config.org,
+      '--endpoint',
+      `${b.url}/inbox`,
+      '--jwks-uri',
+      `${b.url}/.well-known/jwks.json`,
+    ]);
     const { privateKey, publicKey } = await generateKeyPair('ES256');
-    writeFileSync(join(dir, 'ehr.jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'ehr-1', alg: 'ES256', use: 'sig' }] }));
-    await cli(['clients', 'add', '--id', 'ehr', '--jwks-file', join(dir, 'ehr.jwks.json'), '--scope', 'system/Bundle.write system/*.read']);
+    writeFileSync(
+      join(dir, 'ehr.jwks.json'),
+      JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'ehr-1', alg: 'ES256', use: 'sig' }] }),
+    );
+    await cli([
+      'clients',
+      'add',
+      '--id',
+      'ehr',
+      '--jwks-file',
+      join(dir, 'ehr.jwks.json'),
+      '--scope',
+      'system/Bundle.write system/*.read',
+    ]);
 
-    const mount = 'mkdir -p "$1/imaging" && mount -t tmpfs -o size=2m,mode=0700 tmpfs "$1/imaging" && shift && exec "$@"';
-    a = spawn('unshare', ['-m', 'sh', '-c', mount, 'sh', dataDir, NODE, GATEWAY, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const mount =
+      'mkdir -p "$1/imaging" && mount -t tmpfs -o size=2m,mode=0700 tmpfs "$1/imaging" && shift && exec "$@"';
+    a = spawn('unshare', ['-m', 'sh', '-c', mount, 'sh', dataDir, NODE, GATEWAY, 'start'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     a.stdout!.on('data', (d) => (out += d));
     a.stderr!.on('data', (d) => (out += d));
@@ -52,8 +83,18 @@ describe('imaging intake on a full disk', () => {
 
     const aud = aUrl + TOKEN_PATH;
     const assertion = await new SignJWT({ iss: 'ehr', sub: 'ehr', aud, jti: randomBytes(8).toString('hex') })
-      .setProtectedHeader({ alg: 'ES256', kid: 'ehr-1', typ: 'JWT' }).setExpirationTime('4m').sign(privateKey);
-    const res = await fetch(aud, { method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion, scope: 'system/Bundle.write system/*.read' }) });
+      .setProtectedHeader({ alg: 'ES256', kid: 'ehr-1', typ: 'JWT' })
+      .setExpirationTime('4m')
+      .sign(privateKey);
+    const res = await fetch(aud, {
+      method: 'POST',
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_assertion_type: ASSERTION_TYPE,
+        client_assertion: assertion,
+        scope: 'system/Bundle.write system/*.read',
+      }),
+    });
     token = ((await res.json()) as { access_token: string }).access_token;
   });
 
@@ -78,13 +119,22 @@ describe('imaging intake on a full disk', () => {
       },
     });
     const res = await fetch(`${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`, {
-      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom' }, body: chunked, duplex: 'half',
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom' },
+      body: chunked,
+      duplex: 'half',
     } as RequestInit);
     expect(res.status).toBe(507);
     expect(res.headers.get('retry-after')).toBe('60');
-    const outcome = (await res.json()) as { resourceType: string; issue: Array<{ code: string; diagnostics: string; details: { coding: Array<{ code: string }> } }> };
+    const outcome = (await res.json()) as {
+      resourceType: string;
+      issue: Array<{ code: string; diagnostics: string; details: { coding: Array<{ code: string }> } }>;
+    };
     expect(outcome.resourceType).toBe('OperationOutcome');
-    expect(outcome.issue[0]).toMatchObject({ code: 'transient', details: { coding: [{ code: 'INSUFFICIENT_STORAGE' }] } });
+    expect(outcome.issue[0]).toMatchObject({
+      code: 'transient',
+      details: { coding: [{ code: 'INSUFFICIENT_STORAGE' }] },
+    });
 
     // What A sees of its own imaging directory (the tmpfs exists only in A's mount namespace).
     const outbound = `/proc/${a.pid}/root${dataDir}/imaging/outbound`;
@@ -107,11 +157,15 @@ describe('imaging intake on a full disk', () => {
   it('refuses up front, from Content-Length, a study that cannot fit: 507 before any of it is stored', async () => {
     const study = join(dir, 'study.dcm');
     const res = await fetch(`${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`, {
-      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom' }, body: readFileSync(study),
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom' },
+      body: readFileSync(study),
     });
     expect(res.status).toBe(507);
     expect(res.headers.get('retry-after')).toBe('60');
-    const outcome = (await res.json()) as { issue: Array<{ diagnostics: string; details: { coding: Array<{ code: string }> } }> };
+    const outcome = (await res.json()) as {
+      issue: Array<{ diagnostics: string; details: { coding: Array<{ code: string }> } }>;
+    };
     expect(outcome.issue[0]?.details.coding[0]?.code).toBe('INSUFFICIENT_STORAGE');
     expect(outcome.issue[0]?.diagnostics).toMatch(/needs about 8 MiB of storage once sealed/); // 6 MiB, base64url-sealed for one recipient
     expect(readdirSync(`/proc/${a.pid}/root${dataDir}/imaging/outbound`)).toEqual([]);
@@ -120,12 +174,24 @@ describe('imaging intake on a full disk', () => {
   it('refuses up front a Content-Length over DICOM_MAX_BYTES with 413, without waiting for the body', async () => {
     // Announce 5 GiB (the default limit is 4 GiB), send a few bytes, and wait: the answer must come at once.
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest(`${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`, {
-        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom', 'content-length': String(5 * 1024 ** 3) },
-      }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: res.statusCode!, body }));
-      });
+      const req = httpRequest(
+        `${aUrl}/imaging?recipient=${encodeURIComponent(b.config.org)}`,
+        {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/dicom',
+            'content-length': String(5 * 1024 ** 3),
+          },
+        },
+        (res) => {
+          let body = '';
+          res
+            .setEncoding('utf8')
+            .on('data', (c: string) => (body += c))
+            .on('end', () => resolve({ status: res.statusCode!, body }));
+        },
+      );
       req.on('error', reject);
       req.write(Buffer.alloc(1024));
     });

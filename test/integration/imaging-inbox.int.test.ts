@@ -18,9 +18,19 @@ import { startWorker } from '../../src/worker/runner.ts';
 const CT = readFileSync(join(DICOM_DIR, 'CT1_UNC.explicit_little_endian.dcm'));
 const US = readFileSync(join(DICOM_DIR, 'encapsulated/multi-frame/IM00001.implicit_little_endian.dcm'));
 
-interface Stored { id: string; announcement: string; manifest_envelope: string; content_path: string }
+interface Stored {
+  id: string;
+  announcement: string;
+  manifest_envelope: string;
+  content_path: string;
+}
 
-const part = (b: string, body: string | Buffer) => Buffer.concat([Buffer.from(`--${b}\r\nContent-Type: application/jose\r\n\r\n`), Buffer.from(body), Buffer.from('\r\n')]);
+const part = (b: string, body: string | Buffer) =>
+  Buffer.concat([
+    Buffer.from(`--${b}\r\nContent-Type: application/jose\r\n\r\n`),
+    Buffer.from(body),
+    Buffer.from('\r\n'),
+  ]);
 const delivery = (announcement: string, content: Buffer, manifest: string, b = 'bnd') =>
   Buffer.concat([part(b, announcement), part(b, content), part(b, manifest), Buffer.from(`--${b}--\r\n`)]);
 
@@ -34,10 +44,17 @@ describe('POST /inbox/imaging', () => {
     await t.a.worker!.stop();
     t.a.worker = undefined;
     const submit = async (body: Buffer) => {
-      const res = await request(t.a.gw.app.server).post(`/imaging?recipient=${encodeURIComponent(t.b.gw.config.org)}`).set('authorization', await t.a.ehr.bearer()).set('content-type', 'application/dicom').send(body);
+      const res = await request(t.a.gw.app.server)
+        .post(`/imaging?recipient=${encodeURIComponent(t.b.gw.config.org)}`)
+        .set('authorization', await t.a.ehr.bearer())
+        .set('content-type', 'application/dicom')
+        .send(body);
       expect(res.status).toBe(202);
       const id = (res.headers['content-location'] as string).split('/').pop();
-      const { rows } = await t.a.gw.app.ctx.pool.query<Stored>('SELECT id, announcement, manifest_envelope, content_path FROM imaging_deliveries WHERE exchange_id = $1', [id]);
+      const { rows } = await t.a.gw.app.ctx.pool.query<Stored>(
+        'SELECT id, announcement, manifest_envelope, content_path FROM imaging_deliveries WHERE exchange_id = $1',
+        [id],
+      );
       return rows[0]!;
     };
     first = await submit(CT);
@@ -48,11 +65,14 @@ describe('POST /inbox/imaging', () => {
 
   const post = (body: Buffer, type = 'multipart/related; type="application/jose"; boundary=bnd') =>
     request(t.b.gw.app.server).post('/inbox/imaging').set('content-type', type).send(body);
-  const inboxCount = async () => Number((await t.b.gw.app.ctx.pool.query('SELECT count(*) FROM inbox_messages')).rows[0].count);
+  const inboxCount = async () =>
+    Number((await t.b.gw.app.ctx.pool.query('SELECT count(*) FROM inbox_messages')).rows[0].count);
   const bFiles = () => filesUnder(join(tmp, 'imaging', 'inbox'));
 
   it('refuses content that is not what the signed manifest says, a bad tag, a mixed-up manifest, a cut-short body; stores nothing', async () => {
-    const jwks = (await (await fetch(`${t.b.gw.url}/.well-known/jwks.json`)).json()) as { keys: Array<Record<string, string> & { kid: string }> };
+    const jwks = (await (await fetch(`${t.b.gw.url}/.well-known/jwks.json`)).json()) as {
+      keys: Array<Record<string, string> & { kid: string }>;
+    };
     const bEnc = jwks.keys.find((k) => k.use === 'enc')!;
     // Other bytes, properly sealed to B: the tag verifies, the digest does not.
     const other = join(tmp, 'other.jwe');
@@ -62,13 +82,52 @@ describe('POST /inbox/imaging', () => {
     const at = text.lastIndexOf('.') - 100;
     const tampered = Buffer.from(text.slice(0, at) + (text[at] === 'A' ? 'B' : 'A') + text.slice(at + 1), 'latin1');
     const cases: Array<[string, Buffer, number, string]> = [
-      ['digest mismatch', delivery(first.announcement, readFileSync(other), first.manifest_envelope), 400, 'CONTENT_DIGEST_MISMATCH'],
-      ['tampered ciphertext', delivery(first.announcement, tampered, first.manifest_envelope), 400, 'JWE_DECRYPT_FAILED'],
-      ['manifest of another delivery', delivery(first.announcement, good, second.manifest_envelope), 400, 'CLAIMS_INVALID'],
-      ['no closing boundary', delivery(first.announcement, good, first.manifest_envelope).subarray(0, 5000), 400, 'BAD_REQUEST'],
-      ['empty announcement', delivery('eyJhbGciOiJub25lIn0.e30.', good, first.manifest_envelope), 400, 'CLAIMS_INVALID'],
-      ['forged announcement', delivery(first.announcement.split('.').slice(0, 2).concat(second.announcement.split('.')[2]!).join('.'), good, first.manifest_envelope), 400, 'JWS_SIGNATURE_INVALID'],
-      ['two parts only', Buffer.concat([part('bnd', first.announcement), part('bnd', good), Buffer.from('--bnd--\r\n')]), 400, 'BAD_REQUEST'],
+      [
+        'digest mismatch',
+        delivery(first.announcement, readFileSync(other), first.manifest_envelope),
+        400,
+        'CONTENT_DIGEST_MISMATCH',
+      ],
+      [
+        'tampered ciphertext',
+        delivery(first.announcement, tampered, first.manifest_envelope),
+        400,
+        'JWE_DECRYPT_FAILED',
+      ],
+      [
+        'manifest of another delivery',
+        delivery(first.announcement, good, second.manifest_envelope),
+        400,
+        'CLAIMS_INVALID',
+      ],
+      [
+        'no closing boundary',
+        delivery(first.announcement, good, first.manifest_envelope).subarray(0, 5000),
+        400,
+        'BAD_REQUEST',
+      ],
+      [
+        'empty announcement',
+        delivery('eyJhbGciOiJub25lIn0.e30.', good, first.manifest_envelope),
+        400,
+        'CLAIMS_INVALID',
+      ],
+      [
+        'forged announcement',
+        delivery(
+          first.announcement.split('.').slice(0, 2).concat(second.announcement.split('.')[2]!).join('.'),
+          good,
+          first.manifest_envelope,
+        ),
+        400,
+        'JWS_SIGNATURE_INVALID',
+      ],
+      [
+        'two parts only',
+        Buffer.concat([part('bnd', first.announcement), part('bnd', good), Buffer.from('--bnd--\r\n')]),
+        400,
+        'BAD_REQUEST',
+      ],
     ];
     for (const [name, body, status, code] of cases) {
       const res = await post(body);
@@ -83,7 +142,10 @@ describe('POST /inbox/imaging', () => {
   it('an interrupted transfer leaves no file behind', async () => {
     const body = delivery(first.announcement, readFileSync(first.content_path), first.manifest_envelope);
     await new Promise<void>((resolve) => {
-      const req = httpRequest(`${t.b.gw.url}/inbox/imaging`, { method: 'POST', headers: { 'content-type': 'multipart/related; type="application/jose"; boundary=bnd' } });
+      const req = httpRequest(`${t.b.gw.url}/inbox/imaging`, {
+        method: 'POST',
+        headers: { 'content-type': 'multipart/related; type="application/jose"; boundary=bnd' },
+      });
       req.on('error', () => resolve());
       req.write(body.subarray(0, 200_000), () => setTimeout(() => req.destroy(), 300));
     });
@@ -91,7 +153,7 @@ describe('POST /inbox/imaging', () => {
     expect(await inboxCount()).toBe(0);
   });
 
-  it('accepts the real delivery once, answers a repeat with the same receipt, and A\'s job then settles it as delivered', async () => {
+  it("accepts the real delivery once, answers a repeat with the same receipt, and A's job then settles it as delivered", async () => {
     const body = delivery(first.announcement, readFileSync(first.content_path), first.manifest_envelope);
     const ok = await post(body);
     expect(ok.status, ok.text).toBe(200);
@@ -102,15 +164,28 @@ describe('POST /inbox/imaging', () => {
     expect(bFiles().filter((f) => f.endsWith('.jwe'))).toHaveLength(1);
     // A's worker sends the stored delivery: B recognises the delivery id and answers the first receipt.
     t.a.worker = await startWorker(t.a.gw.app.ctx);
-    const row = await waitFor('A delivered', async () => {
-      const { rows } = await t.a.gw.app.ctx.pool.query('SELECT state, receipt FROM imaging_deliveries WHERE id = $1', [first.id]);
-      return rows[0].state === 'delivered' ? rows[0] : undefined;
-    }, 20_000);
+    const row = await waitFor(
+      'A delivered',
+      async () => {
+        const { rows } = await t.a.gw.app.ctx.pool.query(
+          'SELECT state, receipt FROM imaging_deliveries WHERE id = $1',
+          [first.id],
+        );
+        return rows[0].state === 'delivered' ? rows[0] : undefined;
+      },
+      20_000,
+    );
     expect(row.receipt).toBe(ok.text);
-    await waitFor('second delivered', async () => {
-      const { rows } = await t.a.gw.app.ctx.pool.query('SELECT state FROM imaging_deliveries WHERE id = $1', [second.id]);
-      return rows[0].state === 'delivered' ? true : undefined;
-    }, 20_000);
+    await waitFor(
+      'second delivered',
+      async () => {
+        const { rows } = await t.a.gw.app.ctx.pool.query('SELECT state FROM imaging_deliveries WHERE id = $1', [
+          second.id,
+        ]);
+        return rows[0].state === 'delivered' ? true : undefined;
+      },
+      20_000,
+    );
     expect(await inboxCount()).toBe(2);
   });
 });
@@ -134,12 +209,22 @@ describe('imaging delivery retries', () => {
       return real(url as string, init);
     }) as typeof fetch;
     try {
-      const res = await request(t.a.gw.app.server).post(`/imaging?recipient=${encodeURIComponent(t.b.gw.config.org)}`).set('authorization', await t.a.ehr.bearer()).set('content-type', 'application/dicom').send(CT);
+      const res = await request(t.a.gw.app.server)
+        .post(`/imaging?recipient=${encodeURIComponent(t.b.gw.config.org)}`)
+        .set('authorization', await t.a.ehr.bearer())
+        .set('content-type', 'application/dicom')
+        .send(CT);
       expect(res.status).toBe(202);
-      const view = await waitFor('delivered', async () => {
-        const r = await request(t.a.gw.app.server).get(res.headers['content-location'] as string).set('authorization', await t.a.ehr.bearer());
-        return r.body.recipients?.[0]?.state === 'delivered' ? r.body : undefined;
-      }, 30_000);
+      const view = await waitFor(
+        'delivered',
+        async () => {
+          const r = await request(t.a.gw.app.server)
+            .get(res.headers['content-location'] as string)
+            .set('authorization', await t.a.ehr.bearer());
+          return r.body.recipients?.[0]?.state === 'delivered' ? r.body : undefined;
+        },
+        30_000,
+      );
       const attempts = view.recipients[0].attempts as Array<{ outcome: string; http_status: number | null }>;
       expect(attempts[0]).toMatchObject({ outcome: 'transient', http_status: 503 });
       expect(attempts.at(-1)!.outcome).toBe('delivered');

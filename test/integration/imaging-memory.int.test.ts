@@ -29,7 +29,7 @@ describe('imaging at constant memory (64 MiB, in-process)', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('A intake → B → B\'s EHR with RSS growth well under the study size times two', { timeout: 120_000 }, async () => {
+  it("A intake → B → B's EHR with RSS growth well under the study size times two", { timeout: 120_000 }, async () => {
     const file = join(dir, 'study.dcm');
     await writeSyntheticDicom(file, SIZE, 'memory');
     const source = createHash('sha256');
@@ -41,19 +41,36 @@ describe('imaging at constant memory (64 MiB, in-process)', () => {
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
     try {
       const status = await new Promise<number>((resolve, reject) => {
-        const req = httpRequest(`${t.a.gw.url}/imaging?recipient=${encodeURIComponent(t.b.gw.config.org)}`, {
-          method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/dicom', 'content-length': String(statSync(file).size) },
-        }, (res) => (res.resume(), resolve(res.statusCode!)));
+        const req = httpRequest(
+          `${t.a.gw.url}/imaging?recipient=${encodeURIComponent(t.b.gw.config.org)}`,
+          {
+            method: 'POST',
+            headers: {
+              authorization: `Bearer ${token}`,
+              'content-type': 'application/dicom',
+              'content-length': String(statSync(file).size),
+            },
+          },
+          (res) => (res.resume(), resolve(res.statusCode!)),
+        );
         req.on('error', reject);
         createReadStream(file).pipe(req);
       });
       expect(status).toBe(202);
       const bToken = await t.b.ehr.token();
-      const message = await waitFor('B has it', async () => {
-        const list = (await (await fetch(`${t.b.gw.url}/inbox/messages`, { headers: { authorization: `Bearer ${bToken}` } })).json()) as { messages: Array<{ id: string }> };
-        return list.messages[0];
-      }, 60_000);
-      const res = await fetch(`${t.b.gw.url}/inbox/messages/${message.id}/content`, { headers: { authorization: `Bearer ${bToken}` } });
+      const message = await waitFor(
+        'B has it',
+        async () => {
+          const list = (await (
+            await fetch(`${t.b.gw.url}/inbox/messages`, { headers: { authorization: `Bearer ${bToken}` } })
+          ).json()) as { messages: Array<{ id: string }> };
+          return list.messages[0];
+        },
+        60_000,
+      );
+      const res = await fetch(`${t.b.gw.url}/inbox/messages/${message.id}/content`, {
+        headers: { authorization: `Bearer ${bToken}` },
+      });
       const got = createHash('sha256');
       let length = 0;
       for await (const c of res.body!) {

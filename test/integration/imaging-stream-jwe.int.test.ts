@@ -37,7 +37,11 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
     hsm = Hsm.open({ library: token.library, tokenLabel: token.label, pin: token.pin, sessions: 2 });
     const info = await hsm.generateKeyPair({ kty: 'EC', crv: 'P-256' }, 'derive', 'imaging-stream-test');
     recipient = { ...info.publicJwk, kid: 'enc-stream' };
-    options = { hsm, kdf: 'in-token', resolveKey: async (kid) => (kid === 'enc-stream' ? { hsmId: info.id, crv: 'P-256', kid } : undefined) };
+    options = {
+      hsm,
+      kdf: 'in-token',
+      resolveKey: async (kid) => (kid === 'enc-stream' ? { hsmId: info.id, crv: 'P-256', kid } : undefined),
+    };
     dir = mkdtempSync(join(tmpdir(), 'imaging-jwe-'));
   });
   afterAll(() => {
@@ -46,10 +50,24 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
   });
 
   it('round-trips every length around the 3-byte and 4-character boundaries, read in odd chunk sizes', async () => {
-    for (const [n, readChunk] of [[0, 5], [1, 1], [2, 3], [3, 7], [4, 64 * 1024], [65_535, 13], [65_537, 1000], [3 * 1024 * 1024 + 1, 64 * 1024]] as const) {
+    for (const [n, readChunk] of [
+      [0, 5],
+      [1, 1],
+      [2, 3],
+      [3, 7],
+      [4, 64 * 1024],
+      [65_535, 13],
+      [65_537, 1000],
+      [3 * 1024 * 1024 + 1, 64 * 1024],
+    ] as const) {
       const plain = randomBytes(n);
       const sealed = join(dir, `rt-${n}.jwe`);
-      const len = await sealStreamToFile(Readable.from([plain.subarray(0, n >> 1), plain.subarray(n >> 1)]), recipient, CTY, sealed);
+      const len = await sealStreamToFile(
+        Readable.from([plain.subarray(0, n >> 1), plain.subarray(n >> 1)]),
+        recipient,
+        CTY,
+        sealed,
+      );
       expect(len).toBe(readFileSync(sealed).length);
       const text = readFileSync(sealed, 'ascii');
       expect(text.split('.')).toHaveLength(5);
@@ -80,7 +98,9 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
   });
 
   it('the header carries exactly alg, enc, kid, epk and cty, and the jose library opens it', async () => {
-    const { privateKey, publicKey } = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, true, ['deriveBits']);
+    const { privateKey, publicKey } = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, true, [
+      'deriveBits',
+    ]);
     const pub = { ...(await crypto.subtle.exportKey('jwk', publicKey)), kid: 'soft' };
     const plain = randomBytes(200_001);
     const sealed = join(dir, 'lib.jwe');
@@ -91,25 +111,50 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
     expect(Buffer.from(plaintext).equals(plain)).toBe(true);
   });
 
-  it('a ~20 MB envelope opens with the jose CLI to the same bytes, and a CLI-made JWE opens through the HSM', { timeout: 120_000 }, async () => {
-    const f = (name: string) => join(dir, name);
-    execFileSync(JOSE, ['jwk', 'gen', '-i', '{"kty":"EC","crv":"P-256"}', '-o', f('cli.jwk')]);
-    const cliPub = { ...JSON.parse(execFileSync(JOSE, ['jwk', 'pub', '-i', f('cli.jwk')], { encoding: 'utf8' })), kid: 'cli-key' };
-    const plain = randomBytes(20 * 1024 * 1024);
-    writeFileSync(f('plain.bin'), plain);
-    await sealStreamToFile(createReadStream(f('plain.bin')), cliPub, CTY, f('big.jwe'));
-    expect(readFileSync(f('big.jwe')).length).toBeGreaterThan(26_000_000);
-    execFileSync(JOSE, ['jwe', 'dec', '-i', f('big.jwe'), '-k', f('cli.jwk'), '-O', f('cli-out.bin')], { maxBuffer: 1 << 20 });
-    expect(createHash('sha256').update(readFileSync(f('cli-out.bin'))).digest('hex')).toBe(createHash('sha256').update(plain).digest('hex'));
+  it(
+    'a ~20 MB envelope opens with the jose CLI to the same bytes, and a CLI-made JWE opens through the HSM',
+    { timeout: 120_000 },
+    async () => {
+      const f = (name: string) => join(dir, name);
+      execFileSync(JOSE, ['jwk', 'gen', '-i', '{"kty":"EC","crv":"P-256"}', '-o', f('cli.jwk')]);
+      const cliPub = {
+        ...JSON.parse(execFileSync(JOSE, ['jwk', 'pub', '-i', f('cli.jwk')], { encoding: 'utf8' })),
+        kid: 'cli-key',
+      };
+      const plain = randomBytes(20 * 1024 * 1024);
+      writeFileSync(f('plain.bin'), plain);
+      await sealStreamToFile(createReadStream(f('plain.bin')), cliPub, CTY, f('big.jwe'));
+      expect(readFileSync(f('big.jwe')).length).toBeGreaterThan(26_000_000);
+      execFileSync(JOSE, ['jwe', 'dec', '-i', f('big.jwe'), '-k', f('cli.jwk'), '-O', f('cli-out.bin')], {
+        maxBuffer: 1 << 20,
+      });
+      expect(
+        createHash('sha256')
+          .update(readFileSync(f('cli-out.bin')))
+          .digest('hex'),
+      ).toBe(createHash('sha256').update(plain).digest('hex'));
 
-    // The other direction: the CLI seals to the HSM key; the streaming reader opens it.
-    writeFileSync(f('hsm.jwk'), JSON.stringify({ ...recipient, alg: 'ECDH-ES' }));
-    const small = randomBytes(1_000_003);
-    writeFileSync(f('small.bin'), small);
-    execFileSync(JOSE, ['jwe', 'enc', '-i', '{"protected":{"alg":"ECDH-ES","enc":"A256GCM","kid":"enc-stream"}}', '-I', f('small.bin'), '-k', f('hsm.jwk'), '-o', f('cli.jwe'), '-c']);
-    await openStreamToFile(chunks(f('cli.jwe'), 4093), options, f('from-cli.bin'));
-    expect(readFileSync(f('from-cli.bin')).equals(small)).toBe(true);
-  });
+      // The other direction: the CLI seals to the HSM key; the streaming reader opens it.
+      writeFileSync(f('hsm.jwk'), JSON.stringify({ ...recipient, alg: 'ECDH-ES' }));
+      const small = randomBytes(1_000_003);
+      writeFileSync(f('small.bin'), small);
+      execFileSync(JOSE, [
+        'jwe',
+        'enc',
+        '-i',
+        '{"protected":{"alg":"ECDH-ES","enc":"A256GCM","kid":"enc-stream"}}',
+        '-I',
+        f('small.bin'),
+        '-k',
+        f('hsm.jwk'),
+        '-o',
+        f('cli.jwe'),
+        '-c',
+      ]);
+      await openStreamToFile(chunks(f('cli.jwe'), 4093), options, f('from-cli.bin'));
+      expect(readFileSync(f('from-cli.bin')).equals(small)).toBe(true);
+    },
+  );
 
   it('releases nothing when the tag fails, the stream is cut short, the check refuses, or the cty is wrong', async () => {
     const plain = randomBytes(300_000);
@@ -125,13 +170,39 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
       ['truncated', text.slice(0, text.length - 40_000), options, undefined, 'JWE_MALFORMED'],
       ['no tag', parts.slice(0, 4).join('.'), options, undefined, 'JWE_MALFORMED'],
       ['six parts', `${text}.AAAA`, options, undefined, 'JWE_MALFORMED'],
-      ['bad base64', [parts[0], '', parts[2], ct.slice(0, 500) + '*' + ct.slice(501), parts[4]].join('.'), options, undefined, 'JWE_MALFORMED'],
+      [
+        'bad base64',
+        [parts[0], '', parts[2], ct.slice(0, 500) + '*' + ct.slice(501), parts[4]].join('.'),
+        options,
+        undefined,
+        'JWE_MALFORMED',
+      ],
       // Each outside the base64url alphabet (padding, the standard alphabet, space), mid-stream and in the last group.
       ...['=', '+', '/', ' '].flatMap((c, i): typeof cases => [
-        [`bad base64 ${i} mid`, [parts[0], '', parts[2], ct.slice(0, 70_001) + c + ct.slice(70_002), parts[4]].join('.'), options, undefined, 'JWE_MALFORMED'],
-        [`bad base64 ${i} end`, [parts[0], '', parts[2], ct.slice(0, -1) + c, parts[4]].join('.'), options, undefined, 'JWE_MALFORMED'],
+        [
+          `bad base64 ${i} mid`,
+          [parts[0], '', parts[2], ct.slice(0, 70_001) + c + ct.slice(70_002), parts[4]].join('.'),
+          options,
+          undefined,
+          'JWE_MALFORMED',
+        ],
+        [
+          `bad base64 ${i} end`,
+          [parts[0], '', parts[2], ct.slice(0, -1) + c, parts[4]].join('.'),
+          options,
+          undefined,
+          'JWE_MALFORMED',
+        ],
       ]),
-      ['refused by check', text, options, () => { throw new GatewayError('UNPROCESSABLE', 'digest differs'); }, 'UNPROCESSABLE'],
+      [
+        'refused by check',
+        text,
+        options,
+        () => {
+          throw new GatewayError('UNPROCESSABLE', 'digest differs');
+        },
+        'UNPROCESSABLE',
+      ],
       ['wrong cty', text, { ...options, cty: 'application/pdf' }, undefined, 'JWE_MALFORMED'],
       ['unknown kid', text, { ...options, resolveKey: async () => undefined }, undefined, 'JWE_UNKNOWN_KID'],
     ];
@@ -139,7 +210,9 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
       const out = join(dir, `refused-${name.replace(/ /g, '-')}.bin`);
       // In odd-sized chunks, so that bad characters also land next to chunk and group boundaries.
       const bytes = Buffer.from(jwe, 'ascii');
-      const pieces = Array.from({ length: Math.ceil(bytes.length / 4093) }, (_, k) => bytes.subarray(k * 4093, (k + 1) * 4093));
+      const pieces = Array.from({ length: Math.ceil(bytes.length / 4093) }, (_, k) =>
+        bytes.subarray(k * 4093, (k + 1) * 4093),
+      );
       const err = await openStreamToFile(Readable.from(pieces), opts, out, check).catch((e: unknown) => e);
       expect(err, name).toBeInstanceOf(GatewayError);
       expect((err as GatewayError).code, name).toBe(code);
@@ -151,7 +224,11 @@ describe('streamed compact JWE (ECDH-ES + A256GCM)', () => {
   it('refuses plaintext beyond maxBytes with 413 and leaves no file', async () => {
     const sealed = join(dir, 'big-limit.jwe');
     await sealStreamToFile(Readable.from([randomBytes(100_000)]), recipient, CTY, sealed);
-    const err = await openStreamToFile(chunks(sealed, 8192), { ...options, maxBytes: 50_000 }, join(dir, 'limit.bin')).catch((e: unknown) => e);
+    const err = await openStreamToFile(
+      chunks(sealed, 8192),
+      { ...options, maxBytes: 50_000 },
+      join(dir, 'limit.bin'),
+    ).catch((e: unknown) => e);
     expect((err as GatewayError).status).toBe(413);
     expect(existsSync(join(dir, 'limit.bin'))).toBe(false);
     expect(readdirSync(dir).filter((n) => n.includes('.part-'))).toEqual([]);

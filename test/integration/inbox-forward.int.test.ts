@@ -8,7 +8,11 @@ import { freePort } from '../helpers/ports.ts';
 import { startWorker, type WorkerHandle } from '../../src/worker/runner.ts';
 import { forwardUrl } from '../../src/inbound/forward.ts';
 
-interface Hit { path: string; body: string; delivery: string }
+interface Hit {
+  path: string;
+  body: string;
+  delivery: string;
+}
 
 /**
  * Optional push hand-over: with LOCAL_FHIR_BASE_URL set, each accepted message
@@ -34,7 +38,9 @@ describe('forwarding received bundles to LOCAL_FHIR_BASE_URL', () => {
         const delivery = String(req.headers['x-exchange-delivery']);
         hits.push({ path: req.url!, body, delivery });
         const status = script.get(delivery)?.shift() ?? 200;
-        res.writeHead(status, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"OperationOutcome","issue":[]}');
+        res
+          .writeHead(status, { 'content-type': 'application/fhir+json' })
+          .end('{"resourceType":"OperationOutcome","issue":[]}');
       });
     });
     await new Promise<void>((r) => ehr.listen(port, '127.0.0.1', r));
@@ -55,7 +61,11 @@ describe('forwarding received bundles to LOCAL_FHIR_BASE_URL', () => {
     script.set(claims.jti, ehrAnswers);
     // The payload carries the bundle bytes verbatim (as this gateway's sender writes it).
     const payloadText = JSON.stringify({ ...claims, content: undefined }).slice(0, -1) + `,"content":${bundleText}}`;
-    const res = await fetch(`${gw.url}/inbox`, { method: 'POST', headers: { 'content-type': 'application/jose' }, body: seal(await publishedEncKey(gw.url), await signContent(partner, claims, { payloadText })) });
+    const res = await fetch(`${gw.url}/inbox`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/jose' },
+      body: seal(await publishedEncKey(gw.url), await signContent(partner, claims, { payloadText })),
+    });
     expect(res.status).toBe(200);
     const { rows } = await gw.app.ctx.pool.query('SELECT id FROM inbox_messages WHERE jti = $1', [claims.jti]);
     return { jti: claims.jti, id: rows[0].id };
@@ -75,7 +85,10 @@ describe('forwarding received bundles to LOCAL_FHIR_BASE_URL', () => {
     try {
       await client.query('BEGIN');
       await enqueueForwards(client, [id], 3);
-      const { rows } = await client.query(`SELECT j.payload, j.key, j.max_attempts FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id WHERE t.identifier = 'inbox-forward' AND j.key = $1`, [`inbox-forward:${id}`]);
+      const { rows } = await client.query(
+        `SELECT j.payload, j.key, j.max_attempts FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id WHERE t.identifier = 'inbox-forward' AND j.key = $1`,
+        [`inbox-forward:${id}`],
+      );
       expect(rows).toEqual([{ payload: { messageId: id }, key: `inbox-forward:${id}`, max_attempts: 3 }]);
     } finally {
       await client.query('ROLLBACK');
@@ -86,24 +99,42 @@ describe('forwarding received bundles to LOCAL_FHIR_BASE_URL', () => {
   it('retries a 503, then hands the exact bundle bytes to the EHR', async () => {
     const bundleText = `{ "resourceType": "Bundle", "type": "transaction", "entry": [ { "fullUrl": "urn:uuid:${randomUUID()}", "resource": { "resourceType": "Basic" }, "request": { "method": "POST", "url": "Basic" } } ] }`;
     const m = await receive(bundleText, [503]);
-    const state = await waitFor('forwarded', async () => {
-      const r = await gw.app.ctx.pool.query('SELECT state, forward_attempts FROM inbox_messages WHERE id = $1', [m.id]);
-      return r.rows[0].state === 'forwarded' ? r.rows[0] : undefined;
-    }, 30_000, 200);
+    const state = await waitFor(
+      'forwarded',
+      async () => {
+        const r = await gw.app.ctx.pool.query('SELECT state, forward_attempts FROM inbox_messages WHERE id = $1', [
+          m.id,
+        ]);
+        return r.rows[0].state === 'forwarded' ? r.rows[0] : undefined;
+      },
+      30_000,
+      200,
+    );
     expect(state.forward_attempts).toBe(2);
     const mine = hits.filter((h) => h.delivery === m.jti);
     expect(mine.map((h) => h.path)).toEqual(['/fhir', '/fhir']);
     expect(mine[1]!.body).toBe(bundleText);
-    const audit = await gw.app.ctx.pool.query(`SELECT type FROM audit_log WHERE type LIKE 'inbox.forward%' AND entry LIKE $1 ORDER BY idx`, [`%${m.id}%`]);
+    const audit = await gw.app.ctx.pool.query(
+      `SELECT type FROM audit_log WHERE type LIKE 'inbox.forward%' AND entry LIKE $1 ORDER BY idx`,
+      [`%${m.id}%`],
+    );
     expect(audit.rows.map((r) => r.type)).toEqual(['inbox.forward-failed', 'inbox.forwarded']);
   });
 
   it('records a 4xx from the EHR and does not retry it', async () => {
     const m = await receive(JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] }), [422]);
-    const row = await waitFor('forward refused', async () => {
-      const r = await gw.app.ctx.pool.query('SELECT state, forward_attempts, forward_error FROM inbox_messages WHERE id = $1', [m.id]);
-      return r.rows[0].forward_attempts > 0 ? r.rows[0] : undefined;
-    }, 20_000, 200);
+    const row = await waitFor(
+      'forward refused',
+      async () => {
+        const r = await gw.app.ctx.pool.query(
+          'SELECT state, forward_attempts, forward_error FROM inbox_messages WHERE id = $1',
+          [m.id],
+        );
+        return r.rows[0].forward_attempts > 0 ? r.rows[0] : undefined;
+      },
+      20_000,
+      200,
+    );
     expect(row).toMatchObject({ state: 'received', forward_attempts: 1, forward_error: 'HTTP 422' });
     await new Promise((r) => setTimeout(r, 3_500)); // past graphile-worker's first backoff: no second attempt
     const mine = hits.filter((h) => h.delivery === m.jti);

@@ -8,10 +8,25 @@ import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
 /** A small deterministic PRNG, so a failure can be replayed. */
 function prng(seed: number) {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0) / 2 ** 32;
 }
 
-const HOSTILE_VALUES: unknown[] = [null, 0, -1, 1e308, '', ' ', 'A'.repeat(5000), [], {}, [1, 2], { kty: 'EC' }, true, '__proto__', { __proto__: { polluted: 1 } }];
+const HOSTILE_VALUES: unknown[] = [
+  null,
+  0,
+  -1,
+  1e308,
+  '',
+  ' ',
+  'A'.repeat(5000),
+  [],
+  {},
+  [1, 2],
+  { kty: 'EC' },
+  true,
+  '__proto__',
+  { __proto__: { polluted: 1 } },
+];
 
 /**
  * Hostile envelopes: random byte flips, truncations and header values. Every
@@ -26,7 +41,10 @@ describe('POST /inbox under random hostile input', () => {
     gw = await startTestGateway();
     partner = await softPartner('https://fuzz.test');
     await gw.app.ctx.directory.add({ id: partner.id, endpoint: 'https://fuzz.test/inbox', jwks: partner.jwks });
-    good = seal(await publishedEncKey(gw.url), await signContent(partner, claimsFor(partner, gw.config.org, { resourceType: 'Bundle', type: 'collection' })));
+    good = seal(
+      await publishedEncKey(gw.url),
+      await signContent(partner, claimsFor(partner, gw.config.org, { resourceType: 'Bundle', type: 'collection' })),
+    );
   });
   afterAll(async () => gw?.close());
 
@@ -51,14 +69,19 @@ describe('POST /inbox under random hostile input', () => {
     const name = names[Math.floor(rand() * names.length)]!;
     const value = HOSTILE_VALUES[Math.floor(rand() * HOSTILE_VALUES.length)];
     if (pick === 2) header[name] = value;
-    else if (header.epk && typeof header.epk === 'object') (header.epk as Record<string, unknown>)[['kty', 'crv', 'x', 'y', 'd'][Math.floor(rand() * 5)]!] = value;
+    else if (header.epk && typeof header.epk === 'object')
+      (header.epk as Record<string, unknown>)[['kty', 'crv', 'x', 'y', 'd'][Math.floor(rand() * 5)]!] = value;
     parts[0] = Buffer.from(JSON.stringify(header)).toString('base64url');
     return parts.join('.');
   }
 
   it('1,000 mutations through open.ts: each opened or refused with a 4xx code', async () => {
     const rand = prng(20261122);
-    const options = { hsm: gw.app.ctx.hsm, kdf: gw.app.ctx.config.hsmKdf, resolveKey: gatewayDecryptionKeys(gw.app.ctx.keyring) };
+    const options = {
+      hsm: gw.app.ctx.hsm,
+      kdf: gw.app.ctx.config.hsmKdf,
+      resolveKey: gatewayDecryptionKeys(gw.app.ctx.keyring),
+    };
     const codes = new Map<string, number>();
     for (let i = 0; i < 1000; i++) {
       const input = mutate(rand);
@@ -66,12 +89,14 @@ describe('POST /inbox under random hostile input', () => {
         await openCompactJwe(input, options);
         codes.set('opened', (codes.get('opened') ?? 0) + 1);
       } catch (err) {
-        if (!(err instanceof GatewayError) || err.status >= 500) throw new Error(`mutation ${i} gave ${String(err)}: ${input.slice(0, 200)}`);
+        if (!(err instanceof GatewayError) || err.status >= 500)
+          throw new Error(`mutation ${i} gave ${String(err)}: ${input.slice(0, 200)}`);
         codes.set(err.code, (codes.get(err.code) ?? 0) + 1);
       }
     }
     // The mutations reach every layer of the check.
-    for (const code of ['JWE_MALFORMED', 'JWE_UNSUPPORTED_ALG', 'JWE_DECRYPT_FAILED', 'JWE_INVALID_EPK']) expect(codes.get(code), JSON.stringify([...codes])).toBeGreaterThan(0);
+    for (const code of ['JWE_MALFORMED', 'JWE_UNSUPPORTED_ALG', 'JWE_DECRYPT_FAILED', 'JWE_INVALID_EPK'])
+      expect(codes.get(code), JSON.stringify([...codes])).toBeGreaterThan(0);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
@@ -79,8 +104,14 @@ describe('POST /inbox under random hostile input', () => {
     const rand = prng(7);
     let accepted = 0;
     for (let i = 0; i < 150; i++) {
-      const res = await fetch(`${gw.url}/inbox`, { method: 'POST', headers: { 'content-type': 'application/jose' }, body: mutate(rand) });
-      expect(res.status === 200 || (res.status >= 400 && res.status < 500), `mutation ${i}: HTTP ${res.status}`).toBe(true);
+      const res = await fetch(`${gw.url}/inbox`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/jose' },
+        body: mutate(rand),
+      });
+      expect(res.status === 200 || (res.status >= 400 && res.status < 500), `mutation ${i}: HTTP ${res.status}`).toBe(
+        true,
+      );
       if (res.status === 200) accepted++;
       else expect(((await res.json()) as { resourceType: string }).resourceType).toBe('OperationOutcome');
     }

@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createHash,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { CompactEncrypt, importJWK } from 'jose';
 import { Hsm, type PublicJwk } from '../../hsm/hsm.ts';
 import { pkcs11js } from '../../hsm/module.ts';
@@ -10,23 +18,49 @@ import { countSecretKeyObjects } from '../helpers/hsm-import.ts';
 
 /** Software reference: ECDH with node:crypto, then the RFC 7518 §4.6.2 Concat KDF with SHA-256 (one round for 256 bits). */
 function softwareCek(ephemeral: KeyObject, recipient: PublicJwk, apu: Buffer, apv: Buffer): Buffer {
-  const z = diffieHellman({ privateKey: ephemeral, publicKey: createPublicKey({ key: recipient as never, format: 'jwk' }) });
-  return createHash('sha256').update(Buffer.from([0, 0, 0, 1])).update(z).update(concatKdfOtherInfo('A256GCM', apu, apv, 256)).digest();
+  const z = diffieHellman({
+    privateKey: ephemeral,
+    publicKey: createPublicKey({ key: recipient as never, format: 'jwk' }),
+  });
+  return createHash('sha256')
+    .update(Buffer.from([0, 0, 0, 1]))
+    .update(z)
+    .update(concatKdfOtherInfo('A256GCM', apu, apv, 256))
+    .digest();
 }
 
 /** A compact ECDH-ES + A256GCM JWE built entirely in software, independent of the code under test. */
-function sealInSoftware(recipient: PublicJwk & { kid: string }, plaintext: Buffer, party?: { apu: Buffer; apv: Buffer }) {
+function sealInSoftware(
+  recipient: PublicJwk & { kid: string },
+  plaintext: Buffer,
+  party?: { apu: Buffer; apv: Buffer },
+) {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const epk = publicKey.export({ format: 'jwk' });
-  const header = { alg: 'ECDH-ES', enc: 'A256GCM', kid: recipient.kid, epk: { kty: 'EC', crv: 'P-256', x: epk.x, y: epk.y },
-    ...(party ? { apu: party.apu.toString('base64url'), apv: party.apv.toString('base64url') } : {}) };
+  const header = {
+    alg: 'ECDH-ES',
+    enc: 'A256GCM',
+    kid: recipient.kid,
+    epk: { kty: 'EC', crv: 'P-256', x: epk.x, y: epk.y },
+    ...(party ? { apu: party.apu.toString('base64url'), apv: party.apv.toString('base64url') } : {}),
+  };
   const cek = softwareCek(privateKey, recipient, party?.apu ?? Buffer.alloc(0), party?.apv ?? Buffer.alloc(0));
   const protectedB64 = Buffer.from(JSON.stringify(header)).toString('base64url');
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', cek, iv).setAAD(Buffer.from(protectedB64, 'ascii'));
   const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  const jwe = [protectedB64, '', iv.toString('base64url'), ct.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
-  return { jwe, cek, epkPoint: Buffer.concat([Buffer.from([4]), Buffer.from(epk.x!, 'base64url'), Buffer.from(epk.y!, 'base64url')]) };
+  const jwe = [
+    protectedB64,
+    '',
+    iv.toString('base64url'),
+    ct.toString('base64url'),
+    cipher.getAuthTag().toString('base64url'),
+  ].join('.');
+  return {
+    jwe,
+    cek,
+    epkPoint: Buffer.concat([Buffer.from([4]), Buffer.from(epk.x!, 'base64url'), Buffer.from(epk.y!, 'base64url')]),
+  };
 }
 
 describe('HSM key agreement behind src/jose/open.ts', () => {
@@ -48,7 +82,16 @@ describe('HSM key agreement behind src/jose/open.ts', () => {
     for (const party of [undefined, { apu: Buffer.from('Alice'), apv: Buffer.from('Bob') }]) {
       const sealed = sealInSoftware(publicJwk, Buffer.from('{"hello":"inbox"}'), party);
       for (const kdf of ['in-token', 'extract'] as const) {
-        const cek = await deriveCek(hsm, key, sealed.epkPoint, 'A256GCM', party?.apu ?? Buffer.alloc(0), party?.apv ?? Buffer.alloc(0), 32, kdf);
+        const cek = await deriveCek(
+          hsm,
+          key,
+          sealed.epkPoint,
+          'A256GCM',
+          party?.apu ?? Buffer.alloc(0),
+          party?.apv ?? Buffer.alloc(0),
+          32,
+          kdf,
+        );
         expect(cek.equals(sealed.cek)).toBe(true);
         const opened = await openCompactJwe(sealed.jwe, { ...options, kdf });
         expect(opened.plaintext.toString()).toBe('{"hello":"inbox"}');
@@ -65,18 +108,23 @@ describe('HSM key agreement behind src/jose/open.ts', () => {
 
   it('a CEK derived from another private key does not open the envelope (tag refused)', async () => {
     const other = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const sealed = sealInSoftware({ ...(other.publicKey.export({ format: 'jwk' }) as PublicJwk), kid: 'enc-1' }, Buffer.from('not for us'));
+    const sealed = sealInSoftware(
+      { ...(other.publicKey.export({ format: 'jwk' }) as PublicJwk), kid: 'enc-1' },
+      Buffer.from('not for us'),
+    );
     await expect(openCompactJwe(sealed.jwe, options)).rejects.toMatchObject({ code: 'JWE_DECRYPT_FAILED' });
   });
 
   it('leaves no derived object on the token after 1,000 opens', async () => {
     // Positive control: a secret-key session object IS seen by the count, whatever pool session runs it.
-    const control = await hsm.withSession((session, p11) => p11.C_CreateObject(session, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-      { type: pkcs11js.CKA_TOKEN, value: false },
-      { type: pkcs11js.CKA_VALUE, value: randomBytes(32) },
-    ]));
+    const control = await hsm.withSession((session, p11) =>
+      p11.C_CreateObject(session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+        { type: pkcs11js.CKA_TOKEN, value: false },
+        { type: pkcs11js.CKA_VALUE, value: randomBytes(32) },
+      ]),
+    );
     for (let i = 0; i < 6; i++) expect(await countSecretKeyObjects(hsm)).toBe(1);
     await hsm.withSession((session, p11) => p11.C_DestroyObject(session, control));
     expect(await countSecretKeyObjects(hsm)).toBe(0);
@@ -85,11 +133,13 @@ describe('HSM key agreement behind src/jose/open.ts', () => {
     let opened = 0;
     // 1,000 opens, 4 at a time across the session pool; 100 of them with the extract fallback.
     for (let batch = 0; batch < 250; batch++) {
-      await Promise.all(Array.from({ length: 4 }, async (_, j) => {
-        const kdf = batch % 10 === 0 ? 'extract' : 'in-token';
-        const r = await openCompactJwe(envelopes[(batch * 4 + j) % envelopes.length]!, { ...options, kdf });
-        if (r.plaintext.length > 0) opened++;
-      }));
+      await Promise.all(
+        Array.from({ length: 4 }, async (_, j) => {
+          const kdf = batch % 10 === 0 ? 'extract' : 'in-token';
+          const r = await openCompactJwe(envelopes[(batch * 4 + j) % envelopes.length]!, { ...options, kdf });
+          if (r.plaintext.length > 0) opened++;
+        }),
+      );
     }
     expect(opened).toBe(1000);
     for (let i = 0; i < 6; i++) expect(await countSecretKeyObjects(hsm)).toBe(0);

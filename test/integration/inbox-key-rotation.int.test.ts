@@ -13,7 +13,8 @@ describe('POST /inbox across an encryption key rotation', () => {
   let gw: TestGateway;
   let partner: SoftPartner;
   const bundle = { resourceType: 'Bundle', type: 'collection' };
-  const post = async (envelope: string) => fetch(`${gw.url}/inbox`, { method: 'POST', headers: { 'content-type': 'application/jose' }, body: envelope });
+  const post = async (envelope: string) =>
+    fetch(`${gw.url}/inbox`, { method: 'POST', headers: { 'content-type': 'application/jose' }, body: envelope });
 
   beforeAll(async () => {
     gw = await startTestGateway();
@@ -37,7 +38,9 @@ describe('POST /inbox across an encryption key rotation', () => {
     // A sender still using the old key (a cached JWKS, or an envelope sealed before the switch).
     const viaOld = seal(old, await signContent(partner, claimsFor(partner, gw.config.org, bundle)));
     expect((await post(viaOld)).status).toBe(200);
-    expect((await post(seal(fresh, await signContent(partner, claimsFor(partner, gw.config.org, bundle))))).status).toBe(200);
+    expect(
+      (await post(seal(fresh, await signContent(partner, claimsFor(partner, gw.config.org, bundle))))).status,
+    ).toBe(200);
     expect(await unacknowledgedSealedTo(ctx.pool, old.kid)).toBeGreaterThanOrEqual(1);
 
     // Past the retention, the scheduler destroys the old key in the HSM.
@@ -48,6 +51,9 @@ describe('POST /inbox across an encryption key rotation', () => {
     expect(ctx.keyring.decryptionKey(old.kid)).toBeDefined();
     const res = await post(seal(old, await signContent(partner, claimsFor(partner, gw.config.org, bundle))));
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { issue: Array<{ details: { coding: Array<{ code: string }> } }> }).issue[0]!.details.coding[0]!.code).toBe('JWE_UNKNOWN_KID');
+    expect(
+      ((await res.json()) as { issue: Array<{ details: { coding: Array<{ code: string }> } }> }).issue[0]!.details
+        .coding[0]!.code,
+    ).toBe('JWE_UNKNOWN_KID');
   });
 });

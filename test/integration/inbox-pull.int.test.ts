@@ -4,7 +4,16 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
 
-interface Meta { id: string; sender: string; delivery: string; exchange: string; digest: string; state: string; receivedAt: string; acknowledgedBy: string | null }
+interface Meta {
+  id: string;
+  sender: string;
+  delivery: string;
+  exchange: string;
+  digest: string;
+  state: string;
+  receivedAt: string;
+  acknowledgedBy: string | null;
+}
 
 describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{id}, POST /inbox/messages/{id}/$ack', () => {
   let gw: TestGateway;
@@ -13,14 +22,26 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
   let acker: TestClient;
   let enc: Awaited<ReturnType<typeof publishedEncKey>>;
   const api = async (path: string, client: TestClient | undefined, init: RequestInit = {}) =>
-    fetch(`${gw.url}${path}`, { ...init, headers: { ...(client ? { authorization: await client.bearer() } : {}), ...(init.headers as Record<string, string>) } });
+    fetch(`${gw.url}${path}`, {
+      ...init,
+      headers: {
+        ...(client ? { authorization: await client.bearer() } : {}),
+        ...(init.headers as Record<string, string>),
+      },
+    });
 
   /** Deliver a bundle whose signed payload is pretty-printed, to prove the EHR gets the signed bytes, not a re-serialisation. */
   async function deliver(bundleText: string): Promise<{ jti: string; id: string }> {
     const claims = claimsFor(partner, gw.config.org, JSON.parse(bundleText));
     const { content: _c, ...rest } = claims;
-    const payloadText = `{\n  ${Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(',\n  ')},\n  "content": ${bundleText}\n}`;
-    const res = await fetch(`${gw.url}/inbox`, { method: 'POST', headers: { 'content-type': 'application/jose' }, body: seal(enc, await signContent(partner, claims, { payloadText })) });
+    const payloadText = `{\n  ${Object.entries(rest)
+      .map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`)
+      .join(',\n  ')},\n  "content": ${bundleText}\n}`;
+    const res = await fetch(`${gw.url}/inbox`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/jose' },
+      body: seal(enc, await signContent(partner, claims, { payloadText })),
+    });
     expect(res.status).toBe(200);
     const { rows } = await gw.app.ctx.pool.query('SELECT id FROM inbox_messages WHERE jti = $1', [claims.jti]);
     return { jti: claims.jti, id: rows[0].id };
@@ -43,8 +64,20 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
   });
 
   it('lists metadata only, newest first, filterable by state, with a cursor', async () => {
-    const a = await deliver(JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: { resourceType: 'Basic', id: 'secret-a' } }] }));
-    const b = await deliver(JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: { resourceType: 'Basic', id: 'secret-b' } }] }));
+    const a = await deliver(
+      JSON.stringify({
+        resourceType: 'Bundle',
+        type: 'collection',
+        entry: [{ resource: { resourceType: 'Basic', id: 'secret-a' } }],
+      }),
+    );
+    const b = await deliver(
+      JSON.stringify({
+        resourceType: 'Bundle',
+        type: 'collection',
+        entry: [{ resource: { resourceType: 'Basic', id: 'secret-b' } }],
+      }),
+    );
     const res = await api('/inbox/messages?state=received', reader);
     expect(res.status).toBe(200);
     const text = await res.text();
@@ -52,10 +85,16 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
     const list = JSON.parse(text) as { messages: Meta[] };
     const ids = list.messages.map((m) => m.id);
     expect(ids.indexOf(b.id)).toBeLessThan(ids.indexOf(a.id));
-    expect(list.messages.find((m) => m.id === a.id)).toMatchObject({ sender: partner.id, delivery: a.jti, state: 'received' });
+    expect(list.messages.find((m) => m.id === a.id)).toMatchObject({
+      sender: partner.id,
+      delivery: a.jti,
+      state: 'received',
+    });
     const page1 = (await (await api('/inbox/messages?_count=1', reader)).json()) as { messages: Meta[]; next: string };
     expect(page1.messages).toHaveLength(1);
-    const page2 = (await (await api(`/inbox/messages?_count=1&before=${encodeURIComponent(page1.next)}`, reader)).json()) as { messages: Meta[] };
+    const page2 = (await (
+      await api(`/inbox/messages?_count=1&before=${encodeURIComponent(page1.next)}`, reader)
+    ).json()) as { messages: Meta[] };
     expect(page2.messages[0]!.id).not.toBe(page1.messages[0]!.id);
     const bad = await api('/inbox/messages?state=lost', reader);
     expect(bad.status).toBe(400);
@@ -63,14 +102,30 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
   });
 
   it('opens and re-verifies on read, handing over the Bundle exactly as signed; audited', async () => {
-    const bundleText = JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [{ fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: 'x', note: 'é ✓ "quoted" \\ back' } }] }, null, 3);
+    const bundleText = JSON.stringify(
+      {
+        resourceType: 'Bundle',
+        type: 'collection',
+        entry: [
+          {
+            fullUrl: `urn:uuid:${randomUUID()}`,
+            resource: { resourceType: 'Basic', id: 'x', note: 'é ✓ "quoted" \\ back' },
+          },
+        ],
+      },
+      null,
+      3,
+    );
     const m = await deliver(bundleText);
     const res = await api(`/inbox/messages/${m.id}`, reader);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
     expect(res.headers.get('x-exchange-sender')).toBe(partner.id);
     expect(await res.text()).toBe(bundleText);
-    const audit = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'inbox.read' AND entry LIKE $1`, [`%${m.id}%`]);
+    const audit = await gw.app.ctx.pool.query(
+      `SELECT entry FROM audit_log WHERE type = 'inbox.read' AND entry LIKE $1`,
+      [`%${m.id}%`],
+    );
     expect(audit.rows).toHaveLength(1);
     expect(audit.rows[0].entry).toContain(reader.id);
   });
@@ -85,11 +140,18 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
     const { createHash } = await import('node:crypto');
     const altered = p.join('.');
     // Even with a matching digest, the GCM tag catches it.
-    await gw.app.ctx.pool.query('UPDATE inbox_messages SET envelope = $2, envelope_digest = $3 WHERE id = $1', [m.id, altered, 'sha-256=' + createHash('sha256').update(altered).digest('base64url')]);
+    await gw.app.ctx.pool.query('UPDATE inbox_messages SET envelope = $2, envelope_digest = $3 WHERE id = $1', [
+      m.id,
+      altered,
+      'sha-256=' + createHash('sha256').update(altered).digest('base64url'),
+    ]);
     const res = await api(`/inbox/messages/${m.id}`, reader);
     expect(res.status).toBe(500);
     expect(await res.text()).not.toContain('Bundle');
-    const audit = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'inbox.read' AND outcome = 'serious-failure' AND entry LIKE $1`, [`%${m.id}%`]);
+    const audit = await gw.app.ctx.pool.query(
+      `SELECT entry FROM audit_log WHERE type = 'inbox.read' AND outcome = 'serious-failure' AND entry LIKE $1`,
+      [`%${m.id}%`],
+    );
     expect(audit.rows).toHaveLength(1);
   });
 
@@ -104,7 +166,10 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
     expect(acked.messages.map((x) => x.id)).toContain(m.id);
     const received = (await (await api('/inbox/messages?state=received', reader)).json()) as { messages: Meta[] };
     expect(received.messages.map((x) => x.id)).not.toContain(m.id);
-    const audit = await gw.app.ctx.pool.query(`SELECT count(*)::int AS n FROM audit_log WHERE type = 'inbox.acknowledged' AND entry LIKE $1`, [`%${m.id}%`]);
+    const audit = await gw.app.ctx.pool.query(
+      `SELECT count(*)::int AS n FROM audit_log WHERE type = 'inbox.acknowledged' AND entry LIKE $1`,
+      [`%${m.id}%`],
+    );
     expect(audit.rows[0].n).toBe(1);
   });
 

@@ -2,11 +2,26 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { compactVerify, CompactEncrypt, importJWK } from 'jose';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import { claimsFor, publishedEncKey, publishedSigKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
+import {
+  claimsFor,
+  publishedEncKey,
+  publishedSigKey,
+  seal,
+  signContent,
+  softPartner,
+  type SoftPartner,
+} from '../helpers/envelopes.ts';
 import { envelopeDigest } from '../../src/protocol/wire.ts';
 
 type Outcome = { resourceType: string; issue: Array<{ details: { coding: Array<{ code: string }> } }> };
-const bundle = (n = 1) => ({ resourceType: 'Bundle', type: 'collection', entry: Array.from({ length: n }, (_, i) => ({ fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: `b${i}` } })) });
+const bundle = (n = 1) => ({
+  resourceType: 'Bundle',
+  type: 'collection',
+  entry: Array.from({ length: n }, (_, i) => ({
+    fullUrl: `urn:uuid:${randomUUID()}`,
+    resource: { resourceType: 'Basic', id: `b${i}` },
+  })),
+});
 
 describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx that stores nothing', () => {
   let gw: TestGateway;
@@ -37,16 +52,34 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
     expect(header).toMatchObject({ alg: 'ES256', typ: 'exchange-receipt+jwt' });
     const { payload } = await compactVerify(receipt, await publishedSigKey(gw.url, header.kid));
     const r = JSON.parse(Buffer.from(payload).toString());
-    expect(r).toMatchObject({ iss: gw.config.org, aud: partner.id, delivery: claims.jti, digest: envelopeDigest(envelope), status: 'accepted' });
+    expect(r).toMatchObject({
+      iss: gw.config.org,
+      aud: partner.id,
+      delivery: claims.jti,
+      digest: envelopeDigest(envelope),
+      status: 'accepted',
+    });
     expect(typeof r.jti).toBe('string');
     expect(Math.abs(r.iat - Date.now() / 1000)).toBeLessThan(60);
 
     const { rows } = await gw.app.ctx.pool.query('SELECT * FROM inbox_messages WHERE jti = $1', [claims.jti]);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ sender: partner.id, exchange_id: claims.exchange, envelope, envelope_digest: envelopeDigest(envelope), state: 'received', receipt, enc_kid: enc.kid, sender_kid: partner.sigKid });
+    expect(rows[0]).toMatchObject({
+      sender: partner.id,
+      exchange_id: claims.exchange,
+      envelope,
+      envelope_digest: envelopeDigest(envelope),
+      state: 'received',
+      receipt,
+      enc_kid: enc.kid,
+      sender_kid: partner.sigKid,
+    });
     // No plaintext at rest: the row holds the sealed envelope only.
     expect(JSON.stringify(rows[0])).not.toContain('Basic');
-    const audit = await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'inbox.accepted' AND entry LIKE $1`, [`%${claims.jti}%`]);
+    const audit = await gw.app.ctx.pool.query(
+      `SELECT entry FROM audit_log WHERE type = 'inbox.accepted' AND entry LIKE $1`,
+      [`%${claims.jti}%`],
+    );
     expect(audit.rows).toHaveLength(1);
     expect(audit.rows[0].entry).not.toContain('Basic');
   });
@@ -72,47 +105,125 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
     const signed = (extra: object = {}) => signContent(partner, claimsFor(partner, gw.config.org, bundle(), extra));
     refusals.push(['not a JWE', async () => 'this is not an envelope', 400, 'JWE_MALFORMED']);
     refusals.push(['a JWS instead of a JWE', async () => signed(), 400, 'JWE_MALFORMED']);
-    refusals.push(['wrong alg (ECDH-ES+A256KW)', async () =>
-      new CompactEncrypt(Buffer.from(await signed())).setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: enc.kid }).encrypt(await importJWK({ ...enc, alg: undefined }, 'ECDH-ES+A256KW')),
-    400, 'JWE_UNSUPPORTED_ALG']);
-    refusals.push(['wrong enc (A128GCM)', async () =>
-      new CompactEncrypt(Buffer.from(await signed())).setProtectedHeader({ alg: 'ECDH-ES', enc: 'A128GCM', kid: enc.kid }).encrypt(await importJWK(enc, 'ECDH-ES')),
-    400, 'JWE_UNSUPPORTED_ALG']);
+    refusals.push([
+      'wrong alg (ECDH-ES+A256KW)',
+      async () =>
+        new CompactEncrypt(Buffer.from(await signed()))
+          .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: enc.kid })
+          .encrypt(await importJWK({ ...enc, alg: undefined }, 'ECDH-ES+A256KW')),
+      400,
+      'JWE_UNSUPPORTED_ALG',
+    ]);
+    refusals.push([
+      'wrong enc (A128GCM)',
+      async () =>
+        new CompactEncrypt(Buffer.from(await signed()))
+          .setProtectedHeader({ alg: 'ECDH-ES', enc: 'A128GCM', kid: enc.kid })
+          .encrypt(await importJWK(enc, 'ECDH-ES')),
+      400,
+      'JWE_UNSUPPORTED_ALG',
+    ]);
     refusals.push(['zip', async () => seal(enc, await signed(), { zip: 'DEF' }), 400, 'JWE_ZIP_UNSUPPORTED']);
-    refusals.push(['unknown kid', async () => seal(enc, await signed(), { kid: 'not-a-key-of-ours' }), 400, 'JWE_UNKNOWN_KID']);
-    refusals.push(['no kid', async () => seal({ ...enc, kid: undefined }, await signed(), { kid: undefined }), 400, 'JWE_UNKNOWN_KID']);
-    refusals.push(['epk not on the curve', async () => {
-      const env = seal(enc, await signed());
-      const [h, ...rest] = env.split('.');
-      const header = JSON.parse(Buffer.from(h!, 'base64url').toString());
-      header.epk.y = Buffer.alloc(32, 7).toString('base64url');
-      return [Buffer.from(JSON.stringify(header)).toString('base64url'), ...rest].join('.');
-    }, 400, 'JWE_INVALID_EPK']);
-    refusals.push(['bad tag', async () => {
-      const p = seal(enc, await signed()).split('.');
-      const tag = Buffer.from(p[4]!, 'base64url');
-      tag[0]! ^= 0x80;
-      p[4] = tag.toString('base64url');
-      return p.join('.');
-    }, 400, 'JWE_DECRYPT_FAILED']);
-    refusals.push(['inner payload not a JWS', async () => seal(enc, JSON.stringify(claimsFor(partner, gw.config.org, bundle()))), 400, 'JWS_MALFORMED']);
-    refusals.push(['inner JWS of the wrong typ', async () => seal(enc, await signContent(partner, claimsFor(partner, gw.config.org, bundle()), { typ: 'JWT' })), 400, 'JWS_MALFORMED']);
-    refusals.push(['bad signature (another key under the partner kid)', async () =>
-      seal(enc, await signContent(partner, claimsFor(partner, gw.config.org, bundle()), { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey })),
-    400, 'JWS_SIGNATURE_INVALID']);
-    refusals.push(['unknown sender', async () => {
-      const stranger = await softPartner('https://stranger.test');
-      return seal(enc, await signContent(stranger, claimsFor(stranger, gw.config.org, bundle())));
-    }, 403, 'UNKNOWN_SENDER']);
-    refusals.push(['wrong aud', async () => seal(enc, await signed({ aud: 'https://someone-else.test' })), 400, 'WRONG_AUDIENCE']);
-    refusals.push(['expired iat', async () => seal(enc, await signed({ iat: Math.floor(Date.now() / 1000) - 49 * 3600 })), 400, 'IAT_OUT_OF_WINDOW']);
-    refusals.push(['future iat', async () => seal(enc, await signed({ iat: Math.floor(Date.now() / 1000) + 600 })), 400, 'IAT_OUT_OF_WINDOW']);
-    refusals.push(['content not a Bundle', async () => seal(enc, await signed({ content: { resourceType: 'Patient' } })), 400, 'CLAIMS_INVALID']);
+    refusals.push([
+      'unknown kid',
+      async () => seal(enc, await signed(), { kid: 'not-a-key-of-ours' }),
+      400,
+      'JWE_UNKNOWN_KID',
+    ]);
+    refusals.push([
+      'no kid',
+      async () => seal({ ...enc, kid: undefined }, await signed(), { kid: undefined }),
+      400,
+      'JWE_UNKNOWN_KID',
+    ]);
+    refusals.push([
+      'epk not on the curve',
+      async () => {
+        const env = seal(enc, await signed());
+        const [h, ...rest] = env.split('.');
+        const header = JSON.parse(Buffer.from(h!, 'base64url').toString());
+        header.epk.y = Buffer.alloc(32, 7).toString('base64url');
+        return [Buffer.from(JSON.stringify(header)).toString('base64url'), ...rest].join('.');
+      },
+      400,
+      'JWE_INVALID_EPK',
+    ]);
+    refusals.push([
+      'bad tag',
+      async () => {
+        const p = seal(enc, await signed()).split('.');
+        const tag = Buffer.from(p[4]!, 'base64url');
+        tag[0]! ^= 0x80;
+        p[4] = tag.toString('base64url');
+        return p.join('.');
+      },
+      400,
+      'JWE_DECRYPT_FAILED',
+    ]);
+    refusals.push([
+      'inner payload not a JWS',
+      async () => seal(enc, JSON.stringify(claimsFor(partner, gw.config.org, bundle()))),
+      400,
+      'JWS_MALFORMED',
+    ]);
+    refusals.push([
+      'inner JWS of the wrong typ',
+      async () => seal(enc, await signContent(partner, claimsFor(partner, gw.config.org, bundle()), { typ: 'JWT' })),
+      400,
+      'JWS_MALFORMED',
+    ]);
+    refusals.push([
+      'bad signature (another key under the partner kid)',
+      async () =>
+        seal(
+          enc,
+          await signContent(partner, claimsFor(partner, gw.config.org, bundle()), {
+            key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+          }),
+        ),
+      400,
+      'JWS_SIGNATURE_INVALID',
+    ]);
+    refusals.push([
+      'unknown sender',
+      async () => {
+        const stranger = await softPartner('https://stranger.test');
+        return seal(enc, await signContent(stranger, claimsFor(stranger, gw.config.org, bundle())));
+      },
+      403,
+      'UNKNOWN_SENDER',
+    ]);
+    refusals.push([
+      'wrong aud',
+      async () => seal(enc, await signed({ aud: 'https://someone-else.test' })),
+      400,
+      'WRONG_AUDIENCE',
+    ]);
+    refusals.push([
+      'expired iat',
+      async () => seal(enc, await signed({ iat: Math.floor(Date.now() / 1000) - 49 * 3600 })),
+      400,
+      'IAT_OUT_OF_WINDOW',
+    ]);
+    refusals.push([
+      'future iat',
+      async () => seal(enc, await signed({ iat: Math.floor(Date.now() / 1000) + 600 })),
+      400,
+      'IAT_OUT_OF_WINDOW',
+    ]);
+    refusals.push([
+      'content not a Bundle',
+      async () => seal(enc, await signed({ content: { resourceType: 'Patient' } })),
+      400,
+      'CLAIMS_INVALID',
+    ]);
 
     it.each(refusals)('%s: 4xx OperationOutcome, audited, nothing stored', async (_name, make, status, code) => {
       const envelope = await make();
       const before = await count('inbox_messages');
-      const refusedBefore = await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [`%"reason":"${code}"%`]);
+      const refusedBefore = await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [
+        `%"reason":"${code}"%`,
+      ]);
       const res = await post(envelope);
       expect(res.status).toBe(status);
       expect(res.headers.get('content-type')).toContain('application/fhir+json');
@@ -120,7 +231,9 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       expect(outcome.resourceType).toBe('OperationOutcome');
       expect(outcome.issue[0]!.details.coding[0]!.code).toBe(code);
       expect(await count('inbox_messages')).toBe(before);
-      expect(await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [`%"reason":"${code}"%`])).toBe(refusedBefore + 1);
+      expect(await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [`%"reason":"${code}"%`])).toBe(
+        refusedBefore + 1,
+      );
     });
 
     it('a replayed jti with different content: 409, audited, the first message untouched', async () => {
@@ -133,15 +246,20 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       expect(((await res.json()) as Outcome).issue[0]!.details.coding[0]!.code).toBe('REPLAY_CONFLICT');
       const { rows } = await gw.app.ctx.pool.query('SELECT envelope FROM inbox_messages WHERE jti = $1', [claims.jti]);
       expect(rows.map((r) => r.envelope)).toEqual([first]);
-      expect(await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [`%REPLAY_CONFLICT%${claims.jti}%`])).toBe(1);
+      expect(
+        await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [`%REPLAY_CONFLICT%${claims.jti}%`]),
+      ).toBe(1);
     });
 
-    it('under mutual TLS, an envelope signed by another partner than the certificate\'s is refused (SENDER_MISMATCH), the right one accepted', async () => {
+    it("under mutual TLS, an envelope signed by another partner than the certificate's is refused (SENDER_MISMATCH), the right one accepted", async () => {
       const { inboxReceiver } = await import('../../src/inbound/receive.ts');
       const receive = inboxReceiver(gw.app.ctx);
       const before = await count('inbox_messages');
       const envelope = seal(enc, await signContent(partner, claimsFor(partner, gw.config.org, bundle())));
-      await expect(receive(envelope, { tlsPartner: 'https://some-other-partner.test' })).rejects.toMatchObject({ code: 'SENDER_MISMATCH', status: 403 });
+      await expect(receive(envelope, { tlsPartner: 'https://some-other-partner.test' })).rejects.toMatchObject({
+        code: 'SENDER_MISMATCH',
+        status: 403,
+      });
       expect(await count('inbox_messages')).toBe(before);
       expect(await count('audit_log', `type = 'inbox.refused' AND entry LIKE '%SENDER_MISMATCH%'`)).toBe(1);
       expect((await receive(envelope, { tlsPartner: partner.id })).duplicate).toBe(false);

@@ -20,12 +20,32 @@ afterAll(async () => {
 
 function record(clientId: string, idempotencyKey: string | null, contentDigest = 'sha-256=AAAA'): IntakeRecord {
   const id = randomUUID();
-  const deliveries = [0, 1].map((i) => ({ id: randomUUID(), partnerId: `partner-${i}`, kid: 'kid', envelope: `eyJhbGciOiJFQ0RILUVTIn0..${randomBytes(12).toString('base64url')}.${randomBytes(100 + i).toString('base64url')}.${randomBytes(16).toString('base64url')}`, envelopeDigest: `sha-256=d${i}` }));
+  const deliveries = [0, 1].map((i) => ({
+    id: randomUUID(),
+    partnerId: `partner-${i}`,
+    kid: 'kid',
+    envelope: `eyJhbGciOiJFQ0RILUVTIn0..${randomBytes(12).toString('base64url')}.${randomBytes(100 + i).toString('base64url')}.${randomBytes(16).toString('base64url')}`,
+    envelopeDigest: `sha-256=d${i}`,
+  }));
   const audit: AuditInput[] = [
-    { type: 'intake.accepted', outcome: 'success', agent: { type: 'client', id: clientId }, entity: [{ type: 'exchange', id, digest: contentDigest }], detail: { recipients: 2, note: 'Zürich – 東京' } },
-    ...deliveries.map((d) => ({ type: 'exchange.sealed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }] })),
+    {
+      type: 'intake.accepted',
+      outcome: 'success',
+      agent: { type: 'client', id: clientId },
+      entity: [{ type: 'exchange', id, digest: contentDigest }],
+      detail: { recipients: 2, note: 'Zürich – 東京' },
+    },
+    ...deliveries.map((d) => ({
+      type: 'exchange.sealed',
+      outcome: 'success' as const,
+      entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }],
+    })),
   ];
-  return { exchange: { id, clientId, bundleType: 'message', contentDigest, contentLength: 10, idempotencyKey }, deliveries, audit };
+  return {
+    exchange: { id, clientId, bundleType: 'message', contentDigest, contentLength: 10, idempotencyKey },
+    deliveries,
+    audit,
+  };
 }
 
 describe('writeIntakes (one statement per batch)', () => {
@@ -36,8 +56,16 @@ describe('writeIntakes (one statement per batch)', () => {
     const out = await writeIntakes(pool, batch, now);
     expect(out).toEqual(batch.map((r) => ({ exchangeId: r.exchange.id, replayed: false })));
 
-    const { rows } = await pool.query<{ idx: string; entry: string; leaf_hash: Buffer; type: string; outcome: string; recorded_at: Date }>(
-      'SELECT idx, entry, leaf_hash, type, outcome, recorded_at FROM audit_log WHERE idx >= $1 ORDER BY idx', [before]);
+    const { rows } = await pool.query<{
+      idx: string;
+      entry: string;
+      leaf_hash: Buffer;
+      type: string;
+      outcome: string;
+      recorded_at: Date;
+    }>('SELECT idx, entry, leaf_hash, type, outcome, recorded_at FROM audit_log WHERE idx >= $1 ORDER BY idx', [
+      before,
+    ]);
     const expected = batch.flatMap((r) => r.audit);
     expect(rows.map((r) => Number(r.idx))).toEqual(expected.map((_, i) => before + i));
     rows.forEach((row, i) => {
@@ -49,11 +77,17 @@ describe('writeIntakes (one statement per batch)', () => {
     expect(Number((await pool.query('SELECT size FROM audit_head')).rows[0].size)).toBe(before + expected.length);
 
     const ids = batch.flatMap((r) => r.deliveries.map((d) => d.id));
-    const { rows: dl } = await pool.query<{ id: string; envelope: Buffer }>('SELECT id, envelope FROM deliveries WHERE id = ANY($1::uuid[])', [ids]);
+    const { rows: dl } = await pool.query<{ id: string; envelope: Buffer }>(
+      'SELECT id, envelope FROM deliveries WHERE id = ANY($1::uuid[])',
+      [ids],
+    );
     expect(dl).toHaveLength(4);
     const sent = new Map(batch.flatMap((r) => r.deliveries.map((d) => [d.id, d.envelope])));
     for (const row of dl) expect(unpackCompactJwe(row.envelope)).toBe(sent.get(row.id)); // stored packed, rebuilt byte for byte
-    const { rows: jobs } = await pool.query("SELECT key FROM graphile_worker._private_jobs WHERE key = ANY($1::text[])", [ids]);
+    const { rows: jobs } = await pool.query(
+      'SELECT key FROM graphile_worker._private_jobs WHERE key = ANY($1::text[])',
+      [ids],
+    );
     expect(jobs.map((j) => j.key).sort()).toEqual([...ids].sort());
   });
 
@@ -69,10 +103,16 @@ describe('writeIntakes (one statement per batch)', () => {
     expect(out[1]).toBeInstanceOf(Error);
     expect(out[2]).toEqual({ exchangeId: fresh.exchange.id, replayed: false });
     // Only the fresh submission's entries were appended, numbered right after the previous head.
-    const { rows } = await pool.query<{ idx: string; entry: string }>('SELECT idx, entry FROM audit_log WHERE idx >= $1 ORDER BY idx', [size]);
+    const { rows } = await pool.query<{ idx: string; entry: string }>(
+      'SELECT idx, entry FROM audit_log WHERE idx >= $1 ORDER BY idx',
+      [size],
+    );
     expect(rows).toHaveLength(fresh.audit.length);
     expect(rows.every((r) => !r.entry.includes(again.exchange.id))).toBe(true);
-    const { rows: dl } = await pool.query('SELECT count(*)::int AS n FROM deliveries WHERE exchange_id = ANY($1::uuid[])', [[again.exchange.id, changed.exchange.id]]);
+    const { rows: dl } = await pool.query(
+      'SELECT count(*)::int AS n FROM deliveries WHERE exchange_id = ANY($1::uuid[])',
+      [[again.exchange.id, changed.exchange.id]],
+    );
     expect(dl[0].n).toBe(0);
   });
 

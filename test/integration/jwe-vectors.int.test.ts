@@ -17,10 +17,17 @@ import { importEcDeriveKey } from '../helpers/hsm-import.ts';
  */
 const FIX = join(import.meta.dirname, '../fixtures');
 const wycheproof = JSON.parse(readFileSync(join(FIX, 'wycheproof/json_web_encryption_test.json'), 'utf8')) as {
-  testGroups: Array<{ comment: string; private?: Record<string, string>; tests: Array<{ tcId: number; comment: string; jwe: unknown; pt?: string; result: string }> }>;
+  testGroups: Array<{
+    comment: string;
+    private?: Record<string, string>;
+    tests: Array<{ tcId: number; comment: string; jwe: unknown; pt?: string; result: string }>;
+  }>;
 };
 const cookbookDir = join(FIX, 'jose-cookbook-rfc7520/jwe');
-const cookbook = readdirSync(cookbookDir).filter((f) => f.endsWith('.json')).sort().map((f) => ({ file: f, v: JSON.parse(readFileSync(join(cookbookDir, f), 'utf8')) }));
+const cookbook = readdirSync(cookbookDir)
+  .filter((f) => f.endsWith('.json'))
+  .sort()
+  .map((f) => ({ file: f, v: JSON.parse(readFileSync(join(cookbookDir, f), 'utf8')) }));
 const exclusions = readFileSync(join(FIX, 'jwe-vector-exclusions.md'), 'utf8');
 
 /** The tcIds listed in the exclusions file's Wycheproof table ("| 33 |" rows). */
@@ -57,7 +64,11 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
     const token = createTestToken();
     hsm = Hsm.open({ library: token.library, tokenLabel: token.label, pin: token.pin, sessions: 2 });
     const ecPrivate = wycheproof.testGroups.find((g) => g.comment === 'jwe_ec')!.private!;
-    ecKey = { hsmId: await importEcDeriveKey(hsm, { crv: ecPrivate.crv!, d: ecPrivate.d! }), crv: 'P-256', kid: ecPrivate.kid };
+    ecKey = {
+      hsmId: await importEcDeriveKey(hsm, { crv: ecPrivate.crv!, d: ecPrivate.d! }),
+      crv: 'P-256',
+      kid: ecPrivate.kid,
+    };
     // Wycheproof JWEs name no kid: this resolver maps "no kid" to the imported key.
     // The gateway's own resolver (src/inbound/decryption-keys.ts) refuses a missing kid.
     options = { hsm, kdf: 'in-token', resolveKey: async (kid) => (kid === undefined ? ecKey : undefined) };
@@ -71,9 +82,11 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
       for (const t of g.tests) {
         const header = headerOf(t.jwe);
         const allowed = header?.alg === 'ECDH-ES' && header?.enc === 'A256GCM';
-        const code = await refusal(openCompactJwe(typeof t.jwe === 'string' ? t.jwe : JSON.stringify(t.jwe), options).then((o) => {
-          expect(o.plaintext.toString('hex'), `tcId ${t.tcId} plaintext`).toBe(t.pt);
-        }));
+        const code = await refusal(
+          openCompactJwe(typeof t.jwe === 'string' ? t.jwe : JSON.stringify(t.jwe), options).then((o) => {
+            expect(o.plaintext.toString('hex'), `tcId ${t.tcId} plaintext`).toBe(t.pt);
+          }),
+        );
         if (t.result === 'valid' && allowed) {
           expect(code, `tcId ${t.tcId} ${t.comment}`).toBe('ACCEPTED');
           accepted++;
@@ -82,8 +95,15 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
         expect(code, `tcId ${t.tcId} ${t.comment} must be refused`).not.toBe('ACCEPTED');
         // Why: an unusable header is malformed; a readable one names an algorithm outside the allowlist.
         // (Non-canonical base64url, e.g. tcId 3's tag modified in its unused bits, is malformed before anything else.)
-        const canonical = typeof t.jwe === 'string' && t.jwe.split('.').every((p) => /^[\w-]*$/.test(p) && Buffer.from(p, 'base64url').toString('base64url') === p);
-        const why = header === undefined || typeof t.jwe !== 'string' || t.jwe.split('.').length !== 5 || !canonical ? 'JWE_MALFORMED' : allowed ? code : 'JWE_UNSUPPORTED_ALG';
+        const canonical =
+          typeof t.jwe === 'string' &&
+          t.jwe.split('.').every((p) => /^[\w-]*$/.test(p) && Buffer.from(p, 'base64url').toString('base64url') === p);
+        const why =
+          header === undefined || typeof t.jwe !== 'string' || t.jwe.split('.').length !== 5 || !canonical
+            ? 'JWE_MALFORMED'
+            : allowed
+              ? code
+              : 'JWE_UNSUPPORTED_ALG';
         expect(code, `tcId ${t.tcId} ${t.comment}`).toBe(why);
         if (t.result === 'valid') refusedValid.add(t.tcId);
       }
@@ -109,50 +129,224 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
       return join5(p);
     };
     const cases: Array<[string, () => string, string]> = [
-      ['modified tag', () => { const p = parts(); p[4] = flip(p[4]!); return join5(p); }, 'JWE_DECRYPT_FAILED'],
-      ['modified tag at its end', () => { const p = parts(); p[4] = flip(p[4]!, 15); return join5(p); }, 'JWE_DECRYPT_FAILED'],
-      ['tag truncated by 1 byte', () => { const p = parts(); p[4] = Buffer.from(p[4]!, 'base64url').subarray(0, 15).toString('base64url'); return join5(p); }, 'JWE_MALFORMED'],
-      ['tag truncated by 8 bytes', () => { const p = parts(); p[4] = Buffer.from(p[4]!, 'base64url').subarray(0, 8).toString('base64url'); return join5(p); }, 'JWE_MALFORMED'],
-      ['missing tag', () => { const p = parts(); p[4] = ''; return join5(p); }, 'JWE_MALFORMED'],
+      [
+        'modified tag',
+        () => {
+          const p = parts();
+          p[4] = flip(p[4]!);
+          return join5(p);
+        },
+        'JWE_DECRYPT_FAILED',
+      ],
+      [
+        'modified tag at its end',
+        () => {
+          const p = parts();
+          p[4] = flip(p[4]!, 15);
+          return join5(p);
+        },
+        'JWE_DECRYPT_FAILED',
+      ],
+      [
+        'tag truncated by 1 byte',
+        () => {
+          const p = parts();
+          p[4] = Buffer.from(p[4]!, 'base64url').subarray(0, 15).toString('base64url');
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
+      [
+        'tag truncated by 8 bytes',
+        () => {
+          const p = parts();
+          p[4] = Buffer.from(p[4]!, 'base64url').subarray(0, 8).toString('base64url');
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
+      [
+        'missing tag',
+        () => {
+          const p = parts();
+          p[4] = '';
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
       ['missing tag and separator', () => parts().slice(0, 4).join('.'), 'JWE_MALFORMED'],
-      ['modified ciphertext', () => { const p = parts(); p[3] = flip(p[3]!); return join5(p); }, 'JWE_DECRYPT_FAILED'],
-      ['modified iv', () => { const p = parts(); p[2] = flip(p[2]!); return join5(p); }, 'JWE_DECRYPT_FAILED'],
-      ['missing iv', () => { const p = parts(); p[2] = ''; return join5(p); }, 'JWE_MALFORMED'],
-      ['non-empty encrypted key', () => { const p = parts(); p[1] = 'AAAA'; return join5(p); }, 'JWE_MALFORMED'],
-      ['modified protected header (AAD)', () => withHeader((h) => { h.cty = 'JWT'; }), 'JWE_DECRYPT_FAILED'],
-      ['zip', () => withHeader((h) => { h.zip = 'DEF'; }), 'JWE_ZIP_UNSUPPORTED'],
-      ['crit', () => withHeader((h) => { h.crit = ['exp']; }), 'JWE_UNSUPPORTED_ALG'],
-      ['alg none', () => withHeader((h) => { h.alg = 'none'; }), 'JWE_UNSUPPORTED_ALG'],
-      ['enc A128GCM', () => withHeader((h) => { h.enc = 'A128GCM'; }), 'JWE_UNSUPPORTED_ALG'],
-      ['epk off the curve (Wycheproof tcId 51 point)', () => withHeader((h) => {
-        const t51 = wycheproof.testGroups.flatMap((g) => g.tests).find((t) => t.tcId === 51)!;
-        h.epk = headerOf(t51.jwe)!.epk;
-      }), 'JWE_INVALID_EPK'],
-      ['epk with a private key', () => withHeader((h) => { (h.epk as Record<string, string>).d = 'AAAA'; }), 'JWE_INVALID_EPK'],
-      ['epk coordinate too short', () => withHeader((h) => { (h.epk as Record<string, string>).x = 'AAAA'; }), 'JWE_INVALID_EPK'],
-      ['epk on P-384 for a P-256 key', () => withHeader((h) => {
-        h.epk = { kty: 'EC', crv: 'P-384', x: 'mPUKT_bAWGHIhg0TpjjqVsP1rXWQu_vwVOHHtNkdYoA', y: 'mPUKT_bAWGHIhg0TpjjqVsP1rXWQu_vwVOHHtNkdYoA' };
-      }), 'JWE_INVALID_EPK'],
-      ['padded base64url', () => { const p = parts(); p[2] = p[2] + '=='; return join5(p); }, 'JWE_MALFORMED'],
-      ['standard base64 characters', () => { const p = parts(); p[3] = p[3]!.replace(/^./, '+'); return join5(p); }, 'JWE_MALFORMED'],
-      ['non-canonical base64url (unused tag bits set)', () => {
-        const p = parts();
-        const last = p[4]!.at(-1)!;
-        const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-        p[4] = p[4]!.slice(0, -1) + alphabet[alphabet.indexOf(last) + 1]; // 16 bytes: 22 chars, the last carries 4 unused bits
-        expect(Buffer.from(p[4], 'base64url').equals(Buffer.from(parts()[4]!, 'base64url'))).toBe(true);
-        return join5(p);
-      }, 'JWE_MALFORMED'],
+      [
+        'modified ciphertext',
+        () => {
+          const p = parts();
+          p[3] = flip(p[3]!);
+          return join5(p);
+        },
+        'JWE_DECRYPT_FAILED',
+      ],
+      [
+        'modified iv',
+        () => {
+          const p = parts();
+          p[2] = flip(p[2]!);
+          return join5(p);
+        },
+        'JWE_DECRYPT_FAILED',
+      ],
+      [
+        'missing iv',
+        () => {
+          const p = parts();
+          p[2] = '';
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
+      [
+        'non-empty encrypted key',
+        () => {
+          const p = parts();
+          p[1] = 'AAAA';
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
+      [
+        'modified protected header (AAD)',
+        () =>
+          withHeader((h) => {
+            h.cty = 'JWT';
+          }),
+        'JWE_DECRYPT_FAILED',
+      ],
+      [
+        'zip',
+        () =>
+          withHeader((h) => {
+            h.zip = 'DEF';
+          }),
+        'JWE_ZIP_UNSUPPORTED',
+      ],
+      [
+        'crit',
+        () =>
+          withHeader((h) => {
+            h.crit = ['exp'];
+          }),
+        'JWE_UNSUPPORTED_ALG',
+      ],
+      [
+        'alg none',
+        () =>
+          withHeader((h) => {
+            h.alg = 'none';
+          }),
+        'JWE_UNSUPPORTED_ALG',
+      ],
+      [
+        'enc A128GCM',
+        () =>
+          withHeader((h) => {
+            h.enc = 'A128GCM';
+          }),
+        'JWE_UNSUPPORTED_ALG',
+      ],
+      [
+        'epk off the curve (Wycheproof tcId 51 point)',
+        () =>
+          withHeader((h) => {
+            const t51 = wycheproof.testGroups.flatMap((g) => g.tests).find((t) => t.tcId === 51)!;
+            h.epk = headerOf(t51.jwe)!.epk;
+          }),
+        'JWE_INVALID_EPK',
+      ],
+      [
+        'epk with a private key',
+        () =>
+          withHeader((h) => {
+            (h.epk as Record<string, string>).d = 'AAAA';
+          }),
+        'JWE_INVALID_EPK',
+      ],
+      [
+        'epk coordinate too short',
+        () =>
+          withHeader((h) => {
+            (h.epk as Record<string, string>).x = 'AAAA';
+          }),
+        'JWE_INVALID_EPK',
+      ],
+      [
+        'epk on P-384 for a P-256 key',
+        () =>
+          withHeader((h) => {
+            h.epk = {
+              kty: 'EC',
+              crv: 'P-384',
+              x: 'mPUKT_bAWGHIhg0TpjjqVsP1rXWQu_vwVOHHtNkdYoA',
+              y: 'mPUKT_bAWGHIhg0TpjjqVsP1rXWQu_vwVOHHtNkdYoA',
+            };
+          }),
+        'JWE_INVALID_EPK',
+      ],
+      [
+        'padded base64url',
+        () => {
+          const p = parts();
+          p[2] = p[2] + '==';
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
+      [
+        'standard base64 characters',
+        () => {
+          const p = parts();
+          p[3] = p[3]!.replace(/^./, '+');
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
+      [
+        'non-canonical base64url (unused tag bits set)',
+        () => {
+          const p = parts();
+          const last = p[4]!.at(-1)!;
+          const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+          p[4] = p[4]!.slice(0, -1) + alphabet[alphabet.indexOf(last) + 1]; // 16 bytes: 22 chars, the last carries 4 unused bits
+          expect(Buffer.from(p[4], 'base64url').equals(Buffer.from(parts()[4]!, 'base64url'))).toBe(true);
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
       ['six parts', () => v78() + '.AAAA', 'JWE_MALFORMED'],
-      ['header not JSON', () => { const p = parts(); p[0] = Buffer.from('{"alg":').toString('base64url'); return join5(p); }, 'JWE_MALFORMED'],
-      ['header a JSON array', () => { const p = parts(); p[0] = Buffer.from('["ECDH-ES"]').toString('base64url'); return join5(p); }, 'JWE_MALFORMED'],
+      [
+        'header not JSON',
+        () => {
+          const p = parts();
+          p[0] = Buffer.from('{"alg":').toString('base64url');
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
+      [
+        'header a JSON array',
+        () => {
+          const p = parts();
+          p[0] = Buffer.from('["ECDH-ES"]').toString('base64url');
+          return join5(p);
+        },
+        'JWE_MALFORMED',
+      ],
     ];
     it.each(cases)('%s is refused', async (_name, make, code) => {
       expect(await refusal(openCompactJwe(make(), options))).toBe(code);
     });
 
     it('an unknown kid is refused before any key agreement', async () => {
-      const named = withHeader((h) => { h.kid = 'not-our-key'; });
+      const named = withHeader((h) => {
+        h.kid = 'not-our-key';
+      });
       expect(await refusal(openCompactJwe(named, options))).toBe('JWE_UNKNOWN_KID');
     });
 
@@ -166,8 +360,15 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
 
   it('RFC 7518 Appendix C: ECDH-ES key agreement in the HSM gives the published derived key (apu Alice, apv Bob, A128GCM)', async () => {
     // Bob's key in Appendix C is the same key as Wycheproof's jwe_ec group, already imported.
-    const aliceEpk = { x: 'gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0', y: 'SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps' };
-    const point = Buffer.concat([Buffer.from([4]), Buffer.from(aliceEpk.x, 'base64url'), Buffer.from(aliceEpk.y, 'base64url')]);
+    const aliceEpk = {
+      x: 'gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0',
+      y: 'SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps',
+    };
+    const point = Buffer.concat([
+      Buffer.from([4]),
+      Buffer.from(aliceEpk.x, 'base64url'),
+      Buffer.from(aliceEpk.y, 'base64url'),
+    ]);
     for (const kdf of ['in-token', 'extract'] as const) {
       const key = await deriveCek(hsm, ecKey, point, 'A128GCM', Buffer.from('Alice'), Buffer.from('Bob'), 16, kdf);
       expect(key.toString('base64url')).toBe('VqqN6vgjbSBcIijNcacQGg');
@@ -182,11 +383,26 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
       const epk = jwe.header.epk as { x: string; y: string };
       const point = Buffer.concat([Buffer.from([4]), Buffer.from(epk.x, 'base64url'), Buffer.from(epk.y, 'base64url')]);
       for (const kdf of ['in-token', 'extract'] as const) {
-        const cek = await deriveCek(hsm, { hsmId, crv: 'P-256' }, point, 'A128CBC-HS256', Buffer.alloc(0), Buffer.alloc(0), 32, kdf);
+        const cek = await deriveCek(
+          hsm,
+          { hsmId, crv: 'P-256' },
+          point,
+          'A128CBC-HS256',
+          Buffer.alloc(0),
+          Buffer.alloc(0),
+          32,
+          kdf,
+        );
         expect(cek.toString('base64url')).toBe(v.encrypting_key.cek);
       }
       const key: DecryptionKey = { hsmId, crv: 'P-256', kid: v.input.key.kid };
-      const code = await refusal(openCompactJwe(v.output.compact, { hsm, kdf: 'in-token', resolveKey: async (kid) => (kid === key.kid ? key : undefined) }));
+      const code = await refusal(
+        openCompactJwe(v.output.compact, {
+          hsm,
+          kdf: 'in-token',
+          resolveKey: async (kid) => (kid === key.kid ? key : undefined),
+        }),
+      );
       expect(code).toBe('JWE_UNSUPPORTED_ALG');
     });
 
@@ -197,11 +413,16 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
         expect(listed, `RFC 7520 ${section} must be listed`).toContain(`| ${section} |`);
         if (v.output.compact) {
           const h = parseCompactJwe(v.output.compact).header;
-          expect(await refusal(openCompactJwe(v.output.compact, options)), `${file} compact`).toBe('JWE_UNSUPPORTED_ALG');
+          expect(await refusal(openCompactJwe(v.output.compact, options)), `${file} compact`).toBe(
+            'JWE_UNSUPPORTED_ALG',
+          );
           expect(h.alg === 'ECDH-ES' && h.enc === 'A256GCM').toBe(false);
         }
         for (const form of ['json', 'json_flat'] as const) {
-          if (v.output[form]) expect(await refusal(openCompactJwe(JSON.stringify(v.output[form]), options)), `${file} ${form}`).toBe('JWE_MALFORMED');
+          if (v.output[form])
+            expect(await refusal(openCompactJwe(JSON.stringify(v.output[form]), options)), `${file} ${form}`).toBe(
+              'JWE_MALFORMED',
+            );
         }
       }
     });
@@ -209,7 +430,13 @@ describe('JWE vectors through src/jose/open.ts with HSM key agreement', () => {
 
   it('the header allowlist needs no key: checkHeader refuses before resolveKey is ever called', async () => {
     let calls = 0;
-    const counting: OpenOptions = { ...options, resolveKey: async () => { calls++; return ecKey; } };
+    const counting: OpenOptions = {
+      ...options,
+      resolveKey: async () => {
+        calls++;
+        return ecKey;
+      },
+    };
     const t35 = wycheproof.testGroups.flatMap((g) => g.tests).find((t) => t.tcId === 35)!;
     expect(await refusal(openCompactJwe(t35.jwe as string, counting))).toBe('JWE_UNSUPPORTED_ALG');
     expect(() => checkHeader(parseCompactJwe(t35.jwe as string))).toThrow(GatewayError);

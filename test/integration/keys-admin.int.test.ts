@@ -12,9 +12,18 @@ import { keyHistory } from '../../src/keys/history.ts';
 const run = promisify(execFile);
 const ROOT = new URL('../..', import.meta.url).pathname;
 const cli = (args: string[], env: Record<string, string>) =>
-  run(`${ROOT}node_modules/.bin/node`, ['bin/gateway.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 60_000 })
+  run(`${ROOT}node_modules/.bin/node`, ['bin/gateway.js', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'silent', ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
     .then((r) => ({ code: 0, ...r }))
-    .catch((e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }));
+    .catch((e: { code: number; stdout: string; stderr: string }) => ({
+      code: e.code,
+      stdout: e.stdout,
+      stderr: e.stderr,
+    }));
 
 describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/rotate', () => {
   let gw: TestGateway;
@@ -28,7 +37,10 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
   it('is admin only: 401 without a token, 403 with a token lacking system/gateway.admin', async () => {
     await request(gw.app.server).get('/admin/keys').expect(401);
     const reader = await testClient(gw, { scopes: [SCOPE_ALL_READ] });
-    const res = await request(gw.app.server).get('/admin/keys').set('authorization', await reader.bearer()).expect(403);
+    const res = await request(gw.app.server)
+      .get('/admin/keys')
+      .set('authorization', await reader.bearer())
+      .expect(403);
     expect(res.body.resourceType).toBe('OperationOutcome');
   });
 
@@ -39,7 +51,10 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
 
     // Scheduled-style manual rotation: generate and publish; activation waits KEY_PREPUBLISH (1 h here).
     await runKeysRotate(ctx, { use: 'sig', now: false, requestedBy: 'test' });
-    let jwks = (await request(gw.app.server).get('/.well-known/jwks.json').expect(200)).body.keys as Array<{ kid: string; use: string }>;
+    let jwks = (await request(gw.app.server).get('/.well-known/jwks.json').expect(200)).body.keys as Array<{
+      kid: string;
+      use: string;
+    }>;
     const pending = (await keyHistory(ctx.pool)).find((k) => k.use === 'sig' && k.state === 'pre-activation')!;
     expect(pending.published).not.toBeNull();
     expect(jwks.map((k) => k.kid)).toContain(pending.kid);
@@ -57,15 +72,28 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
     expect(res.body.keys).toHaveLength(4);
     expect(byKid[oldSig.kid]).toMatchObject({ use: 'sig', alg: 'ES256', state: 'deactivated', destroyed: null });
     expect(byKid[oldSig.kid].deactivated).toEqual(byKid[pending.kid].activated);
-    expect(Date.parse(byKid[oldSig.kid].destroy_after)).toBe(Date.parse(byKid[oldSig.kid].deactivated) + gw.config.deliveryHorizon + gw.config.keyRetentionMargin);
-    expect(byKid[pending.kid]).toMatchObject({ state: 'active', public_jwk: { kty: 'EC', crv: 'P-256', kid: pending.kid } });
+    expect(Date.parse(byKid[oldSig.kid].destroy_after)).toBe(
+      Date.parse(byKid[oldSig.kid].deactivated) + gw.config.deliveryHorizon + gw.config.keyRetentionMargin,
+    );
+    expect(byKid[pending.kid]).toMatchObject({
+      state: 'active',
+      public_jwk: { kty: 'EC', crv: 'P-256', kid: pending.kid },
+    });
     expect(Date.parse(byKid[pending.kid].published)).toBeLessThanOrEqual(Date.parse(byKid[pending.kid].activated));
     expect(res.body.pending).toEqual([]);
     expect(JSON.stringify(res.body)).not.toMatch(/"d"\s*:/); // public keys only
 
-    const audit = await ctx.pool.query(`SELECT type, entry FROM audit_log WHERE type LIKE 'key.%' AND entry LIKE $1 ORDER BY idx`, [`%${pending.kid}%`]);
+    const audit = await ctx.pool.query(
+      `SELECT type, entry FROM audit_log WHERE type LIKE 'key.%' AND entry LIKE $1 ORDER BY idx`,
+      [`%${pending.kid}%`],
+    );
     // The predecessor's deactivation names its successor, in the same transaction as the activation.
-    expect(audit.rows.map((r) => r.type)).toEqual(['key.generated', 'key.published', 'key.deactivated', 'key.activated']);
+    expect(audit.rows.map((r) => r.type)).toEqual([
+      'key.generated',
+      'key.published',
+      'key.deactivated',
+      'key.activated',
+    ]);
     expect(audit.rows[3].entry).toContain('"id":"test"'); // the administrator who asked
   });
 
@@ -76,7 +104,9 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
     expect(idle.code).toBe(1);
     expect(idle.stderr).toMatch(/no worker ran the enc rotation.*Nothing was changed/);
     expect((await keyHistory(gw.app.ctx.pool)).filter((k) => k.use === 'enc')).toEqual(encBefore);
-    const queued = await gw.app.ctx.pool.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE task_identifier = 'keys_rotate' AND key LIKE 'keys_rotate_manual_%'`);
+    const queued = await gw.app.ctx.pool.query(
+      `SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE task_identifier = 'keys_rotate' AND key LIKE 'keys_rotate_manual_%'`,
+    );
     expect(queued.rows[0].n).toBe(0);
 
     let worker: WorkerHandle | undefined;
@@ -89,7 +119,9 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
       await worker?.stop();
     }
     const list = await cli(['keys', 'list', '--json'], env);
-    const enc = (JSON.parse(list.stdout) as Array<{ use: string; state: string; kid: string }>).filter((k) => k.use === 'enc');
+    const enc = (JSON.parse(list.stdout) as Array<{ use: string; state: string; kid: string }>).filter(
+      (k) => k.use === 'enc',
+    );
     expect(enc.map((k) => k.state).sort()).toEqual(['active', 'deactivated']);
     expect(enc.find((k) => k.state === 'deactivated')!.kid).toBe(encBefore[0]!.kid);
     // The server's keyring (another "process" view) seals to the new key once reloaded; the old one still decrypts.
@@ -97,7 +129,9 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
     expect(gw.app.ctx.keyring.decryptionKey(encBefore[0]!.kid)).toBeDefined();
 
     const text = await cli(['keys', 'list'], env);
-    expect(text.stdout.split('\n')[0]).toMatch(/^KID\s+USE\s+ALG\s+STATE\s+CREATED\s+PUBLISHED\s+ACTIVATED\s+DEACTIVATED\s+DESTROYED/);
+    expect(text.stdout.split('\n')[0]).toMatch(
+      /^KID\s+USE\s+ALG\s+STATE\s+CREATED\s+PUBLISHED\s+ACTIVATED\s+DEACTIVATED\s+DESTROYED/,
+    );
     const bad = await cli(['keys', 'rotate', '--use', 'everything'], env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--use must be one of sig, enc, audit/);

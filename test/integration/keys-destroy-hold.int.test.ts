@@ -20,7 +20,14 @@ describe('a retired encryption key is not destroyed while inbox messages sealed 
     const partner = await softPartner('https://partner-hold.test');
     await ctx.directory.add({ id: partner.id, endpoint: 'https://partner-hold.test/inbox', jwks: partner.jwks });
     const old = await publishedEncKey(gw.url);
-    const res = await fetch(`${gw.url}/inbox`, { method: 'POST', headers: { 'content-type': 'application/jose' }, body: seal(old, await signContent(partner, claimsFor(partner, gw.config.org, { resourceType: 'Bundle', type: 'collection' }))) });
+    const res = await fetch(`${gw.url}/inbox`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/jose' },
+      body: seal(
+        old,
+        await signContent(partner, claimsFor(partner, gw.config.org, { resourceType: 'Bundle', type: 'collection' })),
+      ),
+    });
     expect(res.status).toBe(200);
 
     await runKeysRotate(ctx, { use: 'enc', now: true, requestedBy: 'test' });
@@ -29,13 +36,19 @@ describe('a retired encryption key is not destroyed while inbox messages sealed 
     await runKeysRotate(ctx, {}, { clock: () => later });
     expect((await listKeys(ctx.pool)).find((k) => k.kid === old.kid)!.state).toBe('deactivated');
     const admin = await testClient(gw, { scopes: [SCOPE_ADMIN] });
-    const view = await request(gw.app.server).get('/admin/keys').set('authorization', await admin.bearer()).expect(200);
-    expect(view.body.keys.find((k: { kid: string }) => k.kid === old.kid).destroy_held).toMatch(/1 unacknowledged inbox messages/);
+    const view = await request(gw.app.server)
+      .get('/admin/keys')
+      .set('authorization', await admin.bearer())
+      .expect(200);
+    expect(view.body.keys.find((k: { kid: string }) => k.kid === old.kid).destroy_held).toMatch(
+      /1 unacknowledged inbox messages/,
+    );
 
     const ehr = await testClient(gw, { scopes: [SCOPE_ALL_READ, SCOPE_ALL_WRITE], receivesFrom: ['*'] });
     const auth = await ehr.bearer();
     const list = await request(gw.app.server).get('/inbox/messages').set('authorization', auth).expect(200);
-    for (const m of list.body.messages) await request(gw.app.server).post(`/inbox/messages/${m.id}/$ack`).set('authorization', auth).expect(200);
+    for (const m of list.body.messages)
+      await request(gw.app.server).post(`/inbox/messages/${m.id}/$ack`).set('authorization', auth).expect(200);
 
     const run = await runKeysRotate(ctx, {}, { clock: () => later });
     expect(run.flatMap((r) => r.steps)).toEqual([{ kind: 'destroy', use: 'enc', kid: old.kid }]);

@@ -22,11 +22,16 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
   let status = 200;
   let jwksUri = '';
   const partnerId = 'https://partner-kt.test';
-  const audit = async (type: string) => (await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = $1 ORDER BY idx`, [type])).rows.map((r) => JSON.parse(r.entry));
+  const audit = async (type: string) =>
+    (await gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = $1 ORDER BY idx`, [type])).rows.map((r) =>
+      JSON.parse(r.entry),
+    );
 
   beforeAll(async () => {
     server = createServer((_req, res) => {
-      res.writeHead(status, { 'content-type': 'application/jwk-set+json', 'cache-control': 'max-age=3600' }).end(status === 200 ? JSON.stringify(published) : '');
+      res
+        .writeHead(status, { 'content-type': 'application/jwk-set+json', 'cache-control': 'max-age=3600' })
+        .end(status === 200 ? JSON.stringify(published) : '');
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     jwksUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
@@ -45,7 +50,11 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
     await ctx.directory.add({ id: partnerId, endpoint: 'https://partner-kt.test/inbox', jwksUri });
     const t0 = new Date();
     let [r] = await refreshPartnerKeys(ctx, { now: t0 });
-    expect(r).toMatchObject({ partner: partnerId, ok: true, observed: { firstSeen: [enc1.kid, sig1.kid], changed: [], disappeared: [] } });
+    expect(r).toMatchObject({
+      partner: partnerId,
+      ok: true,
+      observed: { firstSeen: [enc1.kid, sig1.kid], changed: [], disappeared: [] },
+    });
     expect((await audit('partner-key.first-seen')).map((e) => e.entity[0].id)).toEqual([enc1.kid, sig1.kid]);
 
     // Within PARTNER_JWKS_REFRESH nothing is refetched; forced, the same keys only advance last_seen.
@@ -53,7 +62,11 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
     [r] = await refreshPartnerKeys(ctx, { force: true, now: new Date(t0.getTime() + 2_000) });
     expect(r!.observed).toEqual({ firstSeen: [], changed: [], disappeared: [] });
     let log = await partnerKeyLog(ctx.pool, partnerId);
-    expect(log.find((k) => k.kid === sig1.kid)).toMatchObject({ first_seen: t0, last_seen: new Date(t0.getTime() + 2_000), disappeared_at: null });
+    expect(log.find((k) => k.kid === sig1.kid)).toMatchObject({
+      first_seen: t0,
+      last_seen: new Date(t0.getTime() + 2_000),
+      disappeared_at: null,
+    });
 
     // The partner rotates: sig1 disappears, a new sig key appears, and the enc kid now carries other content.
     const sig2 = await ecKey('sig');
@@ -62,7 +75,11 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
     [r] = await refreshPartnerKeys(ctx, { force: true, now: new Date(t0.getTime() + 3_000) });
     expect(r!.observed).toEqual({ firstSeen: [sig2.kid], changed: [enc1.kid], disappeared: [sig1.kid] });
     const [changed] = await audit('partner-key.changed');
-    expect(changed).toMatchObject({ outcome: 'minor-failure', agent: { type: 'partner', id: partnerId }, entity: [{ type: 'partner-key', id: enc1.kid }] });
+    expect(changed).toMatchObject({
+      outcome: 'minor-failure',
+      agent: { type: 'partner', id: partnerId },
+      entity: [{ type: 'partner-key', id: enc1.kid }],
+    });
     expect((await audit('partner-key.disappeared')).map((e) => e.entity[0].id)).toEqual([sig1.kid]);
     log = await partnerKeyLog(ctx.pool, partnerId);
     expect(log.find((k) => k.kid === sig1.kid)!.disappeared_at).toEqual(new Date(t0.getTime() + 3_000));
@@ -75,7 +92,9 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
     expect(await recordedPartnerKey(ctx.pool, partnerId, sig1.kid!, new Date(t0.getTime() + 4_000))).toBeUndefined();
     // A kid whose content changed is ambiguous and never answered from history; unknown kids are refused.
     expect(await recordedPartnerKey(ctx.pool, partnerId, enc1.kid!)).toBeUndefined();
-    await expect(ctx.directory.verificationKey(partnerId, 'never-published')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(ctx.directory.verificationKey(partnerId, 'never-published')).rejects.toMatchObject({
+      code: 'FORBIDDEN',
+    });
 
     // A key that comes back is no longer marked disappeared.
     published = { keys: [enc1b, sig2, sig1] };
@@ -92,7 +111,9 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
       const [r] = await refreshPartnerKeys(ctx, { force: true });
       expect(r).toMatchObject({ partner: partnerId, ok: false });
       expect(r!.error).toMatch(/could not be refreshed|HTTP 503/);
-      const check = await ctx.pool.query('SELECT ok, error FROM partner_jwks_checks WHERE partner_id = $1', [partnerId]);
+      const check = await ctx.pool.query('SELECT ok, error FROM partner_jwks_checks WHERE partner_id = $1', [
+        partnerId,
+      ]);
       expect(check.rows[0].ok).toBe(false);
       expect(await partnerKeyLog(ctx.pool, partnerId)).toEqual(before);
       // Deliveries keep sealing to the cached key.
@@ -105,9 +126,16 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
   it('GET /admin/partner-keys shows the log to administrators', async () => {
     const admin = await testClient(gw, { scopes: [SCOPE_ADMIN] });
     await request(gw.app.server).get('/admin/partner-keys').expect(401);
-    const res = await request(gw.app.server).get('/admin/partner-keys').set('authorization', await admin.bearer()).expect(200);
+    const res = await request(gw.app.server)
+      .get('/admin/partner-keys')
+      .set('authorization', await admin.bearer())
+      .expect(200);
     expect(res.body.keys.length).toBe(4);
-    expect(res.body.keys[0]).toMatchObject({ partner: partnerId, first_seen: expect.any(String), last_seen: expect.any(String) });
+    expect(res.body.keys[0]).toMatchObject({
+      partner: partnerId,
+      first_seen: expect.any(String),
+      last_seen: expect.any(String),
+    });
     expect(res.body.keys.filter((k: { replaced: string | null }) => k.replaced)).toHaveLength(1);
   });
 });

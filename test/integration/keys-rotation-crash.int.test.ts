@@ -12,7 +12,14 @@ import { createTestToken } from '../helpers/hsm.ts';
 
 const S = 1_000;
 const policy: RotationPolicy = { rotationMs: 100 * S, prepublishMs: 10 * S, retentionMs: 20 * S };
-const POINTS: RotationPoint[] = ['generate:intent-recorded', 'generate:hsm-generated', 'generate:published', 'activate:before-commit', 'destroy:intent-recorded', 'destroy:hsm-destroyed'];
+const POINTS: RotationPoint[] = [
+  'generate:intent-recorded',
+  'generate:hsm-generated',
+  'generate:published',
+  'activate:before-commit',
+  'destroy:intent-recorded',
+  'destroy:hsm-destroyed',
+];
 const quiet = { warn: () => undefined };
 
 class Crash extends Error {}
@@ -21,8 +28,14 @@ class Crash extends Error {}
 async function checkInvariants(pool: pg.Pool, hsm: Hsm, opts: { settled: boolean }) {
   const keys = await listKeys(pool);
   for (const use of KEY_USES) {
-    expect(keys.filter((k) => k.use === use && k.state === 'active'), `${use} active keys`).toHaveLength(1);
-    expect(keys.filter((k) => k.use === use && k.state !== 'destroyed').length, `${use} published keys`).toBeGreaterThan(0);
+    expect(
+      keys.filter((k) => k.use === use && k.state === 'active'),
+      `${use} active keys`,
+    ).toHaveLength(1);
+    expect(
+      keys.filter((k) => k.use === use && k.state !== 'destroyed').length,
+      `${use} published keys`,
+    ).toBeGreaterThan(0);
   }
   const onToken = new Set((await hsm.listKeys()).map((k) => k.id));
   const intents = await listIntents(pool);
@@ -50,14 +63,20 @@ describe('key rotation is crash-safe: killed at every step, invariants hold and 
       const pool = createPool(await createTestDatabase(), quiet, 5);
       const token = createTestToken();
       const hsm = Hsm.open({ library: token.library, tokenLabel: token.label, pin: token.pin, sessions: 2 });
-      closers.push(() => hsm.close(), () => pool.end());
+      closers.push(
+        () => hsm.close(),
+        () => pool.end(),
+      );
       await ensureGatewayKeys(pool, hsm);
       const first = (await listKeys(pool)).find((k) => k.use === 'enc' && k.state === 'active')!;
 
       let now = Date.now();
       let crashed = 0;
       const deps: StepDeps = {
-        pool, hsm, actor: { type: 'gateway', id: 'test' }, clock: () => new Date(now),
+        pool,
+        hsm,
+        actor: { type: 'gateway', id: 'test' },
+        clock: () => new Date(now),
         hook: (p) => {
           if (p === point && crashed === 0) {
             crashed++;
@@ -126,9 +145,19 @@ describe('key rotation is crash-safe: killed at every step, invariants hold and 
     const pool = createPool(await createTestDatabase(), quiet, 5);
     const token = createTestToken();
     const hsm = Hsm.open({ library: token.library, tokenLabel: token.label, pin: token.pin, sessions: 2 });
-    closers.push(() => hsm.close(), () => pool.end());
+    closers.push(
+      () => hsm.close(),
+      () => pool.end(),
+    );
     await ensureGatewayKeys(pool, hsm);
-    const crash: StepDeps = { pool, hsm, actor: { type: 'gateway', id: 'test' }, hook: (p) => { if (p === 'generate:hsm-generated') throw new Crash(p); } };
+    const crash: StepDeps = {
+      pool,
+      hsm,
+      actor: { type: 'gateway', id: 'test' },
+      hook: (p) => {
+        if (p === 'generate:hsm-generated') throw new Crash(p);
+      },
+    };
     await expect(rotateUse(crash, 'sig', policy, { request: { now: true } })).rejects.toBeInstanceOf(Crash);
     const [intent] = await listIntents(pool, 'sig');
     const orphan = (await hsm.listKeys()).filter((k) => k.label === intent!.label);

@@ -41,15 +41,26 @@ describe('outbound: a SIGKILLed worker loses nothing', () => {
     r.script.push({ kind: 'hang' });
     const locations: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const res = await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).type('application/fhir+json').send(messageBundle([r.id], 1000, `crash${i}`)).expect(202);
+      const res = await request(o.gw.app.server)
+        .post('/fhir/$process-message')
+        .set('authorization', o.ehrAuth)
+        .type('application/fhir+json')
+        .send(messageBundle([r.id], 1000, `crash${i}`))
+        .expect(202);
       locations.push(res.headers['content-location'] as string);
     }
     const first = worker();
     // Wait until the first worker is mid-delivery (the recipient holds its request open).
-    await waitFor('the worker to start a delivery', async () => (r.posts.some((p) => p.answered === 'hang') ? true : undefined), 60_000);
+    await waitFor(
+      'the worker to start a delivery',
+      async () => (r.posts.some((p) => p.answered === 'hang') ? true : undefined),
+      60_000,
+    );
     first.kill('SIGKILL');
     await new Promise<void>((resolve) => first.once('exit', () => resolve()));
-    const { rows: locked } = await o.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE locked_by IS NOT NULL');
+    const { rows: locked } = await o.gw.app.ctx.pool.query(
+      'SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE locked_by IS NOT NULL',
+    );
     expect(locked[0].n).toBeGreaterThanOrEqual(1);
 
     const second = worker();

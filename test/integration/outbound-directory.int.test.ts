@@ -26,12 +26,24 @@ function jwksHost() {
   const state = { body: '{"keys":[]}', cacheControl: 'max-age=300', delayMs: 0, status: 200, hits: 0 };
   const server: Server = createServer((_req, res) => {
     state.hits++;
-    setTimeout(() => res.writeHead(state.status, { 'content-type': 'application/json', 'cache-control': state.cacheControl }).end(state.body), state.delayMs);
+    setTimeout(
+      () =>
+        res
+          .writeHead(state.status, { 'content-type': 'application/json', 'cache-control': state.cacheControl })
+          .end(state.body),
+      state.delayMs,
+    );
   });
   return {
     state,
-    start: () => new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`))),
-    close: () => { server.closeAllConnections(); return new Promise<void>((r) => server.close(() => r())); },
+    start: () =>
+      new Promise<string>((r) =>
+        server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`)),
+      ),
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
   };
 }
 
@@ -55,13 +67,35 @@ describe('partner directory', () => {
   it('manages partners through the admin API as Organization + Endpoint', async () => {
     const k = await keys();
     const api = () => request(gw.app.server);
-    const created = await api().post('/admin/partners').set('authorization', adminAuth).send({ id: 'org-a', name: 'Hospital A', endpoint: 'https://a.example/inbox', jwks: { keys: [k.enc, k.sig] } }).expect(201);
+    const created = await api()
+      .post('/admin/partners')
+      .set('authorization', adminAuth)
+      .send({ id: 'org-a', name: 'Hospital A', endpoint: 'https://a.example/inbox', jwks: { keys: [k.enc, k.sig] } })
+      .expect(201);
     expect(created.headers.location).toBe('/admin/partners/org-a');
-    expect(created.body).toMatchObject({ id: 'org-a', name: 'Hospital A', endpoint: 'https://a.example/inbox', status: 'active' });
+    expect(created.body).toMatchObject({
+      id: 'org-a',
+      name: 'Hospital A',
+      endpoint: 'https://a.example/inbox',
+      status: 'active',
+    });
     const fhir = await api().get('/admin/partners/org-a?format=fhir').set('authorization', adminAuth).expect(200);
-    expect(fhir.body).toMatchObject({ resourceType: 'Organization', name: 'Hospital A', identifier: [{ value: 'org-a' }], contained: [{ resourceType: 'Endpoint', address: 'https://a.example/inbox' }] });
-    await api().post('/admin/partners').set('authorization', adminAuth).send({ id: 'org-a', endpoint: 'https://other.example/inbox', jwks_uri: jwksUri }).expect(409);
-    const updated = await api().put('/admin/partners/org-a').set('authorization', adminAuth).send({ name: 'Hospital A2', endpoint: 'https://a.example/inbox', jwks_uri: jwksUri, status: 'suspended' }).expect(200);
+    expect(fhir.body).toMatchObject({
+      resourceType: 'Organization',
+      name: 'Hospital A',
+      identifier: [{ value: 'org-a' }],
+      contained: [{ resourceType: 'Endpoint', address: 'https://a.example/inbox' }],
+    });
+    await api()
+      .post('/admin/partners')
+      .set('authorization', adminAuth)
+      .send({ id: 'org-a', endpoint: 'https://other.example/inbox', jwks_uri: jwksUri })
+      .expect(409);
+    const updated = await api()
+      .put('/admin/partners/org-a')
+      .set('authorization', adminAuth)
+      .send({ name: 'Hospital A2', endpoint: 'https://a.example/inbox', jwks_uri: jwksUri, status: 'suspended' })
+      .expect(200);
     expect(updated.body).toMatchObject({ name: 'Hospital A2', jwks_uri: jwksUri, status: 'suspended' });
     const list = await api().get('/admin/partners').set('authorization', adminAuth).expect(200);
     expect(list.body.partners.map((p: { id: string }) => p.id)).toContain('org-a');
@@ -74,7 +108,11 @@ describe('partner directory', () => {
 
   it('refuses invalid, weak or mismatched keys with a clear 4xx', async () => {
     const k = await keys();
-    const post = (body: object) => request(gw.app.server).post('/admin/partners').set('authorization', adminAuth).send({ id: 'org-bad', endpoint: 'https://bad.example/inbox', ...body });
+    const post = (body: object) =>
+      request(gw.app.server)
+        .post('/admin/partners')
+        .set('authorization', adminAuth)
+        .send({ id: 'org-bad', endpoint: 'https://bad.example/inbox', ...body });
     const cases: Array<[object, number, RegExp]> = [
       [{ jwks: { keys: [{ ...k.enc, crv: 'P-521' }] } }, 422, /P-256 and P-384/],
       [{ jwks: { keys: [{ kty: 'RSA', n: 'AQAB', e: 'AQAB', use: 'enc', kid: 'r' }] } }, 422, /only EC keys/],
@@ -97,7 +135,12 @@ describe('partner directory', () => {
     const k = await keys();
     host.state.body = JSON.stringify({ keys: [k.enc, k.sig] });
     host.state.cacheControl = 'max-age=600';
-    const dir = new Directory({ pool: gw.app.ctx.pool, fetch: globalThis.fetch, logger, limits: { cooldownMs: 400, timeoutMs: 300, maxBytes: 4096, maxKeys: 5 } });
+    const dir = new Directory({
+      pool: gw.app.ctx.pool,
+      fetch: globalThis.fetch,
+      logger,
+      limits: { cooldownMs: 400, timeoutMs: 300, maxBytes: 4096, maxKeys: 5 },
+    });
     await dir.add({ id: 'org-c', endpoint: 'https://c.example/inbox', jwksUri });
     host.state.hits = 0;
     expect((await dir.encryptionKey('org-c')).kid).toBe(k.enc.kid);
@@ -115,7 +158,13 @@ describe('partner directory', () => {
     expect(host.state.hits).toBe(2);
 
     // Too large, too slow, too many keys: refused (fresh directories, nothing cached).
-    const fresh = () => new Directory({ pool: gw.app.ctx.pool, fetch: globalThis.fetch, logger, limits: { cooldownMs: 400, timeoutMs: 300, maxBytes: 4096, maxKeys: 5 } });
+    const fresh = () =>
+      new Directory({
+        pool: gw.app.ctx.pool,
+        fetch: globalThis.fetch,
+        logger,
+        limits: { cooldownMs: 400, timeoutMs: 300, maxBytes: 4096, maxKeys: 5 },
+      });
     host.state.body = JSON.stringify({ keys: [k.enc], pad: 'x'.repeat(5000) });
     await expect(fresh().encryptionKey('org-c')).rejects.toThrow(/exceeds the limit of 4096 bytes|limit is 4096/);
     host.state.body = JSON.stringify({ keys: Array(6).fill(k.enc) });
@@ -133,16 +182,36 @@ describe('partner directory', () => {
     const file = join(dir, 'jwks.json');
     writeFileSync(file, JSON.stringify({ keys: [k.enc, k.sig] }));
     const env = cleanEnv({ DATABASE_URL: gw.databaseUrl });
-    const add = await runCli(['partners', 'add', '--id', 'org-cli', '--endpoint', 'https://cli.example/inbox', '--jwks-file', file, '--name', 'CLI Hospital'], env);
+    const add = await runCli(
+      [
+        'partners',
+        'add',
+        '--id',
+        'org-cli',
+        '--endpoint',
+        'https://cli.example/inbox',
+        '--jwks-file',
+        file,
+        '--name',
+        'CLI Hospital',
+      ],
+      env,
+    );
     expect(add.stderr).toBe('');
     expect(add.code).toBe(0);
     expect((await gw.app.ctx.directory.encryptionKey('org-cli')).kid).toBe(k.enc.kid);
-    const addUri = await runCli(['partners', 'add', '--id', 'org-cli2', '--endpoint', 'https://cli2.example/inbox', '--jwks-uri', jwksUri], env);
+    const addUri = await runCli(
+      ['partners', 'add', '--id', 'org-cli2', '--endpoint', 'https://cli2.example/inbox', '--jwks-uri', jwksUri],
+      env,
+    );
     expect(addUri.code).toBe(0);
     const list = await runCli(['partners', 'list'], env);
     expect(list.stdout).toMatch(/org-cli\s+CLI Hospital\s+https:\/\/cli\.example\/inbox\s+inline \(2\)\s+active/);
     expect(list.stdout).toContain(jwksUri);
-    const dup = await runCli(['partners', 'add', '--id', 'org-cli', '--endpoint', 'https://x.example/inbox', '--jwks-uri', jwksUri], env);
+    const dup = await runCli(
+      ['partners', 'add', '--id', 'org-cli', '--endpoint', 'https://x.example/inbox', '--jwks-uri', jwksUri],
+      env,
+    );
     expect(dup.code).toBe(1);
     expect(dup.stderr).toMatch(/already exists/);
     const usage = await runCli(['partners', 'add', '--id', 'x', '--endpoint', 'https://x.example/inbox'], env);

@@ -18,7 +18,12 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
     const [a, b] = o.recipients as [NonNullable<Outbound['recipients'][0]>, NonNullable<Outbound['recipients'][0]>];
     const marker = 'PHI-MARKER-7d1f3e';
     const body = messageBundle([a.id, b.id], 10_240, marker);
-    const res = await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).type('application/fhir+json').send(body).expect(202);
+    const res = await request(o.gw.app.server)
+      .post('/fhir/$process-message')
+      .set('authorization', o.ehrAuth)
+      .type('application/fhir+json')
+      .send(body)
+      .expect(202);
     const location = res.headers['content-location'] as string;
     expect(location).toMatch(/^\/exchanges\/[0-9a-f-]{36}$/);
     expect(res.body.resourceType).toBe('OperationOutcome');
@@ -32,7 +37,13 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
       const got = [a, b].find((x) => x.id === r.partner)!.received.get(r.delivery)!;
       // The recipient got exactly the bytes accepted, signed for it alone.
       expect(got.content).toBe(body);
-      expect(got.claims).toMatchObject({ iss: o.gw.config.org, aud: r.partner, jti: r.delivery, exchange: view.id, content_type: 'application/fhir+json' });
+      expect(got.claims).toMatchObject({
+        iss: o.gw.config.org,
+        aud: r.partner,
+        jti: r.delivery,
+        exchange: view.id,
+        content_type: 'application/fhir+json',
+      });
       expect(got.idempotencyKey).toBe(r.delivery);
       expect(envelopeDigest(got.envelope)).toBe(r.envelope_digest);
     }
@@ -41,12 +52,24 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
 
     // No plaintext at rest: rows hold only envelopes; job payloads only ids.
     const pool = o.gw.app.ctx.pool;
-    const dump = await pool.query(`SELECT (SELECT json_agg(d)::text FROM deliveries d) || (SELECT json_agg(e)::text FROM exchanges e) || coalesce((SELECT json_agg(a)::text FROM audit_log a), '') AS t`);
+    const dump = await pool.query(
+      `SELECT (SELECT json_agg(d)::text FROM deliveries d) || (SELECT json_agg(e)::text FROM exchanges e) || coalesce((SELECT json_agg(a)::text FROM audit_log a), '') AS t`,
+    );
     expect(dump.rows[0].t).not.toContain(marker);
     expect(dump.rows[0].t).not.toContain('Jane');
-    const audit = await pool.query(`SELECT type FROM audit_log WHERE type LIKE 'intake.%' OR type LIKE 'exchange.%' OR type LIKE 'delivery.%'`);
+    const audit = await pool.query(
+      `SELECT type FROM audit_log WHERE type LIKE 'intake.%' OR type LIKE 'exchange.%' OR type LIKE 'delivery.%'`,
+    );
     const types = audit.rows.map((r) => r.type);
-    expect(types).toEqual(expect.arrayContaining(['intake.accepted', 'exchange.signed', 'exchange.sealed', 'delivery.attempt', 'delivery.receipt']));
+    expect(types).toEqual(
+      expect.arrayContaining([
+        'intake.accepted',
+        'exchange.signed',
+        'exchange.sealed',
+        'delivery.attempt',
+        'delivery.receipt',
+      ]),
+    );
   });
 
   it('opens a captured envelope and verifies its inner JWS with the Debian jose CLI', async () => {
@@ -57,21 +80,47 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
     writeFileSync(join(dir, 'enc.jwk'), JSON.stringify(a.encPrivate));
     const sig = o.gw.app.ctx.keyring.jwks().keys.find((k) => k.use === 'sig')!;
     writeFileSync(join(dir, 'sig.jwk'), JSON.stringify(sig));
-    const inner = execFileSync('jose', ['jwe', 'dec', '-i', join(dir, 'env.jwe'), '-k', join(dir, 'enc.jwk')]).toString();
+    const inner = execFileSync('jose', [
+      'jwe',
+      'dec',
+      '-i',
+      join(dir, 'env.jwe'),
+      '-k',
+      join(dir, 'enc.jwk'),
+    ]).toString();
     writeFileSync(join(dir, 'inner.jws'), inner);
-    const payload = JSON.parse(execFileSync('jose', ['jws', 'ver', '-i', join(dir, 'inner.jws'), '-k', join(dir, 'sig.jwk'), '-O', '-']).toString());
+    const payload = JSON.parse(
+      execFileSync('jose', [
+        'jws',
+        'ver',
+        '-i',
+        join(dir, 'inner.jws'),
+        '-k',
+        join(dir, 'sig.jwk'),
+        '-O',
+        '-',
+      ]).toString(),
+    );
     expect(payload).toMatchObject({ aud: a.id, jti: got.jti, content: { resourceType: 'Bundle', type: 'message' } });
     // A flipped tag byte must make the CLI refuse.
     const parts = got.envelope.split('.');
     parts[4] = (parts[4]![0] === 'A' ? 'B' : 'A') + parts[4]!.slice(1);
     writeFileSync(join(dir, 'bad.jwe'), parts.join('.'));
-    expect(() => execFileSync('jose', ['jwe', 'dec', '-i', join(dir, 'bad.jwe'), '-k', join(dir, 'enc.jwk')], { stdio: 'pipe' })).toThrow();
+    expect(() =>
+      execFileSync('jose', ['jwe', 'dec', '-i', join(dir, 'bad.jwe'), '-k', join(dir, 'enc.jwk')], { stdio: 'pipe' }),
+    ).toThrow();
   });
 
   it('makes a retried POST with the same Idempotency-Key a no-op returning the first answer', async () => {
     const a = o.recipients[0]!;
     const body = messageBundle([a.id]);
-    const send = () => request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).set('idempotency-key', 'retry-key-1').type('application/fhir+json').send(body);
+    const send = () =>
+      request(o.gw.app.server)
+        .post('/fhir/$process-message')
+        .set('authorization', o.ehrAuth)
+        .set('idempotency-key', 'retry-key-1')
+        .type('application/fhir+json')
+        .send(body);
     const first = await send().expect(202);
     const before = await countRows(o);
     const again = await send().expect(202);
@@ -80,7 +129,13 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
     const after = await countRows(o);
     expect({ e: after.exchanges, d: after.deliveries }).toEqual({ e: before.exchanges, d: before.deliveries });
     // The same key with a different body is refused, not silently replayed.
-    const other = await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).set('idempotency-key', 'retry-key-1').type('application/fhir+json').send(messageBundle([a.id], 100, 'other')).expect(422);
+    const other = await request(o.gw.app.server)
+      .post('/fhir/$process-message')
+      .set('authorization', o.ehrAuth)
+      .set('idempotency-key', 'retry-key-1')
+      .type('application/fhir+json')
+      .send(messageBundle([a.id], 100, 'other'))
+      .expect(422);
     expect(other.body.issue[0].expression).toEqual(['Idempotency-Key']);
   });
 
@@ -89,14 +144,21 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
     const b = o.recipients[1]!;
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).type('application/fhir+json').send(messageBundle([a.id, b.id], 500, `n${i}`)),
+        request(o.gw.app.server)
+          .post('/fhir/$process-message')
+          .set('authorization', o.ehrAuth)
+          .type('application/fhir+json')
+          .send(messageBundle([a.id, b.id], 500, `n${i}`)),
       ),
     );
     expect(results.map((r) => r.status)).toEqual(Array(20).fill(202));
     const locations = new Set(results.map((r) => r.headers['content-location']));
     expect(locations.size).toBe(20);
     for (const l of locations) {
-      const { rows } = await o.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM deliveries WHERE exchange_id = $1', [String(l).split('/').pop()]);
+      const { rows } = await o.gw.app.ctx.pool.query(
+        'SELECT count(*)::int AS n FROM deliveries WHERE exchange_id = $1',
+        [String(l).split('/').pop()],
+      );
       expect(rows[0].n).toBe(2);
     }
     await settled(o, [...locations][19] as string);
@@ -104,14 +166,31 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
 
   it('routes other bundle types with explicit recipients, and keeps exchanges private to their sender', async () => {
     const a = o.recipients[0]!;
-    const collection = JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [{ fullUrl: 'urn:uuid:11111111-2222-4333-8444-555555555555', resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } } }] });
-    const res = await request(o.gw.app.server).post(`/exchanges?recipient=${encodeURIComponent(a.id)}`).set('authorization', o.ehrAuth).type('application/fhir+json').send(collection).expect(202);
+    const collection = JSON.stringify({
+      resourceType: 'Bundle',
+      type: 'collection',
+      entry: [
+        {
+          fullUrl: 'urn:uuid:11111111-2222-4333-8444-555555555555',
+          resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } },
+        },
+      ],
+    });
+    const res = await request(o.gw.app.server)
+      .post(`/exchanges?recipient=${encodeURIComponent(a.id)}`)
+      .set('authorization', o.ehrAuth)
+      .type('application/fhir+json')
+      .send(collection)
+      .expect(202);
     const location = res.headers['content-location'] as string;
     const view = await settled(o, location);
     expect(view).toMatchObject({ bundle_type: 'collection', recipients: [{ partner: a.id, state: 'delivered' }] });
     const { testClient } = await import('../helpers/auth.ts');
     const other = await testClient(o.gw, { scopes: ['system/*.read'] });
-    await request(o.gw.app.server).get(location).set('authorization', await other.bearer()).expect(404);
+    await request(o.gw.app.server)
+      .get(location)
+      .set('authorization', await other.bearer())
+      .expect(404);
     await request(o.gw.app.server).get(location).expect(401);
   });
 });

@@ -26,17 +26,82 @@ describe('outbound intake refuses bad input with a 4xx OperationOutcome and writ
     ['not a Bundle', () => JSON.stringify({ resourceType: 'Patient' }), 400, 'INVALID_FHIR', ['Bundle.resourceType']],
     ['a JSON array', () => '[1,2]', 400, 'INVALID_FHIR', ['Bundle']],
     ['an unknown Bundle.type', () => bundleWith((b) => (b.type = 'letter')), 400, 'INVALID_FHIR', ['Bundle.type']],
-    ['message without MessageHeader', () => bundleWith((b) => b.entry.shift()), 400, 'INVALID_FHIR', ['Bundle.entry[0].resource']],
-    ['MessageHeader without destination', () => bundleWith((b) => delete (b.entry[0]!.resource as Record<string, unknown>).destination), 400, 'INVALID_FHIR', ['Bundle.entry[0].resource.destination']],
-    ['unknown recipient', () => messageBundle(['https://nobody.example']), 422, 'UNKNOWN_RECIPIENT', ['Bundle.entry[0].resource.destination[0]']],
-    ['duplicate fullUrl', () => bundleWith((b) => (b.entry[1]!.fullUrl = b.entry[0]!.fullUrl)), 400, 'INVALID_FHIR', ['Bundle.entry[1].fullUrl']],
-    ['relative fullUrl', () => bundleWith((b) => (b.entry[1]!.fullUrl = 'Patient/1')), 400, 'INVALID_FHIR', ['Bundle.entry[1].fullUrl']],
-    ['unresolvable reference', () => bundleWith((b) => ((b.entry[0]!.resource as { focus: Array<{ reference: string }> }).focus[0]!.reference = 'urn:uuid:99999999-9999-4999-8999-999999999999')), 400, 'INVALID_FHIR', ['Bundle.entry[0].resource.focus[0].reference']],
+    [
+      'message without MessageHeader',
+      () => bundleWith((b) => b.entry.shift()),
+      400,
+      'INVALID_FHIR',
+      ['Bundle.entry[0].resource'],
+    ],
+    [
+      'MessageHeader without destination',
+      () => bundleWith((b) => delete (b.entry[0]!.resource as Record<string, unknown>).destination),
+      400,
+      'INVALID_FHIR',
+      ['Bundle.entry[0].resource.destination'],
+    ],
+    [
+      'unknown recipient',
+      () => messageBundle(['https://nobody.example']),
+      422,
+      'UNKNOWN_RECIPIENT',
+      ['Bundle.entry[0].resource.destination[0]'],
+    ],
+    [
+      'duplicate fullUrl',
+      () => bundleWith((b) => (b.entry[1]!.fullUrl = b.entry[0]!.fullUrl)),
+      400,
+      'INVALID_FHIR',
+      ['Bundle.entry[1].fullUrl'],
+    ],
+    [
+      'relative fullUrl',
+      () => bundleWith((b) => (b.entry[1]!.fullUrl = 'Patient/1')),
+      400,
+      'INVALID_FHIR',
+      ['Bundle.entry[1].fullUrl'],
+    ],
+    [
+      'unresolvable reference',
+      () =>
+        bundleWith(
+          (b) =>
+            ((b.entry[0]!.resource as { focus: Array<{ reference: string }> }).focus[0]!.reference =
+              'urn:uuid:99999999-9999-4999-8999-999999999999'),
+        ),
+      400,
+      'INVALID_FHIR',
+      ['Bundle.entry[0].resource.focus[0].reference'],
+    ],
     ['oversize', () => messageBundle([o.recipients[0]!.id], 150_000), 413, 'PAYLOAD_TOO_LARGE', undefined],
-    ['deeply nested JSON', () => '{"resourceType":"Bundle","a":' + '['.repeat(5000) + ']'.repeat(5000) + '}', 400, 'INVALID_JSON', undefined],
-    ['__proto__ keys', () => '{"resourceType":"Bundle","type":"message","__proto__":{"polluted":true}}', 400, 'INVALID_JSON', undefined],
-    ['a collection sent to $process-message', () => JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] }), 400, 'INVALID_FHIR', ['Bundle.type']],
-    ['a bad Idempotency-Key is checked before anything is written', () => messageBundle([o.recipients[0]!.id]), 400, 'BAD_REQUEST', ['Idempotency-Key']],
+    [
+      'deeply nested JSON',
+      () => '{"resourceType":"Bundle","a":' + '['.repeat(5000) + ']'.repeat(5000) + '}',
+      400,
+      'INVALID_JSON',
+      undefined,
+    ],
+    [
+      '__proto__ keys',
+      () => '{"resourceType":"Bundle","type":"message","__proto__":{"polluted":true}}',
+      400,
+      'INVALID_JSON',
+      undefined,
+    ],
+    [
+      'a collection sent to $process-message',
+      () => JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] }),
+      400,
+      'INVALID_FHIR',
+      ['Bundle.type'],
+    ],
+    [
+      'a bad Idempotency-Key is checked before anything is written',
+      () => messageBundle([o.recipients[0]!.id]),
+      400,
+      'BAD_REQUEST',
+      ['Idempotency-Key'],
+    ],
   ];
 
   for (const [name, body, status, code, expression, type] of cases) {
@@ -51,7 +116,7 @@ describe('outbound intake refuses bad input with a 4xx OperationOutcome and writ
       expect(res.body.issue[0].details.coding[0].code).toBe(code);
       if (expression) expect(res.body.issue[0].expression).toEqual(expression);
       expect(await countRows(o)).toEqual(before);
-      expect(({}) as Record<string, unknown>).not.toHaveProperty('polluted');
+      expect({} as Record<string, unknown>).not.toHaveProperty('polluted');
     });
   }
 
@@ -60,7 +125,11 @@ describe('outbound intake refuses bad input with a 4xx OperationOutcome and writ
     const before = await countRows(o);
     const none = await post(collection, 'application/fhir+json', '/exchanges').expect(400);
     expect(none.body.issue[0].expression).toEqual(['recipient']);
-    const unknown = await post(collection, 'application/fhir+json', `/exchanges?recipient=${encodeURIComponent(o.recipients[0]!.id)}&recipient=nobody`).expect(422);
+    const unknown = await post(
+      collection,
+      'application/fhir+json',
+      `/exchanges?recipient=${encodeURIComponent(o.recipients[0]!.id)}&recipient=nobody`,
+    ).expect(422);
     expect(unknown.body.issue[0].expression).toEqual(['recipient[1]']);
     expect(await countRows(o)).toEqual(before);
   });
@@ -69,14 +138,30 @@ describe('outbound intake refuses bad input with a 4xx OperationOutcome and writ
     const { rows } = await o.gw.app.ctx.pool.query(`SELECT entry FROM audit_log WHERE type = 'intake.refused'`);
     expect(rows.length).toBeGreaterThanOrEqual(cases.length);
     const codes = new Set(rows.map((r) => JSON.parse(r.entry).detail.code));
-    for (const c of ['INVALID_JSON', 'INVALID_FHIR', 'UNKNOWN_RECIPIENT', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE']) expect(codes).toContain(c);
+    for (const c of [
+      'INVALID_JSON',
+      'INVALID_FHIR',
+      'UNKNOWN_RECIPIENT',
+      'PAYLOAD_TOO_LARGE',
+      'UNSUPPORTED_MEDIA_TYPE',
+    ])
+      expect(codes).toContain(c);
     expect(rows.map((r) => r.entry).join('')).not.toContain('Jane');
   });
 
   it('requires a bearer token with a write scope', async () => {
-    await request(o.gw.app.server).post('/fhir/$process-message').set('content-type', 'application/fhir+json').send(messageBundle([o.recipients[0]!.id])).expect(401);
+    await request(o.gw.app.server)
+      .post('/fhir/$process-message')
+      .set('content-type', 'application/fhir+json')
+      .send(messageBundle([o.recipients[0]!.id]))
+      .expect(401);
     const reader = await (await import('../helpers/auth.ts')).testClient(o.gw, { scopes: ['system/*.read'] });
-    await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', await reader.bearer()).set('content-type', 'application/fhir+json').send(messageBundle([o.recipients[0]!.id])).expect(403);
+    await request(o.gw.app.server)
+      .post('/fhir/$process-message')
+      .set('authorization', await reader.bearer())
+      .set('content-type', 'application/fhir+json')
+      .send(messageBundle([o.recipients[0]!.id]))
+      .expect(403);
   });
 });
 
@@ -88,8 +173,16 @@ describe('outbound intake reads no body before authentication', () => {
   afterAll(async () => o?.close());
 
   it('answers 401 to an unauthenticated oversize or malformed body, not 413 or 400', async () => {
-    await request(o.gw.app.server).post('/fhir/$process-message').set('content-type', 'application/fhir+json').send('x'.repeat(150_000)).expect(401);
-    await request(o.gw.app.server).post('/exchanges?recipient=x').set('content-type', 'application/fhir+json').send('{').expect(401);
+    await request(o.gw.app.server)
+      .post('/fhir/$process-message')
+      .set('content-type', 'application/fhir+json')
+      .send('x'.repeat(150_000))
+      .expect(401);
+    await request(o.gw.app.server)
+      .post('/exchanges?recipient=x')
+      .set('content-type', 'application/fhir+json')
+      .send('{')
+      .expect(401);
   });
 });
 
@@ -102,11 +195,21 @@ describe('outbound intake writes only sealed envelopes and id-only jobs', () => 
 
   it('queues one job per delivery, keyed by the delivery id, with { deliveryId } as its whole payload', async () => {
     const ids = o.recipients.map((r) => r.id);
-    const res = await request(o.gw.app.server).post('/fhir/$process-message').set('authorization', o.ehrAuth).type('application/fhir+json').send(messageBundle(ids, 3000, 'SECRET-NOTE-42')).expect(202);
+    const res = await request(o.gw.app.server)
+      .post('/fhir/$process-message')
+      .set('authorization', o.ehrAuth)
+      .type('application/fhir+json')
+      .send(messageBundle(ids, 3000, 'SECRET-NOTE-42'))
+      .expect(202);
     const exchangeId = String(res.headers['content-location']).split('/').pop();
-    const { rows: dels } = await o.gw.app.ctx.pool.query('SELECT id, envelope, state FROM deliveries WHERE exchange_id = $1', [exchangeId]);
+    const { rows: dels } = await o.gw.app.ctx.pool.query(
+      'SELECT id, envelope, state FROM deliveries WHERE exchange_id = $1',
+      [exchangeId],
+    );
     expect(dels).toHaveLength(2);
-    const { rows: jobs } = await o.gw.app.ctx.pool.query(`SELECT j.key, j.payload, t.identifier FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id`);
+    const { rows: jobs } = await o.gw.app.ctx.pool.query(
+      `SELECT j.key, j.payload, t.identifier FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id`,
+    );
     for (const d of dels) {
       expect(d.state).toBe('pending');
       expect(Buffer.isBuffer(d.envelope)).toBe(true); // packed at rest (packed-jwe.ts)

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { settled, startOutbound, type Outbound } from '../helpers/outbound.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'synthea');
-const FILES = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
+const FILES = readdirSync(DIR)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 
 describe('outbound: every Synthea bundle round-trips byte for byte', () => {
   let o: Outbound;

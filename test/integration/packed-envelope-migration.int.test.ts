@@ -19,7 +19,15 @@ afterAll(async () => client?.end());
 
 describe('migration 070 (text envelopes to packed bytea)', () => {
   it('packs like packCompactJwe for every ciphertext length modulo 3', async () => {
-    const header = Buffer.from(JSON.stringify({ alg: 'ECDH-ES', enc: 'A256GCM', kid: 'k', epk: { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' }, cty: 'JWT' })).toString('base64url');
+    const header = Buffer.from(
+      JSON.stringify({
+        alg: 'ECDH-ES',
+        enc: 'A256GCM',
+        kid: 'k',
+        epk: { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' },
+        cty: 'JWT',
+      }),
+    ).toString('base64url');
     for (const n of [0, 1, 2, 3, 4, 5, 1000, 13_800, 13_801, 13_802]) {
       const jwe = `${header}..${randomBytes(12).toString('base64url')}.${randomBytes(n).toString('base64url')}.${randomBytes(16).toString('base64url')}`;
       const { rows } = await client.query<{ packed: Buffer }>('SELECT pg_temp.pack_jwe($1) AS packed', [jwe]);

@@ -22,7 +22,11 @@ describe('PendingFile', () => {
       await file.write(scratch);
     }
     await file.commit();
-    expect(createHash('sha256').update(readFileSync(join(dir, 'reuse.bin'))).digest('hex')).toBe(want.digest('hex'));
+    expect(
+      createHash('sha256')
+        .update(readFileSync(join(dir, 'reuse.bin')))
+        .digest('hex'),
+    ).toBe(want.digest('hex'));
   });
 
   it('commits every byte in order across several background flushes', async () => {

@@ -20,8 +20,14 @@ describe('readiness follows the database', () => {
     const port = await freePort();
     const EmbeddedPostgres = await loadEmbeddedPostgres();
     server = new EmbeddedPostgres({
-      databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'pw', persistent: true,
-      createPostgresUser: process.getuid?.() === 0, onLog: () => undefined, onError: () => undefined,
+      databaseDir: join(dir, 'data'),
+      port,
+      user: 'postgres',
+      password: 'pw',
+      persistent: true,
+      createPostgresUser: process.getuid?.() === 0,
+      onLog: () => undefined,
+      onError: () => undefined,
       postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
     });
     await server.initialise();

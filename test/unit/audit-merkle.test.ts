@@ -4,8 +4,17 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nodeHasher as H } from '../../src/audit/hasher.ts';
 import {
-  consistencyProofRanges, inclusionProofRanges, proofFromRanges, rootOfUnits, subtreeConsistencyRanges,
-  verifyConsistency, verifyInclusion, verifySubtreeConsistency, verifySubtreeInclusion, type Hash, type Range,
+  consistencyProofRanges,
+  inclusionProofRanges,
+  proofFromRanges,
+  rootOfUnits,
+  subtreeConsistencyRanges,
+  verifyConsistency,
+  verifyInclusion,
+  verifySubtreeConsistency,
+  verifySubtreeInclusion,
+  type Hash,
+  type Range,
 } from '../../src/audit/verifier/merkle.ts';
 import { sha256 } from '../../src/audit/verifier/sha256.ts';
 
@@ -48,10 +57,18 @@ describe('transparency-dev RFC 6962 vectors', () => {
       for (const file of all) {
         const v = JSON.parse(readFileSync(file, 'utf8'));
         let ok: boolean;
-        if (group === 'inclusion') ok = outcome(() => verifyInclusion(H, v.leafIdx, v.treeSize, b64(v.leafHash), proofOf(v.proof), b64(v.root)));
-        else if (group === 'consistency') ok = outcome(() => verifyConsistency(H, v.size1, v.size2, proofOf(v.proof), b64(v.root1), b64(v.root2)));
-        else if (group === 'subtreeinclusion') ok = outcome(() => verifySubtreeInclusion(H, v.leafIdx, v.start, v.end, b64(v.leafHash), proofOf(v.proof), b64(v.root)));
-        else ok = outcome(() => verifySubtreeConsistency(H, v.start, v.end, v.size, proofOf(v.proof), b64(v.root1), b64(v.root2)));
+        if (group === 'inclusion')
+          ok = outcome(() => verifyInclusion(H, v.leafIdx, v.treeSize, b64(v.leafHash), proofOf(v.proof), b64(v.root)));
+        else if (group === 'consistency')
+          ok = outcome(() => verifyConsistency(H, v.size1, v.size2, proofOf(v.proof), b64(v.root1), b64(v.root2)));
+        else if (group === 'subtreeinclusion')
+          ok = outcome(() =>
+            verifySubtreeInclusion(H, v.leafIdx, v.start, v.end, b64(v.leafHash), proofOf(v.proof), b64(v.root)),
+          );
+        else
+          ok = outcome(() =>
+            verifySubtreeConsistency(H, v.start, v.end, v.size, proofOf(v.proof), b64(v.root1), b64(v.root2)),
+          );
         if (ok === v.wantErr) wrong.push(`${file.slice(VECTORS.length)} (${v.desc})`);
       }
       expect(wrong).toEqual([]);
@@ -64,7 +81,8 @@ describe('proof generation', () => {
   const sub = (r: Range) => mth(leaves.slice(r.start, r.end));
 
   it('rootOfUnits equals the recursive MTH for every size, and block hashes give the same root', () => {
-    for (let n = 0; n <= leaves.length; n++) expect(Buffer.from(rootOfUnits(leaves.slice(0, n), H))).toEqual(Buffer.from(mth(leaves.slice(0, n))));
+    for (let n = 0; n <= leaves.length; n++)
+      expect(Buffer.from(rootOfUnits(leaves.slice(0, n), H))).toEqual(Buffer.from(mth(leaves.slice(0, n))));
     const blocks: Hash[] = [];
     for (let i = 0; i < 70; i += 8) blocks.push(mth(leaves.slice(i, Math.min(70, i + 8))));
     expect(Buffer.from(rootOfUnits(blocks, H))).toEqual(Buffer.from(mth(leaves)));

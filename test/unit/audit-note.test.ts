@@ -1,6 +1,16 @@
 import { createHash, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { checkpointBody, derFromRaw, formatSignedNote, noteKeyId, parseCheckpoint, parseSignedNote, rawFromDer, spkiOfJwk, utf8 } from '../../src/audit/verifier/note.ts';
+import {
+  checkpointBody,
+  derFromRaw,
+  formatSignedNote,
+  noteKeyId,
+  parseCheckpoint,
+  parseSignedNote,
+  rawFromDer,
+  spkiOfJwk,
+  utf8,
+} from '../../src/audit/verifier/note.ts';
 import { sha256 } from '../../src/audit/verifier/sha256.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -30,19 +40,40 @@ describe('checkpoint signed notes (C2SP signed-note, ECDSA type 0x02)', () => {
     expect(body).toBe(`gw.example.org/audit\n42\n${root.toString('base64')}\n`);
     const signature = derFromRaw(sign('sha256', utf8(body), { key: privateKey, dsaEncoding: 'ieee-p1363' }));
     const note = formatSignedNote(body, [{ name: 'gw.example.org/audit', keyId: noteKeyId(jwk, sha256), signature }]);
-    expect(note).toMatch(/^gw\.example\.org\/audit\n42\n[A-Za-z0-9+/=]{44}\n\n\u2014 gw\.example\.org\/audit [A-Za-z0-9+/=]+\n$/);
+    expect(note).toMatch(
+      /^gw\.example\.org\/audit\n42\n[A-Za-z0-9+/=]{44}\n\n\u2014 gw\.example\.org\/audit [A-Za-z0-9+/=]+\n$/,
+    );
     const parsed = parseSignedNote(note);
     expect(parsed.body).toBe(body);
-    expect(verify('sha256', utf8(parsed.body), { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'der' }, parsed.signatures[0]!.signature)).toBe(true);
+    expect(
+      verify(
+        'sha256',
+        utf8(parsed.body),
+        { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'der' },
+        parsed.signatures[0]!.signature,
+      ),
+    ).toBe(true);
     expect(parseCheckpoint(parsed.body)).toMatchObject({ origin: 'gw.example.org/audit', size: 42, extensions: [] });
   });
 
   it('refuses malformed notes and checkpoints', () => {
     const root = Buffer.alloc(32).toString('base64');
-    for (const bad of ['no signature\n', 'a\n1\nroot\n\n— k AAAA\n', `a\n1\n${root}\n\n- k AAAAAQ==\n`, `a\n1\n${root}\n\n— k AAAAAQ==`, `a\u0007\n1\n${root}\n\n— k AAAAAQ==\n`]) {
+    for (const bad of [
+      'no signature\n',
+      'a\n1\nroot\n\n— k AAAA\n',
+      `a\n1\n${root}\n\n- k AAAAAQ==\n`,
+      `a\n1\n${root}\n\n— k AAAAAQ==`,
+      `a\u0007\n1\n${root}\n\n— k AAAAAQ==\n`,
+    ]) {
       expect(() => parseSignedNote(bad), JSON.stringify(bad)).toThrow();
     }
-    for (const bad of ['a\n01\n' + root + '\n', 'a\n1\nAAAA\n', '\n1\n' + root + '\n', 'a\n-1\n' + root + '\n', 'a\n1\n' + root]) {
+    for (const bad of [
+      'a\n01\n' + root + '\n',
+      'a\n1\nAAAA\n',
+      '\n1\n' + root + '\n',
+      'a\n-1\n' + root + '\n',
+      'a\n1\n' + root,
+    ]) {
       expect(() => parseCheckpoint(bad), JSON.stringify(bad)).toThrow();
     }
   });

@@ -4,7 +4,10 @@ import { GatewayError } from '../../src/errors.ts';
 
 describe('inbox routing list (auth_clients.receives_from)', () => {
   it('keeps partner ids, sorted and deduplicated, or * alone', () => {
-    expect(checkReceivesFrom(['https://b.example', 'https://a.example', 'https://b.example'])).toEqual(['https://a.example', 'https://b.example']);
+    expect(checkReceivesFrom(['https://b.example', 'https://a.example', 'https://b.example'])).toEqual([
+      'https://a.example',
+      'https://b.example',
+    ]);
     expect(checkReceivesFrom(['*'])).toEqual(['*']);
     expect(checkReceivesFrom([])).toEqual([]);
   });

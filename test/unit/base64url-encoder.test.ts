@@ -7,7 +7,7 @@ import { Base64UrlEncoder } from '../../src/jose/stream-seal.ts';
 function encodeInPieces(data: Buffer, cut: () => number): string {
   const e = new Base64UrlEncoder();
   const parts: Buffer[] = [];
-  for (let i = 0; i < data.length; ) {
+  for (let i = 0; i < data.length;) {
     const n = cut();
     parts.push(e.update(data.subarray(i, i + n)));
     i += n;
@@ -31,7 +31,7 @@ describe('Base64UrlEncoder', () => {
     }
   });
 
-  it('does not keep a reference to the caller\'s chunk', () => {
+  it("does not keep a reference to the caller's chunk", () => {
     const e = new Base64UrlEncoder();
     const chunk = Buffer.from([1, 2, 3, 4]);
     const first = e.update(chunk);

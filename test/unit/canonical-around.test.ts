@@ -8,7 +8,14 @@ describe('canonicalJsonAround', () => {
     {},
     { type: 'x' },
     { agent: { id: 'ü-client', type: 'client' } },
-    { type: 'intake.accepted', outcome: 'success', agent: { type: 'client', id: 'a' }, entity: [{ type: 'exchange', id: '1', digest: 'sha-256=x' }], detail: { index: 7, n: null }, recorded: '2026-01-01T00:00:00.000Z' },
+    {
+      type: 'intake.accepted',
+      outcome: 'success',
+      agent: { type: 'client', id: 'a' },
+      entity: [{ type: 'exchange', id: '1', digest: 'sha-256=x' }],
+      detail: { index: 7, n: null },
+      recorded: '2026-01-01T00:00:00.000Z',
+    },
     { zzz: 1, aaa: 2, undefinedValue: undefined, index: 99 }, // an index already there is replaced
   ];
   it.each(cases)('before + value + after is canonicalJson with the key set (%#)', (value) => {

@@ -52,12 +52,29 @@ describe('configuration', () => {
   });
 
   it('parses durations', () => {
-    expect(loadConfig({ DELIVERY_TIMEOUT: '250ms', DELIVERY_HORIZON: '2d' })).toMatchObject({ deliveryTimeout: 250, deliveryHorizon: 2 * 86_400_000 });
+    expect(loadConfig({ DELIVERY_TIMEOUT: '250ms', DELIVERY_HORIZON: '2d' })).toMatchObject({
+      deliveryTimeout: 250,
+      deliveryHorizon: 2 * 86_400_000,
+    });
   });
 
   it('documents every variable in one table', () => {
     const table = configTable();
-    for (const v of ['PORT', 'HOST', 'PUBLIC_URL', 'ORG_ID', 'DATABASE_URL', 'DATA_DIR', 'HSM_MODULE', 'HSM_TOKEN_LABEL', 'HSM_PIN', 'HSM_PIN_FILE', 'HSM_SESSIONS', 'LOG_LEVEL', 'BODY_LIMIT']) {
+    for (const v of [
+      'PORT',
+      'HOST',
+      'PUBLIC_URL',
+      'ORG_ID',
+      'DATABASE_URL',
+      'DATA_DIR',
+      'HSM_MODULE',
+      'HSM_TOKEN_LABEL',
+      'HSM_PIN',
+      'HSM_PIN_FILE',
+      'HSM_SESSIONS',
+      'LOG_LEVEL',
+      'BODY_LIMIT',
+    ]) {
       expect(table).toContain(`\`${v}\``);
     }
   });

@@ -34,7 +34,11 @@ describe('DICOM stream checks', () => {
     expect(DICOM_FIXTURES.length).toBe(23);
     for (const f of DICOM_FIXTURES) {
       const bytes = readFileSync(f);
-      for (const [limits, chunk] of [[BIG, 65_536], [SMALL_HEAD, 4099], [SMALL_HEAD, 1]] as const) {
+      for (const [limits, chunk] of [
+        [BIG, 65_536],
+        [SMALL_HEAD, 4099],
+        [SMALL_HEAD, 1],
+      ] as const) {
         if (chunk === 1 && bytes.length > 200_000) continue;
         const name = `${relative(DIR, f)} head=${limits.headBytes} chunk=${chunk}`;
         const { instance, released } = run(bytes, limits, chunk);
@@ -47,7 +51,12 @@ describe('DICOM stream checks', () => {
       }
     }
     const ct = run(readFileSync(join(DIR, 'CT1_UNC.explicit_big_endian.dcm')), BIG).instance;
-    expect(ct).toMatchObject({ transferSyntax: '1.2.840.10008.1.2.2', modality: 'CT', patientId: '1CT1', sopClassUid: '1.2.840.10008.5.1.4.1.1.2' });
+    expect(ct).toMatchObject({
+      transferSyntax: '1.2.840.10008.1.2.2',
+      modality: 'CT',
+      patientId: '1CT1',
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    });
   });
 
   it('refuses every truncated corpus file with a 4xx, whether the cut falls in the head or in the streamed rest', () => {
@@ -98,7 +107,9 @@ describe('DICOM stream checks', () => {
     badVr.write('zz', pixel + 4, 'latin1');
     expect(refusal(badVr, SMALL_HEAD).code).toBe('DICOM_INVALID');
     // Extra bytes after the last element: a stray header that runs past the end.
-    expect(refusal(Buffer.concat([big, Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]), SMALL_HEAD).code).toBe('DICOM_INVALID');
+    expect(refusal(Buffer.concat([big, Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]), SMALL_HEAD).code).toBe(
+      'DICOM_INVALID',
+    );
     expect(refusal(Buffer.concat([big, Buffer.from([0x10, 0x00])]), SMALL_HEAD).code).toBe('DICOM_TRUNCATED');
   });
 

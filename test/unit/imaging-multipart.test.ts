@@ -20,7 +20,8 @@ async function parse(bytes: Buffer, boundary: string, size: number, maxParts = 1
 const B = 'dicom-boundary.42';
 function body(parts: Buffer[], { preamble = '', epilogue = '' } = {}): Buffer {
   const out: Buffer[] = [Buffer.from(preamble ? `${preamble}\r\n` : '')];
-  for (const p of parts) out.push(Buffer.from(`--${B}\r\nContent-Type: application/dicom\r\n\r\n`), p, Buffer.from('\r\n'));
+  for (const p of parts)
+    out.push(Buffer.from(`--${B}\r\nContent-Type: application/dicom\r\n\r\n`), p, Buffer.from('\r\n'));
   out.push(Buffer.from(`--${B}--\r\n${epilogue}`));
   return Buffer.concat(out);
 }
@@ -37,7 +38,12 @@ describe('streaming multipart/related', () => {
   });
 
   it('yields every part byte for byte at any chunking, even with boundary look-alikes inside the data', async () => {
-    const tricky = Buffer.concat([Buffer.from(`\r\n--${B.slice(0, -1)}`), randomBytes(3000), Buffer.from(`--${B}`), Buffer.from('\r\n--')]);
+    const tricky = Buffer.concat([
+      Buffer.from(`\r\n--${B.slice(0, -1)}`),
+      randomBytes(3000),
+      Buffer.from(`--${B}`),
+      Buffer.from('\r\n--'),
+    ]);
     const parts = [randomBytes(10_000), Buffer.alloc(0), tricky, randomBytes(1)];
     const bytes = body(parts, { preamble: 'ignored preamble', epilogue: 'ignored epilogue' });
     for (const size of [1, 2, 7, 61, 4096, 1 << 20]) {

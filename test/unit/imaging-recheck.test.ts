@@ -10,7 +10,12 @@ import { checkStudyMatches } from '../../src/imaging/study-match.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { DICOM_DIR } from '../helpers/imaging.ts';
 
-const CONFIG = { dicomMaxBytes: 4 * 1024 ** 3, dicomHeadBytes: 64 * 1024, dicomInflateMax: 64 * 1024 * 1024, imagingMaxInstances: 10 };
+const CONFIG = {
+  dicomMaxBytes: 4 * 1024 ** 3,
+  dicomHeadBytes: 64 * 1024,
+  dicomInflateMax: 64 * 1024 * 1024,
+  imagingMaxInstances: 10,
+};
 const CT = readFileSync(join(DICOM_DIR, 'CT1_UNC.explicit_little_endian.dcm'));
 const CT_IMPLICIT = readFileSync(join(DICOM_DIR, 'CT1_UNC.implicit_little_endian.dcm'));
 const US = readFileSync(join(DICOM_DIR, 'encapsulated/multi-frame/IM00001.implicit_little_endian.dcm'));
@@ -20,7 +25,10 @@ const BOUNDARY = 'dicom-0123456789abcdef';
 const header = (cty: string) => ({ alg: 'ECDH-ES', enc: 'A256GCM', cty });
 
 const multipart = (parts: Buffer[], type = 'application/dicom') =>
-  Buffer.concat([...parts.flatMap((p) => [Buffer.from(`--${BOUNDARY}\r\nContent-Type: ${type}\r\n\r\n`), p, Buffer.from('\r\n')]), Buffer.from(`--${BOUNDARY}--\r\n`)]);
+  Buffer.concat([
+    ...parts.flatMap((p) => [Buffer.from(`--${BOUNDARY}\r\nContent-Type: ${type}\r\n\r\n`), p, Buffer.from('\r\n')]),
+    Buffer.from(`--${BOUNDARY}--\r\n`),
+  ]);
 
 async function recheck(content: Buffer, cty: string, chunk = 4099): Promise<DicomInstance[]> {
   const sink = new DicomRecheck(CONFIG);
@@ -31,36 +39,70 @@ async function recheck(content: Buffer, cty: string, chunk = 4099): Promise<Dico
 }
 
 async function refusal(content: Buffer, cty: string, chunk?: number): Promise<GatewayError> {
-  const err = await recheck(content, cty, chunk).then(() => undefined, (e: unknown) => e);
+  const err = await recheck(content, cty, chunk).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   if (err instanceof GatewayError) return err;
   throw err ?? new Error('accepted');
 }
 
 function instanceOf(bytes: Buffer): DicomInstance {
-  const check = new DicomStreamCheck({ maxBytes: CONFIG.dicomMaxBytes, headBytes: CONFIG.dicomHeadBytes, inflateMax: CONFIG.dicomInflateMax });
+  const check = new DicomStreamCheck({
+    maxBytes: CONFIG.dicomMaxBytes,
+    headBytes: CONFIG.dicomHeadBytes,
+    inflateMax: CONFIG.dicomInflateMax,
+  });
   check.push(bytes);
   return check.end().instance;
 }
 
-describe('the receiver\'s DICOM recheck (a PlaintextSink)', () => {
+describe("the receiver's DICOM recheck (a PlaintextSink)", () => {
   it('finds the instance of a single file and the instances of a multipart study, in any chunking', async () => {
     expect(await recheck(CT, 'application/dicom')).toEqual([instanceOf(CT)]);
     const study = multipart([CT, CT_IMPLICIT]);
     for (const chunk of [1 << 20, 4099, 77]) {
-      expect(await recheck(study, studyContentType(BOUNDARY), chunk)).toEqual([instanceOf(CT), instanceOf(CT_IMPLICIT)]);
+      expect(await recheck(study, studyContentType(BOUNDARY), chunk)).toEqual([
+        instanceOf(CT),
+        instanceOf(CT_IMPLICIT),
+      ]);
     }
   });
 
-  it('records the intake\'s refusals and throws them only when asked, naming where in the content', async () => {
+  it("records the intake's refusals and throws them only when asked, naming where in the content", async () => {
     const cases: Array<[string, Buffer, string, string, string]> = [
       ['not DICOM', Buffer.from('{"resourceType":"Bundle"}'), 'application/dicom', 'DICOM_INVALID', 'content'],
       ['truncated', CT.subarray(0, CT.length - 1000), 'application/dicom', 'DICOM_TRUNCATED', 'content'],
       ['empty', Buffer.alloc(0), 'application/dicom', 'DICOM_INVALID', 'content'],
       ['other media type', CT, 'text/plain', 'DICOM_INVALID', 'content'],
-      ['a text part', multipart([CT, Buffer.from('hello')], 'text/plain'), studyContentType(BOUNDARY), 'DICOM_INVALID', 'content.part[0]'],
-      ['a truncated part', multipart([CT, CT.subarray(0, 5000)]), studyContentType(BOUNDARY), 'DICOM_TRUNCATED', 'content.part[1]'],
-      ['a part without DICM', multipart([CT, Buffer.alloc(300)]), studyContentType(BOUNDARY), 'DICOM_INVALID', 'content.part[1]'],
-      ['no closing boundary', multipart([CT]).subarray(0, CT.length + 40), studyContentType(BOUNDARY), 'DICOM_INVALID', 'content.part[0]'],
+      [
+        'a text part',
+        multipart([CT, Buffer.from('hello')], 'text/plain'),
+        studyContentType(BOUNDARY),
+        'DICOM_INVALID',
+        'content.part[0]',
+      ],
+      [
+        'a truncated part',
+        multipart([CT, CT.subarray(0, 5000)]),
+        studyContentType(BOUNDARY),
+        'DICOM_TRUNCATED',
+        'content.part[1]',
+      ],
+      [
+        'a part without DICM',
+        multipart([CT, Buffer.alloc(300)]),
+        studyContentType(BOUNDARY),
+        'DICOM_INVALID',
+        'content.part[1]',
+      ],
+      [
+        'no closing boundary',
+        multipart([CT]).subarray(0, CT.length + 40),
+        studyContentType(BOUNDARY),
+        'DICOM_INVALID',
+        'content.part[0]',
+      ],
       ['another boundary', multipart([CT]), studyContentType('other'), 'DICOM_INVALID', 'content'],
     ];
     for (const [name, content, cty, code, expression] of cases) {
@@ -129,7 +171,9 @@ describe('checkStudyMatches', () => {
   });
 
   it('refuses another study, instance, series, modality, subject or count with IMAGING_STUDY_MISMATCH at the first difference', () => {
-    const base = imagingStudy([ct]) as { series: Array<Record<string, unknown> & { instance: Array<Record<string, unknown>> }> } & Record<string, unknown>;
+    const base = imagingStudy([ct]) as {
+      series: Array<Record<string, unknown> & { instance: Array<Record<string, unknown>> }>;
+    } & Record<string, unknown>;
     const edit = (f: (s: typeof base) => void) => {
       const s = structuredClone(base);
       f(s);
@@ -140,7 +184,10 @@ describe('checkStudyMatches', () => {
       [edit((s) => (s.series[0]!.instance[0]!.uid = '1.2.3')), 'content.imagingStudy.series[0].instance[0].uid'],
       [edit((s) => (s.series[0]!.uid = '1.2.3')), 'content.imagingStudy.series[0].uid'],
       [edit((s) => (s.series[0]!.modality = { code: 'MR' })), 'content.imagingStudy.series[0].modality.code'],
-      [edit((s) => (s.subject = { identifier: { value: 'someone else' } })), 'content.imagingStudy.subject.identifier.value'],
+      [
+        edit((s) => (s.subject = { identifier: { value: 'someone else' } })),
+        'content.imagingStudy.subject.identifier.value',
+      ],
       [edit((s) => (s.numberOfInstances = 2)), 'content.imagingStudy.numberOfInstances'],
       [edit((s) => s.series[0]!.instance.push({ uid: '1.2.3' })), 'content.imagingStudy.series[0].instance'],
       [edit((s) => (s.series = 'none' as never)), 'content.imagingStudy.series'],
@@ -161,6 +208,8 @@ describe('checkStudyMatches', () => {
   });
 
   it('refuses content a gateway would not send (two studies) as DICOM_INVALID', () => {
-    expect(() => checkStudyMatches([ct, us], imagingStudy([ct]))).toThrow(expect.objectContaining({ code: 'DICOM_INVALID' }));
+    expect(() => checkStudyMatches([ct, us], imagingStudy([ct]))).toThrow(
+      expect.objectContaining({ code: 'DICOM_INVALID' }),
+    );
   });
 });

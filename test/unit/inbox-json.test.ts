@@ -28,10 +28,7 @@ describe('Concat KDF OtherInfo (RFC 7518 §4.6.2)', () => {
   it('matches the RFC 7518 Appendix C example (ECDH-ES, A128GCM, apu Alice, apv Bob)', () => {
     const info = concatKdfOtherInfo('A128GCM', Buffer.from('Alice'), Buffer.from('Bob'), 128);
     expect([...info]).toEqual([
-      0, 0, 0, 7, 65, 49, 50, 56, 71, 67, 77,
-      0, 0, 0, 5, 65, 108, 105, 99, 101,
-      0, 0, 0, 3, 66, 111, 98,
-      0, 0, 0, 128,
+      0, 0, 0, 7, 65, 49, 50, 56, 71, 67, 77, 0, 0, 0, 5, 65, 108, 105, 99, 101, 0, 0, 0, 3, 66, 111, 98, 0, 0, 0, 128,
     ]);
   });
 });

@@ -28,9 +28,22 @@ import { verifyCompact } from '../../src/jose/verify.ts';
 import { signJson } from '../../src/jose/jws.ts';
 import type { Signer } from '../../src/jose/signer.ts';
 
-interface Vector { tcId: number; comment: string; flags: string[]; msg: string; sig: string; result: 'valid' | 'invalid' | 'acceptable' }
-interface Group { publicKey: { wx: string; wy: string }; publicKeyJwk?: JWK; tests: Vector[] }
-const file = JSON.parse(readFileSync(new URL('../fixtures/wycheproof/ecdsa_secp256r1_sha256_p1363_test.json', import.meta.url), 'utf8')) as {
+interface Vector {
+  tcId: number;
+  comment: string;
+  flags: string[];
+  msg: string;
+  sig: string;
+  result: 'valid' | 'invalid' | 'acceptable';
+}
+interface Group {
+  publicKey: { wx: string; wy: string };
+  publicKeyJwk?: JWK;
+  tests: Vector[];
+}
+const file = JSON.parse(
+  readFileSync(new URL('../fixtures/wycheproof/ecdsa_secp256r1_sha256_p1363_test.json', import.meta.url), 'utf8'),
+) as {
   numberOfTests: number;
   testGroups: Group[];
 };
@@ -47,7 +60,12 @@ const jwkOf = (g: Group): JWK => ({ kty: 'EC', crv: 'P-256', x: coord(g.publicKe
 async function es256Accepts(jwk: JWK, signedBytes: Uint8Array, signature: Uint8Array): Promise<boolean> {
   const key = (await importJWK(jwk, 'ES256')) as CryptoKey;
   try {
-    return await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, signature as Uint8Array<ArrayBuffer>, signedBytes as Uint8Array<ArrayBuffer>);
+    return await crypto.subtle.verify(
+      { name: 'ECDSA', hash: 'SHA-256' },
+      key,
+      signature as Uint8Array<ArrayBuffer>,
+      signedBytes as Uint8Array<ArrayBuffer>,
+    );
   } catch {
     return false;
   }
@@ -64,7 +82,8 @@ describe('Wycheproof ecdsa_secp256r1_sha256_p1363 against our ES256 verification
     // "acceptable" would mean: either outcome is allowed, and we would record ours.
     // This file has none; if an update adds some, this test makes us decide.
     expect(all.filter(({ t }) => t.result === 'acceptable')).toEqual([]);
-    for (const g of file.testGroups) if (g.publicKeyJwk) expect(jwkOf(g)).toMatchObject({ x: g.publicKeyJwk.x, y: g.publicKeyJwk.y });
+    for (const g of file.testGroups)
+      if (g.publicKeyJwk) expect(jwkOf(g)).toMatchObject({ x: g.publicKeyJwk.x, y: g.publicKeyJwk.y });
   });
 
   it('A: valid vectors are accepted and invalid ones rejected by the primitive verifyCompact relies on (all 262)', async () => {

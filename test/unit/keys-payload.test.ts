@@ -7,7 +7,11 @@ describe('keys_rotate payload', () => {
   it('accepts the cron payload (scheduled run) and a manual request; refuses anything else', () => {
     expect(parseRotatePayload({ _cron: { ts: '2026-01-01T00:00:00Z', backfilled: false } })).toBeUndefined();
     expect(parseRotatePayload(null)).toBeUndefined();
-    expect(parseRotatePayload({ use: 'enc', now: true, requestedBy: 'cli:ops' })).toEqual({ use: 'enc', now: true, requestedBy: 'cli:ops' });
+    expect(parseRotatePayload({ use: 'enc', now: true, requestedBy: 'cli:ops' })).toEqual({
+      use: 'enc',
+      now: true,
+      requestedBy: 'cli:ops',
+    });
     expect(() => parseRotatePayload({ use: 'everything', now: true, requestedBy: 'x' })).toThrow(/sig\|enc\|audit/);
     expect(() => parseRotatePayload({ use: 'sig', now: 'yes', requestedBy: 'x' })).toThrow();
     expect(() => parseRotatePayload({ use: 'sig', now: false, requestedBy: 'x'.repeat(201) })).toThrow();
@@ -19,7 +23,9 @@ describe('partner key thumbprints', () => {
     for (const alg of ['ES256', 'ES384', 'RS256', 'EdDSA'] as const) {
       const { publicKey } = await generateKeyPair(alg, { extractable: true });
       const jwk = await exportJWK(publicKey);
-      expect(jwkThumbprint({ ...jwk, kid: 'k', use: 'sig', alg } as never), alg).toBe(await calculateJwkThumbprint(jwk));
+      expect(jwkThumbprint({ ...jwk, kid: 'k', use: 'sig', alg } as never), alg).toBe(
+        await calculateJwkThumbprint(jwk),
+      );
     }
   });
 });

@@ -8,8 +8,13 @@ const D = 24 * H;
 const policy: RotationPolicy = { rotationMs: 90 * D, prepublishMs: 2 * D, retentionMs: 2 * D };
 const T0 = Date.UTC(2026, 0, 1);
 const at = (ms: number) => new Date(T0 + ms);
-const key = (kid: string, state: KeyView['state'], times: Partial<Record<'published_at' | 'activated_at' | 'deactivated_at', number>> = {}): KeyView => ({
-  kid, state,
+const key = (
+  kid: string,
+  state: KeyView['state'],
+  times: Partial<Record<'published_at' | 'activated_at' | 'deactivated_at', number>> = {},
+): KeyView => ({
+  kid,
+  state,
   published_at: times.published_at === undefined ? null : at(times.published_at),
   activated_at: times.activated_at === undefined ? null : at(times.activated_at),
   deactivated_at: times.deactivated_at === undefined ? null : at(times.deactivated_at),
@@ -38,31 +43,65 @@ describe('dueStep: the rotation state machine decides from the inventory and the
     const old1 = key('a', 'deactivated', { deactivated_at: 90 * D });
     const old0 = key('z', 'deactivated', { deactivated_at: 89 * D });
     expect(dueStep('enc', [cur, old1], [], policy, at(92 * D - 1))).toBeUndefined();
-    expect(dueStep('enc', [cur, old1, old0], [], policy, at(92 * D))).toEqual({ kind: 'destroy', use: 'enc', kid: 'z' });
+    expect(dueStep('enc', [cur, old1, old0], [], policy, at(92 * D))).toEqual({
+      kind: 'destroy',
+      use: 'enc',
+      kid: 'z',
+    });
     expect(destroyAfter(old1, policy)).toEqual(at(92 * D));
   });
 
   it('never destroys the active or a pre-activation key, nor an already destroyed one', () => {
-    const keys = [key('c', 'active', { activated_at: 0 }), key('p', 'pre-activation', { published_at: 100 * D }), key('x', 'destroyed', { deactivated_at: 0 })];
+    const keys = [
+      key('c', 'active', { activated_at: 0 }),
+      key('p', 'pre-activation', { published_at: 100 * D }),
+      key('x', 'destroyed', { deactivated_at: 0 }),
+    ];
     expect(dueStep('sig', keys, [], policy, at(100 * D + 1))).toBeUndefined();
   });
 
   it('resumes an unfinished step before anything else (crash recovery)', () => {
-    expect(dueStep('sig', [active], [{ action: 'generate', label: 'L', kid: null, activate: false }], policy, at(1))).toEqual({ kind: 'generate', use: 'sig', activate: false, resume: 'L' });
-    expect(dueStep('sig', [active, key('o', 'deactivated', { deactivated_at: 0 })], [{ action: 'destroy', label: null, kid: 'o', activate: false }], policy, at(1))).toEqual({ kind: 'destroy', use: 'sig', kid: 'o' });
+    expect(
+      dueStep('sig', [active], [{ action: 'generate', label: 'L', kid: null, activate: false }], policy, at(1)),
+    ).toEqual({ kind: 'generate', use: 'sig', activate: false, resume: 'L' });
+    expect(
+      dueStep(
+        'sig',
+        [active, key('o', 'deactivated', { deactivated_at: 0 })],
+        [{ action: 'destroy', label: null, kid: 'o', activate: false }],
+        policy,
+        at(1),
+      ),
+    ).toEqual({ kind: 'destroy', use: 'sig', kid: 'o' });
   });
 
   it('repairs a use without an active key: activates the pending one, or generates and activates', () => {
     expect(dueStep('audit', [], [], policy, at(0))).toEqual({ kind: 'generate', use: 'audit', activate: true });
-    expect(dueStep('audit', [key('p', 'pre-activation', { published_at: 0 })], [], policy, at(0))).toEqual({ kind: 'activate', use: 'audit', kid: 'p' });
+    expect(dueStep('audit', [key('p', 'pre-activation', { published_at: 0 })], [], policy, at(0))).toEqual({
+      kind: 'activate',
+      use: 'audit',
+      kid: 'p',
+    });
   });
 
   it('manual rotation: publish now; --now activates at once, reusing a key already published', () => {
-    expect(dueStep('sig', [active], [], policy, at(1), { now: false })).toEqual({ kind: 'generate', use: 'sig', activate: false });
-    expect(dueStep('sig', [active], [], policy, at(1), { now: true })).toEqual({ kind: 'generate', use: 'sig', activate: true });
+    expect(dueStep('sig', [active], [], policy, at(1), { now: false })).toEqual({
+      kind: 'generate',
+      use: 'sig',
+      activate: false,
+    });
+    expect(dueStep('sig', [active], [], policy, at(1), { now: true })).toEqual({
+      kind: 'generate',
+      use: 'sig',
+      activate: true,
+    });
     const next = key('b', 'pre-activation', { published_at: 0 });
     expect(dueStep('sig', [active, next], [], policy, at(1), { now: false })).toBeUndefined();
-    expect(dueStep('sig', [active, next], [], policy, at(1), { now: true })).toEqual({ kind: 'activate', use: 'sig', kid: 'b' });
+    expect(dueStep('sig', [active, next], [], policy, at(1), { now: true })).toEqual({
+      kind: 'activate',
+      use: 'sig',
+      kid: 'b',
+    });
   });
 });
 
@@ -70,7 +109,12 @@ describe('key lifecycle configuration', () => {
   const base = { HSM_PIN: '1' };
   it('defaults: 90d signing, 30d encryption, 365d audit, 2d prepublish; retention = DELIVERY_HORIZON + margin', () => {
     const c = loadConfig(base);
-    expect([c.keySigRotation, c.keyEncRotation, c.keyAuditRotation, c.keyPrepublish]).toEqual([90 * D, 30 * D, 365 * D, 2 * D]);
+    expect([c.keySigRotation, c.keyEncRotation, c.keyAuditRotation, c.keyPrepublish]).toEqual([
+      90 * D,
+      30 * D,
+      365 * D,
+      2 * D,
+    ]);
     expect(c.partnerJwksRefresh).toBe(H);
     const p = rotationPolicies(c);
     expect(p.enc.retentionMs).toBe(c.deliveryHorizon + c.keyRetentionMargin);

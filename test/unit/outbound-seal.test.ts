@@ -14,7 +14,13 @@ describe('sealCompact: compact JWE ECDH-ES + A256GCM with node:crypto', () => {
       const jwe = sealCompact(plaintext, jwk as never);
       const header = decodeProtectedHeader(jwe);
       expect(Object.keys(header).sort()).toEqual(['alg', 'cty', 'enc', 'epk', 'kid']);
-      expect(header).toMatchObject({ alg: 'ECDH-ES', enc: 'A256GCM', kid: 'rk-1', cty: 'JWT', epk: { kty: 'EC', crv } });
+      expect(header).toMatchObject({
+        alg: 'ECDH-ES',
+        enc: 'A256GCM',
+        kid: 'rk-1',
+        cty: 'JWT',
+        epk: { kty: 'EC', crv },
+      });
       expect(jwe.split('.')[1]).toBe('');
       const out = await compactDecrypt(jwe, privateKey);
       expect(new TextDecoder().decode(out.plaintext)).toBe(plaintext);
@@ -33,12 +39,19 @@ describe('sealCompact: compact JWE ECDH-ES + A256GCM with node:crypto', () => {
 
   it('refuses keys it cannot seal to', () => {
     expect(() => sealCompact('x', { kty: 'RSA', kid: 'r' })).toThrow(/EC P-256\/P-384/);
-    expect(() => sealCompact('x', { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA', kid: 'bad' })).toThrow(/not a valid P-256/);
+    expect(() => sealCompact('x', { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA', kid: 'bad' })).toThrow(
+      /not a valid P-256/,
+    );
   });
 
   it('derives the RFC 7518 Appendix C Concat KDF output', () => {
-    const z = Buffer.from([158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110, 163, 218, 128, 106, 72, 246, 218, 167, 121, 140, 254, 144, 196]);
-    expect(concatKdf(z, 'A128GCM', 128, Buffer.from('Alice'), Buffer.from('Bob')).toString('base64url')).toBe('VqqN6vgjbSBcIijNcacQGg');
+    const z = Buffer.from([
+      158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110, 163, 218, 128, 106, 72,
+      246, 218, 167, 121, 140, 254, 144, 196,
+    ]);
+    expect(concatKdf(z, 'A128GCM', 128, Buffer.from('Alice'), Buffer.from('Bob')).toString('base64url')).toBe(
+      'VqqN6vgjbSBcIijNcacQGg',
+    );
   });
 });
 
@@ -67,7 +80,10 @@ describe('protocol v1 worked example (docs/PROTOCOL.md)', () => {
 describe('claimsPayload / contentBytes', () => {
   it('embeds the content verbatim, last, and recovers it', () => {
     const raw = '{\n  "resourceType" : "Bundle",  "note": "a \\"content\\": trap", "n": 1.50\n}';
-    const p = claimsPayload({ iss: 'a"b', aud: 'c', iat: 1, jti: 'j', exchange: 'e', content_type: 'application/fhir+json' }, raw);
+    const p = claimsPayload(
+      { iss: 'a"b', aud: 'c', iat: 1, jti: 'j', exchange: 'e', content_type: 'application/fhir+json' },
+      raw,
+    );
     expect(JSON.parse(p).content.n).toBe(1.5);
     expect(contentBytes(p)).toBe(raw);
   });

@@ -6,12 +6,15 @@ const jwe = (ctLength: number) =>
   `${Buffer.from('{"alg":"ECDH-ES","enc":"A256GCM"}').toString('base64url')}..${randomBytes(12).toString('base64url')}.${randomBytes(ctLength).toString('base64url')}.${randomBytes(16).toString('base64url')}`;
 
 describe('packed compact JWE (envelopes at rest)', () => {
-  it.each([0, 1, 2, 3, 1000, 13_801])('round-trips byte for byte and saves the base64url overhead (%i-byte ciphertext)', (n) => {
-    const compact = jwe(n);
-    const packed = packCompactJwe(compact);
-    expect(unpackCompactJwe(packed)).toBe(compact);
-    expect(packed.length).toBeLessThanOrEqual(compact.length); // base64url's third is gone
-  });
+  it.each([0, 1, 2, 3, 1000, 13_801])(
+    'round-trips byte for byte and saves the base64url overhead (%i-byte ciphertext)',
+    (n) => {
+      const compact = jwe(n);
+      const packed = packCompactJwe(compact);
+      expect(unpackCompactJwe(packed)).toBe(compact);
+      expect(packed.length).toBeLessThanOrEqual(compact.length); // base64url's third is gone
+    },
+  );
 
   it.each([
     ['four parts', 'a.b.c.d'],

@@ -12,7 +12,13 @@ const deps = {
   sha256,
   async verifySignature(jwk, data, der) {
     try {
-      const key = await crypto.subtle.importKey('jwk', { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, ext: true }, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+      const key = await crypto.subtle.importKey(
+        'jwk',
+        { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, ext: true },
+        { name: 'ECDSA', namedCurve: 'P-256' },
+        false,
+        ['verify'],
+      );
       return await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, rawFromDer(der), data);
     } catch {
       return false;
@@ -66,7 +72,8 @@ async function start() {
 async function loadCheckpoint() {
   try {
     const cp = await api('/audit/checkpoint');
-    $('checkpoint-info').textContent = `Latest signed checkpoint: ${cp.treeSize} entries, root ${cp.rootHash}, issued ${cp.issuedAt}, audit key ${cp.keyId}.`;
+    $('checkpoint-info').textContent =
+      `Latest signed checkpoint: ${cp.treeSize} entries, root ${cp.rootHash}, issued ${cp.issuedAt}, audit key ${cp.keyId}.`;
   } catch (err) {
     $('checkpoint-info').textContent = `No checkpoint: ${err.message}`;
   }
@@ -77,11 +84,17 @@ async function search(event) {
   const q = new URLSearchParams({ _count: '100' });
   if ($('f-from').value) q.append('date', `ge${$('f-from').value}`);
   if ($('f-to').value) q.append('date', `le${$('f-to').value}`);
-  for (const [param, id] of [['type', 'f-type'], ['outcome', 'f-outcome'], ['entity', 'f-entity'], ['agent', 'f-agent']]) {
+  for (const [param, id] of [
+    ['type', 'f-type'],
+    ['outcome', 'f-outcome'],
+    ['entity', 'f-entity'],
+    ['agent', 'f-agent'],
+  ]) {
     if ($(id).value.trim()) q.set(param, $(id).value.trim());
   }
   const bundle = await api(`/fhir/AuditEvent?${q}`);
-  $('result-count').textContent = `${bundle.total} event(s)${bundle.total > (bundle.entry?.length ?? 0) ? `, showing the newest ${bundle.entry.length}` : ''}`;
+  $('result-count').textContent =
+    `${bundle.total} event(s)${bundle.total > (bundle.entry?.length ?? 0) ? `, showing the newest ${bundle.entry.length}` : ''}`;
   const tbody = $('events').tBodies[0];
   tbody.replaceChildren();
   for (const { resource: e } of bundle.entry ?? []) {
@@ -92,8 +105,15 @@ async function search(event) {
       e.recorded,
       e.subtype?.[0]?.code ?? e.type.code,
       OUTCOME[e.outcome] ?? e.outcome,
-      e.agent?.filter((a) => a.requestor).map((a) => a.who?.identifier?.value).join(', ') ?? '',
-      e.entity?.filter((x) => x.what).slice(1).map((x) => x.what.identifier.value).join(', ') ?? '',
+      e.agent
+        ?.filter((a) => a.requestor)
+        .map((a) => a.who?.identifier?.value)
+        .join(', ') ?? '',
+      e.entity
+        ?.filter((x) => x.what)
+        .slice(1)
+        .map((x) => x.what.identifier.value)
+        .join(', ') ?? '',
     ];
     for (const text of cells) {
       const td = document.createElement('td');
@@ -110,12 +130,16 @@ async function openEvent(index) {
   $('detail-index').textContent = `#${index}`;
   $('proof-status').textContent = 'Checking the proof…';
   $('proof-status').className = '';
-  const [event, pack] = await Promise.all([api(`/fhir/AuditEvent/${index}`), api(`/audit/export?from=${index}&to=${index + 1}`)]);
+  const [event, pack] = await Promise.all([
+    api(`/fhir/AuditEvent/${index}`),
+    api(`/audit/export?from=${index}&to=${index + 1}`),
+  ]);
   $('detail-json').textContent = JSON.stringify(event, null, 2);
   const report = await verifyEvidencePack(pack, deps);
   if (report.ok) {
     $('proof-status').className = 'ok';
-    $('proof-status').textContent = `Proven: entry ${index} is in the checkpoint of ${report.anchor.size} entries signed ${report.anchor.issuedAt}; ${report.checkpointsVerified} checkpoint signature(s) and their consistency verified in this browser.`;
+    $('proof-status').textContent =
+      `Proven: entry ${index} is in the checkpoint of ${report.anchor.size} entries signed ${report.anchor.issuedAt}; ${report.checkpointsVerified} checkpoint signature(s) and their consistency verified in this browser.`;
   } else {
     $('proof-status').className = 'bad';
     $('proof-status').textContent = describeReport(report);
@@ -137,7 +161,9 @@ async function verifyTrail() {
       total += report.entriesVerified;
       keys = report.keyIds;
     }
-    verified(`Trail verified in this browser: ${total} entries, every signature, inclusion proof and the consistency chain hold (audit key ${keys.join(', ')}: compare it with the key id recorded at installation).`);
+    verified(
+      `Trail verified in this browser: ${total} entries, every signature, inclusion proof and the consistency chain hold (audit key ${keys.join(', ')}: compare it with the key id recorded at installation).`,
+    );
   } catch (err) {
     tamper(`verification could not complete: ${err.message}`);
   } finally {

@@ -99,7 +99,8 @@ export function rootOfUnits(units: readonly Hash[], hasher: Hasher): Hash {
 /** RFC 9162 2.1.3.1 PATH(m, D[n]) as the subtree ranges whose hashes form the proof, bottom-up. */
 export function inclusionProofRanges(index: number, size: number): Range[] {
   checkSize('size', size);
-  if (!Number.isSafeInteger(index) || index < 0 || index >= size) throw new ProofError(`index ${index} is outside a tree of size ${size}`);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= size)
+    throw new ProofError(`index ${index} is outside a tree of size ${size}`);
   const out: Range[] = [];
   const walk = (m: number, lo: number, hi: number) => {
     const n = hi - lo;
@@ -123,7 +124,8 @@ export function inclusionProofRanges(index: number, size: number): Range[] {
  */
 export function subtreeConsistencyRanges(start: number, end: number, n: number): Range[] {
   checkSize('size', n);
-  if (!isValidSubtree(start, end) || end > n) throw new ProofError(`[${start}, ${end}) is not a subtree of a tree of size ${n}`);
+  if (!isValidSubtree(start, end) || end > n)
+    throw new ProofError(`[${start}, ${end}) is not a subtree of a tree of size ${n}`);
   const out: Range[] = [];
   const walk = (s: number, e: number, lo: number, hi: number, known: boolean) => {
     const size = hi - lo;
@@ -159,10 +161,18 @@ export function consistencyProofRanges(size1: number, size2: number): Range[] {
  * Evaluate a subtree inclusion proof (MTC draft 4.3.2 = RFC 9162 2.1.3.2 with
  * leaf_index = index - start, tree_size = end - start); returns the subtree hash.
  */
-export function rootFromSubtreeInclusion(hasher: Hasher, index: number, start: number, end: number, leafHash: Hash, proof: readonly Hash[]): Hash {
+export function rootFromSubtreeInclusion(
+  hasher: Hasher,
+  index: number,
+  start: number,
+  end: number,
+  leafHash: Hash,
+  proof: readonly Hash[],
+): Hash {
   {
     if (!isValidSubtree(start, end)) throw new ProofError(`[${start}, ${end}) is not a valid subtree`);
-    if (!Number.isSafeInteger(index) || index < start || index >= end) throw new ProofError(`index ${index} is outside [${start}, ${end})`);
+    if (!Number.isSafeInteger(index) || index < start || index >= end)
+      throw new ProofError(`index ${index} is outside [${start}, ${end})`);
     if (leafHash.length !== 32) throw new ProofError('leaf hash must be 32 bytes');
     let fn = index - start;
     let sn = end - start - 1;
@@ -186,19 +196,42 @@ export function rootFromSubtreeInclusion(hasher: Hasher, index: number, start: n
   }
 }
 
-export function verifySubtreeInclusion(hasher: Hasher, index: number, start: number, end: number, leafHash: Hash, proof: readonly Hash[], root: Hash): void {
+export function verifySubtreeInclusion(
+  hasher: Hasher,
+  index: number,
+  start: number,
+  end: number,
+  leafHash: Hash,
+  proof: readonly Hash[],
+  root: Hash,
+): void {
   const got = rootFromSubtreeInclusion(hasher, index, start, end, leafHash, proof);
   if (!equalHash(got, root)) throw new ProofError('inclusion proof does not lead to the expected root');
 }
 
 /** RFC 9162 2.1.3.2: leaf `index` with hash leafHash is in the tree of `size` with root `root`. Throws ProofError. */
-export function verifyInclusion(hasher: Hasher, index: number, size: number, leafHash: Hash, proof: readonly Hash[], root: Hash): void {
+export function verifyInclusion(
+  hasher: Hasher,
+  index: number,
+  size: number,
+  leafHash: Hash,
+  proof: readonly Hash[],
+  root: Hash,
+): void {
   checkSize('size', size);
   verifySubtreeInclusion(hasher, index, 0, size, leafHash, proof, root);
 }
 
 /** MTC draft 4.4.3: subtree [start, end) with hash nodeHash is consistent with the tree of size n with root rootHash. */
-export function verifySubtreeConsistency(hasher: Hasher, start: number, end: number, n: number, proof: readonly Hash[], nodeHash: Hash, rootHash: Hash): void {
+export function verifySubtreeConsistency(
+  hasher: Hasher,
+  start: number,
+  end: number,
+  n: number,
+  proof: readonly Hash[],
+  nodeHash: Hash,
+  rootHash: Hash,
+): void {
   checkSize('size', n);
   if (start === end && Number.isSafeInteger(start) && start >= 0 && end <= n) {
     // The empty subtree is trivially consistent with anything, if it is what it claims.
@@ -206,7 +239,8 @@ export function verifySubtreeConsistency(hasher: Hasher, start: number, end: num
     if (!equalHash(nodeHash, hasher.empty())) throw new ProofError('empty subtree hash is not MTH({})');
     return;
   }
-  if (!isValidSubtree(start, end) || end > n) throw new ProofError(`[${start}, ${end}) is not a subtree of a tree of size ${n}`);
+  if (!isValidSubtree(start, end) || end > n)
+    throw new ProofError(`[${start}, ${end}) is not a subtree of a tree of size ${n}`);
   let fn = start;
   let sn = end - 1;
   let tn = n - 1;
@@ -247,7 +281,14 @@ export function verifySubtreeConsistency(hasher: Hasher, start: number, end: num
 }
 
 /** RFC 9162 2.1.4.2: the tree of size1 (root1) is a prefix of the tree of size2 (root2). Throws ProofError. */
-export function verifyConsistency(hasher: Hasher, size1: number, size2: number, proof: readonly Hash[], root1: Hash, root2: Hash): void {
+export function verifyConsistency(
+  hasher: Hasher,
+  size1: number,
+  size2: number,
+  proof: readonly Hash[],
+  root1: Hash,
+  root2: Hash,
+): void {
   checkSize('size1', size1);
   checkSize('size2', size2);
   if (size1 > size2) throw new ProofError(`size1 ${size1} > size2 ${size2}`);

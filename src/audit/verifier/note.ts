@@ -47,7 +47,11 @@ export function toBase64(bytes: Uint8Array): string {
 
 export function fromBase64(text: string, url = false): Uint8Array {
   let t = text;
-  if (url) t = t.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(t.length / 4) * 4, '=');
+  if (url)
+    t = t
+      .replace(/-/g, '+')
+      .replace(/_/g, '/')
+      .padEnd(Math.ceil(t.length / 4) * 4, '=');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 !== 0) throw new NoteError('invalid base64');
   const s = atob(t);
   const out = new Uint8Array(s.length);
@@ -64,7 +68,8 @@ const P256_SPKI_PREFIX = fromBase64('MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE');
 
 /** DER SubjectPublicKeyInfo of a P-256 public JWK. */
 export function spkiOfJwk(jwk: EcJwk): Uint8Array {
-  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || !jwk.x || !jwk.y) throw new NoteError('only EC P-256 keys sign checkpoints');
+  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || !jwk.x || !jwk.y)
+    throw new NoteError('only EC P-256 keys sign checkpoints');
   const x = fromBase64(jwk.x, true);
   const y = fromBase64(jwk.y, true);
   if (x.length !== 32 || y.length !== 32) throw new NoteError('bad P-256 coordinates');
@@ -120,10 +125,12 @@ export function checkpointBody(origin: string, size: number, rootHash: Uint8Arra
 
 export function parseCheckpoint(body: string): Checkpoint {
   const lines = body.split('\n');
-  if (lines.length < 4 || lines[lines.length - 1] !== '') throw new NoteError('checkpoint must have origin, size and root hash lines');
+  if (lines.length < 4 || lines[lines.length - 1] !== '')
+    throw new NoteError('checkpoint must have origin, size and root hash lines');
   const [origin, sizeText, rootText, ...rest] = lines.slice(0, -1) as [string, string, string, ...string[]];
   if (!origin) throw new NoteError('checkpoint origin is empty');
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) throw new NoteError('checkpoint tree size is not a decimal number');
+  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText)))
+    throw new NoteError('checkpoint tree size is not a decimal number');
   const rootHash = fromBase64(rootText);
   if (rootHash.length !== 32) throw new NoteError('checkpoint root hash is not 32 bytes');
   if (rest.some((l) => l === '')) throw new NoteError('empty extension line');

@@ -43,7 +43,8 @@ export interface EvidencePack {
   keys: EvidenceKey[];
 }
 
-export type ProblemKind = 'malformed' | 'bad-signature' | 'inconsistent' | 'changed' | 'missing' | 'inserted' | 'reordered';
+export type ProblemKind =
+  'malformed' | 'bad-signature' | 'inconsistent' | 'changed' | 'missing' | 'inserted' | 'reordered';
 
 export interface Problem {
   kind: ProblemKind;
@@ -93,8 +94,10 @@ function checkShape(pack: unknown): asserts pack is EvidencePack {
   const bad = (m: string) => fail({ kind: 'malformed', message: m });
   if (!p || typeof p !== 'object') bad('evidence pack is not a JSON object');
   if (p.format !== EVIDENCE_FORMAT) bad(`unknown evidence format ${String(p.format)}`);
-  if (!Number.isSafeInteger(p.from) || !Number.isSafeInteger(p.to) || p.from! < 0 || p.to! < p.from!) bad('from/to are not a valid leaf range');
-  if (!Array.isArray(p.entries) || !p.entries.every((e) => typeof e === 'string')) bad('entries must be an array of strings');
+  if (!Number.isSafeInteger(p.from) || !Number.isSafeInteger(p.to) || p.from! < 0 || p.to! < p.from!)
+    bad('from/to are not a valid leaf range');
+  if (!Array.isArray(p.entries) || !p.entries.every((e) => typeof e === 'string'))
+    bad('entries must be an array of strings');
   if (!Array.isArray(p.checkpoints) || p.checkpoints.length === 0) bad('the pack holds no checkpoints');
   if (!Array.isArray(p.inclusionProofs) || !Array.isArray(p.keys)) bad('inclusionProofs and keys must be arrays');
   if (typeof p.origin !== 'string' || !Number.isSafeInteger(p.anchor)) bad('origin or anchor missing');
@@ -121,31 +124,65 @@ async function verifyCheckpoints(pack: EvidencePack, deps: VerifyDeps, hasher: H
       parsed = parseSignedNote(String(cp?.note));
       body = parseCheckpoint(parsed.body);
     } catch (err) {
-      return fail({ kind: 'bad-signature', checkpoint: i, message: `checkpoint ${i} is not a valid signed note: ${(err as Error).message}` });
+      return fail({
+        kind: 'bad-signature',
+        checkpoint: i,
+        message: `checkpoint ${i} is not a valid signed note: ${(err as Error).message}`,
+      });
     }
     let verified = false;
     for (const sig of parsed.signatures) {
       const key = keys.find((k) => k.name === sig.name && k.id === sig.keyId);
       if (!key) continue; // C2SP: ignore signatures by unknown keys
       if (!(await deps.verifySignature(key.jwk, utf8(parsed.body), sig.signature))) {
-        return fail({ kind: 'bad-signature', checkpoint: i, message: `checkpoint ${i} (tree size ${body.size}): signature by ${key.jwk.kid} does not verify` });
+        return fail({
+          kind: 'bad-signature',
+          checkpoint: i,
+          message: `checkpoint ${i} (tree size ${body.size}): signature by ${key.jwk.kid} does not verify`,
+        });
       }
       verified = true;
     }
-    if (!verified) return fail({ kind: 'bad-signature', checkpoint: i, message: `checkpoint ${i} (tree size ${body.size}) carries no signature by a trusted audit key` });
-    if (body.origin !== pack.origin) return fail({ kind: 'bad-signature', checkpoint: i, message: `checkpoint ${i} is for log "${body.origin}", not "${pack.origin}"` });
+    if (!verified)
+      return fail({
+        kind: 'bad-signature',
+        checkpoint: i,
+        message: `checkpoint ${i} (tree size ${body.size}) carries no signature by a trusted audit key`,
+      });
+    if (body.origin !== pack.origin)
+      return fail({
+        kind: 'bad-signature',
+        checkpoint: i,
+        message: `checkpoint ${i} is for log "${body.origin}", not "${pack.origin}"`,
+      });
     const prev = out[i - 1];
     if (prev) {
-      if (body.size < prev.size) return fail({ kind: 'inconsistent', checkpoint: i, message: `checkpoint ${i} shrinks the log from ${prev.size} to ${body.size}` });
+      if (body.size < prev.size)
+        return fail({
+          kind: 'inconsistent',
+          checkpoint: i,
+          message: `checkpoint ${i} shrinks the log from ${prev.size} to ${body.size}`,
+        });
       try {
         if (body.size === prev.size) {
           if (!equalHash(body.rootHash, prev.rootHash)) throw new Error('two different roots for the same tree size');
         } else if (prev.size > 0) {
-          verifyConsistency(hasher, prev.size, body.size, hashes(cp.consistency ?? [], `checkpoint ${i} consistency proof`), prev.rootHash, body.rootHash);
+          verifyConsistency(
+            hasher,
+            prev.size,
+            body.size,
+            hashes(cp.consistency ?? [], `checkpoint ${i} consistency proof`),
+            prev.rootHash,
+            body.rootHash,
+          );
         }
       } catch (err) {
         if (err instanceof Fail) throw err;
-        return fail({ kind: 'inconsistent', checkpoint: i, message: `checkpoint ${i} (size ${body.size}) is not consistent with checkpoint ${i - 1} (size ${prev.size}): ${(err as Error).message}` });
+        return fail({
+          kind: 'inconsistent',
+          checkpoint: i,
+          message: `checkpoint ${i} (size ${body.size}) is not consistent with checkpoint ${i - 1} (size ${prev.size}): ${(err as Error).message}`,
+        });
       }
     }
     out.push(body);
@@ -166,7 +203,11 @@ function claimedIndex(entry: string): number | undefined {
 function verifyEntries(pack: EvidencePack, anchor: Checkpoint, hasher: Hasher, memo?: Map<string, boolean>): void {
   const expected = pack.to - pack.from;
   const n = pack.entries.length;
-  if (pack.inclusionProofs.length !== expected) fail({ kind: 'malformed', message: `the pack has ${pack.inclusionProofs.length} inclusion proofs for ${expected} entries` });
+  if (pack.inclusionProofs.length !== expected)
+    fail({
+      kind: 'malformed',
+      message: `the pack has ${pack.inclusionProofs.length} inclusion proofs for ${expected} entries`,
+    });
   const proofs: Array<Uint8Array[] | undefined> = [];
   const proofOf = (q: number) => (proofs[q] ??= hashes(pack.inclusionProofs[q], `inclusion proof ${pack.from + q}`));
   const rootKey = String(anchor.size) + String.fromCharCode(...anchor.rootHash);
@@ -192,15 +233,25 @@ function verifyEntries(pack: EvidencePack, anchor: Checkpoint, hasher: Hasher, m
     if (pos < n && pos < expected && genuine(pos, index)) continue;
     const claims = pack.entries.map(claimedIndex);
     // The first position where the pack departs from the signed log: say how.
-    if (pos >= expected) fail({ kind: 'inserted', index: pack.to, message: `entry after the last leaf ${pack.to - 1} was inserted` });
+    if (pos >= expected)
+      fail({ kind: 'inserted', index: pack.to, message: `entry after the last leaf ${pack.to - 1} was inserted` });
     if (pos >= n) fail({ kind: 'missing', index, message: `entry ${index} is missing` });
     const claim = claims[pos];
     const isGenuineOther = claim !== undefined && claim !== index && genuine(pos, claim);
     const genuineElsewhere = claims.some((c, p) => p !== pos && c === index && genuine(p, index));
     if (n > expected) fail({ kind: 'inserted', index, message: `an entry was inserted before leaf ${index}` });
     if (n < expected) fail({ kind: 'missing', index, message: `entry ${index} is missing` });
-    if (isGenuineOther || genuineElsewhere) fail({ kind: 'reordered', index, message: `entry ${index} is out of order${isGenuineOther ? ` (found entry ${claim} in its place)` : ''}` });
-    fail({ kind: 'changed', index, message: `entry ${index} was changed: it (or its inclusion proof) does not match the leaf the signed tree holds` });
+    if (isGenuineOther || genuineElsewhere)
+      fail({
+        kind: 'reordered',
+        index,
+        message: `entry ${index} is out of order${isGenuineOther ? ` (found entry ${claim} in its place)` : ''}`,
+      });
+    fail({
+      kind: 'changed',
+      index,
+      message: `entry ${index} was changed: it (or its inclusion proof) does not match the leaf the signed tree holds`,
+    });
   }
 }
 
@@ -214,8 +265,13 @@ export async function verifyEvidencePack(input: unknown, deps: VerifyDeps): Prom
     const checkpoints = await verifyCheckpoints(pack, deps, hasher);
     report.checkpointsVerified = checkpoints.length;
     const anchor = checkpoints[pack.anchor];
-    if (!anchor || anchor.size < pack.to) fail({ kind: 'malformed', message: `no checkpoint in the pack covers leaf ${pack.to - 1}` });
-    report.anchor = { size: anchor!.size, rootHash: pack.checkpoints[pack.anchor]!.note.split('\n')[2]!, issuedAt: pack.checkpoints[pack.anchor]!.issuedAt };
+    if (!anchor || anchor.size < pack.to)
+      fail({ kind: 'malformed', message: `no checkpoint in the pack covers leaf ${pack.to - 1}` });
+    report.anchor = {
+      size: anchor!.size,
+      rootHash: pack.checkpoints[pack.anchor]!.note.split('\n')[2]!,
+      issuedAt: pack.checkpoints[pack.anchor]!.issuedAt,
+    };
     verifyEntries(pack, anchor!, hasher, deps.memo);
     report.entriesVerified = pack.entries.length;
     report.ok = true;
@@ -228,8 +284,10 @@ export async function verifyEvidencePack(input: unknown, deps: VerifyDeps): Prom
 
 /** One line for humans: what was verified, or the first problem. */
 export function describeReport(r: VerifyReport): string {
-  if (r.ok) return `OK: ${r.entriesVerified} entries proven in the signed tree of size ${r.anchor?.size}; ${r.checkpointsVerified} checkpoint signatures and their consistency chain verified (keys ${r.keyIds.join(', ')})`;
+  if (r.ok)
+    return `OK: ${r.entriesVerified} entries proven in the signed tree of size ${r.anchor?.size}; ${r.checkpointsVerified} checkpoint signatures and their consistency chain verified (keys ${r.keyIds.join(', ')})`;
   const p = r.problem!;
-  const where = p.index !== undefined ? `entry ${p.index}` : p.checkpoint !== undefined ? `checkpoint ${p.checkpoint}` : 'pack';
+  const where =
+    p.index !== undefined ? `entry ${p.index}` : p.checkpoint !== undefined ? `checkpoint ${p.checkpoint}` : 'pack';
   return `TAMPERED (${p.kind}) at ${where}: ${p.message}`;
 }

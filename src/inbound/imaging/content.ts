@@ -27,29 +27,55 @@ export interface ImagingContent {
  * key into an encrypted spool, and only when its tag, SHA-256 and length
  * match the signed manifest is the first byte handed out.
  */
-export function imagingContentReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
+export function imagingContentReader(
+  ctx: InboxContext,
+  resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+) {
   const reader = inboxReader(ctx, resolveKey);
   return async function content(id: string, viewer: InboxRequester): Promise<ImagingContent> {
     const clientId = viewer.clientId;
     // The manifest read checks the inbox routing (404 for another client's message) and audits.
     const { meta, bundle } = await reader.read(id, viewer);
-    const { rows } = await ctx.pool.query<{ content_type: string; content_path: string }>('SELECT content_type, content_path FROM imaging_inbox_content WHERE message_id = $1', [id]);
+    const { rows } = await ctx.pool.query<{ content_type: string; content_path: string }>(
+      'SELECT content_type, content_path FROM imaging_inbox_content WHERE message_id = $1',
+      [id],
+    );
     const row = rows[0];
     if (!row) throw new GatewayError('NOT_FOUND', `inbox message ${id} carries no imaging content`);
     const manifest = JSON.parse(bundle) as ManifestContent;
     const spool = await spoolSink(join(await imagingDir(ctx.config, 'inbox'), `${id}.read`));
     try {
-      await openStream(createReadStream(row.content_path, { highWaterMark: 64 * 1024 }), { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, cty: row.content_type, maxBytes: manifest.length }, spool, (o) => {
-        if (o.length !== manifest.length || o.sha256.toString('base64url') !== manifest.sha256) throw new GatewayError('CONTENT_DIGEST_MISMATCH', 'stored content differs from the signed manifest');
-      });
+      await openStream(
+        createReadStream(row.content_path, { highWaterMark: 64 * 1024 }),
+        { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, cty: row.content_type, maxBytes: manifest.length },
+        spool,
+        (o) => {
+          if (o.length !== manifest.length || o.sha256.toString('base64url') !== manifest.sha256)
+            throw new GatewayError('CONTENT_DIGEST_MISMATCH', 'stored content differs from the signed manifest');
+        },
+      );
     } catch (err) {
-      await appendAudit(ctx.pool, [{
-        type: 'inbox.read', outcome: 'serious-failure', agent: { type: 'client', id: clientId },
-        entity: [{ type: 'imaging-content', id }], detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
-      }]);
-      ctx.logger.error({ messageId: id, reason: err instanceof GatewayError ? err.code : (err as Error).message }, 'stored imaging content failed to open or verify');
+      await appendAudit(ctx.pool, [
+        {
+          type: 'inbox.read',
+          outcome: 'serious-failure',
+          agent: { type: 'client', id: clientId },
+          entity: [{ type: 'imaging-content', id }],
+          detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
+        },
+      ]);
+      ctx.logger.error(
+        { messageId: id, reason: err instanceof GatewayError ? err.code : (err as Error).message },
+        'stored imaging content failed to open or verify',
+      );
       throw new GatewayError('INTERNAL', 'the stored imaging content failed to open or verify', { cause: err });
     }
-    return { contentType: row.content_type, length: manifest.length, sender: meta.sender, delivery: meta.jti, stream: spool.read() };
+    return {
+      contentType: row.content_type,
+      length: manifest.length,
+      sender: meta.sender,
+      delivery: meta.jti,
+      stream: spool.read(),
+    };
   };
 }

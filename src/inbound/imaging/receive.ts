@@ -24,15 +24,26 @@ async function textOf(part: Part, max: number): Promise<string> {
   let n = 0;
   for await (const b of part.body) {
     n += b.length;
-    if (n > max) throw new GatewayError('PAYLOAD_TOO_LARGE', `the manifest envelope exceeds ${max} bytes`, { expression: 'part[0]' });
+    if (n > max)
+      throw new GatewayError('PAYLOAD_TOO_LARGE', `the manifest envelope exceeds ${max} bytes`, {
+        expression: 'part[0]',
+      });
     chunks.push(Buffer.from(b));
   }
   return Buffer.concat(chunks).toString('latin1');
 }
 
 function requireJose(part: Part | undefined, index: number): Part {
-  if (!part) throw new GatewayError('BAD_REQUEST', `an imaging delivery has two parts: the manifest envelope, then the content; part ${index + 1} is missing`, { expression: `part[${index}]` });
-  if (parseMediaType(part.headers['content-type'])?.type !== PROTOCOL.mediaType) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${index + 1} must be ${PROTOCOL.mediaType}`, { expression: `part[${index}]` });
+  if (!part)
+    throw new GatewayError(
+      'BAD_REQUEST',
+      `an imaging delivery has two parts: the manifest envelope, then the content; part ${index + 1} is missing`,
+      { expression: `part[${index}]` },
+    );
+  if (parseMediaType(part.headers['content-type'])?.type !== PROTOCOL.mediaType)
+    throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${index + 1} must be ${PROTOCOL.mediaType}`, {
+      expression: `part[${index}]`,
+    });
   return part;
 }
 
@@ -46,19 +57,39 @@ function requireJose(part: Part | undefined, index: number): Part {
  * length and media type of what was deciphered under a valid tag. Only then
  * is the file moved into place, the message stored and the receipt signed.
  */
-export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring)) {
-  return async function receive(contentType: string | undefined, body: AsyncIterable<Buffer>, meta: ReceiveMeta = {}): Promise<ReceiveResult> {
+export function imagingReceiver(
+  ctx: InboxContext,
+  resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+) {
+  return async function receive(
+    contentType: string | undefined,
+    body: AsyncIterable<Buffer>,
+    meta: ReceiveMeta = {},
+  ): Promise<ReceiveResult> {
     const now = meta.now ?? new Date();
     const media = parseMediaType(contentType);
-    if (media?.type !== 'multipart/related') throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${PROTOCOL.inboxPath}/imaging takes multipart/related: announcement, content JWE, manifest envelope`);
+    if (media?.type !== 'multipart/related')
+      throw new GatewayError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `POST ${PROTOCOL.inboxPath}/imaging takes multipart/related: announcement, content JWE, manifest envelope`,
+      );
     const parts = multipartParts(body, boundaryOf(media), { maxParts: 3 });
     let digest: string | undefined;
     let announced: Awaited<ReturnType<typeof verifyAnnouncement>> | undefined;
     let verified: VerifiedContent | undefined;
     let file: PendingFile | undefined;
     try {
-      const checks = { directory: ctx.directory, org: ctx.config.org, clockSkewMs: ctx.config.clockSkew, maxAgeMs: ctx.config.inboxMaxAge, now: now.getTime() };
-      announced = await verifyAnnouncement((await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(), checks);
+      const checks = {
+        directory: ctx.directory,
+        org: ctx.config.org,
+        clockSkewMs: ctx.config.clockSkew,
+        maxAgeMs: ctx.config.inboxMaxAge,
+        now: now.getTime(),
+      };
+      announced = await verifyAnnouncement(
+        (await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(),
+        checks,
+      );
       const earlier = await findBySenderJti(ctx.pool, announced.iss, announced.jti);
       if (earlier) {
         // The same delivery again (the sender lost our answer): the first receipt; the bulk is not read.
@@ -76,28 +107,68 @@ export function imagingReceiver(ctx: InboxContext, resolveKey: DecryptionKeyReso
           yield b;
         }
       }
-      const content = await openStream(tee(), { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, maxBytes: ctx.config.dicomMaxBytes }, recheck);
+      const content = await openStream(
+        tee(),
+        { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, maxBytes: ctx.config.dicomMaxBytes },
+        recheck,
+      );
       const envelope = (await textOf(requireJose((await parts.next()).value || undefined, 2), MANIFEST_MAX)).trim();
-      if (!(await parts.next()).done) throw new GatewayError('BAD_REQUEST', 'an imaging delivery has exactly three parts', { expression: 'part[3]' });
+      if (!(await parts.next()).done)
+        throw new GatewayError('BAD_REQUEST', 'an imaging delivery has exactly three parts', { expression: 'part[3]' });
       digest = envelopeDigest(envelope);
       const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
-      verified = await verifySignedContent(opened.plaintext.toString('utf8'), { ...checks, clockSkewMs: checks.clockSkewMs, maxAgeMs: checks.maxAgeMs, checkContent: (c) => void checkManifestContent(c) });
+      verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
+        ...checks,
+        clockSkewMs: checks.clockSkewMs,
+        maxAgeMs: checks.maxAgeMs,
+        checkContent: (c) => void checkManifestContent(c),
+      });
       opened.plaintext.fill(0);
       const c = verified.claims;
       if (c.iss !== announced.iss || c.jti !== announced.jti || c.exchange !== announced.exchange) {
-        throw new GatewayError('CLAIMS_INVALID', 'the manifest names another delivery than the announcement', { expression: 'jti' });
+        throw new GatewayError('CLAIMS_INVALID', 'the manifest names another delivery than the announcement', {
+          expression: 'jti',
+        });
       }
       const manifest = c.content as ManifestContent;
-      if (content.header.cty !== c.content_type || content.length !== manifest.length || content.sha256.toString('base64url') !== manifest.sha256) {
-        throw new GatewayError('CONTENT_DIGEST_MISMATCH', 'the content does not match the media type, SHA-256 and length in the signed manifest', { expression: 'content.sha256' });
+      if (
+        content.header.cty !== c.content_type ||
+        content.length !== manifest.length ||
+        content.sha256.toString('base64url') !== manifest.sha256
+      ) {
+        throw new GatewayError(
+          'CONTENT_DIGEST_MISMATCH',
+          'the content does not match the media type, SHA-256 and length in the signed manifest',
+          { expression: 'content.sha256' },
+        );
       }
       // The intake's DICOM checks again, on what we deciphered, and the signed ImagingStudy must describe it.
       checkStudyMatches(recheck.instances(), manifest.imagingStudy);
       await file.commit();
-      return await store(ctx, { envelope, digest, verified, messageId, encKid: opened.kid!, file, contentDigest: `sha-256=${manifest.sha256}`, contentJweLength: content.jweLength, length: content.length, now, meta });
+      return await store(ctx, {
+        envelope,
+        digest,
+        verified,
+        messageId,
+        encKid: opened.kid!,
+        file,
+        contentDigest: `sha-256=${manifest.sha256}`,
+        contentJweLength: content.jweLength,
+        length: content.length,
+        now,
+        meta,
+      });
     } catch (err) {
       await file?.discard();
-      if (err instanceof GatewayError && err.status < 500) await auditRefusal(ctx, err, digest, verified ?? (announced && { claims: { iss: announced.iss, jti: announced.jti } } as VerifiedContent), meta, now);
+      if (err instanceof GatewayError && err.status < 500)
+        await auditRefusal(
+          ctx,
+          err,
+          digest,
+          verified ?? (announced && ({ claims: { iss: announced.iss, jti: announced.jti } } as VerifiedContent)),
+          meta,
+          now,
+        );
       throw err;
     }
   };
@@ -120,31 +191,60 @@ interface Received {
 
 async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   const { iss: sender, jti, exchange, content_type } = r.verified.claims;
-  const { receipt, claims } = await signImagingReceipt(ctx.keyring.signer(), { iss: ctx.config.org, aud: sender, delivery: jti, digest: r.digest, contentDigest: r.contentDigest, now: r.now });
+  const { receipt, claims } = await signImagingReceipt(ctx.keyring.signer(), {
+    iss: ctx.config.org,
+    aud: sender,
+    delivery: jti,
+    digest: r.digest,
+    contentDigest: r.contentDigest,
+    now: r.now,
+  });
   const client = await ctx.pool.connect();
   try {
     await client.query('BEGIN');
-    const inserted = await insertInboxMessages(client, [{
-      id: r.messageId, sender, jti, exchangeId: exchange, envelope: r.envelope, envelopeDigest: r.digest, encKid: r.encKid,
-      senderKid: r.verified.senderKid, senderJwk: r.verified.senderJwk, receiptId: claims.jti, receipt, receivedAt: r.now,
-    }]);
-    if (!inserted.has(r.messageId)) throw new GatewayError('UNAVAILABLE', 'a concurrent delivery of the same id is in progress; retry', { retryAfter: 1 });
+    const inserted = await insertInboxMessages(client, [
+      {
+        id: r.messageId,
+        sender,
+        jti,
+        exchangeId: exchange,
+        envelope: r.envelope,
+        envelopeDigest: r.digest,
+        encKid: r.encKid,
+        senderKid: r.verified.senderKid,
+        senderJwk: r.verified.senderJwk,
+        receiptId: claims.jti,
+        receipt,
+        receivedAt: r.now,
+      },
+    ]);
+    if (!inserted.has(r.messageId))
+      throw new GatewayError('UNAVAILABLE', 'a concurrent delivery of the same id is in progress; retry', {
+        retryAfter: 1,
+      });
     await client.query(
       'INSERT INTO imaging_inbox_content (message_id, content_type, content_path, content_length, content_jwe_length) VALUES ($1, $2, $3, $4, $5)',
       [r.messageId, content_type, r.file.path, r.length, r.contentJweLength],
     );
-    await appendAudit(client, [{
-      type: 'inbox.accepted', outcome: 'success',
-      agent: { type: 'partner', id: sender, ...(r.meta.remoteAddress ? { network: r.meta.remoteAddress } : {}) },
-      entity: [
-        { type: 'inbox-message', id: r.messageId, digest: r.digest },
-        { type: 'imaging-content', id: r.messageId, digest: r.contentDigest },
-        { type: 'delivery', id: jti },
-        { type: 'exchange', id: exchange },
-        { type: 'receipt', id: claims.jti },
+    await appendAudit(
+      client,
+      [
+        {
+          type: 'inbox.accepted',
+          outcome: 'success',
+          agent: { type: 'partner', id: sender, ...(r.meta.remoteAddress ? { network: r.meta.remoteAddress } : {}) },
+          entity: [
+            { type: 'inbox-message', id: r.messageId, digest: r.digest },
+            { type: 'imaging-content', id: r.messageId, digest: r.contentDigest },
+            { type: 'delivery', id: jti },
+            { type: 'exchange', id: exchange },
+            { type: 'receipt', id: claims.jti },
+          ],
+          detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+        },
       ],
-      detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
-    }], r.now);
+      r.now,
+    );
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -156,12 +256,36 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   return { receipt, messageId: r.messageId, duplicate: false };
 }
 
-async function auditRefusal(ctx: InboxContext, err: GatewayError, digest: string | undefined, v: VerifiedContent | undefined, meta: ReceiveMeta, now: Date): Promise<void> {
+async function auditRefusal(
+  ctx: InboxContext,
+  err: GatewayError,
+  digest: string | undefined,
+  v: VerifiedContent | undefined,
+  meta: ReceiveMeta,
+  now: Date,
+): Promise<void> {
   const network = meta.remoteAddress ? { network: meta.remoteAddress } : {};
-  await appendAudit(ctx.pool, [{
-    type: 'inbox.refused', outcome: 'minor-failure',
-    agent: v ? { type: 'partner', id: v.claims.iss, ...network } : { type: 'anonymous', id: 'unauthenticated', ...network },
-    entity: [...(digest ? [{ type: 'envelope', id: digest, digest }] : []), ...(v ? [{ type: 'delivery', id: v.claims.jti }] : [])],
-    detail: { content: 'imaging', reason: err.code, status: err.status },
-  }], now).catch((e: unknown) => ctx.logger.error({ err: { message: (e as Error).message }, reason: err.code }, 'could not audit an imaging refusal'));
+  await appendAudit(
+    ctx.pool,
+    [
+      {
+        type: 'inbox.refused',
+        outcome: 'minor-failure',
+        agent: v
+          ? { type: 'partner', id: v.claims.iss, ...network }
+          : { type: 'anonymous', id: 'unauthenticated', ...network },
+        entity: [
+          ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
+          ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
+        ],
+        detail: { content: 'imaging', reason: err.code, status: err.status },
+      },
+    ],
+    now,
+  ).catch((e: unknown) =>
+    ctx.logger.error(
+      { err: { message: (e as Error).message }, reason: err.code },
+      'could not audit an imaging refusal',
+    ),
+  );
 }

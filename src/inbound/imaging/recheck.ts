@@ -35,7 +35,11 @@ export class DicomRecheck implements PlaintextSink {
   #committed = false;
 
   constructor(config: Pick<Config, 'dicomMaxBytes' | 'dicomHeadBytes' | 'dicomInflateMax' | 'imagingMaxInstances'>) {
-    this.#limits = { maxBytes: config.dicomMaxBytes, headBytes: config.dicomHeadBytes, inflateMax: config.dicomInflateMax };
+    this.#limits = {
+      maxBytes: config.dicomMaxBytes,
+      headBytes: config.dicomHeadBytes,
+      inflateMax: config.dicomInflateMax,
+    };
     this.#maxInstances = config.imagingMaxInstances;
   }
 
@@ -95,7 +99,13 @@ export class DicomRecheck implements PlaintextSink {
         this.#fail(err);
       }
     } else {
-      this.#fail(new GatewayError('DICOM_INVALID', `the content's media type ${JSON.stringify(this.#cty ?? null)} is not DICOM`, { expression: 'content' }));
+      this.#fail(
+        new GatewayError(
+          'DICOM_INVALID',
+          `the content's media type ${JSON.stringify(this.#cty ?? null)} is not DICOM`,
+          { expression: 'content' },
+        ),
+      );
     }
   }
 
@@ -105,7 +115,12 @@ export class DicomRecheck implements PlaintextSink {
     try {
       for await (const part of multipartParts(source, boundary, { maxParts: this.#maxInstances })) {
         const type = parseMediaType(part.headers['content-type'])?.type;
-        if (type !== IMAGING.dicom) throw new GatewayError('DICOM_INVALID', `content part ${i + 1} is ${type ?? 'untyped'}, not application/dicom`, { expression: `content.part[${i}]` });
+        if (type !== IMAGING.dicom)
+          throw new GatewayError(
+            'DICOM_INVALID',
+            `content part ${i + 1} is ${type ?? 'untyped'}, not application/dicom`,
+            { expression: `content.part[${i}]` },
+          );
         const check = new DicomStreamCheck(this.#limits);
         try {
           for await (const b of part.body) check.push(b);

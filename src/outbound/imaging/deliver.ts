@@ -22,19 +22,23 @@ const MIN_BYTES_PER_SECOND = 1024 * 1024;
 export type { AttemptResult } from '../attempt-ledger.ts';
 
 /** The imaging inbox of a partner: its inbox URL + /imaging. */
-export const imagingInboxOf = (partner: Pick<Partner, 'endpoint'>) => partner.endpoint.replace(/\/+$/, '') + IMAGING.inboxSuffix;
+export const imagingInboxOf = (partner: Pick<Partner, 'endpoint'>) =>
+  partner.endpoint.replace(/\/+$/, '') + IMAGING.inboxSuffix;
 
 const part = (boundary: string) => `--${boundary}\r\nContent-Type: ${PROTOCOL.mediaType}\r\n\r\n`;
 
 /** The bytes before the content JWE: the announcement part, then the content part's header. */
-export const deliveryHead = (boundary: string, announcement: string) => Buffer.from(`${part(boundary)}${announcement}\r\n${part(boundary)}`, 'latin1');
+export const deliveryHead = (boundary: string, announcement: string) =>
+  Buffer.from(`${part(boundary)}${announcement}\r\n${part(boundary)}`, 'latin1');
 
 /** The bytes after the content JWE: the manifest part and the closing boundary. */
-export const deliveryTail = (boundary: string, manifest: string) => Buffer.from(`\r\n${part(boundary)}${manifest}\r\n--${boundary}--\r\n`, 'latin1');
+export const deliveryTail = (boundary: string, manifest: string) =>
+  Buffer.from(`\r\n${part(boundary)}${manifest}\r\n--${boundary}--\r\n`, 'latin1');
 
 export const deliveryBoundary = () => `imaging-${randomBytes(12).toString('hex')}`;
 
-export const deliveryTimeoutMs = (ctx: Pick<DeliveryContext, 'config'>, jweBytes: number) => ctx.config.deliveryTimeout + Math.ceil((jweBytes / MIN_BYTES_PER_SECOND) * 1000);
+export const deliveryTimeoutMs = (ctx: Pick<DeliveryContext, 'config'>, jweBytes: number) =>
+  ctx.config.deliveryTimeout + Math.ceil((jweBytes / MIN_BYTES_PER_SECOND) * 1000);
 
 /** A stored delivery's body: announcement, the content JWE streamed from its file, manifest. */
 async function* storedBody(d: ImagingDeliveryRow, boundary: string): AsyncGenerator<Buffer> {
@@ -53,12 +57,24 @@ export interface Expected {
  * `expected` is read only once the answer is in (a live transmission learns
  * its digests while it sends).
  */
-export async function transmit(ctx: DeliveryContext, deliveryId: string, partner: Partner, body: AsyncIterable<Buffer>, boundary: string, signal: AbortSignal, expected: () => Expected): Promise<AttemptResult> {
+export async function transmit(
+  ctx: DeliveryContext,
+  deliveryId: string,
+  partner: Partner,
+  body: AsyncIterable<Buffer>,
+  boundary: string,
+  signal: AbortSignal,
+  expected: () => Expected,
+): Promise<AttemptResult> {
   let res: Response;
   try {
     res = await ctx.fetch(imagingInboxOf(partner), {
       method: 'POST',
-      headers: { 'content-type': `${IMAGING.deliveryType}; type="${PROTOCOL.mediaType}"; boundary=${boundary}`, 'idempotency-key': deliveryId, accept: `${PROTOCOL.mediaType}, application/fhir+json` },
+      headers: {
+        'content-type': `${IMAGING.deliveryType}; type="${PROTOCOL.mediaType}"; boundary=${boundary}`,
+        'idempotency-key': deliveryId,
+        accept: `${PROTOCOL.mediaType}, application/fhir+json`,
+      },
       body: body as unknown as RequestInit['body'],
       duplex: 'half',
       redirect: 'manual',
@@ -66,26 +82,51 @@ export async function transmit(ctx: DeliveryContext, deliveryId: string, partner
     } as RequestInit);
   } catch (err) {
     const e = err as Error & { cause?: { code?: string } };
-    return { cls: 'transient', status: null, error: e.name === 'TimeoutError' ? 'timeout' : e.name === 'AbortError' ? 'aborted' : `network ${e.cause?.code ?? e.name}` };
+    return {
+      cls: 'transient',
+      status: null,
+      error:
+        e.name === 'TimeoutError'
+          ? 'timeout'
+          : e.name === 'AbortError'
+            ? 'aborted'
+            : `network ${e.cause?.code ?? e.name}`,
+    };
   }
   const cls = classifyStatus(res.status);
   if (cls !== 'ok') {
     await res.body?.cancel().catch(() => undefined);
-    return { cls, status: res.status, error: `HTTP ${res.status}`, retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) };
+    return {
+      cls,
+      status: res.status,
+      error: `HTTP ${res.status}`,
+      retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
+    };
   }
   try {
     const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the receipt')).trim();
     const want = expected();
-    const claims = await verifyReceipt(text, async (header) => {
-      if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
-      return (await ctx.directory.verificationKey(partner.id, header.kid)) as JWK;
-    }, { iss: partner.id, aud: ctx.config.org, delivery: deliveryId, digest: want.manifestDigest });
+    const claims = await verifyReceipt(
+      text,
+      async (header) => {
+        if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
+        return (await ctx.directory.verificationKey(partner.id, header.kid)) as JWK;
+      },
+      { iss: partner.id, aud: ctx.config.org, delivery: deliveryId, digest: want.manifestDigest },
+    );
     // verifyReceipt has checked the signature; its content_digest must name the content as sent.
-    const payload = JSON.parse(Buffer.from(text.split('.')[1]!, 'base64url').toString('utf8')) as { content_digest?: unknown };
-    if (payload.content_digest !== want.contentDigest) throw new GatewayError('BAD_REQUEST', 'receipt content_digest does not match the content sent');
+    const payload = JSON.parse(Buffer.from(text.split('.')[1]!, 'base64url').toString('utf8')) as {
+      content_digest?: unknown;
+    };
+    if (payload.content_digest !== want.contentDigest)
+      throw new GatewayError('BAD_REQUEST', 'receipt content_digest does not match the content sent');
     return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
   } catch (err) {
-    return { cls: 'invalid-receipt', status: res.status, error: (err instanceof GatewayError ? `invalid receipt: ${err.message}` : 'invalid receipt').slice(0, 200) };
+    return {
+      cls: 'invalid-receipt',
+      status: res.status,
+      error: (err instanceof GatewayError ? `invalid receipt: ${err.message}` : 'invalid receipt').slice(0, 200),
+    };
   }
 }
 
@@ -102,7 +143,10 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
     ? { cls: 'permanent', status: null, error: 'partner removed from the directory' }
     : !existsSync(d.content_path)
       ? { cls: 'permanent', status: null, error: 'sealed content file missing' }
-      : await transmit(ctx, d.id, partner, storedBody(d, boundary), boundary, signal, () => ({ manifestDigest: d.manifest_digest, contentDigest: d.content_digest! }));
+      : await transmit(ctx, d.id, partner, storedBody(d, boundary), boundary, signal, () => ({
+          manifestDigest: d.manifest_digest,
+          contentDigest: d.content_digest!,
+        }));
   await recordImagingAttempt(ctx, d.id, result, started);
   return result.cls;
 }
@@ -112,7 +156,13 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
  * `settle: false` only logs it (a live transmission abandoned before the intake committed: the job, already
  * scheduled, is the retry).
  */
-export async function recordImagingAttempt(ctx: DeliveryContext, id: string, result: AttemptResult, started: Date, settle = true): Promise<void> {
+export async function recordImagingAttempt(
+  ctx: DeliveryContext,
+  id: string,
+  result: AttemptResult,
+  started: Date,
+  settle = true,
+): Promise<void> {
   const { state, path } = await inTransaction(ctx.pool, (db) => record(ctx, db, id, result, started, settle));
   if (state === 'delivered') await unlink(path).catch(() => undefined);
 }
@@ -125,7 +175,14 @@ const IMAGING_LEDGER: AttemptLedger = {
   enqueue: enqueueImagingDeliveries,
 };
 
-async function record(ctx: DeliveryContext, db: pg.PoolClient, id: string, r: AttemptResult, started: Date, settle: boolean): Promise<{ state: string; path: string }> {
+async function record(
+  ctx: DeliveryContext,
+  db: pg.PoolClient,
+  id: string,
+  r: AttemptResult,
+  started: Date,
+  settle: boolean,
+): Promise<{ state: string; path: string }> {
   const { row, state } = await recordAttempt<ImagingDeliveryRow>(ctx, db, IMAGING_LEDGER, id, r, started, settle);
   return { state, path: row.content_path };
 }

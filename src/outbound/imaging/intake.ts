@@ -43,29 +43,48 @@ export interface ImagingAccepted {
 }
 
 async function partnersFor(ctx: ImagingContext, ids: string[]): Promise<Partner[]> {
-  if (ids.length === 0) throw new GatewayError('BAD_REQUEST', 'name at least one recipient (?recipient=PARTNER_ID)', { expression: 'recipient' });
-  if (ids.length > MAX_IMAGING_RECIPIENTS) throw new GatewayError('BAD_REQUEST', `at most ${MAX_IMAGING_RECIPIENTS} recipients per submission`, { expression: 'recipient' });
+  if (ids.length === 0)
+    throw new GatewayError('BAD_REQUEST', 'name at least one recipient (?recipient=PARTNER_ID)', {
+      expression: 'recipient',
+    });
+  if (ids.length > MAX_IMAGING_RECIPIENTS)
+    throw new GatewayError('BAD_REQUEST', `at most ${MAX_IMAGING_RECIPIENTS} recipients per submission`, {
+      expression: 'recipient',
+    });
   const found = await ctx.directory.resolve([...new Set(ids)]);
   return [...new Set(ids)].map((id, i) => {
     const p = found.find((x) => x.id === id) ?? found.find((x) => x.endpoint === id);
-    if (!p) throw new GatewayError('UNKNOWN_RECIPIENT', `recipient ${JSON.stringify(id)} is not a partner in the directory`, { expression: `recipient[${i}]` });
-    if (p.status !== 'active') throw new GatewayError('UNKNOWN_RECIPIENT', `partner ${p.id} is suspended`, { expression: `recipient[${i}]` });
+    if (!p)
+      throw new GatewayError('UNKNOWN_RECIPIENT', `recipient ${JSON.stringify(id)} is not a partner in the directory`, {
+        expression: `recipient[${i}]`,
+      });
+    if (p.status !== 'active')
+      throw new GatewayError('UNKNOWN_RECIPIENT', `partner ${p.id} is suspended`, { expression: `recipient[${i}]` });
     return p;
   });
 }
 
-const tooLarge = (max: number) => new GatewayError('PAYLOAD_TOO_LARGE', `an imaging submission may be at most ${max} bytes (DICOM_MAX_BYTES)`);
+const tooLarge = (max: number) =>
+  new GatewayError('PAYLOAD_TOO_LARGE', `an imaging submission may be at most ${max} bytes (DICOM_MAX_BYTES)`);
 
 /** Single file or STOW-RS multipart; anything else is 415. */
 function uploadKind(header: string | undefined): { kind: 'single' } | { kind: 'multi'; boundary: string } {
   const media = parseMediaType(header);
   if (media?.type === IMAGING.dicom) return { kind: 'single' };
-  if (media?.type === 'multipart/related' && (media.params.type ?? IMAGING.dicom).toLowerCase() === IMAGING.dicom) return { kind: 'multi', boundary: boundaryOf(media) };
-  throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'POST /imaging takes application/dicom, or multipart/related; type="application/dicom" for several instances');
+  if (media?.type === 'multipart/related' && (media.params.type ?? IMAGING.dicom).toLowerCase() === IMAGING.dicom)
+    return { kind: 'multi', boundary: boundaryOf(media) };
+  throw new GatewayError(
+    'UNSUPPORTED_MEDIA_TYPE',
+    'POST /imaging takes application/dicom, or multipart/related; type="application/dicom" for several instances',
+  );
 }
 
 /** Stream one DICOM file through the checks into `emit`; returns what it is. */
-async function checkedFile(body: AsyncIterable<Buffer>, limits: DicomLimits, emit: (b: Buffer) => Promise<void>): Promise<DicomInstance> {
+async function checkedFile(
+  body: AsyncIterable<Buffer>,
+  limits: DicomLimits,
+  emit: (b: Buffer) => Promise<void>,
+): Promise<DicomInstance> {
   const check = new DicomStreamCheck(limits);
   for await (const chunk of body) for (const out of check.push(chunk)) await emit(out);
   const { release, instance } = check.end();
@@ -82,26 +101,38 @@ async function checkedFile(body: AsyncIterable<Buffer>, limits: DicomLimits, emi
  */
 export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): Promise<ImagingAccepted> {
   if (s.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(s.idempotencyKey)) {
-    throw new GatewayError('BAD_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters', { expression: 'Idempotency-Key' });
+    throw new GatewayError('BAD_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters', {
+      expression: 'Idempotency-Key',
+    });
   }
   const upload = uploadKind(s.contentType);
   const partners = await partnersFor(ctx, s.recipients);
   const keys = await Promise.all(partners.map((p) => ctx.directory.encryptionKey(p)));
   const cfg = ctx.config;
-  const limits: DicomLimits = { maxBytes: cfg.dicomMaxBytes, headBytes: cfg.dicomHeadBytes, inflateMax: cfg.dicomInflateMax };
+  const limits: DicomLimits = {
+    maxBytes: cfg.dicomMaxBytes,
+    headBytes: cfg.dicomHeadBytes,
+    inflateMax: cfg.dicomInflateMax,
+  };
   const ourBoundary = upload.kind === 'multi' ? `dicom-${randomBytes(16).toString('hex')}` : '';
   const contentType = upload.kind === 'multi' ? studyContentType(ourBoundary) : IMAGING.dicom;
   const dir = await imagingDir(cfg, 'outbound');
   if (s.contentLength !== undefined) {
     if (s.contentLength > cfg.dicomMaxBytes) throw tooLarge(cfg.dicomMaxBytes);
     // One sealed copy per recipient: base64url makes it 4/3 of the plaintext.
-    await ensureSpace(dir, Math.ceil(s.contentLength / 3) * 4 * partners.length, (facts, msg) => ctx.logger.error(facts, msg));
+    await ensureSpace(dir, Math.ceil(s.contentLength / 3) * 4 * partners.length, (facts, msg) =>
+      ctx.logger.error(facts, msg),
+    );
   }
   const ids = partners.map(() => uuidv7());
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
-  const announcements = await Promise.all(partners.map((p, i) => signAnnouncement(signer, { iss: cfg.org, aud: p.id, iat, jti: ids[i]!, exchange: exchangeId })));
+  const announcements = await Promise.all(
+    partners.map((p, i) =>
+      signAnnouncement(signer, { iss: cfg.org, aud: p.id, iat, jti: ids[i]!, exchange: exchangeId }),
+    ),
+  );
   const sealed: SealedContentFile[] = [];
   const live: LiveTransmission[] = [];
   try {
@@ -129,12 +160,21 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
       // Re-framed with our own boundary and minimal headers: the recipient gets a canonical multipart body.
       for await (const part of multipartParts(s.body, upload.boundary, { maxParts: cfg.imagingMaxInstances })) {
         const type = parseMediaType(part.headers['content-type'])?.type;
-        if (type !== IMAGING.dicom) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${instances.length + 1} is ${type ?? 'untyped'}, not application/dicom`, { expression: `part[${instances.length}]` });
+        if (type !== IMAGING.dicom)
+          throw new GatewayError(
+            'UNSUPPORTED_MEDIA_TYPE',
+            `part ${instances.length + 1} is ${type ?? 'untyped'}, not application/dicom`,
+            { expression: `part[${instances.length}]` },
+          );
         await emit(Buffer.from(`--${ourBoundary}\r\nContent-Type: application/dicom\r\n\r\n`, 'latin1'));
         try {
           instances.push(await checkedFile(part.body, limits, emit));
         } catch (err) {
-          if (err instanceof GatewayError && !err.expression) throw new GatewayError(err.code, `part ${instances.length + 1}: ${err.message}`, { expression: `part[${instances.length}]`, cause: err });
+          if (err instanceof GatewayError && !err.expression)
+            throw new GatewayError(err.code, `part ${instances.length + 1}: ${err.message}`, {
+              expression: `part[${instances.length}]`,
+              cause: err,
+            });
           throw err;
         }
         await emit(Buffer.from('\r\n', 'latin1'));
@@ -144,7 +184,20 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
     const study = imagingStudy(instances);
     for (const f of sealed) await f.finish();
     const manifest: ManifestContent = { sha256: hash.digest('base64url'), length, imagingStudy: study };
-    return await record(ctx, s, { partners, keys, ids, sealed, manifest, contentType, instances: instances.length, signer, exchangeId, iat, announcements, live });
+    return await record(ctx, s, {
+      partners,
+      keys,
+      ids,
+      sealed,
+      manifest,
+      contentType,
+      instances: instances.length,
+      signer,
+      exchangeId,
+      iat,
+      announcements,
+      live,
+    });
   } catch (err) {
     for (const t of live) t.drop();
     await Promise.all(sealed.map((f) => f.file.discard()));
@@ -171,29 +224,80 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
   const { signer, exchangeId, iat } = x;
   const contentDigest = `sha-256=${x.manifest.sha256}`;
   const gateway = { type: 'gateway' as const, id: ctx.config.org };
-  const audit: AuditInput[] = [{
-    type: 'intake.accepted', outcome: 'success', agent: { type: 'client', id: s.clientId || 'anonymous' },
-    entity: [{ type: 'imaging-exchange', id: exchangeId, digest: contentDigest }],
-    detail: { content: 'imaging', instances: x.instances, recipients: x.partners.length, bytes: x.manifest.length },
-  }];
+  const audit: AuditInput[] = [
+    {
+      type: 'intake.accepted',
+      outcome: 'success',
+      agent: { type: 'client', id: s.clientId || 'anonymous' },
+      entity: [{ type: 'imaging-exchange', id: exchangeId, digest: contentDigest }],
+      detail: { content: 'imaging', instances: x.instances, recipients: x.partners.length, bytes: x.manifest.length },
+    },
+  ];
   const manifestJson = JSON.stringify(x.manifest);
-  const deliveries: ImagingDeliveryRecord[] = await Promise.all(x.partners.map(async (p, i) => {
-    const id = x.ids[i]!;
-    const payload = claimsPayload({ iss: ctx.config.org, aud: p.id, iat, jti: id, exchange: exchangeId, content_type: x.contentType }, manifestJson);
-    const envelope = sealCompact(await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }), x.keys[i] as never);
-    const digest = envelopeDigest(envelope);
-    const file = x.sealed[i]!.file;
-    audit.push(
-      { type: 'exchange.signed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id }, { type: 'imaging-exchange', id: exchangeId }], detail: { kid: signer.kid, partner: p.id } },
-      { type: 'exchange.sealed', outcome: 'success', agent: gateway, entity: [{ type: 'delivery', id, digest }, { type: 'imaging-content', id, digest: contentDigest }], detail: { recipientKid: x.keys[i]!.kid, partner: p.id, bytes: file.length } },
-    );
-    return { id, partnerId: p.id, kid: x.keys[i]!.kid, announcement: x.announcements[i]!, manifestEnvelope: envelope, manifestDigest: digest, contentPath: file.path, contentJweLength: file.length };
-  }));
-  const written = await writeImagingIntake(ctx.pool, {
-    exchange: { id: exchangeId, clientId: s.clientId, contentType: x.contentType, instances: x.instances, contentLength: x.manifest.length, contentDigest, idempotencyKey: s.idempotencyKey ?? null },
-    deliveries,
-    audit,
-  }, x.live.some((t) => !t.dropped) ? new Date(Date.now() + ctx.config.deliveryTimeout) : null);
+  const deliveries: ImagingDeliveryRecord[] = await Promise.all(
+    x.partners.map(async (p, i) => {
+      const id = x.ids[i]!;
+      const payload = claimsPayload(
+        { iss: ctx.config.org, aud: p.id, iat, jti: id, exchange: exchangeId, content_type: x.contentType },
+        manifestJson,
+      );
+      const envelope = sealCompact(
+        await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }),
+        x.keys[i] as never,
+      );
+      const digest = envelopeDigest(envelope);
+      const file = x.sealed[i]!.file;
+      audit.push(
+        {
+          type: 'exchange.signed',
+          outcome: 'success',
+          agent: gateway,
+          entity: [
+            { type: 'delivery', id },
+            { type: 'imaging-exchange', id: exchangeId },
+          ],
+          detail: { kid: signer.kid, partner: p.id },
+        },
+        {
+          type: 'exchange.sealed',
+          outcome: 'success',
+          agent: gateway,
+          entity: [
+            { type: 'delivery', id, digest },
+            { type: 'imaging-content', id, digest: contentDigest },
+          ],
+          detail: { recipientKid: x.keys[i]!.kid, partner: p.id, bytes: file.length },
+        },
+      );
+      return {
+        id,
+        partnerId: p.id,
+        kid: x.keys[i]!.kid,
+        announcement: x.announcements[i]!,
+        manifestEnvelope: envelope,
+        manifestDigest: digest,
+        contentPath: file.path,
+        contentJweLength: file.length,
+      };
+    }),
+  );
+  const written = await writeImagingIntake(
+    ctx.pool,
+    {
+      exchange: {
+        id: exchangeId,
+        clientId: s.clientId,
+        contentType: x.contentType,
+        instances: x.instances,
+        contentLength: x.manifest.length,
+        contentDigest,
+        idempotencyKey: s.idempotencyKey ?? null,
+      },
+      deliveries,
+      audit,
+    },
+    x.live.some((t) => !t.dropped) ? new Date(Date.now() + ctx.config.deliveryTimeout) : null,
+  );
   if (written.replayed) {
     // An earlier submission with this Idempotency-Key won: ours is not needed.
     for (const t of x.live) t.drop();
@@ -203,10 +307,16 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
   // Committed: the live transmissions may now send their manifests; the job (scheduled a little later) is the fallback.
   x.live.forEach((t, i) => {
     const abandoned = t.dropped;
-    if (!abandoned) t.finish(deliveries[i]!.manifestEnvelope, { manifestDigest: deliveries[i]!.manifestDigest, contentDigest });
+    if (!abandoned)
+      t.finish(deliveries[i]!.manifestEnvelope, { manifestDigest: deliveries[i]!.manifestDigest, contentDigest });
     void t.result
       .then((r) => recordImagingAttempt(ctx, deliveries[i]!.id, r, t.started, !abandoned))
-      .catch((err: unknown) => ctx.logger.warn({ delivery: deliveries[i]!.id, err: { message: (err as Error).message } }, 'could not record a live imaging transmission'));
+      .catch((err: unknown) =>
+        ctx.logger.warn(
+          { delivery: deliveries[i]!.id, err: { message: (err as Error).message } },
+          'could not record a live imaging transmission',
+        ),
+      );
   });
   return { exchangeId, replayed: false, deliveries: deliveries.length, instances: x.instances };
 }

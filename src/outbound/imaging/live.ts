@@ -1,6 +1,13 @@
 import type { Partner } from '../../directory/directory.ts';
 import type { DeliveryContext } from '../deliver.ts';
-import { deliveryBoundary, deliveryHead, deliveryTail, transmit, type AttemptResult, type Expected } from './deliver.ts';
+import {
+  deliveryBoundary,
+  deliveryHead,
+  deliveryTail,
+  transmit,
+  type AttemptResult,
+  type Expected,
+} from './deliver.ts';
 
 /**
  * How much sealed content may wait for a slow recipient before the live
@@ -41,7 +48,15 @@ export class LiveTransmission {
     this.#queueBytes = queueBytes;
     const boundary = deliveryBoundary();
     this.#boundary = boundary;
-    this.result = transmit(ctx, deliveryId, partner, this.#body(deliveryHead(boundary, announcement)), boundary, this.#abort.signal, () => this.#expected!);
+    this.result = transmit(
+      ctx,
+      deliveryId,
+      partner,
+      this.#body(deliveryHead(boundary, announcement)),
+      boundary,
+      this.#abort.signal,
+      () => this.#expected!,
+    );
     // The first failure ends it; the intake only notices that pushes become no-ops.
     void this.result.then((r) => {
       if (r.cls !== 'delivered') this.drop();

@@ -21,7 +21,15 @@ export interface ImagingDeliveryRecord {
 }
 
 export interface ImagingIntakeRecord {
-  exchange: { id: string; clientId: string; contentType: string; instances: number; contentLength: number; contentDigest: string; idempotencyKey: string | null };
+  exchange: {
+    id: string;
+    clientId: string;
+    contentType: string;
+    instances: number;
+    contentLength: number;
+    contentDigest: string;
+    idempotencyKey: string | null;
+  };
   deliveries: ImagingDeliveryRecord[];
   audit: AuditInput[];
 }
@@ -42,7 +50,11 @@ export async function enqueueImagingDeliveries(db: Queryable, ids: string[], run
  * Idempotency-Key writes nothing and resolves to the first exchange, or is
  * refused if the content differs.
  */
-export async function writeImagingIntake(pool: pg.Pool, r: ImagingIntakeRecord, runAt: Date | null = null): Promise<{ exchangeId: string; replayed: boolean }> {
+export async function writeImagingIntake(
+  pool: pg.Pool,
+  r: ImagingIntakeRecord,
+  runAt: Date | null = null,
+): Promise<{ exchangeId: string; replayed: boolean }> {
   return inTransaction(pool, async (db) => {
     const e = r.exchange;
     const { rowCount } = await db.query(
@@ -52,20 +64,45 @@ export async function writeImagingIntake(pool: pg.Pool, r: ImagingIntakeRecord, 
       [e.id, e.clientId, e.contentType, e.instances, e.contentLength, e.contentDigest, e.idempotencyKey],
     );
     if (rowCount === 0) {
-      const { rows } = await db.query<{ id: string; content_digest: string }>('SELECT id, content_digest FROM imaging_exchanges WHERE client_id = $1 AND idempotency_key = $2', [e.clientId, e.idempotencyKey]);
+      const { rows } = await db.query<{ id: string; content_digest: string }>(
+        'SELECT id, content_digest FROM imaging_exchanges WHERE client_id = $1 AND idempotency_key = $2',
+        [e.clientId, e.idempotencyKey],
+      );
       const first = rows[0];
-      if (!first) throw new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', { retryAfter: 1 });
-      if (first.content_digest !== e.contentDigest) throw new GatewayError('UNPROCESSABLE', 'this Idempotency-Key was already used for different content; use a new key for new content', { expression: 'Idempotency-Key' });
+      if (!first)
+        throw new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', {
+          retryAfter: 1,
+        });
+      if (first.content_digest !== e.contentDigest)
+        throw new GatewayError(
+          'UNPROCESSABLE',
+          'this Idempotency-Key was already used for different content; use a new key for new content',
+          { expression: 'Idempotency-Key' },
+        );
       return { exchangeId: first.id, replayed: true };
     }
     for (const d of r.deliveries) {
       await db.query(
         `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, announcement, manifest_envelope, manifest_digest, content_path, content_jwe_length)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [d.id, e.id, d.partnerId, d.kid, d.announcement, d.manifestEnvelope, d.manifestDigest, d.contentPath, d.contentJweLength],
+        [
+          d.id,
+          e.id,
+          d.partnerId,
+          d.kid,
+          d.announcement,
+          d.manifestEnvelope,
+          d.manifestDigest,
+          d.contentPath,
+          d.contentJweLength,
+        ],
       );
     }
-    await enqueueImagingDeliveries(db, r.deliveries.map((d) => d.id), runAt);
+    await enqueueImagingDeliveries(
+      db,
+      r.deliveries.map((d) => d.id),
+      runAt,
+    );
     await appendAudit(db, r.audit);
     return { exchangeId: e.id, replayed: false };
   });
@@ -89,7 +126,12 @@ export interface ImagingDeliveryRow {
   next_attempt_at: Date | null;
 }
 
-export async function getImagingDelivery(db: Queryable, id: string, lock = false, withDigest = false): Promise<ImagingDeliveryRow | undefined> {
+export async function getImagingDelivery(
+  db: Queryable,
+  id: string,
+  lock = false,
+  withDigest = false,
+): Promise<ImagingDeliveryRow | undefined> {
   const { rows } = await db.query<ImagingDeliveryRow>(
     withDigest
       ? 'SELECT d.*, x.content_digest FROM imaging_deliveries d JOIN imaging_exchanges x ON x.id = d.exchange_id WHERE d.id = $1'
@@ -100,9 +142,16 @@ export async function getImagingDelivery(db: Queryable, id: string, lock = false
 }
 
 /** The sender's view of one imaging exchange: per recipient state, attempts and receipt. */
-export async function readImagingExchange(db: Queryable, id: string, clientId: string | null): Promise<Record<string, unknown> | undefined> {
+export async function readImagingExchange(
+  db: Queryable,
+  id: string,
+  clientId: string | null,
+): Promise<Record<string, unknown> | undefined> {
   if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
-  const { rows } = await db.query('SELECT * FROM imaging_exchanges WHERE id = $1 AND ($2::text IS NULL OR client_id = $2)', [id, clientId]);
+  const { rows } = await db.query(
+    'SELECT * FROM imaging_exchanges WHERE id = $1 AND ($2::text IS NULL OR client_id = $2)',
+    [id, clientId],
+  );
   const e = rows[0];
   if (!e) return undefined;
   const { rows: ds } = await db.query(
@@ -120,8 +169,14 @@ export async function readImagingExchange(db: Queryable, id: string, clientId: s
     digest: e.content_digest,
     createdAt: e.created_at,
     recipients: ds.map((d) => ({
-      partner: d.partner_id, delivery: d.id, state: d.state, last_error: d.last_error,
-      manifest_digest: d.manifest_digest, content_digest: d.content_digest, receipt: d.receipt, delivered_at: d.delivered_at,
+      partner: d.partner_id,
+      delivery: d.id,
+      state: d.state,
+      last_error: d.last_error,
+      manifest_digest: d.manifest_digest,
+      content_digest: d.content_digest,
+      receipt: d.receipt,
+      delivered_at: d.delivered_at,
       attempts: d.attempts_log,
     })),
   };

@@ -6,10 +6,12 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Payload: { deliveryId } and nothing else (never content). */
 export function assertDeliverPayload(payload: unknown): { deliveryId: string } {
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) throw new Error('deliver: payload must be an object');
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload))
+    throw new Error('deliver: payload must be an object');
   const keys = Object.keys(payload);
   const id = (payload as { deliveryId?: unknown }).deliveryId;
-  if (keys.length !== 1 || typeof id !== 'string' || !UUID.test(id)) throw new Error('deliver: payload must be exactly { deliveryId: <uuid> }');
+  if (keys.length !== 1 || typeof id !== 'string' || !UUID.test(id))
+    throw new Error('deliver: payload must be exactly { deliveryId: <uuid> }');
   return { deliveryId: id };
 }
 

@@ -5,9 +5,11 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Payload: { messageId } and nothing else (never content). */
 export function assertForwardPayload(payload: unknown): { messageId: string } {
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) throw new Error('inbox-forward: payload must be an object');
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload))
+    throw new Error('inbox-forward: payload must be an object');
   const id = (payload as { messageId?: unknown }).messageId;
-  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !UUID.test(id)) throw new Error('inbox-forward: payload must be exactly { messageId: <uuid> }');
+  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !UUID.test(id))
+    throw new Error('inbox-forward: payload must be exactly { messageId: <uuid> }');
   return { messageId: id };
 }
 

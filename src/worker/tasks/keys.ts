@@ -24,23 +24,48 @@ export interface RotatePayload {
 export function parseRotatePayload(payload: unknown): RotatePayload | undefined {
   if (!payload || typeof payload !== 'object' || !('use' in payload)) return undefined; // the cron's own payload
   const p = payload as Record<string, unknown>;
-  if (!KEY_USES.includes(p.use as KeyUse) || typeof p.now !== 'boolean' || typeof p.requestedBy !== 'string' || p.requestedBy.length > 200) {
+  if (
+    !KEY_USES.includes(p.use as KeyUse) ||
+    typeof p.now !== 'boolean' ||
+    typeof p.requestedBy !== 'string' ||
+    p.requestedBy.length > 200
+  ) {
     throw new Error('keys_rotate payload must be {use: sig|enc|audit, now: boolean, requestedBy: string}');
   }
   return { use: p.use as KeyUse, now: p.now, requestedBy: p.requestedBy };
 }
 
 /** Run the rotation and make this process use the new keys at once (others reload within KEYRING_RELOAD_MS). */
-export async function runKeysRotate(ctx: Pick<GatewayContext, 'pool' | 'hsm' | 'keyring' | 'config' | 'logger'>, payload: unknown, deps: Partial<StepDeps> = {}): Promise<RotationRun[]> {
+export async function runKeysRotate(
+  ctx: Pick<GatewayContext, 'pool' | 'hsm' | 'keyring' | 'config' | 'logger'>,
+  payload: unknown,
+  deps: Partial<StepDeps> = {},
+): Promise<RotationRun[]> {
   const manual = parseRotatePayload(payload);
   const policies = rotationPolicies(ctx.config);
-  const base: StepDeps = { pool: ctx.pool, hsm: ctx.hsm, actor: { type: 'gateway', id: ctx.config.org }, holdDestroy: inboxHold(ctx), ...deps };
+  const base: StepDeps = {
+    pool: ctx.pool,
+    hsm: ctx.hsm,
+    actor: { type: 'gateway', id: ctx.config.org },
+    holdDestroy: inboxHold(ctx),
+    ...deps,
+  };
   const runs = manual
-    ? [await rotateUse({ ...base, actor: { type: 'admin', id: manual.requestedBy } }, manual.use, policies[manual.use], { request: { now: manual.now }, wait: true })]
+    ? [
+        await rotateUse(
+          { ...base, actor: { type: 'admin', id: manual.requestedBy } },
+          manual.use,
+          policies[manual.use],
+          { request: { now: manual.now }, wait: true },
+        ),
+      ]
     : await rotateDue(base, policies);
   if (runs.some((r) => r.steps.length)) {
     await ctx.keyring.reload();
-    ctx.logger.info({ steps: runs.flatMap((r) => r.steps.map((s) => `${s.kind} ${s.use}${'kid' in s ? ` ${s.kid}` : ''}`)) }, 'key rotation');
+    ctx.logger.info(
+      { steps: runs.flatMap((r) => r.steps.map((s) => `${s.kind} ${s.use}${'kid' in s ? ` ${s.kid}` : ''}`)) },
+      'key rotation',
+    );
   }
   return runs;
 }
