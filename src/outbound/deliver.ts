@@ -1,20 +1,13 @@
-import type { JWK } from 'jose';
 import type pg from 'pg';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
-import type { Partner } from '../directory/directory.ts';
-import { GatewayError } from '../errors.ts';
-import { verifyReceipt } from '../protocol/receipt.ts';
 import { enqueueDeliveries } from './intake-store.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
-import { classifyStatus, parseRetryAfter, type AttemptClass } from '../net/retry-policy.ts';
+import type { AttemptClass } from '../net/retry-policy.ts';
+import { transmit, type DeliveryContext } from './transmit.ts';
 import { recordAttempt, type AttemptLedger, type AttemptResult } from './attempt-ledger.ts';
-import { readBounded } from '../net/read-bounded.ts';
 import { unpackCompactJwe } from '../jose/packed-jwe.ts';
 
-const MAX_ANSWER_BYTES = 64 * 1024;
-
-export type DeliveryContext = Pick<GatewayContext, 'config' | 'pool' | 'directory' | 'fetch' | 'logger'>;
+export type { DeliveryContext } from './transmit.ts';
 
 interface DeliveryRow {
   id: string;
@@ -28,63 +21,6 @@ interface DeliveryRow {
   round_attempts: number;
   round_started_at: Date;
   next_attempt_at: Date | null;
-}
-
-/** One POST of the envelope to the partner's inbox, classified. */
-async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner): Promise<AttemptResult> {
-  let res: Response;
-  try {
-    res = await ctx.fetch(partner.endpoint, {
-      method: 'POST',
-      headers: {
-        'content-type': PROTOCOL.mediaType,
-        'idempotency-key': d.id,
-        accept: `${PROTOCOL.mediaType}, application/fhir+json`,
-      },
-      body: unpackCompactJwe(d.envelope),
-      // Never follow a redirect with an envelope: the directory says where it goes.
-      redirect: 'manual',
-      signal: AbortSignal.timeout(ctx.config.deliveryTimeout),
-    });
-  } catch (err) {
-    const e = err as Error & { cause?: { code?: string } };
-    const error =
-      e.name === 'TimeoutError'
-        ? `timeout after ${ctx.config.deliveryTimeout} ms`
-        : `network ${e.cause?.code ?? e.name}`;
-    return { cls: 'transient', status: null, error };
-  }
-  const cls = classifyStatus(res.status);
-  if (cls !== 'ok') {
-    await res.body?.cancel().catch(() => undefined);
-    return {
-      cls,
-      status: res.status,
-      error: `HTTP ${res.status}`,
-      retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
-    };
-  }
-  try {
-    const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the inbox answer')).trim();
-    const claims = await verifyReceipt(
-      text,
-      async (header) => {
-        if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
-        return (await ctx.directory.verificationKey(partner.id, header.kid)) as JWK;
-      },
-      { iss: partner.id, aud: ctx.config.org, delivery: d.id, digest: d.envelope_digest },
-    );
-    return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
-  } catch (err) {
-    const e = err as Error & { name?: string };
-    const reason =
-      e.name === 'TimeoutError'
-        ? `timeout reading the answer`
-        : err instanceof GatewayError
-          ? `invalid receipt: ${err.message}`
-          : 'invalid receipt';
-    return { cls: 'invalid-receipt', status: res.status, error: reason.slice(0, 200) };
-  }
 }
 
 /**
@@ -102,7 +38,16 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
   const partner = await ctx.directory.get(d.partner_id);
   const started = new Date();
   const result: AttemptResult = partner
-    ? await transmit(ctx, d, partner)
+    ? await transmit(ctx, {
+        deliveryId: d.id,
+        partner,
+        url: partner.endpoint,
+        contentType: PROTOCOL.mediaType,
+        body: () => unpackCompactJwe(d.envelope),
+        signal: AbortSignal.timeout(ctx.config.deliveryTimeout),
+        timeoutMs: ctx.config.deliveryTimeout,
+        expected: () => ({ digest: d.envelope_digest }),
+      })
     : { cls: 'permanent', status: null, error: 'partner removed from the directory' };
   await inTransaction(ctx.pool, (db) => record(ctx, db, d.id, result, started));
   return result.cls;

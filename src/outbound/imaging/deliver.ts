@@ -1,21 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import type { JWK } from 'jose';
 import type pg from 'pg';
 import { inTransaction } from '../../db/pool.ts';
 import type { Partner } from '../../directory/directory.ts';
-import { GatewayError } from '../../errors.ts';
-import { verifyReceipt } from '../../protocol/receipt.ts';
-import { readBounded } from '../../net/read-bounded.ts';
 import type { DeliveryContext } from '../deliver.ts';
 import { IMAGING } from '../../protocol/imaging-manifest.ts';
 import { enqueueImagingDeliveries, getImagingDelivery, type ImagingDeliveryRow } from './store.ts';
 import { PROTOCOL } from '../../protocol/wire.ts';
-import { classifyStatus, parseRetryAfter, type AttemptClass } from '../../net/retry-policy.ts';
+import type { AttemptClass } from '../../net/retry-policy.ts';
+import { transmit, type Transmission } from '../transmit.ts';
 import { recordAttempt, type AttemptLedger, type AttemptResult } from '../attempt-ledger.ts';
 
-const MAX_ANSWER_BYTES = 64 * 1024;
 /** Slowest transfer rate tolerated before an attempt times out (added to DELIVERY_TIMEOUT). */
 const MIN_BYTES_PER_SECOND = 1024 * 1024;
 
@@ -52,82 +48,29 @@ export interface Expected {
   contentDigest: string;
 }
 
-/**
- * One POST of a delivery body to the partner's imaging inbox, classified.
- * `expected` is read only once the answer is in (a live transmission learns
- * its digests while it sends).
- */
-export async function transmit(
-  ctx: DeliveryContext,
+/** A transmission to the partner's imaging inbox: `body` is called once, when the request is made. */
+export function imagingTransmission(
   deliveryId: string,
   partner: Partner,
-  body: AsyncIterable<Buffer>,
+  body: () => AsyncIterable<Buffer>,
   boundary: string,
   signal: AbortSignal,
   expected: () => Expected,
-): Promise<AttemptResult> {
-  let res: Response;
-  try {
-    res = await ctx.fetch(imagingInboxOf(partner), {
-      method: 'POST',
-      headers: {
-        'content-type': `${IMAGING.deliveryType}; type="${PROTOCOL.mediaType}"; boundary=${boundary}`,
-        'idempotency-key': deliveryId,
-        accept: `${PROTOCOL.mediaType}, application/fhir+json`,
-      },
-      body: body as unknown as RequestInit['body'],
-      duplex: 'half',
-      redirect: 'manual',
-      signal,
-    } as RequestInit);
-  } catch (err) {
-    const e = err as Error & { cause?: { code?: string } };
-    return {
-      cls: 'transient',
-      status: null,
-      error:
-        e.name === 'TimeoutError'
-          ? 'timeout'
-          : e.name === 'AbortError'
-            ? 'aborted'
-            : `network ${e.cause?.code ?? e.name}`,
-    };
-  }
-  const cls = classifyStatus(res.status);
-  if (cls !== 'ok') {
-    await res.body?.cancel().catch(() => undefined);
-    return {
-      cls,
-      status: res.status,
-      error: `HTTP ${res.status}`,
-      retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
-    };
-  }
-  try {
-    const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the receipt')).trim();
-    const want = expected();
-    const claims = await verifyReceipt(
-      text,
-      async (header) => {
-        if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
-        return (await ctx.directory.verificationKey(partner.id, header.kid)) as JWK;
-      },
-      { iss: partner.id, aud: ctx.config.org, delivery: deliveryId, digest: want.manifestDigest },
-    );
-    // verifyReceipt has checked the signature; its content_digest must name the content as sent.
-    const payload = JSON.parse(Buffer.from(text.split('.')[1]!, 'base64url').toString('utf8')) as {
-      content_digest?: unknown;
-    };
-    if (payload.content_digest !== want.contentDigest)
-      throw new GatewayError('BAD_REQUEST', 'receipt content_digest does not match the content sent');
-    return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
-  } catch (err) {
-    return {
-      cls: 'invalid-receipt',
-      status: res.status,
-      error: (err instanceof GatewayError ? `invalid receipt: ${err.message}` : 'invalid receipt').slice(0, 200),
-    };
-  }
+  timeoutMs?: number,
+): Transmission {
+  return {
+    deliveryId,
+    partner,
+    url: imagingInboxOf(partner),
+    contentType: `${IMAGING.deliveryType}; type="${PROTOCOL.mediaType}"; boundary=${boundary}`,
+    body,
+    signal,
+    timeoutMs,
+    expected: () => {
+      const e = expected();
+      return { digest: e.manifestDigest, contentDigest: e.contentDigest };
+    },
+  };
 }
 
 /** Deliver one stored imaging delivery (the job): stream it, classify the answer, record the attempt. */
@@ -138,15 +81,24 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
   const partner = await ctx.directory.get(d.partner_id);
   const started = new Date();
   const boundary = deliveryBoundary();
-  const signal = AbortSignal.timeout(deliveryTimeoutMs(ctx, Number(d.content_jwe_length)));
+  const timeoutMs = deliveryTimeoutMs(ctx, Number(d.content_jwe_length));
+  const signal = AbortSignal.timeout(timeoutMs);
   const result: AttemptResult = !partner
     ? { cls: 'permanent', status: null, error: 'partner removed from the directory' }
     : !existsSync(d.content_path)
       ? { cls: 'permanent', status: null, error: 'sealed content file missing' }
-      : await transmit(ctx, d.id, partner, storedBody(d, boundary), boundary, signal, () => ({
-          manifestDigest: d.manifest_digest,
-          contentDigest: d.content_digest!,
-        }));
+      : await transmit(
+          ctx,
+          imagingTransmission(
+            d.id,
+            partner,
+            () => storedBody(d, boundary),
+            boundary,
+            signal,
+            () => ({ manifestDigest: d.manifest_digest, contentDigest: d.content_digest! }),
+            timeoutMs,
+          ),
+        );
   await recordImagingAttempt(ctx, d.id, result, started);
   return result.cls;
 }

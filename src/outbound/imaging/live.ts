@@ -1,10 +1,11 @@
 import type { Partner } from '../../directory/directory.ts';
 import type { DeliveryContext } from '../deliver.ts';
+import { transmit } from '../transmit.ts';
 import {
   deliveryBoundary,
   deliveryHead,
   deliveryTail,
-  transmit,
+  imagingTransmission,
   type AttemptResult,
   type Expected,
 } from './deliver.ts';
@@ -50,12 +51,14 @@ export class LiveTransmission {
     this.#boundary = boundary;
     this.result = transmit(
       ctx,
-      deliveryId,
-      partner,
-      this.#body(deliveryHead(boundary, announcement)),
-      boundary,
-      this.#abort.signal,
-      () => this.#expected!,
+      imagingTransmission(
+        deliveryId,
+        partner,
+        () => this.#body(deliveryHead(boundary, announcement)),
+        boundary,
+        this.#abort.signal,
+        () => this.#expected!,
+      ),
     );
     // The first failure ends it; the intake only notices that pushes become no-ops.
     void this.result.then((r) => {

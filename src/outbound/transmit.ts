@@ -1,0 +1,111 @@
+import type { JWK } from 'jose';
+import type { Partner } from '../directory/directory.ts';
+import { GatewayError } from '../errors.ts';
+import { readBounded } from '../net/read-bounded.ts';
+import { classifyStatus, parseRetryAfter } from '../net/retry-policy.ts';
+import { verifyReceipt } from '../protocol/receipt.ts';
+import { PROTOCOL } from '../protocol/wire.ts';
+import type { AttemptResult } from './attempt-ledger.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
+
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+export type DeliveryContext = Pick<GatewayContext, 'config' | 'pool' | 'directory' | 'fetch' | 'logger'>;
+
+/** What the signed receipt must bind: the digest of what was sent, and for imaging the content's digest too. */
+export interface ReceiptBinding {
+  digest: string;
+  contentDigest?: string;
+}
+
+/** One POST of a delivery of either kind. */
+export interface Transmission {
+  deliveryId: string;
+  partner: Partner;
+  url: string;
+  contentType: string;
+  /** Called once, when the request is made: a bundle's envelope text or an imaging delivery's streamed parts. */
+  body: () => string | AsyncIterable<Buffer>;
+  signal: AbortSignal;
+  /** The time budget behind `signal`, if it is a timeout (only for the error text). */
+  timeoutMs?: number;
+  /** Read only once the answer is in: a live imaging transmission learns its digests while it sends. */
+  expected: () => ReceiptBinding;
+}
+
+function networkError(err: unknown, timeoutMs: number | undefined): string {
+  const e = err as Error & { cause?: { code?: string } };
+  if (e.name === 'TimeoutError') return timeoutMs === undefined ? 'timeout' : `timeout after ${timeoutMs} ms`;
+  if (e.name === 'AbortError') return 'aborted';
+  return `network ${e.cause?.code ?? e.name}`;
+}
+
+/**
+ * POST a delivery to the partner's inbox and classify the answer
+ * (src/net/retry-policy.ts, with its Retry-After); a 2xx counts only with a
+ * signed receipt that binds the bytes sent.
+ */
+export async function transmit(ctx: DeliveryContext, t: Transmission): Promise<AttemptResult> {
+  let res: Response;
+  try {
+    const body = t.body();
+    res = await ctx.fetch(t.url, {
+      method: 'POST',
+      headers: {
+        'content-type': t.contentType,
+        'idempotency-key': t.deliveryId,
+        accept: `${PROTOCOL.mediaType}, application/fhir+json`,
+      },
+      body: body as unknown as RequestInit['body'],
+      // A streamed body must be sent half-duplex.
+      ...(typeof body === 'string' ? {} : { duplex: 'half' }),
+      // Never follow a redirect with a delivery: the directory says where it goes.
+      redirect: 'manual',
+      signal: t.signal,
+    } as RequestInit);
+  } catch (err) {
+    return { cls: 'transient', status: null, error: networkError(err, t.timeoutMs) };
+  }
+  const cls = classifyStatus(res.status);
+  if (cls !== 'ok') {
+    await res.body?.cancel().catch(() => undefined);
+    return {
+      cls,
+      status: res.status,
+      error: `HTTP ${res.status}`,
+      retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
+    };
+  }
+  try {
+    const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the receipt')).trim();
+    const claims = await checkReceipt(ctx, t, text);
+    return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
+  } catch (err) {
+    const reason =
+      (err as Error).name === 'TimeoutError'
+        ? 'timeout reading the answer'
+        : err instanceof GatewayError
+          ? `invalid receipt: ${err.message}`
+          : 'invalid receipt';
+    return { cls: 'invalid-receipt', status: res.status, error: reason.slice(0, 200) };
+  }
+}
+
+async function checkReceipt(ctx: DeliveryContext, t: Transmission, text: string) {
+  const want = t.expected();
+  const claims = await verifyReceipt(
+    text,
+    async (header) => {
+      if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
+      return (await ctx.directory.verificationKey(t.partner.id, header.kid)) as JWK;
+    },
+    { iss: t.partner.id, aud: ctx.config.org, delivery: t.deliveryId, digest: want.digest },
+  );
+  // The signature is checked: an imaging receipt's content_digest must name the content as sent.
+  if (
+    want.contentDigest !== undefined &&
+    (claims as { content_digest?: unknown }).content_digest !== want.contentDigest
+  )
+    throw new GatewayError('BAD_REQUEST', 'receipt content_digest does not match the content sent');
+  return claims;
+}
