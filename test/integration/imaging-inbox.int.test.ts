@@ -107,10 +107,11 @@ describe('POST /inbox/imaging', () => {
         'BAD_REQUEST',
       ],
       [
+        // An unsigned JWS (alg none, empty signature) is refused as malformed before its claims are read.
         'empty announcement',
         delivery('eyJhbGciOiJub25lIn0.e30.', good, first.manifest_envelope),
         400,
-        'CLAIMS_INVALID',
+        'JWS_MALFORMED',
       ],
       [
         'forged announcement',

@@ -1,0 +1,163 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { GatewayError } from '../errors.ts';
+import { fromB64u } from '../jose/base64url.ts';
+import { isCanonicalB64u } from '../jose/jwe-header.ts';
+import { verifyCompact } from '../jose/verify.ts';
+import type { Directory, PartnerJwk } from '../directory/directory.ts';
+
+/** Signature algorithms a sender may use: ES256 (protocol default) and ES384 for P-384 keys. */
+export const CONTENT_ALGS = ['ES256', 'ES384'] as const;
+
+/** Parsed sender keys by JWK text: importing a JWK costs more than the verification itself. */
+const keyCache = new Map<string, KeyObject>();
+export function publicKeyOf(jwk: PartnerJwk): KeyObject {
+  const text = JSON.stringify({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
+  let key = keyCache.get(text);
+  if (!key) {
+    key = createPublicKey({ key: JSON.parse(text), format: 'jwk' });
+    if (keyCache.size >= 1000) keyCache.delete(keyCache.keys().next().value!);
+    keyCache.set(text, key);
+  }
+  return key;
+}
+
+/** How a partner's signed JWS is checked: its typ, and where a refusal points (FHIRPath of the part). */
+export interface SignedJwsChecks {
+  directory: Pick<Directory, 'get' | 'verificationKey'>;
+  typ: string;
+  /** What the JWS is, for messages ("the envelope", "the imaging announcement"). */
+  what: string;
+  expression?: string;
+}
+
+export interface VerifiedJwsSender {
+  /** The signed claims object (not yet checked beyond iss). */
+  claims: Record<string, unknown>;
+  /** The verified JWS payload text (the claims JSON exactly as signed). */
+  payloadText: string;
+  iss: string;
+  senderKid: string;
+  /** The sender's public key that verified the signature. */
+  senderJwk: PartnerJwk;
+}
+
+/** Split and decode a compact JWS without trusting it: header and (unverified) payload JSON. */
+function decodeJws(jws: string, c: Pick<SignedJwsChecks, 'what' | 'expression'>) {
+  const malformed = (message: string) => new GatewayError('JWS_MALFORMED', message, { expression: c.expression });
+  const parts = jws.split('.');
+  if (parts.length !== 3 || parts.some((p) => !isCanonicalB64u(p)) || parts[0] === '' || parts[2] === '')
+    throw malformed(`${c.what} does not hold a compact JWS`);
+  let header: unknown;
+  try {
+    header = JSON.parse(fromB64u(parts[0]!).toString('utf8'));
+  } catch {
+    throw malformed('the JWS header is not JSON');
+  }
+  if (!header || typeof header !== 'object' || Array.isArray(header))
+    throw malformed('the JWS header is not an object');
+  return { header: header as Record<string, unknown>, payloadText: fromB64u(parts[1]!).toString('utf8'), malformed };
+}
+
+function parseClaims(text: string): Record<string, unknown> {
+  let claims: unknown;
+  try {
+    claims = JSON.parse(text);
+  } catch {
+    throw new GatewayError('CLAIMS_INVALID', 'the signed payload is not JSON');
+  }
+  if (!claims || typeof claims !== 'object' || Array.isArray(claims))
+    throw new GatewayError('CLAIMS_INVALID', 'the signed payload is not a JSON object');
+  return claims as Record<string, unknown>;
+}
+
+/** Read the claimed sender before verification: it only selects which key to try. */
+export function claimedSender(jws: string): string | undefined {
+  try {
+    const iss = parseClaims(decodeJws(jws, { what: 'the JWS' }).payloadText).iss;
+    return typeof iss === 'string' ? iss : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Verify a partner's signed JWS: canonical base64url, typ, algorithm
+ * allowlist, a kid, no crit, a sender active in the directory and the
+ * signature by its published key.
+ */
+export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<VerifiedJwsSender> {
+  const { header, payloadText, malformed } = decodeJws(jws, c);
+  if (header.typ !== c.typ) throw malformed(`JWS typ ${JSON.stringify(header.typ)} is not ${c.typ}`);
+  if (!(CONTENT_ALGS as readonly unknown[]).includes(header.alg))
+    throw new GatewayError('JWS_SIGNATURE_INVALID', `JWS alg ${JSON.stringify(header.alg)} is not accepted`);
+  if (typeof header.kid !== 'string' || header.kid === '') throw malformed('the JWS header names no kid');
+  if ('crit' in header) throw malformed('JWS crit is not accepted');
+  const claims = parseClaims(payloadText);
+  const iss = claims.iss;
+  if (typeof iss !== 'string' || iss === '')
+    throw new GatewayError('CLAIMS_INVALID', 'iss is missing', { expression: 'iss' });
+  const partner = await c.directory.get(iss);
+  if (!partner)
+    throw new GatewayError('UNKNOWN_SENDER', `sender ${iss} is not in this gateway's directory`, { expression: 'iss' });
+  if (partner.status !== 'active')
+    throw new GatewayError('UNKNOWN_SENDER', `sender ${iss} is suspended`, { expression: 'iss' });
+  const kid = header.kid;
+  let senderJwk: PartnerJwk;
+  try {
+    senderJwk = await c.directory.verificationKey(iss, kid);
+  } catch (err) {
+    // No such key published: the signature cannot be from this sender. JWKS fetch trouble (503) stays transient.
+    if (err instanceof GatewayError && (err.code === 'FORBIDDEN' || err.code === 'UNPROCESSABLE')) {
+      throw new GatewayError('JWS_SIGNATURE_INVALID', `sender ${iss} publishes no usable signing key ${kid}`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  try {
+    await verifyCompact(jws, async () => publicKeyOf(senderJwk), { typ: c.typ, algorithms: CONTENT_ALGS });
+  } catch (err) {
+    if (err instanceof GatewayError)
+      throw new GatewayError('JWS_SIGNATURE_INVALID', `the signature of ${iss} on ${c.what} does not verify`, {
+        cause: err,
+      });
+    throw err;
+  }
+  return { claims, payloadText, iss, senderKid: kid, senderJwk };
+}
+
+/** The window a signed exchange claim set must fall in. */
+export interface ClaimWindow {
+  /** Our organisation id: the only acceptable aud. */
+  org: string;
+  /** Accepted clock difference: iat may be at most this far in the future. */
+  clockSkewMs: number;
+  /** Oldest iat accepted: envelopes are signed once and retried, so this exceeds the senders' delivery horizon. */
+  maxAgeMs: number;
+  now?: number;
+}
+
+const IDENTIFIER = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The claims every signed exchange JWS carries: aud = us, iat in the window, jti and exchange identifiers. */
+export function checkExchangeClaims(c: Record<string, unknown>, w: ClaimWindow): void {
+  if (c.aud !== w.org)
+    throw new GatewayError('WRONG_AUDIENCE', `aud ${JSON.stringify(c.aud)} is not this gateway (${w.org})`, {
+      expression: 'aud',
+    });
+  if (typeof c.iat !== 'number' || !Number.isFinite(c.iat))
+    throw new GatewayError('CLAIMS_INVALID', 'iat must be a number', { expression: 'iat' });
+  const now = w.now ?? Date.now();
+  if (c.iat * 1000 > now + w.clockSkewMs)
+    throw new GatewayError('IAT_OUT_OF_WINDOW', 'iat is in the future beyond the accepted clock skew', {
+      expression: 'iat',
+    });
+  if (c.iat * 1000 < now - w.maxAgeMs - w.clockSkewMs)
+    throw new GatewayError('IAT_OUT_OF_WINDOW', 'iat is older than the accepted window (expired)', {
+      expression: 'iat',
+    });
+  if (typeof c.jti !== 'string' || !IDENTIFIER.test(c.jti))
+    throw new GatewayError('CLAIMS_INVALID', 'jti must be an identifier (a UUID)', { expression: 'jti' });
+  if (typeof c.exchange !== 'string' || !IDENTIFIER.test(c.exchange))
+    throw new GatewayError('CLAIMS_INVALID', 'exchange must be an identifier', { expression: 'exchange' });
+}

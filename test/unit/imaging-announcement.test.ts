@@ -1,0 +1,76 @@
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { GatewayError } from '../../src/errors.ts';
+import { signJson } from '../../src/jose/jws.ts';
+import type { Signer } from '../../src/jose/signer.ts';
+import { ANNOUNCE_TYP, signAnnouncement, verifyAnnouncement } from '../../src/protocol/imaging-announcement.ts';
+import type { PartnerJwk } from '../../src/directory/directory.ts';
+
+const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const signer: Signer = {
+  alg: 'ES256',
+  kid: 'sender-key-1',
+  sign: async (data) => sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' }),
+  signDigest: () => Promise.reject(new Error('not used')),
+};
+const jwk = { ...publicKey.export({ format: 'jwk' }), kid: signer.kid, alg: 'ES256', use: 'sig' } as PartnerJwk;
+const now = Date.now();
+const checks = {
+  directory: {
+    get: async (id: string) => (id === 'sender.example' ? ({ id, status: 'active' } as never) : undefined),
+    verificationKey: async () => jwk,
+  },
+  org: 'us.example',
+  clockSkewMs: 60_000,
+  maxAgeMs: 3_600_000,
+  now,
+};
+const claims = {
+  iss: 'sender.example',
+  aud: 'us.example',
+  iat: Math.floor(now / 1000),
+  jti: '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b',
+  exchange: '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c',
+};
+
+async function refusal(jws: string): Promise<GatewayError> {
+  const err = await verifyAnnouncement(jws, checks).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(GatewayError);
+  return err as GatewayError;
+}
+
+describe('imaging announcement verification', () => {
+  it('accepts a well-formed announcement from an active sender', async () => {
+    const a = await verifyAnnouncement(await signAnnouncement(signer, claims), checks);
+    expect(a).toMatchObject({ ...claims, senderKid: signer.kid });
+  });
+
+  it('refuses a segment that is not canonical base64url, though it decodes to a valid signature', async () => {
+    const jws = await signAnnouncement(signer, claims);
+    // A 64-byte signature leaves 4 unused bits in its last character: set them.
+    const sig = jws.split('.')[2]!;
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(sig.at(-1)!);
+    const forged = `${jws.slice(0, -1)}${alphabet[(last & 0b110000) | 0b0101]}`;
+    expect(Buffer.from(forged.split('.')[2]!, 'base64url')).toEqual(Buffer.from(sig, 'base64url'));
+    const err = await refusal(forged);
+    expect(err.code).toBe('JWS_MALFORMED');
+    expect(err.status).toBe(400);
+    expect(err.expression).toEqual(['part[0]']);
+  });
+
+  it('refuses a crit header explicitly, before any key is used', async () => {
+    const jws = await signJson(signer, claims, { typ: ANNOUNCE_TYP, crit: ['exp'], exp: claims.iat + 60 });
+    const err = await refusal(jws);
+    expect(err.code).toBe('JWS_MALFORMED');
+    expect(err.message).toMatch(/crit/);
+  });
+
+  it('refuses a non-number iat as invalid claims, as the signed content does', async () => {
+    const err = await refusal(await signJson(signer, { ...claims, iat: 'now' }, { typ: ANNOUNCE_TYP }));
+    expect(err.code).toBe('CLAIMS_INVALID');
+  });
+});
