@@ -64,6 +64,9 @@ export const ERROR_CODES = {
   WRONG_AUDIENCE: { status: 400, issue: 'security' },
   IAT_OUT_OF_WINDOW: { status: 400, issue: 'value' },
   REPLAY_CONFLICT: { status: 409, issue: 'conflict' },
+  // A partner's signed receipt: not a well-formed accepting receipt, or one for other bytes than were sent.
+  RECEIPT_INVALID: { status: 400, issue: 'invalid' },
+  RECEIPT_MISMATCH: { status: 400, issue: 'security' },
   // Imaging (issue 6): refusals of a DICOM upload or of an imaging delivery.
   DICOM_INVALID: { status: 400, issue: 'structure' },
   DICOM_TRUNCATED: { status: 400, issue: 'structure' },

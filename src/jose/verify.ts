@@ -30,20 +30,28 @@ export async function verifyCompact(
   try {
     header = decodeProtectedHeader(jws) as Record<string, unknown>;
   } catch (err) {
-    throw new GatewayError('BAD_REQUEST', 'not a JWS: the protected header cannot be decoded', { cause: err });
+    throw new GatewayError('JWS_MALFORMED', 'not a JWS: the protected header cannot be decoded', { cause: err });
   }
   if (options.typ !== undefined && header.typ !== options.typ) {
-    throw new GatewayError('BAD_REQUEST', `unexpected JWS typ ${JSON.stringify(header.typ)}; expected ${options.typ}`);
+    throw new GatewayError(
+      'JWS_MALFORMED',
+      `unexpected JWS typ ${JSON.stringify(header.typ)}; expected ${options.typ}`,
+    );
   }
   try {
     const result = await compactVerify(jws, key as never, { algorithms });
     return { header: result.protectedHeader as Record<string, unknown>, payload: result.payload };
   } catch (err) {
     if (err instanceof GatewayError) throw err;
-    if (err instanceof errors.JOSEError)
-      throw new GatewayError('BAD_REQUEST', `signature rejected: ${err.code}`, { cause: err });
+    if (err instanceof errors.JOSEError) throw joseRefusal(err);
     throw err;
   }
+}
+
+/** A JWS the jose library refuses: malformed structure, or a signature that does not verify. */
+function joseRefusal(err: InstanceType<typeof errors.JOSEError>): GatewayError {
+  const code = err instanceof errors.JWSInvalid ? 'JWS_MALFORMED' : 'JWS_SIGNATURE_INVALID';
+  return new GatewayError(code, `signature rejected: ${err.code}`, { cause: err });
 }
 
 /** Verify an RFC 7797 detached, unencoded-payload JWS ("header..signature") against the content bytes. */
@@ -54,7 +62,7 @@ export async function verifyDetached(
   algorithms: readonly string[] = SIGNATURE_ALGS,
 ): Promise<Record<string, unknown>> {
   const parts = jws.split('.');
-  if (parts.length !== 3 || parts[1] !== '') throw new GatewayError('BAD_REQUEST', 'not a detached JWS');
+  if (parts.length !== 3 || parts[1] !== '') throw new GatewayError('JWS_MALFORMED', 'not a detached JWS');
   try {
     const result = await flattenedVerify(
       { protected: parts[0]!, payload: content, signature: parts[2]! },
@@ -63,8 +71,7 @@ export async function verifyDetached(
     );
     return result.protectedHeader as Record<string, unknown>;
   } catch (err) {
-    if (err instanceof errors.JOSEError)
-      throw new GatewayError('BAD_REQUEST', `signature rejected: ${err.code}`, { cause: err });
+    if (err instanceof errors.JOSEError) throw joseRefusal(err);
     throw err;
   }
 }

@@ -96,7 +96,7 @@ async function checkReceipt(ctx: DeliveryContext, t: Transmission, text: string)
   const claims = await verifyReceipt(
     text,
     async (header) => {
-      if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
+      if (!header.kid) throw new GatewayError('JWS_MALFORMED', 'receipt header has no kid');
       return (await ctx.directory.verificationKey(t.partner.id, header.kid)) as JWK;
     },
     { iss: t.partner.id, aud: ctx.config.org, delivery: t.deliveryId, digest: want.digest },
@@ -106,6 +106,6 @@ async function checkReceipt(ctx: DeliveryContext, t: Transmission, text: string)
     want.contentDigest !== undefined &&
     (claims as { content_digest?: unknown }).content_digest !== want.contentDigest
   )
-    throw new GatewayError('BAD_REQUEST', 'receipt content_digest does not match the content sent');
+    throw new GatewayError('RECEIPT_MISMATCH', 'receipt content_digest does not match the content sent');
   return claims;
 }

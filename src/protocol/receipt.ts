@@ -70,18 +70,18 @@ export async function verifyReceipt(
   try {
     claims = JSON.parse(Buffer.from(payload).toString('utf8')) as Partial<ReceiptClaims>;
   } catch {
-    throw new GatewayError('BAD_REQUEST', 'receipt payload is not JSON');
+    throw new GatewayError('RECEIPT_INVALID', 'receipt payload is not JSON');
   }
   const mismatch = (name: keyof ReceiptExpectation) => claims[name] !== expected[name];
   for (const name of ['iss', 'aud', 'delivery', 'digest'] as const) {
     if (mismatch(name))
-      throw new GatewayError('BAD_REQUEST', `receipt ${name} does not match what was sent`, {
+      throw new GatewayError('RECEIPT_MISMATCH', `receipt ${name} does not match what was sent`, {
         expression: `receipt.${name}`,
       });
   }
   if (claims.status !== 'accepted')
-    throw new GatewayError('BAD_REQUEST', 'receipt status is not "accepted"', { expression: 'receipt.status' });
+    throw new GatewayError('RECEIPT_INVALID', 'receipt status is not "accepted"', { expression: 'receipt.status' });
   if (typeof claims.jti !== 'string' || typeof claims.iat !== 'number')
-    throw new GatewayError('BAD_REQUEST', 'receipt lacks jti or iat');
+    throw new GatewayError('RECEIPT_INVALID', 'receipt lacks jti or iat');
   return claims as ReceiptClaims;
 }

@@ -76,7 +76,7 @@ describe('JWS signed in the HSM verifies with independent implementations', () =
     expect(joseCliVerify(jws, { keys: fetched.keys.filter((k) => k.use !== 'sig') }).ok).toBe(false);
   });
 
-  it('verifies with our own verifier (src/jose/verify.ts), which refuses a tampered signature with BAD_REQUEST', async () => {
+  it('verifies with our own verifier (src/jose/verify.ts), which refuses a tampered signature with JWS_SIGNATURE_INVALID', async () => {
     const signer = gw.app.keyring.signer('sig');
     const published = jwks.keys.find((k) => k.kid === signer.kid)!;
     const jws = await signJson(signer, { a: 1 }, { typ: 'test+jws' });
@@ -84,7 +84,7 @@ describe('JWS signed in the HSM verifies with independent implementations', () =
     expect(ok.header.kid).toBe(signer.kid);
     const err = await verifyCompact(tamper(jws), async () => published).catch((e) => e);
     expect(err).toBeInstanceOf(GatewayError);
-    expect(err.code).toBe('BAD_REQUEST');
+    expect(err.code).toBe('JWS_SIGNATURE_INVALID');
   });
 
   it('signDetachedStream (RFC 7797, b64=false) over a stream verifies with verifyDetached, jose and node:crypto', async () => {
@@ -116,7 +116,9 @@ describe('JWS signed in the HSM verifies with independent implementations', () =
     ).toBe(true);
     const flipped = Buffer.from(content);
     flipped[100_000]! ^= 0x80;
-    await expect(verifyDetached(jws, flipped, async () => published)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(verifyDetached(jws, flipped, async () => published)).rejects.toMatchObject({
+      code: 'JWS_SIGNATURE_INVALID',
+    });
   });
 
   describe('ES384 and PS256 keys generated in the HSM', () => {
@@ -145,7 +147,9 @@ describe('JWS signed in the HSM verifies with independent implementations', () =
         expect((await verifyCompact(jws, async () => jwk)).header.alg).toBe(alg);
         expect(joseCliVerify(jws, { keys: [jwk] }).ok).toBe(true);
         expect(joseCliVerify(tamper(jws), { keys: [jwk] }).ok).toBe(false);
-        await expect(verifyCompact(tamper(jws), async () => jwk)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+        await expect(verifyCompact(tamper(jws), async () => jwk)).rejects.toMatchObject({
+          code: 'JWS_SIGNATURE_INVALID',
+        });
       });
     }
   });
