@@ -27,7 +27,8 @@ import { registerClient } from '../src/auth/clients.ts';
 import { ASSERTION_TYPE, TOKEN_PATH } from '../src/auth/token-endpoint.ts';
 import { inTransaction } from '../src/db/pool.ts';
 import { silentLogger } from '../src/db/migrate.ts';
-import { enqueueDeliveries, writeIntakes, type IntakeRecord } from '../src/outbound/intake-store.ts';
+import { writeIntakes, type IntakeRecord } from '../src/outbound/intake-store.ts';
+import { DELIVER_TASK, enqueueJobs } from '../src/worker/jobs.ts';
 import { claimsPayload, envelopeDigest } from '../src/protocol/wire.ts';
 import { signCompact } from '../src/jose/jws.ts';
 import { sealCompact } from '../src/jose/seal.ts';
@@ -318,8 +319,9 @@ console.log(`gateway/raw = ${(gwRate / rawRate).toFixed(2)}`);
 async function drain(name: string, preset: object, jobs: number): Promise<void> {
   await ctx.pool.query('DELETE FROM graphile_worker._private_jobs');
   await inTransaction(ctx.pool, (db) =>
-    enqueueDeliveries(
+    enqueueJobs(
       db,
+      DELIVER_TASK,
       Array.from({ length: jobs }, () => randomUUID()),
     ),
   );

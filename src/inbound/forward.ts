@@ -6,6 +6,7 @@ import { openStoredMessage } from './inbox-read.ts';
 import { getInboxMessage, markForwarded, recordForwardFailure } from './inbox-store.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
 import { classifyStatus } from '../net/retry-policy.ts';
+import { enqueueJobs, FORWARD_TASK } from '../worker/jobs.ts';
 
 /**
  * Optional push hand-over: when LOCAL_FHIR_BASE_URL is set, every accepted
@@ -14,8 +15,6 @@ import { classifyStatus } from '../net/retry-policy.ts';
  * network, timeout) throw, so graphile-worker retries with backoff up to
  * DELIVERY_MAX_ATTEMPTS; other 4xx are recorded and not retried.
  */
-export const FORWARD_TASK = 'inbox-forward';
-
 export type ForwardContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'logger' | 'fetch'>;
 
 /** Queue one forward job per message, on the caller's transaction (job key = message id). */
@@ -24,13 +23,7 @@ export async function enqueueForwards(
   messageIds: string[],
   maxAttempts: number,
 ): Promise<void> {
-  if (messageIds.length === 0) return;
-  await db.query(
-    `SELECT count(*) FROM graphile_worker.add_jobs(
-       (SELECT array_agg(ROW($1::text, json_build_object('messageId', m), NULL::text, NULL::timestamptz, $2::int, 'inbox-forward:' || m, NULL::int, NULL::text[])::graphile_worker.job_spec)
-          FROM unnest($3::uuid[]) AS m))`,
-    [FORWARD_TASK, maxAttempts, messageIds],
-  );
+  await enqueueJobs(db, FORWARD_TASK, messageIds, { maxAttempts });
 }
 
 /** Where a Bundle goes on a FHIR server: transactions and batches to the base, messages to $process-message, others stored as Bundle. */

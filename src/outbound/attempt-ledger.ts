@@ -20,7 +20,7 @@ export interface AttemptLedger {
   exchangeEntity: string;
   /** Extra audit detail that says what kind of content was sent. */
   detail: Record<string, string>;
-  enqueue(db: pg.PoolClient, ids: string[], runAt: Date): Promise<void>;
+  enqueue(db: pg.PoolClient, ids: string[], runAt?: Date | null): Promise<void>;
 }
 
 interface LedgerRow {

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { inTransaction } from '../db/pool.ts';
-import { enqueueDeliveries } from './intake-store.ts';
+import { DELIVERY_KINDS } from './delivery-kinds.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
 import type { AttemptClass } from '../net/retry-policy.ts';
 import { transmit, type DeliveryContext } from './transmit.ts';
-import { recordAttempt, type AttemptLedger, type AttemptResult } from './attempt-ledger.ts';
+import { recordAttempt, type AttemptResult } from './attempt-ledger.ts';
 import { unpackCompactJwe } from '../jose/packed-jwe.ts';
 
 export type { DeliveryContext } from './transmit.ts';
@@ -53,14 +53,6 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
   return result.cls;
 }
 
-const BUNDLE_LEDGER: AttemptLedger = {
-  table: 'deliveries',
-  attemptsTable: 'delivery_attempts',
-  exchangeEntity: 'exchange',
-  detail: {},
-  enqueue: enqueueDeliveries,
-};
-
 async function record(
   ctx: DeliveryContext,
   db: pg.PoolClient,
@@ -68,5 +60,5 @@ async function record(
   r: AttemptResult,
   started: Date,
 ): Promise<void> {
-  await recordAttempt(ctx, db, BUNDLE_LEDGER, id, r, started);
+  await recordAttempt(ctx, db, DELIVERY_KINDS.bundle, id, r, started);
 }

@@ -1,55 +1,13 @@
-import { existsSync } from 'node:fs';
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
-import { enqueueImagingDeliveries } from './imaging/store.ts';
-import { enqueueDeliveries } from './intake-store.ts';
+import { DELIVERY_KINDS, type DeliveryKind, type DeliveryKindSpec, type RetryRow } from './delivery-kinds.ts';
 
-export type DeliveryKind = 'bundle' | 'imaging';
+export type { DeliveryKind } from './delivery-kinds.ts';
 
-interface LedgerRow {
-  state: string;
-  exchange_id: string;
-  content_path?: string;
-}
-
-/**
- * The two delivery ledgers share their state and retry-round columns, so one
- * operator view and one retry serve both. Only the table, the job, the
- * exchange entity and what must still exist to send again differ.
- */
-interface Ledger {
-  kind: DeliveryKind;
-  table: string;
-  columns: string;
-  exchangeEntity: string;
-  enqueue(db: pg.PoolClient, ids: string[]): Promise<void>;
-  /** Why the stored sealed content can no longer be sent, if it cannot. */
-  unsendable(row: LedgerRow): string | undefined;
-}
-
-const LEDGERS: Ledger[] = [
-  {
-    kind: 'bundle',
-    table: 'deliveries',
-    columns: 'state, exchange_id',
-    exchangeEntity: 'exchange',
-    enqueue: enqueueDeliveries,
-    unsendable: () => undefined,
-  },
-  {
-    kind: 'imaging',
-    table: 'imaging_deliveries',
-    columns: 'state, exchange_id, content_path',
-    exchangeEntity: 'imaging-exchange',
-    enqueue: enqueueImagingDeliveries,
-    // The envelope of a bundle lives in its row; imaging content lives in a file that may have been removed.
-    unsendable: (r) =>
-      existsSync(r.content_path!) ? undefined : 'its sealed content file is gone; send the study again',
-  },
-];
+const LEDGERS = Object.values(DELIVERY_KINDS);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -65,7 +23,9 @@ export async function retryDelivery(
   if (!UUID.test(id)) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
   return inTransaction(ctx.pool, async (db) => {
     for (const l of LEDGERS) {
-      const { rows } = await db.query<LedgerRow>(`SELECT ${l.columns} FROM ${l.table} WHERE id = $1 FOR UPDATE`, [id]);
+      const { rows } = await db.query<RetryRow>(`SELECT ${l.retryColumns} FROM ${l.table} WHERE id = $1 FOR UPDATE`, [
+        id,
+      ]);
       const d = rows[0];
       if (!d) continue;
       if (d.state !== 'failed')
@@ -116,7 +76,7 @@ export async function listDeliveries(
   limit = 100,
 ): Promise<DeliverySummary[]> {
   const select = (
-    l: Ledger,
+    l: DeliveryKindSpec,
   ) => `(SELECT id, '${l.kind}' AS kind, exchange_id, partner_id, state, attempts, last_error, updated_at FROM ${l.table}
     WHERE ($1::text IS NULL OR state = $1) ORDER BY updated_at DESC LIMIT $2)`;
   const { rows } = await db.query<DeliverySummary>(

@@ -2,10 +2,7 @@ import type pg from 'pg';
 import { auditAppendSql, auditColumns, type AuditInput, type Queryable } from '../audit/append.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
-
-/** Graphile-worker's own retries are only a safety net: the deliver task schedules its retries itself. */
-export const DELIVER_TASK = 'deliver';
-const SAFETY_NET_ATTEMPTS = 25;
+import { DELIVER_TASK, jobSpecsSql, SAFETY_NET_ATTEMPTS } from '../worker/jobs.ts';
 
 export interface SealedDelivery {
   id: string;
@@ -33,28 +30,6 @@ export interface IntakeWritten {
   exchangeId: string;
   /** True when an earlier submission with the same Idempotency-Key won. */
   replayed: boolean;
-}
-
-/**
- * The job specs for graphile_worker.add_jobs, one per delivery id in
- * `ids` (an SQL expression yielding uuid rows): job key = delivery id,
- * payload = { deliveryId } only. $1 task, $2 safety-net attempts, $3 run_at.
- */
-const deliverJobSpecs = (ids: string) =>
-  `(SELECT array_agg(ROW($1::text, json_build_object('deliveryId', d.id), NULL::text, $3::timestamptz, $2::int, d.id::text, NULL::int, NULL::text[])::graphile_worker.job_spec) FROM ${ids} AS d(id))`;
-
-export async function enqueueDeliveries(
-  db: Queryable,
-  deliveryIds: string[],
-  runAt: Date | null = null,
-): Promise<void> {
-  if (deliveryIds.length === 0) return;
-  await db.query(`SELECT count(*) FROM graphile_worker.add_jobs(${deliverJobSpecs('unnest($4::uuid[])')})`, [
-    DELIVER_TASK,
-    SAFETY_NET_ATTEMPTS,
-    runAt,
-    deliveryIds,
-  ]);
 }
 
 /**
@@ -91,7 +66,7 @@ export async function writeIntakes(
         WHERE d.exchange_id IN (SELECT id FROM ex)
        RETURNING id
      ), jobs AS (
-       SELECT count(*) AS n FROM graphile_worker.add_jobs(${deliverJobSpecs('(SELECT id FROM dl)')})
+       SELECT count(*) AS n FROM graphile_worker.add_jobs(${jobSpecsSql(DELIVER_TASK, '(SELECT id FROM dl)')})
      ), entries AS (
        SELECT u.* FROM unnest($17::uuid[], $18::text[], $19::text[], $20::bytea[], $21::bytea[], $22::text[], $23::text[]) WITH ORDINALITY AS u(exchange_id, b, a, bb, ab, t, o, ord)
         WHERE u.exchange_id IN (SELECT id FROM ex)

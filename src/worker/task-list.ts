@@ -1,12 +1,12 @@
 import type { TaskList } from 'graphile-worker';
 import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { AUDIT_CHECKPOINT_CRON, AUDIT_CHECKPOINT_TASK, auditCheckpointTask } from './tasks/audit-checkpoint.ts';
-import { DELIVER_TASK } from '../outbound/intake-store.ts';
-import { deliverTask } from './tasks/deliver.ts';
-import { FORWARD_TASK } from '../inbound/forward.ts';
+import { deliver, type DeliveryContext } from '../outbound/deliver.ts';
+import { DELIVERY_KINDS, type DeliveryKind } from '../outbound/delivery-kinds.ts';
+import { deliverImaging } from '../outbound/imaging/deliver.ts';
+import { FORWARD_TASK } from './jobs.ts';
+import { deliveryTask } from './tasks/deliver.ts';
 import { inboxForwardTask } from './tasks/inbox-forward.ts';
-import { DELIVER_IMAGING_TASK } from '../outbound/imaging/store.ts';
-import { deliverImagingTask } from './tasks/deliver-imaging.ts';
 import {
   KEYS_ROTATE_CRON,
   KEYS_ROTATE_TASK,
@@ -16,6 +16,12 @@ import {
   partnerKeysRefreshTask,
 } from './tasks/keys.ts';
 
+/** What sends one delivery of each kind (the kinds' tasks and tables are in DELIVERY_KINDS). */
+const DELIVER_ONE: Record<DeliveryKind, (ctx: DeliveryContext, deliveryId: string) => Promise<unknown>> = {
+  bundle: deliver,
+  imaging: deliverImaging,
+};
+
 /**
  * Every graphile-worker task. Payloads carry ids only (never PHI); each task
  * asserts its payload's shape and calls a pipeline in src/exchange or src/keys.
@@ -23,9 +29,8 @@ import {
 export function taskList(ctx: GatewayContext): TaskList {
   return {
     [AUDIT_CHECKPOINT_TASK]: auditCheckpointTask(ctx),
-    [DELIVER_TASK]: deliverTask(ctx),
+    ...Object.fromEntries(Object.values(DELIVERY_KINDS).map((k) => [k.task, deliveryTask(ctx, DELIVER_ONE[k.kind])])),
     [FORWARD_TASK]: inboxForwardTask(ctx),
-    [DELIVER_IMAGING_TASK]: deliverImagingTask(ctx),
     [KEYS_ROTATE_TASK]: keysRotateTask(ctx),
     [PARTNER_KEYS_REFRESH_TASK]: partnerKeysRefreshTask(ctx),
   };

@@ -6,11 +6,12 @@ import { inTransaction } from '../../db/pool.ts';
 import type { Partner } from '../../directory/directory.ts';
 import type { DeliveryContext } from '../deliver.ts';
 import { IMAGING } from '../../protocol/imaging-manifest.ts';
-import { enqueueImagingDeliveries, getImagingDelivery, type ImagingDeliveryRow } from './store.ts';
+import { getImagingDelivery, type ImagingDeliveryRow } from './store.ts';
+import { DELIVERY_KINDS } from '../delivery-kinds.ts';
 import { PROTOCOL } from '../../protocol/wire.ts';
 import type { AttemptClass } from '../../net/retry-policy.ts';
 import { transmit, type Transmission } from '../transmit.ts';
-import { recordAttempt, type AttemptLedger, type AttemptResult } from '../attempt-ledger.ts';
+import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
 
 /** Slowest transfer rate tolerated before an attempt times out (added to DELIVERY_TIMEOUT). */
 const MIN_BYTES_PER_SECOND = 1024 * 1024;
@@ -119,14 +120,6 @@ export async function recordImagingAttempt(
   if (state === 'delivered') await unlink(path).catch(() => undefined);
 }
 
-const IMAGING_LEDGER: AttemptLedger = {
-  table: 'imaging_deliveries',
-  attemptsTable: 'imaging_delivery_attempts',
-  exchangeEntity: 'imaging-exchange',
-  detail: { content: 'imaging' },
-  enqueue: enqueueImagingDeliveries,
-};
-
 async function record(
   ctx: DeliveryContext,
   db: pg.PoolClient,
@@ -135,6 +128,14 @@ async function record(
   started: Date,
   settle: boolean,
 ): Promise<{ state: string; path: string }> {
-  const { row, state } = await recordAttempt<ImagingDeliveryRow>(ctx, db, IMAGING_LEDGER, id, r, started, settle);
+  const { row, state } = await recordAttempt<ImagingDeliveryRow>(
+    ctx,
+    db,
+    DELIVERY_KINDS.imaging,
+    id,
+    r,
+    started,
+    settle,
+  );
   return { state, path: row.content_path };
 }

@@ -2,10 +2,7 @@ import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../../audit/append.ts';
 import { inTransaction } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
-
-/** The delivery task; its payload is { deliveryId } only. */
-export const DELIVER_IMAGING_TASK = 'deliver_imaging';
-const SAFETY_NET_ATTEMPTS = 25;
+import { DELIVER_IMAGING_TASK, enqueueJobs } from '../../worker/jobs.ts';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
@@ -32,16 +29,6 @@ export interface ImagingIntakeRecord {
   };
   deliveries: ImagingDeliveryRecord[];
   audit: AuditInput[];
-}
-
-export async function enqueueImagingDeliveries(db: Queryable, ids: string[], runAt: Date | null = null): Promise<void> {
-  if (ids.length === 0) return;
-  await db.query(
-    `SELECT count(*) FROM graphile_worker.add_jobs(
-       (SELECT array_agg(ROW($1::text, json_build_object('deliveryId', d), NULL::text, $3::timestamptz, $2::int, d::text, NULL::int, NULL::text[])::graphile_worker.job_spec)
-          FROM unnest($4::uuid[]) AS d))`,
-    [DELIVER_IMAGING_TASK, SAFETY_NET_ATTEMPTS, runAt, ids],
-  );
 }
 
 /**
@@ -98,10 +85,11 @@ export async function writeImagingIntake(
         ],
       );
     }
-    await enqueueImagingDeliveries(
+    await enqueueJobs(
       db,
+      DELIVER_IMAGING_TASK,
       r.deliveries.map((d) => d.id),
-      runAt,
+      { runAt },
     );
     await appendAudit(db, r.audit);
     return { exchangeId: e.id, replayed: false };

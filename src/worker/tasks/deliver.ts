@@ -1,23 +1,16 @@
 import type { Task } from 'graphile-worker';
 import type { DeliveryContext } from '../../outbound/deliver.ts';
-import { deliver } from '../../outbound/deliver.ts';
+import { assertDeliverPayload } from '../jobs.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export { assertDeliverPayload } from '../jobs.ts';
 
-/** Payload: { deliveryId } and nothing else (never content). */
-export function assertDeliverPayload(payload: unknown): { deliveryId: string } {
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload))
-    throw new Error('deliver: payload must be an object');
-  const keys = Object.keys(payload);
-  const id = (payload as { deliveryId?: unknown }).deliveryId;
-  if (keys.length !== 1 || typeof id !== 'string' || !UUID.test(id))
-    throw new Error('deliver: payload must be exactly { deliveryId: <uuid> }');
-  return { deliveryId: id };
-}
-
-export function deliverTask(ctx: DeliveryContext): Task {
+/** A delivery task of either kind: the payload is { deliveryId } only (never content). */
+export function deliveryTask(
+  ctx: DeliveryContext,
+  deliverOne: (ctx: DeliveryContext, deliveryId: string) => Promise<unknown>,
+): Task {
   return async (payload) => {
     const { deliveryId } = assertDeliverPayload(payload);
-    await deliver(ctx, deliveryId);
+    await deliverOne(ctx, deliveryId);
   };
 }

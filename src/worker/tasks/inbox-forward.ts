@@ -1,17 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { forward, type ForwardContext } from '../../inbound/forward.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Payload: { messageId } and nothing else (never content). */
-export function assertForwardPayload(payload: unknown): { messageId: string } {
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload))
-    throw new Error('inbox-forward: payload must be an object');
-  const id = (payload as { messageId?: unknown }).messageId;
-  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !UUID.test(id))
-    throw new Error('inbox-forward: payload must be exactly { messageId: <uuid> }');
-  return { messageId: id };
-}
+import { assertForwardPayload } from '../jobs.ts';
 
 /** Forward one received message to LOCAL_FHIR_BASE_URL; a throw makes graphile-worker retry with backoff. */
 export function inboxForwardTask(ctx: ForwardContext): Task {

@@ -1,0 +1,65 @@
+import type { Queryable } from '../audit/append.ts';
+
+/**
+ * The jobs catalogue: every queued task id, its payload (ids only, never
+ * PHI) and the one job-spec SQL that enqueues it. Inbound and outbound both
+ * enqueue through here, so neither imports the other.
+ */
+export const DELIVER_TASK = 'deliver';
+export const DELIVER_IMAGING_TASK = 'deliver_imaging';
+export const FORWARD_TASK = 'inbox-forward';
+
+/** Graphile-worker's own retries are only a safety net: the delivery tasks schedule their retries themselves. */
+export const SAFETY_NET_ATTEMPTS = 25;
+
+/** Each job's payload is one id under this name. */
+const PAYLOAD_FIELD = {
+  [DELIVER_TASK]: 'deliveryId',
+  [DELIVER_IMAGING_TASK]: 'deliveryId',
+  [FORWARD_TASK]: 'messageId',
+} as const;
+
+/** A job key per task and id: a forward's key is prefixed, so it never collides with a delivery's. */
+const JOB_KEY_PREFIX = { [DELIVER_TASK]: '', [DELIVER_IMAGING_TASK]: '', [FORWARD_TASK]: 'inbox-forward:' } as const;
+
+export type IdJobTask = keyof typeof PAYLOAD_FIELD;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The job specs for graphile_worker.add_jobs, one per id in `ids` (an SQL
+ * expression yielding uuid rows): payload = { <field>: id } only. The
+ * statement binds $1 task, $2 max attempts, $3 run_at.
+ */
+export function jobSpecsSql(task: IdJobTask, ids: string): string {
+  return `(SELECT array_agg(ROW($1::text, json_build_object('${PAYLOAD_FIELD[task]}', j.id), NULL::text, $3::timestamptz, $2::int, '${JOB_KEY_PREFIX[task]}' || j.id::text, NULL::int, NULL::text[])::graphile_worker.job_spec) FROM ${ids} AS j(id))`;
+}
+
+/** Queue one job per id on the caller's connection or transaction. */
+export async function enqueueJobs(
+  db: Queryable,
+  task: IdJobTask,
+  ids: string[],
+  options: { maxAttempts?: number; runAt?: Date | null } = {},
+): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(`SELECT count(*) FROM graphile_worker.add_jobs(${jobSpecsSql(task, 'unnest($4::uuid[])')})`, [
+    task,
+    options.maxAttempts ?? SAFETY_NET_ATTEMPTS,
+    options.runAt ?? null,
+    ids,
+  ]);
+}
+
+/** A job's payload, asserted: exactly { <field>: <uuid> } and nothing else (never content). */
+export function assertIdPayload<F extends string>(task: string, field: F, payload: unknown): Record<F, string> {
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload))
+    throw new Error(`${task}: payload must be an object`);
+  const id = (payload as Record<string, unknown>)[field];
+  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !UUID.test(id))
+    throw new Error(`${task}: payload must be exactly { ${field}: <uuid> }`);
+  return { [field]: id } as Record<F, string>;
+}
+
+export const assertDeliverPayload = (payload: unknown) => assertIdPayload('deliver', 'deliveryId', payload);
+export const assertForwardPayload = (payload: unknown) => assertIdPayload(FORWARD_TASK, 'messageId', payload);
