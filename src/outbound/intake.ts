@@ -4,11 +4,8 @@ import type { AuditInput } from '../audit/append.ts';
 import { appendAudit } from '../audit/append.ts';
 import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
-import type { Partner } from '../directory/directory.ts';
 import { GatewayError } from '../errors.ts';
 import { checkBundle, messageDestinations } from '../fhir/bundle.ts';
-import { signCompact } from '../jose/jws.ts';
-import { sealCompact } from '../jose/seal.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import {
   findByIdempotencyKey,
@@ -18,11 +15,15 @@ import {
   type IntakeWritten,
   type SealedDelivery,
 } from './intake-store.ts';
-import { PROTOCOL, claimsPayload, envelopeDigest } from '../protocol/wire.ts';
+import { PROTOCOL } from '../protocol/wire.ts';
 import { uuidv7 } from '../ids.ts';
-
-export const MAX_RECIPIENTS = 50;
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+import {
+  checkIdempotencyKey,
+  explicitRecipients,
+  resolveRecipients,
+  signAndSeal,
+  type WantedRecipient,
+} from './submission.ts';
 
 export interface Submission {
   clientId: string;
@@ -60,45 +61,14 @@ export class IntakeWriter {
   }
 }
 
-/** The partners a submission goes to, each once, with the element that named it for error messages. */
-async function recipientsOf(
-  ctx: Pick<GatewayContext, 'directory'>,
-  s: Submission,
-  bundle: Record<string, unknown>,
-): Promise<Partner[]> {
-  const wanted: Array<{ refs: string[]; expression: string }> =
-    s.recipients.from === 'message'
-      ? messageDestinations(bundle).map((d) => ({
-          refs: d.receiver ? [d.receiver, d.endpoint] : [d.endpoint],
-          expression: `Bundle.entry[0].resource.destination[${d.index}]`,
-        }))
-      : s.recipients.ids.map((id, i) => ({ refs: [id], expression: `recipient[${i}]` }));
-  if (wanted.length === 0)
-    throw new GatewayError('BAD_REQUEST', 'name at least one recipient (?recipient=PARTNER_ID)', {
-      expression: 'recipient',
-    });
-  if (wanted.length > MAX_RECIPIENTS)
-    throw new GatewayError('BAD_REQUEST', `at most ${MAX_RECIPIENTS} recipients per submission`, {
-      expression: 'recipient',
-    });
-  const partners = await ctx.directory.resolve([...new Set(wanted.flatMap((w) => w.refs))]);
-  const chosen = new Map<string, Partner>();
-  for (const w of wanted) {
-    // receiver.identifier.value first: it names the organisation; the endpoint only locates it.
-    const p = w.refs
-      .map((r) => partners.find((x) => x.id === r) ?? partners.find((x) => x.endpoint === r))
-      .find((x) => x);
-    if (!p)
-      throw new GatewayError(
-        'UNKNOWN_RECIPIENT',
-        `recipient ${JSON.stringify(w.refs[0])} is not a partner in the directory`,
-        { expression: w.expression },
-      );
-    if (p.status !== 'active')
-      throw new GatewayError('UNKNOWN_RECIPIENT', `partner ${p.id} is suspended`, { expression: w.expression });
-    chosen.set(p.id, p);
-  }
-  return [...chosen.values()];
+/** The recipients a submission names: MessageHeader.destination for a message, else the explicit list. */
+function wantedRecipients(s: Submission, bundle: Record<string, unknown>): WantedRecipient[] {
+  return s.recipients.from === 'message'
+    ? messageDestinations(bundle).map((d) => ({
+        refs: d.receiver ? [d.receiver, d.endpoint] : [d.endpoint],
+        expression: `Bundle.entry[0].resource.destination[${d.index}]`,
+      }))
+    : explicitRecipients(s.recipients.ids);
 }
 
 /**
@@ -111,11 +81,7 @@ export async function acceptSubmission(
   writer: IntakeWriter,
   s: Submission,
 ): Promise<Accepted> {
-  if (s.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(s.idempotencyKey)) {
-    throw new GatewayError('BAD_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters', {
-      expression: 'Idempotency-Key',
-    });
-  }
+  checkIdempotencyKey(s.idempotencyKey);
   const summary = checkBundle(s.bundle);
   if (s.recipients.from === 'message' && summary.type !== 'message') {
     throw new GatewayError(
@@ -132,8 +98,7 @@ export async function acceptSubmission(
       return { exchangeId: first.id, replayed: true, deliveries: 0 };
     }
   }
-  const partners = await recipientsOf(ctx, s, s.bundle as Record<string, unknown>);
-  const keys = await Promise.all(partners.map((p) => ctx.directory.encryptionKey(p)));
+  const recipients = await resolveRecipients(ctx, wantedRecipients(s, s.bundle as Record<string, unknown>));
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
@@ -147,41 +112,30 @@ export async function acceptSubmission(
       detail: {
         bundleType: summary.type,
         entries: summary.entries,
-        recipients: partners.length,
+        recipients: recipients.length,
         bytes: Buffer.byteLength(s.raw),
       },
     },
   ];
+  const envelope = {
+    iss: ctx.config.org,
+    iat,
+    exchangeId,
+    exchangeEntity: 'exchange',
+    contentType: PROTOCOL.fhirContentType,
+    contentJson: s.raw,
+  };
   const deliveries: SealedDelivery[] = await Promise.all(
-    partners.map(async (p, i) => {
-      const id = uuidv7();
-      const payload = claimsPayload(
-        { iss: ctx.config.org, aud: p.id, iat, jti: id, exchange: exchangeId, content_type: PROTOCOL.fhirContentType },
-        s.raw,
-      );
-      const jws = await signCompact(signer, payload, { typ: PROTOCOL.contentTyp });
-      const envelope = sealCompact(jws, keys[i]!);
-      const digest = envelopeDigest(envelope);
-      audit.push(
-        {
-          type: 'exchange.signed',
-          outcome: 'success',
-          agent: { type: 'gateway', id: ctx.config.org },
-          entity: [
-            { type: 'delivery', id },
-            { type: 'exchange', id: exchangeId },
-          ],
-          detail: { kid: signer.kid, partner: p.id },
-        },
-        {
-          type: 'exchange.sealed',
-          outcome: 'success',
-          agent: { type: 'gateway', id: ctx.config.org },
-          entity: [{ type: 'delivery', id, digest }],
-          detail: { recipientKid: keys[i]!.kid, partner: p.id },
-        },
-      );
-      return { id, partnerId: p.id, kid: keys[i]!.kid, envelope, envelopeDigest: digest };
+    recipients.map(async (r) => {
+      const sealed = await signAndSeal(signer, r, envelope);
+      audit.push(...sealed.audit);
+      return {
+        id: r.deliveryId,
+        partnerId: r.partner.id,
+        kid: r.key.kid,
+        envelope: sealed.envelope,
+        envelopeDigest: sealed.digest,
+      };
     }),
   );
   const written = await writer.write({

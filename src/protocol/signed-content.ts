@@ -16,7 +16,7 @@ export interface VerifiedContent {
 
 export interface ContentChecks extends ClaimWindow {
   directory: Pick<Directory, 'get' | 'verificationKey'>;
-  /** Checks content_type and content instead of the Bundle rules (imaging manifests, issue 6). */
+  /** Checks content_type and content instead of the Bundle rules (imaging manifests). */
   checkContent?: (claims: Record<string, unknown>) => void;
 }
 

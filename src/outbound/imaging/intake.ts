@@ -2,13 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AuditInput } from '../../audit/append.ts';
 import type { GatewayContext } from '../../runtime/gateway-context.ts';
-import type { Partner } from '../../directory/directory.ts';
 import { GatewayError } from '../../errors.ts';
 import { DicomStreamCheck, type DicomInstance, type DicomLimits } from '../../imaging/dicom.ts';
 import { imagingStudy } from '../../imaging/imaging-study.ts';
 import { boundaryOf, multipartParts, parseMediaType } from '../../imaging/multipart.ts';
-import { signCompact } from '../../jose/jws.ts';
-import { sealCompact } from '../../jose/seal.ts';
 import { ensureSpace, imagingDir, SealedContentFile } from '../../imaging/sealed-files.ts';
 import { signAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { recordImagingAttempt } from './deliver.ts';
@@ -16,11 +13,14 @@ import { LiveTransmission, liveQueueBytes } from './live.ts';
 import type { Signer } from '../../jose/signer.ts';
 import { IMAGING, studyContentType, type ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { writeImagingIntake, type ImagingDeliveryRecord } from './store.ts';
-import { claimsPayload, envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
 import { uuidv7 } from '../../ids.ts';
-
-export const MAX_IMAGING_RECIPIENTS = 50;
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+import {
+  checkIdempotencyKey,
+  explicitRecipients,
+  resolveRecipients,
+  signAndSeal,
+  type Recipient,
+} from '../submission.ts';
 
 export type ImagingContext = Pick<GatewayContext, 'config' | 'pool' | 'directory' | 'keyring' | 'logger' | 'fetch'>;
 
@@ -40,28 +40,6 @@ export interface ImagingAccepted {
   replayed: boolean;
   deliveries: number;
   instances: number;
-}
-
-async function partnersFor(ctx: ImagingContext, ids: string[]): Promise<Partner[]> {
-  if (ids.length === 0)
-    throw new GatewayError('BAD_REQUEST', 'name at least one recipient (?recipient=PARTNER_ID)', {
-      expression: 'recipient',
-    });
-  if (ids.length > MAX_IMAGING_RECIPIENTS)
-    throw new GatewayError('BAD_REQUEST', `at most ${MAX_IMAGING_RECIPIENTS} recipients per submission`, {
-      expression: 'recipient',
-    });
-  const found = await ctx.directory.resolve([...new Set(ids)]);
-  return [...new Set(ids)].map((id, i) => {
-    const p = found.find((x) => x.id === id) ?? found.find((x) => x.endpoint === id);
-    if (!p)
-      throw new GatewayError('UNKNOWN_RECIPIENT', `recipient ${JSON.stringify(id)} is not a partner in the directory`, {
-        expression: `recipient[${i}]`,
-      });
-    if (p.status !== 'active')
-      throw new GatewayError('UNKNOWN_RECIPIENT', `partner ${p.id} is suspended`, { expression: `recipient[${i}]` });
-    return p;
-  });
 }
 
 const tooLarge = (max: number) =>
@@ -100,14 +78,9 @@ async function checkedFile(
  * transaction. On any refusal every file written is removed.
  */
 export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): Promise<ImagingAccepted> {
-  if (s.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(s.idempotencyKey)) {
-    throw new GatewayError('BAD_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters', {
-      expression: 'Idempotency-Key',
-    });
-  }
+  checkIdempotencyKey(s.idempotencyKey);
   const upload = uploadKind(s.contentType);
-  const partners = await partnersFor(ctx, s.recipients);
-  const keys = await Promise.all(partners.map((p) => ctx.directory.encryptionKey(p)));
+  const recipients = await resolveRecipients(ctx, explicitRecipients(s.recipients));
   const cfg = ctx.config;
   const limits: DicomLimits = {
     maxBytes: cfg.dicomMaxBytes,
@@ -120,27 +93,32 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   if (s.contentLength !== undefined) {
     if (s.contentLength > cfg.dicomMaxBytes) throw tooLarge(cfg.dicomMaxBytes);
     // One sealed copy per recipient: base64url makes it 4/3 of the plaintext.
-    await ensureSpace(dir, Math.ceil(s.contentLength / 3) * 4 * partners.length, (facts, msg) =>
+    await ensureSpace(dir, Math.ceil(s.contentLength / 3) * 4 * recipients.length, (facts, msg) =>
       ctx.logger.error(facts, msg),
     );
   }
-  const ids = partners.map(() => uuidv7());
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
   const announcements = await Promise.all(
-    partners.map((p, i) =>
-      signAnnouncement(signer, { iss: cfg.org, aud: p.id, iat, jti: ids[i]!, exchange: exchangeId }),
+    recipients.map((r) =>
+      signAnnouncement(signer, { iss: cfg.org, aud: r.partner.id, iat, jti: r.deliveryId, exchange: exchangeId }),
     ),
   );
   const sealed: SealedContentFile[] = [];
   const live: LiveTransmission[] = [];
   try {
-    for (const [i, id] of ids.entries()) {
-      const file = await SealedContentFile.create(join(dir, `${id}.jwe`), keys[i]!, contentType);
+    for (const [i, r] of recipients.entries()) {
+      const file = await SealedContentFile.create(join(dir, `${r.deliveryId}.jwe`), r.key, contentType);
       sealed.push(file);
       if (cfg.imagingCutThrough === 'on') {
-        const t = new LiveTransmission(ctx, partners[i]!, id, announcements[i]!, liveQueueBytes(partners.length));
+        const t = new LiveTransmission(
+          ctx,
+          r.partner,
+          r.deliveryId,
+          announcements[i]!,
+          liveQueueBytes(recipients.length),
+        );
         live.push(t);
         file.tap = (jwe) => t.push(jwe);
       }
@@ -185,9 +163,7 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
     for (const f of sealed) await f.finish();
     const manifest: ManifestContent = { sha256: hash.digest('base64url'), length, imagingStudy: study };
     return await record(ctx, s, {
-      partners,
-      keys,
-      ids,
+      recipients,
       sealed,
       manifest,
       contentType,
@@ -206,9 +182,8 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
 }
 
 interface Sealed {
-  partners: Partner[];
-  keys: Array<{ kid: string } & Record<string, unknown>>;
-  ids: string[];
+  /** One per recipient, in the order of `recipients`: */
+  recipients: Recipient[];
   sealed: SealedContentFile[];
   manifest: ManifestContent;
   contentType: string;
@@ -223,59 +198,39 @@ interface Sealed {
 async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Promise<ImagingAccepted> {
   const { signer, exchangeId, iat } = x;
   const contentDigest = `sha-256=${x.manifest.sha256}`;
-  const gateway = { type: 'gateway' as const, id: ctx.config.org };
   const audit: AuditInput[] = [
     {
       type: 'intake.accepted',
       outcome: 'success',
       agent: { type: 'client', id: s.clientId || 'anonymous' },
       entity: [{ type: 'imaging-exchange', id: exchangeId, digest: contentDigest }],
-      detail: { content: 'imaging', instances: x.instances, recipients: x.partners.length, bytes: x.manifest.length },
+      detail: { content: 'imaging', instances: x.instances, recipients: x.recipients.length, bytes: x.manifest.length },
     },
   ];
-  const manifestJson = JSON.stringify(x.manifest);
+  const envelope = {
+    iss: ctx.config.org,
+    iat,
+    exchangeId,
+    exchangeEntity: 'imaging-exchange',
+    contentType: x.contentType,
+    contentJson: JSON.stringify(x.manifest),
+  };
   const deliveries: ImagingDeliveryRecord[] = await Promise.all(
-    x.partners.map(async (p, i) => {
-      const id = x.ids[i]!;
-      const payload = claimsPayload(
-        { iss: ctx.config.org, aud: p.id, iat, jti: id, exchange: exchangeId, content_type: x.contentType },
-        manifestJson,
-      );
-      const envelope = sealCompact(
-        await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }),
-        x.keys[i] as never,
-      );
-      const digest = envelopeDigest(envelope);
+    x.recipients.map(async (r, i) => {
+      const id = r.deliveryId;
       const file = x.sealed[i]!.file;
-      audit.push(
-        {
-          type: 'exchange.signed',
-          outcome: 'success',
-          agent: gateway,
-          entity: [
-            { type: 'delivery', id },
-            { type: 'imaging-exchange', id: exchangeId },
-          ],
-          detail: { kid: signer.kid, partner: p.id },
-        },
-        {
-          type: 'exchange.sealed',
-          outcome: 'success',
-          agent: gateway,
-          entity: [
-            { type: 'delivery', id, digest },
-            { type: 'imaging-content', id, digest: contentDigest },
-          ],
-          detail: { recipientKid: x.keys[i]!.kid, partner: p.id, bytes: file.length },
-        },
-      );
+      const sealed = await signAndSeal(signer, r, envelope, {
+        entity: [{ type: 'imaging-content', id, digest: contentDigest }],
+        detail: { bytes: file.length },
+      });
+      audit.push(...sealed.audit);
       return {
         id,
-        partnerId: p.id,
-        kid: x.keys[i]!.kid,
+        partnerId: r.partner.id,
+        kid: r.key.kid,
         announcement: x.announcements[i]!,
-        manifestEnvelope: envelope,
-        manifestDigest: digest,
+        manifestEnvelope: sealed.envelope,
+        manifestDigest: sealed.digest,
         contentPath: file.path,
         contentJweLength: file.length,
       };

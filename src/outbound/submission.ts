@@ -1,0 +1,127 @@
+import type { AuditInput } from '../audit/append.ts';
+import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { Partner, PartnerJwk } from '../directory/directory.ts';
+import { GatewayError } from '../errors.ts';
+import { signCompact } from '../jose/jws.ts';
+import { sealCompact } from '../jose/seal.ts';
+import type { Signer } from '../jose/signer.ts';
+import { claimsPayload, envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
+import { uuidv7 } from '../ids.ts';
+
+/**
+ * The submission step both payload kinds share: the Idempotency-Key rule,
+ * recipient resolution, one record per recipient, and the signed and
+ * sealed envelope with its per-recipient audit entries.
+ */
+export const MAX_RECIPIENTS = 50;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+export function checkIdempotencyKey(key: string | undefined): void {
+  if (key !== undefined && !IDEMPOTENCY_KEY.test(key))
+    throw new GatewayError('BAD_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters', {
+      expression: 'Idempotency-Key',
+    });
+}
+
+/** A recipient as the client named it: partner ids or endpoints, first match wins, and where it was named. */
+export interface WantedRecipient {
+  refs: string[];
+  expression: string;
+}
+
+export const explicitRecipients = (ids: string[]): WantedRecipient[] =>
+  ids.map((id, i) => ({ refs: [id], expression: `recipient[${i}]` }));
+
+/** One recipient of a submission: the partner, its current encryption key and the delivery id it gets. */
+export interface Recipient {
+  partner: Partner;
+  key: PartnerJwk & { kid: string };
+  deliveryId: string;
+}
+
+/** The active partners a submission goes to, each once, with their keys and fresh delivery ids. */
+export async function resolveRecipients(
+  ctx: Pick<GatewayContext, 'directory'>,
+  wanted: WantedRecipient[],
+): Promise<Recipient[]> {
+  if (wanted.length === 0)
+    throw new GatewayError('BAD_REQUEST', 'name at least one recipient (?recipient=PARTNER_ID)', {
+      expression: 'recipient',
+    });
+  if (wanted.length > MAX_RECIPIENTS)
+    throw new GatewayError('BAD_REQUEST', `at most ${MAX_RECIPIENTS} recipients per submission`, {
+      expression: 'recipient',
+    });
+  const partners = await ctx.directory.resolve([...new Set(wanted.flatMap((w) => w.refs))]);
+  const chosen = new Map<string, Partner>();
+  for (const w of wanted) {
+    // receiver.identifier.value first: it names the organisation; the endpoint only locates it.
+    const p = w.refs
+      .map((r) => partners.find((x) => x.id === r) ?? partners.find((x) => x.endpoint === r))
+      .find((x) => x);
+    if (!p)
+      throw new GatewayError(
+        'UNKNOWN_RECIPIENT',
+        `recipient ${JSON.stringify(w.refs[0])} is not a partner in the directory`,
+        { expression: w.expression },
+      );
+    if (p.status !== 'active')
+      throw new GatewayError('UNKNOWN_RECIPIENT', `partner ${p.id} is suspended`, { expression: w.expression });
+    chosen.set(p.id, p);
+  }
+  return Promise.all(
+    [...chosen.values()].map(async (partner) => ({
+      partner,
+      key: await ctx.directory.encryptionKey(partner),
+      deliveryId: uuidv7(),
+    })),
+  );
+}
+
+export interface Envelope {
+  iss: string;
+  iat: number;
+  exchangeId: string;
+  /** The audit entity type of the exchange ('exchange', 'imaging-exchange'). */
+  exchangeEntity: string;
+  contentType: string;
+  /** The signed content (a Bundle, or an imaging manifest), as JSON text. */
+  contentJson: string;
+}
+
+/** Sign the claims for one recipient (aud bound) in the HSM, seal them to its key, and say so in the audit. */
+export async function signAndSeal(
+  signer: Signer,
+  r: Recipient,
+  e: Envelope,
+  sealedAudit: { entity?: NonNullable<AuditInput['entity']>; detail?: NonNullable<AuditInput['detail']> } = {},
+): Promise<{ envelope: string; digest: string; audit: AuditInput[] }> {
+  const id = r.deliveryId;
+  const payload = claimsPayload(
+    { iss: e.iss, aud: r.partner.id, iat: e.iat, jti: id, exchange: e.exchangeId, content_type: e.contentType },
+    e.contentJson,
+  );
+  const envelope = sealCompact(await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }), r.key);
+  const digest = envelopeDigest(envelope);
+  const gateway = { type: 'gateway' as const, id: e.iss };
+  const audit: AuditInput[] = [
+    {
+      type: 'exchange.signed',
+      outcome: 'success',
+      agent: gateway,
+      entity: [
+        { type: 'delivery', id },
+        { type: e.exchangeEntity, id: e.exchangeId },
+      ],
+      detail: { kid: signer.kid, partner: r.partner.id },
+    },
+    {
+      type: 'exchange.sealed',
+      outcome: 'success',
+      agent: gateway,
+      entity: [{ type: 'delivery', id, digest }, ...(sealedAudit.entity ?? [])],
+      detail: { recipientKid: r.key.kid, partner: r.partner.id, ...sealedAudit.detail },
+    },
+  ];
+  return { envelope, digest, audit };
+}
