@@ -6,6 +6,7 @@ import { openStoredMessage } from './inbox-read.ts';
 import { getInboxMessage, markForwarded, recordForwardFailure } from './inbox-store.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
 import { classifyStatus } from '../net/retry-policy.ts';
+import { inTransaction } from '../db/pool.ts';
 
 /**
  * Optional push hand-over: when LOCAL_FHIR_BASE_URL is set, every accepted
@@ -103,9 +104,7 @@ async function audited(
   detail: Record<string, string | number | boolean | null>,
   change: (db: pg.PoolClient) => Promise<void>,
 ): Promise<void> {
-  const client = await ctx.pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(ctx.pool, async (client) => {
     await change(client);
     await appendAudit(client, [
       {
@@ -116,11 +115,5 @@ async function audited(
         detail,
       },
     ]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }

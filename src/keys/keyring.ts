@@ -1,4 +1,5 @@
-import { createPublicKey, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
+import { importPublicJwk } from '../jose/public-key.ts';
 import type pg from 'pg';
 import type { Hsm, PublicJwk } from '../../hsm/hsm.ts';
 import { hsmSigner, type Signer } from '../jose/signer.ts';
@@ -116,7 +117,7 @@ export class Keyring {
     for (const use of ['sig', 'audit'] as const) {
       const row = this.active(use);
       const signature = await this.signer(use).sign(probe);
-      const key = createPublicKey({ key: row.public_jwk as never, format: 'jwk' });
+      const key = importPublicJwk(row.public_jwk);
       if (!verify('sha256', probe, { key, dsaEncoding: 'ieee-p1363' }, signature)) {
         throw new Error(`HSM self-test failed: signature by ${use} key ${row.kid} does not verify`);
       }

@@ -4,6 +4,7 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
+import { isUuid } from '../ids.ts';
 import { enqueueImagingDeliveries } from './imaging/store.ts';
 import { enqueueDeliveries } from './intake-store.ts';
 
@@ -51,8 +52,6 @@ const LEDGERS: Ledger[] = [
   },
 ];
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * Operator retry of a failed delivery of either kind: a fresh attempt budget
  * and horizon, the same sealed content and delivery id.
@@ -62,7 +61,7 @@ export async function retryDelivery(
   id: string,
   actor: NonNullable<AuditInput['agent']>,
 ): Promise<DeliveryKind> {
-  if (!UUID.test(id)) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
+  if (!isUuid(id)) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
   return inTransaction(ctx.pool, async (db) => {
     for (const l of LEDGERS) {
       const { rows } = await db.query<LedgerRow>(`SELECT ${l.columns} FROM ${l.table} WHERE id = $1 FOR UPDATE`, [id]);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { auditAppendSql, auditColumns, type AuditInput, type Queryable } from '../audit/append.ts';
+import { auditAppendSql, auditColumns, type AuditInput } from '../audit/append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
 

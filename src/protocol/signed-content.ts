@@ -1,4 +1,5 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { importPublicJwk } from '../jose/public-key.ts';
 import { GatewayError } from '../errors.ts';
 import { fromB64u } from '../jose/base64url.ts';
 import { isCanonicalB64u } from '../jose/jwe-header.ts';
@@ -31,17 +32,8 @@ export interface ContentChecks {
   checkContent?: (claims: Record<string, unknown>) => void;
 }
 
-/** Parsed sender keys by JWK text: importing a JWK costs more than the verification itself. */
-const keyCache = new Map<string, KeyObject>();
 export function publicKeyOf(jwk: PartnerJwk): KeyObject {
-  const text = JSON.stringify({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
-  let key = keyCache.get(text);
-  if (!key) {
-    key = createPublicKey({ key: JSON.parse(text), format: 'jwk' });
-    if (keyCache.size >= 1000) keyCache.delete(keyCache.keys().next().value!);
-    keyCache.set(text, key);
-  }
-  return key;
+  return importPublicJwk({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
 }
 
 const jwsMalformed = (message: string) => new GatewayError('JWS_MALFORMED', message);

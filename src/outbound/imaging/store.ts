@@ -1,13 +1,11 @@
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../../audit/append.ts';
-import { inTransaction } from '../../db/pool.ts';
+import { inTransaction, type Queryable } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
 
 /** The delivery task; its payload is { deliveryId } only. */
 export const DELIVER_IMAGING_TASK = 'deliver_imaging';
 const SAFETY_NET_ATTEMPTS = 25;
-
-type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 export interface ImagingDeliveryRecord {
   id: string;

@@ -1,8 +1,7 @@
 import type { Task } from 'graphile-worker';
 import type { DeliveryContext } from '../../outbound/deliver.ts';
 import { deliver } from '../../outbound/deliver.ts';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from '../../ids.ts';
 
 /** Payload: { deliveryId } and nothing else (never content). */
 export function assertDeliverPayload(payload: unknown): { deliveryId: string } {
@@ -10,7 +9,7 @@ export function assertDeliverPayload(payload: unknown): { deliveryId: string } {
     throw new Error('deliver: payload must be an object');
   const keys = Object.keys(payload);
   const id = (payload as { deliveryId?: unknown }).deliveryId;
-  if (keys.length !== 1 || typeof id !== 'string' || !UUID.test(id))
+  if (keys.length !== 1 || typeof id !== 'string' || !isUuid(id))
     throw new Error('deliver: payload must be exactly { deliveryId: <uuid> }');
   return { deliveryId: id };
 }

@@ -1,14 +1,13 @@
 import type { Task } from 'graphile-worker';
 import { forward, type ForwardContext } from '../../inbound/forward.ts';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from '../../ids.ts';
 
 /** Payload: { messageId } and nothing else (never content). */
 export function assertForwardPayload(payload: unknown): { messageId: string } {
   if (!payload || typeof payload !== 'object' || Array.isArray(payload))
     throw new Error('inbox-forward: payload must be an object');
   const id = (payload as { messageId?: unknown }).messageId;
-  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !UUID.test(id))
+  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !isUuid(id))
     throw new Error('inbox-forward: payload must be exactly { messageId: <uuid> }');
   return { messageId: id };
 }
