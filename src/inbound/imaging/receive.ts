@@ -192,7 +192,7 @@ interface Received {
 
 async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   const { iss: sender, jti, exchange, content_type } = r.verified.claims;
-  const { receipt, claims } = await signImagingReceipt(ctx.keyring.signer(), {
+  const { receipt, claims } = await signImagingReceipt((await ctx.keyring.fresh()).signer(), {
     iss: ctx.config.org,
     aud: sender,
     delivery: jti,

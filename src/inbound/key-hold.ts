@@ -1,8 +1,11 @@
 import type { GatewayContext } from '../runtime/gateway-context.ts';
-import { unacknowledgedSealedTo } from '../inbound/inbox-store.ts';
-import type { StepDeps } from './rotation-steps.ts';
+import type { StepDeps } from '../keys/rotation-steps.ts';
+import { unacknowledgedSealedTo } from './inbox-store.ts';
 
-/** Stored inbox envelopes are sealed to our enc key: keep the key until the local EHR has acknowledged them all. */
+/**
+ * Given to key rotation as its destroy hold, so keys need not know the inbox.
+ * Stored inbox envelopes are sealed to our enc key: keep the key until the local EHR has acknowledged them all.
+ */
 export function inboxHold(ctx: Pick<GatewayContext, 'pool'>): NonNullable<StepDeps['holdDestroy']> {
   return async (key) => {
     if (key.use !== 'enc') return undefined;
