@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { requireScope, SCOPE_ADMIN } from '../guard.ts';
 import { keyHistory } from '../../src/keys/history.ts';
 import { rotationPolicies } from '../../src/keys/rotation.ts';

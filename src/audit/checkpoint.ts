@@ -1,4 +1,4 @@
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction, type Queryable } from '../db/pool.ts';
 import { nodeHasher } from './hasher.ts';
 import { verifyConsistency } from './verifier/merkle.ts';

@@ -1,6 +1,6 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
 import { importPublicJwk } from '../jose/public-key.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { getClient, type ClientRecord } from './clients.ts';
 import { clientKey } from './client-keys.ts';
 import { OAuthError } from './oauth-error.ts';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
-import type { Logger } from '../runtime/gateway-context.ts';
+import type { Logger } from '../gateway-context.ts';
 import { withinTransaction } from '../db/pool.ts';
 
 export type AuthFailureReason = string;

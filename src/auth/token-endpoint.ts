@@ -1,4 +1,4 @@
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { appendAudit } from '../audit/append.ts';
 import { tokenIssuedEvent } from './audit.ts';
 import { verifyClientAssertion } from './assertion.ts';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { appendAudit } from '../audit/append.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
 import { openStoredMessage } from './inbox-read.ts';
 import { getInboxMessage, markForwarded, recordForwardFailure } from './inbox-store.ts';

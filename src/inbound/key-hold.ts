@@ -1,4 +1,4 @@
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import type { StepDeps } from '../keys/rotation-steps.ts';
 import { unacknowledgedSealedTo } from './inbox-store.ts';
 

@@ -1,6 +1,6 @@
 import type { JWK } from 'jose';
 import type pg from 'pg';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { Partner } from '../directory/directory.ts';
 import { GatewayError } from '../errors.ts';

@@ -1,5 +1,5 @@
 import type { TaskList } from 'graphile-worker';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { AUDIT_CHECKPOINT_CRON, AUDIT_CHECKPOINT_TASK, auditCheckpointTask } from './tasks/audit-checkpoint.ts';
 import { DELIVER_TASK } from '../outbound/intake-store.ts';
 import { deliverTask } from './tasks/deliver.ts';

@@ -1,5 +1,5 @@
 import type { Task } from 'graphile-worker';
-import type { GatewayContext } from '../../runtime/gateway-context.ts';
+import type { GatewayContext } from '../../gateway-context.ts';
 import { refreshPartnerKeys } from '../../directory/partner-refresh.ts';
 import { rotateDue, rotateUse, rotationPolicies, type RotationRun } from '../../keys/rotation.ts';
 import type { StepDeps } from '../../keys/rotation-steps.ts';
