@@ -28,7 +28,7 @@ import { ASSERTION_TYPE, TOKEN_PATH } from '../src/auth/token-endpoint.ts';
 import { inTransaction } from '../src/db/pool.ts';
 import { silentLogger } from '../src/db/migrate.ts';
 import { writeIntakes, type IntakeRecord } from '../src/outbound/intake-store.ts';
-import { DELIVER_TASK, enqueueJobs } from '../src/worker/jobs.ts';
+import { DELIVER_TASK, enqueueJobs } from '../src/queue/jobs.ts';
 import { claimsPayload, envelopeDigest } from '../src/protocol/wire.ts';
 import { signCompact } from '../src/jose/jws.ts';
 import { sealCompact } from '../src/jose/seal.ts';

@@ -1,9 +1,9 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../src/config.ts';
-import type { GatewayContext } from '../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../src/gateway-context.ts';
 import { registerRoutes } from './routes/index.ts';
-import { directoryFromConfig } from '../src/directory/directory.ts';
+import { buildContext } from '../src/runtime/build-context.ts';
 import configPlugin from './plugins/config.ts';
 import outcome from './plugins/outcome.ts';
 import fhirJson from './plugins/fhir-json.ts';
@@ -65,16 +65,15 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     await app.close().catch(() => undefined);
     throw err;
   }
-  const ctx: GatewayContext = {
+  const ctx = buildContext({
     config,
     pool: app.db,
     hsm: app.hsm,
     keyring: app.keyring,
     queue: app.queue,
     logger: app.log,
-    fetch: options.fetch ?? globalThis.fetch,
-    directory: directoryFromConfig(config, { pool: app.db, fetch: options.fetch ?? globalThis.fetch, logger: app.log }),
-  };
+    fetch: options.fetch,
+  });
   app.decorate('ctx', ctx);
   await registerRoutes(app, ctx);
   return app;

@@ -1,5 +1,5 @@
 import type { FastifyInstance, RouteOptions, onRequestAsyncHookHandler } from 'fastify';
-import type { GatewayContext } from '../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../src/gateway-context.ts';
 import { BEARER_GUARD, GUARD, authenticate, isGuard, requireScope } from './guard.ts';
 import { SCOPE_ADMIN } from '../src/auth/scopes.ts';
 import { PROTOCOL } from '../src/protocol/wire.ts';

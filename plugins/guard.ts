@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
-import type { GatewayContext } from '../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../src/gateway-context.ts';
 import { GatewayError } from '../src/errors.ts';
 import { operationOutcome } from '../src/fhir/outcome.ts';
 import { auditRefusal } from '../src/auth/audit.ts';

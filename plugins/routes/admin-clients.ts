@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { appendAudit } from '../../src/audit/append.ts';
 import { inTransaction } from '../../src/db/pool.ts';
 import { GatewayError } from '../../src/errors.ts';

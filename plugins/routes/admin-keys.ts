@@ -1,11 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { requireScope, SCOPE_ADMIN } from '../guard.ts';
 import { keyHistory } from '../../src/keys/history.ts';
 import { rotationPolicies } from '../../src/keys/rotation.ts';
 import { destroyAfter } from '../../src/keys/policy.ts';
 import { listIntents, listKeys, type KeyUse } from '../../src/keys/store.ts';
-import { inboxHold } from '../../src/keys/holds.ts';
+import { inboxHold } from '../../src/inbound/key-hold.ts';
 import { partnerKeyLog } from '../../src/directory/partner-key-log.ts';
 
 /**

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { GUARD, requireScope, SCOPE_AUDIT_READ } from '../guard.ts';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { sessionUser } from '../../src/audit/users.ts';
 
 export const SESSION_COOKIE = 'gw_audit_session';

@@ -3,7 +3,7 @@ import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { chargeRate } from '../../src/auth/rate-limit.ts';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { appendAudit } from '../../src/audit/append.ts';
 import { checkLogin, createSession, endSession, sessionUser, SESSION_TTL_MS } from '../../src/audit/users.ts';

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { committedSize, issueCheckpoint, latestCheckpoint, logOrigin } from '../../src/audit/checkpoint.ts';
 import { auditKeys, buildEvidencePack, toEvidenceCheckpoint } from '../../src/audit/export.ts';

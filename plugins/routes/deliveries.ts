@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { requireScope, SCOPE_ADMIN } from '../guard.ts';
 import { listDeliveries, retryDelivery } from '../../src/outbound/delivery-admin.ts';

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 
 type Check = 'database' | 'hsm' | 'queue';

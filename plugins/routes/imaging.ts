@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import {
   hasAnyScope,

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { installDefaultDeny } from '../default-deny.ts';
 import { authRoutes } from './auth.ts';
 import { adminClientRoutes } from './admin-clients.ts';

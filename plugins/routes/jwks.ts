@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 
 /**
  * The public keys peers need: signing keys (use sig, ES256) and encryption

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { CapabilityStatement } from 'fhir/r4.js';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 
 const VERSION = '0.1.0';
 

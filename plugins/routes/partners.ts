@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { requireScope, SCOPE_ADMIN } from '../guard.ts';
-import type { GatewayContext } from '../../src/runtime/gateway-context.ts';
+import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { partnerFhir, partnerInput, partnerJson } from '../../src/directory/json.ts';
 import type { Partner } from '../../src/directory/directory.ts';

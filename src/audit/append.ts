@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type pg from 'pg';
+import type { Queryable } from '../db/pool.ts';
 import { canonicalJsonAround } from './canonical.ts';
 
 /** FHIR AuditEvent.outcome: 0 success, 4 minor, 8 serious, 12 major failure. */
@@ -20,8 +20,6 @@ export interface AuditInput {
   /** Small non-PHI facts: HTTP status, attempt number, error code, reason text without content. */
   detail?: Record<string, string | number | boolean | null>;
 }
-
-export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 export function leafHash(entry: string): Buffer {
   return createHash('sha256')

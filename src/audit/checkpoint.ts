@@ -1,6 +1,5 @@
-import type pg from 'pg';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
-import type { Queryable } from './append.ts';
+import type { GatewayContext } from '../gateway-context.ts';
+import { inTransaction, type Queryable } from '../db/pool.ts';
 import { nodeHasher } from './hasher.ts';
 import { verifyConsistency } from './verifier/merkle.ts';
 import { checkpointBody, derFromRaw, formatSignedNote, noteKeyId, utf8 } from './verifier/note.ts';
@@ -94,16 +93,12 @@ export async function issueCheckpoint(
   ctx: Pick<GatewayContext, 'pool' | 'keyring' | 'config'>,
   options: { force?: boolean } = {},
 ): Promise<CheckpointRow | undefined> {
-  const client: pg.PoolClient = await ctx.pool.connect();
-  try {
-    await client.query('BEGIN');
+  // The transaction-scoped lock serialises issuers across processes and is released by COMMIT or ROLLBACK.
+  return inTransaction(ctx.pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [CHECKPOINT_LOCK]);
     const size = await committedSize(client);
     const last = await latestCheckpoint(client);
-    if (size === 0 || (last && last.treeSize === size && !options.force)) {
-      await client.query('ROLLBACK');
-      return last;
-    }
+    if (size === 0 || (last && last.treeSize === size && !options.force)) return last; // nothing written: commits nothing
     await fillTiles(client, size);
     const tree = new TreeReader(client, size);
     const root = await tree.root();
@@ -140,12 +135,6 @@ export async function issueCheckpoint(
         consistency.map((h) => Buffer.from(h)),
       ],
     );
-    await client.query('COMMIT');
     return fromRow(rows[0]!);
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }

@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.ts';
-import type { Queryable } from './append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { APPLICATION_ACTIVITY, DCM, DICOM_TYPES, OUTCOME_CODE, type LogEntry } from './fhir.ts';
 
 /** Parsed GET /fhir/AuditEvent parameters. */

@@ -1,4 +1,4 @@
-import type { Queryable } from './append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { nodeHasher } from './hasher.ts';
 import { consistencyProofRanges, inclusionProofRanges, rootOfUnits, type Hash, type Range } from './verifier/merkle.ts';
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import { GatewayError } from '../errors.ts';
-import type { Queryable } from './append.ts';
+import type { Queryable } from '../db/pool.ts';
 
 /**
  * Compliance officers of the audit page: named accounts (HIPAA unique user

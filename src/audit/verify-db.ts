@@ -1,4 +1,4 @@
-import type { Queryable } from './append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { nodeHasher } from './hasher.ts';
 import { equalHash, rootOfUnits, verifyConsistency, type Hash } from './verifier/merkle.ts';
 import { noteKeyId, parseCheckpoint, parseSignedNote, utf8 } from './verifier/note.ts';

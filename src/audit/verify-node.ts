@@ -1,4 +1,5 @@
-import { createHash, createPublicKey, verify } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
+import { importPublicJwk } from '../jose/public-key.ts';
 import type { VerifyDeps } from './verifier/verify.ts';
 
 /** node:crypto implementations of the verifier's primitives (CLI, server, tests). */
@@ -6,7 +7,7 @@ export const nodeVerifyDeps: VerifyDeps = {
   sha256: (data) => createHash('sha256').update(data).digest(),
   verifySignature: (jwk, data, der) => {
     try {
-      const key = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } as never, format: 'jwk' });
+      const key = importPublicJwk(jwk);
       return verify('sha256', data, { key, dsaEncoding: 'der' }, der);
     } catch {
       return false;

@@ -1,5 +1,6 @@
-import { decodeProtectedHeader, errors, importJWK, jwtVerify, type JWK } from 'jose';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import { decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
+import { importPublicJwk } from '../jose/public-key.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { getClient, type ClientRecord } from './clients.ts';
 import { clientKey } from './client-keys.ts';
 import { OAuthError } from './oauth-error.ts';
@@ -81,7 +82,7 @@ export async function verifyClientAssertion(
 
   let payload: Record<string, unknown>;
   try {
-    const key = await importJWK(jwk, alg);
+    const key = importPublicJwk(jwk);
     const result = await jwtVerify(assertion, key, {
       algorithms: [alg],
       issuer: client.id,

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
-import type { Logger } from '../runtime/gateway-context.ts';
+import type { Logger } from '../gateway-context.ts';
+import { withinTransaction } from '../db/pool.ts';
 
 export type AuthFailureReason = string;
 
@@ -36,11 +37,10 @@ export async function auditRefusal(
   });
   if (!client) return;
   try {
-    await client.query('BEGIN');
-    await appendAudit(client, [{ type, outcome: 'minor-failure', agent: agent(subject), detail }]);
-    await client.query('COMMIT');
+    await withinTransaction(client, (db) =>
+      appendAudit(db, [{ type, outcome: 'minor-failure', agent: agent(subject), detail }]),
+    );
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     logger.error({ err, type }, 'audit: could not record an auth refusal');
   } finally {
     client.release();

@@ -1,5 +1,5 @@
 import type { JWK } from 'jose';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { checkPublicJwks, type ClientRecord } from './clients.ts';
 
 interface CacheEntry {

@@ -1,5 +1,5 @@
 import type { JWK } from 'jose';
-import type { Queryable } from '../audit/append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { isValidScope } from './scopes.ts';
 import { revokeClientTokens } from './tokens.ts';

@@ -1,4 +1,4 @@
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { GatewayError } from '../errors.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { X509Certificate, createHash } from 'node:crypto';
-import type { Queryable } from '../audit/append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 
 /** Mutual TLS on /inbox: which partner a peer certificate (by SHA-256 of its DER) speaks for. */

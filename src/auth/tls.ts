@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Config } from '../config.ts';
-import type { Queryable } from '../audit/append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { certSha256, partnerForCertificate } from './tls-bindings.ts';
 
 export interface HttpsOptions extends SecureContextOptions {

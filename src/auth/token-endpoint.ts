@@ -1,4 +1,4 @@
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { appendAudit } from '../audit/append.ts';
 import { tokenIssuedEvent } from './audit.ts';
 import { verifyClientAssertion } from './assertion.ts';
@@ -6,6 +6,7 @@ import { OAuthError } from './oauth-error.ts';
 import { hasAnyScope, parseScopes } from './scopes.ts';
 import { issueAccessToken } from './tokens.ts';
 import { chargeRate } from './rate-limit.ts';
+import { inTransaction } from '../db/pool.ts';
 
 export const TOKEN_PATH = '/auth/token';
 export const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -77,22 +78,15 @@ export async function handleTokenRequest(
     );
   }
 
-  const db = await ctx.pool.connect();
-  try {
-    await db.query('BEGIN');
-    const issued = await issueAccessToken(db, { clientId: client.id, scopes: requested }, ctx.config.accessTokenTtl);
-    await appendAudit(db, [tokenIssuedEvent({ clientId: client.id, remoteAddress }, requested, issued.expiresIn)]);
-    await db.query('COMMIT');
-    return {
-      access_token: issued.accessToken,
-      token_type: 'bearer',
-      expires_in: issued.expiresIn,
-      scope: requested.join(' '),
-    };
-  } catch (err) {
-    await db.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    db.release();
-  }
+  const issued = await inTransaction(ctx.pool, async (db) => {
+    const token = await issueAccessToken(db, { clientId: client.id, scopes: requested }, ctx.config.accessTokenTtl);
+    await appendAudit(db, [tokenIssuedEvent({ clientId: client.id, remoteAddress }, requested, token.expiresIn)]);
+    return token;
+  });
+  return {
+    access_token: issued.accessToken,
+    token_type: 'bearer',
+    expires_in: issued.expiresIn,
+    scope: requested.join(' '),
+  };
 }

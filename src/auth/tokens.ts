@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Queryable } from '../audit/append.ts';
+import type { Queryable } from '../db/pool.ts';
 
 /**
  * Opaque access tokens. Only the SHA-256 of a token is stored, so the

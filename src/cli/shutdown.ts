@@ -1,4 +1,4 @@
-import type { Logger } from '../runtime/gateway-context.ts';
+import type { Logger } from '../gateway-context.ts';
 
 /** Resolve after the first SIGTERM/SIGINT has run `stop`; a second signal exits at once. */
 export function onShutdown(logger: Logger, stop: () => Promise<void>): Promise<void> {

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { Logger, runMigrations } from 'graphile-worker';
+import { withinTransaction } from './pool.ts';
 
 const MIGRATIONS_DIR = join(import.meta.dirname, 'migrations');
 // Any fixed number; serialises concurrent migrators (several serve/worker processes starting at once).
@@ -29,14 +30,13 @@ export async function migrate(pool: pg.Pool): Promise<MigrationResult> {
     for (const file of files) {
       if (done.has(file)) continue;
       const sql = readFileSync(join(MIGRATIONS_DIR, file), 'utf8');
-      await client.query('BEGIN');
       try {
-        await client.query(sql);
-        await client.query('INSERT INTO schema_migrations (name) VALUES ($1)', [file]);
-        await client.query('COMMIT');
+        await withinTransaction(client, async (db) => {
+          await db.query(sql);
+          await db.query('INSERT INTO schema_migrations (name) VALUES ($1)', [file]);
+        });
         applied.push(file);
       } catch (err) {
-        await client.query('ROLLBACK');
         throw new Error(`migration ${file} failed: ${(err as Error).message}`, { cause: err });
       }
     }

@@ -2,6 +2,8 @@ import pg from 'pg';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
+/** Anything that runs a query: the pool, or a client inside a transaction. */
+export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 export interface PoolLogger {
   warn: (obj: object, msg: string) => void;
@@ -25,18 +27,32 @@ export function createPool(connectionString: string, logger: PoolLogger, max = 2
   return pool;
 }
 
-/** Run fn in a transaction; roll back on any error. */
+/** Run fn in a transaction on a connection of its own; roll back on any error. */
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
+    return await withinTransaction(client, fn);
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Run fn in a transaction on a connection the caller already holds (one that
+ * keeps a session-level advisory lock across several transactions); roll back
+ * on any error and rethrow it, not a failure of the rollback itself.
+ */
+export async function withinTransaction<C extends pg.ClientBase, T>(
+  client: C,
+  fn: (client: C) => Promise<T>,
+): Promise<T> {
+  await client.query('BEGIN');
+  try {
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
-  } finally {
-    client.release();
   }
 }

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.ts';
 
-/** The directory logs warnings only (a narrow type: src/runtime/gateway-context.ts depends on the directory, not the reverse). */
+/** The directory logs warnings only (a narrow type: src/gateway-context.ts depends on the directory, not the reverse). */
 export interface DirectoryLogger {
   warn: (obj: object, msg?: string) => void;
 }

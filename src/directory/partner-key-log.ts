@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { Jwks, PartnerJwk } from './jwks.ts';
-import type { Queryable } from '../keys/store.ts';
+import type { Queryable } from '../db/pool.ts';
 
 export interface PartnerKeySeen {
   partner_id: string;

@@ -1,4 +1,4 @@
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { observePartnerKeys, type ObservationResult } from './partner-key-log.ts';
 
 export type PartnerRefreshContext = Pick<GatewayContext, 'pool' | 'directory' | 'logger'> & {

@@ -1,7 +1,5 @@
-import type pg from 'pg';
+import type { Queryable } from '../db/pool.ts';
 import type { Jwks } from './jwks.ts';
-
-type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 export type PartnerStatus = 'active' | 'suspended';
 

@@ -1,12 +1,13 @@
 import type pg from 'pg';
 import { appendAudit } from '../audit/append.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
 import { openStoredMessage } from './inbox-read.ts';
 import { getInboxMessage, markForwarded, recordForwardFailure } from './inbox-store.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
 import { classifyStatus } from '../net/retry-policy.ts';
-import { enqueueJobs, FORWARD_TASK } from '../worker/jobs.ts';
+import { enqueueJobs, FORWARD_TASK } from '../queue/jobs.ts';
+import { inTransaction } from '../db/pool.ts';
 
 /**
  * Optional push hand-over: when LOCAL_FHIR_BASE_URL is set, every accepted
@@ -96,9 +97,7 @@ async function audited(
   detail: Record<string, string | number | boolean | null>,
   change: (db: pg.PoolClient) => Promise<void>,
 ): Promise<void> {
-  const client = await ctx.pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(ctx.pool, async (client) => {
     await change(client);
     await appendAudit(client, [
       {
@@ -109,11 +108,5 @@ async function audited(
         detail,
       },
     ]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }

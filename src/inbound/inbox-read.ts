@@ -1,6 +1,7 @@
 import { appendAudit } from '../audit/append.ts';
 import { auditRefusal } from '../auth/audit.ts';
 import { GatewayError } from '../errors.ts';
+import { isUuid } from '../ids.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
 import { verifyCompact } from '../jose/verify.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
@@ -29,8 +30,6 @@ export interface OpenedMessage {
   /** The Bundle JSON text exactly as the sender signed it. */
   bundle: string;
 }
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Open a stored envelope again with the HSM-held key and re-verify the
@@ -98,7 +97,7 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
   }
 
   async function load(id: string, viewer: InboxRequester, operation: string) {
-    const found = UUID_RE.test(id) ? await getInboxMessageFor(ctx.pool, id, viewer) : undefined;
+    const found = isUuid(id) ? await getInboxMessageFor(ctx.pool, id, viewer) : undefined;
     if (!found) throw notFound(id);
     if (!found.visible) return refuseNotRouted(id, viewer, operation);
     return found.message;
@@ -163,7 +162,7 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
     },
 
     async acknowledge(id: string, viewer: InboxRequester): Promise<InboxMetadata> {
-      if (!UUID_RE.test(id)) throw notFound(id);
+      if (!isUuid(id)) throw notFound(id);
       const result = await acknowledgeAudited(id, viewer);
       if (!result) throw notFound(id);
       // Refused after the acknowledging transaction ended: the refusal is audited in its own.

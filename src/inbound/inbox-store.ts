@@ -1,11 +1,9 @@
-import type pg from 'pg';
+import type { Queryable } from '../db/pool.ts';
 import type { PartnerJwk } from '../directory/directory.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 
 /** What the inbox pipelines use of the gateway context. */
 export type InboxContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'directory' | 'logger'>;
-
-type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 export type InboxState = 'received' | 'forwarded' | 'acknowledged';
 export const INBOX_STATES: readonly InboxState[] = ['received', 'forwarded', 'acknowledged'];

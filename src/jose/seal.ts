@@ -1,7 +1,6 @@
 import {
   createCipheriv,
   createHash,
-  createPublicKey,
   diffieHellman,
   generateKeyPairSync,
   randomBytes,
@@ -9,6 +8,7 @@ import {
 } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { b64u } from './base64url.ts';
+import { importPublicJwk } from './public-key.ts';
 
 /** A recipient's public encryption key (EC, P-256 or P-384) with its kid. */
 export interface RecipientKey {
@@ -55,25 +55,16 @@ export function concatKdf(
     .subarray(0, keyBits / 8);
 }
 
-const publicKeyCache = new Map<string, KeyObject>();
-
 export function recipientPublicKey(jwk: RecipientKey): KeyObject {
-  const cacheKey = `${jwk.crv}.${jwk.x}.${jwk.y}`;
-  let key = publicKeyCache.get(cacheKey);
-  if (!key) {
-    if (jwk.kty !== 'EC' || !jwk.crv || !CURVES[jwk.crv])
-      throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: only EC P-256/P-384 keys are supported`);
-    try {
-      key = createPublicKey({ key: { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y } as never, format: 'jwk' });
-    } catch (err) {
-      throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: not a valid ${jwk.crv} public key`, {
-        cause: err,
-      });
-    }
-    if (publicKeyCache.size > 1000) publicKeyCache.clear();
-    publicKeyCache.set(cacheKey, key);
+  if (jwk.kty !== 'EC' || !jwk.crv || !CURVES[jwk.crv])
+    throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: only EC P-256/P-384 keys are supported`);
+  try {
+    return importPublicJwk({ kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y });
+  } catch (err) {
+    throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: not a valid ${jwk.crv} public key`, {
+      cause: err,
+    });
   }
-  return key;
 }
 
 /**

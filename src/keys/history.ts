@@ -1,4 +1,4 @@
-import type { Queryable } from './store.ts';
+import type { Queryable } from '../db/pool.ts';
 import { listKeys } from './store.ts';
 
 /** One key's whole life, for audit packs and GET /admin/keys (public key included, never private material). */

@@ -1,11 +1,17 @@
-import { createPublicKey, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
+import { importPublicJwk } from '../jose/public-key.ts';
 import type pg from 'pg';
 import type { Hsm, PublicJwk } from '../../hsm/hsm.ts';
 import { hsmSigner, type Signer } from '../jose/signer.ts';
 import { listKeys, type GatewayKeyRow, type KeyUse } from './store.ts';
 
-/** Bound on how long a process keeps using a key after another process rotated it. */
-export const KEYRING_RELOAD_MS = 5_000;
+/**
+ * Bound on how long a process keeps using a key after another process (the
+ * worker, the CLI) rotated it: every use asks fresh(), which reloads rows
+ * older than this. Checked at the point of use, so a failed reload reaches
+ * the caller instead of leaving a background copy silently stale.
+ */
+export const KEYRING_MAX_AGE_MS = 5_000;
 
 export interface PublishedJwk extends PublicJwk {
   kid: string;
@@ -16,14 +22,14 @@ export interface PublishedJwk extends PublicJwk {
 /**
  * The gateway's keys as the running process sees them: the active signer per
  * use, decryption keys by kid, and the public JWKS. Reloaded from the
- * database on demand (rotation may happen in another process).
+ * database on demand (rotation may happen in another process): callers take
+ * keys from fresh(), or reload() right after a rotation of their own.
  */
 export class Keyring {
   readonly #pool: pg.Pool;
   readonly #hsm: Hsm;
   #rows: GatewayKeyRow[] = [];
   #loadedAt = 0;
-  #timer: NodeJS.Timeout | undefined;
 
   constructor(pool: pg.Pool, hsm: Hsm) {
     this.#pool = pool;
@@ -35,32 +41,8 @@ export class Keyring {
     this.#loadedAt = Date.now();
   }
 
-  /**
-   * Reload every intervalMs in the background, so a rotation done by another
-   * process (the worker, the CLI) is picked up within that bound even by
-   * synchronous callers of signer(). The timer never keeps the process alive
-   * and stops by itself once the pool is shut down.
-   */
-  autoReload(intervalMs: number): this {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = setInterval(() => {
-      if ((this.#pool as { ending?: boolean }).ending) {
-        clearInterval(this.#timer);
-        return;
-      }
-      this.reload().catch(() => undefined);
-    }, intervalMs);
-    this.#timer.unref();
-    return this;
-  }
-
-  stopAutoReload(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
-  }
-
   /** Reload if older than maxAgeMs. */
-  async fresh(maxAgeMs = 30_000): Promise<this> {
+  async fresh(maxAgeMs = KEYRING_MAX_AGE_MS): Promise<this> {
     if (Date.now() - this.#loadedAt > maxAgeMs) await this.reload();
     return this;
   }
@@ -116,7 +98,7 @@ export class Keyring {
     for (const use of ['sig', 'audit'] as const) {
       const row = this.active(use);
       const signature = await this.signer(use).sign(probe);
-      const key = createPublicKey({ key: row.public_jwk as never, format: 'jwk' });
+      const key = importPublicJwk(row.public_jwk);
       if (!verify('sha256', probe, { key, dsaEncoding: 'ieee-p1363' }, signature)) {
         throw new Error(`HSM self-test failed: signature by ${use} key ${row.kid} does not verify`);
       }
@@ -132,5 +114,5 @@ export async function openKeyring(pool: pg.Pool, hsm: Hsm, log?: (kids: string[]
   const keyring = new Keyring(pool, hsm);
   await keyring.reload();
   await keyring.selfTest();
-  return keyring.autoReload(KEYRING_RELOAD_MS);
+  return keyring;
 }

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type { Queryable } from '../db/pool.ts';
 import type { PublicJwk } from '../../hsm/hsm.ts';
 
 export type KeyUse = 'sig' | 'enc' | 'audit';
@@ -29,8 +29,6 @@ export interface KeyIntent {
   activate: boolean;
   started_at: Date;
 }
-
-export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 export async function listKeys(db: Queryable): Promise<GatewayKeyRow[]> {
   const { rows } = await db.query<GatewayKeyRow>('SELECT * FROM gateway_keys ORDER BY use, created_at, kid');

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { nextDelayMs, type AttemptClass } from '../net/retry-policy.ts';
 
 /** The outcome of one transmission, as classified by the sender. */

@@ -1,15 +1,14 @@
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { DELIVERY_KINDS, type DeliveryKind, type DeliveryKindSpec, type RetryRow } from './delivery-kinds.ts';
+import { isUuid } from '../ids.ts';
 
 export type { DeliveryKind } from './delivery-kinds.ts';
 
 const LEDGERS = Object.values(DELIVERY_KINDS);
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Operator retry of a failed delivery of either kind: a fresh attempt budget
@@ -20,7 +19,7 @@ export async function retryDelivery(
   id: string,
   actor: NonNullable<AuditInput['agent']>,
 ): Promise<DeliveryKind> {
-  if (!UUID.test(id)) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
+  if (!isUuid(id)) throw new GatewayError('NOT_FOUND', `no delivery ${id}`);
   return inTransaction(ctx.pool, async (db) => {
     for (const l of LEDGERS) {
       const { rows } = await db.query<RetryRow>(`SELECT ${l.retryColumns} FROM ${l.table} WHERE id = $1 FOR UPDATE`, [

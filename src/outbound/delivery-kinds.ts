@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type pg from 'pg';
-import { DELIVER_IMAGING_TASK, DELIVER_TASK, enqueueJobs } from '../worker/jobs.ts';
+import { DELIVER_IMAGING_TASK, DELIVER_TASK, enqueueJobs } from '../queue/jobs.ts';
 import type { AttemptLedger } from './attempt-ledger.ts';
 
 export type DeliveryKind = 'bundle' | 'imaging';

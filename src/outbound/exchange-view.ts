@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { isUuid } from '../ids.ts';
 
 export interface DeliveryView {
   delivery: string;
@@ -37,7 +38,7 @@ export async function readExchange(
   id: string,
   clientId: string | null,
 ): Promise<ExchangeView | undefined> {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
+  if (!isUuid(id)) return undefined;
   const { rows } = await db.query<{
     id: string;
     client_id: string;

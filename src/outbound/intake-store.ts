@@ -1,8 +1,9 @@
 import type pg from 'pg';
-import { auditAppendSql, auditColumns, type AuditInput, type Queryable } from '../audit/append.ts';
+import { auditAppendSql, auditColumns, type AuditInput } from '../audit/append.ts';
+import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
-import { DELIVER_TASK, jobSpecsSql, SAFETY_NET_ATTEMPTS } from '../worker/jobs.ts';
+import { DELIVER_TASK, jobSpecsSql, SAFETY_NET_ATTEMPTS } from '../queue/jobs.ts';
 
 export interface SealedDelivery {
   id: string;

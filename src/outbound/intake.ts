@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { AuditInput } from '../audit/append.ts';
 import { appendAudit } from '../audit/append.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { checkBundle, messageDestinations } from '../fhir/bundle.ts';

@@ -1,5 +1,5 @@
 import type { AuditInput } from '../audit/append.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import type { Partner, PartnerJwk } from '../directory/directory.ts';
 import { GatewayError } from '../errors.ts';
 import { signCompact } from '../jose/jws.ts';

@@ -6,7 +6,7 @@ import { classifyStatus, parseRetryAfter } from '../net/retry-policy.ts';
 import { verifyReceipt } from '../protocol/receipt.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
 import type { AttemptResult } from './attempt-ledger.ts';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 
 const MAX_ANSWER_BYTES = 64 * 1024;
 

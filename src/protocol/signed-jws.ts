@@ -1,24 +1,16 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { fromB64u } from '../jose/base64url.ts';
 import { isCanonicalB64u } from '../jose/jwe-header.ts';
+import { importPublicJwk } from '../jose/public-key.ts';
 import { verifyCompact } from '../jose/verify.ts';
 import type { Directory, PartnerJwk } from '../directory/directory.ts';
 
 /** Signature algorithms a sender may use: ES256 (protocol default) and ES384 for P-384 keys. */
 export const CONTENT_ALGS = ['ES256', 'ES384'] as const;
 
-/** Parsed sender keys by JWK text: importing a JWK costs more than the verification itself. */
-const keyCache = new Map<string, KeyObject>();
 export function publicKeyOf(jwk: PartnerJwk): KeyObject {
-  const text = JSON.stringify({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
-  let key = keyCache.get(text);
-  if (!key) {
-    key = createPublicKey({ key: JSON.parse(text), format: 'jwk' });
-    if (keyCache.size >= 1000) keyCache.delete(keyCache.keys().next().value!);
-    keyCache.set(text, key);
-  }
-  return key;
+  return importPublicJwk({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
 }
 
 /** How a partner's signed JWS is checked: its typ, and where a refusal points (FHIRPath of the part). */

@@ -1,10 +1,10 @@
 import { makeWorkerUtils } from 'graphile-worker';
 import type { Config } from '../config.ts';
-import type { GatewayContext, Logger } from './gateway-context.ts';
+import type { GatewayContext, Logger } from '../gateway-context.ts';
 import { silentLogger } from '../db/migrate.ts';
 import { openKeyring } from '../keys/keyring.ts';
 import { openDatabase } from './database.ts';
-import { directoryFromConfig } from '../directory/directory.ts';
+import { buildContext } from './build-context.ts';
 import { openHsm } from './hsm.ts';
 import type { Hsm } from '../../hsm/hsm.ts';
 
@@ -22,17 +22,7 @@ export async function openContext(
       logger.info({ kids }, 'generated gateway keys in the HSM'),
     );
     const queue = await makeWorkerUtils({ pgPool: db.pool, logger: silentLogger() });
-    const directory = directoryFromConfig(config, { pool: db.pool, fetch: globalThis.fetch, logger });
-    const ctx: GatewayContext = {
-      config,
-      pool: db.pool,
-      hsm: opened,
-      keyring,
-      queue,
-      logger,
-      fetch: globalThis.fetch,
-      directory,
-    };
+    const ctx = buildContext({ config, pool: db.pool, hsm: opened, keyring, queue, logger });
     return {
       ctx,
       close: async () => {

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { run, type Runner, type WorkerEvents } from 'graphile-worker';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { silentLogger } from '../db/migrate.ts';
 import { crontab, taskList } from './task-list.ts';
 

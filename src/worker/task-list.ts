@@ -1,10 +1,10 @@
 import type { TaskList } from 'graphile-worker';
-import type { GatewayContext } from '../runtime/gateway-context.ts';
+import type { GatewayContext } from '../gateway-context.ts';
 import { AUDIT_CHECKPOINT_CRON, AUDIT_CHECKPOINT_TASK, auditCheckpointTask } from './tasks/audit-checkpoint.ts';
 import { deliver, type DeliveryContext } from '../outbound/deliver.ts';
 import { DELIVERY_KINDS, type DeliveryKind } from '../outbound/delivery-kinds.ts';
 import { deliverImaging } from '../outbound/imaging/deliver.ts';
-import { FORWARD_TASK } from './jobs.ts';
+import { FORWARD_TASK } from '../queue/jobs.ts';
 import { deliveryTask } from './tasks/deliver.ts';
 import { inboxForwardTask } from './tasks/inbox-forward.ts';
 import {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { uuidv7 } from '../../src/ids.ts';
+import { isUuid, uuidv7 } from '../../src/ids.ts';
 
 describe('uuidv7', () => {
   it('is an RFC 9562 version 7 UUID carrying the millisecond time', () => {
@@ -14,5 +14,33 @@ describe('uuidv7', () => {
     const sorted = [...byTime].sort(([a], [b]) => (a < b ? -1 : 1));
     expect(sorted.map(([, t]) => t)).toEqual([...byTime].map(([, t]) => t).sort((a, b) => a - b));
     expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe('isUuid', () => {
+  it('accepts the canonical 8-4-4-4-12 hex form in either case, of any version', () => {
+    expect(isUuid(uuidv7())).toBe(true);
+    expect(isUuid('00000000-0000-0000-0000-000000000000')).toBe(true);
+    expect(isUuid('6F9619FF-8B86-D011-B42D-00C04FC964FF')).toBe(true);
+    expect(isUuid('6f9619ff-8b86-d011-b42d-00c04fc964ff')).toBe(true);
+  });
+  it('refuses everything a uuid column would choke on or read differently', () => {
+    for (const bad of [
+      '',
+      '6f9619ff8b86d011b42d00c04fc964ff', // no hyphens
+      '{6f9619ff-8b86-d011-b42d-00c04fc964ff}', // braces
+      'urn:uuid:6f9619ff-8b86-d011-b42d-00c04fc964ff',
+      '6f9619ff-8b86-d011-b42d-00c04fc964f', // one digit short
+      '6f9619ff-8b86-d011-b42d-00c04fc964fff', // one digit long
+      '6f9619ff-8b86-d011-b42d-00c04fc964fg', // not hex
+      ' 6f9619ff-8b86-d011-b42d-00c04fc964ff',
+      '6f9619ff-8b86-d011-b42d-00c04fc964ff\n', // $ must not match before a trailing newline
+      '6f9619ff-8b86d011-b42d-00c04fc964ff-', // hyphen moved
+    ]) {
+      expect(isUuid(bad), JSON.stringify(bad)).toBe(false);
+    }
+    for (const notString of [undefined, null, 42, {}, ['6f9619ff-8b86-d011-b42d-00c04fc964ff']]) {
+      expect(isUuid(notString)).toBe(false);
+    }
   });
 });

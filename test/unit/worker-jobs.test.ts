@@ -7,7 +7,7 @@ import {
   DELIVER_TASK,
   FORWARD_TASK,
   jobSpecsSql,
-} from '../../src/worker/jobs.ts';
+} from '../../src/queue/jobs.ts';
 import { taskList } from '../../src/worker/task-list.ts';
 
 const ID = '6f1c2a0e-8a55-4f0e-9d59-2f5b1b7c9e01';

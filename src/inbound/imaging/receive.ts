@@ -15,6 +15,7 @@ import { envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
 import type { InboxContext, ReceiveMeta, ReceiveResult } from '../receive.ts';
 import { verifySignedContent, type VerifiedContent } from '../../protocol/signed-content.ts';
 import { uuidv7 } from '../../ids.ts';
+import { inTransaction } from '../../db/pool.ts';
 
 const MANIFEST_MAX = 16 * 1024 * 1024;
 const ANNOUNCE_MAX = 16 * 1024;
@@ -191,7 +192,7 @@ interface Received {
 
 async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   const { iss: sender, jti, exchange, content_type } = r.verified.claims;
-  const { receipt, claims } = await signImagingReceipt(ctx.keyring.signer(), {
+  const { receipt, claims } = await signImagingReceipt((await ctx.keyring.fresh()).signer(), {
     iss: ctx.config.org,
     aud: sender,
     delivery: jti,
@@ -199,59 +200,55 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
     contentDigest: r.contentDigest,
     now: r.now,
   });
-  const client = await ctx.pool.connect();
   try {
-    await client.query('BEGIN');
-    const inserted = await insertInboxMessages(client, [
-      {
-        id: r.messageId,
-        sender,
-        jti,
-        exchangeId: exchange,
-        envelope: r.envelope,
-        envelopeDigest: r.digest,
-        encKid: r.encKid,
-        senderKid: r.verified.senderKid,
-        senderJwk: r.verified.senderJwk,
-        receiptId: claims.jti,
-        receipt,
-        receivedAt: r.now,
-      },
-    ]);
-    if (!inserted.has(r.messageId))
-      throw new GatewayError('UNAVAILABLE', 'a concurrent delivery of the same id is in progress; retry', {
-        retryAfter: 1,
-      });
-    await client.query(
-      'INSERT INTO imaging_inbox_content (message_id, content_type, content_path, content_length, content_jwe_length) VALUES ($1, $2, $3, $4, $5)',
-      [r.messageId, content_type, r.file.path, r.length, r.contentJweLength],
-    );
-    await appendAudit(
-      client,
-      [
+    await inTransaction(ctx.pool, async (client) => {
+      const inserted = await insertInboxMessages(client, [
         {
-          type: 'inbox.accepted',
-          outcome: 'success',
-          agent: { type: 'partner', id: sender, ...(r.meta.remoteAddress ? { network: r.meta.remoteAddress } : {}) },
-          entity: [
-            { type: 'inbox-message', id: r.messageId, digest: r.digest },
-            { type: 'imaging-content', id: r.messageId, digest: r.contentDigest },
-            { type: 'delivery', id: jti },
-            { type: 'exchange', id: exchange },
-            { type: 'receipt', id: claims.jti },
-          ],
-          detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+          id: r.messageId,
+          sender,
+          jti,
+          exchangeId: exchange,
+          envelope: r.envelope,
+          envelopeDigest: r.digest,
+          encKid: r.encKid,
+          senderKid: r.verified.senderKid,
+          senderJwk: r.verified.senderJwk,
+          receiptId: claims.jti,
+          receipt,
+          receivedAt: r.now,
         },
-      ],
-      r.now,
-    );
-    await client.query('COMMIT');
+      ]);
+      if (!inserted.has(r.messageId))
+        throw new GatewayError('UNAVAILABLE', 'a concurrent delivery of the same id is in progress; retry', {
+          retryAfter: 1,
+        });
+      await client.query(
+        'INSERT INTO imaging_inbox_content (message_id, content_type, content_path, content_length, content_jwe_length) VALUES ($1, $2, $3, $4, $5)',
+        [r.messageId, content_type, r.file.path, r.length, r.contentJweLength],
+      );
+      await appendAudit(
+        client,
+        [
+          {
+            type: 'inbox.accepted',
+            outcome: 'success',
+            agent: { type: 'partner', id: sender, ...(r.meta.remoteAddress ? { network: r.meta.remoteAddress } : {}) },
+            entity: [
+              { type: 'inbox-message', id: r.messageId, digest: r.digest },
+              { type: 'imaging-content', id: r.messageId, digest: r.contentDigest },
+              { type: 'delivery', id: jti },
+              { type: 'exchange', id: exchange },
+              { type: 'receipt', id: claims.jti },
+            ],
+            detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+          },
+        ],
+        r.now,
+      );
+    });
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     await r.file.discard();
     throw err;
-  } finally {
-    client.release();
   }
   return { receipt, messageId: r.messageId, duplicate: false };
 }

@@ -1,10 +1,8 @@
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../../audit/append.ts';
-import { inTransaction } from '../../db/pool.ts';
+import { inTransaction, type Queryable } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
-import { DELIVER_IMAGING_TASK, enqueueJobs } from '../../worker/jobs.ts';
-
-type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+import { DELIVER_IMAGING_TASK, enqueueJobs } from '../../queue/jobs.ts';
 
 export interface ImagingDeliveryRecord {
   id: string;

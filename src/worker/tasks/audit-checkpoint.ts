@@ -1,5 +1,5 @@
 import type { Task } from 'graphile-worker';
-import type { GatewayContext } from '../../runtime/gateway-context.ts';
+import type { GatewayContext } from '../../gateway-context.ts';
 import { issueCheckpoint } from '../../audit/checkpoint.ts';
 
 export const AUDIT_CHECKPOINT_TASK = 'audit_checkpoint';

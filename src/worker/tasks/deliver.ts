@@ -1,8 +1,8 @@
 import type { Task } from 'graphile-worker';
 import type { DeliveryContext } from '../../outbound/deliver.ts';
-import { assertDeliverPayload } from '../jobs.ts';
+import { assertDeliverPayload } from '../../queue/jobs.ts';
 
-export { assertDeliverPayload } from '../jobs.ts';
+export { assertDeliverPayload } from '../../queue/jobs.ts';
 
 /** A delivery task of either kind: the payload is { deliveryId } only (never content). */
 export function deliveryTask(

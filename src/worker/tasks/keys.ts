@@ -1,10 +1,10 @@
 import type { Task } from 'graphile-worker';
-import type { GatewayContext } from '../../runtime/gateway-context.ts';
+import type { GatewayContext } from '../../gateway-context.ts';
 import { refreshPartnerKeys } from '../../directory/partner-refresh.ts';
 import { rotateDue, rotateUse, rotationPolicies, type RotationRun } from '../../keys/rotation.ts';
 import type { StepDeps } from '../../keys/rotation-steps.ts';
 import { KEY_USES, type KeyUse } from '../../keys/store.ts';
-import { inboxHold } from '../../keys/holds.ts';
+import { inboxHold } from '../../inbound/key-hold.ts';
 
 export const KEYS_ROTATE_TASK = 'keys_rotate';
 export const PARTNER_KEYS_REFRESH_TASK = 'partner_keys_refresh';
@@ -35,7 +35,7 @@ export function parseRotatePayload(payload: unknown): RotatePayload | undefined 
   return { use: p.use as KeyUse, now: p.now, requestedBy: p.requestedBy };
 }
 
-/** Run the rotation and make this process use the new keys at once (others reload within KEYRING_RELOAD_MS). */
+/** Run the rotation and make this process use the new keys at once (others reload within KEYRING_MAX_AGE_MS). */
 export async function runKeysRotate(
   ctx: Pick<GatewayContext, 'pool' | 'hsm' | 'keyring' | 'config' | 'logger'>,
   payload: unknown,

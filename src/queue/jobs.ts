@@ -1,9 +1,12 @@
-import type { Queryable } from '../audit/append.ts';
+import type { Queryable } from '../db/pool.ts';
+import { isUuid } from '../ids.ts';
 
 /**
  * The jobs catalogue: every queued task id, its payload (ids only, never
- * PHI) and the one job-spec SQL that enqueues it. Inbound and outbound both
- * enqueue through here, so neither imports the other.
+ * PHI) and the one job-spec SQL that enqueues it. It sits below the
+ * pipelines and the worker: inbound and outbound enqueue through it (so
+ * neither imports the other), and the worker runs what it names (so no
+ * folder imports the worker back).
  */
 export const DELIVER_TASK = 'deliver';
 export const DELIVER_IMAGING_TASK = 'deliver_imaging';
@@ -23,8 +26,6 @@ const PAYLOAD_FIELD = {
 const JOB_KEY_PREFIX = { [DELIVER_TASK]: '', [DELIVER_IMAGING_TASK]: '', [FORWARD_TASK]: 'inbox-forward:' } as const;
 
 export type IdJobTask = keyof typeof PAYLOAD_FIELD;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * The job specs for graphile_worker.add_jobs, one per id in `ids` (an SQL
@@ -56,7 +57,7 @@ export function assertIdPayload<F extends string>(task: string, field: F, payloa
   if (!payload || typeof payload !== 'object' || Array.isArray(payload))
     throw new Error(`${task}: payload must be an object`);
   const id = (payload as Record<string, unknown>)[field];
-  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !UUID.test(id))
+  if (Object.keys(payload).length !== 1 || typeof id !== 'string' || !isUuid(id))
     throw new Error(`${task}: payload must be exactly { ${field}: <uuid> }`);
   return { [field]: id } as Record<F, string>;
 }

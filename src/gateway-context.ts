@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { WorkerUtils } from 'graphile-worker';
-import type { Hsm } from '../../hsm/hsm.ts';
-import type { Config } from '../config.ts';
-import type { Keyring } from '../keys/keyring.ts';
-import type { Directory } from '../directory/directory.ts';
+import type { Hsm } from '../hsm/hsm.ts';
+import type { Config } from './config.ts';
+import type { Keyring } from './keys/keyring.ts';
+import type { Directory } from './directory/directory.ts';
 
 export interface Logger {
   info: (obj: object, msg?: string) => void;

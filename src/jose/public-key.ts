@@ -1,0 +1,41 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+
+/** The public members of a partner's, client's or our own key; anything else in the JWK is ignored. */
+export interface PublicJwkInput {
+  kty?: unknown;
+  crv?: unknown;
+  x?: unknown;
+  y?: unknown;
+  n?: unknown;
+  e?: unknown;
+}
+
+/** Enough for every partner and client key in use; a stream of distinct keys evicts the least recently used. */
+export const PUBLIC_KEY_CACHE_SIZE = 1000;
+
+const cache = new Map<string, KeyObject>();
+
+/**
+ * The KeyObject for a public JWK (EC or RSA), parsed once: importing a JWK
+ * costs more than the verification itself. Throws what node:crypto throws for
+ * a malformed key or a point off its curve, and caches only keys that parsed.
+ */
+export function importPublicJwk(jwk: PublicJwkInput): KeyObject {
+  const members =
+    jwk.kty === 'RSA' ? { kty: jwk.kty, n: jwk.n, e: jwk.e } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
+  const id = JSON.stringify(members);
+  let key = cache.get(id);
+  if (key) {
+    cache.delete(id); // re-insert: Map order is the recency order
+  } else {
+    key = createPublicKey({ key: members as never, format: 'jwk' });
+    if (cache.size >= PUBLIC_KEY_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  }
+  cache.set(id, key);
+  return key;
+}
+
+/** How many keys the cache holds (for tests of its bound). */
+export function publicKeyCacheSize(): number {
+  return cache.size;
+}
