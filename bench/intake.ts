@@ -280,11 +280,15 @@ async function record(): Promise<IntakeRecord> {
     }),
   );
   const audit = [
-    { type: 'intake.accepted', outcome: 'success' as const, entity: [{ type: 'exchange', id: exchangeId, digest }] },
+    {
+      type: 'intake.accepted' as const,
+      outcome: 'success' as const,
+      entity: [{ type: 'exchange', id: exchangeId, digest }],
+    },
     ...deliveries.flatMap((d) => [
-      { type: 'exchange.signed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id }] },
+      { type: 'exchange.signed' as const, outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id }] },
       {
-        type: 'exchange.sealed',
+        type: 'exchange.sealed' as const,
         outcome: 'success' as const,
         entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }],
       },
