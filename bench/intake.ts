@@ -1,5 +1,5 @@
 /**
- * Outbound intake throughput (issue 4), in one run:
+ * Outbound intake throughput, in one run:
  *   gateway  POST /fhir/$process-message over HTTP with autocannon: a 10 KiB message Bundle to 2
  *            partners (validate, 2 HSM signs, 2 seals, group-committed rows + jobs + audit), then the
  *            same at half the peak rate for the latency check

@@ -64,7 +64,7 @@ export const ERROR_CODES = {
   WRONG_AUDIENCE: { status: 400, issue: 'security' },
   IAT_OUT_OF_WINDOW: { status: 400, issue: 'value' },
   REPLAY_CONFLICT: { status: 409, issue: 'conflict' },
-  // Imaging (issue 6): refusals of a DICOM upload or of an imaging delivery.
+  // Imaging: refusals of a DICOM upload or of an imaging delivery.
   DICOM_INVALID: { status: 400, issue: 'structure' },
   DICOM_TRUNCATED: { status: 400, issue: 'structure' },
   CONTENT_DIGEST_MISMATCH: { status: 400, issue: 'security' },

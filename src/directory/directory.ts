@@ -216,7 +216,7 @@ export class Directory {
       key = selectVerificationKey(await this.#jwks.get(p.jwksUri), p.id, kid);
     }
     if (!key && this.#keyHistory) {
-      // A key the partner published before and has since retired (issue 7): past signatures stay verifiable.
+      // A key the partner published before and has since retired in a rotation: past signatures stay verifiable.
       const recorded = await this.#keyHistory(p.id, kid);
       if (recorded) key = selectVerificationKey({ keys: [{ ...recorded, kid }] }, p.id, kid);
     }

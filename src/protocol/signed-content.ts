@@ -27,7 +27,7 @@ export interface ContentChecks {
   /** Oldest iat accepted: envelopes are signed once and retried, so this exceeds the senders' delivery horizon. */
   maxAgeMs: number;
   now?: number;
-  /** Checks content_type and content instead of the Bundle rules (imaging manifests, issue 6). */
+  /** Checks content_type and content instead of the Bundle rules (imaging manifests, whose content is a signed description of the streamed file). */
   checkContent?: (claims: Record<string, unknown>) => void;
 }
 
