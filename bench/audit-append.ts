@@ -1,5 +1,5 @@
 /**
- * Audit append throughput (issue 8), in one run, batch sizes 1 and 100:
+ * Audit append throughput, in one run, batch sizes 1 and 100:
  *   audit   appendAudit() in its own transaction (canonical JSON, leaf hash,
  *           audit_head row lock, trigger-protected table) while a checkpointer
  *           signs a checkpoint with the HSM audit key every second

@@ -1,5 +1,5 @@
 /**
- * The bare imaging pipeline (issue 6): client → A → B as three processes
+ * The bare imaging pipeline: client → A → B as three processes
  * doing only the primitives the gateways cannot avoid, over node:http on
  * loopback, with no gateway around them (no DICOM checks, database, HSM,
  * multipart or receipt):

@@ -1,5 +1,5 @@
 /**
- * The floor under imaging throughput on this machine (issue 6): how fast could
+ * The floor under imaging throughput on this machine: how fast could
  * ANY implementation of the A-intake → B-available pipeline be here, with the
  * client, gateway A and gateway B on the same cores?
  *

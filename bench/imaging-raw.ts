@@ -4,7 +4,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 /**
- * The raw streaming ceiling of issue 6, shared by the imaging benches: the file
+ * The raw streaming ceiling of the imaging target, shared by the imaging benches: the file
  * through read + AES-256-GCM + base64url + write with node:crypto, one pass,
  * nothing else. Returns MiB/s; `out` is removed afterwards.
  */

@@ -1,5 +1,5 @@
 /**
- * Imaging throughput and memory, in one run (issue 6):
+ * Imaging throughput and memory, in one run:
  *   raw      the streaming ceiling on the same file: read + AES-256-GCM + base64url + write, node:crypto, one pass
  *   bare     the same design with only its primitives (bench/imaging-bare.ts): what this machine allows the design
  *   gateway  A-intake to B-available: POST /imaging to gateway A (streamed), A checks, seals to a file, signs

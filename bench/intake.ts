@@ -1,5 +1,5 @@
 /**
- * Outbound intake throughput (issue 4), in one run:
+ * Outbound intake throughput, in one run:
  *   gateway  POST /fhir/$process-message over HTTP with autocannon: a 10 KiB message Bundle to 2
  *            partners (validate, 2 HSM signs, 2 seals, group-committed rows + jobs + audit), then the
  *            same at half the peak rate for the latency check
@@ -281,11 +281,15 @@ async function record(): Promise<IntakeRecord> {
     }),
   );
   const audit = [
-    { type: 'intake.accepted', outcome: 'success' as const, entity: [{ type: 'exchange', id: exchangeId, digest }] },
+    {
+      type: 'intake.accepted' as const,
+      outcome: 'success' as const,
+      entity: [{ type: 'exchange', id: exchangeId, digest }],
+    },
     ...deliveries.flatMap((d) => [
-      { type: 'exchange.signed', outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id }] },
+      { type: 'exchange.signed' as const, outcome: 'success' as const, entity: [{ type: 'delivery', id: d.id }] },
       {
-        type: 'exchange.sealed',
+        type: 'exchange.sealed' as const,
         outcome: 'success' as const,
         entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }],
       },

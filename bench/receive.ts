@@ -1,5 +1,5 @@
 /**
- * Inbound receive throughput (issue 5), in one run:
+ * Inbound receive throughput, in one run:
  *   gateway-http  POST /inbox over HTTP: open (HSM ECDH + Concat KDF, AES-GCM) + verify (ES256, directory)
  *                 + dedupe + store sealed + audit + HSM-signed receipt
  *   gateway       the same pipeline called in-process (no HTTP)

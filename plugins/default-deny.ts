@@ -15,7 +15,7 @@ const PUBLIC_ROUTES: Array<{ method: string; url: RegExp }> = [
   { method: 'GET', url: /^\/openapi\.yaml$/ },
   { method: 'GET', url: /^\/docs(\/.*)?$/ },
   { method: 'POST', url: new RegExp(`^${PROTOCOL.inboxPath}$`) },
-  // Imaging deliveries (issue 6): authenticated by the signed manifest, like the inbox.
+  // Imaging deliveries: authenticated by the signed manifest, like the inbox.
   { method: 'POST', url: new RegExp(`^${PROTOCOL.inboxPath}/imaging$`) },
   { method: 'POST', url: /^\/auth\/token$/ },
 ];

@@ -67,7 +67,7 @@ export const ERROR_CODES = {
   // A partner's signed receipt: not a well-formed accepting receipt, or one for other bytes than were sent.
   RECEIPT_INVALID: { status: 400, issue: 'invalid' },
   RECEIPT_MISMATCH: { status: 400, issue: 'security' },
-  // Imaging (issue 6): refusals of a DICOM upload or of an imaging delivery.
+  // Imaging: refusals of a DICOM upload or of an imaging delivery.
   DICOM_INVALID: { status: 400, issue: 'structure' },
   DICOM_TRUNCATED: { status: 400, issue: 'structure' },
   CONTENT_DIGEST_MISMATCH: { status: 400, issue: 'security' },

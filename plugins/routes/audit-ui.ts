@@ -6,6 +6,7 @@ import { chargeRate } from '../../src/auth/rate-limit.ts';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { appendAudit } from '../../src/audit/append.ts';
+import type { AuditEventType } from '../../src/audit/events.ts';
 import { checkLogin, createSession, endSession, sessionUser, SESSION_TTL_MS } from '../../src/audit/users.ts';
 import { inTransaction } from '../../src/db/pool.ts';
 import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
@@ -54,7 +55,7 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       'Set-Cookie',
       `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`,
     );
-  const record = (req: FastifyRequest, type: string, name: string, ok: boolean, reason?: string) =>
+  const record = (req: FastifyRequest, type: AuditEventType, name: string, ok: boolean, reason?: string) =>
     inTransaction(ctx.pool, (c) =>
       appendAudit(c, [
         {

@@ -33,7 +33,7 @@ async function closingOnError<T>(reply: FastifyReply, fn: () => Promise<T>): Pro
 }
 
 /**
- * Imaging (issue 6): POST /imaging (DICOM intake from the EHR), GET
+ * Imaging: POST /imaging (DICOM intake from the EHR), GET
  * /imaging/{id} (the sender's view), POST /inbox/imaging (deliveries from
  * peer gateways, authenticated by the signed manifest) and GET
  * /inbox/messages/{id}/content (the DICOM bytes for the local EHR).

@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { Queryable } from '../db/pool.ts';
 import { canonicalJsonAround } from './canonical.ts';
+import type { AuditEventType, AuditOutcome } from './events.ts';
 
-/** FHIR AuditEvent.outcome: 0 success, 4 minor, 8 serious, 12 major failure. */
-export type AuditOutcome = 'success' | 'minor-failure' | 'serious-failure' | 'major-failure';
+export type { AuditOutcome } from './events.ts';
 
 /**
  * One audit entry, AuditEvent-shaped. Identifiers and digests only: never PHI,
  * never a bundle, never a token.
  */
 export interface AuditInput {
-  /** Dotted event type, e.g. intake.accepted, delivery.attempt, inbox.refused, auth.failure, key.generated */
-  type: string;
+  /** Dotted event type, one of the catalogue in ./events.ts (docs/AUDIT.md lists them). */
+  type: AuditEventType;
   outcome: AuditOutcome;
   /** Who: the authenticated client, partner organisation, gateway itself or an admin. */
   agent?: { type: 'client' | 'partner' | 'gateway' | 'admin' | 'anonymous'; id: string; network?: string };

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { GatewayError } from '../errors.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
+import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
 import { JwksFetcher, DEFAULT_JWKS_LIMITS, type DirectoryLogger as Logger, type JwksLimits } from './jwks-fetch.ts';
 import { checkJwks, selectEncryptionKey, selectVerificationKey, type Jwks, type PartnerJwk } from './jwks.ts';
@@ -116,7 +117,7 @@ export class Directory {
   /** Run a change and its audit entry in one transaction. */
   #audited<T>(
     actor: DirectoryActor,
-    type: string,
+    type: AuditEventType,
     id: string,
     change: (db: import('pg').PoolClient) => Promise<T>,
   ): Promise<T> {
@@ -215,7 +216,7 @@ export class Directory {
       key = selectVerificationKey(await this.#jwks.get(p.jwksUri), p.id, kid);
     }
     if (!key && this.#keyHistory) {
-      // A key the partner published before and has since retired (issue 7): past signatures stay verifiable.
+      // A key the partner published before and has since retired in a rotation: past signatures stay verifiable.
       const recorded = await this.#keyHistory(p.id, kid);
       if (recorded) key = selectVerificationKey({ keys: [{ ...recorded, kid }] }, p.id, kid);
     }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
+import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { Jwks, PartnerJwk } from './jwks.ts';
 import type { Queryable } from '../db/pool.ts';
@@ -66,7 +67,7 @@ export async function observePartnerKeys(
       [partnerId],
     );
     const events: AuditInput[] = [];
-    const event = (type: string, kid: string, detail: AuditInput['detail'] = {}): AuditInput => ({
+    const event = (type: AuditEventType, kid: string, detail: AuditInput['detail'] = {}): AuditInput => ({
       type,
       outcome: type === 'partner-key.first-seen' ? 'success' : 'minor-failure',
       agent: { type: 'partner', id: partnerId },

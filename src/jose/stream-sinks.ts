@@ -48,11 +48,6 @@ export async function fileSink(dest: string): Promise<PlaintextSink> {
   };
 }
 
-/** Verify only: the plaintext is hashed by the reader and then dropped. */
-export function nullSink(): PlaintextSink {
-  return { write: async () => undefined, commit: async () => undefined, discard: async () => undefined };
-}
-
 export interface SpoolSink extends PlaintextSink {
   /** After commit: the plaintext again, decrypted from the spool; the file is deleted when the stream ends or fails. */
   read(): Readable;

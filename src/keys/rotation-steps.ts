@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Hsm, HsmKeyInfo } from '../../hsm/hsm.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
+import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
 import { thumbprint } from '../jose/thumbprint.ts';
 import type { RotationStep } from './policy.ts';
@@ -51,7 +52,7 @@ const now = (d: StepDeps) => (d.clock ? d.clock() : new Date());
 const hook = async (d: StepDeps, p: RotationPoint) => d.hook?.(p);
 const keyEvent = (
   d: StepDeps,
-  type: string,
+  type: AuditEventType,
   use: KeyUse,
   kid: string,
   detail: AuditInput['detail'] = {},

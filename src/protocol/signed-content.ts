@@ -16,7 +16,7 @@ export interface VerifiedContent {
 
 export interface ContentChecks extends ClaimWindow {
   directory: Pick<Directory, 'get' | 'verificationKey'>;
-  /** Checks content_type and content instead of the Bundle rules (imaging manifests). */
+  /** Checks content_type and content instead of the Bundle rules (imaging manifests, whose content is a signed description of the streamed file). */
   checkContent?: (claims: Record<string, unknown>) => void;
 }
 

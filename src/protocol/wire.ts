@@ -46,39 +46,17 @@ export function envelopeDigest(envelope: string | Uint8Array): string {
   return 'sha-256=' + createHash('sha256').update(envelope).digest('base64url');
 }
 
-/** Member order of the signed claims; `content` is always last (see contentBytes). */
+/** Member order of the signed claims; `content` is always last, so a recipient can cut it out verbatim. */
 const CLAIM_ORDER = ['iss', 'aud', 'iat', 'jti', 'exchange', 'content_type'] as const;
 
 /**
  * The JWS payload of the signed content: the claims in a fixed order with no
  * insignificant whitespace, then `"content":` followed by the accepted bundle
  * bytes VERBATIM, then `}`. Nothing is re-serialised, so the recipient can
- * hand on exactly the bytes the sender accepted (contentBytes).
+ * hand on exactly the bytes the sender accepted.
  */
 export function claimsPayload(claims: Omit<ExchangeClaims, 'content'>, contentJson: string): string {
   const head: Record<string, unknown> = {};
   for (const k of CLAIM_ORDER) head[k] = claims[k];
   return `${JSON.stringify(head).slice(0, -1)},"content":${contentJson}}`;
-}
-
-/**
- * The content bytes as the sender accepted them, recovered from a verified
- * payload written by claimsPayload. Falls back to re-serialising `content`
- * when the payload has another layout (any JSON is a valid payload).
- */
-export function contentBytes(payload: string): string {
-  // The members before `content` are strings and numbers: a quote inside a
-  // string value is escaped, so the first `"content":` is the top-level one.
-  const marker = '"content":';
-  const at = payload.indexOf(marker);
-  const parsed = JSON.parse(payload) as { content?: unknown };
-  if (at > 0 && payload.endsWith('}')) {
-    const raw = payload.slice(at + marker.length, -1);
-    try {
-      if (JSON.stringify(JSON.parse(raw)) === JSON.stringify(parsed.content)) return raw;
-    } catch {
-      // not the expected layout; fall through
-    }
-  }
-  return JSON.stringify(parsed.content);
 }

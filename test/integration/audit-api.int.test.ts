@@ -40,7 +40,7 @@ beforeAll(async () => {
           detail: { status: 500 },
         },
         {
-          type: 'inbox.received',
+          type: 'inbox.accepted',
           outcome: 'success',
           agent: { type: 'partner', id: 'org-b' },
           entity: [{ type: 'exchange', id: 'ex-43' }],

@@ -27,7 +27,7 @@ beforeAll(async () => {
           { length: 70 },
           (_, i) =>
             ({
-              type: ['intake.accepted', 'delivery.attempt', 'receipt.verified', 'auth.failure'][i % 4]!,
+              type: (['intake.accepted', 'delivery.attempt', 'delivery.receipt', 'auth.failure'] as const)[i % 4]!,
               outcome: i % 5 === 0 ? 'serious-failure' : 'success',
               agent: { type: 'partner', id: `org-${i % 7}` },
               entity: [

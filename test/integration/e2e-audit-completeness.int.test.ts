@@ -19,7 +19,7 @@ import { verifyEvidencePack } from '../../src/audit/verifier/verify.ts';
 import { nodeVerifyDeps } from '../../src/audit/verify-node.ts';
 
 /**
- * Audit completeness (issue 8): an end-to-end run across gateways A and B
+ * Audit completeness: an end-to-end run across gateways A and B
  * (plus a scripted fake recipient R behind A for delivery faults) produces
  * every kind of event; each one, counted from the HTTP side and the
  * database side, must have exactly one audit entry, read both through

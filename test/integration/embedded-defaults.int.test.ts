@@ -34,7 +34,7 @@ describe('embedded defaults (README quick start)', () => {
     // The new cluster prepared WAL segments ahead (recycled, not created while commits wait): dozens, not the initdb few.
     const walSegments = readdirSync(join(dataDir, 'pg', 'pg_wal')).filter((n) => /^[0-9A-F]{24}$/.test(n));
     expect(walSegments.length).toBeGreaterThanOrEqual(128); // max_wal_size (2GB) of 16 MiB segments
-    // It runs with small shared_buffers (bounded bursts of dirty pages; ARCHITECTURE-NOTES, "Commit stalls").
+    // It runs with small shared_buffers (bounded bursts of dirty pages; docs/decisions/0007).
     const postmaster = readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]!;
     expect(readFileSync(`/proc/${postmaster}/cmdline`, 'utf8').split('\0')).toContain('shared_buffers=16MB');
 

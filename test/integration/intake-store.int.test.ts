@@ -36,7 +36,7 @@ function record(clientId: string, idempotencyKey: string | null, contentDigest =
       detail: { recipients: 2, note: 'Zürich – 東京' },
     },
     ...deliveries.map((d) => ({
-      type: 'exchange.sealed',
+      type: 'exchange.sealed' as const,
       outcome: 'success' as const,
       entity: [{ type: 'delivery', id: d.id, digest: d.envelopeDigest }],
     })),

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compactDecrypt, compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK } from 'jose';
 import { concatKdf, sealCompact } from '../../src/jose/seal.ts';
-import { claimsPayload, contentBytes, envelopeDigest } from '../../src/protocol/wire.ts';
+import { claimsPayload, envelopeDigest } from '../../src/protocol/wire.ts';
+import { contentBytes } from '../helpers/recipient.ts';
 
 describe('sealCompact: compact JWE ECDH-ES + A256GCM with node:crypto', () => {
   for (const crv of ['P-256', 'P-384'] as const) {

@@ -296,11 +296,6 @@ export function verifyConsistency(
   verifySubtreeConsistency(hasher, 0, size1, size2, proof, root1, root2);
 }
 
-/** Tree head of leaf hashes[0..n). O(n); use rootOfUnits with stored block hashes for big trees. */
-export function treeHead(leafHashes: readonly Hash[], hasher: Hasher): Hash {
-  return rootOfUnits(leafHashes, hasher);
-}
-
 /** Resolve proof ranges to hashes with a subtree-hash source (in memory or backed by storage). */
 export function proofFromRanges(ranges: readonly Range[], subtreeHash: (r: Range) => Hash): Hash[] {
   return ranges.map(subtreeHash);

@@ -1,4 +1,4 @@
--- Outbound exchange (issue 4): partner directory, exchanges, deliveries and
+-- Outbound exchange: partner directory, exchanges, deliveries and
 -- their attempts. Deliveries hold only the sealed envelope (compact JWE):
 -- no plaintext bundle is ever stored.
 

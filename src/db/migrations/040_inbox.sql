@@ -1,4 +1,4 @@
--- Inbound exchange (issue 5): envelopes received on POST /inbox, stored
+-- Inbound exchange: envelopes received on POST /inbox, stored
 -- exactly as received (still sealed to our HSM-held key: no plaintext at
 -- rest), with the receipt we signed and the hand-over state for the local EHR.
 CREATE TABLE inbox_messages (

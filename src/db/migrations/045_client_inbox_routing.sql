@@ -1,4 +1,4 @@
--- Inbox routing (issue 9, isolation): the partner ids whose received messages a
+-- Inbox routing (isolation between EHR clients): the partner ids whose received messages a
 -- client may list, read and acknowledge; '*' = every partner. Empty (the
 -- default, also for clients registered before this migration) = none: a
 -- client sees no inbox message until an administrator routes partners to it

@@ -1,4 +1,4 @@
--- Key lifecycle (issue 7): the rotation state machine's intents, and the
+-- Key lifecycle: the rotation state machine's intents, and the
 -- partner key-transparency log.
 
 -- A rotation step that touches the HSM and the database cannot be one

@@ -1,4 +1,4 @@
--- Imaging (issue 6): DICOM studies travel as a streamed compact JWE per
+-- Imaging: DICOM studies travel as a streamed compact JWE per
 -- recipient, kept as a FILE under DATA_DIR/imaging (sealed: no plaintext at
 -- rest), plus a signed manifest sealed as a normal envelope. The database
 -- holds metadata, digests and file paths only: no UIDs, no patient ids.
