@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { GatewayContext } from '../runtime/gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { Partner } from '../directory/directory.ts';
+import { scopeOfSignedItem } from '../directory/signing-keys.ts';
 import { GatewayError } from '../errors.ts';
 import { verifyReceipt } from '../protocol/receipt.ts';
 import { enqueueDeliveries } from './intake-store.ts';
@@ -70,7 +71,7 @@ async function transmit(ctx: DeliveryContext, d: DeliveryRow, partner: Partner):
       text,
       async (header) => {
         if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
-        return (await ctx.directory.verificationKey(partner.id, header.kid)) as JWK;
+        return (await ctx.directory.verificationKey(partner.id, header.kid, scopeOfSignedItem(text))) as JWK;
       },
       { iss: partner.id, aud: ctx.config.org, delivery: d.id, digest: d.envelope_digest },
     );

@@ -69,7 +69,7 @@ export async function verifyAnnouncement(
   const kid = header.kid;
   let senderJwk: PartnerJwk;
   try {
-    senderJwk = await c.directory.verificationKey(iss, kid);
+    senderJwk = await c.directory.verificationKey(iss, kid, 'current');
   } catch (err) {
     if (err instanceof GatewayError && (err.code === 'FORBIDDEN' || err.code === 'UNPROCESSABLE'))
       throw new GatewayError('JWS_SIGNATURE_INVALID', `sender ${iss} publishes no usable signing key ${kid}`, {

@@ -108,7 +108,7 @@ export async function verifySignedContent(jws: string, checks: ContentChecks): P
   const kid = header.kid;
   let senderJwk: PartnerJwk;
   try {
-    senderJwk = await checks.directory.verificationKey(iss, kid);
+    senderJwk = await checks.directory.verificationKey(iss, kid, 'current');
   } catch (err) {
     // No such key published: the signature cannot be from this sender. JWKS fetch trouble (503) stays transient.
     if (err instanceof GatewayError && (err.code === 'FORBIDDEN' || err.code === 'UNPROCESSABLE')) {

@@ -5,6 +5,7 @@ import type { JWK } from 'jose';
 import type pg from 'pg';
 import { inTransaction } from '../../db/pool.ts';
 import type { Partner } from '../../directory/directory.ts';
+import { scopeOfSignedItem } from '../../directory/signing-keys.ts';
 import { GatewayError } from '../../errors.ts';
 import { verifyReceipt } from '../../protocol/receipt.ts';
 import { readBounded } from '../../net/read-bounded.ts';
@@ -110,7 +111,7 @@ export async function transmit(
       text,
       async (header) => {
         if (!header.kid) throw new GatewayError('BAD_REQUEST', 'receipt header has no kid');
-        return (await ctx.directory.verificationKey(partner.id, header.kid)) as JWK;
+        return (await ctx.directory.verificationKey(partner.id, header.kid, scopeOfSignedItem(text))) as JWK;
       },
       { iss: partner.id, aud: ctx.config.org, delivery: deliveryId, digest: want.manifestDigest },
     );
