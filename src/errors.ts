@@ -58,6 +58,8 @@ export const ERROR_CODES = {
   JWE_DECRYPT_FAILED: { status: 400, issue: 'security' },
   JWS_MALFORMED: { status: 400, issue: 'structure' },
   JWS_SIGNATURE_INVALID: { status: 400, issue: 'security' },
+  /** Signed with a key the partner no longer publishes: new content needs a key in its current JWKS. */
+  JWS_KEY_WITHDRAWN: { status: 400, issue: 'security' },
   CLAIMS_INVALID: { status: 400, issue: 'invalid' },
   UNKNOWN_SENDER: { status: 403, issue: 'forbidden' },
   SENDER_MISMATCH: { status: 403, issue: 'forbidden' },

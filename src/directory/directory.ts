@@ -4,12 +4,14 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
 import { JwksFetcher, DEFAULT_JWKS_LIMITS, type DirectoryLogger as Logger, type JwksLimits } from './jwks-fetch.ts';
-import { checkJwks, selectEncryptionKey, selectVerificationKey, type Jwks, type PartnerJwk } from './jwks.ts';
-import { recordedPartnerKey } from './partner-key-log.ts';
+import { checkJwks, selectEncryptionKey, type Jwks, type PartnerJwk } from './jwks.ts';
+import { observePartnerKeys } from './partner-key-log.ts';
+import { partnerSigningKey, type KeyScope } from './signing-keys.ts';
 import {
   deletePartner,
   findPartner,
   findPartnersByIdOrEndpoint,
+  findPartnersByJwksUri,
   insertPartner,
   listPartners,
   updatePartner,
@@ -19,6 +21,7 @@ import {
 
 export type { Partner, PartnerStatus } from './store.ts';
 export type { Jwks, PartnerJwk } from './jwks.ts';
+export type { KeyScope } from './signing-keys.ts';
 
 /** Who changes the directory, for the audit entry. */
 export type DirectoryActor = NonNullable<AuditInput['agent']>;
@@ -64,20 +67,15 @@ export class Directory {
   readonly #limits: JwksLimits;
   readonly #resolved = new Map<string, { at: number; partners: Partner[] }>();
   readonly #jwks: JwksFetcher;
-  readonly #keyHistory: KeyHistoryLookup | undefined;
 
-  constructor(deps: {
-    pool: pg.Pool;
-    fetch: typeof fetch;
-    logger: Logger;
-    limits?: Partial<JwksLimits>;
-    keyHistory?: KeyHistoryLookup;
-  }) {
+  constructor(deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger; limits?: Partial<JwksLimits> }) {
     this.#pool = deps.pool;
-    this.#keyHistory = deps.keyHistory;
     this.#logger = deps.logger;
     this.#limits = { ...DEFAULT_JWKS_LIMITS, ...deps.limits };
-    this.#jwks = new JwksFetcher(deps.fetch, deps.logger, this.#limits);
+    // Every fetch is an observation: a key gone from a partner's JWKS is recorded as withdrawn at once.
+    this.#jwks = new JwksFetcher(deps.fetch, deps.logger, this.#limits, async (uri, jwks) => {
+      for (const p of await findPartnersByJwksUri(this.#pool, uri)) await observePartnerKeys(this.#pool, p.id, jwks);
+    });
   }
 
   /** Validate input into stored fields; an inline JWKS must carry a usable encryption key. */
@@ -131,7 +129,11 @@ export class Directory {
   async add(input: PartnerInput, actor: DirectoryActor = CLI_ACTOR): Promise<Partner> {
     const fields = this.#fields(input);
     try {
-      return await this.#audited(actor, 'partner.added', fields.id, (db) => insertPartner(db, fields));
+      return await this.#audited(actor, 'partner.added', fields.id, async (db) => {
+        const added = await insertPartner(db, fields);
+        if (added.jwks) await observePartnerKeys(db, added.id, added.jwks);
+        return added;
+      });
     } catch (err) {
       if ((err as { code?: string }).code === '23505') {
         throw new GatewayError('CONFLICT', `a partner with this id or endpoint already exists`, {
@@ -149,6 +151,8 @@ export class Directory {
       updated = await this.#audited(actor, 'partner.updated', fields.id, async (db) => {
         const row = await updatePartner(db, fields);
         if (!row) throw new GatewayError('NOT_FOUND', `no partner ${input.id}`);
+        // An inline JWKS is observed as it is stored: a key it drops is withdrawn from this moment.
+        if (row.jwks) await observePartnerKeys(db, row.id, row.jwks);
         return row;
       });
     } catch (err) {
@@ -157,8 +161,21 @@ export class Directory {
       throw err;
     }
     if (!updated) throw new GatewayError('NOT_FOUND', `no partner ${input.id}`);
-    if (updated.jwksUri) this.#jwks.forget(updated.jwksUri);
+    if (updated.jwksUri) await this.#lookNow(updated.id, updated.jwksUri);
     return updated;
+  }
+
+  /** Fetch a changed JWKS URI now, so its keys (and any it dropped) are recorded at once; a failure waits for the next use. */
+  async #lookNow(partnerId: string, jwksUri: string): Promise<void> {
+    this.#jwks.forget(jwksUri);
+    try {
+      await this.#jwks.get(jwksUri);
+    } catch (err) {
+      this.#logger.warn(
+        { partner: partnerId, reason: (err as Error).message },
+        'partner JWKS not fetched after the update',
+      );
+    }
   }
 
   async remove(id: string, actor: DirectoryActor = CLI_ACTOR): Promise<void> {
@@ -208,23 +225,18 @@ export class Directory {
     return selectEncryptionKey(await this.#keys(p), p.id);
   }
 
-  /** The partner's signing key with this kid; an unknown kid triggers one JWKS refresh (with a cooldown). */
-  async verificationKey(partnerId: string, kid: string): Promise<PartnerJwk> {
+  /**
+   * The partner's signing key with this kid, within `scope`: 'current' for
+   * new inbound content, { signedAt } for stored items and receipts (see
+   * KeyScope). A key we cannot use triggers one JWKS refetch (with a cooldown).
+   */
+  async verificationKey(partnerId: string, kid: string, scope: KeyScope): Promise<PartnerJwk> {
     const p = await this.require(partnerId);
-    let key = selectVerificationKey(await this.#keys(p), p.id, kid);
-    if (!key && p.jwksUri && (await this.#jwks.refreshForUnknownKid(p.jwksUri))) {
-      key = selectVerificationKey(await this.#jwks.get(p.jwksUri), p.id, kid);
-    }
-    if (!key && this.#keyHistory) {
-      // A key the partner published before and has since retired in a rotation: past signatures stay verifiable.
-      const recorded = await this.#keyHistory(p.id, kid);
-      if (recorded) key = selectVerificationKey({ keys: [{ ...recorded, kid }] }, p.id, kid);
-    }
-    if (!key) {
-      this.#logger.warn({ partner: p.id, kid }, 'unknown signing key id');
-      throw new GatewayError('FORBIDDEN', `partner ${p.id} publishes no signing key with kid ${kid}`);
-    }
-    return key;
+    const uri = p.jwksUri;
+    return partnerSigningKey(this.#pool, this.#logger, p.id, kid, scope, {
+      jwks: () => this.#keys(p),
+      refetch: async () => (uri && (await this.#jwks.refreshForUnknownKid(uri)) ? this.#jwks.get(uri) : undefined),
+    });
   }
 
   /** The partner's JWKS fetched now (inline: as stored), for the key refresh job; throws if the fetch fails. */
@@ -233,21 +245,13 @@ export class Directory {
   }
 }
 
-/** Looks up a signing key a partner published earlier under this kid (the key-transparency log). */
-export type KeyHistoryLookup = (partnerId: string, kid: string) => Promise<PartnerJwk | undefined>;
-
 /** The Directory with its limits taken from the configuration (JWKS_TIMEOUT, JWKS_MAX_BYTES, JWKS_REFRESH_COOLDOWN). */
 export function directoryFromConfig(
-  config: { jwksTimeout: number; jwksMaxBytes: number; jwksRefreshCooldown: number; inboxMaxAge?: number },
+  config: { jwksTimeout: number; jwksMaxBytes: number; jwksRefreshCooldown: number },
   deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger },
 ): Directory {
-  // Retired partner signing keys verify for INBOX_MAX_AGE after they disappear (content signed before is still arriving).
-  const window = config.inboxMaxAge ?? 48 * 3_600_000;
-  const keyHistory: KeyHistoryLookup = (partnerId, kid) =>
-    recordedPartnerKey(deps.pool, partnerId, kid, new Date(Date.now() - window));
   return new Directory({
     ...deps,
-    keyHistory,
     limits: { timeoutMs: config.jwksTimeout, maxBytes: config.jwksMaxBytes, cooldownMs: config.jwksRefreshCooldown },
   });
 }

@@ -25,6 +25,9 @@ const DEFAULT_TTL = 5 * 60_000;
 const MIN_TTL = 30_000;
 const MAX_TTL = 24 * 3_600_000;
 
+/** Told of each JWKS document fetched (to record it in the key-transparency log). */
+export type FetchedListener = (uri: string, jwks: Jwks) => Promise<void>;
+
 interface Entry {
   jwks: Jwks;
   fetchedAt: number;
@@ -43,11 +46,14 @@ export class JwksFetcher {
   readonly #limits: JwksLimits;
   readonly #cache = new Map<string, Entry>();
   readonly #inflight = new Map<string, Promise<Entry>>();
+  readonly #onFetched: FetchedListener | undefined;
 
-  constructor(fetchImpl: typeof fetch, logger: DirectoryLogger, limits: JwksLimits) {
+  /** `onFetched` sees every document fetched for a lookup (the refresh job records its own). */
+  constructor(fetchImpl: typeof fetch, logger: DirectoryLogger, limits: JwksLimits, onFetched?: FetchedListener) {
     this.#fetch = fetchImpl;
     this.#logger = logger;
     this.#limits = limits;
+    this.#onFetched = onFetched;
   }
 
   /** The cached document if fresh, else a fetched one. */
@@ -68,7 +74,7 @@ export class JwksFetcher {
   /** Fetch now, whatever the cache says (the partner key refresh job); throws if the fetch fails, keeping the cached copy for others. */
   async refreshNow(uri: string): Promise<Jwks> {
     const before = this.#cache.get(uri);
-    const entry = await this.#refresh(uri);
+    const entry = await this.#refresh(uri, false);
     // #load answers with the very same stale entry when the fetch failed.
     if (before && entry === before)
       throw new GatewayError('UNAVAILABLE', `JWKS at ${uri} could not be refreshed; the cached copy is still used`, {
@@ -77,20 +83,29 @@ export class JwksFetcher {
     return entry.jwks;
   }
 
+  async #notify(uri: string, jwks: Jwks): Promise<void> {
+    try {
+      await this.#onFetched?.(uri, jwks);
+    } catch (err) {
+      // The keys are still served from the fresh copy; the next fetch records again.
+      this.#logger.warn({ uri, reason: (err as Error).message }, 'could not record the fetched JWKS');
+    }
+  }
+
   forget(uri: string): void {
     this.#cache.delete(uri);
   }
 
-  #refresh(uri: string): Promise<Entry> {
+  #refresh(uri: string, notify = true): Promise<Entry> {
     let p = this.#inflight.get(uri);
     if (!p) {
-      p = this.#load(uri).finally(() => this.#inflight.delete(uri));
+      p = this.#load(uri, notify).finally(() => this.#inflight.delete(uri));
       this.#inflight.set(uri, p);
     }
     return p;
   }
 
-  async #load(uri: string): Promise<Entry> {
+  async #load(uri: string, notify: boolean): Promise<Entry> {
     const stale = this.#cache.get(uri);
     try {
       const res = await this.#fetch(uri, {
@@ -117,6 +132,7 @@ export class JwksFetcher {
         expiresAt: now + freshnessMs(res.headers.get('cache-control'), DEFAULT_TTL, MIN_TTL, MAX_TTL),
       };
       this.#cache.set(uri, entry);
+      if (notify) await this.#notify(uri, jwks);
       return entry;
     } catch (err) {
       const reason =

@@ -47,6 +47,13 @@ export interface ObservationResult {
   disappeared: string[];
 }
 
+/** Advisory lock space of partner key observations (one slot per partner id hash). */
+const OBSERVATION_LOCK = 7_273_060;
+
+/** In the caller's transaction when given one (a directory change commits with what it shows of the keys), else in a new one. */
+const transaction = <T>(db: pg.Pool | pg.PoolClient, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+  'release' in db ? fn(db) : inTransaction(db, fn);
+
 /**
  * Record one observation of a partner's JWKS in the key-transparency log:
  * new kids are first-seen, known ones get last_seen, a kid whose content
@@ -55,13 +62,15 @@ export interface ObservationResult {
  * Keys without a kid cannot be referenced by signatures and are not recorded.
  */
 export async function observePartnerKeys(
-  pool: pg.Pool,
+  pool: pg.Pool | pg.PoolClient,
   partnerId: string,
   jwks: Jwks,
   now = new Date(),
 ): Promise<ObservationResult> {
   const out: ObservationResult = { firstSeen: [], changed: [], disappeared: [] };
-  await inTransaction(pool, async (db) => {
+  await transaction(pool, async (db) => {
+    // One observation of a partner at a time (FOR UPDATE alone does not serialise two first sightings).
+    await db.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [OBSERVATION_LOCK, partnerId]);
     const { rows } = await db.query<PartnerKeySeen>(
       'SELECT * FROM partner_keys_seen WHERE partner_id = $1 FOR UPDATE',
       [partnerId],
@@ -122,6 +131,15 @@ export async function observePartnerKeys(
     await appendAudit(db, events, now);
   });
   return out;
+}
+
+/** Every content the log holds under this kid of the partner (more than one if the kid was reused). */
+export async function partnerKeyRecords(db: Queryable, partnerId: string, kid: string): Promise<PartnerKeySeen[]> {
+  const { rows } = await db.query<PartnerKeySeen>(
+    'SELECT * FROM partner_keys_seen WHERE partner_id = $1 AND kid = $2',
+    [partnerId, kid],
+  );
+  return rows;
 }
 
 export async function partnerKeyLog(db: Queryable, partnerId?: string): Promise<PartnerKeySeen[]> {

@@ -71,6 +71,12 @@ export async function findPartnersByIdOrEndpoint(db: Queryable, refs: string[]):
   return rows.map(toPartner);
 }
 
+/** Partners whose keys are published at this JWKS URI. */
+export async function findPartnersByJwksUri(db: Queryable, uri: string): Promise<Partner[]> {
+  const { rows } = await db.query<Row>('SELECT * FROM partners WHERE jwks_uri = $1', [uri]);
+  return rows.map(toPartner);
+}
+
 export async function listPartners(db: Queryable): Promise<Partner[]> {
   const { rows } = await db.query<Row>('SELECT * FROM partners ORDER BY id');
   return rows.map(toPartner);

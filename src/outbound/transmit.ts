@@ -1,5 +1,6 @@
 import type { JWK } from 'jose';
 import type { Partner } from '../directory/directory.ts';
+import { scopeOfSignedItem } from '../directory/signing-keys.ts';
 import { GatewayError } from '../errors.ts';
 import { readBounded } from '../net/read-bounded.ts';
 import { classifyStatus, parseRetryAfter } from '../net/retry-policy.ts';
@@ -97,7 +98,7 @@ async function checkReceipt(ctx: DeliveryContext, t: Transmission, text: string)
     text,
     async (header) => {
       if (!header.kid) throw new GatewayError('JWS_MALFORMED', 'receipt header has no kid');
-      return (await ctx.directory.verificationKey(t.partner.id, header.kid)) as JWK;
+      return (await ctx.directory.verificationKey(t.partner.id, header.kid, scopeOfSignedItem(text))) as JWK;
     },
     { iss: t.partner.id, aud: ctx.config.org, delivery: t.deliveryId, digest: want.digest },
   );

@@ -96,7 +96,7 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
   const kid = header.kid;
   let senderJwk: PartnerJwk;
   try {
-    senderJwk = await c.directory.verificationKey(iss, kid);
+    senderJwk = await c.directory.verificationKey(iss, kid, 'current');
   } catch (err) {
     // No such key published: the signature cannot be from this sender. JWKS fetch trouble (503) stays transient.
     if (err instanceof GatewayError && (err.code === 'FORBIDDEN' || err.code === 'UNPROCESSABLE')) {

@@ -87,12 +87,23 @@ describe('partner keys: scheduled JWKS refresh and the key-transparency log', ()
 
     // A receipt signed by the retired sig1 still finds its key: from the log, and through the directory.
     expect(await recordedPartnerKey(ctx.pool, partnerId, sig1.kid!)).toMatchObject({ x: sig1.x, y: sig1.y });
-    expect(await ctx.directory.verificationKey(partnerId, sig1.kid!)).toMatchObject({ x: sig1.x, y: sig1.y });
+    expect(await ctx.directory.verificationKey(partnerId, sig1.kid!, { signedAt: t0 })).toMatchObject({
+      x: sig1.x,
+      y: sig1.y,
+    });
+    // Not for content signed after the withdrawal, nor for new content, which needs a key listed now.
+    await expect(
+      ctx.directory.verificationKey(partnerId, sig1.kid!, { signedAt: new Date(t0.getTime() + 4_000) }),
+    ).rejects.toMatchObject({ code: 'JWS_KEY_WITHDRAWN', status: 400 });
+    await expect(ctx.directory.verificationKey(partnerId, sig1.kid!, 'current')).rejects.toMatchObject({
+      code: 'JWS_KEY_WITHDRAWN',
+    });
+    expect((await ctx.directory.verificationKey(partnerId, sig2.kid!, 'current')).x).toBe(sig2.x);
     // ...but not once it has been gone longer than the window the live path allows.
     expect(await recordedPartnerKey(ctx.pool, partnerId, sig1.kid!, new Date(t0.getTime() + 4_000))).toBeUndefined();
     // A kid whose content changed is ambiguous and never answered from history; unknown kids are refused.
     expect(await recordedPartnerKey(ctx.pool, partnerId, enc1.kid!)).toBeUndefined();
-    await expect(ctx.directory.verificationKey(partnerId, 'never-published')).rejects.toMatchObject({
+    await expect(ctx.directory.verificationKey(partnerId, 'never-published', 'current')).rejects.toMatchObject({
       code: 'FORBIDDEN',
     });
 

@@ -144,17 +144,19 @@ describe('partner directory', () => {
     await dir.add({ id: 'org-c', endpoint: 'https://c.example/inbox', jwksUri });
     host.state.hits = 0;
     expect((await dir.encryptionKey('org-c')).kid).toBe(k.enc.kid);
-    expect((await dir.verificationKey('org-c', k.sig.kid)).kid).toBe(k.sig.kid);
+    expect((await dir.verificationKey('org-c', k.sig.kid, 'current')).kid).toBe(k.sig.kid);
     expect(host.state.hits).toBe(1);
 
     // The partner rotates its signing key: an unknown kid refetches once, then the cooldown holds.
     const k2 = await keys();
     host.state.body = JSON.stringify({ keys: [k.enc, k2.sig, k.sig] });
     await new Promise((r) => setTimeout(r, 450));
-    expect((await dir.verificationKey('org-c', k2.sig.kid)).kid).toBe(k2.sig.kid);
+    expect((await dir.verificationKey('org-c', k2.sig.kid, 'current')).kid).toBe(k2.sig.kid);
     expect(host.state.hits).toBe(2);
-    await expect(dir.verificationKey('org-c', 'unknown-kid')).rejects.toThrow(/no signing key with kid unknown-kid/);
-    await expect(dir.verificationKey('org-c', 'unknown-kid')).rejects.toThrow(GatewayError);
+    await expect(dir.verificationKey('org-c', 'unknown-kid', 'current')).rejects.toThrow(
+      /no signing key with kid unknown-kid/,
+    );
+    await expect(dir.verificationKey('org-c', 'unknown-kid', 'current')).rejects.toThrow(GatewayError);
     expect(host.state.hits).toBe(2);
 
     // Too large, too slow, too many keys: refused (fresh directories, nothing cached).

@@ -1,0 +1,81 @@
+import { GatewayError } from '../errors.ts';
+import type { Queryable } from '../db/pool.ts';
+import type { DirectoryLogger } from './jwks-fetch.ts';
+import { selectVerificationKey, type Jwks, type PartnerJwk } from './jwks.ts';
+import { jwkThumbprint, partnerKeyRecords, recordedPartnerKey, type PartnerKeySeen } from './partner-key-log.ts';
+
+/**
+ * Which of a partner's signing keys may verify a signature. New inbound
+ * content needs 'current': a key the partner lists now. A stored item, or a
+ * receipt of a delivery we sent, signed at `signedAt` may also use a key the
+ * partner withdrew after that moment (the key-transparency log keeps it).
+ */
+export type KeyScope = 'current' | { signedAt: Date };
+
+/**
+ * The scope for re-verifying a signed item: the keys its signer published
+ * when the item says it was signed (its iat, read before verification; the
+ * signature is still checked). Without a usable iat: current keys only.
+ */
+export function scopeOfSignedItem(jws: string): KeyScope {
+  try {
+    const iat: unknown = JSON.parse(Buffer.from(jws.split('.')[1] ?? '', 'base64url').toString('utf8')).iat;
+    if (typeof iat === 'number' && Number.isFinite(iat)) return { signedAt: new Date(iat * 1000) };
+  } catch {
+    // Not a JWS with a JSON payload: the verification itself will say so.
+  }
+  return 'current';
+}
+
+/** Where the partner's current JWKS comes from. */
+export interface CurrentKeys {
+  /** Inline, or the cached/fetched copy. */
+  jwks(): Promise<Jwks>;
+  /** A refetch for a key we cannot use (with the cooldown); undefined when none was made (inline, or too soon). */
+  refetch(): Promise<Jwks | undefined>;
+}
+
+const gone = (r: PartnerKeySeen) => r.disappeared_at !== null || r.replaced_at !== null;
+
+/** The log records this key (that content under its kid) as no longer published. */
+const withdrawn = (records: PartnerKeySeen[], key: PartnerJwk) => {
+  const tp = jwkThumbprint(key);
+  return records.some((r) => r.thumbprint === tp && gone(r));
+};
+
+/**
+ * The partner's signing key with this kid, within `scope`. A key our copy of
+ * the JWKS lists but the log records as withdrawn since (another process
+ * observed it) counts as withdrawn unless a refetch lists it again.
+ */
+export async function partnerSigningKey(
+  db: Queryable,
+  logger: DirectoryLogger,
+  partnerId: string,
+  kid: string,
+  scope: KeyScope,
+  current: CurrentKeys,
+): Promise<PartnerJwk> {
+  let key = selectVerificationKey(await current.jwks(), partnerId, kid);
+  let records = await partnerKeyRecords(db, partnerId, kid);
+  if (!key || withdrawn(records, key)) {
+    const fresh = await current.refetch();
+    if (fresh) {
+      key = selectVerificationKey(fresh, partnerId, kid);
+      records = await partnerKeyRecords(db, partnerId, kid);
+    }
+  }
+  if (key && !withdrawn(records, key)) return key;
+  if (scope !== 'current') {
+    const recorded = await recordedPartnerKey(db, partnerId, kid, scope.signedAt);
+    const past = recorded && selectVerificationKey({ keys: [{ ...recorded, kid }] }, partnerId, kid);
+    if (past) return past;
+  }
+  if (key ? withdrawn(records, key) : records.length > 0 && records.every(gone)) {
+    // A key the partner published and no longer does: new content signed with it may be a stolen key at work.
+    logger.warn({ partner: partnerId, kid }, 'signature by a withdrawn partner signing key');
+    throw new GatewayError('JWS_KEY_WITHDRAWN', `partner ${partnerId} has withdrawn signing key ${kid}`);
+  }
+  logger.warn({ partner: partnerId, kid }, 'unknown signing key id');
+  throw new GatewayError('FORBIDDEN', `partner ${partnerId} publishes no signing key with kid ${kid}`);
+}
