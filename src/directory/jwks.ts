@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, type JsonWebKeyInput } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 
 /** A public JWK as published by a partner (only the members we read). */
@@ -61,7 +61,7 @@ function checkEcPoint(k: PartnerJwk, label: string): void {
     }
   }
   try {
-    createPublicKey({ key: { kty: 'EC', crv: k.crv, x: k.x, y: k.y } as never, format: 'jwk' });
+    createPublicKey({ key: { kty: 'EC', crv: k.crv, x: k.x, y: k.y } satisfies JsonWebKeyInput['key'], format: 'jwk' });
   } catch {
     throw new GatewayError('UNPROCESSABLE', `${label} is not a point on ${k.crv}`);
   }
