@@ -1,9 +1,12 @@
 import type { OperationOutcome } from 'fhir/r4.js';
 import type { IssueType } from '../errors.ts';
 
+/** Error issue types, plus the one a success outcome (202 Accepted) carries. */
+export type OutcomeIssueType = IssueType | 'informational';
+
 export interface OutcomeIssue {
   severity?: 'fatal' | 'error' | 'warning' | 'information';
-  code: IssueType;
+  code: OutcomeIssueType;
   diagnostics: string;
   expression?: string[];
   /** Our stable error code, carried in issue.details.coding for machines. */
