@@ -6,7 +6,7 @@ export const nodeVerifyDeps: VerifyDeps = {
   sha256: (data) => createHash('sha256').update(data).digest(),
   verifySignature: (jwk, data, der) => {
     try {
-      const key = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } as never, format: 'jwk' });
+      const key = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, format: 'jwk' });
       return verify('sha256', data, { key, dsaEncoding: 'der' }, der);
     } catch {
       return false;
