@@ -82,7 +82,7 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         .send(
           operationOutcome({
             severity: 'information',
-            code: 'informational' as never,
+            code: 'informational',
             diagnostics: `exchange ${result.exchangeId} accepted; its delivery state is at ${location}`,
           }),
         );

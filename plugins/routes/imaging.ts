@@ -85,7 +85,7 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
             .send(
               operationOutcome({
                 severity: 'information',
-                code: 'informational' as never,
+                code: 'informational',
                 diagnostics: `imaging exchange ${result.exchangeId} accepted (${result.instances} instance(s)); its delivery state is at ${location}`,
               }),
             );

@@ -1,9 +1,12 @@
 import type { OperationOutcome } from 'fhir/r4.js';
 import type { IssueType } from '../errors.ts';
 
+/** FHIR issue types: an error's (src/errors.ts), or `informational` for an outcome that reports success. */
+export type OutcomeIssueType = IssueType | 'informational';
+
 export interface OutcomeIssue {
   severity?: 'fatal' | 'error' | 'warning' | 'information';
-  code: IssueType;
+  code: OutcomeIssueType;
   diagnostics: string;
   expression?: string[];
   /** Our stable error code, carried in issue.details.coding for machines. */
