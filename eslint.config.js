@@ -63,4 +63,20 @@ export default tseslint.config(
     files: ['src/**', 'plugins/**', 'hsm/**', 'bin/**'],
     rules: { '@typescript-eslint/no-non-null-assertion': 'warn' },
   },
+  {
+    // Folders already free of non-null assertions stay free of them.
+    files: [
+      'hsm/**',
+      'src/audit/**',
+      'src/imaging/**',
+      'src/cli/**',
+      'src/fhir/**',
+      'src/config.ts',
+      'src/ids.ts',
+      'src/required.ts',
+    ],
+    // Others are editing these right now.
+    ignores: ['src/audit/append.ts', 'src/audit/events.ts', 'src/audit/users.ts', 'src/imaging/sealed-files.ts'],
+    rules: { '@typescript-eslint/no-non-null-assertion': 'error' },
+  },
 );

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pkcs11js, type Pkcs11 } from './module.ts';
+import { readAttributes } from './key-store.ts';
 
 /**
  * How the JOSE Concat KDF is run over the ECDH shared secret Z.
@@ -71,8 +72,7 @@ export async function deriveConcatKdf(
         out.push(p11.C_DigestFinal(session, Buffer.alloc(32)));
       }
     } else {
-      const [attr] = p11.C_GetAttributeValue(session, z, [{ type: pkcs11js.CKA_VALUE }]);
-      const secret = attr!.value as Buffer;
+      const [secret] = readAttributes(p11, session, z, [pkcs11js.CKA_VALUE]);
       try {
         for (let i = 1; i <= rounds; i++) {
           out.push(createHash('sha256').update(counterBytes(i)).update(secret).update(otherInfo).digest());

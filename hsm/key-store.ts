@@ -65,12 +65,12 @@ export async function generateKeyPair(
   label: string,
   id: Buffer,
 ): Promise<void> {
-  const common = [
+  const common: pkcs11js.Template = [
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_LABEL, value: label },
     { type: pkcs11js.CKA_ID, value: id },
   ];
-  const privateTemplate = [
+  const privateTemplate: pkcs11js.Template = [
     ...common,
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
     { type: pkcs11js.CKA_PRIVATE, value: true },
@@ -82,7 +82,7 @@ export async function generateKeyPair(
     { type: pkcs11js.CKA_DECRYPT, value: false },
     { type: pkcs11js.CKA_UNWRAP, value: false },
   ];
-  const publicTemplate = [
+  const publicTemplate: pkcs11js.Template = [
     ...common,
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
     { type: pkcs11js.CKA_PRIVATE, value: false },
@@ -93,10 +93,10 @@ export async function generateKeyPair(
     { type: pkcs11js.CKA_WRAP, value: false },
   ];
   if (spec.kty === 'EC') {
-    publicTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }, {
-      type: pkcs11js.CKA_EC_PARAMS,
-      value: CURVE_OID[spec.crv],
-    } as never);
+    publicTemplate.push(
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC },
+      { type: pkcs11js.CKA_EC_PARAMS, value: CURVE_OID[spec.crv] },
+    );
     privateTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC });
     await p11.C_GenerateKeyPairAsync(
       session,
@@ -108,8 +108,8 @@ export async function generateKeyPair(
     if (usage !== 'sign') throw new HsmError('HSM_OPERATION_FAILED', 'RSA keys are for signing only');
     publicTemplate.push(
       { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
-      { type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits } as never,
-      { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) } as never,
+      { type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits },
+      { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
     );
     privateTemplate.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA });
     await p11.C_GenerateKeyPairAsync(
@@ -121,12 +121,8 @@ export async function generateKeyPair(
   }
 }
 
-export function findObjects(
-  p11: Pkcs11,
-  session: Buffer,
-  template: Array<{ type: number; value?: unknown }>,
-): Buffer[] {
-  p11.C_FindObjectsInit(session, template as never);
+export function findObjects(p11: Pkcs11, session: Buffer, template: pkcs11js.Template): Buffer[] {
+  p11.C_FindObjectsInit(session, template);
   try {
     const found: Buffer[] = [];
     for (;;) {
@@ -146,22 +142,37 @@ export function findKeyObject(p11: Pkcs11, session: Buffer, id: Buffer, cls: num
   ])[0];
 }
 
-export function readPublicJwk(p11: Pkcs11, session: Buffer, publicKey: Buffer): PublicJwk {
-  const [type] = p11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_KEY_TYPE }]);
-  const keyType = ulong(type!.value as Buffer);
-  if (keyType === pkcs11js.CKK_EC) {
-    const [params, point] = p11.C_GetAttributeValue(session, publicKey, [
-      { type: pkcs11js.CKA_EC_PARAMS },
-      { type: pkcs11js.CKA_EC_POINT },
-    ]);
-    const crv = curveFromParams(params!.value as Buffer);
-    return ecPointToJwk(unwrapEcPoint(point!.value as Buffer, crv), crv);
+/**
+ * The values of `types`, in the order asked. C_GetAttributeValue answers one
+ * value per attribute requested; a shorter answer is a broken token, so it throws.
+ */
+export function readAttributes<const T extends readonly number[]>(
+  p11: Pkcs11,
+  session: Buffer,
+  object: Buffer,
+  types: T,
+): { [K in keyof T]: Buffer } {
+  const result = p11.C_GetAttributeValue(
+    session,
+    object,
+    types.map((type) => ({ type })),
+  );
+  if (result.length !== types.length) {
+    throw new HsmError('HSM_OPERATION_FAILED', `token answered ${result.length} of ${types.length} attributes`);
   }
-  const [n, e] = p11.C_GetAttributeValue(session, publicKey, [
-    { type: pkcs11js.CKA_MODULUS },
-    { type: pkcs11js.CKA_PUBLIC_EXPONENT },
-  ]);
-  return { kty: 'RSA', n: (n!.value as Buffer).toString('base64url'), e: (e!.value as Buffer).toString('base64url') };
+  return result.map((attribute) => attribute.value) as { [K in keyof T]: Buffer };
+}
+
+export function readPublicJwk(p11: Pkcs11, session: Buffer, publicKey: Buffer): PublicJwk {
+  const [type] = readAttributes(p11, session, publicKey, [pkcs11js.CKA_KEY_TYPE]);
+  const keyType = ulong(type);
+  if (keyType === pkcs11js.CKK_EC) {
+    const [params, point] = readAttributes(p11, session, publicKey, [pkcs11js.CKA_EC_PARAMS, pkcs11js.CKA_EC_POINT]);
+    const crv = curveFromParams(params);
+    return ecPointToJwk(unwrapEcPoint(point, crv), crv);
+  }
+  const [n, e] = readAttributes(p11, session, publicKey, [pkcs11js.CKA_MODULUS, pkcs11js.CKA_PUBLIC_EXPONENT]);
+  return { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') };
 }
 
 /** CK_ULONG attributes come back as native-endian bytes of the platform's long. */
@@ -170,26 +181,30 @@ export const ulong = (b: Buffer): number => (b.length === 8 ? Number(b.readBigUI
 const bool = (v: unknown) => (Buffer.isBuffer(v) ? v[0] === 1 : Boolean(v));
 
 export function describeKey(p11: Pkcs11, session: Buffer, privateKey: Buffer): HsmKeyInfo {
-  const attrs = p11.C_GetAttributeValue(session, privateKey, [
-    { type: pkcs11js.CKA_ID },
-    { type: pkcs11js.CKA_LABEL },
-    { type: pkcs11js.CKA_SIGN },
-    { type: pkcs11js.CKA_SENSITIVE },
-    { type: pkcs11js.CKA_EXTRACTABLE },
-    { type: pkcs11js.CKA_ALWAYS_SENSITIVE },
-    { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
-  ]);
-  const id = attrs[0]!.value as Buffer;
+  const [id, label, sign, sensitive, extractable, alwaysSensitive, neverExtractable] = readAttributes(
+    p11,
+    session,
+    privateKey,
+    [
+      pkcs11js.CKA_ID,
+      pkcs11js.CKA_LABEL,
+      pkcs11js.CKA_SIGN,
+      pkcs11js.CKA_SENSITIVE,
+      pkcs11js.CKA_EXTRACTABLE,
+      pkcs11js.CKA_ALWAYS_SENSITIVE,
+      pkcs11js.CKA_NEVER_EXTRACTABLE,
+    ],
+  );
   const publicKey = findKeyObject(p11, session, id, pkcs11js.CKO_PUBLIC_KEY);
   if (!publicKey) throw new HsmError('HSM_KEY_NOT_FOUND', `public half of key ${id.toString('hex')} not found`);
   return {
     id: id.toString('hex'),
-    label: (attrs[1]!.value as Buffer).toString('utf8'),
-    usage: bool(attrs[2]!.value) ? 'sign' : 'derive',
-    sensitive: bool(attrs[3]!.value),
-    extractable: bool(attrs[4]!.value),
-    alwaysSensitive: bool(attrs[5]!.value),
-    neverExtractable: bool(attrs[6]!.value),
+    label: label.toString('utf8'),
+    usage: bool(sign) ? 'sign' : 'derive',
+    sensitive: bool(sensitive),
+    extractable: bool(extractable),
+    alwaysSensitive: bool(alwaysSensitive),
+    neverExtractable: bool(neverExtractable),
     publicJwk: readPublicJwk(p11, session, publicKey),
   };
 }

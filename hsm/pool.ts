@@ -151,8 +151,9 @@ export class SessionPool {
       this.generation++;
     }
     // Waiters would otherwise wait for sessions that will never come back.
-    while (this.#waiters.length > 0 && this.#open < this.size) {
-      const waiter = this.#waiters.shift()!;
+    while (this.#open < this.size) {
+      const waiter = this.#waiters.shift();
+      if (!waiter) break;
       try {
         waiter.resolve(this.#openSession());
       } catch (err) {

@@ -13,8 +13,8 @@ import { randomFillSync } from 'node:crypto';
 export function uuidv7(now = Date.now()): string {
   const b = randomFillSync(Buffer.allocUnsafe(16));
   b.writeUIntBE(now, 0, 6);
-  b[6] = (b[6]! & 0x0f) | 0x70; // version 7
-  b[8] = (b[8]! & 0x3f) | 0x80; // RFC 9562 variant
+  b.writeUInt8((b.readUInt8(6) & 0x0f) | 0x70, 6); // version 7
+  b.writeUInt8((b.readUInt8(8) & 0x3f) | 0x80, 8); // RFC 9562 variant
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }

@@ -5,6 +5,7 @@ import { verifyConsistency } from './verifier/merkle.ts';
 import { checkpointBody, derFromRaw, formatSignedNote, noteKeyId, utf8 } from './verifier/note.ts';
 import { sha256 } from './verifier/sha256.ts';
 import { fillTiles, TreeReader } from './tree.ts';
+import { required } from '../required.ts';
 
 // Serialises checkpoint issuers across processes (cron in each worker, on-demand calls).
 const CHECKPOINT_LOCK = 7_273_010;
@@ -58,7 +59,8 @@ export async function latestCheckpoint(db: Queryable): Promise<CheckpointRow | u
 
 export async function logOrigin(db: Queryable, baseUrl: string): Promise<string> {
   const { rows } = await db.query<{ note: string }>('SELECT note FROM audit_checkpoints ORDER BY seq LIMIT 1');
-  return rows[0] ? rows[0].note.split('\n')[0]! : defaultOrigin(baseUrl);
+  // A checkpoint note starts with its origin line, and split always yields a first element.
+  return rows[0] ? required(rows[0].note.split('\n')[0], 'a first line') : defaultOrigin(baseUrl);
 }
 
 /** Checkpoints with seq in [fromSeq, toSeq], in order. */
@@ -80,7 +82,7 @@ export async function firstCheckpointCovering(db: Queryable, index: number): Pro
 
 export async function committedSize(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ size: string }>('SELECT size FROM audit_head');
-  return Number(rows[0]!.size);
+  return Number(required(rows[0], 'audit_head holds one row').size);
 }
 
 /**
@@ -119,9 +121,7 @@ export async function issueCheckpoint(
     const key = keyring.active('audit');
     const body = checkpointBody(origin, size, root);
     const signature = derFromRaw(await signer.sign(utf8(body)));
-    const note = formatSignedNote(body, [
-      { name: origin, keyId: noteKeyId(key.public_jwk as never, sha256), signature },
-    ]);
+    const note = formatSignedNote(body, [{ name: origin, keyId: noteKeyId(key.public_jwk, sha256), signature }]);
     const { rows } = await client.query<RawRow>(
       `INSERT INTO audit_checkpoints (seq, tree_size, root_hash, note, key_kid, prev_size, consistency)
        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
@@ -135,6 +135,6 @@ export async function issueCheckpoint(
         consistency.map((h) => Buffer.from(h)),
       ],
     );
-    return fromRow(rows[0]!);
+    return fromRow(required(rows[0], 'INSERT ... RETURNING yields the row'));
   });
 }

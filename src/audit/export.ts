@@ -12,6 +12,7 @@ import {
 import { toBase64 } from './verifier/note.ts';
 import { TreeReader } from './tree.ts';
 import { EVIDENCE_FORMAT, type EvidenceCheckpoint, type EvidenceKey, type EvidencePack } from './verifier/verify.ts';
+import { required } from '../required.ts';
 
 /** Largest range one evidence pack may hold (ask for several packs beyond this). */
 export const MAX_EXPORT = 50_000;
@@ -71,7 +72,7 @@ export async function buildEvidencePack(ctx: Ctx, from: number, to: number): Pro
     'SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints WHERE tree_size <= $1',
     [from],
   );
-  const startSeq = Math.min(Number(rows[0]!.seq), anchor.seq);
+  const startSeq = Math.min(Number(required(rows[0], 'an aggregate query returns one row').seq), anchor.seq);
   // The checkpoints covering the range with their stored proofs, then the newest one proven
   // consistent with the anchor directly (not through every minute's checkpoint since).
   const chain = await checkpointRange(ctx.pool, startSeq, anchor.seq);

@@ -40,7 +40,7 @@ export const DICOM_TYPES: Array<{ code: string; display: string; prefixes: strin
 export const APPLICATION_ACTIVITY = { code: '110100', display: 'Application Activity' };
 
 export function dicomType(type: string): { code: string; display: string } {
-  const head = type.split('.')[0]!;
+  const [head = ''] = type.split('.'); // split always yields a first element
   const t = DICOM_TYPES.find((d) => d.prefixes.includes(head));
   return t ? { code: t.code, display: t.display } : APPLICATION_ACTIVITY;
 }

@@ -1,6 +1,7 @@
 import { GatewayError } from '../errors.ts';
 import type { Queryable } from '../db/pool.ts';
 import { APPLICATION_ACTIVITY, DCM, DICOM_TYPES, OUTCOME_CODE, type LogEntry } from './fhir.ts';
+import { required } from '../required.ts';
 
 /** Parsed GET /fhir/AuditEvent parameters. */
 export interface AuditQuery {
@@ -38,7 +39,7 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
   };
   for (const d of list(query.date)) {
     const m = /^(ge|le|gt|lt|eq)?(\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)$/.exec(d);
-    if (!m || Number.isNaN(Date.parse(m[2]!)))
+    if (!m || Number.isNaN(Date.parse(required(m[2], 'the date group of a match'))))
       throw bad(
         `date must be [ge|le|gt|lt|eq]YYYY-MM-DD or a dateTime with zone, not ${JSON.stringify(d.slice(0, 40))}`,
         'date',
@@ -105,5 +106,8 @@ export async function searchAudit(db: Queryable, q: AuditQuery): Promise<{ entri
     q.params,
   );
   const { rows: total } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_log ${where}`, q.params);
-  return { entries: rows.map((r) => JSON.parse(r.entry) as LogEntry), total: Number(total[0]!.n) };
+  return {
+    entries: rows.map((r) => JSON.parse(r.entry) as LogEntry),
+    total: Number(required(total[0], 'count(*) returns one row').n),
+  };
 }

@@ -1,6 +1,7 @@
 import type { Queryable } from '../db/pool.ts';
 import { nodeHasher } from './hasher.ts';
 import { consistencyProofRanges, inclusionProofRanges, rootOfUnits, type Hash, type Range } from './verifier/merkle.ts';
+import { required } from '../required.ts';
 
 /** Leaves per tile: complete aligned blocks of 256 leaves have their hash stored in audit_tiles. */
 export const TILE = 256;
@@ -92,7 +93,7 @@ export class TreeReader {
   }
 
   async leafHash(index: number): Promise<Hash> {
-    return (await this.#leaves(index, index + 1))[0]!;
+    return required((await this.#leaves(index, index + 1))[0], `leaf ${index} to be stored`);
   }
 
   root(): Promise<Hash> {
@@ -120,7 +121,7 @@ export async function fillTiles(db: Queryable, size: number): Promise<number> {
   const { rows } = await db.query<{ next: string }>('SELECT COALESCE(MAX(block) + 1, 0) AS next FROM audit_tiles');
   const complete = Math.floor(size / TILE);
   let written = 0;
-  for (let b = Number(rows[0]!.next); b < complete; b++) {
+  for (let b = Number(required(rows[0], 'an aggregate query returns one row').next); b < complete; b++) {
     const hash = rootOfUnits(await leafHashes(db, b * TILE, (b + 1) * TILE), nodeHasher);
     await db.query('INSERT INTO audit_tiles (block, hash) VALUES ($1, $2)', [b, hash]);
     written++;

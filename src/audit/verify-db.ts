@@ -4,6 +4,7 @@ import { equalHash, rootOfUnits, verifyConsistency, type Hash } from './verifier
 import { noteKeyId, parseCheckpoint, parseSignedNote, utf8 } from './verifier/note.ts';
 import { TILE } from './tree.ts';
 import type { EvidenceKey, Problem, VerifyDeps } from './verifier/verify.ts';
+import { required } from '../required.ts';
 
 export interface DbVerifyReport {
   ok: boolean;
@@ -33,7 +34,7 @@ export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: Ve
   );
   const tileOf = new Map(tiles.map((t) => [Number(t.block), t.hash]));
   const { rows: head } = await db.query<{ size: string }>('SELECT size FROM audit_head');
-  const size = Number(head[0]!.size);
+  const size = Number(required(head[0], 'audit_head holds one row').size);
   const report: DbVerifyReport = { ok: false, entries: 0, checkpoints: cps.length };
   const bad = (p: Problem) => ({ ...report, problem: p });
 
@@ -124,11 +125,12 @@ export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: Ve
     'SELECT count(*) AS n FROM audit_log WHERE idx >= $1 OR idx < 0',
     [size],
   );
-  if (Number(extra[0]!.n) > 0)
+  const beyond = Number(required(extra[0], 'count(*) returns one row').n);
+  if (beyond > 0)
     return bad({
       kind: 'inserted',
       index: size,
-      message: `audit_log holds ${extra[0]!.n} rows beyond its head size ${size}`,
+      message: `audit_log holds ${beyond} rows beyond its head size ${size}`,
     });
   return { ...report, ok: true };
 }

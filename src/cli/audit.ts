@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig } from '../config.ts';
-import { issueCheckpoint, logOrigin } from '../audit/checkpoint.ts';
+import { committedSize, issueCheckpoint, logOrigin } from '../audit/checkpoint.ts';
 import { buildEvidencePack } from '../audit/export.ts';
 import { addAuditUser, disableAuditUser, listAuditUsers } from '../audit/users.ts';
 import { verifyLiveLog } from '../audit/verify-db.ts';
@@ -11,6 +11,7 @@ import { openContext } from '../runtime/open-context.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
+import { required } from '../required.ts';
 
 const USAGE = `gateway audit verify <evidence-pack.json> [--key <jwk.json>]... [--json]
 gateway audit verify --db [--json]
@@ -78,10 +79,12 @@ async function verifyDb(json: boolean): Promise<number> {
     if (json) print(JSON.stringify(report, null, 2));
     else if (report.ok)
       print(`OK: ${report.entries} entries and ${report.checkpoints} signed checkpoints verified in the live log`);
-    else
+    else {
+      const problem = required(report.problem, 'a failed verification to carry its problem');
       print(
-        `TAMPERED (${report.problem!.kind}) at ${report.problem!.index !== undefined ? `entry ${report.problem!.index}` : `checkpoint ${report.problem!.checkpoint}`}: ${report.problem!.message}`,
+        `TAMPERED (${problem.kind}) at ${problem.index !== undefined ? `entry ${problem.index}` : `checkpoint ${problem.checkpoint}`}: ${problem.message}`,
       );
+    }
     return report.ok ? 0 : 1;
   } finally {
     await db.close();
@@ -103,8 +106,9 @@ export const auditCommand: Command = {
     const [sub, ...rest] = positionals;
     if (sub === 'verify') {
       if (values.db) return verifyDb(!!values.json);
-      if (rest.length !== 1) throw new UsageError('give one evidence pack file, or --db');
-      return verifyFile(rest[0]!, values.key, !!values.json);
+      const [file, ...more] = rest;
+      if (file === undefined || more.length > 0) throw new UsageError('give one evidence pack file, or --db');
+      return verifyFile(file, values.key, !!values.json);
     }
     const config = loadConfig();
     if (sub === 'users') {
@@ -144,11 +148,10 @@ export const auditCommand: Command = {
           print(cp ? cp.note : 'the audit log is empty; nothing to sign');
           return 0;
         }
-        const { rows } = await ctx.pool.query<{ size: string }>('SELECT size FROM audit_head');
         const pack = await buildEvidencePack(
           ctx,
           int(values.from, 'from') ?? 0,
-          int(values.to, 'to') ?? Number(rows[0]!.size),
+          int(values.to, 'to') ?? (await committedSize(ctx.pool)),
         );
         const text = JSON.stringify(pack, null, 1);
         if (values.out) writeFileSync(values.out, text);

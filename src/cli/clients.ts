@@ -98,7 +98,8 @@ database only, so it works from a second shell while the gateway runs.`,
     const id = values.id ?? positionals[1];
     if (!id) throw new UsageError('--id is required');
     if (sub === 'add') {
-      if (!values.scope) throw new UsageError('--scope is required, e.g. --scope "system/Bundle.write system/*.read"');
+      const { scope } = values;
+      if (!scope) throw new UsageError('--scope is required, e.g. --scope "system/Bundle.write system/*.read"');
       if (Boolean(values['jwks-uri']) === Boolean(values['jwks-file']))
         throw new UsageError('give exactly one of --jwks-uri and --jwks-file');
       let jwks: unknown;
@@ -116,7 +117,7 @@ database only, so it works from a second shell while the gateway runs.`,
           name: values.name,
           jwks,
           jwksUri: values['jwks-uri'],
-          scopes: parseScopes(values.scope!),
+          scopes: parseScopes(scope),
           rateLimit,
           receivesFrom: values['receives-from'],
         });
@@ -225,16 +226,17 @@ certificate issued by that CA AND bound here to a partner. Works from a second s
       return 0;
     }
     if (sub === 'unbind') {
-      if (!values.sha256) throw new UsageError('--sha256 is required');
+      const { sha256 } = values;
+      if (!sha256) throw new UsageError('--sha256 is required');
       await inTransaction(async (db) => {
-        const partnerId = await unbindCertificate(db, values.sha256!);
+        const partnerId = await unbindCertificate(db, sha256);
         if (!partnerId) throw new UsageError('no such binding');
         await appendAudit(db, [
           {
             type: 'tls.unbound',
             outcome: 'success',
             agent: operator(),
-            entity: [{ type: 'partner', id: partnerId, digest: values.sha256! }],
+            entity: [{ type: 'partner', id: partnerId, digest: sha256 }],
           },
         ]);
       });

@@ -34,13 +34,14 @@ export function print(line = ''): void {
 
 /** Fixed-width text table for terminals. */
 export function table(rows: Array<Record<string, string>>, columns: string[]): string {
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, i) => cell.padEnd(widths[i]!))
+  const widths = columns.map((name) => ({
+    name,
+    width: Math.max(name.length, ...rows.map((r) => (r[name] ?? '').length)),
+  }));
+  const line = (cell: (column: string) => string) =>
+    widths
+      .map(({ name, width }) => cell(name).padEnd(width))
       .join('  ')
       .trimEnd();
-  return [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => r[c] ?? '')))].join(
-    '\n',
-  );
+  return [line((c) => c.toUpperCase()), ...rows.map((r) => line((c) => r[c] ?? ''))].join('\n');
 }

@@ -22,15 +22,16 @@ Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR)
     const { values, positionals } = parse(args, { state: { type: 'string' }, json: { type: 'boolean' } }, true);
     const sub = positionals[0];
     if (sub !== 'list' && sub !== 'retry') throw new UsageError(`unknown deliveries subcommand ${sub ?? '(none)'}`);
-    if (sub === 'retry' && !positionals[1]) throw new UsageError('retry needs the delivery id');
+    const retryId = sub === 'retry' ? positionals[1] : undefined;
+    if (sub === 'retry' && !retryId) throw new UsageError('retry needs the delivery id');
     if (values.state !== undefined && !['pending', 'delivered', 'failed'].includes(values.state))
       throw new UsageError('--state must be pending, delivered or failed');
     const config = loadConfig();
     const db = await openDatabase(config, cliLogger(config));
     try {
-      if (sub === 'retry') {
-        const kind = await retryDelivery({ pool: db.pool }, positionals[1]!, { type: 'admin', id: 'cli' });
-        print(`${kind} delivery ${positionals[1]} queued for another attempt`);
+      if (retryId) {
+        const kind = await retryDelivery({ pool: db.pool }, retryId, { type: 'admin', id: 'cli' });
+        print(`${kind} delivery ${retryId} queued for another attempt`);
       } else {
         const rows = await listDeliveries(db.pool, values.state);
         if (values.json) print(JSON.stringify(rows, null, 2));

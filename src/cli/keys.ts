@@ -6,6 +6,7 @@ import { KEY_USES, type KeyUse } from '../keys/store.ts';
 import { KEYS_ROTATE_TASK, type RotatePayload } from '../worker/tasks/keys.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
+import { required } from '../required.ts';
 
 const POLL_MS = 250;
 
@@ -31,7 +32,7 @@ async function rotate(pool: import('pg').Pool, uses: KeyUse[], now: boolean, tim
       `SELECT id FROM graphile_worker.add_job($1, $2::json, max_attempts := 1, job_key := $3)`,
       [KEYS_ROTATE_TASK, JSON.stringify(payload), jobKey],
     );
-    const id = rows[0]!.id;
+    const { id } = required(rows[0], 'add_job to return the job');
     const until = Date.now() + timeoutMs;
     for (;;) {
       const { rows: job } = await pool.query<{
@@ -40,8 +41,8 @@ async function rotate(pool: import('pg').Pool, uses: KeyUse[], now: boolean, tim
         last_error: string | null;
         locked_at: Date | null;
       }>('SELECT attempts, max_attempts, last_error, locked_at FROM graphile_worker.jobs WHERE id = $1', [id]);
-      if (job.length === 0) break; // graphile-worker deletes a job once it succeeded
-      const j = job[0]!;
+      const [j] = job;
+      if (!j) break; // graphile-worker deletes a job once it succeeded
       if (j.attempts >= j.max_attempts && !j.locked_at) {
         await pool.query('SELECT graphile_worker.remove_job($1)', [jobKey]);
         process.stderr.write(

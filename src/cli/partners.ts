@@ -38,8 +38,11 @@ export const partnersCommand: Command = {
     if (sub !== 'add' && sub !== 'list' && sub !== 'remove')
       throw new UsageError(`unknown partners subcommand ${sub ?? '(none)'}`);
     let jwks: unknown;
+    let added: { id: string; endpoint: string } | undefined;
     if (sub === 'add') {
-      if (!values.id || !values.endpoint) throw new UsageError('add needs --id and --endpoint');
+      const { id, endpoint } = values;
+      if (!id || !endpoint) throw new UsageError('add needs --id and --endpoint');
+      added = { id, endpoint };
       if (!values['jwks-uri'] === !values['jwks-file'])
         throw new UsageError('add needs exactly one of --jwks-uri or --jwks-file');
       if (values['jwks-file']) {
@@ -57,17 +60,16 @@ export const partnersCommand: Command = {
     const db = await openDatabase(config, logger);
     try {
       const directory = directoryFromConfig(config, { pool: db.pool, fetch: globalThis.fetch, logger });
-      if (sub === 'add') {
+      if (added) {
         const p = await directory.add({
-          id: values.id!,
-          endpoint: values.endpoint!,
+          ...added,
           name: values.name,
           jwksUri: values['jwks-uri'],
           jwks,
         });
         print(`added partner ${p.id} (inbox ${p.endpoint})`);
-      } else if (sub === 'remove') {
-        await directory.remove(removeId!);
+      } else if (removeId) {
+        await directory.remove(removeId);
         print(`removed partner ${removeId}`);
       } else {
         const partners = await directory.list();

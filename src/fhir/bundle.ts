@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.ts';
+import { required } from '../required.ts';
 
 /** Bundle types the gateway exchanges; searchset/history/responses are server artefacts, not records to send. */
 export const EXCHANGE_BUNDLE_TYPES = ['message', 'document', 'transaction', 'batch', 'collection'] as const;
@@ -172,7 +173,8 @@ function checkMessageHeader(entries: Json[]): void {
 
 /** Recipient references of a message: per destination, receiver.identifier.value and the endpoint. */
 export function messageDestinations(bundle: Json): Array<{ index: number; receiver?: string; endpoint: string }> {
-  const header = (bundle.entry as Json[])[0]!.resource as Json;
+  const header = required((bundle.entry as Json[])[0], 'a validated message Bundle to start with its header')
+    .resource as Json;
   return (header.destination as Json[]).map((d, index) => {
     const receiver = ((d.receiver as Json | undefined)?.identifier as Json | undefined)?.value;
     return { index, endpoint: d.endpoint as string, ...(typeof receiver === 'string' ? { receiver } : {}) };

@@ -1,7 +1,7 @@
 import type { OperationOutcome } from 'fhir/r4.js';
 import type { IssueType } from '../errors.ts';
 
-/** Error issue types, plus the one a success outcome (202 Accepted) carries. */
+/** FHIR issue types: an error's (src/errors.ts), or `informational` for an outcome that reports success. */
 export type OutcomeIssueType = IssueType | 'informational';
 
 export interface OutcomeIssue {

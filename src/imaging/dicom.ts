@@ -2,6 +2,7 @@ import { inflateRawSync } from 'node:zlib';
 import dicomParser from 'dicom-parser';
 import { GatewayError } from '../errors.ts';
 import { DicomWalker } from './dicom-walker.ts';
+import { required } from '../required.ts';
 
 /**
  * The checks one DICOM Part 10 file passes on its way in, run on the stream:
@@ -75,7 +76,7 @@ export class DicomStreamCheck {
           'PAYLOAD_TOO_LARGE',
           `a deflated DICOM file must fit in ${this.#limits.headBytes} bytes`,
         );
-      this.#walker!.update(chunk);
+      required(this.#walker, 'a walker for every inspected file that is not deflated').update(chunk);
       return [chunk];
     }
     this.#head.push(chunk);
@@ -89,11 +90,13 @@ export class DicomStreamCheck {
     const release = this.#instance ? [] : this.#inspectHead(true);
     if (this.#length === 0) throw invalid('the DICOM file is empty');
     this.#walker?.end();
-    return { release, instance: { ...this.#instance!, length: this.#length } };
+    const instance = required(this.#instance, 'an instance once the head was inspected');
+    return { release, instance: { ...instance, length: this.#length } };
   }
 
   #inspectHead(complete: boolean): Buffer[] {
-    const head = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head);
+    const [first, ...more] = this.#head;
+    const head = first && more.length === 0 ? first : Buffer.concat(this.#head);
     this.#head = [];
     if (head.length < 132 || head.toString('latin1', 128, 132) !== 'DICM') {
       throw invalid('not a DICOM Part 10 file: no 128-byte preamble followed by "DICM"');

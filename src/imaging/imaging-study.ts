@@ -14,7 +14,8 @@ export function imagingStudy(instances: DicomInstance[]): Record<string, unknown
   const first = instances[0];
   if (!first) throw new GatewayError('BAD_REQUEST', 'no DICOM instance in the submission');
   const study = first.studyInstanceUid;
-  const series = new Map<string, DicomInstance[]>();
+  // Each series holds at least the instance that named it.
+  const series = new Map<string, [DicomInstance, ...DicomInstance[]]>();
   instances.forEach((inst, i) => {
     if (inst.studyInstanceUid !== study)
       throw new GatewayError(
@@ -22,9 +23,9 @@ export function imagingStudy(instances: DicomInstance[]): Record<string, unknown
         `instance ${i + 1} belongs to another study: send one study per submission`,
         { expression: `part[${i}].(0020,000D)` },
       );
-    const list = series.get(inst.seriesInstanceUid) ?? [];
-    list.push(inst);
-    series.set(inst.seriesInstanceUid, list);
+    const list = series.get(inst.seriesInstanceUid);
+    if (list) list.push(inst);
+    else series.set(inst.seriesInstanceUid, [inst]);
   });
   const patients = [...new Set(instances.map((i) => i.patientId).filter((p): p is string => p !== undefined))];
   if (patients.length > 1)
@@ -45,8 +46,8 @@ export function imagingStudy(instances: DicomInstance[]): Record<string, unknown
     numberOfInstances: instances.length,
     series: [...series.entries()].map(([uid, list]) => ({
       uid,
-      ...(list[0]!.seriesNumber !== undefined ? { number: list[0]!.seriesNumber } : {}),
-      modality: coding(list[0]!.modality),
+      ...(list[0].seriesNumber !== undefined ? { number: list[0].seriesNumber } : {}),
+      modality: coding(list[0].modality),
       numberOfInstances: list.length,
       instance: list.map((inst) => ({
         uid: inst.sopInstanceUid,

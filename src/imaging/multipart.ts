@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.ts';
+import { required } from '../required.ts';
 
 /**
  * A streaming multipart/related reader (RFC 2387 / RFC 2046 §5.1), for
@@ -30,16 +31,20 @@ export function parseMediaType(header: string | undefined): MediaType | undefine
   if (!m) return undefined;
   const params: Record<string, string> = {};
   const re = /;\s*([A-Za-z0-9!#$&^_.+-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))\s*/gy;
-  const rest = m[2]!;
+  const rest = required(m[2], 'the parameters group of a match');
   let end = 0;
   let p: RegExpExecArray | null;
   while ((p = re.exec(rest))) {
-    params[p[1]!.toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : p[3]!;
+    const name = required(p[1], 'the name group of a parameter match');
+    params[name.toLowerCase()] =
+      p[2] !== undefined
+        ? p[2].replace(/\\(.)/g, '$1')
+        : required(p[3], 'the token group when the value is not quoted');
     end = re.lastIndex;
   }
   const trailing = rest.slice(end).trim();
   if (trailing !== '' && trailing !== ';') return undefined;
-  return { type: m[1]!.toLowerCase(), params };
+  return { type: required(m[1], 'the type group of a match').toLowerCase(), params };
 }
 
 /** The boundary of a multipart content type, checked against RFC 2046's grammar. */

@@ -54,6 +54,10 @@ describe('cross-client access is refused with 404', () => {
       body: JSON.stringify(bundle),
     });
     expect(sent.status).toBe(202);
+    expect(await sent.json()).toMatchObject({
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'information', code: 'informational' }],
+    });
     const location = sent.headers.get('location')!;
     expect(location).toMatch(/^\/exchanges\/.+/);
 

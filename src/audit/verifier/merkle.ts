@@ -69,7 +69,7 @@ export function isValidSubtree(start: number, end: number): boolean {
 export function equalHash(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  for (let i = 0; i < a.length; i++) diff |= a[i] === b[i] ? 0 : 1;
   return diff === 0;
 }
 
@@ -84,15 +84,17 @@ export function rootOfUnits(units: readonly Hash[], hasher: Hasher): Hash {
   const stack: Array<{ hash: Hash; size: number }> = [];
   for (const u of units) {
     let cur = { hash: u, size: 1 };
-    while (stack.length && stack[stack.length - 1]!.size === cur.size) {
-      const left = stack.pop()!;
+    for (let left = stack[stack.length - 1]; left?.size === cur.size; left = stack[stack.length - 1]) {
+      stack.pop();
       cur = { hash: hasher.node(left.hash, cur.hash), size: cur.size * 2 };
     }
     stack.push(cur);
   }
   // Fold the right border: smaller (right) subtrees join their left neighbours.
-  let acc = stack.pop()!.hash;
-  while (stack.length) acc = hasher.node(stack.pop()!.hash, acc);
+  const last = stack.pop();
+  if (last === undefined) throw new Error('rootOfUnits: the stack holds at least the last unit');
+  let acc = last.hash;
+  for (const left of stack.reverse()) acc = hasher.node(left.hash, acc);
   return acc;
 }
 
@@ -260,9 +262,10 @@ export function verifySubtreeConsistency(
   if (fn === sn) {
     fr = sr = nodeHash;
   } else {
-    if (rest.length === 0) throw new ProofError('consistency proof is empty');
-    fr = sr = rest[0]!;
-    rest = rest.slice(1);
+    const [first, ...others] = rest;
+    if (first === undefined) throw new ProofError('consistency proof is empty');
+    fr = sr = first;
+    rest = others;
   }
   for (const c of rest) {
     if (tn === 0) throw new ProofError('consistency proof is too long');

@@ -83,7 +83,8 @@ export function spkiOfJwk(jwk: EcJwk): Uint8Array {
 /** C2SP signed-note key id for signature type 0x02 (ECDSA). */
 export function noteKeyId(jwk: EcJwk, sha256: (d: Uint8Array) => Uint8Array): number {
   const h = sha256(spkiOfJwk(jwk));
-  return ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+  // The first four bytes, big-endian.
+  return new DataView(h.buffer, h.byteOffset, h.byteLength).getUint32(0);
 }
 
 /** Raw r||s (PKCS#11, WebCrypto) to ASN.1 DER (Go's ecdsa.SignASN1). */
@@ -93,7 +94,9 @@ export function derFromRaw(raw: Uint8Array): Uint8Array {
     let i = 0;
     while (i < b.length - 1 && b[i] === 0) i++;
     const v = b.subarray(i);
-    return v[0]! & 0x80 ? [0x02, v.length + 1, 0, ...v] : [0x02, v.length, ...v];
+    const [lead] = v;
+    if (lead === undefined) throw new NoteError('empty signature half');
+    return lead & 0x80 ? [0x02, v.length + 1, 0, ...v] : [0x02, v.length, ...v];
   };
   const body = [...int(raw.subarray(0, 32)), ...int(raw.subarray(32))];
   return new Uint8Array([0x30, body.length, ...body]);
@@ -106,7 +109,8 @@ export function rawFromDer(der: Uint8Array): Uint8Array {
   let o = 2;
   for (let part = 0; part < 2; part++) {
     if (der[o] !== 0x02) throw new NoteError('signature is not two DER INTEGERs');
-    const len = der[o + 1]!;
+    const len = der[o + 1];
+    if (len === undefined) throw new NoteError('truncated DER INTEGER');
     let v = der.subarray(o + 2, o + 2 + len);
     if (v.length !== len || len === 0) throw new NoteError('truncated DER INTEGER');
     while (v.length > 32 && v[0] === 0) v = v.subarray(1);
@@ -156,11 +160,12 @@ export function parseSignedNote(note: string): { body: string; signatures: NoteS
   const sigLines = note.slice(split + 2, -1).split('\n');
   const signatures = sigLines.map((line) => {
     const m = /^\u2014 ([^\s+]+) ([A-Za-z0-9+/=]+)$/.exec(line);
-    if (!m) throw new NoteError('malformed signature line');
-    const blob = fromBase64(m[2]!);
+    const [, name, encoded] = m ?? [];
+    if (name === undefined || encoded === undefined) throw new NoteError('malformed signature line');
+    const blob = fromBase64(encoded);
     if (blob.length < 5) throw new NoteError('signature too short');
     const keyId = new DataView(blob.buffer, blob.byteOffset).getUint32(0);
-    return { name: m[1]!, keyId, signature: blob.subarray(4) };
+    return { name, keyId, signature: blob.subarray(4) };
   });
   if (signatures.length === 0 || signatures.length > 16) throw new NoteError('a note needs 1 to 16 signatures');
   return { body, signatures };

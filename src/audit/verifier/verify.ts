@@ -85,17 +85,20 @@ class Fail extends Error {
     this.problem = problem;
   }
 }
-const fail = (p: Problem): never => {
+// A declaration, so that the compiler knows code after a call is unreachable.
+function fail(p: Problem): never {
   throw new Fail(p);
-};
+}
 
 function checkShape(pack: unknown): asserts pack is EvidencePack {
   const p = pack as Partial<EvidencePack>;
-  const bad = (m: string) => fail({ kind: 'malformed', message: m });
+  const bad = (m: string): never => fail({ kind: 'malformed', message: m });
   if (!p || typeof p !== 'object') bad('evidence pack is not a JSON object');
   if (p.format !== EVIDENCE_FORMAT) bad(`unknown evidence format ${String(p.format)}`);
-  if (!Number.isSafeInteger(p.from) || !Number.isSafeInteger(p.to) || p.from! < 0 || p.to! < p.from!)
+  const { from, to } = p;
+  if (typeof from !== 'number' || typeof to !== 'number' || !Number.isSafeInteger(from) || !Number.isSafeInteger(to))
     bad('from/to are not a valid leaf range');
+  else if (from < 0 || to < from) bad('from/to are not a valid leaf range');
   if (!Array.isArray(p.entries) || !p.entries.every((e) => typeof e === 'string'))
     bad('entries must be an array of strings');
   if (!Array.isArray(p.checkpoints) || p.checkpoints.length === 0) bad('the pack holds no checkpoints');
@@ -214,19 +217,21 @@ function verifyEntries(pack: EvidencePack, anchor: Checkpoint, hasher: Hasher, m
   // Is `entries[pos]` the genuine leaf `index`, per the signed tree?
   const genuine = (pos: number, index: number): boolean => {
     const q = index - pack.from;
-    if (q < 0 || q >= expected || pos >= n) return false;
-    const key = memo && `${index}\u0000${rootKey}\u0000${String(pack.inclusionProofs[q])}\u0000${pack.entries[pos]}`;
-    const known = key === undefined ? undefined : memo!.get(key);
-    if (known !== undefined) return known;
-    let ok: boolean;
-    try {
-      verifyInclusion(hasher, index, anchor.size, hasher.leaf(utf8(pack.entries[pos]!)), proofOf(q), anchor.rootHash);
-      ok = true;
-    } catch {
-      ok = false;
-    }
-    if (key !== undefined) memo!.set(key, ok);
-    return ok;
+    const entry = pack.entries[pos];
+    if (q < 0 || q >= expected || entry === undefined) return false;
+    const check = (): boolean => {
+      try {
+        verifyInclusion(hasher, index, anchor.size, hasher.leaf(utf8(entry)), proofOf(q), anchor.rootHash);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (!memo) return check();
+    const key = `${index}\u0000${rootKey}\u0000${String(pack.inclusionProofs[q])}\u0000${entry}`;
+    let known = memo.get(key);
+    if (known === undefined) memo.set(key, (known = check()));
+    return known;
   };
   for (let pos = 0; pos < Math.max(n, expected); pos++) {
     const index = pack.from + pos;
@@ -265,14 +270,14 @@ export async function verifyEvidencePack(input: unknown, deps: VerifyDeps): Prom
     const checkpoints = await verifyCheckpoints(pack, deps, hasher);
     report.checkpointsVerified = checkpoints.length;
     const anchor = checkpoints[pack.anchor];
-    if (!anchor || anchor.size < pack.to)
-      fail({ kind: 'malformed', message: `no checkpoint in the pack covers leaf ${pack.to - 1}` });
-    report.anchor = {
-      size: anchor!.size,
-      rootHash: pack.checkpoints[pack.anchor]!.note.split('\n')[2]!,
-      issuedAt: pack.checkpoints[pack.anchor]!.issuedAt,
-    };
-    verifyEntries(pack, anchor!, hasher, deps.memo);
+    const signed = pack.checkpoints[pack.anchor];
+    if (!anchor || !signed || anchor.size < pack.to)
+      return fail({ kind: 'malformed', message: `no checkpoint in the pack covers leaf ${pack.to - 1}` });
+    // A checkpoint body is origin, size and root hash, one a line; verifyCheckpoints parsed it.
+    const [, , rootHash] = signed.note.split('\n');
+    if (rootHash === undefined) throw new Error('a verified checkpoint has a root hash line');
+    report.anchor = { size: anchor.size, rootHash, issuedAt: signed.issuedAt };
+    verifyEntries(pack, anchor, hasher, deps.memo);
     report.entriesVerified = pack.entries.length;
     report.ok = true;
   } catch (err) {
@@ -286,7 +291,8 @@ export async function verifyEvidencePack(input: unknown, deps: VerifyDeps): Prom
 export function describeReport(r: VerifyReport): string {
   if (r.ok)
     return `OK: ${r.entriesVerified} entries proven in the signed tree of size ${r.anchor?.size}; ${r.checkpointsVerified} checkpoint signatures and their consistency chain verified (keys ${r.keyIds.join(', ')})`;
-  const p = r.problem!;
+  const p = r.problem;
+  if (!p) throw new Error('a report that is not ok carries its problem');
   const where =
     p.index !== undefined ? `entry ${p.index}` : p.checkpoint !== undefined ? `checkpoint ${p.checkpoint}` : 'pack';
   return `TAMPERED (${p.kind}) at ${where}: ${p.message}`;

@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AuditInput } from '../../audit/append.ts';
 import type { GatewayContext } from '../../gateway-context.ts';
-import type { Partner } from '../../directory/directory.ts';
 import { GatewayError } from '../../errors.ts';
 import { DicomStreamCheck, type DicomInstance, type DicomLimits } from '../../imaging/dicom.ts';
 import { imagingStudy } from '../../imaging/imaging-study.ts';
