@@ -9,6 +9,7 @@ import { appendAudit } from '../../src/audit/append.ts';
 import { checkLogin, createSession, endSession, sessionUser, SESSION_TTL_MS } from '../../src/audit/users.ts';
 import { inTransaction } from '../../src/db/pool.ts';
 import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
+import { refuseCrossSite } from './session-csrf.ts';
 
 const AUDIT_DIR = join(import.meta.dirname, '..', '..', 'src', 'audit');
 const VERIFIER_DIR = join(AUDIT_DIR, 'verifier');
@@ -81,27 +82,37 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       return reply.headers(SECURITY_HEADERS).type('text/javascript; charset=utf-8').send(load(req.params.file));
     });
 
-    app.post('/audit/ui/login', { preHandler: publicAccess }, async (req, reply) => {
-      const body = req.body as { name?: unknown; password?: unknown } | undefined;
-      const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
-      const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
-      if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
-      chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_MINUTE); // slows password guessing (429 with Retry-After)
-      if (!(await checkLogin(ctx.pool, name, password))) {
-        await record(req, 'auth.failure', name, false, 'bad_credentials');
-        throw new GatewayError('UNAUTHENTICATED', 'unknown user or wrong password');
-      }
-      const session = await createSession(ctx.pool, name);
-      await record(req, 'compliance.login', name, true);
-      setCookie(reply, session.token, SESSION_TTL_MS / 1000);
-      return reply.header('Cache-Control', 'no-store').send({ user: name, expiresAt: session.expiresAt.toISOString() });
-    });
+    app.post(
+      '/audit/ui/login',
+      { onRequest: refuseCrossSite(ctx, 'sign-in'), preHandler: publicAccess },
+      async (req, reply) => {
+        const body = req.body as { name?: unknown; password?: unknown } | undefined;
+        const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
+        const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
+        if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
+        chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_MINUTE); // slows password guessing (429 with Retry-After)
+        if (!(await checkLogin(ctx.pool, name, password))) {
+          await record(req, 'auth.failure', name, false, 'bad_credentials');
+          throw new GatewayError('UNAUTHENTICATED', 'unknown user or wrong password');
+        }
+        const session = await createSession(ctx.pool, name);
+        await record(req, 'compliance.login', name, true);
+        setCookie(reply, session.token, SESSION_TTL_MS / 1000);
+        return reply
+          .header('Cache-Control', 'no-store')
+          .send({ user: name, expiresAt: session.expiresAt.toISOString() });
+      },
+    );
 
-    app.post('/audit/ui/logout', { preHandler: publicAccess }, async (req, reply) => {
-      await endSession(ctx.pool, cookie(req, SESSION_COOKIE));
-      setCookie(reply, '', 0);
-      return reply.code(204).send();
-    });
+    app.post(
+      '/audit/ui/logout',
+      { onRequest: refuseCrossSite(ctx, 'session'), preHandler: publicAccess },
+      async (req, reply) => {
+        await endSession(ctx.pool, cookie(req, SESSION_COOKIE));
+        setCookie(reply, '', 0);
+        return reply.code(204).send();
+      },
+    );
 
     // The page probes its own session on load: a plain 401 here, not an audited bearer-token failure.
     app.get('/audit/ui/session', { preHandler: publicAccess }, async (req, reply) => {
