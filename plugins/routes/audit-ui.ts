@@ -5,11 +5,15 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { chargeRate } from '../../src/auth/rate-limit.ts';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
-import { appendAudit } from '../../src/audit/append.ts';
+import { appendAudit, type AuditInput } from '../../src/audit/append.ts';
 import type { AuditEventType } from '../../src/audit/events.ts';
 import { checkLogin, createSession, endSession, sessionUser, SESSION_TTL_MS } from '../../src/audit/users.ts';
+import { claimLoginAttempt, clearLoginFailures, LOGIN_POLICY } from '../../src/audit/login-backoff.ts';
 import { inTransaction } from '../../src/db/pool.ts';
 import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
+import { refuseCrossSite } from './session-csrf.ts';
+
+type AuditDetail = NonNullable<AuditInput['detail']>;
 
 const AUDIT_DIR = join(import.meta.dirname, '..', '..', 'src', 'audit');
 const VERIFIER_DIR = join(AUDIT_DIR, 'verifier');
@@ -22,7 +26,10 @@ const STATIC: Record<string, string> = {
   'style.css': 'text/css; charset=utf-8',
 };
 
-const LOGINS_PER_MINUTE = 10;
+// Per address, generous: officers behind one reverse proxy must not block each other. Guessing is
+// stopped per account (src/audit/login-backoff.ts), which every process shares.
+const LOGINS_PER_ADDRESS_PER_MINUTE = 60;
+const BAD_LOGIN = 'unknown user or wrong password';
 
 const SECURITY_HEADERS = {
   'Content-Security-Policy':
@@ -55,14 +62,14 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       'Set-Cookie',
       `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`,
     );
-  const record = (req: FastifyRequest, type: AuditEventType, name: string, ok: boolean, reason?: string) =>
+  const record = (req: FastifyRequest, type: AuditEventType, name: string, ok: boolean, detail: AuditDetail = {}) =>
     inTransaction(ctx.pool, (c) =>
       appendAudit(c, [
         {
           type,
           outcome: ok ? 'success' : 'minor-failure',
           agent: { type: 'admin', id: name, network: req.ip },
-          detail: { via: 'audit-ui', ...(reason ? { reason } : {}) },
+          detail: { via: 'audit-ui', ...detail },
         },
       ]),
     );
@@ -82,27 +89,55 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       return reply.headers(SECURITY_HEADERS).type('text/javascript; charset=utf-8').send(load(req.params.file));
     });
 
-    app.post('/audit/ui/login', { preHandler: publicAccess }, async (req, reply) => {
-      const body = req.body as { name?: unknown; password?: unknown } | undefined;
-      const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
-      const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
-      if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
-      chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_MINUTE); // slows password guessing (429 with Retry-After)
-      if (!(await checkLogin(ctx.pool, name, password))) {
-        await record(req, 'auth.failure', name, false, 'bad_credentials');
-        throw new GatewayError('UNAUTHENTICATED', 'unknown user or wrong password');
-      }
-      const session = await createSession(ctx.pool, name);
-      await record(req, 'compliance.login', name, true);
-      setCookie(reply, session.token, SESSION_TTL_MS / 1000);
-      return reply.header('Cache-Control', 'no-store').send({ user: name, expiresAt: session.expiresAt.toISOString() });
-    });
+    app.post(
+      '/audit/ui/login',
+      { onRequest: refuseCrossSite(ctx, 'sign-in'), preHandler: publicAccess },
+      async (req, reply) => {
+        const body = req.body as { name?: unknown; password?: unknown } | undefined;
+        const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
+        const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
+        if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
+        chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_ADDRESS_PER_MINUTE);
+        const gate = await claimLoginAttempt(ctx.pool, name);
+        if (gate.kind === 'wait') {
+          await record(req, 'auth.failure', name, false, { reason: 'backoff', retry_after: gate.retryAfter });
+          throw new GatewayError('RATE_LIMITED', `too many failed sign-ins; retry in ${gate.retryAfter} s`, {
+            retryAfter: gate.retryAfter,
+          });
+        }
+        // Locked: the same answer as a wrong password, whatever was typed; only the audit entry says why.
+        if (gate.kind === 'locked') {
+          await record(req, 'auth.failure', name, false, { reason: 'account_locked', failures: gate.failures });
+          throw new GatewayError('UNAUTHENTICATED', BAD_LOGIN);
+        }
+        if (!(await checkLogin(ctx.pool, name, password))) {
+          const locked = gate.failures >= LOGIN_POLICY.lockAfter;
+          await record(req, 'auth.failure', name, false, {
+            reason: 'bad_credentials',
+            failures: gate.failures,
+            locked,
+          });
+          throw new GatewayError('UNAUTHENTICATED', BAD_LOGIN);
+        }
+        await clearLoginFailures(ctx.pool, name);
+        const session = await createSession(ctx.pool, name);
+        await record(req, 'compliance.login', name, true);
+        setCookie(reply, session.token, SESSION_TTL_MS / 1000);
+        return reply
+          .header('Cache-Control', 'no-store')
+          .send({ user: name, expiresAt: session.expiresAt.toISOString() });
+      },
+    );
 
-    app.post('/audit/ui/logout', { preHandler: publicAccess }, async (req, reply) => {
-      await endSession(ctx.pool, cookie(req, SESSION_COOKIE));
-      setCookie(reply, '', 0);
-      return reply.code(204).send();
-    });
+    app.post(
+      '/audit/ui/logout',
+      { onRequest: refuseCrossSite(ctx, 'session'), preHandler: publicAccess },
+      async (req, reply) => {
+        await endSession(ctx.pool, cookie(req, SESSION_COOKIE));
+        setCookie(reply, '', 0);
+        return reply.code(204).send();
+      },
+    );
 
     // The page probes its own session on load: a plain 401 here, not an audited bearer-token failure.
     app.get('/audit/ui/session', { preHandler: publicAccess }, async (req, reply) => {

@@ -8,6 +8,7 @@ import { toBase64 } from '../../src/audit/verifier/note.ts';
 import { parseAuditQuery, searchAudit } from '../../src/audit/search.ts';
 import { TreeReader } from '../../src/audit/tree.ts';
 import { auditReader } from './audit-guard.ts';
+import { refuseCrossSite } from './session-csrf.ts';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -31,6 +32,7 @@ function intParam(q: Query, name: string, fallback?: number): number {
 export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
     const guard = auditReader(ctx);
+    app.addHook('onRequest', refuseCrossSite(ctx, 'session'));
     const observer = { org: ctx.config.org, baseUrl: ctx.config.baseUrl };
     const noStore = { 'Cache-Control': 'no-store' };
 

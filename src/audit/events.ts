@@ -113,6 +113,11 @@ export const AUDIT_EVENTS = {
     outcome: ['success'],
     recordedBy: 'audit UI',
   },
+  'compliance.unlocked': {
+    description: "An administrator unlocked a compliance officer's account after repeated failed sign-ins.",
+    outcome: ['success'],
+    recordedBy: 'audit CLI (users unlock)',
+  },
   'client.registered': {
     description: 'An EHR client was registered.',
     outcome: ['success'],

@@ -23,6 +23,14 @@ export interface VerifiedAssertion {
 const bad = (reason: string, description: string, clientId?: string) =>
   new OAuthError('invalid_client', reason, description, clientId);
 
+/**
+ * Until the signature holds, the answer must not say what is registered (an
+ * unknown client, a disabled one, a kid it lacks): one text for all of them,
+ * the reason code goes to the audit entry only.
+ */
+export const CLIENT_AUTH_FAILED = 'client authentication failed';
+const unauthenticated = (reason: string, clientId?: string) => bad(reason, CLIENT_AUTH_FAILED, clientId);
+
 function unverifiedClaims(jwt: string): Record<string, unknown> {
   try {
     const payload = JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8'));
@@ -67,18 +75,17 @@ export async function verifyClientAssertion(
   const iss = unverifiedClaims(assertion).iss;
   if (typeof iss !== 'string' || iss === '' || iss.length > 200) throw bad('iss_missing', 'iss must be the client id');
   const client = await getClient(ctx.pool, iss);
-  if (!client) throw bad('unknown_client', 'unknown client');
-  if (!client.enabled) throw bad('client_disabled', 'client is disabled', client.id);
+  if (!client) throw unauthenticated('unknown_client');
+  if (!client.enabled) throw unauthenticated('client_disabled', client.id);
 
   let jwk: JWK | undefined;
   try {
     jwk = await clientKey(ctx, client, header.kid);
   } catch {
-    throw bad('jwks_unavailable', 'the client JWKS could not be fetched', client.id);
+    throw unauthenticated('jwks_unavailable', client.id);
   }
-  if (!jwk) throw bad('kid_unknown', `kid ${JSON.stringify(header.kid)} is not in the client JWKS`, client.id);
-  if (jwk.alg !== undefined && jwk.alg !== alg)
-    throw bad('alg_mismatch', 'the key is registered for another alg', client.id);
+  if (!jwk) throw unauthenticated('kid_unknown', client.id);
+  if (jwk.alg !== undefined && jwk.alg !== alg) throw unauthenticated('alg_mismatch', client.id);
 
   let payload: Record<string, unknown>;
   try {
@@ -93,13 +100,11 @@ export async function verifyClientAssertion(
     });
     payload = result.payload as Record<string, unknown>;
   } catch (err) {
-    const reason =
-      err instanceof errors.JWTExpired
-        ? 'expired'
-        : err instanceof errors.JWTClaimValidationFailed
-          ? `claim_${err.claim}`
-          : 'signature_invalid';
-    throw bad(reason, `client_assertion rejected (${reason})`, client.id);
+    // jose checks claims only after the signature: a claim failure comes from the key's holder, who may hear which.
+    if (err instanceof errors.JWTExpired) throw bad('expired', 'client_assertion rejected (expired)', client.id);
+    if (err instanceof errors.JWTClaimValidationFailed)
+      throw bad(`claim_${err.claim}`, `client_assertion rejected (claim_${err.claim})`, client.id);
+    throw unauthenticated('signature_invalid', client.id);
   }
   const exp = payload.exp as number;
   const now = Math.floor(Date.now() / 1000);

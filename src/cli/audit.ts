@@ -1,8 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { committedSize, issueCheckpoint, logOrigin } from '../audit/checkpoint.ts';
 import { buildEvidencePack } from '../audit/export.ts';
 import { addAuditUser, disableAuditUser, listAuditUsers } from '../audit/users.ts';
+import { lockedNames, unlockLogin } from '../audit/login-backoff.ts';
+import { appendAudit } from '../audit/append.ts';
+import { inTransaction } from '../db/pool.ts';
 import { verifyLiveLog } from '../audit/verify-db.ts';
 import { nodeVerifyDeps } from '../audit/verify-node.ts';
 import { describeReport, verifyEvidencePack, type EvidenceKey } from '../audit/verifier/verify.ts';
@@ -17,7 +21,7 @@ const USAGE = `gateway audit verify <evidence-pack.json> [--key <jwk.json>]... [
 gateway audit verify --db [--json]
 gateway audit export [--from N] [--to N] [--out FILE]
 gateway audit checkpoint
-gateway audit users add --name NAME | users list | users disable --name NAME
+gateway audit users add --name NAME | users list | users disable --name NAME | users unlock NAME
 
 verify FILE   Offline: no database, no network. Checks every checkpoint
               signature, the consistency chain and every entry's inclusion
@@ -31,7 +35,9 @@ verify --db   Checks the live log (DATABASE_URL or DATA_DIR): recomputes every
 export        Writes an evidence pack for leaves [from, to) (default: all).
 checkpoint    Signs a checkpoint now with the HSM audit key (the worker does it every minute).
 users add     Creates a compliance officer account for /audit/ui and prints its
-              initial password once.`;
+              initial password once.
+users unlock  Lifts the sign-in lockout of NAME (after repeated wrong passwords)
+              and clears its backoff; audited. users list shows who is locked.`;
 
 const dbOptions = {
   db: { type: 'boolean' },
@@ -91,6 +97,27 @@ async function verifyDb(json: boolean): Promise<number> {
   }
 }
 
+/** Lift a sign-in lockout (and any backoff), recorded in the audit trail with who did it. */
+async function unlockUser(pool: import('pg').Pool, name: string): Promise<string> {
+  const failures = await inTransaction(pool, async (c) => {
+    const n = await unlockLogin(c, name);
+    if (n > 0)
+      await appendAudit(c, [
+        {
+          type: 'compliance.unlocked',
+          outcome: 'success',
+          agent: { type: 'admin', id: `cli:${userInfo().username}` },
+          entity: [{ type: 'audit-user', id: name }],
+          detail: { failures: n },
+        },
+      ]);
+    return n;
+  });
+  return failures > 0
+    ? `unlocked ${name} (${failures} failed sign-ins cleared)`
+    : `${name} has no failed sign-ins to clear`;
+}
+
 const int = (v: string | undefined, name: string): number | undefined => {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number`);
@@ -113,6 +140,7 @@ export const auditCommand: Command = {
     const config = loadConfig();
     if (sub === 'users') {
       const db = await openDatabase(config, cliLogger(config));
+      const named = values.name ?? rest[1];
       try {
         if (rest[0] === 'add' && values.name) {
           const password = await addAuditUser(db.pool, values.name);
@@ -123,18 +151,22 @@ export const auditCommand: Command = {
               ? `disabled ${values.name}`
               : `no active user ${values.name}`,
           );
+        } else if (rest[0] === 'unlock' && named) {
+          print(await unlockUser(db.pool, named));
         } else if (rest[0] === 'list') {
+          const locked = await lockedNames(db.pool);
           print(
             table(
               (await listAuditUsers(db.pool)).map((u) => ({
                 name: u.name,
                 created: u.created_at.toISOString(),
                 disabled: u.disabled_at?.toISOString() ?? '',
+                locked: locked.has(u.name) ? 'yes' : '',
               })),
-              ['name', 'created', 'disabled'],
+              ['name', 'created', 'disabled', 'locked'],
             ),
           );
-        } else throw new UsageError('users add --name N | users list | users disable --name N');
+        } else throw new UsageError('users add --name N | users list | users disable --name N | users unlock N');
         return 0;
       } finally {
         await db.close();

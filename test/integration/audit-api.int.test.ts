@@ -204,7 +204,7 @@ describe('audit API', () => {
       `SELECT entry FROM audit_log WHERE type = 'auth.failure' AND entry LIKE '%auditor.bob%'`,
     );
     expect(failures.rows.length).toBe(1);
-    // Password guessing is throttled per address: 10 sign-in attempts a minute.
+    // Password guessing is slowed per account: after a few failures the next attempt must wait (429, Retry-After).
     let status = 0;
     for (let i = 0; i < 10 && status !== 429; i++)
       status = (

@@ -121,4 +121,15 @@ describe('compliance officer page /audit/ui in headless Chromium', () => {
     expect(alert).toContain(`(changed) at entry ${idx}`);
     expect(await page.locator('#verified').isVisible()).toBe(false);
   });
+
+  it('signs out through the page: the sign-out POST passes the same-origin check and ends the session', async () => {
+    const session = (await browser.cookies()).find((c) => c.name === 'gw_audit_session')!;
+    await page.click('#logout');
+    await page.locator('#login-view').waitFor({ state: 'visible' });
+    const probe = await fetch(`${gw.url}/audit/ui/session`, {
+      headers: { cookie: `gw_audit_session=${session.value}` },
+    });
+    expect(probe.status).toBe(401);
+    expect(pageErrors).toEqual([]);
+  });
 });

@@ -218,6 +218,30 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
       await request(gw.app.server).get('/admin/clients').set('authorization', bearer).expect(401);
     });
 
+    it('answers an unknown client, a disabled client, an unknown kid and a forged signature alike; only the audit says which', async () => {
+      const disabled = await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE] });
+      await setClientEnabled(gw.app.ctx.pool, disabled.id, false);
+      const other = await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE] });
+      const attempts: Array<[string, () => Promise<string>, string | undefined]> = [
+        ['unknown_client', () => ehr.assertion({ iss: 'nobody-at-all', sub: 'nobody-at-all' }), undefined],
+        ['client_disabled', () => disabled.assertion(), disabled.id],
+        ['kid_unknown', () => ehr.assertion({}, { kid: 'not-a-kid-of-ehr' }), ehr.id],
+        ['signature_invalid', () => other.assertion({ iss: ehr.id, sub: ehr.id }, { kid: ehr.kid }), ehr.id],
+      ];
+      const bodies: unknown[] = [];
+      for (const [reason, assertion, clientId] of attempts) {
+        const res = await grant(await assertion());
+        expect(res.status).toBe(401);
+        bodies.push(res.body);
+        const last = (await auditTypes()).filter((r) => r.type === 'auth.failure').at(-1)!;
+        const entry = JSON.parse(last.entry);
+        expect(entry.detail).toMatchObject({ reason, error: 'invalid_client', endpoint: '/auth/token' });
+        expect(entry.agent.id).toBe(clientId ?? 'unknown');
+      }
+      expect(bodies[0]).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+      for (const body of bodies) expect(body).toEqual(bodies[0]);
+    });
+
     it('audits every refusal with a reason code and never the assertion', async () => {
       const rows = (await auditTypes()).filter((r) => r.type === 'auth.failure');
       const reasons = rows.map((r) => JSON.parse(r.entry).detail.reason);
