@@ -12,7 +12,8 @@ import { verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { findBySenderJti, insertInboxMessages } from '../inbox-store.ts';
 import { envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
-import type { InboxContext, ReceiveMeta, ReceiveResult } from '../receive.ts';
+import { requireBoundSender, type InboxContext, type ReceiveMeta, type ReceiveResult } from '../receive.ts';
+import { keepRefusal, markRefusalAudited } from '../../auth/audit.ts';
 import { verifySignedContent, type VerifiedContent } from '../../protocol/signed-content.ts';
 import { uuidv7 } from '../../ids.ts';
 
@@ -125,6 +126,7 @@ export function imagingReceiver(
       });
       opened.plaintext.fill(0);
       const c = verified.claims;
+      requireBoundSender(meta, c.iss);
       if (c.iss !== announced.iss || c.jti !== announced.jti || c.exchange !== announced.exchange) {
         throw new GatewayError('CLAIMS_INVALID', 'the manifest names another delivery than the announcement', {
           expression: 'jti',
@@ -160,7 +162,7 @@ export function imagingReceiver(
       });
     } catch (err) {
       await file?.discard();
-      if (err instanceof GatewayError && err.status < 500)
+      if (err instanceof GatewayError && err.status < 500) {
         await auditRefusal(
           ctx,
           err,
@@ -169,6 +171,8 @@ export function imagingReceiver(
           meta,
           now,
         );
+        markRefusalAudited(err);
+      }
       throw err;
     }
   };
@@ -265,27 +269,24 @@ async function auditRefusal(
   now: Date,
 ): Promise<void> {
   const network = meta.remoteAddress ? { network: meta.remoteAddress } : {};
-  await appendAudit(
-    ctx.pool,
-    [
-      {
-        type: 'inbox.refused',
-        outcome: 'minor-failure',
-        agent: v
-          ? { type: 'partner', id: v.claims.iss, ...network }
-          : { type: 'anonymous', id: 'unauthenticated', ...network },
-        entity: [
-          ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
-          ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
-        ],
-        detail: { content: 'imaging', reason: err.code, status: err.status },
-      },
-    ],
-    now,
-  ).catch((e: unknown) =>
-    ctx.logger.error(
-      { err: { message: (e as Error).message }, reason: err.code },
-      'could not audit an imaging refusal',
+  await keepRefusal(ctx.logger, 'inbox.refused', () =>
+    appendAudit(
+      ctx.pool,
+      [
+        {
+          type: 'inbox.refused',
+          outcome: 'minor-failure',
+          agent: v
+            ? { type: 'partner', id: v.claims.iss, ...network }
+            : { type: 'anonymous', id: 'unauthenticated', ...network },
+          entity: [
+            ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
+            ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
+          ],
+          detail: { content: 'imaging', reason: err.code, status: err.status },
+        },
+      ],
+      now,
     ),
   );
 }
