@@ -91,6 +91,8 @@ export function imagingReceiver(
         (await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(),
         checks,
       );
+      // Before anything is looked up or read: a peer certificate bound to another partner learns nothing.
+      requireBoundSender(meta, announced.iss);
       const earlier = await findBySenderJti(ctx.pool, announced.iss, announced.jti);
       if (earlier) {
         // The same delivery again (the sender lost our answer): the first receipt; the bulk is not read.
@@ -126,7 +128,6 @@ export function imagingReceiver(
       });
       opened.plaintext.fill(0);
       const c = verified.claims;
-      requireBoundSender(meta, c.iss);
       if (c.iss !== announced.iss || c.jti !== announced.jti || c.exchange !== announced.exchange) {
         throw new GatewayError('CLAIMS_INVALID', 'the manifest names another delivery than the announcement', {
           expression: 'jti',
