@@ -4,6 +4,8 @@ import { GatewayError, type ErrorCode } from '../src/errors.ts';
 import { operationOutcome } from '../src/fhir/outcome.ts';
 
 export interface ErrorReply {
+  /** The machine code, so nothing downstream has to read it back out of the outcome. */
+  code: ErrorCode;
   status: number;
   outcome: OperationOutcome;
   retryAfter?: number;
@@ -55,6 +57,7 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
   if (ge) {
     const serverFault = ge.status >= 500;
     return {
+      code: ge.code,
       status: ge.status,
       retryAfter: ge.retryAfter,
       serverFault,
@@ -68,6 +71,7 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
     };
   }
   return {
+    code: 'INTERNAL',
     status: 500,
     serverFault: true,
     outcome: operationOutcome({

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'f
 import type { GatewayContext } from '../src/gateway-context.ts';
 import { GatewayError } from '../src/errors.ts';
 import { operationOutcome } from '../src/fhir/outcome.ts';
-import { auditRefusal } from '../src/auth/audit.ts';
+import { auditRefusal, markRefusalAudited } from '../src/auth/audit.ts';
 import { chargeRate } from '../src/auth/rate-limit.ts';
 import { hasAnyScope } from '../src/auth/scopes.ts';
 import { lookupAccessToken } from '../src/auth/tokens.ts';
@@ -112,7 +112,7 @@ export function requireScope(ctx: GatewayContext, ...anyOf: string[]): preHandle
         'WWW-Authenticate',
         `Bearer realm="fhir-gateway", error="insufficient_scope", scope="${anyOf.join(' ')}"`,
       );
-      throw new GatewayError('FORBIDDEN', `this token lacks the scope ${anyOf.join(' or ')}`);
+      throw markRefusalAudited(new GatewayError('FORBIDDEN', `this token lacks the scope ${anyOf.join(' or ')}`));
     }
   };
   Object.defineProperty(guard, GUARD, { value: true });

@@ -1,15 +1,19 @@
 import fp from 'fastify-plugin';
 import { toErrorReply } from '../error-reply.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
+import { isRefusalAudited } from '../../src/auth/audit.ts';
+import '../route-policy.ts';
 
 /** Every error and every unknown route becomes a FHIR OperationOutcome. */
 export default fp(
   async (app) => {
+    app.decorateReply('gatewayError', null);
     app.setErrorHandler((err, request, reply) => {
       const r = toErrorReply(err, request.id);
       if (r.serverFault) request.log.error({ err }, 'request failed');
-      else
-        request.log.info({ status: r.status, code: r.outcome.issue[0]?.details?.coding?.[0]?.code }, 'request refused');
+      else request.log.info({ status: r.status, code: r.code }, 'request refused');
+      // The refusal-audit hook (plugins/refusal-audit.ts) reads the decision here, in onSend.
+      reply.gatewayError = { code: r.code, status: r.status, audited: isRefusalAudited(err) };
       if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter));
       return reply.code(r.status).type('application/fhir+json').send(r.outcome);
     });

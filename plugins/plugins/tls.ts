@@ -3,19 +3,13 @@ import type { TLSSocket } from 'node:tls';
 import { auditRefusal } from '../../src/auth/audit.ts';
 import { checkPeerCertificate } from '../../src/auth/tls.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
-import { PROTOCOL } from '../../src/protocol/wire.ts';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** Set on /inbox under mutual TLS: the partner the peer certificate is bound to. */
-    tlsPeer?: { partnerId: string; certSha256: string };
-  }
-}
+import '../route-policy.ts';
 
 /**
  * HTTPS concerns: HSTS on every response when serving TLS, and mutual TLS on
- * /inbox when TLS_CLIENT_CA_FILE is set (certificate from that CA, bound to a
- * partner; the inbox then checks the envelope's sender is that partner).
+ * every route that declares `peer: true` when TLS_CLIENT_CA_FILE is set
+ * (certificate from that CA, bound to a partner; the receiving pipeline then
+ * checks the signed sender is that partner).
  */
 export default fp(
   async (app) => {
@@ -27,8 +21,8 @@ export default fp(
     });
     if (!config.tlsClientCaFile) return;
     app.addHook('onRequest', async (request, reply) => {
-      // The peer-gateway endpoint only; the EHR's pull API (/inbox/messages) uses bearer tokens.
-      if (request.method !== 'POST' || request.routeOptions.url !== PROTOCOL.inboxPath) return;
+      // Peer-gateway routes only; the EHR's pull API (/inbox/messages) uses bearer tokens.
+      if (request.routeOptions.config.peer !== true) return;
       const peer = await checkPeerCertificate(app.db, request.raw.socket as TLSSocket);
       if (peer.ok) {
         request.tlsPeer = { partnerId: peer.partnerId, certSha256: peer.certSha256 };
@@ -39,7 +33,7 @@ export default fp(
         app.log,
         'auth.failure',
         { remoteAddress: request.ip },
-        { reason: peer.reason, endpoint: PROTOCOL.inboxPath, cert_sha256: peer.certSha256 ?? null },
+        { reason: peer.reason, endpoint: request.routeOptions.url ?? null, cert_sha256: peer.certSha256 ?? null },
       );
       return reply
         .code(peer.status)

@@ -11,18 +11,16 @@ import {
 } from '../guard.ts';
 import { parseFhirJson } from '../../src/fhir/json.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
-import { acceptSubmission, auditIntakeRefusal, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
+import { acceptSubmission, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
 import { readExchange } from '../../src/outbound/exchange-view.ts';
-import { toErrorReply } from '../error-reply.ts';
 
 interface RawFhir {
   raw: string;
   json: unknown;
 }
 
-const INTAKE_ROUTES = new Set(['/fhir/$process-message', '/exchanges']);
-// Refusals the auth guard audits itself.
-const AUDITED_ELSEWHERE = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'RATE_LIMITED']);
+// Intake routes: their refusals are audited (plugins/refusal-audit.ts).
+const INTAKE = { refusalAudit: 'intake.refused' } as const;
 
 /**
  * Intake (POST /fhir/$process-message, POST /exchanges?recipient=…) and the
@@ -52,16 +50,6 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
       }
     });
 
-    app.addHook('onError', async (req, _reply, err) => {
-      if (req.method !== 'POST' || !INTAKE_ROUTES.has(req.routeOptions.url ?? '')) return;
-      const { status, outcome } = toErrorReply(err, req.id);
-      const code = outcome.issue[0]?.details?.coding?.[0]?.code ?? 'INTERNAL';
-      if (status >= 500 || AUDITED_ELSEWHERE.has(code)) return;
-      await auditIntakeRefusal(ctx.pool, req.principal?.clientId, code, status, req.routeOptions.url ?? '').catch((e) =>
-        ctx.logger.warn({ err: { message: (e as Error).message } }, 'could not audit an intake refusal'),
-      );
-    });
-
     const submit = async (req: FastifyRequest, reply: FastifyReply, recipients: Submission['recipients']) => {
       const body = req.body as RawFhir | undefined;
       if (!body) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'send the Bundle as application/fhir+json');
@@ -88,11 +76,11 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         );
     };
 
-    app.post('/fhir/$process-message', { onRequest: write, preHandler: write }, (req, reply) =>
+    app.post('/fhir/$process-message', { config: INTAKE, onRequest: write, preHandler: write }, (req, reply) =>
       submit(req, reply, { from: 'message' }),
     );
 
-    app.post('/exchanges', { onRequest: write, preHandler: write }, (req, reply) => {
+    app.post('/exchanges', { config: INTAKE, onRequest: write, preHandler: write }, (req, reply) => {
       const q = (req.query as { recipient?: string | string[] }).recipient;
       const ids = q === undefined ? [] : Array.isArray(q) ? q : [q];
       return submit(req, reply, { from: 'explicit', ids });

@@ -18,7 +18,7 @@ import { acceptImaging } from '../../src/outbound/imaging/intake.ts';
 import { imagingReceiver } from '../../src/inbound/imaging/receive.ts';
 import { readImagingExchange } from '../../src/outbound/imaging/store.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
-import { inboxViewer } from './inbox.ts';
+import { inboxViewer, PEER_DELIVERY } from './inbox.ts';
 
 export const SCOPE_IMAGING_WRITE = 'system/ImagingStudy.write';
 
@@ -104,9 +104,12 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
       },
     );
 
-    app.post(`${PROTOCOL.inboxPath}/imaging`, (req, reply) =>
+    app.post(`${PROTOCOL.inboxPath}/imaging`, { config: PEER_DELIVERY }, (req, reply) =>
       closingOnError(reply, async () => {
-        const result = await receive(req.headers['content-type'], streamOf(req), { remoteAddress: req.ip });
+        const result = await receive(req.headers['content-type'], streamOf(req), {
+          remoteAddress: req.ip,
+          tlsPartner: req.tlsPeer?.partnerId,
+        });
         // A repeated delivery is answered without reading its bulk: do not keep that connection.
         if (!req.raw.complete) reply.header('connection', 'close');
         return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);

@@ -1,6 +1,6 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyContextConfig, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
-import { GatewayError, type ErrorCode } from '../../src/errors.ts';
+import { GatewayError } from '../../src/errors.ts';
 import {
   hasAnyScope,
   requireScope,
@@ -9,17 +9,23 @@ import {
   SCOPE_ALL_WRITE,
   SCOPE_BUNDLE_WRITE,
 } from '../guard.ts';
-import { auditEarlyRefusal, inboxReceiver } from '../../src/inbound/receive.ts';
+import { inboxReceiver } from '../../src/inbound/receive.ts';
 import { inboxReader, type InboxRequester } from '../../src/inbound/inbox-read.ts';
 import { INBOX_STATES, type InboxMetadata, type InboxState } from '../../src/inbound/inbox-store.ts';
 import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
-import { toErrorReply } from '../error-reply.ts';
+import '../route-policy.ts';
 
 /** Reading inbox messages needs system/*.read; acknowledging changes their state, so it needs a write scope. */
 export const INBOX_READ_SCOPE = SCOPE_ALL_READ;
 const INBOX_READ_SCOPES = [INBOX_READ_SCOPE];
 const INBOX_ACK_SCOPES = [SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE];
+
+/**
+ * The peer-gateway deliveries (POST /inbox, POST /inbox/imaging): mutual TLS
+ * and the sender binding (plugins/plugins/tls.ts), refusals audited as inbox.refused.
+ */
+export const PEER_DELIVERY = { peer: true, refusalAudit: 'inbox.refused' } as const satisfies FastifyContextConfig;
 
 /**
  * The guarded caller as an inbox viewer: routed partners only
@@ -82,36 +88,27 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
       (_req, body, done) => done(null, body),
     );
 
-    // receive() audits its own refusals; one decided before it (media type, body size) is audited here.
-    const reachedReceive = new WeakSet<FastifyRequest>();
-    app.addHook('onError', async (request, _reply, err) => {
-      if (request.method !== 'POST' || request.routeOptions.url !== PROTOCOL.inboxPath || reachedReceive.has(request))
-        return;
-      const { status, outcome } = toErrorReply(err, request.id);
-      if (status >= 500) return;
-      const code = (outcome.issue[0]?.details?.coding?.[0]?.code ?? 'BAD_REQUEST') as ErrorCode;
-      const body = typeof request.body === 'string' ? request.body : undefined;
-      await auditEarlyRefusal(ctx, new GatewayError(code, 'refused before opening', {}), body, {
-        remoteAddress: request.ip,
-      }).catch((e) => ctx.logger.warn({ err: { message: (e as Error).message } }, 'could not audit an inbox refusal'));
-    });
-
-    app.post(PROTOCOL.inboxPath, { bodyLimit: ctx.config.inboxBodyLimit }, async (request, reply) => {
-      if (
-        typeof request.body !== 'string' ||
-        !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')
-      ) {
-        throw new GatewayError(
-          'UNSUPPORTED_MEDIA_TYPE',
-          `POST ${PROTOCOL.inboxPath} takes ${PROTOCOL.mediaType} (a compact JWE)`,
-        );
-      }
-      // Under mutual TLS (plugins/plugins/tls.ts) the peer certificate names the partner; the signed sender must be that partner.
-      const tlsPartner = (request as { tlsPeer?: { partnerId: string } }).tlsPeer?.partnerId;
-      reachedReceive.add(request);
-      const result = await receive(request.body, { remoteAddress: request.ip, tlsPartner });
-      return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
-    });
+    app.post(
+      PROTOCOL.inboxPath,
+      { config: PEER_DELIVERY, bodyLimit: ctx.config.inboxBodyLimit },
+      async (request, reply) => {
+        if (
+          typeof request.body !== 'string' ||
+          !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')
+        ) {
+          throw new GatewayError(
+            'UNSUPPORTED_MEDIA_TYPE',
+            `POST ${PROTOCOL.inboxPath} takes ${PROTOCOL.mediaType} (a compact JWE)`,
+          );
+        }
+        // Under mutual TLS the peer certificate names the partner; the signed sender must be that partner.
+        const result = await receive(request.body, {
+          remoteAddress: request.ip,
+          tlsPartner: request.tlsPeer?.partnerId,
+        });
+        return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
+      },
+    );
 
     app.get('/inbox/messages', { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) }, async (request, reply) => {
       const query = parseListQuery(request.query as Record<string, unknown>);

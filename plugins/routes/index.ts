@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { installDefaultDeny } from '../default-deny.ts';
+import { installRefusalAudit } from '../refusal-audit.ts';
 import { authRoutes } from './auth.ts';
 import { adminClientRoutes } from './admin-clients.ts';
 import { healthRoutes } from './health.ts';
@@ -19,6 +20,8 @@ import { imagingRoutes } from './imaging.ts';
 export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
   // First: every route below that is neither public nor guarded by requireScope() becomes admin-only.
   installDefaultDeny(app, ctx);
+  // Every route that declares `refusalAudit` has its refusals audited by this one hook.
+  installRefusalAudit(app, ctx);
   await app.register(authRoutes(ctx));
   await app.register(adminClientRoutes(ctx));
   await app.register(healthRoutes(ctx));

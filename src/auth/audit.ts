@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { Logger } from '../gateway-context.ts';
-import { withinTransaction } from '../db/pool.ts';
+import { inTransaction } from '../db/pool.ts';
 
 export type AuthFailureReason = string;
 
@@ -19,10 +19,34 @@ function agent(s: AuthAuditSubject): AuditInput['agent'] {
   };
 }
 
+const audited = new WeakSet<object>();
+
+/** The pipeline that threw `err` has audited the refusal itself: the edge must not audit it twice. */
+export function markRefusalAudited<E extends object>(err: E): E {
+  audited.add(err);
+  return err;
+}
+
+export function isRefusalAudited(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && audited.has(err);
+}
+
+/**
+ * The one failure policy of refusal audits: the refusal stands. A failing
+ * audit write is logged as an error and never turns the caller's 4xx into a 500.
+ */
+export async function keepRefusal(logger: Logger, type: string, write: () => Promise<unknown>): Promise<void> {
+  try {
+    await write();
+  } catch (err) {
+    logger.error({ err: { message: (err as Error).message }, type }, 'audit: could not record a refusal; it stands');
+  }
+}
+
 /**
  * Record an authentication or authorization failure in its own transaction.
  * A refused request changes nothing else, so there is nothing to share a
- * transaction with; a failing audit write is logged, and the refusal stands.
+ * transaction with.
  */
 export async function auditRefusal(
   pool: pg.Pool,
@@ -31,20 +55,9 @@ export async function auditRefusal(
   subject: AuthAuditSubject,
   detail: Record<string, string | number | boolean | null>,
 ): Promise<void> {
-  const client = await pool.connect().catch((err: unknown) => {
-    logger.error({ err }, 'audit: no database connection for an auth refusal');
-    return undefined;
-  });
-  if (!client) return;
-  try {
-    await withinTransaction(client, (db) =>
-      appendAudit(db, [{ type, outcome: 'minor-failure', agent: agent(subject), detail }]),
-    );
-  } catch (err) {
-    logger.error({ err, type }, 'audit: could not record an auth refusal');
-  } finally {
-    client.release();
-  }
+  await keepRefusal(logger, type, () =>
+    inTransaction(pool, (db) => appendAudit(db, [{ type, outcome: 'minor-failure', agent: agent(subject), detail }])),
+  );
 }
 
 export function tokenIssuedEvent(

@@ -1,5 +1,6 @@
 import { GatewayError } from '../errors.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
+import { keepRefusal, markRefusalAudited } from '../auth/audit.ts';
 import type { DecryptionKeyResolver } from '../jose/open.ts';
 import { signReceipt } from '../protocol/receipt.ts';
 import { gatewayDecryptionKeys, openWithGatewayKeys } from './decryption-keys.ts';
@@ -89,16 +90,13 @@ export function inboxReceiver(
       } finally {
         opened.plaintext.fill(0);
       }
-      if (meta.tlsPartner !== undefined && meta.tlsPartner !== verified.claims.iss) {
-        throw new GatewayError(
-          'SENDER_MISMATCH',
-          `the envelope is signed by ${verified.claims.iss} but the TLS client certificate is bound to ${meta.tlsPartner}`,
-          { expression: 'iss' },
-        );
-      }
+      requireBoundSender(meta, verified.claims.iss);
       return await store(envelope, digest, opened.kid!, verified, now, meta);
     } catch (err) {
-      if (err instanceof GatewayError && err.status < 500) await auditRefusal(ctx, err, digest, verified, meta, now);
+      if (err instanceof GatewayError && err.status < 500) {
+        await auditRefusal(ctx, err, digest, verified, meta, now);
+        markRefusalAudited(err);
+      }
       throw err;
     }
   }
@@ -236,10 +234,16 @@ async function auditRefusal(
     ],
     detail: { reason: err.code, status: err.status },
   };
-  try {
-    await appendAudit(ctx.pool, [entry], now);
-  } catch (auditErr) {
-    ctx.logger.error({ err: auditErr, reason: err.code }, 'could not audit an inbox refusal');
-    throw auditErr;
+  await keepRefusal(ctx.logger, entry.type, () => appendAudit(ctx.pool, [entry], now));
+}
+
+/** Under mutual TLS the peer certificate names a partner: the signed sender must be that partner. */
+export function requireBoundSender(meta: ReceiveMeta, signedSender: string): void {
+  if (meta.tlsPartner !== undefined && meta.tlsPartner !== signedSender) {
+    throw new GatewayError(
+      'SENDER_MISMATCH',
+      `the content is signed by ${signedSender} but the TLS client certificate is bound to ${meta.tlsPartner}`,
+      { expression: 'iss' },
+    );
   }
 }

@@ -12,7 +12,8 @@ import { verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { findBySenderJti, insertInboxMessages } from '../inbox-store.ts';
 import { envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
-import type { InboxContext, ReceiveMeta, ReceiveResult } from '../receive.ts';
+import { requireBoundSender, type InboxContext, type ReceiveMeta, type ReceiveResult } from '../receive.ts';
+import { keepRefusal, markRefusalAudited } from '../../auth/audit.ts';
 import { verifySignedContent, type VerifiedContent } from '../../protocol/signed-content.ts';
 import { uuidv7 } from '../../ids.ts';
 import { inTransaction } from '../../db/pool.ts';
@@ -91,6 +92,8 @@ export function imagingReceiver(
         (await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(),
         checks,
       );
+      // Before anything is looked up or read: a peer certificate bound to another partner learns nothing.
+      requireBoundSender(meta, announced.iss);
       const earlier = await findBySenderJti(ctx.pool, announced.iss, announced.jti);
       if (earlier) {
         // The same delivery again (the sender lost our answer): the first receipt; the bulk is not read.
@@ -161,7 +164,7 @@ export function imagingReceiver(
       });
     } catch (err) {
       await file?.discard();
-      if (err instanceof GatewayError && err.status < 500)
+      if (err instanceof GatewayError && err.status < 500) {
         await auditRefusal(
           ctx,
           err,
@@ -170,6 +173,8 @@ export function imagingReceiver(
           meta,
           now,
         );
+        markRefusalAudited(err);
+      }
       throw err;
     }
   };
@@ -262,27 +267,24 @@ async function auditRefusal(
   now: Date,
 ): Promise<void> {
   const network = meta.remoteAddress ? { network: meta.remoteAddress } : {};
-  await appendAudit(
-    ctx.pool,
-    [
-      {
-        type: 'inbox.refused',
-        outcome: 'minor-failure',
-        agent: v
-          ? { type: 'partner', id: v.claims.iss, ...network }
-          : { type: 'anonymous', id: 'unauthenticated', ...network },
-        entity: [
-          ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
-          ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
-        ],
-        detail: { content: 'imaging', reason: err.code, status: err.status },
-      },
-    ],
-    now,
-  ).catch((e: unknown) =>
-    ctx.logger.error(
-      { err: { message: (e as Error).message }, reason: err.code },
-      'could not audit an imaging refusal',
+  await keepRefusal(ctx.logger, 'inbox.refused', () =>
+    appendAudit(
+      ctx.pool,
+      [
+        {
+          type: 'inbox.refused',
+          outcome: 'minor-failure',
+          agent: v
+            ? { type: 'partner', id: v.claims.iss, ...network }
+            : { type: 'anonymous', id: 'unauthenticated', ...network },
+          entity: [
+            ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
+            ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
+          ],
+          detail: { content: 'imaging', reason: err.code, status: err.status },
+        },
+      ],
+      now,
     ),
   );
 }

@@ -1,0 +1,32 @@
+import type { ErrorCode } from '../src/errors.ts';
+
+/** The audit event a route writes when it refuses a request (a 4xx). */
+export type RefusalAuditType = 'inbox.refused' | 'intake.refused';
+
+/** What the error handler decided for a failed request, kept for the hooks that run after it. */
+export interface ErrorDecision {
+  code: ErrorCode;
+  status: number;
+  /** The pipeline that refused already wrote the refusal's audit entry. */
+  audited: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A peer-gateway route: mutual TLS (when TLS_CLIENT_CA_FILE is set) and the
+     * binding of the signed sender to the peer certificate's partner.
+     */
+    peer?: boolean;
+    /** Refusals on this route are audited with this event type. */
+    refusalAudit?: RefusalAuditType;
+  }
+  interface FastifyRequest {
+    /** Set on peer routes under mutual TLS: the partner the peer certificate is bound to. */
+    tlsPeer?: { partnerId: string; certSha256: string };
+  }
+  interface FastifyReply {
+    /** Set by the error handler (plugins/plugins/outcome.ts). */
+    gatewayError: ErrorDecision | null;
+  }
+}
