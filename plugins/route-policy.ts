@@ -1,5 +1,8 @@
 import type { ErrorCode } from '../src/errors.ts';
 
+/** Route options of a route anyone may call. */
+export const PUBLIC = { config: { public: true } } as const;
+
 /** The audit event a route writes when it refuses a request (a 4xx). */
 export type RefusalAuditType = 'inbox.refused' | 'intake.refused';
 
@@ -13,6 +16,8 @@ export interface ErrorDecision {
 
 declare module 'fastify' {
   interface FastifyContextConfig {
+    /** Anyone may call it: no bearer token (discovery, health, the token endpoint itself). */
+    public?: boolean;
     /**
      * A peer-gateway route: mutual TLS (when TLS_CLIENT_CA_FILE is set) and the
      * binding of the signed sender to the peer certificate's partner.
@@ -24,6 +29,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set on peer routes under mutual TLS: the partner the peer certificate is bound to. */
     tlsPeer?: { partnerId: string; certSha256: string };
+  }
+  interface FastifyInstance {
+    /** "METHOD /url" of every route declared public or peer: the routes a caller reaches without a bearer token. */
+    openRoutes: ReadonlySet<string>;
   }
   interface FastifyReply {
     /** Set by the error handler (plugins/plugins/outcome.ts). */

@@ -6,6 +6,7 @@ import { auditRefusal } from '../../src/auth/audit.ts';
 import { OAuthError } from '../../src/auth/oauth-error.ts';
 import { SCOPES_SUPPORTED } from '../../src/auth/scopes.ts';
 import { TOKEN_PATH, handleTokenRequest, tokenUrl } from '../../src/auth/token-endpoint.ts';
+import { PUBLIC } from '../route-policy.ts';
 
 /**
  * SMART Backend Services discovery and the token endpoint. Token errors are
@@ -14,7 +15,7 @@ import { TOKEN_PATH, handleTokenRequest, tokenUrl } from '../../src/auth/token-e
  */
 export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
-    app.get('/.well-known/smart-configuration', async (_req, reply) =>
+    app.get('/.well-known/smart-configuration', PUBLIC, async (_req, reply) =>
       reply.header('Cache-Control', 'public, max-age=3600').send({
         issuer: ctx.config.baseUrl,
         token_endpoint: tokenUrl(ctx),
@@ -62,7 +63,7 @@ export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
         .send({ error: 'server_error', error_description: `internal error (request ${request.id})` });
     }
 
-    app.post(TOKEN_PATH, { bodyLimit: 32 * 1024, errorHandler: tokenError }, async (request, reply) => {
+    app.post(TOKEN_PATH, { ...PUBLIC, bodyLimit: 32 * 1024, errorHandler: tokenError }, async (request, reply) => {
       const form = request.body;
       if (
         !form ||

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
+import { PUBLIC } from '../route-policy.ts';
 
 type Check = 'database' | 'hsm' | 'queue';
 
@@ -44,8 +45,8 @@ export async function readiness(
 
 export function healthRoutes(ctx: Pick<GatewayContext, 'pool' | 'hsm'>): FastifyPluginAsync {
   return async (app) => {
-    app.get('/health', async () => ({ status: 'ok' }));
-    app.get('/ready', async (_req, reply) => {
+    app.get('/health', PUBLIC, async () => ({ status: 'ok' }));
+    app.get('/ready', PUBLIC, async (_req, reply) => {
       const checks = await readiness(ctx);
       const failed = Object.entries(checks).filter(([, v]) => v !== 'ok');
       if (failed.length === 0) return { status: 'ready', checks };

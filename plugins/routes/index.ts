@@ -19,7 +19,7 @@ import { imagingRoutes } from './imaging.ts';
 /** Every HTTP route of the gateway, in one list. */
 export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
   // First: every route below that is neither public nor guarded by requireScope() becomes admin-only.
-  installDefaultDeny(app, ctx);
+  app.decorate('openRoutes', installDefaultDeny(app, ctx));
   // Every route that declares `refusalAudit` has its refusals audited by this one hook.
   installRefusalAudit(app, ctx);
   await app.register(authRoutes(ctx));

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
+import { PUBLIC } from '../route-policy.ts';
 
 /**
  * The public keys peers need: signing keys (use sig, ES256) and encryption
@@ -8,7 +9,7 @@ import type { GatewayContext } from '../../src/gateway-context.ts';
  */
 export function jwksRoutes(ctx: Pick<GatewayContext, 'keyring' | 'config'>): FastifyPluginAsync {
   return async (app) => {
-    app.get('/.well-known/jwks.json', async (_req, reply) => {
+    app.get('/.well-known/jwks.json', PUBLIC, async (_req, reply) => {
       const keyring = await ctx.keyring.fresh(10_000);
       return (
         reply

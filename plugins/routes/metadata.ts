@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { CapabilityStatement } from 'fhir/r4.js';
 import type { GatewayContext } from '../../src/gateway-context.ts';
+import { PUBLIC } from '../route-policy.ts';
 
 const VERSION = '0.1.0';
 
@@ -43,6 +44,6 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
 export function metadataRoutes(ctx: Pick<GatewayContext, 'config'>): FastifyPluginAsync {
   return async (app) => {
     const statement = capabilityStatement(ctx.config.baseUrl);
-    app.get('/fhir/metadata', async (_req, reply) => reply.type('application/fhir+json').send(statement));
+    app.get('/fhir/metadata', PUBLIC, async (_req, reply) => reply.type('application/fhir+json').send(statement));
   };
 }

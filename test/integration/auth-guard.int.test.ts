@@ -3,7 +3,6 @@ import request from 'supertest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { isPublicRoute } from '../../plugins/default-deny.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
 import {
@@ -107,6 +106,26 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
       .expect(200);
   });
 
+  it('exactly the declared public and peer routes are open; nothing else is reachable without a token', () => {
+    expect([...gw.app.openRoutes].sort()).toEqual(
+      [
+        'GET /.well-known/jwks.json',
+        'GET /.well-known/smart-configuration',
+        'GET /fhir/metadata',
+        'GET /health',
+        'GET /ready',
+        'HEAD /.well-known/jwks.json',
+        'HEAD /.well-known/smart-configuration',
+        'HEAD /fhir/metadata',
+        'HEAD /health',
+        'HEAD /ready',
+        'POST /auth/token',
+        'POST /inbox',
+        'POST /inbox/imaging',
+      ].sort(),
+    );
+  });
+
   it('public routes stay public', async () => {
     await api().get('/health').expect(200);
     await api().get('/.well-known/jwks.json').expect(200);
@@ -122,7 +141,7 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
     for (const [path, ops] of Object.entries(spec.paths)) {
       for (const method of Object.keys(ops).filter((m) => ['get', 'post', 'put', 'patch', 'delete'].includes(m))) {
         const url = path.replace(/\{[^}]+\}/g, 'x1');
-        if (isPublicRoute(method.toUpperCase(), path)) continue;
+        if (gw.app.openRoutes.has(`${method.toUpperCase()} ${path.replace(/\{([^}]+)\}/g, ':$1')}`)) continue;
         const res = await request(gw.app.server)[method as 'get'](url);
         expect(res.status, `${method.toUpperCase()} ${path}`).toBe(401);
         expect(res.headers['www-authenticate'], `${method.toUpperCase()} ${path}`).toMatch(/^Bearer/);

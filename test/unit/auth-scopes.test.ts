@@ -57,27 +57,3 @@ describe('RateLimiter', () => {
     expect(r.retryAfter).toBe(60);
   });
 });
-
-describe('public route allowlist', async () => {
-  const { isPublicRoute } = await import('../../plugins/default-deny.ts');
-  it.each([
-    ['GET', '/health', true],
-    ['HEAD', '/ready', true],
-    ['GET', '/fhir/metadata', true],
-    ['GET', '/.well-known/jwks.json', true],
-    ['GET', '/.well-known/smart-configuration', true],
-    ['GET', '/openapi.yaml', true],
-    ['GET', '/docs/static/index.html', true],
-    ['POST', '/inbox', true],
-    ['POST', '/auth/token', true],
-    ['GET', '/inbox/messages', false],
-    ['POST', '/inbox/messages/:id/$ack', false],
-    ['POST', '/fhir/metadata', false],
-    ['GET', '/auth/token', false],
-    ['GET', '/exchanges/:id', false],
-    ['GET', '/admin/clients', false],
-    ['GET', '/.well-known/a/b', false],
-  ])('%s %s public: %s', (method, url, expected) => {
-    expect(isPublicRoute(method, url)).toBe(expected);
-  });
-});
