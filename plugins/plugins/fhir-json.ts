@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { parseFhirJson } from '../../src/fhir/json.ts';
+import { decodeJsonBody, parseFhirJson } from '../../src/fhir/json.ts';
 
 /** application/fhir+json (and plain JSON) bodies, parsed with depth and prototype-pollution guards. */
 export default fp(
@@ -7,10 +7,10 @@ export default fp(
     app.removeContentTypeParser(['application/json']);
     app.addContentTypeParser(
       ['application/fhir+json', 'application/json'],
-      { parseAs: 'string' },
+      { parseAs: 'buffer' },
       (_req, body, done) => {
         try {
-          done(null, parseFhirJson(body as string, app.config.jsonMaxDepth));
+          done(null, parseFhirJson(decodeJsonBody(body as Buffer), app.config.jsonMaxDepth));
         } catch (err) {
           done(err as Error, undefined);
         }

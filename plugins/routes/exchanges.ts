@@ -9,7 +9,7 @@ import {
   SCOPE_ALL_WRITE,
   SCOPE_BUNDLE_WRITE,
 } from '../guard.ts';
-import { parseFhirJson } from '../../src/fhir/json.ts';
+import { decodeJsonBody, parseFhirJson } from '../../src/fhir/json.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { acceptSubmission, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
 import { readExchange } from '../../src/outbound/exchange-view.ts';
@@ -39,12 +39,10 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     // In this scope only FHIR JSON is accepted (415 otherwise), and the raw text is kept.
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, (_req, body, done) => {
+    app.addContentTypeParser('application/fhir+json', { parseAs: 'buffer' }, (_req, body, done) => {
       try {
-        done(null, {
-          raw: body as string,
-          json: parseFhirJson(body as string, ctx.config.jsonMaxDepth),
-        } satisfies RawFhir);
+        const raw = decodeJsonBody(body as Buffer);
+        done(null, { raw, json: parseFhirJson(raw, ctx.config.jsonMaxDepth) } satisfies RawFhir);
       } catch (err) {
         done(err as Error, undefined);
       }

@@ -1,6 +1,21 @@
 import sjson from 'secure-json-parse';
 import { GatewayError } from '../errors.ts';
 
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * The text of a JSON body, which RFC 8259 requires to be UTF-8. Invalid
+ * sequences are refused, not replaced with U+FFFD: the gateway signs and
+ * delivers exactly the bytes it accepted.
+ */
+export function decodeJsonBody(body: Buffer): string {
+  try {
+    return utf8.decode(body);
+  } catch {
+    throw new GatewayError('INVALID_JSON', 'the request body is not valid UTF-8 (RFC 8259 requires UTF-8)');
+  }
+}
+
 /** Deepest nesting in a JSON text, found without parsing it (strings are skipped). */
 export function jsonDepth(text: string): number {
   let depth = 0;

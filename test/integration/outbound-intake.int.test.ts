@@ -120,6 +120,46 @@ describe('outbound intake refuses bad input with a 4xx OperationOutcome and writ
     });
   }
 
+  it('refuses a Bundle with invalid UTF-8 on both intake routes (400, audited), instead of replacing it', async () => {
+    const valid = messageBundle([o.recipients[0]!.id]);
+    const at = valid.indexOf('"id":"') + '"id":"'.length;
+    // A lone continuation byte inside the Bundle: replaced by U+FFFD, it would be signed as other bytes than sent.
+    const body = Buffer.concat([Buffer.from(valid.slice(0, at)), Buffer.from([0x80]), Buffer.from(valid.slice(at))]);
+    const collection = Buffer.from(
+      '{"resourceType":"Bundle","type":"collection","id":"\xed\xa0\x80","entry":[]}',
+      'latin1',
+    );
+    const refusedCount = async () =>
+      Number(
+        (
+          await o.gw.app.ctx.pool.query(
+            `SELECT count(*) AS n FROM audit_log WHERE type = 'intake.refused' AND entry::jsonb #>> '{detail,code}' = 'INVALID_JSON'`,
+          )
+        ).rows[0].n,
+      );
+    const refusalsBefore = await refusedCount();
+    for (const [path, bytes] of [
+      ['/fhir/$process-message', body],
+      [`/exchanges?recipient=${encodeURIComponent(o.recipients[0]!.id)}`, collection],
+    ] as const) {
+      const before = await countRows(o);
+      // inject sends the bytes as they are (supertest would serialise a Buffer as JSON).
+      const res = await o.gw.app.inject({
+        method: 'POST',
+        url: path,
+        headers: { authorization: o.ehrAuth, 'content-type': 'application/fhir+json' },
+        payload: bytes,
+      });
+      const outcome = res.json();
+      expect(res.statusCode, path).toBe(400);
+      expect(outcome.issue[0].details.coding[0].code).toBe('INVALID_JSON');
+      expect(outcome.issue[0].diagnostics).toMatch(/UTF-8/);
+      expect(await countRows(o)).toEqual(before);
+    }
+    const refusals = await refusedCount();
+    expect(refusals - refusalsBefore).toBe(2);
+  });
+
   it('refuses explicit-recipient submissions without recipients or to unknown partners', async () => {
     const collection = JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] });
     const before = await countRows(o);
