@@ -4,6 +4,7 @@ import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
 import { DELIVER_TASK, jobSpecsSql, SAFETY_NET_ATTEMPTS } from '../queue/jobs.ts';
+import { replayMismatch } from './idempotency.ts';
 
 export interface SealedDelivery {
   id: string;
@@ -115,24 +116,25 @@ export async function writeIntakes(
     );
     for (const f of found) firsts.set(`${f.client_id}\n${f.idempotency_key}`, f);
   }
-  return records.map((r) => {
-    if (inserted.has(r.exchange.id)) return { exchangeId: r.exchange.id, replayed: false };
-    const first = firsts.get(`${r.exchange.clientId}\n${r.exchange.idempotencyKey}`);
-    if (!first)
-      return new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', {
-        retryAfter: 1,
-      });
-    if (first.content_digest !== r.exchange.contentDigest) return idempotencyMismatch();
-    return { exchangeId: first.id, replayed: true };
-  });
-}
-
-export const idempotencyMismatch = () =>
-  new GatewayError(
-    'UNPROCESSABLE',
-    'this Idempotency-Key was already used for a different body; use a new key for new content',
-    { expression: 'Idempotency-Key' },
+  return Promise.all(
+    records.map(async (r) => {
+      if (inserted.has(r.exchange.id)) return { exchangeId: r.exchange.id, replayed: false };
+      const first = firsts.get(`${r.exchange.clientId}\n${r.exchange.idempotencyKey}`);
+      if (!first)
+        return new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', {
+          retryAfter: 1,
+        });
+      const mismatch = await replayMismatch(
+        db,
+        'deliveries',
+        { id: first.id, contentDigest: first.content_digest },
+        r.exchange.contentDigest,
+        r.deliveries.map((d) => d.partnerId),
+      );
+      return mismatch ?? { exchangeId: first.id, replayed: true };
+    }),
   );
+}
 
 /** The first exchange submitted with this key by this client, if any. */
 export async function findByIdempotencyKey(

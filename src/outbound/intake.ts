@@ -9,7 +9,6 @@ import { checkBundle, messageDestinations } from '../fhir/bundle.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import {
   findByIdempotencyKey,
-  idempotencyMismatch,
   writeIntakes,
   type IntakeRecord,
   type IntakeWritten,
@@ -24,6 +23,7 @@ import {
   signAndSeal,
   type WantedRecipient,
 } from './submission.ts';
+import { replayMismatch } from './idempotency.ts';
 
 export interface Submission {
   clientId: string;
@@ -91,14 +91,21 @@ export async function acceptSubmission(
     );
   }
   const contentDigest = 'sha-256=' + createHash('sha256').update(s.raw, 'utf8').digest('base64url');
+  const recipients = await resolveRecipients(ctx, wantedRecipients(s, s.bundle as Record<string, unknown>));
   if (s.idempotencyKey) {
     const first = await findByIdempotencyKey(ctx.pool, s.clientId, s.idempotencyKey);
     if (first) {
-      if (first.contentDigest !== contentDigest) throw idempotencyMismatch();
+      const mismatch = await replayMismatch(
+        ctx.pool,
+        'deliveries',
+        first,
+        contentDigest,
+        recipients.map((r) => r.partner.id),
+      );
+      if (mismatch) throw mismatch;
       return { exchangeId: first.id, replayed: true, deliveries: 0 };
     }
   }
-  const recipients = await resolveRecipients(ctx, wantedRecipients(s, s.bundle as Record<string, unknown>));
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);

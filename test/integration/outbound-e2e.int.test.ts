@@ -139,6 +139,29 @@ describe('outbound: intake, seal per recipient, durable delivery, receipts', () 
     expect(other.body.issue[0].expression).toEqual(['Idempotency-Key']);
   });
 
+  it('refuses a replayed Idempotency-Key for other recipients (422), so no recipient is silently left out', async () => {
+    const [a, b] = [o.recipients[0]!, o.recipients[1]!];
+    const body = JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: [] });
+    const send = (...to: string[]) =>
+      request(o.gw.app.server)
+        .post(`/exchanges?${to.map((id) => `recipient=${encodeURIComponent(id)}`).join('&')}`)
+        .set('authorization', o.ehrAuth)
+        .set('idempotency-key', 'recipients-key-1')
+        .type('application/fhir+json')
+        .send(body);
+    const first = await send(a.id).expect(202);
+    const before = await countRows(o);
+    for (const to of [[b.id], [a.id, b.id]]) {
+      const res = await send(...to).expect(422);
+      expect(res.body.issue[0].expression).toEqual(['Idempotency-Key']);
+      expect(res.body.issue[0].diagnostics).toMatch(/different recipients/);
+    }
+    expect(await countRows(o)).toEqual(before);
+    // The same recipients, named twice, is still the replay it was.
+    const again = await send(a.id, a.id).expect(202);
+    expect(again.headers['content-location']).toBe(first.headers['content-location']);
+  });
+
   it('accepts concurrent submissions (group commit) and answers each with its own exchange', async () => {
     const a = o.recipients[0]!;
     const b = o.recipients[1]!;

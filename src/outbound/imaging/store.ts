@@ -3,6 +3,7 @@ import { appendAudit, type AuditInput } from '../../audit/append.ts';
 import { inTransaction, type Queryable } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
 import { DELIVER_IMAGING_TASK, enqueueJobs } from '../../queue/jobs.ts';
+import { replayMismatch } from '../idempotency.ts';
 
 export interface ImagingDeliveryRecord {
   id: string;
@@ -58,12 +59,14 @@ export async function writeImagingIntake(
         throw new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', {
           retryAfter: 1,
         });
-      if (first.content_digest !== e.contentDigest)
-        throw new GatewayError(
-          'UNPROCESSABLE',
-          'this Idempotency-Key was already used for different content; use a new key for new content',
-          { expression: 'Idempotency-Key' },
-        );
+      const mismatch = await replayMismatch(
+        db,
+        'imaging_deliveries',
+        { id: first.id, contentDigest: first.content_digest },
+        e.contentDigest,
+        r.deliveries.map((d) => d.partnerId),
+      );
+      if (mismatch) throw mismatch;
       return { exchangeId: first.id, replayed: true };
     }
     for (const d of r.deliveries) {
