@@ -6,6 +6,7 @@ import { registerRoutes } from './routes/index.ts';
 import { buildContext } from '../src/runtime/build-context.ts';
 import configPlugin from './plugins/config.ts';
 import outcome from './plugins/outcome.ts';
+import bodyRate from './plugins/body-rate.ts';
 import fhirJson from './plugins/fhir-json.ts';
 import form from './plugins/form.ts';
 import tls from './plugins/tls.ts';
@@ -53,6 +54,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   try {
     await app.register(configPlugin, { config });
     await app.register(outcome);
+    await app.register(bodyRate);
     await app.register(fhirJson);
     await app.register(form);
     await app.register(db);

@@ -155,6 +155,18 @@ export const schema = {
     1024,
     1024 * 1024 * 1024,
   ),
+  bodyMinRate: int(
+    'BODY_MIN_RATE',
+    'Slowest request body accepted, in bytes per second over BODY_RATE_WINDOW: a slower body is cut with 408',
+    1024,
+    1,
+    1024 * 1024 * 1024,
+  ),
+  bodyRateWindow: duration(
+    'BODY_RATE_WINDOW',
+    'Window over which BODY_MIN_RATE is measured; a body that stalls is cut within two windows',
+    '15s',
+  ),
   jsonMaxDepth: int('JSON_MAX_DEPTH', 'Deepest JSON nesting accepted in a FHIR body', 64, 8, 1000),
   workerConcurrency: int('WORKER_CONCURRENCY', 'Jobs each worker runs at once', 8, 1, 256),
   deliveryTimeout: duration('DELIVERY_TIMEOUT', 'Timeout of one delivery attempt', '30s'),
