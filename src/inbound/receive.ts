@@ -85,6 +85,7 @@ export function inboxReceiver(
           org: ctx.config.org,
           clockSkewMs: ctx.config.clockSkew,
           maxAgeMs: ctx.config.inboxMaxAge,
+          maxDepth: ctx.config.jsonMaxDepth + 1,
           now: now.getTime(),
         });
       } finally {

@@ -18,6 +18,7 @@ export interface ContentChecks extends ClaimWindow {
   directory: Pick<Directory, 'get' | 'verificationKey'>;
   /** Checks content_type and content instead of the Bundle rules (imaging manifests, whose content is a signed description of the streamed file). */
   checkContent?: (claims: Record<string, unknown>) => void;
+  maxDepth?: number;
 }
 
 /**
@@ -25,7 +26,12 @@ export interface ContentChecks extends ClaimWindow {
  * directory, its published key, then aud, iat window and claim shapes.
  */
 export async function verifySignedContent(jws: string, checks: ContentChecks): Promise<VerifiedContent> {
-  const v = await verifySignedJws(jws, { directory: checks.directory, typ: PROTOCOL.contentTyp, what: 'the envelope' });
+  const v = await verifySignedJws(jws, {
+    directory: checks.directory,
+    typ: PROTOCOL.contentTyp,
+    what: 'the envelope',
+    maxDepth: checks.maxDepth,
+  });
   return {
     claims: checkClaims(v.claims, checks),
     payloadText: v.payloadText,

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
+import { parseFhirJson } from '../fhir/json.ts';
 import { fromB64u } from '../jose/base64url.ts';
 import { isCanonicalB64u } from '../jose/jwe-header.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
@@ -20,6 +21,8 @@ export interface SignedJwsChecks {
   /** What the JWS is, for messages ("the envelope", "the imaging announcement"). */
   what: string;
   expression?: string;
+  /** Deepest JSON nesting of the claims (the receiver's JSON_MAX_DEPTH, plus the claims object). */
+  maxDepth?: number;
 }
 
 export interface VerifiedJwsSender {
@@ -50,12 +53,21 @@ function decodeJws(jws: string, c: Pick<SignedJwsChecks, 'what' | 'expression'>)
   return { header: header as Record<string, unknown>, payloadText: fromB64u(parts[1]!).toString('utf8'), malformed };
 }
 
-function parseClaims(text: string): Record<string, unknown> {
+/** Deepest nesting of signed claims when the receiver names none: the intake's default, plus the claims object. */
+const DEFAULT_CLAIMS_DEPTH = 65;
+
+/**
+ * The signed claims, read with the same guards as a Bundle at intake (nesting
+ * depth, `__proto__` and `constructor.prototype` keys): a partner's signature
+ * does not make content safe to hand on to the local EHR.
+ */
+function parseClaims(text: string, maxDepth = DEFAULT_CLAIMS_DEPTH): Record<string, unknown> {
   let claims: unknown;
   try {
-    claims = JSON.parse(text);
-  } catch {
-    throw new GatewayError('CLAIMS_INVALID', 'the signed payload is not JSON');
+    claims = parseFhirJson(text, maxDepth);
+  } catch (err) {
+    const why = err instanceof GatewayError ? err.message : 'malformed JSON';
+    throw new GatewayError('CLAIMS_INVALID', `the signed payload is refused: ${why}`);
   }
   if (!claims || typeof claims !== 'object' || Array.isArray(claims))
     throw new GatewayError('CLAIMS_INVALID', 'the signed payload is not a JSON object');
@@ -84,7 +96,7 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
     throw new GatewayError('JWS_SIGNATURE_INVALID', `JWS alg ${JSON.stringify(header.alg)} is not accepted`);
   if (typeof header.kid !== 'string' || header.kid === '') throw malformed('the JWS header names no kid');
   if ('crit' in header) throw malformed('JWS crit is not accepted');
-  const claims = parseClaims(payloadText);
+  const claims = parseClaims(payloadText, c.maxDepth);
   const iss = claims.iss;
   if (typeof iss !== 'string' || iss === '')
     throw new GatewayError('CLAIMS_INVALID', 'iss is missing', { expression: 'iss' });

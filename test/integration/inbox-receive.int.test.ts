@@ -218,6 +218,34 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       'CLAIMS_INVALID',
     ]);
 
+    // Content a partner signed is still held to the intake's JSON guards before it is stored and handed on.
+    const signedText = (contentJson: string) => {
+      const claims = claimsFor(partner, gw.config.org, null);
+      const head = JSON.stringify({ ...claims, content: undefined }).slice(0, -1);
+      return signContent(partner, claims, { payloadText: `${head},"content":${contentJson}}` });
+    };
+    refusals.push([
+      'signed content with a __proto__ member',
+      async () => {
+        const b = JSON.stringify(bundle());
+        return seal(enc, await signedText(`${b.slice(0, -1)},"__proto__":{"polluted":true}}`));
+      },
+      400,
+      'CLAIMS_INVALID',
+    ]);
+    refusals.push([
+      'signed content nested 100,000 levels deep',
+      async () =>
+        seal(
+          enc,
+          await signedText(
+            `{"resourceType":"Bundle","type":"collection","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+          ),
+        ),
+      400,
+      'CLAIMS_INVALID',
+    ]);
+
     it.each(refusals)('%s: 4xx OperationOutcome, audited, nothing stored', async (_name, make, status, code) => {
       const envelope = await make();
       const before = await count('inbox_messages');
