@@ -196,7 +196,7 @@ export const schema = {
   tlsMinVersion: oneOf('TLS_MIN_VERSION', 'Oldest TLS version accepted', ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2'),
   tlsClientCaFile: optional(
     'TLS_CLIENT_CA_FILE',
-    'PEM CA(s) for mutual TLS on /inbox: peers must present a certificate from it, bound to a partner',
+    'PEM CA(s) for mutual TLS on the peer routes (POST /inbox, POST /inbox/imaging): peers must present a certificate from it, bound to a partner',
     '/etc/gateway/tls/partners-ca.pem',
   ),
   hstsMaxAge: int(
