@@ -355,7 +355,7 @@ export function configTable(): string {
   return ['| variable | meaning | example |', '|---|---|---|', ...rows].join('\n');
 }
 
-/** Key lifecycle timings that only make sense together (see docs/ARCHITECTURE-NOTES.md, Key lifecycle). */
+/** Key lifecycle timings that only make sense together (see docs/SECURITY.md, Key lifecycle). */
 function keyLifecycleProblems(
   c: Pick<
     Config,
