@@ -208,7 +208,7 @@ export const schema = {
   tlsMinVersion: oneOf('TLS_MIN_VERSION', 'Oldest TLS version accepted', ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2'),
   tlsClientCaFile: optional(
     'TLS_CLIENT_CA_FILE',
-    'PEM CA(s) for mutual TLS on /inbox: peers must present a certificate from it, bound to a partner',
+    'PEM CA(s) for mutual TLS on the peer routes (POST /inbox, POST /inbox/imaging): peers must present a certificate from it, bound to a partner',
     '/etc/gateway/tls/partners-ca.pem',
   ),
   hstsMaxAge: int(
@@ -367,7 +367,7 @@ export function configTable(): string {
   return ['| variable | meaning | example |', '|---|---|---|', ...rows].join('\n');
 }
 
-/** Key lifecycle timings that only make sense together (see docs/ARCHITECTURE-NOTES.md, Key lifecycle). */
+/** Key lifecycle timings that only make sense together (see docs/SECURITY.md, Key lifecycle). */
 function keyLifecycleProblems(
   c: Pick<
     Config,

@@ -73,7 +73,7 @@ export async function writeAll(fh: Pick<FileHandle, 'writev'>, chunks: Buffer[])
  * Writes go through a few fixed buffers ("slabs") of this size, reused for
  * the whole file: one thread-pool write per slab instead of one per network
  * chunk (each hop wakes two threads, which is dear on a VM: context switches
- * per GiB fell from about 39,000 to 15,000; ARCHITECTURE-NOTES, Imaging).
+ * per GiB fell from about 39,000 to 15,000; docs/decisions/0021-imaging-files-and-memory.md).
  * The caller's chunks are copied at once, so the caller may reuse them and
  * they are not kept alive while the disk catches up.
  */

@@ -10,7 +10,7 @@ const USE_SLOT: Record<KeyUse, number> = { sig: 1, enc: 2, audit: 3 };
 /** A run never loops forever, whatever the inventory looks like. */
 const MAX_STEPS = 8;
 
-/** Per-use timings from the configuration (see docs/ARCHITECTURE-NOTES.md, Key lifecycle). */
+/** Per-use timings from the configuration (see docs/SECURITY.md, Key lifecycle). */
 export function rotationPolicies(
   config: Pick<
     Config,
