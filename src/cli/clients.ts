@@ -174,7 +174,7 @@ database only, so it works from a second shell while the gateway runs.`,
 
 export const tlsCommand: Command = {
   name: 'tls',
-  summary: 'bind partner certificates for mutual TLS on /inbox',
+  summary: 'bind partner certificates for mutual TLS on the peer routes',
   usage: `gateway tls bind --partner PARTNER_ID (--cert FILE.pem | --sha256 HEX)
 gateway tls list [--json]
 gateway tls unbind --sha256 HEX
