@@ -6,6 +6,7 @@ import { auditRefusal, markRefusalAudited } from '../src/auth/audit.ts';
 import { chargeRate } from '../src/auth/rate-limit.ts';
 import { hasAnyScope } from '../src/auth/scopes.ts';
 import { lookupAccessToken } from '../src/auth/tokens.ts';
+import { required } from '../src/required.ts';
 
 export * from '../src/auth/scopes.ts';
 
@@ -94,7 +95,7 @@ export function requireScope(ctx: GatewayContext, ...anyOf: string[]): preHandle
   if (anyOf.length === 0) throw new Error('requireScope needs at least one scope');
   const guard = async function (this: unknown, request: FastifyRequest, reply: FastifyReply) {
     if (!(await authenticate(ctx, request, reply))) return reply;
-    const principal = request.principal!;
+    const principal = required(request.principal, 'a principal once authentication succeeded');
     if (!hasAnyScope(principal.scopes, anyOf)) {
       await auditRefusal(
         ctx.pool,

@@ -3,6 +3,7 @@ import type { GatewayContext } from '../../src/gateway-context.ts';
 import { appendAudit } from '../../src/audit/append.ts';
 import { inTransaction } from '../../src/db/pool.ts';
 import { GatewayError } from '../../src/errors.ts';
+import { required } from '../../src/required.ts';
 import {
   getClient,
   listClients,
@@ -136,7 +137,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
             },
           ]);
         });
-        return view((await getClient(ctx.pool, id))!);
+        return view(required(await getClient(ctx.pool, id), 'the client just updated in the same request'));
       });
     }
 

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
+import { required } from '../../src/required.ts';
 import { requireScope, SCOPE_ADMIN } from '../guard.ts';
 import { keyHistory } from '../../src/keys/history.ts';
 import { rotationPolicies } from '../../src/keys/rotation.ts';
@@ -30,12 +31,17 @@ export function adminKeyRoutes(ctx: GatewayContext): FastifyPluginAsync {
                   state: 'deactivated',
                   published_at: null,
                   activated_at: null,
-                  deactivated_at: new Date(k.deactivated!),
+                  deactivated_at: new Date(
+                    required(k.deactivated ?? undefined, 'a deactivation time on a deactivated key'),
+                  ),
                 },
                 policies[k.use as KeyUse],
               )
             : undefined;
-        const held = k.state === 'deactivated' ? await hold(rows.get(k.kid)!) : undefined;
+        const held =
+          k.state === 'deactivated'
+            ? await hold(required(rows.get(k.kid), 'a key row for each key in the history'))
+            : undefined;
         keys.push({
           ...k,
           ...(due ? { destroy_after: due.toISOString() } : {}),

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { GUARD, requireScope, SCOPE_AUDIT_READ } from '../guard.ts';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { sessionUser } from '../../src/audit/users.ts';
@@ -30,7 +30,7 @@ const markGuard = <T extends object>(fn: T): T => Object.defineProperty(fn, GUAR
  */
 export function auditReader(ctx: GatewayContext): preHandlerAsyncHookHandler {
   const bearer = requireScope(ctx, SCOPE_AUDIT_READ);
-  return markGuard(async function (this: unknown, request: FastifyRequest, reply: FastifyReply) {
+  return markGuard(async function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     if (!request.headers.authorization) {
       const user = await sessionUser(ctx.pool, cookie(request, SESSION_COOKIE));
       if (user) {
@@ -38,7 +38,7 @@ export function auditReader(ctx: GatewayContext): preHandlerAsyncHookHandler {
         return;
       }
     }
-    return bearer.call(this as never, request, reply);
+    return bearer.call(this, request, reply);
   } as preHandlerAsyncHookHandler);
 }
 

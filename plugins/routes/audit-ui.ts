@@ -20,8 +20,9 @@ const VERIFIER_DIR = join(AUDIT_DIR, 'verifier');
 const UI_DIR = join(AUDIT_DIR, 'ui');
 /** The pure verifier modules the page imports: the same files the CLI runs, types stripped. */
 const LIB = new Set(['merkle.ts', 'note.ts', 'verify.ts', 'sha256.ts']);
+const INDEX_TYPE = 'text/html; charset=utf-8';
 const STATIC: Record<string, string> = {
-  'index.html': 'text/html; charset=utf-8',
+  'index.html': INDEX_TYPE,
   'app.js': 'text/javascript; charset=utf-8',
   'style.css': 'text/css; charset=utf-8',
 };
@@ -77,7 +78,7 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
     app.get('/audit/ui', { preHandler: publicAccess }, async (_req, reply) => reply.redirect('/audit/ui/', 302));
     app.get('/audit/ui/', { preHandler: publicAccess }, async (_req, reply) =>
-      reply.headers(SECURITY_HEADERS).type(STATIC['index.html']!).send(load('index.html')),
+      reply.headers(SECURITY_HEADERS).type(INDEX_TYPE).send(load('index.html')),
     );
     app.get<{ Params: { file: string } }>('/audit/ui/:file', { preHandler: publicAccess }, async (req, reply) => {
       const type = STATIC[req.params.file];

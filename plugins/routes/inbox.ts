@@ -1,6 +1,7 @@
 import type { FastifyContextConfig, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
+import { required } from '../../src/required.ts';
 import {
   hasAnyScope,
   requireScope,
@@ -32,7 +33,7 @@ export const PEER_DELIVERY = { peer: true, refusalAudit: 'inbox.refused' } as co
  * (auth_clients.receives_from), every message with the admin scope.
  */
 export function inboxViewer(request: FastifyRequest): InboxRequester {
-  const p = request.principal!;
+  const p = required(request.principal, 'a principal on a guarded inbox route');
   return { clientId: p.clientId, all: hasAnyScope(p.scopes, [SCOPE_ADMIN]), remoteAddress: request.ip };
 }
 
@@ -61,10 +62,10 @@ function parseListQuery(q: Record<string, unknown>) {
   let before: { receivedAt: Date; id: string } | undefined;
   if (q.before !== undefined) {
     const m = typeof q.before === 'string' ? /^(.+)_([0-9a-f-]{36})$/i.exec(q.before) : null;
-    const at = m ? new Date(m[1]!) : undefined;
+    const at = m ? new Date(required(m[1], 'the time group of a cursor match')) : undefined;
     if (!m || !at || Number.isNaN(at.getTime()))
       throw new GatewayError('INVALID_VALUE', 'before must be a cursor from a previous page', { expression: 'before' });
-    before = { receivedAt: at, id: m[2]! };
+    before = { receivedAt: at, id: required(m[2], 'the id group of a cursor match') };
   }
   const sender = typeof q.sender === 'string' ? q.sender : undefined;
   return { state: state as InboxState | undefined, sender, limit: count, before };

@@ -1,5 +1,6 @@
 import type { JWK } from 'jose';
 import type { GatewayContext } from '../gateway-context.ts';
+import { required } from '../required.ts';
 import { checkPublicJwks, type ClientRecord } from './clients.ts';
 
 interface CacheEntry {
@@ -32,7 +33,7 @@ async function fetchJwks(ctx: GatewayContext, uri: string): Promise<JWK[]> {
  */
 export async function clientKey(ctx: GatewayContext, client: ClientRecord, kid: string): Promise<JWK | undefined> {
   if (client.jwks) return client.jwks.keys.find((k) => k.kid === kid);
-  const uri = client.jwksUri!;
+  const uri = required(client.jwksUri ?? undefined, 'a jwks_uri on a client without inline keys');
   let cache = caches.get(ctx);
   if (!cache) caches.set(ctx, (cache = new Map()));
   const key = `${client.id} ${uri}`;
@@ -40,9 +41,9 @@ export async function clientKey(ctx: GatewayContext, client: ClientRecord, kid: 
   let entry = cache.get(key);
   const stale = !entry || now - entry.fetchedAt > TTL_MS;
   const unknownKid = entry && !entry.keys.some((k) => k.kid === kid);
-  if (stale || (unknownKid && now - entry!.fetchedAt > ctx.config.jwksRefreshCooldown)) {
+  if (!entry || stale || (unknownKid && now - entry.fetchedAt > ctx.config.jwksRefreshCooldown)) {
     entry = { keys: await fetchJwks(ctx, uri), fetchedAt: now };
     cache.set(key, entry);
   }
-  return entry!.keys.find((k) => k.kid === kid);
+  return entry.keys.find((k) => k.kid === kid);
 }

@@ -46,11 +46,12 @@ export function scopeSatisfies(granted: string, required: string): boolean {
   const r = SCOPE_RE.exec(required);
   if (!g || !r) return false;
   const [, gType, gAction] = g;
-  const [, rType, rAction] = r;
+  // Both groups take part in every match; the default only satisfies the type.
+  const [, rType = '', rAction] = r;
   const actionOk = gAction === rAction || gAction === '*';
   if (!actionOk) return false;
   if (gType === rType) return true;
-  return gType === '*' && !NOT_BY_WILDCARD.has(rType!);
+  return gType === '*' && !NOT_BY_WILDCARD.has(rType);
 }
 
 export function hasAnyScope(granted: readonly string[], anyOf: readonly string[]): boolean {

@@ -1,6 +1,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
+import { required } from '../required.ts';
 
 /** Mutual TLS on /inbox: which partner a peer certificate (by SHA-256 of its DER) speaks for. */
 export interface TlsBinding {
@@ -38,7 +39,11 @@ export async function bindPartnerCertificate(
      ON CONFLICT (cert_sha256) DO UPDATE SET partner_id = EXCLUDED.partner_id RETURNING created_at`,
     [sha, input.partnerId],
   );
-  return { partnerId: input.partnerId, certSha256: sha, createdAt: rows[0]!.created_at.toISOString() };
+  return {
+    partnerId: input.partnerId,
+    certSha256: sha,
+    createdAt: required(rows[0], 'the row INSERT ... RETURNING wrote').created_at.toISOString(),
+  };
 }
 
 export async function partnerForCertificate(db: Queryable, sha: string): Promise<string | undefined> {

@@ -49,10 +49,12 @@ export type PeerCheck =
 
 /** A peer certificate issued by the client CA and bound to a partner. */
 export async function checkPeerCertificate(db: Queryable, socket: TLSSocket | undefined): Promise<PeerCheck> {
-  const cert = socket && typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+  if (!socket || typeof socket.getPeerCertificate !== 'function')
+    return { ok: false, status: 401, reason: 'no_client_certificate' };
+  const cert = socket.getPeerCertificate();
   if (!cert || !cert.raw) return { ok: false, status: 401, reason: 'no_client_certificate' };
   const sha = certSha256(cert.raw);
-  if (!socket!.authorized) return { ok: false, status: 401, reason: 'certificate_untrusted', certSha256: sha };
+  if (!socket.authorized) return { ok: false, status: 401, reason: 'certificate_untrusted', certSha256: sha };
   const partnerId = await partnerForCertificate(db, sha);
   if (!partnerId) return { ok: false, status: 403, reason: 'certificate_not_bound', certSha256: sha };
   return { ok: true, partnerId, certSha256: sha };

@@ -51,8 +51,9 @@ export class GroupCommit<I, O> {
   #take(): Array<Pending<I, O>> {
     let weight = 0;
     let n = 0;
-    while (n < this.#queue.length && n < this.#opts.maxItems) {
-      const w = this.#opts.weight(this.#queue[n]!.item);
+    for (const pending of this.#queue) {
+      if (n >= this.#opts.maxItems) break;
+      const w = this.#opts.weight(pending.item);
       if (n > 0 && weight + w > this.#opts.maxWeight) break;
       weight += w;
       n++;
@@ -78,8 +79,9 @@ export class GroupCommit<I, O> {
     try {
       results = await this.#run(batch.map((p) => p.item));
     } catch (err) {
-      if (batch.length === 1) {
-        batch[0]!.reject(err);
+      const only = batch.length === 1 ? batch[0] : undefined;
+      if (only) {
+        only.reject(err);
         return;
       }
       // One bad item must not fail its neighbours: write each alone.

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { GatewayError } from '../errors.ts';
+import { required } from '../required.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
@@ -216,7 +217,7 @@ export class Directory {
   }
 
   async #keys(p: Partner): Promise<Jwks> {
-    return p.jwks ?? this.#jwks.get(p.jwksUri!);
+    return p.jwks ?? this.#jwks.get(jwksUriOf(p));
   }
 
   /** The partner's current encryption key (use enc, ECDH-ES, P-256/P-384); refused with a clear error if unusable. */
@@ -241,9 +242,13 @@ export class Directory {
 
   /** The partner's JWKS fetched now (inline: as stored), for the key refresh job; throws if the fetch fails. */
   async refreshKeys(p: Partner): Promise<Jwks> {
-    return p.jwks ?? this.#jwks.refreshNow(p.jwksUri!);
+    return p.jwks ?? this.#jwks.refreshNow(jwksUriOf(p));
   }
 }
+
+/** Where a partner without inline keys publishes them: the directory stores one or the other. */
+const jwksUriOf = (p: Partner): string =>
+  required(p.jwksUri ?? undefined, 'a jwks_uri on a partner without inline keys');
 
 /** The Directory with its limits taken from the configuration (JWKS_TIMEOUT, JWKS_MAX_BYTES, JWKS_REFRESH_COOLDOWN). */
 export function directoryFromConfig(

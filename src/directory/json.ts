@@ -32,7 +32,7 @@ export function partnerFhir(p: Partner): Organization {
     identifier: [{ system: 'urn:fhir-gateway:partner', value: p.id }],
     active: p.status === 'active',
     name: p.name,
-    contained: [endpoint as never],
+    contained: [endpoint],
     endpoint: [{ reference: '#inbox' }],
   };
 }

@@ -100,7 +100,7 @@ export function selectVerificationKey(jwks: Jwks, partnerId: string, kid: string
   if (key.use !== undefined && key.use !== 'sig')
     throw new GatewayError('UNPROCESSABLE', `${label} has use ${JSON.stringify(key.use)}; expected "sig"`);
   checkEcPoint(key, label);
-  const expected = SIG_ALG_OF_CURVE[key.crv!];
+  const expected = SIG_ALG_OF_CURVE[key.crv ?? ''];
   if (key.alg !== undefined && key.alg !== expected)
     throw new GatewayError(
       'UNPROCESSABLE',

@@ -101,13 +101,14 @@ export async function observePartnerKeys(
         'INSERT INTO partner_keys_seen (partner_id, kid, thumbprint, use, jwk, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6)',
         [partnerId, k.kid, tp, typeof k.use === 'string' ? k.use : null, JSON.stringify(publicJwk(k)), now],
       );
-      if (previous.length) {
+      const [replaced] = previous;
+      if (replaced) {
         await db.query(
           'UPDATE partner_keys_seen SET replaced_at = $4 WHERE partner_id = $1 AND kid = $2 AND thumbprint <> $3 AND replaced_at IS NULL',
           [partnerId, k.kid, tp, now],
         );
         out.changed.push(k.kid);
-        events.push(event('partner-key.changed', k.kid, { thumbprint: tp, previous: previous[0]!.thumbprint }));
+        events.push(event('partner-key.changed', k.kid, { thumbprint: tp, previous: replaced.thumbprint }));
       } else {
         out.firstSeen.push(k.kid);
         events.push(
@@ -166,8 +167,8 @@ export async function recordedPartnerKey(
     'SELECT * FROM partner_keys_seen WHERE partner_id = $1 AND kid = $2',
     [partnerId, kid],
   );
-  if (rows.length !== 1) return undefined;
-  const r = rows[0]!;
+  const [r] = rows;
+  if (rows.length !== 1 || !r) return undefined;
   if (r.use !== null && r.use !== 'sig') return undefined;
   if (notGoneBefore && r.disappeared_at && r.disappeared_at < notGoneBefore) return undefined;
   return r.jwk;

@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/pool.ts';
 import type { Jwks } from './jwks.ts';
+import { required } from '../required.ts';
 
 export type PartnerStatus = 'active' | 'suspended';
 
@@ -44,7 +45,7 @@ export async function insertPartner(db: Queryable, p: PartnerFields): Promise<Pa
     `INSERT INTO partners (id, name, endpoint, jwks_uri, jwks, status) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
     [p.id, p.name, p.endpoint, p.jwksUri, p.jwks ? JSON.stringify(p.jwks) : null, p.status],
   );
-  return toPartner(rows[0]!);
+  return toPartner(required(rows[0], 'the row INSERT ... RETURNING wrote'));
 }
 
 export async function updatePartner(db: Queryable, p: PartnerFields): Promise<Partner | undefined> {

@@ -2,6 +2,7 @@ import { mkdir, open, readdir, rename, stat, statfs, unlink, type FileHandle } f
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import { GatewayError } from '../errors.ts';
+import { required } from '../required.ts';
 import { JweStreamWriter, tempPathFor } from '../jose/stream-seal.ts';
 import type { RecipientKey } from '../jose/seal.ts';
 
@@ -60,12 +61,15 @@ export async function writeAll(fh: Pick<FileHandle, 'writev'>, chunks: Buffer[])
   let rest = chunks;
   for (;;) {
     let done = (await fh.writev(rest)).bytesWritten;
-    while (rest.length && done >= rest[0]!.length) {
-      done -= rest[0]!.length;
-      rest = rest.slice(1);
+    let whole = 0;
+    for (const chunk of rest) {
+      if (done < chunk.length) break;
+      done -= chunk.length;
+      whole++;
     }
-    if (!rest.length) return;
-    rest = [rest[0]!.subarray(done), ...rest.slice(1)];
+    const [partial, ...later] = rest.slice(whole);
+    if (!partial) return;
+    rest = [partial.subarray(done), ...later];
   }
 }
 
@@ -146,7 +150,7 @@ export class PendingFile {
       if (slab) this.#free.push(slab);
       return;
     }
-    const fh = this.#fh!;
+    const fh = required(this.#fh, 'an open file until commit or discard');
     const returned = () => {
       this.#free.push(slab);
       this.#waiting.shift()?.();
@@ -192,8 +196,9 @@ export class PendingFile {
   }
   async commit(): Promise<void> {
     await this.#flush();
-    await this.#fh!.sync();
-    await this.#fh!.close();
+    const fh = required(this.#fh, 'an open file until commit or discard');
+    await fh.sync();
+    await fh.close();
     this.#fh = undefined;
     await rename(this.tmp, this.path);
   }

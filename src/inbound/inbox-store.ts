@@ -1,6 +1,7 @@
 import type { Queryable } from '../db/pool.ts';
 import type { PartnerJwk } from '../directory/directory.ts';
 import type { GatewayContext } from '../gateway-context.ts';
+import { required } from '../required.ts';
 
 /** What the inbox pipelines use of the gateway context. */
 export type InboxContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'directory' | 'logger'>;
@@ -234,5 +235,5 @@ export async function unacknowledgedSealedTo(db: Queryable, kid: string): Promis
     `SELECT count(*)::int AS n FROM inbox_messages WHERE enc_kid = $1 AND state <> 'acknowledged'`,
     [kid],
   );
-  return rows[0]!.n;
+  return required(rows[0], 'count(*) returns one row').n;
 }

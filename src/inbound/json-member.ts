@@ -57,6 +57,6 @@ function valueEndAt(s: string, i: number): number {
     throw new SyntaxError('unterminated value');
   }
   let j = i;
-  while (j < s.length && !',}] \n\r\t'.includes(s[j]!)) j++;
+  while (j < s.length && !',}] \n\r\t'.includes(s.charAt(j))) j++;
   return j;
 }

@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.ts';
+import { required } from '../required.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { keepRefusal, markRefusalAudited } from '../auth/audit.ts';
 import type { DecryptionKeyResolver } from '../jose/open.ts';
@@ -92,7 +93,14 @@ export function inboxReceiver(
         opened.plaintext.fill(0);
       }
       requireBoundSender(meta, verified.claims.iss);
-      return await store(envelope, digest, opened.kid!, verified, now, meta);
+      return await store(
+        envelope,
+        digest,
+        required(opened.kid, 'a kid on every gateway encryption key'),
+        verified,
+        now,
+        meta,
+      );
     } catch (err) {
       if (err instanceof GatewayError && err.status < 500) {
         await auditRefusal(ctx, err, digest, verified, meta, now);

@@ -19,8 +19,8 @@ const notPackable = (why: string) => new GatewayError('INTERNAL', `cannot store 
 
 export function packCompactJwe(jwe: string): Buffer {
   const parts = jwe.split('.');
-  if (parts.length !== 5) throw notPackable('not a compact JWE');
-  const [ciphertext, tag] = [parts[3]!, parts[4]!];
+  const [, , , ciphertext, tag] = parts;
+  if (parts.length !== 5 || ciphertext === undefined || tag === undefined) throw notPackable('not a compact JWE');
   if (!isB64u(ciphertext) || !isB64u(tag)) throw notPackable('ciphertext or tag is not base64url');
   const prefix = Buffer.from(`${parts[0]}.${parts[1]}.${parts[2]}.`, 'latin1');
   const ct = Buffer.from(ciphertext, 'base64url');

@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type JsonWebKeyInput, type KeyObject } from 'node:crypto';
 
 /** The public members of a partner's, client's or our own key; anything else in the JWK is ignored. */
 export interface PublicJwkInput {
@@ -15,20 +15,28 @@ export const PUBLIC_KEY_CACHE_SIZE = 1000;
 
 const cache = new Map<string, KeyObject>();
 
+/** A JWK member as node:crypto takes it: absent, or a string (it throws a TypeError for any other type, as we do). */
+function text(value: unknown, name: string): string | undefined {
+  if (value === undefined || typeof value === 'string') return value;
+  throw new TypeError(`The "key.${name}" property must be of type string`);
+}
+
 /**
  * The KeyObject for a public JWK (EC or RSA), parsed once: importing a JWK
  * costs more than the verification itself. Throws what node:crypto throws for
  * a malformed key or a point off its curve, and caches only keys that parsed.
  */
 export function importPublicJwk(jwk: PublicJwkInput): KeyObject {
-  const members =
-    jwk.kty === 'RSA' ? { kty: jwk.kty, n: jwk.n, e: jwk.e } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
+  const members: JsonWebKeyInput['key'] =
+    jwk.kty === 'RSA'
+      ? { kty: 'RSA', n: text(jwk.n, 'n'), e: text(jwk.e, 'e') }
+      : { kty: text(jwk.kty, 'kty'), crv: text(jwk.crv, 'crv'), x: text(jwk.x, 'x'), y: text(jwk.y, 'y') };
   const id = JSON.stringify(members);
   let key = cache.get(id);
   if (key) {
     cache.delete(id); // re-insert: Map order is the recency order
   } else {
-    key = createPublicKey({ key: members as never, format: 'jwk' });
+    key = createPublicKey({ key: members, format: 'jwk' });
     if (cache.size >= PUBLIC_KEY_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
   }
   cache.set(id, key);

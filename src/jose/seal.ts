@@ -55,9 +55,16 @@ export function concatKdf(
     .subarray(0, keyBits / 8);
 }
 
-export function recipientPublicKey(jwk: RecipientKey): KeyObject {
-  if (jwk.kty !== 'EC' || !jwk.crv || !CURVES[jwk.crv])
+/** The node:crypto name of the recipient's curve: only EC P-256 and P-384 keys are sealed to. */
+export function recipientCurve(jwk: RecipientKey): string {
+  const curve = jwk.kty === 'EC' && jwk.crv ? CURVES[jwk.crv] : undefined;
+  if (!curve)
     throw new GatewayError('UNPROCESSABLE', `cannot seal to key ${jwk.kid}: only EC P-256/P-384 keys are supported`);
+  return curve;
+}
+
+export function recipientPublicKey(jwk: RecipientKey): KeyObject {
+  recipientCurve(jwk);
   try {
     return importPublicJwk({ kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y });
   } catch (err) {
@@ -75,7 +82,7 @@ export function recipientPublicKey(jwk: RecipientKey): KeyObject {
  */
 export function sealCompact(plaintext: string | Uint8Array, recipient: RecipientKey, cty = 'JWT'): string {
   const pub = recipientPublicKey(recipient);
-  const ephemeral = generateKeyPairSync('ec', { namedCurve: CURVES[recipient.crv!]! });
+  const ephemeral = generateKeyPairSync('ec', { namedCurve: recipientCurve(recipient) });
   const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
   const epk = ephemeral.publicKey.export({ format: 'jwk' });
   const header = {

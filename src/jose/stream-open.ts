@@ -182,26 +182,29 @@ export async function openStream(
         const seg = segments.length - 1;
         const dot = chunk.indexOf(DOT, pos);
         const end = dot < 0 ? chunk.length : dot;
-        if (seg === 3) {
-          await emit(started!.decipher.update(decoder.update(chunk, pos, end))); // the decoder's view is used up here
+        if (seg === 3 && started) {
+          await emit(started.decipher.update(decoder.update(chunk, pos, end))); // the decoder's view is used up here
         } else {
-          segments[seg] += chunk.toString('latin1', pos, end);
+          const text = segments[seg] + chunk.toString('latin1', pos, end);
+          segments[seg] = text;
           const limit = seg === 0 ? HEADER_MAX : SMALL_MAX;
-          if (segments[seg]!.length > limit) throw malformed(`JWE segment ${seg + 1} is too long`);
+          if (text.length > limit) throw malformed(`JWE segment ${seg + 1} is too long`);
         }
         if (dot < 0) break;
         pos = dot + 1;
         if (seg === 4) throw malformed('not a compact JWE: more than 5 parts');
         segments.push('');
         if (seg === 2) {
-          started = await start(segments[0]!, segments[1]!, segments[2]!, options);
+          const [header = '', encryptedKey = '', iv = ''] = segments; // all three are complete here
+          started = await start(header, encryptedKey, iv, options);
           sink.begin?.(started.header);
         }
       }
     }
-    if (segments.length !== 5 || !started) throw malformed(`not a compact JWE: ${segments.length} parts instead of 5`);
+    const tagB64 = segments[4];
+    if (segments.length !== 5 || tagB64 === undefined || !started)
+      throw malformed(`not a compact JWE: ${segments.length} parts instead of 5`);
     await emit(started.decipher.update(decoder.final()));
-    const tagB64 = segments[4]!;
     if (!isB64u(tagB64) || fromB64u(tagB64).length !== 16)
       throw malformed('the A256GCM authentication tag must be 128 bits', 'tag');
     started.decipher.setAuthTag(fromB64u(tagB64));

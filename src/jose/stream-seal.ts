@@ -4,7 +4,7 @@ import { rename, unlink } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { b64u } from './base64url.ts';
-import { concatKdf, recipientPublicKey, type RecipientKey } from './seal.ts';
+import { concatKdf, recipientCurve, recipientPublicKey, type RecipientKey } from './seal.ts';
 
 /**
  * A compact JWE (ECDH-ES + A256GCM) written as a stream:
@@ -13,8 +13,6 @@ import { concatKdf, recipientPublicKey, type RecipientKey } from './seal.ts';
  * produced and the whole message is never held in memory. Same header
  * rules as seal.ts (no zip, no aad); cty names the plaintext's media type.
  */
-
-const CURVES: Record<string, string> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1' };
 
 /** Input bytes per base64url call: a multiple of 3 whose 64 KiB string stays in V8's young generation (cheap to collect). */
 const ENCODE_SLICE = 48 * 1024;
@@ -64,7 +62,7 @@ export class JweStreamWriter {
 
   constructor(recipient: RecipientKey, cty: string) {
     const pub = recipientPublicKey(recipient);
-    const ephemeral = generateKeyPairSync('ec', { namedCurve: CURVES[recipient.crv!]! });
+    const ephemeral = generateKeyPairSync('ec', { namedCurve: recipientCurve(recipient) });
     const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
     const epk = ephemeral.publicKey.export({ format: 'jwk' });
     const header = {
@@ -92,8 +90,11 @@ export class JweStreamWriter {
 
   /** Encrypt a plaintext chunk; returns the JWE bytes that can be written now. */
   update(chunk: Buffer): Buffer {
-    const out = [...this.#takePrefix(), this.#encoder.update(this.#cipher.update(chunk))];
-    return out.length === 1 ? out[0]! : Buffer.concat(out);
+    const body = this.#encoder.update(this.#cipher.update(chunk));
+    const prefix = this.#prefix;
+    if (!prefix) return body;
+    this.#prefix = undefined;
+    return Buffer.concat([prefix, body]);
   }
 
   /** The rest of the ciphertext, then "." and the tag. */

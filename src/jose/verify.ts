@@ -39,7 +39,7 @@ export async function verifyCompact(
     );
   }
   try {
-    const result = await compactVerify(jws, key as never, { algorithms });
+    const result = await compactVerify(jws, key, { algorithms });
     return { header: result.protectedHeader as Record<string, unknown>, payload: result.payload };
   } catch (err) {
     if (err instanceof GatewayError) throw err;
@@ -62,13 +62,13 @@ export async function verifyDetached(
   algorithms: readonly string[] = SIGNATURE_ALGS,
 ): Promise<Record<string, unknown>> {
   const parts = jws.split('.');
-  if (parts.length !== 3 || parts[1] !== '') throw new GatewayError('JWS_MALFORMED', 'not a detached JWS');
+  const [protectedB64, payloadB64, signature] = parts;
+  if (parts.length !== 3 || payloadB64 !== '' || protectedB64 === undefined || signature === undefined)
+    throw new GatewayError('JWS_MALFORMED', 'not a detached JWS');
   try {
-    const result = await flattenedVerify(
-      { protected: parts[0]!, payload: content, signature: parts[2]! },
-      key as never,
-      { algorithms: [...algorithms] },
-    );
+    const result = await flattenedVerify({ protected: protectedB64, payload: content, signature }, key, {
+      algorithms: [...algorithms],
+    });
     return result.protectedHeader as Record<string, unknown>;
   } catch (err) {
     if (err instanceof errors.JOSEError) throw joseRefusal(err);

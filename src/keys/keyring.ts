@@ -75,8 +75,8 @@ export class Keyring {
   jwks(): { keys: PublishedJwk[] } {
     const rank = { active: 0, 'pre-activation': 1, deactivated: 2 } as Record<string, number>;
     const keys = this.#rows
-      .filter((k) => k.use !== 'audit' && k.state in rank)
-      .sort((a, b) => rank[a.state]! - rank[b.state]! || b.created_at.getTime() - a.created_at.getTime())
+      .filter((k) => k.use !== 'audit' && k.state in rank) // so every state sorted below has a rank
+      .sort((a, b) => (rank[a.state] ?? 0) - (rank[b.state] ?? 0) || b.created_at.getTime() - a.created_at.getTime())
       .map((k) => ({ ...k.public_jwk, kid: k.kid, use: k.use as 'sig' | 'enc', alg: k.alg }));
     return { keys };
   }

@@ -1,4 +1,5 @@
 import type { GatewayKeyRow, KeyIntent, KeyUse } from './store.ts';
+import { required } from '../required.ts';
 
 /** Timings of one key use (milliseconds). */
 export interface RotationPolicy {
@@ -45,9 +46,15 @@ export function dueStep(
 ): RotationStep | undefined {
   const generating = intents.find((i) => i.action === 'generate');
   if (generating)
-    return { kind: 'generate', use, activate: generating.activate || Boolean(request?.now), resume: generating.label! };
+    return {
+      kind: 'generate',
+      use,
+      activate: generating.activate || Boolean(request?.now),
+      resume: generating.label ?? undefined,
+    };
   const destroying = intents.find((i) => i.action === 'destroy');
-  if (destroying) return { kind: 'destroy', use, kid: destroying.kid! };
+  if (destroying)
+    return { kind: 'destroy', use, kid: required(destroying.kid ?? undefined, 'a kid on a destroy intent') };
 
   const active = keys.find((k) => k.state === 'active');
   const pending = keys

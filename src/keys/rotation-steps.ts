@@ -4,6 +4,7 @@ import type { Hsm, HsmKeyInfo } from '../../hsm/hsm.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
+import { required } from '../required.ts';
 import { thumbprint } from '../jose/thumbprint.ts';
 import type { RotationStep } from './policy.ts';
 import {
@@ -78,9 +79,8 @@ export const newLabel = (use: KeyUse) => `gateway-${use}-${randomBytes(8).toStri
 export async function generateStep(d: StepDeps, step: Extract<RotationStep, { kind: 'generate' }>): Promise<string> {
   const { use } = step;
   const { alg, usage } = KEY_DEFAULTS[use];
-  let label = step.resume;
-  if (!label) {
-    label = newLabel(use);
+  const label = step.resume || newLabel(use);
+  if (!step.resume) {
     await recordIntent(d.pool, { use, action: 'generate', label, kid: null, activate: step.activate }, now(d));
     await hook(d, 'generate:intent-recorded');
   }
@@ -94,17 +94,20 @@ export async function generateStep(d: StepDeps, step: Extract<RotationStep, { ki
     const kid = thumbprint(info.publicJwk);
     const at = now(d);
     await inTransaction(d.pool, async (db) => {
-      await insertPublishedKey(db, { kid, use, alg, hsm_id: info.id, label: label!, public_jwk: info.publicJwk }, at);
+      await insertPublishedKey(db, { kid, use, alg, hsm_id: info.id, label, public_jwk: info.publicJwk }, at);
       if (!step.activate) await clearIntent(db, use, 'generate');
       await appendAudit(
         db,
-        [keyEvent(d, 'key.generated', use, kid, { alg, hsm_label: label! }), keyEvent(d, 'key.published', use, kid)],
+        [keyEvent(d, 'key.generated', use, kid, { alg, hsm_label: label }), keyEvent(d, 'key.published', use, kid)],
         at,
       );
     });
     await hook(d, 'generate:published');
     if (!step.activate) return kid;
-    row = (await keysOfUse(d.pool, use)).find((k) => k.kid === kid)!;
+    row = required(
+      (await keysOfUse(d.pool, use)).find((k) => k.kid === kid),
+      'the key just published',
+    );
   }
   if (step.activate && row.state === 'pre-activation') await activateStep(d, { kind: 'activate', use, kid: row.kid });
   else await clearIntent(d.pool, use, 'generate');

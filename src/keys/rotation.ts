@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Config } from '../config.ts';
+import { required } from '../required.ts';
 import { dueStep, expiredKeys, type RotateRequest, type RotationPolicy, type RotationStep } from './policy.ts';
 import { performStep, type StepDeps } from './rotation-steps.ts';
 import { KEY_USES, keysOfUse, listIntents, type KeyUse } from './store.ts';
@@ -52,7 +53,7 @@ export async function withRotationLock<T>(
         ROTATION_LOCK,
         USE_SLOT[use],
       ]);
-      if (!rows[0]!.ok) return undefined;
+      if (!required(rows[0], 'pg_try_advisory_lock returns one row').ok) return undefined;
     }
     try {
       return await fn();

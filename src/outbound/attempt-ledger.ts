@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { required } from '../required.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { nextDelayMs, type AttemptClass } from '../net/retry-policy.ts';
@@ -50,7 +51,7 @@ export async function recordAttempt<R extends LedgerRow>(
   settle = true,
 ): Promise<{ row: R; state: string }> {
   const { rows } = await db.query<R>(`SELECT * FROM ${ledger.table} WHERE id = $1 FOR UPDATE`, [id]);
-  const d = rows[0]!;
+  const d = required(rows[0], 'the ledger row the attempt was made for');
   const attempt = d.attempts + 1;
   const roundAttempts = d.round_attempts + 1;
   const now = Date.now();
@@ -78,15 +79,16 @@ export async function recordAttempt<R extends LedgerRow>(
     await db.query(`UPDATE ${ledger.table} SET attempts = $2, updated_at = now() WHERE id = $1`, [id, attempt]);
   } else if (r.cls === 'delivered') {
     state = 'delivered';
+    const receipt = required(r.receipt, 'a receipt on every delivered attempt');
     await db.query(
       `UPDATE ${ledger.table} SET state = 'delivered', attempts = $2, round_attempts = $3, receipt = $4, receipt_jti = $5, delivered_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now() WHERE id = $1`,
-      [id, attempt, roundAttempts, r.receipt!.jws, r.receipt!.jti],
+      [id, attempt, roundAttempts, receipt.jws, receipt.jti],
     );
     audit.push({
       type: 'delivery.receipt',
       outcome: 'success',
       agent: partner,
-      entity: [...entity, { type: 'receipt', id: r.receipt!.jti }],
+      entity: [...entity, { type: 'receipt', id: receipt.jti }],
       detail: { status: 'accepted' },
     });
   } else {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { required } from '../required.ts';
 import { auditAppendSql, auditColumns, type AuditInput } from '../audit/append.ts';
 import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
@@ -100,7 +101,7 @@ export async function writeIntakes(
       cols.outcomes,
     ],
   );
-  const inserted = new Set(rows[0]!.inserted ?? []);
+  const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);
   const losers = records.filter((r) => !inserted.has(r.exchange.id));
   const firsts = new Map<string, { id: string; content_digest: string }>();
   if (losers.length) {

@@ -40,17 +40,24 @@ export interface VerifiedJwsSender {
 function decodeJws(jws: string, c: Pick<SignedJwsChecks, 'what' | 'expression'>) {
   const malformed = (message: string) => new GatewayError('JWS_MALFORMED', message, { expression: c.expression });
   const parts = jws.split('.');
-  if (parts.length !== 3 || parts.some((p) => !isCanonicalB64u(p)) || parts[0] === '' || parts[2] === '')
+  const [headerB64, payloadB64, signature] = parts;
+  if (
+    parts.length !== 3 ||
+    parts.some((p) => !isCanonicalB64u(p)) ||
+    !headerB64 ||
+    payloadB64 === undefined ||
+    !signature
+  )
     throw malformed(`${c.what} does not hold a compact JWS`);
   let header: unknown;
   try {
-    header = JSON.parse(fromB64u(parts[0]!).toString('utf8'));
+    header = JSON.parse(fromB64u(headerB64).toString('utf8'));
   } catch {
     throw malformed('the JWS header is not JSON');
   }
   if (!header || typeof header !== 'object' || Array.isArray(header))
     throw malformed('the JWS header is not an object');
-  return { header: header as Record<string, unknown>, payloadText: fromB64u(parts[1]!).toString('utf8'), malformed };
+  return { header: header as Record<string, unknown>, payloadText: fromB64u(payloadB64).toString('utf8'), malformed };
 }
 
 /** Deepest nesting of signed claims when the receiver names none: the intake's default, plus the claims object. */

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
+import { required } from '../required.ts';
 import { Hsm } from '../../hsm/hsm.ts';
 import { ensureDevToken } from '../../hsm/softhsm.ts';
 
@@ -9,7 +10,7 @@ export function openHsm(config: Config): Hsm {
     return Hsm.open({
       library: config.hsmModule,
       tokenLabel: config.hsmTokenLabel,
-      pin: config.resolvedPin!,
+      pin: required(config.resolvedPin, 'a PIN with HSM_MODULE (the configuration refuses to load without one)'),
       sessions: config.hsmSessions,
     });
   }

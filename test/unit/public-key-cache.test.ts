@@ -22,6 +22,19 @@ describe('importPublicJwk', () => {
     expect(importPublicJwk({ ...jwk, kid: 'r' } as never)).toBe(key);
   });
 
+  it('throws a TypeError, as node:crypto does, for a member that is not a string, and caches nothing', () => {
+    const jwk = ecJwk();
+    const before = publicKeyCacheSize();
+    for (const bad of [
+      { ...jwk, x: 123 },
+      { ...jwk, crv: null },
+      { ...jwk, kty: 5 },
+      { kty: 'RSA', n: 1, e: 'AQAB' },
+    ])
+      expect(() => importPublicJwk(bad)).toThrow(TypeError);
+    expect(publicKeyCacheSize()).toBe(before);
+  });
+
   it('throws for a point off the curve and caches nothing for it', () => {
     const jwk = ecJwk();
     const before = publicKeyCacheSize();

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { appendAudit } from '../../audit/append.ts';
 import { GatewayError } from '../../errors.ts';
+import { required } from '../../required.ts';
 import { boundaryOf, multipartParts, parseMediaType, type Part } from '../../imaging/multipart.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../../jose/open.ts';
 import { openStream } from '../../jose/stream-open.ts';
@@ -154,7 +155,7 @@ export function imagingReceiver(
         digest,
         verified,
         messageId,
-        encKid: opened.kid!,
+        encKid: required(opened.kid, 'a kid on every gateway encryption key'),
         file,
         contentDigest: `sha-256=${manifest.sha256}`,
         contentJweLength: content.jweLength,

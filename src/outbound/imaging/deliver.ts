@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { required } from '../../required.ts';
 import { createReadStream, existsSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type pg from 'pg';
@@ -96,7 +97,10 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
             () => storedBody(d, boundary),
             boundary,
             signal,
-            () => ({ manifestDigest: d.manifest_digest, contentDigest: d.content_digest! }),
+            () => ({
+              manifestDigest: d.manifest_digest,
+              contentDigest: required(d.content_digest, 'the content digest loaded with the delivery'),
+            }),
             timeoutMs,
           ),
         );

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { required } from '../../required.ts';
 import { join } from 'node:path';
 import type { AuditInput } from '../../audit/append.ts';
 import type { GatewayContext } from '../../gateway-context.ts';
@@ -116,7 +117,7 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
           ctx,
           r.partner,
           r.deliveryId,
-          announcements[i]!,
+          required(announcements[i], 'an announcement for each recipient'),
           liveQueueBytes(recipients.length),
         );
         live.push(t);
@@ -218,7 +219,7 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
   const deliveries: ImagingDeliveryRecord[] = await Promise.all(
     x.recipients.map(async (r, i) => {
       const id = r.deliveryId;
-      const file = x.sealed[i]!.file;
+      const file = required(x.sealed[i], 'a sealed file for each recipient').file;
       const sealed = await signAndSeal(signer, r, envelope, {
         entity: [{ type: 'imaging-content', id, digest: contentDigest }],
         detail: { bytes: file.length },
@@ -228,7 +229,7 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
         id,
         partnerId: r.partner.id,
         kid: r.key.kid,
-        announcement: x.announcements[i]!,
+        announcement: required(x.announcements[i], 'an announcement for each recipient'),
         manifestEnvelope: sealed.envelope,
         manifestDigest: sealed.digest,
         contentPath: file.path,
@@ -261,14 +262,14 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
   }
   // Committed: the live transmissions may now send their manifests; the job (scheduled a little later) is the fallback.
   x.live.forEach((t, i) => {
+    const delivery = required(deliveries[i], 'a delivery for each live transmission');
     const abandoned = t.dropped;
-    if (!abandoned)
-      t.finish(deliveries[i]!.manifestEnvelope, { manifestDigest: deliveries[i]!.manifestDigest, contentDigest });
+    if (!abandoned) t.finish(delivery.manifestEnvelope, { manifestDigest: delivery.manifestDigest, contentDigest });
     void t.result
-      .then((r) => recordImagingAttempt(ctx, deliveries[i]!.id, r, t.started, !abandoned))
+      .then((r) => recordImagingAttempt(ctx, delivery.id, r, t.started, !abandoned))
       .catch((err: unknown) =>
         ctx.logger.warn(
-          { delivery: deliveries[i]!.id, err: { message: (err as Error).message } },
+          { delivery: delivery.id, err: { message: (err as Error).message } },
           'could not record a live imaging transmission',
         ),
       );

@@ -1,4 +1,5 @@
 import type { Partner } from '../../directory/directory.ts';
+import { required } from '../../required.ts';
 import type { DeliveryContext } from '../deliver.ts';
 import { transmit } from '../transmit.ts';
 import {
@@ -57,7 +58,7 @@ export class LiveTransmission {
         () => this.#body(deliveryHead(boundary, announcement)),
         boundary,
         this.#abort.signal,
-        () => this.#expected!,
+        () => required(this.#expected, 'the digests finish() sets before the manifest is sent'),
       ),
     );
     // The first failure ends it; the intake only notices that pushes become no-ops.
