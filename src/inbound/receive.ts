@@ -103,7 +103,7 @@ export function inboxReceiver(
       );
     } catch (err) {
       if (err instanceof GatewayError && err.status < 500) {
-        await auditRefusal(ctx, err, digest, verified, meta, now);
+        await auditInboxRefusal(ctx, err, { digest, signed: verified?.claims, meta, now });
         markRefusalAudited(err);
       }
       throw err;
@@ -211,39 +211,44 @@ export async function auditEarlyRefusal(
   body: string | undefined,
   meta: ReceiveMeta,
 ): Promise<void> {
-  await auditRefusal(
-    ctx,
-    err,
-    body === undefined ? undefined : envelopeDigest(body),
-    undefined,
+  await auditInboxRefusal(ctx, err, {
+    digest: body === undefined ? undefined : envelopeDigest(body),
+    signed: undefined,
     meta,
-    meta.now ?? new Date(),
-  );
+    now: meta.now ?? new Date(),
+  });
 }
 
-async function auditRefusal(
+/**
+ * The one audit entry of a refused delivery, for both payload kinds. Who sent
+ * it is only known once a signature verified; before that the peer is anonymous.
+ */
+export async function auditInboxRefusal(
   ctx: InboxContext,
   err: GatewayError,
-  digest: string | undefined,
-  v: VerifiedContent | undefined,
-  meta: ReceiveMeta,
-  now: Date,
+  refused: {
+    digest: string | undefined;
+    signed: { iss: string; jti: string } | undefined;
+    content?: 'imaging';
+    meta: ReceiveMeta;
+    now: Date;
+  },
 ): Promise<void> {
-  // Who sent it is only known once the signature verified; before that the peer is anonymous.
+  const { digest, signed, meta } = refused;
   const network = meta.remoteAddress ? { network: meta.remoteAddress } : {};
   const entry: AuditInput = {
     type: 'inbox.refused',
     outcome: 'minor-failure',
-    agent: v
-      ? { type: 'partner', id: v.claims.iss, ...network }
+    agent: signed
+      ? { type: 'partner', id: signed.iss, ...network }
       : { type: 'anonymous', id: 'unauthenticated', ...network },
     entity: [
       ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
-      ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
+      ...(signed ? [{ type: 'delivery', id: signed.jti }] : []),
     ],
-    detail: { reason: err.code, status: err.status },
+    detail: { ...(refused.content ? { content: refused.content } : {}), reason: err.code, status: err.status },
   };
-  await keepRefusal(ctx.logger, entry.type, () => appendAudit(ctx.pool, [entry], now));
+  await keepRefusal(ctx.logger, entry.type, () => appendAudit(ctx.pool, [entry], refused.now));
 }
 
 /** Under mutual TLS the peer certificate names a partner: the signed sender must be that partner. */

@@ -13,8 +13,14 @@ import { verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { findBySenderJti, insertInboxMessages } from '../inbox-store.ts';
 import { envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
-import { requireBoundSender, type InboxContext, type ReceiveMeta, type ReceiveResult } from '../receive.ts';
-import { keepRefusal, markRefusalAudited } from '../../auth/audit.ts';
+import {
+  auditInboxRefusal,
+  requireBoundSender,
+  type InboxContext,
+  type ReceiveMeta,
+  type ReceiveResult,
+} from '../receive.ts';
+import { markRefusalAudited } from '../../auth/audit.ts';
 import { verifySignedContent, type VerifiedContent } from '../../protocol/signed-content.ts';
 import { uuidv7 } from '../../ids.ts';
 import { inTransaction } from '../../db/pool.ts';
@@ -166,14 +172,13 @@ export function imagingReceiver(
     } catch (err) {
       await file?.discard();
       if (err instanceof GatewayError && err.status < 500) {
-        await auditRefusal(
-          ctx,
-          err,
+        await auditInboxRefusal(ctx, err, {
           digest,
-          verified ?? (announced && ({ claims: { iss: announced.iss, jti: announced.jti } } as VerifiedContent)),
+          signed: verified?.claims ?? announced,
+          content: 'imaging',
           meta,
           now,
-        );
+        });
         markRefusalAudited(err);
       }
       throw err;
@@ -257,35 +262,4 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
     throw err;
   }
   return { receipt, messageId: r.messageId, duplicate: false };
-}
-
-async function auditRefusal(
-  ctx: InboxContext,
-  err: GatewayError,
-  digest: string | undefined,
-  v: VerifiedContent | undefined,
-  meta: ReceiveMeta,
-  now: Date,
-): Promise<void> {
-  const network = meta.remoteAddress ? { network: meta.remoteAddress } : {};
-  await keepRefusal(ctx.logger, 'inbox.refused', () =>
-    appendAudit(
-      ctx.pool,
-      [
-        {
-          type: 'inbox.refused',
-          outcome: 'minor-failure',
-          agent: v
-            ? { type: 'partner', id: v.claims.iss, ...network }
-            : { type: 'anonymous', id: 'unauthenticated', ...network },
-          entity: [
-            ...(digest ? [{ type: 'envelope', id: digest, digest }] : []),
-            ...(v ? [{ type: 'delivery', id: v.claims.jti }] : []),
-          ],
-          detail: { content: 'imaging', reason: err.code, status: err.status },
-        },
-      ],
-      now,
-    ),
-  );
 }
