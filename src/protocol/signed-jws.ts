@@ -10,6 +10,8 @@ import type { Directory, PartnerJwk } from '../directory/directory.ts';
 /** Signature algorithms a sender may use: ES256 (protocol default) and ES384 for P-384 keys. */
 export const CONTENT_ALGS = ['ES256', 'ES384'] as const;
 
+const CURVE_OF_ALG: Record<(typeof CONTENT_ALGS)[number], string> = { ES256: 'P-256', ES384: 'P-384' };
+
 export function publicKeyOf(jwk: PartnerJwk): KeyObject {
   return importPublicJwk({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
 }
@@ -125,6 +127,12 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
     }
     throw err;
   }
+  // Each algorithm belongs to one curve: a header that names another is a false signature, not a fault of ours.
+  if (CURVE_OF_ALG[header.alg as (typeof CONTENT_ALGS)[number]] !== senderJwk.crv)
+    throw new GatewayError(
+      'JWS_SIGNATURE_INVALID',
+      `JWS alg ${String(header.alg)} does not match the ${String(senderJwk.crv)} key ${kid} of ${iss}`,
+    );
   try {
     await verifyCompact(jws, async () => publicKeyOf(senderJwk), { typ: c.typ, algorithms: CONTENT_ALGS });
   } catch (err) {

@@ -225,6 +225,17 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       return signContent(partner, claims, { payloadText: `${head},"content":${contentJson}}` });
     };
     refusals.push([
+      'an ES384 header over the P-256 key the kid names',
+      async () => {
+        const [, payload] = (await signed()).split('.');
+        const header = Buffer.from(JSON.stringify({ alg: 'ES384', kid: partner.sigKid, typ: 'exchange+jwt' }));
+        const forged = `${header.toString('base64url')}.${payload}.${Buffer.alloc(96, 7).toString('base64url')}`;
+        return seal(enc, forged);
+      },
+      400,
+      'JWS_SIGNATURE_INVALID',
+    ]);
+    refusals.push([
       'signed content with a __proto__ member',
       async () => {
         const b = JSON.stringify(bundle());
