@@ -19,6 +19,26 @@ export function uuidv7(now = Date.now()): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+/** The longest identifier (partner id, URL, kid, name) the gateway looks up. */
+export const MAX_IDENTIFIER_LENGTH = 2048;
+
+/**
+ * An identifier that can name something the gateway holds: non-empty, bounded,
+ * and free of control characters (PostgreSQL text cannot hold NUL, and no id,
+ * URL or key id contains one). Anything else names nothing, whoever sent it.
+ */
+export function isPlainIdentifier(value: unknown): value is string {
+  return (
+    typeof value === 'string' &&
+    value.length > 0 &&
+    value.length <= MAX_IDENTIFIER_LENGTH &&
+    !CONTROL_CHARACTER.test(value)
+  );
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Any RFC 9562 UUID in its canonical 8-4-4-4-12 hex form (either case): what a uuid column accepts without error. */

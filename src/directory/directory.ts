@@ -19,6 +19,7 @@ import {
   type Partner,
   type PartnerStatus,
 } from './store.ts';
+import { isPlainIdentifier } from '../ids.ts';
 
 export type { Partner, PartnerStatus } from './store.ts';
 export type { Jwks, PartnerJwk } from './jwks.ts';
@@ -186,12 +187,13 @@ export class Directory {
   }
 
   async get(id: string): Promise<Partner | undefined> {
+    if (!isPlainIdentifier(id)) return undefined;
     return findPartner(this.#pool, id);
   }
 
   async require(id: string): Promise<Partner> {
-    const p = await findPartner(this.#pool, id);
-    if (!p) throw new GatewayError('NOT_FOUND', `no partner ${id}`);
+    const p = isPlainIdentifier(id) ? await findPartner(this.#pool, id) : undefined;
+    if (!p) throw new GatewayError('NOT_FOUND', `no partner ${JSON.stringify(id)}`);
     return p;
   }
 
@@ -233,6 +235,8 @@ export class Directory {
    */
   async verificationKey(partnerId: string, kid: string, scope: KeyScope): Promise<PartnerJwk> {
     const p = await this.require(partnerId);
+    if (!isPlainIdentifier(kid))
+      throw new GatewayError('FORBIDDEN', `partner ${p.id} publishes no signing key with that kid`);
     const uri = p.jwksUri;
     return partnerSigningKey(this.#pool, this.#logger, p.id, kid, scope, {
       jwks: () => this.#keys(p),

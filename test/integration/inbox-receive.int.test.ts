@@ -225,6 +225,24 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       return signContent(partner, claims, { payloadText: `${head},"content":${contentJson}}` });
     };
     refusals.push([
+      'NUL in the signed iss',
+      async () => seal(enc, await signed({ iss: `${partner.id}\u0000` })),
+      403,
+      'UNKNOWN_SENDER',
+    ]);
+    refusals.push([
+      'NUL in the JWS kid',
+      async () => {
+        const [, payload, sig] = (await signed()).split('.');
+        const header = Buffer.from(
+          JSON.stringify({ alg: 'ES256', kid: `${partner.sigKid}\u0000`, typ: 'exchange+jwt' }),
+        );
+        return seal(enc, `${header.toString('base64url')}.${payload}.${sig}`);
+      },
+      400,
+      'JWS_SIGNATURE_INVALID',
+    ]);
+    refusals.push([
       'an ES384 header over the P-256 key the kid names',
       async () => {
         const [, payload] = (await signed()).split('.');

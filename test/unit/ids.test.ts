@@ -44,3 +44,30 @@ describe('isUuid', () => {
     }
   });
 });
+
+describe('isPlainIdentifier', async () => {
+  const { isPlainIdentifier, MAX_IDENTIFIER_LENGTH } = await import('../../src/ids.ts');
+  it('accepts ids, URLs and key ids', () => {
+    for (const v of [
+      'https://gw.hospital-a.example',
+      'urn:oid:1.2.3',
+      'MZsZWXdciHMVGhiCLuLdbKHhtkNKiu6QMQnU99lEkJQ',
+      'Zoë',
+    ])
+      expect(isPlainIdentifier(v)).toBe(true);
+  });
+  it('refuses empty, overlong, non-string and control characters (NUL first of all)', () => {
+    for (const v of [
+      '',
+      'a'.repeat(MAX_IDENTIFIER_LENGTH + 1),
+      'a\u0000b',
+      'tab\there',
+      'line\nbreak',
+      'del\u007f',
+      7,
+      null,
+    ])
+      expect(isPlainIdentifier(v)).toBe(false);
+    expect(isPlainIdentifier('a'.repeat(MAX_IDENTIFIER_LENGTH))).toBe(true);
+  });
+});
