@@ -12,6 +12,7 @@ import { claimLoginAttempt, clearLoginFailures, LOGIN_POLICY } from '../../src/a
 import { inTransaction } from '../../src/db/pool.ts';
 import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
+import { isPlainIdentifier } from '../../src/ids.ts';
 
 type AuditDetail = NonNullable<AuditInput['detail']>;
 
@@ -98,6 +99,8 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
         const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
         const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
         if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
+        if (!isPlainIdentifier(name))
+          throw new GatewayError('BAD_REQUEST', 'an account name has no control characters', { expression: 'name' });
         chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_ADDRESS_PER_MINUTE);
         const gate = await claimLoginAttempt(ctx.pool, name);
         if (gate.kind === 'wait') {

@@ -3,6 +3,7 @@ import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { isValidScope } from './scopes.ts';
 import { revokeClientTokens } from './tokens.ts';
+import { isPlainIdentifier } from '../ids.ts';
 
 /** A registered SMART Backend Services client. Public keys only. */
 export interface ClientRecord {
@@ -169,6 +170,7 @@ export async function registerClient(db: Queryable, input: NewClient): Promise<C
 }
 
 export async function getClient(db: Queryable, id: string): Promise<ClientRecord | undefined> {
+  if (!isPlainIdentifier(id)) return undefined;
   const { rows } = await db.query<Row>('SELECT * FROM auth_clients WHERE id = $1', [id]);
   return rows[0] ? toRecord(rows[0]) : undefined;
 }

@@ -96,6 +96,14 @@ describe('sign-in (login CSRF)', () => {
     expect(noOrigin.status).toBe(415);
   });
 
+  it('refuses an account name with a NUL in it: 400 OperationOutcome, no session', async () => {
+    const res = await login().set('Origin', own).send({ name: 'officer\u0000csrf', password });
+    expect(res.status).toBe(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].expression).toEqual(['name']);
+    expect(res.headers['set-cookie']).toBeUndefined();
+  });
+
   it('refuses a JSON sign-in from another site', async () => {
     const res = await login().set('Origin', EVIL).send({ name: 'officer.csrf', password });
     expect(res.status).toBe(403);

@@ -224,6 +224,7 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
       const other = await testClient(gw, { scopes: [SCOPE_BUNDLE_WRITE] });
       const attempts: Array<[string, () => Promise<string>, string | undefined]> = [
         ['unknown_client', () => ehr.assertion({ iss: 'nobody-at-all', sub: 'nobody-at-all' }), undefined],
+        ['unknown_client', () => ehr.assertion({ iss: 'ehr\u0000', sub: 'ehr\u0000' }), undefined],
         ['client_disabled', () => disabled.assertion(), disabled.id],
         ['kid_unknown', () => ehr.assertion({}, { kid: 'not-a-kid-of-ehr' }), ehr.id],
         ['signature_invalid', () => other.assertion({ iss: ehr.id, sub: ehr.id }, { kid: ehr.kid }), ehr.id],
