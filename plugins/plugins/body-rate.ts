@@ -28,8 +28,7 @@ export default fp(
         }
         clearInterval(timer);
         request.log.info({ received: now - seen, windowMs }, 'request body too slow: cut with 408');
-        const res = request.raw.socket;
-        if (!request.raw.complete && !res.destroyed) {
+        if (!socket.destroyed) {
           const body = JSON.stringify(
             operationOutcome({
               code: 'timeout',
@@ -37,7 +36,8 @@ export default fp(
               diagnostics: `the request body arrived slower than ${app.config.bodyMinRate} bytes/s`,
             }),
           );
-          res.end(
+          // Written on the socket itself: the parser still owns the request, and Fastify has no reply to send yet.
+          socket.end(
             `HTTP/1.1 408 Request Timeout\r\ncontent-type: application/fhir+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
           );
         }

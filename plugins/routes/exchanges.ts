@@ -10,9 +10,9 @@ import {
   SCOPE_BUNDLE_WRITE,
 } from '../guard.ts';
 import { decodeJsonBody, parseFhirJson } from '../../src/fhir/json.ts';
-import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { acceptSubmission, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
 import { readExchange } from '../../src/outbound/exchange-view.ts';
+import { replyAccepted } from './accepted-reply.ts';
 
 interface RawFhir {
   raw: string;
@@ -60,18 +60,11 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         recipients,
       });
       const location = `/exchanges/${result.exchangeId}`;
-      return reply
-        .code(202)
-        .header('Content-Location', location)
-        .header('Location', location)
-        .type('application/fhir+json')
-        .send(
-          operationOutcome({
-            severity: 'information',
-            code: 'informational',
-            diagnostics: `exchange ${result.exchangeId} accepted; its delivery state is at ${location}`,
-          }),
-        );
+      return replyAccepted(
+        reply,
+        location,
+        `exchange ${result.exchangeId} accepted; its delivery state is at ${location}`,
+      );
     };
 
     app.post('/fhir/$process-message', { config: INTAKE, onRequest: write, preHandler: write }, (req, reply) =>

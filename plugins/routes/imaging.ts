@@ -10,7 +10,6 @@ import {
   SCOPE_ALL_WRITE,
   SCOPE_BUNDLE_WRITE,
 } from '../guard.ts';
-import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
 import { imagingContentReader } from '../../src/inbound/imaging/content.ts';
 import { imagingDir, sweepPartials } from '../../src/imaging/sealed-files.ts';
@@ -19,6 +18,7 @@ import { imagingReceiver } from '../../src/inbound/imaging/receive.ts';
 import { readImagingExchange } from '../../src/outbound/imaging/store.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
 import { inboxViewer, PEER_DELIVERY } from './inbox.ts';
+import { replyAccepted } from './accepted-reply.ts';
 
 export const SCOPE_IMAGING_WRITE = 'system/ImagingStudy.write';
 
@@ -77,18 +77,11 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
               : undefined,
           });
           const location = `/imaging/${result.exchangeId}`;
-          return reply
-            .code(202)
-            .header('Content-Location', location)
-            .header('Location', location)
-            .type('application/fhir+json')
-            .send(
-              operationOutcome({
-                severity: 'information',
-                code: 'informational',
-                diagnostics: `imaging exchange ${result.exchangeId} accepted (${result.instances} instance(s)); its delivery state is at ${location}`,
-              }),
-            );
+          return replyAccepted(
+            reply,
+            location,
+            `imaging exchange ${result.exchangeId} accepted (${result.instances} instance(s)); its delivery state is at ${location}`,
+          );
         }),
     );
 

@@ -1,7 +1,15 @@
 import { createDecipheriv } from 'node:crypto';
 import type { Hsm, KdfMode } from '../../hsm/hsm.ts';
 import { GatewayError } from '../errors.ts';
-import { ALLOWED, checkHeader, concatKdfOtherInfo, COORD_BYTES, parseCompactJwe, type EcCurve } from './jwe-header.ts';
+import {
+  ALLOWED,
+  checkHeader,
+  concatKdfOtherInfo,
+  COORD_BYTES,
+  parseCompactJwe,
+  type AcceptedHeader,
+  type EcCurve,
+} from './jwe-header.ts';
 
 /**
  * The receiving side of a compact JWE sealed with ECDH-ES + A256GCM. The key
@@ -49,9 +57,15 @@ export function deriveCek(
   return hsm.deriveConcatKdf(key.hsmId, epkPoint, COORD_BYTES[key.crv], otherInfo, keyBytes, kdf);
 }
 
-export async function openCompactJwe(text: string, options: OpenOptions): Promise<OpenedJwe> {
-  const jwe = parseCompactJwe(text);
-  const accepted = checkHeader(jwe);
+/**
+ * The content key of an accepted header: our decryption key by kid, on the
+ * epk's curve, then ECDH and the Concat KDF (in the HSM). Shared by the
+ * whole-message and the streaming reader.
+ */
+export async function contentKey(
+  accepted: AcceptedHeader,
+  options: Pick<OpenOptions, 'hsm' | 'kdf' | 'resolveKey'>,
+): Promise<{ key: DecryptionKey; cek: Buffer }> {
   const key = await options.resolveKey(accepted.kid);
   if (!key)
     throw new GatewayError(
@@ -73,6 +87,13 @@ export async function openCompactJwe(text: string, options: OpenOptions): Promis
     CEK_BYTES,
     options.kdf,
   );
+  return { key, cek };
+}
+
+export async function openCompactJwe(text: string, options: OpenOptions): Promise<OpenedJwe> {
+  const jwe = parseCompactJwe(text);
+  const accepted = checkHeader(jwe);
+  const { key, cek } = await contentKey(accepted, options);
   try {
     const decipher = createDecipheriv('aes-256-gcm', cek, jwe.iv, { authTagLength: 16 });
     decipher.setAAD(Buffer.from(jwe.protectedB64, 'ascii'));

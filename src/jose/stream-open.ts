@@ -1,14 +1,14 @@
 import { createDecipheriv, createHash, type DecipherGCM } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { fromB64u, isB64u } from './base64url.ts';
-import { ALLOWED, checkHeader, parseCompactJwe } from './jwe-header.ts';
-import { deriveCek, type OpenOptions } from './open.ts';
+import { checkHeader, parseCompactJwe } from './jwe-header.ts';
+import { contentKey, type OpenOptions } from './open.ts';
 import { fileSink, type PlaintextSink } from './stream-sinks.ts';
 
 /**
  * The streaming reader of a compact JWE (ECDH-ES + A256GCM) of any size.
  * The header is parsed and checked with the same allowlist as open.ts, the
- * CEK is derived in the HSM (open.ts deriveCek), and the ciphertext is
+ * CEK is derived in the HSM (open.ts contentKey), and the ciphertext is
  * base64url-decoded and deciphered chunk by chunk into a sink. The sink
  * releases nothing until decipher.final() has verified the tag AND the
  * caller's check (e.g. a signed digest) has passed; on any failure it is
@@ -116,27 +116,7 @@ async function start(protectedB64: string, ek: string, ivB64: string, options: S
   if (options.cty !== undefined && jwe.header.cty !== options.cty) {
     throw malformed(`cty ${JSON.stringify(jwe.header.cty)} is not ${options.cty}`, 'header.cty');
   }
-  const key = await options.resolveKey(accepted.kid);
-  if (!key)
-    throw new GatewayError(
-      'JWE_UNKNOWN_KID',
-      `kid ${JSON.stringify(accepted.kid ?? null)} is not one of this gateway's encryption keys`,
-      { expression: 'header.kid' },
-    );
-  if (key.crv !== accepted.crv)
-    throw new GatewayError('JWE_INVALID_EPK', `epk is on ${accepted.crv} but key ${key.kid} is on ${key.crv}`, {
-      expression: 'header.epk',
-    });
-  const cek = await deriveCek(
-    options.hsm,
-    key,
-    accepted.epkPoint,
-    ALLOWED.enc,
-    accepted.apu,
-    accepted.apv,
-    32,
-    options.kdf,
-  );
+  const { key, cek } = await contentKey(accepted, options);
   try {
     const decipher = createDecipheriv('aes-256-gcm', cek, fromB64u(ivB64), { authTagLength: 16 });
     decipher.setAAD(Buffer.from(protectedB64, 'ascii'));
