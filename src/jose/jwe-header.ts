@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { fromB64u, isB64u } from './base64url.ts';
+import { duplicateMember } from './duplicate-members.ts';
 
 /**
  * Strict parsing of a compact JWE (RFC 7516 §7.1) and the receiver's header
@@ -47,14 +48,18 @@ export function parseCompactJwe(text: string): CompactJwe {
   });
   const [protectedB64, ek, iv, ct, tag] = parts as [string, string, string, string, string];
   if (protectedB64 === '') throw malformed('the protected header is empty');
+  const headerText = fromB64u(protectedB64).toString('utf8');
   let header: unknown;
   try {
-    header = JSON.parse(fromB64u(protectedB64).toString('utf8'));
+    header = JSON.parse(headerText);
   } catch {
     throw malformed('the protected header is not JSON');
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header))
     throw malformed('the protected header is not a JSON object');
+  const repeated = duplicateMember(headerText);
+  if (repeated !== undefined)
+    throw malformed(`the protected header repeats the member ${JSON.stringify(repeated)}`, `header.${repeated}`);
   return {
     protectedB64,
     header: header as Record<string, unknown>,

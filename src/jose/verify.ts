@@ -8,6 +8,8 @@ import {
   type KeyObject,
 } from 'jose';
 import { GatewayError } from '../errors.ts';
+import { fromB64u } from './base64url.ts';
+import { duplicateMember } from './duplicate-members.ts';
 
 /** Only these algorithms are ever accepted; never "none", never HMAC with a public key. */
 export const SIGNATURE_ALGS = ['ES256', 'ES384', 'PS256'] as const;
@@ -32,6 +34,7 @@ export async function verifyCompact(
   } catch (err) {
     throw new GatewayError('JWS_MALFORMED', 'not a JWS: the protected header cannot be decoded', { cause: err });
   }
+  refuseRepeatedHeaderMember(jws);
   if (options.typ !== undefined && header.typ !== options.typ) {
     throw new GatewayError(
       'JWS_MALFORMED',
@@ -46,6 +49,13 @@ export async function verifyCompact(
     if (err instanceof errors.JOSEError) throw joseRefusal(err);
     throw err;
   }
+}
+
+/** jose reads the header last-wins; a header with a member twice is refused before it is trusted. */
+function refuseRepeatedHeaderMember(jws: string): void {
+  const repeated = duplicateMember(fromB64u(jws.slice(0, jws.indexOf('.'))).toString('utf8'));
+  if (repeated !== undefined)
+    throw new GatewayError('JWS_MALFORMED', `the JWS header repeats the member ${JSON.stringify(repeated)}`);
 }
 
 /** A JWS the jose library refuses: malformed structure, or a signature that does not verify. */
@@ -65,6 +75,7 @@ export async function verifyDetached(
   const [protectedB64, payloadB64, signature] = parts;
   if (parts.length !== 3 || payloadB64 !== '' || protectedB64 === undefined || signature === undefined)
     throw new GatewayError('JWS_MALFORMED', 'not a detached JWS');
+  refuseRepeatedHeaderMember(jws);
   try {
     const result = await flattenedVerify({ protected: protectedB64, payload: content, signature }, key, {
       algorithms: [...algorithms],

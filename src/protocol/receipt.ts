@@ -4,6 +4,7 @@ import { envelopeDigest, PROTOCOL, type ReceiptClaims } from './wire.ts';
 import { signJson } from '../jose/jws.ts';
 import type { Signer } from '../jose/signer.ts';
 import { verifyCompact, type KeyResolver } from '../jose/verify.ts';
+import { duplicateMember } from '../jose/duplicate-members.ts';
 
 /**
  * The recipient's signed receipt (docs/PROTOCOL.md): a compact JWS
@@ -66,12 +67,16 @@ export async function verifyReceipt(
     typ: PROTOCOL.receiptTyp,
     algorithms: [PROTOCOL.signatureAlg],
   });
+  const text = Buffer.from(payload).toString('utf8');
   let claims: Partial<ReceiptClaims>;
   try {
-    claims = JSON.parse(Buffer.from(payload).toString('utf8')) as Partial<ReceiptClaims>;
+    claims = JSON.parse(text) as Partial<ReceiptClaims>;
   } catch {
     throw new GatewayError('RECEIPT_INVALID', 'receipt payload is not JSON');
   }
+  const repeated = duplicateMember(text);
+  if (repeated !== undefined)
+    throw new GatewayError('RECEIPT_INVALID', `receipt payload repeats the member ${JSON.stringify(repeated)}`);
   const mismatch = (name: keyof ReceiptExpectation) => claims[name] !== expected[name];
   for (const name of ['iss', 'aud', 'delivery', 'digest'] as const) {
     if (mismatch(name))

@@ -3,6 +3,7 @@ import { GatewayError } from '../errors.ts';
 import { parseFhirJson } from '../fhir/json.ts';
 import { fromB64u } from '../jose/base64url.ts';
 import { isCanonicalB64u } from '../jose/jwe-header.ts';
+import { duplicateMember } from '../jose/duplicate-members.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
 import { verifyCompact } from '../jose/verify.ts';
 import type { Directory, PartnerJwk } from '../directory/directory.ts';
@@ -51,14 +52,17 @@ function decodeJws(jws: string, c: Pick<SignedJwsChecks, 'what' | 'expression'>)
     !signature
   )
     throw malformed(`${c.what} does not hold a compact JWS`);
+  const headerText = fromB64u(headerB64).toString('utf8');
   let header: unknown;
   try {
-    header = JSON.parse(fromB64u(headerB64).toString('utf8'));
+    header = JSON.parse(headerText);
   } catch {
     throw malformed('the JWS header is not JSON');
   }
   if (!header || typeof header !== 'object' || Array.isArray(header))
     throw malformed('the JWS header is not an object');
+  const repeated = duplicateMember(headerText);
+  if (repeated !== undefined) throw malformed(`the JWS header repeats the member ${JSON.stringify(repeated)}`);
   return { header: header as Record<string, unknown>, payloadText: fromB64u(payloadB64).toString('utf8'), malformed };
 }
 
@@ -80,6 +84,9 @@ function parseClaims(text: string, maxDepth = DEFAULT_CLAIMS_DEPTH): Record<stri
   }
   if (!claims || typeof claims !== 'object' || Array.isArray(claims))
     throw new GatewayError('CLAIMS_INVALID', 'the signed payload is not a JSON object');
+  const repeated = duplicateMember(text);
+  if (repeated !== undefined)
+    throw new GatewayError('CLAIMS_INVALID', `the signed payload repeats the member ${JSON.stringify(repeated)}`);
   return claims as Record<string, unknown>;
 }
 

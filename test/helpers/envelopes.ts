@@ -6,6 +6,7 @@ import {
   generateKeyPairSync,
   randomBytes,
   randomUUID,
+  sign,
   type KeyObject,
 } from 'node:crypto';
 import { CompactSign, exportJWK, importJWK, type JWK } from 'jose';
@@ -76,8 +77,19 @@ export function claimsFor(
 export async function signContent(
   partner: SoftPartner,
   claims: object,
-  options: { key?: KeyObject; typ?: string; payloadText?: string } = {},
+  options: { key?: KeyObject; typ?: string; payloadText?: string; headerText?: string } = {},
 ): Promise<string> {
+  if (options.headerText !== undefined) {
+    // A header no JSON serialiser writes (a repeated member): signed by hand over its exact text.
+    const input = `${Buffer.from(options.headerText).toString('base64url')}.${Buffer.from(
+      options.payloadText ?? JSON.stringify(claims),
+    ).toString('base64url')}`;
+    const sig = sign('sha256', Buffer.from(input), {
+      key: options.key ?? partner.sigPrivate,
+      dsaEncoding: 'ieee-p1363',
+    });
+    return `${input}.${sig.toString('base64url')}`;
+  }
   return new CompactSign(Buffer.from(options.payloadText ?? JSON.stringify(claims)))
     .setProtectedHeader({ alg: 'ES256', kid: partner.sigKid, typ: options.typ ?? 'exchange+jwt' })
     .sign(options.key ?? partner.sigPrivate);
@@ -92,6 +104,8 @@ export function seal(
   recipient: JWK & { kid?: string },
   plaintext: string | Buffer,
   header: Record<string, unknown> = {},
+  /** Rewrites the protected header's JSON text (e.g. to repeat a member, which no JSON serialiser writes). */
+  headerText: (json: string) => string = (json) => json,
 ): string {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const epk = publicKey.export({ format: 'jwk' });
@@ -112,7 +126,7 @@ export function seal(
   });
   const info = Buffer.concat([u32(7), Buffer.from('A256GCM'), u32(0), u32(0), u32(256)]);
   const cek = createHash('sha256').update(u32(1)).update(z).update(info).digest();
-  const protectedB64 = Buffer.from(JSON.stringify(h)).toString('base64url');
+  const protectedB64 = Buffer.from(headerText(JSON.stringify(h))).toString('base64url');
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', cek, iv).setAAD(Buffer.from(protectedB64, 'ascii'));
   const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);

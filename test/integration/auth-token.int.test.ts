@@ -11,6 +11,13 @@ import { SCOPE_ADMIN, SCOPE_ALL_READ, SCOPE_BUNDLE_WRITE } from '../../plugins/g
 
 const b64u = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
+/** An ES256 JWS over exact header and claims texts (a repeated member, which no JSON serialiser writes). */
+async function signedTexts(client: TestClient, headerText: string, claimsText: string): Promise<string> {
+  const input = `${Buffer.from(headerText).toString('base64url')}.${Buffer.from(claimsText).toString('base64url')}`;
+  const sig = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, client.privateKey, Buffer.from(input));
+  return `${input}.${Buffer.from(sig).toString('base64url')}`;
+}
+
 describe('POST /auth/token: SMART Backend Services client_credentials + private_key_jwt', () => {
   let gw: TestGateway;
   let ehr: TestClient;
@@ -124,6 +131,26 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
         'invalid_client',
       ],
       ['missing jti', async () => grant(await ehr.assertion({ jti: undefined })), 401, 'invalid_client'],
+      [
+        'a header that names alg twice',
+        async () => {
+          const claims = JSON.parse(Buffer.from((await ehr.assertion()).split('.')[1]!, 'base64url').toString());
+          const header = `{"alg":"ES256","kid":"${ehr.kid}","typ":"JWT","\\u0061lg":"ES256"}`;
+          return grant(await signedTexts(ehr, header, JSON.stringify(claims)));
+        },
+        401,
+        'invalid_client',
+      ],
+      [
+        'claims that name jti twice',
+        async () => {
+          const claims = JSON.parse(Buffer.from((await ehr.assertion()).split('.')[1]!, 'base64url').toString());
+          const text = JSON.stringify(claims).replace('"jti":', `"jti":"${randomUUID()}","jti":`);
+          return grant(await signedTexts(ehr, JSON.stringify({ alg: 'ES256', kid: ehr.kid, typ: 'JWT' }), text));
+        },
+        401,
+        'invalid_client',
+      ],
       [
         'replayed jti',
         async () => {
@@ -257,6 +284,7 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
           'claim_aud',
           'exp_too_far',
           'claim_jti',
+          'malformed_assertion',
         ]),
       );
       expect(rows.map((r) => r.entry).join('\n')).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);

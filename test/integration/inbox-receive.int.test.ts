@@ -275,6 +275,64 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       'CLAIMS_INVALID',
     ]);
 
+    // Members named twice: JSON.parse keeps the last, other readers the first; the strict reader refuses both.
+    refusals.push([
+      'a JWE protected header that names enc twice',
+      async () =>
+        seal(enc, await signed(), {}, (json) => json.replace('"enc":"A256GCM"', '"enc":"A256GCM","enc":"A256GCM"')),
+      400,
+      'JWE_MALFORMED',
+    ]);
+    refusals.push([
+      'a JWE protected header that repeats kid as an escaped name',
+      async () => seal(enc, await signed(), {}, (json) => json.replace('"kid":', '"kid":"other","\\u006bid":')),
+      400,
+      'JWE_MALFORMED',
+    ]);
+    refusals.push([
+      'an inner JWS header that names typ twice',
+      async () =>
+        seal(
+          enc,
+          await signContent(partner, claimsFor(partner, gw.config.org, bundle()), {
+            headerText: `{"alg":"ES256","kid":"${partner.sigKid}","typ":"JWT","typ":"exchange+jwt"}`,
+          }),
+        ),
+      400,
+      'JWS_MALFORMED',
+    ]);
+    refusals.push([
+      'signed claims that name jti twice',
+      async () => {
+        const claims = claimsFor(partner, gw.config.org, bundle());
+        const text = JSON.stringify(claims).replace('"jti":', `"jti":"${randomUUID()}","jti":`);
+        return seal(enc, await signContent(partner, claims, { payloadText: text }));
+      },
+      400,
+      'CLAIMS_INVALID',
+    ]);
+    refusals.push([
+      'signed content whose Bundle names a member twice',
+      async () => {
+        const b = JSON.stringify(bundle());
+        return seal(enc, await signedText(`${b.slice(0, -1)},"type":"message"}`));
+      },
+      400,
+      'CLAIMS_INVALID',
+    ]);
+    refusals.push([
+      'a NUL in the signed jti',
+      async () => seal(enc, await signed({ jti: `${randomUUID()}\u0000` })),
+      400,
+      'CLAIMS_INVALID',
+    ]);
+    refusals.push([
+      'an over-long signed jti',
+      async () => seal(enc, await signed({ jti: 'j'.repeat(5000) })),
+      400,
+      'CLAIMS_INVALID',
+    ]);
+
     it.each(refusals)('%s: 4xx OperationOutcome, audited, nothing stored', async (_name, make, status, code) => {
       const envelope = await make();
       const before = await count('inbox_messages');

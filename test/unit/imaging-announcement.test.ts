@@ -73,4 +73,19 @@ describe('imaging announcement verification', () => {
     const err = await refusal(await signJson(signer, { ...claims, iat: 'now' }, { typ: ANNOUNCE_TYP }));
     expect(err.code).toBe('CLAIMS_INVALID');
   });
+
+  it('refuses a header or claims that name a member twice, as the signed content does', async () => {
+    const signRaw = (headerText: string, claimsText: string) => {
+      const input = `${Buffer.from(headerText).toString('base64url')}.${Buffer.from(claimsText).toString('base64url')}`;
+      const sig = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+      return `${input}.${sig.toString('base64url')}`;
+    };
+    const header = `{"alg":"ES256","kid":"${signer.kid}","typ":"${ANNOUNCE_TYP}"`;
+    expect((await refusal(signRaw(`${header},"kid":"${signer.kid}"}`, JSON.stringify(claims)))).code).toBe(
+      'JWS_MALFORMED',
+    );
+    const twice = JSON.stringify(claims).replace('"aud":', '"aud":"elsewhere.example","aud":');
+    expect((await refusal(signRaw(`${header}}`, twice))).code).toBe('CLAIMS_INVALID');
+    expect(await verifyAnnouncement(signRaw(`${header}}`, JSON.stringify(claims)), checks)).toMatchObject(claims);
+  });
 });

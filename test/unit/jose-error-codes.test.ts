@@ -64,4 +64,24 @@ describe('precise JOSE and receipt refusal codes (each still a 400)', () => {
     const { receipt, claims } = await signReceipt(signer, sent);
     expect(await verifyReceipt(receipt, key, sent)).toEqual(claims);
   });
+
+  it('a receipt that names a member twice, in its header or its claims, is refused', async () => {
+    const signRaw = (headerText: string, claimsText: string) => {
+      const input = `${Buffer.from(headerText).toString('base64url')}.${Buffer.from(claimsText).toString('base64url')}`;
+      const sig = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+      return `${input}.${sig.toString('base64url')}`;
+    };
+    const claims = { ...sent, iat: 1, jti: 'r-1', status: 'accepted' };
+    const header = `{"alg":"ES256","kid":"${signer.kid}","typ":"${PROTOCOL.receiptTyp}"`;
+    // The last "status" would be read as accepted; the first says rejected.
+    const twice = JSON.stringify(claims).replace('"status":', '"status":"rejected","status":');
+    const inClaims = await refusal(verifyReceipt(signRaw(`${header}}`, twice), key, sent));
+    expect([inClaims.code, inClaims.status]).toEqual(['RECEIPT_INVALID', 400]);
+    const inHeader = await refusal(
+      verifyReceipt(signRaw(`${header},"\\u0074yp":"other"}`, JSON.stringify(claims)), key, sent),
+    );
+    expect([inHeader.code, inHeader.status]).toEqual(['JWS_MALFORMED', 400]);
+    // The same texts without the repetition verify: only the duplicate is refused.
+    expect(await verifyReceipt(signRaw(`${header}}`, JSON.stringify(claims)), key, sent)).toEqual(claims);
+  });
 });
