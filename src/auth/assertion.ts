@@ -1,6 +1,7 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
 import { importPublicJwk } from '../jose/public-key.ts';
 import { duplicateMember } from '../jose/duplicate-members.ts';
+import { isPlainIdentifier } from '../ids.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { getClient, type ClientRecord } from './clients.ts';
 import { clientKey } from './client-keys.ts';
@@ -122,8 +123,8 @@ export async function verifyClientAssertion(
   if (exp > now + MAX_ASSERTION_LIFETIME_S + LEEWAY_S)
     throw bad('exp_too_far', `exp is more than ${MAX_ASSERTION_LIFETIME_S} s ahead`, client.id);
   const jti = payload.jti;
-  if (typeof jti !== 'string' || jti === '' || jti.length > 255)
-    throw bad('claim_jti', 'jti must be a string of 1 to 255 characters', client.id);
+  if (!isPlainIdentifier(jti) || jti.length > 255)
+    throw bad('claim_jti', 'jti must be 1 to 255 characters, none of them a control character', client.id);
 
   await ctx.pool.query('DELETE FROM auth_assertion_jtis WHERE expires_at < now()');
   const { rowCount } = await ctx.pool.query(

@@ -132,6 +132,18 @@ describe('POST /auth/token: SMART Backend Services client_credentials + private_
       ],
       ['missing jti', async () => grant(await ehr.assertion({ jti: undefined })), 401, 'invalid_client'],
       [
+        'a NUL in the jti',
+        async () => grant(await ehr.assertion({ jti: `j\u0000${randomUUID()}` })),
+        401,
+        'invalid_client',
+      ],
+      [
+        'a line feed in the jti',
+        async () => grant(await ehr.assertion({ jti: `j\n${randomUUID()}` })),
+        401,
+        'invalid_client',
+      ],
+      [
         'a header that names alg twice',
         async () => {
           const claims = JSON.parse(Buffer.from((await ehr.assertion()).split('.')[1]!, 'base64url').toString());
