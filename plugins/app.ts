@@ -1,11 +1,14 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../src/config.ts';
+import { GatewayError } from '../src/errors.ts';
+import { MAX_IDENTIFIER_LENGTH } from '../src/ids.ts';
 import type { GatewayContext } from '../src/gateway-context.ts';
 import { registerRoutes } from './routes/index.ts';
+import { auditRouterRefusal } from './refusal-audit.ts';
 import { buildContext } from '../src/runtime/build-context.ts';
 import configPlugin from './plugins/config.ts';
-import outcome from './plugins/outcome.ts';
+import outcome, { replyWithError } from './plugins/outcome.ts';
 import bodyRate from './plugins/body-rate.ts';
 import fhirJson from './plugins/fhir-json.ts';
 import form from './plugins/form.ts';
@@ -32,6 +35,16 @@ export interface BuildOptions {
 /** Headers that must never reach a log line. Bodies are never logged at all. */
 const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["idempotency-key"]'];
 
+/** The router's own refusals, with a fixed text: their default message echoes the URL. */
+function routerRefusal(err: Error & { code?: string }): Error | GatewayError {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH')
+    return new GatewayError('INVALID_VALUE', `a path parameter is longer than ${MAX_IDENTIFIER_LENGTH} characters`, {
+      expression: 'path',
+    });
+  if (err.code === 'FST_ERR_BAD_URL') return new GatewayError('BAD_REQUEST', 'the URL does not decode');
+  return err;
+}
+
 /**
  * The whole gateway as a Fastify instance, not yet listening. Security-relevant
  * plugins are registered explicitly and in order; nothing is autoloaded.
@@ -45,6 +58,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     bodyLimit: config.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    // A path parameter may be as long as any identifier; a longer one, or a URL that does not decode,
+    // is refused by the router before any route: answered as an OperationOutcome like every other refusal.
+    maxParamLength: MAX_IDENTIFIER_LENGTH,
+    frameworkErrors: async (err, request, reply) => {
+      const refusal = routerRefusal(err);
+      if (refusal instanceof GatewayError) await auditRouterRefusal(request.server.ctx, request, refusal);
+      return replyWithError(refusal, request, reply);
+    },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // The first start creates the embedded PostgreSQL cluster (initdb, then its WAL segments: about 10 s)

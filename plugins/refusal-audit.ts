@@ -1,14 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../src/gateway-context.ts';
 import { GatewayError } from '../src/errors.ts';
-import { keepRefusal } from '../src/auth/audit.ts';
+import { auditRefusal, keepRefusal } from '../src/auth/audit.ts';
 import { auditEarlyRefusal } from '../src/inbound/receive.ts';
 import { auditIntakeRefusal } from '../src/outbound/intake.ts';
-import type { ErrorDecision, RefusalAuditType } from './route-policy.ts';
+import { INVALID_VALUE_AUDIT, type ErrorDecision, type RefusalAuditType } from './route-policy.ts';
 
 type Writer = (ctx: GatewayContext, request: FastifyRequest, refusal: ErrorDecision) => Promise<unknown>;
 
-const WRITERS: Record<RefusalAuditType, Writer> = {
+const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
   // Refused before the envelope was opened: the peer is anonymous; the digest only when the body was read.
   'inbox.refused': (ctx, request, r) =>
     auditEarlyRefusal(
@@ -19,20 +19,52 @@ const WRITERS: Record<RefusalAuditType, Writer> = {
     ),
   'intake.refused': (ctx, request, r) =>
     auditIntakeRefusal(ctx.pool, request.principal?.clientId, r.code, r.status, request.routeOptions.url ?? ''),
+  // Ids and parameter names only: the refused value itself may be anything and is never written.
+  [INVALID_VALUE_AUDIT]: (ctx, request, r) =>
+    auditRefusal(
+      ctx.pool,
+      ctx.logger,
+      INVALID_VALUE_AUDIT,
+      { clientId: request.principal?.clientId, user: request.auditUser, remoteAddress: request.ip },
+      {
+        reason: r.code,
+        status: r.status,
+        route: request.routeOptions.url ?? null,
+        method: request.method,
+        parameter: r.expression ?? null,
+      },
+    ),
 };
+
+/** The route's own refusal audit; elsewhere an invalid value (INVALID_VALUE) is audited as request.refused. */
+function refusalAuditOf(request: FastifyRequest, refusal: ErrorDecision) {
+  return (
+    request.routeOptions.config?.refusalAudit ?? (refusal.code === 'INVALID_VALUE' ? INVALID_VALUE_AUDIT : undefined)
+  );
+}
+
+/** Audit one refusal decision, unless a pipeline already did, it is a fault (5xx) or throttling (a row per request of a flood would amplify it). */
+async function auditDecision(ctx: GatewayContext, request: FastifyRequest, refusal: ErrorDecision | null) {
+  const type = refusal ? refusalAuditOf(request, refusal) : undefined;
+  if (!type || !refusal || refusal.audited || refusal.status >= 500 || refusal.code === 'RATE_LIMITED') return;
+  await keepRefusal(ctx.logger, type, () => WRITERS[type](ctx, request, refusal));
+}
 
 /**
  * One hook audits the refusals of every route that declares `refusalAudit`,
- * from the code the error handler kept on the reply. Refusals a pipeline or
- * the auth guard already audited are not written twice; 5xx are faults, not
- * refusals; throttled requests are not audited (a row per request of a flood
- * would amplify it).
+ * and the invalid values refused on any other route, from the code the error
+ * handler kept on the reply.
  */
 export function installRefusalAudit(app: FastifyInstance, ctx: GatewayContext): void {
-  app.addHook('onSend', async (request, reply) => {
-    const type = request.routeOptions.config.refusalAudit;
-    const refusal = reply.gatewayError;
-    if (!type || !refusal || refusal.audited || refusal.status >= 500 || refusal.code === 'RATE_LIMITED') return;
-    await keepRefusal(ctx.logger, type, () => WRITERS[type](ctx, request, refusal));
+  app.addHook('onSend', async (request, reply) => auditDecision(ctx, request, reply.gatewayError));
+}
+
+/** The router refuses some requests before any route, and so before any hook: audited here, before the answer. */
+export function auditRouterRefusal(ctx: GatewayContext, request: FastifyRequest, err: GatewayError): Promise<void> {
+  return auditDecision(ctx, request, {
+    code: err.code,
+    status: err.status,
+    audited: false,
+    expression: err.expression?.[0],
   });
 }

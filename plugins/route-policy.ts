@@ -6,12 +6,17 @@ export const PUBLIC = { config: { public: true } } as const;
 /** The audit event a route writes when it refuses a request (a 4xx). */
 export type RefusalAuditType = 'inbox.refused' | 'intake.refused';
 
+/** The audit event of an invalid value on a route that declares no refusal audit of its own. */
+export const INVALID_VALUE_AUDIT = 'request.refused';
+
 /** What the error handler decided for a failed request, kept for the hooks that run after it. */
 export interface ErrorDecision {
   code: ErrorCode;
   status: number;
   /** The pipeline that refused already wrote the refusal's audit entry. */
   audited: boolean;
+  /** The parameter or element the refusal points at (the outcome's first expression). */
+  expression?: string;
 }
 
 declare module 'fastify' {

@@ -26,17 +26,20 @@ const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 export const MAX_IDENTIFIER_LENGTH = 2048;
 
 /**
- * An identifier that can name something the gateway holds: non-empty, bounded,
- * and free of control characters (PostgreSQL text cannot hold NUL, and no id,
- * URL or key id contains one). Anything else names nothing, whoever sent it.
+ * Text a request may carry in a path parameter or query value: bounded and
+ * free of control characters (PostgreSQL text cannot hold NUL, and no id,
+ * URL, date or cursor contains one). It may be empty.
+ */
+export function isPlainText(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= MAX_IDENTIFIER_LENGTH && !CONTROL_CHARACTER.test(value);
+}
+
+/**
+ * An identifier that can name something the gateway holds: non-empty plain
+ * text. Anything else names nothing, whoever sent it.
  */
 export function isPlainIdentifier(value: unknown): value is string {
-  return (
-    typeof value === 'string' &&
-    value.length > 0 &&
-    value.length <= MAX_IDENTIFIER_LENGTH &&
-    !CONTROL_CHARACTER.test(value)
-  );
+  return isPlainText(value) && value.length > 0;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

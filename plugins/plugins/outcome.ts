@@ -1,22 +1,31 @@
 import fp from 'fastify-plugin';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toErrorReply } from '../error-reply.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { isRefusalAudited } from '../../src/auth/audit.ts';
 import '../route-policy.ts';
 
+/** Answer a failed request with its OperationOutcome, and keep the decision for the hooks after it. */
+export function replyWithError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const r = toErrorReply(err, request.id);
+  if (r.serverFault) request.log.error({ err }, 'request failed');
+  else request.log.info({ status: r.status, code: r.code }, 'request refused');
+  // The refusal-audit hook (plugins/refusal-audit.ts) reads the decision here, in onSend.
+  reply.gatewayError = {
+    code: r.code,
+    status: r.status,
+    audited: isRefusalAudited(err),
+    expression: r.outcome.issue[0]?.expression?.[0],
+  };
+  if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter));
+  return reply.code(r.status).type('application/fhir+json').send(r.outcome);
+}
+
 /** Every error and every unknown route becomes a FHIR OperationOutcome. */
 export default fp(
   async (app) => {
     app.decorateReply('gatewayError', null);
-    app.setErrorHandler((err, request, reply) => {
-      const r = toErrorReply(err, request.id);
-      if (r.serverFault) request.log.error({ err }, 'request failed');
-      else request.log.info({ status: r.status, code: r.code }, 'request refused');
-      // The refusal-audit hook (plugins/refusal-audit.ts) reads the decision here, in onSend.
-      reply.gatewayError = { code: r.code, status: r.status, audited: isRefusalAudited(err) };
-      if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter));
-      return reply.code(r.status).type('application/fhir+json').send(r.outcome);
-    });
+    app.setErrorHandler((err, request, reply) => replyWithError(err, request, reply));
     app.setNotFoundHandler((request, reply) =>
       reply
         .code(404)

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { installDefaultDeny } from '../default-deny.ts';
 import { installRefusalAudit } from '../refusal-audit.ts';
+import { installRequestValueCheck } from '../request-values.ts';
 import { authRoutes } from './auth.ts';
 import { adminClientRoutes } from './admin-clients.ts';
 import { healthRoutes } from './health.ts';
@@ -22,6 +23,8 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   app.decorate('openRoutes', installDefaultDeny(app, ctx));
   // Every route that declares `refusalAudit` has its refusals audited by this one hook.
   installRefusalAudit(app, ctx);
+  // Every path parameter and query value is plain text before a handler sees it.
+  installRequestValueCheck(app);
   await app.register(authRoutes(ctx));
   await app.register(adminClientRoutes(ctx));
   await app.register(healthRoutes(ctx));

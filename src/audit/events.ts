@@ -103,6 +103,12 @@ export const AUDIT_EVENTS = {
     outcome: ['minor-failure'],
     recordedBy: 'auth (guard, inbox routing)',
   },
+  'request.refused': {
+    description:
+      'A request was refused for an invalid value (an id, date, cursor or other parameter that can name nothing) on a route with no refusal audit of its own.',
+    outcome: ['minor-failure'],
+    recordedBy: 'refusal audit hook (plugins/refusal-audit.ts)',
+  },
   'auth.token-issued': {
     description: 'An access token was issued to a client.',
     outcome: ['success'],

@@ -8,13 +8,15 @@ export type AuthFailureReason = string;
 /** Who made the request, as far as the audit trail may say: ids and addresses, never credentials. */
 export interface AuthAuditSubject {
   clientId?: string;
+  /** A compliance officer signed in to the audit UI (when no client token was used). */
+  user?: string;
   remoteAddress?: string;
 }
 
 function agent(s: AuthAuditSubject): AuditInput['agent'] {
   return {
-    type: s.clientId ? 'client' : 'anonymous',
-    id: s.clientId ?? 'unknown',
+    type: s.clientId ? 'client' : s.user ? 'admin' : 'anonymous',
+    id: s.clientId ?? s.user ?? 'unknown',
     ...(s.remoteAddress ? { network: s.remoteAddress } : {}),
   };
 }
@@ -44,14 +46,15 @@ export async function keepRefusal(logger: Logger, type: string, write: () => Pro
 }
 
 /**
- * Record an authentication or authorization failure in its own transaction.
+ * Record an authentication or authorization failure, or a request refused
+ * for an invalid value, in its own transaction.
  * A refused request changes nothing else, so there is nothing to share a
  * transaction with.
  */
 export async function auditRefusal(
   pool: pg.Pool,
   logger: Logger,
-  type: 'auth.failure' | 'authz.denied',
+  type: 'auth.failure' | 'authz.denied' | 'request.refused',
   subject: AuthAuditSubject,
   detail: Record<string, string | number | boolean | null>,
 ): Promise<void> {

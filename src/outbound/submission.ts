@@ -6,7 +6,7 @@ import { signCompact } from '../jose/jws.ts';
 import { sealCompact } from '../jose/seal.ts';
 import type { Signer } from '../jose/signer.ts';
 import { claimsPayload, envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
-import { uuidv7 } from '../ids.ts';
+import { isPlainIdentifier, uuidv7 } from '../ids.ts';
 
 /**
  * The submission step both payload kinds share: the Idempotency-Key rule,
@@ -52,6 +52,11 @@ export async function resolveRecipients(
     throw new GatewayError('BAD_REQUEST', `at most ${MAX_RECIPIENTS} recipients per submission`, {
       expression: 'recipient',
     });
+  for (const w of wanted)
+    if (!w.refs.every(isPlainIdentifier))
+      throw new GatewayError('INVALID_VALUE', 'a recipient is a partner id or inbox URL without control characters', {
+        expression: w.expression,
+      });
   const partners = await ctx.directory.resolve([...new Set(wanted.flatMap((w) => w.refs))]);
   const chosen = new Map<string, Partner>();
   for (const w of wanted) {
