@@ -14,6 +14,7 @@ import { inboxReceiver } from '../../src/inbound/receive.ts';
 import { inboxReader, type InboxRequester } from '../../src/inbound/inbox-read.ts';
 import { INBOX_STATES, type InboxMetadata, type InboxState } from '../../src/inbound/inbox-store.ts';
 import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
+import { formatInboxCursor, parseInboxCursor } from '../../src/inbound/inbox-cursor.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
 import '../route-policy.ts';
 
@@ -59,14 +60,7 @@ function parseListQuery(q: Record<string, unknown>) {
   const count = q._count === undefined ? 100 : Number(q._count);
   if (!Number.isInteger(count) || count < 1 || count > 1000)
     throw new GatewayError('INVALID_VALUE', '_count must be 1 to 1000', { expression: '_count' });
-  let before: { receivedAt: Date; id: string } | undefined;
-  if (q.before !== undefined) {
-    const m = typeof q.before === 'string' ? /^(.+)_([0-9a-f-]{36})$/i.exec(q.before) : null;
-    const at = m ? new Date(required(m[1], 'the time group of a cursor match')) : undefined;
-    if (!m || !at || Number.isNaN(at.getTime()))
-      throw new GatewayError('INVALID_VALUE', 'before must be a cursor from a previous page', { expression: 'before' });
-    before = { receivedAt: at, id: required(m[2], 'the id group of a cursor match') };
-  }
+  const before = q.before === undefined ? undefined : parseInboxCursor(q.before);
   const sender = typeof q.sender === 'string' ? q.sender : undefined;
   return { state: state as InboxState | undefined, sender, limit: count, before };
 }
@@ -117,7 +111,7 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
       const last = messages.length === query.limit ? messages.at(-1) : undefined;
       return reply.header('Cache-Control', 'no-store').send({
         messages: messages.map(metaJson),
-        ...(last ? { next: `${last.receivedAt.toISOString()}_${last.id}` } : {}),
+        ...(last ? { next: formatInboxCursor(last) } : {}),
       });
     });
 

@@ -205,4 +205,40 @@ describe('request values: every path parameter and query value is plain text, el
       });
     }
   });
+
+  describe('inbox cursors (GET /inbox/messages?before=)', () => {
+    const uuid = '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
+    for (const [what, cursor] of [
+      ['the earliest JavaScript date', `-271821-04-20T00:00:00.000Z_${uuid}`],
+      ['the latest JavaScript date', `+275760-09-13T00:00:00.000Z_${uuid}`],
+      ['a day that does not exist', `2026-02-30T00:00:00.000Z_${uuid}`],
+      ['hour 24', `2026-02-01T24:00:00.000Z_${uuid}`],
+      ['a time before the epoch', `1969-12-31T23:59:59.999Z_${uuid}`],
+      ['a time in another form', `Tue, 01 Dec 2026 10:00:00 GMT_${uuid}`],
+      [
+        '36 characters of hex and dashes that are no UUID',
+        '2026-01-01T00:00:00.000Z_0123456789abcdef0123456789abcdef----',
+      ],
+      ['36 dashes', `2026-01-01T00:00:00.000Z_${'-'.repeat(36)}`],
+      ['garbage', 'garbage'],
+      ['an empty cursor', ''],
+    ]) {
+      it(`${what}: 400 INVALID_VALUE naming before, audited`, async () => {
+        const before = (await audit('request.refused')).length;
+        const res = await request(gw.app.server)
+          .get(`/inbox/messages?before=${encodeURIComponent(cursor!)}`)
+          .set('authorization', auth.reader!);
+        const entry = await expectRefused(res, 'before', reader, 'request.refused', before);
+        expect(entry.detail).toMatchObject({ parameter: 'before', route: '/inbox/messages' });
+      });
+    }
+
+    it('a cursor in the form the gateway writes still pages', async () => {
+      const res = await request(gw.app.server)
+        .get(`/inbox/messages?before=${encodeURIComponent(`2099-12-31T23:59:59.999Z_${uuid}`)}`)
+        .set('authorization', auth.reader!);
+      expect(res.status).toBe(200);
+      expect(res.body.messages).toEqual([]);
+    });
+  });
 });
