@@ -2,6 +2,7 @@ import { GatewayError } from '../errors.ts';
 import type { Queryable } from '../db/pool.ts';
 import { APPLICATION_ACTIVITY, DCM, DICOM_TYPES, OUTCOME_CODE, type LogEntry } from './fhir.ts';
 import { required } from '../required.ts';
+import { parseFhirDate, type DatePrecision, type FhirDate } from '../fhir/dates.ts';
 
 /** Parsed GET /fhir/AuditEvent parameters. */
 export interface AuditQuery {
@@ -27,6 +28,21 @@ function intParam(raw: string | undefined, param: string, min: number, max: numb
   return Number(raw);
 }
 
+const SPAN: Record<Exclude<DatePrecision, 'time'>, string> = { year: '1 year', month: '1 month', day: '1 day' };
+
+/** A time compares as an instant; a year, month or day as the span it covers (eq = within it; le, gt: its end). */
+function dateCondition(op: (typeof PREFIX)[keyof typeof PREFIX], date: FhirDate, p: (v: unknown) => string): string {
+  if (date.precision === 'time') return `recorded_at ${op} ${p(date.text)}::timestamptz`;
+  const start = `${p(date.firstDay)}::date`;
+  const span = SPAN[date.precision];
+  // Only a condition that uses the end binds its span: an unused parameter has no type PostgreSQL can infer.
+  const end = () => `(${start} + ${p(span)}::interval)`;
+  if (op === '=') return `recorded_at >= ${start} AND recorded_at < ${end()}`;
+  if (op === '<=') return `recorded_at < ${end()}`;
+  if (op === '>') return `recorded_at >= ${end()}`;
+  return `recorded_at ${op} ${start}`;
+}
+
 /** FHIR search semantics: repeated parameters AND together, commas OR within one. */
 export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
   for (const k of Object.keys(query))
@@ -38,21 +54,14 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
     return `$${params.length}`;
   };
   for (const d of list(query.date)) {
-    const m = /^(ge|le|gt|lt|eq)?(\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)$/.exec(d);
-    if (!m || Number.isNaN(Date.parse(required(m[2], 'the date group of a match'))))
+    const prefix = /^(ge|le|gt|lt|eq)?/.exec(d)?.[1];
+    const date = parseFhirDate(d.slice(prefix?.length ?? 0));
+    if (!date)
       throw bad(
-        `date must be [ge|le|gt|lt|eq]YYYY-MM-DD or a dateTime with zone, not ${JSON.stringify(d.slice(0, 40))}`,
+        `date must be [ge|le|gt|lt|eq] and a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or a dateTime with zone that exists, not ${JSON.stringify(d.slice(0, 40))}`,
         'date',
       );
-    const op = PREFIX[(m[1] ?? 'eq') as keyof typeof PREFIX];
-    if (!m[3] && (op === '=' || op === '<=' || op === '>')) {
-      // A whole day: eq = within it; le/gt compare with its end.
-      const dayEnd = `(${p(m[2])}::date + interval '1 day')`;
-      if (op === '=') where.push(`recorded_at >= ${p(m[2])}::date AND recorded_at < ${dayEnd}`);
-      else where.push(`recorded_at ${op === '<=' ? '<' : '>='} ${dayEnd}`);
-    } else {
-      where.push(`recorded_at ${op} ${p(m[2])}::timestamptz`);
-    }
+    where.push(dateCondition(PREFIX[(prefix ?? 'eq') as keyof typeof PREFIX], date, p));
   }
   for (const t of list(query.type)) {
     const ors = t.split(',').map((tok) => {

@@ -100,6 +100,57 @@ describe('audit API', () => {
     expect(one.body.id).toBe(e.id);
   });
 
+  it('date: real calendar dates and times only, 400 naming date and audited; partial dates are their span', async () => {
+    const refusals = async () =>
+      Number(
+        (await gw.app.ctx.pool.query(`SELECT count(*)::int AS n FROM audit_log WHERE type = 'request.refused'`)).rows[0]
+          .n,
+      );
+    for (const d of [
+      '2026-02-30',
+      'ge2026-02-31',
+      '0000-01-01',
+      '2026-02-30T10:00Z',
+      '2026-13-01',
+      '2026-02-29',
+      '2026-02-28T24:00Z',
+      '2026-02-28T10:60Z',
+      '2026-02-28T10:00+15:00',
+      '2026-02-28T10:00-14:01',
+      '-271821-04-20',
+      '2026-02-28T10:00',
+    ]) {
+      const before = await refusals();
+      const res = await get(`/fhir/AuditEvent?date=${encodeURIComponent(d)}`);
+      expect(res.status, d).toBe(400);
+      expect(res.body.issue[0].details.coding[0].code, d).toBe('INVALID_VALUE');
+      expect(res.body.issue[0].expression, d).toEqual(['date']);
+      expect(await refusals(), d).toBe(before + 1);
+    }
+    for (const d of ['2024-02-29', '2026-02-28T23:59:59Z', '2026-02-28T10:00+01:00', 'ge2026', 'lt2026-03']) {
+      const res = await get(`/fhir/AuditEvent?date=${encodeURIComponent(d)}`);
+      expect(res.status, d).toBe(200);
+    }
+    // The one intake.accepted entry was recorded at 2026-01-15T10:00:00Z.
+    const total = async (dates: string[]) =>
+      (
+        await get(
+          `/fhir/AuditEvent?type=intake.accepted&${dates.map((d) => `date=${encodeURIComponent(d)}`).join('&')}`,
+        )
+      ).body.total;
+    expect(await total(['2026'])).toBe(1);
+    expect(await total(['2025'])).toBe(0);
+    expect(await total(['2026-01'])).toBe(1);
+    expect(await total(['2026-02'])).toBe(0);
+    expect(await total(['le2026-01', 'ge2026-01'])).toBe(1);
+    expect(await total(['gt2026-01'])).toBe(0);
+    expect(await total(['lt2026-01'])).toBe(0);
+    expect(await total(['gt2025', 'lt2027'])).toBe(1);
+    expect(await total(['ge2026-01-15T10:00Z'])).toBe(1);
+    expect(await total(['gt2026-01-15T10:00:00Z'])).toBe(0);
+    expect(await total(['2026-01-15T11:00:00+01:00'])).toBe(1);
+  });
+
   it('answers bad parameters with 4xx OperationOutcomes', async () => {
     for (const path of [
       '/fhir/AuditEvent?date=yesterday',
