@@ -1,11 +1,11 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { randomUUID } from 'node:crypto';
 import type { Config } from '../src/config.ts';
 import { GatewayError } from '../src/errors.ts';
 import { MAX_IDENTIFIER_LENGTH } from '../src/ids.ts';
 import type { GatewayContext } from '../src/gateway-context.ts';
 import { registerRoutes } from './routes/index.ts';
 import { auditRouterRefusal } from './refusal-audit.ts';
+import { logOptions, requestIdOf } from './request-log.ts';
 import { buildContext } from '../src/runtime/build-context.ts';
 import configPlugin from './plugins/config.ts';
 import outcome, { replyWithError } from './plugins/outcome.ts';
@@ -30,10 +30,9 @@ export interface BuildOptions {
   logger?: FastifyServerOptions['logger'];
   /** Outbound HTTP for deliveries and JWKS fetches. */
   fetch?: typeof fetch;
+  /** Where the JSON log lines go (default stdout); the level and redactions stay the gateway's own. */
+  logStream?: { write(line: string): void };
 }
-
-/** Headers that must never reach a log line. Bodies are never logged at all. */
-const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["idempotency-key"]'];
 
 /** The router's own refusals, with a fixed text: their default message echoes the URL. */
 function routerRefusal(err: Error & { code?: string }): Error | GatewayError {
@@ -54,10 +53,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const https = httpsOptions(config);
   const app = Fastify({
     ...(https ? { https } : {}),
-    logger: options.logger ?? { level: config.logLevel, redact: REDACT },
+    logger: options.logger ?? logOptions(config.logLevel, options.logStream),
     bodyLimit: config.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // X-Request-Id is read by requestIdOf (a bounded safe form only), not taken verbatim by Fastify.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     // A path parameter may be as long as any identifier; a longer one, or a URL that does not decode,
     // is refused by the router before any route: answered as an OperationOutcome like every other refusal.
     maxParamLength: MAX_IDENTIFIER_LENGTH,
