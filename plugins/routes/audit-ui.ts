@@ -99,9 +99,12 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
         const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
         const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';
         if (!name || !password) throw new GatewayError('BAD_REQUEST', 'send {"name": ..., "password": ...} as JSON');
-        if (!isPlainIdentifier(name))
-          throw new GatewayError('BAD_REQUEST', 'an account name has no control characters', { expression: 'name' });
         chargeRate(ctx, `audit-ui-login:${req.ip}`, LOGINS_PER_ADDRESS_PER_MINUTE);
+        if (!isPlainIdentifier(name)) {
+          // A failed sign-in like any other; the name itself names no account and is not written.
+          await record(req, 'auth.failure', 'unknown', false, { reason: 'malformed_name' });
+          throw new GatewayError('BAD_REQUEST', 'an account name has no control characters', { expression: 'name' });
+        }
         const gate = await claimLoginAttempt(ctx.pool, name);
         if (gate.kind === 'wait') {
           await record(req, 'auth.failure', name, false, { reason: 'backoff', retry_after: gate.retryAfter });

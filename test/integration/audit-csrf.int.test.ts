@@ -96,12 +96,27 @@ describe('sign-in (login CSRF)', () => {
     expect(noOrigin.status).toBe(415);
   });
 
-  it('refuses an account name with a NUL in it: 400 OperationOutcome, no session', async () => {
-    const res = await login().set('Origin', own).send({ name: 'officer\u0000csrf', password });
-    expect(res.status).toBe(400);
-    expect(res.body.resourceType).toBe('OperationOutcome');
-    expect(res.body.issue[0].expression).toEqual(['name']);
-    expect(res.headers['set-cookie']).toBeUndefined();
+  it('refuses an account name with a control character in it: 400 OperationOutcome, no session, audited', async () => {
+    for (const name of ['officer\u0000csrf', 'officer\ncsrf', 'officer\u007fcsrf']) {
+      const failures = async () =>
+        (
+          await gw.app.ctx.pool.query<{ entry: string }>(
+            `SELECT entry FROM audit_log WHERE type = 'auth.failure' ORDER BY idx`,
+          )
+        ).rows;
+      const before = (await failures()).length;
+      const res = await login().set('Origin', own).send({ name, password });
+      expect(res.status).toBe(400);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+      expect(res.body.issue[0].expression).toEqual(['name']);
+      expect(res.headers['set-cookie']).toBeUndefined();
+      const rows = await failures();
+      expect(rows.length).toBe(before + 1);
+      const entry = JSON.parse(rows.at(-1)!.entry);
+      expect(entry).toMatchObject({ outcome: 'minor-failure', agent: { id: 'unknown' } });
+      expect(entry.detail).toMatchObject({ reason: 'malformed_name', via: 'audit-ui' });
+      expect(rows.at(-1)!.entry).not.toContain('csrf');
+    }
   });
 
   it('refuses a JSON sign-in from another site', async () => {
