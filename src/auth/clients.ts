@@ -132,6 +132,10 @@ export function checkNewClient(c: NewClient): NewClient {
     throw new GatewayError('INVALID_VALUE', 'client id: 1-200 characters of letters, digits and ._:@/-', {
       expression: 'id',
     });
+  if (c.name !== undefined && !isPlainIdentifier(c.name))
+    throw new GatewayError('INVALID_VALUE', 'name: 1 to 2048 characters without control characters', {
+      expression: 'name',
+    });
   if ((c.jwks === undefined) === (c.jwksUri === undefined))
     throw new GatewayError('INVALID_VALUE', 'give exactly one of jwks and jwks_uri', { expression: 'jwks' });
   if (!Array.isArray(c.scopes) || c.scopes.length === 0)

@@ -2,6 +2,7 @@ import { X509Certificate, createHash } from 'node:crypto';
 import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { required } from '../required.ts';
+import { isPlainIdentifier } from '../ids.ts';
 
 /** Mutual TLS on /inbox: which partner a peer certificate (by SHA-256 of its DER) speaks for. */
 export interface TlsBinding {
@@ -16,8 +17,10 @@ export async function bindPartnerCertificate(
   db: Queryable,
   input: { partnerId: unknown; certPem?: unknown; certSha256?: unknown },
 ): Promise<TlsBinding> {
-  if (typeof input.partnerId !== 'string' || input.partnerId === '' || input.partnerId.length > 500)
-    throw new GatewayError('INVALID_VALUE', 'partner_id is required', { expression: 'partner_id' });
+  if (!isPlainIdentifier(input.partnerId) || input.partnerId.length > 500)
+    throw new GatewayError('INVALID_VALUE', 'partner_id is required: a partner id without control characters', {
+      expression: 'partner_id',
+    });
   let sha: string;
   if (typeof input.certPem === 'string') {
     try {

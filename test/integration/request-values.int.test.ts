@@ -241,4 +241,26 @@ describe('request values: every path parameter and query value is plain text, el
       expect(res.body.messages).toEqual([]);
     });
   });
+
+  describe('identifiers in admin request bodies', () => {
+    it('POST /admin/clients with a control character in the name: 400 naming name, audited', async () => {
+      for (const name of ['ehr\u0000one', 'ehr\rone']) {
+        const before = (await audit('request.refused')).length;
+        const res = await request(gw.app.server)
+          .post('/admin/clients')
+          .set('authorization', auth.admin!)
+          .send({ id: `c-${before}`, name, scopes: [SCOPE_ALL_READ], jwks_uri: 'https://ehr.test/jwks.json' });
+        await expectRefused(res, 'name', admin, 'request.refused', before);
+      }
+    });
+
+    it('POST /admin/tls-bindings with a control character in partner_id: 400 naming partner_id, audited', async () => {
+      const before = (await audit('request.refused')).length;
+      const res = await request(gw.app.server)
+        .post('/admin/tls-bindings')
+        .set('authorization', auth.admin!)
+        .send({ partner_id: 'partner\u0000a', cert_sha256: 'ab'.repeat(32) });
+      await expectRefused(res, 'partner_id', admin, 'request.refused', before);
+    });
+  });
 });
