@@ -321,6 +321,18 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       'CLAIMS_INVALID',
     ]);
     refusals.push([
+      'a NUL in the JWE kid',
+      async () => seal(enc, await signed(), { kid: `${enc.kid}\u0000` }),
+      400,
+      'JWE_UNKNOWN_KID',
+    ]);
+    refusals.push([
+      'a NUL in the signed exchange id',
+      async () => seal(enc, await signed({ exchange: `${randomUUID()}\u0000` })),
+      400,
+      'CLAIMS_INVALID',
+    ]);
+    refusals.push([
       'a NUL in the signed jti',
       async () => seal(enc, await signed({ jti: `${randomUUID()}\u0000` })),
       400,
