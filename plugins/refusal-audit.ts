@@ -43,7 +43,11 @@ function refusalAuditOf(request: FastifyRequest, refusal: ErrorDecision) {
   );
 }
 
-/** Audit one refusal decision, unless a pipeline already did, it is a fault (5xx) or throttling (a row per request of a flood would amplify it). */
+/**
+ * Audit one refusal decision. Not when a pipeline or the auth guard already
+ * did, nor for 5xx (faults, not refusals), nor when throttled (a row per
+ * request of a flood would amplify it).
+ */
 async function auditDecision(ctx: GatewayContext, request: FastifyRequest, refusal: ErrorDecision | null) {
   const type = refusal ? refusalAuditOf(request, refusal) : undefined;
   if (!type || !refusal || refusal.audited || refusal.status >= 500 || refusal.code === 'RATE_LIMITED') return;
