@@ -112,4 +112,10 @@ describe('fuzz over HTTP: POST /auth/token', () => {
       fuzzAsync(signedAssertion, async (a) => judge(await post(FORM, form(valid(a))), 'assertion'), { numRuns: 200 }),
     );
   });
+
+  it('a NUL in a signed assertion jti is a 4xx, not a PostgreSQL error', async () => {
+    await expectRefusalsAudited(async () =>
+      judge(await post(FORM, form(valid(assertion(header(), { ...claims(), jti: '\0' })))), 'jti NUL'),
+    );
+  });
 });
