@@ -45,6 +45,14 @@ describe('fuzz: compact JWE reader and header allowlist (src/jose/jwe-header.ts)
     fuzz(mutatedJson(header), (h) => void returnsOr4xx(() => read(withHeader(good, h))), { numRuns: 3000 });
   });
 
+  it('header text with repeated members: accepted or a 4xx GatewayError', () => {
+    fuzz(
+      headerText(header),
+      (text) => void returnsOr4xx(() => read([b64u(text), ...good.split('.').slice(1)].join('.'))),
+      { numRuns: 1000 },
+    );
+  });
+
   it('headers of arbitrary JSON and raw header bytes: accepted or a 4xx GatewayError', () => {
     fuzz(
       fc.oneof(
@@ -57,6 +65,20 @@ describe('fuzz: compact JWE reader and header allowlist (src/jose/jwe-header.ts)
     );
   });
 });
+
+/** Header text written by hand, so members can repeat ({"alg":…,"alg":…}) and values keep any JSON form. */
+function headerText(members: Record<string, unknown>): fc.Arbitrary<string> {
+  const pair = fc.tuple(
+    fc.oneof(fc.constantFrom(...Object.keys(members)), fc.constantFrom('zip', 'crit', 'b64', '__proto__')),
+    fc.oneof(fc.constantFrom(...Object.values(members)), hostileJsonValue),
+  );
+  return fc
+    .tuple(fc.constant(Object.entries(members)), fc.array(pair, { minLength: 1, maxLength: 4 }), fc.boolean())
+    .map(([base, extra, before]) => {
+      const all = before ? [...extra, ...base] : [...base, ...extra];
+      return `{${all.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`;
+    });
+}
 
 describe('fuzz: compact and detached JWS verification (src/jose/verify.ts)', () => {
   let good: string;
