@@ -31,31 +31,39 @@ export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     const noStore = (reply: FastifyReply) => reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
 
+    /** A body the endpoint cannot read (wrong content type, oversized, unparsable): refused and audited like any other. */
+    const unreadableBody = () =>
+      new OAuthError('invalid_request', 'not_form_encoded', 'send application/x-www-form-urlencoded parameters');
+
     async function tokenError(this: unknown, err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
       noStore(reply);
-      if (err instanceof OAuthError) {
-        await auditRefusal(
-          ctx.pool,
-          ctx.logger,
-          'auth.failure',
-          { clientId: err.clientId, remoteAddress: request.ip },
-          { reason: err.reason, error: err.error, endpoint: TOKEN_PATH },
-        );
-        request.log.info({ error: err.error, reason: err.reason, clientId: err.clientId }, 'token request refused');
-        return reply.code(err.status).send(err.body());
-      }
       if (err instanceof GatewayError && err.code === 'RATE_LIMITED') {
         return reply
           .code(429)
           .header('Retry-After', String(err.retryAfter ?? 1))
           .send({ error: 'slow_down', error_description: err.message });
       }
-      const status = (err as FastifyError).statusCode;
-      if (typeof status === 'number' && status >= 400 && status < 500) {
-        // Wrong content type, oversized or unparsable body: still OAuth JSON.
-        return reply
-          .code(400)
-          .send({ error: 'invalid_request', error_description: 'send application/x-www-form-urlencoded parameters' });
+      // A body parser's refusal is a FastifyError, or a GatewayError (malformed JSON sent as application/json).
+      const status = err instanceof GatewayError ? err.status : (err as FastifyError).statusCode;
+      const refusal =
+        err instanceof OAuthError
+          ? err
+          : typeof status === 'number' && status >= 400 && status < 500
+            ? unreadableBody()
+            : undefined;
+      if (refusal) {
+        await auditRefusal(
+          ctx.pool,
+          ctx.logger,
+          'auth.failure',
+          { clientId: refusal.clientId, remoteAddress: request.ip },
+          { reason: refusal.reason, error: refusal.error, endpoint: TOKEN_PATH },
+        );
+        request.log.info(
+          { error: refusal.error, reason: refusal.reason, clientId: refusal.clientId },
+          'token request refused',
+        );
+        return reply.code(refusal.status).send(refusal.body());
       }
       request.log.error({ err }, 'token request failed');
       return reply
@@ -70,11 +78,7 @@ export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
         typeof form !== 'object' ||
         request.headers['content-type']?.split(';')[0]?.trim().toLowerCase() !== 'application/x-www-form-urlencoded'
       ) {
-        throw new OAuthError(
-          'invalid_request',
-          'not_form_encoded',
-          'send application/x-www-form-urlencoded parameters',
-        );
+        throw unreadableBody();
       }
       const body = await handleTokenRequest(ctx, form as Record<string, unknown>, request.ip);
       return noStore(reply).send(body);

@@ -19,8 +19,8 @@ interface RawFhir {
   json: unknown;
 }
 
-// Intake routes: their refusals are audited (plugins/refusal-audit.ts).
-const INTAKE = { refusalAudit: 'intake.refused' } as const;
+// Intake routes (bundles here, imaging in imaging.ts): their refusals are audited (plugins/refusal-audit.ts).
+export const INTAKE = { refusalAudit: 'intake.refused' } as const;
 
 /**
  * Intake (POST /fhir/$process-message, POST /exchanges?recipient=…) and the

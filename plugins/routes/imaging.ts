@@ -19,6 +19,7 @@ import { readImagingExchange } from '../../src/outbound/imaging/store.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
 import { inboxViewer, PEER_DELIVERY } from './inbox.ts';
 import { replyAccepted } from './accepted-reply.ts';
+import { INTAKE } from './exchanges.ts';
 
 export const SCOPE_IMAGING_WRITE = 'system/ImagingStudy.write';
 
@@ -61,7 +62,7 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     app.post(
       '/imaging',
-      { preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE) },
+      { config: INTAKE, preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE) },
       (req, reply) =>
         closingOnError(reply, async () => {
           const q = (req.query as { recipient?: string | string[] }).recipient;

@@ -107,7 +107,7 @@ export class DicomStreamCheck {
     } catch (err) {
       throw invalid(`the file meta information (group 0002) is unreadable: ${describe(err)}`);
     }
-    const syntax = meta.string('x00020010');
+    const syntax = text(meta, 'x00020010', '(0002,0010)');
     if (!syntax || !UID_RE.test(syntax))
       throw invalid('the file meta information has no valid Transfer Syntax UID (0002,0010)', '(0002,0010)');
     const metaEnd = (meta as unknown as { position: number }).position;
@@ -174,8 +174,21 @@ function describe(err: unknown): string {
   return String(e instanceof Error ? e.message : e).slice(0, 120);
 }
 
+/**
+ * A text element of a parsed data set. dicom-parser records an element whose
+ * length runs past the bytes it was given, and throws (a string, not an
+ * Error) only when its value is read.
+ */
+function text(ds: dicomParser.DataSet, tag: string, expression: string): string | undefined {
+  try {
+    return ds.string(tag);
+  } catch {
+    throw invalid(`${expression} runs past the end of the bytes read`, expression);
+  }
+}
+
 function uid(ds: dicomParser.DataSet, tag: string, name: string, expression: string): string {
-  const value = ds.string(tag)?.replace(/\0+$/, '').trim();
+  const value = text(ds, tag, expression)?.replace(/\0+$/, '').trim();
   if (!value) throw invalid(`${name} ${expression} is missing`, expression);
   if (value.length > 64 || !UID_RE.test(value)) throw invalid(`${name} ${expression} is not a valid UID`, expression);
   return value;
@@ -191,11 +204,11 @@ function identify(
   uid(meta, 'x00020003', 'Media Storage SOP Instance UID', '(0002,0003)');
   const sopClassUid = uid(ds, 'x00080016', 'SOP Class UID', '(0008,0016)');
   const sopInstanceUid = uid(ds, 'x00080018', 'SOP Instance UID', '(0008,0018)');
-  const modality = ds.string('x00080060')?.trim();
+  const modality = text(ds, 'x00080060', '(0008,0060)')?.trim();
   if (!modality) throw invalid('Modality (0008,0060) is missing', '(0008,0060)');
   if (!CS_RE.test(modality)) throw invalid('Modality (0008,0060) is not a code string', '(0008,0060)');
-  const int = (tag: string) => {
-    const n = Number.parseInt(ds.string(tag) ?? '', 10);
+  const int = (tag: string, expression: string) => {
+    const n = Number.parseInt(text(ds, tag, expression) ?? '', 10);
     return Number.isSafeInteger(n) ? n : undefined;
   };
   return {
@@ -205,8 +218,8 @@ function identify(
     studyInstanceUid: uid(ds, 'x0020000d', 'Study Instance UID', '(0020,000D)'),
     seriesInstanceUid: uid(ds, 'x0020000e', 'Series Instance UID', '(0020,000E)'),
     modality,
-    patientId: ds.string('x00100020')?.trim() || undefined,
-    seriesNumber: int('x00200011'),
-    instanceNumber: int('x00200013'),
+    patientId: text(ds, 'x00100020', '(0010,0020)')?.trim() || undefined,
+    seriesNumber: int('x00200011', '(0020,0011)'),
+    instanceNumber: int('x00200013', '(0020,0013)'),
   };
 }

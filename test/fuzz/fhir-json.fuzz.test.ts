@@ -1,0 +1,77 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { checkBundle } from '../../src/fhir/bundle.ts';
+import { decodeJsonBody, parseFhirJson } from '../../src/fhir/json.ts';
+import { messageBundle } from '../helpers/outbound.ts';
+import { deepNesting, hostileJsonValue, mutatedJson, mutatedText, rawBytes } from './arbitraries.ts';
+import { fuzz, returnsOr4xx } from './harness.ts';
+
+const MAX_DEPTH = 64;
+
+/** The whole intake read: bytes → UTF-8 text → guarded JSON → FHIR structure. */
+const intake = (bytes: Buffer) => checkBundle(parseFhirJson(decodeJsonBody(bytes), MAX_DEPTH));
+
+const message = JSON.parse(messageBundle(['https://partner.example'], 0)) as Record<string, unknown>;
+const documentBundle = {
+  resourceType: 'Bundle',
+  type: 'document',
+  entry: [
+    {
+      fullUrl: 'urn:uuid:11111111-2222-4333-8444-555555555555',
+      resource: {
+        resourceType: 'Composition',
+        subject: { reference: 'urn:uuid:66666666-7777-4888-9999-000000000000' },
+      },
+    },
+    {
+      fullUrl: 'urn:uuid:66666666-7777-4888-9999-000000000000',
+      resource: { resourceType: 'Patient', contained: [{ resourceType: 'Organization', id: 'o1' }] },
+    },
+  ],
+};
+const valid = [message, documentBundle, { resourceType: 'Bundle', type: 'collection', entry: [] }];
+
+describe('fuzz: FHIR JSON intake (decodeJsonBody, parseFhirJson, checkBundle)', () => {
+  it('the valid seeds pass, so mutations start from an accepted Bundle', () => {
+    for (const b of valid) expect(intake(Buffer.from(JSON.stringify(b))).type).toBe(b.type);
+  });
+
+  it('raw bytes: a Bundle summary or a 4xx GatewayError', () => {
+    fuzz(rawBytes, (bytes) => void returnsOr4xx(() => intake(bytes)), { numRuns: 1500 });
+  });
+
+  it('JSON of arbitrary shape: a Bundle summary or a 4xx GatewayError', () => {
+    fuzz(
+      fc.oneof(fc.jsonValue({ maxDepth: 8 }), hostileJsonValue, fc.object({ maxDepth: 4 })),
+      (value) => void returnsOr4xx(() => intake(Buffer.from(JSON.stringify(value) ?? 'null'))),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('Bundles with mutated fields: a Bundle summary or a 4xx GatewayError', () => {
+    fuzz(
+      fc.constantFrom(...valid).chain((b) => mutatedJson(b)),
+      (bundle) => void returnsOr4xx(() => intake(Buffer.from(JSON.stringify(bundle)))),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('mutated Bundle text (cut, spliced, control characters): a Bundle summary or a 4xx GatewayError', () => {
+    fuzz(
+      fc.constantFrom(...valid.map((b) => JSON.stringify(b))).chain((t) => mutatedText(t)),
+      (text) => void returnsOr4xx(() => intake(Buffer.from(text))),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('deep and unbalanced nesting: refused by the depth guard or the parser, never a stack overflow', () => {
+    fuzz(
+      deepNesting,
+      (text) => {
+        const got = returnsOr4xx(() => intake(Buffer.from(text)));
+        if (text.length > 4 * MAX_DEPTH) expect(got).toBeInstanceOf(Error);
+      },
+      { numRuns: 300 },
+    );
+  });
+});
