@@ -182,7 +182,8 @@ export async function probeUntilUp(url: string, timeoutMs: number): Promise<{ la
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     const startedAt = Date.now();
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
+    // A generous timeout: a probe that times out on a loaded machine must not count a server that is up as down.
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
     client.on('error', () => undefined);
     try {
       await client.connect();
