@@ -1,6 +1,7 @@
 import type { OperationOutcome } from 'fhir/r4.js';
 import { HsmError } from '../hsm/errors.ts';
 import { GatewayError, type ErrorCode } from '../src/errors.ts';
+import { DATABASE_RETRY_AFTER_S, isDatabaseUnavailable } from '../src/db/unavailable.ts';
 import { operationOutcome } from '../src/fhir/outcome.ts';
 
 export interface ErrorReply {
@@ -35,6 +36,11 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
   if (err instanceof GatewayError) ge = err;
   else if (err instanceof HsmError && err.transient)
     ge = new GatewayError('UNAVAILABLE', 'the HSM is unavailable; retry later', { retryAfter: 5 });
+  else if (isDatabaseUnavailable(err))
+    ge = new GatewayError('UNAVAILABLE', 'the database is unavailable; retry later', {
+      retryAfter: DATABASE_RETRY_AFTER_S,
+      cause: err,
+    });
   else if (err && typeof err === 'object') {
     const e = err as { code?: string; statusCode?: number; message?: string };
     const mapped = e.code ? FASTIFY_CODES[e.code] : undefined;

@@ -7,6 +7,7 @@ import { OAuthError } from '../../src/auth/oauth-error.ts';
 import { SCOPES_SUPPORTED } from '../../src/auth/scopes.ts';
 import { TOKEN_PATH, handleTokenRequest, tokenUrl } from '../../src/auth/token-endpoint.ts';
 import { PUBLIC } from '../route-policy.ts';
+import { toErrorReply } from '../error-reply.ts';
 
 /**
  * SMART Backend Services discovery and the token endpoint. Token errors are
@@ -64,6 +65,15 @@ export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
           'token request refused',
         );
         return reply.code(refusal.status).send(refusal.body());
+      }
+      const translated = toErrorReply(err, request.id);
+      if (translated.status === 503) {
+        // The database or the HSM is away for a moment: the client may retry, it has done nothing wrong.
+        request.log.error({ err }, 'token request failed: a dependency is unavailable');
+        return reply
+          .code(503)
+          .header('Retry-After', String(translated.retryAfter ?? 5))
+          .send({ error: 'temporarily_unavailable', error_description: translated.outcome.issue[0]?.diagnostics });
       }
       request.log.error({ err }, 'token request failed');
       return reply

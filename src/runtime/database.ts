@@ -3,6 +3,7 @@ import type { Config } from '../config.ts';
 import { createPool, type PoolLogger } from '../db/pool.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.ts';
 import { migrate } from '../db/migrate.ts';
+import { supervisePostgres, type Supervisor } from '../db/supervisor.ts';
 
 export interface Database {
   pool: pg.Pool;
@@ -14,19 +15,25 @@ export interface DatabaseLogger extends PoolLogger {
   info: (obj: object, msg: string) => void;
 }
 
-/** DATABASE_URL if set, otherwise embedded PostgreSQL in DATA_DIR; then migrations. */
+/**
+ * DATABASE_URL if set, otherwise embedded PostgreSQL in DATA_DIR, restarted
+ * if its postmaster dies (a server another process started is that
+ * process's to supervise); then migrations.
+ */
 export async function openDatabase(
   config: Config,
   logger: DatabaseLogger,
   options: { migrate?: boolean; max?: number } = {},
 ): Promise<Database> {
   let embedded: EmbeddedDatabase | undefined;
+  let supervisor: Supervisor | undefined;
   let url = config.databaseUrl;
   if (!url) {
     embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (msg) =>
       logger.info({ postgres: msg }, 'embedded postgres'),
     );
     url = embedded.url;
+    if (embedded.control) supervisor = supervisePostgres(embedded.control, logger);
     logger.info({ startedHere: embedded.startedHere, port: config.embeddedPgPort }, 'embedded PostgreSQL ready');
   }
   const pool = createPool(url, logger, options.max);
@@ -37,6 +44,7 @@ export async function openDatabase(
     }
   } catch (err) {
     await pool.end().catch(() => undefined);
+    await supervisor?.stop();
     await embedded?.stop().catch(() => undefined);
     throw err;
   }
@@ -45,6 +53,7 @@ export async function openDatabase(
     url,
     close: async () => {
       await pool.end().catch(() => undefined);
+      await supervisor?.stop(); // before the server: its stop is no crash to recover from
       await embedded?.stop();
     },
   };
