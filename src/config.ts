@@ -252,6 +252,13 @@ export const schema = {
     1024,
     1024 * 1024 * 1024,
   ),
+  dicomInflateConcurrency: int(
+    'DICOM_INFLATE_CONCURRENCY',
+    'Deflated DICOM files inflated and checked at once, each in a worker thread off the event loop; a few more wait, the rest get 503',
+    2,
+    1,
+    64,
+  ),
   imagingCutThrough: oneOf(
     'IMAGING_CUT_THROUGH',
     'on: imaging content streams to the recipient while it is being sealed (the stored copy is the retry path); off: only the delivery job sends it',

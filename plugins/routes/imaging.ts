@@ -61,7 +61,10 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     app.post(
       '/imaging',
-      { preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE) },
+      {
+        config: { refusalAudit: 'intake.refused' },
+        preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE),
+      },
       (req, reply) =>
         closingOnError(reply, async () => {
           const q = (req.query as { recipient?: string | string[] }).recipient;
