@@ -6,6 +6,18 @@ import { auditEarlyRefusal } from '../src/inbound/receive.ts';
 import { auditIntakeRefusal } from '../src/outbound/intake.ts';
 import type { ErrorDecision, RefusalAuditType } from './route-policy.ts';
 
+const shed = new WeakSet<object>();
+
+/** A 503 that turns a request away for load before its body is read: audited as a refusal, unlike a fault. */
+export function refusedForLoad<E extends object>(err: E): E {
+  shed.add(err);
+  return err;
+}
+
+export function isRefusedForLoad(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && shed.has(err);
+}
+
 type Writer = (ctx: GatewayContext, request: FastifyRequest, refusal: ErrorDecision) => Promise<unknown>;
 
 const WRITERS: Record<RefusalAuditType, Writer> = {
@@ -25,14 +37,15 @@ const WRITERS: Record<RefusalAuditType, Writer> = {
  * One hook audits the refusals of every route that declares `refusalAudit`,
  * from the code the error handler kept on the reply. Refusals a pipeline or
  * the auth guard already audited are not written twice; 5xx are faults, not
- * refusals; throttled requests are not audited (a row per request of a flood
+ * refusals (but a 503 for load before the body was read is one); throttled requests are not audited (a row per request of a flood
  * would amplify it).
  */
 export function installRefusalAudit(app: FastifyInstance, ctx: GatewayContext): void {
   app.addHook('onSend', async (request, reply) => {
     const type = request.routeOptions.config.refusalAudit;
     const refusal = reply.gatewayError;
-    if (!type || !refusal || refusal.audited || refusal.status >= 500 || refusal.code === 'RATE_LIMITED') return;
+    if (!type || !refusal || refusal.audited || (refusal.status >= 500 && !refusal.shed)) return;
+    if (refusal.code === 'RATE_LIMITED') return;
     await keepRefusal(ctx.logger, type, () => WRITERS[type](ctx, request, refusal));
   });
 }

@@ -12,6 +12,8 @@ export interface ErrorDecision {
   status: number;
   /** The pipeline that refused already wrote the refusal's audit entry. */
   audited: boolean;
+  /** A 503 that turned the request away for load before reading it: a refusal, audited like a 4xx. */
+  shed: boolean;
 }
 
 declare module 'fastify' {
@@ -25,6 +27,8 @@ declare module 'fastify' {
     peer?: boolean;
     /** Refusals on this route are audited with this event type. */
     refusalAudit?: RefusalAuditType;
+    /** The route buffers its body whole before it authenticates the sender: held against INBOX_BUFFER_BUDGET (plugins/plugins/body-budget.ts). */
+    bodyBudget?: boolean;
   }
   interface FastifyRequest {
     /** Set on peer routes under mutual TLS: the partner the peer certificate is bound to. */

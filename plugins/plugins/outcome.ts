@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import { toErrorReply } from '../error-reply.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { isRefusalAudited } from '../../src/auth/audit.ts';
+import { isRefusedForLoad } from '../refusal-audit.ts';
 import '../route-policy.ts';
 
 /** Every error and every unknown route becomes a FHIR OperationOutcome. */
@@ -13,7 +14,12 @@ export default fp(
       if (r.serverFault) request.log.error({ err }, 'request failed');
       else request.log.info({ status: r.status, code: r.code }, 'request refused');
       // The refusal-audit hook (plugins/refusal-audit.ts) reads the decision here, in onSend.
-      reply.gatewayError = { code: r.code, status: r.status, audited: isRefusalAudited(err) };
+      reply.gatewayError = {
+        code: r.code,
+        status: r.status,
+        audited: isRefusalAudited(err),
+        shed: isRefusedForLoad(err),
+      };
       if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter));
       return reply.code(r.status).type('application/fhir+json').send(r.outcome);
     });
