@@ -57,7 +57,9 @@ export class InflatePool {
       const job = this.#waiting.shift() as Job;
       slot.job = job;
       slot.worker.ref();
-      slot.worker.postMessage({ file: job.file, limits: job.limits });
+      // A copy of exactly the file's bytes, moved to the worker (cloning a view would copy its whole backing store).
+      const file = new Uint8Array(job.file);
+      slot.worker.postMessage({ file, limits: job.limits }, [file.buffer]);
     }
   }
 
