@@ -182,7 +182,7 @@ export const schema = {
   ),
   inboxBufferBudget: int(
     'INBOX_BUFFER_BUDGET',
-    'Bytes of POST /inbox bodies held in memory at once, across all requests, before their senders are authenticated; a body that does not fit is answered 503 with Retry-After before it is read',
+    'Bytes of POST /inbox bodies held in memory at once, across all requests, before their senders are authenticated (keep it at least INBOX_BODY_LIMIT); a body that does not fit is answered 503 with Retry-After before it is read',
     64 * 1024 * 1024,
     1024,
     2 ** 40,
