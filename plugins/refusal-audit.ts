@@ -37,7 +37,8 @@ const WRITERS: Record<RefusalAuditType, Writer> = {
  * One hook audits the refusals of every route that declares `refusalAudit`,
  * from the code the error handler kept on the reply. Refusals a pipeline or
  * the auth guard already audited are not written twice; 5xx are faults, not
- * refusals (but a 503 for load before the body was read is one); throttled requests are not audited (a row per request of a flood
+ * refusals (except a 503 that turned a request away for load before its body
+ * was read); throttled requests are not audited (a row per request of a flood
  * would amplify it).
  */
 export function installRefusalAudit(app: FastifyInstance, ctx: GatewayContext): void {
