@@ -10,6 +10,7 @@ import { buildContext } from '../src/runtime/build-context.ts';
 import configPlugin from './plugins/config.ts';
 import outcome, { replyWithError } from './plugins/outcome.ts';
 import bodyRate from './plugins/body-rate.ts';
+import bodyBudget from './plugins/body-budget.ts';
 import fhirJson from './plugins/fhir-json.ts';
 import form from './plugins/form.ts';
 import tls from './plugins/tls.ts';
@@ -76,6 +77,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     await app.register(configPlugin, { config });
     await app.register(outcome);
     await app.register(bodyRate);
+    await app.register(bodyBudget);
     await app.register(fhirJson);
     await app.register(form);
     await app.register(db);

@@ -6,6 +6,18 @@ import { auditEarlyRefusal } from '../src/inbound/receive.ts';
 import { auditIntakeRefusal } from '../src/outbound/intake.ts';
 import { INVALID_VALUE_AUDIT, type ErrorDecision, type RefusalAuditType } from './route-policy.ts';
 
+const shed = new WeakSet<object>();
+
+/** A 503 that turns a request away for load before its body is read: audited as a refusal, unlike a fault. */
+export function refusedForLoad<E extends object>(err: E): E {
+  shed.add(err);
+  return err;
+}
+
+export function isRefusedForLoad(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && shed.has(err);
+}
+
 type Writer = (ctx: GatewayContext, request: FastifyRequest, refusal: ErrorDecision) => Promise<unknown>;
 
 const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
@@ -45,12 +57,14 @@ function refusalAuditOf(request: FastifyRequest, refusal: ErrorDecision) {
 
 /**
  * Audit one refusal decision. Not when a pipeline or the auth guard already
- * did, nor for 5xx (faults, not refusals), nor when throttled (a row per
+ * did, nor for 5xx (faults, not refusals, except a 503 that turned a request
+ * away for load before its body was read), nor when throttled (a row per
  * request of a flood would amplify it).
  */
 async function auditDecision(ctx: GatewayContext, request: FastifyRequest, refusal: ErrorDecision | null) {
   const type = refusal ? refusalAuditOf(request, refusal) : undefined;
-  if (!type || !refusal || refusal.audited || refusal.status >= 500 || refusal.code === 'RATE_LIMITED') return;
+  if (!type || !refusal || refusal.audited || refusal.code === 'RATE_LIMITED') return;
+  if (refusal.status >= 500 && !refusal.shed) return;
   await keepRefusal(ctx.logger, type, () => WRITERS[type](ctx, request, refusal));
 }
 
@@ -70,5 +84,6 @@ export function auditRouterRefusal(ctx: GatewayContext, request: FastifyRequest,
     status: err.status,
     audited: false,
     expression: err.expression?.[0],
+    shed: false,
   });
 }

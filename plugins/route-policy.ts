@@ -17,6 +17,8 @@ export interface ErrorDecision {
   audited: boolean;
   /** The parameter or element the refusal points at (the outcome's first expression). */
   expression?: string;
+  /** A 503 that turned the request away for load before reading it: a refusal, audited like a 4xx. */
+  shed: boolean;
 }
 
 declare module 'fastify' {
@@ -30,6 +32,8 @@ declare module 'fastify' {
     peer?: boolean;
     /** Refusals on this route are audited with this event type. */
     refusalAudit?: RefusalAuditType;
+    /** The route buffers its body whole before it authenticates the sender: held against INBOX_BUFFER_BUDGET (plugins/plugins/body-budget.ts). */
+    bodyBudget?: boolean;
   }
   interface FastifyRequest {
     /** Set on peer routes under mutual TLS: the partner the peer certificate is bound to. */

@@ -180,6 +180,13 @@ export const schema = {
     1024,
     2 * 1024 * 1024 * 1024 - 1,
   ),
+  inboxBufferBudget: int(
+    'INBOX_BUFFER_BUDGET',
+    'Bytes of POST /inbox bodies held in memory at once, across all requests, before their senders are authenticated (keep it at least INBOX_BODY_LIMIT); a body that does not fit is answered 503 with Retry-After before it is read',
+    64 * 1024 * 1024,
+    1024,
+    2 ** 40,
+  ),
   inboxMaxAge: duration(
     'INBOX_MAX_AGE',
     "Oldest signed content (iat) POST /inbox accepts; must exceed senders' DELIVERY_HORIZON, since envelopes are signed once and retried",
@@ -251,6 +258,13 @@ export const schema = {
     64 * 1024 * 1024,
     1024,
     1024 * 1024 * 1024,
+  ),
+  dicomInflateConcurrency: int(
+    'DICOM_INFLATE_CONCURRENCY',
+    'Deflated DICOM files inflated and checked at once, each in a worker thread off the event loop; a few more wait, the rest get 503',
+    2,
+    1,
+    64,
   ),
   imagingCutThrough: oneOf(
     'IMAGING_CUT_THROUGH',

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toErrorReply } from '../error-reply.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { isRefusalAudited } from '../../src/auth/audit.ts';
+import { isRefusedForLoad } from '../refusal-audit.ts';
 import '../route-policy.ts';
 
 /** Answer a failed request with its OperationOutcome, and keep the decision for the hooks after it. */
@@ -16,6 +17,7 @@ export function replyWithError(err: unknown, request: FastifyRequest, reply: Fas
     status: r.status,
     audited: isRefusalAudited(err),
     expression: r.outcome.issue[0]?.expression?.[0],
+    shed: isRefusedForLoad(err),
   };
   if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter));
   return reply.code(r.status).type('application/fhir+json').send(r.outcome);

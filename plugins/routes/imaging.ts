@@ -20,15 +20,16 @@ import { PROTOCOL } from '../../src/protocol/wire.ts';
 import { inboxViewer, PEER_DELIVERY } from './inbox.ts';
 import { replyAccepted } from './accepted-reply.ts';
 import { INTAKE } from './exchanges.ts';
+import { answerBeforeBody } from '../early-answer.ts';
 
 export const SCOPE_IMAGING_WRITE = 'system/ImagingStudy.write';
 
-/** An error before the body was read to its end: close the connection rather than read gigabytes we will not use. */
-async function closingOnError<T>(reply: FastifyReply, fn: () => Promise<T>): Promise<T> {
+/** An error before the body was read to its end: a small unread body is drained, anything else closes (early-answer.ts). */
+async function closingOnError<T>(req: FastifyRequest, reply: FastifyReply, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    reply.header('connection', 'close');
+    answerBeforeBody(req, reply);
     throw err;
   }
 }
@@ -64,7 +65,7 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
       '/imaging',
       { config: INTAKE, preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE) },
       (req, reply) =>
-        closingOnError(reply, async () => {
+        closingOnError(req, reply, async () => {
           const q = (req.query as { recipient?: string | string[] }).recipient;
           const key = req.headers['idempotency-key'];
           const result = await acceptImaging(ctx, {
@@ -99,7 +100,7 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
     );
 
     app.post(`${PROTOCOL.inboxPath}/imaging`, { config: PEER_DELIVERY }, (req, reply) =>
-      closingOnError(reply, async () => {
+      closingOnError(req, reply, async () => {
         const result = await receive(req.headers['content-type'], streamOf(req), {
           remoteAddress: req.ip,
           tlsPartner: req.tlsPeer?.partnerId,

@@ -85,7 +85,7 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     app.post(
       PROTOCOL.inboxPath,
-      { config: PEER_DELIVERY, bodyLimit: ctx.config.inboxBodyLimit },
+      { config: { ...PEER_DELIVERY, bodyBudget: true }, bodyLimit: ctx.config.inboxBodyLimit },
       async (request, reply) => {
         if (
           typeof request.body !== 'string' ||

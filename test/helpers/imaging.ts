@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import { deflateRawSync } from 'node:zlib';
 import { join } from 'node:path';
 
 /** The DICOM corpus copied from the shared corpora (dicomParser testImages, MIT; see test/fixtures/dicom/LICENSE). */
@@ -83,4 +84,33 @@ export async function writeSyntheticDicom(path: string, bytes: number, seed = 'b
   for (let left = pixelLength; left > 0; left -= block.length)
     await write(left >= block.length ? block : block.subarray(0, left));
   await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
+}
+
+/**
+ * A deflated-transfer-syntax instance (1.2.840.10008.1.2.1.99) whose data set
+ * inflates to about `inflated` bytes: the identifying attributes, then an OB
+ * element of zeros, which deflate to almost nothing (60 MiB become about 60 KB).
+ */
+export function deflatedDicom(inflated: number, sop = '2.25.99887766'): Buffer {
+  const sopClass = '1.2.840.10008.5.1.4.1.1.9.1.1';
+  const metaBody = Buffer.concat([
+    element(0x0002, 0x0001, 'OB', Buffer.from([0, 1])),
+    ui(0x0002, 0x0002, sopClass),
+    ui(0x0002, 0x0003, sop),
+    ui(0x0002, 0x0010, '1.2.840.10008.1.2.1.99'),
+    ui(0x0002, 0x0012, '2.25.1234567890'),
+  ]);
+  const groupLength = element(0x0002, 0x0000, 'UL', Buffer.alloc(4));
+  groupLength.writeUInt32LE(metaBody.length, 8);
+  const attributes = Buffer.concat([
+    ui(0x0008, 0x0016, sopClass),
+    ui(0x0008, 0x0018, sop),
+    element(0x0008, 0x0060, 'CS', Buffer.from('ECG')),
+    ui(0x0020, 0x000d, '2.25.525252'),
+    ui(0x0020, 0x000e, '2.25.525253'),
+  ]);
+  const filler = Math.max(0, inflated - attributes.length - 12) & ~1;
+  const waveform = element(0x5400, 0x1010, 'OB', Buffer.alloc(filler));
+  const dataSet = deflateRawSync(Buffer.concat([attributes, waveform]), { level: 9 });
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), groupLength, metaBody, dataSet]);
 }

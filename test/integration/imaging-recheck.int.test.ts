@@ -43,10 +43,15 @@ const study = (parts: Buffer[]) =>
     Buffer.from(`--${BOUNDARY}--\r\n`),
   ]);
 
-function instanceOf(bytes: Buffer): DicomInstance {
-  const check = new DicomStreamCheck({ maxBytes: 1 << 30, headBytes: 1 << 22, inflateMax: 1 << 26 });
+async function instanceOf(bytes: Buffer): Promise<DicomInstance> {
+  const check = new DicomStreamCheck({
+    maxBytes: 1 << 30,
+    headBytes: 1 << 22,
+    inflateMax: 1 << 26,
+    inflateConcurrency: 2,
+  });
   check.push(bytes);
-  return check.end().instance;
+  return (await check.end()).instance;
 }
 
 describe('POST /inbox/imaging: the receiver rechecks the DICOM content against the signed manifest', () => {
@@ -109,7 +114,7 @@ describe('POST /inbox/imaging: the receiver rechecks the DICOM content against t
     'refuses non-DICOM content, DICOM that fails the checks, and DICOM the ImagingStudy does not describe; nothing is stored, each refusal is audited',
     { timeout: 120_000 },
     async () => {
-      const ct = instanceOf(CT);
+      const ct = await instanceOf(CT);
       const ctStudy = imagingStudy([ct]);
       const otherSop = structuredClone(ctStudy) as { series: Array<{ instance: Array<{ uid: string }> }> };
       otherSop.series[0]!.instance[0]!.uid = '2.25.1234';
@@ -149,7 +154,7 @@ describe('POST /inbox/imaging: the receiver rechecks the DICOM content against t
           'the manifest of another study',
           CT,
           IMAGING.dicom,
-          imagingStudy([instanceOf(US)]),
+          imagingStudy([await instanceOf(US)]),
           422,
           'IMAGING_STUDY_MISMATCH',
           'content.imagingStudy.identifier[0].value',
@@ -199,14 +204,14 @@ describe('POST /inbox/imaging: the receiver rechecks the DICOM content against t
     'accepts a crafted delivery whose content is what its manifest says (single file and multipart study), and the EHR gets the bytes',
     { timeout: 60_000 },
     async () => {
-      const single = await craft(CT, IMAGING.dicom, imagingStudy([instanceOf(CT)]));
+      const single = await craft(CT, IMAGING.dicom, imagingStudy([await instanceOf(CT)]));
       const ok = await post(single.body);
       expect(ok.status, ok.text.slice(0, 300)).toBe(200);
       const both = study([CT, CT_IMPLICIT]);
       const multi = await craft(
         both,
         studyContentType(BOUNDARY),
-        imagingStudy([instanceOf(CT), instanceOf(CT_IMPLICIT)]),
+        imagingStudy([await instanceOf(CT), await instanceOf(CT_IMPLICIT)]),
       );
       expect((await post(multi.body)).status).toBe(200);
       expect(await inboxCount()).toBe(2);

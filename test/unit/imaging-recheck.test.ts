@@ -14,6 +14,7 @@ const CONFIG = {
   dicomMaxBytes: 4 * 1024 ** 3,
   dicomHeadBytes: 64 * 1024,
   dicomInflateMax: 64 * 1024 * 1024,
+  dicomInflateConcurrency: 2,
   imagingMaxInstances: 10,
 };
 const CT = readFileSync(join(DICOM_DIR, 'CT1_UNC.explicit_little_endian.dcm'));
@@ -47,24 +48,25 @@ async function refusal(content: Buffer, cty: string, chunk?: number): Promise<Ga
   throw err ?? new Error('accepted');
 }
 
-function instanceOf(bytes: Buffer): DicomInstance {
+async function instanceOf(bytes: Buffer): Promise<DicomInstance> {
   const check = new DicomStreamCheck({
     maxBytes: CONFIG.dicomMaxBytes,
     headBytes: CONFIG.dicomHeadBytes,
     inflateMax: CONFIG.dicomInflateMax,
+    inflateConcurrency: CONFIG.dicomInflateConcurrency,
   });
   check.push(bytes);
-  return check.end().instance;
+  return (await check.end()).instance;
 }
 
 describe("the receiver's DICOM recheck (a PlaintextSink)", () => {
   it('finds the instance of a single file and the instances of a multipart study, in any chunking', async () => {
-    expect(await recheck(CT, 'application/dicom')).toEqual([instanceOf(CT)]);
+    expect(await recheck(CT, 'application/dicom')).toEqual([await instanceOf(CT)]);
     const study = multipart([CT, CT_IMPLICIT]);
     for (const chunk of [1 << 20, 4099, 77]) {
       expect(await recheck(study, studyContentType(BOUNDARY), chunk)).toEqual([
-        instanceOf(CT),
-        instanceOf(CT_IMPLICIT),
+        await instanceOf(CT),
+        await instanceOf(CT_IMPLICIT),
       ]);
     }
   });
@@ -162,9 +164,9 @@ describe('Handoff (push to pull, bounded)', () => {
   });
 });
 
+const [ct, us] = [await instanceOf(CT), await instanceOf(US)];
+
 describe('checkStudyMatches', () => {
-  const ct = instanceOf(CT);
-  const us = instanceOf(US);
   it('accepts the ImagingStudy the sender builds, also after a JSON round trip and with extra fields', () => {
     expect(() => checkStudyMatches([ct], JSON.parse(JSON.stringify(imagingStudy([ct]))))).not.toThrow();
     expect(() => checkStudyMatches([ct], { ...imagingStudy([ct]), description: 'x', started: '2020' })).not.toThrow();

@@ -34,11 +34,17 @@ export class DicomRecheck implements PlaintextSink {
   #error: unknown;
   #committed = false;
 
-  constructor(config: Pick<Config, 'dicomMaxBytes' | 'dicomHeadBytes' | 'dicomInflateMax' | 'imagingMaxInstances'>) {
+  constructor(
+    config: Pick<
+      Config,
+      'dicomMaxBytes' | 'dicomHeadBytes' | 'dicomInflateMax' | 'dicomInflateConcurrency' | 'imagingMaxInstances'
+    >,
+  ) {
     this.#limits = {
       maxBytes: config.dicomMaxBytes,
       headBytes: config.dicomHeadBytes,
       inflateMax: config.dicomInflateMax,
+      inflateConcurrency: config.dicomInflateConcurrency,
     };
     this.#maxInstances = config.imagingMaxInstances;
   }
@@ -63,7 +69,7 @@ export class DicomRecheck implements PlaintextSink {
     if (!this.#started) this.#start();
     if (this.#single && this.#error === undefined) {
       try {
-        this.#instances.push(this.#single.end().instance);
+        this.#instances.push((await this.#single.end()).instance);
       } catch (err) {
         this.#fail(err);
       }
@@ -124,7 +130,7 @@ export class DicomRecheck implements PlaintextSink {
         const check = new DicomStreamCheck(this.#limits);
         try {
           for await (const b of part.body) check.push(b);
-          this.#instances.push(check.end().instance);
+          this.#instances.push((await check.end()).instance);
         } catch (err) {
           throw located(err, i);
         }

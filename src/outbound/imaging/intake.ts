@@ -66,7 +66,7 @@ async function checkedFile(
 ): Promise<DicomInstance> {
   const check = new DicomStreamCheck(limits);
   for await (const chunk of body) for (const out of check.push(chunk)) await emit(out);
-  const { release, instance } = check.end();
+  const { release, instance } = await check.end();
   for (const out of release) await emit(out);
   return instance;
 }
@@ -87,6 +87,7 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
     maxBytes: cfg.dicomMaxBytes,
     headBytes: cfg.dicomHeadBytes,
     inflateMax: cfg.dicomInflateMax,
+    inflateConcurrency: cfg.dicomInflateConcurrency,
   };
   const ourBoundary = upload.kind === 'multi' ? `dicom-${randomBytes(16).toString('hex')}` : '';
   const contentType = upload.kind === 'multi' ? studyContentType(ourBoundary) : IMAGING.dicom;
