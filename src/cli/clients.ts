@@ -6,7 +6,7 @@ import { appendAudit } from '../audit/append.ts';
 import { inTransaction as inDbTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { listClients, registerClient, setClientEnabled, setClientReceivesFrom } from '../auth/clients.ts';
-import { parseScopes } from '../auth/scopes.ts';
+import { parseScopes, readsButReceivesNothing } from '../auth/scopes.ts';
 import { bindPartnerCertificate, listTlsBindings, unbindCertificate } from '../auth/tls-bindings.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
@@ -135,6 +135,11 @@ database only, so it works from a second shell while the gateway runs.`,
       print(
         `registered client ${c.id} with scopes: ${c.scopes.join(' ')}; receives from: ${c.receivesFrom.join(' ') || 'nothing (see gateway clients update --help)'}`,
       );
+      if (readsButReceivesNothing(c.scopes, c.receivesFrom))
+        process.stderr.write(
+          `gateway clients: warning: ${c.id} may read the inbox but receives from no partner, so it will see no message ` +
+            `until it is routed: gateway clients update --id ${c.id} --receives-from PARTNER (or '*' for every partner)\n`,
+        );
       return 0;
     }
     if (sub === 'update') {
