@@ -1,4 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GATEWAY, NODE, cleanEnv, exited, spawnCli, waitFor } from '../helpers/cli.ts';
 import { createTestDatabase } from '../helpers/db.ts';
@@ -16,6 +19,7 @@ async function startEnv(): Promise<{ env: NodeJS.ProcessEnv; port: number }> {
     HSM_PIN: token.pin,
     SOFTHSM2_CONF: process.env.SOFTHSM2_CONF ?? '',
     PORT: String(port),
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'gw-test-banner-')),
     ORG_ID: 'hospital-a',
     LOG_LEVEL: 'info',
   });
