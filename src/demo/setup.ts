@@ -38,19 +38,26 @@ function runCli(entry: string, args: string[], env: NodeJS.ProcessEnv): Promise<
 
 /**
  * The first administrator can only be registered with the CLI (it has database access); everything
- * after that goes through the admin API with that administrator's token.
+ * after that goes through the admin API with that administrator's token. Both gateways' commands are
+ * printed first, then run side by side.
  */
-async function registerAdmin(entry: string, gateway: DemoGateway, printer: StepsPrinter): Promise<void> {
-  const keys = clientKeyFiles(join(gateway.dataDir, 'clients'), ADMIN_CLIENT);
-  await ensureClientKey(keys);
-  const args = ['clients', 'add', '--id', ADMIN_CLIENT, '--jwks-file', keys.jwks, '--scope', ADMIN_SCOPE];
-  printer.command(
-    `${envPrefix(gateway)} npx gateway ${args.map((a) => shellWord(a === keys.jwks ? shownPath(a) : a)).join(' ')}`,
-  );
-  const { code, err } = await runCli(entry, args, gateway.env);
-  if (code === 0) return;
-  if (err.includes('already exists')) return printer.info('(registered by an earlier run)');
-  throw new Error(`gateway clients add on ${gateway.label} failed (${code}): ${err.trim()}`);
+async function registerAdmins(entry: string, gateways: DemoGateway[], printer: StepsPrinter): Promise<void> {
+  const commands: Array<{ gateway: DemoGateway; args: string[] }> = [];
+  for (const gateway of gateways) {
+    const keys = clientKeyFiles(join(gateway.dataDir, 'clients'), ADMIN_CLIENT);
+    await ensureClientKey(keys);
+    const args = ['clients', 'add', '--id', ADMIN_CLIENT, '--jwks-file', keys.jwks, '--scope', ADMIN_SCOPE];
+    const shown = args.map((a) => shellWord(a === keys.jwks ? shownPath(a) : a)).join(' ');
+    printer.command(`${envPrefix(gateway)} npx gateway ${shown}`);
+    commands.push({ gateway, args });
+  }
+  const results = await Promise.all(commands.map((c) => runCli(entry, c.args, c.gateway.env)));
+  for (const [i, { code, err }] of results.entries()) {
+    const label = commands[i]?.gateway.label;
+    if (code === 0) continue;
+    if (err.includes('already exists')) printer.info(`(gateway ${label}: registered by an earlier run)`);
+    else throw new Error(`gateway clients add on ${label} failed (${code}): ${err.trim()}`);
+  }
 }
 
 /** POST, or PUT when an earlier run registered it (the ports, so the URLs, may have changed since). */
@@ -118,7 +125,7 @@ export function organisation(gateway: DemoGateway, printer: StepsPrinter): Organ
 /** Administrators, partners both ways, and an EHR client on each side routed to receive from the other. */
 export async function setUp(entry: string, a: Organisation, b: Organisation, printer: StepsPrinter): Promise<void> {
   printer.step('Register an administrator on each gateway (the CLI: the first administrator has no API)');
-  for (const o of [a, b]) await registerAdmin(entry, o.gateway, printer);
+  await registerAdmins(entry, [a.gateway, b.gateway], printer);
 
   printer.step('Make the two gateways partners (admin API: inbox URL and published keys of the other)');
   await registerPartner(a, b);

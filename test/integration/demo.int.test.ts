@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, cleanEnv, exited, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
+import { GATEWAY, NODE, ROOT, cleanEnv, exited, runCli, waitFor } from '../helpers/cli.ts';
 
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
@@ -30,27 +31,38 @@ function expectPulledByteForByte(dir: string): void {
   for (const [name, hash] of sent) expect(sha256(join(received, name)), name).toBe(hash);
 }
 
+/**
+ * `gateway demo` in a process group of its own, as a shell runs it in the foreground: Ctrl-C there
+ * signals the whole group, which `ctrlC` does.
+ */
+function startDemo(args: string[]): ChildProcess & { output: () => string; ctrlC: () => void } {
+  const child = spawn(NODE, [GATEWAY, 'demo', ...args], {
+    env: cleanEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  return Object.assign(child, {
+    output: () => out,
+    ctrlC: () => process.kill(-(child.pid ?? 0), 'SIGINT'),
+  });
+}
+
+const stoppedCleanly = (dir: string) => {
+  for (const side of ['a', 'b']) expect(existsSync(join(dir, side, 'pg', 'postmaster.pid')), side).toBe(false);
+};
+
 describe('gateway demo: two hospitals on one machine', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gw-demo-'));
   chmodSync(dir, 0o755); // the postgres OS user must reach the data directories below it when we run as root
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('exchanges records and a CT image from A to B, shows receipts and checkpoints, stops on Ctrl-C', async () => {
-    const demo = spawnCli(['demo', '--keep', '--dir', dir], cleanEnv());
-    try {
-      // Done with its steps, or exited early (then the output says why).
-      await waitFor(
-        async () => demo.exitCode !== null || demo.output().includes('press Ctrl-C'),
-        110_000,
-        'the demo finished its steps',
-      );
-      if (demo.exitCode !== null) throw new Error(`the demo exited (${demo.exitCode}) before its end`);
-    } catch (err) {
-      demo.kill('SIGINT');
-      await exited(demo, 60_000).catch(() => demo.kill('SIGKILL'));
-      throw new Error(`${(err as Error).message}\n${demo.output()}`);
-    }
-    const out = demo.output();
+  it('exchanges records and a CT image from A to B, shows receipts and checkpoints, then stops both', async () => {
+    const run = await runCli(['demo', '--dir', dir], cleanEnv(), 150_000);
+    const out = run.stdout;
+    expect(run.code, run.stderr + out).toBe(0);
     expectPulledByteForByte(dir);
     // Every item's signed receipt, and a checkpoint of each audit log, are named in the output.
     expect(out.match(/: delivered; receipt [0-9a-f-]{36} \(exchange-receipt\+jwt, ES256/g)).toHaveLength(4);
@@ -71,23 +83,50 @@ describe('gateway demo: two hospitals on one machine', () => {
       expect(ready).toHaveLength(1);
       expect(JSON.parse(ready[0] ?? '{}')).toMatchObject({ docs: expect.stringMatching(/\/docs$/) });
     }
-    // --keep: both still serve until Ctrl-C.
+    // Both shut down gracefully, embedded PostgreSQL included.
+    expect(out.trimEnd().endsWith('stopped')).toBe(true);
+    stoppedCleanly(dir);
+  }, 150_000);
+
+  it('with --keep, runs again on the same folder and keeps both gateways up until Ctrl-C', async () => {
+    rmSync(join(dir, 'b', 'ehr-received'), { recursive: true });
+    const demo = startDemo(['--keep', '--dir', dir]);
+    try {
+      // Done with its steps, or exited early (then the output says why).
+      await waitFor(
+        async () => demo.exitCode !== null || demo.output().includes('press Ctrl-C'),
+        60_000,
+        'the demo finished its steps',
+      );
+      if (demo.exitCode !== null) throw new Error(`the demo exited (${demo.exitCode}) before its end`);
+    } catch (err) {
+      demo.ctrlC();
+      await exited(demo, 60_000).catch(() => demo.kill('SIGKILL'));
+      throw new Error(`${(err as Error).message}\n${demo.output()}`);
+    }
+    const out = demo.output();
+    // Keys, databases and registrations are reused; the content goes through again.
+    expect(out).toContain('(registered by an earlier run)');
+    expect(out).toContain('done: 4 of 4 items arrived at B byte for byte');
+    expectPulledByteForByte(dir);
     const url = /\$ A=(http:\/\/127\.0\.0\.1:\d+) B=(http:\/\/127\.0\.0\.1:\d+)/.exec(out);
     for (const base of [url?.[1], url?.[2]]) expect((await fetch(`${base}/ready`)).status).toBe(200);
 
-    demo.kill('SIGINT');
+    demo.ctrlC();
     expect(await exited(demo, 60_000)).toBe(0);
+    // Both shut down gracefully (one signal each: exit 0, not the second signal's exit 1), PostgreSQL included.
     expect(demo.output().trimEnd().endsWith('stopped')).toBe(true);
-    // Both shut down gracefully, embedded PostgreSQL included.
-    for (const side of ['a', 'b']) expect(existsSync(join(dir, side, 'pg', 'postmaster.pid'))).toBe(false);
+    stoppedCleanly(dir);
     for (const base of [url?.[1], url?.[2]]) await expect(fetch(`${base}/ready`)).rejects.toThrow();
+  }, 90_000);
 
-    // Run again on the same folder, without --keep: it reuses keys and databases and exits by itself.
-    rmSync(join(dir, 'b', 'ehr-received'), { recursive: true });
-    const again = await runCli(['demo', '--dir', dir], cleanEnv(), 60_000);
-    expect(again.code, again.stderr + again.stdout).toBe(0);
-    expect(again.stdout).toContain('(registered by an earlier run)');
-    expect(again.stdout).toContain('done: 4 of 4 items arrived at B byte for byte');
-    expectPulledByteForByte(dir);
-  }, 240_000);
+  it('on Ctrl-C while the gateways are still starting, stops each gracefully once it can', async () => {
+    const early = startDemo(['--dir', dir]);
+    await waitFor(async () => early.output().includes('npx gateway start\n   $'), 30_000, 'both gateways spawned');
+    early.ctrlC();
+    expect(await exited(early, 60_000), early.output()).toBe(0);
+    expect(early.output().trimEnd().endsWith('stopped')).toBe(true);
+    expect(early.output()).not.toContain('done:');
+    stoppedCleanly(dir);
+  }, 90_000);
 });
