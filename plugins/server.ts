@@ -52,7 +52,9 @@ export const startCommand: Command = {
 
 Starts the HTTP API and the job worker in one process. With no DATABASE_URL it
 runs embedded PostgreSQL in DATA_DIR/pg; with no HSM_MODULE it uses a SoftHSM
-development token in DATA_DIR/softhsm. Both are created on the first run.`,
+development token in DATA_DIR/softhsm. Both are created on the first run.
+Once ready it logs its URLs (API, FHIR base, API reference, audit page) in its
+"gateway ready" line, and prints them when stdout is a terminal.`,
   run: async (args) => {
     parse(args, {});
     return serve(true);
