@@ -46,7 +46,8 @@ JWKS (private_key_jwt) and receive 5-minute access tokens. Scopes:
   system/gateway.admin                     manage clients, partners and keys
 Inbox routing: a client lists, reads and acknowledges only the received
 messages of the partners named by --receives-from (repeat it; '*' = every
-partner). Without it the client receives nothing (fail closed); route
+partner). Without it the client receives nothing (fail closed, and add warns
+about it on stderr when the client has a read scope); route
 partners to it later with \`gateway clients update --id ID --receives-from P\`
 (replaces the list). A token with system/gateway.admin sees every message.
 The first admin client can only be registered here (the CLI has database access):
