@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { ConfigError } from '../src/config.ts';
 import { HsmError } from '../hsm/errors.ts';
 import { GatewayError } from '../src/errors.ts';
@@ -9,6 +10,7 @@ import { partnersCommand } from '../src/cli/partners.ts';
 import { deliveriesCommand } from '../src/cli/deliveries.ts';
 import { auditCommand } from '../src/cli/audit.ts';
 import { workerCommand } from '../src/cli/worker.ts';
+import { demoCommand } from '../src/cli/demo.ts';
 import { serveCommand, startCommand } from '../plugins/server.ts';
 
 // bin/ is the composition root: it may import every layer; nothing imports it.
@@ -23,6 +25,8 @@ const commands: Command[] = [
   clientsCommand,
   tlsCommand,
   auditCommand,
+  // The demo runs this same entry point once per organisation, and sends the files in demo/.
+  demoCommand(join(import.meta.dirname, 'gateway.js'), join(import.meta.dirname, '..', 'demo')),
 ];
 
 function help(): string {

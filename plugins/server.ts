@@ -1,6 +1,7 @@
 import { loadConfig } from '../src/config.ts';
 import { parse, type Command } from '../src/cli/command.ts';
 import { onShutdown } from '../src/cli/shutdown.ts';
+import { announceReady } from '../src/cli/start-banner.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/runner.ts';
 import { buildApp } from './app.ts';
 
@@ -21,7 +22,15 @@ async function serve(withWorker: boolean): Promise<number> {
     await app.close();
     throw err;
   }
-  app.log.info({ url: config.baseUrl, org: config.org, worker: withWorker }, 'gateway ready');
+  announceReady(
+    config,
+    { worker: withWorker },
+    {
+      isTTY: process.stdout.isTTY === true,
+      write: (text) => process.stdout.write(text),
+      log: (fields, message) => app.log.info(fields, message),
+    },
+  );
   if (!config.tlsCertFile && !['127.0.0.1', '::1', 'localhost'].includes(config.host)) {
     // Plain HTTP beyond loopback is only acceptable behind a TLS-terminating proxy.
     app.log.warn(
@@ -43,7 +52,9 @@ export const startCommand: Command = {
 
 Starts the HTTP API and the job worker in one process. With no DATABASE_URL it
 runs embedded PostgreSQL in DATA_DIR/pg; with no HSM_MODULE it uses a SoftHSM
-development token in DATA_DIR/softhsm. Both are created on the first run.`,
+development token in DATA_DIR/softhsm. Both are created on the first run.
+Once ready it logs its URLs (API, FHIR base, API reference, audit page) in its
+"gateway ready" line, and prints them when stdout is a terminal.`,
   run: async (args) => {
     parse(args, {});
     return serve(true);

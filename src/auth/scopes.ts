@@ -57,3 +57,11 @@ export function scopeSatisfies(granted: string, required: string): boolean {
 export function hasAnyScope(granted: readonly string[], anyOf: readonly string[]): boolean {
   return anyOf.some((req) => granted.some((g) => scopeSatisfies(g, req)));
 }
+
+/**
+ * A client that may read the inbox but is routed to no partner sees no message at all (routing fails
+ * closed); one that administers the gateway sees every message anyway.
+ */
+export function readsButReceivesNothing(scopes: readonly string[], receivesFrom: readonly string[]): boolean {
+  return receivesFrom.length === 0 && hasAnyScope(scopes, [SCOPE_ALL_READ]) && !hasAnyScope(scopes, [SCOPE_ADMIN]);
+}

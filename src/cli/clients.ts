@@ -6,7 +6,7 @@ import { appendAudit } from '../audit/append.ts';
 import { inTransaction as inDbTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { listClients, registerClient, setClientEnabled, setClientReceivesFrom } from '../auth/clients.ts';
-import { parseScopes } from '../auth/scopes.ts';
+import { parseScopes, readsButReceivesNothing } from '../auth/scopes.ts';
 import { bindPartnerCertificate, listTlsBindings, unbindCertificate } from '../auth/tls-bindings.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
@@ -46,7 +46,8 @@ JWKS (private_key_jwt) and receive 5-minute access tokens. Scopes:
   system/gateway.admin                     manage clients, partners and keys
 Inbox routing: a client lists, reads and acknowledges only the received
 messages of the partners named by --receives-from (repeat it; '*' = every
-partner). Without it the client receives nothing (fail closed); route
+partner). Without it the client receives nothing (fail closed, and add warns
+about it on stderr when the client has a read scope); route
 partners to it later with \`gateway clients update --id ID --receives-from P\`
 (replaces the list). A token with system/gateway.admin sees every message.
 The first admin client can only be registered here (the CLI has database access):
@@ -135,6 +136,11 @@ database only, so it works from a second shell while the gateway runs.`,
       print(
         `registered client ${c.id} with scopes: ${c.scopes.join(' ')}; receives from: ${c.receivesFrom.join(' ') || 'nothing (see gateway clients update --help)'}`,
       );
+      if (readsButReceivesNothing(c.scopes, c.receivesFrom))
+        process.stderr.write(
+          `gateway clients: warning: ${c.id} may read the inbox but receives from no partner, so it will see no message ` +
+            `until it is routed: gateway clients update --id ${c.id} --receives-from PARTNER (or '*' for every partner)\n`,
+        );
       return 0;
     }
     if (sub === 'update') {

@@ -16,4 +16,9 @@ describe('README', () => {
     expect(README).toContain('npm run setup && npm start');
     expect(README).toContain('npm run setup:test && npm test');
   });
+
+  it('has the demo as the third quick-start line, with its output', () => {
+    expect(README).toContain('npx gateway demo                           # 3.');
+    expect(README).toContain('done: 4 of 4 items arrived at B byte for byte, each with a signed receipt');
+  });
 });
