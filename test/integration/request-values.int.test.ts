@@ -160,13 +160,14 @@ describe('request values: every path parameter and query value is plain text, el
 
       it(`POST /imaging?recipient= with ${what}: 400 before any DICOM is read, audited`, async () => {
         const imager = await testClient(gw, { scopes: ['system/ImagingStudy.write'] });
-        const before = (await audit('request.refused')).length;
+        // The imaging intake declares its own refusal audit, as the bundle intake does.
+        const before = (await audit('intake.refused')).length;
         const res = await request(gw.app.server)
           .post(`/imaging?recipient=${value}`)
           .set('authorization', await imager.bearer())
           .set('content-type', 'application/dicom')
           .send(Buffer.alloc(1024));
-        await expectRefused(res, 'recipient', imager, 'request.refused', before);
+        await expectRefused(res, 'recipient', imager, 'intake.refused', before);
       });
 
       it(`GET /fhir/AuditEvent?entity= with ${what}`, async () => {
