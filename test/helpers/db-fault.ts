@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -241,4 +242,16 @@ export async function allDelivered(gw: FaultGateway, ids: string[], timeoutMs: n
     );
   }
   return n;
+}
+
+/** No acknowledged exchange lost: every 202 answered was committed, and each is delivered to the partner. */
+export async function expectAcknowledgedDelivered(gw: FaultGateway, answers: Answer[]): Promise<void> {
+  const accepted = answers.filter((a) => a.what === 'intake' && a.status === 202).map(exchangeId);
+  expect(accepted.length).toBeGreaterThan(0);
+  const { rows } = await gw.db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM exchanges WHERE id = ANY($1::uuid[])',
+    [accepted],
+  );
+  expect(rows[0]!.n).toBe(accepted.length);
+  await allDelivered(gw, accepted, 30_000);
 }

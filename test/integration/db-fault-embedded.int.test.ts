@@ -12,8 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { exited, waitFor } from '../helpers/cli.ts';
 import { freePort } from '../helpers/ports.ts';
 import {
-  allDelivered,
-  exchangeId,
+  expectAcknowledgedDelivered,
   intakeLoad,
   probeUntilUp,
   startFaultGateway,
@@ -99,14 +98,7 @@ describe('embedded PostgreSQL killed under intake load', () => {
     expect(answers.some((a) => a.what === 'intake' && a.status === 202 && a.sentAt > recoveredAt)).toBe(true);
 
     // Every acknowledged exchange was committed and is delivered to the partner.
-    const accepted = answers.filter((a) => a.what === 'intake' && a.status === 202).map(exchangeId);
-    expect(accepted.length).toBeGreaterThan(0);
-    const { rows } = await gw.db.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM exchanges WHERE id = ANY($1::uuid[])',
-      [accepted],
-    );
-    expect(rows[0]!.n).toBe(accepted.length);
-    await allDelivered(gw, accepted, 30_000);
+    await expectAcknowledgedDelivered(gw, answers);
 
     // Graceful shutdown still works after a restart: the restarted server is stopped with the gateway.
     gw.child.kill('SIGTERM');

@@ -13,8 +13,7 @@ import { exited, waitFor } from '../helpers/cli.ts';
 import { messageBundle } from '../helpers/outbound.ts';
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts';
 import {
-  allDelivered,
-  exchangeId,
+  expectAcknowledgedDelivered,
   intakeLoad,
   startFaultGateway,
   within,
@@ -88,13 +87,7 @@ describe('separate PostgreSQL server stopped and started under intake load', () 
     for (const a of answers.filter((x) => x.status === 503)) expect(a.retryAfter).toBe('5');
     expect(answers.some((a) => a.what === 'intake' && a.status === 202 && a.sentAt > recoveredAt)).toBe(true);
 
-    const accepted = answers.filter((a) => a.what === 'intake' && a.status === 202).map(exchangeId);
-    const { rows } = await gw.db.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM exchanges WHERE id = ANY($1::uuid[])',
-      [accepted],
-    );
-    expect(rows[0]!.n).toBe(accepted.length);
-    await allDelivered(gw, accepted, 30_000);
+    await expectAcknowledgedDelivered(gw, answers);
 
     gw.child.kill('SIGTERM');
     expect(await exited(gw.child)).toBe(0);
