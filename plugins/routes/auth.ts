@@ -1,10 +1,9 @@
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
-import { ASSERTION_ALGS } from '../../src/auth/assertion.ts';
 import { auditRefusal } from '../../src/auth/audit.ts';
-import { OAuthError } from '../../src/auth/oauth-error.ts';
-import { SCOPES_SUPPORTED } from '../../src/auth/scopes.ts';
+import { OAuthError, clientAuthChallenge } from '../../src/auth/oauth-error.ts';
+import { FHIR_BASE_PATH, SMART_CONFIGURATION_PATH, smartConfiguration } from '../../src/auth/smart-configuration.ts';
 import { TOKEN_PATH, handleTokenRequest, tokenUrl } from '../../src/auth/token-endpoint.ts';
 import { PUBLIC } from '../route-policy.ts';
 import { toErrorReply } from '../error-reply.ts';
@@ -16,19 +15,12 @@ import { toErrorReply } from '../error-reply.ts';
  */
 export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
-    app.get('/.well-known/smart-configuration', PUBLIC, async (_req, reply) =>
-      reply.header('Cache-Control', 'public, max-age=3600').send({
-        issuer: ctx.config.baseUrl,
-        token_endpoint: tokenUrl(ctx),
-        token_endpoint_auth_methods_supported: ['private_key_jwt'],
-        token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
-        grant_types_supported: ['client_credentials'],
-        scopes_supported: [...SCOPES_SUPPORTED],
-        response_types_supported: ['token'],
-        capabilities: ['client-confidential-asymmetric', 'permission-v1'],
-        jwks_uri: `${ctx.config.baseUrl}/.well-known/jwks.json`,
-      }),
-    );
+    const discovery = smartConfiguration(tokenUrl(ctx));
+    // The FHIR base is where SMART clients look; the root copy stays for clients configured with the server origin.
+    for (const path of [FHIR_BASE_PATH + SMART_CONFIGURATION_PATH, SMART_CONFIGURATION_PATH])
+      app.get(path, PUBLIC, async (_req, reply) =>
+        reply.header('Cache-Control', 'public, max-age=3600').send(discovery),
+      );
 
     const noStore = (reply: FastifyReply) => reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
 
@@ -64,6 +56,8 @@ export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
           { error: refusal.error, reason: refusal.reason, clientId: refusal.clientId },
           'token request refused',
         );
+        if (refusal.status === 401)
+          reply.header('WWW-Authenticate', clientAuthChallenge(request.headers.authorization));
         return reply.code(refusal.status).send(refusal.body());
       }
       const translated = toErrorReply(err, request.id);
@@ -90,6 +84,13 @@ export function authRoutes(ctx: GatewayContext): FastifyPluginAsync {
       ) {
         throw unreadableBody();
       }
+      // RFC 6749 section 2.3: one authentication method per request, and the only one here is the assertion.
+      if (request.headers.authorization !== undefined)
+        throw new OAuthError(
+          'invalid_client',
+          'authorization_header_refused',
+          'authenticate with a private_key_jwt client_assertion only; the Authorization header is not accepted here',
+        );
       const body = await handleTokenRequest(ctx, form as Record<string, unknown>, request.ip);
       return noStore(reply).send(body);
     });

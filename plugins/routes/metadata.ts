@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { CapabilityStatement } from 'fhir/r4.js';
 import type { GatewayContext } from '../../src/gateway-context.ts';
+import { TOKEN_PATH } from '../../src/auth/token-endpoint.ts';
 import { PUBLIC } from '../route-policy.ts';
 
 const VERSION = '0.1.0';
@@ -19,6 +20,13 @@ export function capabilityStatement(baseUrl: string): CapabilityStatement {
       {
         mode: 'server',
         security: {
+          // SMART's oauth-uris extension: where a backend client gets its token (discovery has the rest).
+          extension: [
+            {
+              url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+              extension: [{ url: 'token', valueUri: baseUrl + TOKEN_PATH }],
+            },
+          ],
           service: [
             {
               coding: [

@@ -13,8 +13,11 @@ export const ASSERTION_ALGS = ['ES256', 'ES384', 'RS384'] as const;
 export const MAX_ASSERTION_LIFETIME_S = 300;
 /** Tolerated clock difference between client and gateway for exp. */
 const LEEWAY_S = 30;
-/** Header members that point at keys elsewhere or carry one: never followed, always refused. */
-const REFUSED_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'crit'];
+/**
+ * Header members that point at keys elsewhere or carry one: never followed, always refused.
+ * jku is not among them: SMART lets a client name its registered JWKS URL (see registeredJku).
+ */
+const REFUSED_HEADERS = ['x5u', 'jwk', 'x5c', 'crit'];
 
 export interface VerifiedAssertion {
   client: ClientRecord;
@@ -32,6 +35,20 @@ const bad = (reason: string, description: string, clientId?: string) =>
  */
 export const CLIENT_AUTH_FAILED = 'client authentication failed';
 const unauthenticated = (reason: string, clientId?: string) => bad(reason, CLIENT_AUTH_FAILED, clientId);
+
+/**
+ * SMART Backend Services key lookup: a jku header is honoured only when it is
+ * the JWKS URL the client registered (keys then come from that URL as without
+ * it); any other URL, or a jku on a client with inline keys, fails authentication.
+ */
+function registeredJku(client: ClientRecord, jku: string): boolean {
+  if (!client.jwksUri) return false;
+  try {
+    return new URL(jku).toString() === client.jwksUri;
+  } catch {
+    return false;
+  }
+}
 
 function unverifiedClaims(jwt: string): Record<string, unknown> {
   try {
@@ -80,6 +97,8 @@ export async function verifyClientAssertion(
       'header_refused',
       `header member(s) ${refused.join(', ')} are not accepted; keys come from the registered JWKS only`,
     );
+  if ('jku' in header && (typeof header.jku !== 'string' || header.jku === ''))
+    throw bad('malformed_assertion', 'jku must be the registered JWKS URL');
   if (typeof header.kid !== 'string' || header.kid === '')
     throw bad('kid_missing', 'the assertion header must name a kid of the registered JWKS');
 
@@ -89,6 +108,8 @@ export async function verifyClientAssertion(
   const client = await getClient(ctx.pool, iss);
   if (!client) throw unauthenticated('unknown_client');
   if (!client.enabled) throw unauthenticated('client_disabled', client.id);
+  if (typeof header.jku === 'string' && !registeredJku(client, header.jku))
+    throw unauthenticated('jku_not_registered', client.id);
 
   let jwk: JWK | undefined;
   try {

@@ -30,3 +30,17 @@ export class OAuthError extends Error {
     return { error: this.error, error_description: this.message };
   }
 }
+
+/** An HTTP auth-scheme token (RFC 9110 section 11.1), short enough to echo. */
+const SCHEME_RE = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,31})(?:[ ]|$)/;
+
+/**
+ * The WWW-Authenticate of a 401 from the token endpoint. RFC 6749 section 5.2:
+ * a client that tried the Authorization header hears a challenge in its own
+ * scheme; every other 401 (RFC 9110 requires a challenge) names the one method
+ * this endpoint takes, a private_key_jwt client assertion in the body.
+ */
+export function clientAuthChallenge(authorization: string | undefined): string {
+  const scheme = SCHEME_RE.exec(authorization ?? '')?.[1] ?? 'private_key_jwt';
+  return `${scheme} realm="fhir-gateway", error="invalid_client"`;
+}

@@ -3,7 +3,7 @@ import { appendAudit } from '../audit/append.ts';
 import { tokenIssuedEvent } from './audit.ts';
 import { verifyClientAssertion } from './assertion.ts';
 import { OAuthError } from './oauth-error.ts';
-import { hasAnyScope, parseScopes } from './scopes.ts';
+import { isValidScope, parseScopes, scopeWithin } from './scopes.ts';
 import { issueAccessToken } from './tokens.ts';
 import { chargeRate } from './rate-limit.ts';
 import { inTransaction } from '../db/pool.ts';
@@ -68,7 +68,16 @@ export async function handleTokenRequest(
       client.id,
     );
   const requested = parseScopes(scopeParam);
-  const notAllowed = requested.filter((s) => !hasAnyScope(client.scopes, [s]));
+  const malformed = requested.filter((s) => !isValidScope(s));
+  if (malformed.length)
+    throw new OAuthError(
+      'invalid_scope',
+      'scope_invalid',
+      `not a SMART system scope this gateway offers: ${malformed.join(' ')}`,
+      client.id,
+    );
+  // Granted as asked, in the syntax asked (v1 or v2): the token holds the requested strings.
+  const notAllowed = requested.filter((s) => !scopeWithin(client.scopes, s));
   if (requested.length === 0 || notAllowed.length) {
     throw new OAuthError(
       'invalid_scope',

@@ -111,11 +111,13 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
       [
         'GET /.well-known/jwks.json',
         'GET /.well-known/smart-configuration',
+        'GET /fhir/.well-known/smart-configuration',
         'GET /fhir/metadata',
         'GET /health',
         'GET /ready',
         'HEAD /.well-known/jwks.json',
         'HEAD /.well-known/smart-configuration',
+        'HEAD /fhir/.well-known/smart-configuration',
         'HEAD /fhir/metadata',
         'HEAD /health',
         'HEAD /ready',
