@@ -176,7 +176,11 @@ export async function startEmbeddedPostgres(
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
     // The postgres OS user must be able to reach the data directory.
     if (isRoot) chmodSync(dataDir, 0o755);
-    await newServer(false).initialise();
+    try {
+      await newServer(false).initialise();
+    } catch (err) {
+      throw explainStartFailure(`${serverLog.text()}\n${(err as Error).message}`.trim(), endpoint, dataDir);
+    }
   }
   if (walNeedsPreparation(dataDir, profile)) {
     const preparing = await started(newServer(true));
