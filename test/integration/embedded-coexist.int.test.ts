@@ -78,6 +78,12 @@ describe('two gateways on one machine, with no port settings', () => {
       };
       expect(await listed(envA)).toContain('only-on-a');
       expect(await listed(envB)).not.toContain('only-on-a');
+
+      // A postmaster killed on its socket is restarted on the same socket (src/db/supervisor.ts).
+      process.kill(pmA.pid, 'SIGKILL');
+      await waitFor(async () => postmasterOf(dirA).pid !== pmA.pid && (await ready(portA)()), 30_000, 'A restarted');
+      expect(postmasterOf(dirA).socketDir).toBe(join(dirA, 'run'));
+      expect(await listed(envA)).toContain('only-on-a');
     } finally {
       a.kill('SIGTERM');
       b.kill('SIGTERM');
