@@ -8,6 +8,7 @@
  *   drain    the worker draining the queued deliver jobs with a no-op task: graphile-worker defaults
  *            against localQueue + batched completion
  * Run: npm run bench:intake [-- seconds]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
+ * EMBEDDED_PG_PROFILE=small|throughput picks the embedded PostgreSQL's write profile (default: small, as a first start).
  * Knobs: BENCH_HALF_RUNS=N repeats the half-rate phase; BENCH_PEAK=R skips the peak phase and paces at R/2;
  * BENCH_HALF_ONLY=1 stops after the half-rate phase(s); BENCH_SLOW=1 prints when clusters of requests slower
  * than 50 ms began (to line up with PostgreSQL's log: a cluster every ~2 s was WAL segment creation).
@@ -40,7 +41,7 @@ const WARMUP = 3; // seconds of paced load before latencies are recorded
 delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
 
 const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-intake-'));
-/** Stop the gateway (and its embedded PostgreSQL) and remove the run's data: gigabytes of WAL and envelopes. */
+/** Stop the gateway (and its embedded PostgreSQL) and remove the run's data: WAL and envelopes. */
 async function finish(): Promise<never> {
   await app.close();
   rmSync(dataDir, { recursive: true, force: true });
@@ -50,7 +51,7 @@ const port = await freePort();
 const config = loadConfig({
   DATA_DIR: dataDir,
   PORT: String(port),
-  EMBEDDED_PG_PORT: String(await freePort()),
+  EMBEDDED_PG_PROFILE: process.env.EMBEDDED_PG_PROFILE ?? 'small',
   LOG_LEVEL: 'silent',
   HSM_SESSIONS: '4',
   RATE_LIMIT: '0',

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
+import { EMBEDDED_PG_PROFILES } from './db/embedded-profile.ts';
 
 /**
  * One schema for every environment variable the gateway reads. Each field
@@ -46,6 +47,19 @@ const int = (env: string, help: string, fallback: number, min: number, max: numb
     if (n < min || n > max) throw new BadValue(`must be a whole number from ${min} to ${max}`);
     return n;
   },
+});
+
+const optionalInt = (
+  env: string,
+  help: string,
+  example: string,
+  min: number,
+  max: number,
+): Field<number | undefined> => ({
+  env,
+  help,
+  example,
+  parse: (raw, all) => (raw === undefined || raw === '' ? undefined : int(env, help, 0, min, max).parse(raw, all)),
 });
 
 const oneOf = <T extends string>(env: string, help: string, values: readonly T[], fallback: T): Field<T> => ({
@@ -115,7 +129,19 @@ export const schema = {
     './var',
     './var',
   ),
-  embeddedPgPort: int('EMBEDDED_PG_PORT', 'Port of the embedded PostgreSQL (loopback only)', 54329, 1024, 65535),
+  embeddedPgPort: optionalInt(
+    'EMBEDDED_PG_PORT',
+    'Loopback TCP port of the embedded PostgreSQL; unset = a Unix socket in DATA_DIR/run (a free loopback port where that path is too long for a socket)',
+    '54329',
+    1024,
+    65535,
+  ),
+  embeddedPgProfile: oneOf(
+    'EMBEDDED_PG_PROFILE',
+    'Write profile of the embedded PostgreSQL: small (light disk use) or throughput (about 2 GB of WAL prepared at first start, for the intake latency targets)',
+    EMBEDDED_PG_PROFILES,
+    'small',
+  ),
   hsmModule: optional(
     'HSM_MODULE',
     'PKCS#11 library; unset = SoftHSM with a dev token in DATA_DIR/softhsm',

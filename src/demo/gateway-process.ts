@@ -48,7 +48,6 @@ export function gatewayEnv(spec: GatewaySpec): NodeJS.ProcessEnv {
     DATA_DIR: spec.dataDir,
     HOST: '127.0.0.1',
     PORT: String(spec.ports.http),
-    EMBEDDED_PG_PORT: String(spec.ports.postgres),
     ORG_ID: spec.org,
     LOG_LEVEL: 'info',
     // A first attempt that meets a partner still starting is retried within a second, not ten.

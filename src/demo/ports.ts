@@ -4,13 +4,11 @@ import { createServer } from 'node:net';
 export interface GatewayPorts {
   /** PORT: the gateway's HTTP listener. */
   http: number;
-  /** EMBEDDED_PG_PORT: its embedded PostgreSQL. */
-  postgres: number;
 }
 
 /**
- * Two embedded PostgreSQL servers on one machine need a port each, and so do the two listeners.
- * Only this function chooses them; once embedded PostgreSQL picks its own, the PostgreSQL half goes.
+ * The two listeners need a port each. Their embedded PostgreSQL servers need none: each listens on a
+ * Unix socket in its own DATA_DIR (src/db/embedded-endpoint.ts).
  */
 export async function demoPorts(): Promise<{ a: GatewayPorts; b: GatewayPorts }> {
   const taken = new Set<number>();
@@ -20,8 +18,8 @@ export async function demoPorts(): Promise<{ a: GatewayPorts; b: GatewayPorts }>
     return port;
   };
   return {
-    a: { http: await next(), postgres: await next() },
-    b: { http: await next(), postgres: await next() },
+    a: { http: await next() },
+    b: { http: await next() },
   };
 }
 

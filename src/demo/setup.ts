@@ -21,9 +21,7 @@ export interface Organisation {
 
 /** The environment a second shell needs for admin commands on this gateway, as a command prefix. */
 export function envPrefix(gateway: DemoGateway): string {
-  return ['DATA_DIR', 'EMBEDDED_PG_PORT']
-    .map((k) => `${k}=${shellWord(k === 'DATA_DIR' ? shownPath(gateway.env[k] ?? '') : (gateway.env[k] ?? ''))}`)
-    .join(' ');
+  return `DATA_DIR=${shellWord(shownPath(gateway.env.DATA_DIR ?? ''))}`;
 }
 
 function runCli(entry: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; err: string }> {

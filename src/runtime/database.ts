@@ -29,12 +29,14 @@ export async function openDatabase(
   let supervisor: Supervisor | undefined;
   let url = config.databaseUrl;
   if (!url) {
-    embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (msg) =>
-      logger.info({ postgres: msg }, 'embedded postgres'),
-    );
+    embedded = await startEmbeddedPostgres(config.dataDir, {
+      port: config.embeddedPgPort,
+      profile: config.embeddedPgProfile,
+      log: (msg) => logger.info({ postgres: msg }, 'embedded postgres'),
+    });
     url = embedded.url;
     if (embedded.control) supervisor = supervisePostgres(embedded.control, logger);
-    logger.info({ startedHere: embedded.startedHere, port: config.embeddedPgPort }, 'embedded PostgreSQL ready');
+    logger.info({ startedHere: embedded.startedHere, listen: embedded.endpoint }, 'embedded PostgreSQL ready');
   }
   const pool = createPool(url, logger, options.max);
   try {

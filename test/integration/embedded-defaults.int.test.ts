@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cleanEnv, exited, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { freePort } from '../helpers/ports.ts';
+import { postmasterOf, walSegments } from '../helpers/data-dir.ts';
 
 /**
  * The README quick start, as a user runs it: `gateway start` with no
@@ -16,7 +17,9 @@ describe('embedded defaults (README quick start)', () => {
 
   it('starts on first run, serves admin commands from a second shell, stops cleanly and restarts fast', async () => {
     const port = await freePort();
-    const env = cleanEnv({ DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()) });
+    const pgPort = await freePort();
+    const env = cleanEnv({ DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(pgPort) });
+    delete env.EMBEDDED_PG_PROFILE;
     const ready = async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200;
 
     const first = spawnCli(['start'], env);
@@ -31,12 +34,17 @@ describe('embedded defaults (README quick start)', () => {
     expect(existsSync(join(dataDir, 'softhsm', 'tokens'))).toBe(true);
     expect(statSync(join(dataDir, 'softhsm', 'user-pin')).mode & 0o777).toBe(0o600);
     expect(existsSync(join(dataDir, 'pg', 'PG_VERSION'))).toBe(true);
-    // The new cluster prepared WAL segments ahead (recycled, not created while commits wait): dozens, not the initdb few.
-    const walSegments = readdirSync(join(dataDir, 'pg', 'pg_wal')).filter((n) => /^[0-9A-F]{24}$/.test(n));
-    expect(walSegments.length).toBeGreaterThanOrEqual(128); // max_wal_size (2GB) of 16 MiB segments
+    // The small profile by default: no WAL prepared ahead (that is the throughput profile's,
+    // test/integration/embedded-coexist.int.test.ts), only the few segments a new cluster writes.
+    expect(walSegments(dataDir).length).toBeLessThanOrEqual(8);
+    expect(existsSync(join(dataDir, 'pg-wal-prepared'))).toBe(false);
     // It runs with small shared_buffers (bounded bursts of dirty pages; docs/decisions/0007).
-    const postmaster = readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]!;
-    expect(readFileSync(`/proc/${postmaster}/cmdline`, 'utf8').split('\0')).toContain('shared_buffers=16MB');
+    const postmaster = postmasterOf(dataDir);
+    expect(postmaster.cmdline).toContain('shared_buffers=16MB');
+    expect(postmaster.cmdline).toContain('max_wal_size=256MB');
+    // An explicit EMBEDDED_PG_PORT keeps loopback TCP on that port.
+    expect(postmaster.listenAddress).toBe('127.0.0.1');
+    expect(postmaster.port).toBe(pgPort);
 
     // A second shell, same DATA_DIR: it finds the running PostgreSQL.
     const listed = await runCli(['keys', 'list', '--json'], env);
