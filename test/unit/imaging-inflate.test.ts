@@ -53,8 +53,9 @@ describe('deflated DICOM is inflated off the event loop', () => {
     expect(instances.map((i) => [i.transferSyntax, i.modality, i.length])).toEqual(
       Array(4).fill(['1.2.840.10008.1.2.1.99', 'ECG', file.length]),
     );
-    // Inflating on the event loop stalled it for the whole time (each file blocked it in turn).
-    expect(stalled, `stalled ${Math.round(stalled)} of ${Math.round(elapsed)} ms`).toBeLessThan(elapsed / 2);
+    // Inflating on the event loop stalled it for the whole time (each file blocked it in turn). The bound leaves
+    // room for a loaded machine, where other processes also delay the timer.
+    expect(stalled, `stalled ${Math.round(stalled)} of ${Math.round(elapsed)} ms`).toBeLessThan(elapsed * 0.8);
   });
 
   it('refuses a decompression bomb beyond DICOM_INFLATE_MAX with 413, also four at once, without stalling', async () => {
@@ -75,7 +76,7 @@ describe('deflated DICOM is inflated off the event loop', () => {
         expect((err as GatewayError).message).toMatch(/DICOM_INFLATE_MAX/);
       }
     });
-    expect(stalled, `stalled ${Math.round(stalled)} of ${Math.round(elapsed)} ms`).toBeLessThan(elapsed / 2);
+    expect(stalled, `stalled ${Math.round(stalled)} of ${Math.round(elapsed)} ms`).toBeLessThan(elapsed * 0.8);
   });
 
   it('inflates at most `size` files at once, lets a few wait, and answers 503 with Retry-After beyond', async () => {
