@@ -20,6 +20,7 @@ import {
   type PartnerStatus,
 } from './store.ts';
 import { isPlainIdentifier } from '../ids.ts';
+import { PARTNER_ID_SYSTEM } from '../fhir/message-header.ts';
 
 export type { Partner, PartnerStatus } from './store.ts';
 export type { Jwks, PartnerJwk } from './jwks.ts';
@@ -38,6 +39,8 @@ export interface PartnerInput {
   jwksUri?: string;
   jwks?: unknown;
   status?: PartnerStatus;
+  /** The identifier (system and value) its EHRs use for the organisation; optional. */
+  identifier?: { system?: unknown; value?: unknown } | undefined;
 }
 
 const ID_RE = /^[\x21-\x7e]{1,256}$/;
@@ -56,6 +59,27 @@ function httpUrl(value: unknown, field: string): string {
   if (u.username || u.password)
     throw new GatewayError('INVALID_VALUE', `${field} must not carry credentials`, { expression: field });
   return u.toString();
+}
+
+const IDENTIFIER_PART = /^[\x21-\x7e]{1,256}$/;
+
+/** A registered identifier: a system (a URI other than the partner-id system) and a value, both plain text. */
+function partnerIdentifier(v: PartnerInput['identifier']): { system: string; value: string } | undefined {
+  if (v === undefined || v === null) return undefined;
+  const { system, value } = v;
+  if (typeof system !== 'string' || !IDENTIFIER_PART.test(system) || !/^[a-z][a-z0-9+.-]*:/i.test(system))
+    throw new GatewayError('INVALID_VALUE', 'identifier.system must be a URI (e.g. http://hl7.org/fhir/sid/us-npi)', {
+      expression: 'identifier.system',
+    });
+  if (system === PARTNER_ID_SYSTEM)
+    throw new GatewayError('INVALID_VALUE', `${PARTNER_ID_SYSTEM} names the partner id itself; leave identifier out`, {
+      expression: 'identifier.system',
+    });
+  if (typeof value !== 'string' || !IDENTIFIER_PART.test(value))
+    throw new GatewayError('INVALID_VALUE', 'identifier.value must be 1 to 256 printable characters without spaces', {
+      expression: 'identifier.value',
+    });
+  return { system, value };
 }
 
 /**
@@ -111,7 +135,7 @@ export class Directory {
       if (Buffer.byteLength(JSON.stringify(jwks)) > this.#limits.maxBytes)
         throw new GatewayError('INVALID_VALUE', `jwks exceeds ${this.#limits.maxBytes} bytes`, { expression: 'jwks' });
     }
-    return { id: input.id, name, endpoint, jwksUri, jwks, status };
+    return { id: input.id, name, endpoint, jwksUri, jwks, status, identifier: partnerIdentifier(input.identifier) };
   }
 
   /** Run a change and its audit entry in one transaction. */
@@ -207,12 +231,15 @@ export class Directory {
    * measurable share of intake cost): a change made by another process (the
    * CLI) reaches intake within that time; local changes clear the cache.
    */
-  async resolve(refs: string[]): Promise<Partner[]> {
-    if (refs.length === 0) return [];
-    const key = refs.join('\n');
+  async resolve(
+    refs: string[],
+    identifiers: ReadonlyArray<{ system: string; value: string }> = [],
+  ): Promise<Partner[]> {
+    if (refs.length === 0 && identifiers.length === 0) return [];
+    const key = JSON.stringify([refs, identifiers]);
     const hit = this.#resolved.get(key);
     if (hit && hit.at > Date.now() - RESOLVE_TTL_MS) return hit.partners;
-    const partners = await findPartnersByIdOrEndpoint(this.#pool, refs);
+    const partners = await findPartnersByIdOrEndpoint(this.#pool, refs, identifiers);
     if (this.#resolved.size >= 1000) this.#resolved.clear();
     this.#resolved.set(key, { at: Date.now(), partners });
     return partners;
