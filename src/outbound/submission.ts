@@ -7,7 +7,7 @@ import { sealCompact } from '../jose/seal.ts';
 import type { Signer } from '../jose/signer.ts';
 import { claimsPayload, envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
 import { isPlainIdentifier, uuidv7 } from '../ids.ts';
-import { formatIdentifier, identifierNames, type OrgIdentifier } from '../fhir/message-header.ts';
+import { formatIdentifier, identifierNames, PARTNER_ID_SYSTEM, type OrgIdentifier } from '../fhir/message-header.ts';
 
 /**
  * The submission step both payload kinds share: the Idempotency-Key rule,
@@ -35,9 +35,11 @@ export interface WantedRecipient {
   expression: string;
 }
 
-/** A receiver identifier without a system is a partner id or inbox URL, as before systems were matched. */
+/** A receiver identifier without a system (or under the partner-id system) is a partner id or inbox URL, as before systems were matched. */
 const plainRefs = (w: WantedRecipient): string[] =>
-  w.receiver && w.receiver.system === undefined ? [w.receiver.value, ...w.refs] : w.refs;
+  w.receiver && (w.receiver.system === undefined || w.receiver.system === PARTNER_ID_SYSTEM)
+    ? [w.receiver.value, ...w.refs]
+    : w.refs;
 
 export const explicitRecipients = (ids: string[]): WantedRecipient[] =>
   ids.map((id, i) => ({ refs: [id], expression: `recipient[${i}]` }));

@@ -159,8 +159,9 @@ describe('FHIR messaging at intake: a repeated message is the first exchange; th
       expect(refused.status).toBe(422);
       expect(codeOf(refused.body)).toBe('UNKNOWN_RECIPIENT');
     }
-    // A value without a system is still the partner id (existing clients).
+    // A value without a system is still the partner id (existing clients), as is the partner-id system.
     await post(to({ value: b.id })).expect(202);
+    await post(to({ system: 'urn:fhir-gateway:partner', value: b.id })).expect(202);
     // The registration is shown, and as FHIR an Organization.identifier.
     const fhir = await request(o.gw.app.server)
       .get(`/admin/partners/${encodeURIComponent(b.id)}?format=fhir`)
