@@ -20,7 +20,7 @@ import {
   type PartnerStatus,
 } from './store.ts';
 import { isPlainIdentifier } from '../ids.ts';
-import { PARTNER_ID_SYSTEM } from '../fhir/message-header.ts';
+import { partnerIdentifier } from './identifier.ts';
 
 export type { Partner, PartnerStatus } from './store.ts';
 export type { Jwks, PartnerJwk } from './jwks.ts';
@@ -59,27 +59,6 @@ function httpUrl(value: unknown, field: string): string {
   if (u.username || u.password)
     throw new GatewayError('INVALID_VALUE', `${field} must not carry credentials`, { expression: field });
   return u.toString();
-}
-
-const IDENTIFIER_PART = /^[\x21-\x7e]{1,256}$/;
-
-/** A registered identifier: a system (a URI other than the partner-id system) and a value, both plain text. */
-function partnerIdentifier(v: PartnerInput['identifier']): { system: string; value: string } | undefined {
-  if (v === undefined || v === null) return undefined;
-  const { system, value } = v;
-  if (typeof system !== 'string' || !IDENTIFIER_PART.test(system) || !/^[a-z][a-z0-9+.-]*:/i.test(system))
-    throw new GatewayError('INVALID_VALUE', 'identifier.system must be a URI (e.g. http://hl7.org/fhir/sid/us-npi)', {
-      expression: 'identifier.system',
-    });
-  if (system === PARTNER_ID_SYSTEM)
-    throw new GatewayError('INVALID_VALUE', `${PARTNER_ID_SYSTEM} names the partner id itself; leave identifier out`, {
-      expression: 'identifier.system',
-    });
-  if (typeof value !== 'string' || !IDENTIFIER_PART.test(value))
-    throw new GatewayError('INVALID_VALUE', 'identifier.value must be 1 to 256 printable characters without spaces', {
-      expression: 'identifier.value',
-    });
-  return { system, value };
 }
 
 /**
