@@ -117,6 +117,17 @@ export const schema = {
     "This organisation's id in partners' directories (default: PUBLIC_URL)",
     'https://gw.example-hospital.org',
   ),
+  orgIdentifier: {
+    env: 'ORG_IDENTIFIER',
+    help: "This organisation's identifier as its EHRs write MessageHeader.sender.identifier, as system|value (partners register the same); unset = only ORG_ID (no system) names it",
+    example: 'http://hl7.org/fhir/sid/us-npi|1234567893',
+    parse: (raw: string | undefined): string | undefined => {
+      if (raw === undefined || raw === '') return undefined;
+      if (!/^[a-z][a-z0-9+.-]*:[\x21-\x7b\x7d\x7e]*\|[\x21-\x7b\x7d\x7e]+$/i.test(raw))
+        throw new BadValue('must be system|value: a URI, a bar, a value (no spaces)');
+      return raw;
+    },
+  },
   databaseUrl: url(
     'DATABASE_URL',
     'PostgreSQL connection URL; unset = embedded PostgreSQL in DATA_DIR/pg',

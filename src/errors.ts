@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   INVALID_FHIR: { status: 400, issue: 'structure' },
   INVALID_VALUE: { status: 400, issue: 'value' },
   UNKNOWN_RECIPIENT: { status: 422, issue: 'not-found' },
+  /** MessageHeader.sender or source names another organisation than the one sending it. */
+  MESSAGE_ORIGIN_MISMATCH: { status: 422, issue: 'invariant' },
   UNAUTHENTICATED: { status: 401, issue: 'login' },
   FORBIDDEN: { status: 403, issue: 'forbidden' },
   NOT_FOUND: { status: 404, issue: 'not-found' },

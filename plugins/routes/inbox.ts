@@ -52,7 +52,8 @@ const metaJson = (m: InboxMetadata) => ({
   acknowledgedBy: m.acknowledgedBy,
 });
 
-function parseListQuery(q: Record<string, unknown>) {
+/** The inbox listing's query (state, sender, _count, before), shared with its FHIR searchset. */
+export function parseListQuery(q: Record<string, unknown>) {
   const state = q.state;
   if (state !== undefined && !INBOX_STATES.includes(state as InboxState)) {
     throw new GatewayError('INVALID_VALUE', `state must be one of ${INBOX_STATES.join(', ')}`, { expression: 'state' });
@@ -119,13 +120,16 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
       '/inbox/messages/:id',
       { preHandler: requireScope(ctx, ...INBOX_READ_SCOPES) },
       async (request, reply) => {
-        const { meta, bundle } = await reader.read(request.params.id, inboxViewer(request));
-        return reply
-          .header('Cache-Control', 'no-store')
-          .header('X-Exchange-Sender', meta.sender)
-          .header('X-Exchange-Delivery', meta.jti)
-          .type(PROTOCOL.fhirContentType)
-          .send(bundle);
+        const { meta, bundle, contentType } = await reader.read(request.params.id, inboxViewer(request));
+        return (
+          reply
+            .header('Cache-Control', 'no-store')
+            .header('X-Exchange-Sender', meta.sender)
+            .header('X-Exchange-Delivery', meta.jti)
+            // An imaging message's content is the signed manifest ({sha256, length, imagingStudy}): JSON, not a FHIR resource.
+            .type(contentType === PROTOCOL.fhirContentType ? PROTOCOL.fhirContentType : 'application/json')
+            .send(bundle)
+        );
       },
     );
 

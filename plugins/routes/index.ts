@@ -16,6 +16,7 @@ import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
 import { imagingRoutes } from './imaging.ts';
+import { fhirViewRoutes } from './fhir-views.ts';
 
 /** Every HTTP route of the gateway, in one list. */
 export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
@@ -36,6 +37,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(adminKeyRoutes(ctx));
   await app.register(inboxRoutes(ctx));
   await app.register(imagingRoutes(ctx));
+  await app.register(fhirViewRoutes(ctx));
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));
 }

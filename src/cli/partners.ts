@@ -6,7 +6,7 @@ import { partnerJson } from '../directory/json.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 
-const USAGE = `gateway partners add --id ID --endpoint URL (--jwks-uri URL | --jwks-file FILE) [--name NAME]
+const USAGE = `gateway partners add --id ID --endpoint URL (--jwks-uri URL | --jwks-file FILE) [--name NAME] [--identifier SYSTEM|VALUE]
 gateway partners list [--json]
 gateway partners remove ID
 
@@ -14,7 +14,9 @@ Manages the partner directory: each partner is an organisation (id, name)
 with one inbox endpoint and its published keys, either a JWKS URI (fetched
 and cached by Cache-Control) or an inline JWKS read from FILE.
 The id is the string agreed with the partner (often its PUBLIC_URL); it is
-the aud of what we send it and the iss of its receipts.
+the aud of what we send it and the iss of its receipts. --identifier registers
+the identifier its EHRs use for the organisation (e.g. an NPI): a MessageHeader
+receiver or sender identifier with that system and value names this partner.
 Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR).`;
 
 export const partnersCommand: Command = {
@@ -30,6 +32,7 @@ export const partnersCommand: Command = {
         'jwks-uri': { type: 'string' },
         'jwks-file': { type: 'string' },
         name: { type: 'string' },
+        identifier: { type: 'string' },
         json: { type: 'boolean' },
       },
       true,
@@ -66,6 +69,7 @@ export const partnersCommand: Command = {
           name: values.name,
           jwksUri: values['jwks-uri'],
           jwks,
+          ...(values.identifier === undefined ? {} : { identifier: splitIdentifier(values.identifier) }),
         });
         print(`added partner ${p.id} (inbox ${p.endpoint})`);
       } else if (removeId) {
@@ -94,3 +98,10 @@ export const partnersCommand: Command = {
     }
   },
 };
+
+/** SYSTEM|VALUE as a FHIR token writes it; the directory checks each part. */
+function splitIdentifier(text: string): { system: string; value: string } {
+  const bar = text.lastIndexOf('|');
+  if (bar <= 0) throw new UsageError('--identifier is SYSTEM|VALUE, e.g. http://hl7.org/fhir/sid/us-npi|1234567893');
+  return { system: text.slice(0, bar), value: text.slice(bar + 1) };
+}

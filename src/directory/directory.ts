@@ -20,6 +20,7 @@ import {
   type PartnerStatus,
 } from './store.ts';
 import { isPlainIdentifier } from '../ids.ts';
+import { partnerIdentifier } from './identifier.ts';
 
 export type { Partner, PartnerStatus } from './store.ts';
 export type { Jwks, PartnerJwk } from './jwks.ts';
@@ -38,6 +39,8 @@ export interface PartnerInput {
   jwksUri?: string;
   jwks?: unknown;
   status?: PartnerStatus;
+  /** The identifier (system and value) its EHRs use for the organisation; optional. */
+  identifier?: { system?: unknown; value?: unknown } | undefined;
 }
 
 const ID_RE = /^[\x21-\x7e]{1,256}$/;
@@ -111,7 +114,7 @@ export class Directory {
       if (Buffer.byteLength(JSON.stringify(jwks)) > this.#limits.maxBytes)
         throw new GatewayError('INVALID_VALUE', `jwks exceeds ${this.#limits.maxBytes} bytes`, { expression: 'jwks' });
     }
-    return { id: input.id, name, endpoint, jwksUri, jwks, status };
+    return { id: input.id, name, endpoint, jwksUri, jwks, status, identifier: partnerIdentifier(input.identifier) };
   }
 
   /** Run a change and its audit entry in one transaction. */
@@ -207,12 +210,15 @@ export class Directory {
    * measurable share of intake cost): a change made by another process (the
    * CLI) reaches intake within that time; local changes clear the cache.
    */
-  async resolve(refs: string[]): Promise<Partner[]> {
-    if (refs.length === 0) return [];
-    const key = refs.join('\n');
+  async resolve(
+    refs: string[],
+    identifiers: ReadonlyArray<{ system: string; value: string }> = [],
+  ): Promise<Partner[]> {
+    if (refs.length === 0 && identifiers.length === 0) return [];
+    const key = JSON.stringify([refs, identifiers]);
     const hit = this.#resolved.get(key);
     if (hit && hit.at > Date.now() - RESOLVE_TTL_MS) return hit.partners;
-    const partners = await findPartnersByIdOrEndpoint(this.#pool, refs);
+    const partners = await findPartnersByIdOrEndpoint(this.#pool, refs, identifiers);
     if (this.#resolved.size >= 1000) this.#resolved.clear();
     this.#resolved.set(key, { at: Date.now(), partners });
     return partners;

@@ -2,6 +2,7 @@ import type { Endpoint, Organization } from 'fhir/r4.js';
 import { GatewayError } from '../errors.ts';
 import type { PartnerInput } from './directory.ts';
 import type { Partner } from './store.ts';
+import { PARTNER_ID_SYSTEM } from '../fhir/message-header.ts';
 
 /** The admin API's view of a partner (snake_case, as in the request bodies). */
 export function partnerJson(p: Partner) {
@@ -11,6 +12,7 @@ export function partnerJson(p: Partner) {
     endpoint: p.endpoint,
     ...(p.jwksUri ? { jwks_uri: p.jwksUri } : { jwks: p.jwks }),
     status: p.status,
+    ...(p.identifier ? { identifier: p.identifier } : {}),
     created: p.createdAt.toISOString(),
     updated: p.updatedAt.toISOString(),
   };
@@ -29,7 +31,7 @@ export function partnerFhir(p: Partner): Organization {
   };
   return {
     resourceType: 'Organization',
-    identifier: [{ system: 'urn:fhir-gateway:partner', value: p.id }],
+    identifier: [{ system: PARTNER_ID_SYSTEM, value: p.id }, ...(p.identifier ? [p.identifier] : [])],
     active: p.status === 'active',
     name: p.name,
     contained: [endpoint],
@@ -56,5 +58,14 @@ export function partnerInput(body: unknown, id?: string): PartnerInput {
     jwksUri: str('jwks_uri'),
     jwks: b.jwks,
     status: str('status') as PartnerInput['status'],
+    ...(b.identifier === undefined ? {} : { identifier: identifierInput(b.identifier) }),
   };
+}
+
+function identifierInput(v: unknown): NonNullable<PartnerInput['identifier']> {
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw new GatewayError('INVALID_VALUE', 'identifier must be an object with system and value', {
+      expression: 'identifier',
+    });
+  return v as NonNullable<PartnerInput['identifier']>;
 }

@@ -12,6 +12,8 @@ export interface Partner {
   jwksUri: string | null;
   jwks: Jwks | null;
   status: PartnerStatus;
+  /** The identifier its EHRs use for it (MessageHeader receiver/sender), if registered. */
+  identifier?: { system: string; value: string } | undefined;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -23,6 +25,8 @@ interface Row {
   jwks_uri: string | null;
   jwks: Jwks | null;
   status: PartnerStatus;
+  identifier_system: string | null;
+  identifier_value: string | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -34,24 +38,40 @@ const toPartner = (r: Row): Partner => ({
   jwksUri: r.jwks_uri,
   jwks: r.jwks,
   status: r.status,
+  ...(r.identifier_system !== null && r.identifier_value !== null
+    ? { identifier: { system: r.identifier_system, value: r.identifier_value } }
+    : {}),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
 
-export type PartnerFields = Pick<Partner, 'id' | 'name' | 'endpoint' | 'jwksUri' | 'jwks' | 'status'>;
+export type PartnerFields = Pick<Partner, 'id' | 'name' | 'endpoint' | 'jwksUri' | 'jwks' | 'status' | 'identifier'>;
+
+const fieldValues = (p: PartnerFields) => [
+  p.id,
+  p.name,
+  p.endpoint,
+  p.jwksUri,
+  p.jwks ? JSON.stringify(p.jwks) : null,
+  p.status,
+  p.identifier?.system ?? null,
+  p.identifier?.value ?? null,
+];
 
 export async function insertPartner(db: Queryable, p: PartnerFields): Promise<Partner> {
   const { rows } = await db.query<Row>(
-    `INSERT INTO partners (id, name, endpoint, jwks_uri, jwks, status) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
-    [p.id, p.name, p.endpoint, p.jwksUri, p.jwks ? JSON.stringify(p.jwks) : null, p.status],
+    `INSERT INTO partners (id, name, endpoint, jwks_uri, jwks, status, identifier_system, identifier_value)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+    [...fieldValues(p)],
   );
   return toPartner(required(rows[0], 'the row INSERT ... RETURNING wrote'));
 }
 
 export async function updatePartner(db: Queryable, p: PartnerFields): Promise<Partner | undefined> {
   const { rows } = await db.query<Row>(
-    `UPDATE partners SET name = $2, endpoint = $3, jwks_uri = $4, jwks = $5, status = $6, updated_at = now() WHERE id = $1 RETURNING *`,
-    [p.id, p.name, p.endpoint, p.jwksUri, p.jwks ? JSON.stringify(p.jwks) : null, p.status],
+    `UPDATE partners SET name = $2, endpoint = $3, jwks_uri = $4, jwks = $5, status = $6,
+            identifier_system = $7, identifier_value = $8, updated_at = now() WHERE id = $1 RETURNING *`,
+    [...fieldValues(p)],
   );
   return rows[0] ? toPartner(rows[0]) : undefined;
 }
@@ -66,9 +86,17 @@ export async function findPartner(db: Queryable, id: string): Promise<Partner | 
   return rows[0] ? toPartner(rows[0]) : undefined;
 }
 
-/** Partners whose id or inbox URL is one of `refs` (MessageHeader.destination matching). */
-export async function findPartnersByIdOrEndpoint(db: Queryable, refs: string[]): Promise<Partner[]> {
-  const { rows } = await db.query<Row>('SELECT * FROM partners WHERE id = ANY($1) OR endpoint = ANY($1)', [refs]);
+/** Partners whose id or inbox URL is one of `refs`, or whose registered identifier is one of `identifiers` (MessageHeader.destination matching). */
+export async function findPartnersByIdOrEndpoint(
+  db: Queryable,
+  refs: string[],
+  identifiers: ReadonlyArray<{ system: string; value: string }> = [],
+): Promise<Partner[]> {
+  const { rows } = await db.query<Row>(
+    `SELECT * FROM partners WHERE id = ANY($1) OR endpoint = ANY($1)
+        OR (identifier_system, identifier_value) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
+    [refs, identifiers.map((i) => i.system), identifiers.map((i) => i.value)],
+  );
   return rows.map(toPartner);
 }
 

@@ -29,7 +29,14 @@ export interface OpenedMessage {
   meta: InboxMetadata;
   /** The Bundle JSON text exactly as the sender signed it. */
   bundle: string;
+  /** The signed content_type: application/fhir+json, or an imaging manifest's DICOM media type. */
+  contentType: string;
+  /** The sender's verified compact JWS and its iat (seconds), for a Provenance of the message. */
+  signed: { jws: string; iat: number };
 }
+
+/** The stored message opened and verified again: its content text, content_type and the signed JWS. */
+export type OpenedContent = Omit<OpenedMessage, 'meta'>;
 
 /**
  * Open a stored envelope again with the HSM-held key and re-verify the
@@ -43,6 +50,15 @@ export async function openStoredMessage(
   row: InboxMessage,
   resolveKey: DecryptionKeyResolver,
 ): Promise<string> {
+  return (await openStoredContent(ctx, row, resolveKey)).bundle;
+}
+
+/** openStoredMessage, with the content_type and the verified JWS kept. */
+export async function openStoredContent(
+  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>,
+  row: InboxMessage,
+  resolveKey: DecryptionKeyResolver,
+): Promise<OpenedContent> {
   try {
     if (envelopeDigest(row.envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
     const opened = await openCompactJwe(row.envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
@@ -53,11 +69,12 @@ export async function openStoredMessage(
       algorithms: CONTENT_ALGS,
     });
     const text = Buffer.from(payload).toString('utf8');
-    const claims = JSON.parse(text) as { iss?: unknown; jti?: unknown };
+    const claims = JSON.parse(text) as { iss?: unknown; jti?: unknown; iat?: unknown; content_type?: unknown };
     if (claims.iss !== row.sender || claims.jti !== row.jti) throw new Error('claims do not match the stored metadata');
     const raw = rawMember(text, 'content');
     if (raw === undefined) throw new Error('no content member');
-    return raw;
+    if (typeof claims.content_type !== 'string' || typeof claims.iat !== 'number') throw new Error('claims incomplete');
+    return { bundle: raw, contentType: claims.content_type, signed: { jws, iat: claims.iat } };
   } catch (err) {
     ctx.logger.error(
       { messageId: row.id, reason: err instanceof GatewayError ? err.code : (err as Error).message },
@@ -132,9 +149,9 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
     async read(id: string, viewer: InboxRequester): Promise<OpenedMessage> {
       const clientId = viewer.clientId;
       const row = await load(id, viewer, 'inbox.read');
-      let bundle: string;
+      let opened: OpenedContent;
       try {
-        bundle = await openStoredMessage(ctx, row, resolveKey);
+        opened = await openStoredContent(ctx, row, resolveKey);
       } catch (err) {
         await appendAudit(ctx.pool, [
           {
@@ -158,7 +175,7 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
           ],
         },
       ]);
-      return { meta: row, bundle };
+      return { meta: row, ...opened };
     },
 
     async acknowledge(id: string, viewer: InboxRequester): Promise<InboxMetadata> {

@@ -12,6 +12,7 @@ import { inTransaction } from '../db/pool.ts';
 import { envelopeDigest } from '../protocol/wire.ts';
 import { verifySignedContent, type VerifiedContent } from '../protocol/signed-content.ts';
 import { uuidv7 } from '../ids.ts';
+import { checkReceivedOrigin } from './message-origin.ts';
 
 export type { InboxContext } from './inbox-store.ts';
 
@@ -93,6 +94,7 @@ export function inboxReceiver(
         opened.plaintext.fill(0);
       }
       requireBoundSender(meta, verified.claims.iss);
+      await checkReceivedOrigin(verified.claims.content, verified.claims.iss, ctx.config.org, ctx.directory);
       return await store(
         envelope,
         digest,

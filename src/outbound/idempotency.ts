@@ -10,17 +10,33 @@ export interface FirstSubmission {
   contentDigest: string;
 }
 
-export const idempotencyMismatch = (what: 'content' | 'recipients') =>
+/** What made a submission a repeat: the Idempotency-Key header, or the message's own identity. */
+export interface RepeatKey {
+  /** How the answer names it, e.g. "this Idempotency-Key", "this Bundle.identifier". */
+  label: string;
+  expression: string;
+}
+
+export const IDEMPOTENCY_KEY: RepeatKey = { label: 'this Idempotency-Key', expression: 'Idempotency-Key' };
+
+/** A repeated message: by Bundle.identifier or MessageHeader.id, named as the client wrote it. */
+export const messageRepeat = (m: { expression: string }): RepeatKey => ({
+  label: `this ${m.expression === 'Bundle.identifier' ? 'Bundle.identifier' : 'MessageHeader.id'}`,
+  expression: m.expression,
+});
+
+export const idempotencyMismatch = (what: 'content' | 'recipients', by: RepeatKey = IDEMPOTENCY_KEY) =>
   new GatewayError(
     'UNPROCESSABLE',
-    `this Idempotency-Key was already used for ${what === 'content' ? 'a different body' : 'different recipients'}; use a new key for a new request`,
-    { expression: 'Idempotency-Key' },
+    `${by.label} was already used for ${what === 'content' ? 'a different body' : 'different recipients'}; ${by === IDEMPOTENCY_KEY ? 'use a new key' : 'give a new message a new identity'} for a new request`,
+    { expression: by.expression },
   );
 
 /**
- * A repeated Idempotency-Key is a replay only if it names the same content
- * for the same recipients; answering anything else with the first exchange
- * would tell the client that a recipient was sent a record it never got.
+ * A repeated Idempotency-Key (or message identity) is a replay only if it
+ * names the same content for the same recipients; answering anything else
+ * with the first exchange would tell the client that a recipient was sent a
+ * record it never got.
  */
 export async function replayMismatch(
   db: Queryable,
@@ -28,8 +44,9 @@ export async function replayMismatch(
   first: FirstSubmission,
   contentDigest: string,
   partnerIds: readonly string[],
+  by: RepeatKey = IDEMPOTENCY_KEY,
 ): Promise<GatewayError | undefined> {
-  if (first.contentDigest !== contentDigest) return idempotencyMismatch('content');
+  if (first.contentDigest !== contentDigest) return idempotencyMismatch('content', by);
   const { rows } = await db.query<{ partner_id: string }>(
     `SELECT DISTINCT partner_id FROM ${table} WHERE exchange_id = $1 ORDER BY partner_id`,
     [first.id],
@@ -37,5 +54,5 @@ export async function replayMismatch(
   const sent = rows.map((r) => r.partner_id);
   const wanted = [...new Set(partnerIds)].sort();
   const same = sent.length === wanted.length && sent.every((p, i) => p === wanted[i]);
-  return same ? undefined : idempotencyMismatch('recipients');
+  return same ? undefined : idempotencyMismatch('recipients', by);
 }

@@ -5,7 +5,7 @@ import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
 import { DELIVER_TASK, jobSpecsSql, SAFETY_NET_ATTEMPTS } from '../queue/jobs.ts';
-import { replayMismatch } from './idempotency.ts';
+import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch } from './idempotency.ts';
 
 export interface SealedDelivery {
   id: string;
@@ -24,6 +24,8 @@ export interface IntakeRecord {
     contentDigest: string;
     contentLength: number;
     idempotencyKey: string | null;
+    /** The message's own identity (Bundle.identifier, else MessageHeader.id), for messages that carry one. */
+    messageKey?: { key: string; expression: string } | null;
   };
   deliveries: SealedDelivery[];
   audit: AuditInput[];
@@ -59,9 +61,10 @@ export async function writeIntakes(
   );
   const { rows } = await db.query<{ inserted: string[] | null }>(
     `WITH ex AS (
-       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key)
-       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[])
-       ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key)
+       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $24::text[])
+       -- Either key already used by this client (exchanges_idempotency, exchanges_message_key): a repeat.
+       ON CONFLICT DO NOTHING
        RETURNING id
      ), dl AS (
        INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope, envelope_digest)
@@ -99,30 +102,44 @@ export async function writeIntakes(
       cols.afterBytes,
       cols.types,
       cols.outcomes,
+      ex.map((e) => e.messageKey?.key ?? null),
     ],
   );
   const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);
   const losers = records.filter((r) => !inserted.has(r.exchange.id));
   const firsts = new Map<string, { id: string; content_digest: string }>();
+  const byKey = (clientId: string, kind: 'i' | 'm', key: string) => `${clientId}\n${kind}\n${key}`;
   if (losers.length) {
     const { rows: found } = await db.query<{
       id: string;
       client_id: string;
-      idempotency_key: string;
+      idempotency_key: string | null;
+      message_key: string | null;
       content_digest: string;
     }>(
-      `SELECT id, client_id, idempotency_key, content_digest FROM exchanges
-        WHERE (client_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
-      [losers.map((r) => r.exchange.clientId), losers.map((r) => r.exchange.idempotencyKey)],
+      `SELECT e.id, e.client_id, e.idempotency_key, e.message_key, e.content_digest
+         FROM exchanges e JOIN unnest($1::text[], $2::text[], $3::text[]) AS l(client_id, idempotency_key, message_key)
+           ON e.client_id = l.client_id AND (e.idempotency_key = l.idempotency_key OR e.message_key = l.message_key)`,
+      [
+        losers.map((r) => r.exchange.clientId),
+        losers.map((r) => r.exchange.idempotencyKey),
+        losers.map((r) => r.exchange.messageKey?.key ?? null),
+      ],
     );
-    for (const f of found) firsts.set(`${f.client_id}\n${f.idempotency_key}`, f);
+    for (const f of found) {
+      if (f.idempotency_key !== null) firsts.set(byKey(f.client_id, 'i', f.idempotency_key), f);
+      if (f.message_key !== null) firsts.set(byKey(f.client_id, 'm', f.message_key), f);
+    }
   }
   return Promise.all(
     records.map(async (r) => {
       if (inserted.has(r.exchange.id)) return { exchangeId: r.exchange.id, replayed: false };
-      const first = firsts.get(`${r.exchange.clientId}\n${r.exchange.idempotencyKey}`);
+      const { clientId, idempotencyKey, messageKey } = r.exchange;
+      const byIdempotency = idempotencyKey === null ? undefined : firsts.get(byKey(clientId, 'i', idempotencyKey));
+      const byMessage = messageKey ? firsts.get(byKey(clientId, 'm', messageKey.key)) : undefined;
+      const first = byIdempotency ?? byMessage;
       if (!first)
-        return new GatewayError('CONFLICT', 'a submission with this Idempotency-Key is in progress; retry', {
+        return new GatewayError('CONFLICT', 'a submission with this Idempotency-Key or message is in progress; retry', {
           retryAfter: 1,
         });
       const mismatch = await replayMismatch(
@@ -131,20 +148,22 @@ export async function writeIntakes(
         { id: first.id, contentDigest: first.content_digest },
         r.exchange.contentDigest,
         r.deliveries.map((d) => d.partnerId),
+        byIdempotency || !messageKey ? IDEMPOTENCY_KEY : messageRepeat(messageKey),
       );
       return mismatch ?? { exchangeId: first.id, replayed: true };
     }),
   );
 }
 
-/** The first exchange submitted with this key by this client, if any. */
+/** The first exchange submitted with this key (the Idempotency-Key, or a message identity) by this client, if any. */
 export async function findByIdempotencyKey(
   db: Pick<pg.Pool, 'query'>,
   clientId: string,
   key: string,
+  column: 'idempotency_key' | 'message_key' = 'idempotency_key',
 ): Promise<{ id: string; contentDigest: string } | undefined> {
   const { rows } = await db.query<{ id: string; content_digest: string }>(
-    'SELECT id, content_digest FROM exchanges WHERE client_id = $1 AND idempotency_key = $2',
+    `SELECT id, content_digest FROM exchanges WHERE client_id = $1 AND ${column} = $2`,
     [clientId, key],
   );
   return rows[0] ? { id: rows[0].id, contentDigest: rows[0].content_digest } : undefined;

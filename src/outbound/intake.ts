@@ -5,7 +5,8 @@ import { appendAudit } from '../audit/append.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
-import { checkBundle, messageDestinations } from '../fhir/bundle.ts';
+import { checkBundle } from '../fhir/bundle.ts';
+import { messageKey, messageReceivers } from '../fhir/message-header.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import {
   findByIdempotencyKey,
@@ -23,7 +24,8 @@ import {
   signAndSeal,
   type WantedRecipient,
 } from './submission.ts';
-import { replayMismatch } from './idempotency.ts';
+import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch } from './idempotency.ts';
+import { checkMessageOrigin, ourOrganisation } from './message-origin.ts';
 
 export interface Submission {
   clientId: string;
@@ -64,11 +66,25 @@ export class IntakeWriter {
 /** The recipients a submission names: MessageHeader.destination for a message, else the explicit list. */
 function wantedRecipients(s: Submission, bundle: Record<string, unknown>): WantedRecipient[] {
   return s.recipients.from === 'message'
-    ? messageDestinations(bundle).map((d) => ({
-        refs: d.receiver ? [d.receiver, d.endpoint] : [d.endpoint],
+    ? messageReceivers(bundle).map((d) => ({
+        ...(d.receiver ? { receiver: d.receiver } : {}),
+        refs: d.endpoint ? [d.endpoint] : [],
         expression: `Bundle.entry[0].resource.destination[${d.index}]`,
       }))
     : explicitRecipients(s.recipients.ids);
+}
+
+/** The earlier exchange this one repeats: by the Idempotency-Key first, else by the message's own identity. */
+async function firstSubmission(
+  db: pg.Pool,
+  clientId: string,
+  idempotencyKey: string | undefined,
+  message: { key: string; expression: string } | undefined,
+) {
+  const byKey = idempotencyKey ? await findByIdempotencyKey(db, clientId, idempotencyKey) : undefined;
+  if (byKey) return { first: byKey, by: IDEMPOTENCY_KEY };
+  const byMessage = message ? await findByIdempotencyKey(db, clientId, message.key, 'message_key') : undefined;
+  return byMessage && message ? { first: byMessage, by: messageRepeat(message) } : undefined;
 }
 
 /**
@@ -92,19 +108,21 @@ export async function acceptSubmission(
   }
   const contentDigest = 'sha-256=' + createHash('sha256').update(s.raw, 'utf8').digest('base64url');
   const recipients = await resolveRecipients(ctx, wantedRecipients(s, s.bundle as Record<string, unknown>));
-  if (s.idempotencyKey) {
-    const first = await findByIdempotencyKey(ctx.pool, s.clientId, s.idempotencyKey);
-    if (first) {
-      const mismatch = await replayMismatch(
-        ctx.pool,
-        'deliveries',
-        first,
-        contentDigest,
-        recipients.map((r) => r.partner.id),
-      );
-      if (mismatch) throw mismatch;
-      return { exchangeId: first.id, replayed: true, deliveries: 0 };
-    }
+  const message = summary.type === 'message' ? messageKey(s.bundle as Record<string, unknown>) : undefined;
+  if (summary.type === 'message')
+    await checkMessageOrigin(ourOrganisation(ctx.config), s.bundle as Record<string, unknown>, ctx.directory);
+  const repeat = await firstSubmission(ctx.pool, s.clientId, s.idempotencyKey, message);
+  if (repeat) {
+    const mismatch = await replayMismatch(
+      ctx.pool,
+      'deliveries',
+      repeat.first,
+      contentDigest,
+      recipients.map((r) => r.partner.id),
+      repeat.by,
+    );
+    if (mismatch) throw mismatch;
+    return { exchangeId: repeat.first.id, replayed: true, deliveries: 0 };
   }
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();
@@ -153,6 +171,7 @@ export async function acceptSubmission(
       contentDigest,
       contentLength: Buffer.byteLength(s.raw),
       idempotencyKey: s.idempotencyKey ?? null,
+      messageKey: message ?? null,
     },
     deliveries,
     audit,

@@ -7,6 +7,7 @@ import { sealCompact } from '../jose/seal.ts';
 import type { Signer } from '../jose/signer.ts';
 import { claimsPayload, envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
 import { isPlainIdentifier, uuidv7 } from '../ids.ts';
+import { formatIdentifier, identifierNames, PARTNER_ID_SYSTEM, type OrgIdentifier } from '../fhir/message-header.ts';
 
 /**
  * The submission step both payload kinds share: the Idempotency-Key rule,
@@ -23,11 +24,22 @@ export function checkIdempotencyKey(key: string | undefined): void {
     });
 }
 
-/** A recipient as the client named it: partner ids or endpoints, first match wins, and where it was named. */
+/**
+ * A recipient as the client named it, and where: a receiver identifier
+ * (MessageHeader.destination.receiver.identifier, matched by system and
+ * value), else partner ids or endpoints; first match wins.
+ */
 export interface WantedRecipient {
+  receiver?: OrgIdentifier;
   refs: string[];
   expression: string;
 }
+
+/** A receiver identifier without a system (or under the partner-id system) is a partner id or inbox URL, as before systems were matched. */
+const plainRefs = (w: WantedRecipient): string[] =>
+  w.receiver && (w.receiver.system === undefined || w.receiver.system === PARTNER_ID_SYSTEM)
+    ? [w.receiver.value, ...w.refs]
+    : w.refs;
 
 export const explicitRecipients = (ids: string[]): WantedRecipient[] =>
   ids.map((id, i) => ({ refs: [id], expression: `recipient[${i}]` }));
@@ -53,21 +65,31 @@ export async function resolveRecipients(
       expression: 'recipient',
     });
   for (const w of wanted)
-    if (!w.refs.every(isPlainIdentifier))
+    if (
+      ![...plainRefs(w), w.receiver?.system ?? '', w.receiver?.value ?? ''].every(
+        (r) => r === '' || isPlainIdentifier(r),
+      )
+    )
       throw new GatewayError('INVALID_VALUE', 'a recipient is a partner id or inbox URL without control characters', {
         expression: w.expression,
       });
-  const partners = await ctx.directory.resolve([...new Set(wanted.flatMap((w) => w.refs))]);
+  const systemIds = wanted.flatMap((w) =>
+    w.receiver?.system === undefined ? [] : [w.receiver as Required<OrgIdentifier>],
+  );
+  const partners = await ctx.directory.resolve([...new Set(wanted.flatMap(plainRefs))], systemIds);
   const chosen = new Map<string, Partner>();
   for (const w of wanted) {
-    // receiver.identifier.value first: it names the organisation; the endpoint only locates it.
-    const p = w.refs
-      .map((r) => partners.find((x) => x.id === r) ?? partners.find((x) => x.endpoint === r))
-      .find((x) => x);
+    // The receiver identifier first: it names the organisation; the endpoint only locates it.
+    const byIdentifier = w.receiver ? partners.find((x) => identifierNames(w.receiver as OrgIdentifier, x)) : undefined;
+    const p =
+      byIdentifier ??
+      plainRefs(w)
+        .map((r) => partners.find((x) => x.id === r) ?? partners.find((x) => x.endpoint === r))
+        .find((x) => x);
     if (!p)
       throw new GatewayError(
         'UNKNOWN_RECIPIENT',
-        `recipient ${JSON.stringify(w.refs[0])} is not a partner in the directory`,
+        `recipient ${JSON.stringify(w.receiver ? formatIdentifier(w.receiver) : w.refs[0])} is not a partner in the directory`,
         { expression: w.expression },
       );
     if (p.status !== 'active')

@@ -126,4 +126,29 @@ describe('writeIntakes (one statement per batch)', () => {
     expect(Number((await pool.query('SELECT size FROM audit_head')).rows[0].size)).toBe(size);
     expect(Number((await pool.query('SELECT count(*) AS n FROM graphile_worker._private_jobs')).rows[0].n)).toBe(jobs);
   });
+
+  it('concurrent repeats of one message (same message key, other Idempotency-Keys) in one batch make one exchange', async () => {
+    const messageKey = { key: `identifier urn:x|${randomUUID()}`, expression: 'Bundle.identifier' };
+    const withKey = (r: IntakeRecord, key = messageKey) => ({ ...r, exchange: { ...r.exchange, messageKey: key } });
+    const a = withKey(record('clinic-e', 'key-5'));
+    const b = withKey(record('clinic-e', 'key-6'));
+    const c = withKey(record('clinic-e', null));
+    const changed = withKey(record('clinic-e', null, 'sha-256=CCCC'));
+    const out = await writeIntakes(pool, [a, b, c, changed]);
+    const firsts = out.filter((o) => !(o instanceof Error) && !o.replayed);
+    expect(firsts).toEqual([{ exchangeId: a.exchange.id, replayed: false }]);
+    expect(out.slice(1, 3)).toEqual([
+      { exchangeId: a.exchange.id, replayed: true },
+      { exchangeId: a.exchange.id, replayed: true },
+    ]);
+    expect(out[3]).toBeInstanceOf(Error);
+    expect((out[3] as { code?: string; expression?: string[] }).expression).toEqual(['Bundle.identifier']);
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM exchanges WHERE message_key = $1', [
+      messageKey.key,
+    ]);
+    expect(rows[0].n).toBe(1);
+    // Another client's message with the same key is its own.
+    const other = await writeIntakes(pool, [withKey(record('clinic-f', null))]);
+    expect(other[0]).toMatchObject({ replayed: false });
+  });
 });

@@ -207,6 +207,18 @@ describe('partner directory', () => {
       env,
     );
     expect(addUri.code).toBe(0);
+    const addId = await runCli(
+      ['partners', 'add', '--id', 'org-cli3', '--endpoint', 'https://cli3.example/inbox', '--jwks-uri', jwksUri].concat(
+        ['--identifier', 'http://hl7.org/fhir/sid/us-npi|1234567893'],
+      ),
+      env,
+    );
+    expect(addId.code).toBe(0);
+    expect((await gw.app.ctx.directory.get('org-cli3'))?.identifier).toEqual({
+      system: 'http://hl7.org/fhir/sid/us-npi',
+      value: '1234567893',
+    });
+    await gw.app.ctx.directory.remove('org-cli3');
     const list = await runCli(['partners', 'list'], env);
     expect(list.stdout).toMatch(/org-cli\s+CLI Hospital\s+https:\/\/cli\.example\/inbox\s+inline \(2\)\s+active/);
     expect(list.stdout).toContain(jwksUri);
