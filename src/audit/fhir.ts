@@ -139,10 +139,15 @@ export function searchsetBundle(events: AuditEvent[], total: number, self: strin
     type: 'searchset',
     total,
     link: [{ relation: 'self', url: self }, ...(next ? [{ relation: 'next', url: next }] : [])],
-    entry: events.map((r) => ({
-      fullUrl: `${self.split('/fhir/')[0]}/fhir/AuditEvent/${r.id}`,
-      resource: r,
-      search: { mode: 'match' as const },
-    })),
+    // FHIR has no empty arrays: an empty searchset has no entry at all.
+    ...(events.length
+      ? {
+          entry: events.map((r) => ({
+            fullUrl: `${self.split('/fhir/')[0]}/fhir/AuditEvent/${r.id}`,
+            resource: r,
+            search: { mode: 'match' as const },
+          })),
+        }
+      : {}),
   };
 }
