@@ -41,7 +41,14 @@ export class FhirRouteTable {
   }
 
   /** The methods a FHIR path answers (for Allow), or undefined when no FHIR route has this path. */
-  allowedMethods(path: string): string[] | undefined {
+  allowedMethods(rawPath: string): string[] | undefined {
+    // The router matches decoded paths (%24process-message is $process-message); a path that does not decode names nothing.
+    let path: string;
+    try {
+      path = decodeURIComponent(rawPath);
+    } catch {
+      return undefined;
+    }
     const methods = new Set<string>();
     for (const { pattern, methods: m } of this.#byUrl.values())
       if (pattern.test(path)) m.forEach((x) => methods.add(x));

@@ -130,6 +130,7 @@ describe('405 with Allow for a FHIR path with another method', () => {
     ['DELETE', '/fhir/AuditEvent/1', 'GET, HEAD'],
     ['PUT', '/fhir/metadata', 'GET, HEAD'],
     ['GET', '/fhir/$process-message', 'POST'],
+    ['GET', '/fhir/%24process-message', 'POST'],
     ['DELETE', '/fhir/AuditEvent', 'GET, HEAD'],
     ['DELETE', '/fhir/AuditEvent/_search', 'GET, HEAD, POST'],
     ['GET', '/exchanges', 'POST'],
