@@ -332,7 +332,38 @@ describe('ETag and Last-Modified on reads', () => {
   });
 });
 
+/** Every route the app registered, read from Fastify's own route tree (printRoutes without common prefixes). */
+function registeredRoutes(): Array<{ method: string; url: string }> {
+  const stack: string[] = [];
+  const out: Array<{ method: string; url: string }> = [];
+  for (const line of o.gw.app.printRoutes({ commonPrefix: false }).split('\n')) {
+    const m = /^([│ ]*)[├└]── (.*) \(([A-Z, ]+)\)$/.exec(line);
+    if (!m) continue;
+    const depth = m[1]!.length / 4;
+    stack.length = depth;
+    stack.push(m[2]!);
+    for (const method of m[3]!.split(', ')) out.push({ method, url: stack.join('') });
+  }
+  return out;
+}
+
 describe('CapabilityStatement', () => {
+  it('every registered route under /fhir is a declared FHIR route, and each declared one is registered', () => {
+    const key = (r: { method: string; url: string }) => `${r.method} ${r.url}`;
+    const underFhir = registeredRoutes()
+      .filter((r) => r.url.startsWith('/fhir'))
+      .map(key)
+      .sort();
+    expect(underFhir).toContain('GET /fhir/AuditEvent/:id');
+    expect(underFhir).toEqual(
+      o.gw.app.fhirRoutes
+        .routes()
+        .filter((r) => r.url.startsWith('/fhir'))
+        .map(key)
+        .sort(),
+    );
+  });
+
   /** What each FHIR route is in CapabilityStatement terms. */
   function declaredByRoute(method: string, url: string): string | undefined {
     if (method === 'HEAD') return undefined;
