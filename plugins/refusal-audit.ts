@@ -48,11 +48,14 @@ const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
     ),
 };
 
+/** On a FHIR route, a format or version it does not speak is a bad input too. */
+const FHIR_FORMAT_REFUSALS = new Set<string>(['NOT_ACCEPTABLE', 'UNSUPPORTED_MEDIA_TYPE']);
+
 /** The route's own refusal audit; elsewhere an invalid value (INVALID_VALUE) is audited as request.refused. */
 function refusalAuditOf(request: FastifyRequest, refusal: ErrorDecision) {
-  return (
-    request.routeOptions.config?.refusalAudit ?? (refusal.code === 'INVALID_VALUE' ? INVALID_VALUE_AUDIT : undefined)
-  );
+  const config = request.routeOptions.config;
+  const invalid = refusal.code === 'INVALID_VALUE' || (config?.fhir === true && FHIR_FORMAT_REFUSALS.has(refusal.code));
+  return config?.refusalAudit ?? (invalid ? INVALID_VALUE_AUDIT : undefined);
 }
 
 /**

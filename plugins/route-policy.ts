@@ -3,6 +3,9 @@ import type { ErrorCode } from '../src/errors.ts';
 /** Route options of a route anyone may call. */
 export const PUBLIC = { config: { public: true } } as const;
 
+/** Route config of a FHIR REST route: R4 JSON only (406/415), 405 for its path's other methods (plugins/fhir-rest.ts). */
+export const FHIR_REST = { fhir: true } as const;
+
 /** The audit event a route writes when it refuses a request (a 4xx). */
 export type RefusalAuditType = 'inbox.refused' | 'intake.refused';
 
@@ -30,6 +33,8 @@ declare module 'fastify' {
      * binding of the signed sender to the peer certificate's partner.
      */
     peer?: boolean;
+    /** A FHIR REST route (FHIR_REST): the format, version and method conventions of plugins/fhir-rest.ts apply. */
+    fhir?: boolean;
     /** Refusals on this route are audited with this event type. */
     refusalAudit?: RefusalAuditType;
     /** The route buffers its body whole before it authenticates the sender: held against INBOX_BUFFER_BUDGET (plugins/plugins/body-budget.ts). */

@@ -42,6 +42,8 @@ export const ERROR_CODES = {
   FORBIDDEN: { status: 403, issue: 'forbidden' },
   NOT_FOUND: { status: 404, issue: 'not-found' },
   METHOD_NOT_ALLOWED: { status: 405, issue: 'not-supported' },
+  /** A FHIR route asked for a format or FHIR version it does not answer in (Accept, _format). */
+  NOT_ACCEPTABLE: { status: 406, issue: 'not-supported' },
   /** The request body arrived too slowly (BODY_MIN_RATE): cut, the client may send it again. */
   REQUEST_TIMEOUT: { status: 408, issue: 'timeout' },
   CONFLICT: { status: 409, issue: 'conflict' },

@@ -4,7 +4,9 @@ import { toErrorReply } from '../error-reply.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
 import { isRefusalAudited } from '../../src/auth/audit.ts';
 import { isRefusedForLoad } from '../refusal-audit.ts';
+import { GatewayError } from '../../src/errors.ts';
 import '../route-policy.ts';
+import '../fhir-rest.ts';
 
 /** Answer a failed request with its OperationOutcome, and keep the decision for the hooks after it. */
 export function replyWithError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -28,18 +30,31 @@ export default fp(
   async (app) => {
     app.decorateReply('gatewayError', null);
     app.setErrorHandler((err, request, reply) => replyWithError(err, request, reply));
-    app.setNotFoundHandler((request, reply) =>
-      reply
+    app.setNotFoundHandler((request, reply) => {
+      const path = request.url.split('?')[0] ?? '';
+      // A FHIR path with another method: 405 and what it does answer (plugins/fhir-rest.ts).
+      const allow = request.server.hasDecorator('fhirRoutes')
+        ? request.server.fhirRoutes.allowedMethods(path)
+        : undefined;
+      if (allow) {
+        reply.header('Allow', allow.join(', '));
+        return replyWithError(
+          new GatewayError('METHOD_NOT_ALLOWED', `${path} answers ${allow.join(', ')}`),
+          request,
+          reply,
+        );
+      }
+      return reply
         .code(404)
         .type('application/fhir+json')
         .send(
           operationOutcome({
             code: 'not-found',
             errorCode: 'NOT_FOUND',
-            diagnostics: `no route ${request.method} ${request.url.split('?')[0]}`,
+            diagnostics: `no route ${request.method} ${path}`,
           }),
-        ),
-    );
+        );
+    });
   },
   { name: 'outcome', fastify: '5.x' },
 );

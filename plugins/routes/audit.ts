@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { committedSize, issueCheckpoint, latestCheckpoint, logOrigin } from '../../src/audit/checkpoint.ts';
@@ -9,6 +9,11 @@ import { parseAuditQuery, searchAudit } from '../../src/audit/search.ts';
 import { TreeReader } from '../../src/audit/tree.ts';
 import { auditReader } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
+import { replyRead } from './fhir-read.ts';
+import { FHIR_REST } from '../route-policy.ts';
+import { checkRequestValues } from '../request-values.ts';
+import { parsePrefer } from '../../src/fhir/prefer.ts';
+import { checkAcceptable } from '../../src/fhir/format.ts';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -25,6 +30,18 @@ function intParam(q: Query, name: string, fallback?: number): number {
   return Number(raw);
 }
 
+/** The parameters of the query string and of a form body together (FHIR: both count for POST _search). */
+function mergeParams(a: Query, b: Query): Query {
+  const out: Query = Object.create(null);
+  for (const src of [a, b])
+    for (const [k, v] of Object.entries(src ?? {})) {
+      if (v === undefined) continue;
+      const prev = out[k];
+      out[k] = [...(prev === undefined ? [] : Array.isArray(prev) ? prev : [prev]), ...(Array.isArray(v) ? v : [v])];
+    }
+  return out;
+}
+
 /**
  * The audit trail: FHIR AuditEvent search (IHE BALP), signed checkpoints,
  * inclusion and consistency proofs, and evidence packs for offline checks.
@@ -36,16 +53,21 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
     const observer = { org: ctx.config.org, baseUrl: ctx.config.baseUrl };
     const noStore = { 'Cache-Control': 'no-store' };
 
-    app.get('/fhir/AuditEvent', { preHandler: guard }, async (req, reply) => {
-      const query = parseAuditQuery(req.query as Query);
-      const { entries, total } = await searchAudit(ctx.pool, query);
-      const url = new URL(req.url, ctx.config.baseUrl);
-      const self = `${ctx.config.baseUrl}${url.pathname}${url.search}`;
-      let next: string | undefined;
-      if (query.offset + entries.length < total) {
-        url.searchParams.set('_offset', String(query.offset + query.count));
-        next = `${ctx.config.baseUrl}${url.pathname}${url.search}`;
-      }
+    const search = async (req: FastifyRequest, reply: FastifyReply, params: Query) => {
+      const query = parseAuditQuery(params, parsePrefer(req.headers.prefer).handling);
+      const { entries, total, more } = await searchAudit(ctx.pool, query);
+      const base = `${ctx.config.baseUrl}/fhir/AuditEvent`;
+      const link = (pairs: Array<[string, string]>) =>
+        pairs.length ? `${base}?${new URLSearchParams(pairs).toString()}` : base;
+      const last = entries.at(-1);
+      // The next page starts after this page's last entry, whatever is appended meanwhile.
+      const next =
+        more && last
+          ? link([
+              ...query.applied.filter(([k]) => k !== '_cursor' && k !== '_offset'),
+              ['_cursor', String(last.index)],
+            ])
+          : undefined;
       return reply
         .headers(noStore)
         .type('application/fhir+json')
@@ -53,23 +75,34 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
           searchsetBundle(
             entries.map((e) => toAuditEvent(e, observer)),
             total,
-            self,
+            link(query.applied),
             next,
           ),
         );
+    };
+    const fhir = { config: FHIR_REST, preHandler: guard };
+    app.get('/fhir/AuditEvent', fhir, (req, reply) => search(req, reply, req.query as Query));
+    // POST _search: the same parameters in a form body (and the query string), for clients that keep them out of URLs.
+    app.post('/fhir/AuditEvent/_search', fhir, (req, reply) => {
+      const form = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(req.headers['content-type'] ?? '');
+      if (req.body !== undefined && !form)
+        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'send the parameters as application/x-www-form-urlencoded');
+      const body = (req.body ?? {}) as Query;
+      checkRequestValues({ params: undefined, query: body });
+      const format = body._format;
+      checkAcceptable(undefined, Array.isArray(format) ? format[0] : format);
+      return search(req, reply, mergeParams(req.query as Query, body));
     });
 
-    app.get<{ Params: { id: string } }>('/fhir/AuditEvent/:id', { preHandler: guard }, async (req, reply) => {
+    app.get<{ Params: { id: string } }>('/fhir/AuditEvent/:id', fhir, async (req, reply) => {
       if (!/^\d{1,15}$/.test(req.params.id))
         throw new GatewayError('NOT_FOUND', `no AuditEvent ${req.params.id.slice(0, 40)}`);
       const { rows } = await ctx.pool.query<{ entry: string }>('SELECT entry FROM audit_log WHERE idx = $1', [
         req.params.id,
       ]);
       if (!rows[0]) throw new GatewayError('NOT_FOUND', `no AuditEvent ${req.params.id}`);
-      return reply
-        .headers(noStore)
-        .type('application/fhir+json')
-        .send(toAuditEvent(JSON.parse(rows[0].entry) as LogEntry, observer));
+      const entry = JSON.parse(rows[0].entry) as LogEntry;
+      return replyRead(req, reply.headers(noStore), toAuditEvent(entry, observer), new Date(entry.recorded));
     });
 
     const checkpointReply = async () => {

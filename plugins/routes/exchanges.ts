@@ -13,6 +13,8 @@ import { decodeJsonBody, parseFhirJson } from '../../src/fhir/json.ts';
 import { acceptSubmission, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
 import { readExchange } from '../../src/outbound/exchange-view.ts';
 import { replyAccepted } from './accepted-reply.ts';
+import { FHIR_REST } from '../route-policy.ts';
+import { parsePrefer } from '../../src/fhir/prefer.ts';
 
 interface RawFhir {
   raw: string;
@@ -64,14 +66,16 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         reply,
         location,
         `exchange ${result.exchangeId} accepted; its delivery state is at ${location}`,
+        parsePrefer(req.headers.prefer).return,
       );
     };
 
-    app.post('/fhir/$process-message', { config: INTAKE, onRequest: write, preHandler: write }, (req, reply) =>
+    const fhirIntake = { ...INTAKE, ...FHIR_REST };
+    app.post('/fhir/$process-message', { config: fhirIntake, onRequest: write, preHandler: write }, (req, reply) =>
       submit(req, reply, { from: 'message' }),
     );
 
-    app.post('/exchanges', { config: INTAKE, onRequest: write, preHandler: write }, (req, reply) => {
+    app.post('/exchanges', { config: fhirIntake, onRequest: write, preHandler: write }, (req, reply) => {
       const q = (req.query as { recipient?: string | string[] }).recipient;
       const ids = q === undefined ? [] : Array.isArray(q) ? q : [q];
       return submit(req, reply, { from: 'explicit', ids });

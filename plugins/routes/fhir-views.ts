@@ -10,6 +10,7 @@ import { formatInboxCursor } from '../../src/inbound/inbox-cursor.ts';
 import { inboxProvenance } from '../../src/inbound/provenance.ts';
 import { FHIR_JSON, searchset } from '../../src/fhir/views.ts';
 import { INBOX_READ_SCOPE, inboxViewer, parseListQuery } from './inbox.ts';
+import { FHIR_REST } from '../route-policy.ts';
 
 /**
  * What the gateway knows, as FHIR resources at FHIR-style paths (the JSON
@@ -26,7 +27,7 @@ export function fhirViewRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     app.get<{ Params: { id: string } }>(
       '/fhir/Task/:id',
-      { preHandler: requireScope(ctx, SCOPE_ALL_READ, SCOPE_ADMIN) },
+      { config: FHIR_REST, preHandler: requireScope(ctx, SCOPE_ALL_READ, SCOPE_ADMIN) },
       async (req, reply) => {
         const p = req.principal;
         const isAdmin = p ? hasAnyScope(p.scopes, [SCOPE_ADMIN]) : false;
@@ -36,33 +37,37 @@ export function fhirViewRoutes(ctx: GatewayContext): FastifyPluginAsync {
       },
     );
 
-    app.get('/fhir/Provenance', { preHandler: requireScope(ctx, INBOX_READ_SCOPE) }, async (req, reply) => {
-      const query = parseListQuery(req.query as Record<string, unknown>);
-      const messages = await reader.list(query, inboxViewer(req));
-      const last = messages.length === query.limit ? messages.at(-1) : undefined;
-      const url = (before?: string) => {
-        const q = new URLSearchParams();
-        if (query.state) q.set('state', query.state);
-        if (query.sender) q.set('sender', query.sender);
-        q.set('_count', String(query.limit));
-        if (before) q.set('before', before);
-        return `${base}/fhir/Provenance?${q.toString()}`;
-      };
-      const self = url(query.before ? formatInboxCursor(query.before) : undefined);
-      return fhir(
-        reply,
-        searchset({
-          self,
-          resources: messages.map((m) => inboxProvenance(base, m)),
-          next: last ? url(formatInboxCursor(last)) : undefined,
-          fullUrl: (r) => `${base}/fhir/Provenance/${r.id}`,
-        }),
-      );
-    });
+    app.get(
+      '/fhir/Provenance',
+      { config: FHIR_REST, preHandler: requireScope(ctx, INBOX_READ_SCOPE) },
+      async (req, reply) => {
+        const query = parseListQuery(req.query as Record<string, unknown>);
+        const messages = await reader.list(query, inboxViewer(req));
+        const last = messages.length === query.limit ? messages.at(-1) : undefined;
+        const url = (before?: string) => {
+          const q = new URLSearchParams();
+          if (query.state) q.set('state', query.state);
+          if (query.sender) q.set('sender', query.sender);
+          q.set('_count', String(query.limit));
+          if (before) q.set('before', before);
+          return `${base}/fhir/Provenance?${q.toString()}`;
+        };
+        const self = url(query.before ? formatInboxCursor(query.before) : undefined);
+        return fhir(
+          reply,
+          searchset({
+            self,
+            resources: messages.map((m) => inboxProvenance(base, m)),
+            next: last ? url(formatInboxCursor(last)) : undefined,
+            fullUrl: (r) => `${base}/fhir/Provenance/${r.id}`,
+          }),
+        );
+      },
+    );
 
     app.get<{ Params: { id: string } }>(
       '/fhir/Provenance/:id',
-      { preHandler: requireScope(ctx, INBOX_READ_SCOPE) },
+      { config: FHIR_REST, preHandler: requireScope(ctx, INBOX_READ_SCOPE) },
       async (req, reply) => {
         // Opens and re-verifies the message like a read (and is audited as one): the signature is evidence.
         const { meta, contentType, signed } = await reader.read(req.params.id, inboxViewer(req));

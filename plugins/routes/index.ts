@@ -3,6 +3,7 @@ import type { GatewayContext } from '../../src/gateway-context.ts';
 import { installDefaultDeny } from '../default-deny.ts';
 import { installRefusalAudit } from '../refusal-audit.ts';
 import { installRequestValueCheck } from '../request-values.ts';
+import { installFhirRest } from '../fhir-rest.ts';
 import { authRoutes } from './auth.ts';
 import { adminClientRoutes } from './admin-clients.ts';
 import { healthRoutes } from './health.ts';
@@ -26,6 +27,8 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   installRefusalAudit(app, ctx);
   // Every path parameter and query value is plain text before a handler sees it.
   installRequestValueCheck(app);
+  // Every route declared FHIR_REST: R4 JSON only, and 405 for its path's other methods.
+  app.decorate('fhirRoutes', installFhirRest(app));
   await app.register(authRoutes(ctx));
   await app.register(adminClientRoutes(ctx));
   await app.register(healthRoutes(ctx));

@@ -2,56 +2,80 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { CapabilityStatement } from 'fhir/r4.js';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { TOKEN_PATH } from '../../src/auth/token-endpoint.ts';
-import { PUBLIC } from '../route-policy.ts';
+import { PUBLIC, FHIR_REST } from '../route-policy.ts';
+import { AUDIT_SEARCH_PARAMS, MAX_COUNT } from '../../src/audit/search.ts';
+import {
+  buildCapabilityStatement,
+  type OperationCapability,
+  type ResourceCapability,
+} from '../../src/fhir/capability.ts';
+import { replyRead } from './fhir-read.ts';
 
 const VERSION = '0.1.0';
 
-export function capabilityStatement(baseUrl: string): CapabilityStatement {
-  return {
-    resourceType: 'CapabilityStatement',
-    status: 'active',
-    date: '2026-11-22',
-    kind: 'instance',
-    software: { name: 'FHIR secure exchange gateway', version: VERSION },
-    implementation: { description: 'Signed, end-to-end encrypted FHIR exchange gateway', url: `${baseUrl}/fhir` },
-    fhirVersion: '4.0.1',
-    format: ['application/fhir+json'],
-    rest: [
-      {
-        mode: 'server',
-        security: {
-          // SMART's oauth-uris extension: where a backend client gets its token (discovery has the rest).
-          extension: [
-            {
-              url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
-              extension: [{ url: 'token', valueUri: baseUrl + TOKEN_PATH }],
-            },
-          ],
-          service: [
-            {
-              coding: [
-                { system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' },
-              ],
-            },
-          ],
-          description: 'SMART Backend Services (client_credentials with private_key_jwt)',
-        },
-        resource: [{ type: 'AuditEvent', interaction: [{ code: 'search-type' }] }],
-        operation: [
-          {
-            name: 'process-message',
-            definition: 'http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message',
-          },
-        ],
-      },
+/** Every FHIR resource the gateway serves, with what works on it. */
+export const FHIR_RESOURCES: ResourceCapability[] = [
+  {
+    type: 'AuditEvent',
+    interactions: ['read', 'search-type'],
+    searchParams: AUDIT_SEARCH_PARAMS,
+    documentation: `IHE BALP entries of the audit log. Search by GET or POST _search; _sort=-date (default) or date; _count up to ${MAX_COUNT} (larger is clamped); Prefer: handling=strict (default, unknown parameters are 400) or lenient (ignored).`,
+  },
+  {
+    type: 'Task',
+    interactions: ['read'],
+    documentation:
+      'An exchange this client submitted: its state, with one output per recipient (delivery and receipt).',
+  },
+  {
+    type: 'Provenance',
+    interactions: ['read', 'search-type'],
+    searchParams: [
+      { name: 'state', type: 'token', documentation: 'new (not yet acknowledged) or acked' },
+      { name: 'sender', type: 'token', documentation: 'the sending partner id' },
+      { name: 'before', type: 'string', documentation: 'the paging cursor of a next link' },
     ],
-    messaging: [{ documentation: 'Messages are signed (JWS) and sealed per recipient (JWE); see docs/PROTOCOL.md' }],
-  };
+    documentation:
+      'One per bundle received for this client: who sent it and when; the read carries the verified signature.',
+  },
+];
+
+/** Every FHIR operation the gateway serves. */
+export const FHIR_OPERATIONS: OperationCapability[] = [
+  { name: 'process-message', definition: 'http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message' },
+];
+
+export function capabilityStatement(baseUrl: string): CapabilityStatement {
+  return buildCapabilityStatement({
+    baseUrl,
+    version: VERSION,
+    resources: FHIR_RESOURCES,
+    operations: FHIR_OPERATIONS,
+    security: {
+      // SMART's oauth-uris extension: where a backend client gets its token (discovery has the rest).
+      extension: [
+        {
+          url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+          extension: [{ url: 'token', valueUri: baseUrl + TOKEN_PATH }],
+        },
+      ],
+      service: [
+        {
+          coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }],
+        },
+      ],
+      description: 'SMART Backend Services (client_credentials with private_key_jwt)',
+    },
+  });
 }
 
 export function metadataRoutes(ctx: Pick<GatewayContext, 'config'>): FastifyPluginAsync {
   return async (app) => {
     const statement = capabilityStatement(ctx.config.baseUrl);
-    app.get('/fhir/metadata', PUBLIC, async (_req, reply) => reply.type('application/fhir+json').send(statement));
+    // The statement is fixed for the life of the process.
+    const since = new Date(Math.floor(Date.now() / 1000) * 1000);
+    app.get('/fhir/metadata', { config: { ...PUBLIC.config, ...FHIR_REST } }, async (req, reply) =>
+      replyRead(req, reply, statement, since),
+    );
   };
 }

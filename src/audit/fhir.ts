@@ -80,6 +80,10 @@ export function toAuditEvent(e: LogEntry, observer: { org: string; baseUrl: stri
     who: { identifier: { system: 'urn:ietf:rfc:3986', value: observer.baseUrl }, display: observer.org },
     requestor: false,
   });
+  // FHIR JSON has no empty strings and no empty arrays: an empty detail value (or none at all) is left out.
+  const details = Object.entries(e.detail ?? {})
+    .map(([k, v]) => ({ type: k, valueString: v === null ? 'null' : String(v) }))
+    .filter((d) => d.type !== '' && d.valueString !== '');
   return {
     resourceType: 'AuditEvent',
     id: String(e.index),
@@ -89,7 +93,9 @@ export function toAuditEvent(e: LogEntry, observer: { org: string; baseUrl: stri
     action: action(e.type),
     recorded: e.recorded,
     outcome: OUTCOME_CODE[e.outcome],
-    ...(e.detail && typeof e.detail.reason === 'string' ? { outcomeDesc: e.detail.reason } : {}),
+    ...(e.detail && typeof e.detail.reason === 'string' && e.detail.reason !== ''
+      ? { outcomeDesc: e.detail.reason }
+      : {}),
     agent: agents,
     source: {
       site: observer.org,
@@ -117,15 +123,12 @@ export function toAuditEvent(e: LogEntry, observer: { org: string; baseUrl: stri
         },
         ...(x.digest ? { detail: [{ type: 'digest', valueString: x.digest }] } : {}),
       })),
-      ...(e.detail
+      ...(details.length
         ? [
             {
               type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '4', display: 'Other' },
               description: 'event detail (no PHI)',
-              detail: Object.entries(e.detail).map(([k, v]) => ({
-                type: k,
-                valueString: v === null ? 'null' : String(v),
-              })),
+              detail: details,
             },
           ]
         : []),

@@ -3,16 +3,47 @@ import type { Queryable } from '../db/pool.ts';
 import { APPLICATION_ACTIVITY, DCM, DICOM_TYPES, OUTCOME_CODE, type LogEntry } from './fhir.ts';
 import { required } from '../required.ts';
 import { parseFhirDate, type DatePrecision, type FhirDate } from '../fhir/dates.ts';
+import type { HandlingPreference } from '../fhir/prefer.ts';
 
-/** Parsed GET /fhir/AuditEvent parameters. */
+/** Parsed AuditEvent search parameters (GET /fhir/AuditEvent and POST /fhir/AuditEvent/_search). */
 export interface AuditQuery {
+  /** The filter: what `total` counts. */
   where: string[];
   params: unknown[];
   count: number;
   offset: number;
+  /** `date` (oldest first) or `-date` (newest first, the default): the log's append order. */
+  order: 'asc' | 'desc';
+  /** Keyset paging: only entries after this leaf index in `order` (the next link's `_cursor`). */
+  cursor: number | undefined;
+  /** The parameters as applied, in order: what the self link shows (unknown ones ignored under handling=lenient). */
+  applied: Array<[string, string]>;
 }
 
-const KNOWN = new Set(['date', 'type', 'subtype', 'outcome', 'entity', 'agent', '_count', '_offset', '_format']);
+/** The filters, each declared in the CapabilityStatement from this one list. */
+export const AUDIT_SEARCH_PARAMS = [
+  {
+    name: 'date',
+    type: 'date',
+    documentation: 'recorded; prefixes ge, le, gt, lt, eq; a year, month or day covers its span',
+  },
+  { name: 'type', type: 'token', documentation: 'DICOM event type (system|code or code), or a gateway event type' },
+  { name: 'subtype', type: 'token', documentation: 'the gateway event type, e.g. intake.accepted' },
+  {
+    name: 'outcome',
+    type: 'token',
+    documentation: '0, 4, 8, 12 or success, minor-failure, serious-failure, major-failure',
+  },
+  { name: 'entity', type: 'token', documentation: 'an entity identifier: id, or type|id (e.g. exchange|ex-1)' },
+  { name: 'agent', type: 'token', documentation: 'an agent identifier value (client, partner or user id)' },
+] as const;
+
+/** The largest page; a larger _count is clamped to it (FHIR: a server may return fewer than asked). */
+export const MAX_COUNT = 1000;
+const DEFAULT_COUNT = 50;
+const RESULT_PARAMS = ['_count', '_sort', '_cursor', '_offset', '_format'];
+const KNOWN = new Set<string>([...AUDIT_SEARCH_PARAMS.map((p) => p.name), ...RESULT_PARAMS]);
+const SORTS = { date: 'asc', '-date': 'desc' } as const;
 const PREFIX = { ge: '>=', le: '<=', gt: '>', lt: '<', eq: '=' } as const;
 const NAMES: Record<string, string> = Object.fromEntries(
   Object.entries(OUTCOME_CODE).map(([name, code]) => [code, name]),
@@ -23,7 +54,7 @@ const list = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) 
 
 function intParam(raw: string | undefined, param: string, min: number, max: number, fallback: number): number {
   if (raw === undefined) return fallback;
-  if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max)
+  if (!/^\d{1,15}$/.test(raw) || Number(raw) < min || Number(raw) > max)
     throw bad(`${param} must be a whole number from ${min} to ${max}`, param);
   return Number(raw);
 }
@@ -43,10 +74,18 @@ function dateCondition(op: (typeof PREFIX)[keyof typeof PREFIX], date: FhirDate,
   return `recorded_at ${op} ${start}`;
 }
 
-/** FHIR search semantics: repeated parameters AND together, commas OR within one. */
-export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
-  for (const k of Object.keys(query))
-    if (!KNOWN.has(k)) throw bad(`unsupported search parameter ${k}; supported: ${[...KNOWN].join(', ')}`, k);
+/**
+ * FHIR search semantics: repeated parameters AND together, commas OR within
+ * one. An unknown parameter is a 400 under `handling=strict` (the default)
+ * and ignored under `handling=lenient`; a bad value is a 400 either way.
+ */
+export function parseAuditQuery(query: Record<string, unknown>, handling: HandlingPreference = 'strict'): AuditQuery {
+  const applied: Array<[string, string]> = [];
+  for (const k of Object.keys(query)) {
+    if (KNOWN.has(k)) for (const v of list(query[k])) applied.push([k, v]);
+    else if (handling === 'strict')
+      throw bad(`unsupported search parameter ${k}; supported: ${[...KNOWN].join(', ')}`, k);
+  }
   const where: string[] = [];
   const params: unknown[] = [];
   const p = (v: unknown) => {
@@ -102,21 +141,43 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
   }
   for (const a of list(query.agent))
     where.push(`(entry::jsonb -> 'agent' ->> 'id') = ANY(${p(a.split(',').map((x) => x.split('|').pop()))})`);
-  const count = intParam(list(query._count)[0], '_count', 1, 1000, 50);
+  const askedCount = intParam(list(query._count)[0], '_count', 1, Number.MAX_SAFE_INTEGER, DEFAULT_COUNT);
+  const count = Math.min(askedCount, MAX_COUNT);
+  if (count !== askedCount) for (const a of applied) if (a[0] === '_count') a[1] = String(count);
   const offset = intParam(list(query._offset)[0], '_offset', 0, 100_000_000, 0);
-  return { where, params, count, offset };
+  const cursorText = list(query._cursor)[0];
+  const cursor = cursorText === undefined ? undefined : intParam(cursorText, '_cursor', 0, Number.MAX_SAFE_INTEGER, 0);
+  const sort = list(query._sort)[0] ?? '-date';
+  if (!Object.hasOwn(SORTS, sort)) throw bad('_sort must be date or -date', '_sort');
+  return { where, params, count, offset, order: SORTS[sort as keyof typeof SORTS], cursor, applied };
 }
 
-/** Newest first. */
-export async function searchAudit(db: Queryable, q: AuditQuery): Promise<{ entries: LogEntry[]; total: number }> {
-  const where = q.where.length ? `WHERE ${q.where.join(' AND ')}` : '';
+/**
+ * One page in the query's order, after its cursor: a keyset over the leaf
+ * index, so entries appended between two pages neither repeat nor push
+ * anything out. `more` says whether a next page exists; `total` counts the
+ * whole filter.
+ */
+export async function searchAudit(
+  db: Queryable,
+  q: AuditQuery,
+): Promise<{ entries: LogEntry[]; total: number; more: boolean }> {
+  const filter = q.where.length ? `WHERE ${q.where.join(' AND ')}` : '';
+  const page = [...q.where];
+  const params = [...q.params];
+  if (q.cursor !== undefined) {
+    params.push(q.cursor);
+    page.push(`idx ${q.order === 'desc' ? '<' : '>'} $${params.length}`);
+  }
+  const where = page.length ? `WHERE ${page.join(' AND ')}` : '';
   const { rows } = await db.query<{ entry: string }>(
-    `SELECT entry FROM audit_log ${where} ORDER BY idx DESC LIMIT ${q.count} OFFSET ${q.offset}`,
-    q.params,
+    `SELECT entry FROM audit_log ${where} ORDER BY idx ${q.order === 'desc' ? 'DESC' : 'ASC'} LIMIT ${q.count + 1} OFFSET ${q.offset}`,
+    params,
   );
-  const { rows: total } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_log ${where}`, q.params);
+  const { rows: total } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_log ${filter}`, q.params);
   return {
-    entries: rows.map((r) => JSON.parse(r.entry) as LogEntry),
+    entries: rows.slice(0, q.count).map((r) => JSON.parse(r.entry) as LogEntry),
     total: Number(required(total[0], 'count(*) returns one row').n),
+    more: rows.length > q.count,
   };
 }

