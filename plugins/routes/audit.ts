@@ -11,9 +11,8 @@ import { auditReader } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { replyRead } from './fhir-read.ts';
 import { FHIR_REST } from '../route-policy.ts';
-import { checkRequestValues } from '../request-values.ts';
 import { parsePrefer } from '../../src/fhir/prefer.ts';
-import { checkAcceptable } from '../../src/fhir/format.ts';
+import { postedSearchParams } from './fhir-search-body.ts';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -28,18 +27,6 @@ function intParam(q: Query, name: string, fallback?: number): number {
   if (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw))
     throw new GatewayError('INVALID_VALUE', `${name} must be a non-negative whole number`, { expression: [name] });
   return Number(raw);
-}
-
-/** The parameters of the query string and of a form body together (FHIR: both count for POST _search). */
-function mergeParams(a: Query, b: Query): Query {
-  const out: Query = Object.create(null);
-  for (const src of [a, b])
-    for (const [k, v] of Object.entries(src ?? {})) {
-      if (v === undefined) continue;
-      const prev = out[k];
-      out[k] = [...(prev === undefined ? [] : Array.isArray(prev) ? prev : [prev]), ...(Array.isArray(v) ? v : [v])];
-    }
-  return out;
 }
 
 /**
@@ -83,16 +70,7 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
     const fhir = { config: FHIR_REST, preHandler: guard };
     app.get('/fhir/AuditEvent', fhir, (req, reply) => search(req, reply, req.query as Query));
     // POST _search: the same parameters in a form body (and the query string), for clients that keep them out of URLs.
-    app.post('/fhir/AuditEvent/_search', fhir, (req, reply) => {
-      const form = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(req.headers['content-type'] ?? '');
-      if (req.body !== undefined && !form)
-        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'send the parameters as application/x-www-form-urlencoded');
-      const body = (req.body ?? {}) as Query;
-      checkRequestValues({ params: undefined, query: body });
-      const format = body._format;
-      checkAcceptable(undefined, Array.isArray(format) ? format[0] : format);
-      return search(req, reply, mergeParams(req.query as Query, body));
-    });
+    app.post('/fhir/AuditEvent/_search', fhir, (req, reply) => search(req, reply, postedSearchParams(req)));
 
     app.get<{ Params: { id: string } }>('/fhir/AuditEvent/:id', fhir, async (req, reply) => {
       if (!/^\d{1,15}$/.test(req.params.id))

@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { hasAnyScope, requireScope, SCOPE_ADMIN, SCOPE_ALL_READ } from '../guard.ts';
@@ -11,6 +11,7 @@ import { inboxProvenance } from '../../src/inbound/provenance.ts';
 import { FHIR_JSON, searchset } from '../../src/fhir/views.ts';
 import { INBOX_READ_SCOPE, inboxViewer, parseListQuery } from './inbox.ts';
 import { FHIR_REST } from '../route-policy.ts';
+import { postedSearchParams, type SearchQuery } from './fhir-search-body.ts';
 
 /**
  * What the gateway knows, as FHIR resources at FHIR-style paths (the JSON
@@ -37,32 +38,33 @@ export function fhirViewRoutes(ctx: GatewayContext): FastifyPluginAsync {
       },
     );
 
-    app.get(
-      '/fhir/Provenance',
-      { config: FHIR_REST, preHandler: requireScope(ctx, INBOX_READ_SCOPE) },
-      async (req, reply) => {
-        const query = parseListQuery(req.query as Record<string, unknown>);
-        const messages = await reader.list(query, inboxViewer(req));
-        const last = messages.length === query.limit ? messages.at(-1) : undefined;
-        const url = (before?: string) => {
-          const q = new URLSearchParams();
-          if (query.state) q.set('state', query.state);
-          if (query.sender) q.set('sender', query.sender);
-          q.set('_count', String(query.limit));
-          if (before) q.set('before', before);
-          return `${base}/fhir/Provenance?${q.toString()}`;
-        };
-        const self = url(query.before ? formatInboxCursor(query.before) : undefined);
-        return fhir(
-          reply,
-          searchset({
-            self,
-            resources: messages.map((m) => inboxProvenance(base, m)),
-            next: last ? url(formatInboxCursor(last)) : undefined,
-            fullUrl: (r) => `${base}/fhir/Provenance/${r.id}`,
-          }),
-        );
-      },
+    const provenanceSearch = async (req: FastifyRequest, params: SearchQuery, reply: FastifyReply) => {
+      const query = parseListQuery(params);
+      const messages = await reader.list(query, inboxViewer(req));
+      const last = messages.length === query.limit ? messages.at(-1) : undefined;
+      const url = (before?: string) => {
+        const q = new URLSearchParams();
+        if (query.state) q.set('state', query.state);
+        if (query.sender) q.set('sender', query.sender);
+        q.set('_count', String(query.limit));
+        if (before) q.set('before', before);
+        return `${base}/fhir/Provenance?${q.toString()}`;
+      };
+      const self = url(query.before ? formatInboxCursor(query.before) : undefined);
+      return fhir(
+        reply,
+        searchset({
+          self,
+          resources: messages.map((m) => inboxProvenance(base, m)),
+          next: last ? url(formatInboxCursor(last)) : undefined,
+          fullUrl: (r) => `${base}/fhir/Provenance/${r.id}`,
+        }),
+      );
+    };
+    const searchRoute = { config: FHIR_REST, preHandler: requireScope(ctx, INBOX_READ_SCOPE) };
+    app.get('/fhir/Provenance', searchRoute, (req, reply) => provenanceSearch(req, req.query as SearchQuery, reply));
+    app.post('/fhir/Provenance/_search', searchRoute, (req, reply) =>
+      provenanceSearch(req, postedSearchParams(req), reply),
     );
 
     app.get<{ Params: { id: string } }>(

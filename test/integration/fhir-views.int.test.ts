@@ -98,6 +98,14 @@ describe('FHIR views: an exchange as a Task, the inbox as a Provenance searchset
     expect(list.body.entry).toHaveLength(1);
     const listed = list.body.entry[0];
     expect(listed.fullUrl).toBe(`${b.gw.config.baseUrl}/fhir/Provenance/${listed.resource.id}`);
+    // POST _search with the parameters in a form body answers the same searchset.
+    const posted = await request(b.gw.app.server)
+      .post('/fhir/Provenance/_search')
+      .set('authorization', await b.ehr.bearer())
+      .type('form')
+      .send('_count=1');
+    expect(posted.status).toBe(200);
+    expect(posted.body).toEqual(list.body);
     expect(listed.resource.signature).toBeUndefined();
     const next = list.body.link.find((l: { relation: string }) => l.relation === 'next');
     expect(next.url).toMatch(/\/fhir\/Provenance\?_count=1&before=/);
