@@ -31,7 +31,7 @@ export const FHIR_RESOURCES: ResourceCapability[] = [
     type: 'Provenance',
     interactions: ['read', 'search-type'],
     searchParams: [
-      { name: 'state', type: 'token', documentation: 'new (not yet acknowledged) or acked' },
+      { name: 'state', type: 'token', documentation: 'received, forwarded or acknowledged' },
       { name: 'sender', type: 'token', documentation: 'the sending partner id' },
       { name: 'before', type: 'string', documentation: 'the paging cursor of a next link' },
     ],
