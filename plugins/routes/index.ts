@@ -15,6 +15,7 @@ import { deliveryRoutes } from './deliveries.ts';
 import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
+import { consoleRoutes } from './console.ts';
 import { imagingRoutes } from './imaging.ts';
 
 /** Every HTTP route of the gateway, in one list. */
@@ -38,4 +39,5 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(imagingRoutes(ctx));
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));
+  await app.register(consoleRoutes(ctx));
 }
