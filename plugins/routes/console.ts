@@ -84,15 +84,13 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
       }
       const filter = consoleFilter(req.query as Record<string, unknown>);
       const deliveries = await listDeliveries(ctx.pool, filter);
-      const [partners, attempts, keys, checkpoint] = [
-        await partnerHealth(ctx.pool),
-        await attemptHistory(
-          ctx.pool,
-          deliveries.map((d) => d.id),
-        ),
-        await keyInventory(ctx.pool, ctx.config),
-        await checkpointFreshness(ctx.pool),
-      ];
+      const partners = await partnerHealth(ctx.pool);
+      const attempts = await attemptHistory(
+        ctx.pool,
+        deliveries.map((d) => d.id),
+      );
+      const keys = await keyInventory(ctx.pool, ctx.config);
+      const checkpoint = await checkpointFreshness(ctx.pool);
       return page(
         reply,
         200,
