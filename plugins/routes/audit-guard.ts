@@ -21,7 +21,7 @@ export function cookie(request: FastifyRequest, name: string): string | undefine
   return undefined;
 }
 
-const markGuard = <T extends object>(fn: T): T => Object.defineProperty(fn, GUARD, { value: true });
+export const markGuard = <T extends object>(fn: T): T => Object.defineProperty(fn, GUARD, { value: true });
 
 /**
  * Who may read the audit trail: a signed-in compliance officer (session

@@ -13,6 +13,7 @@ import { inTransaction } from '../../src/db/pool.ts';
 import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { isPlainIdentifier } from '../../src/ids.ts';
+import { PAGE_SECURITY_HEADERS as SECURITY_HEADERS } from './page-headers.ts';
 
 type AuditDetail = NonNullable<AuditInput['detail']>;
 
@@ -32,14 +33,6 @@ const STATIC: Record<string, string> = {
 // stopped per account (src/audit/login-backoff.ts), which every process shares.
 const LOGINS_PER_ADDRESS_PER_MINUTE = 60;
 const BAD_LOGIN = 'unknown user or wrong password';
-
-const SECURITY_HEADERS = {
-  'Content-Security-Policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-  'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
-  'Cache-Control': 'no-store',
-};
 
 /**
  * The compliance officer's page: sign in with a named compliance account

@@ -16,6 +16,7 @@ import { deliveryRoutes } from './deliveries.ts';
 import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
+import { consoleRoutes } from './console.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
 
@@ -43,4 +44,5 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(fhirViewRoutes(ctx));
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));
+  await app.register(consoleRoutes(ctx));
 }

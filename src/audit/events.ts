@@ -55,7 +55,7 @@ export const AUDIT_EVENTS = {
   'delivery.retried': {
     description: 'An operator re-queued a failed delivery.',
     outcome: ['success'],
-    recordedBy: 'delivery admin (API and CLI)',
+    recordedBy: 'delivery admin (API, CLI and console)',
   },
   'inbox.accepted': {
     description: 'A partner delivery was decrypted, verified, stored and receipted.',
@@ -115,7 +115,8 @@ export const AUDIT_EVENTS = {
     recordedBy: 'token endpoint',
   },
   'compliance.login': {
-    description: 'A compliance officer signed in to the audit UI.',
+    description:
+      'A person with a local account (compliance officer or operator) signed in to the audit UI or the console.',
     outcome: ['success'],
     recordedBy: 'audit UI',
   },
@@ -163,6 +164,16 @@ export const AUDIT_EVENTS = {
     description: "A partner's directory entry changed.",
     outcome: ['success'],
     recordedBy: 'partner directory',
+  },
+  'partner.suspended': {
+    description: 'An operator suspended a partner: nothing is sent to it and its deliveries wait until it is resumed.',
+    outcome: ['success'],
+    recordedBy: 'partner suspension (console and CLI)',
+  },
+  'partner.resumed': {
+    description: 'An operator resumed a suspended partner; its waiting deliveries were queued again.',
+    outcome: ['success'],
+    recordedBy: 'partner suspension (console and CLI)',
   },
   'partner.removed': {
     description: 'A partner organisation was removed from the directory.',

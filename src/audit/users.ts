@@ -4,7 +4,8 @@ import { GatewayError } from '../errors.ts';
 import type { Queryable } from '../db/pool.ts';
 
 /**
- * Compliance officers of the audit page: named accounts (HIPAA unique user
+ * Local accounts of the browser pages (compliance officers of the audit page,
+ * operators of the console): named accounts (HIPAA unique user
  * identification), created by an administrator with `gateway audit users add`,
  * scrypt-hashed passwords, short server-side sessions addressed by an opaque
  * cookie whose SHA-256 is all the database holds.
@@ -12,6 +13,14 @@ import type { Queryable } from '../db/pool.ts';
 const scryptAsync = promisify(scrypt) as (pw: string, salt: Buffer, len: number, opts: object) => Promise<Buffer>;
 const PARAMS = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 export const SESSION_TTL_MS = 15 * 60_000;
+
+/** The one list of roles: compliance reads the audit trail (/audit/ui), operator runs /console. */
+export const ACCOUNT_ROLES = ['compliance', 'operator'] as const;
+export type AccountRole = (typeof ACCOUNT_ROLES)[number];
+
+export function isAccountRole(value: unknown): value is AccountRole {
+  return typeof value === 'string' && (ACCOUNT_ROLES as readonly string[]).includes(value);
+}
 
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(16);
@@ -36,14 +45,16 @@ async function checkPassword(password: string, stored: string): Promise<boolean>
 let decoy: Promise<string> | undefined;
 
 /** Create an account; returns its initial password, shown once. */
-export async function addAuditUser(db: Queryable, name: string): Promise<string> {
+export async function addAuditUser(db: Queryable, name: string, role: AccountRole = 'compliance'): Promise<string> {
   if (!/^[A-Za-z0-9._@-]{1,64}$/.test(name))
     throw new GatewayError('INVALID_VALUE', 'user names are 1-64 of A-Z a-z 0-9 . _ @ -');
+  if (!isAccountRole(role))
+    throw new GatewayError('INVALID_VALUE', `role must be one of ${ACCOUNT_ROLES.join(', ')}`, { expression: 'role' });
   const password = randomBytes(18).toString('base64url');
-  const res = await db.query('INSERT INTO audit_users (name, password_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
-    name,
-    await hashPassword(password),
-  ]);
+  const res = await db.query(
+    'INSERT INTO audit_users (name, password_hash, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+    [name, await hashPassword(password), role],
+  );
   if (res.rowCount === 0) throw new GatewayError('CONFLICT', `audit user ${name} already exists`);
   return password;
 }
@@ -58,8 +69,8 @@ export async function disableAuditUser(db: Queryable, name: string): Promise<boo
 
 export async function listAuditUsers(
   db: Queryable,
-): Promise<Array<{ name: string; created_at: Date; disabled_at: Date | null }>> {
-  return (await db.query('SELECT name, created_at, disabled_at FROM audit_users ORDER BY name')).rows;
+): Promise<Array<{ name: string; role: AccountRole; created_at: Date; disabled_at: Date | null }>> {
+  return (await db.query('SELECT name, role, created_at, disabled_at FROM audit_users ORDER BY name')).rows;
 }
 
 export async function checkLogin(db: Queryable, name: string, password: string): Promise<boolean> {
@@ -90,14 +101,24 @@ export async function createSession(
   return { token, expiresAt };
 }
 
-export async function sessionUser(db: Queryable, token: string | undefined): Promise<string | undefined> {
+/** The signed-in account behind a session cookie (any role), or undefined. */
+export async function sessionAccount(
+  db: Queryable,
+  token: string | undefined,
+): Promise<{ name: string; role: AccountRole } | undefined> {
   if (!token || !/^[A-Za-z0-9_-]{20,100}$/.test(token)) return undefined;
-  const { rows } = await db.query<{ user_name: string }>(
-    `SELECT s.user_name FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
+  const { rows } = await db.query<{ name: string; role: AccountRole }>(
+    `SELECT s.user_name AS name, u.role FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
      WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
     [tokenHash(token)],
   );
-  return rows[0]?.user_name;
+  return rows[0];
+}
+
+/** The compliance officer behind a session cookie: the audit page's role only. */
+export async function sessionUser(db: Queryable, token: string | undefined): Promise<string | undefined> {
+  const account = await sessionAccount(db, token);
+  return account?.role === 'compliance' ? account.name : undefined;
 }
 
 export async function endSession(db: Queryable, token: string | undefined): Promise<void> {

@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { committedSize, issueCheckpoint, logOrigin } from '../audit/checkpoint.ts';
 import { buildEvidencePack } from '../audit/export.ts';
-import { addAuditUser, disableAuditUser, listAuditUsers } from '../audit/users.ts';
+import { ACCOUNT_ROLES, addAuditUser, disableAuditUser, isAccountRole, listAuditUsers } from '../audit/users.ts';
 import { lockedNames, unlockLogin } from '../audit/login-backoff.ts';
 import { appendAudit } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
@@ -21,7 +21,7 @@ const USAGE = `gateway audit verify <evidence-pack.json> [--key <jwk.json>]... [
 gateway audit verify --db [--json]
 gateway audit export [--from N] [--to N] [--out FILE]
 gateway audit checkpoint
-gateway audit users add --name NAME | users list | users disable --name NAME | users unlock NAME
+gateway audit users add --name NAME [--role compliance|operator] | users list | users disable --name NAME | users unlock NAME
 
 verify FILE   Offline: no database, no network. Checks every checkpoint
               signature, the consistency chain and every entry's inclusion
@@ -34,8 +34,9 @@ verify --db   Checks the live log (DATABASE_URL or DATA_DIR): recomputes every
               leaf hash from its entry and the tree head at every checkpoint.
 export        Writes an evidence pack for leaves [from, to) (default: all).
 checkpoint    Signs a checkpoint now with the HSM audit key (the worker does it every minute).
-users add     Creates a compliance officer account for /audit/ui and prints its
-              initial password once.
+users add     Creates an account and prints its initial password once: role
+              compliance (the default) signs in to /audit/ui, operator to
+              /console (deliveries, retries, partner suspension).
 users unlock  Lifts the sign-in lockout of NAME (after repeated wrong passwords)
               and clears its backoff; audited. users list shows who is locked.`;
 
@@ -47,6 +48,7 @@ const dbOptions = {
   to: { type: 'string' },
   out: { type: 'string' },
   name: { type: 'string' },
+  role: { type: 'string' },
 } as const;
 
 function readKeys(files: string[] | undefined): EvidenceKey[] | undefined {
@@ -143,8 +145,10 @@ export const auditCommand: Command = {
       const named = values.name ?? rest[1];
       try {
         if (rest[0] === 'add' && values.name) {
-          const password = await addAuditUser(db.pool, values.name);
-          print(`created audit user ${values.name}; initial password (shown once):\n${password}`);
+          const role = values.role ?? 'compliance';
+          if (!isAccountRole(role)) throw new UsageError(`--role must be one of ${ACCOUNT_ROLES.join(', ')}`);
+          const password = await addAuditUser(db.pool, values.name, role);
+          print(`created audit user ${values.name} (role ${role}); initial password (shown once):\n${password}`);
         } else if (rest[0] === 'disable' && values.name) {
           print(
             (await disableAuditUser(db.pool, values.name))
@@ -159,11 +163,12 @@ export const auditCommand: Command = {
             table(
               (await listAuditUsers(db.pool)).map((u) => ({
                 name: u.name,
+                role: u.role,
                 created: u.created_at.toISOString(),
                 disabled: u.disabled_at?.toISOString() ?? '',
                 locked: locked.has(u.name) ? 'yes' : '',
               })),
-              ['name', 'created', 'disabled', 'locked'],
+              ['name', 'role', 'created', 'disabled', 'locked'],
             ),
           );
         } else throw new UsageError('users add --name N | users list | users disable --name N | users unlock N');

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { resumePartner, suspendPartner } from '../outbound/partner-suspension.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { directoryFromConfig } from '../directory/directory.ts';
@@ -9,19 +11,41 @@ import { cliLogger } from './logger.ts';
 const USAGE = `gateway partners add --id ID --endpoint URL (--jwks-uri URL | --jwks-file FILE) [--name NAME] [--identifier SYSTEM|VALUE]
 gateway partners list [--json]
 gateway partners remove ID
+gateway partners suspend ID | resume ID
 
 Manages the partner directory: each partner is an organisation (id, name)
 with one inbox endpoint and its published keys, either a JWKS URI (fetched
 and cached by Cache-Control) or an inline JWKS read from FILE.
+suspend stops everything to a partner: intake refuses it as a recipient (422)
+and its pending deliveries wait, no attempt spent; resume queues them again.
 The id is the string agreed with the partner (often its PUBLIC_URL); it is
 the aud of what we send it and the iss of its receipts. --identifier registers
 the identifier its EHRs use for the organisation (e.g. an NPI): a MessageHeader
 receiver or sender identifier with that system and value names this partner.
 Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR).`;
 
+async function suspendOrResume(sub: 'suspend' | 'resume', id: string | undefined): Promise<number> {
+  if (!id) throw new UsageError(`${sub} needs the partner id`);
+  const config = loadConfig();
+  const db = await openDatabase(config, cliLogger(config));
+  try {
+    const actor = { type: 'admin' as const, id: `cli:${userInfo().username}` };
+    if (sub === 'suspend') {
+      await suspendPartner(db.pool, id, actor);
+      print(`suspended partner ${id}: nothing is sent to it until it is resumed`);
+    } else {
+      const n = await resumePartner(db.pool, id, actor);
+      print(`resumed partner ${id}; ${n} waiting deliveries queued again`);
+    }
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
 export const partnersCommand: Command = {
   name: 'partners',
-  summary: 'add, list and remove partner organisations',
+  summary: 'add, list, remove, suspend and resume partner organisations',
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parse(
@@ -38,6 +62,7 @@ export const partnersCommand: Command = {
       true,
     );
     const sub = positionals[0];
+    if (sub === 'suspend' || sub === 'resume') return suspendOrResume(sub, positionals[1] ?? values.id);
     if (sub !== 'add' && sub !== 'list' && sub !== 'remove')
       throw new UsageError(`unknown partners subcommand ${sub ?? '(none)'}`);
     let jwks: unknown;

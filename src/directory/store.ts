@@ -110,3 +110,12 @@ export async function listPartners(db: Queryable): Promise<Partner[]> {
   const { rows } = await db.query<Row>('SELECT * FROM partners ORDER BY id');
   return rows.map(toPartner);
 }
+
+/** Set a partner's status; false when there is no such partner. */
+export async function setPartnerStatus(db: Queryable, id: string, status: PartnerStatus): Promise<boolean> {
+  const { rowCount } = await db.query('UPDATE partners SET status = $2, updated_at = now() WHERE id = $1', [
+    id,
+    status,
+  ]);
+  return (rowCount ?? 0) > 0;
+}

@@ -68,19 +68,58 @@ export interface DeliverySummary {
   updated_at: Date;
 }
 
+/** What an operator narrows the delivery list to; every field is optional. */
+export interface DeliveryFilter {
+  state?: string;
+  partner?: string;
+  /** Last changed at or after this instant. */
+  since?: Date;
+  /** Last changed before this instant. */
+  until?: Date;
+}
+
 /** The latest deliveries of both kinds, newest first. */
 export async function listDeliveries(
   db: Pick<pg.Pool, 'query'>,
-  state: string | undefined,
+  filter: string | DeliveryFilter | undefined,
   limit = 100,
 ): Promise<DeliverySummary[]> {
+  const f: DeliveryFilter = typeof filter === 'string' ? { state: filter } : (filter ?? {});
   const select = (
     l: DeliveryKindSpec,
   ) => `(SELECT id, '${l.kind}' AS kind, exchange_id, partner_id, state, attempts, last_error, updated_at FROM ${l.table}
-    WHERE ($1::text IS NULL OR state = $1) ORDER BY updated_at DESC LIMIT $2)`;
+    WHERE ($1::text IS NULL OR state = $1) AND ($3::text IS NULL OR partner_id = $3)
+      AND ($4::timestamptz IS NULL OR updated_at >= $4) AND ($5::timestamptz IS NULL OR updated_at < $5)
+    ORDER BY updated_at DESC LIMIT $2)`;
   const { rows } = await db.query<DeliverySummary>(
     `${LEDGERS.map(select).join(' UNION ALL ')} ORDER BY updated_at DESC LIMIT $2`,
-    [state ?? null, limit],
+    [f.state ?? null, limit, f.partner ?? null, f.since ?? null, f.until ?? null],
   );
   return rows;
+}
+
+export interface AttemptSummary {
+  attempt: number;
+  started_at: Date;
+  outcome: string;
+  http_status: number | null;
+  duration_ms: number;
+  error: string | null;
+}
+
+/** The attempt history of the given deliveries (either kind), oldest first, by delivery id. */
+export async function attemptHistory(
+  db: Pick<pg.Pool, 'query'>,
+  ids: string[],
+): Promise<Map<string, AttemptSummary[]>> {
+  const out = new Map<string, AttemptSummary[]>();
+  if (ids.length === 0) return out;
+  const select = (l: DeliveryKindSpec) =>
+    `SELECT delivery_id, attempt, started_at, outcome, http_status, duration_ms, error FROM ${l.attemptsTable} WHERE delivery_id = ANY($1::uuid[])`;
+  const { rows } = await db.query<AttemptSummary & { delivery_id: string }>(
+    `${LEDGERS.map(select).join(' UNION ALL ')} ORDER BY delivery_id, attempt`,
+    [ids],
+  );
+  for (const { delivery_id, ...a } of rows) out.set(delivery_id, [...(out.get(delivery_id) ?? []), a]);
+  return out;
 }

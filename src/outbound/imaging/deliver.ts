@@ -13,6 +13,7 @@ import { PROTOCOL } from '../../protocol/wire.ts';
 import type { AttemptClass } from '../../net/retry-policy.ts';
 import { transmit, type Transmission } from '../transmit.ts';
 import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
+import { holdsDeliveries } from '../partner-suspension.ts';
 
 /** Slowest transfer rate tolerated before an attempt times out (added to DELIVERY_TIMEOUT). */
 const MIN_BYTES_PER_SECOND = 1024 * 1024;
@@ -81,6 +82,8 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
   if (!d || d.state !== 'pending') return 'skipped';
   if (d.next_attempt_at && d.next_attempt_at.getTime() > Date.now() + 1_000) return 'skipped';
   const partner = await ctx.directory.get(d.partner_id);
+  // A suspended partner: the delivery waits, pending, until resumePartner queues it again.
+  if (partner && holdsDeliveries(partner)) return 'skipped';
   const started = new Date();
   const boundary = deliveryBoundary();
   const timeoutMs = deliveryTimeoutMs(ctx, Number(d.content_jwe_length));

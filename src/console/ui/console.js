@@ -1,0 +1,71 @@
+// The operator console's one script: sign-in (the audit page's session), retry and suspend/resume.
+// Every write is a same-origin JSON POST, which the gateway's cross-site check requires.
+const $ = (sel) => document.querySelector(sel);
+
+async function post(url, body) {
+  const res = await fetch(url, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body ?? {}),
+  });
+  if (res.ok) return res.status === 204 ? {} : res.json();
+  let text = `HTTP ${res.status}`;
+  try {
+    const outcome = await res.json();
+    text = outcome.issue?.[0]?.diagnostics ?? text;
+  } catch {
+    // not an OperationOutcome: keep the status
+  }
+  throw new Error(text);
+}
+
+function say(text) {
+  const el = $('#action-result');
+  if (el) el.textContent = text;
+}
+
+const login = $('#login-form');
+if (login) {
+  login.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await post('/audit/ui/login', { name: $('#login-name').value, password: $('#login-password').value });
+      location.reload();
+    } catch (err) {
+      $('#login-error').textContent = `Sign-in failed: ${err.message}`;
+    }
+  });
+}
+
+$('#logout')?.addEventListener('click', async () => {
+  await post('/audit/ui/logout').catch(() => {});
+  location.reload();
+});
+
+for (const button of document.querySelectorAll('button.retry')) {
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      await post(`/console/deliveries/${encodeURIComponent(button.dataset.id)}/retry`);
+      say(`delivery ${button.dataset.id} queued for another attempt`);
+      setTimeout(() => location.reload(), 1500);
+    } catch (err) {
+      button.disabled = false;
+      say(`Retry refused: ${err.message}`);
+    }
+  });
+}
+
+for (const button of document.querySelectorAll('button.partner-action')) {
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      await post(`/console/partners/${encodeURIComponent(button.dataset.id)}/${button.dataset.action}`);
+      location.reload();
+    } catch (err) {
+      button.disabled = false;
+      say(`${button.dataset.action} refused: ${err.message}`);
+    }
+  });
+}
