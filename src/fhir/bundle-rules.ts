@@ -3,7 +3,7 @@ import type { Issue } from '../errors.ts';
 /**
  * The gateway's own rules for a Bundle, on top of R4: every fullUrl is an
  * absolute URL or a urn:uuid:/urn:oid: URN, present in messages and
- * documents, and agrees with its resource's id; every internal reference
+ * documents; every internal reference
  * (urn:uuid:/urn:oid:, #contained) resolves. A Bundle inside a Bundle (a
  * document carried in a message) resolves its own references, not against
  * the outer one.
@@ -29,17 +29,11 @@ function httpUrl(url: string): URL | undefined {
   }
 }
 
-function fullUrlIssue(url: unknown, resource: unknown, at: string): Issue | undefined {
+function fullUrlIssue(url: unknown, at: string): Issue | undefined {
   if (typeof url !== 'string') return undefined; // a wrong JSON type is an R4 issue
   if (UUID_URN.test(url) || OID_URN.test(url)) return undefined;
   const u = httpUrl(url);
   if (!u) return issue('value', `${at} must be an absolute URL or a urn:uuid:/urn:oid: URN, not a relative one`, at);
-  // A RESTful fullUrl ends in [type]/[id]: it must name the resource it carries.
-  if (isObject(resource) && typeof resource.id === 'string') {
-    const [type, id] = u.pathname.split('/').slice(-2);
-    if (id !== resource.id || type !== resource.resourceType)
-      return issue('invariant', `${at} disagrees with the resource's type and id`, at);
-  }
   return undefined;
 }
 
@@ -75,7 +69,7 @@ export function bundleRuleIssues(bundle: Json, path: string): Issue[] {
       if (bundle.type === 'message' || bundle.type === 'document')
         issues.push(issue('required', `${at}.fullUrl is required in a ${bundle.type} bundle`, `${at}.fullUrl`));
     } else {
-      const bad = fullUrlIssue(entry.fullUrl, resource, `${at}.fullUrl`);
+      const bad = fullUrlIssue(entry.fullUrl, `${at}.fullUrl`);
       if (bad) issues.push(bad);
       if (typeof entry.fullUrl === 'string') fullUrls.add(entry.fullUrl);
     }

@@ -18,6 +18,7 @@ type Value = TypedValue & { path: string };
 
 /** The invariants @medplum/core itself leaves out (ele-1 needs hasValue(); dom-3 needs descendants()). */
 export const SKIPPED_INVARIANTS = new Set(['ele-1', 'dom-3', 'org-1', 'sdf-19']);
+const RESOURCE_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 const fhirPathCache = new LRUCache<Exclude<Atom, string>>(1_000);
 
 /** A FHIRPath without choice markers: Observation.effective[x] is Observation.effective. */
@@ -39,9 +40,14 @@ export class R4Supplement implements CrawlerVisitor {
 
   onEnterResource(_path: string, obj: Value): void {
     if (this.#resources[0]?.value.value === obj.value) return; // the root, pushed by the constructor
+    this.#resources.push(this.#scopeOf(obj));
+  }
+
+  /** %resource and %rootResource for a resource: itself, and its container's root when it is contained. */
+  #scopeOf(obj: Value): { value: TypedValue; root: TypedValue } {
     const container = this.#resources.at(-1);
     const contained = /\.contained\[\d+\]$/.test(obj.path) && container;
-    this.#resources.push({ value: obj, root: contained ? container.root : obj });
+    return { value: obj, root: contained ? container.root : obj };
   }
   onExitResource(_path: string, obj: Value): void {
     if (this.#resources.length > 1 && this.#resources.at(-1)?.value.value === obj.value) this.#resources.pop();
@@ -51,6 +57,10 @@ export class R4Supplement implements CrawlerVisitor {
     const element = schema.elements[key];
     if (!element) return;
     const at = fhirPath(`${parent.path}.${key}`);
+    // Resource.id is typed System.String in the definitions, so its R4 id rule is checked here.
+    const id = key === 'id' && (parent.value as { resourceType?: unknown; id?: unknown } | null);
+    if (id && typeof id.resourceType === 'string' && typeof id.id === 'string' && id.id && !RESOURCE_ID.test(id.id))
+      this.#add('value', `${at} is not an R4 id (1 to 64 of A-Z a-z 0-9 - .)`, at);
     for (const value of values) {
       if (value === undefined || (!Array.isArray(value) && value.value === undefined)) continue;
       if (Array.isArray(value) !== Boolean(element.isArray)) {
@@ -100,7 +110,9 @@ export class R4Supplement implements CrawlerVisitor {
     const constraints = getDataType(v.type).constraints ?? [];
     for (const c of constraints) {
       if (c.severity !== 'error' || SKIPPED_INVARIANTS.has(c.key) || checked.has(c.key)) continue;
-      const resource = this.#resources.at(-1);
+      // A resource's own invariants are checked before the walk enters it: it is its own %resource.
+      const isResource = typeof (v.value as { resourceType?: unknown }).resourceType === 'string';
+      const resource = isResource ? this.#scopeOf(v) : this.#resources.at(-1);
       const vars: Record<string, TypedValue> = { '%context': v };
       if (resource) Object.assign(vars, { '%resource': resource.value, '%rootResource': resource.root });
       let result: TypedValue[];

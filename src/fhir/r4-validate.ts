@@ -22,8 +22,9 @@ function issueType(i: OperationOutcomeIssue, text: string): IssueType {
 
 /**
  * What the typed walk cannot see in the JSON: a resourceType R4 does not
- * define (validateResource would stop at the first), and empty strings and
- * objects, which R4 JSON never has and the typed walk reads as absent.
+ * define (validateResource would stop at the first), empty strings and
+ * objects, which R4 JSON never has and the typed walk reads as absent, and
+ * a RESTful fullUrl that names another resource than its entry's.
  */
 function jsonIssues(node: unknown, path: string, out: Issue[]): void {
   const add = (type: IssueType, diagnostics: string, at: string) =>
@@ -35,6 +36,11 @@ function jsonIssues(node: unknown, path: string, out: Issue[]): void {
     if (Object.keys(o).length === 0) add('structure', 'is an empty object (R4 JSON has no empty values)', path);
     if ('resourceType' in o && (typeof o.resourceType !== 'string' || !isResourceType(o.resourceType)))
       add('structure', 'is not an R4 resource type', `${path}.resourceType`);
+    if (o.resourceType === 'Bundle' && Array.isArray(o.entry))
+      o.entry.forEach((e, i) => {
+        const bad = fullUrlIdIssue(e, `${path}.entry[${i}]`);
+        if (bad) out.push(bad);
+      });
     for (const key in o) if (key !== 'resourceType') jsonIssues(o[key], `${path}.${key}`, out);
   }
 }
@@ -43,6 +49,21 @@ function jsonIssues(node: unknown, path: string, out: Issue[]): void {
 const unreadable = (root: string): Issue[] => [
   { type: 'structure', diagnostics: `${root} is not a resource the R4 validator can read`, expression: [root] },
 ];
+
+// R4 Bundle.entry.fullUrl: a fullUrl that looks like a RESTful server URL SHALL end with the resource's type and id.
+const RESTFUL_URL = /^https?:\/\/([A-Za-z0-9\-\\.:%$]*\/)+([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/;
+
+function fullUrlIdIssue(entry: unknown, at: string): Issue | undefined {
+  const e = entry as { fullUrl?: unknown; resource?: { resourceType?: unknown; id?: unknown } } | null;
+  const m = typeof e?.fullUrl === 'string' ? RESTFUL_URL.exec(e.fullUrl) : null;
+  if (!m || !isResourceType(m[2] as string) || typeof e?.resource?.id !== 'string') return undefined;
+  if (m[2] === e.resource.resourceType && m[3] === e.resource.id) return undefined;
+  return {
+    type: 'invariant',
+    diagnostics: `${at}.fullUrl is a RESTful URL that does not end with its resource's type and id (R4 SHALL)`,
+    expression: [`${at}.fullUrl`],
+  };
+}
 
 /** One issue per element: the first found (several checks may see the same fault). */
 function onePerElement(issues: Issue[]): Issue[] {

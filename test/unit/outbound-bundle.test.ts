@@ -91,7 +91,7 @@ describe('checkBundle: R4 validation and the gateway rules', () => {
     ]);
     expect(checkBundle(outer)).toEqual({ type: 'message', entries: 2 });
     // The inner Bundle's reference to an entry of the outer one does not resolve.
-    (inner.entry[0]!.resource as { subject: { reference: string } }).subject.reference = u(1);
+    (inner.entry[0] as { resource: { subject: { reference: string } } }).resource.subject.reference = u(1);
     expect(refusal(outer)).toContain('invariant Bundle.entry[1].resource.entry[0].resource.subject.reference');
   });
 
