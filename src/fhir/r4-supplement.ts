@@ -4,6 +4,7 @@ import {
   getDataType,
   isPrimitiveType,
   LRUCache,
+  type Constraint,
   type CrawlerVisitor,
   type InternalSchemaElement,
   type InternalTypeSchema,
@@ -22,7 +23,7 @@ const RESOURCE_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 const fhirPathCache = new LRUCache<Exclude<Atom, string>>(1_000);
 
 /** A FHIRPath without choice markers: Observation.effective[x] is Observation.effective. */
-export const fhirPath = (path: string) => path.replace(/\[x\]/g, '');
+export const fhirPath = (path: string) => (path.includes('[x]') ? path.replace(/\[x\]/g, '') : path);
 
 /**
  * The R4 checks @medplum/core's validateResource does not make, run over
@@ -55,7 +56,8 @@ export class R4Supplement implements CrawlerVisitor {
 
   visitProperty(parent: Value, key: string, _path: string, values: Array<Value | Value[]>, schema: InternalTypeSchema) {
     const element = schema.elements[key];
-    if (!element) return;
+    // The walk visits every element the type defines: most are absent, and cost nothing more here.
+    if (!element || !values.some((v) => v !== undefined && (Array.isArray(v) || v.value !== undefined))) return;
     const at = fhirPath(`${parent.path}.${key}`);
     // Resource.id is typed System.String in the definitions, so its R4 id rule is checked here.
     const id = key === 'id' && (parent.value as { resourceType?: unknown; id?: unknown } | null);
@@ -106,10 +108,11 @@ export class R4Supplement implements CrawlerVisitor {
 
   /** The data type's (or nested resource's) own invariants; the element's are checked by validateResource. */
   #invariants(v: Value, element: InternalSchemaElement, at: string): void {
+    const constraints = typeInvariants(v.type);
+    if (!constraints.length) return;
     const checked = new Set((element.constraints ?? []).map((c) => c.key));
-    const constraints = getDataType(v.type).constraints ?? [];
     for (const c of constraints) {
-      if (c.severity !== 'error' || SKIPPED_INVARIANTS.has(c.key) || checked.has(c.key)) continue;
+      if (checked.has(c.key)) continue;
       // A resource's own invariants are checked before the walk enters it: it is its own %resource.
       const isResource = typeof (v.value as { resourceType?: unknown }).resourceType === 'string';
       const resource = isResource ? this.#scopeOf(v) : this.#resources.at(-1);
@@ -130,6 +133,20 @@ export class R4Supplement implements CrawlerVisitor {
   #add(type: Issue['type'], diagnostics: string, expression: string): void {
     this.issues.push({ type, diagnostics, expression: [expression] });
   }
+}
+
+const invariantsByType = new Map<string, Constraint[]>();
+
+/** A type's own error-level invariants, less the skipped ones: listed once per type. */
+function typeInvariants(type: string): Constraint[] {
+  let list = invariantsByType.get(type);
+  if (!list) {
+    list = (getDataType(type).constraints ?? []).filter(
+      (c) => c.severity === 'error' && !SKIPPED_INVARIANTS.has(c.key),
+    );
+    invariantsByType.set(type, list);
+  }
+  return list;
 }
 
 /** The YYYY-MM-DD of a date, dateTime or instant (already in R4 form) names a day that exists. */
