@@ -67,13 +67,22 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
       status: ge.status,
       retryAfter: ge.retryAfter,
       serverFault,
-      outcome: operationOutcome({
-        code: ge.issue,
-        errorCode: ge.code,
-        // Transient faults (503, 507) say what to do; other 5xx hide their text.
-        diagnostics: serverFault && ge.issue !== 'transient' ? `internal error (request ${requestId})` : ge.message,
-        expression: ge.expression,
-      }),
+      outcome: ge.issues
+        ? operationOutcome(
+            ...ge.issues.map((i) => ({
+              code: i.type,
+              errorCode: ge.code,
+              diagnostics: i.diagnostics,
+              expression: i.expression,
+            })),
+          )
+        : operationOutcome({
+            code: ge.issue,
+            errorCode: ge.code,
+            // Transient faults (503, 507) say what to do; other 5xx hide their text.
+            diagnostics: serverFault && ge.issue !== 'transient' ? `internal error (request ${requestId})` : ge.message,
+            expression: ge.expression,
+          }),
     };
   }
   return {

@@ -8,6 +8,7 @@ export type IssueType =
   | 'structure'
   | 'required'
   | 'value'
+  | 'code-invalid'
   | 'invariant'
   | 'security'
   | 'login'
@@ -33,7 +34,8 @@ interface CodeSpec {
 export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, issue: 'invalid' },
   INVALID_JSON: { status: 400, issue: 'structure' },
-  INVALID_FHIR: { status: 400, issue: 'structure' },
+  /** Not a valid R4 Bundle the gateway exchanges: each issue carries its own type and element. */
+  INVALID_FHIR: { status: 422, issue: 'invalid' },
   INVALID_VALUE: { status: 400, issue: 'value' },
   UNKNOWN_RECIPIENT: { status: 422, issue: 'not-found' },
   /** MessageHeader.sender or source names another organisation than the one sending it. */
@@ -85,28 +87,38 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** One problem with a request, as an OperationOutcome issue: its type, what is wrong, and where (FHIRPath). */
+export interface Issue {
+  type: IssueType;
+  diagnostics: string;
+  expression?: string[];
+}
+
 export class GatewayError extends Error {
   readonly code: ErrorCode;
   /** FHIRPath of the offending element(s), e.g. Bundle.entry[2].fullUrl */
   readonly expression: string[] | undefined;
   /** Seconds the client should wait before retrying (429, 503, 507). */
   readonly retryAfter: number | undefined;
+  /** Several problems at once (a validation), each with its own type; the first is the error's own. */
+  readonly issues: readonly Issue[] | undefined;
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; expression?: string[] | string; retryAfter?: number },
+    options?: { cause?: unknown; expression?: string[] | string; retryAfter?: number; issues?: Issue[] },
   ) {
     super(message, { cause: options?.cause });
     this.name = 'GatewayError';
     this.code = code;
-    const expr = options?.expression;
+    const expr = options?.expression ?? options?.issues?.[0]?.expression;
     this.expression = expr === undefined ? undefined : Array.isArray(expr) ? expr : [expr];
     this.retryAfter = options?.retryAfter;
+    this.issues = options?.issues?.length ? options.issues : undefined;
   }
   get status(): number {
     return ERROR_CODES[this.code].status;
   }
   get issue(): IssueType {
-    return ERROR_CODES[this.code].issue;
+    return this.issues?.[0]?.type ?? ERROR_CODES[this.code].issue;
   }
 }

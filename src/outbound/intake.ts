@@ -65,13 +65,20 @@ export class IntakeWriter {
 
 /** The recipients a submission names: MessageHeader.destination for a message, else the explicit list. */
 function wantedRecipients(s: Submission, bundle: Record<string, unknown>): WantedRecipient[] {
-  return s.recipients.from === 'message'
-    ? messageReceivers(bundle).map((d) => ({
-        ...(d.receiver ? { receiver: d.receiver } : {}),
-        refs: d.endpoint ? [d.endpoint] : [],
-        expression: `Bundle.entry[0].resource.destination[${d.index}]`,
-      }))
-    : explicitRecipients(s.recipients.ids);
+  if (s.recipients.from === 'explicit') return explicitRecipients(s.recipients.ids);
+  const destinations = messageReceivers(bundle);
+  // R4 allows a MessageHeader without destination; the gateway then has no one to send it to.
+  if (destinations.length === 0)
+    throw new GatewayError(
+      'BAD_REQUEST',
+      'the MessageHeader names no destination: name the recipients there, or send the message to POST /exchanges?recipient=PARTNER_ID',
+      { expression: 'Bundle.entry[0].resource.destination' },
+    );
+  return destinations.map((d) => ({
+    ...(d.receiver ? { receiver: d.receiver } : {}),
+    refs: d.endpoint ? [d.endpoint] : [],
+    expression: `Bundle.entry[0].resource.destination[${d.index}]`,
+  }));
 }
 
 /** The earlier exchange this one repeats: by the Idempotency-Key first, else by the message's own identity. */

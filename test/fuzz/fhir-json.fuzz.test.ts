@@ -15,17 +15,28 @@ const message = JSON.parse(messageBundle(['https://partner.example'], 0)) as Rec
 const documentBundle = {
   resourceType: 'Bundle',
   type: 'document',
+  identifier: { system: 'urn:ietf:rfc:3986', value: 'urn:uuid:0d2b7c1e-3f4a-4b5c-8d6e-7f8091a2b3c4' },
+  timestamp: '2026-01-01T00:00:00Z',
   entry: [
     {
       fullUrl: 'urn:uuid:11111111-2222-4333-8444-555555555555',
       resource: {
         resourceType: 'Composition',
+        status: 'final',
+        type: { text: 'note' },
+        date: '2026-01-01',
+        author: [{ display: 'a' }],
+        title: 'note',
         subject: { reference: 'urn:uuid:66666666-7777-4888-9999-000000000000' },
       },
     },
     {
       fullUrl: 'urn:uuid:66666666-7777-4888-9999-000000000000',
-      resource: { resourceType: 'Patient', contained: [{ resourceType: 'Organization', id: 'o1' }] },
+      resource: {
+        resourceType: 'Patient',
+        contained: [{ resourceType: 'Organization', id: 'o1', name: 'o' }],
+        managingOrganization: { reference: '#o1' },
+      },
     },
   ],
 };

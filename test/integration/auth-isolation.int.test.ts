@@ -46,7 +46,9 @@ describe('cross-client access is refused with 404', () => {
     const bundle = {
       resourceType: 'Bundle',
       type: 'collection',
-      entry: [{ fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: 'b1' } }],
+      entry: [
+        { fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: 'b1', code: { text: 'note' } } },
+      ],
     };
     const sent = await call(`/exchanges?recipient=${encodeURIComponent(partnerId)}`, alice, {
       method: 'POST',

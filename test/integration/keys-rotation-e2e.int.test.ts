@@ -35,7 +35,9 @@ const bundle = () =>
   JSON.stringify({
     resourceType: 'Bundle',
     type: 'collection',
-    entry: [{ fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: 'b1' } }],
+    entry: [
+      { fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: 'b1', code: { text: 'note' } } },
+    ],
   });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -27,7 +27,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const bundle = () => ({
   resourceType: 'Bundle',
   type: 'collection',
-  entry: [{ fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: 'b1' } }],
+  entry: [
+    { fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Basic', id: 'b1', code: { text: 'note' } } },
+  ],
 });
 
 describe('partner key withdrawal: new content needs a key in the current JWKS; stored messages still open', () => {

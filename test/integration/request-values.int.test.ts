@@ -201,11 +201,29 @@ describe('request values: every path parameter and query value is plain text, el
   });
 
   describe('recipients named in a message bundle', () => {
-    for (const [what, receiver] of [
-      ['a NUL', 'partner\u0000a'],
-      ['a carriage return', 'partner\ra'],
-      ['3,000 characters', 'p'.repeat(3000)],
+    // A NUL or a CR in the receiver (and so in the endpoint built from it) is not R4: refused as such first.
+    for (const [what, receiver, element] of [
+      ['a NUL', 'partner\u0000a', 'Bundle.entry[0].resource.destination[0].receiver.identifier.value'],
+      ['a carriage return', 'partner\ra', 'Bundle.entry[0].resource.destination[0].endpoint'],
     ]) {
+      it(`MessageHeader.destination.receiver.identifier.value with ${what}: 422 INVALID_FHIR, audited as an intake refusal`, async () => {
+        const before = (await audit('intake.refused')).length;
+        const res = await request(gw.app.server)
+          .post('/fhir/$process-message')
+          .set('authorization', auth.writer!)
+          .set('content-type', 'application/fhir+json')
+          .send(messageBundle([receiver!]));
+        expect(res.status, JSON.stringify(res.body)).toBe(422);
+        expect(res.body.issue[0].details.coding[0].code).toBe('INVALID_FHIR');
+        expect(res.body.issue[0].code).toBe('value');
+        expect(res.body.issue.map((i: { expression: string[] }) => i.expression[0])).toContain(element);
+        const rows = await audit('intake.refused');
+        expect(rows.length).toBe(before + 1);
+        expect(JSON.parse(rows.at(-1)!.entry).agent).toMatchObject({ type: 'client', id: writer.id });
+        expect(rows.at(-1)!.entry).not.toMatch(/\\u0000|\\r|partner/);
+      });
+    }
+    for (const [what, receiver] of [['3,000 characters', 'p'.repeat(3000)]]) {
       it(`MessageHeader.destination.receiver.identifier.value with ${what}: 400, audited as an intake refusal`, async () => {
         const before = (await audit('intake.refused')).length;
         const res = await request(gw.app.server)
