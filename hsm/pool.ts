@@ -1,6 +1,17 @@
 import { pkcs11js, reinitializeModule, type Pkcs11 } from './module.ts';
 import { HsmError, ckrName, isDeviceLost, isSessionLost, openSessionError, toHsmError } from './errors.ts';
 
+export interface SessionPoolStats {
+  size: number;
+  open: number;
+  busy: number;
+  waiting: number;
+  /** Operations that had to wait for a session, since the pool opened. */
+  waits: number;
+  /** Operations that failed on their session (any PKCS#11 error), since the pool opened. */
+  errors: number;
+}
+
 export interface SessionPoolOptions {
   p11: Pkcs11;
   /** Finds the token's slot again; slots can be renumbered after a device reset. */
@@ -35,6 +46,8 @@ export class SessionPool {
   #closed = false;
   #warmed = false;
   #lastReset = 0;
+  #waits = 0;
+  #errors = 0;
   /** Bumped whenever a session is lost, so cached object handles can be dropped. */
   generation = 0;
 
@@ -67,6 +80,7 @@ export class SessionPool {
     try {
       result = await fn(session, this.#p11);
     } catch (err) {
+      this.#errors++;
       if (isSessionLost(err)) {
         if (this.#isAlive(err, session)) {
           this.#release(session);
@@ -102,6 +116,18 @@ export class SessionPool {
     }
   }
 
+  /** What the metrics report: sessions in use, callers waiting, and totals since the pool opened. */
+  stats(): SessionPoolStats {
+    return {
+      size: this.size,
+      open: this.#open,
+      busy: this.#open - this.#idle.length,
+      waiting: this.#waiters.length,
+      waits: this.#waits,
+      errors: this.#errors,
+    };
+  }
+
   /** Sessions currently open (idle or in use). */
   get openSessions(): number {
     return this.#open;
@@ -125,6 +151,7 @@ export class SessionPool {
         return Promise.reject(err);
       }
     }
+    this.#waits++;
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 
