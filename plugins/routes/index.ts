@@ -16,6 +16,7 @@ import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
 import { imagingRoutes } from './imaging.ts';
+import { installMetrics } from './metrics.ts';
 
 /** Every HTTP route of the gateway, in one list. */
 export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
@@ -25,6 +26,8 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   installRefusalAudit(app, ctx);
   // Every path parameter and query value is plain text before a handler sees it.
   installRequestValueCheck(app);
+  // The metrics registry and its request hook (on the root, so it sees every route), and GET /metrics.
+  installMetrics(app, ctx);
   await app.register(authRoutes(ctx));
   await app.register(adminClientRoutes(ctx));
   await app.register(healthRoutes(ctx));
