@@ -8,7 +8,7 @@ export interface SessionPoolStats {
   waiting: number;
   /** Operations that had to wait for a session, since the pool opened. */
   waits: number;
-  /** Operations that failed on their session (any PKCS#11 error), since the pool opened. */
+  /** Operations that failed with a PKCS#11 error, since the pool opened (bad input the device refused aside). */
   errors: number;
 }
 
@@ -80,8 +80,8 @@ export class SessionPool {
     try {
       result = await fn(session, this.#p11);
     } catch (err) {
-      this.#errors++;
       if (isSessionLost(err)) {
+        // A session that still answers was given bad input (e.g. a peer point off the curve): no device error.
         if (this.#isAlive(err, session)) {
           this.#release(session);
           throw new HsmError('HSM_OPERATION_FAILED', 'HSM operation failed (CKR_GENERAL_ERROR)', {
@@ -89,9 +89,11 @@ export class SessionPool {
             ckr: 'CKR_GENERAL_ERROR',
           });
         }
+        this.#errors++;
         this.#discard(session, true);
         throw toHsmError(err, 'operation');
       }
+      this.#errors++;
       // A session left with an operation active would refuse every later one: replace it.
       if (ckrName(err) === 'CKR_OPERATION_ACTIVE') this.#discard(session, false);
       else this.#release(session);

@@ -129,6 +129,13 @@ export const METRICS = {
     [],
     'Age of the last signed audit checkpoint; absent before the first',
   ),
+  auditUnsigned: m(
+    'gateway_audit_oldest_unsigned_age_seconds',
+    'gauge',
+    'database',
+    [],
+    'Age of the oldest audit entry not yet covered by a signed checkpoint; absent when every entry is covered',
+  ),
   jwksRefreshFailing: m(
     'gateway_partner_jwks_refresh_failing',
     'gauge',
@@ -162,4 +169,13 @@ export function exposedNames(): Set<string> {
     if (spec.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(spec.name + s);
   }
   return names;
+}
+
+/** The README's metrics table (between its metrics:start and metrics:end markers). */
+export function metricsTable(): string {
+  const rows = Object.values(METRICS).map(
+    (spec: MetricSpec) =>
+      `| \`${spec.name}\` | ${spec.type} | ${spec.labels.map((l) => `\`${l}\``).join(', ') || '-'} | ${spec.source === 'database' ? 'tables' : 'process'} | ${spec.help} |`,
+  );
+  return ['| metric | type | labels | from | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
 }

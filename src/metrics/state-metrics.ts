@@ -45,6 +45,8 @@ const SAMPLES: Record<string, (periods: RotationPeriods) => Samples> = {
     s.partnerKeyExpiry.map((k) => ({ labels: { partner: k.partner, kid: k.kid }, value: k.seconds })),
   [METRICS.checkpointAge.name]: () => (s) =>
     s.checkpointAgeSeconds === null ? [] : [{ labels: {}, value: s.checkpointAgeSeconds }],
+  [METRICS.auditUnsigned.name]: () => (s) =>
+    s.oldestUnsignedAgeSeconds === null ? [] : [{ labels: {}, value: s.oldestUnsignedAgeSeconds }],
   [METRICS.jwksRefreshFailing.name]: () => (s) =>
     s.jwksChecks.map((c) => ({ labels: { partner: c.partner }, value: c.ok ? 0 : 1 })),
   [METRICS.jwksCheckAge.name]: () => (s) =>

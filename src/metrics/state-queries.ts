@@ -29,6 +29,7 @@ export interface StateSnapshot {
   activeKeys: { use: string; activatedAt: Date }[];
   partnerKeyExpiry: { partner: string; kid: string; seconds: number }[];
   checkpointAgeSeconds: number | null;
+  oldestUnsignedAgeSeconds: number | null;
   jwksChecks: { partner: string; ok: boolean; ageSeconds: number }[];
 }
 
@@ -94,7 +95,7 @@ async function jobs(db: Queryable): Promise<StateSnapshot['jobs']> {
 }
 
 async function keysAndChecks(db: Queryable) {
-  const [active, partnerKeys, checkpoint, checks] = await Promise.all([
+  const [active, partnerKeys, checkpoint, checks, unsigned] = await Promise.all([
     db.query<{ use: string; activated_at: Date }>(
       `SELECT use, activated_at FROM gateway_keys WHERE state = 'active' AND activated_at IS NOT NULL`,
     ),
@@ -109,11 +110,18 @@ async function keysAndChecks(db: Queryable) {
     db.query<{ partner_id: string; ok: boolean; age: number }>(
       `SELECT partner_id, ok, extract(epoch FROM now() - checked_at)::float8 AS age FROM partner_jwks_checks`,
     ),
+    // Entries past the newest checkpoint's tree size are not yet signed (idx is the leaf index, from 0).
+    db.query<{ age: number | null }>(
+      `SELECT extract(epoch FROM now() - min(recorded_at))::float8 AS age FROM audit_log
+        WHERE idx >= coalesce((SELECT max(tree_size) FROM audit_checkpoints), 0)`,
+    ),
   ]);
+  const age = (r: { age: number | null } | undefined) => (r?.age == null ? null : Math.max(0, num(r.age)));
   return {
     activeKeys: active.rows.map((r) => ({ use: r.use, activatedAt: r.activated_at })),
     partnerKeyExpiry: partnerKeys.rows.map((r) => ({ partner: r.partner_id, kid: r.kid, seconds: num(r.seconds) })),
-    checkpointAgeSeconds: checkpoint.rows[0]?.age == null ? null : Math.max(0, num(checkpoint.rows[0].age)),
+    checkpointAgeSeconds: age(checkpoint.rows[0]),
+    oldestUnsignedAgeSeconds: age(unsigned.rows[0]),
     jwksChecks: checks.rows.map((r) => ({ partner: r.partner_id, ok: r.ok, ageSeconds: Math.max(0, num(r.age)) })),
   };
 }

@@ -59,6 +59,11 @@ describe('GET /metrics', () => {
     expect(age).toBeGreaterThanOrEqual(42);
     expect(age).toBeLessThan(52);
     expect(sampleValue(samples, 'gateway_jobs_queued', { task: 'deliver' })).toBe(3);
+    // The intake's audit entries wait for the first checkpoint (no worker runs yet).
+    const unsigned = sampleValue(samples, 'gateway_audit_oldest_unsigned_age_seconds')!;
+    expect(unsigned).toBeGreaterThanOrEqual(0);
+    expect(unsigned).toBeLessThan(60);
+    expect(sampleValue(samples, 'gateway_audit_checkpoint_age_seconds')).toBe(undefined);
     expect(sampleValue(samples, 'gateway_http_requests_total', { route: 'intake', status: '2xx' })).toBe(3);
     // No partner without a pending delivery is reported, and no exchange id appears as a label.
     expect(sampleValue(samples, 'gateway_delivery_oldest_pending_age_seconds', { partner: o.recipients[1]!.id })).toBe(
