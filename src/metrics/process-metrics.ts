@@ -86,7 +86,8 @@ export function registerProcessMetrics(registry: Registry, sources: ProcessSourc
     observe(route, status, seconds, code) {
       requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
       duration.observe({ route }, seconds);
-      if (status >= 400 && status < 500) refusals.inc({ route, code: code ?? 'UNKNOWN' });
+      // Refusals answered before the error handler (the guard's 401 and 403) carry no error code: named by status.
+      if (status >= 400 && status < 500) refusals.inc({ route, code: code ?? `HTTP_${status}` });
     },
     collectFailed: () => scrapeErrors.inc(),
   };

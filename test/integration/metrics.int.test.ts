@@ -86,6 +86,10 @@ describe('GET /metrics', () => {
     expect(refused[0]!.value).toBe(1);
     expect(refused[0]!.labels.code).toMatch(/^[A-Z_]+$/);
     expect(sampleValue(samples, 'gateway_http_requests_total', { route: 'intake', status: '4xx' })).toBe(1);
+    // A refusal by the guard (no token) is counted too, by its status.
+    await request(o.gw.app.server).post('/exchanges').type('application/fhir+json').send('{}').expect(401);
+    const after = (await scrape()).samples;
+    expect(sampleValue(after, 'gateway_http_refusals_total', { route: 'intake', code: 'HTTP_401' })).toBe(1);
   });
 
   it('reports delivered, failed, attempts and receipt lag once the worker has run', async () => {
