@@ -127,12 +127,18 @@ describe('GET /metrics', () => {
     execFileSync('promtool', ['check', 'metrics'], { input: text });
   }, 60_000);
 
-  it('reports the age of the last checkpoint and a failing partner JWKS refresh', async () => {
+  it('reports the age of the last checkpoint, a failing partner JWKS refresh and a partner key expiry', async () => {
     const x = o.recipients[0]!.id;
     await o.gw.app.ctx.pool.query(
       `INSERT INTO partner_jwks_checks (partner_id, checked_at, ok, error) VALUES ($1, now() - interval '30 seconds', false, 'status 503')
        ON CONFLICT (partner_id) DO UPDATE SET checked_at = excluded.checked_at, ok = false, error = excluded.error`,
       [x],
+    );
+    // A partner key that carries an exp, an hour from now, as a refresh records it.
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    await o.gw.app.ctx.pool.query(
+      `INSERT INTO partner_keys_seen (partner_id, kid, thumbprint, use, jwk) VALUES ($1, 'expiring-key', 'tp-expiring', 'sig', $2)`,
+      [x, JSON.stringify({ kty: 'EC', crv: 'P-256', x: 'AA', y: 'AA', kid: 'expiring-key', exp })],
     );
     // Checkpoints are append-only: the newest is the one just issued.
     const cp = await issueCheckpoint(o.gw.app.ctx, { force: true });
@@ -143,6 +149,11 @@ describe('GET /metrics', () => {
     const checked = sampleValue(samples, 'gateway_partner_jwks_last_check_age_seconds', { partner: x })!;
     expect(checked).toBeGreaterThanOrEqual(30);
     expect(checked).toBeLessThan(40);
+    const expiry = sampleValue(samples, 'gateway_partner_key_expiry_seconds', { partner: x, kid: 'expiring-key' })!;
+    expect(expiry).toBeGreaterThan(3600 - 30);
+    expect(expiry).toBeLessThanOrEqual(3600);
+    // Keys without an exp (the recipients' own) are not reported.
+    expect(samples.filter((s) => s.name === 'gateway_partner_key_expiry_seconds')).toHaveLength(1);
     const age = sampleValue(samples, 'gateway_audit_checkpoint_age_seconds')!;
     expect(age).toBeGreaterThanOrEqual(Math.max(0, issuedAgo - 1));
     expect(age).toBeLessThan(issuedAgo + 10);
