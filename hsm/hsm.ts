@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { acquireModule, releaseModule, pkcs11js, type Pkcs11 } from './module.ts';
 import { HsmError, ckrName, isHandleStale, isSessionClosed, toHsmError } from './errors.ts';
-import { SessionPool } from './pool.ts';
+import { SessionPool, type SessionPoolStats } from './pool.ts';
 import { findSlotByTokenLabel } from './token.ts';
 import {
   describeKey,
@@ -64,6 +64,11 @@ export class Hsm {
 
   get sessions(): number {
     return this.#pool.size;
+  }
+
+  /** The session pool's use, for the metrics. */
+  poolStats(): SessionPoolStats {
+    return this.#pool.stats();
   }
 
   async generateKeyPair(spec: KeySpec, usage: KeyUsage, label: string): Promise<HsmKeyInfo> {

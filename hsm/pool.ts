@@ -1,6 +1,17 @@
 import { pkcs11js, reinitializeModule, type Pkcs11 } from './module.ts';
 import { HsmError, ckrName, isDeviceLost, isSessionLost, openSessionError, toHsmError } from './errors.ts';
 
+export interface SessionPoolStats {
+  size: number;
+  open: number;
+  busy: number;
+  waiting: number;
+  /** Operations that had to wait for a session, since the pool opened. */
+  waits: number;
+  /** Operations that failed with a PKCS#11 error, since the pool opened (bad input the device refused aside). */
+  errors: number;
+}
+
 export interface SessionPoolOptions {
   p11: Pkcs11;
   /** Finds the token's slot again; slots can be renumbered after a device reset. */
@@ -35,6 +46,8 @@ export class SessionPool {
   #closed = false;
   #warmed = false;
   #lastReset = 0;
+  #waits = 0;
+  #errors = 0;
   /** Bumped whenever a session is lost, so cached object handles can be dropped. */
   generation = 0;
 
@@ -68,6 +81,7 @@ export class SessionPool {
       result = await fn(session, this.#p11);
     } catch (err) {
       if (isSessionLost(err)) {
+        // A session that still answers was given bad input (e.g. a peer point off the curve): no device error.
         if (this.#isAlive(err, session)) {
           this.#release(session);
           throw new HsmError('HSM_OPERATION_FAILED', 'HSM operation failed (CKR_GENERAL_ERROR)', {
@@ -75,9 +89,11 @@ export class SessionPool {
             ckr: 'CKR_GENERAL_ERROR',
           });
         }
+        this.#errors++;
         this.#discard(session, true);
         throw toHsmError(err, 'operation');
       }
+      this.#errors++;
       // A session left with an operation active would refuse every later one: replace it.
       if (ckrName(err) === 'CKR_OPERATION_ACTIVE') this.#discard(session, false);
       else this.#release(session);
@@ -100,6 +116,18 @@ export class SessionPool {
     } catch {
       return false;
     }
+  }
+
+  /** What the metrics report: sessions in use, callers waiting, and totals since the pool opened. */
+  stats(): SessionPoolStats {
+    return {
+      size: this.size,
+      open: this.#open,
+      busy: this.#open - this.#idle.length,
+      waiting: this.#waiters.length,
+      waits: this.#waits,
+      errors: this.#errors,
+    };
   }
 
   /** Sessions currently open (idle or in use). */
@@ -125,6 +153,7 @@ export class SessionPool {
         return Promise.reject(err);
       }
     }
+    this.#waits++;
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 

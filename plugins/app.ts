@@ -7,6 +7,7 @@ import { registerRoutes } from './routes/index.ts';
 import { auditRouterRefusal } from './refusal-audit.ts';
 import { logOptions, requestIdOf } from './request-log.ts';
 import { buildContext } from '../src/runtime/build-context.ts';
+import { terminalLogStream } from '../src/cli/log-destination.ts';
 import configPlugin from './plugins/config.ts';
 import outcome, { replyWithError } from './plugins/outcome.ts';
 import bodyRate from './plugins/body-rate.ts';
@@ -27,7 +28,7 @@ declare module 'fastify' {
 }
 
 export interface BuildOptions {
-  /** pino options, or false for silence (tests). Default: JSON logs at LOG_LEVEL. */
+  /** pino options, or false for silence (tests). Default: logs at LOG_LEVEL, JSON lines unless stdout is a terminal. */
   logger?: FastifyServerOptions['logger'];
   /** Outbound HTTP for deliveries and JWKS fetches. */
   fetch?: typeof fetch;
@@ -54,7 +55,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const https = httpsOptions(config);
   const app = Fastify({
     ...(https ? { https } : {}),
-    logger: options.logger ?? logOptions(config.logLevel, options.logStream),
+    logger:
+      options.logger ??
+      logOptions(
+        config.logLevel,
+        options.logStream ?? terminalLogStream({ fd: 1, isTTY: process.stdout.isTTY === true }),
+      ),
     bodyLimit: config.bodyLimit,
     // X-Request-Id is read by requestIdOf (a bounded safe form only), not taken verbatim by Fastify.
     requestIdHeader: false,

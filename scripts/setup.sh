@@ -8,7 +8,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install o
 
 runtime=(softhsm2)                          # the development HSM (a PKCS#11 token in DATA_DIR)
 tools=(opensc jose)                         # pkcs11-tool to inspect the token; Debian's jose CLI (interop)
-test_tools=(chromium docker-compose p11-kit p11-kit-modules postgresql)  # audit page tests; compose validation; HSM outage tests; a separate database server's outage
+test_tools=(chromium docker-compose p11-kit p11-kit-modules postgresql prometheus)  # audit page tests; compose validation; HSM outage tests; a separate database server's outage; promtool for the alert rules
 
 want=("${runtime[@]}" "${tools[@]}")
 [ "${WITH_TEST_TOOLS:-0}" = 1 ] && want+=("${test_tools[@]}")

@@ -347,7 +347,23 @@ export const schema = {
     "How often every partner's JWKS is refetched and recorded in the key-transparency log",
     '1h',
   ),
+  metricsListen: {
+    env: 'METRICS_LISTEN',
+    help: 'Where GET /metrics (Prometheus) is served: main (this listener, admin scope), HOST:PORT (a plain HTTP listener of its own, no token: keep it on loopback or a private network), or off',
+    example: 'main',
+    parse: (raw): MetricsListen => {
+      const v = raw === undefined || raw === '' ? 'main' : raw.trim();
+      if (v === 'off' || v === 'main') return { mode: v };
+      const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+      const port = Number(m?.[2]);
+      if (!m || port < 1 || port > 65535) throw new BadValue('must be off, main or HOST:PORT such as 127.0.0.1:9464');
+      return { mode: 'listen', host: String(m[1]).replace(/^\[|\]$/g, ''), port };
+    },
+  } satisfies Field<MetricsListen>,
 } as const;
+
+/** METRICS_LISTEN: no /metrics, /metrics on the main listener (admin scope), or a listener of its own. */
+export type MetricsListen = { mode: 'off' } | { mode: 'main' } | { mode: 'listen'; host: string; port: number };
 
 type FieldType<F> = F extends Field<infer T> ? T : never;
 export type Config = { [K in keyof typeof schema]: FieldType<(typeof schema)[K]> } & {

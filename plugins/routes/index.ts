@@ -19,6 +19,7 @@ import { auditUiRoutes } from './audit-ui.ts';
 import { consoleRoutes } from './console.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
+import { installMetrics } from './metrics.ts';
 
 /** Every HTTP route of the gateway, in one list. */
 export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
@@ -30,6 +31,8 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   installRequestValueCheck(app);
   // Every route declared FHIR_REST: R4 JSON only, and 405 for its path's other methods.
   app.decorate('fhirRoutes', installFhirRest(app));
+  // The metrics registry and its request hook (on the root, so it sees every route), and GET /metrics.
+  installMetrics(app, ctx);
   await app.register(authRoutes(ctx));
   await app.register(adminClientRoutes(ctx));
   await app.register(healthRoutes(ctx));

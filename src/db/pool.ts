@@ -15,6 +15,8 @@ export interface PoolLogger {
  */
 export function createPool(connectionString: string, logger: PoolLogger, max = 20): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
+  const open = new Set<Promise<void>>();
+  openConnections.set(pool, open);
   pool.on('error', (err) =>
     logger.warn(
       { err: { message: err.message, code: (err as { code?: string }).code } },
@@ -23,8 +25,34 @@ export function createPool(connectionString: string, logger: PoolLogger, max = 2
   );
   pool.on('connect', (client) => {
     client.on('error', (err) => logger.warn({ err: { message: err.message } }, 'database client failed'));
+    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+    open.add(ended);
+    void ended.then(() => open.delete(ended));
   });
   return pool;
+}
+
+/** Each pool's connections whose socket is still open (resolved when it closes). */
+const openConnections = new WeakMap<pg.Pool, Set<Promise<void>>>();
+
+/**
+ * End the pool and wait until every connection's socket has closed. pg's
+ * pool.end() resolves once its clients are asked to end, before the server
+ * has let them go; a server stopped in that window terminates each one
+ * (57P01), which the handlers above would log as a warning per connection.
+ */
+export async function endPool(pool: pg.Pool, timeoutMs = 5_000): Promise<void> {
+  await pool.end();
+  const open = [...(openConnections.get(pool) ?? [])];
+  if (open.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(open),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Run fn in a transaction on a connection of its own; roll back on any error. */

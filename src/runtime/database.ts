@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Config } from '../config.ts';
-import { createPool, type PoolLogger } from '../db/pool.ts';
+import { createPool, endPool, type PoolLogger } from '../db/pool.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.ts';
 import { migrate } from '../db/migrate.ts';
 import { supervisePostgres, type Supervisor } from '../db/supervisor.ts';
@@ -45,7 +45,7 @@ export async function openDatabase(
       if (applied.length) logger.info({ applied }, 'database migrated');
     }
   } catch (err) {
-    await pool.end().catch(() => undefined);
+    await endPool(pool).catch(() => undefined);
     await supervisor?.stop();
     await embedded?.stop().catch(() => undefined);
     throw err;
@@ -54,7 +54,7 @@ export async function openDatabase(
     pool,
     url,
     close: async () => {
-      await pool.end().catch(() => undefined);
+      await endPool(pool).catch(() => undefined);
       await supervisor?.stop(); // before the server: its stop is no crash to recover from
       await embedded?.stop();
     },
