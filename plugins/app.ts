@@ -67,7 +67,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     genReqId: requestIdOf,
     // A path parameter may be as long as any identifier; a longer one, or a URL that does not decode,
     // is refused by the router before any route: answered as an OperationOutcome like every other refusal.
-    maxParamLength: MAX_IDENTIFIER_LENGTH,
+    routerOptions: { maxParamLength: MAX_IDENTIFIER_LENGTH },
     frameworkErrors: async (err, request, reply) => {
       const refusal = routerRefusal(err);
       if (refusal instanceof GatewayError) await auditRouterRefusal(request.server.ctx, request, refusal);
