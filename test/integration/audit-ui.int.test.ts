@@ -1,8 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium, type TestBrowser } from '../helpers/browser.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendAudit } from '../../src/audit/append.ts';
 import { addAuditUser } from '../../src/audit/users.ts';
@@ -13,8 +11,8 @@ let gw: TestGateway;
 let browser: BrowserContext;
 let page: Page;
 let password: string;
-const pageErrors: string[] = [];
-const profile = mkdtempSync(join(tmpdir(), 'audit-ui-chromium-'));
+let pageErrors: string[] = [];
+let chrome: TestBrowser | undefined;
 
 beforeAll(async () => {
   gw = await startTestGateway();
@@ -34,29 +32,13 @@ beforeAll(async () => {
     ),
   );
   password = await addAuditUser(gw.app.ctx.pool, 'officer.jane');
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  page.setDefaultTimeout(15_000);
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  chrome = await launchChromium('audit-ui');
+  ({ browser, page, pageErrors } = chrome);
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
+  await chrome?.close();
   await gw?.close();
-  rmSync(profile, { recursive: true, force: true });
 });
 
 describe('compliance officer page /audit/ui in headless Chromium', () => {

@@ -1,7 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { launchChromium, type TestBrowser } from '../helpers/browser.ts';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAuditUser } from '../../src/audit/users.ts';
@@ -12,13 +11,12 @@ const SCREENSHOTS = process.env.SCREENSHOTS === '1';
 const SHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
 
 let o: Outbound;
-let browser: BrowserContext;
 let page: Page;
 let operatorPassword: string;
 let officerPassword: string;
 let deliveryId: string;
-const pageErrors: string[] = [];
-const profile = mkdtempSync(join(tmpdir(), 'console-chromium-'));
+let pageErrors: string[] = [];
+let chrome: TestBrowser | undefined;
 
 const deliveryState = async (id: string) =>
   (await o.gw.app.ctx.pool.query<{ state: string }>('SELECT state FROM deliveries WHERE id = $1', [id])).rows[0]?.state;
@@ -64,30 +62,13 @@ beforeAll(async () => {
   );
   operatorPassword = await addAuditUser(o.gw.app.ctx.pool, 'operator.omar', 'operator');
   officerPassword = await addAuditUser(o.gw.app.ctx.pool, 'officer.jane');
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1400, height: 1000 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  page.setDefaultTimeout(15_000);
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  chrome = await launchChromium('console', { width: 1400, height: 1000 });
+  ({ page, pageErrors } = chrome);
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
+  await chrome?.close();
   await o?.close();
-  rmSync(profile, { recursive: true, force: true });
 });
 
 describe('operator console /console in headless Chromium', () => {
