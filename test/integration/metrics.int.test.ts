@@ -79,12 +79,12 @@ describe('GET /metrics', () => {
       .set('authorization', o.ehrAuth)
       .type('application/fhir+json')
       .send('{"resourceType":"Patient"}')
-      .expect(400);
+      .expect(422);
     const { samples } = await scrape();
     const refused = samples.filter((s) => s.name === 'gateway_http_refusals_total' && s.labels.route === 'intake');
     expect(refused).toHaveLength(1);
     expect(refused[0]!.value).toBe(1);
-    expect(refused[0]!.labels.code).toMatch(/^[A-Z_]+$/);
+    expect(refused[0]!.labels.code).toBe('INVALID_FHIR');
     expect(sampleValue(samples, 'gateway_http_requests_total', { route: 'intake', status: '4xx' })).toBe(1);
     // A refusal by the guard (no token) is counted too, by its status.
     await request(o.gw.app.server).post('/exchanges').type('application/fhir+json').send('{}').expect(401);
