@@ -101,7 +101,7 @@ describe('single sign-on through a real OpenID Provider', () => {
     expect((await browser()(`${gw.url}/auth/sso/login?page=console`)).res.status).toBe(403);
   });
 
-  it('refuses a code issued for another client (wrong audience), audited', async () => {
+  it('refuses a sign-in the issuer ran for another client (its code is not for this gateway), audited', async () => {
     // The issuer runs the sign-in for client "portal", whose redirect goes to the second gateway,
     // configured as client "gateway": the code and its ID token are not for it.
     op.signInAs(OFFICER);
@@ -112,7 +112,9 @@ describe('single sign-on through a real OpenID Provider', () => {
     const { res } = await go(auth.href);
     expect(res.status).toBe(401);
     expect(((await res.json()) as { resourceType: string }).resourceType).toBe('OperationOutcome');
-    expect(await auditTypes(other, 'sso.refused')).toHaveLength(1);
+    const refused = await auditTypes(other, 'sso.refused');
+    // The issuer itself refuses to redeem the other client's code for this client (invalid_grant).
+    expect(refused.map((e) => e.detail?.['reason'])).toEqual(['OAUTH_RESPONSE_BODY_ERROR']);
     expect(await auditTypes(other, 'sso.login')).toHaveLength(0);
   });
 
