@@ -15,7 +15,7 @@ let other: TestGateway;
 function browser() {
   const jars = new Map<string, Map<string, string>>();
   const jar = (url: URL) => jars.get(url.host) ?? jars.set(url.host, new Map()).get(url.host)!;
-  return async function go(start: string, stopAt?: string): Promise<{ url: URL; res: Response }> {
+  const go = async function (start: string, stopAt?: string): Promise<{ url: URL; res: Response }> {
     let url = new URL(start);
     for (let hop = 0; hop < 15; hop++) {
       const cookies = [...jar(url)].map(([k, v]) => `${k}=${v}`).join('; ');
@@ -33,6 +33,9 @@ function browser() {
     }
     throw new Error('too many redirects');
   };
+  /** A cookie this browser holds for a host, as a Cookie header. */
+  const held = (base: string, name: string) => `${name}=${jar(new URL(base)).get(name) ?? ''}`;
+  return Object.assign(go, { held });
 }
 
 async function auditTypes(g: TestGateway, type: string) {
@@ -125,6 +128,24 @@ describe('single sign-on through a real OpenID Provider', () => {
     url.searchParams.set('state', 'forged-state');
     expect((await go(url.href)).res.status).toBe(401);
     expect((await browser()(url.href)).res.status).toBe(400);
+  });
+
+  it('signs out: the gateway session ends and the issuer end-session URL comes back', async () => {
+    op.signInAs(OFFICER);
+    const go = browser();
+    await go(`${gw.url}/auth/sso/login?page=audit`);
+    const { res: probe } = await go(`${gw.url}/audit/ui/session`);
+    expect(probe.status).toBe(200);
+    const session = go.held(gw.url, 'gw_audit_session');
+    const out = await fetch(`${gw.url}/auth/sso/logout`, {
+      method: 'POST',
+      headers: { origin: gw.url, cookie: session },
+    });
+    expect(out.status).toBe(200);
+    const { redirect } = (await out.json()) as { redirect: string };
+    expect(redirect.startsWith(`${op.issuer}/session/end`)).toBe(true);
+    const after = await fetch(`${gw.url}/audit/ui/session`, { headers: { cookie: session } });
+    expect(after.status).toBe(401);
   });
 
   it('turns the local sign-in off when an issuer is configured', async () => {
