@@ -262,6 +262,51 @@ export const schema = {
     0,
     63_072_000,
   ),
+  oidcIssuer: url(
+    'OIDC_ISSUER',
+    'OpenID Connect issuer for single sign-on to /audit/ui and /console (unset = local accounts only)',
+    'https://login.example-hospital.org/realms/staff',
+    ['https:', 'http:'],
+  ),
+  oidcClientId: optional('OIDC_CLIENT_ID', "The gateway's client id at the OpenID Connect issuer", 'fhir-gateway'),
+  oidcClientSecret: optional(
+    'OIDC_CLIENT_SECRET',
+    "The gateway's client secret at the issuer (prefer OIDC_CLIENT_SECRET_FILE)",
+    'change-me',
+  ),
+  oidcClientSecretFile: optional(
+    'OIDC_CLIENT_SECRET_FILE',
+    'File holding the client secret at the issuer',
+    '/run/secrets/oidc-client-secret',
+  ),
+  oidcRoleClaim: str(
+    'OIDC_ROLE_CLAIM',
+    "ID token claim that lists the signed-in person's groups or roles",
+    'groups',
+    'groups',
+  ),
+  oidcOperatorRole: str(
+    'OIDC_OPERATOR_ROLE',
+    'Value of OIDC_ROLE_CLAIM that grants the operator role (/console)',
+    'gateway-operators',
+    'gateway-operators',
+  ),
+  oidcComplianceRole: str(
+    'OIDC_COMPLIANCE_ROLE',
+    'Value of OIDC_ROLE_CLAIM that grants the compliance role (/audit/ui)',
+    'gateway-compliance',
+    'gateway-compliance',
+  ),
+  localLogin: {
+    env: 'LOCAL_LOGIN',
+    help: 'Local accounts (break-glass) on the browser pages: on or off (default off when OIDC_ISSUER is set)',
+    example: 'off',
+    parse: (raw, all) => {
+      if (raw === undefined || raw === '') return !all['OIDC_ISSUER'];
+      if (raw !== 'on' && raw !== 'off') throw new BadValue('must be one of on, off');
+      return raw === 'on';
+    },
+  } satisfies Field<boolean>,
   deliveryRetryBase: duration(
     'DELIVERY_RETRY_BASE',
     'First retry delay of a transient delivery failure (doubles per attempt, with jitter)',
@@ -419,6 +464,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (cfg.hsmModule && !resolvedPin && problems.length === 0) {
     problems.push('HSM_MODULE is set but no PIN is given. Fix: set HSM_PIN_FILE (or HSM_PIN) to the token user PIN.');
+  }
+  if (cfg.oidcIssuer && (!cfg.oidcClientId || !(cfg.oidcClientSecret || cfg.oidcClientSecretFile))) {
+    problems.push(
+      'OIDC_ISSUER needs a client. Fix: also set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET_FILE (or OIDC_CLIENT_SECRET).',
+    );
   }
   if (problems.length === 0) problems.push(...keyLifecycleProblems(cfg));
   if (problems.length) throw new ConfigError(problems);

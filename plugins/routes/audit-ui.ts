@@ -88,6 +88,11 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       '/audit/ui/login',
       { onRequest: refuseCrossSite(ctx, 'sign-in'), preHandler: publicAccess },
       async (req, reply) => {
+        // Break-glass only: with single sign-on the local accounts are off unless LOCAL_LOGIN=on.
+        if (!ctx.config.localLogin) {
+          await record(req, 'auth.failure', 'unknown', false, { reason: 'local_login_off' });
+          throw new GatewayError('FORBIDDEN', 'local sign-in is off; use single sign-on');
+        }
         const body = req.body as { name?: unknown; password?: unknown } | undefined;
         const name = typeof body?.name === 'string' ? body.name.slice(0, 64) : '';
         const password = typeof body?.password === 'string' ? body.password.slice(0, 200) : '';

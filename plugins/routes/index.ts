@@ -17,6 +17,7 @@ import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
 import { consoleRoutes } from './console.ts';
+import { ssoRoutes } from './sso.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
 import { installMetrics } from './metrics.ts';
@@ -48,4 +49,5 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));
   await app.register(consoleRoutes(ctx));
+  if (ctx.config.oidcIssuer) await app.register(ssoRoutes(ctx));
 }

@@ -114,6 +114,18 @@ export const AUDIT_EVENTS = {
     outcome: ['success'],
     recordedBy: 'token endpoint',
   },
+  'sso.login': {
+    description:
+      'A person signed in to the audit UI or the console through the OpenID Connect issuer (single sign-on), with the role the page needs.',
+    outcome: ['success'],
+    recordedBy: 'single sign-on callback',
+  },
+  'sso.refused': {
+    description:
+      'A single sign-on was refused: the ID token or the callback failed validation, or the person lacks the role the page needs.',
+    outcome: ['minor-failure'],
+    recordedBy: 'single sign-on callback',
+  },
   'compliance.login': {
     description:
       'A person with a local account (compliance officer or operator) signed in to the audit UI or the console.',

@@ -89,14 +89,16 @@ export async function createSession(
   db: Queryable,
   name: string,
   now = new Date(),
+  role?: AccountRole,
 ): Promise<{ token: string; expiresAt: Date }> {
   const token = randomBytes(32).toString('base64url');
   const expiresAt = new Date(now.getTime() + SESSION_TTL_MS);
   await db.query('DELETE FROM audit_sessions WHERE expires_at < now()');
-  await db.query('INSERT INTO audit_sessions (token_hash, user_name, expires_at) VALUES ($1, $2, $3)', [
+  await db.query('INSERT INTO audit_sessions (token_hash, user_name, expires_at, role) VALUES ($1, $2, $3, $4)', [
     tokenHash(token),
     name,
     expiresAt,
+    role ?? null,
   ]);
   return { token, expiresAt };
 }
@@ -108,7 +110,7 @@ export async function sessionAccount(
 ): Promise<{ name: string; role: AccountRole } | undefined> {
   if (!token || !/^[A-Za-z0-9_-]{20,100}$/.test(token)) return undefined;
   const { rows } = await db.query<{ name: string; role: AccountRole }>(
-    `SELECT s.user_name AS name, u.role FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
+    `SELECT s.user_name AS name, COALESCE(s.role, u.role) AS role FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
      WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
     [tokenHash(token)],
   );
@@ -123,4 +125,23 @@ export async function sessionUser(db: Queryable, token: string | undefined): Pro
 
 export async function endSession(db: Queryable, token: string | undefined): Promise<void> {
   if (token) await db.query('DELETE FROM audit_sessions WHERE token_hash = $1', [tokenHash(token)]);
+}
+
+/**
+ * The account row of a person who signed in through the issuer: created on
+ * first sign-in, marked sso, with a password hash no sign-in can match. False
+ * when the name is a local account's (an issuer identity never takes one over)
+ * or a disabled one.
+ */
+export async function claimSsoAccount(db: Queryable, name: string): Promise<boolean> {
+  await db.query(
+    `INSERT INTO audit_users (name, password_hash, role, sso) VALUES ($1, 'sso', 'compliance', true)
+     ON CONFLICT DO NOTHING`,
+    [name],
+  );
+  const { rows } = await db.query<{ sso: boolean; disabled: boolean }>(
+    'SELECT sso, disabled_at IS NOT NULL AS disabled FROM audit_users WHERE name = $1',
+    [name],
+  );
+  return rows[0]?.sso === true && !rows[0].disabled;
 }

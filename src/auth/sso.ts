@@ -1,0 +1,141 @@
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as oidc from 'openid-client';
+import type { Config } from '../config.ts';
+import type { AccountRole } from '../audit/users.ts';
+
+/**
+ * Single sign-on to the browser pages through an OpenID Connect issuer:
+ * authorization code flow with PKCE (S256), done by openid-client, which
+ * checks the ID token's signature, iss, aud, nonce and exp. What the
+ * gateway adds: the pending sign-in in a signed, short-lived cookie (any
+ * gateway process can finish it) and the mapping of the role claim.
+ */
+export type SsoPage = 'audit' | 'console';
+export const SSO_PAGES: Record<SsoPage, { role: AccountRole; path: string }> = {
+  audit: { role: 'compliance', path: '/audit/ui/' },
+  console: { role: 'operator', path: '/console/' },
+};
+export const CALLBACK_PATH = '/auth/sso/callback';
+const PENDING_TTL_MS = 10 * 60_000;
+
+export interface PendingLogin {
+  state: string;
+  nonce: string;
+  verifier: string;
+  page: SsoPage;
+  exp: number;
+}
+
+export interface SsoClient {
+  config: oidc.Configuration;
+  settings: Config;
+  cookieKey: Buffer;
+}
+
+function clientSecret(cfg: Config): string {
+  if (cfg.oidcClientSecretFile) return readFileSync(cfg.oidcClientSecretFile, 'utf8').trim();
+  return cfg.oidcClientSecret ?? '';
+}
+
+const isLoopback = (url: URL) => ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+
+/** Discover the issuer once. Plain http is allowed only for an issuer on loopback. */
+export async function discoverSso(cfg: Config): Promise<SsoClient> {
+  const issuer = new URL(cfg.oidcIssuer as string);
+  const secret = clientSecret(cfg);
+  const options = issuer.protocol === 'http:' && isLoopback(issuer) ? { execute: [oidc.allowInsecureRequests] } : {};
+  const config = await oidc.discovery(issuer, cfg.oidcClientId as string, secret, undefined, options);
+  // The cookie key is derived from the client secret, which every process of this gateway shares.
+  const cookieKey = Buffer.from(hkdfSync('sha256', secret, 'fhir-gateway', 'sso pending sign-in', 32));
+  return { config, settings: cfg, cookieKey };
+}
+
+export const redirectUri = (cfg: Config) => `${cfg.baseUrl}${CALLBACK_PATH}`;
+
+/** Where to send the browser, and the pending sign-in to keep in its cookie. */
+export async function startLogin(
+  sso: SsoClient,
+  page: SsoPage,
+  now = Date.now(),
+): Promise<{ url: URL; cookie: string }> {
+  const pending: PendingLogin = {
+    state: oidc.randomState(),
+    nonce: oidc.randomNonce(),
+    verifier: oidc.randomPKCECodeVerifier(),
+    page,
+    exp: now + PENDING_TTL_MS,
+  };
+  const url = oidc.buildAuthorizationUrl(sso.config, {
+    redirect_uri: redirectUri(sso.settings),
+    scope: 'openid profile',
+    state: pending.state,
+    nonce: pending.nonce,
+    code_challenge: await oidc.calculatePKCECodeChallenge(pending.verifier),
+    code_challenge_method: 'S256',
+  });
+  return { url, cookie: sealPending(sso, pending) };
+}
+
+export function sealPending(sso: SsoClient, pending: PendingLogin): string {
+  const body = Buffer.from(JSON.stringify(pending)).toString('base64url');
+  return `${body}.${mac(sso, body)}`;
+}
+
+const mac = (sso: SsoClient, body: string) => createHmac('sha256', sso.cookieKey).update(body).digest('base64url');
+
+/** The pending sign-in of a cookie, or undefined when it is absent, forged or expired. */
+export function openPending(sso: SsoClient, value: string | undefined, now = Date.now()): PendingLogin | undefined {
+  const [body, tag] = (value ?? '').split('.');
+  if (!body || !tag) return undefined;
+  const want = Buffer.from(mac(sso, body));
+  const got = Buffer.from(tag);
+  if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
+  const pending = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as PendingLogin;
+  return pending.exp > now && pending.page in SSO_PAGES ? pending : undefined;
+}
+
+export interface SsoIdentity {
+  name: string;
+  subject: string;
+  roles: AccountRole[];
+  idToken: string | undefined;
+}
+
+/** Exchange the code and validate the ID token; throws openid-client's error when anything is off. */
+export async function finishLogin(sso: SsoClient, callbackUrl: URL, pending: PendingLogin): Promise<SsoIdentity> {
+  const tokens = await oidc.authorizationCodeGrant(sso.config, callbackUrl, {
+    pkceCodeVerifier: pending.verifier,
+    expectedState: pending.state,
+    expectedNonce: pending.nonce,
+    idTokenExpected: true,
+  });
+  const claims = tokens.claims() as Record<string, unknown> | undefined;
+  if (!claims) throw new Error('no ID token');
+  const username = claims['preferred_username'];
+  return {
+    name: typeof username === 'string' && username ? username : String(claims['sub']),
+    subject: String(claims['sub']),
+    roles: mapRoles(sso.settings, claims[sso.settings.oidcRoleClaim]),
+    idToken: tokens.id_token,
+  };
+}
+
+/** The gateway roles a role claim grants: a list of values, or one value. */
+export function mapRoles(cfg: Config, claim: unknown): AccountRole[] {
+  const values = Array.isArray(claim) ? claim : typeof claim === 'string' ? [claim] : [];
+  const roles: AccountRole[] = [];
+  if (values.includes(cfg.oidcComplianceRole)) roles.push('compliance');
+  if (values.includes(cfg.oidcOperatorRole)) roles.push('operator');
+  return roles;
+}
+
+/** The issuer's end_session_endpoint URL, when it has one. */
+export function endSessionUrl(sso: SsoClient, idToken?: string): URL | undefined {
+  if (!sso.config.serverMetadata().end_session_endpoint) return undefined;
+  return oidc.buildEndSessionUrl(sso.config, {
+    post_logout_redirect_uri: `${sso.settings.baseUrl}/`,
+    client_id: sso.settings.oidcClientId as string,
+    ...(idToken ? { id_token_hint: idToken } : {}),
+  });
+}
