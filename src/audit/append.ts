@@ -19,6 +19,10 @@ export interface AuditInput {
   entity?: Array<{ type: string; id: string; digest?: string }>;
   /** Small non-PHI facts: HTTP status, attempt number, error code, reason text without content. */
   detail?: Record<string, string | number | boolean | null>;
+  /** Why the records were disclosed: HL7 PurposeOfUse codes (v3-ActReason, e.g. TREAT) the submission stated. */
+  purposeOfUse?: string[];
+  /** Whose records: blinded patient identifiers (keyed HMAC under an HSM key, never reversible), with the key's id. */
+  patients?: Array<{ blind: string; key: string }>;
 }
 
 export function leafHash(entry: string): Buffer {
