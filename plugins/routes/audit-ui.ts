@@ -14,6 +14,7 @@ import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { isPlainIdentifier } from '../../src/ids.ts';
 import { PAGE_SECURITY_HEADERS as SECURITY_HEADERS } from './page-headers.ts';
+import { signInOptions } from '../../src/auth/sso.ts';
 
 type AuditDetail = NonNullable<AuditInput['detail']>;
 
@@ -142,6 +143,12 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
         setCookie(reply, '', 0);
         return reply.code(204).send();
       },
+    );
+
+    // What the page's sign-in form offers (single sign-on, local accounts) and where its sign-out posts.
+    const signIn = signInOptions(ctx.config);
+    app.get('/audit/ui/sign-in', { preHandler: publicAccess }, async (_req, reply) =>
+      reply.header('Cache-Control', 'no-store').send(signIn),
     );
 
     // The page probes its own session on load: a plain 401 here, not an audited bearer-token failure.

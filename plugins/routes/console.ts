@@ -11,6 +11,7 @@ import { partnerHealth } from '../../src/console/partner-health.ts';
 import { checkpointFreshness, keyInventory } from '../../src/console/key-inventory.ts';
 import { consolePage, forbiddenPage, loginPage } from '../../src/console/page.ts';
 import { consoleFilter } from '../../src/console/filter.ts';
+import { signInOptions } from '../../src/auth/sso.ts';
 import { cookie, markGuard, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { PAGE_SECURITY_HEADERS } from './page-headers.ts';
@@ -69,6 +70,7 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
     id: req.operator ?? 'unknown',
     network: req.ip,
   });
+  const signIn = signInOptions(ctx.config);
   const page = (reply: FastifyReply, status: number, html: string) =>
     reply.code(status).headers(PAGE_SECURITY_HEADERS).type(HTML).send(html);
 
@@ -77,10 +79,10 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
     // The page itself: the sign-in form without a session, a 403 page for another role.
     app.get('/console/', { preHandler: publicAccess }, async (req, reply) => {
       const account = await sessionAccount(ctx.pool, cookie(req, SESSION_COOKIE));
-      if (!account) return page(reply, 200, loginPage());
+      if (!account) return page(reply, 200, loginPage(signIn));
       if (account.role !== OPERATOR) {
         await denied(req, account.name, 'not_operator');
-        return page(reply, 403, forbiddenPage(account.name));
+        return page(reply, 403, forbiddenPage(account.name, signIn.signOut));
       }
       const filter = consoleFilter(req.query as Record<string, unknown>);
       const deliveries = await listDeliveries(ctx.pool, filter);
@@ -94,7 +96,16 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
       return page(
         reply,
         200,
-        consolePage({ user: account.name, partners, filter, deliveries, attempts, keys, checkpoint }),
+        consolePage({
+          user: account.name,
+          signOut: signIn.signOut,
+          partners,
+          filter,
+          deliveries,
+          attempts,
+          keys,
+          checkpoint,
+        }),
       );
     });
     app.get<{ Params: { file: string } }>('/console/:file', { preHandler: publicAccess }, async (req, reply) => {

@@ -103,14 +103,14 @@ export async function createSession(
   return { token, expiresAt };
 }
 
-/** The signed-in account behind a session cookie (any role), or undefined. */
+/** The signed-in account behind a session cookie (any role; `sso` when the issuer signed it in), or undefined. */
 export async function sessionAccount(
   db: Queryable,
   token: string | undefined,
-): Promise<{ name: string; role: AccountRole } | undefined> {
+): Promise<{ name: string; role: AccountRole; sso: boolean } | undefined> {
   if (!token || !/^[A-Za-z0-9_-]{20,100}$/.test(token)) return undefined;
-  const { rows } = await db.query<{ name: string; role: AccountRole }>(
-    `SELECT s.user_name AS name, COALESCE(s.role, u.role) AS role FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
+  const { rows } = await db.query<{ name: string; role: AccountRole; sso: boolean }>(
+    `SELECT s.user_name AS name, COALESCE(s.role, u.role) AS role, u.sso FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
      WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
     [tokenHash(token)],
   );

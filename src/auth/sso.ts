@@ -17,7 +17,33 @@ export const SSO_PAGES: Record<SsoPage, { role: AccountRole; path: string }> = {
   console: { role: 'operator', path: '/console/' },
 };
 export const CALLBACK_PATH = '/auth/sso/callback';
+export const LOGOUT_PATH = '/auth/sso/logout';
+/** Where the issuer sends the browser back after its own sign-out (its post-logout redirect URI). */
+export const SIGNED_OUT_PATH = '/auth/sso/signed-out';
+const LOCAL_LOGOUT_PATH = '/audit/ui/logout';
 const PENDING_TTL_MS = 10 * 60_000;
+/**
+ * How far past its exp an ID token is still taken: openid-client's default,
+ * set here so that it is the gateway's rule (the issuer's clock and ours may
+ * differ by seconds, never minutes).
+ */
+export const CLOCK_TOLERANCE_S = 30;
+
+/** What the sign-in forms of both pages offer, and where their sign-out button posts. */
+export interface SignInOptions {
+  sso: boolean;
+  local: boolean;
+  signOut: string;
+}
+
+export function signInOptions(cfg: Config): SignInOptions {
+  const sso = Boolean(cfg.oidcIssuer);
+  return { sso, local: cfg.localLogin, signOut: sso ? LOGOUT_PATH : LOCAL_LOGOUT_PATH };
+}
+
+/** The page a query or body value names, else the audit page (the default of every SSO route). */
+export const ssoPage = (value: unknown): SsoPage =>
+  typeof value === 'string' && Object.hasOwn(SSO_PAGES, value) ? (value as SsoPage) : 'audit';
 
 export interface PendingLogin {
   state: string;
@@ -45,7 +71,8 @@ export async function discoverSso(cfg: Config): Promise<SsoClient> {
   const issuer = new URL(cfg.oidcIssuer as string);
   const secret = clientSecret(cfg);
   const options = issuer.protocol === 'http:' && isLoopback(issuer) ? { execute: [oidc.allowInsecureRequests] } : {};
-  const config = await oidc.discovery(issuer, cfg.oidcClientId as string, secret, undefined, options);
+  const metadata = { client_secret: secret, [oidc.clockTolerance]: CLOCK_TOLERANCE_S };
+  const config = await oidc.discovery(issuer, cfg.oidcClientId as string, metadata, undefined, options);
   // The cookie key is derived from the client secret, which every process of this gateway shares.
   const cookieKey = Buffer.from(hkdfSync('sha256', secret, 'fhir-gateway', 'sso pending sign-in', 32));
   return { config, settings: cfg, cookieKey };
@@ -99,7 +126,6 @@ export interface SsoIdentity {
   name: string;
   subject: string;
   roles: AccountRole[];
-  idToken: string | undefined;
 }
 
 /** Exchange the code and validate the ID token; throws openid-client's error when anything is off. */
@@ -117,8 +143,37 @@ export async function finishLogin(sso: SsoClient, callbackUrl: URL, pending: Pen
     name: typeof username === 'string' && username ? username : String(claims['sub']),
     subject: String(claims['sub']),
     roles: mapRoles(sso.settings, claims[sso.settings.oidcRoleClaim]),
-    idToken: tokens.id_token,
   };
+}
+
+const ID_TOKEN_CLAIM_REASONS: Record<string, string> = {
+  nonce: 'id_token_wrong_nonce',
+  aud: 'id_token_wrong_audience',
+  azp: 'id_token_wrong_audience',
+  iss: 'id_token_wrong_issuer',
+};
+
+/**
+ * Why openid-client refused a callback, in the audit trail's words (the
+ * library's own code goes beside it): the issuer refused the code, or the ID
+ * token is expired, names another sign-in (nonce), another client or issuer,
+ * or does not validate at all.
+ */
+export function refusalReason(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { cause?: { claim?: unknown } } };
+  const claim = String(e.cause?.cause?.claim ?? '');
+  switch (e.code) {
+    case 'OAUTH_RESPONSE_BODY_ERROR':
+      return 'issuer_refused_code';
+    case 'OAUTH_AUTHORIZATION_RESPONSE_ERROR':
+      return 'issuer_returned_error';
+    case 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED':
+      return claim === 'exp' ? 'id_token_expired' : 'id_token_time_invalid';
+    case 'OAUTH_JWT_CLAIM_COMPARISON_FAILED':
+      return ID_TOKEN_CLAIM_REASONS[claim] ?? 'id_token_invalid';
+    default:
+      return 'id_token_invalid';
+  }
 }
 
 /** The gateway roles a role claim grants: a list of values, or one value. */
@@ -130,12 +185,16 @@ export function mapRoles(cfg: Config, claim: unknown): AccountRole[] {
   return roles;
 }
 
-/** The issuer's end_session_endpoint URL, when it has one. */
-export function endSessionUrl(sso: SsoClient, idToken?: string): URL | undefined {
+/**
+ * The issuer's end_session_endpoint URL, when it has one. Its state names the
+ * page, so that one registered post-logout URI brings the person back to the
+ * page they signed out of.
+ */
+export function endSessionUrl(sso: SsoClient, page: SsoPage): URL | undefined {
   if (!sso.config.serverMetadata().end_session_endpoint) return undefined;
   return oidc.buildEndSessionUrl(sso.config, {
-    post_logout_redirect_uri: `${sso.settings.baseUrl}/`,
+    post_logout_redirect_uri: `${sso.settings.baseUrl}${SIGNED_OUT_PATH}`,
     client_id: sso.settings.oidcClientId as string,
-    ...(idToken ? { id_token_hint: idToken } : {}),
+    state: page,
   });
 }

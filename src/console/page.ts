@@ -3,27 +3,42 @@ import type { CheckpointFreshness, KeyLine } from './key-inventory.ts';
 import { FAILURE_WINDOW_HOURS, type PartnerHealth } from './partner-health.ts';
 
 /**
- * The operator console as server-rendered HTML: every value escaped here, no
- * inline script or style (the page's one script is /console/console.js).
- * Delivery rows carry ids, states, status codes and error codes only, never content.
+ * The operator console as server-rendered HTML, and the two single sign-on
+ * pages both browser pages pass through (signed in, refused): every value
+ * escaped here, no inline script or style (the console's one script is
+ * /console/console.js). Delivery rows carry ids, states, status codes and
+ * error codes only, never content.
  */
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 export const esc = (v: unknown): string => String(v ?? '').replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
 const when = (d: Date | null | undefined): string => (d ? esc(d.toISOString().replace(/\.\d+Z$/, 'Z')) : '—');
 const percent = (r: number | null): string => (r === null ? '—' : `${Math.round(r * 100)} %`);
 
-function frame(title: string, body: string, user?: string): string {
+interface Frame {
+  /** The signed-in account, shown with a sign-out button that posts to `signOut`. */
+  user?: string;
+  signOut?: string;
+  heading?: string;
+  /** A same-origin address the browser goes on to at once (meta refresh, no script). */
+  next?: string;
+  /** The console's script; the single sign-on pages need none. */
+  script?: boolean;
+}
+
+function frame(title: string, body: string, f: Frame = {}): string {
+  const who = f.user
+    ? `<span id="who">${esc(f.user)}</span> <button type="button" id="logout" data-sign-out="${esc(f.signOut)}">Sign out</button>`
+    : '';
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)}</title>
+${f.next ? `<meta http-equiv="refresh" content="0;url=${esc(f.next)}">\n` : ''}<title>${esc(title)}</title>
 <link rel="stylesheet" href="/console/console.css">
-<script type="module" src="/console/console.js"></script>
-</head>
+${f.script === false ? '' : '<script type="module" src="/console/console.js"></script>\n'}</head>
 <body>
-<header><h1>Gateway operator console</h1>${user ? `<span id="who">${esc(user)}</span> <button type="button" id="logout">Sign out</button>` : ''}</header>
+<header><h1>${esc(f.heading ?? 'Gateway operator console')}</h1>${who}</header>
 <main>
 ${body}
 </main>
@@ -32,32 +47,70 @@ ${body}
 `;
 }
 
-export function loginPage(): string {
-  return frame(
-    'Sign in — operator console',
-    `<section id="login-view">
-<h2>Sign in</h2>
-<p>An operator account (<code>gateway audit users add --name NAME --role operator</code>).</p>
+/** The ways in a sign-in form offers (src/auth/sso.ts decides them from the configuration). */
+export interface SignInChoice {
+  sso: boolean;
+  local: boolean;
+}
+
+export function loginPage(choice: SignInChoice): string {
+  const sso = choice.sso
+    ? '<p><a id="sso-login" class="sso" href="/auth/sso/login?page=console">Sign in with SSO</a></p>'
+    : '';
+  const local = choice.local
+    ? `<p>${choice.sso ? 'Break-glass: a' : 'An'} operator account (<code>gateway audit users add --name NAME --role operator</code>).</p>
 <form id="login-form">
 <label>Name <input id="login-name" name="name" autocomplete="username" required></label>
 <label>Password <input id="login-password" name="password" type="password" autocomplete="current-password" required></label>
 <button type="submit">Sign in</button>
 <p id="login-error" role="alert"></p>
-</form>
+</form>`
+    : '';
+  return frame(
+    'Sign in — operator console',
+    `<section id="login-view">
+<h2>Sign in</h2>
+${sso || local ? `${sso}${local}` : '<p>Sign-in is turned off on this gateway (no OIDC_ISSUER, LOCAL_LOGIN=off).</p>'}
 </section>`,
   );
 }
 
-export function forbiddenPage(user: string): string {
+export function forbiddenPage(user: string, signOut: string): string {
   return frame(
     'Not an operator — operator console',
     `<section id="forbidden"><h2>Not an operator</h2><p>The account ${esc(user)} has no operator role.</p></section>`,
-    user,
+    { user, signOut },
+  );
+}
+
+/**
+ * The answer of a successful single sign-on: the session cookie, then on to
+ * the page from here. A redirect would not do: the browser arrives from the
+ * issuer's site, and a SameSite=Strict cookie is not sent on any hop of a
+ * redirect chain that began on another site, so the page would ask for a
+ * sign-in again. A navigation this page starts is same-site.
+ */
+export function signedInPage(heading: string, next: string): string {
+  return frame(
+    `Signed in — ${heading}`,
+    `<section id="signed-in"><p>Signed in. <a href="${esc(next)}">Continue</a></p></section>`,
+    { heading, next, script: false },
+  );
+}
+
+/** A single sign-on the gateway refused, for a person: why, and the way back to the sign-in form. */
+export function ssoRefusedPage(heading: string, message: string, back: string): string {
+  return frame(
+    `Sign-in refused — ${heading}`,
+    `<section id="sso-refused"><h2>Sign-in refused</h2><p id="refusal">${esc(message)}</p>
+<p><a id="back" href="${esc(back)}">Back to the sign-in page</a></p></section>`,
+    { heading, script: false },
   );
 }
 
 export interface ConsoleView {
   user: string;
+  signOut: string;
   partners: PartnerHealth[];
   filter: DeliveryFilter;
   deliveries: DeliverySummary[];
@@ -134,6 +187,6 @@ export function consolePage(v: ConsoleView): string {
   return frame(
     'Operator console',
     `${partnersSection(v.partners)}\n${deliveriesSection(v)}\n${keysSection(v.keys, v.checkpoint)}`,
-    v.user,
+    { user: v.user, signOut: v.signOut },
   );
 }

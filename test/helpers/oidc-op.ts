@@ -1,3 +1,4 @@
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import Provider from 'oidc-provider';
 import { freePort } from './ports.ts';
@@ -9,39 +10,69 @@ export interface OpAccount {
   groups: string[];
 }
 
+export type IdTokenClaims = Record<string, unknown> & { exp: number; iat: number; nonce?: string };
+
 export interface TestOp {
+  /** On `localhost`: another site than the gateways on 127.0.0.1, as an issuer is in production. */
   issuer: string;
-  /** The account the next sign-in at the issuer is for (signs in without a form). */
-  signInAs(account: OpAccount): void;
+  /**
+   * The account the next sign-ins at the issuer are for, finished without a
+   * form. Without one, the sign-in goes through the provider's own login and
+   * consent pages, where a known account's `sub` is typed as the login.
+   */
+  signInAs(account?: OpAccount): void;
+  /** An account the login pages know. */
+  addAccount(account: OpAccount): void;
+  /**
+   * The next ID token the token endpoint answers has its claims changed by
+   * `change` and is signed again with the issuer's own published key: an
+   * issuer (or a replay) that hands out an expired token or another sign-in's.
+   */
+  alterNextIdToken(change: (claims: IdTokenClaims) => IdTokenClaims): void;
   close(): Promise<void>;
 }
 
+const KID = 'test-op-rs256';
+
+/** A compact JWS of `claims` with the issuer's key and the header it signs with. */
+function resign(idToken: string, key: KeyObject, change: (claims: IdTokenClaims) => IdTokenClaims): string {
+  const [header, payload] = idToken.split('.');
+  const claims = change(JSON.parse(Buffer.from(payload!, 'base64url').toString('utf8')) as IdTokenClaims);
+  const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  return `${input}.${sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+}
+
 /**
- * A real, certified OpenID Provider (oidc-provider) on loopback. Its
- * interaction (login and consent) is finished programmatically for the
- * account chosen with signInAs, so a plain fetch client can run the flow.
+ * A real, certified OpenID Provider (oidc-provider) on loopback. After
+ * signInAs, its interaction (login and consent) is finished programmatically,
+ * so a plain fetch client can run the flow; without it, a browser signs in at
+ * the provider's own development login and consent pages.
  */
 export async function startTestOp(
   clients: Array<{ id: string; secret: string; redirectUri: string }>,
 ): Promise<TestOp> {
   const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `http://localhost:${port}`;
   const accounts = new Map<string, OpAccount>();
   let next: OpAccount | undefined;
+  let alterNext: ((claims: IdTokenClaims) => IdTokenClaims) | undefined;
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const provider = new Provider(issuer, {
     clients: clients.map((c) => ({
       client_id: c.id,
       client_secret: c.secret,
       redirect_uris: [c.redirectUri],
-      post_logout_redirect_uris: [new URL('/', c.redirectUri).href],
+      post_logout_redirect_uris: [new URL('/auth/sso/signed-out', c.redirectUri).href],
       grant_types: ['authorization_code'],
       response_types: ['code'],
     })),
+    jwks: { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: KID, use: 'sig', alg: 'RS256' }] },
     claims: { openid: ['sub'], profile: ['preferred_username', 'groups'] },
     conformIdTokenClaims: false,
     pkce: { required: () => true },
-    features: { devInteractions: { enabled: false } },
-    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    // The provider's own login and consent pages, at /interaction/:uid.
+    features: { devInteractions: { enabled: true } },
+    ttl: { AccessToken: 600, AuthorizationCode: 60, Grant: 3600, IdToken: 300, Interaction: 600, Session: 3600 },
     findAccount: async (_ctx: unknown, sub: string) => {
       const account = accounts.get(sub);
       if (!account) return undefined;
@@ -51,12 +82,20 @@ export async function startTestOp(
       };
     },
   });
+  // Post-processing of the token endpoint's answer, oidc-provider's own extension point.
+  provider.use(async (ctx: { oidc?: { route?: string }; body?: unknown }, step: () => Promise<void>) => {
+    await step();
+    const body = ctx.body as { id_token?: unknown } | undefined;
+    if (alterNext && ctx.oidc?.route === 'token' && typeof body?.id_token === 'string') {
+      ctx.body = { ...body, id_token: resign(body.id_token, privateKey, alterNext) };
+      alterNext = undefined;
+    }
+  });
   const callback = provider.callback();
   const server: Server = createServer(async (req, res) => {
-    if (req.url?.startsWith('/interaction/')) {
+    if (next && req.url?.startsWith('/interaction/')) {
       const details = await provider.interactionDetails(req, res);
-      const account = next as OpAccount;
-      accounts.set(account.sub, account);
+      const account = next;
       const grant = new provider.Grant({ accountId: account.sub, clientId: String(details.params['client_id']) });
       grant.addOIDCScope('openid profile');
       const grantId = await grant.save();
@@ -64,9 +103,7 @@ export async function startTestOp(
         req,
         res,
         { login: { accountId: account.sub }, consent: { grantId } },
-        {
-          mergeWithLastSubmission: false,
-        },
+        { mergeWithLastSubmission: false },
       );
       return;
     }
@@ -76,8 +113,19 @@ export async function startTestOp(
   return {
     issuer,
     signInAs: (account) => {
+      if (account) accounts.set(account.sub, account);
       next = account;
     },
-    close: () => new Promise<void>((ok) => server.close(() => ok())),
+    addAccount: (account) => {
+      accounts.set(account.sub, account);
+    },
+    alterNextIdToken: (change) => {
+      alterNext = change;
+    },
+    close: () =>
+      new Promise<void>((ok) => {
+        server.close(() => ok());
+        server.closeAllConnections();
+      }),
   };
 }

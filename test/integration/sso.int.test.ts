@@ -1,50 +1,66 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addAuditUser, createSession } from '../../src/audit/users.ts';
+import { CLOCK_TOLERANCE_S, SSO_PAGES, type SsoPage } from '../../src/auth/sso.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import { startTestOp, type OpAccount, type TestOp } from '../helpers/oidc-op.ts';
+import { startTestOp, type IdTokenClaims, type OpAccount, type TestOp } from '../helpers/oidc-op.ts';
 import { freePort } from '../helpers/ports.ts';
 
 const OFFICER: OpAccount = { sub: 'u-1', username: 'olivia', groups: ['gateway-compliance'] };
 const OPERATOR: OpAccount = { sub: 'u-2', username: 'omar', groups: ['gateway-operators'] };
 const NOBODY: OpAccount = { sub: 'u-3', username: 'nina', groups: ['nurses'] };
+const PERSON: Record<SsoPage, OpAccount> = { audit: OFFICER, console: OPERATOR };
 
 let op: TestOp;
 let gw: TestGateway;
 let other: TestGateway;
 
-/** A tiny browser: follows redirects by hand and keeps each host's cookies. */
-function browser() {
+/**
+ * A tiny browser: follows redirects (and a page's meta refresh) by hand and
+ * keeps each host's cookies. With `html`, it asks for pages as a browser does.
+ */
+function browser(options: { html?: boolean } = {}) {
   const jars = new Map<string, Map<string, string>>();
   const jar = (url: URL) => jars.get(url.host) ?? jars.set(url.host, new Map()).get(url.host)!;
   const go = async function (start: string, stopAt?: string): Promise<{ url: URL; res: Response }> {
     let url = new URL(start);
     for (let hop = 0; hop < 15; hop++) {
       const cookies = [...jar(url)].map(([k, v]) => `${k}=${v}`).join('; ');
-      const res = await fetch(url, { redirect: 'manual', headers: cookies ? { cookie: cookies } : {} });
+      const headers: Record<string, string> = cookies ? { cookie: cookies } : {};
+      if (options.html) headers['accept'] = 'text/html,application/xhtml+xml,*/*;q=0.8';
+      const res = await fetch(url, { redirect: 'manual', headers });
       for (const line of res.headers.getSetCookie()) {
         const [pair, ...attrs] = line.split(';');
         const [k, ...v] = pair!.split('=');
         if (attrs.some((a) => /max-age=0/i.test(a.trim()))) jar(url).delete(k!.trim());
         else jar(url).set(k!.trim(), v.join('='));
       }
-      const location = res.headers.get('location');
-      if (res.status < 300 || res.status >= 400 || !location) return { url, res };
+      const refresh = res.headers.get('content-type')?.startsWith('text/html')
+        ? /<meta http-equiv="refresh" content="0;url=([^"]+)">/.exec(await res.clone().text())?.[1]
+        : undefined;
+      const location = res.headers.get('location') ?? refresh;
+      if (!location || (!refresh && (res.status < 300 || res.status >= 400))) return { url, res };
       url = new URL(location, url);
       if (stopAt && url.pathname === stopAt) return { url, res };
     }
     throw new Error('too many redirects');
   };
-  /** A cookie this browser holds for a host, as a Cookie header. */
+  /** A cookie this browser holds for a host, as a Cookie header (an empty value when it holds none). */
   const held = (base: string, name: string) => `${name}=${jar(new URL(base)).get(name) ?? ''}`;
   return Object.assign(go, { held });
 }
 
-async function auditTypes(g: TestGateway, type: string) {
+async function auditTypes(g: TestGateway, type: string, since = 0) {
   const { rows } = await g.app.ctx.pool.query<{ entry: string }>(
-    'SELECT entry FROM audit_log WHERE entry LIKE $1 ORDER BY idx',
-    [`%"type":"${type}"%`],
+    'SELECT entry FROM audit_log WHERE idx >= $1 AND entry LIKE $2 ORDER BY idx',
+    [since, `%"type":"${type}"%`],
   );
   return rows.map((r) => JSON.parse(r.entry) as { agent?: { id: string }; detail?: Record<string, unknown> });
 }
+const auditSize = async (g: TestGateway) =>
+  Number((await g.app.ctx.pool.query<{ n: string }>('SELECT count(*) AS n FROM audit_log')).rows[0]!.n);
+const sessionCount = async (g: TestGateway) =>
+  Number((await g.app.ctx.pool.query<{ n: string }>('SELECT count(*) AS n FROM audit_sessions')).rows[0]!.n);
+const nowS = () => Math.floor(Date.now() / 1000);
 
 describe('single sign-on through a real OpenID Provider', () => {
   beforeAll(async () => {
@@ -117,7 +133,7 @@ describe('single sign-on through a real OpenID Provider', () => {
     expect(((await res.json()) as { resourceType: string }).resourceType).toBe('OperationOutcome');
     const refused = await auditTypes(other, 'sso.refused');
     // The issuer itself refuses to redeem the other client's code for this client (invalid_grant).
-    expect(refused.map((e) => e.detail?.['reason'])).toEqual(['OAUTH_RESPONSE_BODY_ERROR']);
+    expect(refused.map((e) => e.detail?.['reason'])).toEqual(['issuer_refused_code']);
     expect(await auditTypes(other, 'sso.login')).toHaveLength(0);
   });
 
@@ -130,22 +146,114 @@ describe('single sign-on through a real OpenID Provider', () => {
     expect((await browser()(url.href)).res.status).toBe(400);
   });
 
-  it('signs out: the gateway session ends and the issuer end-session URL comes back', async () => {
+  it('signs out: the gateway session ends and the issuer end-session URL comes back, naming the page', async () => {
+    op.signInAs(OPERATOR);
+    const go = browser();
+    await go(`${gw.url}/auth/sso/login?page=console`);
+    const session = go.held(gw.url, 'gw_audit_session');
+    expect((await fetch(`${gw.url}/console/`, { headers: { cookie: session } })).status).toBe(200);
+    const out = await fetch(`${gw.url}/auth/sso/logout`, {
+      method: 'POST',
+      headers: { origin: gw.url, cookie: session, 'content-type': 'application/json' },
+      body: JSON.stringify({ page: 'console' }),
+    });
+    expect(out.status).toBe(200);
+    const redirect = new URL(((await out.json()) as { redirect: string }).redirect);
+    expect(`${redirect.origin}${redirect.pathname}`).toBe(`${op.issuer}/session/end`);
+    expect(redirect.searchParams.get('post_logout_redirect_uri')).toBe(`${gw.url}/auth/sso/signed-out`);
+    expect(redirect.searchParams.get('state')).toBe('console');
+    expect(await (await fetch(`${gw.url}/console/`, { headers: { cookie: session } })).text()).toContain(
+      'id="sso-login"',
+    );
+    // The issuer sends the browser back to the page the state names (the audit page when it names none).
+    const back = await fetch(`${gw.url}/auth/sso/signed-out?state=console`, { redirect: 'manual' });
+    expect([back.status, back.headers.get('location')]).toEqual([302, '/console/']);
+    const unnamed = await fetch(`${gw.url}/auth/sso/signed-out`, { redirect: 'manual' });
+    expect(unnamed.headers.get('location')).toBe('/audit/ui/');
+  });
+
+  it('ends a local (break-glass) session without sending the browser to the issuer', async () => {
+    await addAuditUser(gw.app.ctx.pool, 'breakglass.bob');
+    const { token } = await createSession(gw.app.ctx.pool, 'breakglass.bob');
+    const cookie = `gw_audit_session=${token}`;
+    expect((await fetch(`${gw.url}/audit/ui/session`, { headers: { cookie } })).status).toBe(200);
+    const out = await fetch(`${gw.url}/auth/sso/logout`, { method: 'POST', headers: { origin: gw.url, cookie } });
+    expect(await out.json()).toEqual({ redirect: null });
+    expect((await fetch(`${gw.url}/audit/ui/session`, { headers: { cookie } })).status).toBe(401);
+  });
+
+  it('refuses a cross-site sign-out (CSRF), audited, and the session stays', async () => {
     op.signInAs(OFFICER);
     const go = browser();
     await go(`${gw.url}/auth/sso/login?page=audit`);
-    const { res: probe } = await go(`${gw.url}/audit/ui/session`);
-    expect(probe.status).toBe(200);
     const session = go.held(gw.url, 'gw_audit_session');
-    const out = await fetch(`${gw.url}/auth/sso/logout`, {
+    const since = await auditSize(gw);
+    const forged = await fetch(`${gw.url}/auth/sso/logout`, {
       method: 'POST',
-      headers: { origin: gw.url, cookie: session },
+      headers: { origin: 'https://attacker.example', cookie: session },
     });
-    expect(out.status).toBe(200);
-    const { redirect } = (await out.json()) as { redirect: string };
-    expect(redirect.startsWith(`${op.issuer}/session/end`)).toBe(true);
-    const after = await fetch(`${gw.url}/audit/ui/session`, { headers: { cookie: session } });
-    expect(after.status).toBe(401);
+    expect(forged.status).toBe(403);
+    const form = await fetch(`${gw.url}/auth/sso/logout`, {
+      method: 'POST',
+      headers: { origin: gw.url, cookie: session, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'page=audit',
+    });
+    expect(form.status).toBe(415);
+    expect((await auditTypes(gw, 'authz.denied', since)).map((e) => e.detail?.['reason'])).toEqual([
+      'cross_origin',
+      'not_json',
+    ]);
+    expect((await fetch(`${gw.url}/audit/ui/session`, { headers: { cookie: session } })).status).toBe(200);
+  });
+
+  it('tells both pages that single sign-on is on and the local sign-in off', async () => {
+    const options = await fetch(`${gw.url}/audit/ui/sign-in`);
+    expect(await options.json()).toEqual({ sso: true, local: false, signOut: '/auth/sso/logout' });
+    const html = await (await fetch(`${gw.url}/console/`)).text();
+    expect(html).toContain('<a id="sso-login" class="sso" href="/auth/sso/login?page=console">Sign in with SSO</a>');
+    expect(html).not.toContain('id="login-form"');
+  });
+
+  it(`takes an ID token that expired within the ${CLOCK_TOLERANCE_S} s clock tolerance`, async () => {
+    op.signInAs(OFFICER);
+    op.alterNextIdToken((c) => ({ ...c, iat: nowS() - 300, exp: nowS() - 5 }));
+    const { url, res } = await browser()(`${gw.url}/auth/sso/login?page=audit`);
+    expect([res.status, url.pathname]).toEqual([200, '/audit/ui/']);
+  });
+
+  describe.each(['audit', 'console'] as const)('an ID token the %s page must refuse', (page) => {
+    /** Sign in through the issuer, which hands out the ID token `alter` makes; the refusal is a page and an entry. */
+    async function refusedSignIn(alter: (claims: IdTokenClaims) => IdTokenClaims, reason: string) {
+      op.signInAs(PERSON[page]);
+      op.alterNextIdToken(alter);
+      const [since, sessions] = [await auditSize(gw), await sessionCount(gw)];
+      const go = browser({ html: true });
+      const { url, res } = await go(`${gw.url}/auth/sso/login?page=${page}`);
+      expect([url.pathname, res.status]).toEqual(['/auth/sso/callback', 401]);
+      expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+      expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
+      const html = await res.text();
+      expect(html).toContain('Sign-in refused');
+      expect(html).toContain(`<a id="back" href="${SSO_PAGES[page].path}">`);
+      // No session: none in the database, no cookie in the browser, and the pending sign-in is spent.
+      expect(await sessionCount(gw)).toBe(sessions);
+      expect(go.held(gw.url, 'gw_audit_session')).toBe('gw_audit_session=');
+      expect(go.held(gw.url, 'gw_sso_pending')).toBe('gw_sso_pending=');
+      const refused = await auditTypes(gw, 'sso.refused', since);
+      expect(refused.map((e) => [e.agent?.id, e.detail?.['reason'], e.detail?.['page']])).toEqual([
+        ['unknown', reason, page],
+      ]);
+      expect(await auditTypes(gw, 'sso.login', since)).toEqual([]);
+    }
+
+    it(`refuses an ID token expired beyond the clock tolerance (401 page, audited id_token_expired)`, async () => {
+      const exp = nowS() - CLOCK_TOLERANCE_S - 60;
+      await refusedSignIn((c) => ({ ...c, iat: exp - 300, exp }), 'id_token_expired');
+    });
+
+    it('refuses an ID token minted for another sign-in (wrong nonce; 401 page, audited id_token_wrong_nonce)', async () => {
+      await refusedSignIn((c) => ({ ...c, nonce: 'the-nonce-of-another-sign-in' }), 'id_token_wrong_nonce');
+    });
   });
 
   it('turns the local sign-in off when an issuer is configured', async () => {

@@ -37,7 +37,22 @@ async function api(path, options = {}) {
   return body;
 }
 
+// What the sign-in form offers and where sign-out posts (GET /audit/ui/sign-in); local accounts until known.
+let signIn = { sso: false, local: true, signOut: '/audit/ui/logout' };
+
+async function loadSignIn() {
+  try {
+    const res = await fetch('/audit/ui/sign-in', { credentials: 'same-origin' });
+    if (res.ok) signIn = await res.json();
+  } catch {
+    // keep the local form: the gateway answers it either way
+  }
+}
+
 function showLogin() {
+  $('sso-login').hidden = !signIn.sso;
+  $('login-form').hidden = !signIn.local;
+  $('no-sign-in').hidden = signIn.sso || signIn.local;
   $('login-view').hidden = false;
   $('main-view').hidden = true;
   $('logout').hidden = true;
@@ -57,6 +72,7 @@ function verified(message) {
 }
 
 async function start() {
+  await loadSignIn();
   try {
     const { user } = await api('/audit/ui/session');
     $('who').textContent = `Signed in as ${user}`;
@@ -187,8 +203,21 @@ $('login-form').addEventListener('submit', async (event) => {
   $('login-password').value = '';
   await start();
 });
+// An issuer session is ended at the issuer too, which sends the browser back here; a local session just ends.
 $('logout').addEventListener('click', async () => {
-  await fetch('/audit/ui/logout', { method: 'POST' });
+  $('logout').disabled = true;
+  try {
+    const res = await fetch(signIn.signOut, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ page: 'audit' }),
+    });
+    const answer = res.status === 200 ? await res.json() : {};
+    if (answer.redirect) return location.assign(answer.redirect);
+  } finally {
+    $('logout').disabled = false;
+  }
   showLogin();
 });
 $('filter').addEventListener('submit', (e) => search(e).catch((err) => ($('result-count').textContent = err.message)));

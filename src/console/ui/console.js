@@ -1,4 +1,4 @@
-// The operator console's one script: sign-in (the audit page's session), retry and suspend/resume.
+// The operator console's one script: sign-in and sign-out (the audit page's session), retry and suspend/resume.
 // Every write is a same-origin JSON POST, which the gateway's cross-site check requires.
 const $ = (sel) => document.querySelector(sel);
 
@@ -38,9 +38,14 @@ if (login) {
   });
 }
 
-$('#logout')?.addEventListener('click', async () => {
-  await post('/audit/ui/logout').catch(() => {});
-  location.reload();
+// Sign-out posts where the page says (single sign-on's when an issuer is set); an issuer session is then
+// ended at the issuer too, which sends the browser back here. A local session just ends.
+const logout = $('#logout');
+logout?.addEventListener('click', async () => {
+  logout.disabled = true;
+  const answer = await post(logout.dataset.signOut, { page: 'console' }).catch(() => ({}));
+  if (answer.redirect) location.assign(answer.redirect);
+  else location.reload();
 });
 
 for (const button of document.querySelectorAll('button.retry')) {
