@@ -122,7 +122,7 @@ export const AUDIT_EVENTS = {
   },
   'sso.refused': {
     description:
-      'A single sign-on was refused: the ID token or the callback failed validation, or the person lacks the role the page needs.',
+      'A single sign-on was refused, no session created; detail.reason says why: the ID token expired (id_token_expired) or names another sign-in, client or issuer (id_token_wrong_nonce, _audience, _issuer), the callback is not the pending sign-in (state_mismatch, no_pending_sign_in), the issuer refused the code, or the person lacks the role the page needs (missing_role_compliance, missing_role_operator).',
     outcome: ['minor-failure'],
     recordedBy: 'single sign-on callback',
   },

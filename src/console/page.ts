@@ -58,7 +58,7 @@ export function loginPage(choice: SignInChoice): string {
     ? '<p><a id="sso-login" class="sso" href="/auth/sso/login?page=console">Sign in with SSO</a></p>'
     : '';
   const local = choice.local
-    ? `<p>${choice.sso ? 'Break-glass: a' : 'An'} operator account (<code>gateway audit users add --name NAME --role operator</code>).</p>
+    ? `<p>${choice.sso ? 'Break-glass: an' : 'An'} operator account (<code>gateway audit users add --name NAME --role operator</code>).</p>
 <form id="login-form">
 <label>Name <input id="login-name" name="name" autocomplete="username" required></label>
 <label>Password <input id="login-password" name="password" type="password" autocomplete="current-password" required></label>

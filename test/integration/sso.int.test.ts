@@ -62,6 +62,33 @@ const sessionCount = async (g: TestGateway) =>
   Number((await g.app.ctx.pool.query<{ n: string }>('SELECT count(*) AS n FROM audit_sessions')).rows[0]!.n);
 const nowS = () => Math.floor(Date.now() / 1000);
 
+/**
+ * Sign in to `page` through the issuer, which hands out the ID token `alter`
+ * makes: the gateway must answer a 401 page, audit the reason and create no session.
+ */
+async function refusedSignIn(page: SsoPage, alter: (claims: IdTokenClaims) => IdTokenClaims, reason: string) {
+  op.signInAs(PERSON[page]);
+  op.alterNextIdToken(alter);
+  const [since, sessions] = [await auditSize(gw), await sessionCount(gw)];
+  const go = browser({ html: true });
+  const { url, res } = await go(`${gw.url}/auth/sso/login?page=${page}`);
+  expect([url.pathname, res.status]).toEqual(['/auth/sso/callback', 401]);
+  expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+  expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
+  const html = await res.text();
+  expect(html).toContain('Sign-in refused');
+  expect(html).toContain(`<a id="back" href="${SSO_PAGES[page].path}">`);
+  // No session: none in the database, no cookie in the browser, and the pending sign-in is spent.
+  expect(await sessionCount(gw)).toBe(sessions);
+  expect(go.held(gw.url, 'gw_audit_session')).toBe('gw_audit_session=');
+  expect(go.held(gw.url, 'gw_sso_pending')).toBe('gw_sso_pending=');
+  const refused = await auditTypes(gw, 'sso.refused', since);
+  expect(refused.map((e) => [e.agent?.id, e.detail?.['reason'], e.detail?.['page']])).toEqual([
+    ['unknown', reason, page],
+  ]);
+  expect(await auditTypes(gw, 'sso.login', since)).toEqual([]);
+}
+
 describe('single sign-on through a real OpenID Provider', () => {
   beforeAll(async () => {
     const [gwPort, otherPort] = [await freePort(), await freePort()];
@@ -142,8 +169,13 @@ describe('single sign-on through a real OpenID Provider', () => {
     const go = browser();
     const { url } = await go(`${gw.url}/auth/sso/login?page=audit`, '/auth/sso/callback');
     url.searchParams.set('state', 'forged-state');
+    const since = await auditSize(gw);
     expect((await go(url.href)).res.status).toBe(401);
     expect((await browser()(url.href)).res.status).toBe(400);
+    expect((await auditTypes(gw, 'sso.refused', since)).map((e) => e.detail?.['reason'])).toEqual([
+      'state_mismatch',
+      'no_pending_sign_in',
+    ]);
   });
 
   it('signs out: the gateway session ends and the issuer end-session URL comes back, naming the page', async () => {
@@ -222,38 +254,19 @@ describe('single sign-on through a real OpenID Provider', () => {
   });
 
   describe.each(['audit', 'console'] as const)('an ID token the %s page must refuse', (page) => {
-    /** Sign in through the issuer, which hands out the ID token `alter` makes; the refusal is a page and an entry. */
-    async function refusedSignIn(alter: (claims: IdTokenClaims) => IdTokenClaims, reason: string) {
-      op.signInAs(PERSON[page]);
-      op.alterNextIdToken(alter);
-      const [since, sessions] = [await auditSize(gw), await sessionCount(gw)];
-      const go = browser({ html: true });
-      const { url, res } = await go(`${gw.url}/auth/sso/login?page=${page}`);
-      expect([url.pathname, res.status]).toEqual(['/auth/sso/callback', 401]);
-      expect(res.headers.get('content-type')).toMatch(/^text\/html/);
-      expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
-      const html = await res.text();
-      expect(html).toContain('Sign-in refused');
-      expect(html).toContain(`<a id="back" href="${SSO_PAGES[page].path}">`);
-      // No session: none in the database, no cookie in the browser, and the pending sign-in is spent.
-      expect(await sessionCount(gw)).toBe(sessions);
-      expect(go.held(gw.url, 'gw_audit_session')).toBe('gw_audit_session=');
-      expect(go.held(gw.url, 'gw_sso_pending')).toBe('gw_sso_pending=');
-      const refused = await auditTypes(gw, 'sso.refused', since);
-      expect(refused.map((e) => [e.agent?.id, e.detail?.['reason'], e.detail?.['page']])).toEqual([
-        ['unknown', reason, page],
-      ]);
-      expect(await auditTypes(gw, 'sso.login', since)).toEqual([]);
-    }
-
     it(`refuses an ID token expired beyond the clock tolerance (401 page, audited id_token_expired)`, async () => {
       const exp = nowS() - CLOCK_TOLERANCE_S - 60;
-      await refusedSignIn((c) => ({ ...c, iat: exp - 300, exp }), 'id_token_expired');
+      await refusedSignIn(page, (c) => ({ ...c, iat: exp - 300, exp }), 'id_token_expired');
     });
 
     it('refuses an ID token minted for another sign-in (wrong nonce; 401 page, audited id_token_wrong_nonce)', async () => {
-      await refusedSignIn((c) => ({ ...c, nonce: 'the-nonce-of-another-sign-in' }), 'id_token_wrong_nonce');
+      await refusedSignIn(page, (c) => ({ ...c, nonce: 'the-nonce-of-another-sign-in' }), 'id_token_wrong_nonce');
     });
+  });
+
+  it('refuses an ID token for another client or from another issuer, each with its reason', async () => {
+    await refusedSignIn('audit', (c) => ({ ...c, aud: 'portal' }), 'id_token_wrong_audience');
+    await refusedSignIn('audit', (c) => ({ ...c, iss: 'https://idp.attacker.example' }), 'id_token_wrong_issuer');
   });
 
   it('turns the local sign-in off when an issuer is configured', async () => {
