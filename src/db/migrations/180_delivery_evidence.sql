@@ -22,6 +22,7 @@ CREATE TABLE partner_logs (
 -- partner's signing key) that names its audit keys, the signing key that
 -- verified it, and the consistency proof from the checkpoint before it.
 CREATE TABLE partner_checkpoints (
+  id             bigserial PRIMARY KEY,
   partner_id     text NOT NULL,
   tree_size      bigint NOT NULL,
   root_hash      bytea NOT NULL,
@@ -30,13 +31,13 @@ CREATE TABLE partner_checkpoints (
   statement_jwk  jsonb NOT NULL,
   prev_size      bigint,
   consistency    bytea[] NOT NULL DEFAULT '{}',
-  received_at    timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (partner_id, tree_size)
+  received_at    timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX partner_checkpoints_partner ON partner_checkpoints (partner_id, tree_size);
 
 -- The partner's proof that it logged our receipt: its audit entry (identifiers
 -- and digests only), the entry's index and inclusion proof in one of its
--- checkpoints above, and the partner key that verifies the receipt. State
+-- checkpoints above (checkpoint_id), and the partner key that verifies the receipt. State
 -- 'unknown' when the partner does not know the receipt (never proven).
 CREATE TABLE delivery_evidence (
   delivery_id  uuid PRIMARY KEY,
@@ -45,10 +46,10 @@ CREATE TABLE delivery_evidence (
   state        text NOT NULL CHECK (state IN ('proven', 'unknown')),
   audit_index  bigint,
   entry        text,
-  tree_size    bigint,
+  checkpoint_id bigint REFERENCES partner_checkpoints (id),
   proof        bytea[],
   receipt_jwk  jsonb,
   recorded_at  timestamptz NOT NULL DEFAULT now(),
-  CHECK (state = 'unknown' OR (audit_index IS NOT NULL AND entry IS NOT NULL AND tree_size IS NOT NULL AND proof IS NOT NULL AND receipt_jwk IS NOT NULL))
+  CHECK (state = 'unknown' OR (audit_index IS NOT NULL AND entry IS NOT NULL AND checkpoint_id IS NOT NULL AND proof IS NOT NULL AND receipt_jwk IS NOT NULL))
 );
 CREATE INDEX delivery_evidence_partner ON delivery_evidence (partner_id);
