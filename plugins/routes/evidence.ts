@@ -24,8 +24,14 @@ export function evidenceRoutes(ctx: GatewayContext): FastifyPluginAsync {
       (_req, body, done) => done(null, body),
     );
     app.post(EVIDENCE_PATH, { config: PEER_EVIDENCE, bodyLimit: REQUEST_BODY_LIMIT }, async (request, reply) => {
-      if (typeof request.body !== 'string' || !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? ''))
-        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `POST ${EVIDENCE_PATH} takes ${PROTOCOL.mediaType} (a compact JWS)`);
+      if (
+        typeof request.body !== 'string' ||
+        !/^application\/jose\s*(;|$)/i.test(request.headers['content-type'] ?? '')
+      )
+        throw new GatewayError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `POST ${EVIDENCE_PATH} takes ${PROTOCOL.mediaType} (a compact JWS)`,
+        );
       const answer = await answerEvidenceRequest(ctx, request.body, {
         remoteAddress: request.ip,
         tlsPartner: request.tlsPeer?.partnerId,

@@ -50,7 +50,12 @@ export async function partnerHealth(db: Queryable): Promise<PartnerHealth[]> {
   const checks = await db.query<{ partner_id: string; checked_at: Date; ok: boolean }>(
     'SELECT partner_id, checked_at, ok FROM partner_jwks_checks',
   );
-  const logs = await db.query<{ partner_id: string; tree_size: string; checked_at: Date; inconsistency: string | null }>(
+  const logs = await db.query<{
+    partner_id: string;
+    tree_size: string;
+    checked_at: Date;
+    inconsistency: string | null;
+  }>(
     'SELECT partner_id, tree_size, checked_at, CASE WHEN inconsistent_at IS NOT NULL THEN inconsistency END AS inconsistency FROM partner_logs',
   );
   const logOf = new Map(logs.rows.map((l) => [l.partner_id, l]));

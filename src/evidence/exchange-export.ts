@@ -40,7 +40,11 @@ async function ownExcerpt(ctx: Ctx, ids: string[]): Promise<LogExcerpt> {
   const tree = new TreeReader(ctx.pool, checkpoint.treeSize);
   const entries: LogExcerpt['entries'] = [];
   for (const r of rows)
-    entries.push({ index: Number(r.idx), entry: r.entry, proof: (await tree.inclusionProof(Number(r.idx))).map(toBase64) });
+    entries.push({
+      index: Number(r.idx),
+      entry: r.entry,
+      proof: (await tree.inclusionProof(Number(r.idx))).map(toBase64),
+    });
   const origin = await logOrigin(ctx.pool, ctx.config.baseUrl);
   const keyring = await ctx.keyring.fresh();
   const signer = keyring.signer('sig');
@@ -54,7 +58,14 @@ async function ownExcerpt(ctx: Ctx, ids: string[]): Promise<LogExcerpt> {
     origin,
     keys: (await auditKeys(ctx, origin)).map(({ kty, crv, x, y, kid }) => ({ kty, crv, x, y, kid })),
   });
-  return { org: ctx.config.org, origin, signingKey: signingJwk(own, own.kid), keys, checkpoint: checkpoint.note, entries };
+  return {
+    org: ctx.config.org,
+    origin,
+    signingKey: signingJwk(own, own.kid),
+    keys,
+    checkpoint: checkpoint.note,
+    entries,
+  };
 }
 
 interface DeliveryRow {

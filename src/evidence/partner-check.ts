@@ -26,7 +26,10 @@ import {
 import { PROTOCOL } from '../protocol/wire.ts';
 import { partnerLogState, type PartnerLogState } from './partner-log.ts';
 
-export type PartnerCheckContext = Pick<GatewayContext, 'config' | 'pool' | 'keyring' | 'directory' | 'fetch' | 'logger'>;
+export type PartnerCheckContext = Pick<
+  GatewayContext,
+  'config' | 'pool' | 'keyring' | 'directory' | 'fetch' | 'logger'
+>;
 
 export interface PartnerCheckResult {
   /** skipped: nothing due; checked: consistent, evidence kept; inconsistent: alarmed. */
@@ -114,8 +117,7 @@ function parseAnswer(text: string): EvidenceAnswer {
 const hashes = (list: string[]) => list.map((h) => fromBase64(h));
 
 const headerKid = (jws: string): string => {
-  const kid = (JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown })
-    .kid;
+  const kid = (JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown }).kid;
   if (typeof kid !== 'string') throw new GatewayError('JWS_MALFORMED', 'the JWS names no kid');
   return kid;
 };
@@ -151,8 +153,7 @@ function checkExtends(known: PartnerLogState | undefined, cp: Checkpoint, answer
   if (!known) return;
   if (cp.origin !== known.origin)
     throw new Inconsistency(`the log origin changed from ${known.origin} to ${cp.origin}`);
-  if (cp.size < known.treeSize)
-    throw new Inconsistency(`the log shrank from ${known.treeSize} to ${cp.size} entries`);
+  if (cp.size < known.treeSize) throw new Inconsistency(`the log shrank from ${known.treeSize} to ${cp.size} entries`);
   if (cp.size === known.treeSize) {
     if (!equalHash(cp.rootHash, known.rootHash))
       throw new Inconsistency(`two different roots were signed for tree size ${cp.size} (a forked history)`);
@@ -202,7 +203,11 @@ async function checkReceipts(
         `the partner's entry ${r.index} for receipt ${mine.receiptJti} is not in its checkpoint ${cp.size}: ${(err as Error).message}`,
       );
     }
-    const receiptJwk = await ctx.directory.verificationKey(partnerId, headerKid(mine.receipt), scopeOfSignedItem(mine.receipt));
+    const receiptJwk = await ctx.directory.verificationKey(
+      partnerId,
+      headerKid(mine.receipt),
+      scopeOfSignedItem(mine.receipt),
+    );
     out.push({ lacking: mine, index: r.index, entry: r.entry, proof, receiptJwk });
   }
   return out;
@@ -328,7 +333,12 @@ async function keepEvidence(
         type: 'partner-log.checkpoint',
         outcome: 'success',
         agent: partner,
-        detail: { origin: cp.origin, treeSize: cp.size, rootHash: toBase64(cp.rootHash), previousSize: known?.treeSize ?? null },
+        detail: {
+          origin: cp.origin,
+          treeSize: cp.size,
+          rootHash: toBase64(cp.rootHash),
+          previousSize: known?.treeSize ?? null,
+        },
       });
     for (const p of proven) {
       await db.query(
@@ -380,7 +390,10 @@ async function raiseInconsistency(
   cp: Checkpoint,
   reason: string,
 ): Promise<void> {
-  ctx.logger.error({ partner: partnerId, reason }, "partner audit log inconsistency: the partner's history contradicts what it signed");
+  ctx.logger.error(
+    { partner: partnerId, reason },
+    "partner audit log inconsistency: the partner's history contradicts what it signed",
+  );
   await inTransaction(ctx.pool, async (db) => {
     const { rows } = await db.query<{ fresh: boolean }>(
       `INSERT INTO partner_logs (partner_id, origin, tree_size, root_hash, inconsistent_at, inconsistency)

@@ -106,7 +106,8 @@ async function buildAnswer(
   receipts: string[],
 ): Promise<EvidenceAnswer> {
   const checkpoint = (await latestCheckpoint(ctx.pool)) ?? (await issueCheckpoint(ctx));
-  if (!checkpoint) throw new GatewayError('UNAVAILABLE', 'no audit checkpoint is signed yet; retry shortly', { retryAfter: 60 });
+  if (!checkpoint)
+    throw new GatewayError('UNAVAILABLE', 'no audit checkpoint is signed yet; retry shortly', { retryAfter: 60 });
   const size = checkpoint.treeSize;
   const tree = new TreeReader(ctx.pool, size);
   const { rows } = await ctx.pool.query<{ receipt_id: string; audit_idx: string | null; entry: string | null }>(
@@ -128,8 +129,7 @@ async function buildAnswer(
       proven.push({ receipt: id, index, entry: r.entry, proof: (await tree.inclusionProof(index)).map(toBase64) });
     }
   }
-  const consistency =
-    knownSize > 0 && knownSize < size ? (await tree.consistencyProof(knownSize)).map(toBase64) : [];
+  const consistency = knownSize > 0 && knownSize < size ? (await tree.consistencyProof(knownSize)).map(toBase64) : [];
   const origin = await logOrigin(ctx.pool, ctx.config.baseUrl);
   const keyring = await ctx.keyring.fresh();
   const keys = await signAuditKeys(keyring.signer('sig'), {

@@ -131,7 +131,11 @@ export async function findBySenderJti(
  * records its receipt (ids[i] was logged at indexes[i], on the same
  * transaction), so a partner's evidence request finds the entry by receipt.
  */
-export async function recordAuditIndexes(db: Queryable, ids: string[], indexes: number[]): Promise<Map<string, number>> {
+export async function recordAuditIndexes(
+  db: Queryable,
+  ids: string[],
+  indexes: number[],
+): Promise<Map<string, number>> {
   if (ids.length !== indexes.length) throw new Error('one audit index per stored message');
   if (ids.length > 0)
     await db.query(

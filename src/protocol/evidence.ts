@@ -76,7 +76,8 @@ export interface EvidenceAnswer {
 export const receiptDigest = (receiptJws: string): string => envelopeDigest(receiptJws);
 
 /** Where a partner answers evidence requests: its inbox URL with /evidence appended. */
-export const evidenceUrl = (inboxEndpoint: string): string => `${inboxEndpoint.replace(/\/+$/, '')}${EVIDENCE.pathSuffix}`;
+export const evidenceUrl = (inboxEndpoint: string): string =>
+  `${inboxEndpoint.replace(/\/+$/, '')}${EVIDENCE.pathSuffix}`;
 
 /** The path of this gateway's evidence route. */
 export const EVIDENCE_PATH = `${PROTOCOL.inboxPath}${EVIDENCE.pathSuffix}`;
@@ -89,8 +90,7 @@ export function signAuditKeys(signer: Signer, claims: AuditKeysClaims): Promise<
   return signJson(signer, claims, { typ: EVIDENCE.auditKeysTyp });
 }
 
-const invalid = (message: string, expression: string) =>
-  new GatewayError('CLAIMS_INVALID', message, { expression });
+const invalid = (message: string, expression: string) => new GatewayError('CLAIMS_INVALID', message, { expression });
 
 /**
  * The request's claims beyond the signature and iss (verified by the caller):

@@ -68,12 +68,7 @@ export interface ExchangeEvidence {
 }
 
 export type ExchangeProblemKind =
-  | 'malformed'
-  | 'receipt-altered'
-  | 'proof-invalid'
-  | 'checkpoint-signature'
-  | 'keys-statement'
-  | 'entry-missing';
+  'malformed' | 'receipt-altered' | 'proof-invalid' | 'checkpoint-signature' | 'keys-statement' | 'entry-missing';
 
 export interface ExchangeProblem {
   kind: ExchangeProblemKind;
@@ -225,7 +220,8 @@ function checkShape(input: unknown): asserts input is ExchangeEvidence {
   for (const d of v.deliveries ?? []) {
     if (!isObject(d) || typeof d.delivery !== 'string' || typeof d.recipient !== 'string')
       bad('a delivery lacks its id or recipient');
-    if (typeof d.receipt !== 'string' || !isObject(d.receiptKey)) bad(`delivery ${d.delivery}: receipt or receiptKey is missing`);
+    if (typeof d.receipt !== 'string' || !isObject(d.receiptKey))
+      bad(`delivery ${d.delivery}: receipt or receiptKey is missing`);
     if (d.recipientLog !== undefined) excerpt(d.recipientLog, `delivery ${d.delivery} recipientLog`);
   }
 }
@@ -274,7 +270,14 @@ async function verifyExcerpt(
     let ok = false;
     try {
       const claimed = (JSON.parse(e.entry) as { index?: unknown }).index;
-      verifyInclusion(hasher, e.index, checkpoint.size, hasher.leaf(utf8(e.entry)), e.proof.map((h) => fromBase64(String(h))), checkpoint.rootHash);
+      verifyInclusion(
+        hasher,
+        e.index,
+        checkpoint.size,
+        hasher.leaf(utf8(e.entry)),
+        e.proof.map((h) => fromBase64(String(h))),
+        checkpoint.rootHash,
+      );
       ok = claimed === e.index;
     } catch {
       ok = false;
@@ -325,7 +328,8 @@ export async function verifyExchangeEvidence(input: unknown, deps: ExchangeVerif
           ['delivery', d.delivery],
           ['status', 'accepted'],
         ] as const)
-          if (receipt[claim] !== want) throw new Error(`its ${claim} is ${JSON.stringify(receipt[claim])}, not ${want}`);
+          if (receipt[claim] !== want)
+            throw new Error(`its ${claim} is ${JSON.stringify(receipt[claim])}, not ${want}`);
         if (typeof receipt.jti !== 'string') throw new Error('it has no jti');
       } catch (err) {
         return fail({
@@ -335,7 +339,11 @@ export async function verifyExchangeEvidence(input: unknown, deps: ExchangeVerif
         });
       }
       const receiptId = receipt.jti as string;
-      if (!senderEntries.some((e) => e.type === 'delivery.receipt' && names(e, 'delivery', d.delivery) && names(e, 'receipt', receiptId)))
+      if (
+        !senderEntries.some(
+          (e) => e.type === 'delivery.receipt' && names(e, 'delivery', d.delivery) && names(e, 'receipt', receiptId),
+        )
+      )
         fail({
           kind: 'entry-missing',
           org: ev.sender.org,
@@ -354,7 +362,9 @@ export async function verifyExchangeEvidence(input: unknown, deps: ExchangeVerif
       report.entriesVerified += await verifyExcerpt(log, deps, hasher, { delivery: d.delivery });
       const digest = digestOf(d.receipt, deps.sha256);
       const bound = log.entries.some(
-        (e) => receiptEntryProblem(e.entry, { index: e.index, receiptId, receiptDigest: digest, delivery: d.delivery }) === undefined,
+        (e) =>
+          receiptEntryProblem(e.entry, { index: e.index, receiptId, receiptDigest: digest, delivery: d.delivery }) ===
+          undefined,
       );
       if (!bound)
         fail({

@@ -22,7 +22,11 @@ export function partnerEvidenceSweepTask(ctx: GatewayContext): Task {
   return async (_payload, helpers) => {
     for (const partnerId of await partnersToCheck(ctx.pool)) {
       // One job per partner at a time (its key), run once: the next sweep asks again, so no failed job piles up.
-      await helpers.addJob(PARTNER_EVIDENCE_TASK, { partnerId }, { jobKey: `partner-evidence:${partnerId}`, maxAttempts: 1 });
+      await helpers.addJob(
+        PARTNER_EVIDENCE_TASK,
+        { partnerId },
+        { jobKey: `partner-evidence:${partnerId}`, maxAttempts: 1 },
+      );
     }
   };
 }
@@ -35,7 +39,10 @@ export function partnerEvidenceTask(ctx: GatewayContext): Task {
       if (r.outcome !== 'skipped') ctx.logger.info({ partner: partnerId, ...r }, 'partner evidence');
     } catch (err) {
       // The partner is down or answered badly: logged, and asked again at the next sweep.
-      ctx.logger.warn({ partner: partnerId, err: { message: (err as Error).message } }, 'partner evidence request failed');
+      ctx.logger.warn(
+        { partner: partnerId, err: { message: (err as Error).message } },
+        'partner evidence request failed',
+      );
     }
   };
 }
