@@ -305,8 +305,17 @@ async function keepEvidence(
   await inTransaction(ctx.pool, async (db) => {
     const audit: AuditInput[] = [];
     const advanced = !known || cp.size > known.treeSize;
-    let checkpointId: string | undefined;
-    if (advanced || proven.length > 0) {
+    let checkpointInserted = false;
+    // One row per checkpoint accepted (each audited below); proofs against the one we hold point at its row.
+    let checkpointId = advanced
+      ? undefined
+      : (
+          await db.query<{ id: string }>(
+            'SELECT id FROM partner_checkpoints WHERE partner_id = $1 AND tree_size = $2 ORDER BY id DESC LIMIT 1',
+            [partnerId, cp.size],
+          )
+        ).rows[0]?.id;
+    if (advanced || (proven.length > 0 && checkpointId === undefined)) {
       const { rows } = await db.query<{ id: string }>(
         `INSERT INTO partner_checkpoints (partner_id, tree_size, root_hash, note, keys_statement, statement_jwk, prev_size, consistency)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
@@ -322,13 +331,14 @@ async function keepEvidence(
         ],
       );
       checkpointId = rows[0]?.id;
+      checkpointInserted = true;
     }
     await db.query(
       `INSERT INTO partner_logs (partner_id, origin, tree_size, root_hash, checked_at) VALUES ($1, $2, $3, $4, now())
        ON CONFLICT (partner_id) DO UPDATE SET origin = $2, tree_size = $3, root_hash = $4, checked_at = now()`,
       [partnerId, cp.origin, cp.size, Buffer.from(cp.rootHash)],
     );
-    if (advanced)
+    if (checkpointInserted)
       audit.push({
         type: 'partner-log.checkpoint',
         outcome: 'success',
