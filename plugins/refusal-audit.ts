@@ -4,6 +4,7 @@ import { GatewayError } from '../src/errors.ts';
 import { auditRefusal, keepRefusal } from '../src/auth/audit.ts';
 import { auditEarlyRefusal } from '../src/inbound/receive.ts';
 import { auditIntakeRefusal } from '../src/outbound/intake.ts';
+import { auditEvidenceRefusal } from '../src/evidence/serve.ts';
 import { INVALID_VALUE_AUDIT, type ErrorDecision, type RefusalAuditType } from './route-policy.ts';
 
 const shed = new WeakSet<object>();
@@ -29,6 +30,7 @@ const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
       typeof request.body === 'string' ? request.body : undefined,
       { remoteAddress: request.ip },
     ),
+  'evidence.refused': (ctx, request, r) => auditEvidenceRefusal(ctx, r.code, r.status, { remoteAddress: request.ip }),
   'intake.refused': (ctx, request, r) =>
     auditIntakeRefusal(ctx.pool, request.principal?.clientId, r.code, r.status, request.routeOptions.url ?? ''),
   // Ids and parameter names only: the refused value itself may be anything and is never written.

@@ -392,6 +392,11 @@ export const schema = {
     "How often every partner's JWKS is refetched and recorded in the key-transparency log",
     '1h',
   ),
+  partnerLogCheck: duration(
+    'PARTNER_LOG_CHECK',
+    "How often a partner's audit log is checked for consistency when no receipt awaits its evidence (receipts are asked for every minute)",
+    '1h',
+  ),
   metricsListen: {
     env: 'METRICS_LISTEN',
     help: 'Where GET /metrics (Prometheus) is served: main (this listener, admin scope), HOST:PORT (a plain HTTP listener of its own, no token: keep it on loopback or a private network), or off',

@@ -17,7 +17,7 @@ import { acceptImaging } from '../../src/outbound/imaging/intake.ts';
 import { imagingReceiver } from '../../src/inbound/imaging/receive.ts';
 import { readImagingExchange } from '../../src/outbound/imaging/store.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
-import { inboxViewer, PEER_DELIVERY } from './inbox.ts';
+import { inboxViewer, PEER_DELIVERY, sendReceipt } from './inbox.ts';
 import { replyAccepted } from './accepted-reply.ts';
 import { INTAKE } from './exchanges.ts';
 import { answerBeforeBody } from '../early-answer.ts';
@@ -107,7 +107,7 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
         });
         // A repeated delivery is answered without reading its bulk: do not keep that connection.
         if (!req.raw.complete) reply.header('connection', 'close');
-        return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
+        return sendReceipt(reply, result);
       }),
     );
 

@@ -1,4 +1,4 @@
-import type { FastifyContextConfig, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyContextConfig, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { required } from '../../src/required.ts';
@@ -10,7 +10,8 @@ import {
   SCOPE_ALL_WRITE,
   SCOPE_BUNDLE_WRITE,
 } from '../guard.ts';
-import { inboxReceiver } from '../../src/inbound/receive.ts';
+import { inboxReceiver, type ReceiveResult } from '../../src/inbound/receive.ts';
+import { EVIDENCE } from '../../src/protocol/evidence.ts';
 import { inboxReader, type InboxRequester } from '../../src/inbound/inbox-read.ts';
 import { INBOX_STATES, type InboxMetadata, type InboxState } from '../../src/inbound/inbox-store.ts';
 import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
@@ -28,6 +29,12 @@ const INBOX_ACK_SCOPES = [SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE];
  * and the sender binding (plugins/plugins/tls.ts), refusals audited as inbox.refused.
  */
 export const PEER_DELIVERY = { peer: true, refusalAudit: 'inbox.refused' } as const satisfies FastifyContextConfig;
+
+/** The one 200 answer of both peer deliveries: the signed receipt, and where our audit log records it. */
+export function sendReceipt(reply: FastifyReply, result: ReceiveResult): FastifyReply {
+  if (result.auditIndex !== undefined) reply.header(EVIDENCE.auditIndexHeader, String(result.auditIndex));
+  return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
+}
 
 /**
  * The guarded caller as an inbox viewer: routed partners only
@@ -102,7 +109,7 @@ export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
           remoteAddress: request.ip,
           tlsPartner: request.tlsPeer?.partnerId,
         });
-        return reply.code(200).header('Cache-Control', 'no-store').type(PROTOCOL.mediaType).send(result.receipt);
+        return sendReceipt(reply, result);
       },
     );
 

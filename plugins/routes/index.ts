@@ -8,6 +8,7 @@ import { authRoutes } from './auth.ts';
 import { adminClientRoutes } from './admin-clients.ts';
 import { healthRoutes } from './health.ts';
 import { inboxRoutes } from './inbox.ts';
+import { evidenceRoutes } from './evidence.ts';
 import { jwksRoutes } from './jwks.ts';
 import { metadataRoutes } from './metadata.ts';
 import { partnerRoutes } from './partners.ts';
@@ -45,6 +46,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(adminKeyRoutes(ctx));
   await app.register(inboxRoutes(ctx));
   await app.register(imagingRoutes(ctx));
+  await app.register(evidenceRoutes(ctx));
   await app.register(fhirViewRoutes(ctx));
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));

@@ -72,6 +72,40 @@ export const AUDIT_EVENTS = {
     outcome: ['minor-failure'],
     recordedBy: 'inbound receive (bundle and imaging), inbox route',
   },
+  'evidence.served': {
+    description:
+      "A partner's signed evidence request was answered: our newest checkpoint, a consistency proof, and the audit entries and inclusion proofs of the receipts we gave it.",
+    outcome: ['success'],
+    recordedBy: 'evidence route (receiver)',
+  },
+  'evidence.refused': {
+    description: 'A partner evidence request was refused (signature, sender, audience, time or shape checks).',
+    outcome: ['minor-failure'],
+    recordedBy: 'evidence route (receiver)',
+  },
+  'delivery.evidence': {
+    description:
+      "The partner's audit entry for our receipt, and its inclusion in the partner's signed checkpoint, were verified and kept.",
+    outcome: ['success'],
+    recordedBy: 'partner evidence check (sender)',
+  },
+  'partner-log.checkpoint': {
+    description:
+      "A newer signed checkpoint of a partner's audit log was verified consistent with the one held before, and kept.",
+    outcome: ['success'],
+    recordedBy: 'partner evidence check (sender)',
+  },
+  'partner-log.inconsistent': {
+    description:
+      "A partner's audit log contradicts what it signed before (a forked, rewritten or shrunken history, or a receipt entry that does not hold): alarmed until an operator clears it.",
+    outcome: ['major-failure'],
+    recordedBy: 'partner evidence check (sender)',
+  },
+  'partner-log.cleared': {
+    description: "An operator cleared a partner log inconsistency; the partner's next checkpoint is trusted afresh.",
+    outcome: ['success'],
+    recordedBy: 'partner admin (CLI)',
+  },
   'inbox.read': {
     description:
       'An EHR client read a received message or its imaging content (serious-failure: it could not be opened).',

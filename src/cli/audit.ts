@@ -3,6 +3,13 @@ import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { committedSize, issueCheckpoint, logOrigin } from '../audit/checkpoint.ts';
 import { buildEvidencePack } from '../audit/export.ts';
+import { buildExchangeEvidence } from '../evidence/exchange-export.ts';
+import {
+  describeExchangeReport,
+  EXCHANGE_EVIDENCE_FORMAT,
+  verifyExchangeEvidence,
+  type SigningJwk,
+} from '../audit/verifier/exchange.ts';
 import { ACCOUNT_ROLES, addAuditUser, disableAuditUser, isAccountRole, listAuditUsers } from '../audit/users.ts';
 import { lockedNames, unlockLogin } from '../audit/login-backoff.ts';
 import { appendAudit } from '../audit/append.ts';
@@ -20,6 +27,7 @@ import { required } from '../required.ts';
 const USAGE = `gateway audit verify <evidence-pack.json> [--key <jwk.json>]... [--json]
 gateway audit verify --db [--json]
 gateway audit export [--from N] [--to N] [--out FILE]
+gateway audit export --exchange ID [--out FILE]
 gateway audit checkpoint
 gateway audit users add --name NAME [--role compliance|operator] | users list | users disable --name NAME | users unlock NAME
 
@@ -32,7 +40,19 @@ verify FILE   Offline: no database, no network. Checks every checkpoint
               with the audit key ids you recorded, or pin them with --key.
 verify --db   Checks the live log (DATABASE_URL or DATA_DIR): recomputes every
               leaf hash from its entry and the tree head at every checkpoint.
+              A proof bundle of an exchange (see export --exchange) is
+              recognised by its format: the sender's entries, each
+              recipient's signed receipt, its audit entry for that receipt
+              and its signed checkpoint are checked; the problem is named
+              (receipt-altered, proof-invalid, checkpoint-signature,
+              keys-statement, entry-missing). --key then pins signing keys
+              (the JWKs the organisations publish).
 export        Writes an evidence pack for leaves [from, to) (default: all).
+export --exchange ID
+              Writes the proof bundle of one exchange: our entries with
+              proofs, and per recipient its receipt, audit entry, inclusion
+              proof and checkpoint, as this gateway holds them (the
+              recipients are not asked).
 checkpoint    Signs a checkpoint now with the HSM audit key (the worker does it every minute).
 users add     Creates an account and prints its initial password once: role
               compliance (the default) signs in to /audit/ui, operator to
@@ -47,6 +67,7 @@ const dbOptions = {
   from: { type: 'string' },
   to: { type: 'string' },
   out: { type: 'string' },
+  exchange: { type: 'string' },
   name: { type: 'string' },
   role: { type: 'string' },
 } as const;
@@ -68,6 +89,14 @@ async function verifyFile(file: string, keyFiles: string[] | undefined, json: bo
     return 1;
   }
   const pinned = readKeys(keyFiles);
+  if ((pack as { format?: unknown } | null)?.format === EXCHANGE_EVIDENCE_FORMAT) {
+    const report = await verifyExchangeEvidence(pack, {
+      ...nodeVerifyDeps,
+      ...(pinned ? { trustedSigningKeys: pinned as SigningJwk[] } : {}),
+    });
+    print(json ? JSON.stringify(report, null, 2) : describeExchangeReport(report));
+    return report.ok ? 0 : 1;
+  }
   // Pinned keys carry no name: they take the pack's log origin (the signature still has to verify).
   const trustedKeys = pinned?.map((k) => ({ ...k, name: k.name ?? (pack as { origin?: string }).origin ?? '' }));
   const report = await verifyEvidencePack(pack, { ...nodeVerifyDeps, ...(trustedKeys ? { trustedKeys } : {}) });
@@ -185,11 +214,13 @@ export const auditCommand: Command = {
           print(cp ? cp.note : 'the audit log is empty; nothing to sign');
           return 0;
         }
-        const pack = await buildEvidencePack(
-          ctx,
-          int(values.from, 'from') ?? 0,
-          int(values.to, 'to') ?? (await committedSize(ctx.pool)),
-        );
+        const pack = values.exchange
+          ? await buildExchangeEvidence(ctx, values.exchange)
+          : await buildEvidencePack(
+              ctx,
+              int(values.from, 'from') ?? 0,
+              int(values.to, 'to') ?? (await committedSize(ctx.pool)),
+            );
         const text = JSON.stringify(pack, null, 1);
         if (values.out) writeFileSync(values.out, text);
         else print(text);

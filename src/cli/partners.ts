@@ -5,6 +5,7 @@ import { loadConfig } from '../config.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { directoryFromConfig } from '../directory/directory.ts';
 import { partnerJson } from '../directory/json.ts';
+import { clearPartnerLogAlarm } from '../evidence/partner-log.ts';
 import { UsageError, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 
@@ -12,6 +13,7 @@ const USAGE = `gateway partners add --id ID --endpoint URL (--jwks-uri URL | --j
 gateway partners list [--json]
 gateway partners remove ID
 gateway partners suspend ID | resume ID
+gateway partners log-clear ID
 
 Manages the partner directory: each partner is an organisation (id, name)
 with one inbox endpoint and its published keys, either a JWKS URI (fetched
@@ -22,7 +24,23 @@ The id is the string agreed with the partner (often its PUBLIC_URL); it is
 the aud of what we send it and the iss of its receipts. --identifier registers
 the identifier its EHRs use for the organisation (e.g. an NPI): a MessageHeader
 receiver or sender identifier with that system and value names this partner.
+log-clear lifts the alarm raised when a partner's audit log contradicted a
+checkpoint it signed before (partner-log.inconsistent), once investigated: its
+next checkpoint is trusted afresh; the alarm's audit entry stays.
 Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR).`;
+
+async function clearLogAlarm(id: string | undefined): Promise<number> {
+  if (!id) throw new UsageError('log-clear needs the partner id');
+  const config = loadConfig();
+  const db = await openDatabase(config, cliLogger(config));
+  try {
+    const cleared = await clearPartnerLogAlarm(db.pool, id, { type: 'admin', id: `cli:${userInfo().username}` });
+    print(cleared ? `cleared the audit log alarm of partner ${id}` : `partner ${id} has no audit log alarm`);
+    return cleared ? 0 : 1;
+  } finally {
+    await db.close();
+  }
+}
 
 async function suspendOrResume(sub: 'suspend' | 'resume', id: string | undefined): Promise<number> {
   if (!id) throw new UsageError(`${sub} needs the partner id`);
@@ -45,7 +63,7 @@ async function suspendOrResume(sub: 'suspend' | 'resume', id: string | undefined
 
 export const partnersCommand: Command = {
   name: 'partners',
-  summary: 'add, list, remove, suspend and resume partner organisations',
+  summary: 'add, list, remove, suspend and resume partner organisations; clear a partner log alarm',
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parse(
@@ -63,6 +81,7 @@ export const partnersCommand: Command = {
     );
     const sub = positionals[0];
     if (sub === 'suspend' || sub === 'resume') return suspendOrResume(sub, positionals[1] ?? values.id);
+    if (sub === 'log-clear') return clearLogAlarm(positionals[1] ?? values.id);
     if (sub !== 'add' && sub !== 'list' && sub !== 'remove')
       throw new UsageError(`unknown partners subcommand ${sub ?? '(none)'}`);
     let jwks: unknown;

@@ -125,12 +125,13 @@ function partnersSection(partners: PartnerHealth[]): string {
 <td>${esc(h.partner.id)}</td><td class="status-${esc(h.partner.status)}">${esc(h.partner.status)}</td>
 <td>${when(h.lastDelivered)}</td><td>${when(h.oldestPending)} (${h.pending})</td><td>${percent(h.failureRate)}</td>
 <td>${when(h.keysCheckedAt)}${h.keysOk === false ? ' <span class="bad">refresh failing</span>' : ''}</td>
+<td>${h.log ? (h.log.inconsistency ? `<span class="bad" title="${esc(h.log.inconsistency)}">inconsistent</span>` : `consistent at ${esc(h.log.treeSize)}`) : '-'}</td>
 <td><button type="button" class="partner-action" data-action="${h.partner.status === 'suspended' ? 'resume' : 'suspend'}" data-id="${esc(h.partner.id)}">${h.partner.status === 'suspended' ? 'Resume' : 'Suspend'}</button></td>
 </tr>`,
   );
   return `<section id="partners"><h2>Partners</h2>
-<table><thead><tr><th>partner</th><th>status</th><th>last delivery</th><th>oldest pending (count)</th><th>failed, last ${FAILURE_WINDOW_HOURS} h</th><th>keys refreshed</th><th></th></tr></thead>
-<tbody>${rows.join('\n') || '<tr><td colspan="7">no partners</td></tr>'}</tbody></table></section>`;
+<table><thead><tr><th>partner</th><th>status</th><th>last delivery</th><th>oldest pending (count)</th><th>failed, last ${FAILURE_WINDOW_HOURS} h</th><th>keys refreshed</th><th>audit log</th><th></th></tr></thead>
+<tbody>${rows.join('\n') || '<tr><td colspan="8">no partners</td></tr>'}</tbody></table></section>`;
 }
 
 function attemptList(attempts: AttemptSummary[] | undefined): string {

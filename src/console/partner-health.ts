@@ -15,6 +15,8 @@ export interface PartnerHealth {
   /** When the partner's JWKS was last refreshed by the job, and whether that worked. */
   keysCheckedAt: Date | null;
   keysOk: boolean | null;
+  /** The partner's audit log as our evidence checks see it: the tree size we hold, and an open inconsistency. */
+  log: { treeSize: number; checkedAt: Date; inconsistency: string | null } | null;
 }
 
 interface Row {
@@ -28,7 +30,8 @@ interface Row {
 
 /**
  * Each partner's delivery health for the operator console, from the delivery
- * tables of both kinds and the key refresh record: figures from the database,
+ * tables of both kinds, the key refresh record and the partner's audit log
+ * as our evidence checks hold it: figures from the database,
  * nothing kept in memory.
  */
 export async function partnerHealth(db: Queryable): Promise<PartnerHealth[]> {
@@ -47,6 +50,15 @@ export async function partnerHealth(db: Queryable): Promise<PartnerHealth[]> {
   const checks = await db.query<{ partner_id: string; checked_at: Date; ok: boolean }>(
     'SELECT partner_id, checked_at, ok FROM partner_jwks_checks',
   );
+  const logs = await db.query<{
+    partner_id: string;
+    tree_size: string;
+    checked_at: Date;
+    inconsistency: string | null;
+  }>(
+    'SELECT partner_id, tree_size, checked_at, CASE WHEN inconsistent_at IS NOT NULL THEN inconsistency END AS inconsistency FROM partner_logs',
+  );
+  const logOf = new Map(logs.rows.map((l) => [l.partner_id, l]));
   const byPartner = new Map(rows.map((r) => [r.partner_id, r]));
   const checkOf = new Map(checks.rows.map((c) => [c.partner_id, c]));
   return (await listPartners(db)).map((partner) => {
@@ -61,6 +73,10 @@ export async function partnerHealth(db: Queryable): Promise<PartnerHealth[]> {
       failureRate: settled > 0 ? Number(r?.failed ?? 0) / settled : null,
       keysCheckedAt: check?.checked_at ?? null,
       keysOk: check?.ok ?? null,
+      log: (() => {
+        const l = logOf.get(partner.id);
+        return l ? { treeSize: Number(l.tree_size), checkedAt: l.checked_at, inconsistency: l.inconsistency } : null;
+      })(),
     };
   });
 }

@@ -110,13 +110,39 @@ export async function findBySenderJti(
   db: Queryable,
   sender: string,
   jti: string,
-): Promise<{ id: string; envelopeDigest: string; receipt: string } | undefined> {
-  const { rows } = await db.query<{ id: string; envelope_digest: string; receipt: string }>(
-    'SELECT id, envelope_digest, receipt FROM inbox_messages WHERE sender = $1 AND jti = $2',
+): Promise<{ id: string; envelopeDigest: string; receipt: string; auditIndex?: number } | undefined> {
+  const { rows } = await db.query<{ id: string; envelope_digest: string; receipt: string; audit_idx: string | null }>(
+    'SELECT id, envelope_digest, receipt, audit_idx FROM inbox_messages WHERE sender = $1 AND jti = $2',
     [sender, jti],
   );
   const r = rows[0];
-  return r && { id: r.id, envelopeDigest: r.envelope_digest, receipt: r.receipt };
+  return (
+    r && {
+      id: r.id,
+      envelopeDigest: r.envelope_digest,
+      receipt: r.receipt,
+      ...(r.audit_idx === null ? {} : { auditIndex: Number(r.audit_idx) }),
+    }
+  );
+}
+
+/**
+ * Keep, on each stored message, the leaf index of the audit entry that
+ * records its receipt (ids[i] was logged at indexes[i], on the same
+ * transaction), so a partner's evidence request finds the entry by receipt.
+ */
+export async function recordAuditIndexes(
+  db: Queryable,
+  ids: string[],
+  indexes: number[],
+): Promise<Map<string, number>> {
+  if (ids.length !== indexes.length) throw new Error('one audit index per stored message');
+  if (ids.length > 0)
+    await db.query(
+      'UPDATE inbox_messages m SET audit_idx = u.idx FROM unnest($1::uuid[], $2::bigint[]) AS u(id, idx) WHERE m.id = u.id',
+      [ids, indexes],
+    );
+  return new Map(ids.map((id, i) => [id, indexes[i] as number]));
 }
 
 /**

@@ -4,8 +4,15 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { keepRefusal, markRefusalAudited } from '../auth/audit.ts';
 import type { DecryptionKeyResolver } from '../jose/open.ts';
 import { signReceipt } from '../protocol/receipt.ts';
+import { receiptDigest } from '../protocol/evidence.ts';
 import { gatewayDecryptionKeys, openWithGatewayKeys } from './decryption-keys.ts';
-import { findBySenderJti, insertInboxMessages, type InboxContext, type NewInboxMessage } from './inbox-store.ts';
+import {
+  findBySenderJti,
+  insertInboxMessages,
+  recordAuditIndexes,
+  type InboxContext,
+  type NewInboxMessage,
+} from './inbox-store.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import { enqueueForwards } from './forward.ts';
 import { inTransaction } from '../db/pool.ts';
@@ -20,6 +27,8 @@ export interface ReceiveResult {
   receipt: string;
   messageId: string;
   duplicate: boolean;
+  /** The leaf index of our audit entry that records the receipt (absent for messages stored before it was kept). */
+  auditIndex?: number;
 }
 
 export interface ReceiveMeta {
@@ -41,20 +50,26 @@ interface PendingMessage {
  * only after its commit. A receipt is never sent for an uncommitted row.
  */
 function inboxWriter(ctx: InboxContext) {
-  return new GroupCommit<PendingMessage, boolean>(
+  return new GroupCommit<PendingMessage, number | undefined>(
     (items) =>
       inTransaction(ctx.pool, async (db) => {
         const inserted = await insertInboxMessages(
           db,
           items.map((i) => i.row),
         );
-        await appendAudit(
+        const stored = items.filter((i) => inserted.has(i.row.id));
+        const indexes = await appendAudit(
           db,
-          items.filter((i) => inserted.has(i.row.id)).map((i) => i.audit),
+          stored.map((i) => i.audit),
+        );
+        const auditIndex = await recordAuditIndexes(
+          db,
+          stored.map((i) => i.row.id),
+          indexes,
         );
         // Optional push to the local EHR, queued on the same transaction (payload: the id only).
         if (ctx.config.localFhirBaseUrl) await enqueueForwards(db, [...inserted], ctx.config.deliveryMaxAttempts);
-        return items.map((i) => inserted.has(i.row.id));
+        return items.map((i) => auditIndex.get(i.row.id));
       }),
     { maxItems: 100, maxWeight: 32 * 1024 * 1024, weight: (i) => i.row.envelope.length, maxInFlight: 2 },
   );
@@ -132,7 +147,7 @@ export function inboxReceiver(
       digest,
       now,
     });
-    const inserted = await writer.submit({
+    const auditIndex = await writer.submit({
       row: {
         id: messageId,
         sender,
@@ -155,12 +170,12 @@ export function inboxReceiver(
           { type: 'inbox-message', id: messageId, digest },
           { type: 'delivery', id: jti },
           { type: 'exchange', id: v.claims.exchange },
-          { type: 'receipt', id: receiptClaims.jti },
+          { type: 'receipt', id: receiptClaims.jti, digest: receiptDigest(receipt) },
         ],
         detail: { encKid, senderKid: v.senderKid },
       },
     });
-    if (inserted) return { receipt, messageId, duplicate: false };
+    if (auditIndex !== undefined) return { receipt, messageId, duplicate: false, auditIndex };
     const earlier = await findBySenderJti(ctx.pool, sender, jti);
     if (!earlier) throw new GatewayError('UNAVAILABLE', 'concurrent delivery in progress; retry', { retryAfter: 1 });
     return duplicate(ctx, earlier, digest, v, now, meta);
@@ -172,7 +187,7 @@ export function inboxReceiver(
 /** Same sender and jti seen before: the same bytes get the first receipt; other bytes are a replay. */
 async function duplicate(
   ctx: InboxContext,
-  earlier: { id: string; envelopeDigest: string; receipt: string },
+  earlier: { id: string; envelopeDigest: string; receipt: string; auditIndex?: number },
   digest: string,
   v: VerifiedContent,
   now: Date,
@@ -200,7 +215,7 @@ async function duplicate(
     ],
     now,
   );
-  return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true };
+  return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true, auditIndex: earlier.auditIndex };
 }
 
 /**

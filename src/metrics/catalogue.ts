@@ -150,6 +150,13 @@ export const METRICS = {
     ['partner'],
     "Age of the last refresh attempt of each partner's JWKS",
   ),
+  partnerLogInconsistent: m(
+    'gateway_partner_audit_log_inconsistent',
+    'gauge',
+    'database',
+    ['partner'],
+    "1 when a partner's audit log contradicted a checkpoint it signed before (forked, rewritten or shrunken), until an operator clears it; else 0",
+  ),
   scrapeErrors: m(
     'gateway_metrics_collect_errors_total',
     'counter',

@@ -51,6 +51,8 @@ const SAMPLES: Record<string, (periods: RotationPeriods) => Samples> = {
     s.jwksChecks.map((c) => ({ labels: { partner: c.partner }, value: c.ok ? 0 : 1 })),
   [METRICS.jwksCheckAge.name]: () => (s) =>
     s.jwksChecks.map((c) => ({ labels: { partner: c.partner }, value: c.ageSeconds })),
+  [METRICS.partnerLogInconsistent.name]: () => (s) =>
+    s.partnerLogs.map((p) => ({ labels: { partner: p.partner }, value: p.inconsistent ? 1 : 0 })),
 };
 
 /**

@@ -31,6 +31,7 @@ export interface StateSnapshot {
   checkpointAgeSeconds: number | null;
   oldestUnsignedAgeSeconds: number | null;
   jwksChecks: { partner: string; ok: boolean; ageSeconds: number }[];
+  partnerLogs: { partner: string; inconsistent: boolean }[];
 }
 
 const kinds = Object.values(DELIVERY_KINDS);
@@ -126,15 +127,23 @@ async function keysAndChecks(db: Queryable) {
   };
 }
 
+async function partnerLogs(db: Queryable): Promise<StateSnapshot['partnerLogs']> {
+  const { rows } = await db.query<{ partner_id: string; inconsistent: boolean }>(
+    'SELECT partner_id, inconsistent_at IS NOT NULL AS inconsistent FROM partner_logs',
+  );
+  return rows.map((r) => ({ partner: r.partner_id, inconsistent: r.inconsistent }));
+}
+
 /** A few aggregate queries, run side by side; each reads ids, states and times only (no content). */
 export async function readState(db: Queryable): Promise<StateSnapshot> {
-  const [d, o, a, l, j, k] = await Promise.all([
+  const [d, o, a, l, j, k, p] = await Promise.all([
     deliveryStates(db),
     oldestPending(db),
     attempts(db),
     receiptLag(db),
     jobs(db),
     keysAndChecks(db),
+    partnerLogs(db),
   ]);
-  return { deliveries: d, oldestPending: o, attempts: a, receiptLag: l, jobs: j, ...k };
+  return { deliveries: d, oldestPending: o, attempts: a, receiptLag: l, jobs: j, ...k, partnerLogs: p };
 }

@@ -8,6 +8,13 @@ import { FORWARD_TASK } from '../queue/jobs.ts';
 import { deliveryTask } from './tasks/deliver.ts';
 import { inboxForwardTask } from './tasks/inbox-forward.ts';
 import {
+  PARTNER_EVIDENCE_CRON,
+  PARTNER_EVIDENCE_SWEEP_TASK,
+  PARTNER_EVIDENCE_TASK,
+  partnerEvidenceSweepTask,
+  partnerEvidenceTask,
+} from './tasks/partner-evidence.ts';
+import {
   KEYS_ROTATE_CRON,
   KEYS_ROTATE_TASK,
   PARTNER_KEYS_REFRESH_CRON,
@@ -33,10 +40,12 @@ export function taskList(ctx: GatewayContext): TaskList {
     [FORWARD_TASK]: inboxForwardTask(ctx),
     [KEYS_ROTATE_TASK]: keysRotateTask(ctx),
     [PARTNER_KEYS_REFRESH_TASK]: partnerKeysRefreshTask(ctx),
+    [PARTNER_EVIDENCE_SWEEP_TASK]: partnerEvidenceSweepTask(ctx),
+    [PARTNER_EVIDENCE_TASK]: partnerEvidenceTask(ctx),
   };
 }
 
 /** Recurring jobs (graphile-worker crontab syntax). */
 export function crontab(_ctx: GatewayContext): string {
-  return [AUDIT_CHECKPOINT_CRON, KEYS_ROTATE_CRON, PARTNER_KEYS_REFRESH_CRON].join('\n');
+  return [AUDIT_CHECKPOINT_CRON, KEYS_ROTATE_CRON, PARTNER_KEYS_REFRESH_CRON, PARTNER_EVIDENCE_CRON].join('\n');
 }

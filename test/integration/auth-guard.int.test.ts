@@ -123,6 +123,7 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
         'HEAD /ready',
         'POST /auth/token',
         'POST /inbox',
+        'POST /inbox/evidence',
         'POST /inbox/imaging',
       ].sort(),
     );

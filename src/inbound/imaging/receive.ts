@@ -11,7 +11,8 @@ import { DicomRecheck } from './recheck.ts';
 import { checkStudyMatches } from '../../imaging/study-match.ts';
 import { verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from '../../protocol/imaging-manifest.ts';
-import { findBySenderJti, insertInboxMessages } from '../inbox-store.ts';
+import { findBySenderJti, insertInboxMessages, recordAuditIndexes } from '../inbox-store.ts';
+import { receiptDigest } from '../../protocol/evidence.ts';
 import { envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
 import {
   auditInboxRefusal,
@@ -105,7 +106,7 @@ export function imagingReceiver(
       if (earlier) {
         // The same delivery again (the sender lost our answer): the first receipt; the bulk is not read.
         await parts.return(undefined);
-        return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true };
+        return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true, auditIndex: earlier.auditIndex };
       }
       const messageId = uuidv7();
       file = await PendingFile.create(join(await imagingDir(ctx.config, 'inbox'), `${messageId}.jwe`));
@@ -211,8 +212,9 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
     contentDigest: r.contentDigest,
     now: r.now,
   });
+  let auditIndex: number | undefined;
   try {
-    await inTransaction(ctx.pool, async (client) => {
+    auditIndex = await inTransaction(ctx.pool, async (client) => {
       const inserted = await insertInboxMessages(client, [
         {
           id: r.messageId,
@@ -237,7 +239,7 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
         'INSERT INTO imaging_inbox_content (message_id, content_type, content_path, content_length, content_jwe_length) VALUES ($1, $2, $3, $4, $5)',
         [r.messageId, content_type, r.file.path, r.length, r.contentJweLength],
       );
-      await appendAudit(
+      const indexes = await appendAudit(
         client,
         [
           {
@@ -249,17 +251,18 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
               { type: 'imaging-content', id: r.messageId, digest: r.contentDigest },
               { type: 'delivery', id: jti },
               { type: 'exchange', id: exchange },
-              { type: 'receipt', id: claims.jti },
+              { type: 'receipt', id: claims.jti, digest: receiptDigest(receipt) },
             ],
             detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
           },
         ],
         r.now,
       );
+      return (await recordAuditIndexes(client, [r.messageId], indexes)).get(r.messageId);
     });
   } catch (err) {
     await r.file.discard();
     throw err;
   }
-  return { receipt, messageId: r.messageId, duplicate: false };
+  return { receipt, messageId: r.messageId, duplicate: false, auditIndex };
 }
