@@ -185,6 +185,9 @@ $('login-form').addEventListener('submit', async (event) => {
     return;
   }
   $('login-password').value = '';
+  // A second factor or an enrolment is due: the sign-in continues on the sign-in security page.
+  const { next } = await res.json();
+  if (next) return location.assign(next);
   await start();
 });
 $('logout').addEventListener('click', async () => {
