@@ -27,6 +27,13 @@ export interface RelyingParty {
   name: string;
 }
 
+/**
+ * COSE algorithms accepted: ES256, EdDSA, RS256 (the ones every authenticator
+ * offers). The library would add ML-DSA-44 where the runtime has it; that is
+ * still experimental in Node, so it is left out until it is not.
+ */
+const ALGORITHMS = [-7, -8, -257];
+
 export function relyingParty(baseUrl: string): RelyingParty {
   const url = new URL(baseUrl);
   return { id: url.hostname, origin: url.origin, name: `FHIR exchange gateway (${url.host})` };
@@ -76,6 +83,7 @@ export async function registrationOptions(
     excludeCredentials: await passkeyDescriptors(db, name),
     // Discoverable where the authenticator can, so the passkey alone can sign in.
     authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
+    supportedAlgorithmIDs: ALGORITHMS,
     timeout: CHALLENGE_TTL_MS,
   });
   await rememberChallenge(db, options.challenge, 'registration', sessionHash, userHandle);
@@ -102,6 +110,7 @@ export async function finishRegistration(
       expectedOrigin: rp.origin,
       expectedRPID: rp.id,
       requireUserVerification: true,
+      supportedAlgorithmIDs: ALGORITHMS,
     });
   } catch (err) {
     return { ok: false, reason: refusalReason(err) };
