@@ -142,6 +142,7 @@ export function mfaRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     // Enrolment: a pending `enrol` session, or a full session of a local account.
     app.post('/auth/mfa/passkey/registration-options', sessionWrites, async (req, reply) => {
+      limited(req);
       const s = await session(req, ['enrol', 'full']);
       const options = await passkeyRegistrationOptions(ctx, s, sessionTokenHash(s.token));
       return reply.header('Cache-Control', 'no-store').send(options);
@@ -169,6 +170,7 @@ export function mfaRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     // The second factor of a pending `second-factor` session, or a passkey alone without a session.
     app.post('/auth/mfa/passkey/authentication-options', signInWrites, async (req, reply) => {
+      limited(req);
       const s = await current(req);
       if (!s) await localOnly(req);
       else if (s.stage !== 'second-factor') throw new GatewayError('CONFLICT', 'sign out before signing in again');

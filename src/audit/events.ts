@@ -99,7 +99,8 @@ export const AUDIT_EVENTS = {
     recordedBy: 'auth (token endpoint, bearer guard, TLS, audit UI login)',
   },
   'authz.denied': {
-    description: 'An authenticated caller was refused: missing scope or a message not routed to it.',
+    description:
+      'An authenticated caller was refused: missing scope, a message not routed to it, a cross-site browser request, or a sign-in still waiting for its second factor or enrolment.',
     outcome: ['minor-failure'],
     recordedBy: 'auth (guard, inbox routing)',
   },
