@@ -137,8 +137,11 @@ export function mfaRoutes(ctx: GatewayContext): FastifyPluginAsync {
     });
 
     const sessionWrites = { onRequest: refuseCrossSite(ctx, 'session'), preHandler: publicAccess };
-    // A passkey sign-in starts without a session: the sign-in rules (JSON, own Origin) apply.
-    const signInWrites = { onRequest: refuseCrossSite(ctx, 'sign-in'), preHandler: publicAccess };
+    // A passkey sign-in starts without a session (the sign-in rules apply); with one, the session rules too.
+    const signInWrites = {
+      onRequest: [refuseCrossSite(ctx, 'session'), refuseCrossSite(ctx, 'sign-in')],
+      preHandler: publicAccess,
+    };
 
     // Enrolment: a pending `enrol` session, or a full session of a local account.
     app.post('/auth/mfa/passkey/registration-options', sessionWrites, async (req, reply) => {

@@ -176,6 +176,23 @@ describe('MFA_REQUIRED: a password alone reaches nothing but the enrolment page'
     expect((await post('/auth/mfa/totp/enrolment', full)).status).toBe(409);
     const logins = await auditSince(since, 'compliance.login');
     expect(logins.map((e) => [e.agent?.id, e.detail?.factors])).toEqual([['officer.ria', 'password+totp']]);
+    // Signed in, the page lists the factors and gives a new set of recovery codes (the old set stops working).
+    const factors = await request(gw.app.server).get('/auth/mfa/').set('Cookie', full);
+    expect(factors.text).toContain('Authenticator app: enrolled');
+    expect(factors.text).toContain('Recovery codes left: 10');
+    const renewed = await post('/auth/mfa/recovery-codes', full);
+    expect(renewed.status).toBe(200);
+    expect(renewed.body.recoveryCodes).toHaveLength(10);
+    expect(renewed.body.recoveryCodes).not.toContain(recoveryCodes[0]);
+    recoveryCodes = renewed.body.recoveryCodes;
+    const stored = await gw.app.ctx.pool.query("SELECT 1 FROM mfa_recovery_codes WHERE user_name = 'officer.ria'");
+    expect(stored.rowCount).toBe(10);
+    const issued = await auditSince(since, 'auth.factor-enrolled');
+    expect(issued.map((e) => [e.detail?.factor, e.detail?.replaced ?? false])).toEqual([
+      ['totp', false],
+      ['recovery-codes', false],
+      ['recovery-codes', true],
+    ]);
   });
 
   it('keeps the TOTP key in the HSM: AES-256, sensitive, never extractable, encrypt and decrypt only', async () => {
@@ -256,6 +273,38 @@ describe('MFA_REQUIRED: a password alone reaches nothing but the enrolment page'
     const probe = await request(relaxed.app.server).get('/fhir/AuditEvent').set('Cookie', cookieOf(strong));
     expect(probe.status).toBe(403);
     expect(errorCode(probe.body)).toBe('SECOND_FACTOR_REQUIRED');
+  });
+
+  it('refuses cross-site requests to the second-factor routes, with or without a session, audited', async () => {
+    const pending = cookieOf(await signIn('officer.lee'));
+    const since = await auditSize();
+    const evil = 'https://evil.example';
+    const withSession = await request(gw.app.server)
+      .post('/auth/mfa/totp/enrolment')
+      .set('Origin', evil)
+      .set('Cookie', pending)
+      .send({});
+    const passkey = await request(gw.app.server)
+      .post('/auth/mfa/passkey/authentication')
+      .set('Origin', evil)
+      .set('Cookie', pending)
+      .send({});
+    const withoutSession = await request(gw.app.server)
+      .post('/auth/mfa/passkey/authentication-options')
+      .set('Origin', evil)
+      .send({});
+    const form = await request(gw.app.server)
+      .post('/auth/mfa/totp/confirmation')
+      .set('Origin', gw.url)
+      .set('Cookie', pending)
+      .type('form')
+      .send('code=123456');
+    expect([withSession.status, passkey.status, withoutSession.status, form.status]).toEqual([403, 403, 403, 415]);
+    const denied = await auditSince(since, 'authz.denied');
+    expect(denied.map((e) => e.detail?.reason)).toEqual(['cross_origin', 'cross_origin', 'cross_origin', 'not_json']);
+    expect(await gw.app.ctx.pool.query("SELECT 1 FROM mfa_totp WHERE user_name = 'officer.lee'")).toMatchObject({
+      rowCount: 0,
+    });
   });
 
   it('an administrator resets the factors from the CLI, audited with both names; the sessions end and the next sign-in enrols again', async () => {
