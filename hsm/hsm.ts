@@ -14,6 +14,10 @@ import {
 } from './key-store.ts';
 import { signDigest, digest, type SignAlg } from './sign.ts';
 import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
+import { aesGcmDecrypt, aesGcmEncrypt, generateAesKey } from './secret-key.ts';
+
+/** The object class of the token's AES keys (CKA_IDs are random, so a secret and a private key never share one). */
+const SECRET = pkcs11js.CKO_SECRET_KEY;
 
 export interface HsmOptions {
   library: string;
@@ -82,7 +86,7 @@ export class Hsm {
   }
 
   async describeKey(id: string): Promise<HsmKeyInfo> {
-    return this.#run('key lookup', (session, p11) => describeKey(p11, session, this.#privateKey(session, id)), true);
+    return this.#run('key lookup', (session, p11) => describeKey(p11, session, this.#keyObject(session, id)), true);
   }
 
   async hasKey(id: string): Promise<boolean> {
@@ -104,11 +108,11 @@ export class Hsm {
     );
   }
 
-  /** Remove both halves of a key pair from the token. */
+  /** Remove both halves of a key pair (or a secret key) from the token. */
   async destroyKey(id: string): Promise<void> {
     await this.#run('key destruction', (session, p11) => {
       const cka = Buffer.from(id, 'hex');
-      for (const cls of [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]) {
+      for (const cls of [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY, SECRET]) {
         for (const obj of findObjects(p11, session, [
           { type: pkcs11js.CKA_CLASS, value: cls },
           { type: pkcs11js.CKA_ID, value: cka },
@@ -151,6 +155,41 @@ export class Hsm {
     );
   }
 
+  /** A new AES-256 key on the token (sensitive, never extractable, encrypt and decrypt only); returns its CKA_ID. */
+  async generateSecretKey(label: string): Promise<string> {
+    const id = randomBytes(16);
+    await this.#run('key generation', (session, p11) => generateAesKey(p11, session, label, id));
+    return id.toString('hex');
+  }
+
+  async hasSecretKey(id: string): Promise<boolean> {
+    return this.#run(
+      'key lookup',
+      (session, p11) => findKeyObject(p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_SECRET_KEY) !== undefined,
+      true,
+    );
+  }
+
+  /** AES-GCM with a token secret key; the ciphertext carries its tag. */
+  encrypt(id: string, iv: Buffer, aad: Buffer, plaintext: Buffer): Promise<Buffer> {
+    return this.#run(
+      'encryption',
+      (session, p11) =>
+        this.#withKey(session, id, (key) => aesGcmEncrypt(p11, session, key, iv, aad, plaintext), SECRET),
+      true,
+    );
+  }
+
+  /** AES-GCM decryption with a token secret key: fails unless key, IV, associated data and tag all agree. */
+  decrypt(id: string, iv: Buffer, aad: Buffer, ciphertext: Buffer): Promise<Buffer> {
+    return this.#run(
+      'decryption',
+      (session, p11) =>
+        this.#withKey(session, id, (key) => aesGcmDecrypt(p11, session, key, iv, aad, ciphertext), SECRET),
+      true,
+    );
+  }
+
   /** A cheap round trip to the token, for readiness checks. */
   async ping(): Promise<void> {
     await this.#run('ping', (session, p11) => p11.C_GetSessionInfo(session), true);
@@ -168,11 +207,15 @@ export class Hsm {
     releaseModule(this.#library);
   }
 
-  #privateKey(session: Buffer, id: string): Buffer {
+  #keyObject(session: Buffer, id: string, cls: number = pkcs11js.CKO_PRIVATE_KEY): Buffer {
     const cached = this.#handles.get(id);
     if (cached && cached.generation === this.#pool.generation) return cached.handle;
-    const handle = findKeyObject(this.#p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY);
-    if (!handle) throw new HsmError('HSM_KEY_NOT_FOUND', `no private key with CKA_ID ${id} on the token`);
+    const handle = findKeyObject(this.#p11, session, Buffer.from(id, 'hex'), cls);
+    if (!handle)
+      throw new HsmError(
+        'HSM_KEY_NOT_FOUND',
+        `no ${cls === SECRET ? 'secret' : 'private'} key with CKA_ID ${id} on the token`,
+      );
     this.#handles.set(id, { handle, generation: this.#pool.generation });
     return handle;
   }
@@ -182,16 +225,21 @@ export class Hsm {
    * session loss (SoftHSM reloads objects whose files changed), so a stale
    * handle is looked up again once instead of failing forever.
    */
-  #withKey<T>(session: Buffer, id: string, fn: (key: Buffer) => Promise<T>): Promise<T> {
+  #withKey<T>(
+    session: Buffer,
+    id: string,
+    fn: (key: Buffer) => Promise<T>,
+    cls: number = pkcs11js.CKO_PRIVATE_KEY,
+  ): Promise<T> {
     const retry = (err: unknown): Promise<T> => {
       if (!isHandleStale(err)) throw err;
       this.#handles.delete(id);
-      return fn(this.#privateKey(session, id));
+      return fn(this.#keyObject(session, id, cls));
     };
     // Not an async function: the hot path adds no promise of its own.
     let first: Promise<T>;
     try {
-      first = fn(this.#privateKey(session, id));
+      first = fn(this.#keyObject(session, id, cls));
     } catch (err) {
       return Promise.resolve().then(() => retry(err));
     }

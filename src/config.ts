@@ -103,9 +103,11 @@ const duration = (env: string, help: string, fallback: string): Field<number> =>
   },
 });
 
+const DEFAULT_HOST = '127.0.0.1';
+
 export const schema = {
   port: int('PORT', 'TCP port of the HTTP(S) listener', 8080, 0, 65535),
-  host: str('HOST', 'Address to listen on; the embedded default is loopback only', '127.0.0.1', '127.0.0.1'),
+  host: str('HOST', 'Address to listen on; the embedded default is loopback only', DEFAULT_HOST, DEFAULT_HOST),
   publicUrl: url(
     'PUBLIC_URL',
     'Base URL peers use to reach this gateway (inbox = PUBLIC_URL/inbox)',
@@ -307,6 +309,16 @@ export const schema = {
       return raw === 'on';
     },
   } satisfies Field<boolean>,
+  mfaRequired: {
+    env: 'MFA_REQUIRED',
+    help: 'Local accounts need a second factor (a passkey or a TOTP app): on or off; without one a password reaches only the enrolment page (default on unless HOST and PUBLIC_URL are both loopback)',
+    example: 'on',
+    parse: (raw, all) => {
+      if (raw === undefined || raw === '') return !loopbackOnly(all['HOST'], all['PUBLIC_URL']);
+      if (raw !== 'on' && raw !== 'off') throw new BadValue('must be one of on, off');
+      return raw === 'on';
+    },
+  } satisfies Field<boolean>,
   deliveryRetryBase: duration(
     'DELIVERY_RETRY_BASE',
     'First retry delay of a transient delivery failure (doubles per attempt, with jitter)',
@@ -411,6 +423,25 @@ export const schema = {
     },
   } satisfies Field<MetricsListen>,
 } as const;
+
+/**
+ * Whether only this machine can reach the browser pages: the listener is on
+ * loopback (HOST, loopback by default) and so is PUBLIC_URL when set (a
+ * loopback listener behind a reverse proxy with a public address is not).
+ */
+export function loopbackOnly(host: string | undefined, publicUrl: string | undefined): boolean {
+  const loopback = (name: string) => {
+    const h = name.toLowerCase().replace(/^\[|\]$/g, '');
+    return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+  };
+  if (!loopback(host || DEFAULT_HOST)) return false;
+  if (!publicUrl) return true;
+  try {
+    return loopback(new URL(publicUrl).hostname);
+  } catch {
+    return false; // PUBLIC_URL's own check reports it
+  }
+}
 
 /** METRICS_LISTEN: no /metrics, /metrics on the main listener (admin scope), or a listener of its own. */
 export type MetricsListen = { mode: 'off' } | { mode: 'main' } | { mode: 'listen'; host: string; port: number };

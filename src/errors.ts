@@ -42,6 +42,10 @@ export const ERROR_CODES = {
   MESSAGE_ORIGIN_MISMATCH: { status: 422, issue: 'invariant' },
   UNAUTHENTICATED: { status: 401, issue: 'login' },
   FORBIDDEN: { status: 403, issue: 'forbidden' },
+  /** A password-only session of an account that must enrol a second factor (MFA_REQUIRED): enrolment only. */
+  MFA_ENROLMENT_REQUIRED: { status: 403, issue: 'forbidden' },
+  /** A password-only session of an account with a second factor: the second-factor step only. */
+  SECOND_FACTOR_REQUIRED: { status: 403, issue: 'forbidden' },
   NOT_FOUND: { status: 404, issue: 'not-found' },
   METHOD_NOT_ALLOWED: { status: 405, issue: 'not-supported' },
   /** A FHIR route asked for a format or FHIR version it does not answer in (Accept, _format). */

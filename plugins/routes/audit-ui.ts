@@ -7,10 +7,17 @@ import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { appendAudit, type AuditInput } from '../../src/audit/append.ts';
 import type { AuditEventType } from '../../src/audit/events.ts';
-import { checkLogin, createSession, endSession, sessionUser, SESSION_TTL_MS } from '../../src/audit/users.ts';
-import { claimLoginAttempt, clearLoginFailures, LOGIN_POLICY } from '../../src/audit/login-backoff.ts';
+import {
+  checkLogin,
+  endSession,
+  localAccountRole,
+  PENDING_SESSION_TTL_MS,
+  SESSION_TTL_MS,
+} from '../../src/audit/users.ts';
+import { claimLoginAttempt, LOGIN_POLICY } from '../../src/audit/login-backoff.ts';
 import { inTransaction } from '../../src/db/pool.ts';
-import { cookie, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
+import { MFA_PAGE, passwordAccepted } from '../../src/mfa/sign-in.ts';
+import { cookie, cookieAccount, pageAccount, publicAccess, SESSION_COOKIE, sessionCookie } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { isPlainIdentifier } from '../../src/ids.ts';
 import { PAGE_SECURITY_HEADERS as SECURITY_HEADERS } from './page-headers.ts';
@@ -52,12 +59,8 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
     }
     return text;
   };
-  const secure = ctx.config.baseUrl.startsWith('https:') || Boolean(ctx.config.tlsCertFile);
   const setCookie = (reply: FastifyReply, value: string, maxAge: number) =>
-    reply.header(
-      'Set-Cookie',
-      `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure ? '; Secure' : ''}`,
-    );
+    reply.header('Set-Cookie', sessionCookie(ctx, value, maxAge));
   const record = (req: FastifyRequest, type: AuditEventType, name: string, ok: boolean, detail: AuditDetail = {}) =>
     inTransaction(ctx.pool, (c) =>
       appendAudit(c, [
@@ -72,9 +75,11 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
   return async (app) => {
     app.get('/audit/ui', { preHandler: publicAccess }, async (_req, reply) => reply.redirect('/audit/ui/', 302));
-    app.get('/audit/ui/', { preHandler: publicAccess }, async (_req, reply) =>
-      reply.headers(SECURITY_HEADERS).type(INDEX_TYPE).send(load('index.html')),
-    );
+    app.get('/audit/ui/', { preHandler: publicAccess }, async (req, reply) => {
+      // A pending sign-in (second factor or enrolment due) belongs on the sign-in security page.
+      if ((await pageAccount(ctx, req)) === 'pending') return reply.redirect(MFA_PAGE, 302);
+      return reply.headers(SECURITY_HEADERS).type(INDEX_TYPE).send(load('index.html'));
+    });
     app.get<{ Params: { file: string } }>('/audit/ui/:file', { preHandler: publicAccess }, async (req, reply) => {
       const type = STATIC[req.params.file];
       if (!type) throw new GatewayError('NOT_FOUND', 'no such file');
@@ -125,13 +130,16 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
           });
           throw new GatewayError('UNAUTHENTICATED', BAD_LOGIN);
         }
-        await clearLoginFailures(ctx.pool, name);
-        const session = await createSession(ctx.pool, name);
-        await record(req, 'compliance.login', name, true);
-        setCookie(reply, session.token, SESSION_TTL_MS / 1000);
-        return reply
-          .header('Cache-Control', 'no-store')
-          .send({ user: name, expiresAt: session.expiresAt.toISOString() });
+        const role = await localAccountRole(ctx.pool, name);
+        if (!role) throw new GatewayError('UNAUTHENTICATED', BAD_LOGIN); // disabled between the two reads
+        // A second factor or an enrolment may still be due: then the session is pending (src/mfa/policy.ts).
+        const signedIn = await passwordAccepted(ctx, name, role, req.ip);
+        setCookie(reply, signedIn.token, (signedIn.stage === 'full' ? SESSION_TTL_MS : PENDING_SESSION_TTL_MS) / 1000);
+        return reply.header('Cache-Control', 'no-store').send({
+          user: name,
+          expiresAt: signedIn.expiresAt.toISOString(),
+          ...(signedIn.stage === 'full' ? {} : { stage: signedIn.stage, next: signedIn.next }),
+        });
       },
     );
 
@@ -153,9 +161,9 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     // The page probes its own session on load: a plain 401 here, not an audited bearer-token failure.
     app.get('/audit/ui/session', { preHandler: publicAccess }, async (req, reply) => {
-      const user = await sessionUser(ctx.pool, cookie(req, SESSION_COOKIE));
-      if (!user) throw new GatewayError('UNAUTHENTICATED', 'not signed in');
-      return reply.header('Cache-Control', 'no-store').send({ user });
+      const account = await cookieAccount(ctx, req);
+      if (account?.role !== 'compliance') throw new GatewayError('UNAUTHENTICATED', 'not signed in');
+      return reply.header('Cache-Control', 'no-store').send({ user: account.name });
     });
   };
 }

@@ -4,7 +4,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerAsyncH
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { auditRefusal } from '../../src/auth/audit.ts';
-import { sessionAccount } from '../../src/audit/users.ts';
+import { MFA_PAGE } from '../../src/mfa/sign-in.ts';
 import { attemptHistory, listDeliveries, retryDelivery } from '../../src/outbound/delivery-admin.ts';
 import { resumePartner, suspendPartner } from '../../src/outbound/partner-suspension.ts';
 import { partnerHealth } from '../../src/console/partner-health.ts';
@@ -12,7 +12,7 @@ import { checkpointFreshness, keyInventory } from '../../src/console/key-invento
 import { consolePage, forbiddenPage, loginPage } from '../../src/console/page.ts';
 import { consoleFilter } from '../../src/console/filter.ts';
 import { signInOptions } from '../../src/auth/sso.ts';
-import { cookie, markGuard, publicAccess, SESSION_COOKIE } from './audit-guard.ts';
+import { cookieAccount, markGuard, pageAccount, publicAccess } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { PAGE_SECURITY_HEADERS } from './page-headers.ts';
 
@@ -52,9 +52,9 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
       { reason, route: req.routeOptions.url ?? null, method: req.method },
     );
 
-  /** The write routes: a signed-in operator, else 401 (no session) or 403 (another role), audited. */
+  /** The write routes: a signed-in operator, else 401 (no session) or 403 (pending sign-in, another role), audited. */
   const operatorOnly: preHandlerAsyncHookHandler = markGuard(async (req: FastifyRequest) => {
-    const account = await sessionAccount(ctx.pool, cookie(req, SESSION_COOKIE));
+    const account = await cookieAccount(ctx, req);
     if (!account) {
       await auditRefusal(ctx.pool, ctx.logger, 'auth.failure', { remoteAddress: req.ip }, { reason: 'no_session' });
       throw new GatewayError('UNAUTHENTICATED', 'sign in to the console first');
@@ -78,7 +78,8 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
     app.get('/console', { preHandler: publicAccess }, async (_req, reply) => reply.redirect('/console/', 302));
     // The page itself: the sign-in form without a session, a 403 page for another role.
     app.get('/console/', { preHandler: publicAccess }, async (req, reply) => {
-      const account = await sessionAccount(ctx.pool, cookie(req, SESSION_COOKIE));
+      const account = await pageAccount(ctx, req);
+      if (account === 'pending') return reply.redirect(MFA_PAGE, 302);
       if (!account) return page(reply, 200, loginPage(signIn));
       if (account.role !== OPERATOR) {
         await denied(req, account.name, 'not_operator');

@@ -19,6 +19,7 @@ import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
 import { consoleRoutes } from './console.ts';
 import { ssoRoutes } from './sso.ts';
+import { mfaRoutes } from './mfa.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
 import { installMetrics } from './metrics.ts';
@@ -51,5 +52,6 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));
   await app.register(consoleRoutes(ctx));
+  await app.register(mfaRoutes(ctx));
   if (ctx.config.oidcIssuer) await app.register(ssoRoutes(ctx));
 }

@@ -133,7 +133,8 @@ export const AUDIT_EVENTS = {
     recordedBy: 'auth (token endpoint, bearer guard, TLS, audit UI login)',
   },
   'authz.denied': {
-    description: 'An authenticated caller was refused: missing scope or a message not routed to it.',
+    description:
+      'An authenticated caller was refused: missing scope, a message not routed to it, a cross-site browser request, or a sign-in still waiting for its second factor or enrolment.',
     outcome: ['minor-failure'],
     recordedBy: 'auth (guard, inbox routing)',
   },
@@ -162,9 +163,38 @@ export const AUDIT_EVENTS = {
   },
   'compliance.login': {
     description:
-      'A person with a local account (compliance officer or operator) signed in to the audit UI or the console.',
+      'A person with a local account (compliance officer or operator) signed in to the audit UI or the console: the session is complete, with the factors used (the password, a second factor or a passkey alone).',
     outcome: ['success'],
-    recordedBy: 'audit UI',
+    recordedBy: 'audit UI sign-in, second-factor step and passkey sign-in',
+  },
+  'auth.factor-enrolled': {
+    description:
+      'A person with a local account enrolled a sign-in factor: a passkey, a TOTP authenticator (after its first code confirmed it) or a new set of recovery codes.',
+    outcome: ['success'],
+    recordedBy: 'second-factor routes (/auth/mfa)',
+  },
+  'auth.factor-used': {
+    description:
+      'A sign-in factor was accepted: the password of an account that still has a second step (second factor or enrolment), a passkey or a TOTP code.',
+    outcome: ['success'],
+    recordedBy: 'audit UI sign-in, second-factor routes (/auth/mfa)',
+  },
+  'auth.factor-failed': {
+    description:
+      'A second factor or passkey was refused: a wrong or reused TOTP code, a wrong recovery code, a passkey assertion that failed (origin, challenge, signature, counter, user verification) or an unknown passkey.',
+    outcome: ['minor-failure'],
+    recordedBy: 'second-factor routes (/auth/mfa)',
+  },
+  'auth.factors-reset': {
+    description:
+      'An administrator removed every second factor of a local account (passkeys, TOTP, recovery codes) and ended its sessions; the person enrols again at the next sign-in.',
+    outcome: ['success'],
+    recordedBy: 'audit CLI (users reset-factors)',
+  },
+  'auth.recovery-code-used': {
+    description: 'A one-time recovery code stood in for the second factor; it cannot be used again.',
+    outcome: ['success'],
+    recordedBy: 'second-factor routes (/auth/mfa)',
   },
   'compliance.unlocked': {
     description: "An administrator unlocked a compliance officer's account after repeated failed sign-ins.",

@@ -83,3 +83,12 @@ export async function lockedNames(db: Queryable): Promise<Set<string>> {
   ]);
   return new Set(rows.map((r) => r.name));
 }
+
+/** Whether `name` is locked out now (a passkey sign-in, which guesses nothing, still honours the lockout). */
+export async function isLoginLocked(db: Queryable, name: string): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM audit_login_failures WHERE name = $1 AND failures >= $2', [
+    name,
+    LOGIN_POLICY.lockAfter,
+  ]);
+  return rows.length > 0;
+}

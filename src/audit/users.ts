@@ -83,38 +83,70 @@ export async function checkLogin(db: Queryable, name: string, password: string):
   return ok && rows.length === 1;
 }
 
-const tokenHash = (token: string) => createHash('sha256').update(token).digest();
+/** The role of a local (not SSO) account that is not disabled, or undefined. */
+export async function localAccountRole(db: Queryable, name: string): Promise<AccountRole | undefined> {
+  const { rows } = await db.query<{ role: AccountRole }>(
+    'SELECT role FROM audit_users WHERE name = $1 AND disabled_at IS NULL AND NOT sso',
+    [name],
+  );
+  return rows[0]?.role;
+}
+
+/** What the database keeps of a session cookie: its SHA-256 (also what WebAuthn challenges are bound to). */
+export const sessionTokenHash = (token: string): Buffer => createHash('sha256').update(token).digest();
+
+/**
+ * A session is `full`, or pending after a password: `second-factor` (the
+ * account has one to use) or `enrol` (MFA_REQUIRED and none yet). A pending
+ * session reaches the second-factor routes only, and for a short while.
+ */
+export type SessionStage = 'full' | 'second-factor' | 'enrol';
+export const PENDING_SESSION_TTL_MS = 10 * 60_000;
 
 export async function createSession(
   db: Queryable,
   name: string,
   now = new Date(),
   role?: AccountRole,
+  stage: SessionStage = 'full',
 ): Promise<{ token: string; expiresAt: Date }> {
   const token = randomBytes(32).toString('base64url');
-  const expiresAt = new Date(now.getTime() + SESSION_TTL_MS);
+  const expiresAt = new Date(now.getTime() + (stage === 'full' ? SESSION_TTL_MS : PENDING_SESSION_TTL_MS));
   await db.query('DELETE FROM audit_sessions WHERE expires_at < now()');
-  await db.query('INSERT INTO audit_sessions (token_hash, user_name, expires_at, role) VALUES ($1, $2, $3, $4)', [
-    tokenHash(token),
-    name,
-    expiresAt,
-    role ?? null,
-  ]);
+  await db.query(
+    'INSERT INTO audit_sessions (token_hash, user_name, expires_at, role, stage) VALUES ($1, $2, $3, $4, $5)',
+    [sessionTokenHash(token), name, expiresAt, role ?? null, stage],
+  );
   return { token, expiresAt };
 }
 
-/** The signed-in account behind a session cookie (any role; `sso` when the issuer signed it in), or undefined. */
+export interface SessionState {
+  name: string;
+  role: AccountRole;
+  stage: SessionStage;
+  /** Signed in through the issuer: its second factors are the issuer's business. */
+  sso: boolean;
+}
+
+/** The session behind a cookie at whatever stage it is, or undefined. */
+export async function sessionState(db: Queryable, token: string | undefined): Promise<SessionState | undefined> {
+  if (!token || !/^[A-Za-z0-9_-]{20,100}$/.test(token)) return undefined;
+  const { rows } = await db.query<SessionState>(
+    `SELECT s.user_name AS name, COALESCE(s.role, u.role) AS role, s.stage, u.sso
+     FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
+     WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
+    [sessionTokenHash(token)],
+  );
+  return rows[0];
+}
+
+/** The signed-in account behind a session cookie (any role; `sso` when the issuer signed it in), or undefined; a pending session is not signed in. */
 export async function sessionAccount(
   db: Queryable,
   token: string | undefined,
 ): Promise<{ name: string; role: AccountRole; sso: boolean } | undefined> {
-  if (!token || !/^[A-Za-z0-9_-]{20,100}$/.test(token)) return undefined;
-  const { rows } = await db.query<{ name: string; role: AccountRole; sso: boolean }>(
-    `SELECT s.user_name AS name, COALESCE(s.role, u.role) AS role, u.sso FROM audit_sessions s JOIN audit_users u ON u.name = s.user_name
-     WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
-    [tokenHash(token)],
-  );
-  return rows[0];
+  const state = await sessionState(db, token);
+  return state?.stage === 'full' ? { name: state.name, role: state.role, sso: state.sso } : undefined;
 }
 
 /** The compliance officer behind a session cookie: the audit page's role only. */
@@ -124,7 +156,12 @@ export async function sessionUser(db: Queryable, token: string | undefined): Pro
 }
 
 export async function endSession(db: Queryable, token: string | undefined): Promise<void> {
-  if (token) await db.query('DELETE FROM audit_sessions WHERE token_hash = $1', [tokenHash(token)]);
+  if (token) await db.query('DELETE FROM audit_sessions WHERE token_hash = $1', [sessionTokenHash(token)]);
+}
+
+/** End every session of an account (its factors were reset). */
+export async function endSessionsOf(db: Queryable, name: string): Promise<number> {
+  return (await db.query('DELETE FROM audit_sessions WHERE user_name = $1', [name])).rowCount ?? 0;
 }
 
 /**

@@ -12,6 +12,8 @@ import {
 } from '../audit/verifier/exchange.ts';
 import { ACCOUNT_ROLES, addAuditUser, disableAuditUser, isAccountRole, listAuditUsers } from '../audit/users.ts';
 import { lockedNames, unlockLogin } from '../audit/login-backoff.ts';
+import { resetFactors } from '../mfa/reset.ts';
+import { factorSummary } from '../mfa/factor-store.ts';
 import { appendAudit } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import { verifyLiveLog } from '../audit/verify-db.ts';
@@ -30,6 +32,7 @@ gateway audit export [--from N] [--to N] [--out FILE]
 gateway audit export --exchange ID [--out FILE]
 gateway audit checkpoint
 gateway audit users add --name NAME [--role compliance|operator] | users list | users disable --name NAME | users unlock NAME
+gateway audit users reset-factors NAME
 
 verify FILE   Offline: no database, no network. Checks every checkpoint
               signature, the consistency chain and every entry's inclusion
@@ -58,7 +61,13 @@ users add     Creates an account and prints its initial password once: role
               compliance (the default) signs in to /audit/ui, operator to
               /console (deliveries, retries, partner suspension).
 users unlock  Lifts the sign-in lockout of NAME (after repeated wrong passwords)
-              and clears its backoff; audited. users list shows who is locked.`;
+              and clears its backoff; audited. users list shows who is locked.
+users reset-factors
+              Removes every second factor of NAME (passkeys, authenticator
+              app, recovery codes) and ends its sessions; audited. For a
+              person who lost them all: with MFA_REQUIRED the next password
+              sign-in reaches only the enrolment page. Check who is asking
+              before you run it.`;
 
 const dbOptions = {
   db: { type: 'boolean' },
@@ -186,21 +195,32 @@ export const auditCommand: Command = {
           );
         } else if (rest[0] === 'unlock' && named) {
           print(await unlockUser(db.pool, named));
+        } else if (rest[0] === 'reset-factors' && named) {
+          const removed = await resetFactors(db.pool, named, `cli:${userInfo().username}`);
+          const locked = (await lockedNames(db.pool)).has(named);
+          print(
+            `reset the second factors of ${named}: ${removed.passkeys} passkey(s), ${removed.totp ? 'the' : 'no'} authenticator app, ${removed.recoveryCodes} unused recovery code(s); its sessions ended${locked ? `\n${named} is also locked: gateway audit users unlock ${named}` : ''}`,
+          );
         } else if (rest[0] === 'list') {
           const locked = await lockedNames(db.pool);
-          print(
-            table(
-              (await listAuditUsers(db.pool)).map((u) => ({
-                name: u.name,
-                role: u.role,
-                created: u.created_at.toISOString(),
-                disabled: u.disabled_at?.toISOString() ?? '',
-                locked: locked.has(u.name) ? 'yes' : '',
-              })),
-              ['name', 'role', 'created', 'disabled', 'locked'],
-            ),
+          const rows = [];
+          for (const u of await listAuditUsers(db.pool)) {
+            const f = await factorSummary(db.pool, u.name);
+            const factors = [f.passkeys ? `${f.passkeys} passkey(s)` : '', f.totp ? 'totp' : ''].filter(Boolean);
+            rows.push({
+              name: u.name,
+              role: u.role,
+              created: u.created_at.toISOString(),
+              disabled: u.disabled_at?.toISOString() ?? '',
+              locked: locked.has(u.name) ? 'yes' : '',
+              factors: factors.join(', '),
+            });
+          }
+          print(table(rows, ['name', 'role', 'created', 'disabled', 'locked', 'factors']));
+        } else
+          throw new UsageError(
+            'users add --name N | users list | users disable --name N | users unlock N | users reset-factors N',
           );
-        } else throw new UsageError('users add --name N | users list | users disable --name N | users unlock N');
         return 0;
       } finally {
         await db.close();

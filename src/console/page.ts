@@ -64,7 +64,8 @@ export function loginPage(choice: SignInChoice): string {
 <label>Password <input id="login-password" name="password" type="password" autocomplete="current-password" required></label>
 <button type="submit">Sign in</button>
 <p id="login-error" role="alert"></p>
-</form>`
+</form>
+<p id="passkey-sign-in-link"><a href="/auth/mfa/">Sign in with a passkey</a></p>`
     : '';
   return frame(
     'Sign in — operator console',
@@ -184,10 +185,13 @@ function keysSection(keys: KeyLine[], cp: CheckpointFreshness): string {
 <p>Latest signed checkpoint: <span id="checkpoint-issued">${when(cp.issuedAt)}</span>, covering ${esc(cp.treeSize)} entries; <span id="checkpoint-uncovered">${esc(cp.uncovered)}</span> entries since then not yet covered.</p></section>`;
 }
 
+/** Where an operator enrols and reviews second factors (src/mfa/page.ts). */
+const SIGN_IN_SECURITY = `<p id="sign-in-security"><a href="/auth/mfa/">Sign-in security: passkeys, authenticator app, recovery codes</a></p>`;
+
 export function consolePage(v: ConsoleView): string {
   return frame(
     'Operator console',
-    `${partnersSection(v.partners)}\n${deliveriesSection(v)}\n${keysSection(v.keys, v.checkpoint)}`,
+    `${partnersSection(v.partners)}\n${deliveriesSection(v)}\n${keysSection(v.keys, v.checkpoint)}\n${SIGN_IN_SECURITY}`,
     { user: v.user, signOut: v.signOut },
   );
 }

@@ -4,6 +4,7 @@ import { dueStep, type RotationPolicy } from './policy.ts';
 import { withRotationLock } from './rotation.ts';
 import { performStep } from './rotation-steps.ts';
 import { KEY_USES, keysOfUse, listIntents, listKeys } from './store.ts';
+import { ensureSecretKeys } from './secret-keys.ts';
 
 // Only the "no active key" branch of the state machine runs here; the schedule is the worker's business.
 const FIRST_RUN: RotationPolicy = {
@@ -15,9 +16,9 @@ const FIRST_RUN: RotationPolicy = {
 /**
  * On first run, generate one active key per use inside the HSM (P-256: ES256
  * for signatures and checkpoints, ECDH-ES for envelopes), through the same
- * crash-safe steps as rotation. Then check that every key the database says
- * is usable really is on the token, so a gateway whose HSM and database
- * disagree refuses to start.
+ * crash-safe steps as rotation, and the AES key that encrypts TOTP secrets.
+ * Then check that every key the database says is usable really is on the
+ * token, so a gateway whose HSM and database disagree refuses to start.
  */
 export async function ensureGatewayKeys(pool: pg.Pool, hsm: Hsm): Promise<string[]> {
   const generated: string[] = [];
@@ -44,5 +45,6 @@ export async function ensureGatewayKeys(pool: pg.Pool, hsm: Hsm): Promise<string
       );
     }
   }
+  generated.push(...(await ensureSecretKeys(pool, hsm)));
   return generated;
 }

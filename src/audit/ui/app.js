@@ -201,6 +201,9 @@ $('login-form').addEventListener('submit', async (event) => {
     return;
   }
   $('login-password').value = '';
+  // A second factor or an enrolment is due: the sign-in continues on the sign-in security page.
+  const { next } = await res.json();
+  if (next) return location.assign(next);
   await start();
 });
 // An issuer session is ended at the issuer too, which sends the browser back here; a local session just ends.
