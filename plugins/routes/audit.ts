@@ -167,12 +167,7 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
     // The accounting of disclosures: the identifier travels in the body, never in a URL.
     app.post('/audit/disclosures', { preHandler: guard }, async (req, reply) => {
       const query = parseDisclosureQuery(req.body);
-      const report = await accountOfDisclosures(
-        ctx,
-        query,
-        requester(req),
-        req.auditUser ? 'audit-ui' : 'api',
-      );
+      const report = await accountOfDisclosures(ctx, query, requester(req), req.auditUser ? 'audit-ui' : 'api');
       return reply.headers(noStore).send(report);
     });
 

@@ -67,7 +67,8 @@ export function parseDisclosureQuery(input: unknown, now = new Date()): Disclosu
       if (required) throw bad(`${name} is required`, name);
       return undefined;
     }
-    if (!isPlainText(v) || v.length > MAX_PART) throw bad(`${name} must be text of at most ${MAX_PART} characters`, name);
+    if (!isPlainText(v) || v.length > MAX_PART)
+      throw bad(`${name} must be text of at most ${MAX_PART} characters`, name);
     return v;
   };
   const identifier = normalise({ system: text('system', false) ?? '', value: text('value', true) ?? '' });
@@ -82,7 +83,9 @@ export function parseDisclosureQuery(input: unknown, now = new Date()): Disclosu
   const to = date('to');
   const from = date('from');
   const end = to ? endOf(to) : now;
-  const start = from ? startOf(from) : new Date(Date.UTC(end.getUTCFullYear() - DEFAULT_YEARS, end.getUTCMonth(), end.getUTCDate()));
+  const start = from
+    ? startOf(from)
+    : new Date(Date.UTC(end.getUTCFullYear() - DEFAULT_YEARS, end.getUTCMonth(), end.getUTCDate()));
   if (start >= end) throw bad('from must be before to', 'from');
   return { identifier, start, end };
 }
@@ -159,7 +162,10 @@ async function deliveryStates(ctx: Ctx, ids: string[]): Promise<Map<string, Deli
  * period, the deliveries give the receipt state and the receipt's own entry,
  * and every entry used is proven in one signed checkpoint.
  */
-export async function disclosureReport(ctx: Ctx, q: DisclosureQuery): Promise<{
+export async function disclosureReport(
+  ctx: Ctx,
+  q: DisclosureQuery,
+): Promise<{
   report: DisclosureReport;
   blinds: BlindedPatient[];
 }> {
@@ -223,7 +229,11 @@ export async function disclosureReport(ctx: Ctx, q: DisclosureQuery): Promise<{
     return { ...f, ...(name ? { recipientName: name } : {}), receipt };
   });
   const all = new Map([...stored, ...receiptEntries]);
-  const { checkpoint, entries } = await prove(ctx, [...used].sort((a, b) => a - b), all);
+  const { checkpoint, entries } = await prove(
+    ctx,
+    [...used].sort((a, b) => a - b),
+    all,
+  );
   const origin = await logOrigin(ctx.pool, ctx.config.baseUrl);
   return {
     blinds,

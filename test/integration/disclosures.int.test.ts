@@ -63,7 +63,9 @@ async function send(text: string, to: string[], patient: string): Promise<string
   await waitFor(
     `exchange ${exchange} delivered`,
     async () => {
-      const v = await request(a.gw.app.server).get(`/exchanges/${exchange}`).set('authorization', await a.ehr.bearer());
+      const v = await request(a.gw.app.server)
+        .get(`/exchanges/${exchange}`)
+        .set('authorization', await a.ehr.bearer());
       return v.body.recipients?.every((r: { state: string }) => r.state === 'delivered') ? true : undefined;
     },
     30_000,
@@ -188,7 +190,10 @@ describe('accounting of disclosures, against ground truth', () => {
 
   it('refuses a query without a value or with a bad date (400, audited as a refusal)', async () => {
     const bearer = await auditor.bearer();
-    const noValue = await request(a.gw.app.server).post('/audit/disclosures').set('authorization', bearer).send({ system: SSN });
+    const noValue = await request(a.gw.app.server)
+      .post('/audit/disclosures')
+      .set('authorization', bearer)
+      .send({ system: SSN });
     expect(noValue.status).toBe(400);
     expect(noValue.body.resourceType).toBe('OperationOutcome');
     const badDate = await request(a.gw.app.server)
@@ -220,7 +225,12 @@ describe('accounting of disclosures, against ground truth', () => {
       (e: { resource: { entity: Array<{ what: { identifier: { system: string; value: string } } }> } }) =>
         e.resource.entity.find((x) => x.what.identifier.system.endsWith(':delivery'))!.what.identifier.value,
     );
-    expect(deliveries.sort()).toEqual(sent.filter((s) => s.patient === 'P').map((s) => s.delivery).sort());
+    expect(deliveries.sort()).toEqual(
+      sent
+        .filter((s) => s.patient === 'P')
+        .map((s) => s.delivery)
+        .sort(),
+    );
     expect(get.body.total).toBe(3);
     const posted = await request(a.gw.app.server)
       .post('/fhir/AuditEvent/_search')
@@ -261,7 +271,10 @@ describe('accounting of disclosures, against ground truth', () => {
     expect(full, JSON.stringify(full.problem)).toMatchObject({ ok: true, complete: true });
 
     const dropped = { ...report, disclosures: report.disclosures.slice(1) };
-    const withoutProof = { ...dropped, entries: dropped.entries.filter((e) => e.index !== report.disclosures[0]!.entry) };
+    const withoutProof = {
+      ...dropped,
+      entries: dropped.entries.filter((e) => e.index !== report.disclosures[0]!.entry),
+    };
     expect((await verifyDisclosureReport(dropped, nodeVerifyDeps)).problem?.kind).toBe('incomplete');
     expect((await verifyDisclosureReport(withoutProof, nodeVerifyDeps)).ok).toBe(true);
     expect((await verifyDisclosureReport(withoutProof, nodeVerifyDeps, { trail })).problem?.kind).toBe('incomplete');
@@ -272,7 +285,10 @@ describe('accounting of disclosures, against ground truth', () => {
 
     const edited = structuredClone(report);
     const e = edited.entries.find((x) => x.index === report.disclosures[0]!.entry)!;
-    e.entry = e.entry.replace(report.disclosures[0]!.recipient, t.b.gw.config.org === report.disclosures[0]!.recipient ? c.config.org : t.b.gw.config.org);
+    e.entry = e.entry.replace(
+      report.disclosures[0]!.recipient,
+      t.b.gw.config.org === report.disclosures[0]!.recipient ? c.config.org : t.b.gw.config.org,
+    );
     expect((await verifyDisclosureReport(edited, nodeVerifyDeps)).problem?.kind).toBe('changed');
 
     const otherPatient = { ...report, blinds: (await account(ssnOf(Q))).blinds };
@@ -282,7 +298,10 @@ describe('accounting of disclosures, against ground truth', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gw-disclosures-'));
     writeFileSync(join(dir, 'report.json'), JSON.stringify(report));
     writeFileSync(join(dir, 'trail.json'), JSON.stringify(trail[0]));
-    const ok = await runCli(['audit', 'verify', join(dir, 'report.json'), '--trail', join(dir, 'trail.json')], cleanEnv());
+    const ok = await runCli(
+      ['audit', 'verify', join(dir, 'report.json'), '--trail', join(dir, 'trail.json')],
+      cleanEnv(),
+    );
     expect(ok.stdout).toContain('OK: 3 disclosure(s)');
     expect(ok.code).toBe(0);
     writeFileSync(join(dir, 'dropped.json'), JSON.stringify(dropped));
@@ -295,10 +314,15 @@ describe('accounting of disclosures, against ground truth', () => {
     const before = await account(ssnOf(P));
     const ctx = a.gw.app.ctx;
     const oldKid = ctx.keyring.active('blinding').kid;
-    await rotateUse({ pool: ctx.pool, hsm: ctx.hsm, actor: { type: 'admin', id: 'test' } }, 'blinding', rotationPolicies(ctx.config).blinding, {
-      request: { now: true },
-      wait: true,
-    });
+    await rotateUse(
+      { pool: ctx.pool, hsm: ctx.hsm, actor: { type: 'admin', id: 'test' } },
+      'blinding',
+      rotationPolicies(ctx.config).blinding,
+      {
+        request: { now: true },
+        wait: true,
+      },
+    );
     await ctx.keyring.reload();
     const newKid = ctx.keyring.active('blinding').kid;
     expect(newKid).not.toBe(oldKid);

@@ -34,7 +34,9 @@ describe('patient identifiers for blinding', () => {
         {
           resource: {
             resourceType: 'MedicationRequest',
-            contained: [{ resourceType: 'Patient', identifier: [{ value: 'no-system' }, { system: 'urn:x', value: '' }] }],
+            contained: [
+              { resourceType: 'Patient', identifier: [{ value: 'no-system' }, { system: 'urn:x', value: '' }] },
+            ],
           },
         },
         {

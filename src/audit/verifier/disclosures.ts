@@ -250,8 +250,17 @@ function checkLines(r: DisclosureReport, entries: Map<number, EntryView>): numbe
   }
   // The report cannot leave out a disclosure it carries the proof of.
   for (const e of entries.values())
-    if (e.type === DISCLOSURE_ENTRY && namesPatient(e, blinds) && inPeriod(e.recorded, r.period) && !listed.has(e.index))
-      fail({ kind: 'incomplete', index: e.index, message: `entry ${e.index} is a disclosure the report does not list` });
+    if (
+      e.type === DISCLOSURE_ENTRY &&
+      namesPatient(e, blinds) &&
+      inPeriod(e.recorded, r.period) &&
+      !listed.has(e.index)
+    )
+      fail({
+        kind: 'incomplete',
+        index: e.index,
+        message: `entry ${e.index} is a disclosure the report does not list`,
+      });
   return unproven;
 }
 
@@ -267,7 +276,10 @@ async function checkComplete(r: DisclosureReport, size: number, trail: unknown[]
   for (const pack of trail) {
     const report = await verifyEvidencePack(pack, deps);
     if (!report.ok)
-      fail({ kind: report.problem?.kind ?? 'malformed', message: `trail: ${report.problem?.message ?? 'not verified'}` });
+      fail({
+        kind: report.problem?.kind ?? 'malformed',
+        message: `trail: ${report.problem?.message ?? 'not verified'}`,
+      });
     const p = pack as EvidencePack;
     if (p.origin !== r.origin) fail({ kind: 'malformed', message: `trail pack is of log "${p.origin}"` });
     if (p.from > next) fail({ kind: 'incomplete', message: `the trail has a gap before leaf ${p.from}` });
