@@ -15,9 +15,7 @@ import {
 import { signDigest, digest, type SignAlg } from './sign.ts';
 import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, generateAesKey } from './secret-key.ts';
-
-/** The object class of the token's AES keys (CKA_IDs are random, so a secret and a private key never share one). */
-const SECRET = pkcs11js.CKO_SECRET_KEY;
+import { describeSecretKey, generateHmacKey, hmacSha256, type HsmSecretInfo } from './hmac.ts';
 
 export interface HsmOptions {
   library: string;
@@ -85,14 +83,33 @@ export class Hsm {
     });
   }
 
-  async describeKey(id: string): Promise<HsmKeyInfo> {
-    return this.#run('key lookup', (session, p11) => describeKey(p11, session, this.#keyObject(session, id)), true);
+  /** A token HMAC key (see hmac.ts): sensitive, never extractable, for CKM_SHA256_HMAC only. */
+  async generateHmacKey(label: string): Promise<HsmSecretInfo> {
+    const id = randomBytes(16);
+    return this.#run('key generation', async (session, p11) => {
+      await generateHmacKey(p11, session, label, id);
+      const key = findKeyObject(p11, session, id, pkcs11js.CKO_SECRET_KEY);
+      if (!key) throw new HsmError('HSM_OPERATION_FAILED', 'generated key not found on the token');
+      return describeSecretKey(p11, session, key);
+    });
   }
 
+  async describeKey(id: string): Promise<HsmKeyInfo> {
+    return this.#run(
+      'key lookup',
+      (session, p11) => describeKey(p11, session, this.#handle(session, id, pkcs11js.CKO_PRIVATE_KEY)),
+      true,
+    );
+  }
+
+  /** A private key or a token secret key with this CKA_ID. */
   async hasKey(id: string): Promise<boolean> {
     return this.#run(
       'key lookup',
-      (session, p11) => findKeyObject(p11, session, Buffer.from(id, 'hex'), pkcs11js.CKO_PRIVATE_KEY) !== undefined,
+      (session, p11) =>
+        [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_SECRET_KEY].some(
+          (cls) => findKeyObject(p11, session, Buffer.from(id, 'hex'), cls) !== undefined,
+        ),
       true,
     );
   }
@@ -108,11 +125,24 @@ export class Hsm {
     );
   }
 
-  /** Remove both halves of a key pair (or a secret key) from the token. */
+  /** The secret keys kept on the token (session objects, such as an ECDH shared secret, are not). */
+  async listSecretKeys(): Promise<HsmSecretInfo[]> {
+    return this.#run(
+      'key listing',
+      (session, p11) =>
+        findObjects(p11, session, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+        ]).map((k) => describeSecretKey(p11, session, k)),
+      true,
+    );
+  }
+
+  /** Remove a key from the token: both halves of a key pair, or a secret key. */
   async destroyKey(id: string): Promise<void> {
     await this.#run('key destruction', (session, p11) => {
       const cka = Buffer.from(id, 'hex');
-      for (const cls of [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY, SECRET]) {
+      for (const cls of [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY, pkcs11js.CKO_SECRET_KEY]) {
         for (const obj of findObjects(p11, session, [
           { type: pkcs11js.CKA_CLASS, value: cls },
           { type: pkcs11js.CKA_ID, value: cka },
@@ -131,7 +161,18 @@ export class Hsm {
   signDigest(id: string, alg: SignAlg, hash: Buffer): Promise<Buffer> {
     return this.#run(
       'signing',
-      (session, p11) => this.#withKey(session, id, (key) => signDigest(p11, session, key, alg, hash)),
+      (session, p11) =>
+        this.#withKey(session, id, pkcs11js.CKO_PRIVATE_KEY, (key) => signDigest(p11, session, key, alg, hash)),
+      true,
+    );
+  }
+
+  /** HMAC-SHA-256 of each message under the token secret key `id`, in one session borrow. */
+  hmacSha256(id: string, messages: readonly Uint8Array[]): Promise<Buffer[]> {
+    return this.#run(
+      'keyed hashing',
+      (session, p11) =>
+        this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, async (key) => hmacSha256(p11, session, key, messages)),
       true,
     );
   }
@@ -148,7 +189,7 @@ export class Hsm {
     return this.#run(
       'key agreement',
       (session, p11) =>
-        this.#withKey(session, id, (key) =>
+        this.#withKey(session, id, pkcs11js.CKO_PRIVATE_KEY, (key) =>
           deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode),
         ),
       true,
@@ -175,7 +216,9 @@ export class Hsm {
     return this.#run(
       'encryption',
       (session, p11) =>
-        this.#withKey(session, id, (key) => aesGcmEncrypt(p11, session, key, iv, aad, plaintext), SECRET),
+        this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, (key) =>
+          aesGcmEncrypt(p11, session, key, iv, aad, plaintext),
+        ),
       true,
     );
   }
@@ -185,7 +228,9 @@ export class Hsm {
     return this.#run(
       'decryption',
       (session, p11) =>
-        this.#withKey(session, id, (key) => aesGcmDecrypt(p11, session, key, iv, aad, ciphertext), SECRET),
+        this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, (key) =>
+          aesGcmDecrypt(p11, session, key, iv, aad, ciphertext),
+        ),
       true,
     );
   }
@@ -207,14 +252,15 @@ export class Hsm {
     releaseModule(this.#library);
   }
 
-  #keyObject(session: Buffer, id: string, cls: number = pkcs11js.CKO_PRIVATE_KEY): Buffer {
+  /** The key object of class `cls` (private or secret) with this CKA_ID; ids are random, so one id names one key. */
+  #handle(session: Buffer, id: string, cls: number): Buffer {
     const cached = this.#handles.get(id);
     if (cached && cached.generation === this.#pool.generation) return cached.handle;
     const handle = findKeyObject(this.#p11, session, Buffer.from(id, 'hex'), cls);
     if (!handle)
       throw new HsmError(
         'HSM_KEY_NOT_FOUND',
-        `no ${cls === SECRET ? 'secret' : 'private'} key with CKA_ID ${id} on the token`,
+        `no ${cls === pkcs11js.CKO_SECRET_KEY ? 'secret' : 'private'} key with CKA_ID ${id} on the token`,
       );
     this.#handles.set(id, { handle, generation: this.#pool.generation });
     return handle;
@@ -225,21 +271,16 @@ export class Hsm {
    * session loss (SoftHSM reloads objects whose files changed), so a stale
    * handle is looked up again once instead of failing forever.
    */
-  #withKey<T>(
-    session: Buffer,
-    id: string,
-    fn: (key: Buffer) => Promise<T>,
-    cls: number = pkcs11js.CKO_PRIVATE_KEY,
-  ): Promise<T> {
+  #withKey<T>(session: Buffer, id: string, cls: number, fn: (key: Buffer) => Promise<T>): Promise<T> {
     const retry = (err: unknown): Promise<T> => {
       if (!isHandleStale(err)) throw err;
       this.#handles.delete(id);
-      return fn(this.#keyObject(session, id, cls));
+      return fn(this.#handle(session, id, cls));
     };
     // Not an async function: the hot path adds no promise of its own.
     let first: Promise<T>;
     try {
-      first = fn(this.#keyObject(session, id, cls));
+      first = fn(this.#handle(session, id, cls));
     } catch (err) {
       return Promise.resolve().then(() => retry(err));
     }
@@ -267,3 +308,4 @@ export type { HsmErrorCode } from './errors.ts';
 export type { HsmKeyInfo, KeySpec, KeyUsage, PublicJwk, Curve } from './key-store.ts';
 export type { SignAlg } from './sign.ts';
 export type { KdfMode } from './ecdh.ts';
+export type { HsmSecretInfo } from './hmac.ts';

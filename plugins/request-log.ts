@@ -5,8 +5,9 @@ import type { FastifyRequest } from 'fastify';
 /** Headers that must never reach a log line. Bodies are never logged at all. */
 const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["idempotency-key"]'];
 
-/** Query parameters that carry a credential: their values are cut from every logged URL. */
+/** Query parameters that carry a credential or a patient identifier: their values are cut from every logged URL. */
 const SECRET_QUERY = new Set([
+  'patient.identifier',
   'access_token',
   'refresh_token',
   'id_token',

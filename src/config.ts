@@ -384,6 +384,11 @@ export const schema = {
     '30d',
   ),
   keyAuditRotation: duration('KEY_AUDIT_ROTATION', 'Lifetime of the audit checkpoint signing key', '365d'),
+  keyBlindingRotation: duration(
+    'KEY_BLINDING_ROTATION',
+    'Lifetime of the HMAC key that blinds patient identifiers before the next one blinds new entries (retired ones stay in the HSM for lookup)',
+    '365d',
+  ),
   keyPrepublish: duration(
     'KEY_PREPUBLISH',
     'How long a new key is published in the JWKS before it is used; must exceed JWKS_MAX_AGE',

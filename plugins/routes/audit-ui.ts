@@ -29,7 +29,7 @@ const AUDIT_DIR = join(import.meta.dirname, '..', '..', 'src', 'audit');
 const VERIFIER_DIR = join(AUDIT_DIR, 'verifier');
 const UI_DIR = join(AUDIT_DIR, 'ui');
 /** The pure verifier modules the page imports: the same files the CLI runs, types stripped. */
-const LIB = new Set(['merkle.ts', 'note.ts', 'verify.ts', 'sha256.ts']);
+const LIB = new Set(['merkle.ts', 'note.ts', 'verify.ts', 'sha256.ts', 'disclosures.ts']);
 const INDEX_TYPE = 'text/html; charset=utf-8';
 const STATIC: Record<string, string> = {
   'index.html': INDEX_TYPE,

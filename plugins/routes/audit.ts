@@ -13,8 +13,21 @@ import { replyRead } from './fhir-read.ts';
 import { FHIR_REST } from '../route-policy.ts';
 import { parsePrefer } from '../../src/fhir/prefer.ts';
 import { postedSearchParams } from './fhir-search-body.ts';
+import { lookupBlinds, type BlindedPatient } from '../../src/compliance/blind.ts';
+import {
+  accountOfDisclosures,
+  auditPatientQuery,
+  parseDisclosureQuery,
+  type Requester,
+} from '../../src/compliance/disclosures.ts';
 
 type Query = Record<string, string | string[] | undefined>;
+
+/** Who is asking, as the audit names them: the signed-in person, or the API client. */
+function requester(req: FastifyRequest): Requester {
+  if (req.auditUser) return { type: 'admin', id: req.auditUser, network: req.ip };
+  return { type: 'client', id: req.principal?.clientId ?? 'unknown', network: req.ip };
+}
 
 /** A non-negative whole number query parameter, or the fallback; 400 OperationOutcome otherwise. */
 function intParam(q: Query, name: string, fallback?: number): number {
@@ -42,7 +55,13 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
 
     const search = async (req: FastifyRequest, reply: FastifyReply, params: Query) => {
       const query = parseAuditQuery(params, parsePrefer(req.headers.prefer).handling);
-      const { entries, total, more } = await searchAudit(ctx.pool, query);
+      const asked: BlindedPatient[] = [];
+      const { entries, total, more } = await searchAudit(ctx.pool, query, async (ids) => {
+        const blinds = await lookupBlinds(ctx, ids);
+        asked.push(...blinds);
+        return blinds.map((b) => Buffer.from(b.blind, 'base64url'));
+      });
+      if (asked.length) await auditPatientQuery(ctx, requester(req), asked, { via: 'fhir-search', matches: total });
       const base = `${ctx.config.baseUrl}/fhir/AuditEvent`;
       const link = (pairs: Array<[string, string]>) =>
         pairs.length ? `${base}?${new URLSearchParams(pairs).toString()}` : base;
@@ -143,6 +162,13 @@ export function auditRoutes(ctx: GatewayContext): FastifyPluginAsync {
       return reply
         .headers(noStore)
         .send({ from, to, proof: proof.map(toBase64), rootHash: toBase64(await tree.root()) });
+    });
+
+    // The accounting of disclosures: the identifier travels in the body, never in a URL.
+    app.post('/audit/disclosures', { preHandler: guard }, async (req, reply) => {
+      const query = parseDisclosureQuery(req.body);
+      const report = await accountOfDisclosures(ctx, query, requester(req), req.auditUser ? 'audit-ui' : 'api');
+      return reply.headers(noStore).send(report);
     });
 
     app.get('/audit/export', { preHandler: guard }, async (req, reply) => {

@@ -46,9 +46,21 @@ export async function appendAudit(db: Queryable, events: AuditInput[], now = new
   const { rows } = await db.query<{ idx: string }>(
     `WITH entries AS (
        SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[]) WITH ORDINALITY AS u(b, a, bb, ab, t, o, ord)
-     ), ${auditAppendSql('entries', '$7::timestamptz')}
+     ), patients AS (
+       SELECT * FROM unnest($8::bigint[], $9::bytea[]) AS p(ord, blind)
+     ), ${auditAppendSql('entries', '$7::timestamptz', 'patients')}
      SELECT idx FROM logged ORDER BY idx`,
-    [cols.before, cols.after, cols.beforeBytes, cols.afterBytes, cols.types, cols.outcomes, now],
+    [
+      cols.before,
+      cols.after,
+      cols.beforeBytes,
+      cols.afterBytes,
+      cols.types,
+      cols.outcomes,
+      now,
+      cols.patientOrds,
+      cols.patientBlinds,
+    ],
   );
   return rows.map((r) => Number(r.idx));
 }
@@ -67,12 +79,28 @@ export interface AuditColumns {
   afterBytes: Buffer[];
   types: string[];
   outcomes: string[];
+  /** The patient index rows (audit_patients): the entry's position in `events` (from 1, as WITH ORDINALITY counts) and its blind. */
+  patientOrds: number[];
+  patientBlinds: Buffer[];
 }
 
 export function auditColumns(events: AuditInput[], now: Date): AuditColumns {
-  const cols: AuditColumns = { before: [], after: [], beforeBytes: [], afterBytes: [], types: [], outcomes: [] };
+  const cols: AuditColumns = {
+    before: [],
+    after: [],
+    beforeBytes: [],
+    afterBytes: [],
+    types: [],
+    outcomes: [],
+    patientOrds: [],
+    patientBlinds: [],
+  };
   const recorded = now.toISOString();
-  for (const e of events) {
+  for (const [i, e] of events.entries()) {
+    for (const p of e.patients ?? []) {
+      cols.patientOrds.push(i + 1);
+      cols.patientBlinds.push(Buffer.from(p.blind, 'base64url'));
+    }
     const [before, after] = canonicalJsonAround({ ...e, recorded }, 'index');
     cols.before.push(before);
     cols.after.push(after);
@@ -85,22 +113,29 @@ export function auditColumns(events: AuditInput[], now: Date): AuditColumns {
 }
 
 /**
- * Two CTEs, `head` and `logged`, that append the rows of the CTE named
- * `entries` (columns b, a, bb, ab, t, o from AuditColumns, and ord for the
- * order): head takes the audit_head row lock until the statement's
- * transaction commits and reserves the indexes; logged inserts the entries
- * with their index filled in and leaf hash SHA-256(0x00 || entry), as
- * leafHash() computes it, and returns idx.
+ * The CTEs `head`, `numbered`, `logged` and `indexed` that append the rows
+ * of the CTE named `entries` (columns b, a, bb, ab, t, o from AuditColumns,
+ * and ord for the order): head takes the audit_head row lock until the
+ * statement's transaction commits and reserves the indexes; numbered gives
+ * each entry its index; logged inserts the entries with their index filled
+ * in and leaf hash SHA-256(0x00 || entry), as leafHash() computes it, and
+ * returns idx; indexed writes the patient index rows of the relation
+ * `patients` (ord, blind: an entry's ord and one of its blinds) in the same
+ * statement, so an entry and its index rows commit together.
  */
-export function auditAppendSql(entries: string, recordedParam: string): string {
-  const idx = '(head.first + row_number() OVER (ORDER BY r.ord) - 1)';
+export function auditAppendSql(entries: string, recordedParam: string, patients: string): string {
   return `head AS (
        UPDATE audit_head SET size = size + (SELECT count(*) FROM ${entries}) RETURNING size - (SELECT count(*) FROM ${entries}) AS first
+     ), numbered AS (
+       SELECT r.*, head.first + row_number() OVER (ORDER BY r.ord) - 1 AS idx FROM head, ${entries} r
      ), logged AS (
        INSERT INTO audit_log (idx, recorded_at, type, outcome, entry, leaf_hash)
-       SELECT ${idx}, ${recordedParam}, r.t, r.o, r.b || ${idx}::text || r.a,
-              sha256('\\x00'::bytea || r.bb || convert_to(${idx}::text, 'UTF8') || r.ab)
-         FROM head, ${entries} r
+       SELECT n.idx, ${recordedParam}, n.t, n.o, n.b || n.idx::text || n.a,
+              sha256('\\x00'::bytea || n.bb || convert_to(n.idx::text, 'UTF8') || n.ab)
+         FROM numbered n
        RETURNING idx
+     ), indexed AS (
+       INSERT INTO audit_patients (blind, recorded_at, idx, type)
+       SELECT p.blind, ${recordedParam}, n.idx, n.t FROM numbered n JOIN ${patients} p ON p.ord = n.ord
      )`;
 }

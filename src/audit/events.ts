@@ -196,6 +196,12 @@ export const AUDIT_EVENTS = {
     outcome: ['success'],
     recordedBy: 'second-factor routes (/auth/mfa)',
   },
+  'disclosures.queried': {
+    description:
+      "A person or client asked for a patient's accounting of disclosures, or searched the audit trail by patient identifier; the entry names who asked and the identifier's blind, never the identifier.",
+    outcome: ['success'],
+    recordedBy: 'accounting of disclosures (audit page, audit API, AuditEvent search)',
+  },
   'compliance.unlocked': {
     description: "An administrator unlocked a compliance officer's account after repeated failed sign-ins.",
     outcome: ['success'],

@@ -31,6 +31,7 @@ export const DICOM_TYPES: Array<{ code: string; display: string; prefixes: strin
   { code: '110114', display: 'User Authentication', prefixes: ['auth', 'authz', 'compliance'] },
   { code: '110113', display: 'Security Alert', prefixes: ['key', 'keys', 'admin', 'partner', 'client', 'audit'] },
   { code: '110107', display: 'Import', prefixes: ['inbox', 'inbound', 'receive'] },
+  { code: '110112', display: 'Query', prefixes: ['disclosures'] },
   {
     code: '110106',
     display: 'Export',

@@ -4,6 +4,7 @@ import { APPLICATION_ACTIVITY, DCM, DICOM_TYPES, OUTCOME_CODE, type LogEntry } f
 import { required } from '../required.ts';
 import { parseFhirDate, type DatePrecision, type FhirDate } from '../fhir/dates.ts';
 import type { HandlingPreference } from '../fhir/prefer.ts';
+import { parseIdentifierToken, splitTokens, type PatientIdentifier } from '../fhir/patient-identifiers.ts';
 
 /** Parsed AuditEvent search parameters (GET /fhir/AuditEvent and POST /fhir/AuditEvent/_search). */
 export interface AuditQuery {
@@ -18,7 +19,14 @@ export interface AuditQuery {
   cursor: number | undefined;
   /** The parameters as applied, in order: what the self link shows (unknown ones ignored under handling=lenient). */
   applied: Array<[string, string]>;
+  /** patient.identifier: each parameter's alternatives (AND of ORs), to be blinded before the search. */
+  patients: PatientIdentifier[][];
 }
+
+/** The blinds an entry may carry for any of these identifiers (every blinding key): supplied by the caller, which holds the HSM. */
+export type PatientBlinder = (ids: PatientIdentifier[]) => Promise<Buffer[]>;
+
+export const PATIENT_IDENTIFIER = 'patient.identifier';
 
 /** The filters, each declared in the CapabilityStatement from this one list. */
 export const AUDIT_SEARCH_PARAMS = [
@@ -36,6 +44,12 @@ export const AUDIT_SEARCH_PARAMS = [
   },
   { name: 'entity', type: 'token', documentation: 'an entity identifier: id, or type|id (e.g. exchange|ex-1)' },
   { name: 'agent', type: 'token', documentation: 'an agent identifier value (client, partner or user id)' },
+  {
+    name: 'patient.identifier',
+    type: 'token',
+    documentation:
+      'system|value of a patient identifier (|value for one without a system): blinded on the server under every blinding key and matched against the blinded patients of each entry; the identifier is neither stored nor logged, and the search itself is audited (disclosures.queried)',
+  },
 ] as const;
 
 /** The largest page; a larger _count is clamped to it (FHIR: a server may return fewer than asked). */
@@ -141,6 +155,18 @@ export function parseAuditQuery(query: Record<string, unknown>, handling: Handli
   }
   for (const a of list(query.agent))
     where.push(`(entry::jsonb -> 'agent' ->> 'id') = ANY(${p(a.split(',').map((x) => x.split('|').pop()))})`);
+  const patients = list(query[PATIENT_IDENTIFIER]).map((v) =>
+    splitTokens(v).map((tok) => {
+      const id = parseIdentifierToken(tok);
+      if (id === 'no-system-separator')
+        throw bad(
+          'patient.identifier takes system|value (or |value for an identifier without a system): a blinded identifier matches one system only',
+          PATIENT_IDENTIFIER,
+        );
+      if (id === 'empty-value') throw bad('patient.identifier needs a value after the |', PATIENT_IDENTIFIER);
+      return id;
+    }),
+  );
   const askedCount = intParam(list(query._count)[0], '_count', 1, Number.MAX_SAFE_INTEGER, DEFAULT_COUNT);
   const count = Math.min(askedCount, MAX_COUNT);
   if (count !== askedCount) for (const a of applied) if (a[0] === '_count') a[1] = String(count);
@@ -149,7 +175,7 @@ export function parseAuditQuery(query: Record<string, unknown>, handling: Handli
   const cursor = cursorText === undefined ? undefined : intParam(cursorText, '_cursor', 0, Number.MAX_SAFE_INTEGER, 0);
   const sort = list(query._sort)[0] ?? '-date';
   if (!Object.hasOwn(SORTS, sort)) throw bad('_sort must be date or -date', '_sort');
-  return { where, params, count, offset, order: SORTS[sort as keyof typeof SORTS], cursor, applied };
+  return { where, params, count, offset, order: SORTS[sort as keyof typeof SORTS], cursor, applied, patients };
 }
 
 /**
@@ -161,20 +187,29 @@ export function parseAuditQuery(query: Record<string, unknown>, handling: Handli
 export async function searchAudit(
   db: Queryable,
   q: AuditQuery,
+  blinder?: PatientBlinder,
 ): Promise<{ entries: LogEntry[]; total: number; more: boolean }> {
-  const filter = q.where.length ? `WHERE ${q.where.join(' AND ')}` : '';
-  const page = [...q.where];
+  const where = [...q.where];
   const params = [...q.params];
+  for (const alternatives of q.patients) {
+    if (!blinder) throw new Error('a patient.identifier search needs the blinder');
+    params.push(await blinder(alternatives));
+    // The patient index (audit_patients, by blind and time) narrows the log to this patient's entries.
+    where.push(`idx IN (SELECT idx FROM audit_patients WHERE blind = ANY($${params.length}::bytea[]))`);
+  }
+  const filterParams = [...params];
+  const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+  const page = [...where];
   if (q.cursor !== undefined) {
     params.push(q.cursor);
     page.push(`idx ${q.order === 'desc' ? '<' : '>'} $${params.length}`);
   }
-  const where = page.length ? `WHERE ${page.join(' AND ')}` : '';
+  const pageWhere = page.length ? `WHERE ${page.join(' AND ')}` : '';
   const { rows } = await db.query<{ entry: string }>(
-    `SELECT entry FROM audit_log ${where} ORDER BY idx ${q.order === 'desc' ? 'DESC' : 'ASC'} LIMIT ${q.count + 1} OFFSET ${q.offset}`,
+    `SELECT entry FROM audit_log ${pageWhere} ORDER BY idx ${q.order === 'desc' ? 'DESC' : 'ASC'} LIMIT ${q.count + 1} OFFSET ${q.offset}`,
     params,
   );
-  const { rows: total } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_log ${filter}`, q.params);
+  const { rows: total } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_log ${filter}`, filterParams);
   return {
     entries: rows.slice(0, q.count).map((r) => JSON.parse(r.entry) as LogEntry),
     total: Number(required(total[0], 'count(*) returns one row').n),

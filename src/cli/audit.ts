@@ -19,6 +19,11 @@ import { inTransaction } from '../db/pool.ts';
 import { verifyLiveLog } from '../audit/verify-db.ts';
 import { nodeVerifyDeps } from '../audit/verify-node.ts';
 import { describeReport, verifyEvidencePack, type EvidenceKey } from '../audit/verifier/verify.ts';
+import {
+  DISCLOSURE_FORMAT,
+  describeDisclosureVerification,
+  verifyDisclosureReport,
+} from '../audit/verifier/disclosures.ts';
 import { listKeys } from '../keys/store.ts';
 import { openContext } from '../runtime/open-context.ts';
 import { openDatabase } from '../runtime/database.ts';
@@ -27,6 +32,7 @@ import { cliLogger } from './logger.ts';
 import { required } from '../required.ts';
 
 const USAGE = `gateway audit verify <evidence-pack.json> [--key <jwk.json>]... [--json]
+gateway audit verify <disclosure-report.json> [--trail <evidence-pack.json>]... [--key <jwk.json>]... [--json]
 gateway audit verify --db [--json]
 gateway audit export [--from N] [--to N] [--out FILE]
 gateway audit export --exchange ID [--out FILE]
@@ -41,6 +47,12 @@ verify FILE   Offline: no database, no network. Checks every checkpoint
               reordered, bad-signature, inconsistent). Without --key the keys
               inside the pack are used and their kids printed: compare them
               with the audit key ids you recorded, or pin them with --key.
+              A disclosure report (from the audit page or POST
+              /audit/disclosures) is checked the same way: its checkpoint
+              signature, every entry's inclusion proof, and that each line
+              says what its entries say. With --trail packs covering the log
+              from leaf 0 to the report's checkpoint, it also checks that no
+              disclosure of the patient in the period is missing.
 verify --db   Checks the live log (DATABASE_URL or DATA_DIR): recomputes every
               leaf hash from its entry and the tree head at every checkpoint.
               A proof bundle of an exchange (see export --exchange) is
@@ -73,6 +85,7 @@ const dbOptions = {
   db: { type: 'boolean' },
   json: { type: 'boolean' },
   key: { type: 'string', multiple: true },
+  trail: { type: 'string', multiple: true },
   from: { type: 'string' },
   to: { type: 'string' },
   out: { type: 'string' },
@@ -89,14 +102,24 @@ function readKeys(files: string[] | undefined): EvidenceKey[] | undefined {
   });
 }
 
-async function verifyFile(file: string, keyFiles: string[] | undefined, json: boolean): Promise<number> {
-  let pack: unknown;
+function readJson(file: string): { value: unknown } | undefined {
   try {
-    pack = JSON.parse(readFileSync(file, 'utf8'));
+    return { value: JSON.parse(readFileSync(file, 'utf8')) };
   } catch (err) {
     process.stderr.write(`gateway audit verify: cannot read ${file}: ${(err as Error).message}\n`);
-    return 1;
+    return undefined;
   }
+}
+
+async function verifyFile(
+  file: string,
+  keyFiles: string[] | undefined,
+  trailFiles: string[] | undefined,
+  json: boolean,
+): Promise<number> {
+  const read = readJson(file);
+  if (!read) return 1;
+  const pack = read.value;
   const pinned = readKeys(keyFiles);
   if ((pack as { format?: unknown } | null)?.format === EXCHANGE_EVIDENCE_FORMAT) {
     const report = await verifyExchangeEvidence(pack, {
@@ -108,7 +131,19 @@ async function verifyFile(file: string, keyFiles: string[] | undefined, json: bo
   }
   // Pinned keys carry no name: they take the pack's log origin (the signature still has to verify).
   const trustedKeys = pinned?.map((k) => ({ ...k, name: k.name ?? (pack as { origin?: string }).origin ?? '' }));
-  const report = await verifyEvidencePack(pack, { ...nodeVerifyDeps, ...(trustedKeys ? { trustedKeys } : {}) });
+  const deps = { ...nodeVerifyDeps, ...(trustedKeys ? { trustedKeys } : {}) };
+  if ((pack as { format?: unknown } | null)?.format === DISCLOSURE_FORMAT) {
+    const trail: unknown[] = [];
+    for (const f of trailFiles ?? []) {
+      const t = readJson(f);
+      if (!t) return 1;
+      trail.push(t.value);
+    }
+    const check = await verifyDisclosureReport(pack, deps, trailFiles?.length ? { trail } : {});
+    print(json ? JSON.stringify(check, null, 2) : describeDisclosureVerification(check));
+    return check.ok ? 0 : 1;
+  }
+  const report = await verifyEvidencePack(pack, deps);
   print(json ? JSON.stringify(report, null, 2) : describeReport(report));
   return report.ok ? 0 : 1;
 }
@@ -175,7 +210,7 @@ export const auditCommand: Command = {
       if (values.db) return verifyDb(!!values.json);
       const [file, ...more] = rest;
       if (file === undefined || more.length > 0) throw new UsageError('give one evidence pack file, or --db');
-      return verifyFile(file, values.key, !!values.json);
+      return verifyFile(file, values.key, values.trail, !!values.json);
     }
     const config = loadConfig();
     if (sub === 'users') {

@@ -73,10 +73,11 @@ export const keysCommand: Command = {
   name: 'keys',
   summary: 'show the gateway key inventory and history; rotate keys by hand',
   usage: `gateway keys list [--json]
-gateway keys rotate [--use sig|enc|audit] [--now] [--timeout SECONDS]
+gateway keys rotate [--use sig|enc|audit|blinding] [--now] [--timeout SECONDS]
 
 list: every key the gateway has held, in every state: kid (RFC 7638
-thumbprint), use (sig, enc, audit), alg, state (pre-activation, active,
+thumbprint; for the blinding HMAC key, its check value), use (sig, enc,
+audit, blinding), alg, state (pre-activation, active,
 deactivated, destroyed) and the time of each lifecycle step. Reads the
 database only, so it works from a second shell while the gateway runs.
 

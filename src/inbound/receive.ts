@@ -20,6 +20,8 @@ import { envelopeDigest } from '../protocol/wire.ts';
 import { verifySignedContent, type VerifiedContent } from '../protocol/signed-content.ts';
 import { uuidv7 } from '../ids.ts';
 import { checkReceivedOrigin } from './message-origin.ts';
+import { patientIdentifiers } from '../fhir/patient-identifiers.ts';
+import { blindPatients } from '../compliance/blind.ts';
 
 export type { InboxContext } from './inbox-store.ts';
 
@@ -147,6 +149,8 @@ export function inboxReceiver(
       digest,
       now,
     });
+    // Whose records arrived, blinded under this gateway's own key (a partner's blinds mean nothing here).
+    const patients = await blindPatients(ctx, patientIdentifiers(v.claims.content));
     const auditIndex = await writer.submit({
       row: {
         id: messageId,
@@ -173,6 +177,7 @@ export function inboxReceiver(
           { type: 'receipt', id: receiptClaims.jti, digest: receiptDigest(receipt) },
         ],
         detail: { encKid, senderKid: v.senderKid },
+        ...(patients.length ? { patients } : {}),
       },
     });
     if (auditIndex !== undefined) return { receipt, messageId, duplicate: false, auditIndex };

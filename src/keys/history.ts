@@ -32,7 +32,13 @@ export async function keyHistory(db: Queryable): Promise<KeyHistoryEntry[]> {
       alg: k.alg,
       state: k.state,
       hsm_label: k.label,
-      public_jwk: { ...k.public_jwk, kid: k.kid, alg: k.alg, use: k.use === 'enc' ? 'enc' : 'sig' },
+      // The blinding key is a secret key: its JWK says only that ({"kty":"oct"}), with no use to publish.
+      public_jwk: {
+        ...k.public_jwk,
+        kid: k.kid,
+        alg: k.alg,
+        ...(k.use === 'blinding' ? {} : { use: k.use === 'enc' ? 'enc' : 'sig' }),
+      },
       created: k.created_at.toISOString(),
       published: iso(k.published_at),
       activated: iso(k.activated_at),

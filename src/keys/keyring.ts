@@ -3,7 +3,8 @@ import { importPublicJwk } from '../jose/public-key.ts';
 import type pg from 'pg';
 import type { Hsm, PublicJwk } from '../../hsm/hsm.ts';
 import { hsmSigner, type Signer } from '../jose/signer.ts';
-import { listKeys, type GatewayKeyRow, type KeyUse } from './store.ts';
+import { listKeys, type GatewayKeyRow, type KeyJwk, type KeyUse } from './store.ts';
+import { blindingKid } from './blinding.ts';
 
 /**
  * Bound on how long a process keeps using a key after another process (the
@@ -18,6 +19,10 @@ export interface PublishedJwk extends PublicJwk {
   use: 'sig' | 'enc';
   alg: string;
 }
+
+/** Key pairs have a public JWK to publish; the blinding key (a secret key) has none. */
+const publicHalf = (jwk: KeyJwk): jwk is PublicJwk => jwk.kty !== 'oct';
+const keyPair = (k: GatewayKeyRow): k is GatewayKeyRow & { public_jwk: PublicJwk } => publicHalf(k.public_jwk);
 
 /**
  * The gateway's keys as the running process sees them: the active signer per
@@ -58,6 +63,18 @@ export class Keyring {
     return hsmSigner(this.#hsm, row.hsm_id, row.alg as 'ES256', row.kid);
   }
 
+  /**
+   * Every blinding key still on the token, the active one first: an entry is
+   * blinded with the active key, and a lookup tries each (an entry written
+   * before a rotation carries the blind of the key active then).
+   */
+  blindingKeys(): GatewayKeyRow[] {
+    const rank = { active: 0, 'pre-activation': 1, deactivated: 2 } as Record<string, number>;
+    return this.#rows
+      .filter((k) => k.use === 'blinding' && k.state in rank)
+      .sort((a, b) => (rank[a.state] ?? 0) - (rank[b.state] ?? 0) || b.created_at.getTime() - a.created_at.getTime());
+  }
+
   /** An encryption key that may still open envelopes (active or deactivated, not destroyed). */
   decryptionKey(kid: string): GatewayKeyRow | undefined {
     return this.#rows.find(
@@ -75,7 +92,8 @@ export class Keyring {
   jwks(): { keys: PublishedJwk[] } {
     const rank = { active: 0, 'pre-activation': 1, deactivated: 2 } as Record<string, number>;
     const keys = this.#rows
-      .filter((k) => k.use !== 'audit' && k.state in rank) // so every state sorted below has a rank
+      .filter(keyPair)
+      .filter((k) => (k.use === 'sig' || k.use === 'enc') && k.state in rank) // so every state sorted below has a rank
       .sort((a, b) => (rank[a.state] ?? 0) - (rank[b.state] ?? 0) || b.created_at.getTime() - a.created_at.getTime())
       .map((k) => ({ ...k.public_jwk, kid: k.kid, use: k.use as 'sig' | 'enc', alg: k.alg }));
     return { keys };
@@ -84,6 +102,7 @@ export class Keyring {
   /** Audit checkpoint keys, for offline verifiers. */
   auditKeys(): PublishedJwk[] {
     return this.#rows
+      .filter(keyPair)
       .filter((k) => k.use === 'audit')
       .map((k) => ({ ...k.public_jwk, kid: k.kid, use: 'sig' as const, alg: k.alg }));
   }
@@ -92,11 +111,19 @@ export class Keyring {
     return this.#rows;
   }
 
-  /** Boot self-test: sign a digest with the active signing key in the HSM and verify it in software. */
+  /**
+   * Boot self-test: sign a digest with the active signing keys in the HSM and
+   * verify it in software; recompute the active blinding key's check value,
+   * which must be its kid (else the row and the token key are not the same key).
+   */
   async selfTest(): Promise<void> {
+    const blinding = this.active('blinding');
+    if ((await blindingKid(this.#hsm, blinding.hsm_id)) !== blinding.kid)
+      throw new Error(`HSM self-test failed: blinding key ${blinding.kid} on the token has another check value`);
     const probe = Buffer.from(`gateway self-test ${Date.now()}`);
     for (const use of ['sig', 'audit'] as const) {
       const row = this.active(use);
+      if (!keyPair(row)) throw new Error(`the ${use} key ${row.kid} has no public key`);
       const signature = await this.signer(use).sign(probe);
       const key = importPublicJwk(row.public_jwk);
       if (!verify('sha256', probe, { key, dsaEncoding: 'ieee-p1363' }, signature)) {

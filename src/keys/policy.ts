@@ -87,7 +87,8 @@ export function expiredKeys<K extends KeyView>(keys: readonly K[], policy: Rotat
   return keys.filter((k) => k.state === 'deactivated' && now.getTime() >= t(k.deactivated_at) + policy.retentionMs);
 }
 
-/** The moment a key leaves the JWKS and the HSM: deactivation + retention. */
+/** The moment a key leaves the JWKS and the HSM: deactivation + retention (never, for a use kept forever). */
 export function destroyAfter(key: KeyView, policy: RotationPolicy): Date | undefined {
-  return key.deactivated_at ? new Date(key.deactivated_at.getTime() + policy.retentionMs) : undefined;
+  if (!key.deactivated_at || !Number.isFinite(policy.retentionMs)) return undefined;
+  return new Date(key.deactivated_at.getTime() + policy.retentionMs);
 }

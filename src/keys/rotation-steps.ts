@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import type { Hsm, HsmKeyInfo } from '../../hsm/hsm.ts';
+import type { Hsm } from '../../hsm/hsm.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
 import { required } from '../required.ts';
 import { thumbprint } from '../jose/thumbprint.ts';
 import type { RotationStep } from './policy.ts';
+import { BLINDING_JWK, blindingKid } from './blinding.ts';
 import {
   clearIntent,
   insertPublishedKey,
@@ -16,6 +17,7 @@ import {
   recordIntent,
   swapActive,
   type GatewayKeyRow,
+  type KeyJwk,
   type KeyUse,
 } from './store.ts';
 
@@ -43,11 +45,38 @@ export interface StepDeps {
   holdDestroy?: (key: GatewayKeyRow) => Promise<string | undefined>;
 }
 
-export const KEY_DEFAULTS: Record<KeyUse, { alg: string; usage: 'sign' | 'derive' }> = {
+export const KEY_DEFAULTS: Record<KeyUse, { alg: string; usage: 'sign' | 'derive' | 'hmac' }> = {
   sig: { alg: 'ES256', usage: 'sign' },
   enc: { alg: 'ECDH-ES', usage: 'derive' },
   audit: { alg: 'ES256', usage: 'sign' },
+  blinding: { alg: 'HS256', usage: 'hmac' },
 };
+
+/** A key made on the token, as the inventory records it. */
+interface MadeKey {
+  kid: string;
+  hsmId: string;
+  publicJwk: KeyJwk;
+}
+
+/**
+ * The key under `label` on the token, adopted if a run before a crash made it
+ * (duplicates destroyed), else generated now. A key pair's kid is its public
+ * key's thumbprint; a secret key has no public half, so its kid is its check value.
+ */
+async function keyUnderLabel(d: StepDeps, use: KeyUse, label: string): Promise<MadeKey> {
+  const { usage } = KEY_DEFAULTS[use];
+  if (usage === 'hmac') {
+    const onToken = (await d.hsm.listSecretKeys()).filter((k) => k.label === label);
+    for (const extra of onToken.slice(1)) await d.hsm.destroyKey(extra.id);
+    const info = onToken[0] ?? (await d.hsm.generateHmacKey(label));
+    return { kid: await blindingKid(d.hsm, info.id), hsmId: info.id, publicJwk: BLINDING_JWK };
+  }
+  const onToken = (await d.hsm.listKeys()).filter((k) => k.label === label);
+  for (const extra of onToken.slice(1)) await d.hsm.destroyKey(extra.id);
+  const info = onToken[0] ?? (await d.hsm.generateKeyPair({ kty: 'EC', crv: 'P-256' }, usage, label));
+  return { kid: thumbprint(info.publicJwk), hsmId: info.id, publicJwk: info.publicJwk };
+}
 
 const now = (d: StepDeps) => (d.clock ? d.clock() : new Date());
 const hook = async (d: StepDeps, p: RotationPoint) => d.hook?.(p);
@@ -78,7 +107,7 @@ export const newLabel = (use: KeyUse) => `gateway-${use}-${randomBytes(8).toStri
  */
 export async function generateStep(d: StepDeps, step: Extract<RotationStep, { kind: 'generate' }>): Promise<string> {
   const { use } = step;
-  const { alg, usage } = KEY_DEFAULTS[use];
+  const { alg } = KEY_DEFAULTS[use];
   const label = step.resume || newLabel(use);
   if (!step.resume) {
     await recordIntent(d.pool, { use, action: 'generate', label, kid: null, activate: step.activate }, now(d));
@@ -86,15 +115,12 @@ export async function generateStep(d: StepDeps, step: Extract<RotationStep, { ki
   }
   let row = (await keysOfUse(d.pool, use)).find((k) => k.label === label);
   if (!row) {
-    const onToken = (await d.hsm.listKeys()).filter((k) => k.label === label);
-    let info: HsmKeyInfo | undefined = onToken[0];
-    for (const extra of onToken.slice(1)) await d.hsm.destroyKey(extra.id);
-    info ??= await d.hsm.generateKeyPair({ kty: 'EC', crv: 'P-256' }, usage, label);
+    const made = await keyUnderLabel(d, use, label);
     await hook(d, 'generate:hsm-generated');
-    const kid = thumbprint(info.publicJwk);
+    const { kid } = made;
     const at = now(d);
     await inTransaction(d.pool, async (db) => {
-      await insertPublishedKey(db, { kid, use, alg, hsm_id: info.id, label, public_jwk: info.publicJwk }, at);
+      await insertPublishedKey(db, { kid, use, alg, hsm_id: made.hsmId, label, public_jwk: made.publicJwk }, at);
       if (!step.activate) await clearIntent(db, use, 'generate');
       await appendAudit(
         db,

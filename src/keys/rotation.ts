@@ -7,7 +7,7 @@ import { KEY_USES, keysOfUse, listIntents, type KeyUse } from './store.ts';
 
 /** Advisory lock namespace: one rotation (or first-run bootstrap) per use at a time, across processes. */
 const ROTATION_LOCK = 7_273_050;
-const USE_SLOT: Record<KeyUse, number> = { sig: 1, enc: 2, audit: 3 };
+const USE_SLOT: Record<KeyUse, number> = { sig: 1, enc: 2, audit: 3, blinding: 4 };
 /** A run never loops forever, whatever the inventory looks like. */
 const MAX_STEPS = 8;
 
@@ -18,6 +18,7 @@ export function rotationPolicies(
     | 'keySigRotation'
     | 'keyEncRotation'
     | 'keyAuditRotation'
+    | 'keyBlindingRotation'
     | 'keyPrepublish'
     | 'keyRetentionMargin'
     | 'deliveryHorizon'
@@ -31,6 +32,9 @@ export function rotationPolicies(
     sig: { ...base, rotationMs: config.keySigRotation },
     enc: { ...base, rotationMs: config.keyEncRotation },
     audit: { ...base, rotationMs: config.keyAuditRotation },
+    // Nothing outside the gateway holds a copy, so nothing waits for it: active at once. Retired
+    // generations stay for lookup (the disclosures they blinded are found only with them): never destroyed.
+    blinding: { prepublishMs: 0, retentionMs: Number.POSITIVE_INFINITY, rotationMs: config.keyBlindingRotation },
   };
 }
 

@@ -1,9 +1,12 @@
 import type { Queryable } from '../db/pool.ts';
 import type { PublicJwk } from '../../hsm/hsm.ts';
 
-export type KeyUse = 'sig' | 'enc' | 'audit';
+export type KeyUse = 'sig' | 'enc' | 'audit' | 'blinding';
 export type KeyState = 'pre-activation' | 'active' | 'deactivated' | 'destroyed';
-export const KEY_USES: readonly KeyUse[] = ['sig', 'enc', 'audit'];
+export const KEY_USES: readonly KeyUse[] = ['sig', 'enc', 'audit', 'blinding'];
+
+/** A key pair's public JWK, or for a secret key (blinding) only its type: it has no public half. */
+export type KeyJwk = PublicJwk | { kty: 'oct' };
 
 export interface GatewayKeyRow {
   kid: string;
@@ -11,7 +14,7 @@ export interface GatewayKeyRow {
   alg: string;
   hsm_id: string;
   label: string;
-  public_jwk: PublicJwk;
+  public_jwk: KeyJwk;
   state: KeyState;
   created_at: Date;
   published_at: Date | null;

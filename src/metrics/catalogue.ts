@@ -113,7 +113,7 @@ export const METRICS = {
     'gauge',
     'database',
     ['use'],
-    'Seconds until the active own key of each use (sig, enc, audit) reaches its cryptoperiod; negative when overdue',
+    'Seconds until the active own key of each use (sig, enc, audit, blinding) reaches its cryptoperiod; negative when overdue',
   ),
   partnerKeyExpiry: m(
     'gateway_partner_key_expiry_seconds',

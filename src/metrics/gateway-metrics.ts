@@ -39,6 +39,7 @@ export function createGatewayMetrics(
     sig: ctx.config.keySigRotation,
     enc: ctx.config.keyEncRotation,
     audit: ctx.config.keyAuditRotation,
+    blinding: ctx.config.keyBlindingRotation,
   });
   return {
     registry,

@@ -124,7 +124,11 @@ export async function recordAttempt<R extends LedgerRow>(
       await ledger.enqueue(db, [id], nextAt);
     }
   }
-  await appendAudit(db, audit);
+  const indexes = await appendAudit(db, audit);
+  // Where the receipt's entry is, so the accounting of disclosures proves "received" by its inclusion proof.
+  const receiptEntry = indexes[audit.findIndex((a) => a.type === 'delivery.receipt')];
+  if (receiptEntry !== undefined)
+    await db.query(`UPDATE ${ledger.table} SET receipt_audit_idx = $2 WHERE id = $1`, [id, receiptEntry]);
   ctx.logger.info(
     { delivery: id, partner: d.partner_id, attempt, result: r.cls, status: r.status, ...ledger.detail },
     'delivery attempt',

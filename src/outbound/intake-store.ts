@@ -40,7 +40,8 @@ export interface IntakeWritten {
 /**
  * Write a batch of accepted submissions in ONE statement (its own
  * transaction): exchanges, deliveries (sealed envelopes only), one job per
- * delivery and the numbered audit entries, as data-modifying CTEs. One
+ * delivery and the numbered audit entries with their patient index rows, as
+ * data-modifying CTEs. One
  * round trip instead of seven (BEGIN, four inserts, the audit_head update,
  * COMMIT) shortens the commit every waiting request depends on. A
  * submission whose Idempotency-Key already exists writes nothing (not even
@@ -76,7 +77,9 @@ export async function writeIntakes(
      ), entries AS (
        SELECT u.* FROM unnest($17::uuid[], $18::text[], $19::text[], $20::bytea[], $21::bytea[], $22::text[], $23::text[]) WITH ORDINALITY AS u(exchange_id, b, a, bb, ab, t, o, ord)
         WHERE u.exchange_id IN (SELECT id FROM ex)
-     ), ${auditAppendSql('entries', '$4::timestamptz')}
+     ), patients AS (
+       SELECT * FROM unnest($25::bigint[], $26::bytea[]) AS p(ord, blind)
+     ), ${auditAppendSql('entries', '$4::timestamptz', 'patients')}
      SELECT (SELECT array_agg(id) FROM ex)::text[] AS inserted, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged`,
     [
       DELIVER_TASK,
@@ -103,6 +106,8 @@ export async function writeIntakes(
       cols.types,
       cols.outcomes,
       ex.map((e) => e.messageKey?.key ?? null),
+      cols.patientOrds,
+      cols.patientBlinds,
     ],
   );
   const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);

@@ -26,6 +26,8 @@ import {
 } from './submission.ts';
 import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch } from './idempotency.ts';
 import { checkMessageOrigin, ourOrganisation } from './message-origin.ts';
+import { patientIdentifiers } from '../fhir/patient-identifiers.ts';
+import { blindPatients } from '../compliance/blind.ts';
 
 export interface Submission {
   clientId: string;
@@ -100,7 +102,7 @@ async function firstSubmission(
  * recipient's current key, and write everything in one (group) commit.
  */
 export async function acceptSubmission(
-  ctx: Pick<GatewayContext, 'config' | 'directory' | 'keyring' | 'pool'>,
+  ctx: Pick<GatewayContext, 'config' | 'directory' | 'keyring' | 'pool' | 'hsm'>,
   writer: IntakeWriter,
   s: Submission,
 ): Promise<Accepted> {
@@ -132,6 +134,9 @@ export async function acceptSubmission(
     return { exchangeId: repeat.first.id, replayed: true, deliveries: 0 };
   }
   const signer = (await ctx.keyring.fresh()).signer('sig');
+  // Whose records these are, blinded in the HSM: the accounting of disclosures finds them by it.
+  const patients = await blindPatients(ctx, patientIdentifiers(s.bundle));
+  const named = patients.length ? { patients } : {};
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
   const client = { type: 'client' as const, id: s.clientId || 'anonymous' };
@@ -147,6 +152,7 @@ export async function acceptSubmission(
         recipients: recipients.length,
         bytes: Buffer.byteLength(s.raw),
       },
+      ...named,
     },
   ];
   const envelope = {
@@ -159,7 +165,7 @@ export async function acceptSubmission(
   };
   const deliveries: SealedDelivery[] = await Promise.all(
     recipients.map(async (r) => {
-      const sealed = await signAndSeal(signer, r, envelope);
+      const sealed = await signAndSeal(signer, r, envelope, named);
       audit.push(...sealed.audit);
       return {
         id: r.deliveryId,

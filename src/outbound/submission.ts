@@ -116,12 +116,22 @@ export interface Envelope {
   contentJson: string;
 }
 
-/** Sign the claims for one recipient (aud bound) in the HSM, seal them to its key, and say so in the audit. */
+/**
+ * Sign the claims for one recipient (aud bound) in the HSM, seal them to its
+ * key, and say so in the audit. The sealed entry is the disclosure itself:
+ * it names the delivery, its exchange and recipient, and (for a Bundle) the
+ * blinded patients, so the accounting of disclosures proves each from that
+ * one entry.
+ */
 export async function signAndSeal(
   signer: Signer,
   r: Recipient,
   e: Envelope,
-  sealedAudit: { entity?: NonNullable<AuditInput['entity']>; detail?: NonNullable<AuditInput['detail']> } = {},
+  sealedAudit: {
+    entity?: NonNullable<AuditInput['entity']>;
+    detail?: NonNullable<AuditInput['detail']>;
+    patients?: AuditInput['patients'];
+  } = {},
 ): Promise<{ envelope: string; digest: string; audit: AuditInput[] }> {
   const id = r.deliveryId;
   const payload = claimsPayload(
@@ -146,8 +156,13 @@ export async function signAndSeal(
       type: 'exchange.sealed',
       outcome: 'success',
       agent: gateway,
-      entity: [{ type: 'delivery', id, digest }, ...(sealedAudit.entity ?? [])],
+      entity: [
+        { type: 'delivery', id, digest },
+        { type: e.exchangeEntity, id: e.exchangeId },
+        ...(sealedAudit.entity ?? []),
+      ],
       detail: { recipientKid: r.key.kid, partner: r.partner.id, ...sealedAudit.detail },
+      ...(sealedAudit.patients?.length ? { patients: sealedAudit.patients } : {}),
     },
   ];
   return { envelope, digest, audit };

@@ -7,6 +7,9 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
 import { waitFor } from '../helpers/outbound.ts';
+import { testClient } from '../helpers/auth.ts';
+import { SCOPE_AUDIT_READ } from '../../src/auth/scopes.ts';
+import { patientIdentifiers } from '../../src/fhir/patient-identifiers.ts';
 
 /**
  * No plaintext PHI at rest (issues 4 and 5): after A sends several Synthea
@@ -34,7 +37,7 @@ interface Patient {
   name?: Array<{ family?: string; given?: string[] }>;
   birthDate?: string;
   address?: Array<{ line?: string[]; city?: string; postalCode?: string }>;
-  identifier?: Array<{ value?: string }>;
+  identifier?: Array<{ system?: string; value?: string }>;
   telecom?: Array<{ value?: string }>;
 }
 
@@ -58,7 +61,12 @@ function phiMarkers(bundleText: string): string[] {
       if (a.city) out.add(a.city);
       if (a.postalCode) out.add(a.postalCode);
     }
-    for (const i of p.identifier ?? []) if (i.value) out.add(i.value);
+    for (const i of p.identifier ?? [])
+      if (i.value) {
+        out.add(i.value);
+        // As a compliance officer types it for the accounting of disclosures.
+        if (i.system) out.add(`${i.system}|${i.value}`);
+      }
     for (const t of p.telecom ?? []) if (t.value) out.add(t.value);
     if (p.id) out.add(p.id);
   }
@@ -154,9 +162,19 @@ async function captureJobs(p: Peer): Promise<void> {
   `);
 }
 
+/** The gateway's own logger (its serializers and redactions, at LOG_LEVEL=trace), written to memory. */
 function memoryLog() {
   const lines: string[] = [];
-  return { lines, options: { logger: { level: 'trace', stream: { write: (s: string) => void lines.push(s) } } } };
+  return { lines, options: { logger: undefined, logStream: { write: (s: string) => void lines.push(s) } } };
+}
+
+/** A log line as a person reads it: URLs percent-decoded, so an identifier in a query string shows as typed. */
+function decoded(line: string): string {
+  try {
+    return decodeURIComponent(line);
+  } catch {
+    return line.replace(/%7C/gi, '|').replace(/%3A/gi, ':').replace(/%2F/gi, '/');
+  }
 }
 
 describe('no plaintext PHI at rest: rows, job payloads, files and logs of both gateways', () => {
@@ -317,6 +335,29 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
     );
     expect([...ehrReceived].sort()).toEqual([...sent].sort());
     expect(ehrCalls).toBe(sent.length + 1);
+    // The accounting of disclosures and the AuditEvent search by identifier, on both gateways: the
+    // identifiers travel in a body and in a URL, and every query is audited, yet none may be kept.
+    const identifiers = sent.flatMap((text) => patientIdentifiers(JSON.parse(text)));
+    expect(identifiers.length).toBeGreaterThanOrEqual(sent.length * 4);
+    for (const p of [a, b]) {
+      const auditor = await (await testClient(p.gw, { scopes: [SCOPE_AUDIT_READ] })).bearer();
+      for (const id of identifiers) {
+        const report = await request(p.gw.app.server)
+          .post('/audit/disclosures')
+          .set('authorization', auditor)
+          .send({ system: id.system, value: id.value })
+          .expect(200);
+        expect(report.body.disclosures).toHaveLength(p === a ? 1 : 0);
+        const search = await request(p.gw.app.server)
+          .get('/fhir/AuditEvent')
+          .query({ 'patient.identifier': `${id.system}|${id.value}` })
+          .set('authorization', auditor)
+          .expect(200);
+        // A: intake.accepted and exchange.sealed; B: inbox.accepted; and each gateway's audited queries.
+        expect(search.body.total).toBeGreaterThanOrEqual(p === a ? 3 : 2);
+      }
+    }
+
     // Let every job finish, so their final writes are captured too.
     for (const p of [a, b]) {
       await waitFor(
@@ -360,8 +401,13 @@ describe('no plaintext PHI at rest: rows, job payloads, files and logs of both g
       // (c) every log line, at level trace
       expect(log.lines.length, `${name} wrote logs`).toBeGreaterThan(20);
       const logFindings: Finding[] = [];
-      log.lines.forEach((l, i) => scan(`${name} log line ${i}`, l, logFindings));
+      log.lines.forEach((l, i) => {
+        scan(`${name} log line ${i}`, l, logFindings);
+        scan(`${name} log line ${i} (decoded)`, decoded(l), logFindings);
+      });
       expect(logFindings, `${name}: PHI in logs`).toEqual([]);
+      // The searches above were logged, with the identifier cut from their URL.
+      expect(log.lines.some((l) => l.includes('patient.identifier=[REDACTED]'))).toBe(true);
       // DATA_DIR files
       const fileFindings: Finding[] = [];
       scanFiles(p.gw.config.dataDir, scan, fileFindings);

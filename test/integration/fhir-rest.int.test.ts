@@ -6,6 +6,7 @@ import { inTransaction } from '../../src/db/pool.ts';
 import { FHIR_OPERATIONS, FHIR_RESOURCES } from '../../plugins/routes/metadata.ts';
 import { AUDIT_SEARCH_PARAMS, MAX_COUNT } from '../../src/audit/search.ts';
 import { testClient } from '../helpers/auth.ts';
+import { blindPatients } from '../../src/compliance/blind.ts';
 import { messageBundle, startOutbound, type Outbound } from '../helpers/outbound.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 
@@ -409,6 +410,11 @@ describe('CapabilityStatement', () => {
       .find((r: { type: string }) => r.type === 'AuditEvent')
       .searchParam.map((p: { name: string }) => p.name);
     expect(declared).toEqual(AUDIT_SEARCH_PARAMS.map((p) => p.name));
+    // An entry naming a patient, blinded by this gateway's HSM as intake would.
+    const patients = await blindPatients(o.gw.app.ctx, [{ system: 'urn:test:mrn', value: 'rest-1' }]);
+    await inTransaction(o.gw.app.ctx.pool, (c) =>
+      appendAudit(c, [{ type: 'inbox.accepted', outcome: 'success', agent: { type: 'partner', id: 'p' }, patients }]),
+    );
     const sample: Record<string, string> = {
       date: 'ge2020',
       type: '110106',
@@ -416,6 +422,7 @@ describe('CapabilityStatement', () => {
       outcome: '0',
       entity: 'ex-rest-0',
       agent: 'ehr-rest',
+      'patient.identifier': 'urn:test:mrn|rest-1',
     };
     for (const name of declared) {
       const res = await get(`/fhir/AuditEvent?${name}=${encodeURIComponent(sample[name]!)}`);

@@ -116,4 +116,58 @@ describe('gateway private keys stay in the HSM', () => {
     expect(publics.length).toBe(5);
     for (const block of publics) expect(/Usage:\s+(.*)/.exec(block)?.[1]).toMatch(/^(verify|none)$/);
   });
+
+  it('the blinding key is a token secret that only signs (HMAC): its value cannot be read, exported or derived from', async () => {
+    const active = gw.app.keyring.active('blinding');
+    const outcome = await gw.app.hsm.withSession((session, p11) => {
+      const keys = findObjects(p11, session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+      ]);
+      const attempt = (fn: () => unknown) => {
+        try {
+          fn();
+          return 'allowed';
+        } catch (err) {
+          return ckrName(err);
+        }
+      };
+      return keys.map((key) => {
+        const flags = p11.C_GetAttributeValue(session, key, [
+          { type: pkcs11js.CKA_ID },
+          { type: pkcs11js.CKA_SENSITIVE },
+          { type: pkcs11js.CKA_EXTRACTABLE },
+          { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
+          { type: pkcs11js.CKA_SIGN },
+          { type: pkcs11js.CKA_ENCRYPT },
+          { type: pkcs11js.CKA_DECRYPT },
+          { type: pkcs11js.CKA_WRAP },
+          { type: pkcs11js.CKA_DERIVE },
+        ]);
+        const [id, ...rest] = flags.map((f) => f.value as Buffer);
+        return {
+          id: id!.toString('hex'),
+          flags: rest.map(bool),
+          read: attempt(() => p11.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_VALUE }])),
+          setExtractable: attempt(() =>
+            p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }]),
+          ),
+        };
+      });
+    });
+    expect(outcome).toEqual([
+      {
+        id: active.hsm_id,
+        // sensitive, not extractable, never extractable, sign; no encrypt, decrypt, wrap or derive
+        flags: [true, false, true, true, false, false, false, false],
+        read: 'CKR_ATTRIBUTE_SENSITIVE',
+        setExtractable: 'CKR_ATTRIBUTE_READ_ONLY',
+      },
+    ]);
+    // Keyed: the same identifier text blinds to the same value, and another key would give another.
+    const text = Buffer.from('urn:test|1');
+    const [x, y] = await gw.app.hsm.hmacSha256(active.hsm_id, [text, text]);
+    expect(x!.length).toBe(32);
+    expect(x).toEqual(y);
+  });
 });

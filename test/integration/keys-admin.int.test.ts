@@ -69,7 +69,12 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
 
     const res = await request(gw.app.server).get('/admin/keys').set('authorization', adminAuth).expect(200);
     const byKid = Object.fromEntries(res.body.keys.map((k: { kid: string }) => [k.kid, k]));
-    expect(res.body.keys).toHaveLength(4);
+    // sig (old and new), enc, audit, and the blinding key, which shows no key material and no use to publish.
+    expect(res.body.keys).toHaveLength(5);
+    const blinding = res.body.keys.find((k: { use: string }) => k.use === 'blinding');
+    expect(blinding).toMatchObject({ alg: 'HS256', state: 'active', public_jwk: { kty: 'oct', kid: blinding.kid } });
+    expect(Object.keys(blinding.public_jwk).sort()).toEqual(['alg', 'kid', 'kty']);
+    expect(blinding.destroy_after).toBeUndefined();
     expect(byKid[oldSig.kid]).toMatchObject({ use: 'sig', alg: 'ES256', state: 'deactivated', destroyed: null });
     expect(byKid[oldSig.kid].deactivated).toEqual(byKid[pending.kid].activated);
     expect(Date.parse(byKid[oldSig.kid].destroy_after)).toBe(

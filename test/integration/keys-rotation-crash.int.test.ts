@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { Hsm } from '../../hsm/hsm.ts';
 import { createPool } from '../../src/db/pool.ts';
+import { blindingKid } from '../../src/keys/blinding.ts';
 import { ensureGatewayKeys } from '../../src/keys/bootstrap.ts';
 import type { RotationPolicy } from '../../src/keys/policy.ts';
 import { rotateUse } from '../../src/keys/rotation.ts';
@@ -37,7 +38,8 @@ async function checkInvariants(pool: pg.Pool, hsm: Hsm, opts: { settled: boolean
       `${use} published keys`,
     ).toBeGreaterThan(0);
   }
-  const onToken = new Set((await hsm.listKeys()).map((k) => k.id));
+  // Key pairs (sig, enc, audit) and the blinding secret key alike.
+  const onToken = new Set([...(await hsm.listKeys()), ...(await hsm.listSecretKeys())].map((k) => k.id));
   const intents = await listIntents(pool);
   const destroying = new Set(intents.filter((i) => i.action === 'destroy').map((i) => i.kid));
   for (const k of keys) {
@@ -48,6 +50,9 @@ async function checkInvariants(pool: pg.Pool, hsm: Hsm, opts: { settled: boolean
     // After a completed run: no intent left, and nothing on the token that the inventory does not know (no orphan).
     expect(intents).toEqual([]);
     const known = new Set(keys.filter((k) => k.state !== 'destroyed').map((k) => k.hsm_id));
+    // The secret keys outside the rotation schedule (such as the one sealing TOTP secrets) are known too.
+    const secrets = await pool.query<{ hsm_id: string }>('SELECT hsm_id FROM gateway_secret_keys');
+    for (const r of secrets.rows) known.add(r.hsm_id);
     expect([...onToken].sort()).toEqual([...known].sort());
   }
 }
@@ -167,6 +172,41 @@ describe('key rotation is crash-safe: killed at every step, invariants hold and 
     expect(run.steps[0]).toMatchObject({ kind: 'generate', activate: true, resume: intent!.label });
     const active = (await listKeys(pool)).find((k) => k.use === 'sig' && k.state === 'active')!;
     expect(active.hsm_id).toBe(orphan[0]!.id);
+    await checkInvariants(pool, hsm, { settled: true });
+  });
+
+  it('the blinding secret key made before a crash is adopted by label too, its kid its check value', async () => {
+    const pool = createPool(await createTestDatabase(), quiet, 5);
+    const token = createTestToken();
+    const hsm = Hsm.open({ library: token.library, tokenLabel: token.label, pin: token.pin, sessions: 2 });
+    closers.push(
+      () => hsm.close(),
+      () => pool.end(),
+    );
+    await ensureGatewayKeys(pool, hsm);
+    const blindingPolicy = { rotationMs: policy.rotationMs, prepublishMs: 0, retentionMs: Number.POSITIVE_INFINITY };
+    const crash: StepDeps = {
+      pool,
+      hsm,
+      actor: { type: 'gateway', id: 'test' },
+      hook: (p) => {
+        if (p === 'generate:hsm-generated') throw new Crash(p);
+      },
+    };
+    await expect(rotateUse(crash, 'blinding', blindingPolicy, { request: { now: true } })).rejects.toBeInstanceOf(
+      Crash,
+    );
+    const [intent] = await listIntents(pool, 'blinding');
+    const orphan = (await hsm.listSecretKeys()).filter((k) => k.label === intent!.label);
+    expect(orphan).toHaveLength(1);
+    expect(orphan[0]).toMatchObject({ sensitive: true, extractable: false, neverExtractable: true });
+    await rotateUse({ pool, hsm, actor: { type: 'gateway', id: 'test' } }, 'blinding', blindingPolicy);
+    const keys = (await listKeys(pool)).filter((k) => k.use === 'blinding');
+    const active = keys.find((k) => k.state === 'active')!;
+    expect(active.hsm_id).toBe(orphan[0]!.id);
+    expect(active.kid).toBe(await blindingKid(hsm, active.hsm_id));
+    expect(active.public_jwk).toEqual({ kty: 'oct' });
+    expect(keys.map((k) => k.state).sort()).toEqual(['active', 'deactivated']);
     await checkInvariants(pool, hsm, { settled: true });
   });
 });

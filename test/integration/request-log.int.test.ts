@@ -79,4 +79,16 @@ describe('request logging: a bounded request id, and no credentials in logged UR
       '/inbox/messages?access_token=[REDACTED]&state=kept-value&code=[REDACTED]&client_assertion=[REDACTED]&access%5Ftoken=[REDACTED]&ACCESS_TOKEN=[REDACTED]',
     );
   });
+
+  it('cuts a patient identifier from a logged AuditEvent search URL, however its name is encoded', async () => {
+    const from = lines.length;
+    const ssn = encodeURIComponent('http://hl7.org/fhir/sid/us-ssn|999-12-3456');
+    const res = await fetch(`${gw.url}/fhir/AuditEvent?patient.identifier=${ssn}&patient%2Eidentifier=${ssn}&_count=5`);
+    expect(res.status).toBe(401);
+    const urls = logged(from)
+      .map((l) => l.req?.url)
+      .filter((u): u is string => typeof u === 'string');
+    expect(urls[0]).toBe('/fhir/AuditEvent?patient.identifier=[REDACTED]&patient%2Eidentifier=[REDACTED]&_count=5');
+    expect(lines.slice(from).join('\n')).not.toContain('999-12-3456');
+  });
 });

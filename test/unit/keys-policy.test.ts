@@ -121,6 +121,28 @@ describe('key lifecycle configuration', () => {
     expect(p.sig.rotationMs).toBe(90 * D);
   });
 
+  it('blinding: 365d, active at once, and a retired blinding key is never due for destruction', () => {
+    const p = rotationPolicies(loadConfig(base)).blinding;
+    expect(p).toEqual({ rotationMs: 365 * D, prepublishMs: 0, retentionMs: Number.POSITIVE_INFINITY });
+    const old = key('old', 'deactivated', { published_at: 0, activated_at: 0, deactivated_at: 365 * D });
+    const now = key('new', 'active', { published_at: 365 * D, activated_at: 365 * D });
+    // Long after its retirement the old key stays: lookups still need it. The new one rotates on schedule.
+    expect(dueStep('blinding', [old, now], [], p, at(500 * D))).toBeUndefined();
+    expect(dueStep('blinding', [old, now], [], p, at(730 * D))).toEqual({
+      kind: 'generate',
+      use: 'blinding',
+      activate: false,
+    });
+    expect(destroyAfter(old, p)).toBeUndefined();
+    // Published and activated in the same run: nothing outside the gateway waits for it.
+    const pending = key('next', 'pre-activation', { published_at: 730 * D });
+    expect(dueStep('blinding', [old, now, pending], [], p, at(730 * D))).toEqual({
+      kind: 'activate',
+      use: 'blinding',
+      kid: 'next',
+    });
+  });
+
   it('refuses KEY_PREPUBLISH not above JWKS_MAX_AGE, a margin below it, and a rotation shorter than the prepublication', () => {
     const fail = (env: Record<string, string>) => {
       try {

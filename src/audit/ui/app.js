@@ -3,10 +3,12 @@
 import { describeReport, verifyEvidencePack } from './lib/verify.ts';
 import { rawFromDer } from './lib/note.ts';
 import { sha256 } from './lib/sha256.ts';
+import { describeDisclosureVerification, verifyDisclosureReport } from './lib/disclosures.ts';
 
 const $ = (id) => document.getElementById(id);
 const OUTCOME = { 0: 'success', 4: 'minor failure', 8: 'serious failure', 12: 'major failure' };
 const MAX_PACK = 50000;
+let signedIn = '';
 
 const deps = {
   sha256,
@@ -75,6 +77,7 @@ async function start() {
   await loadSignIn();
   try {
     const { user } = await api('/audit/ui/session');
+    signedIn = user;
     $('who').textContent = `Signed in as ${user}`;
     $('login-view').hidden = true;
     $('main-view').hidden = false;
@@ -186,6 +189,89 @@ async function verifyTrail() {
     $('verify-trail').disabled = false;
   }
 }
+
+const RECEIPT = { received: 'received', pending: 'not yet received', failed: 'delivery failed' };
+let lastReport;
+
+function cellRow(tbody, cells) {
+  const tr = document.createElement('tr');
+  for (const text of cells) {
+    const td = document.createElement('td');
+    td.textContent = text;
+    tr.append(td);
+  }
+  tbody.append(tr);
+}
+
+function receiptText(r) {
+  const status = RECEIPT[r.status] ?? r.status;
+  if (r.status !== 'received') return status;
+  const at = r.at ? ` ${r.at}` : '';
+  return `${status}${at} (${r.entry !== undefined ? `proven by entry ${r.entry}` : 'stated, no receipt entry'})`;
+}
+
+// The identifier is shown as typed: the server's answer names only its blinds.
+async function accounting(event) {
+  event.preventDefault();
+  $('disclosure-error').hidden = true;
+  const system = $('d-system').value.trim();
+  const value = $('d-value').value.trim();
+  const body = { system, value };
+  if ($('d-from').value) body.from = $('d-from').value;
+  if ($('d-to').value) body.to = $('d-to').value;
+  const report = await api('/audit/disclosures', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  lastReport = report;
+  $('report').hidden = false;
+  $('report-patient').textContent = `${system}|${value}`;
+  $('report-period').textContent = `${report.period.start} to ${report.period.end} (end excluded)`;
+  $('report-generated').textContent = `${report.generatedAt} by ${signedIn}`;
+  $('report-origin').textContent = report.origin;
+  $('report-count').textContent = `${report.disclosures.length} disclosure(s)`;
+  const tbody = $('disclosures').tBodies[0];
+  tbody.replaceChildren();
+  for (const d of report.disclosures) {
+    cellRow(tbody, [
+      d.recorded,
+      d.recipientName ? `${d.recipientName} (${d.recipient})` : d.recipient,
+      d.purposeOfUse.length ? d.purposeOfUse.join(', ') : 'not stated',
+      d.exchange,
+      d.delivery,
+      receiptText(d.receipt),
+      String(d.entry),
+    ]);
+  }
+  $('report-proof').className = '';
+  $('report-proof').textContent = 'Checking the proofs…';
+  const check = await verifyDisclosureReport(report, deps);
+  $('report-proof').className = check.ok ? 'ok' : 'bad';
+  $('report-proof').textContent = check.ok
+    ? `Proven in this browser: every disclosure listed is in the checkpoint of ${check.anchor.size} entries signed ${check.anchor.issuedAt} (audit key ${check.keyIds.join(', ')}).`
+    : describeDisclosureVerification(check);
+  if (!check.ok) tamper(describeDisclosureVerification(check));
+}
+
+function downloadReport() {
+  if (!lastReport) return;
+  const blob = new Blob([JSON.stringify(lastReport, null, 1)], { type: 'application/json' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = `disclosures-${lastReport.generatedAt.replace(/[:.]/g, '-')}.json`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
+}
+
+$('disclosure-form').addEventListener('submit', (e) =>
+  accounting(e).catch((err) => {
+    $('disclosure-error').hidden = false;
+    $('disclosure-error').textContent = err.message;
+  }),
+);
+$('report-print').addEventListener('click', () => window.print());
+$('report-download').addEventListener('click', downloadReport);
 
 $('login-form').addEventListener('submit', async (event) => {
   event.preventDefault();

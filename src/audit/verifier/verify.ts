@@ -117,7 +117,30 @@ const hashes = (list: unknown, what: string): Uint8Array[] => {
   });
 };
 
-async function verifyCheckpoints(pack: EvidencePack, deps: VerifyDeps, hasher: Hasher): Promise<Checkpoint[]> {
+/**
+ * The signatures and consistency chain of a run of checkpoints on their own,
+ * for documents that carry their own entries (the disclosure report): the
+ * parsed checkpoints, or the first problem.
+ */
+export async function verifyCheckpointChain(
+  signed: Pick<EvidencePack, 'checkpoints' | 'origin' | 'keys'>,
+  deps: VerifyDeps,
+): Promise<{ checkpoints: Checkpoint[] } | { problem: Problem }> {
+  try {
+    if (!Array.isArray(signed.checkpoints) || signed.checkpoints.length === 0 || !Array.isArray(signed.keys))
+      fail({ kind: 'malformed', message: 'no checkpoint or no key list' });
+    return { checkpoints: await verifyCheckpoints(signed, deps, makeHasher(deps.sha256)) };
+  } catch (err) {
+    if (!(err instanceof Fail)) throw err;
+    return { problem: err.problem };
+  }
+}
+
+async function verifyCheckpoints(
+  pack: Pick<EvidencePack, 'checkpoints' | 'origin' | 'keys'>,
+  deps: VerifyDeps,
+  hasher: Hasher,
+): Promise<Checkpoint[]> {
   const keys = (deps.trustedKeys ?? pack.keys).map((k) => ({ jwk: k, name: k.name, id: noteKeyId(k, deps.sha256) }));
   const out: Checkpoint[] = [];
   for (const [i, cp] of pack.checkpoints.entries()) {

@@ -30,7 +30,7 @@ export function parseRotatePayload(payload: unknown): RotatePayload | undefined 
     typeof p.requestedBy !== 'string' ||
     p.requestedBy.length > 200
   ) {
-    throw new Error('keys_rotate payload must be {use: sig|enc|audit, now: boolean, requestedBy: string}');
+    throw new Error('keys_rotate payload must be {use: sig|enc|audit|blinding, now: boolean, requestedBy: string}');
   }
   return { use: p.use as KeyUse, now: p.now, requestedBy: p.requestedBy };
 }
