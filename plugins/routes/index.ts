@@ -18,6 +18,8 @@ import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
 import { consoleRoutes } from './console.ts';
 import { ssoRoutes } from './sso.ts';
+import { backchannelLogoutRoutes } from './sso-backchannel.ts';
+import { connectSso } from '../../src/auth/sso.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
 import { installMetrics } from './metrics.ts';
@@ -49,5 +51,10 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(auditRoutes(ctx));
   await app.register(auditUiRoutes(ctx));
   await app.register(consoleRoutes(ctx));
-  if (ctx.config.oidcIssuer) await app.register(ssoRoutes(ctx));
+  if (ctx.config.oidcIssuer) {
+    // One discovered issuer for the sign-in routes and the issuer's back-channel logout.
+    const sso = connectSso(ctx.config, ctx.logger);
+    await app.register(ssoRoutes(ctx, sso));
+    await app.register(backchannelLogoutRoutes(ctx, sso));
+  }
 }

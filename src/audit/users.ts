@@ -85,21 +85,36 @@ export async function checkLogin(db: Queryable, name: string, password: string):
 
 const tokenHash = (token: string) => createHash('sha256').update(token).digest();
 
+/** The issuer session a single sign-on session belongs to: the ID token's iss, sub and (when it has one) sid. */
+export interface IssuerSession {
+  issuer: string;
+  subject: string;
+  sid?: string;
+}
+
 export async function createSession(
   db: Queryable,
   name: string,
   now = new Date(),
   role?: AccountRole,
+  issuerSession?: IssuerSession,
 ): Promise<{ token: string; expiresAt: Date }> {
   const token = randomBytes(32).toString('base64url');
   const expiresAt = new Date(now.getTime() + SESSION_TTL_MS);
   await db.query('DELETE FROM audit_sessions WHERE expires_at < now()');
-  await db.query('INSERT INTO audit_sessions (token_hash, user_name, expires_at, role) VALUES ($1, $2, $3, $4)', [
-    tokenHash(token),
-    name,
-    expiresAt,
-    role ?? null,
-  ]);
+  await db.query(
+    `INSERT INTO audit_sessions (token_hash, user_name, expires_at, role, sso_issuer, sso_subject, sso_sid)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [
+      tokenHash(token),
+      name,
+      expiresAt,
+      role ?? null,
+      issuerSession?.issuer ?? null,
+      issuerSession?.subject ?? null,
+      issuerSession?.sid ?? null,
+    ],
+  );
   return { token, expiresAt };
 }
 
@@ -125,6 +140,33 @@ export async function sessionUser(db: Queryable, token: string | undefined): Pro
 
 export async function endSession(db: Queryable, token: string | undefined): Promise<void> {
   if (token) await db.query('DELETE FROM audit_sessions WHERE token_hash = $1', [tokenHash(token)]);
+}
+
+/**
+ * End the gateway sessions an issuer's logout names: those of its session
+ * `sid` (of that subject too, when the logout names one), or every session of
+ * the subject when it names no sid. Returns the accounts whose sessions ended.
+ */
+export async function endIssuerSessions(
+  db: Queryable,
+  issuer: string,
+  named: { sid?: string; subject?: string },
+): Promise<Array<{ name: string; subject: string }>> {
+  const { sid, subject } = named;
+  // Never both absent: that would name every session of the issuer.
+  if (sid === undefined && subject === undefined)
+    throw new Error('internal error: an issuer logout names a sid or a subject');
+  const match =
+    sid === undefined
+      ? 'sso_subject = $2'
+      : subject === undefined
+        ? 'sso_sid = $2'
+        : 'sso_sid = $2 AND sso_subject = $3';
+  const { rows } = await db.query<{ name: string; subject: string }>(
+    `DELETE FROM audit_sessions WHERE sso_issuer = $1 AND ${match} RETURNING user_name AS name, sso_subject AS subject`,
+    [issuer, ...(sid === undefined ? [] : [sid]), ...(subject === undefined ? [] : [subject])],
+  );
+  return rows;
 }
 
 /**
