@@ -99,11 +99,22 @@ export async function discoverSso(cfg: Config): Promise<SsoClient> {
 export function connectSso(cfg: Config, logger: Logger): () => Promise<SsoClient> {
   let client: Promise<SsoClient> | undefined;
   return async () => {
-    client ??= discoverSso(cfg).catch((err: unknown) => {
-      client = undefined;
-      logger.warn({ err: (err as Error).message }, 'OpenID Connect discovery failed');
-      throw new GatewayError('UNAVAILABLE', 'the single sign-on issuer cannot be reached; try again shortly');
-    });
+    client ??= discoverSso(cfg).then(
+      (sso) => {
+        const metadata = sso.config.serverMetadata();
+        if (!metadata.backchannel_logout_supported || !sso.issuerKeys)
+          logger.warn(
+            { issuer: metadata.issuer },
+            'the issuer does not offer back-channel logout: a sign-out elsewhere at the issuer leaves gateway sessions to their 15 minutes',
+          );
+        return sso;
+      },
+      (err: unknown) => {
+        client = undefined;
+        logger.warn({ err: (err as Error).message }, 'OpenID Connect discovery failed');
+        throw new GatewayError('UNAVAILABLE', 'the single sign-on issuer cannot be reached; try again shortly');
+      },
+    );
     return client;
   };
 }
