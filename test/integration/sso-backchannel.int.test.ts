@@ -60,22 +60,21 @@ const liveSessions = async (name: string) =>
  * Sign `person` in to the audit page and then the console in one browser,
  * so one issuer session: the two gateway session cookies, and the sid.
  */
-async function signInToBoth(person: OpAccount) {
+async function signInToBoth(person: OpAccount, go = fetchBrowser()) {
   op.signInAs(person);
-  const go = fetchBrowser();
   expect((await go(`${gw.url}/auth/sso/login?page=audit`)).url.pathname).toBe('/audit/ui/');
-  const audit = go.held(gw.url, 'gw_audit_session');
+  const auditSession = go.held(gw.url, 'gw_audit_session');
   expect((await go(`${gw.url}/auth/sso/login?page=console`)).url.pathname).toBe('/console/');
-  const console = go.held(gw.url, 'gw_audit_session');
-  const sid = (await sessionOf(audit))?.sid;
+  const operatorSession = go.held(gw.url, 'gw_audit_session');
+  const sid = (await sessionOf(auditSession))?.sid;
   expect(sid).toEqual(expect.any(String));
   // Both gateway sessions are bound to the one issuer session.
   const bound = { issuer: op.issuer, subject: person.sub, sid };
-  expect([await sessionOf(audit), await sessionOf(console)]).toEqual([
+  expect([await sessionOf(auditSession), await sessionOf(operatorSession)]).toEqual([
     { role: 'compliance', ...bound },
     { role: 'operator', ...bound },
   ]);
-  return { go, audit, console, sid: sid!, idToken: op.idTokens.at(-1)! };
+  return { go, auditSession, operatorSession, sid: sid!, idToken: op.idTokens.at(-1)! };
 }
 
 /** The audit API with a compliance session, and a console write with an operator session: 200 and 404 while signed in. */
@@ -204,22 +203,32 @@ describe('back-channel logout: the issuer ends the gateway sessions bound to its
         (await auditSince('sso.backchannel-refused', since)).map((e) => [e.agent?.type, e.detail?.['reason']]),
       ).toEqual([['anonymous', reason]]);
       expect(await auditSince('sso.backchannel-logout', since)).toEqual([]);
-      expect(await auditApi(signedIn.audit)).toBe(200);
-      expect(await consoleWrite(signedIn.console)).toBe(404);
+      expect(await auditApi(signedIn.auditSession)).toBe(200);
+      expect(await consoleWrite(signedIn.operatorSession)).toBe(404);
     });
 
-    it('refuses a replayed logout token (its jti), even one that named no live session', async () => {
-      const token = op.sign(logoutClaims('a-session-long-gone', { sub: undefined }));
+    it('refuses a replayed logout token (its jti): a new sign-in in that issuer session stays signed in', async () => {
+      const first = await signInToBoth(ADA);
+      const token = op.sign(logoutClaims(first.sid));
       const since = await auditSize();
       expect((await postToken(token)).status).toBe(200);
+      expect(await auditApi(first.auditSession)).toBe(401);
+      // Signed in again through the same issuer session (the same sid); then the captured token comes back.
+      const again = await signInToBoth(ADA, first.go);
+      expect(again.sid).toBe(first.sid);
       const replay = await postToken(token);
       expect(replay.status).toBe(400);
       expect(((await replay.json()) as { error: string }).error).toBe('invalid_request');
-      expect((await auditSince('sso.backchannel-logout', since)).map((e) => e.detail?.['sessions'])).toEqual([0]);
+      expect((await auditSince('sso.backchannel-logout', since)).map((e) => e.detail?.['sessions'])).toEqual([2]);
       expect((await auditSince('sso.backchannel-refused', since)).map((e) => e.detail?.['reason'])).toEqual([
         'jti_replayed',
       ]);
-      expect(await auditApi(signedIn.audit)).toBe(200);
+      expect(await auditApi(again.auditSession)).toBe(200);
+      expect(await consoleWrite(again.operatorSession)).toBe(404);
+      // A token naming no live session is taken once too.
+      const stale = op.sign(logoutClaims('a-session-long-gone', { sub: undefined }));
+      expect((await postToken(stale)).status).toBe(200);
+      expect((await postToken(stale)).status).toBe(400);
     });
 
     it('refuses a request that is not a form with one logout_token, and a body far larger than a token', async () => {
@@ -236,7 +245,7 @@ describe('back-channel logout: the issuer ends the gateway sessions bound to its
         'logout_token_missing',
         'payload_too_large',
       ]);
-      expect(await consoleWrite(signedIn.console)).toBe(404);
+      expect(await consoleWrite(signedIn.operatorSession)).toBe(404);
     });
 
     it('refuses a control character in the query (the request-values rule), audited as a refusal', async () => {
@@ -250,15 +259,15 @@ describe('back-channel logout: the issuer ends the gateway sessions bound to its
       expect((await auditSince('sso.backchannel-refused', since)).map((e) => e.detail?.['reason'])).toEqual([
         'invalid_value',
       ]);
-      expect(await auditApi(signedIn.audit)).toBe(200);
+      expect(await auditApi(signedIn.auditSession)).toBe(200);
     });
   });
 
   it('a sign-out at the issuer ends both gateway sessions of that issuer session, through its back-channel call', async () => {
-    const { go, audit, console, sid, idToken } = await signInToBoth(ADA);
+    const { go, auditSession, operatorSession, sid, idToken } = await signInToBoth(ADA);
     const other = await signInToBoth(BEN);
-    expect(await auditApi(audit)).toBe(200);
-    expect(await consoleWrite(console)).toBe(404);
+    expect(await auditApi(auditSession)).toBe(200);
+    expect(await consoleWrite(operatorSession)).toBe(404);
     const since = await auditSize();
 
     // The person signs out at the issuer itself (as another application of the issuer would send them there).
@@ -271,10 +280,10 @@ describe('back-channel logout: the issuer ends the gateway sessions bound to its
     expect(done.res.status).toBe(200);
 
     expect(op.backchannelDeliveries).toContainEqual({ clientId: 'gateway', sub: ADA.sub, sid, ok: true });
-    expect([await sessionOf(audit), await sessionOf(console)]).toEqual([undefined, undefined]);
-    expect(await auditApi(audit)).toBe(401);
-    expect(await consoleWrite(console)).toBe(401);
-    expect(await (await fetch(`${gw.url}/console/`, { headers: { cookie: console } })).text()).toContain(
+    expect([await sessionOf(auditSession), await sessionOf(operatorSession)]).toEqual([undefined, undefined]);
+    expect(await auditApi(auditSession)).toBe(401);
+    expect(await consoleWrite(operatorSession)).toBe(401);
+    expect(await (await fetch(`${gw.url}/console/`, { headers: { cookie: operatorSession } })).text()).toContain(
       'id="sso-login"',
     );
     const [entry, ...more] = await auditSince('sso.backchannel-logout', since);
@@ -284,8 +293,8 @@ describe('back-channel logout: the issuer ends the gateway sessions bound to its
       { via: 'sso', by: 'sid', subject: ADA.sub, sessions: 2 },
     ]);
     // Another person's issuer session is not this one: their sessions stay.
-    expect(await auditApi(other.audit)).toBe(200);
-    expect(await sessionOf(other.console)).toMatchObject({ role: 'operator', sid: other.sid });
+    expect(await auditApi(other.auditSession)).toBe(200);
+    expect(await sessionOf(other.operatorSession)).toMatchObject({ role: 'operator', sid: other.sid });
   });
 
   it('a logout token naming only the sub ends every session of that person, in every issuer session', async () => {
@@ -300,8 +309,8 @@ describe('back-channel logout: the issuer ends the gateway sessions bound to its
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(await res.text()).toBe('');
     expect(await liveSessions('ben')).toBe(0);
-    expect(await auditApi(first.audit)).toBe(401);
-    expect(await auditApi(second.audit)).toBe(401);
+    expect(await auditApi(first.auditSession)).toBe(401);
+    expect(await auditApi(second.auditSession)).toBe(401);
     expect(
       (await auditSince('sso.backchannel-logout', since)).map((e) => [
         e.agent?.id,
