@@ -105,7 +105,7 @@ export function connectSso(cfg: Config, logger: Logger): () => Promise<SsoClient
         if (!metadata.backchannel_logout_supported || !sso.issuerKeys)
           logger.warn(
             { issuer: metadata.issuer },
-            'the issuer does not offer back-channel logout: a sign-out elsewhere at the issuer leaves gateway sessions to their 15 minutes',
+            'the issuer does not offer back-channel logout: a sign-out elsewhere at the issuer leaves gateway sessions open until they lapse',
           );
         return sso;
       },
