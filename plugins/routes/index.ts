@@ -20,6 +20,8 @@ import { auditUiRoutes } from './audit-ui.ts';
 import { consoleRoutes } from './console.ts';
 import { ssoRoutes } from './sso.ts';
 import { mfaRoutes } from './mfa.ts';
+import { backchannelLogoutRoutes } from './sso-backchannel.ts';
+import { connectSso } from '../../src/auth/sso.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
 import { installMetrics } from './metrics.ts';
@@ -53,5 +55,10 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(auditUiRoutes(ctx));
   await app.register(consoleRoutes(ctx));
   await app.register(mfaRoutes(ctx));
-  if (ctx.config.oidcIssuer) await app.register(ssoRoutes(ctx));
+  if (ctx.config.oidcIssuer) {
+    // One discovered issuer for the sign-in routes and the issuer's back-channel logout.
+    const sso = connectSso(ctx.config, ctx.logger);
+    await app.register(ssoRoutes(ctx, sso));
+    await app.register(backchannelLogoutRoutes(ctx, sso));
+  }
 }

@@ -7,7 +7,6 @@ import { inTransaction } from '../../src/db/pool.ts';
 import { claimSsoAccount, createSession, endSession, sessionAccount, SESSION_TTL_MS } from '../../src/audit/users.ts';
 import {
   CALLBACK_PATH,
-  discoverSso,
   endSessionUrl,
   finishLogin,
   LOGOUT_PATH,
@@ -42,21 +41,11 @@ interface Refusal {
 /**
  * Single sign-on to /audit/ui and /console: GET /auth/sso/login?page=...
  * sends the browser to the issuer, GET /auth/sso/callback comes back with the
- * code and ends in the same kind of session the local sign-in creates.
- * Registered only when OIDC_ISSUER is set.
+ * code and ends in the same kind of session the local sign-in creates,
+ * bound to the issuer's session. Registered only when OIDC_ISSUER is set.
  */
-export function ssoRoutes(ctx: GatewayContext): FastifyPluginAsync {
+export function ssoRoutes(ctx: GatewayContext, sso: () => Promise<SsoClient>): FastifyPluginAsync {
   const cfg = ctx.config;
-  // Discovered on first use, so a gateway starts while its issuer is down; a failure is retried next time.
-  let client: Promise<SsoClient> | undefined;
-  const sso = async () => {
-    client ??= discoverSso(cfg).catch((err: unknown) => {
-      client = undefined;
-      ctx.logger.warn({ err: (err as Error).message }, 'OpenID Connect discovery failed');
-      throw new GatewayError('UNAVAILABLE', 'the single sign-on issuer cannot be reached; try again shortly');
-    });
-    return client;
-  };
   const secure = cfg.baseUrl.startsWith('https:') || Boolean(cfg.tlsCertFile);
   const cookieAttrs = `Path=/; HttpOnly${secure ? '; Secure' : ''}`;
   const clearPending = `${PENDING_COOKIE}=; ${cookieAttrs}; SameSite=Lax; Max-Age=0`;
@@ -152,7 +141,7 @@ export function ssoRoutes(ctx: GatewayContext): FastifyPluginAsync {
           error: new GatewayError('FORBIDDEN', 'this name belongs to a local or disabled account'),
         });
       }
-      const session = await createSession(ctx.pool, identity.name, new Date(), role);
+      const session = await createSession(ctx.pool, identity.name, new Date(), role, 'full', identity.issuerSession);
       await record(req, 'sso.login', identity.name, { page, role, subject: identity.subject });
       // A page that goes on to the page, not a redirect: see signedInPage for why.
       return reply

@@ -161,6 +161,18 @@ export const AUDIT_EVENTS = {
     outcome: ['minor-failure'],
     recordedBy: 'single sign-on callback',
   },
+  'sso.backchannel-logout': {
+    description:
+      "The OpenID Connect issuer signed a person out (back-channel logout): the gateway sessions bound to the issuer session its logout token names ended (by its sid, or all of the subject's when it names only a sub); detail.sessions counts them, and is 0 when none was still open.",
+    outcome: ['success'],
+    recordedBy: 'single sign-on back-channel logout',
+  },
+  'sso.backchannel-refused': {
+    description:
+      'A back-channel logout was refused (400 invalid_request) and no session ended; detail.reason says why: the logout token does not verify against the issuer keys (signature_invalid, kid_unknown, alg_not_allowed), is from another issuer or for another client (wrong_issuer, wrong_audience), is too old or expired (iat_too_old, expired), is no logout token (not_a_logout_event, events_missing, nonce_present), names neither sid nor sub, or was already used (jti_replayed).',
+    outcome: ['minor-failure'],
+    recordedBy: 'single sign-on back-channel logout',
+  },
   'compliance.login': {
     description:
       'A person with a local account (compliance officer or operator) signed in to the audit UI or the console: the session is complete, with the factors used (the password, a second factor or a passkey alone).',

@@ -103,19 +103,37 @@ export const sessionTokenHash = (token: string): Buffer => createHash('sha256').
 export type SessionStage = 'full' | 'second-factor' | 'enrol';
 export const PENDING_SESSION_TTL_MS = 10 * 60_000;
 
+/** The issuer session a single sign-on session belongs to: the ID token's iss, sub and (when it has one) sid. */
+export interface IssuerSession {
+  issuer: string;
+  subject: string;
+  sid?: string;
+}
+
 export async function createSession(
   db: Queryable,
   name: string,
   now = new Date(),
   role?: AccountRole,
   stage: SessionStage = 'full',
+  issuerSession?: IssuerSession,
 ): Promise<{ token: string; expiresAt: Date }> {
   const token = randomBytes(32).toString('base64url');
   const expiresAt = new Date(now.getTime() + (stage === 'full' ? SESSION_TTL_MS : PENDING_SESSION_TTL_MS));
   await db.query('DELETE FROM audit_sessions WHERE expires_at < now()');
   await db.query(
-    'INSERT INTO audit_sessions (token_hash, user_name, expires_at, role, stage) VALUES ($1, $2, $3, $4, $5)',
-    [sessionTokenHash(token), name, expiresAt, role ?? null, stage],
+    `INSERT INTO audit_sessions (token_hash, user_name, expires_at, role, stage, sso_issuer, sso_subject, sso_sid)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [
+      sessionTokenHash(token),
+      name,
+      expiresAt,
+      role ?? null,
+      stage,
+      issuerSession?.issuer ?? null,
+      issuerSession?.subject ?? null,
+      issuerSession?.sid ?? null,
+    ],
   );
   return { token, expiresAt };
 }
@@ -162,6 +180,33 @@ export async function endSession(db: Queryable, token: string | undefined): Prom
 /** End every session of an account (its factors were reset). */
 export async function endSessionsOf(db: Queryable, name: string): Promise<number> {
   return (await db.query('DELETE FROM audit_sessions WHERE user_name = $1', [name])).rowCount ?? 0;
+}
+
+/**
+ * End the gateway sessions an issuer's logout names: those of its session
+ * `sid` (of that subject too, when the logout names one), or every session of
+ * the subject when it names no sid. Returns the accounts whose sessions ended.
+ */
+export async function endIssuerSessions(
+  db: Queryable,
+  issuer: string,
+  named: { sid?: string; subject?: string },
+): Promise<Array<{ name: string; subject: string }>> {
+  const { sid, subject } = named;
+  // Never both absent: that would name every session of the issuer.
+  if (sid === undefined && subject === undefined)
+    throw new Error('internal error: an issuer logout names a sid or a subject');
+  const match =
+    sid === undefined
+      ? 'sso_subject = $2'
+      : subject === undefined
+        ? 'sso_sid = $2'
+        : 'sso_sid = $2 AND sso_subject = $3';
+  const { rows } = await db.query<{ name: string; subject: string }>(
+    `DELETE FROM audit_sessions WHERE sso_issuer = $1 AND ${match} RETURNING user_name AS name, sso_subject AS subject`,
+    [issuer, ...(sid === undefined ? [] : [sid]), ...(subject === undefined ? [] : [subject])],
+  );
+  return rows;
 }
 
 /**

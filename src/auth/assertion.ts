@@ -1,6 +1,6 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWK } from 'jose';
 import { importPublicJwk } from '../jose/public-key.ts';
-import { duplicateMember } from '../jose/duplicate-members.ts';
+import { repeatedJwtPart } from '../jose/duplicate-members.ts';
 import { isPlainIdentifier } from '../ids.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { getClient, type ClientRecord } from './clients.ts';
@@ -59,14 +59,6 @@ function unverifiedClaims(jwt: string): Record<string, unknown> {
   }
 }
 
-/** The part (header or claims) that names a member twice, if one does: jose would read it last-wins. */
-function partWithRepeatedMember(jwt: string): 'header' | 'claims' | undefined {
-  const [header = '', claims = ''] = jwt.split('.').map((b64) => Buffer.from(b64, 'base64url').toString('utf8'));
-  if (duplicateMember(header) !== undefined) return 'header';
-  if (duplicateMember(claims) !== undefined) return 'claims';
-  return undefined;
-}
-
 /**
  * Check a private_key_jwt client assertion against the client's registered
  * keys, then record its jti (replay guard, kept until exp). The header is
@@ -85,7 +77,7 @@ export async function verifyClientAssertion(
   } catch {
     throw bad('malformed_assertion', 'client_assertion header cannot be decoded');
   }
-  const repeated = partWithRepeatedMember(assertion);
+  const repeated = repeatedJwtPart(assertion);
   if (repeated) throw bad('malformed_assertion', `the client_assertion ${repeated} repeats a member`);
   const alg = header.alg;
   if (typeof alg !== 'string' || !(ASSERTION_ALGS as readonly string[]).includes(alg)) {

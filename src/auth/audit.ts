@@ -54,7 +54,7 @@ export async function keepRefusal(logger: Logger, type: string, write: () => Pro
 export async function auditRefusal(
   pool: pg.Pool,
   logger: Logger,
-  type: 'auth.failure' | 'authz.denied' | 'request.refused',
+  type: 'auth.failure' | 'authz.denied' | 'request.refused' | 'sso.backchannel-refused',
   subject: AuthAuditSubject,
   detail: Record<string, string | number | boolean | null>,
 ): Promise<void> {

@@ -1,15 +1,20 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
 import * as oidc from 'openid-client';
 import type { Config } from '../config.ts';
-import type { AccountRole } from '../audit/users.ts';
+import { GatewayError } from '../errors.ts';
+import type { Logger } from '../gateway-context.ts';
+import { isPlainIdentifier } from '../ids.ts';
+import type { AccountRole, IssuerSession } from '../audit/users.ts';
 
 /**
  * Single sign-on to the browser pages through an OpenID Connect issuer:
  * authorization code flow with PKCE (S256), done by openid-client, which
  * checks the ID token's signature, iss, aud, nonce and exp. What the
  * gateway adds: the pending sign-in in a signed, short-lived cookie (any
- * gateway process can finish it) and the mapping of the role claim.
+ * gateway process can finish it), the mapping of the role claim, and the
+ * issuer session (sid) each gateway session is bound to.
  */
 export type SsoPage = 'audit' | 'console';
 export const SSO_PAGES: Record<SsoPage, { role: AccountRole; path: string }> = {
@@ -20,6 +25,8 @@ export const CALLBACK_PATH = '/auth/sso/callback';
 export const LOGOUT_PATH = '/auth/sso/logout';
 /** Where the issuer sends the browser back after its own sign-out (its post-logout redirect URI). */
 export const SIGNED_OUT_PATH = '/auth/sso/signed-out';
+/** Where the issuer posts its logout tokens (its backchannel_logout_uri for this client). */
+export const BACKCHANNEL_LOGOUT_PATH = '/auth/sso/backchannel-logout';
 const LOCAL_LOGOUT_PATH = '/audit/ui/logout';
 const PENDING_TTL_MS = 10 * 60_000;
 /**
@@ -57,6 +64,8 @@ export interface SsoClient {
   config: oidc.Configuration;
   settings: Config;
   cookieKey: Buffer;
+  /** The issuer's published keys (its jwks_uri, fetched and cached by jose), when it publishes them where we may fetch. */
+  issuerKeys: JWTVerifyGetKey | undefined;
 }
 
 function clientSecret(cfg: Config): string {
@@ -70,12 +79,44 @@ const isLoopback = (url: URL) => ['127.0.0.1', 'localhost', '[::1]'].includes(ur
 export async function discoverSso(cfg: Config): Promise<SsoClient> {
   const issuer = new URL(cfg.oidcIssuer as string);
   const secret = clientSecret(cfg);
-  const options = issuer.protocol === 'http:' && isLoopback(issuer) ? { execute: [oidc.allowInsecureRequests] } : {};
+  const plainHttpAllowed = issuer.protocol === 'http:' && isLoopback(issuer);
+  const options = plainHttpAllowed ? { execute: [oidc.allowInsecureRequests] } : {};
   const metadata = { client_secret: secret, [oidc.clockTolerance]: CLOCK_TOLERANCE_S };
   const config = await oidc.discovery(issuer, cfg.oidcClientId as string, metadata, undefined, options);
   // The cookie key is derived from the client secret, which every process of this gateway shares.
   const cookieKey = Buffer.from(hkdfSync('sha256', secret, 'fhir-gateway', 'sso pending sign-in', 32));
-  return { config, settings: cfg, cookieKey };
+  const jwksUri = config.serverMetadata().jwks_uri;
+  const keysUrl = jwksUri ? new URL(jwksUri) : undefined;
+  const fetchable = keysUrl && (keysUrl.protocol === 'https:' || (plainHttpAllowed && keysUrl.protocol === 'http:'));
+  return { config, settings: cfg, cookieKey, issuerKeys: fetchable ? createRemoteJWKSet(keysUrl) : undefined };
+}
+
+/**
+ * The issuer, discovered on first use and shared by every SSO route: a
+ * gateway starts while its issuer is down, and a failed discovery is tried
+ * again on the next request (503 meanwhile).
+ */
+export function connectSso(cfg: Config, logger: Logger): () => Promise<SsoClient> {
+  let client: Promise<SsoClient> | undefined;
+  return async () => {
+    client ??= discoverSso(cfg).then(
+      (sso) => {
+        const metadata = sso.config.serverMetadata();
+        if (!metadata.backchannel_logout_supported || !sso.issuerKeys)
+          logger.warn(
+            { issuer: metadata.issuer },
+            'the issuer does not offer back-channel logout: a sign-out elsewhere at the issuer leaves gateway sessions open until they lapse',
+          );
+        return sso;
+      },
+      (err: unknown) => {
+        client = undefined;
+        logger.warn({ err: (err as Error).message }, 'OpenID Connect discovery failed');
+        throw new GatewayError('UNAVAILABLE', 'the single sign-on issuer cannot be reached; try again shortly');
+      },
+    );
+    return client;
+  };
 }
 
 export const redirectUri = (cfg: Config) => `${cfg.baseUrl}${CALLBACK_PATH}`;
@@ -126,7 +167,16 @@ export interface SsoIdentity {
   name: string;
   subject: string;
   roles: AccountRole[];
+  /** The issuer session this sign-in belongs to, which its back-channel logout names. */
+  issuerSession: IssuerSession;
 }
+
+/** The longest sid or sub kept with a session or matched by a logout token. */
+export const MAX_ISSUER_ID_LENGTH = 255;
+
+/** A sid or sub the gateway can keep and match: plain text, not empty, bounded; else undefined. */
+export const issuerId = (value: unknown): string | undefined =>
+  isPlainIdentifier(value) && value.length <= MAX_ISSUER_ID_LENGTH ? value : undefined;
 
 /** Exchange the code and validate the ID token; throws openid-client's error when anything is off. */
 export async function finishLogin(sso: SsoClient, callbackUrl: URL, pending: PendingLogin): Promise<SsoIdentity> {
@@ -139,10 +189,13 @@ export async function finishLogin(sso: SsoClient, callbackUrl: URL, pending: Pen
   const claims = tokens.claims() as Record<string, unknown> | undefined;
   if (!claims) throw new Error('no ID token');
   const username = claims['preferred_username'];
+  const subject = String(claims['sub']);
+  const sid = issuerId(claims['sid']);
   return {
-    name: typeof username === 'string' && username ? username : String(claims['sub']),
-    subject: String(claims['sub']),
+    name: typeof username === 'string' && username ? username : subject,
+    subject,
     roles: mapRoles(sso.settings, claims[sso.settings.oidcRoleClaim]),
+    issuerSession: { issuer: String(claims['iss']), subject, ...(sid ? { sid } : {}) },
   };
 }
 

@@ -67,3 +67,11 @@ function unescaped(quoted: string): string {
     return quoted;
   }
 }
+
+/** The part of a compact JWS (header or claims) that names a member twice, if one does: jose would read it last-wins. */
+export function repeatedJwtPart(jwt: string): 'header' | 'claims' | undefined {
+  const [header = '', claims = ''] = jwt.split('.').map((b64) => Buffer.from(b64, 'base64url').toString('utf8'));
+  if (duplicateMember(header) !== undefined) return 'header';
+  if (duplicateMember(claims) !== undefined) return 'claims';
+  return undefined;
+}

@@ -33,9 +33,9 @@ async function signInAtIssuer(account: OpAccount) {
 }
 
 /** At the provider's end-session page, which asks before it signs the person out. */
-async function signOutAtIssuer() {
-  await page.waitForURL((url) => url.origin === op.issuer && url.pathname.startsWith('/session/end'));
-  await page.locator('button', { hasText: 'Yes, sign me out' }).click();
+async function signOutAtIssuer(at: Page = page) {
+  await at.waitForURL((url) => url.origin === op.issuer && url.pathname.startsWith('/session/end'));
+  await at.locator('button', { hasText: 'Yes, sign me out' }).click();
 }
 
 beforeAll(async () => {
@@ -129,6 +129,33 @@ describe('single sign-on in headless Chromium against a real OpenID Provider', (
     await page.waitForURL(`${gw.url}/audit/ui/`);
     await page.locator('#sso-login').waitFor({ state: 'visible' });
     expect(await liveSessions('olivia')).toBe(0);
+    await page.reload();
+    await page.locator('#login-view').waitFor({ state: 'visible' });
+    expect(await page.locator('#main-view').isVisible()).toBe(false);
+    expect(chrome!.pageErrors).toEqual([]);
+  });
+
+  it('a sign-out at the issuer in another tab ends the gateway session too (back-channel logout)', async () => {
+    await page.goto(`${gw.url}/audit/ui/`);
+    await page.click('#sso-login a');
+    await signInAtIssuer(OFFICER);
+    await page.locator('#main-view').waitFor({ state: 'visible' });
+    const session = (await chrome!.browser.cookies(gw.url)).find((c) => c.name === 'gw_audit_session');
+    const cookie = `gw_audit_session=${session?.value}`;
+    const auditApi = async () => (await fetch(`${gw.url}/fhir/AuditEvent?_count=1`, { headers: { cookie } })).status;
+    expect(await auditApi()).toBe(200);
+
+    // The person signs out at the issuer itself, in another tab, never touching the gateway's sign-out.
+    const sent = op.backchannelDeliveries.length;
+    const tab = await chrome!.browser.newPage();
+    await tab.goto(`${op.issuer}/session/end?id_token_hint=${op.idTokens.at(-1)}`);
+    await signOutAtIssuer(tab);
+    await tab.waitForURL((url) => url.pathname === '/session/end/success');
+    await tab.close();
+
+    expect(op.backchannelDeliveries.slice(sent)).toEqual([expect.objectContaining({ clientId: 'gateway', ok: true })]);
+    expect(await liveSessions('olivia')).toBe(0);
+    expect(await auditApi()).toBe(401);
     await page.reload();
     await page.locator('#login-view').waitFor({ state: 'visible' });
     expect(await page.locator('#main-view').isVisible()).toBe(false);

@@ -3,6 +3,7 @@ import { addAuditUser, createSession } from '../../src/audit/users.ts';
 import { CLOCK_TOLERANCE_S, SSO_PAGES, type SsoPage } from '../../src/auth/sso.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { startTestOp, type IdTokenClaims, type OpAccount, type TestOp } from '../helpers/oidc-op.ts';
+import { fetchBrowser as browser } from '../helpers/fetch-browser.ts';
 import { freePort } from '../helpers/ports.ts';
 
 const OFFICER: OpAccount = { sub: 'u-1', username: 'olivia', groups: ['gateway-compliance'] };
@@ -13,41 +14,6 @@ const PERSON: Record<SsoPage, OpAccount> = { audit: OFFICER, console: OPERATOR }
 let op: TestOp;
 let gw: TestGateway;
 let other: TestGateway;
-
-/**
- * A tiny browser: follows redirects (and a page's meta refresh) by hand and
- * keeps each host's cookies. With `html`, it asks for pages as a browser does.
- */
-function browser(options: { html?: boolean } = {}) {
-  const jars = new Map<string, Map<string, string>>();
-  const jar = (url: URL) => jars.get(url.host) ?? jars.set(url.host, new Map()).get(url.host)!;
-  const go = async function (start: string, stopAt?: string): Promise<{ url: URL; res: Response }> {
-    let url = new URL(start);
-    for (let hop = 0; hop < 15; hop++) {
-      const cookies = [...jar(url)].map(([k, v]) => `${k}=${v}`).join('; ');
-      const headers: Record<string, string> = cookies ? { cookie: cookies } : {};
-      if (options.html) headers['accept'] = 'text/html,application/xhtml+xml,*/*;q=0.8';
-      const res = await fetch(url, { redirect: 'manual', headers });
-      for (const line of res.headers.getSetCookie()) {
-        const [pair, ...attrs] = line.split(';');
-        const [k, ...v] = pair!.split('=');
-        if (attrs.some((a) => /max-age=0/i.test(a.trim()))) jar(url).delete(k!.trim());
-        else jar(url).set(k!.trim(), v.join('='));
-      }
-      const refresh = res.headers.get('content-type')?.startsWith('text/html')
-        ? /<meta http-equiv="refresh" content="0;url=([^"]+)">/.exec(await res.clone().text())?.[1]
-        : undefined;
-      const location = res.headers.get('location') ?? refresh;
-      if (!location || (!refresh && (res.status < 300 || res.status >= 400))) return { url, res };
-      url = new URL(location, url);
-      if (stopAt && url.pathname === stopAt) return { url, res };
-    }
-    throw new Error('too many redirects');
-  };
-  /** A cookie this browser holds for a host, as a Cookie header (an empty value when it holds none). */
-  const held = (base: string, name: string) => `${name}=${jar(new URL(base)).get(name) ?? ''}`;
-  return Object.assign(go, { held });
-}
 
 async function auditTypes(g: TestGateway, type: string, since = 0) {
   const { rows } = await g.app.ctx.pool.query<{ entry: string }>(
