@@ -1,3 +1,5 @@
+import type { PatternName } from './balp/patterns.ts';
+
 /** FHIR AuditEvent.outcome: 0 success, 4 minor, 8 serious, 12 major failure. */
 export type AuditOutcome = 'success' | 'minor-failure' | 'serious-failure' | 'major-failure';
 
@@ -8,6 +10,8 @@ interface AuditEventSpec {
   outcome: readonly AuditOutcome[];
   /** Who records it: the code path that appends it. */
   recordedBy: string;
+  /** The IHE BALP pattern its AuditEvent follows (src/audit/balp/patterns.ts), or the plain DICOM event it is. */
+  balp: PatternName;
 }
 
 /**
@@ -21,216 +25,258 @@ export const AUDIT_EVENTS = {
     description: 'An EHR submitted a FHIR bundle or a DICOM study and the gateway accepted it for its recipients.',
     outcome: ['success'],
     recordedBy: 'outbound intake (bundle and imaging)',
+    balp: 'Create',
   },
   'intake.refused': {
     description: 'A submission was refused before anything was stored (bad input, unknown recipient, size).',
     outcome: ['minor-failure'],
     recordedBy: 'outbound intake',
+    balp: 'Create',
   },
   'exchange.signed': {
     description: 'The gateway signed the content for one delivery with its HSM signing key.',
     outcome: ['success'],
     recordedBy: 'outbound intake (bundle and imaging)',
+    balp: 'ExportStep',
   },
   'exchange.sealed': {
     description: "The signed content was encrypted to one recipient's published key.",
     outcome: ['success'],
     recordedBy: 'outbound intake (bundle and imaging)',
+    balp: 'Encrypt',
   },
   'delivery.attempt': {
     description: "One attempt to transmit a delivery to the partner, with the partner's answer.",
     outcome: ['success', 'minor-failure'],
     recordedBy: 'delivery worker (attempt ledger)',
+    balp: 'DisclosureSource',
   },
   'delivery.receipt': {
     description: "The partner's signed receipt for a delivery was verified and stored.",
     outcome: ['success'],
     recordedBy: 'delivery worker (attempt ledger)',
+    balp: 'ExportStep',
   },
   'delivery.failed': {
     description: 'A delivery gave up: a permanent refusal or the retry budget spent.',
     outcome: ['serious-failure'],
     recordedBy: 'delivery worker (attempt ledger)',
+    balp: 'ExportStep',
   },
   'delivery.retried': {
     description: 'An operator re-queued a failed delivery.',
     outcome: ['success'],
     recordedBy: 'delivery admin (API, CLI and console)',
+    balp: 'ApplicationActivity',
   },
   'inbox.accepted': {
     description: 'A partner delivery was decrypted, verified, stored and receipted.',
     outcome: ['success'],
     recordedBy: 'inbound receive (bundle and imaging)',
+    balp: 'DisclosureRecipient',
   },
   'inbox.duplicate': {
     description: 'A partner re-sent a delivery already received; the stored receipt was returned again.',
     outcome: ['success'],
     recordedBy: 'inbound receive',
+    balp: 'ImportStep',
   },
   'inbox.refused': {
     description: 'A partner delivery was refused (envelope, signature, key or content checks).',
     outcome: ['minor-failure'],
     recordedBy: 'inbound receive (bundle and imaging), inbox route',
+    balp: 'ImportStep',
   },
   'inbox.read': {
     description:
       'An EHR client read a received message or its imaging content (serious-failure: it could not be opened).',
     outcome: ['success', 'serious-failure'],
     recordedBy: 'inbox read (bundle and imaging content)',
+    balp: 'Read',
   },
   'inbox.acknowledged': {
     description: 'An EHR client acknowledged a received message.',
     outcome: ['success'],
     recordedBy: 'inbox read',
+    balp: 'Update',
   },
   'inbox.forwarded': {
     description: "A received message was forwarded to the EHR's endpoint.",
     outcome: ['success'],
     recordedBy: 'inbox forward worker',
+    balp: 'CreateElsewhere',
   },
   'inbox.forward-failed': {
     description: "Forwarding a received message to the EHR's endpoint failed.",
     outcome: ['minor-failure'],
     recordedBy: 'inbox forward worker',
+    balp: 'CreateElsewhere',
   },
   'auth.failure': {
     description: 'An authentication failed: missing or invalid token, client assertion, TLS binding or password.',
     outcome: ['minor-failure'],
     recordedBy: 'auth (token endpoint, bearer guard, TLS, audit UI login)',
+    balp: 'Authentication',
   },
   'authz.denied': {
     description: 'An authenticated caller was refused: missing scope or a message not routed to it.',
     outcome: ['minor-failure'],
     recordedBy: 'auth (guard, inbox routing)',
+    balp: 'AccessDenied',
   },
   'request.refused': {
     description:
       'A request was refused for an invalid value (an id, date, cursor or other parameter that can name nothing) on a route with no refusal audit of its own.',
     outcome: ['minor-failure'],
     recordedBy: 'refusal audit hook (plugins/refusal-audit.ts)',
+    balp: 'ApplicationActivity',
   },
   'auth.token-issued': {
     description: 'An access token was issued to a client.',
     outcome: ['success'],
     recordedBy: 'token endpoint',
+    balp: 'GetAccessToken',
   },
   'sso.login': {
     description:
       'A person signed in to the audit UI or the console through the OpenID Connect issuer (single sign-on), with the role the page needs.',
     outcome: ['success'],
     recordedBy: 'single sign-on callback',
+    balp: 'Login',
   },
   'sso.refused': {
     description:
       'A single sign-on was refused: the ID token or the callback failed validation, or the person lacks the role the page needs.',
     outcome: ['minor-failure'],
     recordedBy: 'single sign-on callback',
+    balp: 'Login',
   },
   'compliance.login': {
     description:
       'A person with a local account (compliance officer or operator) signed in to the audit UI or the console.',
     outcome: ['success'],
     recordedBy: 'audit UI',
+    balp: 'Login',
   },
   'compliance.unlocked': {
     description: "An administrator unlocked a compliance officer's account after repeated failed sign-ins.",
     outcome: ['success'],
     recordedBy: 'audit CLI (users unlock)',
+    balp: 'UserSecurityAttributes',
   },
   'client.registered': {
     description: 'An EHR client was registered.',
     outcome: ['success'],
     recordedBy: 'client admin (API and CLI)',
+    balp: 'Create',
   },
   'client.updated': {
     description: "An EHR client's settings (such as its inbox routing) changed.",
     outcome: ['success'],
     recordedBy: 'client admin (API and CLI)',
+    balp: 'Update',
   },
   'client.disabled': {
     description: 'An EHR client was disabled.',
     outcome: ['success'],
     recordedBy: 'client admin (API and CLI)',
+    balp: 'Update',
   },
   'client.enabled': {
     description: 'An EHR client was enabled again.',
     outcome: ['success'],
     recordedBy: 'client admin (API and CLI)',
+    balp: 'Update',
   },
   'tls.bound': {
     description: "A partner's TLS client certificate was bound to it.",
     outcome: ['success'],
     recordedBy: 'client admin (API and CLI)',
+    balp: 'Create',
   },
   'tls.unbound': {
     description: "A partner's TLS client certificate binding was removed.",
     outcome: ['success'],
     recordedBy: 'client admin (API and CLI)',
+    balp: 'Delete',
   },
   'partner.added': {
     description: 'A partner organisation was added to the directory.',
     outcome: ['success'],
     recordedBy: 'partner directory',
+    balp: 'Create',
   },
   'partner.updated': {
     description: "A partner's directory entry changed.",
     outcome: ['success'],
     recordedBy: 'partner directory',
+    balp: 'Update',
   },
   'partner.suspended': {
     description: 'An operator suspended a partner: nothing is sent to it and its deliveries wait until it is resumed.',
     outcome: ['success'],
     recordedBy: 'partner suspension (console and CLI)',
+    balp: 'Update',
   },
   'partner.resumed': {
     description: 'An operator resumed a suspended partner; its waiting deliveries were queued again.',
     outcome: ['success'],
     recordedBy: 'partner suspension (console and CLI)',
+    balp: 'Update',
   },
   'partner.removed': {
     description: 'A partner organisation was removed from the directory.',
     outcome: ['success'],
     recordedBy: 'partner directory',
+    balp: 'Delete',
   },
   'partner-key.first-seen': {
     description: "A key appeared in a partner's published JWKS for the first time.",
     outcome: ['success'],
     recordedBy: 'partner key log',
+    balp: 'ObservedSecurityConfiguration',
   },
   'partner-key.changed': {
     description: 'A partner republished a kid with different key material.',
     outcome: ['minor-failure'],
     recordedBy: 'partner key log',
+    balp: 'ObservedSecurityConfiguration',
   },
   'partner-key.disappeared': {
     description: "A key left a partner's published JWKS.",
     outcome: ['minor-failure'],
     recordedBy: 'partner key log',
+    balp: 'ObservedSecurityConfiguration',
   },
   'key.generated': {
     description: 'The gateway generated a key pair in the HSM.',
     outcome: ['success'],
     recordedBy: 'key rotation',
+    balp: 'SecurityConfiguration',
   },
   'key.published': {
     description: "A new gateway public key was published in the gateway's JWKS.",
     outcome: ['success'],
     recordedBy: 'key rotation',
+    balp: 'SecurityConfiguration',
   },
   'key.activated': {
     description: 'A gateway key became the active key for its use.',
     outcome: ['success'],
     recordedBy: 'key rotation',
+    balp: 'SecurityConfiguration',
   },
   'key.deactivated': {
     description: 'A gateway key stopped being active; its successor took over.',
     outcome: ['success'],
     recordedBy: 'key rotation',
+    balp: 'SecurityConfiguration',
   },
   'key.destroyed': {
     description: 'A retired gateway key was destroyed in the HSM.',
     outcome: ['success'],
     recordedBy: 'key rotation',
+    balp: 'SecurityConfiguration',
   },
 } as const satisfies Record<string, AuditEventSpec>;
 
