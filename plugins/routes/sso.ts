@@ -48,7 +48,7 @@ export function ssoRoutes(ctx: GatewayContext): FastifyPluginAsync {
         {
           type,
           outcome: type === 'sso.login' ? 'success' : 'minor-failure',
-          agent: { type: 'admin', id: name, network: req.ip },
+          agent: { type: 'user', id: name, network: req.ip },
           detail: { via: 'sso', ...detail },
         },
       ]),

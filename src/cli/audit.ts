@@ -1,5 +1,4 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { committedSize, issueCheckpoint, logOrigin } from '../audit/checkpoint.ts';
 import { buildEvidencePack } from '../audit/export.ts';
@@ -13,7 +12,7 @@ import { describeReport, verifyEvidencePack, type EvidenceKey } from '../audit/v
 import { listKeys } from '../keys/store.ts';
 import { openContext } from '../runtime/open-context.ts';
 import { openDatabase } from '../runtime/database.ts';
-import { UsageError, parse, print, table, type Command } from './command.ts';
+import { UsageError, cliOperator, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 import { required } from '../required.ts';
 
@@ -108,7 +107,7 @@ async function unlockUser(pool: import('pg').Pool, name: string): Promise<string
         {
           type: 'compliance.unlocked',
           outcome: 'success',
-          agent: { type: 'admin', id: `cli:${userInfo().username}` },
+          agent: cliOperator(),
           entity: [{ type: 'audit-user', id: name }],
           detail: { failures: n },
         },

@@ -146,6 +146,7 @@ export function inboxReceiver(
         receiptId: receiptClaims.jti,
         receipt,
         receivedAt: now,
+        purposeOfUse: v.purposeOfUse,
       },
       audit: {
         type: 'inbox.accepted',
@@ -158,6 +159,7 @@ export function inboxReceiver(
           { type: 'receipt', id: receiptClaims.jti },
         ],
         detail: { encKid, senderKid: v.senderKid },
+        ...(v.purposeOfUse ? { purposeOfUse: v.purposeOfUse } : {}),
       },
     });
     if (inserted) return { receipt, messageId, duplicate: false };

@@ -227,6 +227,7 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
           receiptId: claims.jti,
           receipt,
           receivedAt: r.now,
+          purposeOfUse: r.verified.purposeOfUse,
         },
       ]);
       if (!inserted.has(r.messageId))
@@ -252,6 +253,7 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
               { type: 'receipt', id: claims.jti },
             ],
             detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+            ...(r.verified.purposeOfUse ? { purposeOfUse: r.verified.purposeOfUse } : {}),
           },
         ],
         r.now,
