@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.ts';
 import type { Queryable } from '../db/pool.ts';
-import { eventTypesFor, OUTCOME_CODE, type LogEntry } from './fhir.ts';
+import { DCM, eventTypesFor, OUTCOME_CODE, type LogEntry } from './fhir.ts';
 import { required } from '../required.ts';
 import { parseFhirDate, type DatePrecision, type FhirDate } from '../fhir/dates.ts';
 import type { HandlingPreference } from '../fhir/prefer.ts';
@@ -117,7 +117,11 @@ export function parseAuditQuery(query: Record<string, unknown>, handling: Handli
       const types = t.split(',').flatMap((tok) => {
         const [system, code] = tok.includes('|') ? (tok.split('|', 2) as [string, string]) : [undefined, tok];
         if (!code) throw bad(`${element} needs a code`, element);
-        return eventTypesFor(element, system || undefined, code);
+        const types = eventTypesFor(element, system || undefined, code);
+        // A DICOM code names a closed list: one no event of this gateway carries is a mistake, not an empty answer.
+        if (!types.length && (system === DCM || (!system && /^\d{6}$/.test(code))))
+          throw bad(`no event of this gateway has the DICOM ${element} ${code}`, element);
+        return types;
       });
       where.push(`type = ANY(${p([...new Set(types)])})`);
     }
