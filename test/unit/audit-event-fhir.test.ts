@@ -4,7 +4,9 @@ import { eventTypesFor, toAuditEvent, type LogEntry } from '../../src/audit/fhir
 import { AUDIT_EVENTS, type AuditEventType } from '../../src/audit/events.ts';
 import type { AuditInput } from '../../src/audit/append.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
-import { BALP, balpErrors } from '../helpers/balp.ts';
+import { BALP, balpErrors, PROFILE_RULES } from '../helpers/balp.ts';
+import { CLAIMABLE_PROFILES } from '../../src/audit/balp/patterns.ts';
+import { capabilityStatement } from '../../plugins/routes/metadata.ts';
 
 const observer = { org: 'https://gw-a.example', baseUrl: 'https://gw-a.example:8443' };
 const US = { identifier: { system: 'urn:fhir-gateway:agent:gateway', value: observer.org }, display: observer.org };
@@ -156,6 +158,19 @@ describe('AuditEvents: valid R4, and every BALP profile claimed holds its requir
           expect(JSON.stringify(ae)).not.toContain('IHE.BasicAudit.Minimal');
           expect(JSON.stringify(ae)).not.toMatch(/:""/);
         }
+  });
+
+  it('the CapabilityStatement declares exactly the profiles entries claim, and the checks know each of them', () => {
+    const claimed = new Set<string>();
+    for (const type of Object.keys(AUDIT_EVENTS) as AuditEventType[])
+      for (const patients of [[], [PATIENT]])
+        for (const p of render(entry(type, { patients })).meta?.profile ?? []) claimed.add(p);
+    expect([...claimed].sort()).toEqual([...CLAIMABLE_PROFILES].sort());
+    for (const p of CLAIMABLE_PROFILES) expect(Object.keys(PROFILE_RULES)).toContain(p.slice(BALP.length));
+    const auditEvent = capabilityStatement('https://gw.example').rest?.[0]?.resource?.find(
+      (r) => r.type === 'AuditEvent',
+    );
+    expect(auditEvent?.supportedProfile).toEqual(CLAIMABLE_PROFILES);
   });
 
   it('the BALP checks refuse what the profiles refuse', () => {

@@ -235,3 +235,12 @@ export function claimedProfile(p: Pattern, f: ClaimFacts): string | undefined {
   if (p.needsPatient) return f.patients === 1 ? BALP_PROFILES + p.profile : undefined;
   return BALP_PROFILES + (f.patients === 1 && p.patientProfile ? p.patientProfile : p.profile);
 }
+
+/** Every profile some entry may claim (canonical URLs): what the CapabilityStatement declares for AuditEvent. */
+export const CLAIMABLE_PROFILES: readonly string[] = [
+  ...new Set(
+    Object.values(PATTERNS as Record<string, Pattern>)
+      .filter((p) => p.profile && !p.neverClaimed && p.roles)
+      .flatMap((p) => [p.profile, p.patientProfile].filter((x) => x !== undefined).map((x) => BALP_PROFILES + x)),
+  ),
+];
