@@ -10,12 +10,14 @@ export const AUDIT_DOC = join(import.meta.dirname, '..', 'docs', 'AUDIT.md');
 export const CATALOGUE_BLOCK = /(<!-- audit-events:start -->\n)([\s\S]*?)\n?(<!-- audit-events:end -->)/;
 
 /** The profile column: what an entry of the pattern claims in meta.profile, and when. */
-export function profileCell(p: Pattern): string {
+export function profileCell(p: Pattern, outcomes: readonly string[]): string {
   if (!p.profile) return 'none';
   const id = (name: string) => `\`${name}\``;
   if (p.neverClaimed) return `${id(p.profile)} pattern, never claimed`;
+  if (p.successOnly && !outcomes.includes('success')) return `${id(p.profile)} pattern, never claimed (a failure)`;
   const variant = p.patientProfile ? `${id(p.patientProfile)} (one patient), else ` : '';
-  return p.needsPatient ? `${id(p.profile)} (one patient)` : `${variant}${id(p.profile)}`;
+  const claim = p.needsPatient ? `${id(p.profile)} (one patient)` : `${variant}${id(p.profile)}`;
+  return p.successOnly && outcomes.length > 1 ? `${claim}; on success` : claim;
 }
 
 const codes = (p: Pattern) =>
@@ -25,7 +27,7 @@ const codes = (p: Pattern) =>
 export function auditCatalogueTable(): string {
   const rows = Object.entries(AUDIT_EVENTS).map(([type, e]) => {
     const p: Pattern = PATTERNS[e.balp];
-    return `| \`${type}\` | ${profileCell(p)} | ${codes(p)} | ${p.action} | ${e.outcome.join(', ')} | ${e.recordedBy} | ${e.description} |`;
+    return `| \`${type}\` | ${profileCell(p, e.outcome)} | ${codes(p)} | ${p.action} | ${e.outcome.join(', ')} | ${e.recordedBy} | ${e.description} |`;
   });
   return [
     '| type | BALP profile | type / subtypes | action | outcome | recorded by | what it records |',

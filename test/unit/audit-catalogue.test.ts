@@ -50,11 +50,14 @@ describe('audit event catalogue', () => {
     for (const [type, e] of Object.entries(AUDIT_EVENTS)) {
       const p: Pattern = PATTERNS[e.balp];
       const row = rows.find((r) => r.startsWith(`| \`${type}\` |`));
-      for (const id of [p.profile, p.patientProfile].filter((x) => x !== undefined)) {
+      const claims = !row?.includes('never claimed');
+      for (const id of [p.profile, claims ? p.patientProfile : undefined].filter((x) => x !== undefined)) {
         expect(BALP_PROFILES, type).toContain(id);
         expect(row, type).toContain(`\`${id}\``);
       }
       if (!p.profile) expect(row?.split(' | ')[1], type).toBe('none');
+      // A type that is only ever a failure of a profile fixing success is said never to claim it.
+      if (p.successOnly && !e.outcome.includes('success' as never)) expect(claims, type).toBe(false);
     }
     // The exchange itself: sends and receives are disclosures, reads and creates the RESTful patterns.
     expect(PATTERNS[AUDIT_EVENTS['delivery.attempt'].balp]).toMatchObject({
