@@ -303,6 +303,7 @@ async function record(): Promise<IntakeRecord> {
       bundleType: 'message',
       contentDigest: digest,
       contentLength: body.length,
+      purposeOfUse: ['TREAT'],
       idempotencyKey: null,
     },
     deliveries,

@@ -14,6 +14,8 @@ export * from '../src/auth/scopes.ts';
 export interface Principal {
   clientId: string;
   scopes: string[];
+  /** The client's registered default purpose of use ([]: none). */
+  purposeOfUse?: string[];
 }
 
 declare module 'fastify' {
@@ -82,7 +84,7 @@ export async function authenticate(
     return false;
   }
   chargeRate(ctx, grant.clientId, grant.rateLimit);
-  request.principal = { clientId: grant.clientId, scopes: grant.scopes };
+  request.principal = { clientId: grant.clientId, scopes: grant.scopes, purposeOfUse: grant.purposeOfUse };
   return true;
 }
 

@@ -32,7 +32,14 @@ const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
     ),
   'evidence.refused': (ctx, request, r) => auditEvidenceRefusal(ctx, r.code, r.status, { remoteAddress: request.ip }),
   'intake.refused': (ctx, request, r) =>
-    auditIntakeRefusal(ctx.pool, request.principal?.clientId, r.code, r.status, request.routeOptions.url ?? ''),
+    auditIntakeRefusal(
+      ctx.pool,
+      request.principal?.clientId,
+      r.code,
+      r.status,
+      request.routeOptions.url ?? '',
+      request.ip,
+    ),
   // Ids and parameter names only: the refused value itself may be anything and is never written.
   [INVALID_VALUE_AUDIT]: (ctx, request, r) =>
     auditRefusal(

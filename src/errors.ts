@@ -40,6 +40,8 @@ export const ERROR_CODES = {
   UNKNOWN_RECIPIENT: { status: 422, issue: 'not-found' },
   /** MessageHeader.sender or source names another organisation than the one sending it. */
   MESSAGE_ORIGIN_MISMATCH: { status: 422, issue: 'invariant' },
+  /** A stated purpose of use outside the HL7 PurposeOfUse value set (or two statements that disagree). */
+  PURPOSE_OF_USE_INVALID: { status: 422, issue: 'code-invalid' },
   UNAUTHENTICATED: { status: 401, issue: 'login' },
   FORBIDDEN: { status: 403, issue: 'forbidden' },
   /** A password-only session of an account that must enrol a second factor (MFA_REQUIRED): enrolment only. */

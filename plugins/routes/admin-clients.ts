@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { appendAudit } from '../../src/audit/append.ts';
 import { inTransaction } from '../../src/db/pool.ts';
@@ -9,7 +9,8 @@ import {
   listClients,
   registerClient,
   setClientEnabled,
-  setClientReceivesFrom,
+  updateClientSettings,
+  clientSettingsDetail,
   type ClientRecord,
 } from '../../src/auth/clients.ts';
 import { requireScope, SCOPE_ADMIN } from '../guard.ts';
@@ -24,6 +25,7 @@ const view = (c: ClientRecord) => ({
   jwks: c.jwks ?? undefined,
   rate_limit: c.rateLimit,
   receives_from: c.receivesFrom,
+  purpose_of_use: c.purposeOfUse,
   created_at: c.createdAt.toISOString(),
   disabled_at: c.disabledAt?.toISOString(),
 });
@@ -37,13 +39,18 @@ interface ClientBody {
   scopes?: unknown;
   rate_limit?: unknown;
   receives_from?: unknown;
+  purpose_of_use?: unknown;
 }
 
 /** Client registry and mutual-TLS bindings, for holders of the admin scope. */
 export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
     const admin = requireScope(ctx, SCOPE_ADMIN);
-    const who = (clientId: string | undefined) => ({ type: 'admin' as const, id: clientId ?? 'unknown' });
+    const who = (request: FastifyRequest) => ({
+      type: 'admin' as const,
+      id: request.principal?.clientId ?? 'unknown',
+      network: request.ip,
+    });
 
     app.get('/admin/clients', { preHandler: admin }, async () => ({
       clients: (await listClients(ctx.pool)).map(view),
@@ -71,14 +78,15 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
           jwksUri: typeof b.jwks_uri === 'string' ? b.jwks_uri : undefined,
           rateLimit: typeof b.rate_limit === 'number' ? b.rate_limit : undefined,
           receivesFrom: b.receives_from as string[] | undefined,
+          purposeOfUse: b.purpose_of_use,
         });
         await appendAudit(db, [
           {
             type: 'client.registered',
             outcome: 'success',
-            agent: who(request.principal?.clientId),
+            agent: who(request),
             entity: [{ type: 'client', id: c.id }],
-            detail: { scope: c.scopes.join(' '), receives_from: c.receivesFrom.join(' ') },
+            detail: { scope: c.scopes.join(' '), ...clientSettingsDetail(c) },
           },
         ]);
         return c;
@@ -89,29 +97,34 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
         .send(view(created));
     });
 
-    // Inbox routing: replace the partners whose received messages the client sees ([] = none, ['*'] = all).
-    app.patch<{ Params: { id: string }; Body: { receives_from?: unknown } }>(
+    // Settings: replace the inbox routing ([] = none, ['*'] = all) and/or the default purpose of use ([] = none).
+    app.patch<{ Params: { id: string }; Body: { receives_from?: unknown; purpose_of_use?: unknown } }>(
       '/admin/clients/:id',
       { preHandler: admin },
       async (request) => {
         const id = request.params.id;
-        const b = (request.body ?? {}) as { receives_from?: unknown };
-        const extra = Object.keys(b).filter((k) => k !== 'receives_from');
-        if (b.receives_from === undefined || extra.length)
-          throw new GatewayError('INVALID_VALUE', 'PATCH takes {"receives_from": [partner ids or "*"]} only', {
-            expression: extra[0] ?? 'receives_from',
-          });
+        const b = (request.body ?? {}) as { receives_from?: unknown; purpose_of_use?: unknown };
+        const extra = Object.keys(b).filter((k) => k !== 'receives_from' && k !== 'purpose_of_use');
+        if ((b.receives_from === undefined && b.purpose_of_use === undefined) || extra.length)
+          throw new GatewayError(
+            'INVALID_VALUE',
+            'PATCH takes {"receives_from": [partner ids or "*"], "purpose_of_use": [PurposeOfUse codes]}, either or both',
+            { expression: extra[0] ?? 'receives_from' },
+          );
         return view(
           await inTransaction(ctx.pool, async (db) => {
-            const c = await setClientReceivesFrom(db, id, b.receives_from);
+            const c = await updateClientSettings(db, id, {
+              receivesFrom: b.receives_from,
+              purposeOfUse: b.purpose_of_use,
+            });
             if (!c) throw new GatewayError('NOT_FOUND', `no client ${id}`);
             await appendAudit(db, [
               {
                 type: 'client.updated',
                 outcome: 'success',
-                agent: who(request.principal?.clientId),
+                agent: who(request),
                 entity: [{ type: 'client', id }],
-                detail: { receives_from: c.receivesFrom.join(' ') },
+                detail: clientSettingsDetail(c),
               },
             ]);
             return c;
@@ -132,7 +145,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
             {
               type: `client.${verb}d`,
               outcome: 'success',
-              agent: who(request.principal?.clientId),
+              agent: who(request),
               entity: [{ type: 'client', id }],
             },
           ]);
@@ -158,7 +171,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
             {
               type: 'tls.bound',
               outcome: 'success',
-              agent: who(request.principal?.clientId),
+              agent: who(request),
               entity: [{ type: 'partner', id: out.partnerId, digest: out.certSha256 }],
             },
           ]);
@@ -179,7 +192,7 @@ export function adminClientRoutes(ctx: GatewayContext): FastifyPluginAsync {
             {
               type: 'tls.unbound',
               outcome: 'success',
-              agent: who(request.principal?.clientId),
+              agent: who(request),
               entity: [{ type: 'partner', id: partnerId, digest: request.params.sha256 }],
             },
           ]);

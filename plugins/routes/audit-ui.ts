@@ -67,7 +67,7 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
         {
           type,
           outcome: ok ? 'success' : 'minor-failure',
-          agent: { type: 'admin', id: name, network: req.ip },
+          agent: { type: 'user', id: name, network: req.ip },
           detail: { via: 'audit-ui', ...detail },
         },
       ]),

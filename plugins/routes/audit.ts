@@ -25,7 +25,7 @@ type Query = Record<string, string | string[] | undefined>;
 
 /** Who is asking, as the audit names them: the signed-in person, or the API client. */
 function requester(req: FastifyRequest): Requester {
-  if (req.auditUser) return { type: 'admin', id: req.auditUser, network: req.ip };
+  if (req.auditUser) return { type: 'user', id: req.auditUser, network: req.ip };
   return { type: 'client', id: req.principal?.clientId ?? 'unknown', network: req.ip };
 }
 

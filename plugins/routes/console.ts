@@ -66,7 +66,7 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
     req.operator = account.name;
   });
   const actor = (req: FastifyRequest) => ({
-    type: 'admin' as const,
+    type: 'user' as const,
     id: req.operator ?? 'unknown',
     network: req.ip,
   });

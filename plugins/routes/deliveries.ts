@@ -17,7 +17,11 @@ export function deliveryRoutes(ctx: GatewayContext): FastifyPluginAsync {
       return { deliveries: await listDeliveries(ctx.pool, state) };
     });
     app.post<{ Params: { id: string } }>('/admin/deliveries/:id/retry', { preHandler: admin }, async (req, reply) => {
-      const kind = await retryDelivery(ctx, req.params.id, { type: 'admin', id: req.principal?.clientId ?? 'unknown' });
+      const kind = await retryDelivery(ctx, req.params.id, {
+        type: 'admin',
+        id: req.principal?.clientId ?? 'unknown',
+        network: req.ip,
+      });
       return reply.code(202).send({ delivery: req.params.id, kind, state: 'pending' });
     });
   };

@@ -15,6 +15,7 @@ import { readExchange } from '../../src/outbound/exchange-view.ts';
 import { replyAccepted } from './accepted-reply.ts';
 import { FHIR_REST } from '../route-policy.ts';
 import { parsePrefer } from '../../src/fhir/prefer.ts';
+import { PURPOSE_OF_USE_HEADER } from '../../src/fhir/purpose-of-use.ts';
 
 interface RawFhir {
   raw: string;
@@ -60,6 +61,9 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         raw: body.raw,
         bundle: body.json,
         recipients,
+        remoteAddress: req.ip,
+        purposeHeader: req.headers[PURPOSE_OF_USE_HEADER],
+        clientPurposeOfUse: req.principal?.purposeOfUse,
       });
       const location = `/exchanges/${result.exchangeId}`;
       return replyAccepted(

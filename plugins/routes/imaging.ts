@@ -14,6 +14,7 @@ import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
 import { imagingContentReader } from '../../src/inbound/imaging/content.ts';
 import { imagingDir, sweepPartials } from '../../src/imaging/sealed-files.ts';
 import { acceptImaging } from '../../src/outbound/imaging/intake.ts';
+import { PURPOSE_OF_USE_HEADER } from '../../src/fhir/purpose-of-use.ts';
 import { imagingReceiver } from '../../src/inbound/imaging/receive.ts';
 import { readImagingExchange } from '../../src/outbound/imaging/store.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
@@ -77,6 +78,9 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
             contentLength: /^\d{1,15}$/.test(req.headers['content-length'] ?? '')
               ? Number(req.headers['content-length'])
               : undefined,
+            remoteAddress: req.ip,
+            purposeHeader: req.headers[PURPOSE_OF_USE_HEADER],
+            clientPurposeOfUse: req.principal?.purposeOfUse,
           });
           const location = `/imaging/${result.exchangeId}`;
           return replyAccepted(

@@ -4,6 +4,7 @@ import type { GatewayContext } from '../../src/gateway-context.ts';
 import { TOKEN_PATH } from '../../src/auth/token-endpoint.ts';
 import { PUBLIC, FHIR_REST } from '../route-policy.ts';
 import { AUDIT_SEARCH_PARAMS, MAX_COUNT } from '../../src/audit/search.ts';
+import { CLAIMABLE_PROFILES } from '../../src/audit/balp/patterns.ts';
 import {
   buildCapabilityStatement,
   type OperationCapability,
@@ -19,6 +20,7 @@ export const FHIR_RESOURCES: ResourceCapability[] = [
     type: 'AuditEvent',
     interactions: ['read', 'search-type'],
     searchParams: AUDIT_SEARCH_PARAMS,
+    supportedProfile: CLAIMABLE_PROFILES,
     documentation: `IHE BALP entries of the audit log. Search by GET or POST _search; _sort=-date (default) or date; _count up to ${MAX_COUNT} (larger is clamped); Prefer: handling=strict (default, unknown parameters are 400) or lenient (ignored).`,
   },
   {

@@ -9,7 +9,11 @@ import type { Partner } from '../../src/directory/directory.ts';
 export function partnerRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
     const admin = requireScope(ctx, SCOPE_ADMIN);
-    const actor = (req: FastifyRequest) => ({ type: 'admin' as const, id: req.principal?.clientId ?? 'unknown' });
+    const actor = (req: FastifyRequest) => ({
+      type: 'admin' as const,
+      id: req.principal?.clientId ?? 'unknown',
+      network: req.ip,
+    });
     const render = (format: unknown): ((p: Partner) => object) => (format === 'fhir' ? partnerFhir : partnerJson);
 
     app.get('/admin/partners', { preHandler: admin }, async (req) => {

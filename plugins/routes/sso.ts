@@ -55,7 +55,7 @@ export function ssoRoutes(ctx: GatewayContext, sso: () => Promise<SsoClient>): F
         {
           type,
           outcome: type === 'sso.login' ? 'success' : 'minor-failure',
-          agent: { type: 'admin', id: name, network: req.ip },
+          agent: { type: 'user', id: name, network: req.ip },
           detail: { via: 'sso', ...detail },
         },
       ]),

@@ -13,8 +13,19 @@ export interface AuditInput {
   /** Dotted event type, one of the catalogue in ./events.ts (docs/AUDIT.md lists them). */
   type: AuditEventType;
   outcome: AuditOutcome;
-  /** Who: the authenticated client, partner organisation, gateway itself or an admin. */
-  agent?: { type: 'client' | 'partner' | 'gateway' | 'admin' | 'anonymous'; id: string; network?: string };
+  /**
+   * Who: the event's counterpart. An EHR `client` or an `admin` API client
+   * (systems), a `partner` organisation, this `gateway` itself, a `user` (a
+   * person: a named account of the browser pages, or `cli:` and the
+   * operating-system user running the CLI), an `endpoint` the gateway calls
+   * that is no partner (the local EHR), or an `anonymous` peer. `network`:
+   * its address as seen (IP), or the URL the gateway called.
+   */
+  agent?: {
+    type: 'client' | 'partner' | 'gateway' | 'admin' | 'user' | 'endpoint' | 'anonymous';
+    id: string;
+    network?: string;
+  };
   /** What: exchanges, deliveries, keys... by id, with digests where content is involved. */
   entity?: Array<{ type: string; id: string; digest?: string }>;
   /** Small non-PHI facts: HTTP status, attempt number, error code, reason text without content. */

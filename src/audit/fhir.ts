@@ -1,17 +1,23 @@
 import type { AuditEvent, Bundle } from 'fhir/r4.js';
 import type { AuditInput, AuditOutcome } from './append.ts';
+import { AUDIT_EVENTS, type AuditEventType } from './events.ts';
+import { claimedProfile, PATTERNS, type Coding, type Pattern } from './balp/patterns.ts';
+import { agentsFor, gatewayReference, type Observer } from './balp/agents.ts';
+import { detailEntity, leafEntity, namesItsObject, objectEntities, patientEntities } from './balp/entities.ts';
+import { purposeConcept } from '../fhir/purpose-of-use.ts';
+
+export { DCM } from './balp/patterns.ts';
+export { AGENT_IDS } from './balp/agents.ts';
+export { BLINDED_PATIENT, ENTITY_IDS, LEAF_INDEX } from './balp/entities.ts';
 
 /**
  * Our log entries as FHIR R4 AuditEvent resources, following the IHE Basic
- * Audit Log Patterns (BALP): DICOM event type, the gateway's own event code as
- * subtype, agents with requestor flags, this gateway as source.observer, and
- * entities identified by identifier (never by content) with their digests.
+ * Audit Log Patterns (BALP): each event type's pattern (src/audit/events.ts,
+ * src/audit/balp/) fixes type, subtypes, action and agent roles; an entry
+ * claims its pattern's profile in meta.profile only when it holds all the
+ * profile requires. Entities are identifiers (never content) with digests.
  */
-export const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
 export const EVENT_CODES = 'urn:fhir-gateway:audit-event-type';
-export const AGENT_IDS = 'urn:fhir-gateway:agent';
-export const ENTITY_IDS = 'urn:fhir-gateway:entity';
-export const LEAF_INDEX = 'urn:ietf:rfc:9162:leaf-index';
 
 export const OUTCOME_CODE: Record<AuditOutcome, '0' | '4' | '8' | '12'> = {
   success: '0',
@@ -26,81 +32,43 @@ export interface LogEntry extends AuditInput {
   recorded: string;
 }
 
-/** DICOM audit event types (DCM) by the first part of the dotted gateway event type. */
-export const DICOM_TYPES: Array<{ code: string; display: string; prefixes: string[] }> = [
-  { code: '110114', display: 'User Authentication', prefixes: ['auth', 'authz', 'compliance'] },
-  { code: '110113', display: 'Security Alert', prefixes: ['key', 'keys', 'admin', 'partner', 'client', 'audit'] },
-  { code: '110107', display: 'Import', prefixes: ['inbox', 'inbound', 'receive'] },
-  { code: '110112', display: 'Query', prefixes: ['disclosures'] },
-  {
-    code: '110106',
-    display: 'Export',
-    prefixes: ['intake', 'delivery', 'sign', 'seal', 'receipt', 'exchange', 'outbound'],
-  },
-];
-export const APPLICATION_ACTIVITY = { code: '110100', display: 'Application Activity' };
-
-export function dicomType(type: string): { code: string; display: string } {
-  const [head = ''] = type.split('.'); // split always yields a first element
-  const t = DICOM_TYPES.find((d) => d.prefixes.includes(head));
-  return t ? { code: t.code, display: t.display } : APPLICATION_ACTIVITY;
+/** An entry type's pattern; a type this gateway no longer writes renders as plain application activity. */
+export function patternOf(type: string): Pattern {
+  const spec = (AUDIT_EVENTS as Record<string, { balp: keyof typeof PATTERNS } | undefined>)[type];
+  return PATTERNS[spec?.balp ?? 'ApplicationActivity'];
 }
 
-/** AuditEvent.action: C create, R read, U update, D delete, E execute. */
-function action(type: string): 'C' | 'R' | 'U' | 'D' | 'E' {
-  if (/\.(accepted|created|generated|added|received)$/.test(type)) return 'C';
-  if (/\.(read|exported)$/.test(type)) return 'R';
-  if (/\.(updated|activated|deactivated|rotated)$/.test(type)) return 'U';
-  if (/\.(deleted|destroyed|removed)$/.test(type)) return 'D';
-  return 'E';
-}
+/** The gateway's own event code, after the pattern's standard subtypes. */
+const ownCode = (type: string): Coding => ({ system: EVENT_CODES, code: type });
 
-export function toAuditEvent(e: LogEntry, observer: { org: string; baseUrl: string }): AuditEvent {
-  const agents: NonNullable<AuditEvent['agent']> = [];
-  if (e.agent) {
-    agents.push({
-      type: {
-        coding: [
-          {
-            system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type',
-            code: e.agent.type === 'partner' || e.agent.type === 'gateway' ? 'datacollector' : 'humanuser',
-            display: e.agent.type,
-          },
-        ],
-      },
-      who: { identifier: { system: `${AGENT_IDS}:${e.agent.type}`, value: e.agent.id } },
-      requestor: e.agent.type !== 'gateway',
-      ...(e.agent.network
-        ? { network: { address: e.agent.network, type: /^[\d.]+$|:/.test(e.agent.network) ? '2' : '1' } }
-        : {}),
-    } as NonNullable<AuditEvent['agent']>[number]);
-  }
-  // BALP: the recording application is always an agent too.
-  agents.push({
-    type: { coding: [{ system: DCM, code: '110153', display: 'Source Role ID' }] },
-    who: { identifier: { system: 'urn:ietf:rfc:3986', value: observer.baseUrl }, display: observer.org },
-    requestor: false,
+export function toAuditEvent(e: LogEntry, observer: Observer): AuditEvent {
+  const pattern = patternOf(e.type);
+  const purposes = (e.purposeOfUse ?? []).map(purposeConcept);
+  const { agents, parties } = agentsFor(pattern, e.agent, observer, purposes);
+  const patients = e.patients ?? [];
+  const profile = claimedProfile(pattern, {
+    success: e.outcome === 'success',
+    patients: patients.length,
+    data: namesItsObject(e.entity),
+    parties,
   });
-  // FHIR JSON has no empty strings and no empty arrays: an empty detail value (or none at all) is left out.
-  const details = Object.entries(e.detail ?? {})
-    .map(([k, v]) => ({ type: k, valueString: v === null ? 'null' : String(v) }))
-    .filter((d) => d.type !== '' && d.valueString !== '');
+  const [subject, ...related] = objectEntities(e.entity ?? []);
+  const reason = e.detail?.reason;
   return {
     resourceType: 'AuditEvent',
     id: String(e.index),
-    meta: { profile: ['https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Minimal'] },
-    type: { system: DCM, ...dicomType(e.type) },
-    subtype: [{ system: EVENT_CODES, code: e.type }],
-    action: action(e.type),
+    ...(profile ? { meta: { profile: [profile] } } : {}),
+    type: pattern.type,
+    subtype: [...pattern.subtype, ownCode(e.type)],
+    action: pattern.action,
     recorded: e.recorded,
     outcome: OUTCOME_CODE[e.outcome],
-    ...(e.detail && typeof e.detail.reason === 'string' && e.detail.reason !== ''
-      ? { outcomeDesc: e.detail.reason }
-      : {}),
+    ...(typeof reason === 'string' && reason !== '' ? { outcomeDesc: reason } : {}),
+    ...(purposes.length ? { purposeOfEvent: purposes } : {}),
     agent: agents,
     source: {
       site: observer.org,
-      observer: { identifier: { system: 'urn:ietf:rfc:3986', value: observer.baseUrl }, display: observer.org },
+      observer: gatewayReference(observer),
       type: [
         {
           system: 'http://terminology.hl7.org/CodeSystem/security-source-type',
@@ -110,31 +78,30 @@ export function toAuditEvent(e: LogEntry, observer: { org: string; baseUrl: stri
       ],
     },
     entity: [
-      {
-        what: { identifier: { system: LEAF_INDEX, value: String(e.index) } },
-        type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '4', display: 'Other' },
-        description: 'position in the tamper-evident audit log',
-      },
-      ...(e.entity ?? []).map((x) => ({
-        what: { identifier: { system: `${ENTITY_IDS}:${x.type}`, value: x.id } },
-        type: {
-          system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type',
-          code: '2',
-          display: 'System Object',
-        },
-        ...(x.digest ? { detail: [{ type: 'digest', valueString: x.digest }] } : {}),
-      })),
-      ...(details.length
-        ? [
-            {
-              type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '4', display: 'Other' },
-              description: 'event detail (no PHI)',
-              detail: details,
-            },
-          ]
-        : []),
+      leafEntity(e.index),
+      ...(subject ? [subject] : []),
+      ...patientEntities(patients),
+      ...related,
+      ...detailEntity(e.detail),
     ],
   };
+}
+
+/**
+ * The gateway event types an AuditEvent `type` or `subtype` token matches:
+ * a gateway type itself, or a code (with or without its system) the types'
+ * patterns render there. For search: the rendering and the search read the
+ * same patterns.
+ */
+export function eventTypesFor(element: 'type' | 'subtype', system: string | undefined, code: string): AuditEventType[] {
+  const all = Object.keys(AUDIT_EVENTS) as AuditEventType[];
+  if ((system === undefined || system === EVENT_CODES) && all.includes(code as AuditEventType))
+    return [code as AuditEventType];
+  const matches = (c: Coding) => c.code === code && (system === undefined || c.system === system);
+  return all.filter((t) => {
+    const p = patternOf(t);
+    return element === 'type' ? matches(p.type) : p.subtype.some(matches);
+  });
 }
 
 export function searchsetBundle(events: AuditEvent[], total: number, self: string, next?: string): Bundle {

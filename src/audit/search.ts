@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.ts';
 import type { Queryable } from '../db/pool.ts';
-import { APPLICATION_ACTIVITY, DCM, DICOM_TYPES, OUTCOME_CODE, type LogEntry } from './fhir.ts';
+import { DCM, eventTypesFor, OUTCOME_CODE, type LogEntry } from './fhir.ts';
 import { required } from '../required.ts';
 import { parseFhirDate, type DatePrecision, type FhirDate } from '../fhir/dates.ts';
 import type { HandlingPreference } from '../fhir/prefer.ts';
@@ -35,8 +35,17 @@ export const AUDIT_SEARCH_PARAMS = [
     type: 'date',
     documentation: 'recorded; prefixes ge, le, gt, lt, eq; a year, month or day covers its span',
   },
-  { name: 'type', type: 'token', documentation: 'DICOM event type (system|code or code), or a gateway event type' },
-  { name: 'subtype', type: 'token', documentation: 'the gateway event type, e.g. intake.accepted' },
+  {
+    name: 'type',
+    type: 'token',
+    documentation: 'event type (system|code or code: DICOM 110106, audit-event-type rest…), or a gateway event type',
+  },
+  {
+    name: 'subtype',
+    type: 'token',
+    documentation:
+      'a subtype (system|code or code: restful-interaction read, ISO 21089 disclose…), or a gateway event type',
+  },
   {
     name: 'outcome',
     type: 'token',
@@ -116,23 +125,20 @@ export function parseAuditQuery(query: Record<string, unknown>, handling: Handli
       );
     where.push(dateCondition(PREFIX[(prefix ?? 'eq') as keyof typeof PREFIX], date, p));
   }
-  for (const t of list(query.type)) {
-    const ors = t.split(',').map((tok) => {
-      const [system, code] = tok.includes('|') ? (tok.split('|', 2) as [string, string]) : [undefined, tok];
-      if (!code) throw bad('type needs a code', 'type');
-      if (system === DCM || (system === undefined && /^\d{6}$/.test(code))) {
-        // A DICOM code matches every gateway type whose first part maps to it.
-        if (code === APPLICATION_ACTIVITY.code)
-          return `NOT (split_part(type, '.', 1) = ANY(${p(DICOM_TYPES.flatMap((d) => d.prefixes))}))`;
-        const dcm = DICOM_TYPES.find((d) => d.code === code);
-        if (!dcm) throw bad(`unknown DICOM event type ${code}`, 'type');
-        return `split_part(type, '.', 1) = ANY(${p(dcm.prefixes)})`;
-      }
-      return `type = ${p(code)}`;
-    });
-    where.push(`(${ors.join(' OR ')})`);
-  }
-  for (const t of list(query.subtype)) where.push(`type = ANY(${p(t.split(',').map((x) => x.split('|').pop()))})`);
+  // type and subtype: the gateway event types whose AuditEvents carry the code (src/audit/fhir.ts), commas OR.
+  for (const element of ['type', 'subtype'] as const)
+    for (const t of list(query[element])) {
+      const types = t.split(',').flatMap((tok) => {
+        const [system, code] = tok.includes('|') ? (tok.split('|', 2) as [string, string]) : [undefined, tok];
+        if (!code) throw bad(`${element} needs a code`, element);
+        const types = eventTypesFor(element, system || undefined, code);
+        // A DICOM code names a closed list: one no event of this gateway carries is a mistake, not an empty answer.
+        if (!types.length && (system === DCM || (!system && /^\d{6}$/.test(code))))
+          throw bad(`no event of this gateway has the DICOM ${element} ${code}`, element);
+        return types;
+      });
+      where.push(`type = ANY(${p([...new Set(types)])})`);
+    }
   for (const o of list(query.outcome)) {
     const names = o.split(',').map((x) => {
       const name = NAMES[x] ?? (Object.hasOwn(OUTCOME_CODE, x) ? x : undefined);

@@ -8,14 +8,14 @@ export type AuthFailureReason = string;
 /** Who made the request, as far as the audit trail may say: ids and addresses, never credentials. */
 export interface AuthAuditSubject {
   clientId?: string;
-  /** A compliance officer signed in to the audit UI (when no client token was used). */
+  /** A person signed in to the audit page or the console (when no client token was used). */
   user?: string;
   remoteAddress?: string;
 }
 
 function agent(s: AuthAuditSubject): AuditInput['agent'] {
   return {
-    type: s.clientId ? 'client' : s.user ? 'admin' : 'anonymous',
+    type: s.clientId ? 'client' : s.user ? 'user' : 'anonymous',
     id: s.clientId ?? s.user ?? 'unknown',
     ...(s.remoteAddress ? { network: s.remoteAddress } : {}),
   };

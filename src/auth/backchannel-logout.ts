@@ -195,7 +195,7 @@ export async function backchannelLogout(
       return {
         type: 'sso.backchannel-logout',
         outcome: 'success',
-        agent: { type: 'admin', id: name, ...where },
+        agent: { type: 'user', id: name, ...where },
         detail: { via: 'sso', by, subject: sessions[0]?.subject ?? null, sessions: sessions.length },
       };
     });

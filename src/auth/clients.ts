@@ -4,6 +4,7 @@ import { GatewayError } from '../errors.ts';
 import { isValidScope } from './scopes.ts';
 import { revokeClientTokens } from './tokens.ts';
 import { isPlainIdentifier } from '../ids.ts';
+import { checkPurposeOfUse } from '../fhir/purpose-of-use.ts';
 
 /** A registered SMART Backend Services client. Public keys only. */
 export interface ClientRecord {
@@ -16,6 +17,8 @@ export interface ClientRecord {
   rateLimit: number | null;
   /** Partner ids whose received inbox messages this client may see; '*' = every partner; [] = none. */
   receivesFrom: string[];
+  /** The purpose of use its submissions carry when they state none ([] = none registered: TREAT). */
+  purposeOfUse: string[];
   createdAt: Date;
   disabledAt: Date | null;
 }
@@ -28,6 +31,7 @@ export interface NewClient {
   scopes: string[];
   rateLimit?: number | null;
   receivesFrom?: string[];
+  purposeOfUse?: unknown;
 }
 
 const CLIENT_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$/;
@@ -45,6 +49,7 @@ interface Row {
   enabled: boolean;
   rate_limit: number | null;
   receives_from: string[];
+  purpose_of_use: string[];
   created_at: Date;
   disabled_at: Date | null;
 }
@@ -58,6 +63,7 @@ const toRecord = (r: Row): ClientRecord => ({
   enabled: r.enabled,
   rateLimit: r.rate_limit,
   receivesFrom: r.receives_from,
+  purposeOfUse: r.purpose_of_use,
   createdAt: r.created_at,
   disabledAt: r.disabled_at,
 });
@@ -127,7 +133,13 @@ export function checkReceivesFrom(list: unknown): string[] {
   return ids;
 }
 
-export function checkNewClient(c: NewClient): NewClient {
+/** A client's default purpose of use: codes of the HL7 PurposeOfUse value set; [] registers none. */
+export function checkClientPurposeOfUse(list: unknown): string[] {
+  if (Array.isArray(list) && list.length === 0) return [];
+  return checkPurposeOfUse(list, { expression: 'purpose_of_use', code: 'INVALID_VALUE' });
+}
+
+export function checkNewClient(c: NewClient): NewClient & { purposeOfUse: string[] } {
   if (typeof c.id !== 'string' || !CLIENT_ID_RE.test(c.id))
     throw new GatewayError('INVALID_VALUE', 'client id: 1-200 characters of letters, digits and ._:@/-', {
       expression: 'id',
@@ -151,13 +163,14 @@ export function checkNewClient(c: NewClient): NewClient {
     jwks: c.jwks === undefined ? undefined : checkPublicJwks(c.jwks),
     jwksUri: c.jwksUri === undefined ? undefined : checkJwksUri(c.jwksUri),
     receivesFrom: checkReceivesFrom(c.receivesFrom ?? []),
+    purposeOfUse: checkClientPurposeOfUse(c.purposeOfUse ?? []),
   };
 }
 
 export async function registerClient(db: Queryable, input: NewClient): Promise<ClientRecord> {
   const c = checkNewClient(input);
   const { rows } = await db.query<Row>(
-    `INSERT INTO auth_clients (id, name, jwks, jwks_uri, scopes, rate_limit, receives_from) VALUES ($1, $2, $3, $4, $5, $6, $7)
+    `INSERT INTO auth_clients (id, name, jwks, jwks_uri, scopes, rate_limit, receives_from, purpose_of_use) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (id) DO NOTHING RETURNING *`,
     [
       c.id,
@@ -167,6 +180,7 @@ export async function registerClient(db: Queryable, input: NewClient): Promise<C
       [...new Set(c.scopes)],
       c.rateLimit ?? null,
       c.receivesFrom,
+      c.purposeOfUse,
     ],
   );
   if (!rows[0]) throw new GatewayError('CONFLICT', `client ${c.id} already exists`, { expression: 'id' });
@@ -195,16 +209,34 @@ export async function setClientEnabled(db: Queryable, id: string, enabled: boole
   return true;
 }
 
-/** Replace a client's inbox routing list (checked as in checkReceivesFrom). Returns undefined if no such client. */
-export async function setClientReceivesFrom(
+/** What a client registration's audit entries say of it: its settings, never its keys. */
+export const clientSettingsDetail = (c: ClientRecord) => ({
+  receives_from: c.receivesFrom.join(' '),
+  purpose_of_use: c.purposeOfUse.join(' '),
+});
+
+/** The settings of a registered client that may change: each given one replaces the old value. */
+export interface ClientSettings {
+  receivesFrom?: unknown;
+  purposeOfUse?: unknown;
+}
+
+/**
+ * Replace a client's inbox routing list and/or default purpose of use
+ * (checked as in checkReceivesFrom and checkClientPurposeOfUse). Returns
+ * undefined if no such client.
+ */
+export async function updateClientSettings(
   db: Queryable,
   id: string,
-  receivesFrom: unknown,
+  s: ClientSettings,
 ): Promise<ClientRecord | undefined> {
-  const list = checkReceivesFrom(receivesFrom);
+  const receivesFrom = s.receivesFrom === undefined ? null : checkReceivesFrom(s.receivesFrom);
+  const purposeOfUse = s.purposeOfUse === undefined ? null : checkClientPurposeOfUse(s.purposeOfUse);
   const { rows } = await db.query<Row>(
-    'UPDATE auth_clients SET receives_from = $2, updated_at = now() WHERE id = $1 RETURNING *',
-    [id, list],
+    `UPDATE auth_clients SET receives_from = coalesce($2, receives_from), purpose_of_use = coalesce($3, purpose_of_use),
+            updated_at = now() WHERE id = $1 RETURNING *`,
+    [id, receivesFrom, purposeOfUse],
   );
   return rows[0] ? toRecord(rows[0]) : undefined;
 }

@@ -23,6 +23,8 @@ export interface TokenGrant {
 export interface LiveGrant extends TokenGrant {
   /** The client's own requests-per-minute limit, if it has one. */
   rateLimit: number | null;
+  /** The purpose of use its registration gives for submissions that state none ([]: none registered). */
+  purposeOfUse: string[];
 }
 
 export function hashToken(token: string): Buffer {
@@ -49,13 +51,20 @@ export async function issueAccessToken(
 /** The grant behind a live token of an enabled client, or undefined. */
 export async function lookupAccessToken(db: Queryable, token: string): Promise<LiveGrant | undefined> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) return undefined;
-  const { rows } = await db.query<{ client_id: string; scopes: string[]; rate_limit: number | null }>(
-    `SELECT t.client_id, t.scopes, c.rate_limit FROM auth_access_tokens t JOIN auth_clients c ON c.id = t.client_id
+  const { rows } = await db.query<{
+    client_id: string;
+    scopes: string[];
+    rate_limit: number | null;
+    purpose_of_use: string[];
+  }>(
+    `SELECT t.client_id, t.scopes, c.rate_limit, c.purpose_of_use FROM auth_access_tokens t JOIN auth_clients c ON c.id = t.client_id
       WHERE t.token_hash = $1 AND t.expires_at > now() AND c.enabled`,
     [hashToken(token)],
   );
   const row = rows[0];
-  return row ? { clientId: row.client_id, scopes: row.scopes, rateLimit: row.rate_limit } : undefined;
+  return row
+    ? { clientId: row.client_id, scopes: row.scopes, rateLimit: row.rate_limit, purposeOfUse: row.purpose_of_use }
+    : undefined;
 }
 
 export async function revokeClientTokens(db: Queryable, clientId: string): Promise<void> {

@@ -1,5 +1,4 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { committedSize, issueCheckpoint, logOrigin } from '../audit/checkpoint.ts';
 import { buildEvidencePack } from '../audit/export.ts';
@@ -27,7 +26,7 @@ import {
 import { listKeys } from '../keys/store.ts';
 import { openContext } from '../runtime/open-context.ts';
 import { openDatabase } from '../runtime/database.ts';
-import { UsageError, parse, print, table, type Command } from './command.ts';
+import { UsageError, cliOperator, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 import { required } from '../required.ts';
 
@@ -181,7 +180,7 @@ async function unlockUser(pool: import('pg').Pool, name: string): Promise<string
         {
           type: 'compliance.unlocked',
           outcome: 'success',
-          agent: { type: 'admin', id: `cli:${userInfo().username}` },
+          agent: cliOperator(),
           entity: [{ type: 'audit-user', id: name }],
           detail: { failures: n },
         },
@@ -231,7 +230,7 @@ export const auditCommand: Command = {
         } else if (rest[0] === 'unlock' && named) {
           print(await unlockUser(db.pool, named));
         } else if (rest[0] === 'reset-factors' && named) {
-          const removed = await resetFactors(db.pool, named, `cli:${userInfo().username}`);
+          const removed = await resetFactors(db.pool, named, cliOperator().id);
           const locked = (await lockedNames(db.pool)).has(named);
           print(
             `reset the second factors of ${named}: ${removed.passkeys} passkey(s), ${removed.totp ? 'the' : 'no'} authenticator app, ${removed.recoveryCodes} unused recovery code(s); its sessions ended${locked ? `\n${named} is also locked: gateway audit users unlock ${named}` : ''}`,

@@ -1,18 +1,20 @@
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { openDatabase, type Database } from '../runtime/database.ts';
 import { appendAudit } from '../audit/append.ts';
 import { inTransaction as inDbTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
-import { listClients, registerClient, setClientEnabled, setClientReceivesFrom } from '../auth/clients.ts';
+import {
+  listClients,
+  registerClient,
+  setClientEnabled,
+  updateClientSettings,
+  clientSettingsDetail,
+} from '../auth/clients.ts';
 import { parseScopes, readsButReceivesNothing } from '../auth/scopes.ts';
 import { bindPartnerCertificate, listTlsBindings, unbindCertificate } from '../auth/tls-bindings.ts';
-import { UsageError, parse, print, table, type Command } from './command.ts';
+import { UsageError, cliOperator, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
-
-/** CLI actions are audited as the operating-system user who ran them. */
-const operator = () => ({ type: 'admin' as const, id: `cli:${userInfo().username}` });
 
 /** Open the database (no HSM: works from a second shell while the gateway runs) and run fn in one transaction. */
 async function inTransaction<T>(fn: (db: import('pg').PoolClient) => Promise<T>): Promise<T> {
@@ -28,12 +30,16 @@ async function inTransaction<T>(fn: (db: import('pg').PoolClient) => Promise<T>)
   }
 }
 
+/** --purpose-of-use, repeatable, each a comma-separated list of codes (checked by the registry). */
+const purposeCodes = (values: string[] | undefined): string[] | undefined =>
+  values?.flatMap((v) => v.split(',').map((c) => c.trim()));
+
 export const clientsCommand: Command = {
   name: 'clients',
   summary: 'register, list and disable API clients (SMART Backend Services)',
   usage: `gateway clients add --id ID (--jwks-uri URL | --jwks-file FILE) --scope "SCOPES" [--name NAME] [--rate-limit N]
-                    [--receives-from PARTNER]...
-gateway clients update --id ID (--receives-from PARTNER... | --receives-nothing)
+                    [--receives-from PARTNER]... [--purpose-of-use CODES]
+gateway clients update --id ID [--receives-from PARTNER... | --receives-nothing] [--purpose-of-use CODES]
 gateway clients list [--json]
 gateway clients disable --id ID
 gateway clients enable --id ID
@@ -50,6 +56,9 @@ partner). Without it the client receives nothing (fail closed, and add warns
 about it on stderr when the client has a read scope); route
 partners to it later with \`gateway clients update --id ID --receives-from P\`
 (replaces the list). A token with system/gateway.admin sees every message.
+Purpose of use: --purpose-of-use TREAT,HOPERAT (HL7 PurposeOfUse codes of
+v3-ActReason) is what the client's submissions carry when they state none
+(Purpose-Of-Use header, MessageHeader.reason); without it they carry TREAT.
 The first admin client can only be registered here (the CLI has database access):
   gateway clients add --id ops-console --jwks-file ops.jwks.json --scope system/gateway.admin
 Disabling revokes the client's live tokens at once. Reads and writes the
@@ -67,6 +76,7 @@ database only, so it works from a second shell while the gateway runs.`,
         json: { type: 'boolean' },
         'receives-from': { type: 'string', multiple: true },
         'receives-nothing': { type: 'boolean' },
+        'purpose-of-use': { type: 'string', multiple: true },
       },
       true,
     );
@@ -86,9 +96,10 @@ database only, so it works from a second shell while the gateway runs.`,
                 enabled: String(c.enabled),
                 scopes: c.scopes.join(' '),
                 'receives from': c.receivesFrom.join(' ') || '(nothing)',
+                'purpose of use': c.purposeOfUse.join(',') || '(TREAT)',
                 keys: c.jwksUri ?? `inline (${c.jwks?.keys.length ?? 0})`,
               })),
-              ['id', 'name', 'enabled', 'scopes', 'receives from', 'keys'],
+              ['id', 'name', 'enabled', 'scopes', 'receives from', 'purpose of use', 'keys'],
             ),
           );
         return 0;
@@ -121,14 +132,15 @@ database only, so it works from a second shell while the gateway runs.`,
           scopes: parseScopes(scope),
           rateLimit,
           receivesFrom: values['receives-from'],
+          purposeOfUse: purposeCodes(values['purpose-of-use']),
         });
         await appendAudit(db, [
           {
             type: 'client.registered',
             outcome: 'success',
-            agent: operator(),
+            agent: cliOperator(),
             entity: [{ type: 'client', id }],
-            detail: { scope: created.scopes.join(' '), receives_from: created.receivesFrom.join(' ') },
+            detail: { scope: created.scopes.join(' '), ...clientSettingsDetail(created) },
           },
         ]);
         return created;
@@ -145,30 +157,36 @@ database only, so it works from a second shell while the gateway runs.`,
     }
     if (sub === 'update') {
       const list = values['receives-from'];
-      if (Boolean(list) === Boolean(values['receives-nothing']))
-        throw new UsageError('give --receives-from PARTNER (repeatable) or --receives-nothing');
+      const purpose = purposeCodes(values['purpose-of-use']);
+      if (list && values['receives-nothing'])
+        throw new UsageError('give --receives-from or --receives-nothing, not both');
+      if (!list && !values['receives-nothing'] && !purpose)
+        throw new UsageError('give --receives-from PARTNER (repeatable), --receives-nothing or --purpose-of-use CODES');
+      const routing = list ?? (values['receives-nothing'] ? [] : undefined);
       const c = await inTransaction(async (db) => {
-        const updated = await setClientReceivesFrom(db, id, list ?? []);
+        const updated = await updateClientSettings(db, id, { receivesFrom: routing, purposeOfUse: purpose });
         if (!updated) throw new UsageError(`no client ${id}`);
         await appendAudit(db, [
           {
             type: 'client.updated',
             outcome: 'success',
-            agent: operator(),
+            agent: cliOperator(),
             entity: [{ type: 'client', id }],
-            detail: { receives_from: updated.receivesFrom.join(' ') },
+            detail: clientSettingsDetail(updated),
           },
         ]);
         return updated;
       });
-      print(`client ${c.id} receives from: ${c.receivesFrom.join(' ') || 'nothing'}`);
+      print(
+        `client ${c.id} receives from: ${c.receivesFrom.join(' ') || 'nothing'}; purpose of use: ${c.purposeOfUse.join(',') || 'none registered (TREAT)'}`,
+      );
       return 0;
     }
     if (sub === 'disable' || sub === 'enable') {
       await inTransaction(async (db) => {
         if (!(await setClientEnabled(db, id, sub === 'enable'))) throw new UsageError(`no client ${id}`);
         await appendAudit(db, [
-          { type: `client.${sub}d`, outcome: 'success', agent: operator(), entity: [{ type: 'client', id }] },
+          { type: `client.${sub}d`, outcome: 'success', agent: cliOperator(), entity: [{ type: 'client', id }] },
         ]);
       });
       print(`client ${id} ${sub}d`);
@@ -222,7 +240,7 @@ certificate issued by that CA AND bound here to a partner. Works from a second s
           {
             type: 'tls.bound',
             outcome: 'success',
-            agent: operator(),
+            agent: cliOperator(),
             entity: [{ type: 'partner', id: out.partnerId, digest: out.certSha256 }],
           },
         ]);
@@ -241,7 +259,7 @@ certificate issued by that CA AND bound here to a partner. Works from a second s
           {
             type: 'tls.unbound',
             outcome: 'success',
-            agent: operator(),
+            agent: cliOperator(),
             entity: [{ type: 'partner', id: partnerId, digest: sha256 }],
           },
         ]);

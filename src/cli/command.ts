@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export interface Command {
@@ -9,6 +10,17 @@ export interface Command {
 }
 
 export class UsageError extends Error {}
+
+/** CLI actions are audited as the person who ran them: the operating-system user, as `cli:NAME`. */
+export function cliOperator(): { type: 'user'; id: string } {
+  let name = 'unknown';
+  try {
+    name = userInfo().username; // may throw in containers without a passwd entry
+  } catch {
+    /* keep 'unknown' */
+  }
+  return { type: 'user', id: `cli:${name}` };
+}
 
 /** parseArgs with --help handled and unknown flags reported as usage errors. */
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(

@@ -1,7 +1,7 @@
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { listDeliveries, retryDelivery } from '../outbound/delivery-admin.ts';
-import { UsageError, parse, print, table, type Command } from './command.ts';
+import { cliOperator, type Command, parse, print, table, UsageError } from './command.ts';
 import { cliLogger } from './logger.ts';
 
 export const deliveriesCommand: Command = {
@@ -30,7 +30,7 @@ Works from a second shell while the gateway runs (same DATABASE_URL or DATA_DIR)
     const db = await openDatabase(config, cliLogger(config));
     try {
       if (retryId) {
-        const kind = await retryDelivery({ pool: db.pool }, retryId, { type: 'admin', id: 'cli' });
+        const kind = await retryDelivery({ pool: db.pool }, retryId, cliOperator());
         print(`${kind} delivery ${retryId} queued for another attempt`);
       } else {
         const rows = await listDeliveries(db.pool, values.state);

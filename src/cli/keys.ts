@@ -1,10 +1,9 @@
-import { userInfo } from 'node:os';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { keyHistory } from '../keys/history.ts';
 import { KEY_USES, type KeyUse } from '../keys/store.ts';
 import { KEYS_ROTATE_TASK, type RotatePayload } from '../worker/tasks/keys.ts';
-import { UsageError, parse, print, table, type Command } from './command.ts';
+import { UsageError, cliOperator, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 import { required } from '../required.ts';
 
@@ -18,13 +17,7 @@ const POLL_MS = 250;
  * rotation never happens by surprise later.
  */
 async function rotate(pool: import('pg').Pool, uses: KeyUse[], now: boolean, timeoutMs: number): Promise<number> {
-  let who = 'unknown';
-  try {
-    who = userInfo().username; // may throw in containers without a passwd entry
-  } catch {
-    /* keep 'unknown' */
-  }
-  const requestedBy = `cli:${who}`;
+  const requestedBy = cliOperator().id;
   for (const use of uses) {
     const payload: RotatePayload = { use, now, requestedBy };
     const jobKey = `keys_rotate_manual_${use}_${Date.now()}`;

@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { resumePartner, suspendPartner } from '../outbound/partner-suspension.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../runtime/database.ts';
 import { directoryFromConfig } from '../directory/directory.ts';
 import { partnerJson } from '../directory/json.ts';
 import { clearPartnerLogAlarm } from '../evidence/partner-log.ts';
-import { UsageError, parse, print, table, type Command } from './command.ts';
+import { UsageError, cliOperator, parse, print, table, type Command } from './command.ts';
 import { cliLogger } from './logger.ts';
 
 const USAGE = `gateway partners add --id ID --endpoint URL (--jwks-uri URL | --jwks-file FILE) [--name NAME] [--identifier SYSTEM|VALUE]
@@ -34,7 +33,7 @@ async function clearLogAlarm(id: string | undefined): Promise<number> {
   const config = loadConfig();
   const db = await openDatabase(config, cliLogger(config));
   try {
-    const cleared = await clearPartnerLogAlarm(db.pool, id, { type: 'admin', id: `cli:${userInfo().username}` });
+    const cleared = await clearPartnerLogAlarm(db.pool, id, cliOperator());
     print(cleared ? `cleared the audit log alarm of partner ${id}` : `partner ${id} has no audit log alarm`);
     return cleared ? 0 : 1;
   } finally {
@@ -47,7 +46,7 @@ async function suspendOrResume(sub: 'suspend' | 'resume', id: string | undefined
   const config = loadConfig();
   const db = await openDatabase(config, cliLogger(config));
   try {
-    const actor = { type: 'admin' as const, id: `cli:${userInfo().username}` };
+    const actor = cliOperator();
     if (sub === 'suspend') {
       await suspendPartner(db.pool, id, actor);
       print(`suspended partner ${id}: nothing is sent to it until it is resumed`);
@@ -108,16 +107,19 @@ export const partnersCommand: Command = {
     try {
       const directory = directoryFromConfig(config, { pool: db.pool, fetch: globalThis.fetch, logger });
       if (added) {
-        const p = await directory.add({
-          ...added,
-          name: values.name,
-          jwksUri: values['jwks-uri'],
-          jwks,
-          ...(values.identifier === undefined ? {} : { identifier: splitIdentifier(values.identifier) }),
-        });
+        const p = await directory.add(
+          {
+            ...added,
+            name: values.name,
+            jwksUri: values['jwks-uri'],
+            jwks,
+            ...(values.identifier === undefined ? {} : { identifier: splitIdentifier(values.identifier) }),
+          },
+          cliOperator(),
+        );
         print(`added partner ${p.id} (inbox ${p.endpoint})`);
       } else if (removeId) {
-        await directory.remove(removeId);
+        await directory.remove(removeId, cliOperator());
         print(`removed partner ${removeId}`);
       } else {
         const partners = await directory.list();

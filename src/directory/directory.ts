@@ -29,7 +29,7 @@ export type { KeyScope } from './signing-keys.ts';
 /** Who changes the directory, for the audit entry. */
 export type DirectoryActor = NonNullable<AuditInput['agent']>;
 
-const CLI_ACTOR: DirectoryActor = { type: 'admin', id: 'cli' };
+const CLI_ACTOR: DirectoryActor = { type: 'user', id: 'cli' };
 const RESOLVE_TTL_MS = 1_000;
 
 export interface PartnerInput {

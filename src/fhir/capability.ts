@@ -15,6 +15,8 @@ export interface ResourceCapability {
     type: 'date' | 'token' | 'string' | 'reference';
     documentation: string;
   }>;
+  /** Profiles (canonical URLs) its instances may claim in meta.profile. */
+  supportedProfile?: readonly string[];
   documentation?: string;
 }
 
@@ -36,6 +38,7 @@ export interface CapabilityTables {
 function resourceEntry(r: ResourceCapability): CapabilityStatementRestResource {
   return {
     type: r.type,
+    ...(r.supportedProfile?.length ? { supportedProfile: [...r.supportedProfile] } : {}),
     ...(r.documentation ? { documentation: r.documentation } : {}),
     interaction: r.interactions.map((code) => ({ code })),
     ...(r.searchParams?.length

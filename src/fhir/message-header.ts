@@ -71,6 +71,17 @@ export function messageOrigin(bundle: Json): { sender?: OrgIdentifier; sourceEnd
   return { ...(sender ? { sender } : {}), ...(sourceEndpoint ? { sourceEndpoint } : {}) };
 }
 
+/** MessageHeader.reason's codings, each with its index: why the message was sent, as the message says. */
+export function messageReasonCodings(bundle: Json): Array<{ index: number; system?: string; code?: string }> {
+  const reason = header(bundle)?.reason;
+  const codings = isObject(reason) && Array.isArray(reason.coding) ? (reason.coding as unknown[]) : [];
+  return codings.map((c, index) => {
+    const system = isObject(c) ? text(c.system) : undefined;
+    const code = isObject(c) ? text(c.code) : undefined;
+    return { index, ...(system ? { system } : {}), ...(code ? { code } : {}) };
+  });
+}
+
 /** Per destination: receiver.identifier (system and value) and the endpoint. */
 export function messageReceivers(bundle: Json): Array<{ index: number; receiver?: OrgIdentifier; endpoint?: string }> {
   const dest = header(bundle)?.destination;

@@ -47,11 +47,11 @@ export async function forward(
   if (row.forwardedAt) return 'forwarded';
   await ctx.keyring.fresh();
   const bundle = await openStoredMessage(ctx, row, gatewayDecryptionKeys(ctx.keyring));
-  const type = (JSON.parse(bundle) as { type?: unknown }).type;
+  const url = forwardUrl(base, (JSON.parse(bundle) as { type?: unknown }).type);
   let status: number | null = null;
   let error: string;
   try {
-    const res = await ctx.fetch(forwardUrl(base, type), {
+    const res = await ctx.fetch(url, {
       method: 'POST',
       headers: {
         'content-type': PROTOCOL.fhirContentType,
@@ -67,14 +67,14 @@ export async function forward(
     status = res.status;
     const cls = classifyStatus(res.status);
     if (cls === 'ok') {
-      await audited(ctx, row.id, row.envelopeDigest, true, { status, attempt }, (db) =>
+      await audited(ctx, url, row.id, row.envelopeDigest, true, { status, attempt }, (db) =>
         markForwarded(db, row.id, new Date()),
       );
       return 'forwarded';
     }
     error = `HTTP ${res.status}`;
     if (cls === 'permanent') {
-      await audited(ctx, row.id, row.envelopeDigest, false, { status, attempt, permanent: true }, (db) =>
+      await audited(ctx, url, row.id, row.envelopeDigest, false, { status, attempt, permanent: true }, (db) =>
         recordForwardFailure(db, row.id, error),
       );
       return 'refused';
@@ -83,7 +83,7 @@ export async function forward(
     const e = err as Error & { cause?: { code?: string } };
     error = e.name === 'TimeoutError' ? 'timeout' : `network ${e.cause?.code ?? e.name}`;
   }
-  await audited(ctx, row.id, row.envelopeDigest, false, { status, attempt, permanent: false }, (db) =>
+  await audited(ctx, url, row.id, row.envelopeDigest, false, { status, attempt, permanent: false }, (db) =>
     recordForwardFailure(db, row.id, error),
   );
   throw new TransientForwardError(`forward of ${row.id} failed (${error}); will retry`);
@@ -91,6 +91,7 @@ export async function forward(
 
 async function audited(
   ctx: ForwardContext,
+  url: string,
   id: string,
   digest: string,
   ok: boolean,
@@ -103,7 +104,8 @@ async function audited(
       {
         type: ok ? 'inbox.forwarded' : 'inbox.forward-failed',
         outcome: ok ? 'success' : 'minor-failure',
-        agent: { type: 'gateway', id: ctx.config.org },
+        // The counterpart is the local EHR's FHIR endpoint, which this gateway calls.
+        agent: { type: 'endpoint', id: url, network: url },
         entity: [{ type: 'inbox-message', id, digest }],
         detail,
       },

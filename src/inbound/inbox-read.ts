@@ -25,6 +25,13 @@ export interface InboxRequester extends InboxViewer {
   remoteAddress?: string;
 }
 
+/** The reading EHR client as the audit trail names it: its id and the address it asked from. */
+export const clientAgent = (viewer: InboxRequester) => ({
+  type: 'client' as const,
+  id: viewer.clientId,
+  ...(viewer.remoteAddress ? { network: viewer.remoteAddress } : {}),
+});
+
 export interface OpenedMessage {
   meta: InboxMetadata;
   /** The Bundle JSON text exactly as the sender signed it. */
@@ -33,6 +40,8 @@ export interface OpenedMessage {
   contentType: string;
   /** The sender's verified compact JWS and its iat (seconds), for a Provenance of the message. */
   signed: { jws: string; iat: number };
+  /** The purpose the sender signed (checked on receipt), read again from the verified claims. */
+  purposeOfUse: string[] | undefined;
 }
 
 /** The stored message opened and verified again: its content text, content_type and the signed JWS. */
@@ -69,12 +78,24 @@ export async function openStoredContent(
       algorithms: CONTENT_ALGS,
     });
     const text = Buffer.from(payload).toString('utf8');
-    const claims = JSON.parse(text) as { iss?: unknown; jti?: unknown; iat?: unknown; content_type?: unknown };
+    const claims = JSON.parse(text) as {
+      iss?: unknown;
+      jti?: unknown;
+      iat?: unknown;
+      content_type?: unknown;
+      purpose_of_use?: unknown;
+    };
     if (claims.iss !== row.sender || claims.jti !== row.jti) throw new Error('claims do not match the stored metadata');
     const raw = rawMember(text, 'content');
     if (raw === undefined) throw new Error('no content member');
     if (typeof claims.content_type !== 'string' || typeof claims.iat !== 'number') throw new Error('claims incomplete');
-    return { bundle: raw, contentType: claims.content_type, signed: { jws, iat: claims.iat } };
+    const purpose = claims.purpose_of_use;
+    return {
+      bundle: raw,
+      contentType: claims.content_type,
+      signed: { jws, iat: claims.iat },
+      purposeOfUse: Array.isArray(purpose) ? purpose.map(String) : undefined,
+    };
   } catch (err) {
     ctx.logger.error(
       { messageId: row.id, reason: err instanceof GatewayError ? err.code : (err as Error).message },
@@ -121,7 +142,7 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
   }
 
   /** The state change and its audit entry on one transaction; nothing is written unless the viewer may see the message. */
-  async function acknowledgeAudited(id: string, viewer: InboxViewer) {
+  async function acknowledgeAudited(id: string, viewer: InboxRequester) {
     return inTransaction(ctx.pool, async (client) => {
       const result = await acknowledgeInboxMessage(client, id, viewer, new Date());
       if (result && result !== 'not-visible' && result.changed) {
@@ -129,7 +150,7 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
           {
             type: 'inbox.acknowledged',
             outcome: 'success',
-            agent: { type: 'client', id: viewer.clientId },
+            agent: clientAgent(viewer),
             entity: [
               { type: 'inbox-message', id, digest: result.meta.envelopeDigest },
               { type: 'delivery', id: result.meta.jti },
@@ -147,7 +168,6 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
     },
 
     async read(id: string, viewer: InboxRequester): Promise<OpenedMessage> {
-      const clientId = viewer.clientId;
       const row = await load(id, viewer, 'inbox.read');
       let opened: OpenedContent;
       try {
@@ -157,9 +177,10 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
           {
             type: 'inbox.read',
             outcome: 'serious-failure',
-            agent: { type: 'client', id: clientId },
+            agent: clientAgent(viewer),
             entity: [{ type: 'inbox-message', id: row.id, digest: row.envelopeDigest }],
             detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
+            ...(row.purposeOfUse ? { purposeOfUse: row.purposeOfUse } : {}),
           },
         ]);
         throw err;
@@ -168,11 +189,12 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
         {
           type: 'inbox.read',
           outcome: 'success',
-          agent: { type: 'client', id: clientId },
+          agent: clientAgent(viewer),
           entity: [
             { type: 'inbox-message', id: row.id, digest: row.envelopeDigest },
             { type: 'delivery', id: row.jti },
           ],
+          ...(opened.purposeOfUse ? { purposeOfUse: opened.purposeOfUse } : {}),
         },
       ]);
       return { meta: row, ...opened };

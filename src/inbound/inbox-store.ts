@@ -22,6 +22,8 @@ export interface InboxMetadata {
   forwardedAt: Date | null;
   acknowledgedAt: Date | null;
   acknowledgedBy: string | null;
+  /** The purpose the sender signed; null when it signed none. */
+  purposeOfUse: string[] | null;
 }
 
 export interface InboxMessage extends InboxMetadata {
@@ -32,7 +34,7 @@ export interface InboxMessage extends InboxMetadata {
   receipt: string;
 }
 
-const META_COLUMNS = `id, sender, jti, exchange_id, envelope_digest, receipt_id, state, received_at, forwarded_at, acknowledged_at, acknowledged_by`;
+const META_COLUMNS = `id, sender, jti, exchange_id, envelope_digest, receipt_id, state, received_at, forwarded_at, acknowledged_at, acknowledged_by, purpose_of_use`;
 
 type Row = Record<string, unknown>;
 
@@ -48,6 +50,7 @@ const toMeta = (r: Row): InboxMetadata => ({
   forwardedAt: r.forwarded_at as Date | null,
   acknowledgedAt: r.acknowledged_at as Date | null,
   acknowledgedBy: r.acknowledged_by as string | null,
+  purposeOfUse: (r.purpose_of_use as string[] | null) ?? null,
 });
 
 const toMessage = (r: Row): InboxMessage => ({
@@ -72,6 +75,7 @@ export interface NewInboxMessage {
   receiptId: string;
   receipt: string;
   receivedAt: Date;
+  purposeOfUse: string[] | undefined;
 }
 
 /**
@@ -84,8 +88,12 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
   if (ms.length === 0) return new Set();
   const col = <K extends keyof NewInboxMessage>(k: K) => ms.map((m) => m[k]);
   const { rows } = await db.query<{ id: string }>(
-    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at)
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[])
+    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use)
+     -- A message's purpose codes as one text (letters only, so commas join them): unnest cannot carry arrays of arrays.
+     SELECT u.id, u.sender, u.jti, u.exchange_id, u.envelope, u.digest, u.enc_kid, u.sender_kid, u.sender_jwk, u.receipt_id, u.receipt, u.received_at,
+            string_to_array(u.purpose, ',')
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[], $13::text[])
+         AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose)
      ON CONFLICT (sender, jti) DO NOTHING
      RETURNING id`,
     [
@@ -101,6 +109,7 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
       col('receiptId'),
       col('receipt'),
       col('receivedAt'),
+      ms.map((m) => m.purposeOfUse?.join(',') ?? null),
     ],
   );
   return new Set(rows.map((r) => r.id));

@@ -165,6 +165,7 @@ export function inboxReceiver(
         receiptId: receiptClaims.jti,
         receipt,
         receivedAt: now,
+        purposeOfUse: v.purposeOfUse,
       },
       audit: {
         type: 'inbox.accepted',
@@ -178,6 +179,7 @@ export function inboxReceiver(
         ],
         detail: { encKid, senderKid: v.senderKid },
         ...(patients.length ? { patients } : {}),
+        ...(v.purposeOfUse ? { purposeOfUse: v.purposeOfUse } : {}),
       },
     });
     if (auditIndex !== undefined) return { receipt, messageId, duplicate: false, auditIndex };

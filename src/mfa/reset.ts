@@ -23,7 +23,7 @@ export async function resetFactors(pool: pg.Pool, name: string, administrator: s
       {
         type: 'auth.factors-reset',
         outcome: 'success',
-        agent: { type: 'admin', id: administrator },
+        agent: { type: 'user', id: administrator },
         entity: [{ type: 'audit-user', id: name }],
         detail: {
           user: name,

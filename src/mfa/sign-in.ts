@@ -44,7 +44,7 @@ export function factorEntry(
   detail: AuditInput['detail'],
   outcome: AuditInput['outcome'] = 'success',
 ): AuditInput {
-  return { type, outcome, agent: { type: 'admin', id: name, ...(network ? { network } : {}) }, detail };
+  return { type, outcome, agent: { type: 'user', id: name, ...(network ? { network } : {}) }, detail };
 }
 
 /** Record refusals in their own transaction: nothing else changed. */

@@ -12,12 +12,16 @@ export interface AttemptResult {
   error: string | null;
   retryAfterMs?: number;
   receipt?: { jws: string; jti: string };
+  /** Where it was sent (the partner's inbox URL), unless nothing was sent. */
+  url?: string;
 }
 
 /** Where a kind of delivery keeps its state and attempts (bundles and imaging share the columns). */
 export interface AttemptLedger {
   table: 'deliveries' | 'imaging_deliveries';
   attemptsTable: 'delivery_attempts' | 'imaging_delivery_attempts';
+  /** The exchanges the deliveries belong to (their purpose of use is audited with each attempt). */
+  exchangeTable: 'exchanges' | 'imaging_exchanges';
   exchangeEntity: string;
   /** Extra audit detail that says what kind of content was sent. */
   detail: Record<string, string>;
@@ -31,6 +35,8 @@ interface LedgerRow {
   attempts: number;
   round_attempts: number;
   round_started_at: Date;
+  /** From the exchange: null for exchanges recorded before purposes were. */
+  purpose_of_use: string[] | null;
 }
 
 /**
@@ -50,7 +56,11 @@ export async function recordAttempt<R extends LedgerRow>(
   started: Date,
   settle = true,
 ): Promise<{ row: R; state: string }> {
-  const { rows } = await db.query<R>(`SELECT * FROM ${ledger.table} WHERE id = $1 FOR UPDATE`, [id]);
+  const { rows } = await db.query<R>(
+    `SELECT d.*, x.purpose_of_use FROM ${ledger.table} d JOIN ${ledger.exchangeTable} x ON x.id = d.exchange_id
+      WHERE d.id = $1 FOR UPDATE OF d`,
+    [id],
+  );
   const d = required(rows[0], 'the ledger row the attempt was made for');
   const attempt = d.attempts + 1;
   const roundAttempts = d.round_attempts + 1;
@@ -63,7 +73,8 @@ export async function recordAttempt<R extends LedgerRow>(
     { type: 'delivery', id },
     { type: ledger.exchangeEntity, id: d.exchange_id },
   ];
-  const partner = { type: 'partner' as const, id: d.partner_id };
+  const partner = { type: 'partner' as const, id: d.partner_id, ...(r.url ? { network: r.url } : {}) };
+  const purpose: Pick<AuditInput, 'purposeOfUse'> = d.purpose_of_use?.length ? { purposeOfUse: d.purpose_of_use } : {};
   const audit: AuditInput[] = [
     {
       type: 'delivery.attempt',
@@ -71,6 +82,7 @@ export async function recordAttempt<R extends LedgerRow>(
       agent: partner,
       entity,
       detail: { ...ledger.detail, attempt, result: r.cls, status: r.status, error: r.error },
+      ...purpose,
     },
   ];
   let state = d.state;
@@ -90,6 +102,7 @@ export async function recordAttempt<R extends LedgerRow>(
       agent: partner,
       entity: [...entity, { type: 'receipt', id: receipt.jti }],
       detail: { status: 'accepted' },
+      ...purpose,
     });
   } else {
     const nextAt = new Date(
@@ -115,6 +128,7 @@ export async function recordAttempt<R extends LedgerRow>(
           reason: r.cls === 'permanent' ? 'permanent' : 'retries exhausted',
           status: r.status,
         },
+        ...purpose,
       });
     } else {
       await db.query(

@@ -8,6 +8,15 @@ export type DeliveryTable = 'deliveries' | 'imaging_deliveries';
 export interface FirstSubmission {
   id: string;
   contentDigest: string;
+  /** The purpose it was sent for; null for exchanges recorded before purposes were. */
+  purposeOfUse: string[] | null;
+}
+
+/** What a repeat asks for: the same content, recipients and purpose as the first, or it is no repeat. */
+export interface Wanted {
+  contentDigest: string;
+  partnerIds: readonly string[];
+  purposeOfUse: readonly string[];
 }
 
 /** What made a submission a repeat: the Idempotency-Key header, or the message's own identity. */
@@ -25,34 +34,45 @@ export const messageRepeat = (m: { expression: string }): RepeatKey => ({
   expression: m.expression,
 });
 
-export const idempotencyMismatch = (what: 'content' | 'recipients', by: RepeatKey = IDEMPOTENCY_KEY) =>
+const DIFFERENT = {
+  content: 'a different body',
+  recipients: 'different recipients',
+  purpose: 'another purpose of use',
+};
+
+export const idempotencyMismatch = (what: keyof typeof DIFFERENT, by: RepeatKey = IDEMPOTENCY_KEY) =>
   new GatewayError(
     'UNPROCESSABLE',
-    `${by.label} was already used for ${what === 'content' ? 'a different body' : 'different recipients'}; ${by === IDEMPOTENCY_KEY ? 'use a new key' : 'give a new message a new identity'} for a new request`,
+    `${by.label} was already used for ${DIFFERENT[what]}; ${by === IDEMPOTENCY_KEY ? 'use a new key' : 'give a new message a new identity'} for a new request`,
     { expression: by.expression },
   );
 
 /**
  * A repeated Idempotency-Key (or message identity) is a replay only if it
- * names the same content for the same recipients; answering anything else
- * with the first exchange would tell the client that a recipient was sent a
- * record it never got.
+ * names the same content for the same recipients and purpose; answering
+ * anything else with the first exchange would tell the client that a
+ * recipient was sent a record it never got, or for a reason never stated.
  */
 export async function replayMismatch(
   db: Queryable,
   table: DeliveryTable,
   first: FirstSubmission,
-  contentDigest: string,
-  partnerIds: readonly string[],
+  wanted: Wanted,
   by: RepeatKey = IDEMPOTENCY_KEY,
 ): Promise<GatewayError | undefined> {
-  if (first.contentDigest !== contentDigest) return idempotencyMismatch('content', by);
+  if (first.contentDigest !== wanted.contentDigest) return idempotencyMismatch('content', by);
+  const purpose = first.purposeOfUse;
+  if (
+    purpose &&
+    (purpose.length !== wanted.purposeOfUse.length || purpose.some((c, i) => c !== wanted.purposeOfUse[i]))
+  )
+    return idempotencyMismatch('purpose', by);
   const { rows } = await db.query<{ partner_id: string }>(
     `SELECT DISTINCT partner_id FROM ${table} WHERE exchange_id = $1 ORDER BY partner_id`,
     [first.id],
   );
   const sent = rows.map((r) => r.partner_id);
-  const wanted = [...new Set(partnerIds)].sort();
-  const same = sent.length === wanted.length && sent.every((p, i) => p === wanted[i]);
+  const ids = [...new Set(wanted.partnerIds)].sort();
+  const same = sent.length === ids.length && sent.every((p, i) => p === ids[i]);
   return same ? undefined : idempotencyMismatch('recipients', by);
 }

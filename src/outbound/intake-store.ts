@@ -5,7 +5,7 @@ import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
 import { DELIVER_TASK, jobSpecsSql, SAFETY_NET_ATTEMPTS } from '../queue/jobs.ts';
-import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch } from './idempotency.ts';
+import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch, type FirstSubmission } from './idempotency.ts';
 
 export interface SealedDelivery {
   id: string;
@@ -26,6 +26,8 @@ export interface IntakeRecord {
     idempotencyKey: string | null;
     /** The message's own identity (Bundle.identifier, else MessageHeader.id), for messages that carry one. */
     messageKey?: { key: string; expression: string } | null;
+    /** Why it is sent (HL7 PurposeOfUse codes), for the delivery entries written later. */
+    purposeOfUse: string[];
   };
   deliveries: SealedDelivery[];
   audit: AuditInput[];
@@ -62,8 +64,11 @@ export async function writeIntakes(
   );
   const { rows } = await db.query<{ inserted: string[] | null }>(
     `WITH ex AS (
-       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key)
-       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $24::text[])
+       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key, purpose_of_use)
+       -- One text per exchange for its codes (letters only, so commas join them): unnest cannot carry arrays of arrays.
+       SELECT u.id, u.client_id, u.bundle_type, u.digest, u.length, u.idem, u.msg, string_to_array(u.purpose, ',')
+         FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $24::text[], $25::text[])
+           AS u(id, client_id, bundle_type, digest, length, idem, msg, purpose)
        -- Either key already used by this client (exchanges_idempotency, exchanges_message_key): a repeat.
        ON CONFLICT DO NOTHING
        RETURNING id
@@ -78,7 +83,7 @@ export async function writeIntakes(
        SELECT u.* FROM unnest($17::uuid[], $18::text[], $19::text[], $20::bytea[], $21::bytea[], $22::text[], $23::text[]) WITH ORDINALITY AS u(exchange_id, b, a, bb, ab, t, o, ord)
         WHERE u.exchange_id IN (SELECT id FROM ex)
      ), patients AS (
-       SELECT * FROM unnest($25::bigint[], $26::bytea[]) AS p(ord, blind)
+       SELECT * FROM unnest($26::bigint[], $27::bytea[]) AS p(ord, blind)
      ), ${auditAppendSql('entries', '$4::timestamptz', 'patients')}
      SELECT (SELECT array_agg(id) FROM ex)::text[] AS inserted, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged`,
     [
@@ -106,13 +111,14 @@ export async function writeIntakes(
       cols.types,
       cols.outcomes,
       ex.map((e) => e.messageKey?.key ?? null),
+      ex.map((e) => e.purposeOfUse.join(',')),
       cols.patientOrds,
       cols.patientBlinds,
     ],
   );
   const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);
   const losers = records.filter((r) => !inserted.has(r.exchange.id));
-  const firsts = new Map<string, { id: string; content_digest: string }>();
+  const firsts = new Map<string, { id: string; content_digest: string; purpose_of_use: string[] | null }>();
   const byKey = (clientId: string, kind: 'i' | 'm', key: string) => `${clientId}\n${kind}\n${key}`;
   if (losers.length) {
     const { rows: found } = await db.query<{
@@ -121,8 +127,9 @@ export async function writeIntakes(
       idempotency_key: string | null;
       message_key: string | null;
       content_digest: string;
+      purpose_of_use: string[] | null;
     }>(
-      `SELECT e.id, e.client_id, e.idempotency_key, e.message_key, e.content_digest
+      `SELECT e.id, e.client_id, e.idempotency_key, e.message_key, e.content_digest, e.purpose_of_use
          FROM exchanges e JOIN unnest($1::text[], $2::text[], $3::text[]) AS l(client_id, idempotency_key, message_key)
            ON e.client_id = l.client_id AND (e.idempotency_key = l.idempotency_key OR e.message_key = l.message_key)`,
       [
@@ -150,9 +157,12 @@ export async function writeIntakes(
       const mismatch = await replayMismatch(
         db,
         'deliveries',
-        { id: first.id, contentDigest: first.content_digest },
-        r.exchange.contentDigest,
-        r.deliveries.map((d) => d.partnerId),
+        { id: first.id, contentDigest: first.content_digest, purposeOfUse: first.purpose_of_use },
+        {
+          contentDigest: r.exchange.contentDigest,
+          partnerIds: r.deliveries.map((d) => d.partnerId),
+          purposeOfUse: r.exchange.purposeOfUse,
+        },
         byIdempotency || !messageKey ? IDEMPOTENCY_KEY : messageRepeat(messageKey),
       );
       return mismatch ?? { exchangeId: first.id, replayed: true };
@@ -166,10 +176,11 @@ export async function findByIdempotencyKey(
   clientId: string,
   key: string,
   column: 'idempotency_key' | 'message_key' = 'idempotency_key',
-): Promise<{ id: string; contentDigest: string } | undefined> {
-  const { rows } = await db.query<{ id: string; content_digest: string }>(
-    `SELECT id, content_digest FROM exchanges WHERE client_id = $1 AND ${column} = $2`,
+): Promise<FirstSubmission | undefined> {
+  const { rows } = await db.query<{ id: string; content_digest: string; purpose_of_use: string[] | null }>(
+    `SELECT id, content_digest, purpose_of_use FROM exchanges WHERE client_id = $1 AND ${column} = $2`,
     [clientId, key],
   );
-  return rows[0] ? { id: rows[0].id, contentDigest: rows[0].content_digest } : undefined;
+  const r = rows[0];
+  return r ? { id: r.id, contentDigest: r.content_digest, purposeOfUse: r.purpose_of_use } : undefined;
 }

@@ -6,7 +6,8 @@ import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { checkBundle } from '../fhir/bundle.ts';
-import { messageKey, messageReceivers } from '../fhir/message-header.ts';
+import { messageKey, messageReasonCodings, messageReceivers } from '../fhir/message-header.ts';
+import { purposeFromHeader, purposeFromReason, submissionPurpose } from '../fhir/purpose-of-use.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import {
   findByIdempotencyKey,
@@ -38,6 +39,12 @@ export interface Submission {
   bundle: unknown;
   /** 'message': recipients from MessageHeader.destination; else the explicit list. */
   recipients: { from: 'message' } | { from: 'explicit'; ids: string[] };
+  /** The client's network address, for the audit trail. */
+  remoteAddress?: string;
+  /** The Purpose-Of-Use request header as received, if any. */
+  purposeHeader?: string | string[];
+  /** The purpose the client's registration gives when a submission states none. */
+  clientPurposeOfUse?: readonly string[];
 }
 
 export interface Accepted extends IntakeWritten {
@@ -115,19 +122,25 @@ export async function acceptSubmission(
       { expression: 'Bundle.type' },
     );
   }
+  const bundle = s.bundle as Record<string, unknown>;
+  const purposeOfUse = submissionPurpose(
+    {
+      header: purposeFromHeader(s.purposeHeader),
+      reason: summary.type === 'message' ? purposeFromReason(messageReasonCodings(bundle)) : undefined,
+    },
+    s.clientPurposeOfUse,
+  );
   const contentDigest = 'sha-256=' + createHash('sha256').update(s.raw, 'utf8').digest('base64url');
-  const recipients = await resolveRecipients(ctx, wantedRecipients(s, s.bundle as Record<string, unknown>));
-  const message = summary.type === 'message' ? messageKey(s.bundle as Record<string, unknown>) : undefined;
-  if (summary.type === 'message')
-    await checkMessageOrigin(ourOrganisation(ctx.config), s.bundle as Record<string, unknown>, ctx.directory);
+  const recipients = await resolveRecipients(ctx, wantedRecipients(s, bundle));
+  const message = summary.type === 'message' ? messageKey(bundle) : undefined;
+  if (summary.type === 'message') await checkMessageOrigin(ourOrganisation(ctx.config), bundle, ctx.directory);
   const repeat = await firstSubmission(ctx.pool, s.clientId, s.idempotencyKey, message);
   if (repeat) {
     const mismatch = await replayMismatch(
       ctx.pool,
       'deliveries',
       repeat.first,
-      contentDigest,
-      recipients.map((r) => r.partner.id),
+      { contentDigest, partnerIds: recipients.map((r) => r.partner.id), purposeOfUse },
       repeat.by,
     );
     if (mismatch) throw mismatch;
@@ -139,7 +152,11 @@ export async function acceptSubmission(
   const named = patients.length ? { patients } : {};
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
-  const client = { type: 'client' as const, id: s.clientId || 'anonymous' };
+  const client = {
+    type: 'client' as const,
+    id: s.clientId || 'anonymous',
+    ...(s.remoteAddress ? { network: s.remoteAddress } : {}),
+  };
   const audit: AuditInput[] = [
     {
       type: 'intake.accepted',
@@ -153,6 +170,7 @@ export async function acceptSubmission(
         bytes: Buffer.byteLength(s.raw),
       },
       ...named,
+      purposeOfUse,
     },
   ];
   const envelope = {
@@ -162,6 +180,7 @@ export async function acceptSubmission(
     exchangeEntity: 'exchange',
     contentType: PROTOCOL.fhirContentType,
     contentJson: s.raw,
+    purposeOfUse,
   };
   const deliveries: SealedDelivery[] = await Promise.all(
     recipients.map(async (r) => {
@@ -185,6 +204,7 @@ export async function acceptSubmission(
       contentLength: Buffer.byteLength(s.raw),
       idempotencyKey: s.idempotencyKey ?? null,
       messageKey: message ?? null,
+      purposeOfUse,
     },
     deliveries,
     audit,
@@ -199,13 +219,18 @@ export async function auditIntakeRefusal(
   code: string,
   status: number,
   route: string,
+  remoteAddress?: string,
 ): Promise<void> {
   await inTransaction(pool, (db) =>
     appendAudit(db, [
       {
         type: 'intake.refused',
         outcome: 'minor-failure',
-        agent: { type: clientId ? 'client' : 'anonymous', id: clientId ?? 'unknown' },
+        agent: {
+          type: clientId ? 'client' : 'anonymous',
+          id: clientId ?? 'unknown',
+          ...(remoteAddress ? { network: remoteAddress } : {}),
+        },
         detail: { code, status, route },
       },
     ]),

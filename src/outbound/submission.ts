@@ -114,6 +114,8 @@ export interface Envelope {
   contentType: string;
   /** The signed content (a Bundle, or an imaging manifest), as JSON text. */
   contentJson: string;
+  /** Why it is disclosed (HL7 PurposeOfUse codes): signed, so the recipient records it too. */
+  purposeOfUse: string[];
 }
 
 /**
@@ -135,7 +137,15 @@ export async function signAndSeal(
 ): Promise<{ envelope: string; digest: string; audit: AuditInput[] }> {
   const id = r.deliveryId;
   const payload = claimsPayload(
-    { iss: e.iss, aud: r.partner.id, iat: e.iat, jti: id, exchange: e.exchangeId, content_type: e.contentType },
+    {
+      iss: e.iss,
+      aud: r.partner.id,
+      iat: e.iat,
+      jti: id,
+      exchange: e.exchangeId,
+      content_type: e.contentType,
+      purpose_of_use: e.purposeOfUse,
+    },
     e.contentJson,
   );
   const envelope = sealCompact(await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }), r.key);
@@ -151,6 +161,7 @@ export async function signAndSeal(
         { type: e.exchangeEntity, id: e.exchangeId },
       ],
       detail: { kid: signer.kid, partner: r.partner.id },
+      purposeOfUse: e.purposeOfUse,
     },
     {
       type: 'exchange.sealed',
@@ -163,6 +174,7 @@ export async function signAndSeal(
       ],
       detail: { recipientKid: r.key.kid, partner: r.partner.id, ...sealedAudit.detail },
       ...(sealedAudit.patients?.length ? { patients: sealedAudit.patients } : {}),
+      purposeOfUse: e.purposeOfUse,
     },
   ];
   return { envelope, digest, audit };

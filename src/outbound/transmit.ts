@@ -47,6 +47,10 @@ function networkError(err: unknown, timeoutMs: number | undefined): string {
  * signed receipt that binds the bytes sent.
  */
 export async function transmit(ctx: DeliveryContext, t: Transmission): Promise<AttemptResult> {
+  return { ...(await send(ctx, t)), url: t.url };
+}
+
+async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResult> {
   let res: Response;
   try {
     const body = t.body();

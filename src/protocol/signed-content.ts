@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.ts';
+import { checkPurposeOfUse } from '../fhir/purpose-of-use.ts';
 import type { Directory, PartnerJwk } from '../directory/directory.ts';
 import { checkExchangeClaims, verifySignedJws, type ClaimWindow } from './signed-jws.ts';
 import { PROTOCOL, type ExchangeClaims } from './wire.ts';
@@ -7,6 +8,8 @@ export { CONTENT_ALGS, claimedSender, publicKeyOf } from './signed-jws.ts';
 
 export interface VerifiedContent {
   claims: ExchangeClaims;
+  /** The purpose the sender signed (purpose_of_use), or undefined from a sender that signs none. */
+  purposeOfUse: string[] | undefined;
   /** The verified JWS payload text (the claims JSON exactly as signed). */
   payloadText: string;
   senderKid: string;
@@ -32,12 +35,24 @@ export async function verifySignedContent(jws: string, checks: ContentChecks): P
     what: 'the envelope',
     maxDepth: checks.maxDepth,
   });
+  const claims = checkClaims(v.claims, checks);
   return {
-    claims: checkClaims(v.claims, checks),
+    claims,
+    purposeOfUse: signedPurpose(claims),
     payloadText: v.payloadText,
     senderKid: v.senderKid,
     senderJwk: v.senderJwk,
   };
+}
+
+/**
+ * purpose_of_use, when the sender signed one: PurposeOfUse codes, else the
+ * delivery is refused (CLAIMS_INVALID). Senders before the claim sign none;
+ * the receiver then records no purpose (docs/PROTOCOL.md §3).
+ */
+function signedPurpose(c: ExchangeClaims): string[] | undefined {
+  if (c.purpose_of_use === undefined) return undefined;
+  return checkPurposeOfUse(c.purpose_of_use, { expression: 'purpose_of_use', code: 'CLAIMS_INVALID' });
 }
 
 function checkClaims(c: Record<string, unknown>, checks: ContentChecks): ExchangeClaims {

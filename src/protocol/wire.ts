@@ -27,6 +27,8 @@ export interface ExchangeClaims {
   jti: string; // delivery id, UUID, unique per recipient
   exchange: string; // exchange id
   content_type: string; // application/fhir+json (or application/dicom for imaging manifests)
+  /** HL7 PurposeOfUse codes (v3-ActReason) the submission stated; absent from senders before this claim. */
+  purpose_of_use?: string[];
   content: unknown; // the Bundle (JSON)
 }
 
@@ -47,7 +49,7 @@ export function envelopeDigest(envelope: string | Uint8Array): string {
 }
 
 /** Member order of the signed claims; `content` is always last, so a recipient can cut it out verbatim. */
-const CLAIM_ORDER = ['iss', 'aud', 'iat', 'jti', 'exchange', 'content_type'] as const;
+const CLAIM_ORDER = ['iss', 'aud', 'iat', 'jti', 'exchange', 'content_type', 'purpose_of_use'] as const;
 
 /**
  * The JWS payload of the signed content: the claims in a fixed order with no

@@ -72,12 +72,16 @@ describe('audit API', () => {
     const e = res.body.entry[0].resource;
     expect(e).toMatchObject({
       resourceType: 'AuditEvent',
-      type: { system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110106' },
-      subtype: [{ code: 'intake.accepted' }],
+      // An EHR's submission is a RESTful create (IHE BALP); the gateway's own type follows the standard subtype.
+      type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
+      subtype: [
+        { system: 'http://hl7.org/fhir/restful-interaction', code: 'create' },
+        { system: 'urn:fhir-gateway:audit-event-type', code: 'intake.accepted' },
+      ],
       action: 'C',
       outcome: '0',
       recorded: '2026-01-15T10:00:00.000Z',
-      source: { observer: { identifier: { value: gw.config.baseUrl } } },
+      source: { observer: { identifier: { system: 'urn:fhir-gateway:agent:gateway', value: gw.config.org } } },
     });
     expect(e.agent[0].who.identifier.value).toBe('ehr-1');
     expect(e.entity[1]).toMatchObject({
@@ -92,6 +96,10 @@ describe('audit API', () => {
     ).toContain('delivery.failed');
     expect((await get('/fhir/AuditEvent?agent=org-b')).body.total).toBe(1);
     expect((await get('/fhir/AuditEvent?type=110107&date=ge2026-01-15&date=le2026-01-15')).body.total).toBe(1);
+    expect((await get('/fhir/AuditEvent?type=rest&date=ge2026-01-15&date=le2026-01-15')).body.total).toBe(1);
+    expect((await get('/fhir/AuditEvent?subtype=create,disclose&date=ge2026-01-15&date=le2026-01-15')).body.total).toBe(
+      2,
+    );
     expect((await get('/fhir/AuditEvent?type=intake.accepted&date=lt2026-01-01')).body.total).toBe(0);
     const page = await get('/fhir/AuditEvent?_count=1');
     expect(page.body.entry.length).toBe(1);

@@ -14,7 +14,7 @@ import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { SCOPE_AUDIT_READ } from '../../src/auth/scopes.ts';
 import { TOKEN_PATH, ASSERTION_TYPE } from '../../src/auth/token-endpoint.ts';
 import { envelopeDigest } from '../../src/protocol/wire.ts';
-import { AGENT_IDS, ENTITY_IDS, OUTCOME_CODE } from '../../src/audit/fhir.ts';
+import { AGENT_IDS, ENTITY_IDS, EVENT_CODES, OUTCOME_CODE } from '../../src/audit/fhir.ts';
 import { verifyEvidencePack } from '../../src/audit/verifier/verify.ts';
 import { nodeVerifyDeps } from '../../src/audit/verify-node.ts';
 
@@ -78,10 +78,13 @@ interface AuditEventResource {
 const OUTCOME_NAME = Object.fromEntries(Object.entries(OUTCOME_CODE).map(([k, v]) => [v, k]));
 
 function fromAuditEvent(r: AuditEventResource): Ev {
-  const agentIdent = r.agent.map((a) => a.who.identifier).find((i) => i?.system?.startsWith(`${AGENT_IDS}:`));
+  // The entry's agent is the counterpart; this gateway is an agent too (BALP), and the entry's agent only when alone.
+  const idents = r.agent.map((a) => a.who.identifier).filter((i) => i?.system?.startsWith(`${AGENT_IDS}:`));
+  const agentIdent = idents.find((i) => i?.system !== `${AGENT_IDS}:gateway`) ?? idents[0];
   return {
     idx: Number(r.id),
-    type: r.subtype[0]!.code!,
+    // The gateway's own type is the last subtype, after the BALP pattern's standard ones.
+    type: r.subtype.find((s) => s.system === EVENT_CODES)!.code!,
     outcome: OUTCOME_NAME[r.outcome]!,
     agent: agentIdent ? { type: agentIdent.system!.slice(AGENT_IDS.length + 1), id: agentIdent.value! } : undefined,
     entity: r.entity

@@ -208,9 +208,11 @@ describe('imaging: failed deliveries are listed and retried by an operator', () 
       expect(retry.code, retry.stderr).toBe(0);
       expect(retry.stdout).toContain(`imaging delivery ${d.id} queued`);
       await deliveredWithVerifiedReceipt(d.id);
-      expect(JSON.stringify((await retriedAudit(d.id))[0])).toMatch(
-        /"kind":"imaging".*"id":"cli"|"id":"cli".*"kind":"imaging"/,
-      );
+      // Audited as the person who ran the CLI (cli:NAME), with the kind of delivery.
+      expect((await retriedAudit(d.id))[0]).toMatchObject({
+        agent: { type: 'user', id: expect.stringMatching(/^cli:/) },
+        detail: { kind: 'imaging' },
+      });
 
       // Not failed any more: refused with a message and a non-zero exit.
       const again = await runCli(['deliveries', 'retry', d.id], env);

@@ -42,7 +42,15 @@ function record(clientId: string, idempotencyKey: string | null, contentDigest =
     })),
   ];
   return {
-    exchange: { id, clientId, bundleType: 'message', contentDigest, contentLength: 10, idempotencyKey },
+    exchange: {
+      id,
+      clientId,
+      bundleType: 'message',
+      contentDigest,
+      contentLength: 10,
+      idempotencyKey,
+      purposeOfUse: ['TREAT'],
+    },
     deliveries,
     audit,
   };

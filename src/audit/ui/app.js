@@ -122,16 +122,17 @@ async function search(event) {
     const cells = [
       e.id,
       e.recorded,
-      e.subtype?.[0]?.code ?? e.type.code,
+      // The gateway's own event type follows the BALP pattern's standard subtypes.
+      e.subtype?.find((s) => s.system === 'urn:fhir-gateway:audit-event-type')?.code ?? e.type.code,
       OUTCOME[e.outcome] ?? e.outcome,
       e.agent
         ?.filter((a) => a.requestor)
         .map((a) => a.who?.identifier?.value)
         .join(', ') ?? '',
       e.entity
-        ?.filter((x) => x.what)
-        .slice(1)
-        .map((x) => x.what.identifier.value)
+        ?.map((x) => x.what?.identifier)
+        .filter((i) => i?.system?.startsWith('urn:fhir-gateway:entity:'))
+        .map((i) => i.value)
         .join(', ') ?? '',
     ];
     for (const text of cells) {

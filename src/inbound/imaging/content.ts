@@ -9,7 +9,7 @@ import { spoolSink } from '../../jose/stream-sinks.ts';
 import { gatewayDecryptionKeys } from '../decryption-keys.ts';
 import { imagingDir } from '../../imaging/sealed-files.ts';
 import type { ManifestContent } from '../../protocol/imaging-manifest.ts';
-import { inboxReader, type InboxRequester } from '../inbox-read.ts';
+import { clientAgent, inboxReader, type InboxRequester } from '../inbox-read.ts';
 import type { InboxContext } from '../receive.ts';
 
 export interface ImagingContent {
@@ -33,7 +33,6 @@ export function imagingContentReader(
 ) {
   const reader = inboxReader(ctx, resolveKey);
   return async function content(id: string, viewer: InboxRequester): Promise<ImagingContent> {
-    const clientId = viewer.clientId;
     // The manifest read checks the inbox routing (404 for another client's message) and audits.
     const { meta, bundle } = await reader.read(id, viewer);
     const { rows } = await ctx.pool.query<{ content_type: string; content_path: string }>(
@@ -59,9 +58,10 @@ export function imagingContentReader(
         {
           type: 'inbox.read',
           outcome: 'serious-failure',
-          agent: { type: 'client', id: clientId },
+          agent: clientAgent(viewer),
           entity: [{ type: 'imaging-content', id }],
           detail: { reason: err instanceof GatewayError ? err.code : 'INTEGRITY' },
+          ...(meta.purposeOfUse ? { purposeOfUse: meta.purposeOfUse } : {}),
         },
       ]);
       ctx.logger.error(

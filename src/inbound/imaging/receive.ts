@@ -229,6 +229,7 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
           receiptId: claims.jti,
           receipt,
           receivedAt: r.now,
+          purposeOfUse: r.verified.purposeOfUse,
         },
       ]);
       if (!inserted.has(r.messageId))
@@ -254,6 +255,7 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
               { type: 'receipt', id: claims.jti, digest: receiptDigest(receipt) },
             ],
             detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+            ...(r.verified.purposeOfUse ? { purposeOfUse: r.verified.purposeOfUse } : {}),
           },
         ],
         r.now,

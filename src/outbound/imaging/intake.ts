@@ -3,6 +3,7 @@ import { required } from '../../required.ts';
 import { join } from 'node:path';
 import type { AuditInput } from '../../audit/append.ts';
 import type { GatewayContext } from '../../gateway-context.ts';
+import { purposeFromHeader, submissionPurpose } from '../../fhir/purpose-of-use.ts';
 import { GatewayError } from '../../errors.ts';
 import { DicomStreamCheck, type DicomInstance, type DicomLimits } from '../../imaging/dicom.ts';
 import { imagingStudy } from '../../imaging/imaging-study.ts';
@@ -34,6 +35,12 @@ export interface ImagingSubmission {
   recipients: string[];
   /** The request's Content-Length, when it had one: checked against free storage before the body is read. */
   contentLength?: number;
+  /** The client's network address, for the audit trail. */
+  remoteAddress?: string;
+  /** The Purpose-Of-Use request header as received, if any. */
+  purposeHeader?: string | string[];
+  /** The purpose the client's registration gives when a submission states none. */
+  clientPurposeOfUse?: readonly string[];
 }
 
 export interface ImagingAccepted {
@@ -80,6 +87,7 @@ async function checkedFile(
  */
 export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): Promise<ImagingAccepted> {
   checkIdempotencyKey(s.idempotencyKey);
+  const purposeOfUse = submissionPurpose({ header: purposeFromHeader(s.purposeHeader) }, s.clientPurposeOfUse);
   const upload = uploadKind(s.contentType);
   const recipients = await resolveRecipients(ctx, explicitRecipients(s.recipients));
   const cfg = ctx.config;
@@ -175,6 +183,7 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
       iat,
       announcements,
       live,
+      purposeOfUse,
     });
   } catch (err) {
     for (const t of live) t.drop();
@@ -195,6 +204,7 @@ interface Sealed {
   iat: number;
   announcements: string[];
   live: LiveTransmission[];
+  purposeOfUse: string[];
 }
 
 async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Promise<ImagingAccepted> {
@@ -204,9 +214,14 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
     {
       type: 'intake.accepted',
       outcome: 'success',
-      agent: { type: 'client', id: s.clientId || 'anonymous' },
+      agent: {
+        type: 'client',
+        id: s.clientId || 'anonymous',
+        ...(s.remoteAddress ? { network: s.remoteAddress } : {}),
+      },
       entity: [{ type: 'imaging-exchange', id: exchangeId, digest: contentDigest }],
       detail: { content: 'imaging', instances: x.instances, recipients: x.recipients.length, bytes: x.manifest.length },
+      purposeOfUse: x.purposeOfUse,
     },
   ];
   const envelope = {
@@ -216,6 +231,7 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
     exchangeEntity: 'imaging-exchange',
     contentType: x.contentType,
     contentJson: JSON.stringify(x.manifest),
+    purposeOfUse: x.purposeOfUse,
   };
   const deliveries: ImagingDeliveryRecord[] = await Promise.all(
     x.recipients.map(async (r, i) => {
@@ -249,6 +265,7 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
         contentLength: x.manifest.length,
         contentDigest,
         idempotencyKey: s.idempotencyKey ?? null,
+        purposeOfUse: x.purposeOfUse,
       },
       deliveries,
       audit,

@@ -25,6 +25,7 @@ export interface ImagingIntakeRecord {
     contentLength: number;
     contentDigest: string;
     idempotencyKey: string | null;
+    purposeOfUse: string[];
   };
   deliveries: ImagingDeliveryRecord[];
   audit: AuditInput[];
@@ -44,14 +45,23 @@ export async function writeImagingIntake(
   return inTransaction(pool, async (db) => {
     const e = r.exchange;
     const { rowCount } = await db.query(
-      `INSERT INTO imaging_exchanges (id, client_id, content_type, instances, content_length, content_digest, idempotency_key)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+      `INSERT INTO imaging_exchanges (id, client_id, content_type, instances, content_length, content_digest, idempotency_key, purpose_of_use)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
-      [e.id, e.clientId, e.contentType, e.instances, e.contentLength, e.contentDigest, e.idempotencyKey],
+      [
+        e.id,
+        e.clientId,
+        e.contentType,
+        e.instances,
+        e.contentLength,
+        e.contentDigest,
+        e.idempotencyKey,
+        e.purposeOfUse,
+      ],
     );
     if (rowCount === 0) {
-      const { rows } = await db.query<{ id: string; content_digest: string }>(
-        'SELECT id, content_digest FROM imaging_exchanges WHERE client_id = $1 AND idempotency_key = $2',
+      const { rows } = await db.query<{ id: string; content_digest: string; purpose_of_use: string[] | null }>(
+        'SELECT id, content_digest, purpose_of_use FROM imaging_exchanges WHERE client_id = $1 AND idempotency_key = $2',
         [e.clientId, e.idempotencyKey],
       );
       const first = rows[0];
@@ -62,9 +72,12 @@ export async function writeImagingIntake(
       const mismatch = await replayMismatch(
         db,
         'imaging_deliveries',
-        { id: first.id, contentDigest: first.content_digest },
-        e.contentDigest,
-        r.deliveries.map((d) => d.partnerId),
+        { id: first.id, contentDigest: first.content_digest, purposeOfUse: first.purpose_of_use },
+        {
+          contentDigest: e.contentDigest,
+          partnerIds: r.deliveries.map((d) => d.partnerId),
+          purposeOfUse: e.purposeOfUse,
+        },
       );
       if (mismatch) throw mismatch;
       return { exchangeId: first.id, replayed: true };
@@ -113,6 +126,8 @@ export interface ImagingDeliveryRow {
   round_attempts: number;
   round_started_at: Date;
   next_attempt_at: Date | null;
+  /** Only on the row the attempt ledger reads (joined from the exchange). */
+  purpose_of_use: string[] | null;
 }
 
 export async function getImagingDelivery(

@@ -53,7 +53,10 @@ export async function runKeysRotate(
   const runs = manual
     ? [
         await rotateUse(
-          { ...base, actor: { type: 'admin', id: manual.requestedBy } },
+          {
+            ...base,
+            actor: { type: manual.requestedBy.startsWith('cli:') ? 'user' : 'admin', id: manual.requestedBy },
+          },
           manual.use,
           policies[manual.use],
           { request: { now: manual.now }, wait: true },
