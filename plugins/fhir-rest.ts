@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions, preValidationAsyncHookHandler } from 'fastify';
-import { checkAcceptable, checkContentVersion } from '../src/fhir/format.ts';
+import { checkAcceptable, checkContentVersion } from '../src/fhir/rest/format.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {

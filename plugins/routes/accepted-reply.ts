@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
-import type { ReturnPreference } from '../../src/fhir/prefer.ts';
+import type { ReturnPreference } from '../../src/fhir/rest/prefer.ts';
 
 /**
  * 202 for an accepted submission: where its delivery state is, and an

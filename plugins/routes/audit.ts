@@ -11,7 +11,7 @@ import { auditReader } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { replyRead } from './fhir-read.ts';
 import { FHIR_REST } from '../route-policy.ts';
-import { parsePrefer } from '../../src/fhir/prefer.ts';
+import { parsePrefer } from '../../src/fhir/rest/prefer.ts';
 import { postedSearchParams } from './fhir-search-body.ts';
 import { lookupBlinds, type BlindedPatient } from '../../src/compliance/blind.ts';
 import {

@@ -14,7 +14,7 @@ import { acceptSubmission, IntakeWriter, type Submission } from '../../src/outbo
 import { readExchange } from '../../src/outbound/exchange-view.ts';
 import { replyAccepted } from './accepted-reply.ts';
 import { FHIR_REST } from '../route-policy.ts';
-import { parsePrefer } from '../../src/fhir/prefer.ts';
+import { parsePrefer } from '../../src/fhir/rest/prefer.ts';
 import { PURPOSE_OF_USE_HEADER } from '../../src/fhir/purpose-of-use.ts';
 
 interface RawFhir {

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { etagOf, notModified } from '../../src/fhir/etag.ts';
+import { etagOf, notModified } from '../../src/fhir/rest/etag.ts';
 
 /**
  * A FHIR read: the resource with its ETag and Last-Modified, or 304 without a

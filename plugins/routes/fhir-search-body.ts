@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '../../src/errors.ts';
-import { checkAcceptable } from '../../src/fhir/format.ts';
+import { checkAcceptable } from '../../src/fhir/rest/format.ts';
 import { checkRequestValues } from '../request-values.ts';
 
 export type SearchQuery = Record<string, string | string[] | undefined>;

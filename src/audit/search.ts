@@ -3,7 +3,7 @@ import type { Queryable } from '../db/pool.ts';
 import { DCM, eventTypesFor, OUTCOME_CODE, type LogEntry } from './fhir.ts';
 import { required } from '../required.ts';
 import { parseFhirDate, type DatePrecision, type FhirDate } from '../fhir/dates.ts';
-import type { HandlingPreference } from '../fhir/prefer.ts';
+import type { HandlingPreference } from '../fhir/rest/prefer.ts';
 import { parseIdentifierToken, splitTokens, type PatientIdentifier } from '../fhir/patient-identifiers.ts';
 
 /** Parsed AuditEvent search parameters (GET /fhir/AuditEvent and POST /fhir/AuditEvent/_search). */

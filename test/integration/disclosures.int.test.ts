@@ -143,7 +143,8 @@ describe('accounting of disclosures, against ground truth', () => {
     for (const d of report.disclosures) {
       expect(d.receipt.status).toBe('received');
       expect(d.receipt.entry).toBeTypeOf('number');
-      expect(d.purposeOfUse).toEqual([]);
+      // No purpose stated: the client's default, TREAT, travels with the disclosure.
+      expect(d.purposeOfUse).toEqual(['TREAT']);
       expect(d.recipientName).toMatch(/^gateway |^hospital /);
     }
     expect(report.disclosures.map((d) => d.recorded.slice(0, 10))).toEqual(
@@ -395,7 +396,7 @@ describe('the accounting on the audit page, in headless Chromium', () => {
       "SELECT entry FROM audit_log WHERE type = 'disclosures.queried' ORDER BY idx DESC LIMIT 1",
     );
     expect(JSON.parse(queried[0]!.entry)).toMatchObject({
-      agent: { type: 'admin', id: 'officer.ann' },
+      agent: { type: 'user', id: 'officer.ann' },
       detail: { via: 'audit-ui', disclosures: truth('P').length },
     });
   });

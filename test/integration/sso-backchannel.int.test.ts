@@ -289,7 +289,7 @@ describe('back-channel logout: the issuer ends the gateway sessions bound to its
     const [entry, ...more] = await auditSince('sso.backchannel-logout', since);
     expect(more).toEqual([]);
     expect([entry?.agent, entry?.detail]).toEqual([
-      { type: 'admin', id: 'ada', network: '127.0.0.1' },
+      { type: 'user', id: 'ada', network: '127.0.0.1' },
       { via: 'sso', by: 'sid', subject: ADA.sub, sessions: 2 },
     ]);
     // Another person's issuer session is not this one: their sessions stay.

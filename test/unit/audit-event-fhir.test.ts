@@ -437,6 +437,7 @@ describe('AuditEvent search reads the same patterns as the rendering', () => {
       'delivery.attempt',
       'delivery.receipt',
       'delivery.failed',
+      'delivery.evidence',
     ]);
     expect(eventTypesFor('type', undefined, 'rest')).toContain('inbox.read');
     expect(eventTypesFor('type', 'http://example.org', 'rest')).toEqual([]);

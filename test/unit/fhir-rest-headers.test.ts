@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.ts';
-import { checkAcceptable, checkContentVersion } from '../../src/fhir/format.ts';
-import { parsePrefer } from '../../src/fhir/prefer.ts';
-import { etagOf, notModified } from '../../src/fhir/etag.ts';
+import { checkAcceptable, checkContentVersion } from '../../src/fhir/rest/format.ts';
+import { parsePrefer } from '../../src/fhir/rest/prefer.ts';
+import { etagOf, notModified } from '../../src/fhir/rest/etag.ts';
 
 const codeOf = (f: () => void): string | undefined => {
   try {

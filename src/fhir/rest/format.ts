@@ -1,4 +1,4 @@
-import { GatewayError } from '../errors.ts';
+import { GatewayError } from '../../errors.ts';
 
 /**
  * What the FHIR routes speak: R4 JSON only. A request that asks for anything
