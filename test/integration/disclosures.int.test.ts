@@ -375,7 +375,7 @@ describe('the accounting on the audit page, in headless Chromium', () => {
       .toContain('Proven in this browser');
     const rows = await page.locator('#disclosures tbody tr').allTextContents();
     for (const s of sent.filter((x) => x.patient === 'P')) expect(rows.some((r) => r.includes(s.delivery))).toBe(true);
-    expect(rows.every((r) => r.includes('not stated') && r.includes('received'))).toBe(true);
+    expect(rows.every((r) => r.includes('TREAT') && r.includes('received'))).toBe(true);
     await expect(page.locator('#report-patient').textContent()).resolves.toBe(`${id.system}|${id.value}`);
     await expect(page.locator('#report-generated').textContent()).resolves.toContain('officer.ann');
 
