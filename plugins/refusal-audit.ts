@@ -4,6 +4,7 @@ import { GatewayError } from '../src/errors.ts';
 import { auditRefusal, keepRefusal } from '../src/auth/audit.ts';
 import { auditEarlyRefusal } from '../src/inbound/receive.ts';
 import { auditIntakeRefusal } from '../src/outbound/intake.ts';
+import { auditProcessedRefusal } from '../src/outbound/answers/processed-receipts.ts';
 import { INVALID_VALUE_AUDIT, type ErrorDecision, type RefusalAuditType } from './route-policy.ts';
 
 const shed = new WeakSet<object>();
@@ -29,6 +30,10 @@ const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
       typeof request.body === 'string' ? request.body : undefined,
       { remoteAddress: request.ip },
     ),
+  'processed-receipt.refused': (ctx, request, r) =>
+    auditProcessedRefusal(ctx, r, typeof request.body === 'string' ? request.body : undefined, undefined, {
+      remoteAddress: request.ip,
+    }),
   'intake.refused': (ctx, request, r) =>
     auditIntakeRefusal(ctx.pool, request.principal?.clientId, r.code, r.status, request.routeOptions.url ?? ''),
   // Ids and parameter names only: the refused value itself may be anything and is never written.

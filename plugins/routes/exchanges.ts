@@ -15,6 +15,8 @@ import { readExchange } from '../../src/outbound/exchange-view.ts';
 import { replyAccepted } from './accepted-reply.ts';
 import { FHIR_REST } from '../route-policy.ts';
 import { parsePrefer } from '../../src/fhir/prefer.ts';
+import { findAnsweredMessage } from '../../src/inbound/inbox-store.ts';
+import { inboxViewer } from './inbox.ts';
 
 interface RawFhir {
   raw: string;
@@ -60,6 +62,8 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         raw: body.raw,
         bundle: body.json,
         recipients,
+        // A response message answers a received one this client may see (its inbox routing).
+        answered: (headerId) => findAnsweredMessage(ctx.pool, headerId, inboxViewer(req)),
       });
       const location = `/exchanges/${result.exchangeId}`;
       return replyAccepted(

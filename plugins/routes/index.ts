@@ -8,6 +8,7 @@ import { authRoutes } from './auth.ts';
 import { adminClientRoutes } from './admin-clients.ts';
 import { healthRoutes } from './health.ts';
 import { inboxRoutes } from './inbox.ts';
+import { processedRoutes } from './processed.ts';
 import { jwksRoutes } from './jwks.ts';
 import { metadataRoutes } from './metadata.ts';
 import { partnerRoutes } from './partners.ts';
@@ -44,6 +45,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(deliveryRoutes(ctx));
   await app.register(adminKeyRoutes(ctx));
   await app.register(inboxRoutes(ctx));
+  await app.register(processedRoutes(ctx));
   await app.register(imagingRoutes(ctx));
   await app.register(fhirViewRoutes(ctx));
   await app.register(auditRoutes(ctx));

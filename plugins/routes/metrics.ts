@@ -15,8 +15,15 @@ declare module 'fastify' {
 
 export const METRICS_PATH = '/metrics';
 
-/** The request metrics count the routes operators watch, named by the refusal audit they declare. */
-const GROUP_OF: Record<RefusalAuditType, RouteGroup> = { 'intake.refused': 'intake', 'inbox.refused': 'inbox' };
+/**
+ * The request metrics count the routes operators watch, named by the refusal
+ * audit they declare; processed receipts are peer requests at the inbox URL.
+ */
+const GROUP_OF: Record<RefusalAuditType, RouteGroup> = {
+  'intake.refused': 'intake',
+  'inbox.refused': 'inbox',
+  'processed-receipt.refused': 'inbox',
+};
 
 /** A listener of its own (METRICS_LISTEN=HOST:PORT): GET /metrics and nothing else, no token. */
 function metricsListener(metrics: GatewayMetrics): Server {

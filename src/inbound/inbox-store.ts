@@ -2,6 +2,7 @@ import type { Queryable } from '../db/pool.ts';
 import type { PartnerJwk } from '../directory/directory.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { required } from '../required.ts';
+import type { ResponseCode } from '../fhir/message-header.ts';
 
 /** What the inbox pipelines use of the gateway context. */
 export type InboxContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'directory' | 'logger'>;
@@ -22,9 +23,13 @@ export interface InboxMetadata {
   forwardedAt: Date | null;
   acknowledgedAt: Date | null;
   acknowledgedBy: string | null;
+  /** A response to one of our deliveries: that delivery, its exchange and the response code. */
+  respondsTo: { delivery: string; exchange: string; code: string } | null;
 }
 
 export interface InboxMessage extends InboxMetadata {
+  /** Its MessageHeader.id, for a message: what a response to it names. */
+  messageHeaderId: string | null;
   envelope: string;
   encKid: string;
   senderKid: string;
@@ -32,7 +37,7 @@ export interface InboxMessage extends InboxMetadata {
   receipt: string;
 }
 
-const META_COLUMNS = `id, sender, jti, exchange_id, envelope_digest, receipt_id, state, received_at, forwarded_at, acknowledged_at, acknowledged_by`;
+const META_COLUMNS = `id, sender, jti, exchange_id, envelope_digest, receipt_id, state, received_at, forwarded_at, acknowledged_at, acknowledged_by, response_to, response_exchange, response_code`;
 
 type Row = Record<string, unknown>;
 
@@ -48,10 +53,14 @@ const toMeta = (r: Row): InboxMetadata => ({
   forwardedAt: r.forwarded_at as Date | null,
   acknowledgedAt: r.acknowledged_at as Date | null,
   acknowledgedBy: r.acknowledged_by as string | null,
+  respondsTo: r.response_to
+    ? { delivery: r.response_to as string, exchange: r.response_exchange as string, code: r.response_code as string }
+    : null,
 });
 
 const toMessage = (r: Row): InboxMessage => ({
   ...toMeta(r),
+  messageHeaderId: r.message_header_id as string | null,
   envelope: r.envelope as string,
   encKid: r.enc_kid as string,
   senderKid: r.sender_kid as string,
@@ -72,6 +81,10 @@ export interface NewInboxMessage {
   receiptId: string;
   receipt: string;
   receivedAt: Date;
+  /** A message's MessageHeader.id: what a response from our EHR names it by. */
+  messageHeaderId?: string | undefined;
+  /** A response to one of our deliveries: that delivery, its exchange, and MessageHeader.response.code. */
+  response?: { delivery: string; exchange: string; code: ResponseCode } | undefined;
 }
 
 /**
@@ -84,8 +97,8 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
   if (ms.length === 0) return new Set();
   const col = <K extends keyof NewInboxMessage>(k: K) => ms.map((m) => m[k]);
   const { rows } = await db.query<{ id: string }>(
-    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at)
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[])
+    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, message_header_id, response_to, response_exchange, response_code)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[], $13::text[], $14::uuid[], $15::uuid[], $16::text[])
      ON CONFLICT (sender, jti) DO NOTHING
      RETURNING id`,
     [
@@ -101,9 +114,34 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
       col('receiptId'),
       col('receipt'),
       col('receivedAt'),
+      ms.map((m) => m.messageHeaderId ?? null),
+      ms.map((m) => m.response?.delivery ?? null),
+      ms.map((m) => m.response?.exchange ?? null),
+      ms.map((m) => m.response?.code ?? null),
     ],
   );
   return new Set(rows.map((r) => r.id));
+}
+
+/**
+ * The received message a response from our EHR answers: the one with this
+ * MessageHeader.id among those `viewer` may see (so a client can answer only
+ * what it could read). Two senders using the same id make it ambiguous: none.
+ */
+export async function findAnsweredMessage(
+  db: Queryable,
+  messageHeaderId: string,
+  viewer: InboxViewer,
+): Promise<{ messageId: string; sender: string; delivery: string; exchange: string } | undefined> {
+  const args: unknown[] = [messageHeaderId];
+  const { rows } = await db.query<{ id: string; sender: string; jti: string; exchange_id: string }>(
+    `SELECT m.id, m.sender, m.jti, m.exchange_id FROM inbox_messages m
+      WHERE m.message_header_id = $1 AND ${visibleTo(viewer, args)} ORDER BY m.received_at LIMIT 2`,
+    args,
+  );
+  const r = rows[0];
+  if (!r || rows.length > 1) return undefined;
+  return { messageId: r.id, sender: r.sender, delivery: r.jti, exchange: r.exchange_id };
 }
 
 export async function findBySenderJti(

@@ -26,6 +26,8 @@ export interface IntakeRecord {
     idempotencyKey: string | null;
     /** The message's own identity (Bundle.identifier, else MessageHeader.id), for messages that carry one. */
     messageKey?: { key: string; expression: string } | null;
+    /** A message's MessageHeader.id, which a response to it names. */
+    messageHeaderId?: string | null;
   };
   deliveries: SealedDelivery[];
   audit: AuditInput[];
@@ -61,8 +63,8 @@ export async function writeIntakes(
   );
   const { rows } = await db.query<{ inserted: string[] | null }>(
     `WITH ex AS (
-       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key)
-       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $24::text[])
+       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key, message_header_id)
+       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $24::text[], $25::text[])
        -- Either key already used by this client (exchanges_idempotency, exchanges_message_key): a repeat.
        ON CONFLICT DO NOTHING
        RETURNING id
@@ -103,6 +105,7 @@ export async function writeIntakes(
       cols.types,
       cols.outcomes,
       ex.map((e) => e.messageKey?.key ?? null),
+      ex.map((e) => e.messageHeaderId ?? null),
     ],
   );
   const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);

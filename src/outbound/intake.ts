@@ -6,7 +6,7 @@ import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { checkBundle } from '../fhir/bundle.ts';
-import { messageKey, messageReceivers } from '../fhir/message-header.ts';
+import { messageHeaderId, messageKey, messageReceivers } from '../fhir/message-header.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import {
   findByIdempotencyKey,
@@ -26,6 +26,7 @@ import {
 } from './submission.ts';
 import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch } from './idempotency.ts';
 import { checkMessageOrigin, ourOrganisation } from './message-origin.ts';
+import { checkResponseRecipients, responseRoute, type FindAnswered } from './response-routing.ts';
 
 export interface Submission {
   clientId: string;
@@ -36,6 +37,8 @@ export interface Submission {
   bundle: unknown;
   /** 'message': recipients from MessageHeader.destination; else the explicit list. */
   recipients: { from: 'message' } | { from: 'explicit'; ids: string[] };
+  /** Finds the received message a response message answers (among those this client may see). */
+  answered?: FindAnswered;
 }
 
 export interface Accepted extends IntakeWritten {
@@ -114,7 +117,14 @@ export async function acceptSubmission(
     );
   }
   const contentDigest = 'sha-256=' + createHash('sha256').update(s.raw, 'utf8').digest('base64url');
-  const recipients = await resolveRecipients(ctx, wantedRecipients(s, s.bundle as Record<string, unknown>));
+  const bundle = s.bundle as Record<string, unknown>;
+  // A response goes back to the partner whose message it answers; its destination is not used for routing.
+  const response = summary.type === 'message' ? await responseRoute(bundle, s.answered) : undefined;
+  const recipients = await resolveRecipients(
+    ctx,
+    response && s.recipients.from === 'message' ? response.wanted : wantedRecipients(s, bundle),
+  );
+  if (response) checkResponseRecipients(response, recipients);
   const message = summary.type === 'message' ? messageKey(s.bundle as Record<string, unknown>) : undefined;
   if (summary.type === 'message')
     await checkMessageOrigin(ourOrganisation(ctx.config), s.bundle as Record<string, unknown>, ctx.directory);
@@ -140,12 +150,16 @@ export async function acceptSubmission(
       type: 'intake.accepted',
       outcome: 'success',
       agent: client,
-      entity: [{ type: 'exchange', id: exchangeId, digest: contentDigest }],
+      entity: [
+        { type: 'exchange', id: exchangeId, digest: contentDigest },
+        ...(response ? [{ type: 'inbox-message', id: response.answered.messageId }] : []),
+      ],
       detail: {
         bundleType: summary.type,
         entries: summary.entries,
         recipients: recipients.length,
         bytes: Buffer.byteLength(s.raw),
+        ...(response ? { response: response.code } : {}),
       },
     },
   ];
@@ -156,6 +170,7 @@ export async function acceptSubmission(
     exchangeEntity: 'exchange',
     contentType: PROTOCOL.fhirContentType,
     contentJson: s.raw,
+    responseTo: response && { delivery: response.answered.delivery, exchange: response.answered.exchange },
   };
   const deliveries: SealedDelivery[] = await Promise.all(
     recipients.map(async (r) => {
@@ -179,6 +194,7 @@ export async function acceptSubmission(
       contentLength: Buffer.byteLength(s.raw),
       idempotencyKey: s.idempotencyKey ?? null,
       messageKey: message ?? null,
+      messageHeaderId: summary.type === 'message' ? (messageHeaderId(bundle) ?? null) : null,
     },
     deliveries,
     audit,

@@ -114,6 +114,8 @@ export interface Envelope {
   contentType: string;
   /** The signed content (a Bundle, or an imaging manifest), as JSON text. */
   contentJson: string;
+  /** A response message: the delivery and exchange of the message it answers, as received (signed). */
+  responseTo?: { delivery: string; exchange: string } | undefined;
 }
 
 /** Sign the claims for one recipient (aud bound) in the HSM, seal them to its key, and say so in the audit. */
@@ -125,7 +127,16 @@ export async function signAndSeal(
 ): Promise<{ envelope: string; digest: string; audit: AuditInput[] }> {
   const id = r.deliveryId;
   const payload = claimsPayload(
-    { iss: e.iss, aud: r.partner.id, iat: e.iat, jti: id, exchange: e.exchangeId, content_type: e.contentType },
+    {
+      iss: e.iss,
+      aud: r.partner.id,
+      iat: e.iat,
+      jti: id,
+      exchange: e.exchangeId,
+      response_to: e.responseTo?.delivery,
+      response_exchange: e.responseTo?.exchange,
+      content_type: e.contentType,
+    },
     e.contentJson,
   );
   const envelope = sealCompact(await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }), r.key);
