@@ -124,6 +124,7 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
         'POST /auth/token',
         'POST /inbox',
         'POST /inbox/imaging',
+        'POST /inbox/processed',
       ].sort(),
     );
   });

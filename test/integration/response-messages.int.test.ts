@@ -7,6 +7,8 @@ import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-ga
 import { messageBundle, waitFor } from '../helpers/outbound.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
 import { freePort } from '../helpers/ports.ts';
+import { DICOM_FIXTURES } from '../helpers/imaging.ts';
+import { readFileSync } from 'node:fs';
 import { r4Errors } from '../helpers/r4-validator.ts';
 import { verifyReceipt } from '../../src/protocol/receipt.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
@@ -216,6 +218,42 @@ describe('response messages and processed receipts: B answers A, and its $ack is
       'processed',
     ]);
     expect(r4Errors(task.body)).toEqual([]);
+  });
+
+  it('an imaging delivery is processed too: its processed receipt binds the manifest envelope', async () => {
+    const { a, b } = t;
+    const sentStudy = await request(a.gw.app.server)
+      .post(`/imaging?recipient=${encodeURIComponent(b.gw.config.org)}`)
+      .set({ authorization: await a.ehr.bearer(), 'content-type': 'application/dicom' })
+      .send(readFileSync(DICOM_FIXTURES[0]!));
+    expect(sentStudy.status).toBe(202);
+    const location = sentStudy.headers['content-location'] as string;
+    const study = async () =>
+      (
+        await request(a.gw.app.server)
+          .get(location)
+          .set('authorization', await a.ehr.bearer())
+      ).body.recipients[0] as RecipientView & { manifest_digest: string };
+    const delivered = await waitFor('the study delivered', async () => {
+      const r = await study();
+      return r.state === 'delivered' ? r : undefined;
+    });
+    const message = await inboxMessage(b, delivered.delivery);
+    await request(b.gw.app.server)
+      .post(`/inbox/messages/${message.id}/$ack`)
+      .set('authorization', await b.ehr.bearer())
+      .expect(200);
+    const processed = await waitFor('the study processed', async () => {
+      const r = await study();
+      return r.processed_at ? r : undefined;
+    });
+    expect(processed.events.map((e) => e.kind)).toEqual(['delivered', 'processed']);
+    const claims = JSON.parse(Buffer.from(processed.processed_receipt!.split('.')[1]!, 'base64url').toString());
+    expect(claims).toMatchObject({
+      delivery: delivered.delivery,
+      digest: delivered.manifest_digest,
+      via: 'acknowledged',
+    });
   });
 
   it('a repeated processed receipt is accepted once: 204 again, nothing new stored or audited', async () => {
