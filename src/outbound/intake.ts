@@ -6,7 +6,7 @@ import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { checkBundle } from '../fhir/bundle.ts';
-import { messageHeaderId, messageKey, messageReceivers } from '../fhir/message-header.ts';
+import { messageHeaderId, messageKey, messageReceivers, messageResponse } from '../fhir/message-header.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import {
   findByIdempotencyKey,
@@ -74,7 +74,9 @@ function wantedRecipients(s: Submission, bundle: Record<string, unknown>): Wante
   if (destinations.length === 0)
     throw new GatewayError(
       'BAD_REQUEST',
-      'the MessageHeader names no destination: name the recipients there, or send the message to POST /exchanges?recipient=PARTNER_ID',
+      messageResponse(bundle)
+        ? 'the MessageHeader names no destination, and its response.identifier names no message this client received: answer a received message by its MessageHeader.id, or name the recipients'
+        : 'the MessageHeader names no destination: name the recipients there, or send the message to POST /exchanges?recipient=PARTNER_ID',
       { expression: 'Bundle.entry[0].resource.destination' },
     );
   return destinations.map((d) => ({

@@ -29,20 +29,19 @@ export interface ResponseRoute {
   wanted: WantedRecipient[];
 }
 
-/** For a response message, the message it answers and its one recipient; undefined for any other content. */
+/**
+ * For a response to a message this client received, that message and its one
+ * recipient. Undefined for any other content, and for a response to a message
+ * the gateway did not carry to this client: that one is an ordinary message,
+ * routed like any other (its destination, or the recipients named).
+ */
 export async function responseRoute(
   bundle: Record<string, unknown>,
   find: FindAnswered | undefined,
 ): Promise<ResponseRoute | undefined> {
   const response = messageResponse(bundle);
-  if (!response) return undefined;
-  const answered = find ? await find(response.identifier) : undefined;
-  if (!answered)
-    throw new GatewayError(
-      'RESPONSE_UNMATCHED',
-      `MessageHeader.response.identifier ${JSON.stringify(response.identifier)} names no message this client received`,
-      { expression: RESPONSE_IDENTIFIER_EXPRESSION },
-    );
+  const answered = response && find ? await find(response.identifier) : undefined;
+  if (!response || !answered) return undefined;
   return {
     answered,
     code: response.code,

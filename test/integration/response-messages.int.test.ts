@@ -324,16 +324,20 @@ describe('response messages and processed receipts: B answers A, and its $ack is
     expect(answered.events.map((e) => e.kind)).toEqual(['delivered', 'processed']);
   });
 
-  it('B refuses a response naming no message its EHR received (422, audited), and one for another partner', async () => {
+  it('a response to no message B received is an ordinary message: without a destination it cannot go anywhere (400, audited)', async () => {
     const { b } = t;
-    const res = await send(b, responseTo(randomUUID(), 'fatal-error'));
-    expect(res.status).toBe(422);
-    expect(codeOf(res.body)).toBe('RESPONSE_UNMATCHED');
-    expect(res.body.issue[0].expression).toEqual(['Bundle.entry[0].resource.response.identifier']);
-    const audited = await b.gw.app.ctx.pool.query(
-      `SELECT count(*)::int AS n FROM audit_log WHERE type = 'intake.refused' AND entry LIKE '%RESPONSE_UNMATCHED%'`,
+    const before = await b.gw.app.ctx.pool.query(
+      `SELECT count(*)::int AS n FROM audit_log WHERE type = 'intake.refused' AND entry LIKE '%BAD_REQUEST%'`,
     );
-    expect(audited.rows[0].n).toBe(1);
+    const res = await send(b, responseTo(randomUUID(), 'fatal-error'));
+    expect(res.status).toBe(400);
+    expect(codeOf(res.body)).toBe('BAD_REQUEST');
+    expect(res.body.issue[0].expression).toEqual(['Bundle.entry[0].resource.destination']);
+    expect(res.body.issue[0].diagnostics).toMatch(/response\.identifier names no message this client received/);
+    const after = await b.gw.app.ctx.pool.query(
+      `SELECT count(*)::int AS n FROM audit_log WHERE type = 'intake.refused' AND entry LIKE '%BAD_REQUEST%'`,
+    );
+    expect(after.rows[0].n).toBe(before.rows[0].n + 1);
     // Sent through POST /exchanges, a response still goes only where its message came from.
     const elsewhere = await request(b.gw.app.server)
       .post(`/exchanges?recipient=${encodeURIComponent(soft.id)}`)
@@ -423,11 +427,35 @@ describe('response messages and processed receipts: B answers A, and its $ack is
 
   it('an answer about a delivery A has not settled comes early (503 with Retry-After, not a refusal); once given up, a processed receipt still binds it', async () => {
     const { a } = t;
-    const res = await send(a, order(soft.id, randomUUID()));
+    const askedId = randomUUID();
+    const res = await send(a, order(soft.id, askedId));
     expect(res.status).toBe(202);
     const unsettled = (res.headers.location as string).split('/').pop()!;
     const pending = (await view(a, unsettled)).recipients[0]!;
     expect(pending.state).toBe('pending');
+
+    // A response from the soft partner to that delivery: naming another MessageHeader.id it is refused; naming
+    // the right one it is early.
+    const respond = async (answers: string) => {
+      const claims = {
+        ...claimsFor(soft, a.gw.config.org, JSON.parse(responseTo(answers, 'ok'))),
+        response_to: pending.delivery,
+        response_exchange: unsettled,
+      };
+      return fetch(`${a.gw.url}/inbox`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/jose' },
+        body: seal(await publishedEncKey(a.gw.url), await signContent(soft, claims)),
+      });
+    };
+    const misnamed = await respond(randomUUID());
+    expect(misnamed.status).toBe(422);
+    const outcome = (await misnamed.json()) as Outcome;
+    expect(codeOf(outcome)).toBe('RESPONSE_UNMATCHED');
+    expect(outcome.issue[0]!.expression).toEqual(['content.entry[0].resource.response.identifier']);
+    const earlyResponse = await respond(askedId);
+    expect(earlyResponse.status).toBe(503);
+    expect(earlyResponse.headers.get('retry-after')).toBe('1');
     const now = Math.floor(Date.now() / 1000);
     const processed = await signContent(
       soft,

@@ -50,10 +50,10 @@ export async function acceptProcessedReceipt(
         `no delivery ${claims.delivery} of exchange ${claims.exchange} was sent to ${claims.iss}`,
       );
     if (sent.envelopeDigest !== claims.digest) throw mismatch('digest', 'digest is not that of the envelope sent');
-    requireRecorded(sent);
     // A delivery given up on has no transport receipt; one that has must be the receipt named.
     if (sent.receiptJti !== null && sent.receiptJti !== claims.receipt)
       throw mismatch('receipt', 'receipt is not the transport receipt of this delivery');
+    requireRecorded(sent);
     return { duplicate: !(await store(ctx, sent, claims, jws)) };
   } catch (err) {
     if (err instanceof GatewayError && err.status < 500) {

@@ -13,7 +13,9 @@ export interface CorrelatedResponse {
   code: ResponseCode;
 }
 
-const RESPONSE_IDENTIFIER = 'content.entry[0].resource.response.identifier';
+const RESPONSE = 'content.entry[0].resource.response';
+const unmatched = (message: string, expression: string) =>
+  new GatewayError('RESPONSE_UNMATCHED', message, { expression });
 
 /**
  * A received message whose signed claims name one of our deliveries
@@ -36,31 +38,18 @@ export function responseCorrelation(db: Queryable) {
           throw new GatewayError('CLAIMS_INVALID', `${name} must be a delivery or exchange id (a UUID)`, {
             expression: name,
           });
-      const response = messageResponse(claims.content as Record<string, unknown>);
-      if (!response)
-        throw new GatewayError(
-          'RESPONSE_UNMATCHED',
-          'the claims name a response, but the content is no response message',
-          {
-            expression: 'content.entry[0].resource.response',
-          },
-        );
       const sent = await answeredDelivery(db, delivery as string, claims.iss);
       if (!sent || sent.exchangeId !== exchange)
-        throw new GatewayError(
-          'RESPONSE_UNMATCHED',
-          `response_to names no message this gateway sent to ${claims.iss}`,
-          {
-            expression: 'response_to',
-          },
-        );
-      requireRecorded(sent);
+        throw unmatched(`response_to names no message this gateway sent to ${claims.iss}`, 'response_to');
+      const response = messageResponse(claims.content as Record<string, unknown>);
+      if (!response) throw unmatched('the claims name a response, but the content is no response message', RESPONSE);
       if (sent.messageHeaderId !== response.identifier)
-        throw new GatewayError(
-          'RESPONSE_UNMATCHED',
-          `MessageHeader.response.identifier is not the MessageHeader.id of the message response_to names`,
-          { expression: RESPONSE_IDENTIFIER },
+        throw unmatched(
+          'MessageHeader.response.identifier is not the MessageHeader.id of the message response_to names',
+          `${RESPONSE}.identifier`,
         );
+      // Valid, but early: the answered delivery's own receipt is not recorded yet.
+      requireRecorded(sent);
       return { delivery: delivery as string, exchange: exchange as string, code: response.code };
     },
 

@@ -5,6 +5,7 @@ import { forward, type ForwardAnswerHandler } from '../../inbound/forward.ts';
 import { acceptSubmission, auditIntakeRefusal, IntakeWriter } from '../../outbound/intake.ts';
 import { LOCAL_FHIR_CLIENT, responseAnswer } from '../../outbound/response-routing.ts';
 import { assertForwardPayload } from '../../queue/jobs.ts';
+import { messageResponse, RESPONSE_IDENTIFIER_EXPRESSION } from '../../fhir/message-header.ts';
 
 /**
  * The local EHR's synchronous answer to a forwarded message: a response
@@ -17,6 +18,11 @@ function routeBack(ctx: GatewayContext, writer: IntakeWriter): ForwardAnswerHand
     const bundle = responseAnswer(answer, ctx.config.jsonMaxDepth);
     if (!bundle) return;
     try {
+      // Only an answer to the forwarded message goes back; the EHR sends anything else itself, through intake.
+      if (messageResponse(bundle)?.identifier !== forwarded.messageHeaderId)
+        throw new GatewayError('RESPONSE_UNMATCHED', 'the answer responds to another message than the one forwarded', {
+          expression: RESPONSE_IDENTIFIER_EXPRESSION,
+        });
       await acceptSubmission(ctx, writer, {
         clientId: LOCAL_FHIR_CLIENT,
         raw: answer,
