@@ -5,6 +5,7 @@ import { auditRefusal, keepRefusal } from '../src/auth/audit.ts';
 import { auditEarlyRefusal } from '../src/inbound/receive.ts';
 import { auditIntakeRefusal } from '../src/outbound/intake.ts';
 import { auditEvidenceRefusal } from '../src/evidence/serve.ts';
+import { auditProcessedRefusal } from '../src/outbound/answers/processed-receipts.ts';
 import { INVALID_VALUE_AUDIT, type ErrorDecision, type RefusalAuditType } from './route-policy.ts';
 
 const shed = new WeakSet<object>();
@@ -31,6 +32,10 @@ const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
       { remoteAddress: request.ip },
     ),
   'evidence.refused': (ctx, request, r) => auditEvidenceRefusal(ctx, r.code, r.status, { remoteAddress: request.ip }),
+  'processed-receipt.refused': (ctx, request, r) =>
+    auditProcessedRefusal(ctx, r, typeof request.body === 'string' ? request.body : undefined, undefined, {
+      remoteAddress: request.ip,
+    }),
   'intake.refused': (ctx, request, r) =>
     auditIntakeRefusal(
       ctx.pool,

@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   INVALID_FHIR: { status: 422, issue: 'invalid' },
   INVALID_VALUE: { status: 400, issue: 'value' },
   UNKNOWN_RECIPIENT: { status: 422, issue: 'not-found' },
+  /** A response message names a message that was never exchanged with that partner (MessageHeader.response, response_to). */
+  RESPONSE_UNMATCHED: { status: 422, issue: 'not-found' },
   /** MessageHeader.sender or source names another organisation than the one sending it. */
   MESSAGE_ORIGIN_MISMATCH: { status: 422, issue: 'invariant' },
   /** A stated purpose of use outside the HL7 PurposeOfUse value set (or two statements that disagree). */

@@ -16,6 +16,8 @@ import { replyAccepted } from './accepted-reply.ts';
 import { FHIR_REST } from '../route-policy.ts';
 import { parsePrefer } from '../../src/fhir/rest/prefer.ts';
 import { PURPOSE_OF_USE_HEADER } from '../../src/fhir/purpose-of-use.ts';
+import { findAnsweredMessage } from '../../src/inbound/inbox-store.ts';
+import { inboxViewer } from './inbox.ts';
 
 interface RawFhir {
   raw: string;
@@ -64,6 +66,8 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         remoteAddress: req.ip,
         purposeHeader: req.headers[PURPOSE_OF_USE_HEADER],
         clientPurposeOfUse: req.principal?.purposeOfUse,
+        // A response message answers a received one this client may see (its inbox routing).
+        answered: (headerId) => findAnsweredMessage(ctx.pool, headerId, inboxViewer(req)),
       });
       const location = `/exchanges/${result.exchangeId}`;
       return replyAccepted(

@@ -34,7 +34,7 @@ export function fhirViewRoutes(ctx: GatewayContext): FastifyPluginAsync {
         const isAdmin = p ? hasAnyScope(p.scopes, [SCOPE_ADMIN]) : false;
         const view = await readExchange(ctx.pool, req.params.id, isAdmin ? null : (p?.clientId ?? ''));
         if (!view) throw new GatewayError('NOT_FOUND', `no Task ${req.params.id}`);
-        return fhir(reply, exchangeTask(view));
+        return fhir(reply, exchangeTask(view, base));
       },
     );
 

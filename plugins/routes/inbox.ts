@@ -17,6 +17,7 @@ import { INBOX_STATES, type InboxMetadata, type InboxState } from '../../src/inb
 import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
 import { formatInboxCursor, parseInboxCursor } from '../../src/inbound/inbox-cursor.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
+import { responseCorrelation } from '../../src/outbound/answers/response-correlation.ts';
 import '../route-policy.ts';
 
 /** Reading inbox messages needs system/*.read; acknowledging changes their state, so it needs a write scope. */
@@ -57,6 +58,8 @@ const metaJson = (m: InboxMetadata) => ({
   forwardedAt: m.forwardedAt?.toISOString() ?? null,
   acknowledgedAt: m.acknowledgedAt?.toISOString() ?? null,
   acknowledgedBy: m.acknowledgedBy,
+  // A response to one of our deliveries: its exchange (GET /exchanges/{id}), delivery and response code.
+  respondsTo: m.respondsTo,
 });
 
 /** The inbox listing's query (state, sender, _count, before), shared with its FHIR searchset. */
@@ -80,7 +83,8 @@ export function parseListQuery(q: Record<string, unknown>) {
 export function inboxRoutes(ctx: GatewayContext): FastifyPluginAsync {
   return async (app) => {
     const keys = gatewayDecryptionKeys(ctx.keyring);
-    const receive = inboxReceiver(ctx, keys);
+    // A received response is matched to the delivery of ours it answers (the outbound side's tables).
+    const receive = inboxReceiver(ctx, keys, { responses: responseCorrelation(ctx.pool) });
     const reader = inboxReader(ctx, keys);
     app.addHook('onClose', async () => receive.drained());
 

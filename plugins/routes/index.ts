@@ -9,6 +9,7 @@ import { adminClientRoutes } from './admin-clients.ts';
 import { healthRoutes } from './health.ts';
 import { inboxRoutes } from './inbox.ts';
 import { evidenceRoutes } from './evidence.ts';
+import { processedRoutes } from './processed.ts';
 import { jwksRoutes } from './jwks.ts';
 import { metadataRoutes } from './metadata.ts';
 import { partnerRoutes } from './partners.ts';
@@ -48,6 +49,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(deliveryRoutes(ctx));
   await app.register(adminKeyRoutes(ctx));
   await app.register(inboxRoutes(ctx));
+  await app.register(processedRoutes(ctx));
   await app.register(imagingRoutes(ctx));
   await app.register(evidenceRoutes(ctx));
   await app.register(fhirViewRoutes(ctx));

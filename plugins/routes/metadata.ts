@@ -27,7 +27,7 @@ export const FHIR_RESOURCES: ResourceCapability[] = [
     type: 'Task',
     interactions: ['read'],
     documentation:
-      'An exchange this client submitted: its state, with one output per recipient (delivery and receipt).',
+      'An exchange this client submitted: its state, with outputs per recipient (delivery state, processed once its processed receipt is in, and each response message).',
   },
   {
     type: 'Provenance',

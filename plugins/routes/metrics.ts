@@ -15,10 +15,14 @@ declare module 'fastify' {
 
 export const METRICS_PATH = '/metrics';
 
-/** The request metrics count the routes operators watch, named by the refusal audit they declare. */
+/**
+ * The request metrics count the routes operators watch, named by the refusal
+ * audit they declare; processed receipts are peer requests at the inbox URL.
+ */
 const GROUP_OF: Record<RefusalAuditType, RouteGroup> = {
   'intake.refused': 'intake',
   'inbox.refused': 'inbox',
+  'processed-receipt.refused': 'inbox',
   // The evidence route is a peer route under the inbox.
   'evidence.refused': 'inbox',
 };

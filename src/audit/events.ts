@@ -63,6 +63,27 @@ export const AUDIT_EVENTS = {
     recordedBy: 'delivery worker (attempt ledger)',
     balp: 'ExportStep',
   },
+  'delivery.processed': {
+    description:
+      "The partner's signed processed receipt for a delivery was verified and stored: the partner's EHR has taken it in (acknowledged it or accepted it when forwarded).",
+    outcome: ['success'],
+    recordedBy: 'processed receipt route (POST /inbox/processed)',
+    balp: 'ImportStep',
+  },
+  'delivery.response': {
+    description:
+      'A response message from the partner (FHIR MessageHeader.response) was received and matched to the delivery it answers; the detail carries the response code.',
+    outcome: ['success'],
+    recordedBy: 'inbound receive, with the outbound response correlation',
+    balp: 'ImportStep',
+  },
+  'processed-receipt.refused': {
+    description:
+      'A processed receipt from a partner was refused (signature, key, claims, or a delivery it names that was never sent to that partner).',
+    outcome: ['minor-failure'],
+    recordedBy: 'processed receipt route (POST /inbox/processed)',
+    balp: 'ImportStep',
+  },
   'delivery.retried': {
     description: 'An operator re-queued a failed delivery.',
     outcome: ['success'],
@@ -139,6 +160,26 @@ export const AUDIT_EVENTS = {
     outcome: ['success'],
     recordedBy: 'inbox read',
     balp: 'Update',
+  },
+  'inbox.processed': {
+    description:
+      'The EHR took a received message in (acknowledged it, or accepted it when forwarded): a processed receipt is owed to its sender and queued.',
+    outcome: ['success'],
+    recordedBy: 'inbox read (acknowledgement), inbox forward worker',
+    balp: 'ExportStep',
+  },
+  'processed-receipt.attempt': {
+    description:
+      "One attempt to send a processed receipt to the partner that sent the message, with the partner's answer.",
+    outcome: ['success', 'minor-failure'],
+    recordedBy: 'processed receipt worker',
+    balp: 'ExportStep',
+  },
+  'processed-receipt.failed': {
+    description: 'Sending a processed receipt gave up: a permanent refusal, or the retry budget or horizon spent.',
+    outcome: ['serious-failure'],
+    recordedBy: 'processed receipt worker',
+    balp: 'ExportStep',
   },
   'inbox.forwarded': {
     description: "A received message was forwarded to the EHR's endpoint.",

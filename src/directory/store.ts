@@ -4,6 +4,12 @@ import { required } from '../required.ts';
 
 export type PartnerStatus = 'active' | 'suspended';
 
+/**
+ * A suspended partner is sent nothing (src/outbound/partner-suspension.ts):
+ * its deliveries, and the processed receipts owed to it, wait with no attempt spent.
+ */
+export const holdsDeliveries = (p: Pick<Partner, 'status'>): boolean => p.status === 'suspended';
+
 /** A partner organisation: FHIR Organization (id, name, status) + its Endpoint (inbox, keys). */
 export interface Partner {
   id: string;

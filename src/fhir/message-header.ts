@@ -92,3 +92,24 @@ export function messageReceivers(bundle: Json): Array<{ index: number; receiver?
     return { index, ...(receiver ? { receiver } : {}), ...(endpoint ? { endpoint } : {}) };
   });
 }
+
+/** MessageHeader.id: the id a response to this message names. */
+export const messageHeaderId = (bundle: Json): string | undefined => text(header(bundle)?.id);
+
+export type ResponseCode = 'ok' | 'transient-error' | 'fatal-error';
+const RESPONSE_CODES: readonly string[] = ['ok', 'transient-error', 'fatal-error'];
+
+/**
+ * MessageHeader.response: this message answers the one whose MessageHeader.id
+ * is `identifier`, with `code` (R4 requires both; checkBundle has validated them).
+ */
+export function messageResponse(bundle: Json): { identifier: string; code: ResponseCode } | undefined {
+  const r = header(bundle)?.response;
+  if (!isObject(r)) return undefined;
+  const identifier = text(r.identifier);
+  const code = text(r.code);
+  return identifier && code && RESPONSE_CODES.includes(code) ? { identifier, code: code as ResponseCode } : undefined;
+}
+
+/** Where a refusal about a response points. */
+export const RESPONSE_IDENTIFIER_EXPRESSION = 'Bundle.entry[0].resource.response.identifier';

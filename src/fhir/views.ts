@@ -4,6 +4,9 @@
  */
 export const FHIR_JSON = 'application/fhir+json';
 
+/** Where the EHR reads a received message's content (its verbatim Bundle): the target of the views that name one. */
+export const inboxMessagePath = (id: string) => `/inbox/messages/${id}`;
+
 export interface SearchPage<R> {
   /** The absolute URL of this search, as the client asked it. */
   self: string;

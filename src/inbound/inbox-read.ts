@@ -19,6 +19,7 @@ import { rawMember } from './json-member.ts';
 import { envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
 import { CONTENT_ALGS, publicKeyOf } from '../protocol/signed-content.ts';
 import { inTransaction } from '../db/pool.ts';
+import { queueProcessedReceipt } from './processed-notice.ts';
 
 /** The viewer of a request, with its address for the audit trail. */
 export interface InboxRequester extends InboxViewer {
@@ -141,22 +142,28 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
     return found.message;
   }
 
-  /** The state change and its audit entry on one transaction; nothing is written unless the viewer may see the message. */
+  /**
+   * The state change, its audit entry and the processed receipt owed to the
+   * sender on one transaction; nothing is written unless the viewer may see the message.
+   */
   async function acknowledgeAudited(id: string, viewer: InboxRequester) {
     return inTransaction(ctx.pool, async (client) => {
-      const result = await acknowledgeInboxMessage(client, id, viewer, new Date());
+      const now = new Date();
+      const result = await acknowledgeInboxMessage(client, id, viewer, now);
       if (result && result !== 'not-visible' && result.changed) {
+        const agent = clientAgent(viewer);
         await appendAudit(client, [
           {
             type: 'inbox.acknowledged',
             outcome: 'success',
-            agent: clientAgent(viewer),
+            agent,
             entity: [
               { type: 'inbox-message', id, digest: result.meta.envelopeDigest },
               { type: 'delivery', id: result.meta.jti },
             ],
           },
         ]);
+        await queueProcessedReceipt(client, result.meta, 'acknowledged', now, agent);
       }
       return result;
     });

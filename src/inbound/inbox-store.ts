@@ -2,6 +2,7 @@ import type { Queryable } from '../db/pool.ts';
 import type { PartnerJwk } from '../directory/directory.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { required } from '../required.ts';
+import type { ResponseCode } from '../fhir/message-header.ts';
 
 /** What the inbox pipelines use of the gateway context. */
 export type InboxContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'directory' | 'logger'>;
@@ -24,9 +25,13 @@ export interface InboxMetadata {
   acknowledgedBy: string | null;
   /** The purpose the sender signed; null when it signed none. */
   purposeOfUse: string[] | null;
+  /** A response to one of our deliveries: that delivery, its exchange and the response code. */
+  respondsTo: { delivery: string; exchange: string; code: string } | null;
 }
 
 export interface InboxMessage extends InboxMetadata {
+  /** Its MessageHeader.id, for a message: what a response to it names. */
+  messageHeaderId: string | null;
   envelope: string;
   encKid: string;
   senderKid: string;
@@ -34,7 +39,7 @@ export interface InboxMessage extends InboxMetadata {
   receipt: string;
 }
 
-const META_COLUMNS = `id, sender, jti, exchange_id, envelope_digest, receipt_id, state, received_at, forwarded_at, acknowledged_at, acknowledged_by, purpose_of_use`;
+const META_COLUMNS = `id, sender, jti, exchange_id, envelope_digest, receipt_id, state, received_at, forwarded_at, acknowledged_at, acknowledged_by, purpose_of_use, response_to, response_exchange, response_code`;
 
 type Row = Record<string, unknown>;
 
@@ -51,10 +56,14 @@ const toMeta = (r: Row): InboxMetadata => ({
   acknowledgedAt: r.acknowledged_at as Date | null,
   acknowledgedBy: r.acknowledged_by as string | null,
   purposeOfUse: (r.purpose_of_use as string[] | null) ?? null,
+  respondsTo: r.response_to
+    ? { delivery: r.response_to as string, exchange: r.response_exchange as string, code: r.response_code as string }
+    : null,
 });
 
 const toMessage = (r: Row): InboxMessage => ({
   ...toMeta(r),
+  messageHeaderId: r.message_header_id as string | null,
   envelope: r.envelope as string,
   encKid: r.enc_kid as string,
   senderKid: r.sender_kid as string,
@@ -76,6 +85,10 @@ export interface NewInboxMessage {
   receipt: string;
   receivedAt: Date;
   purposeOfUse: string[] | undefined;
+  /** A message's MessageHeader.id: what a response from our EHR names it by. */
+  messageHeaderId?: string | undefined;
+  /** A response to one of our deliveries: that delivery, its exchange, and MessageHeader.response.code. */
+  response?: { delivery: string; exchange: string; code: ResponseCode } | undefined;
 }
 
 /**
@@ -88,12 +101,12 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
   if (ms.length === 0) return new Set();
   const col = <K extends keyof NewInboxMessage>(k: K) => ms.map((m) => m[k]);
   const { rows } = await db.query<{ id: string }>(
-    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use)
+    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code)
      -- A message's purpose codes as one text (letters only, so commas join them): unnest cannot carry arrays of arrays.
      SELECT u.id, u.sender, u.jti, u.exchange_id, u.envelope, u.digest, u.enc_kid, u.sender_kid, u.sender_jwk, u.receipt_id, u.receipt, u.received_at,
-            string_to_array(u.purpose, ',')
-       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[], $13::text[])
-         AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose)
+            string_to_array(u.purpose, ','), u.message_header_id, u.response_to, u.response_exchange, u.response_code
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[], $13::text[], $14::text[], $15::uuid[], $16::uuid[], $17::text[])
+         AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose, message_header_id, response_to, response_exchange, response_code)
      ON CONFLICT (sender, jti) DO NOTHING
      RETURNING id`,
     [
@@ -110,9 +123,34 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
       col('receipt'),
       col('receivedAt'),
       ms.map((m) => m.purposeOfUse?.join(',') ?? null),
+      ms.map((m) => m.messageHeaderId ?? null),
+      ms.map((m) => m.response?.delivery ?? null),
+      ms.map((m) => m.response?.exchange ?? null),
+      ms.map((m) => m.response?.code ?? null),
     ],
   );
   return new Set(rows.map((r) => r.id));
+}
+
+/**
+ * The received message a response from our EHR answers: the one with this
+ * MessageHeader.id among those `viewer` may see (so a client can answer only
+ * what it could read). Two senders using the same id make it ambiguous: none.
+ */
+export async function findAnsweredMessage(
+  db: Queryable,
+  messageHeaderId: string,
+  viewer: InboxViewer,
+): Promise<{ messageId: string; sender: string; delivery: string; exchange: string } | undefined> {
+  const args: unknown[] = [messageHeaderId];
+  const { rows } = await db.query<{ id: string; sender: string; jti: string; exchange_id: string }>(
+    `SELECT m.id, m.sender, m.jti, m.exchange_id FROM inbox_messages m
+      WHERE m.message_header_id = $1 AND ${visibleTo(viewer, args)} ORDER BY m.received_at LIMIT 2`,
+    args,
+  );
+  const r = rows[0];
+  if (!r || rows.length > 1) return undefined;
+  return { messageId: r.id, sender: r.sender, delivery: r.jti, exchange: r.exchange_id };
 }
 
 export async function findBySenderJti(

@@ -1,9 +1,9 @@
 import type { Provenance } from 'fhir/r4.js';
 import { PARTNER_ID_SYSTEM } from '../fhir/message-header.ts';
+import { inboxMessagePath } from '../fhir/views.ts';
 import type { InboxMetadata } from './inbox-store.ts';
 
-/** Where the EHR reads a received message's content (its verbatim Bundle). */
-export const inboxMessagePath = (id: string) => `/inbox/messages/${id}`;
+export { inboxMessagePath } from '../fhir/views.ts';
 
 const sendingOrganisation = (m: InboxMetadata) => ({
   type: 'Organization',

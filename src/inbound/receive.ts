@@ -14,14 +14,19 @@ import {
   type NewInboxMessage,
 } from './inbox-store.ts';
 import { GroupCommit } from '../db/batcher.ts';
+import type { PoolClient } from '../db/pool.ts';
 import { enqueueForwards } from './forward.ts';
 import { inTransaction } from '../db/pool.ts';
-import { envelopeDigest } from '../protocol/wire.ts';
+import { envelopeDigest, type ExchangeClaims } from '../protocol/wire.ts';
+import { messageHeaderId, type ResponseCode } from '../fhir/message-header.ts';
 import { verifySignedContent, type VerifiedContent } from '../protocol/signed-content.ts';
 import { uuidv7 } from '../ids.ts';
 import { checkReceivedOrigin } from './message-origin.ts';
 import { patientIdentifiers } from '../fhir/patient-identifiers.ts';
 import { blindPatients } from '../compliance/blind.ts';
+import { requireBoundSender } from '../protocol/signed-jws.ts';
+
+export { requireBoundSender } from '../protocol/signed-jws.ts';
 
 export type { InboxContext } from './inbox-store.ts';
 
@@ -46,12 +51,31 @@ interface PendingMessage {
   audit: AuditInput;
 }
 
+/** A received response, matched to the delivery of ours it answers. */
+export interface CorrelatedResponse {
+  delivery: string;
+  exchange: string;
+  code: ResponseCode;
+}
+
+/**
+ * What the sending side makes of a received response message (its signed
+ * response_to names one of our deliveries). Given by the composition root,
+ * since the inbound pipeline does not know the outbound tables.
+ */
+export interface ResponseCorrelation {
+  /** The delivery it answers; a 4xx when it names nothing we sent to that partner. Undefined: not a response. */
+  check(claims: ExchangeClaims): Promise<CorrelatedResponse | undefined>;
+  /** On the transaction that stores the message: the exchange learns its response arrived. */
+  record(db: PoolClient, response: CorrelatedResponse & { messageId: string; at: Date; sender: string }): Promise<void>;
+}
+
 /**
  * Group commit of accepted messages: concurrent receives share one
  * transaction (one WAL flush, one audit-head lock), and each is answered
  * only after its commit. A receipt is never sent for an uncommitted row.
  */
-function inboxWriter(ctx: InboxContext) {
+function inboxWriter(ctx: InboxContext, responses: ResponseCorrelation | undefined) {
   return new GroupCommit<PendingMessage, number | undefined>(
     (items) =>
       inTransaction(ctx.pool, async (db) => {
@@ -69,6 +93,9 @@ function inboxWriter(ctx: InboxContext) {
           stored.map((i) => i.row.id),
           indexes,
         );
+        for (const { row } of items)
+          if (row.response && responses && inserted.has(row.id))
+            await responses.record(db, { ...row.response, messageId: row.id, at: row.receivedAt, sender: row.sender });
         // Optional push to the local EHR, queued on the same transaction (payload: the id only).
         if (ctx.config.localFhirBaseUrl) await enqueueForwards(db, [...inserted], ctx.config.deliveryMaxAttempts);
         return items.map((i) => auditIndex.get(i.row.id));
@@ -86,8 +113,9 @@ function inboxWriter(ctx: InboxContext) {
 export function inboxReceiver(
   ctx: InboxContext,
   resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+  options: { responses?: ResponseCorrelation } = {},
 ) {
-  const writer = inboxWriter(ctx);
+  const writer = inboxWriter(ctx, options.responses);
   async function receive(envelope: string, meta: ReceiveMeta = {}): Promise<ReceiveResult> {
     const digest = envelopeDigest(envelope);
     const now = meta.now ?? new Date();
@@ -112,6 +140,7 @@ export function inboxReceiver(
       }
       requireBoundSender(meta, verified.claims.iss);
       await checkReceivedOrigin(verified.claims.content, verified.claims.iss, ctx.config.org, ctx.directory);
+      const response = await options.responses?.check(verified.claims);
       return await store(
         envelope,
         digest,
@@ -119,6 +148,7 @@ export function inboxReceiver(
         verified,
         now,
         meta,
+        response,
       );
     } catch (err) {
       if (err instanceof GatewayError && err.status < 500) {
@@ -136,8 +166,10 @@ export function inboxReceiver(
     v: VerifiedContent,
     now: Date,
     meta: ReceiveMeta,
+    response: CorrelatedResponse | undefined,
   ): Promise<ReceiveResult> {
     const { iss: sender, jti } = v.claims;
+    const content = v.claims.content as Record<string, unknown>;
     const messageId = uuidv7();
     // Signed before the insert so that row, receipt and audit entry commit together. The
     // insert itself is the replay check: a stored (sender, jti) makes it a no-op.
@@ -166,6 +198,8 @@ export function inboxReceiver(
         receipt,
         receivedAt: now,
         purposeOfUse: v.purposeOfUse,
+        messageHeaderId: content.type === 'message' ? messageHeaderId(content) : undefined,
+        response,
       },
       audit: {
         type: 'inbox.accepted',
@@ -273,15 +307,4 @@ export async function auditInboxRefusal(
     detail: { ...(refused.content ? { content: refused.content } : {}), reason: err.code, status: err.status },
   };
   await keepRefusal(ctx.logger, entry.type, () => appendAudit(ctx.pool, [entry], refused.now));
-}
-
-/** Under mutual TLS the peer certificate names a partner: the signed sender must be that partner. */
-export function requireBoundSender(meta: ReceiveMeta, signedSender: string): void {
-  if (meta.tlsPartner !== undefined && meta.tlsPartner !== signedSender) {
-    throw new GatewayError(
-      'SENDER_MISMATCH',
-      `the content is signed by ${signedSender} but the TLS client certificate is bound to ${meta.tlsPartner}`,
-      { expression: 'iss' },
-    );
-  }
 }

@@ -12,6 +12,34 @@ export function nextDelayMs(
   return Math.max(backoff, retryAfterMs ?? 0);
 }
 
+/** How far one round of attempts goes: DELIVERY_RETRY_BASE, DELIVERY_RETRY_MAX, DELIVERY_MAX_ATTEMPTS, DELIVERY_HORIZON. */
+export interface RetryBounds {
+  deliveryRetryBase: number;
+  deliveryRetryMax: number;
+  deliveryMaxAttempts: number;
+  deliveryHorizon: number;
+}
+
+/**
+ * After a failed attempt: when the next one is due, or why the round is
+ * over (its attempts are spent, or the next one would fall past the
+ * horizon counted from the round's start).
+ */
+export function nextAttempt(
+  roundAttempts: number,
+  roundStartedAt: Date,
+  bounds: RetryBounds,
+  retryAfterMs: number | undefined,
+  now = Date.now(),
+): { at: Date } | { exhausted: 'attempts' | 'horizon' } {
+  const at = new Date(
+    now + nextDelayMs(roundAttempts, bounds.deliveryRetryBase, bounds.deliveryRetryMax, retryAfterMs),
+  );
+  if (roundAttempts >= bounds.deliveryMaxAttempts) return { exhausted: 'attempts' };
+  if (at.getTime() > roundStartedAt.getTime() + bounds.deliveryHorizon) return { exhausted: 'horizon' };
+  return { at };
+}
+
 /** Retry-After as milliseconds: delta-seconds or an HTTP-date (RFC 9110 §10.2.3); undefined if absent or invalid. */
 export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
   if (!value) return undefined;

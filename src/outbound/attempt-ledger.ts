@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { required } from '../required.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { nextDelayMs, type AttemptClass } from '../net/retry-policy.ts';
+import { nextAttempt, type AttemptClass } from '../net/retry-policy.ts';
+import { recordExchangeEvent } from './exchange-events.ts';
 
 /** The outcome of one transmission, as classified by the sender. */
 export interface AttemptResult {
@@ -96,6 +97,13 @@ export async function recordAttempt<R extends LedgerRow>(
       `UPDATE ${ledger.table} SET state = 'delivered', attempts = $2, round_attempts = $3, receipt = $4, receipt_jti = $5, delivered_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now() WHERE id = $1`,
       [id, attempt, roundAttempts, receipt.jws, receipt.jti],
     );
+    await recordExchangeEvent(db, {
+      exchangeId: d.exchange_id,
+      deliveryId: id,
+      kind: 'delivered',
+      at: new Date(now),
+      detail: { receipt: receipt.jti },
+    });
     audit.push({
       type: 'delivery.receipt',
       outcome: 'success',
@@ -105,19 +113,23 @@ export async function recordAttempt<R extends LedgerRow>(
       ...purpose,
     });
   } else {
-    const nextAt = new Date(
-      now + nextDelayMs(roundAttempts, ctx.config.deliveryRetryBase, ctx.config.deliveryRetryMax, r.retryAfterMs),
-    );
-    const exhausted =
-      roundAttempts >= ctx.config.deliveryMaxAttempts ||
-      nextAt.getTime() > d.round_started_at.getTime() + ctx.config.deliveryHorizon;
-    if (r.cls === 'permanent' || exhausted) {
+    const next = nextAttempt(roundAttempts, d.round_started_at, ctx.config, r.retryAfterMs, now);
+    if (r.cls === 'permanent' || 'exhausted' in next) {
       state = 'failed';
       const why = r.cls === 'permanent' ? r.error : `${r.error}; gave up after ${roundAttempts} attempts`;
       await db.query(
         `UPDATE ${ledger.table} SET state = 'failed', attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = NULL, updated_at = now() WHERE id = $1`,
         [id, attempt, roundAttempts, why],
       );
+      // Out of time is its own event: the sending EHR learns the horizon passed, not that the partner refused.
+      const expired = r.cls !== 'permanent' && 'exhausted' in next && next.exhausted === 'horizon';
+      await recordExchangeEvent(db, {
+        exchangeId: d.exchange_id,
+        deliveryId: id,
+        kind: expired ? 'expired' : 'failed',
+        at: new Date(now),
+        detail: { attempts: roundAttempts, status: r.status },
+      });
       audit.push({
         type: 'delivery.failed',
         outcome: 'serious-failure',
@@ -133,9 +145,9 @@ export async function recordAttempt<R extends LedgerRow>(
     } else {
       await db.query(
         `UPDATE ${ledger.table} SET attempts = $2, round_attempts = $3, last_error = $4, next_attempt_at = $5, updated_at = now() WHERE id = $1`,
-        [id, attempt, roundAttempts, r.error, nextAt],
+        [id, attempt, roundAttempts, r.error, next.at],
       );
-      await ledger.enqueue(db, [id], nextAt);
+      await ledger.enqueue(db, [id], next.at);
     }
   }
   const indexes = await appendAudit(db, audit);

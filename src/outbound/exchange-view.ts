@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { isUuid } from '../ids.ts';
+import { exchangeEvents, type ExchangeEventKind } from './exchange-events.ts';
 
 export interface DeliveryView {
   delivery: string;
@@ -19,6 +20,14 @@ export interface DeliveryView {
   last_error: string | null;
   delivered_at: string | null;
   receipt: string | null;
+  /** When the partner's EHR took it in, by its verified processed receipt (the compact JWS), and how. */
+  processed_at: string | null;
+  processed_receipt: string | null;
+  processed_via: 'acknowledged' | 'forwarded' | null;
+  /** Response messages that answer it: each one the inbox message that holds it, with its response code. */
+  responses: Array<{ message: string; code: string; received_at: string }>;
+  /** What happened to it, in order (exchange_events): delivered, processed, response-received, failed, expired. */
+  events: Array<{ kind: ExchangeEventKind; at: string }>;
 }
 
 export interface ExchangeView {
@@ -61,11 +70,16 @@ export async function readExchange(
     last_error: string | null;
     delivered_at: Date | null;
     receipt: string | null;
+    processed_at: Date | null;
+    processed_receipt: string | null;
+    processed_via: DeliveryView['processed_via'];
   }>(
-    `SELECT id, partner_id, state, recipient_kid, envelope_digest, next_attempt_at, last_error, delivered_at, receipt
+    `SELECT id, partner_id, state, recipient_kid, envelope_digest, next_attempt_at, last_error, delivered_at, receipt,
+            processed_at, processed_receipt, processed_via
        FROM deliveries WHERE exchange_id = $1 ORDER BY partner_id`,
     [id],
   );
+  const events = await exchangeEvents(db, id);
   const { rows: atts } = await db.query<{
     delivery_id: string;
     attempt: number;
@@ -105,6 +119,17 @@ export async function readExchange(
       last_error: d.last_error,
       delivered_at: iso(d.delivered_at),
       receipt: d.receipt,
+      processed_at: iso(d.processed_at),
+      processed_receipt: d.processed_receipt,
+      processed_via: d.processed_via,
+      responses: events
+        .filter((e) => e.deliveryId === d.id && e.kind === 'response-received')
+        .map((e) => ({
+          message: String(e.detail.message),
+          code: String(e.detail.code),
+          received_at: e.at.toISOString(),
+        })),
+      events: events.filter((e) => e.deliveryId === d.id).map((e) => ({ kind: e.kind, at: e.at.toISOString() })),
     })),
   };
 }

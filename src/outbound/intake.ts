@@ -6,7 +6,13 @@ import type { GatewayContext } from '../gateway-context.ts';
 import { inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { checkBundle } from '../fhir/bundle.ts';
-import { messageKey, messageReasonCodings, messageReceivers } from '../fhir/message-header.ts';
+import {
+  messageHeaderId,
+  messageKey,
+  messageReasonCodings,
+  messageReceivers,
+  messageResponse,
+} from '../fhir/message-header.ts';
 import { purposeFromHeader, purposeFromReason, submissionPurpose } from '../fhir/purpose-of-use.ts';
 import { GroupCommit } from '../db/batcher.ts';
 import {
@@ -29,6 +35,7 @@ import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch } from './idempotency.ts
 import { checkMessageOrigin, ourOrganisation } from './message-origin.ts';
 import { patientIdentifiers } from '../fhir/patient-identifiers.ts';
 import { blindPatients } from '../compliance/blind.ts';
+import { checkResponseRecipients, responseRoute, type FindAnswered } from './response-routing.ts';
 
 export interface Submission {
   clientId: string;
@@ -45,6 +52,8 @@ export interface Submission {
   purposeHeader?: string | string[];
   /** The purpose the client's registration gives when a submission states none. */
   clientPurposeOfUse?: readonly string[];
+  /** Finds the received message a response message answers (among those this client may see). */
+  answered?: FindAnswered;
 }
 
 export interface Accepted extends IntakeWritten {
@@ -80,7 +89,9 @@ function wantedRecipients(s: Submission, bundle: Record<string, unknown>): Wante
   if (destinations.length === 0)
     throw new GatewayError(
       'BAD_REQUEST',
-      'the MessageHeader names no destination: name the recipients there, or send the message to POST /exchanges?recipient=PARTNER_ID',
+      messageResponse(bundle)
+        ? 'the MessageHeader names no destination, and its response.identifier names no message this client received: answer a received message by its MessageHeader.id, or name the recipients'
+        : 'the MessageHeader names no destination: name the recipients there, or send the message to POST /exchanges?recipient=PARTNER_ID',
       { expression: 'Bundle.entry[0].resource.destination' },
     );
   return destinations.map((d) => ({
@@ -131,9 +142,16 @@ export async function acceptSubmission(
     s.clientPurposeOfUse,
   );
   const contentDigest = 'sha-256=' + createHash('sha256').update(s.raw, 'utf8').digest('base64url');
-  const recipients = await resolveRecipients(ctx, wantedRecipients(s, bundle));
-  const message = summary.type === 'message' ? messageKey(bundle) : undefined;
-  if (summary.type === 'message') await checkMessageOrigin(ourOrganisation(ctx.config), bundle, ctx.directory);
+  // A response goes back to the partner whose message it answers; its destination is not used for routing.
+  const response = summary.type === 'message' ? await responseRoute(bundle, s.answered) : undefined;
+  const recipients = await resolveRecipients(
+    ctx,
+    response && s.recipients.from === 'message' ? response.wanted : wantedRecipients(s, bundle),
+  );
+  if (response) checkResponseRecipients(response, recipients);
+  const message = summary.type === 'message' ? messageKey(s.bundle as Record<string, unknown>) : undefined;
+  if (summary.type === 'message')
+    await checkMessageOrigin(ourOrganisation(ctx.config), s.bundle as Record<string, unknown>, ctx.directory);
   const repeat = await firstSubmission(ctx.pool, s.clientId, s.idempotencyKey, message);
   if (repeat) {
     const mismatch = await replayMismatch(
@@ -162,12 +180,16 @@ export async function acceptSubmission(
       type: 'intake.accepted',
       outcome: 'success',
       agent: client,
-      entity: [{ type: 'exchange', id: exchangeId, digest: contentDigest }],
+      entity: [
+        { type: 'exchange', id: exchangeId, digest: contentDigest },
+        ...(response ? [{ type: 'inbox-message', id: response.answered.messageId }] : []),
+      ],
       detail: {
         bundleType: summary.type,
         entries: summary.entries,
         recipients: recipients.length,
         bytes: Buffer.byteLength(s.raw),
+        ...(response ? { response: response.code } : {}),
       },
       ...named,
       purposeOfUse,
@@ -181,6 +203,7 @@ export async function acceptSubmission(
     contentType: PROTOCOL.fhirContentType,
     contentJson: s.raw,
     purposeOfUse,
+    responseTo: response && { delivery: response.answered.delivery, exchange: response.answered.exchange },
   };
   const deliveries: SealedDelivery[] = await Promise.all(
     recipients.map(async (r) => {
@@ -205,6 +228,7 @@ export async function acceptSubmission(
       idempotencyKey: s.idempotencyKey ?? null,
       messageKey: message ?? null,
       purposeOfUse,
+      messageHeaderId: summary.type === 'message' ? (messageHeaderId(bundle) ?? null) : null,
     },
     deliveries,
     audit,

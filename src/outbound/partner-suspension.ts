@@ -6,6 +6,8 @@ import { GatewayError } from '../errors.ts';
 import { isPlainIdentifier } from '../ids.ts';
 import { DELIVERY_KINDS } from './delivery-kinds.ts';
 
+export { holdsDeliveries } from '../directory/store.ts';
+
 /**
  * Suspending a partner stops everything to it: intake refuses it as a
  * recipient (422 UNKNOWN_RECIPIENT, src/outbound/submission.ts) and the
@@ -13,7 +15,6 @@ import { DELIVERY_KINDS } from './delivery-kinds.ts';
  * spent. Resuming queues every waiting delivery again with a fresh horizon,
  * so a long suspension does not make them expire on their first attempt.
  */
-export const holdsDeliveries = (p: Pick<Partner, 'status'>): boolean => p.status === 'suspended';
 
 type Actor = NonNullable<AuditInput['agent']>;
 

@@ -116,6 +116,8 @@ export interface Envelope {
   contentJson: string;
   /** Why it is disclosed (HL7 PurposeOfUse codes): signed, so the recipient records it too. */
   purposeOfUse: string[];
+  /** A response message: the delivery and exchange of the message it answers, as received (signed). */
+  responseTo?: { delivery: string; exchange: string } | undefined;
 }
 
 /**
@@ -143,6 +145,8 @@ export async function signAndSeal(
       iat: e.iat,
       jti: id,
       exchange: e.exchangeId,
+      response_to: e.responseTo?.delivery,
+      response_exchange: e.responseTo?.exchange,
       content_type: e.contentType,
       purpose_of_use: e.purposeOfUse,
     },

@@ -187,3 +187,14 @@ export function checkExchangeClaims(c: Record<string, unknown>, w: ClaimWindow):
   if (typeof c.exchange !== 'string' || !IDENTIFIER.test(c.exchange))
     throw new GatewayError('CLAIMS_INVALID', 'exchange must be an identifier', { expression: 'exchange' });
 }
+
+/** Under mutual TLS the peer certificate names a partner: the signed sender must be that partner. */
+export function requireBoundSender(peer: { tlsPartner?: string | undefined }, signedSender: string): void {
+  if (peer.tlsPartner !== undefined && peer.tlsPartner !== signedSender) {
+    throw new GatewayError(
+      'SENDER_MISMATCH',
+      `the content is signed by ${signedSender} but the TLS client certificate is bound to ${peer.tlsPartner}`,
+      { expression: 'iss' },
+    );
+  }
+}

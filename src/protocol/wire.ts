@@ -9,6 +9,8 @@ export const PROTOCOL = {
   contentTyp: 'exchange+jwt',
   /** typ of the recipient's signed receipt. */
   receiptTyp: 'exchange-receipt+jwt',
+  /** typ of the recipient's processed receipt: its EHR has taken the content in (a business acknowledgement). */
+  processedTyp: 'exchange-processed+jwt',
   signatureAlg: 'ES256',
   keyAgreementAlg: 'ECDH-ES',
   contentEncryption: 'A256GCM',
@@ -17,6 +19,8 @@ export const PROTOCOL = {
   mediaType: 'application/jose',
   fhirContentType: 'application/fhir+json',
   inboxPath: '/inbox',
+  /** Where processed receipts are posted: the partner's inbox URL plus this suffix. */
+  processedSuffix: '/processed',
 } as const;
 
 /** Claims of the signed content (inner JWS payload). */
@@ -26,6 +30,10 @@ export interface ExchangeClaims {
   iat: number;
   jti: string; // delivery id, UUID, unique per recipient
   exchange: string; // exchange id
+  /** A response message: the delivery id (jti) of the message it answers, as the responder received it. */
+  response_to?: string;
+  /** A response message: the exchange id of the message it answers. */
+  response_exchange?: string;
   content_type: string; // application/fhir+json (or application/dicom for imaging manifests)
   /** HL7 PurposeOfUse codes (v3-ActReason) the submission stated; absent from senders before this claim. */
   purpose_of_use?: string[];
@@ -43,19 +51,49 @@ export interface ReceiptClaims {
   status: 'accepted';
 }
 
+/** How the recipient's EHR took a delivery in: acknowledged after a pull, or accepted when it was forwarded. */
+export type ProcessedVia = 'acknowledged' | 'forwarded';
+export const PROCESSED_VIA: readonly ProcessedVia[] = ['acknowledged', 'forwarded'];
+
+/** Claims of the processed receipt the recipient signs once its EHR has taken a delivery in. */
+export interface ProcessedReceiptClaims {
+  iss: string; // recipient org
+  aud: string; // sender org
+  iat: number;
+  jti: string; // processed receipt id
+  exchange: string; // the sender's exchange id
+  delivery: string; // the envelope's jti
+  digest: string; // the same digest as the transport receipt's
+  receipt: string; // the jti of the transport receipt for the same envelope
+  status: 'processed';
+  processed_at: number; // when the EHR took it in, seconds since the epoch
+  via: ProcessedVia;
+}
+
 /** The receipt digest of an envelope, over its bytes exactly as sent/received. */
 export function envelopeDigest(envelope: string | Uint8Array): string {
   return 'sha-256=' + createHash('sha256').update(envelope).digest('base64url');
 }
 
 /** Member order of the signed claims; `content` is always last, so a recipient can cut it out verbatim. */
-const CLAIM_ORDER = ['iss', 'aud', 'iat', 'jti', 'exchange', 'content_type', 'purpose_of_use'] as const;
+const CLAIM_ORDER = [
+  'iss',
+  'aud',
+  'iat',
+  'jti',
+  'exchange',
+  'response_to',
+  'response_exchange',
+  'content_type',
+  'purpose_of_use',
+] as const;
 
 /**
  * The JWS payload of the signed content: the claims in a fixed order with no
  * insignificant whitespace, then `"content":` followed by the accepted bundle
  * bytes VERBATIM, then `}`. Nothing is re-serialised, so the recipient can
- * hand on exactly the bytes the sender accepted.
+ * hand on exactly the bytes the sender accepted. The response members are
+ * left out unless the content is a response message.
  */
 export function claimsPayload(claims: Omit<ExchangeClaims, 'content'>, contentJson: string): string {
   const head: Record<string, unknown> = {};

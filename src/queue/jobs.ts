@@ -11,6 +11,7 @@ import { isUuid } from '../ids.ts';
 export const DELIVER_TASK = 'deliver';
 export const DELIVER_IMAGING_TASK = 'deliver_imaging';
 export const FORWARD_TASK = 'inbox-forward';
+export const PROCESSED_RECEIPT_TASK = 'processed-receipt';
 
 /** Graphile-worker's own retries are only a safety net: the delivery tasks schedule their retries themselves. */
 export const SAFETY_NET_ATTEMPTS = 25;
@@ -20,10 +21,16 @@ const PAYLOAD_FIELD = {
   [DELIVER_TASK]: 'deliveryId',
   [DELIVER_IMAGING_TASK]: 'deliveryId',
   [FORWARD_TASK]: 'messageId',
+  [PROCESSED_RECEIPT_TASK]: 'receiptId',
 } as const;
 
-/** A job key per task and id: a forward's key is prefixed, so it never collides with a delivery's. */
-const JOB_KEY_PREFIX = { [DELIVER_TASK]: '', [DELIVER_IMAGING_TASK]: '', [FORWARD_TASK]: 'inbox-forward:' } as const;
+/** A job key per task and id: a forward's and a processed receipt's are prefixed, so they never collide with a delivery's. */
+const JOB_KEY_PREFIX = {
+  [DELIVER_TASK]: '',
+  [DELIVER_IMAGING_TASK]: '',
+  [FORWARD_TASK]: 'inbox-forward:',
+  [PROCESSED_RECEIPT_TASK]: 'processed-receipt:',
+} as const;
 
 export type IdJobTask = keyof typeof PAYLOAD_FIELD;
 
@@ -64,3 +71,5 @@ export function assertIdPayload<F extends string>(task: string, field: F, payloa
 
 export const assertDeliverPayload = (payload: unknown) => assertIdPayload('deliver', 'deliveryId', payload);
 export const assertForwardPayload = (payload: unknown) => assertIdPayload(FORWARD_TASK, 'messageId', payload);
+export const assertProcessedReceiptPayload = (payload: unknown) =>
+  assertIdPayload(PROCESSED_RECEIPT_TASK, 'receiptId', payload);

@@ -47,15 +47,17 @@ async function registerPartner(self: Peer, other: Peer): Promise<void> {
  * Gateways A and B in this process, on 127.0.0.1, each with its own
  * database and its own SoftHSM token (one token directory per process),
  * registered as each other's partners through their published JWKS URLs.
- * Both run a delivery worker. `build` passes options (e.g. a logger) to each gateway.
+ * Both run a delivery worker. `build` passes options (e.g. a logger) to each gateway;
+ * `sides` adds configuration to one of them only (e.g. B's LOCAL_FHIR_BASE_URL).
  */
 export async function startTwoGateways(
   env: Record<string, string> = {},
   build: { a?: BuildOptions; b?: BuildOptions } = {},
+  sides: { a?: Record<string, string>; b?: Record<string, string> } = {},
 ): Promise<TwoGateways> {
   const fast = { DELIVERY_RETRY_BASE: '100ms', DELIVERY_RETRY_MAX: '500ms', DELIVERY_TIMEOUT: '10s', ...env };
-  const a = await peer(fast, build.a);
-  const b = await peer(fast, build.b);
+  const a = await peer({ ...fast, ...sides.a }, build.a);
+  const b = await peer({ ...fast, ...sides.b }, build.b);
   await registerPartner(a, b);
   await registerPartner(b, a);
   a.worker = await startWorker(a.gw.app.ctx);

@@ -125,6 +125,7 @@ describe('bearer guard: requireScope, default deny, rate limits', () => {
         'POST /inbox',
         'POST /inbox/evidence',
         'POST /inbox/imaging',
+        'POST /inbox/processed',
       ].sort(),
     );
   });

@@ -131,6 +131,11 @@ const KEY: Record<string, (e: Ev) => string> = {
   'inbox.refused': (e) => `${one(e, 'envelope').digest}|${e.detail.status}|${e.detail.reason}`,
   'inbox.read': (e) => `${e.agent?.id}|${one(e, 'inbox-message').id}|${e.outcome}`,
   'inbox.acknowledged': (e) => `${e.agent?.id}|${one(e, 'inbox-message').id}`,
+  'inbox.processed': (e) => `${e.agent?.id}|${one(e, 'inbox-message').id}|${one(e, 'processed-receipt').id}`,
+  'processed-receipt.attempt': (e) =>
+    `${e.agent?.id}|${one(e, 'processed-receipt').id}|${one(e, 'inbox-message').id}|#${e.detail.attempt}|${e.outcome}`,
+  'processed-receipt.failed': (e) => `${one(e, 'processed-receipt').id}|${e.detail.reason}`,
+  'delivery.processed': (e) => `${e.agent?.id}|${one(e, 'delivery').id}|${one(e, 'processed-receipt').id}`,
   'partner-key.first-seen': (e) => `${e.agent?.id}|${one(e, 'partner-key').id}`,
 };
 
@@ -525,6 +530,20 @@ describe('audit completeness: every event of an end-to-end run has exactly one e
         pulled.push(m.id);
       }
 
+      // Each acknowledgement owes its sender a processed receipt: A takes its own; the soft partner's inbox is closed.
+      await waitFor(
+        'the processed receipts to settle',
+        async () =>
+          (
+            await b.gw.app.ctx.pool.query(
+              `SELECT 1 FROM processed_receipts HAVING count(*) = $1 AND count(*) FILTER (WHERE state = 'pending') = 0`,
+              [pulled.length],
+            )
+          ).rows[0],
+        60_000,
+        200,
+      );
+
       // ---- the expected entries, from the HTTP side and the database side ----
       const endA = await head(a);
       const endB = await head(b);
@@ -551,6 +570,17 @@ describe('audit completeness: every event of an end-to-end run has exactly one e
         receipt_id: string;
         state: string;
       }>(b, 'SELECT id, sender, jti, exchange_id, envelope_digest, receipt_id, state FROM inbox_messages');
+      const processedReceipts = await q<{
+        id: string;
+        message_id: string;
+        partner_id: string;
+        state: string;
+        attempts: number;
+      }>(b, 'SELECT id, message_id, partner_id, state, attempts FROM processed_receipts');
+      const processedAtA = await q<{ id: string; processed_receipt_jti: string }>(
+        a,
+        'SELECT id, processed_receipt_jti FROM deliveries WHERE processed_receipt_jti IS NOT NULL',
+      );
       const tokenRows = async (p: Peer, before: Set<string>) =>
         (await tokenHashes(p)).filter((x) => !before.has(x.h)).map((x) => x.client_id);
 
@@ -564,6 +594,12 @@ describe('audit completeness: every event of an end-to-end run has exactly one e
       expect(inbox).toHaveLength(deliveries.filter((d) => d.partner_id === bOrg).length + 1);
       expect(inbox.every((m) => m.state === 'acknowledged')).toBe(true);
       expect(pulled.sort()).toEqual(inbox.map((m) => m.id).sort());
+      // B owes A a processed receipt per acknowledged message from A, and sent each once; A stored each.
+      expect(processedReceipts.map((x) => x.message_id).sort()).toEqual([...pulled].sort());
+      const toA = processedReceipts.filter((x) => x.partner_id === aOrg);
+      expect(toA.every((x) => x.state === 'sent' && x.attempts === 1)).toBe(true);
+      expect(processedReceipts.filter((x) => x.partner_id === soft.id).every((x) => x.state === 'failed')).toBe(true);
+      expect(processedAtA.map((x) => x.processed_receipt_jti).sort()).toEqual(toA.map((x) => x.id).sort());
       // A's stored receipts are B's issued receipts.
       for (const d of deliveries.filter((x) => x.partner_id === bOrg))
         expect(inbox.find((m) => m.jti === d.id)?.receipt_id).toBe(d.receipt_jti);
@@ -583,6 +619,7 @@ describe('audit completeness: every event of an end-to-end run has exactly one e
         ),
         'delivery.receipt': deliveries.filter((d) => d.state === 'delivered').map((d) => `${d.id}|${d.receipt_jti}`),
         'delivery.failed': deliveries.filter((d) => d.state === 'failed').map((d) => `${d.id}|permanent|400`),
+        'delivery.processed': processedAtA.map((d) => `${bOrg}|${d.id}|${d.processed_receipt_jti}`),
         'partner-key.first-seen': await newKeys(a, keysBeforeA),
       };
       const expectedB: Expected = {
@@ -596,6 +633,17 @@ describe('audit completeness: every event of an end-to-end run has exactly one e
         'inbox.refused': inboxRefusals,
         'inbox.read': pulled.map((id) => `${b.ehr.id}|${id}|success`),
         'inbox.acknowledged': pulled.map((id) => `${b.ehr.id}|${id}`),
+        'inbox.processed': processedReceipts.map((x) => `${b.ehr.id}|${x.message_id}|${x.id}`),
+        'processed-receipt.attempt': processedReceipts.flatMap((x) =>
+          Array.from(
+            { length: x.attempts },
+            (_, i) =>
+              `${x.partner_id}|${x.id}|${x.message_id}|#${i + 1}|${x.state === 'sent' && i + 1 === x.attempts ? 'success' : 'minor-failure'}`,
+          ),
+        ),
+        'processed-receipt.failed': processedReceipts
+          .filter((x) => x.state === 'failed')
+          .map((x) => `${x.id}|retries exhausted`),
         'partner-key.first-seen': await newKeys(b, keysBeforeB),
       };
       // Tokens: the HTTP count equals the rows the token endpoint wrote.

@@ -154,6 +154,34 @@ const SAMPLE: Record<AuditEventType, Pick<AuditInput, 'agent' | 'entity' | 'purp
   'auth.factor-failed': { agent: operator, detail: { factor: 'totp', reason: 'reused' } },
   'auth.factors-reset': { agent: cli, entity: [{ type: 'audit-user', id: 'jane' }] },
   'auth.recovery-code-used': { agent: operator },
+  'delivery.processed': {
+    agent: partnerInbox,
+    entity: [
+      { type: 'delivery', id: 'd-1' },
+      { type: 'processed-receipt', id: 'pr-1', digest: 'sha-256=DD' },
+    ],
+    detail: { via: 'acknowledged' },
+  },
+  'delivery.response': {
+    agent: partnerInbox,
+    entity: [
+      { type: 'delivery', id: 'd-1' },
+      { type: 'inbox-message', id: 'm-2' },
+    ],
+    detail: { code: 'ok' },
+  },
+  'processed-receipt.refused': { agent: partnerInbox, detail: { code: 'PROCESSED_RECEIPT_INVALID', status: 400 } },
+  'inbox.processed': { agent: client, entity: [{ type: 'inbox-message', id: 'm-1' }], detail: { via: 'acknowledged' } },
+  'processed-receipt.attempt': {
+    agent: partnerInbox,
+    entity: [{ type: 'inbox-message', id: 'm-1' }],
+    detail: { status: 204, attempt: 1 },
+  },
+  'processed-receipt.failed': {
+    agent: gateway,
+    entity: [{ type: 'inbox-message', id: 'm-1' }],
+    detail: { reason: 'retry budget spent' },
+  },
   'disclosures.queried': { agent: operator, detail: { from: '2026-01-01', to: '2026-12-01', found: 2 } },
 };
 

@@ -4,6 +4,7 @@ import { inTransaction, type Queryable } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
 import { DELIVER_IMAGING_TASK, enqueueJobs } from '../../queue/jobs.ts';
 import { replayMismatch } from '../idempotency.ts';
+import { exchangeEvents } from '../exchange-events.ts';
 
 export interface ImagingDeliveryRecord {
   id: string;
@@ -145,7 +146,7 @@ export async function getImagingDelivery(
   return rows[0];
 }
 
-/** The sender's view of one imaging exchange: per recipient state, attempts and receipt. */
+/** The sender's view of one imaging exchange: per recipient state, attempts, receipt, processed receipt and events. */
 export async function readImagingExchange(
   db: Queryable,
   id: string,
@@ -160,11 +161,13 @@ export async function readImagingExchange(
   if (!e) return undefined;
   const { rows: ds } = await db.query(
     `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, x.content_digest, d.receipt, d.delivered_at,
+            d.processed_at, d.processed_receipt, d.processed_via,
             COALESCE((SELECT json_agg(json_build_object('attempt', a.attempt, 'at', a.started_at, 'outcome', a.outcome, 'http_status', a.http_status, 'error', a.error) ORDER BY a.attempt)
                         FROM imaging_delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempts_log
        FROM imaging_deliveries d JOIN imaging_exchanges x ON x.id = d.exchange_id WHERE d.exchange_id = $1 ORDER BY d.partner_id`,
     [id],
   );
+  const events = await exchangeEvents(db, id);
   return {
     id: e.id,
     contentType: e.content_type,
@@ -181,6 +184,10 @@ export async function readImagingExchange(
       content_digest: d.content_digest,
       receipt: d.receipt,
       delivered_at: d.delivered_at,
+      processed_at: d.processed_at,
+      processed_receipt: d.processed_receipt,
+      processed_via: d.processed_via,
+      events: events.filter((x) => x.deliveryId === d.id).map((x) => ({ kind: x.kind, at: x.at.toISOString() })),
       attempts: d.attempts_log,
     })),
   };
