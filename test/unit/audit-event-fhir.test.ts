@@ -466,6 +466,9 @@ describe('AuditEvent search reads the same patterns as the rendering', () => {
       'delivery.receipt',
       'delivery.failed',
       'delivery.evidence',
+      'inbox.processed',
+      'processed-receipt.attempt',
+      'processed-receipt.failed',
     ]);
     expect(eventTypesFor('type', undefined, 'rest')).toContain('inbox.read');
     expect(eventTypesFor('type', 'http://example.org', 'rest')).toEqual([]);
