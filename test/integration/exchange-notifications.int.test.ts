@@ -48,6 +48,10 @@ class Hook {
       req.on('data', (c: string) => (body += c));
       req.on('end', () => {
         const n = JSON.parse(body) as Notice;
+        if (req.url?.endsWith('?refuse')) {
+          res.writeHead(410).end();
+          return;
+        }
         if (this.down(n)) {
           this.refused++;
           res.writeHead(503, { 'retry-after': '0' }).end();
@@ -168,11 +172,13 @@ describe('telling the sending EHR by its response-url', () => {
     );
     expect(responseMessage?.valueString).toMatch(/^[0-9a-f-]{36}$/);
 
-    const { rows } = await a.gw.app.ctx.pool.query(
-      `SELECT count(*)::int AS n FROM audit_log WHERE type = 'notification.sent' AND entry LIKE $1`,
-      [`%${exchange}%`],
-    );
-    expect(rows[0].n).toBe(3);
+    await waitFor('three notification.sent entries', async () => {
+      const { rows } = await a.gw.app.ctx.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM audit_log WHERE type = 'notification.sent' AND entry LIKE $1`,
+        [`%${exchange}%`],
+      );
+      return rows[0]!.n === 3 ? true : undefined;
+    });
   });
 
   it('a notification endpoint that is down is retried, and the notice arrives once it is back', async () => {
@@ -187,11 +193,31 @@ describe('telling the sending EHR by its response-url', () => {
     hook.down = () => false;
     expect(refusals).toBeGreaterThanOrEqual(2);
     expect(hook.state(exchange)).toEqual(['delivered']);
-    const { rows } = await a.gw.app.ctx.pool.query(
-      `SELECT n.state, n.attempts FROM exchange_notifications n JOIN exchange_events e ON e.id = n.event_id WHERE e.exchange_id = $1`,
-      [exchange],
-    );
-    expect(rows).toEqual([{ state: 'sent', attempts: 3 }]);
+    // The attempt is recorded once the endpoint has answered: wait for that commit.
+    const row = await waitFor('the notification recorded as sent', async () => {
+      const { rows } = await a.gw.app.ctx.pool.query<{ state: string; attempts: number }>(
+        `SELECT n.state, n.attempts FROM exchange_notifications n JOIN exchange_events e ON e.id = n.event_id WHERE e.exchange_id = $1`,
+        [exchange],
+      );
+      return rows.length === 1 && rows[0]!.state === 'sent' ? rows[0] : undefined;
+    });
+    expect(row).toEqual({ state: 'sent', attempts: 3 });
+  });
+
+  it('an endpoint that refuses a notification (a 4xx) is given up at once and audited as notification.failed', async () => {
+    const { a, b } = gws;
+    const bad = `${hook.url}?refuse`;
+    const res = await send(a, order(b.gw.config.org, randomUUID()), bad);
+    const exchange = exchangeOf(res);
+    const failed = await waitFor('notification.failed', async () => {
+      const { rows } = await a.gw.app.ctx.pool.query<{ entry: string }>(
+        `SELECT entry FROM audit_log WHERE type = 'notification.failed' AND entry LIKE $1`,
+        [`%${exchange}%`],
+      );
+      return rows[0];
+    });
+    expect(failed.entry).toContain('permanent');
+    expect(hook.about(exchange)).toEqual([]);
   });
 
   it('a response-url that is not https (nor loopback http) is refused at intake with an OperationOutcome, and audited', async () => {
