@@ -10,6 +10,7 @@ import {
   SCOPE_BUNDLE_WRITE,
 } from '../guard.ts';
 import { decodeJsonBody, parseFhirJson } from '../../src/fhir/json.ts';
+import { checkNotifyEndpoint } from '../../src/notify/endpoint.ts';
 import { acceptSubmission, IntakeWriter, type Submission } from '../../src/outbound/intake.ts';
 import { readExchange } from '../../src/outbound/exchange-view.ts';
 import { replyAccepted } from './accepted-reply.ts';
@@ -53,7 +54,12 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
       }
     });
 
-    const submit = async (req: FastifyRequest, reply: FastifyReply, recipients: Submission['recipients']) => {
+    const submit = async (
+      req: FastifyRequest,
+      reply: FastifyReply,
+      recipients: Submission['recipients'],
+      responseUrl?: string,
+    ) => {
       const body = req.body as RawFhir | undefined;
       if (!body) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'send the Bundle as application/fhir+json');
       const key = req.headers['idempotency-key'];
@@ -68,6 +74,7 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
         clientPurposeOfUse: req.principal?.purposeOfUse,
         // A response message answers a received one this client may see (its inbox routing).
         answered: (headerId) => findAnsweredMessage(ctx.pool, headerId, inboxViewer(req)),
+        responseUrl,
       });
       const location = `/exchanges/${result.exchangeId}`;
       return replyAccepted(
@@ -79,9 +86,17 @@ export function exchangeRoutes(ctx: GatewayContext): FastifyPluginAsync {
     };
 
     const fhirIntake = { ...INTAKE, ...FHIR_REST };
-    app.post('/fhir/$process-message', { config: fhirIntake, onRequest: write, preHandler: write }, (req, reply) =>
-      submit(req, reply, { from: 'message' }),
-    );
+    // R4 $process-message: `response-url` (a query parameter) is where the exchange's state changes go.
+    app.post('/fhir/$process-message', { config: fhirIntake, onRequest: write, preHandler: write }, (req, reply) => {
+      const q = (req.query as { 'response-url'?: string | string[] })['response-url'];
+      if (Array.isArray(q)) throw new GatewayError('INVALID_VALUE', 'give response-url once');
+      return submit(
+        req,
+        reply,
+        { from: 'message' },
+        q === undefined ? undefined : checkNotifyEndpoint(q, 'response-url'),
+      );
+    });
 
     app.post('/exchanges', { config: fhirIntake, onRequest: write, preHandler: write }, (req, reply) => {
       const q = (req.query as { recipient?: string | string[] }).recipient;

@@ -181,6 +181,20 @@ export const AUDIT_EVENTS = {
     recordedBy: 'processed receipt worker',
     balp: 'ExportStep',
   },
+  'notification.sent': {
+    description:
+      "An exchange state change (delivered, processed, response received, failed, expired) reached the sending EHR's response-url as an id-only response message.",
+    outcome: ['success'],
+    recordedBy: 'notification worker',
+    balp: 'ExportStep',
+  },
+  'notification.failed': {
+    description:
+      'Telling the sending EHR of an exchange state change gave up: its endpoint refused it, or the retry budget or horizon was spent.',
+    outcome: ['serious-failure'],
+    recordedBy: 'notification worker',
+    balp: 'ExportStep',
+  },
   'inbox.forwarded': {
     description: "A received message was forwarded to the EHR's endpoint.",
     outcome: ['success'],

@@ -1,10 +1,13 @@
 import type { Queryable } from '../db/pool.ts';
+import { jobSpecsSql, NOTIFY_TASK, SAFETY_NET_ATTEMPTS } from '../queue/jobs.ts';
 
 /**
  * The one place an exchange's state changes are recorded: one row per event
  * in exchange_events, on the caller's transaction, so the event commits with
  * the change it records (and never without it). Rows carry ids and codes
- * only; their id orders them.
+ * only; their id orders them. Each event owes a notification to the
+ * exchange's response-url, if it has one: written and queued in the same
+ * statement, so the event and what tells the sending EHR commit together.
  */
 export type ExchangeEventKind = 'delivered' | 'processed' | 'response-received' | 'failed' | 'expired';
 
@@ -19,8 +22,25 @@ export interface ExchangeEvent {
 
 export async function recordExchangeEvent(db: Queryable, e: ExchangeEvent): Promise<void> {
   await db.query(
-    'INSERT INTO exchange_events (exchange_id, delivery_id, kind, at, detail) VALUES ($1, $2, $3, $4, $5)',
-    [e.exchangeId, e.deliveryId ?? null, e.kind, e.at, JSON.stringify(e.detail ?? {})],
+    `WITH ev AS (
+       INSERT INTO exchange_events (exchange_id, delivery_id, kind, at, detail) VALUES ($4, $5, $6, $7, $8) RETURNING id, exchange_id
+     ), n AS (
+       INSERT INTO exchange_notifications (event_id, channel, endpoint)
+       SELECT ev.id, 'response-url', x.response_url FROM ev JOIN exchanges x ON x.id = ev.exchange_id
+        WHERE x.response_url IS NOT NULL
+       RETURNING id
+     )
+     SELECT count(*) FROM graphile_worker.add_jobs(${jobSpecsSql(NOTIFY_TASK, '(SELECT id FROM n)')})`,
+    [
+      NOTIFY_TASK,
+      SAFETY_NET_ATTEMPTS,
+      null,
+      e.exchangeId,
+      e.deliveryId ?? null,
+      e.kind,
+      e.at,
+      JSON.stringify(e.detail ?? {}),
+    ],
   );
 }
 

@@ -30,6 +30,8 @@ export interface IntakeRecord {
     purposeOfUse: string[];
     /** A message's MessageHeader.id, which a response to it names. */
     messageHeaderId?: string | null;
+    /** Where its state changes are notified (a response-url), if the client gave one. */
+    responseUrl?: string | null;
   };
   deliveries: SealedDelivery[];
   audit: AuditInput[];
@@ -66,11 +68,11 @@ export async function writeIntakes(
   );
   const { rows } = await db.query<{ inserted: string[] | null }>(
     `WITH ex AS (
-       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key, purpose_of_use, message_header_id)
+       INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key, purpose_of_use, message_header_id, response_url)
        -- One text per exchange for its codes (letters only, so commas join them): unnest cannot carry arrays of arrays.
-       SELECT u.id, u.client_id, u.bundle_type, u.digest, u.length, u.idem, u.msg, string_to_array(u.purpose, ','), u.header_id
-         FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $24::text[], $25::text[], $28::text[])
-           AS u(id, client_id, bundle_type, digest, length, idem, msg, purpose, header_id)
+       SELECT u.id, u.client_id, u.bundle_type, u.digest, u.length, u.idem, u.msg, string_to_array(u.purpose, ','), u.header_id, u.response_url
+         FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $24::text[], $25::text[], $28::text[], $29::text[])
+           AS u(id, client_id, bundle_type, digest, length, idem, msg, purpose, header_id, response_url)
        -- Either key already used by this client (exchanges_idempotency, exchanges_message_key): a repeat.
        ON CONFLICT DO NOTHING
        RETURNING id
@@ -117,6 +119,7 @@ export async function writeIntakes(
       cols.patientOrds,
       cols.patientBlinds,
       ex.map((e) => e.messageHeaderId ?? null),
+      ex.map((e) => e.responseUrl ?? null),
     ],
   );
   const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);

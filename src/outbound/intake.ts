@@ -54,6 +54,8 @@ export interface Submission {
   clientPurposeOfUse?: readonly string[];
   /** Finds the received message a response message answers (among those this client may see). */
   answered?: FindAnswered;
+  /** Where the exchange's state changes go as response messages ($process-message `response-url`, already checked). */
+  responseUrl?: string | undefined;
 }
 
 export interface Accepted extends IntakeWritten {
@@ -229,6 +231,7 @@ export async function acceptSubmission(
       messageKey: message ?? null,
       purposeOfUse,
       messageHeaderId: summary.type === 'message' ? (messageHeaderId(bundle) ?? null) : null,
+      responseUrl: s.responseUrl ?? null,
     },
     deliveries,
     audit,

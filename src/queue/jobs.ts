@@ -12,6 +12,7 @@ export const DELIVER_TASK = 'deliver';
 export const DELIVER_IMAGING_TASK = 'deliver_imaging';
 export const FORWARD_TASK = 'inbox-forward';
 export const PROCESSED_RECEIPT_TASK = 'processed-receipt';
+export const NOTIFY_TASK = 'exchange-notify';
 
 /** Graphile-worker's own retries are only a safety net: the delivery tasks schedule their retries themselves. */
 export const SAFETY_NET_ATTEMPTS = 25;
@@ -22,14 +23,16 @@ const PAYLOAD_FIELD = {
   [DELIVER_IMAGING_TASK]: 'deliveryId',
   [FORWARD_TASK]: 'messageId',
   [PROCESSED_RECEIPT_TASK]: 'receiptId',
+  [NOTIFY_TASK]: 'notificationId',
 } as const;
 
-/** A job key per task and id: a forward's and a processed receipt's are prefixed, so they never collide with a delivery's. */
+/** A job key per task and id: a forward's, a processed receipt's and a notification's are prefixed, so they never collide with a delivery's. */
 const JOB_KEY_PREFIX = {
   [DELIVER_TASK]: '',
   [DELIVER_IMAGING_TASK]: '',
   [FORWARD_TASK]: 'inbox-forward:',
   [PROCESSED_RECEIPT_TASK]: 'processed-receipt:',
+  [NOTIFY_TASK]: 'exchange-notify:',
 } as const;
 
 export type IdJobTask = keyof typeof PAYLOAD_FIELD;
@@ -73,3 +76,4 @@ export const assertDeliverPayload = (payload: unknown) => assertIdPayload('deliv
 export const assertForwardPayload = (payload: unknown) => assertIdPayload(FORWARD_TASK, 'messageId', payload);
 export const assertProcessedReceiptPayload = (payload: unknown) =>
   assertIdPayload(PROCESSED_RECEIPT_TASK, 'receiptId', payload);
+export const assertNotifyPayload = (payload: unknown) => assertIdPayload(NOTIFY_TASK, 'notificationId', payload);

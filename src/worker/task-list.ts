@@ -4,7 +4,8 @@ import { AUDIT_CHECKPOINT_CRON, AUDIT_CHECKPOINT_TASK, auditCheckpointTask } fro
 import { deliver, type DeliveryContext } from '../outbound/deliver.ts';
 import { DELIVERY_KINDS, type DeliveryKind } from '../outbound/delivery-kinds.ts';
 import { deliverImaging } from '../outbound/imaging/deliver.ts';
-import { FORWARD_TASK, PROCESSED_RECEIPT_TASK } from '../queue/jobs.ts';
+import { FORWARD_TASK, NOTIFY_TASK, PROCESSED_RECEIPT_TASK } from '../queue/jobs.ts';
+import { exchangeNotifyTask } from './tasks/exchange-notify.ts';
 import { deliveryTask } from './tasks/deliver.ts';
 import { inboxForwardTask } from './tasks/inbox-forward.ts';
 import { processedReceiptTask } from './tasks/processed-receipt.ts';
@@ -40,6 +41,7 @@ export function taskList(ctx: GatewayContext): TaskList {
     ...Object.fromEntries(Object.values(DELIVERY_KINDS).map((k) => [k.task, deliveryTask(ctx, DELIVER_ONE[k.kind])])),
     [FORWARD_TASK]: inboxForwardTask(ctx),
     [PROCESSED_RECEIPT_TASK]: processedReceiptTask(ctx),
+    [NOTIFY_TASK]: exchangeNotifyTask(ctx),
     [KEYS_ROTATE_TASK]: keysRotateTask(ctx),
     [PARTNER_KEYS_REFRESH_TASK]: partnerKeysRefreshTask(ctx),
     [PARTNER_EVIDENCE_SWEEP_TASK]: partnerEvidenceSweepTask(ctx),

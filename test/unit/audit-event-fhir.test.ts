@@ -182,6 +182,22 @@ const SAMPLE: Record<AuditEventType, Pick<AuditInput, 'agent' | 'entity' | 'purp
     entity: [{ type: 'inbox-message', id: 'm-1' }],
     detail: { reason: 'retry budget spent' },
   },
+  'notification.sent': {
+    agent: client,
+    entity: [
+      { type: 'notification', id: 'n-1' },
+      { type: 'exchange', id: 'x-1' },
+    ],
+    detail: { event: 'delivered', channel: 'response-url', attempt: 1, status: 200 },
+  },
+  'notification.failed': {
+    agent: client,
+    entity: [
+      { type: 'notification', id: 'n-1' },
+      { type: 'exchange', id: 'x-1' },
+    ],
+    detail: { event: 'failed', channel: 'response-url', attempts: 3, reason: 'retries exhausted' },
+  },
   'disclosures.queried': { agent: operator, detail: { from: '2026-01-01', to: '2026-12-01', found: 2 } },
 };
 
@@ -469,6 +485,8 @@ describe('AuditEvent search reads the same patterns as the rendering', () => {
       'inbox.processed',
       'processed-receipt.attempt',
       'processed-receipt.failed',
+      'notification.sent',
+      'notification.failed',
     ]);
     expect(eventTypesFor('type', undefined, 'rest')).toContain('inbox.read');
     expect(eventTypesFor('type', 'http://example.org', 'rest')).toEqual([]);
