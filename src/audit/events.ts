@@ -108,14 +108,20 @@ export const AUDIT_EVENTS = {
   },
   'inbox.read': {
     description:
-      'An EHR client read a received message or its imaging content (serious-failure: it could not be opened).',
-    outcome: ['success', 'serious-failure'],
+      'An EHR client read a received message or its imaging content (minor-failure: retention had purged it, answered 410; serious-failure: it could not be opened).',
+    outcome: ['success', 'minor-failure', 'serious-failure'],
     recordedBy: 'inbox read (bundle and imaging content)',
   },
   'inbox.acknowledged': {
     description: 'An EHR client acknowledged a received message.',
     outcome: ['success'],
     recordedBy: 'inbox read',
+  },
+  'content.purged': {
+    description:
+      'Retention purged sealed content past its retention period (one entry per batch, naming each delivery or inbox message and its digest): the rows keep their ids, digests and receipts, and a read of the content answers 410 Gone.',
+    outcome: ['success'],
+    recordedBy: 'retention job',
   },
   'inbox.forwarded': {
     description: "A received message was forwarded to the EHR's endpoint.",
