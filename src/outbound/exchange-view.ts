@@ -19,6 +19,8 @@ export interface DeliveryView {
   last_error: string | null;
   delivered_at: string | null;
   receipt: string | null;
+  /** When retention purged the sealed envelope; its digest and the receipt remain. */
+  purged_at: string | null;
 }
 
 export interface ExchangeView {
@@ -61,8 +63,9 @@ export async function readExchange(
     last_error: string | null;
     delivered_at: Date | null;
     receipt: string | null;
+    purged_at: Date | null;
   }>(
-    `SELECT id, partner_id, state, recipient_kid, envelope_digest, next_attempt_at, last_error, delivered_at, receipt
+    `SELECT id, partner_id, state, recipient_kid, envelope_digest, next_attempt_at, last_error, delivered_at, receipt, purged_at
        FROM deliveries WHERE exchange_id = $1 ORDER BY partner_id`,
     [id],
   );
@@ -105,6 +108,7 @@ export async function readExchange(
       last_error: d.last_error,
       delivered_at: iso(d.delivered_at),
       receipt: d.receipt,
+      purged_at: iso(d.purged_at),
     })),
   };
 }

@@ -176,6 +176,12 @@ describe('retention purges handed-over content and frees its space', () => {
         .set('authorization', await a.ehr.bearer())
         .expect(200);
       expect(status.body.recipients[0].receipt).toBe(sent[0]!.receipt);
+      expect(Date.parse(status.body.recipients[0].purged_at)).toBeLessThanOrEqual(Date.now());
+      const studyStatus = await request(a.gw.app.server)
+        .get(sent.at(-1)!.location)
+        .set('authorization', await a.ehr.bearer())
+        .expect(200);
+      expect(studyStatus.body.recipients[0].purged_at).toBeTruthy();
 
       // The audit log names what is gone, batch by batch (RETENTION_BATCH=2), and still verifies.
       const purgedEntries = await entries(b, 'content.purged');

@@ -144,7 +144,7 @@ export async function readImagingExchange(
   const e = rows[0];
   if (!e) return undefined;
   const { rows: ds } = await db.query(
-    `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, x.content_digest, d.receipt, d.delivered_at,
+    `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, x.content_digest, d.receipt, d.delivered_at, d.purged_at,
             COALESCE((SELECT json_agg(json_build_object('attempt', a.attempt, 'at', a.started_at, 'outcome', a.outcome, 'http_status', a.http_status, 'error', a.error) ORDER BY a.attempt)
                         FROM imaging_delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempts_log
        FROM imaging_deliveries d JOIN imaging_exchanges x ON x.id = d.exchange_id WHERE d.exchange_id = $1 ORDER BY d.partner_id`,
@@ -166,6 +166,7 @@ export async function readImagingExchange(
       content_digest: d.content_digest,
       receipt: d.receipt,
       delivered_at: d.delivered_at,
+      purged_at: d.purged_at,
       attempts: d.attempts_log,
     })),
   };
