@@ -68,6 +68,9 @@ export const PURGE_SPECS: readonly PurgeSpec[] = [
   },
 ];
 
+/** One run's longest time: a backlog (retention first turned on) is worked off over several runs, never holding a shutdown for long. */
+const RUN_BUDGET_MS = 5 * 60_000;
+
 export type RetentionContext = Pick<GatewayContext, 'pool' | 'config' | 'logger'>;
 
 /**
@@ -105,13 +108,21 @@ async function purgeBatch(ctx: RetentionContext, spec: PurgeSpec, cutoff: Date):
  * tuples (deletions and updates still trigger it on the envelope TOAST
  * tables); the imaging files' space is returned at once.
  */
-export async function purgeExpired(ctx: RetentionContext, now = new Date()): Promise<Record<PurgeKind, number>> {
+export async function purgeExpired(
+  ctx: RetentionContext,
+  options: { now?: Date; signal?: AbortSignal; budgetMs?: number } = {},
+): Promise<Record<PurgeKind, number>> {
+  const now = options.now ?? new Date();
+  const until = Date.now() + (options.budgetMs ?? RUN_BUDGET_MS);
+  // A stop request (graceful shutdown) or the run's budget ends it between batches; the next run goes on.
+  const stop = () => options.signal?.aborted === true || Date.now() >= until;
   const purged: Record<PurgeKind, number> = { bundle: 0, imaging: 0, inbox: 0, 'inbox-imaging': 0 };
   for (const spec of PURGE_SPECS) {
     const retention = spec.retention(ctx.config);
     if (retention === 0) continue;
     const cutoff = new Date(now.getTime() - retention);
     for (;;) {
+      if (stop()) break;
       const n = await purgeBatch(ctx, spec, cutoff);
       purged[spec.kind] += n;
       if (n < ctx.config.retentionBatch) break;

@@ -8,6 +8,7 @@ import { DICOM_DIR } from '../helpers/imaging.ts';
 import { diskBytes } from '../helpers/data-dir.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { purgeExpired } from '../../src/retention/purge.ts';
+import { RETENTION_PURGE_TASK } from '../../src/worker/tasks/retention.ts';
 import { readState } from '../../src/metrics/state-queries.ts';
 
 /**
@@ -208,6 +209,10 @@ describe('retention purges handed-over content and frees its space', () => {
       );
       await age();
       const before = (await entries(b, 'content.purged')).length;
+      // A stop request (graceful shutdown) or a spent budget ends a run before its next batch.
+      const none = { bundle: 0, imaging: 0, inbox: 0, 'inbox-imaging': 0 };
+      expect(await purgeExpired(b.gw.app.ctx, { signal: AbortSignal.abort() })).toEqual(none);
+      expect(await purgeExpired(b.gw.app.ctx, { budgetMs: 0 })).toEqual(none);
 
       let intakeRunning = true;
       const intake = (async () => {
@@ -216,10 +221,23 @@ describe('retention purges handed-over content and frees its space', () => {
           fresh.push(await submit(a, b, messageBundle([b.gw.config.org], 600, `during ${fresh.length}`)));
         return fresh;
       })();
-      const [purgedA, purgedB] = await Promise.all([purgeExpired(a.gw.app.ctx), purgeExpired(b.gw.app.ctx)]);
+      // A: the worker's own retention_purge task (what the cron line queues); B: the purge called directly.
+      const purgedOnA = async () =>
+        (
+          await a.gw.app.ctx.pool.query<{ n: number }>(
+            'SELECT count(*)::int AS n FROM deliveries WHERE purged_at IS NOT NULL',
+          )
+        ).rows[0]!.n;
+      const purgedBefore = await purgedOnA();
+      await a.gw.app.ctx.queue.addJob(RETENTION_PURGE_TASK, {});
+      const [, purgedB] = await Promise.all([
+        waitFor('the worker purge', async () =>
+          (await purgedOnA()) - purgedBefore === old.sent.length ? true : undefined,
+        ),
+        purgeExpired(b.gw.app.ctx),
+      ]);
       intakeRunning = false;
       const fresh = await intake;
-      expect(purgedA.bundle).toBe(old.sent.length);
       expect(purgedB.inbox).toBe(old.taken.length);
       // Every submission made during the purge was accepted (submit expects 202) and is delivered.
       for (const l of fresh) await delivered(a, l);

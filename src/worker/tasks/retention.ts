@@ -6,8 +6,8 @@ export const RETENTION_PURGE_TASK = 'retention_purge';
 
 /** Every ten minutes: purge the content past RETENTION_* in bounded batches. The payload is ignored. */
 export function retentionPurgeTask(ctx: GatewayContext): Task {
-  return async () => {
-    await purgeExpired(ctx);
+  return async (_payload, helpers) => {
+    await purgeExpired(ctx, { signal: helpers.abortSignal });
   };
 }
 
