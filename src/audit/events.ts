@@ -123,6 +123,17 @@ export const AUDIT_EVENTS = {
     outcome: ['success'],
     recordedBy: 'retention job',
   },
+  'retention.held': {
+    description:
+      'An administrator placed a legal hold on an exchange: retention keeps its deliveries and inbox messages until the hold is released.',
+    outcome: ['success'],
+    recordedBy: 'gateway retention hold',
+  },
+  'retention.released': {
+    description: 'An administrator released the legal hold of an exchange: retention applies to it again.',
+    outcome: ['success'],
+    recordedBy: 'gateway retention release',
+  },
   'inbox.forwarded': {
     description: "A received message was forwarded to the EHR's endpoint.",
     outcome: ['success'],

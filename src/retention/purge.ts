@@ -10,8 +10,8 @@ export type PurgeKind = 'bundle' | 'imaging' | 'inbox' | 'inbox-imaging';
 /**
  * What retention purges, per kind: only content that was handed over (a
  * delivery whose signed receipt was verified, an inbox message the EHR
- * acknowledged or was forwarded), never a pending or failed delivery nor a
- * message still waiting for the EHR. Each statement takes the oldest `$2`
+ * acknowledged or was forwarded), never a pending or failed delivery, a
+ * message still waiting for the EHR, nor an exchange under a legal hold. Each statement takes the oldest `$2`
  * rows handed over before `$1`, skipping rows another transaction holds (a
  * delivery being recorded, an acknowledgement), and leaves a tombstone: ids,
  * digests and receipts stay, the envelope becomes NULL. It returns each id,
@@ -25,8 +25,13 @@ interface PurgeSpec {
   sql: string;
 }
 
+/** An exchange under a legal hold (src/retention/hold.ts) is kept whatever its age. */
+const notHeld = (exchangeId: string) =>
+  `NOT EXISTS (SELECT 1 FROM retention_holds h WHERE h.exchange_id = ${exchangeId}::text)`;
+
 const oldestDelivered = (table: string) =>
-  `SELECT id FROM ${table} WHERE state = 'delivered' AND purged_at IS NULL AND delivered_at < $1
+  `SELECT id FROM ${table} d WHERE state = 'delivered' AND purged_at IS NULL AND delivered_at < $1
+      AND ${notHeld('d.exchange_id')}
     ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED`;
 
 const takenAt = 'coalesce(acknowledged_at, forwarded_at)';
@@ -34,6 +39,7 @@ const oldestTaken = (imaging: boolean) =>
   `SELECT id FROM inbox_messages i
     WHERE state IN ('forwarded', 'acknowledged') AND purged_at IS NULL AND ${takenAt} < $1
       AND ${imaging ? '' : 'NOT '}EXISTS (SELECT 1 FROM imaging_inbox_content c WHERE c.message_id = i.id)
+      AND ${notHeld('i.exchange_id')}
     ORDER BY ${takenAt} LIMIT $2 FOR UPDATE SKIP LOCKED`;
 
 export const PURGE_SPECS: readonly PurgeSpec[] = [

@@ -8,6 +8,7 @@ import { DICOM_DIR } from '../helpers/imaging.ts';
 import { diskBytes } from '../helpers/data-dir.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { purgeExpired } from '../../src/retention/purge.ts';
+import { releaseHold } from '../../src/retention/hold.ts';
 import { RETENTION_PURGE_TASK } from '../../src/worker/tasks/retention.ts';
 import { readState } from '../../src/metrics/state-queries.ts';
 
@@ -129,6 +130,12 @@ describe('retention purges handed-over content and frees its space', () => {
       ).rows[0]!.content_path;
       expect(statSync(imagingFile).size).toBeGreaterThan(DICOM.length);
       await age();
+      // A legal hold on the first exchange, on both sides (B knows it by the same exchange id).
+      const heldExchange = sent[0]!.location.split('/').pop()!;
+      for (const p of [a, b]) {
+        const out = await runCli(['retention', 'hold', heldExchange], cleanEnv({ DATABASE_URL: p.gw.databaseUrl }));
+        expect(out.stdout, out.stderr).toContain(`exchange ${heldExchange} held`);
+      }
       const before = {
         deliveries: await size(a, 'deliveries'),
         inbox: await size(b, 'inbox_messages'),
@@ -136,7 +143,7 @@ describe('retention purges handed-over content and frees its space', () => {
       };
 
       expect(await purgeExpired(a.gw.app.ctx)).toEqual({
-        bundle: BUNDLES.length + 1,
+        bundle: BUNDLES.length, // all but the held one, and the untaken message (A has its receipt)
         imaging: 1,
         inbox: 0,
         'inbox-imaging': 0,
@@ -144,7 +151,7 @@ describe('retention purges handed-over content and frees its space', () => {
       expect(await purgeExpired(b.gw.app.ctx)).toEqual({
         bundle: 0,
         imaging: 0,
-        inbox: BUNDLES.length,
+        inbox: BUNDLES.length - 1,
         'inbox-imaging': 1,
       });
 
@@ -157,15 +164,16 @@ describe('retention purges handed-over content and frees its space', () => {
       expect(before.deliveries - (await size(a, 'deliveries'))).toBeGreaterThan(bundleBytes / 2);
       expect(before.inbox - (await size(b, 'inbox_messages'))).toBeGreaterThan(bundleBytes / 2);
 
-      // Still needed: the message B's EHR has not taken.
-      await request(b.gw.app.server)
-        .get(`/inbox/messages/${kept}`)
-        .set('authorization', await b.ehr.bearer())
-        .expect(200);
+      // Still needed: the message B's EHR has not taken, and the held exchange.
+      for (const id of [kept, taken[0]])
+        await request(b.gw.app.server)
+          .get(`/inbox/messages/${id}`)
+          .set('authorization', await b.ehr.bearer())
+          .expect(200);
 
       // Reads of purged content: 410 Gone with an OperationOutcome, audited; the status and receipt remain.
       const bAuth = await b.ehr.bearer();
-      const gone = await request(b.gw.app.server).get(`/inbox/messages/${taken[0]}`).set('authorization', bAuth);
+      const gone = await request(b.gw.app.server).get(`/inbox/messages/${taken[1]}`).set('authorization', bAuth);
       expect(gone.status).toBe(410);
       expect(gone.body.resourceType).toBe('OperationOutcome');
       const goneImaging = await request(b.gw.app.server)
@@ -173,10 +181,10 @@ describe('retention purges handed-over content and frees its space', () => {
         .set('authorization', bAuth);
       expect(goneImaging.status).toBe(410);
       const status = await request(a.gw.app.server)
-        .get(sent[0]!.location)
+        .get(sent[1]!.location)
         .set('authorization', await a.ehr.bearer())
         .expect(200);
-      expect(status.body.recipients[0].receipt).toBe(sent[0]!.receipt);
+      expect(status.body.recipients[0].receipt).toBe(sent[1]!.receipt);
       expect(Date.parse(status.body.recipients[0].purged_at)).toBeLessThanOrEqual(Date.now());
       const studyStatus = await request(a.gw.app.server)
         .get(sent.at(-1)!.location)
@@ -186,16 +194,22 @@ describe('retention purges handed-over content and frees its space', () => {
 
       // The audit log names what is gone, batch by batch (RETENTION_BATCH=2), and still verifies.
       const purgedEntries = await entries(b, 'content.purged');
-      expect(purgedEntries.length).toBe(Math.ceil(BUNDLES.length / 2) + 1);
+      expect(purgedEntries.length).toBe(Math.ceil((BUNDLES.length - 1) / 2) + 1);
       const named = purgedEntries.flatMap((e) => e.entity.map((x: { id: string }) => x.id));
-      expect(named.sort()).toEqual([...taken].sort());
+      expect(named.sort()).toEqual(taken.slice(1).sort());
+      expect((await entries(b, 'retention.held')).map((e) => e.entity[0].id)).toEqual([heldExchange]);
       expect((await entries(b, 'inbox.read')).some((e) => e.detail?.reason === 'CONTENT_PURGED')).toBe(true);
       await expectAuditVerifies();
 
       // The counter comes from the tombstones, so every process reports the same.
       const state = await readState(a.gw.app.ctx.pool);
-      expect(state.purged).toContainEqual({ kind: 'bundle', count: BUNDLES.length + 1 });
+      expect(state.purged).toContainEqual({ kind: 'bundle', count: BUNDLES.length });
       expect(state.purged).toContainEqual({ kind: 'imaging', count: 1 });
+
+      // Released, the held exchange is purged by the next run.
+      expect(await releaseHold(b.gw.app.ctx, heldExchange, 'test')).toBe(true);
+      expect((await purgeExpired(b.gw.app.ctx)).inbox).toBe(1);
+      expect((await entries(b, 'retention.released')).length).toBe(1);
     },
   );
 
@@ -243,11 +257,11 @@ describe('retention purges handed-over content and frees its space', () => {
       for (const l of fresh) await delivered(a, l);
       expect((await entries(b, 'content.purged')).length - before).toBe(Math.ceil(old.taken.length / 2));
 
-      // Only what was handed over before the cutoff is gone: the fresh deliveries and B's untaken messages keep their content.
+      // Only what was handed over before the cutoff is gone: the fresh deliveries, the held exchange and B's untaken messages keep their content.
       const { rows: held } = await a.gw.app.ctx.pool.query<{ n: number }>(
         'SELECT count(*)::int AS n FROM deliveries WHERE purged_at IS NULL AND envelope IS NOT NULL',
       );
-      expect(held[0]!.n).toBe(fresh.length);
+      expect(held[0]!.n).toBe(fresh.length + 1); // and the exchange A still holds
       const { rows: untaken } = await b.gw.app.ctx.pool.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM inbox_messages WHERE state = 'received' AND purged_at IS NOT NULL`,
       );

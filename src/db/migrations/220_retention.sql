@@ -34,3 +34,11 @@ CREATE INDEX imaging_deliveries_retention ON imaging_deliveries (delivered_at)
   WHERE state = 'delivered' AND purged_at IS NULL;
 CREATE INDEX inbox_messages_retention ON inbox_messages ((coalesce(acknowledged_at, forwarded_at)))
   WHERE state IN ('forwarded', 'acknowledged') AND purged_at IS NULL;
+
+-- A legal hold: an exchange kept whatever its age, until released. On the sending side
+-- it names our exchange id; on the receiving side the sender's, as its messages carry it.
+CREATE TABLE retention_holds (
+  exchange_id  text PRIMARY KEY,
+  held_by      text NOT NULL,
+  held_at      timestamptz NOT NULL DEFAULT now()
+);
