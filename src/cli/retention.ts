@@ -26,10 +26,11 @@ retention.released). Works while the gateway runs (same DATABASE_URL or DATA_DIR
     const db = await openDatabase(config, cliLogger(config));
     try {
       const ctx = { pool: db.pool };
-      if (sub === 'hold') print((await placeHold(ctx, id!, 'cli')) ? `exchange ${id} held` : `exchange ${id} was held`);
-      else if (sub === 'release')
-        print((await releaseHold(ctx, id!, 'cli')) ? `exchange ${id} released` : `exchange ${id} was not held`);
-      else
+      if (sub !== 'list' && id) {
+        const changed = await (sub === 'hold' ? placeHold : releaseHold)(ctx, id, 'cli');
+        const said = { hold: ['held', 'was held'], release: ['released', 'was not held'] }[sub];
+        print(`exchange ${id} ${changed ? said[0] : said[1]}`);
+      } else
         print(
           table(
             (await listHolds(ctx)).map((h) => ({
