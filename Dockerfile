@@ -1,4 +1,5 @@
-# Production image: Node 26, SoftHSM for the bundled token option, and the gateway.
+# Production image: Node 26, the gateway, SoftHSM and p11-kit (the compose HSM service serves the token with
+# `p11-kit server`; the gateway processes load p11-kit-client.so).
 # Build:  docker build -t fhir-gateway .
 FROM node:26-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
@@ -8,8 +9,8 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY . .
 
 FROM node:26-bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends softhsm2 opensc curl ca-certificates && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home /var/lib/gateway gateway && mkdir -p /var/lib/gateway && chown gateway /var/lib/gateway
+RUN apt-get update && apt-get install -y --no-install-recommends softhsm2 p11-kit p11-kit-modules opensc curl ca-certificates && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /var/lib/gateway gateway && mkdir -p /var/lib/gateway /run/p11-kit && chown gateway /var/lib/gateway /run/p11-kit
 WORKDIR /app
 COPY --from=build /app /app
 USER gateway

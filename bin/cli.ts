@@ -9,6 +9,7 @@ import { clientsCommand, tlsCommand } from '../src/cli/clients.ts';
 import { partnersCommand } from '../src/cli/partners.ts';
 import { deliveriesCommand } from '../src/cli/deliveries.ts';
 import { auditCommand } from '../src/cli/audit.ts';
+import { retentionCommand } from '../src/cli/retention.ts';
 import { workerCommand } from '../src/cli/worker.ts';
 import { demoCommand } from '../src/cli/demo.ts';
 import { serveCommand, startCommand } from '../plugins/server.ts';
@@ -22,6 +23,7 @@ const commands: Command[] = [
   keysCommand,
   partnersCommand,
   deliveriesCommand,
+  retentionCommand,
   clientsCommand,
   tlsCommand,
   auditCommand,

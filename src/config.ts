@@ -211,6 +211,27 @@ export const schema = {
   deliveryTimeout: duration('DELIVERY_TIMEOUT', 'Timeout of one delivery attempt', '30s'),
   deliveryMaxAttempts: int('DELIVERY_MAX_ATTEMPTS', 'Attempts before a delivery is marked failed', 12, 1, 100),
   deliveryHorizon: duration('DELIVERY_HORIZON', 'Longest time a delivery is retried before it is marked failed', '24h'),
+  retentionOutbound: duration(
+    'RETENTION_OUTBOUND',
+    'How long a delivered bundle envelope (its signed receipt verified) is kept before its sealed content is purged; 0 keeps it forever',
+    '30d',
+  ),
+  retentionInbox: duration(
+    'RETENTION_INBOX',
+    'How long a received bundle is kept after the EHR took it (acknowledged, or forwarded) before its sealed content is purged; 0 keeps it forever',
+    '30d',
+  ),
+  retentionImaging: duration(
+    'RETENTION_IMAGING',
+    'How long imaging content of either direction (delivered, or taken by the EHR) is kept before its sealed file and manifest are purged; 0 keeps it forever',
+    '30d',
+  ),
+  retentionBatch: int('RETENTION_BATCH', 'Rows the retention job purges per statement', 500, 1, 10000),
+  retentionPause: duration(
+    'RETENTION_PAUSE',
+    'Pause between two retention batches, so intake and receipts keep the database',
+    '200ms',
+  ),
   clockSkew: duration('CLOCK_SKEW', 'Accepted clock difference for iat/exp checks', '5m'),
   inboxBodyLimit: int(
     'INBOX_BODY_LIMIT',

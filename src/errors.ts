@@ -51,6 +51,8 @@ export const ERROR_CODES = {
   /** A password-only session of an account with a second factor: the second-factor step only. */
   SECOND_FACTOR_REQUIRED: { status: 403, issue: 'forbidden' },
   NOT_FOUND: { status: 404, issue: 'not-found' },
+  /** The content existed and was purged by retention (RETENTION_*): its metadata, digests and receipt remain. */
+  CONTENT_PURGED: { status: 410, issue: 'not-found' },
   METHOD_NOT_ALLOWED: { status: 405, issue: 'not-supported' },
   /** A FHIR route asked for a format or FHIR version it does not answer in (Accept, _format). */
   NOT_ACCEPTABLE: { status: 406, issue: 'not-supported' },

@@ -150,8 +150,8 @@ export const AUDIT_EVENTS = {
   },
   'inbox.read': {
     description:
-      'An EHR client read a received message or its imaging content (serious-failure: it could not be opened).',
-    outcome: ['success', 'serious-failure'],
+      'An EHR client read a received message or its imaging content (minor-failure: retention had purged it, answered 410; serious-failure: it could not be opened).',
+    outcome: ['success', 'minor-failure', 'serious-failure'],
     recordedBy: 'inbox read (bundle and imaging content)',
     balp: 'Read',
   },
@@ -194,6 +194,26 @@ export const AUDIT_EVENTS = {
     outcome: ['serious-failure'],
     recordedBy: 'notification worker',
     balp: 'ExportStep',
+  },
+  'content.purged': {
+    description:
+      'Retention purged sealed content past its retention period (one entry per batch, naming each delivery or inbox message and its digest): the rows keep their ids, digests and receipts, and a read of the content answers 410 Gone.',
+    outcome: ['success'],
+    recordedBy: 'retention job',
+    balp: 'Delete',
+  },
+  'retention.held': {
+    description:
+      'An administrator placed a legal hold on an exchange: retention keeps its deliveries and inbox messages until the hold is released.',
+    outcome: ['success'],
+    recordedBy: 'gateway retention hold',
+    balp: 'Update',
+  },
+  'retention.released': {
+    description: 'An administrator released the legal hold of an exchange: retention applies to it again.',
+    outcome: ['success'],
+    recordedBy: 'gateway retention release',
+    balp: 'Update',
   },
   'inbox.forwarded': {
     description: "A received message was forwarded to the EHR's endpoint.",

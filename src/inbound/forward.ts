@@ -79,6 +79,8 @@ export async function forward(
   const row = await getInboxMessage(ctx.pool, messageId);
   if (!base || !row) return 'skipped';
   if (row.forwardedAt) return 'forwarded';
+  // Acknowledged by a pull and then purged by retention before this forward ran: nothing is left to hand over.
+  if (row.purgedAt) return 'skipped';
   await ctx.keyring.fresh();
   const bundle = await openStoredMessage(ctx, row, gatewayDecryptionKeys(ctx.keyring));
   const parsed = JSON.parse(bundle) as Record<string, unknown>;

@@ -48,6 +48,10 @@ export interface OpenedMessage {
 /** The stored message opened and verified again: its content text, content_type and the signed JWS. */
 export type OpenedContent = Omit<OpenedMessage, 'meta'>;
 
+/** 410 Gone: the message was handed over and its content purged by retention (its metadata and receipt remain). */
+const purged = (id: string) =>
+  new GatewayError('CONTENT_PURGED', `the content of inbox message ${id} was purged after its retention period`);
+
 /**
  * Open a stored envelope again with the HSM-held key and re-verify the
  * sender's signature with the key that verified it on receipt (the sender
@@ -69,9 +73,11 @@ export async function openStoredContent(
   row: InboxMessage,
   resolveKey: DecryptionKeyResolver,
 ): Promise<OpenedContent> {
+  const envelope = row.envelope;
+  if (envelope === null) throw purged(row.id);
   try {
-    if (envelopeDigest(row.envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
-    const opened = await openCompactJwe(row.envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
+    if (envelopeDigest(envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
+    const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
     const jws = opened.plaintext.toString('utf8');
     opened.plaintext.fill(0);
     const { payload } = await verifyCompact(jws, async () => publicKeyOf(row.senderJwk), {
@@ -139,6 +145,18 @@ export function inboxReader(ctx: InboxContext, resolveKey: DecryptionKeyResolver
     const found = isUuid(id) ? await getInboxMessageFor(ctx.pool, id, viewer) : undefined;
     if (!found) throw notFound(id);
     if (!found.visible) return refuseNotRouted(id, viewer, operation);
+    if (found.message.purgedAt) {
+      await appendAudit(ctx.pool, [
+        {
+          type: 'inbox.read',
+          outcome: 'minor-failure',
+          agent: { type: 'client', id: viewer.clientId },
+          entity: [{ type: 'inbox-message', id, digest: found.message.envelopeDigest }],
+          detail: { reason: 'CONTENT_PURGED' },
+        },
+      ]);
+      throw purged(id);
+    }
     return found.message;
   }
 

@@ -32,7 +32,9 @@ export interface InboxMetadata {
 export interface InboxMessage extends InboxMetadata {
   /** Its MessageHeader.id, for a message: what a response to it names. */
   messageHeaderId: string | null;
-  envelope: string;
+  /** The sealed envelope; null once retention purged it (purgedAt says when). */
+  envelope: string | null;
+  purgedAt: Date | null;
   encKid: string;
   senderKid: string;
   senderJwk: PartnerJwk;
@@ -64,7 +66,8 @@ const toMeta = (r: Row): InboxMetadata => ({
 const toMessage = (r: Row): InboxMessage => ({
   ...toMeta(r),
   messageHeaderId: r.message_header_id as string | null,
-  envelope: r.envelope as string,
+  envelope: r.envelope as string | null,
+  purgedAt: r.purged_at as Date | null,
   encKid: r.enc_kid as string,
   senderKid: r.sender_kid as string,
   senderJwk: r.sender_jwk as PartnerJwk,
@@ -305,7 +308,7 @@ export async function recordForwardFailure(db: Queryable, id: string, error: str
  */
 export async function unacknowledgedSealedTo(db: Queryable, kid: string): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM inbox_messages WHERE enc_kid = $1 AND state <> 'acknowledged'`,
+    `SELECT count(*)::int AS n FROM inbox_messages WHERE enc_kid = $1 AND state <> 'acknowledged' AND purged_at IS NULL`,
     [kid],
   );
   return required(rows[0], 'count(*) returns one row').n;

@@ -44,6 +44,13 @@ export const METRICS = {
     ['kind', 'outcome'],
     'Delivery attempts ever made, by kind and outcome (delivered, transient, permanent, invalid-receipt)',
   ),
+  purged: m(
+    'gateway_retention_purged_total',
+    'counter',
+    'database',
+    ['kind'],
+    'Sealed contents purged by retention, by kind (bundle, imaging, inbox, inbox-imaging); their rows remain as tombstones',
+  ),
   receiptLag: m(
     'gateway_delivery_receipt_lag_seconds',
     'histogram',

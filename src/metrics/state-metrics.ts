@@ -20,6 +20,7 @@ const SAMPLES: Record<string, (periods: RotationPeriods) => Samples> = {
     s.oldestPending.map((o) => ({ labels: { partner: o.partner }, value: o.ageSeconds })),
   [METRICS.attempts.name]: () => (s) =>
     s.attempts.map((a) => ({ labels: { kind: a.kind, outcome: a.outcome }, value: a.count })),
+  [METRICS.purged.name]: () => (s) => s.purged.map((p) => ({ labels: { kind: p.kind }, value: p.count })),
   [METRICS.receiptLag.name]: () => (s) =>
     s.receiptLag.flatMap((h) => [
       ...[...RECEIPT_LAG_BUCKETS, '+Inf' as const].map((le, i) => ({

@@ -24,6 +24,7 @@ export interface StateSnapshot {
   deliveries: DeliveryCount[];
   oldestPending: { partner: string; ageSeconds: number }[];
   attempts: { kind: DeliveryKind; outcome: string; count: number }[];
+  purged: { kind: string; count: number }[];
   receiptLag: ReceiptLag[];
   jobs: { task: string; count: number; oldestDueAgeSeconds: number | null }[];
   activeKeys: { use: string; activatedAt: Date }[];
@@ -62,6 +63,18 @@ async function attempts(db: Queryable): Promise<StateSnapshot['attempts']> {
   );
   const { rows } = await db.query<{ kind: DeliveryKind; outcome: string; n: string }>(parts.join(' UNION ALL '));
   return rows.map((r) => ({ kind: r.kind, outcome: r.outcome, count: num(r.n) }));
+}
+
+/** Tombstones left by retention (src/retention/purge.ts), which only ever grow: a counter from the tables. */
+async function purged(db: Queryable): Promise<StateSnapshot['purged']> {
+  const { rows } = await db.query<{ kind: string; n: string }>(
+    `SELECT 'bundle' AS kind, count(*) AS n FROM deliveries WHERE purged_at IS NOT NULL
+     UNION ALL SELECT 'imaging', count(*) FROM imaging_deliveries WHERE purged_at IS NOT NULL
+     UNION ALL SELECT CASE WHEN c.message_id IS NULL THEN 'inbox' ELSE 'inbox-imaging' END, count(*)
+                 FROM inbox_messages m LEFT JOIN imaging_inbox_content c ON c.message_id = m.id
+                WHERE m.purged_at IS NOT NULL GROUP BY 1`,
+  );
+  return rows.map((r) => ({ kind: r.kind, count: num(r.n) }));
 }
 
 async function receiptLag(db: Queryable): Promise<ReceiptLag[]> {
@@ -136,14 +149,15 @@ async function partnerLogs(db: Queryable): Promise<StateSnapshot['partnerLogs']>
 
 /** A few aggregate queries, run side by side; each reads ids, states and times only (no content). */
 export async function readState(db: Queryable): Promise<StateSnapshot> {
-  const [d, o, a, l, j, k, p] = await Promise.all([
+  const [d, o, a, u, l, j, k, p] = await Promise.all([
     deliveryStates(db),
     oldestPending(db),
     attempts(db),
+    purged(db),
     receiptLag(db),
     jobs(db),
     keysAndChecks(db),
     partnerLogs(db),
   ]);
-  return { deliveries: d, oldestPending: o, attempts: a, receiptLag: l, jobs: j, ...k, partnerLogs: p };
+  return { deliveries: d, oldestPending: o, attempts: a, purged: u, receiptLag: l, jobs: j, ...k, partnerLogs: p };
 }

@@ -28,6 +28,8 @@ export interface DeliveryView {
   responses: Array<{ message: string; code: string; received_at: string }>;
   /** What happened to it, in order (exchange_events): delivered, processed, response-received, failed, expired. */
   events: Array<{ kind: ExchangeEventKind; at: string }>;
+  /** When retention purged the sealed envelope; its digest and the receipt remain. */
+  purged_at: string | null;
 }
 
 export interface ExchangeView {
@@ -73,9 +75,10 @@ export async function readExchange(
     processed_at: Date | null;
     processed_receipt: string | null;
     processed_via: DeliveryView['processed_via'];
+    purged_at: Date | null;
   }>(
     `SELECT id, partner_id, state, recipient_kid, envelope_digest, next_attempt_at, last_error, delivered_at, receipt,
-            processed_at, processed_receipt, processed_via
+            processed_at, processed_receipt, processed_via, purged_at
        FROM deliveries WHERE exchange_id = $1 ORDER BY partner_id`,
     [id],
   );
@@ -130,6 +133,7 @@ export async function readExchange(
           received_at: e.at.toISOString(),
         })),
       events: events.filter((e) => e.deliveryId === d.id).map((e) => ({ kind: e.kind, at: e.at.toISOString() })),
+      purged_at: iso(d.purged_at),
     })),
   };
 }

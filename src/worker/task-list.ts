@@ -9,6 +9,7 @@ import { exchangeNotifyTask } from './tasks/exchange-notify.ts';
 import { deliveryTask } from './tasks/deliver.ts';
 import { inboxForwardTask } from './tasks/inbox-forward.ts';
 import { processedReceiptTask } from './tasks/processed-receipt.ts';
+import { RETENTION_PURGE_CRON, RETENTION_PURGE_TASK, retentionPurgeTask } from './tasks/retention.ts';
 import {
   PARTNER_EVIDENCE_CRON,
   PARTNER_EVIDENCE_SWEEP_TASK,
@@ -46,10 +47,17 @@ export function taskList(ctx: GatewayContext): TaskList {
     [PARTNER_KEYS_REFRESH_TASK]: partnerKeysRefreshTask(ctx),
     [PARTNER_EVIDENCE_SWEEP_TASK]: partnerEvidenceSweepTask(ctx),
     [PARTNER_EVIDENCE_TASK]: partnerEvidenceTask(ctx),
+    [RETENTION_PURGE_TASK]: retentionPurgeTask(ctx),
   };
 }
 
 /** Recurring jobs (graphile-worker crontab syntax). */
 export function crontab(_ctx: GatewayContext): string {
-  return [AUDIT_CHECKPOINT_CRON, KEYS_ROTATE_CRON, PARTNER_KEYS_REFRESH_CRON, PARTNER_EVIDENCE_CRON].join('\n');
+  return [
+    AUDIT_CHECKPOINT_CRON,
+    KEYS_ROTATE_CRON,
+    PARTNER_KEYS_REFRESH_CRON,
+    PARTNER_EVIDENCE_CRON,
+    RETENTION_PURGE_CRON,
+  ].join('\n');
 }

@@ -198,6 +198,16 @@ const SAMPLE: Record<AuditEventType, Pick<AuditInput, 'agent' | 'entity' | 'purp
     ],
     detail: { event: 'failed', channel: 'response-url', attempts: 3, reason: 'retries exhausted' },
   },
+  'content.purged': {
+    agent: gateway,
+    entity: [
+      { type: 'delivery', id: 'd-1', digest: 'sha-256=BB' },
+      { type: 'inbox-message', id: 'm-1', digest: 'sha-256=AA' },
+    ],
+    detail: { kind: 'outbound', count: 2 },
+  },
+  'retention.held': { agent: cli, entity: [{ type: 'exchange', id: 'ex-1' }], detail: { reason: 'legal hold' } },
+  'retention.released': { agent: cli, entity: [{ type: 'exchange', id: 'ex-1' }] },
   'disclosures.queried': { agent: operator, detail: { from: '2026-01-01', to: '2026-12-01', found: 2 } },
 };
 

@@ -160,7 +160,7 @@ export async function readImagingExchange(
   const e = rows[0];
   if (!e) return undefined;
   const { rows: ds } = await db.query(
-    `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, x.content_digest, d.receipt, d.delivered_at,
+    `SELECT d.id, d.partner_id, d.state, d.attempts, d.last_error, d.manifest_digest, x.content_digest, d.receipt, d.delivered_at, d.purged_at,
             d.processed_at, d.processed_receipt, d.processed_via,
             COALESCE((SELECT json_agg(json_build_object('attempt', a.attempt, 'at', a.started_at, 'outcome', a.outcome, 'http_status', a.http_status, 'error', a.error) ORDER BY a.attempt)
                         FROM imaging_delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempts_log
@@ -188,6 +188,7 @@ export async function readImagingExchange(
       processed_receipt: d.processed_receipt,
       processed_via: d.processed_via,
       events: events.filter((x) => x.deliveryId === d.id).map((x) => ({ kind: x.kind, at: x.at.toISOString() })),
+      purged_at: d.purged_at,
       attempts: d.attempts_log,
     })),
   };
