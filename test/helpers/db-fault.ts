@@ -1,6 +1,7 @@
 import { expect } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -12,6 +13,7 @@ import { testClient } from './auth.ts';
 import { startTestRecipient, type TestRecipient } from './recipient.ts';
 import { messageBundle } from './outbound.ts';
 import type { TestGateway } from './gateway.ts';
+import { createPool } from '../../src/db/pool.ts';
 import { SCOPE_ADMIN, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
 import { ASSERTION_TYPE, TOKEN_PATH } from '../../src/auth/token-endpoint.ts';
 
@@ -58,9 +60,8 @@ export async function startFaultGateway(env: Record<string, string>, databaseUrl
     throw new Error(`${(err as Error).message}\n${child.output()}`);
   }
   const dbUrl = databaseUrl ?? embeddedUrl(dataDir, full.EMBEDDED_PG_PORT ?? '');
-  const db = new pg.Pool({ connectionString: dbUrl, max: 4, connectionTimeoutMillis: 2_000 });
-  db.on('error', () => undefined);
-  db.on('connect', (c) => c.on('error', () => undefined));
+  // The gateway's own pool: it reads a multi-host DATABASE_URL as the gateway does; its warnings are not the test's.
+  const db = createPool(dbUrl, { warn: () => undefined }, 4);
 
   // The test's helpers speak to a TestGateway; supertest takes the URL of a running server as well.
   const shim = { app: { ctx: { pool: db }, server: url }, config: { baseUrl: url } } as unknown as TestGateway;
@@ -254,4 +255,77 @@ export async function expectAcknowledgedDelivered(gw: FaultGateway, answers: Ans
   );
   expect(rows[0]!.n).toBe(accepted.length);
   await allDelivered(gw, accepted, 30_000);
+}
+
+/** One answer to one try of a submission that an EHR retries with its Idempotency-Key until acknowledged. */
+export interface Try {
+  key: string;
+  url: string;
+  sentAt: number;
+  answeredAt: number;
+  /** 0: no HTTP answer at all (the connection failed). */
+  status: number;
+  retryAfter: string | null;
+  exchangeId: string;
+}
+
+/**
+ * EHR clients as a real one behaves: each submission carries a fresh
+ * Idempotency-Key and is retried with the same key and body, after a 503
+ * (waiting its Retry-After, capped so that a test sees recovery promptly)
+ * or a failed connection, until it is acknowledged. Submissions go round the
+ * given gateway URLs. stop() lets every client finish the submission it is
+ * on, so that every key used ends acknowledged.
+ */
+export function retryingLoad(opts: { urls: string[]; auth: string; partnerId: string; clients?: number }) {
+  const tries: Try[] = [];
+  const acknowledged = new Map<string, string>();
+  let running = true;
+  let turn = 0;
+  const submitOnce = async (key: string, body: string) => {
+    for (let attempt = 0; ; attempt++) {
+      const url = opts.urls[turn++ % opts.urls.length]!;
+      const sentAt = Date.now();
+      let status = 0;
+      let retryAfter: string | null = null;
+      let location: string | null = null;
+      try {
+        const res = await fetch(`${url}/fhir/$process-message`, {
+          method: 'POST',
+          headers: { authorization: opts.auth, 'content-type': 'application/fhir+json', 'idempotency-key': key },
+          body,
+          signal: AbortSignal.timeout(30_000),
+        });
+        await res.arrayBuffer();
+        status = res.status;
+        retryAfter = res.headers.get('retry-after');
+        location = res.headers.get('location');
+      } catch {
+        status = 0;
+      }
+      const id = location?.split('/').pop() ?? '';
+      tries.push({ key, url, sentAt, answeredAt: Date.now(), status, retryAfter, exchangeId: id });
+      if (status === 200 || status === 202) {
+        acknowledged.set(key, id);
+        return;
+      }
+      if (status !== 0 && status !== 503) return; // anything else is a fault the test reports; no retry hides it
+      await sleep(Math.min(1_000, Number(retryAfter ?? '0') * 1_000 || 200));
+    }
+  };
+  const client = async (n: number) => {
+    for (let i = 0; running; i++) {
+      await submitOnce(`topo-${n}-${i}-${randomUUID()}`, messageBundle([opts.partnerId]));
+      await sleep(20);
+    }
+  };
+  const loops = Array.from({ length: opts.clients ?? 4 }, (_, n) => client(n));
+  return {
+    tries,
+    acknowledged,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
 }
