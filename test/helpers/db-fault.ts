@@ -25,6 +25,8 @@ import { ASSERTION_TYPE, TOKEN_PATH } from '../../src/auth/token-endpoint.ts';
  */
 export interface FaultGateway {
   child: ReturnType<typeof spawnCli>;
+  /** The environment it runs with: more processes on the same database and DATA_DIR take it too. */
+  env: NodeJS.ProcessEnv;
   url: string;
   dataDir: string;
   /** The gateway's database, and the test's own pool on it (errors swallowed: it goes down too). */
@@ -36,7 +38,11 @@ export interface FaultGateway {
   close(): Promise<void>;
 }
 
-export async function startFaultGateway(env: Record<string, string>, databaseUrl?: string): Promise<FaultGateway> {
+export async function startFaultGateway(
+  env: Record<string, string>,
+  databaseUrl?: string,
+  command: 'start' | 'serve' = 'start',
+): Promise<FaultGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gw-dbfault-'));
   const port = await freePort();
   const org = 'urn:test:dbfault-gateway';
@@ -52,7 +58,7 @@ export async function startFaultGateway(env: Record<string, string>, databaseUrl
     ...env,
   });
   const url = `http://127.0.0.1:${port}`;
-  const child = spawnCli(['start'], full);
+  const child = spawnCli([command], full);
   try {
     await waitFor(async () => (await fetch(`${url}/ready`)).status === 200, 90_000, 'gateway /ready');
   } catch (err) {
@@ -67,9 +73,18 @@ export async function startFaultGateway(env: Record<string, string>, databaseUrl
   const shim = { app: { ctx: { pool: db }, server: url }, config: { baseUrl: url } } as unknown as TestGateway;
   const ehr = await testClient(shim, { scopes: [SCOPE_BUNDLE_WRITE] });
   const admin = await testClient(shim, { scopes: [SCOPE_ADMIN] });
+  let jwks: { keys: JWK[] } | undefined;
   const recipient = await startTestRecipient({
     senderId: org,
-    senderJwks: async () => (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: JWK[] },
+    // The last keys fetched serve while this process restarts (a partner caches them the same way).
+    senderJwks: async () => {
+      try {
+        jwks = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: JWK[] };
+      } catch (err) {
+        if (!jwks) throw err;
+      }
+      return jwks;
+    },
   });
   await request(url)
     .post('/admin/partners')
@@ -78,6 +93,7 @@ export async function startFaultGateway(env: Record<string, string>, databaseUrl
     .expect(201);
   return {
     child,
+    env: full,
     url,
     dataDir,
     dbUrl,
