@@ -78,11 +78,10 @@ export async function startFaultGateway(
     senderId: org,
     // The last keys fetched serve while this process restarts (a partner caches them the same way).
     senderJwks: async () => {
-      try {
-        jwks = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: JWK[] };
-      } catch (err) {
-        if (!jwks) throw err;
-      }
+      const res = await fetch(`${url}/.well-known/jwks.json`).catch(() => undefined);
+      const fetched = res?.ok ? ((await res.json()) as { keys?: JWK[] }) : undefined;
+      if (fetched?.keys) jwks = { keys: fetched.keys };
+      if (!jwks) throw new Error(`the gateway's JWKS: HTTP ${res?.status ?? 'no answer'}`);
       return jwks;
     },
   });

@@ -121,5 +121,5 @@ describe('primary lost and standby promoted under load (synchronous replication)
 
     gw.child.kill('SIGTERM');
     expect(await exited(gw.child)).toBe(0);
-  });
+  }, 120_000);
 });
