@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { EMBEDDED_PG_PROFILES } from './db/embedded-profile.ts';
+import { parseMultiHostUrl, type MultiHostUrl } from './db/primary.ts';
 
 /**
  * One schema for every environment variable the gateway reads. Each field
@@ -90,6 +91,22 @@ const url = (env: string, help: string, example: string, protocols: string[]): F
   },
 });
 
+/** A PostgreSQL URL, or a multi-host one whose every host spelt alone is one. */
+const databaseUrl = (single: Field<string | undefined>): Field<string | undefined> => ({
+  ...single,
+  parse: (raw, env) => {
+    let multi: MultiHostUrl | undefined;
+    try {
+      multi = raw ? parseMultiHostUrl(raw) : undefined;
+    } catch (err) {
+      throw new BadValue((err as Error).message.replace(/^DATABASE_URL: /, ''));
+    }
+    if (!multi) return single.parse(raw, env);
+    for (const h of multi.hosts) single.parse(multi.urlFor(h), env);
+    return raw;
+  },
+});
+
 /** Durations: "90d", "12h", "30m", "45s", "250ms" or plain milliseconds. */
 const duration = (env: string, help: string, fallback: string): Field<number> => ({
   env,
@@ -130,11 +147,13 @@ export const schema = {
       return raw;
     },
   },
-  databaseUrl: url(
-    'DATABASE_URL',
-    'PostgreSQL connection URL; unset = embedded PostgreSQL in DATA_DIR/pg',
-    'postgres://gateway:secret@db:5432/gateway',
-    ['postgres:', 'postgresql:'],
+  databaseUrl: databaseUrl(
+    url(
+      'DATABASE_URL',
+      'PostgreSQL connection URL; several hosts (`a:5432,b:5432`, target_session_attrs=read-write) = the primary among them (docs/production.md); unset = embedded PostgreSQL in DATA_DIR/pg',
+      'postgres://gateway:secret@db:5432/gateway',
+      ['postgres:', 'postgresql:'],
+    ),
   ),
   dataDir: str(
     'DATA_DIR',

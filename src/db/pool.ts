@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { failoverClient, parseMultiHostUrl, PrimarySelector } from './primary.ts';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -11,10 +12,20 @@ export interface PoolLogger {
 
 /**
  * A pg pool that survives the database going away: an idle client's error
- * would otherwise be an unhandled 'error' event and crash the process.
+ * would otherwise be an unhandled 'error' event and crash the process. A
+ * multi-host URL (primary.ts) gets a pool whose connections go to whichever
+ * listed host is the read-write primary.
  */
 export function createPool(connectionString: string, logger: PoolLogger, max = 20): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
+  const options = { max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 };
+  const multi = parseMultiHostUrl(connectionString);
+  const pool = multi
+    ? new pg.Pool({
+        ...options,
+        connectionString: multi.urlFor(multi.hosts[0]),
+        Client: failoverClient(new PrimarySelector(multi), multi),
+      })
+    : new pg.Pool({ ...options, connectionString });
   const open = new Set<Promise<void>>();
   openConnections.set(pool, open);
   pool.on('error', (err) =>

@@ -1,6 +1,7 @@
 import { expect } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -12,6 +13,7 @@ import { testClient } from './auth.ts';
 import { startTestRecipient, type TestRecipient } from './recipient.ts';
 import { messageBundle } from './outbound.ts';
 import type { TestGateway } from './gateway.ts';
+import { createPool } from '../../src/db/pool.ts';
 import { SCOPE_ADMIN, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
 import { ASSERTION_TYPE, TOKEN_PATH } from '../../src/auth/token-endpoint.ts';
 
@@ -23,6 +25,8 @@ import { ASSERTION_TYPE, TOKEN_PATH } from '../../src/auth/token-endpoint.ts';
  */
 export interface FaultGateway {
   child: ReturnType<typeof spawnCli>;
+  /** The environment it runs with: more processes on the same database and DATA_DIR take it too. */
+  env: NodeJS.ProcessEnv;
   url: string;
   dataDir: string;
   /** The gateway's database, and the test's own pool on it (errors swallowed: it goes down too). */
@@ -34,7 +38,11 @@ export interface FaultGateway {
   close(): Promise<void>;
 }
 
-export async function startFaultGateway(env: Record<string, string>, databaseUrl?: string): Promise<FaultGateway> {
+export async function startFaultGateway(
+  env: Record<string, string>,
+  databaseUrl?: string,
+  command: 'start' | 'serve' = 'start',
+): Promise<FaultGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gw-dbfault-'));
   const port = await freePort();
   const org = 'urn:test:dbfault-gateway';
@@ -50,7 +58,7 @@ export async function startFaultGateway(env: Record<string, string>, databaseUrl
     ...env,
   });
   const url = `http://127.0.0.1:${port}`;
-  const child = spawnCli(['start'], full);
+  const child = spawnCli([command], full);
   try {
     await waitFor(async () => (await fetch(`${url}/ready`)).status === 200, 90_000, 'gateway /ready');
   } catch (err) {
@@ -58,17 +66,24 @@ export async function startFaultGateway(env: Record<string, string>, databaseUrl
     throw new Error(`${(err as Error).message}\n${child.output()}`);
   }
   const dbUrl = databaseUrl ?? embeddedUrl(dataDir, full.EMBEDDED_PG_PORT ?? '');
-  const db = new pg.Pool({ connectionString: dbUrl, max: 4, connectionTimeoutMillis: 2_000 });
-  db.on('error', () => undefined);
-  db.on('connect', (c) => c.on('error', () => undefined));
+  // The gateway's own pool: it reads a multi-host DATABASE_URL as the gateway does; its warnings are not the test's.
+  const db = createPool(dbUrl, { warn: () => undefined }, 4);
 
   // The test's helpers speak to a TestGateway; supertest takes the URL of a running server as well.
   const shim = { app: { ctx: { pool: db }, server: url }, config: { baseUrl: url } } as unknown as TestGateway;
   const ehr = await testClient(shim, { scopes: [SCOPE_BUNDLE_WRITE] });
   const admin = await testClient(shim, { scopes: [SCOPE_ADMIN] });
+  let jwks: { keys: JWK[] } | undefined;
   const recipient = await startTestRecipient({
     senderId: org,
-    senderJwks: async () => (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: JWK[] },
+    // The last keys fetched serve while this process restarts (a partner caches them the same way).
+    senderJwks: async () => {
+      const res = await fetch(`${url}/.well-known/jwks.json`).catch(() => undefined);
+      const fetched = res?.ok ? ((await res.json()) as { keys?: JWK[] }) : undefined;
+      if (fetched?.keys) jwks = { keys: fetched.keys };
+      if (!jwks) throw new Error(`the gateway's JWKS: HTTP ${res?.status ?? 'no answer'}`);
+      return jwks;
+    },
   });
   await request(url)
     .post('/admin/partners')
@@ -77,6 +92,7 @@ export async function startFaultGateway(env: Record<string, string>, databaseUrl
     .expect(201);
   return {
     child,
+    env: full,
     url,
     dataDir,
     dbUrl,
@@ -254,4 +270,77 @@ export async function expectAcknowledgedDelivered(gw: FaultGateway, answers: Ans
   );
   expect(rows[0]!.n).toBe(accepted.length);
   await allDelivered(gw, accepted, 30_000);
+}
+
+/** One answer to one try of a submission that an EHR retries with its Idempotency-Key until acknowledged. */
+export interface Try {
+  key: string;
+  url: string;
+  sentAt: number;
+  answeredAt: number;
+  /** 0: no HTTP answer at all (the connection failed). */
+  status: number;
+  retryAfter: string | null;
+  exchangeId: string;
+}
+
+/**
+ * EHR clients as a real one behaves: each submission carries a fresh
+ * Idempotency-Key and is retried with the same key and body, after a 503
+ * (waiting its Retry-After, capped so that a test sees recovery promptly)
+ * or a failed connection, until it is acknowledged. Submissions go round the
+ * given gateway URLs. stop() lets every client finish the submission it is
+ * on, so that every key used ends acknowledged.
+ */
+export function retryingLoad(opts: { urls: string[]; auth: string; partnerId: string; clients?: number }) {
+  const tries: Try[] = [];
+  const acknowledged = new Map<string, string>();
+  let running = true;
+  let turn = 0;
+  const submitOnce = async (key: string, body: string) => {
+    for (let attempt = 0; ; attempt++) {
+      const url = opts.urls[turn++ % opts.urls.length]!;
+      const sentAt = Date.now();
+      let status = 0;
+      let retryAfter: string | null = null;
+      let location: string | null = null;
+      try {
+        const res = await fetch(`${url}/fhir/$process-message`, {
+          method: 'POST',
+          headers: { authorization: opts.auth, 'content-type': 'application/fhir+json', 'idempotency-key': key },
+          body,
+          signal: AbortSignal.timeout(30_000),
+        });
+        await res.arrayBuffer();
+        status = res.status;
+        retryAfter = res.headers.get('retry-after');
+        location = res.headers.get('location');
+      } catch {
+        status = 0;
+      }
+      const id = location?.split('/').pop() ?? '';
+      tries.push({ key, url, sentAt, answeredAt: Date.now(), status, retryAfter, exchangeId: id });
+      if (status === 200 || status === 202) {
+        acknowledged.set(key, id);
+        return;
+      }
+      if (status !== 0 && status !== 503) return; // anything else is a fault the test reports; no retry hides it
+      await sleep(Math.min(1_000, Number(retryAfter ?? '0') * 1_000 || 200));
+    }
+  };
+  const client = async (n: number) => {
+    for (let i = 0; running; i++) {
+      await submitOnce(`topo-${n}-${i}-${randomUUID()}`, messageBundle([opts.partnerId]));
+      await sleep(20);
+    }
+  };
+  const loops = Array.from({ length: opts.clients ?? 4 }, (_, n) => client(n));
+  return {
+    tries,
+    acknowledged,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
 }

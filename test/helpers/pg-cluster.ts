@@ -22,6 +22,12 @@ export interface PgCluster {
   stop(): Promise<void>;
   /** pg_ctl start, waiting until it accepts connections. */
   start(): Promise<void>;
+  /** pg_ctl stop -m immediate: the server's processes quit at once, as in a crash or a lost machine. */
+  kill(): Promise<void>;
+  /** pg_ctl promote, waiting until the standby accepts writes. */
+  promote(): Promise<void>;
+  /** A streaming hot standby of this server (pg_basebackup -R), started. */
+  standby(): Promise<PgCluster>;
   /** Stop for good (the directory goes with the run's TMPDIR). */
   destroy(): Promise<void>;
 }
@@ -54,42 +60,75 @@ async function tool(bin: string, name: string, args: string[]): Promise<void> {
   await run(cmd, argv, { timeout: 60_000 });
 }
 
-export async function startPgCluster(): Promise<PgCluster> {
+/**
+ * A server of its own; `settings` are extra `-c name=value` options (e.g.
+ * synchronous_standby_names for synchronous replication).
+ */
+export async function startPgCluster(settings: Record<string, string> = {}): Promise<PgCluster> {
   const bin = postgresBinDir();
   if (!bin) throw new Error('no PostgreSQL server binaries in /usr/lib/postgresql: run `npm run setup:test`');
-  const dir = mkdtempSync(join(tmpdir(), 'gw-pg-cluster-'));
-  const data = join(dir, 'data');
-  const socketDir = join(dir, 'sock');
-  mkdirSync(socketDir);
+  const dir = clusterDir();
   const password = 'cluster-test';
   const pwfile = join(dir, 'pw');
   writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
   if (asRoot) {
+    const { uid, gid } = pgUserIds();
+    chownSync(pwfile, uid, gid);
+  }
+  const data = join(dir, 'data');
+  await tool(bin, 'initdb', ['-D', data, '-U', 'gateway', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8']);
+  return serve(bin, dir, password, settings);
+}
+
+/** A directory the postgres OS user owns, with a socket directory in it. */
+function clusterDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-pg-cluster-'));
+  mkdirSync(join(dir, 'sock'));
+  if (asRoot) {
     chmodSync(dir, 0o755); // the postgres user walks into it
     const { uid, gid } = pgUserIds();
-    for (const p of [dir, socketDir, pwfile]) chownSync(p, uid, gid);
+    for (const p of [dir, join(dir, 'sock')]) chownSync(p, uid, gid);
   }
-  await tool(bin, 'initdb', ['-D', data, '-U', 'gateway', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8']);
+  return dir;
+}
+
+async function serve(bin: string, dir: string, password: string, settings: Record<string, string>): Promise<PgCluster> {
+  const data = join(dir, 'data');
   const port = await freePort();
   const log = join(dir, 'server.log');
-  const options = `-p ${port} -k ${socketDir} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off`;
+  const extra = Object.entries(settings)
+    .map(([k, v]) => ` -c ${k}=${v}`)
+    .join('');
+  const options = `-p ${port} -k ${join(dir, 'sock')} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off${extra}`;
   const start = () => tool(bin, 'pg_ctl', ['-D', data, '-l', log, '-o', options, '-w', '-t', '30', 'start']);
-  const stop = () => tool(bin, 'pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '30', 'stop']);
+  const stop = (mode: 'fast' | 'immediate') => tool(bin, 'pg_ctl', ['-D', data, '-m', mode, '-w', '-t', '30', 'stop']);
   await start();
   let running = true;
+  const url = `postgres://gateway:${password}@127.0.0.1:${port}/postgres`;
   return {
-    url: `postgres://gateway:${password}@127.0.0.1:${port}/postgres`,
+    url,
     port,
     start: async () => {
       await start();
       running = true;
     },
     stop: async () => {
-      await stop();
+      await stop('fast');
       running = false;
     },
+    kill: async () => {
+      await stop('immediate');
+      running = false;
+    },
+    promote: () => tool(bin, 'pg_ctl', ['-D', data, '-w', '-t', '30', 'promote']),
+    standby: async () => {
+      const standbyDir = clusterDir();
+      // -R writes primary_conninfo and standby.signal: the copy starts as a streaming hot standby.
+      await tool(bin, 'pg_basebackup', ['-d', url, '-D', join(standbyDir, 'data'), '-R', '-X', 'stream', '-c', 'fast']);
+      return serve(bin, standbyDir, password, {});
+    },
     destroy: async () => {
-      if (running) await stop();
+      if (running) await stop('fast');
       running = false;
     },
   };
