@@ -185,12 +185,13 @@ export class Hsm {
     otherInfo: Buffer,
     keyBytes: number,
     mode: KdfMode,
+    secretSuffix?: Buffer,
   ): Promise<Buffer> {
     return this.#run(
       'key agreement',
       (session, p11) =>
         this.#withKey(session, id, pkcs11js.CKO_PRIVATE_KEY, (key) =>
-          deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode),
+          deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode, secretSuffix),
         ),
       true,
     );
