@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { generalVerify, importJWK } from 'jose';
+import { compactVerify, generalVerify, importJWK } from 'jose';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Hsm, type PublicJwk } from '../../hsm/hsm.ts';
 import { sealHybridCompact, openHybridCompactJwe, type HybridOpenOptions } from '../../src/jose/pq/hybrid-jwe.ts';
 import { signDual, verifyDual } from '../../src/jose/pq/dual-jws.ts';
@@ -169,5 +171,20 @@ describe('protocol v2 JOSE: hybrid ML-KEM envelopes and dual ML-DSA signatures, 
     await expect(verifyDual(JSON.stringify(otherPayload), keys)).rejects.toMatchObject({
       code: 'JWS_SIGNATURE_INVALID',
     });
+  });
+
+  it('RFC 9964 example: the ML-DSA-65 JWS verifies with jose and node:crypto, and the kid is our AKP thumbprint', async () => {
+    const vector = JSON.parse(
+      readFileSync(join(import.meta.dirname, '..', 'fixtures', 'rfc9964', 'ML_DSA_65.jose.json'), 'utf8'),
+    ) as { jwk: { kid: string; pub: string; priv: string }; jws: string };
+    const { kid, pub } = vector.jwk;
+    expect(akpThumbprint({ alg: 'ML-DSA-65', pub })).toBe(kid);
+    const key = await importJWK({ kty: 'AKP', alg: 'ML-DSA-65', pub }, 'ML-DSA-65');
+    const verified = await compactVerify(vector.jws, key);
+    expect(verified.protectedHeader).toEqual({ alg: 'ML-DSA-65', kid });
+    expect(Buffer.from(verified.payload).toString()).toMatch(/dangerous business, Frodo/);
+    const [h, , sig] = vector.jws.split('.');
+    const forged = `${h}.${Buffer.from('another payload').toString('base64url')}.${sig}`;
+    await expect(compactVerify(forged, key)).rejects.toThrow();
   });
 });
