@@ -46,8 +46,9 @@ export function deriveSharedSecret(
 
 /**
  * ECDH (CKM_ECDH1_DERIVE, CKD_NULL) with the token's private key, then the
- * NIST SP 800-56A Concat KDF with SHA-256 (RFC 7518 §4.6). The derived Z
- * object is always destroyed before returning.
+ * NIST SP 800-56A Concat KDF with SHA-256 (RFC 7518 §4.6) over Z, or over
+ * Z || secretSuffix for a hybrid agreement. The derived Z object is always
+ * destroyed before returning.
  */
 export async function deriveConcatKdf(
   p11: Pkcs11,
@@ -58,6 +59,7 @@ export async function deriveConcatKdf(
   otherInfo: Buffer,
   keyBytes: number,
   mode: KdfMode,
+  secretSuffix: Buffer = Buffer.alloc(0),
 ): Promise<Buffer> {
   const z = await deriveSharedSecret(p11, session, privateKey, peerPoint, zBytes, mode === 'extract');
   try {
@@ -68,6 +70,8 @@ export async function deriveConcatKdf(
         p11.C_DigestInit(session, { mechanism: pkcs11js.CKM_SHA256 });
         p11.C_DigestUpdate(session, counterBytes(i));
         p11.C_DigestKey(session, z);
+        // A hybrid shared secret Z' = Z || T (SP 800-56C Rev. 2): T is not secret to the token, only to the wire.
+        if (secretSuffix.length > 0) p11.C_DigestUpdate(session, secretSuffix);
         p11.C_DigestUpdate(session, otherInfo);
         out.push(p11.C_DigestFinal(session, Buffer.alloc(32)));
       }
@@ -75,7 +79,9 @@ export async function deriveConcatKdf(
       const [secret] = readAttributes(p11, session, z, [pkcs11js.CKA_VALUE]);
       try {
         for (let i = 1; i <= rounds; i++) {
-          out.push(createHash('sha256').update(counterBytes(i)).update(secret).update(otherInfo).digest());
+          out.push(
+            createHash('sha256').update(counterBytes(i)).update(secret).update(secretSuffix).update(otherInfo).digest(),
+          );
         }
       } finally {
         secret.fill(0);

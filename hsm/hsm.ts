@@ -15,6 +15,7 @@ import {
 import { signDigest, digest, type SignAlg } from './sign.ts';
 import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, generateAesKey } from './secret-key.ts';
+import { generateWrappingKey, offersPqMechanisms, unwrapSecret, wrapSecret } from './key-wrap.ts';
 import { describeSecretKey, generateHmacKey, hmacSha256, type HsmSecretInfo } from './hmac.ts';
 
 export interface HsmOptions {
@@ -185,12 +186,13 @@ export class Hsm {
     otherInfo: Buffer,
     keyBytes: number,
     mode: KdfMode,
+    secretSuffix?: Buffer,
   ): Promise<Buffer> {
     return this.#run(
       'key agreement',
       (session, p11) =>
         this.#withKey(session, id, pkcs11js.CKO_PRIVATE_KEY, (key) =>
-          deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode),
+          deriveConcatKdf(p11, session, key, peerPoint, zBytes, otherInfo, keyBytes, mode, secretSuffix),
         ),
       true,
     );
@@ -233,6 +235,40 @@ export class Hsm {
         ),
       true,
     );
+  }
+
+  /** A new AES-256 key on the token that may only wrap and unwrap; returns its CKA_ID. */
+  async generateWrappingKey(label: string): Promise<string> {
+    const id = randomBytes(16);
+    await this.#run('key generation', (session, p11) => generateWrappingKey(p11, session, label, id));
+    return id.toString('hex');
+  }
+
+  /** Wrap software key material (CKM_AES_KEY_WRAP_PAD) under the token wrapping key `id`. */
+  wrapSecret(id: string, secret: Buffer): Promise<Buffer> {
+    return this.#run(
+      'key wrapping',
+      (session, p11) =>
+        this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, async (key) => wrapSecret(p11, session, key, secret)),
+      true,
+    );
+  }
+
+  /** Unwrap what wrapSecret made; fails if the wrapped bytes were altered or another key wrapped them. */
+  unwrapSecret(id: string, wrapped: Buffer, length: number): Promise<Buffer> {
+    return this.#run(
+      'key unwrapping',
+      (session, p11) =>
+        this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, async (key) =>
+          unwrapSecret(p11, session, key, wrapped, length),
+        ),
+      true,
+    );
+  }
+
+  /** Whether the token has the PKCS#11 3.2 ML-KEM/ML-DSA mechanisms; without them PQ keys are software keys, wrapped. */
+  offersPqMechanisms(): Promise<boolean> {
+    return this.#run('mechanism list', (session, p11) => offersPqMechanisms(p11, session), true);
   }
 
   /** A cheap round trip to the token, for readiness checks. */

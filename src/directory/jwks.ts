@@ -32,7 +32,8 @@ export function checkJwks(doc: unknown, maxKeys: number, where: string): Jwks {
   keys.forEach((k, i) => {
     if (!k || typeof k !== 'object' || typeof k.kty !== 'string')
       throw new GatewayError('INVALID_VALUE', `${where} keys[${i}] is not a JWK (no kty)`);
-    if ('d' in k || 'p' in k || 'k' in k)
+    // `priv` is the private member of an RFC 9964 AKP key.
+    if ('d' in k || 'p' in k || 'k' in k || 'priv' in k)
       throw new GatewayError(
         'INVALID_VALUE',
         `${where} keys[${i}] contains private key material; publish public keys only`,
@@ -68,13 +69,14 @@ function checkEcPoint(k: PartnerJwk, label: string): void {
 }
 
 /**
- * The partner's current encryption key: the first key with use "enc" (alg
- * ECDH-ES or none). Publishers list their current key first. A listed enc
+ * The partner's current encryption key: the first non-AKP key with use
+ * "enc" (alg ECDH-ES or none). Publishers list their current key first. A listed enc
  * key that is weak or malformed is refused rather than skipped, so a
  * misconfiguration surfaces instead of silently sealing to another key.
  */
 export function selectEncryptionKey(jwks: Jwks, partnerId: string): PartnerJwk & { kid: string } {
-  const key = jwks.keys.find((k) => k.use === 'enc');
+  // A v2 partner's ML-KEM key (AKP) sits beside its EC key; it is the second half of v2, never the v1 key.
+  const key = jwks.keys.find((k) => k.use === 'enc' && k.kty !== 'AKP');
   if (!key)
     throw new GatewayError(
       'UNPROCESSABLE',

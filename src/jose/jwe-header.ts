@@ -79,11 +79,19 @@ export interface AcceptedHeader {
   apv: Buffer;
 }
 
-/** The header allowlist: only ECDH-ES + A256GCM, no zip, no crit, an epk that is a valid point. */
-export function checkHeader(jwe: CompactJwe): AcceptedHeader {
+/** What one key-agreement profile accepts: its alg and any header members beyond the classical set. */
+export interface HeaderProfile {
+  alg: string;
+  extraMembers: ReadonlySet<string>;
+}
+
+const CLASSICAL: HeaderProfile = { alg: ALLOWED.alg, extraMembers: new Set() };
+
+/** The header allowlist: only ECDH-ES + A256GCM (or the profile's alg), no zip, no crit, an epk that is a valid point. */
+export function checkHeader(jwe: CompactJwe, profile: HeaderProfile = CLASSICAL): AcceptedHeader {
   const h = jwe.header;
-  if (h.alg !== ALLOWED.alg)
-    throw new GatewayError('JWE_UNSUPPORTED_ALG', `alg ${JSON.stringify(h.alg)} is not accepted; only ${ALLOWED.alg}`, {
+  if (h.alg !== profile.alg)
+    throw new GatewayError('JWE_UNSUPPORTED_ALG', `alg ${JSON.stringify(h.alg)} is not accepted; only ${profile.alg}`, {
       expression: 'header.alg',
     });
   if (h.enc !== ALLOWED.enc)
@@ -93,7 +101,7 @@ export function checkHeader(jwe: CompactJwe): AcceptedHeader {
   if ('zip' in h)
     throw new GatewayError('JWE_ZIP_UNSUPPORTED', 'compressed JWE (zip) is not accepted', { expression: 'header.zip' });
   for (const name of Object.keys(h)) {
-    if (!KNOWN_MEMBERS.has(name))
+    if (!KNOWN_MEMBERS.has(name) && !profile.extraMembers.has(name))
       throw new GatewayError('JWE_UNSUPPORTED_ALG', `header member ${JSON.stringify(name)} is not accepted`, {
         expression: `header.${name}`,
       });

@@ -8,6 +8,7 @@ import {
   COORD_BYTES,
   parseCompactJwe,
   type AcceptedHeader,
+  type CompactJwe,
   type EcCurve,
 } from './jwe-header.ts';
 
@@ -52,9 +53,10 @@ export function deriveCek(
   apv: Buffer,
   keyBytes: number,
   kdf: KdfMode,
+  secretSuffix?: Buffer,
 ): Promise<Buffer> {
   const otherInfo = concatKdfOtherInfo(algorithmId, apu, apv, keyBytes * 8);
-  return hsm.deriveConcatKdf(key.hsmId, epkPoint, COORD_BYTES[key.crv], otherInfo, keyBytes, kdf);
+  return hsm.deriveConcatKdf(key.hsmId, epkPoint, COORD_BYTES[key.crv], otherInfo, keyBytes, kdf, secretSuffix);
 }
 
 /**
@@ -65,6 +67,7 @@ export function deriveCek(
 export async function contentKey(
   accepted: AcceptedHeader,
   options: Pick<OpenOptions, 'hsm' | 'kdf' | 'resolveKey'>,
+  secretSuffix?: Buffer,
 ): Promise<{ key: DecryptionKey; cek: Buffer }> {
   const key = await options.resolveKey(accepted.kid);
   if (!key)
@@ -86,6 +89,7 @@ export async function contentKey(
     accepted.apv,
     CEK_BYTES,
     options.kdf,
+    secretSuffix,
   );
   return { key, cek };
 }
@@ -94,6 +98,11 @@ export async function openCompactJwe(text: string, options: OpenOptions): Promis
   const jwe = parseCompactJwe(text);
   const accepted = checkHeader(jwe);
   const { key, cek } = await contentKey(accepted, options);
+  return decryptCompact(jwe, key, cek);
+}
+
+/** A256GCM with the derived CEK (zeroed afterwards); the plaintext only if the tag verifies. */
+export function decryptCompact(jwe: CompactJwe, key: DecryptionKey, cek: Buffer): OpenedJwe {
   try {
     const decipher = createDecipheriv('aes-256-gcm', cek, jwe.iv, { authTagLength: 16 });
     decipher.setAAD(Buffer.from(jwe.protectedB64, 'ascii'));

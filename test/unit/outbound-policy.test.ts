@@ -107,6 +107,10 @@ describe('directory key checks', () => {
     expect(() => selectEncryptionKey({ keys: [{ ...ec, y: ec.x, kid: 'r', use: 'enc' }] }, 'p')).toThrow(/not a point/);
     expect(() => selectEncryptionKey({ keys: [{ ...ec, use: 'enc' }] }, 'p')).toThrow(/no kid/);
     expect(() => checkJwks({ keys: [{ ...ec, d: 'secret' }] }, 20, 'jwks')).toThrow(/private key material/);
+    const akp = { kty: 'AKP', alg: 'ML-KEM-768', pub: 'cHVi', kid: 'kem', use: 'enc' };
+    expect(() => checkJwks({ keys: [{ ...akp, priv: 'c2VlZA' }] }, 20, 'jwks')).toThrow(/private key material/);
+    // A v2 partner listing its ML-KEM key first still gets its EC key chosen for the v1 half.
+    expect(selectEncryptionKey({ keys: [akp, { ...ec, kid: 'ec', use: 'enc' }] }, 'p').kid).toBe('ec');
     expect(() => checkJwks({ keys: Array(21).fill(ec) }, 20, 'jwks')).toThrow(/at most 20/);
     expect(() => checkJwks({ nokeys: [] }, 20, 'jwks')).toThrow(/not a JWKS/);
   });
