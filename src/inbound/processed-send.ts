@@ -3,7 +3,8 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import { holdsDeliveries } from '../directory/store.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { classifyStatus, nextAttempt, parseRetryAfter } from '../net/retry-policy.ts';
+import { nextAttempt } from '../net/retry-policy.ts';
+import { postOnce, type PostOutcome } from '../net/post-once.ts';
 import { signProcessedReceipt } from '../protocol/processed-receipt.ts';
 import { PROTOCOL, type ProcessedVia } from '../protocol/wire.ts';
 import { enqueueJobs, PROCESSED_RECEIPT_TASK } from '../queue/jobs.ts';
@@ -35,12 +36,7 @@ interface Row {
 export const processedEndpointOf = (partner: { endpoint: string }) =>
   partner.endpoint.replace(/\/+$/, '') + PROTOCOL.processedSuffix;
 
-type Outcome = {
-  cls: 'ok' | 'transient' | 'permanent';
-  status: number | null;
-  error: string | null;
-  retryAfterMs?: number;
-};
+type Outcome = PostOutcome;
 
 /**
  * Send one processed receipt: signed on the first attempt and stored, so
@@ -102,32 +98,13 @@ async function signedOnce(ctx: ProcessedSendContext, row: Row): Promise<string> 
   return required(rows[0], 'the processed receipt row just read').receipt;
 }
 
-async function post(ctx: ProcessedSendContext, url: string, id: string, receipt: string): Promise<Outcome> {
-  try {
-    const res = await ctx.fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': PROTOCOL.mediaType, 'idempotency-key': id, accept: 'application/fhir+json' },
-      body: receipt,
-      // Never follow a redirect: the directory says where the partner is.
-      redirect: 'manual',
-      signal: AbortSignal.timeout(ctx.config.deliveryTimeout),
-    });
-    await res.body?.cancel().catch(() => undefined);
-    const cls = classifyStatus(res.status);
-    return {
-      cls,
-      status: res.status,
-      error: cls === 'ok' ? null : `HTTP ${res.status}`,
-      retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
-    };
-  } catch (err) {
-    const e = err as Error & { cause?: { code?: string } };
-    return {
-      cls: 'transient',
-      status: null,
-      error: e.name === 'TimeoutError' ? 'timeout' : `network ${e.cause?.code ?? e.name}`,
-    };
-  }
+function post(ctx: ProcessedSendContext, url: string, id: string, receipt: string): Promise<Outcome> {
+  return postOnce(ctx.fetch, url, {
+    contentType: PROTOCOL.mediaType,
+    idempotencyKey: id,
+    body: receipt,
+    timeoutMs: ctx.config.deliveryTimeout,
+  });
 }
 
 /** The attempt, the new state and its audit entries (and the next job) on one transaction, under the row lock. */

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { classifyStatus, nextAttempt, parseRetryAfter } from '../net/retry-policy.ts';
+import { nextAttempt } from '../net/retry-policy.ts';
+import { postOnce, type PostOutcome } from '../net/post-once.ts';
 import type { ExchangeEventKind } from '../outbound/exchange-events.ts';
 import { enqueueJobs, NOTIFY_TASK } from '../queue/jobs.ts';
 import { required } from '../required.ts';
@@ -26,12 +27,7 @@ interface Row {
   message_header_id: string | null;
 }
 
-type Outcome = {
-  cls: 'ok' | 'transient' | 'permanent';
-  status: number | null;
-  error: string | null;
-  retryAfterMs?: number;
-};
+type Outcome = PostOutcome;
 
 const LOAD = `SELECT n.id, n.endpoint, n.state, n.attempts, n.round_started_at, n.next_attempt_at,
                      e.exchange_id, e.kind, e.at, e.detail, x.client_id, x.message_header_id
@@ -70,32 +66,13 @@ export async function sendNotification(
   return inTransaction(ctx.pool, (db) => record(ctx, db, row.id, outcome, started));
 }
 
-async function post(ctx: NotifySendContext, url: string, id: string, body: string): Promise<Outcome> {
-  try {
-    const res = await ctx.fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/fhir+json', 'idempotency-key': id, accept: 'application/fhir+json' },
-      body,
-      // Never follow a redirect: the checked endpoint is the one reached.
-      redirect: 'manual',
-      signal: AbortSignal.timeout(ctx.config.deliveryTimeout),
-    });
-    await res.body?.cancel().catch(() => undefined);
-    const cls = classifyStatus(res.status);
-    return {
-      cls,
-      status: res.status,
-      error: cls === 'ok' ? null : `HTTP ${res.status}`,
-      retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
-    };
-  } catch (err) {
-    const e = err as Error & { cause?: { code?: string } };
-    return {
-      cls: 'transient',
-      status: null,
-      error: e.name === 'TimeoutError' ? 'timeout' : `network ${e.cause?.code ?? e.name}`,
-    };
-  }
+function post(ctx: NotifySendContext, url: string, id: string, body: string): Promise<Outcome> {
+  return postOnce(ctx.fetch, url, {
+    contentType: 'application/fhir+json',
+    idempotencyKey: id,
+    body: body,
+    timeoutMs: ctx.config.deliveryTimeout,
+  });
 }
 
 /** The attempt, the new state, its audit entries and the next job on one transaction, under the row lock. */
