@@ -263,16 +263,22 @@ let done = 0;
 function indexEach(file: string): void {
   const sds = (readJson(file) as { entry?: Array<{ resource?: { resourceType?: string } }> }).entry ?? [];
   const definitions = sds.map((e) => e.resource).filter((r) => r?.resourceType === 'StructureDefinition');
-  // Runs as step done - 1: its chunks become the steps that follow it.
+  // Runs as step `done`: its chunks become the steps that follow it.
   for (let i = 0; i < definitions.length; i += 40) {
     const chunk = definitions.slice(i, i + 40) as StructureDefinitions;
-    steps.splice(done + i / 40, 0, () => indexStructureDefinitionBundle(chunk));
+    steps.splice(done + 1 + i / 40, 0, () => indexStructureDefinitionBundle(chunk));
   }
+}
+
+/** One step; counted only once it ran, so a step that failed runs again rather than being skipped. */
+function runStep(): void {
+  (steps[done] as () => void)();
+  done++;
 }
 
 /** The R4 definitions, loaded in full before this returns (the rest of a warm-up, if one is under way). */
 export function ensureR4Definitions(): void {
-  while (done < steps.length) steps[done++]?.();
+  while (done < steps.length) runStep();
 }
 
 /** Whether the definitions are loaded: a validation now pays nothing but its own walk. */
@@ -289,9 +295,12 @@ export function warmR4Definitions(): Promise<void> {
   warming ??= (async () => {
     while (done < steps.length) {
       const until = performance.now() + 15;
-      while (done < steps.length && performance.now() < until) steps[done++]?.();
+      while (done < steps.length && performance.now() < until) runStep();
       await new Promise((resolve) => setImmediate(resolve));
     }
-  })();
+  })().catch((err: unknown) => {
+    warming = undefined; // a later call tries again from the step that failed
+    throw err;
+  });
   return warming;
 }
