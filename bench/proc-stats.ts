@@ -29,3 +29,50 @@ export function vmHwm(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m![1]) * 1024;
 }
+
+const ticks = (stat: string) => {
+  const f = stat.split(') ')[1]!.split(' ');
+  return { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / 100 };
+};
+
+/** CPU seconds of one thread of this process (Linux task id; the main thread's is the pid). */
+export function threadCpuSeconds(tid: number, pid = process.pid): number {
+  return ticks(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')).cpu;
+}
+
+/**
+ * CPU seconds so far of this process's threads other than the main one
+ * (the load generator's worker, the libuv pool with the HSM calls, V8's
+ * helpers), and of its descendant processes (the embedded PostgreSQL and its
+ * backends) — what else a request costs the machine.
+ */
+export function cpuElsewhere(pid = process.pid): { otherThreads: number; children: number } {
+  let otherThreads = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    if (Number(t) === pid) continue;
+    try {
+      otherThreads += threadCpuSeconds(Number(t), pid);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  const byParent = new Map<number, Array<{ pid: number; cpu: number }>>();
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const s = ticks(readFileSync(`/proc/${p}/stat`, 'utf8'));
+      byParent.set(s.ppid, [...(byParent.get(s.ppid) ?? []), { pid: Number(p), cpu: s.cpu }]);
+    } catch {
+      // the process ended between the listing and the read
+    }
+  }
+  let children = 0;
+  const walk = (parent: number): void => {
+    for (const c of byParent.get(parent) ?? []) {
+      children += c.cpu;
+      walk(c.pid);
+    }
+  };
+  walk(pid);
+  return { otherThreads, children };
+}
