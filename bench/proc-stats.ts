@@ -40,18 +40,23 @@ export function threadCpuSeconds(tid: number, pid = process.pid): number {
   return ticks(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')).cpu;
 }
 
+/** CPU seconds so far of each thread (by task id) and each descendant process (by pid). */
+export interface CpuSnapshot {
+  threads: Map<number, number>;
+  children: Map<number, number>;
+}
+
 /**
- * CPU seconds so far of this process's threads other than the main one
- * (the load generator's worker, the libuv pool with the HSM calls, V8's
- * helpers), and of its descendant processes (the embedded PostgreSQL and its
- * backends) — what else a request costs the machine.
+ * This process's threads other than the main one (the load generator's worker, the libuv pool with the
+ * HSM calls, V8's helpers) and its descendant processes (the embedded PostgreSQL and its backends): what
+ * else a request costs the machine.
  */
-export function cpuElsewhere(pid = process.pid): { otherThreads: number; children: number } {
-  let otherThreads = 0;
+export function cpuElsewhere(pid = process.pid): CpuSnapshot {
+  const threads = new Map<number, number>();
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     if (Number(t) === pid) continue;
     try {
-      otherThreads += threadCpuSeconds(Number(t), pid);
+      threads.set(Number(t), threadCpuSeconds(Number(t), pid));
     } catch {
       // the thread ended between the listing and the read
     }
@@ -66,13 +71,20 @@ export function cpuElsewhere(pid = process.pid): { otherThreads: number; childre
       // the process ended between the listing and the read
     }
   }
-  let children = 0;
+  const children = new Map<number, number>();
   const walk = (parent: number): void => {
     for (const c of byParent.get(parent) ?? []) {
-      children += c.cpu;
+      children.set(c.pid, c.cpu);
       walk(c.pid);
     }
   };
   walk(pid);
-  return { otherThreads, children };
+  return { threads, children };
+}
+
+/** CPU seconds used between two snapshots by what the later one sees (a thread or process gone by then is not counted). */
+export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): { otherThreads: number; children: number } {
+  const sum = (a: Map<number, number>, b: Map<number, number>) =>
+    [...b].reduce((n, [id, cpu]) => n + cpu - (a.get(id) ?? 0), 0);
+  return { otherThreads: sum(before.threads, after.threads), children: sum(before.children, after.children) };
 }
