@@ -5,12 +5,19 @@
  *            same at half the peak rate for the latency check
  *   raw      the lean ceiling looped without HTTP: per bundle the 2 HSM signs and 2 node:crypto seals,
  *            and the same rows, jobs and audit entries written in batches of 100
+ *   stages   per bundle, in interleaved rounds: parse, R4 validation (and the former two-walk
+ *            validator, test/helpers/r4-reference.ts), the 2 signs, the 2 seals and the commit; the
+ *            validation's cost as a share of the raw ceiling's stages, robust to the machine's load
  *   drain    the worker draining the queued deliver jobs with a no-op task: graphile-worker defaults
  *            against localQueue + batched completion
+ * Each throughput phase also reports CPU per bundle: the gateway's main thread, its other threads still
+ * running at the end (the libuv pool with the HSM calls, V8's helpers; not the load generator's worker,
+ * ended by then) and PostgreSQL.
  * Run: npm run bench:intake [-- seconds]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
  * EMBEDDED_PG_PROFILE=small|throughput picks the embedded PostgreSQL's write profile (default: small, as a first start).
  * Knobs: BENCH_HALF_RUNS=N repeats the half-rate phase; BENCH_PEAK=R skips the peak phase and paces at R/2;
- * BENCH_HALF_ONLY=1 stops after the half-rate phase(s); BENCH_SLOW=1 prints when clusters of requests slower
+ * BENCH_HALF_ONLY=1 stops after the half-rate phase(s); BENCH_STAGES_ONLY=1 runs the stages alone (then the
+ * seconds are rounds); BENCH_SLOW=1 prints when clusters of requests slower
  * than 50 ms began (to line up with PostgreSQL's log: a cluster every ~2 s was WAL segment creation).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,7 +40,12 @@ import { DELIVER_TASK, enqueueJobs } from '../src/queue/jobs.ts';
 import { claimsPayload, envelopeDigest } from '../src/protocol/wire.ts';
 import { signCompact } from '../src/jose/jws.ts';
 import { sealCompact } from '../src/jose/seal.ts';
+import { decodeJsonBody, parseFhirJson } from '../src/fhir/json.ts';
+import { checkBundle } from '../src/fhir/bundle.ts';
+import { r4Issues } from '../src/fhir/r4-validate.ts';
+import { referenceR4Issues } from '../test/helpers/r4-reference.ts';
 import { freePort } from '../test/helpers/ports.ts';
+import { cpuBetween, cpuElsewhere, threadCpuSeconds } from './proc-stats.ts';
 
 const SECONDS = Number(process.argv[2] ?? 10);
 const CONNECTIONS = 32;
@@ -147,6 +159,18 @@ function cannon(body: string, auth: string, seconds: number, overallRate?: numbe
   });
 }
 
+/** CPU used from now until the call, per bundle, in ms: this main thread, the other threads, PostgreSQL. */
+function cpuMeter() {
+  const main0 = threadCpuSeconds(process.pid);
+  const before = cpuElsewhere();
+  return (bundles: number) => {
+    const main = threadCpuSeconds(process.pid) - main0;
+    const e = cpuBetween(before, cpuElsewhere());
+    const per = (sec: number) => ((1000 * sec) / bundles).toFixed(2);
+    return `CPU per bundle: main thread ${per(main)} ms, other threads ${per(e.otherThreads)} ms, PostgreSQL ${per(e.children)} ms`;
+  };
+}
+
 /**
  * Open-loop load at a fixed rate, evenly spaced, in a worker thread; latency is measured from each
  * request's scheduled time (no coordinated omission). autocannon's rate limit sends each second's
@@ -217,23 +241,28 @@ console.log(
   `bundle ${Buffer.byteLength(body)} bytes, 2 recipients, ${SECONDS} s per phase, ${CONNECTIONS} connections`,
 );
 
-await cannon(body, auth, 2); // warm-up
-const single = await cannon(body, auth, 3, undefined, 1);
-console.log(
-  `single   ${single.requests.average.toFixed(0).padStart(6)} bundles/s  p50 ${single.latency.p50} ms  p99 ${single.latency.p99} ms  (1 connection)`,
-);
+if (!process.env.BENCH_STAGES_ONLY) {
+  await cannon(body, auth, 2); // warm-up
+  const single = await cannon(body, auth, 3, undefined, 1);
+  console.log(
+    `single   ${single.requests.average.toFixed(0).padStart(6)} bundles/s  p50 ${single.latency.p50} ms  p99 ${single.latency.p99} ms  (1 connection)`,
+  );
+}
 // BENCH_PEAK=N skips the peak phase and paces at N/2 (to repeat the latency check alone); BENCH_HALF_RUNS repeats it.
 const fixedPeak = Number(process.env.BENCH_PEAK ?? 0);
 let gwRate = fixedPeak;
-if (!fixedPeak) {
+if (!fixedPeak && !process.env.BENCH_STAGES_ONLY) {
+  const meter = cpuMeter();
   const peak = await cannon(body, auth, SECONDS);
   if (peak.non2xx) throw new Error(`${peak.non2xx} non-2xx answers`);
   gwRate = peak.requests.average;
   console.log(
     `gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  p50 ${peak.latency.p50} ms  p99 ${peak.latency.p99} ms`,
   );
+  console.log(`         ${meter(peak.requests.total)}`);
 }
-for (let run = 0; run < Number(process.env.BENCH_HALF_RUNS ?? 1); run++) {
+const halfRuns = process.env.BENCH_STAGES_ONLY ? 0 : Number(process.env.BENCH_HALF_RUNS ?? 1);
+for (let run = 0; run < halfRuns; run++) {
   const loop = monitorEventLoopDelay({ resolution: 5 });
   const pauses: string[] = [];
   const gc = new PerformanceObserver((list) => {
@@ -310,16 +339,106 @@ async function record(): Promise<IntakeRecord> {
     audit,
   };
 }
-let rawCount = 0;
-const rawStart = performance.now();
-while (performance.now() - rawStart < SECONDS * 1000) {
-  const batch = await Promise.all(Array.from({ length: 100 }, record));
-  await writeIntakes(ctx.pool, batch);
-  rawCount += 100;
+if (!process.env.BENCH_STAGES_ONLY) {
+  let rawCount = 0;
+  const meter = cpuMeter();
+  const rawStart = performance.now();
+  while (performance.now() - rawStart < SECONDS * 1000) {
+    const batch = await Promise.all(Array.from({ length: 100 }, record));
+    await writeIntakes(ctx.pool, batch);
+    rawCount += 100;
+  }
+  const rawRate = rawCount / ((performance.now() - rawStart) / 1000);
+  console.log(`raw      ${rawRate.toFixed(0).padStart(6)} bundles/s`);
+  console.log(`         ${meter(rawCount)}`);
+  console.log(`gateway/raw = ${(gwRate / rawRate).toFixed(2)}`);
 }
-const rawRate = rawCount / ((performance.now() - rawStart) / 1000);
-console.log(`raw      ${rawRate.toFixed(0).padStart(6)} bundles/s`);
-console.log(`gateway/raw = ${(gwRate / rawRate).toFixed(2)}`);
+
+/**
+ * Stages, per bundle, in rounds that interleave them so the machine's load falls on all alike: the
+ * body's parse, its R4 validation (checkBundle; and the R4 part alone, one walk against the former
+ * two), the raw ceiling's 2 signs, 2 seals and commit. The medians of the per-round figures.
+ */
+async function stages(rounds: number): Promise<void> {
+  const bytes = Buffer.from(body);
+  const parsed = parseFhirJson(decodeJsonBody(bytes), config.jsonMaxDepth) as Record<string, unknown>;
+  const per = 100;
+  const times = (f: () => void) => {
+    const t = performance.now();
+    for (let i = 0; i < per; i++) f();
+    return (1000 * (performance.now() - t)) / per; // µs per bundle
+  };
+  const rows: Record<string, number[]> = {};
+  const note = (k: string, v: number) => (rows[k] ??= []).push(v);
+  for (let r = 0; r < rounds; r++) {
+    note(
+      'parse',
+      times(() => parseFhirJson(decodeJsonBody(bytes), config.jsonMaxDepth)),
+    );
+    note(
+      'validate',
+      times(() => checkBundle(parsed)),
+    );
+    note(
+      'r4, one walk',
+      times(() => r4Issues(parsed)),
+    );
+    note(
+      'r4, two walks (before)',
+      times(() => referenceR4Issues(parsed)),
+    );
+    let t = performance.now();
+    const sealed = await Promise.all(
+      Array.from({ length: per }, () =>
+        Promise.all(
+          [a, b].map((p) =>
+            signCompact(
+              signer,
+              claimsPayload(
+                {
+                  iss: config.org,
+                  aud: p.id,
+                  iat: 0,
+                  jti: randomUUID(),
+                  exchange: randomUUID(),
+                  content_type: 'application/fhir+json',
+                },
+                body,
+              ),
+              { typ: 'exchange+jwt' },
+            ),
+          ),
+        ),
+      ),
+    );
+    note('sign (2)', (1000 * (performance.now() - t)) / per);
+    t = performance.now();
+    for (const [ja, jb] of sealed) {
+      sealCompact(ja!, a.enc as never);
+      sealCompact(jb!, b.enc as never);
+    }
+    note('seal (2)', (1000 * (performance.now() - t)) / per);
+    const batch = await Promise.all(Array.from({ length: per }, record));
+    t = performance.now();
+    await writeIntakes(ctx.pool, batch);
+    note('commit', (1000 * (performance.now() - t)) / per);
+    note(
+      'validate / raw',
+      (rows.validate!.at(-1)! / (rows['sign (2)']!.at(-1)! + rows['seal (2)']!.at(-1)! + rows.commit!.at(-1)!)) * 100,
+    );
+    note('one walk / two walks', (rows['r4, one walk']!.at(-1)! / rows['r4, two walks (before)']!.at(-1)!) * 100);
+  }
+  const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+  console.log(`stages, per bundle (median of ${rounds} interleaved rounds of ${per}):`);
+  for (const [k, v] of Object.entries(rows))
+    console.log(
+      `  ${k.padEnd(24)} ${median(v)
+        .toFixed(k.includes('/') ? 1 : 0)
+        .padStart(7)}${k.includes('/') ? ' %' : ' µs'}`,
+    );
+}
+await stages(process.env.BENCH_STAGES_ONLY ? SECONDS : 15);
+if (process.env.BENCH_STAGES_ONLY) await finish();
 
 // Drain: JOBS deliver jobs run by a no-op task (the queue's own cost), per worker setting.
 async function drain(name: string, preset: object, jobs: number): Promise<void> {

@@ -29,3 +29,62 @@ export function vmHwm(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m![1]) * 1024;
 }
+
+const ticks = (stat: string) => {
+  const f = stat.split(') ')[1]!.split(' ');
+  return { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / 100 };
+};
+
+/** CPU seconds of one thread of this process (Linux task id; the main thread's is the pid). */
+export function threadCpuSeconds(tid: number, pid = process.pid): number {
+  return ticks(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')).cpu;
+}
+
+/** CPU seconds so far of each thread (by task id) and each descendant process (by pid). */
+export interface CpuSnapshot {
+  threads: Map<number, number>;
+  children: Map<number, number>;
+}
+
+/**
+ * This process's threads other than the main one (the load generator's worker, the libuv pool with the
+ * HSM calls, V8's helpers) and its descendant processes (the embedded PostgreSQL and its backends): what
+ * else a request costs the machine.
+ */
+export function cpuElsewhere(pid = process.pid): CpuSnapshot {
+  const threads = new Map<number, number>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    if (Number(t) === pid) continue;
+    try {
+      threads.set(Number(t), threadCpuSeconds(Number(t), pid));
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  const byParent = new Map<number, Array<{ pid: number; cpu: number }>>();
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const s = ticks(readFileSync(`/proc/${p}/stat`, 'utf8'));
+      byParent.set(s.ppid, [...(byParent.get(s.ppid) ?? []), { pid: Number(p), cpu: s.cpu }]);
+    } catch {
+      // the process ended between the listing and the read
+    }
+  }
+  const children = new Map<number, number>();
+  const walk = (parent: number): void => {
+    for (const c of byParent.get(parent) ?? []) {
+      children.set(c.pid, c.cpu);
+      walk(c.pid);
+    }
+  };
+  walk(pid);
+  return { threads, children };
+}
+
+/** CPU seconds used between two snapshots by what the later one sees (a thread or process gone by then is not counted). */
+export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): { otherThreads: number; children: number } {
+  const sum = (a: Map<number, number>, b: Map<number, number>) =>
+    [...b].reduce((n, [id, cpu]) => n + cpu - (a.get(id) ?? 0), 0);
+  return { otherThreads: sum(before.threads, after.threads), children: sum(before.children, after.children) };
+}

@@ -7,6 +7,7 @@ import { registerRoutes } from './routes/index.ts';
 import { auditRouterRefusal } from './refusal-audit.ts';
 import { logOptions, requestIdOf } from './request-log.ts';
 import { buildContext } from '../src/runtime/build-context.ts';
+import { warmR4Definitions } from '../src/fhir/r4-definitions.ts';
 import { terminalLogStream } from '../src/cli/log-destination.ts';
 import configPlugin from './plugins/config.ts';
 import outcome, { replyWithError } from './plugins/outcome.ts';
@@ -79,6 +80,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     // and the HSM keys; Fastify's default of 10 s per plugin is too short for that.
     pluginTimeout: 120_000,
   });
+  // The R4 definitions load while PostgreSQL and the HSM start (it yields between steps), so the
+  // first Bundle validated pays only its own walk; the app is returned only once they are loaded.
+  const definitions = warmR4Definitions();
+  definitions.catch(() => undefined); // awaited below; a start that fails earlier leaves it unobserved
   try {
     await app.register(configPlugin, { config });
     await app.register(outcome);
@@ -107,5 +112,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   });
   app.decorate('ctx', ctx);
   await registerRoutes(app, ctx);
+  await definitions;
   return app;
 }

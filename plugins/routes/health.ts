@@ -1,9 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
 import { operationOutcome } from '../../src/fhir/outcome.ts';
+import { r4DefinitionsLoaded } from '../../src/fhir/r4-definitions.ts';
 import { PUBLIC } from '../route-policy.ts';
 
-type Check = 'database' | 'hsm' | 'queue';
+type Check = 'database' | 'hsm' | 'queue' | 'validator';
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -28,6 +29,10 @@ export async function readiness(
         `SELECT to_regclass('graphile_worker._private_jobs')::text AS ok`,
       );
       if (!rows[0]?.ok) throw new Error('graphile-worker schema missing');
+    },
+    // Ready means a Bundle is validated at once, not after loading the R4 definitions.
+    validator: async () => {
+      if (!r4DefinitionsLoaded()) throw new Error('the R4 definitions are still loading');
     },
   };
   const entries = await Promise.all(

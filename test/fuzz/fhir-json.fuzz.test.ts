@@ -1,12 +1,29 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkBundle } from '../../src/fhir/bundle.ts';
-import { decodeJsonBody, parseFhirJson } from '../../src/fhir/json.ts';
+import { decodeJsonBody, jsonDepth, parseFhirJson } from '../../src/fhir/json.ts';
 import { messageBundle } from '../helpers/outbound.ts';
 import { deepNesting, hostileJsonValue, mutatedJson, mutatedText, rawBytes } from './arbitraries.ts';
 import { fuzz, returnsOr4xx } from './harness.ts';
 
 const MAX_DEPTH = 64;
+
+/** The depth guard's reference: one character at a time, a backslash in a string skipping the next. */
+function depthByCharacter(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') max = Math.max(max, ++depth);
+    else if (c === '}' || c === ']') depth--;
+  }
+  return max;
+}
 
 /** The whole intake read: bytes → UTF-8 text → guarded JSON → FHIR structure. */
 const intake = (bytes: Buffer) => checkBundle(parseFhirJson(decodeJsonBody(bytes), MAX_DEPTH));
@@ -84,5 +101,13 @@ describe('fuzz: FHIR JSON intake (decodeJsonBody, parseFhirJson, checkBundle)', 
       },
       { numRuns: 300 },
     );
+  });
+
+  it('the depth guard, jumping from bracket to bracket and over strings, counts as a character-by-character reading', () => {
+    const text = fc
+      .array(fc.constantFrom('{', '}', '[', ']', '"', '\\', 'a', ':', ','), { maxLength: 80 })
+      .map((cs) => cs.join(''));
+    fuzz(text, (t) => void expect(jsonDepth(t)).toBe(depthByCharacter(t)), { numRuns: 20_000 });
+    expect(jsonDepth(`{"a":"${'\\"'.repeat(3)}[[[","b":[[1]]}`)).toBe(3);
   });
 });

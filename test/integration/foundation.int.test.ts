@@ -12,7 +12,7 @@ describe('foundation: a gateway on real PostgreSQL and a real SoftHSM token', ()
   it('answers liveness and readiness', async () => {
     await request(gw.app.server).get('/health').expect(200, { status: 'ok' });
     const ready = await request(gw.app.server).get('/ready').expect(200);
-    expect(ready.body.checks).toEqual({ database: 'ok', hsm: 'ok', queue: 'ok' });
+    expect(ready.body.checks).toEqual({ database: 'ok', hsm: 'ok', queue: 'ok', validator: 'ok' });
   });
 
   it('publishes one signing and one encryption key with RFC 7638 kids', async () => {
