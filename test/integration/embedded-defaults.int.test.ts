@@ -50,7 +50,7 @@ describe('embedded defaults (README quick start)', () => {
     const listed = await runCli(['keys', 'list', '--json'], env);
     expect(listed.code, listed.stderr).toBe(0);
     const keys = JSON.parse(listed.stdout) as Array<{ kid: string; use: string; state: string }>;
-    expect(keys.map((k) => k.use).sort()).toEqual(['audit', 'enc', 'sig']);
+    expect(keys.map((k) => k.use).sort()).toEqual(['audit', 'blinding', 'enc', 'sig']);
     expect(keys.every((k) => k.state === 'active')).toBe(true);
 
     first.kill('SIGTERM');
@@ -63,10 +63,10 @@ describe('embedded defaults (README quick start)', () => {
       const jwks = (await (await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`)).json()) as {
         keys: Array<{ kid: string }>;
       };
-      // Same keys after the restart: nothing regenerated.
+      // Same keys after the restart: nothing regenerated (the audit and blinding keys are not published).
       expect(jwks.keys.map((k) => k.kid).sort()).toEqual(
         keys
-          .filter((k) => k.use !== 'audit')
+          .filter((k) => k.use === 'sig' || k.use === 'enc')
           .map((k) => k.kid)
           .sort(),
       );
