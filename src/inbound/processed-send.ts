@@ -3,7 +3,7 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import { holdsDeliveries } from '../directory/store.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { nextAttempt } from '../net/retry-policy.ts';
+import { giveUpReason, nextAttempt } from '../net/retry-policy.ts';
 import { postOnce, type PostOutcome } from '../net/post-once.ts';
 import { signProcessedReceipt } from '../protocol/processed-receipt.ts';
 import { PROTOCOL, type ProcessedVia } from '../protocol/wire.ts';
@@ -160,12 +160,7 @@ async function record(
         entity,
         detail: {
           attempts: attempt,
-          reason:
-            o.cls === 'permanent'
-              ? 'permanent'
-              : 'exhausted' in next && next.exhausted === 'horizon'
-                ? 'expired'
-                : 'retries exhausted',
+          reason: giveUpReason(o.cls, next),
           status: o.status,
         },
       });

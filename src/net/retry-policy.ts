@@ -57,3 +57,12 @@ export function classifyStatus(status: number): 'ok' | 'transient' | 'permanent'
   if (status === 408 || status === 429 || status >= 500) return 'transient';
   return 'permanent';
 }
+
+/** Why a send was given up, in the audit's words: refused for good, out of time, or out of attempts. */
+export function giveUpReason(
+  cls: 'ok' | 'transient' | 'permanent',
+  next: ReturnType<typeof nextAttempt>,
+): 'permanent' | 'expired' | 'retries exhausted' {
+  if (cls === 'permanent') return 'permanent';
+  return 'exhausted' in next && next.exhausted === 'horizon' ? 'expired' : 'retries exhausted';
+}

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { nextAttempt } from '../net/retry-policy.ts';
+import { giveUpReason, nextAttempt } from '../net/retry-policy.ts';
 import { postOnce, type PostOutcome } from '../net/post-once.ts';
 import type { ExchangeEventKind } from '../outbound/exchange-events.ts';
 import { enqueueJobs, NOTIFY_TASK } from '../queue/jobs.ts';
@@ -124,12 +124,7 @@ async function record(
           event: row.kind,
           channel: 'response-url',
           attempts: attempt,
-          reason:
-            o.cls === 'permanent'
-              ? 'permanent'
-              : 'exhausted' in next && next.exhausted === 'horizon'
-                ? 'expired'
-                : 'retries exhausted',
+          reason: giveUpReason(o.cls, next),
           status: o.status,
           error: o.error,
         },
