@@ -1,10 +1,11 @@
 /**
  * Outbound intake throughput, in one run:
  *   gateway  POST /fhir/$process-message over HTTP with autocannon: a 10 KiB message Bundle to 2
- *            partners (validate, 2 HSM signs, 2 seals, group-committed rows + jobs + audit), then the
- *            same at half the peak rate for the latency check
+ *            partners (validate, 2 HSM signs, 2 seals, group-committed rows + jobs + audit)
  *   raw      the lean ceiling looped without HTTP: per bundle the 2 HSM signs and 2 node:crypto seals,
- *            and the same rows, jobs and audit entries written in batches of 100
+ *            and the same rows, jobs and audit entries written in batches of 100; gateway and raw
+ *            alternate in rounds of 4 s and the ratio is the median of the rounds' ratios
+ *   half     the gateway at half its peak rate, open loop, for the latency check
  *   stages   per bundle, in interleaved rounds: parse, R4 validation (and the former two-walk
  *            validator, test/helpers/r4-reference.ts), the 2 signs, the 2 seals and the commit; the
  *            validation's cost as a share of the raw ceiling's stages, robust to the machine's load
@@ -248,48 +249,6 @@ if (!process.env.BENCH_STAGES_ONLY) {
     `single   ${single.requests.average.toFixed(0).padStart(6)} bundles/s  p50 ${single.latency.p50} ms  p99 ${single.latency.p99} ms  (1 connection)`,
   );
 }
-// BENCH_PEAK=N skips the peak phase and paces at N/2 (to repeat the latency check alone); BENCH_HALF_RUNS repeats it.
-const fixedPeak = Number(process.env.BENCH_PEAK ?? 0);
-let gwRate = fixedPeak;
-if (!fixedPeak && !process.env.BENCH_STAGES_ONLY) {
-  const meter = cpuMeter();
-  const peak = await cannon(body, auth, SECONDS);
-  if (peak.non2xx) throw new Error(`${peak.non2xx} non-2xx answers`);
-  gwRate = peak.requests.average;
-  console.log(
-    `gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  p50 ${peak.latency.p50} ms  p99 ${peak.latency.p99} ms`,
-  );
-  console.log(`         ${meter(peak.requests.total)}`);
-}
-const halfRuns = process.env.BENCH_STAGES_ONLY ? 0 : Number(process.env.BENCH_HALF_RUNS ?? 1);
-for (let run = 0; run < halfRuns; run++) {
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  const pauses: string[] = [];
-  const gc = new PerformanceObserver((list) => {
-    for (const e of list.getEntries())
-      if (e.duration > 20)
-        pauses.push(
-          `${new Date(performance.timeOrigin + e.startTime).toISOString().slice(11, 23)} ${e.duration.toFixed(0)} ms`,
-        );
-  });
-  if (process.env.BENCH_SLOW) {
-    loop.enable();
-    gc.observe({ entryTypes: ['gc'] });
-  }
-  const half = await paced(body, auth, SECONDS, Math.floor(gwRate / 2));
-  if (process.env.BENCH_SLOW) {
-    loop.disable();
-    gc.disconnect();
-    console.log(
-      `gateway event loop delay p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; GC pauses > 20 ms: ${pauses.join(', ') || 'none'}`,
-    );
-  }
-  console.log(
-    `half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p90 ${half.p90.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`,
-  );
-}
-if (process.env.BENCH_HALF_ONLY) await finish();
-
 // Raw ceiling: the same crypto and the same writes, no HTTP, no validation, batches of 100.
 const signer = ctx.keyring.signer('sig');
 const digest = 'sha-256=' + createHash('sha256').update(body).digest('base64url');
@@ -339,20 +298,105 @@ async function record(): Promise<IntakeRecord> {
     audit,
   };
 }
-if (!process.env.BENCH_STAGES_ONLY) {
-  let rawCount = 0;
-  const meter = cpuMeter();
-  const rawStart = performance.now();
-  while (performance.now() - rawStart < SECONDS * 1000) {
+// Gateway peak and raw ceiling in alternating rounds (gateway first in odd rounds, raw first in even
+// ones), so that a change in the machine's load falls on both alike; the ratio is the median of the
+// rounds' ratios. BENCH_PEAK=N skips them and paces at N/2 (to repeat the latency check alone);
+// BENCH_HALF_RUNS repeats the half-rate phase.
+const fixedPeak = Number(process.env.BENCH_PEAK ?? 0);
+let gwRate = fixedPeak;
+const ROUND_SECONDS = 4;
+const rounds = Math.max(3, Math.round(SECONDS / ROUND_SECONDS));
+async function gatewayRound(): Promise<{ rate: number; total: number; p50: number; p99: number }> {
+  const peak = await cannon(body, auth, ROUND_SECONDS);
+  if (peak.non2xx) throw new Error(`${peak.non2xx} non-2xx answers`);
+  return { rate: peak.requests.average, total: peak.requests.total, p50: peak.latency.p50, p99: peak.latency.p99 };
+}
+async function rawRound(): Promise<{ rate: number; total: number }> {
+  let total = 0;
+  const start = performance.now();
+  while (performance.now() - start < ROUND_SECONDS * 1000) {
     const batch = await Promise.all(Array.from({ length: 100 }, record));
     await writeIntakes(ctx.pool, batch);
-    rawCount += 100;
+    total += 100;
   }
-  const rawRate = rawCount / ((performance.now() - rawStart) / 1000);
-  console.log(`raw      ${rawRate.toFixed(0).padStart(6)} bundles/s`);
-  console.log(`         ${meter(rawCount)}`);
-  console.log(`gateway/raw = ${(gwRate / rawRate).toFixed(2)}`);
+  return { rate: total / ((performance.now() - start) / 1000), total };
 }
+if (!fixedPeak && !process.env.BENCH_STAGES_ONLY) {
+  const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+  const gw: number[] = [];
+  const raw: number[] = [];
+  const ratios: number[] = [];
+  let gwBundles = 0;
+  let rawBundles = 0;
+  let gwCpu = '';
+  let rawCpu = '';
+  for (let r = 0; r < rounds; r++) {
+    const runGateway = async () => {
+      const meter = cpuMeter();
+      const g = await gatewayRound();
+      gwBundles += g.total;
+      gwCpu = meter(g.total);
+      gw.push(g.rate);
+      return g;
+    };
+    const runRaw = async () => {
+      const meter = cpuMeter();
+      const w = await rawRound();
+      rawBundles += w.total;
+      rawCpu = meter(w.total);
+      raw.push(w.rate);
+      return w;
+    };
+    const [g, w] =
+      r % 2 === 0
+        ? [await runGateway(), await runRaw()]
+        : await (async () => {
+            const w = await runRaw();
+            return [await runGateway(), w] as const;
+          })();
+    ratios.push(g.rate / w.rate);
+    console.log(
+      `round ${r + 1}  gateway ${g.rate.toFixed(0).padStart(5)} bundles/s (p50 ${g.p50} ms, p99 ${g.p99} ms)  raw ${w.rate.toFixed(0).padStart(5)} bundles/s  gateway/raw ${(g.rate / w.rate).toFixed(2)}`,
+    );
+  }
+  gwRate = median(gw);
+  const range = (v: number[], d = 0) => `${Math.min(...v).toFixed(d)}–${Math.max(...v).toFixed(d)}`;
+  console.log(
+    `gateway  ${gwRate.toFixed(0).padStart(6)} bundles/s  (median of ${rounds} rounds of ${ROUND_SECONDS} s, ${range(gw)}; ${gwBundles} bundles)`,
+  );
+  console.log(`         last round's ${gwCpu}`);
+  console.log(`raw      ${median(raw).toFixed(0).padStart(6)} bundles/s  (${range(raw)}; ${rawBundles} bundles)`);
+  console.log(`         last round's ${rawCpu}`);
+  console.log(`gateway/raw = ${median(ratios).toFixed(2)}  (median of the rounds' ratios, ${range(ratios, 2)})`);
+}
+const halfRuns = process.env.BENCH_STAGES_ONLY ? 0 : Number(process.env.BENCH_HALF_RUNS ?? 1);
+for (let run = 0; run < halfRuns; run++) {
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  const pauses: string[] = [];
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries())
+      if (e.duration > 20)
+        pauses.push(
+          `${new Date(performance.timeOrigin + e.startTime).toISOString().slice(11, 23)} ${e.duration.toFixed(0)} ms`,
+        );
+  });
+  if (process.env.BENCH_SLOW) {
+    loop.enable();
+    gc.observe({ entryTypes: ['gc'] });
+  }
+  const half = await paced(body, auth, SECONDS, Math.floor(gwRate / 2));
+  if (process.env.BENCH_SLOW) {
+    loop.disable();
+    gc.disconnect();
+    console.log(
+      `gateway event loop delay p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; GC pauses > 20 ms: ${pauses.join(', ') || 'none'}`,
+    );
+  }
+  console.log(
+    `half     ${half.rate.toFixed(0).padStart(6)} bundles/s  p50 ${half.p50.toFixed(1)} ms  p90 ${half.p90.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms  (open loop, evenly paced, ${half.errors} errors)`,
+  );
+}
+if (process.env.BENCH_HALF_ONLY) await finish();
 
 /**
  * Stages, per bundle, in rounds that interleave them so the machine's load falls on all alike: the
