@@ -18,6 +18,7 @@ import { deliveryRoutes } from './deliveries.ts';
 import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
+import { sharedPageAssets } from './page-assets.ts';
 import { consoleRoutes } from './console.ts';
 import { ssoRoutes } from './sso.ts';
 import { mfaRoutes } from './mfa.ts';
@@ -54,6 +55,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(evidenceRoutes(ctx));
   await app.register(fhirViewRoutes(ctx));
   await app.register(auditRoutes(ctx));
+  await app.register(async (shared) => sharedPageAssets(shared));
   await app.register(auditUiRoutes(ctx));
   await app.register(consoleRoutes(ctx));
   await app.register(mfaRoutes(ctx));
