@@ -128,7 +128,9 @@ export function subscriptionRoutes(ctx: GatewayContext): FastifyPluginAsync {
           throw new GatewayError('INVALID_VALUE', `unknown search parameter ${name} (Subscription takes status)`, {
             expression: name,
           });
-      const status = params.status;
+      // A posted search gives every value as a list; status is given once.
+      const given = params.status;
+      const status = Array.isArray(given) && given.length === 1 ? given[0] : given;
       if (status !== undefined && (typeof status !== 'string' || !STATUSES.has(status)))
         throw new GatewayError('INVALID_VALUE', 'status is one of requested, active, error, off', {
           expression: 'status',

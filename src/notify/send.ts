@@ -89,6 +89,7 @@ function bodyOf(ctx: NotifySendContext, row: Row): Record<string, unknown> {
           number: Number(row.event_number),
           at: required(row.at ?? undefined, 'the time of the event'),
           exchangeId: required(row.exchange_id ?? undefined, 'the exchange of the event'),
+          kind: required(row.kind ?? undefined, 'the kind of the event'),
         }
       : undefined;
   return notificationBundle(

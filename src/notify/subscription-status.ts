@@ -1,4 +1,6 @@
 import type { Bundle, BundleEntry, Parameters, ParametersParameter } from 'fhir/r4.js';
+import type { ExchangeEventKind } from '../outbound/exchange-events.ts';
+import { EXCHANGE_STATE_EVENT } from './notice.ts';
 import { BACKPORT_PROFILE, exchangeStateTopic } from './topic.ts';
 import type { PayloadContent, SubscriptionStatus } from './subscription.ts';
 
@@ -13,7 +15,7 @@ export interface StatusInput {
   eventsSinceStart: number;
   payloadContent: PayloadContent;
   /** An event notification's one event: its number, when it happened, and the exchange it is about. */
-  event?: { number: number; at: Date; exchangeId: string } | undefined;
+  event?: { number: number; at: Date; exchangeId: string; kind: ExchangeEventKind } | undefined;
   fhirBase: string;
 }
 
@@ -23,7 +25,10 @@ const taskPath = (exchangeId: string) => `Task/${exchangeId}`;
 /**
  * The R4 SubscriptionStatus (backport-subscription-status-r4): a Parameters
  * resource. Counts are strings (R4 has no integer64). An id-only event names
- * the exchange's Task as its focus; an empty one names nothing.
+ * the exchange's Task as its focus; an empty one names nothing. Each event
+ * says which state change it was (an extension, the same code the
+ * response-url notice carries), so a subscriber need not read the Task to
+ * tell delivered from failed.
  */
 export function subscriptionStatus(s: StatusInput): Parameters {
   const parameter: ParametersParameter[] = [
@@ -36,6 +41,7 @@ export function subscriptionStatus(s: StatusInput): Parameters {
   if (s.event)
     parameter.push({
       name: 'notification-event',
+      extension: [{ url: `${EXCHANGE_STATE_EVENT}:state`, valueCode: s.event.kind }],
       part: [
         { name: 'event-number', valueString: String(s.event.number) },
         { name: 'timestamp', valueInstant: s.event.at.toISOString() },
