@@ -10,6 +10,8 @@ import { r4Errors } from '../helpers/r4-validator.ts';
 import { startWorker } from '../../src/worker/runner.ts';
 import { SUBSCRIPTION_HEARTBEAT_TASK } from '../../src/worker/tasks/subscription-heartbeat.ts';
 import { SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
+import { readFileSync } from 'node:fs';
+import { DICOM_FIXTURES } from '../helpers/imaging.ts';
 
 /**
  * FHIR Subscriptions (R4 Backport IG) between two real gateways: A's EHR
@@ -381,6 +383,75 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     expect(await auditCount(a, 'subscription.deleted', `%${id}%`)).toBe(1);
   });
 
+  it('an imaging submission takes a response-url too: its delivered and processed reach both channels, and its focus is a Task', async () => {
+    const { a, b } = gws;
+    const ehr = await ehrClient(a);
+    const id = await activeSubscription(a, ehr, hook);
+    const notify = `${hook.url}?imaging`;
+    const res = await request(a.gw.app.server)
+      .post(`/imaging?recipient=${encodeURIComponent(b.gw.config.org)}&response-url=${encodeURIComponent(notify)}`)
+      .set({ authorization: await ehr.bearer(), 'content-type': 'application/dicom' })
+      .send(readFileSync(DICOM_FIXTURES[0]!));
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    const exchange = (res.headers.location as string).split('/').pop()!;
+    const task = `${a.gw.config.baseUrl}/fhir/Task/${exchange}`;
+    await waitFor('delivered event', async () => (hook.events(id).length >= 1 ? true : undefined));
+    const { rows } = await a.gw.app.ctx.pool.query<{ id: string }>(
+      'SELECT id FROM imaging_deliveries WHERE exchange_id = $1',
+      [exchange],
+    );
+    const atB = await waitFor('the study in B inbox', async () => {
+      const list = await request(b.gw.app.server)
+        .get('/inbox/messages?_count=1000')
+        .set('authorization', await b.ehr.bearer());
+      return (list.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === rows[0]!.id);
+    });
+    await request(b.gw.app.server)
+      .post(`/inbox/messages/${atB.id}/$ack`)
+      .set('authorization', await b.ehr.bearer())
+      .expect(200);
+    await waitFor('processed event', async () => (hook.events(id).length >= 2 ? true : undefined));
+    expect(hook.events(id).map(kindOf)).toEqual(['delivered', 'processed']);
+    for (const n of hook.events(id)) expect(focusOf(n)).toBe(task);
+
+    // The same two by response-url, as id-only response messages.
+    const notices = await waitFor('two response messages', async () => {
+      const got = hook.received.filter((n) => n.type === 'message' && JSON.stringify(n).includes(`/Task/${exchange}`));
+      return got.length >= 2 ? got : undefined;
+    });
+    for (const n of notices) {
+      expect(r4Errors(n)).toEqual([]);
+      const header = n.entry[0]!.resource as unknown as {
+        focus: Array<{ reference: string }>;
+        response: { code: string };
+      };
+      expect(header.focus).toEqual([{ reference: task }]);
+      expect(header.response.code).toBe('ok');
+    }
+    const view = await request(a.gw.app.server)
+      .get(`/fhir/Task/${exchange}`)
+      .set('authorization', await ehr.bearer())
+      .expect(200);
+    expect(r4Errors(view.body)).toEqual([]);
+    expect(view.body.code.text).toMatch(/^send a DICOM study of 1 instance/);
+    expect(view.body.status).toBe('completed');
+    // Only its owner reads it.
+    const stranger = await ehrClient(a);
+    await request(a.gw.app.server)
+      .get(`/fhir/Task/${exchange}`)
+      .set('authorization', await stranger.bearer())
+      .expect(404);
+    // And a response-url the endpoint rule refuses is refused here too.
+    const bad = await request(a.gw.app.server)
+      .post(
+        `/imaging?recipient=${encodeURIComponent(b.gw.config.org)}&response-url=${encodeURIComponent('http://10.0.0.7/x')}`,
+      )
+      .set({ authorization: await ehr.bearer(), 'content-type': 'application/dicom' })
+      .send(readFileSync(DICOM_FIXTURES[0]!));
+    expect(bad.status).toBe(400);
+    expect(bad.body.resourceType).toBe('OperationOutcome');
+  });
+
   it('refuses what it cannot honour with a 4xx OperationOutcome, audited: channel, endpoint, topic, payload, scope, another client', async () => {
     const { a } = gws;
     const ehr = await ehrClient(a);
@@ -442,7 +513,8 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     const stranger = await ehrClient(a);
     const auth = { authorization: await stranger.bearer() };
     const app = a.gw.app.server;
-    for (const res of [
+    const methods = ['GET', 'GET $status', 'PUT', 'DELETE'];
+    for (const [i, res] of [
       await request(app).get(`/fhir/Subscription/${id}`).set(auth),
       await request(app).get(`/fhir/Subscription/${id}/$status`).set(auth),
       await request(app)
@@ -450,8 +522,8 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
         .set({ ...auth, 'content-type': 'application/fhir+json' })
         .send(JSON.stringify({ ...base, id })),
       await request(app).delete(`/fhir/Subscription/${id}`).set(auth),
-    ]) {
-      expect(res.status, res.req.method).toBe(404);
+    ].entries()) {
+      expect(res.status, methods[i]).toBe(404);
       expect(res.body.resourceType).toBe('OperationOutcome');
     }
     expect((await readSubscription(a, ehr, id)).body.status).toBe('active');
