@@ -452,6 +452,29 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     expect(bad.body.resourceType).toBe('OperationOutcome');
   });
 
+  it('SMART scopes: v2 system/Subscription.cruds and v1 .read/.write both reach it; .read alone cannot subscribe', async () => {
+    const { a } = gws;
+    const body = subscription(topicOf(a), hook.url);
+    const v2 = await testClient(a.gw, { scopes: ['system/Subscription.cruds'] });
+    const made = await subscribe(a, v2, body);
+    expect(made.status).toBe(201);
+    expect((await readSubscription(a, v2, made.body.id)).status).toBe(200);
+    const v1 = await testClient(a.gw, { scopes: ['system/Subscription.read', 'system/Subscription.write'] });
+    const also = await subscribe(a, v1, body);
+    expect(also.status).toBe(201);
+    await request(a.gw.app.server)
+      .delete(`/fhir/Subscription/${also.body.id}`)
+      .set('authorization', await v1.bearer())
+      .expect(204);
+    const reader = await testClient(a.gw, { scopes: ['system/Subscription.read'] });
+    expect((await subscribe(a, reader, body)).status).toBe(403);
+    const listed = await request(a.gw.app.server)
+      .get('/fhir/Subscription')
+      .set('authorization', await reader.bearer());
+    expect(listed.status).toBe(200);
+    expect(listed.body.entry).toBeUndefined();
+  });
+
   it('refuses what it cannot honour with a 4xx OperationOutcome, audited: channel, endpoint, topic, payload, scope, another client', async () => {
     const { a } = gws;
     const ehr = await ehrClient(a);
