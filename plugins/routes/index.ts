@@ -26,6 +26,7 @@ import { backchannelLogoutRoutes } from './sso-backchannel.ts';
 import { connectSso } from '../../src/auth/sso.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
+import { subscriptionRoutes } from './subscriptions.ts';
 import { installMetrics } from './metrics.ts';
 
 /** Every HTTP route of the gateway, in one list. */
@@ -54,6 +55,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(imagingRoutes(ctx));
   await app.register(evidenceRoutes(ctx));
   await app.register(fhirViewRoutes(ctx));
+  await app.register(subscriptionRoutes(ctx));
   await app.register(auditRoutes(ctx));
   await app.register(async (shared) => sharedPageAssets(shared));
   await app.register(auditUiRoutes(ctx));
