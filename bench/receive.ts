@@ -6,8 +6,11 @@
  *   no-store      open + verify + sign the receipt, without the database write (where the rest goes)
  *   raw           the bare primitives per message: HSM derive (pkcs11js through the Hsm facade),
  *                 AES-256-GCM decrypt, ES256 verify (node:crypto), HSM sign of the receipt digest
- * Each with CONCURRENCY callers for SECONDS seconds, 10 KiB bundles, every envelope a new delivery.
- * Run: npm run bench:receive [-- seconds]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
+ * The four alternate in ROUNDS rounds of SECONDS seconds each (the order reversed every other round), so
+ * a change in the machine's load falls on all alike; each ratio is the median of the rounds' ratios. Each
+ * with CONCURRENCY callers, 10 KiB bundles, every envelope a new delivery; per phase also the CPU per
+ * message of the main thread, the other threads (libuv pool: the HSM calls) and PostgreSQL.
+ * Run: npm run bench:receive [-- seconds [rounds]]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -21,11 +24,13 @@ import { verifySignedContent } from '../src/protocol/signed-content.ts';
 import { openCompactJwe } from '../src/jose/open.ts';
 import { signReceipt } from '../src/protocol/receipt.ts';
 import { checkHeader, concatKdfOtherInfo, parseCompactJwe } from '../src/jose/jwe-header.ts';
+import { cpuBetween, cpuElsewhere, threadCpuSeconds } from './proc-stats.ts';
 import { claimsFor, seal, signContent, softPartner } from '../test/helpers/envelopes.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
-const SECONDS = Number(process.argv[2] ?? 4);
-const ENVELOPES = 9_000; // about 19 KB each; a phase ends early if it uses its share up
+const SECONDS = Number(process.argv[2] ?? 1);
+const ROUNDS = Number(process.argv[3] ?? 7);
+const ENVELOPES = 12_000; // about 19 KB each; a phase ends early if it uses its round's share up
 const CONCURRENCY = 8;
 delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
 
@@ -62,20 +67,36 @@ try {
   /** The next unused envelope of this phase's share, or undefined when the share is used up. */
   const take = () => (next < limit ? envelopes[next++]! : undefined);
 
-  async function rate(name: string, one: () => Promise<boolean>, share = 0, seconds = SECONDS): Promise<number> {
-    limit = Math.min(envelopes.length, next + share);
+  interface Phase {
+    name: string;
+    one: () => Promise<boolean>;
+    /** Envelopes per round (raw reuses one). */
+    share: number;
+    rates: number[];
+    n: number;
+    cpu: { main: number; other: number; pg: number };
+  }
+
+  /** One phase for `seconds`: messages per second, and the CPU it cost added to the phase's totals. */
+  async function rate(p: Phase, seconds = SECONDS): Promise<number> {
+    limit = Math.min(envelopes.length, next + p.share);
+    const before = cpuElsewhere();
+    const main0 = threadCpuSeconds(process.pid);
     const until = performance.now() + seconds * 1000;
     let n = 0;
     const start = performance.now();
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
-        while (performance.now() < until && (await one())) n++;
+        while (performance.now() < until && (await p.one())) n++;
       }),
     );
     const perSec = n / ((performance.now() - start) / 1000);
-    console.log(
-      `${name.padEnd(14)} ${perSec.toFixed(0).padStart(6)} /s  (${n} in ${((performance.now() - start) / 1000).toFixed(1)} s, ${CONCURRENCY} callers)`,
-    );
+    const e = cpuBetween(before, cpuElsewhere());
+    p.n += n;
+    p.cpu.main += threadCpuSeconds(process.pid) - main0;
+    p.cpu.other += e.otherThreads;
+    p.cpu.pg += e.children;
+    p.rates.push(perSec);
     return perSec;
   }
 
@@ -146,14 +167,42 @@ try {
     return true;
   };
 
-  await rate('warm-up', pipeline, 500, 1);
-  const rawRate = await rate('raw', raw);
-  const noStoreRate = await rate('no-store', noStore, 3_000);
-  const gwRate = await rate('gateway', pipeline, 3_000);
-  const httpRate = await rate('gateway-http', http, 2_500);
+  const phase = (name: string, one: () => Promise<boolean>, share: number): Phase => ({
+    name,
+    one,
+    share,
+    rates: [],
+    n: 0,
+    cpu: { main: 0, other: 0, pg: 0 },
+  });
+  const share = Math.floor((ENVELOPES - 500) / (3 * ROUNDS));
+  const rawPhase = phase('raw', raw, 0);
+  const phases = [
+    rawPhase,
+    phase('no-store', noStore, share),
+    phase('gateway', pipeline, share),
+    phase('gateway-http', http, share),
+  ];
+  await rate(phase('warm-up', pipeline, 500), 1);
+  for (let round = 0; round < ROUNDS; round++)
+    for (const p of round % 2 === 0 ? phases : [...phases].reverse()) await rate(p);
+
+  const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+  const ms = (s: number, n: number) => ((1000 * s) / n).toFixed(2);
+  console.log(
+    `${ROUNDS} rounds of ${SECONDS} s per phase, ${CONCURRENCY} callers; median of the rounds and CPU per message`,
+  );
+  for (const p of phases)
+    console.log(
+      `${p.name.padEnd(14)} ${median(p.rates).toFixed(0).padStart(6)} /s  (${Math.min(...p.rates).toFixed(0)}–${Math.max(...p.rates).toFixed(0)}; ${p.n} msgs)  CPU ms/msg: main ${ms(p.cpu.main, p.n)}, other threads ${ms(p.cpu.other, p.n)}, PostgreSQL ${ms(p.cpu.pg, p.n)}`,
+    );
+  const ratio = (p: Phase) => {
+    const r = p.rates.map((x, i) => x / rawPhase.rates[i]!);
+    return `${median(r).toFixed(2)} (${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)})`;
+  };
   const stored = Number((await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n);
   console.log(
-    `\ngateway/raw ${(gwRate / rawRate).toFixed(2)}, gateway-http/raw ${(httpRate / rawRate).toFixed(2)}, no-store/raw ${(noStoreRate / rawRate).toFixed(2)}; ${stored} messages stored`,
+    `\ngateway-http/raw ${ratio(phases[3]!)}, gateway/raw ${ratio(phases[2]!)}, no-store/raw ${ratio(phases[1]!)}  (median of the rounds' ratios); ${stored} messages stored`,
   );
   console.log(
     `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`,
