@@ -10,7 +10,7 @@
  * a change in the machine's load falls on all alike; each ratio is the median of the rounds' ratios. Each
  * with CONCURRENCY callers, 10 KiB bundles, every envelope a new delivery; per phase also the CPU per
  * message of the main thread, the other threads (libuv pool: the HSM calls) and PostgreSQL.
- * Run: npm run bench:receive [-- seconds [rounds]]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
+ * Run: npm run bench:receive [-- seconds [rounds [callers]]]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -31,7 +31,7 @@ import { freePort } from '../test/helpers/ports.ts';
 const SECONDS = Number(process.argv[2] ?? 1);
 const ROUNDS = Number(process.argv[3] ?? 7);
 const ENVELOPES = 12_000; // about 19 KB each; a phase ends early if it uses its round's share up
-const CONCURRENCY = 8;
+const CONCURRENCY = Number(process.argv[4] ?? 8);
 delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
 
 const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-receive-'));

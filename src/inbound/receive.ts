@@ -14,7 +14,7 @@ import {
   type InboxContext,
 } from './inbox-store.ts';
 import { GroupCommit } from '../db/batcher.ts';
-import { inTransaction, type PoolClient } from '../db/pool.ts';
+import { commitPool, inTransaction, type PoolClient } from '../db/pool.ts';
 import { envelopeDigest, type ExchangeClaims } from '../protocol/wire.ts';
 import { messageHeaderId, type ResponseCode } from '../fhir/message-header.ts';
 import { verifySignedContent, type VerifiedContent } from '../protocol/signed-content.ts';
@@ -74,10 +74,11 @@ function inboxWriter(ctx: InboxContext, responses: ResponseCorrelation | undefin
   // Optional push to the local EHR, queued with the messages (payload: the id only).
   const forward = ctx.config.localFhirBaseUrl ? { maxAttempts: ctx.config.deliveryMaxAttempts } : undefined;
   const indexes = (items: AcceptedMessage[], stored: Map<string, number>) => items.map((i) => stored.get(i.row.id));
+  const pool = commitPool(ctx.pool);
   const write = async (items: AcceptedMessage[]) => {
     if (!responses || !items.some((i) => i.row.response))
-      return indexes(items, await writeInboxMessages(ctx.pool, items, { forward }));
-    return inTransaction(ctx.pool, async (tx) => {
+      return indexes(items, await writeInboxMessages(pool, items, { forward }));
+    return inTransaction(pool, async (tx) => {
       const stored = await writeInboxMessages(tx, items, { forward });
       for (const { row } of items)
         if (row.response && stored.has(row.id))
@@ -126,7 +127,7 @@ export function inboxReceiver(
         opened.plaintext.fill(0);
       }
       requireBoundSender(meta, verified.claims.iss);
-      await checkReceivedOrigin(verified.claims.content, verified.claims.iss, ctx.config.org, ctx.directory);
+      await checkReceivedOrigin(verified.claims.content, verified.sender, ctx.config.org, ctx.directory);
       const response = await options.responses?.check(verified.claims);
       return await store(
         envelope,
