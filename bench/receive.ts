@@ -1,7 +1,8 @@
 /**
  * Inbound receive throughput, in one run:
  *   gateway-http  POST /inbox over HTTP: open (HSM ECDH + Concat KDF, AES-GCM) + verify (ES256, directory)
- *                 + dedupe + store sealed + audit + HSM-signed receipt
+ *                 + dedupe + store sealed + audit + HSM-signed receipt; the client (node:http, keep-alive)
+ *                 runs in a worker thread (bench/receive-client.ts) and its CPU is given apart
  *   gateway       the same pipeline called in-process (no HTTP)
  *   no-store      open + verify + sign the receipt, without the database write (where the rest goes)
  *   raw           the bare primitives per message: HSM derive (pkcs11js through the Hsm facade),
@@ -13,6 +14,7 @@
  * Run: npm run bench:receive [-- seconds [rounds [callers]]]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDecipheriv, createHash, createPublicKey, verify } from 'node:crypto';
@@ -47,6 +49,7 @@ const app = await buildApp(config, { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 const ctx = app.ctx;
 
+let client: Worker | undefined;
 try {
   const partner = await softPartner('https://bench-sender.test');
   await ctx.directory.add({ id: partner.id, endpoint: 'https://bench-sender.test/inbox', jwks: partner.jwks });
@@ -67,34 +70,53 @@ try {
   /** The next unused envelope of this phase's share, or undefined when the share is used up. */
   const take = () => (next < limit ? envelopes[next++]! : undefined);
 
+  /** A phase whose callers run elsewhere: given its envelopes, then timed. */
+  interface Remote {
+    load: (envelopes: string[]) => Promise<void>;
+    run: (seconds: number) => Promise<{ n: number; ms: number; cpuMs: number }>;
+  }
   interface Phase {
     name: string;
-    one: () => Promise<boolean>;
+    one: (() => Promise<boolean>) | Remote;
     /** Envelopes per round (raw reuses one). */
     share: number;
     rates: number[];
     n: number;
-    cpu: { main: number; other: number; pg: number };
+    cpu: { main: number; other: number; pg: number; client: number };
   }
 
   /** One phase for `seconds`: messages per second, and the CPU it cost added to the phase's totals. */
   async function rate(p: Phase, seconds = SECONDS): Promise<number> {
     limit = Math.min(envelopes.length, next + p.share);
+    const one = p.one;
+    if (typeof one !== 'function') {
+      await one.load(envelopes.slice(next, limit));
+      next = limit;
+    }
     const before = cpuElsewhere();
     const main0 = threadCpuSeconds(process.pid);
-    const until = performance.now() + seconds * 1000;
     let n = 0;
-    const start = performance.now();
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (performance.now() < until && (await p.one())) n++;
-      }),
-    );
-    const perSec = n / ((performance.now() - start) / 1000);
+    let elapsed: number;
+    let clientCpu = 0;
+    if (typeof one === 'function') {
+      const until = performance.now() + seconds * 1000;
+      const start = performance.now();
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (performance.now() < until && (await one())) n++;
+        }),
+      );
+      elapsed = performance.now() - start;
+    } else {
+      const r = await one.run(seconds);
+      [n, elapsed, clientCpu] = [r.n, r.ms, r.cpuMs / 1000];
+    }
+    const perSec = n / (elapsed / 1000);
     const e = cpuBetween(before, cpuElsewhere());
     p.n += n;
     p.cpu.main += threadCpuSeconds(process.pid) - main0;
-    p.cpu.other += e.otherThreads;
+    p.cpu.other += e.otherThreads - clientCpu;
+    p.cpu.client += clientCpu;
     p.cpu.pg += e.children;
     p.rates.push(perSec);
     return perSec;
@@ -154,26 +176,29 @@ try {
     if ((await receive(envelope)).duplicate) throw new Error('unexpected duplicate');
     return true;
   };
-  const http = async () => {
-    const envelope = take();
-    if (!envelope) return false;
-    const res = await fetch(`${config.baseUrl}/inbox`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/jose' },
-      body: envelope,
+  // POST /inbox from a worker thread (bench/receive-client.ts): the client's CPU is not the gateway's main thread's.
+  const worker = new Worker(new URL('./receive-client.ts', import.meta.url), {
+    workerData: { url: `${config.baseUrl}/inbox`, callers: CONCURRENCY },
+  });
+  client = worker;
+  const ask = <T>(message: unknown) =>
+    new Promise<T>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.postMessage(message);
     });
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-    await res.text();
-    return true;
+  const http: Remote = {
+    load: async (batch) => void (await ask({ load: batch })),
+    run: (seconds) => ask({ seconds }),
   };
 
-  const phase = (name: string, one: () => Promise<boolean>, share: number): Phase => ({
+  const phase = (name: string, one: Phase['one'], share: number): Phase => ({
     name,
     one,
     share,
     rates: [],
     n: 0,
-    cpu: { main: 0, other: 0, pg: 0 },
+    cpu: { main: 0, other: 0, pg: 0, client: 0 },
   });
   const share = Math.floor((ENVELOPES - 500) / (3 * ROUNDS));
   const rawPhase = phase('raw', raw, 0);
@@ -194,7 +219,7 @@ try {
   );
   for (const p of phases)
     console.log(
-      `${p.name.padEnd(14)} ${median(p.rates).toFixed(0).padStart(6)} /s  (${Math.min(...p.rates).toFixed(0)}–${Math.max(...p.rates).toFixed(0)}; ${p.n} msgs)  CPU ms/msg: main ${ms(p.cpu.main, p.n)}, other threads ${ms(p.cpu.other, p.n)}, PostgreSQL ${ms(p.cpu.pg, p.n)}`,
+      `${p.name.padEnd(14)} ${median(p.rates).toFixed(0).padStart(6)} /s  (${Math.min(...p.rates).toFixed(0)}–${Math.max(...p.rates).toFixed(0)}; ${p.n} msgs)  CPU ms/msg: main ${ms(p.cpu.main, p.n)}, other threads ${ms(p.cpu.other, p.n)}, PostgreSQL ${ms(p.cpu.pg, p.n)}${p.cpu.client ? `, client ${ms(p.cpu.client, p.n)}` : ''}`,
     );
   const ratio = (p: Phase) => {
     const r = p.rates.map((x, i) => x / rawPhase.rates[i]!);
@@ -208,6 +233,7 @@ try {
     `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`,
   );
 } finally {
+  await client?.terminate();
   await app.close();
   rmSync(dataDir, { recursive: true, force: true });
 }
