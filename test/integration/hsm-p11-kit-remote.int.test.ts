@@ -19,6 +19,13 @@ import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, random
 import type { JWK } from 'jose';
 import { createTestToken, type TestToken } from '../helpers/hsm.ts';
 import { P11_KIT_CLIENT, p11KitServer, type P11KitServer } from '../helpers/p11-kit.ts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestDatabase } from '../helpers/db.ts';
+import { claimsFor, publishedEncKey, seal, signContent, softPartner } from '../helpers/envelopes.ts';
+import { loadConfig } from '../../src/config.ts';
+import { buildApp } from '../../plugins/app.ts';
 import { Hsm } from '../../hsm/hsm.ts';
 import { pkcs11js } from '../../hsm/module.ts';
 import { ckrName } from '../../hsm/errors.ts';
@@ -166,5 +173,50 @@ describe('the gateway HSM operations through p11-kit remoting', () => {
     expect((await remote.listKeys()).map((k) => k.id).sort()).toEqual(
       (await direct.listKeys()).map((k) => k.id).sort(),
     );
+  });
+
+  it('a gateway on this module names what it lacks at start, and answers a delivery it cannot open 503, never 500', async () => {
+    const lines: string[] = [];
+    const config = loadConfig({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATABASE_URL: await createTestDatabase(),
+      DATA_DIR: mkdtempSync(join(tmpdir(), 'gw-test-data-')),
+      HSM_MODULE: P11_KIT_CLIENT,
+      HSM_TOKEN_LABEL: token.label,
+      HSM_PIN: token.pin,
+      HSM_SESSIONS: '2',
+    });
+    const app = await buildApp(config, {
+      logger: { level: 'error', stream: { write: (line: string) => void lines.push(line) } },
+    });
+    try {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+      const partner = await softPartner('https://partner-p11-kit.test');
+      await app.ctx.directory.add({ id: partner.id, endpoint: `${partner.id}/inbox`, jwks: partner.jwks });
+      const claims = claimsFor(partner, config.org, { resourceType: 'Bundle', type: 'collection', entry: [] });
+      const res = await fetch(`${url}/inbox`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/jose' },
+        body: seal(await publishedEncKey(url), await signContent(partner, claims)),
+      });
+      const startLog = lines.find((l) => l.includes('does not offer mechanisms'));
+      if (outcomes['ecdh-derive'] === 'refused') {
+        expect(res.status).toBe(503);
+        expect(res.headers.get('retry-after')).toBe('60');
+        expect(await res.json()).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'transient' }] });
+        expect(startLog).toContain('CKM_ECDH1_DERIVE (opening partner deliveries');
+      } else {
+        expect(res.status).toBe(200);
+        expect(startLog ?? '').not.toContain('CKM_ECDH1_DERIVE');
+      }
+      expect(await app.ctx.hsm.missingMechanisms()).toHaveLength(
+        Object.values(outcomes).filter((o) => o === 'refused').length -
+          (outcomes['aes-key-wrap-pad'] === 'refused' ? 1 : 0),
+      );
+    } finally {
+      await app.close();
+    }
   });
 });
