@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { failoverClient, parseMultiHostUrl, PrimarySelector } from './primary.ts';
+import { CONNECT_TIMEOUT_MS, failoverClient, parseMultiHostUrl, PrimarySelector } from './primary.ts';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -17,7 +17,7 @@ export interface PoolLogger {
  * listed host is the read-write primary.
  */
 export function createPool(connectionString: string, logger: PoolLogger, max = 20): pg.Pool {
-  const options = { max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 };
+  const options = { max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, idleTimeoutMillis: 30_000 };
   const multi = parseMultiHostUrl(connectionString);
   const pool = multi
     ? new pg.Pool({
