@@ -1,14 +1,15 @@
 # Production image: Node 26, the gateway, SoftHSM and p11-kit (the compose HSM service serves the token with
-# `p11-kit server`; the gateway processes load p11-kit-client.so).
+# `p11-kit server`; the gateway processes load p11-kit-client.so). Debian 13: its p11-kit (0.25) carries the
+# ECDH and AES-GCM mechanisms over the socket, Debian 12's (0.24) does not (docs/production.md).
 # Build:  docker build -t fhir-gateway .
-FROM node:26-bookworm-slim AS build
+FROM node:26-trixie-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY . .
 
-FROM node:26-bookworm-slim
+FROM node:26-trixie-slim
 RUN apt-get update && apt-get install -y --no-install-recommends softhsm2 p11-kit p11-kit-modules opensc curl ca-certificates && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /var/lib/gateway gateway && mkdir -p /var/lib/gateway /run/p11-kit && chown gateway /var/lib/gateway /run/p11-kit
 WORKDIR /app

@@ -4,6 +4,7 @@ export type HsmErrorCode =
   | 'HSM_LOGIN_FAILED' // wrong PIN or locked token; operator action needed
   | 'HSM_KEY_NOT_FOUND'
   | 'HSM_TOKEN_NOT_FOUND'
+  | 'HSM_MECHANISM_UNSUPPORTED' // the module (or a remoting client between us and the token) lacks a mechanism; operator action
   | 'HSM_OPERATION_FAILED';
 
 export class HsmError extends Error {
@@ -104,6 +105,15 @@ export function toHsmError(err: unknown, what: string): HsmError {
     return new HsmError('HSM_LOGIN_FAILED', `HSM login failed (${ckr})`, { cause: err, ckr });
   if (ckr && SESSION_LOST.has(ckr))
     return new HsmError('HSM_UNAVAILABLE', `HSM unavailable during ${what} (${ckr})`, { cause: err, ckr });
+  if (ckr === 'CKR_MECHANISM_INVALID')
+    return new HsmError(
+      'HSM_MECHANISM_UNSUPPORTED',
+      `HSM ${what} failed (${ckr}): the PKCS#11 module does not offer the mechanism`,
+      {
+        cause: err,
+        ckr,
+      },
+    );
   return new HsmError('HSM_OPERATION_FAILED', `HSM ${what} failed${ckr ? ` (${ckr})` : ''}`, { cause: err, ckr });
 }
 

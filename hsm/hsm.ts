@@ -17,6 +17,7 @@ import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, generateAesKey } from './secret-key.ts';
 import { generateWrappingKey, offersPqMechanisms, unwrapSecret, wrapSecret } from './key-wrap.ts';
 import { describeSecretKey, generateHmacKey, hmacSha256, type HsmSecretInfo } from './hmac.ts';
+import { missingMechanisms, type USED_MECHANISMS } from './mechanisms.ts';
 
 export interface HsmOptions {
   library: string;
@@ -269,6 +270,11 @@ export class Hsm {
   /** Whether the token has the PKCS#11 3.2 ML-KEM/ML-DSA mechanisms; without them PQ keys are software keys, wrapped. */
   offersPqMechanisms(): Promise<boolean> {
     return this.#run('mechanism list', (session, p11) => offersPqMechanisms(p11, session), true);
+  }
+
+  /** The mechanisms the gateway uses that the module does not offer (see mechanisms.ts). */
+  missingMechanisms(): Promise<typeof USED_MECHANISMS> {
+    return this.#run('mechanism list', (session, p11) => missingMechanisms(p11, session), true);
   }
 
   /** A cheap round trip to the token, for readiness checks. */

@@ -36,6 +36,12 @@ export function toErrorReply(err: unknown, requestId: string): ErrorReply {
   if (err instanceof GatewayError) ge = err;
   else if (err instanceof HsmError && err.transient)
     ge = new GatewayError('UNAVAILABLE', 'the HSM is unavailable; retry later', { retryAfter: 5 });
+  else if (err instanceof HsmError && err.code === 'HSM_MECHANISM_UNSUPPORTED')
+    // A deployment fault (logged at start), not the request's: the sender keeps its request and retries.
+    ge = new GatewayError('UNAVAILABLE', 'the HSM does not offer a mechanism this operation needs; retry later', {
+      retryAfter: 60,
+      cause: err,
+    });
   else if (isDatabaseUnavailable(err))
     ge = new GatewayError('UNAVAILABLE', 'the database is unavailable; retry later', {
       retryAfter: DATABASE_RETRY_AFTER_S,

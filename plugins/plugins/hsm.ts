@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import type { Hsm } from '../../hsm/hsm.ts';
-import { openHsm } from '../../src/runtime/hsm.ts';
+import { openHsm, reportMissingMechanisms } from '../../src/runtime/hsm.ts';
 import { openKeyring, type Keyring } from '../../src/keys/keyring.ts';
 
 declare module 'fastify' {
@@ -12,7 +12,8 @@ declare module 'fastify' {
 
 /**
  * Fail fast: log in, make sure our keys exist on the token (generating them on
- * first run) and sign a test digest, or refuse to start.
+ * first run) and sign a test digest, or refuse to start; name the mechanisms
+ * the module lacks.
  */
 export default fp(
   async (app) => {
@@ -21,6 +22,7 @@ export default fp(
       const keyring = await openKeyring(app.db, hsm, (kids) =>
         app.log.info({ kids }, 'generated gateway keys in the HSM'),
       );
+      await reportMissingMechanisms(hsm, app.log);
       app.decorate('hsm', hsm);
       app.decorate('keyring', keyring);
     } catch (err) {

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { failoverClient, parseMultiHostUrl, PrimarySelector } from './primary.ts';
+import { CONNECT_TIMEOUT_MS, failoverClient, parseMultiHostUrl, PrimarySelector } from './primary.ts';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -44,7 +44,7 @@ export function commitPool(pool: pg.Pool): pg.Pool {
 }
 
 function buildPool(connectionString: string, logger: PoolLogger, extra: { max: number; options?: string }): pg.Pool {
-  const options = { ...extra, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 };
+  const options = { ...extra, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, idleTimeoutMillis: 30_000 };
   const multi = parseMultiHostUrl(connectionString);
   const pool = multi
     ? new pg.Pool({

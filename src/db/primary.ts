@@ -57,7 +57,12 @@ export class NoPrimaryError extends Error {
   }
 }
 
-const PROBE_TIMEOUT_MS = 2_000;
+/**
+ * How long a new connection may take, the pool's and the primary probe's
+ * alike: a probe quicker to give up than the pool would call a loaded but
+ * healthy primary absent.
+ */
+export const CONNECT_TIMEOUT_MS = 5_000;
 
 /** Which listed host is the primary now: remembered until a connection to it fails. */
 export class PrimarySelector {
@@ -87,7 +92,7 @@ export class PrimarySelector {
     for (const host of this.target.hosts) {
       const client = new pg.Client({
         connectionString: this.target.urlFor(host),
-        connectionTimeoutMillis: PROBE_TIMEOUT_MS,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       });
       client.on('error', () => undefined);
       try {

@@ -5,7 +5,7 @@ import { silentLogger } from '../db/migrate.ts';
 import { openKeyring } from '../keys/keyring.ts';
 import { openDatabase } from './database.ts';
 import { buildContext } from './build-context.ts';
-import { openHsm } from './hsm.ts';
+import { openHsm, reportMissingMechanisms } from './hsm.ts';
 import type { Hsm } from '../../hsm/hsm.ts';
 
 /** The gateway's resources without Fastify, for the worker process and CLI commands that need the HSM. */
@@ -21,6 +21,7 @@ export async function openContext(
     const keyring = await openKeyring(db.pool, opened, (kids) =>
       logger.info({ kids }, 'generated gateway keys in the HSM'),
     );
+    await reportMissingMechanisms(opened, logger);
     const queue = await makeWorkerUtils({ pgPool: db.pool, logger: silentLogger() });
     const ctx = buildContext({ config, pool: db.pool, hsm: opened, keyring, queue, logger });
     return {

@@ -33,6 +33,8 @@ export interface FaultGateway {
   dbUrl: string;
   db: pg.Pool;
   ehrAuth: string;
+  /** An admin client's bearer token (e.g. to register another partner). */
+  adminAuth: string;
   tokenRequest(): Promise<Response>;
   recipient: TestRecipient;
   close(): Promise<void>;
@@ -45,7 +47,7 @@ export async function startFaultGateway(
 ): Promise<FaultGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gw-dbfault-'));
   const port = await freePort();
-  const org = 'urn:test:dbfault-gateway';
+  const org = env.ORG_ID ?? 'urn:test:dbfault-gateway';
   const full = cleanEnv({
     DATA_DIR: dataDir,
     PORT: String(port),
@@ -98,6 +100,7 @@ export async function startFaultGateway(
     dbUrl,
     db,
     ehrAuth: await ehr.bearer(),
+    adminAuth: await admin.bearer(),
     tokenRequest: async () =>
       fetch(`${url}${TOKEN_PATH}`, {
         method: 'POST',
@@ -289,7 +292,8 @@ export interface Try {
  * Idempotency-Key and is retried with the same key and body, after a 503
  * (waiting its Retry-After, capped so that a test sees recovery promptly)
  * or a failed connection, until it is acknowledged. Submissions go round the
- * given gateway URLs. stop() lets every client finish the submission it is
+ * given gateway URLs; each bundle's narrative carries its key, so a receiving
+ * EHR can tell one submission from another. stop() lets every client finish the submission it is
  * on, so that every key used ends acknowledged.
  */
 export function retryingLoad(opts: { urls: string[]; auth: string; partnerId: string; clients?: number }) {
@@ -330,7 +334,8 @@ export function retryingLoad(opts: { urls: string[]; auth: string; partnerId: st
   };
   const client = async (n: number) => {
     for (let i = 0; running; i++) {
-      await submitOnce(`topo-${n}-${i}-${randomUUID()}`, messageBundle([opts.partnerId]));
+      const key = `topo-${n}-${i}-${randomUUID()}`;
+      await submitOnce(key, messageBundle([opts.partnerId], 2_000, key));
       await sleep(20);
     }
   };

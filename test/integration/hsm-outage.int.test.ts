@@ -14,8 +14,7 @@
  * output itself can be checked: a valid signature or a 503, nothing else.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,6 +22,7 @@ import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
 import { compactVerify, importJWK, type JWK } from 'jose';
 import { createTestToken, type TestToken } from '../helpers/hsm.ts';
+import { P11_KIT_CLIENT, p11KitServer, type P11KitServer } from '../helpers/p11-kit.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 import { loadConfig } from '../../src/config.ts';
 import { buildApp } from '../../plugins/app.ts';
@@ -34,28 +34,7 @@ import { startTestRecipient, type TestRecipient } from '../helpers/recipient.ts'
 import { messageBundle } from '../helpers/outbound.ts';
 import type { TestGateway } from '../helpers/gateway.ts';
 
-const P11_KIT_CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so';
-const dir = mkdtempSync(join(tmpdir(), 'gw-hsm-outage-'));
-const socket = join(dir, 'hsm.sock');
-
-let server: ChildProcess | undefined;
-async function startHsmServer(token: TestToken): Promise<void> {
-  rmSync(socket, { force: true });
-  server = spawn('p11-kit', ['server', '--foreground', '--name', socket, '--provider', token.library, 'pkcs11:'], {
-    env: process.env, // SOFTHSM2_CONF of the test token directory
-    stdio: 'ignore',
-    detached: true, // own process group: the server forks one child per connection
-  });
-  for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
-  expect(existsSync(socket)).toBe(true);
-}
-async function killHsmServer(): Promise<void> {
-  if (!server?.pid) return;
-  const exited = new Promise((resolve) => server!.once('exit', resolve));
-  process.kill(-server.pid, 'SIGKILL');
-  await exited;
-  server = undefined;
-}
+let server: P11KitServer;
 
 describe('HSM unavailable during operation', () => {
   let token: TestToken;
@@ -86,8 +65,9 @@ describe('HSM unavailable during operation', () => {
 
   beforeAll(async () => {
     token = createTestToken();
-    await startHsmServer(token);
-    process.env.P11_KIT_SERVER_ADDRESS = `unix:path=${socket}`;
+    server = p11KitServer(token);
+    await server.start();
+    process.env.P11_KIT_SERVER_ADDRESS = server.address;
     const config = loadConfig({
       PORT: '0',
       HOST: '127.0.0.1',
@@ -124,7 +104,7 @@ describe('HSM unavailable during operation', () => {
   afterAll(async () => {
     await app?.close();
     await recipient?.close();
-    await killHsmServer();
+    await server.kill();
     delete process.env.P11_KIT_SERVER_ADDRESS;
   });
 
@@ -139,7 +119,7 @@ describe('HSM unavailable during operation', () => {
     // Requests in flight when the HSM dies: each is either a valid signature or a 503.
     const inFlight = Array.from({ length: 40 }, () => signOverHttp().then((r) => r));
     await sleep(5);
-    await killHsmServer();
+    await server.kill();
     const settled = await Promise.all(inFlight);
     for (const res of settled) {
       expect([200, 503]).toContain(res.status);
@@ -174,7 +154,7 @@ describe('HSM unavailable during operation', () => {
   });
 
   it('recovers by itself when the HSM returns, without a restart', async () => {
-    await startHsmServer(token);
+    await server.start();
     let status = 0;
     let text = '';
     for (let i = 0; i < 40 && status !== 200; i++) {
