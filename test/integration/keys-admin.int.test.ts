@@ -69,8 +69,9 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
 
     const res = await request(gw.app.server).get('/admin/keys').set('authorization', adminAuth).expect(200);
     const byKid = Object.fromEntries(res.body.keys.map((k: { kid: string }) => [k.kid, k]));
-    // sig (old and new), enc, audit, and the blinding key, which shows no key material and no use to publish.
-    expect(res.body.keys).toHaveLength(5);
+    // sig (old and new), enc, audit, the post-quantum pq-sig and pq-enc, and the blinding key, which shows no
+    // key material and no use to publish.
+    expect(res.body.keys).toHaveLength(7);
     const blinding = res.body.keys.find((k: { use: string }) => k.use === 'blinding');
     expect(blinding).toMatchObject({ alg: 'HS256', state: 'active', public_jwk: { kty: 'oct', kid: blinding.kid } });
     expect(Object.keys(blinding.public_jwk).sort()).toEqual(['alg', 'kid', 'kty']);
