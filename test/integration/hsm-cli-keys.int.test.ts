@@ -47,6 +47,8 @@ describe('gateway keys list', () => {
       ['audit', 'ES256', 'active'],
       ['blinding', 'HS256', 'active'],
       ['enc', 'ECDH-ES', 'active'],
+      ['pq-enc', 'ML-KEM-768', 'active'],
+      ['pq-sig', 'ML-DSA-65', 'active'],
       ['sig', 'ES256', 'active'],
     ]);
     // The published kid is the one the CLI shows.

@@ -53,6 +53,7 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
     await runKeysRotate(ctx, { use: 'sig', now: false, requestedBy: 'test' });
     let jwks = (await request(gw.app.server).get('/.well-known/jwks.json').expect(200)).body.keys as Array<{
       kid: string;
+      kty: string;
       use: string;
     }>;
     const pending = (await keyHistory(ctx.pool)).find((k) => k.use === 'sig' && k.state === 'pre-activation')!;
@@ -65,7 +66,7 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
     await runKeysRotate(ctx, { use: 'sig', now: true, requestedBy: 'test' });
     expect(ctx.keyring.signer('sig').kid).toBe(pending.kid);
     jwks = (await request(gw.app.server).get('/.well-known/jwks.json').expect(200)).body.keys;
-    expect(jwks.filter((k) => k.use === 'sig').map((k) => k.kid)).toEqual([pending.kid, oldSig.kid]);
+    expect(jwks.filter((k) => k.use === 'sig' && k.kty === 'EC').map((k) => k.kid)).toEqual([pending.kid, oldSig.kid]);
 
     const res = await request(gw.app.server).get('/admin/keys').set('authorization', adminAuth).expect(200);
     const byKid = Object.fromEntries(res.body.keys.map((k: { kid: string }) => [k.kid, k]));
