@@ -70,6 +70,17 @@ export async function listSubscriptions(
   return rows.map(stored);
 }
 
+/** The settings columns, in the order the statements below bind them from $3. */
+const settings = (s: SubscriptionRequest) => [
+  s.status,
+  s.reason,
+  s.endpoint,
+  s.payloadContent,
+  s.heartbeatSeconds,
+  s.filter.exchange,
+  s.filter.events,
+];
+
 /** What an audit entry says of a subscription: ids and settings, never the endpoint's path or query. */
 function auditDetail(s: SubscriptionRequest) {
   return {
@@ -114,17 +125,7 @@ export async function createSubscription(
     const { rows } = await db.query<Row>(
       `INSERT INTO subscriptions (id, client_id, status, reason, endpoint, payload_content, heartbeat_seconds, filter_exchange, filter_events)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
-      [
-        randomUUID(),
-        clientId,
-        s.status,
-        s.reason,
-        s.endpoint,
-        s.payloadContent,
-        s.heartbeatSeconds,
-        s.filter.exchange,
-        s.filter.events,
-      ],
+      [randomUUID(), clientId, ...settings(s)],
     );
     const row = stored(rows[0] as Row);
     if (s.status === 'requested') await queueHandshake(db, row.id, row.endpoint);
@@ -158,17 +159,7 @@ export async function updateSubscription(
       `UPDATE subscriptions SET status = $3, reason = $4, endpoint = $5, payload_content = $6, heartbeat_seconds = $7,
               filter_exchange = $8, filter_events = $9, error = NULL, version = version + 1, updated_at = now()
         WHERE id = $1 AND client_id = $2 RETURNING *`,
-      [
-        id,
-        clientId,
-        s.status,
-        s.reason,
-        s.endpoint,
-        s.payloadContent,
-        s.heartbeatSeconds,
-        s.filter.exchange,
-        s.filter.events,
-      ],
+      [id, clientId, ...settings(s)],
     );
     await cancelPending(db, id);
     if (s.status === 'requested') await queueHandshake(db, id, s.endpoint);

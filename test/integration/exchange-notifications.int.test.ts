@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
 import { messageBundle, waitFor } from '../helpers/outbound.ts';
-import { freePort } from '../helpers/ports.ts';
+import { EhrEndpoint, inboxMessageOf } from '../helpers/ehr-endpoint.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 
 /**
@@ -33,37 +32,10 @@ interface OutcomeView {
   issue: Array<{ severity: string; diagnostics: string }>;
 }
 
-/** The EHR's endpoint: records every notice; answers 503 while `down` says so. */
-class Hook {
-  readonly notices: Notice[] = [];
-  refused = 0;
-  down = (_n: Notice) => false;
-  server!: Server;
-  url!: string;
-  async start(): Promise<void> {
-    const port = await freePort();
-    this.server = createServer((req, res) => {
-      let body = '';
-      req.setEncoding('utf8');
-      req.on('data', (c: string) => (body += c));
-      req.on('end', () => {
-        const n = JSON.parse(body) as Notice;
-        if (req.url?.endsWith('?refuse')) {
-          res.writeHead(410).end();
-          return;
-        }
-        if (this.down(n)) {
-          this.refused++;
-          res.writeHead(503, { 'retry-after': '0' }).end();
-          return;
-        }
-        expect(req.headers['content-type']).toBe('application/fhir+json');
-        this.notices.push(n);
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${port}/ehr/notify`;
+/** The EHR's endpoint, with the notices about one exchange. */
+class Hook extends EhrEndpoint<Notice> {
+  get notices(): Notice[] {
+    return this.received;
   }
   /** The notices about `exchange`, in the order they arrived. */
   about(exchange: string): Notice[] {
@@ -93,15 +65,6 @@ async function send(p: Peer, body: string, responseUrl?: string): Promise<reques
 
 const exchangeOf = (res: request.Response) => (res.headers.location as string).split('/').pop()!;
 
-async function inboxMessage(p: Peer, delivery: string) {
-  return waitFor(`inbox message of delivery ${delivery}`, async () => {
-    const res = await request(p.gw.app.server)
-      .get('/inbox/messages?_count=1000')
-      .set('authorization', await p.ehr.bearer());
-    return (res.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === delivery);
-  });
-}
-
 const delivery = async (p: Peer, exchange: string) =>
   (await p.gw.app.ctx.pool.query<{ id: string }>('SELECT id FROM deliveries WHERE exchange_id = $1', [exchange]))
     .rows[0]!.id;
@@ -115,7 +78,7 @@ describe('telling the sending EHR by its response-url', () => {
   });
   afterAll(async () => {
     await gws?.close();
-    await new Promise((r) => hook.server?.close(r));
+    await hook.close();
   });
 
   it('delivered, processed and response received each arrive as an id-only response message naming the original', async () => {
@@ -125,7 +88,7 @@ describe('telling the sending EHR by its response-url', () => {
     expect(res.status).toBe(202);
     const exchange = exchangeOf(res);
     await waitFor('delivered notice', async () => (hook.state(exchange).includes('delivered') ? true : undefined));
-    const atB = await inboxMessage(b, await delivery(a, exchange));
+    const atB = await inboxMessageOf(b, await delivery(a, exchange));
     await request(b.gw.app.server)
       .post(`/inbox/messages/${atB.id}/$ack`)
       .set('authorization', await b.ehr.bearer())
@@ -154,6 +117,7 @@ describe('telling the sending EHR by its response-url', () => {
       hook.state(exchange).includes('response-received') ? true : undefined,
     );
     expect(hook.state(exchange)).toEqual(['delivered', 'processed', 'response-received']);
+    expect([...hook.contentTypes]).toEqual(['application/fhir+json']);
 
     for (const n of hook.about(exchange)) {
       expect(r4Errors(n)).toEqual([]);

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
 import { messageBundle, waitFor } from '../helpers/outbound.ts';
-import { freePort } from '../helpers/ports.ts';
+import { EhrEndpoint, inboxMessageOf } from '../helpers/ehr-endpoint.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 import { startWorker } from '../../src/worker/runner.ts';
 import { SUBSCRIPTION_HEARTBEAT_TASK } from '../../src/worker/tasks/subscription-heartbeat.ts';
@@ -41,31 +40,8 @@ interface Notification {
 
 const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
 
-/** The subscriber's endpoint: records every notification (and every response message); 503 while `down` says so. */
-class Hook {
-  readonly received: Notification[] = [];
-  down = (_n: Notification) => false;
-  server!: Server;
-  url!: string;
-  async start(): Promise<void> {
-    const port = await freePort();
-    this.server = createServer((req, res) => {
-      let body = '';
-      req.setEncoding('utf8');
-      req.on('data', (c: string) => (body += c));
-      req.on('end', () => {
-        const n = JSON.parse(body) as Notification;
-        if (this.down(n)) {
-          res.writeHead(503, { 'retry-after': '0' }).end();
-          return;
-        }
-        this.received.push(n);
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${port}/ehr/subscription`;
-  }
+/** The subscriber's endpoint (it takes the response-url notices too), with the notifications of one subscription. */
+class Hook extends EhrEndpoint<Notification> {
   /** The backport notifications for one subscription, in arrival order. */
   of(subscription: string): Notification[] {
     return this.received.filter(
@@ -170,7 +146,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
   });
   afterAll(async () => {
     await gws?.close();
-    await new Promise((r) => hook.server?.close(r));
+    await hook.close();
   });
 
   it('a handshake activates the subscription; delivered, processed and response received arrive as numbered id-only events whose focus the subscriber reads', async () => {
@@ -198,12 +174,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     const { rows } = await a.gw.app.ctx.pool.query<{ id: string }>('SELECT id FROM deliveries WHERE exchange_id = $1', [
       exchange,
     ]);
-    const atB = await waitFor('the message in B inbox', async () => {
-      const res = await request(b.gw.app.server)
-        .get('/inbox/messages?_count=1000')
-        .set('authorization', await b.ehr.bearer());
-      return (res.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === rows[0]!.id);
-    });
+    const atB = await inboxMessageOf(b, rows[0]!.id);
     await request(b.gw.app.server)
       .post(`/inbox/messages/${atB.id}/$ack`)
       .set('authorization', await b.ehr.bearer())
@@ -400,12 +371,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
       'SELECT id FROM imaging_deliveries WHERE exchange_id = $1',
       [exchange],
     );
-    const atB = await waitFor('the study in B inbox', async () => {
-      const list = await request(b.gw.app.server)
-        .get('/inbox/messages?_count=1000')
-        .set('authorization', await b.ehr.bearer());
-      return (list.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === rows[0]!.id);
-    });
+    const atB = await inboxMessageOf(b, rows[0]!.id);
     await request(b.gw.app.server)
       .post(`/inbox/messages/${atB.id}/$ack`)
       .set('authorization', await b.ehr.bearer())
@@ -566,7 +532,7 @@ describe('a delivery that passes DELIVERY_HORIZON', () => {
   });
   afterAll(async () => {
     await gws?.close();
-    await new Promise((r) => hook.server?.close(r));
+    await hook.close();
   });
 
   it('produces the non-delivery notice at the response-url and an expired event for the subscription', async () => {
