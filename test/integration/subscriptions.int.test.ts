@@ -304,6 +304,8 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     // Another client's exchanges never reach it either.
     const theirsToo = await send(a, other, order(b.gw.config.org, randomUUID()));
     const read = await readSubscription(a, ehr, id);
+    expect(r4Errors(read.body)).toEqual([]);
+    expect(read.headers.etag).toMatch(/^W?\/?"/);
     // Read back in its canonical form: one filter per extension.
     expect(read.body._criteria.extension.map((e: { valueString: string }) => e.valueString)).toEqual([
       `Task?_id=${first}`,
@@ -329,6 +331,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
       .set({ authorization: await ehr.bearer(), 'content-type': 'application/fhir+json' })
       .send(JSON.stringify({ ...subscription(topicOf(a), hook.url), id, status: 'off' }));
     expect(put.status).toBe(200);
+    expect(r4Errors(put.body)).toEqual([]);
     expect(put.body.status).toBe('off');
     expect(put.body.meta.versionId).not.toBe(read.body.meta.versionId);
 
