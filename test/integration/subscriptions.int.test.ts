@@ -259,6 +259,28 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     expect(beat.entry).toHaveLength(1);
   });
 
+  it('a handshake the endpoint refuses puts the subscription in error, says why, and is audited', async () => {
+    const { a } = gws;
+    const ehr = await ehrClient(a);
+    const res = await subscribe(a, ehr, subscription(topicOf(a), `${hook.url}?refuse`));
+    expect(res.status).toBe(201);
+    const id = res.body.id as string;
+    const read = await waitFor('error', async () => {
+      const r = await readSubscription(a, ehr, id);
+      return r.body.status === 'error' ? r : undefined;
+    });
+    expect(r4Errors(read.body)).toEqual([]);
+    expect(read.body.error).toBe('handshake permanent');
+    expect(await auditCount(a, 'notification.failed', `%${id}%`)).toBe(1);
+    // In error, it is sent nothing: a new exchange owes it no notification.
+    await send(a, ehr, order(gws.b.gw.config.org, randomUUID()));
+    const { rows } = await a.gw.app.ctx.pool.query(
+      `SELECT 1 FROM exchange_notifications WHERE subscription_id = $1 AND type <> 'handshake'`,
+      [id],
+    );
+    expect(rows).toEqual([]);
+  });
+
   it('a subscriber that is down gets the notification later by retry, after a worker restart', async () => {
     const { a, b } = gws;
     const ehr = await ehrClient(a);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.ts';
 import { parseSubscription, subscriptionResource } from '../../src/notify/subscription.ts';
+import { notificationBundle } from '../../src/notify/subscription-status.ts';
 import { exchangeStateTopic, formatTopicFilter, parseTopicFilter } from '../../src/notify/topic.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 
@@ -110,5 +111,38 @@ describe('a posted Subscription', () => {
     for (const [body, why] of cases) expect(refusal(() => parseSubscription(body, BASE))).toMatch(why);
     expect(parseSubscription(posted({ status: 'off' }), BASE).status).toBe('off');
     expect(parseSubscription(posted({ status: 'active' }), BASE).status).toBe('requested');
+  });
+});
+
+describe('a notification', () => {
+  const status = {
+    id: '3b1c0c39-5a57-4c6e-9d1e-0a4b2d6f7e10',
+    subscriptionId: EXCHANGE,
+    status: 'active' as const,
+    type: 'event-notification' as const,
+    eventsSinceStart: 7,
+    event: { number: 7, at: new Date('2026-12-02T10:00:00Z'), exchangeId: EXCHANGE, kind: 'delivered' as const },
+    fhirBase: BASE,
+  };
+
+  it('id-only: the status, then the focus by its URL with no resource; valid R4', () => {
+    const b = notificationBundle({ ...status, payloadContent: 'id-only' }, new Date());
+    expect(r4Errors(b)).toEqual([]);
+    expect(b.type).toBe('history');
+    expect(b.entry).toHaveLength(2);
+    expect(b.entry?.[1]).toEqual({
+      fullUrl: `${BASE}/Task/${EXCHANGE}`,
+      request: { method: 'GET', url: `Task/${EXCHANGE}` },
+      response: { status: '200' },
+    });
+  });
+
+  it('empty: the status only, with the event number and no focus; valid R4', () => {
+    const b = notificationBundle({ ...status, payloadContent: 'empty' }, new Date());
+    expect(r4Errors(b)).toEqual([]);
+    expect(b.entry).toHaveLength(1);
+    const text = JSON.stringify(b);
+    expect(text).not.toContain(`Task/${EXCHANGE}`);
+    expect(text).toContain('"event-number","valueString":"7"');
   });
 });
