@@ -8,6 +8,7 @@ import { EhrEndpoint, inboxMessageOf } from '../helpers/ehr-endpoint.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 import { startWorker } from '../../src/worker/runner.ts';
 import { SUBSCRIPTION_HEARTBEAT_TASK } from '../../src/worker/tasks/subscription-heartbeat.ts';
+import { MAX_SUBSCRIPTIONS_PER_CLIENT } from '../../src/notify/subscription-store.ts';
 import { SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
 import { readFileSync } from 'node:fs';
 import { DICOM_FIXTURES } from '../helpers/imaging.ts';
@@ -515,6 +516,20 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
       expect(JSON.stringify(res.body.issue), label).toMatch(why);
     }
 
+    // A client keeps a bounded number of subscriptions (off ones count: they are still its own).
+    const many = await ehrClient(a);
+    const off = { ...base, status: 'off' };
+    const made = await Promise.all(Array.from({ length: MAX_SUBSCRIPTIONS_PER_CLIENT }, () => subscribe(a, many, off)));
+    expect(made.map((r) => r.status)).toEqual(made.map(() => 201));
+    const over = await subscribe(a, many, off);
+    expect(over.status).toBe(422);
+    expect(JSON.stringify(over.body.issue)).toMatch(/at most/);
+    await request(a.gw.app.server)
+      .delete(`/fhir/Subscription/${made[0]!.body.id}`)
+      .set('authorization', await many.bearer())
+      .expect(204);
+    expect((await subscribe(a, many, off)).status).toBe(201);
+
     // Wrong scope: an EHR that may send bundles but not subscribe.
     const sender = await testClient(a.gw, { scopes: [SCOPE_BUNDLE_WRITE] });
     const denied = await subscribe(a, sender, base);
@@ -542,7 +557,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     }
     expect((await readSubscription(a, ehr, id)).body.status).toBe('active');
     await waitFor('every refusal audited', async () =>
-      (await auditCount(a, 'subscription.refused')) - before >= cases.length + 4 ? true : undefined,
+      (await auditCount(a, 'subscription.refused')) - before >= cases.length + 5 ? true : undefined,
     );
   });
 });
