@@ -1,8 +1,9 @@
 import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll } from 'vitest';
 import request from 'supertest';
 import { freePort } from './ports.ts';
 import { waitFor } from './outbound.ts';
-import type { Peer } from './two-gateways.ts';
+import { startTwoGateways, type Peer, type TwoGateways } from './two-gateways.ts';
 
 /**
  * The sending EHR's notification endpoint, a real HTTP listener on
@@ -57,4 +58,42 @@ export function inboxMessageOf(p: Peer, delivery: string): Promise<{ id: string;
       .set('authorization', await p.ehr.bearer());
     return (res.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === delivery);
   });
+}
+
+/** The receiving EHR takes the message a delivery brought: `$ack` at its gateway (a processed receipt follows). */
+export async function acknowledgeAt(p: Peer, delivery: string): Promise<void> {
+  const m = await inboxMessageOf(p, delivery);
+  await request(p.gw.app.server)
+    .post(`/inbox/messages/${m.id}/$ack`)
+    .set('authorization', await p.ehr.bearer())
+    .expect(200);
+}
+
+/**
+ * Two gateways and the EHR's endpoint for one describe block: started before
+ * its tests and closed after them. Read `a` and `b` inside the tests.
+ */
+export function gatewaysWithEndpoint<N>(endpoint: EhrEndpoint<N>, env: Record<string, string>): TwoGateways {
+  let started: TwoGateways | undefined;
+  beforeAll(async () => {
+    await endpoint.start();
+    started = await startTwoGateways(env);
+  });
+  afterAll(async () => {
+    await started?.close();
+    await endpoint.close();
+  });
+  const pair = () => {
+    if (!started) throw new Error('the gateways start before the tests');
+    return started;
+  };
+  return {
+    get a() {
+      return pair().a;
+    },
+    get b() {
+      return pair().b;
+    },
+    close: () => pair().close(),
+  };
 }

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
+import type { Peer } from '../helpers/two-gateways.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
-import { messageBundle, waitFor } from '../helpers/outbound.ts';
-import { EhrEndpoint, inboxMessageOf } from '../helpers/ehr-endpoint.ts';
+import { orderMessage, responseMessageTo, waitFor } from '../helpers/outbound.ts';
+import { acknowledgeAt, EhrEndpoint, gatewaysWithEndpoint } from '../helpers/ehr-endpoint.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 import { startWorker } from '../../src/worker/runner.ts';
 import { SUBSCRIPTION_HEARTBEAT_TASK } from '../../src/worker/tasks/subscription-heartbeat.ts';
@@ -110,17 +110,6 @@ async function activeSubscription(p: Peer, client: TestClient, hook: Hook, more:
   return id;
 }
 
-function order(to: string, headerId: string): string {
-  const b = JSON.parse(messageBundle([to], 800, `order ${headerId}`)) as {
-    entry: Array<{ resource: Record<string, unknown> }>;
-  };
-  Object.assign(b.entry[0]!.resource, {
-    id: headerId,
-    eventCoding: { system: 'urn:example:events', code: 'referral' },
-  });
-  return JSON.stringify(b);
-}
-
 async function send(p: Peer, client: TestClient, body: string, query = ''): Promise<string> {
   const res = await request(p.gw.app.server)
     .post(`/fhir/$process-message${query}`)
@@ -139,16 +128,8 @@ async function auditCount(p: Peer, type: string, like = '%'): Promise<number> {
 }
 
 describe('FHIR Subscriptions on the exchange-state topic, between two gateways', () => {
-  let gws: TwoGateways;
   const hook = new Hook();
-  beforeAll(async () => {
-    await hook.start();
-    gws = await startTwoGateways({ DELIVERY_MAX_ATTEMPTS: '3' });
-  });
-  afterAll(async () => {
-    await gws?.close();
-    await hook.close();
-  });
+  const gws = gatewaysWithEndpoint(hook, { DELIVERY_MAX_ATTEMPTS: '3' });
 
   it('a handshake activates the subscription; delivered, processed and response received arrive as numbered id-only events whose focus the subscriber reads', async () => {
     const { a, b } = gws;
@@ -170,35 +151,14 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     );
 
     const headerId = randomUUID();
-    const exchange = await send(a, ehr, order(b.gw.config.org, headerId));
+    const exchange = await send(a, ehr, orderMessage(b.gw.config.org, headerId));
     await waitFor('delivered event', async () => (hook.events(id).length >= 1 ? true : undefined));
     const { rows } = await a.gw.app.ctx.pool.query<{ id: string }>('SELECT id FROM deliveries WHERE exchange_id = $1', [
       exchange,
     ]);
-    const atB = await inboxMessageOf(b, rows[0]!.id);
-    await request(b.gw.app.server)
-      .post(`/inbox/messages/${atB.id}/$ack`)
-      .set('authorization', await b.ehr.bearer())
-      .expect(200);
+    await acknowledgeAt(b, rows[0]!.id);
     await waitFor('processed event', async () => (hook.events(id).length >= 2 ? true : undefined));
-    const answerId = randomUUID();
-    const answer = {
-      resourceType: 'Bundle',
-      type: 'message',
-      entry: [
-        {
-          fullUrl: `urn:uuid:${answerId}`,
-          resource: {
-            resourceType: 'MessageHeader',
-            id: answerId,
-            eventCoding: { system: 'urn:example:events', code: 'referral-response' },
-            source: { endpoint: 'urn:example:ehr-b' },
-            response: { identifier: headerId, code: 'ok' },
-          },
-        },
-      ],
-    };
-    await send(b, b.ehr, JSON.stringify(answer));
+    await send(b, b.ehr, responseMessageTo(headerId));
     await waitFor('response event', async () => (hook.events(id).length >= 3 ? true : undefined));
 
     const events = hook.events(id);
@@ -274,7 +234,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     expect(read.body.error).toBe('handshake permanent');
     expect(await auditCount(a, 'notification.failed', `%${id}%`)).toBe(1);
     // In error, it is sent nothing: a new exchange owes it no notification.
-    await send(a, ehr, order(gws.b.gw.config.org, randomUUID()));
+    await send(a, ehr, orderMessage(gws.b.gw.config.org, randomUUID()));
     const { rows } = await a.gw.app.ctx.pool.query(
       `SELECT 1 FROM exchange_notifications WHERE subscription_id = $1 AND type <> 'handshake'`,
       [id],
@@ -287,7 +247,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     const ehr = await ehrClient(a);
     const id = await activeSubscription(a, ehr, hook);
     hook.down = (n) => param(n, 'subscription')?.valueReference?.reference.endsWith(`/${id}`) === true;
-    const exchange = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const exchange = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     await waitFor('an attempt refused', async () => {
       const { rows } = await a.gw.app.ctx.pool.query<{ attempts: number }>(
         `SELECT attempts FROM exchange_notifications WHERE subscription_id = $1 AND type = 'event-notification' AND state = 'pending'`,
@@ -316,16 +276,16 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     const { a, b } = gws;
     const ehr = await ehrClient(a);
     const other = await ehrClient(a);
-    const first = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const first = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     const filtered = {
       _criteria: {
         extension: [{ url: `${BACKPORT}/backport-filter-criteria`, valueString: `Task?_id=${first}&event=processed` }],
       },
     };
     const id = await activeSubscription(a, ehr, hook, filtered);
-    const second = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const second = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     // Another client's exchanges never reach it either.
-    const theirsToo = await send(a, other, order(b.gw.config.org, randomUUID()));
+    const theirsToo = await send(a, other, orderMessage(b.gw.config.org, randomUUID()));
     const read = await readSubscription(a, ehr, id);
     expect(r4Errors(read.body)).toEqual([]);
     expect(read.headers.etag).toMatch(/^W?\/?"/);
@@ -397,11 +357,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
       'SELECT id FROM imaging_deliveries WHERE exchange_id = $1',
       [exchange],
     );
-    const atB = await inboxMessageOf(b, rows[0]!.id);
-    await request(b.gw.app.server)
-      .post(`/inbox/messages/${atB.id}/$ack`)
-      .set('authorization', await b.ehr.bearer())
-      .expect(200);
+    await acknowledgeAt(b, rows[0]!.id);
     await waitFor('processed event', async () => (hook.events(id).length >= 2 ? true : undefined));
     expect(hook.events(id).map(kindOf)).toEqual(['delivered', 'processed']);
     for (const n of hook.events(id)) expect(focusOf(n)).toBe(task);
@@ -563,17 +519,9 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
 });
 
 describe('a delivery that passes DELIVERY_HORIZON', () => {
-  let gws: TwoGateways;
   const hook = new Hook();
-  beforeAll(async () => {
-    await hook.start();
-    // Attempts to spare: the round ends because its time is spent, not its attempts.
-    gws = await startTwoGateways({ DELIVERY_HORIZON: '2s', DELIVERY_MAX_ATTEMPTS: '100' });
-  });
-  afterAll(async () => {
-    await gws?.close();
-    await hook.close();
-  });
+  // Attempts to spare: the round ends because its time is spent, not its attempts.
+  const gws = gatewaysWithEndpoint(hook, { DELIVERY_HORIZON: '2s', DELIVERY_MAX_ATTEMPTS: '100' });
 
   it('produces the non-delivery notice at the response-url and an expired event for the subscription', async () => {
     const { a, b } = gws;
@@ -584,7 +532,7 @@ describe('a delivery that passes DELIVERY_HORIZON', () => {
       },
     });
     // One delivery first, so A holds B's keys; then B goes away for good.
-    const warm = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const warm = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     await waitFor('the first delivery', async () => {
       const { rows } = await a.gw.app.ctx.pool.query('SELECT 1 FROM deliveries WHERE exchange_id = $1 AND state = $2', [
         warm,
@@ -598,7 +546,7 @@ describe('a delivery that passes DELIVERY_HORIZON', () => {
     const exchange = await send(
       a,
       ehr,
-      order(b.gw.config.org, headerId),
+      orderMessage(b.gw.config.org, headerId),
       `?response-url=${encodeURIComponent(`${hook.url}?response-url`)}`,
     );
     const notice = await waitFor(
