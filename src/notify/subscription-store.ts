@@ -41,6 +41,9 @@ const stored = (r: Row): StoredSubscription => ({
 
 const notFound = (id: string) => new GatewayError('NOT_FOUND', `no Subscription ${id}`);
 
+/** Each event fans out to every matching subscription of its owner: a client keeps at most this many. */
+export const MAX_SUBSCRIPTIONS_PER_CLIENT = 25;
+
 /** One of the client's own subscriptions (another client's is not found, as if it did not exist). */
 export async function readSubscription(
   db: Queryable,
@@ -69,6 +72,17 @@ export async function listSubscriptions(
   );
   return rows.map(stored);
 }
+
+/** The settings columns, in the order the statements below bind them from $3. */
+const settings = (s: SubscriptionRequest) => [
+  s.status,
+  s.reason,
+  s.endpoint,
+  s.payloadContent,
+  s.heartbeatSeconds,
+  s.filter.exchange,
+  s.filter.events,
+];
 
 /** What an audit entry says of a subscription: ids and settings, never the endpoint's path or query. */
 function auditDetail(s: SubscriptionRequest) {
@@ -111,20 +125,21 @@ export async function createSubscription(
   s: SubscriptionRequest,
 ): Promise<StoredSubscription> {
   return inTransaction(pool, async (db) => {
+    // One creation at a time per client, so the count below holds until this one commits.
+    await db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`subscriptions:${clientId}`]);
+    const { rows: held } = await db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM subscriptions WHERE client_id = $1 AND deleted_at IS NULL',
+      [clientId],
+    );
+    if ((held[0]?.n ?? 0) >= MAX_SUBSCRIPTIONS_PER_CLIENT)
+      throw new GatewayError(
+        'UNPROCESSABLE',
+        `a client keeps at most ${MAX_SUBSCRIPTIONS_PER_CLIENT} subscriptions: delete one first`,
+      );
     const { rows } = await db.query<Row>(
       `INSERT INTO subscriptions (id, client_id, status, reason, endpoint, payload_content, heartbeat_seconds, filter_exchange, filter_events)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
-      [
-        randomUUID(),
-        clientId,
-        s.status,
-        s.reason,
-        s.endpoint,
-        s.payloadContent,
-        s.heartbeatSeconds,
-        s.filter.exchange,
-        s.filter.events,
-      ],
+      [randomUUID(), clientId, ...settings(s)],
     );
     const row = stored(rows[0] as Row);
     if (s.status === 'requested') await queueHandshake(db, row.id, row.endpoint);
@@ -158,17 +173,7 @@ export async function updateSubscription(
       `UPDATE subscriptions SET status = $3, reason = $4, endpoint = $5, payload_content = $6, heartbeat_seconds = $7,
               filter_exchange = $8, filter_events = $9, error = NULL, version = version + 1, updated_at = now()
         WHERE id = $1 AND client_id = $2 RETURNING *`,
-      [
-        id,
-        clientId,
-        s.status,
-        s.reason,
-        s.endpoint,
-        s.payloadContent,
-        s.heartbeatSeconds,
-        s.filter.exchange,
-        s.filter.events,
-      ],
+      [id, clientId, ...settings(s)],
     );
     await cancelPending(db, id);
     if (s.status === 'requested') await queueHandshake(db, id, s.endpoint);

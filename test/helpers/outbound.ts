@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import type { JWK } from 'jose';
 import { startTestGateway, type TestGateway } from './gateway.ts';
@@ -138,4 +139,37 @@ export async function countRows(o: Outbound): Promise<Record<string, number>> {
             (SELECT count(*) FROM graphile_worker._private_jobs)::int AS jobs, (SELECT count(*) FROM delivery_attempts)::int AS attempts`,
   );
   return rows[0];
+}
+
+/** A message to `to` whose MessageHeader.id is `id` (what a response names it by), with an event code. */
+export function orderMessage(to: string, id: string, event = 'referral'): string {
+  const b = JSON.parse(messageBundle([to], 800, `order ${id}`)) as {
+    entry: Array<{ resource: Record<string, unknown> }>;
+  };
+  Object.assign(b.entry[0]!.resource, { id, eventCoding: { system: 'urn:example:events', code: event } });
+  return JSON.stringify(b);
+}
+
+/** A response message (MessageHeader.response) to the message whose MessageHeader.id is `answers`, as the receiving EHR posts it. */
+export function responseMessageTo(
+  answers: string,
+  code: 'ok' | 'transient-error' | 'fatal-error' = 'ok',
+  id: string = randomUUID(),
+): string {
+  return JSON.stringify({
+    resourceType: 'Bundle',
+    type: 'message',
+    entry: [
+      {
+        fullUrl: `urn:uuid:${id}`,
+        resource: {
+          resourceType: 'MessageHeader',
+          id,
+          eventCoding: { system: 'urn:example:events', code: 'referral-response' },
+          source: { endpoint: 'urn:example:ehr-b' },
+          response: { identifier: answers, code },
+        },
+      },
+    ],
+  });
 }

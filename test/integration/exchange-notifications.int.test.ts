@@ -1,10 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
+import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
-import { messageBundle, waitFor } from '../helpers/outbound.ts';
-import { freePort } from '../helpers/ports.ts';
+import type { Peer } from '../helpers/two-gateways.ts';
+import { orderMessage, responseMessageTo, waitFor } from '../helpers/outbound.ts';
+import { acknowledgeAt, EhrEndpoint, gatewaysWithEndpoint } from '../helpers/ehr-endpoint.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 
 /**
@@ -33,37 +32,10 @@ interface OutcomeView {
   issue: Array<{ severity: string; diagnostics: string }>;
 }
 
-/** The EHR's endpoint: records every notice; answers 503 while `down` says so. */
-class Hook {
-  readonly notices: Notice[] = [];
-  refused = 0;
-  down = (_n: Notice) => false;
-  server!: Server;
-  url!: string;
-  async start(): Promise<void> {
-    const port = await freePort();
-    this.server = createServer((req, res) => {
-      let body = '';
-      req.setEncoding('utf8');
-      req.on('data', (c: string) => (body += c));
-      req.on('end', () => {
-        const n = JSON.parse(body) as Notice;
-        if (req.url?.endsWith('?refuse')) {
-          res.writeHead(410).end();
-          return;
-        }
-        if (this.down(n)) {
-          this.refused++;
-          res.writeHead(503, { 'retry-after': '0' }).end();
-          return;
-        }
-        expect(req.headers['content-type']).toBe('application/fhir+json');
-        this.notices.push(n);
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${port}/ehr/notify`;
+/** The EHR's endpoint, with the notices about one exchange. */
+class Hook extends EhrEndpoint<Notice> {
+  get notices(): Notice[] {
+    return this.received;
   }
   /** The notices about `exchange`, in the order they arrived. */
   about(exchange: string): Notice[] {
@@ -75,14 +47,6 @@ class Hook {
 const header = (n: Notice) => n.entry[0]!.resource as unknown as HeaderView;
 const stateOf = (n: Notice) => header(n).extension.find((e) => e.url.endsWith(':state'))!.valueCode;
 
-function order(to: string, id: string): string {
-  const b = JSON.parse(messageBundle([to], 800, `order ${id}`)) as {
-    entry: Array<{ resource: Record<string, unknown> }>;
-  };
-  Object.assign(b.entry[0]!.resource, { id, eventCoding: { system: 'urn:example:events', code: 'referral' } });
-  return JSON.stringify(b);
-}
-
 async function send(p: Peer, body: string, responseUrl?: string): Promise<request.Response> {
   const q = responseUrl === undefined ? '' : `?response-url=${encodeURIComponent(responseUrl)}`;
   return request(p.gw.app.server)
@@ -93,67 +57,31 @@ async function send(p: Peer, body: string, responseUrl?: string): Promise<reques
 
 const exchangeOf = (res: request.Response) => (res.headers.location as string).split('/').pop()!;
 
-async function inboxMessage(p: Peer, delivery: string) {
-  return waitFor(`inbox message of delivery ${delivery}`, async () => {
-    const res = await request(p.gw.app.server)
-      .get('/inbox/messages?_count=1000')
-      .set('authorization', await p.ehr.bearer());
-    return (res.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === delivery);
-  });
-}
-
 const delivery = async (p: Peer, exchange: string) =>
   (await p.gw.app.ctx.pool.query<{ id: string }>('SELECT id FROM deliveries WHERE exchange_id = $1', [exchange]))
     .rows[0]!.id;
 
 describe('telling the sending EHR by its response-url', () => {
-  let gws: TwoGateways;
   const hook = new Hook();
-  beforeAll(async () => {
-    await hook.start();
-    gws = await startTwoGateways({ DELIVERY_MAX_ATTEMPTS: '3' });
-  });
-  afterAll(async () => {
-    await gws?.close();
-    await new Promise((r) => hook.server?.close(r));
-  });
+  const gws = gatewaysWithEndpoint(hook, { DELIVERY_MAX_ATTEMPTS: '3' });
 
   it('delivered, processed and response received each arrive as an id-only response message naming the original', async () => {
     const { a, b } = gws;
     const headerId = randomUUID();
-    const res = await send(a, order(b.gw.config.org, headerId), hook.url);
+    const res = await send(a, orderMessage(b.gw.config.org, headerId), hook.url);
     expect(res.status).toBe(202);
     const exchange = exchangeOf(res);
     await waitFor('delivered notice', async () => (hook.state(exchange).includes('delivered') ? true : undefined));
-    const atB = await inboxMessage(b, await delivery(a, exchange));
-    await request(b.gw.app.server)
-      .post(`/inbox/messages/${atB.id}/$ack`)
-      .set('authorization', await b.ehr.bearer())
-      .expect(200);
+    await acknowledgeAt(b, await delivery(a, exchange));
     await waitFor('processed notice', async () => (hook.state(exchange).includes('processed') ? true : undefined));
 
-    const answerId = randomUUID();
-    const answer = JSON.stringify({
-      resourceType: 'Bundle',
-      type: 'message',
-      entry: [
-        {
-          fullUrl: `urn:uuid:${answerId}`,
-          resource: {
-            resourceType: 'MessageHeader',
-            id: answerId,
-            eventCoding: { system: 'urn:example:events', code: 'referral-response' },
-            source: { endpoint: 'urn:example:ehr-b' },
-            response: { identifier: headerId, code: 'ok' },
-          },
-        },
-      ],
-    });
+    const answer = responseMessageTo(headerId);
     expect((await send(b, answer)).status).toBe(202);
     await waitFor('response notice', async () =>
       hook.state(exchange).includes('response-received') ? true : undefined,
     );
     expect(hook.state(exchange)).toEqual(['delivered', 'processed', 'response-received']);
+    expect([...hook.contentTypes]).toEqual(['application/fhir+json']);
 
     for (const n of hook.about(exchange)) {
       expect(r4Errors(n)).toEqual([]);
@@ -185,7 +113,7 @@ describe('telling the sending EHR by its response-url', () => {
     const { a, b } = gws;
     let refusals = 0;
     hook.down = () => refusals++ < 2;
-    const res = await send(a, order(b.gw.config.org, randomUUID()), hook.url);
+    const res = await send(a, orderMessage(b.gw.config.org, randomUUID()), hook.url);
     const exchange = exchangeOf(res);
     await waitFor('delivered notice after the endpoint came back', async () =>
       hook.state(exchange).includes('delivered') ? true : undefined,
@@ -207,7 +135,7 @@ describe('telling the sending EHR by its response-url', () => {
   it('an endpoint that refuses a notification (a 4xx) is given up at once and audited as notification.failed', async () => {
     const { a, b } = gws;
     const bad = `${hook.url}?refuse`;
-    const res = await send(a, order(b.gw.config.org, randomUUID()), bad);
+    const res = await send(a, orderMessage(b.gw.config.org, randomUUID()), bad);
     const exchange = exchangeOf(res);
     const failed = await waitFor('notification.failed', async () => {
       const { rows } = await a.gw.app.ctx.pool.query<{ entry: string }>(
@@ -223,7 +151,7 @@ describe('telling the sending EHR by its response-url', () => {
   it('a response-url that is not https (nor loopback http) is refused at intake with an OperationOutcome, and audited', async () => {
     const { a, b } = gws;
     for (const bad of ['http://10.0.0.7/hook', 'ftp://127.0.0.1/x', 'https://user:pw@ehr.example/hook', 'not a url']) {
-      const res = await send(a, order(b.gw.config.org, randomUUID()), bad);
+      const res = await send(a, orderMessage(b.gw.config.org, randomUUID()), bad);
       expect(res.status).toBe(400);
       expect(res.body.resourceType).toBe('OperationOutcome');
     }
@@ -238,7 +166,7 @@ describe('telling the sending EHR by its response-url', () => {
     await b.worker?.stop();
     await b.gw.close();
     const headerId = randomUUID();
-    const res = await send(a, order(b.gw.config.org, headerId), hook.url);
+    const res = await send(a, orderMessage(b.gw.config.org, headerId), hook.url);
     expect(res.status).toBe(202);
     const exchange = exchangeOf(res);
     const notice = await waitFor(

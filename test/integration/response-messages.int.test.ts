@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { compactVerify, decodeProtectedHeader, importJWK, type JWK } from 'jose';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
-import { messageBundle, waitFor } from '../helpers/outbound.ts';
+import { orderMessage, responseMessageTo, waitFor } from '../helpers/outbound.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
 import { freePort } from '../helpers/ports.ts';
 import { DICOM_FIXTURES } from '../helpers/imaging.ts';
@@ -34,35 +34,6 @@ interface RecipientView {
   processed_via: string | null;
   responses: Array<{ message: string; code: string; received_at: string }>;
   events: Array<{ kind: string; at: string }>;
-}
-
-/** A message to `to` whose MessageHeader.id is `id` (what a response names it by). */
-function order(to: string, id: string, event = 'referral'): string {
-  const b = JSON.parse(messageBundle([to], 800, `order ${id}`)) as {
-    entry: Array<{ resource: Record<string, unknown> }>;
-  };
-  Object.assign(b.entry[0]!.resource, { id, eventCoding: { system: 'urn:example:events', code: event } });
-  return JSON.stringify(b);
-}
-
-/** A response message (MessageHeader.response) to the message whose MessageHeader.id is `answers`. */
-function responseTo(answers: string, code: 'ok' | 'transient-error' | 'fatal-error', id = randomUUID()): string {
-  return JSON.stringify({
-    resourceType: 'Bundle',
-    type: 'message',
-    entry: [
-      {
-        fullUrl: `urn:uuid:${id}`,
-        resource: {
-          resourceType: 'MessageHeader',
-          id,
-          eventCoding: { system: 'urn:example:events', code: 'referral-response' },
-          source: { endpoint: 'urn:example:ehr-b' },
-          response: { identifier: answers, code },
-        },
-      },
-    ],
-  });
 }
 
 const text = (r: request.Test) =>
@@ -144,7 +115,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
 
   it("A's message reaches B, whose EHR acknowledges it: A's view shows delivered, then processed, both receipts verified", async () => {
     const { a, b } = t;
-    const res = await send(a, order(b.gw.config.org, headerId));
+    const res = await send(a, orderMessage(b.gw.config.org, headerId));
     expect(res.status).toBe(202);
     exchange = (res.headers.location as string).split('/').pop()!;
     sent = await recipientWhen(a, exchange, 'delivered', (r) => r.state === 'delivered');
@@ -273,7 +244,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
 
   it("B's EHR answers with a response message: it reaches A's inbox correlated to the exchange, and A's view and Task name it", async () => {
     const { a, b } = t;
-    const answer = responseTo(headerId, 'ok');
+    const answer = responseMessageTo(headerId, 'ok');
     const res = await send(b, answer);
     expect(res.status).toBe(202);
     const back = (res.headers.location as string).split('/').pop()!;
@@ -329,7 +300,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
     const before = await b.gw.app.ctx.pool.query(
       `SELECT count(*)::int AS n FROM audit_log WHERE type = 'intake.refused' AND entry LIKE '%BAD_REQUEST%'`,
     );
-    const res = await send(b, responseTo(randomUUID(), 'fatal-error'));
+    const res = await send(b, responseMessageTo(randomUUID(), 'fatal-error'));
     expect(res.status).toBe(400);
     expect(codeOf(res.body)).toBe('BAD_REQUEST');
     expect(res.body.issue[0].expression).toEqual(['Bundle.entry[0].resource.destination']);
@@ -342,7 +313,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
     const elsewhere = await request(b.gw.app.server)
       .post(`/exchanges?recipient=${encodeURIComponent(soft.id)}`)
       .set({ authorization: await b.ehr.bearer(), 'content-type': 'application/fhir+json' })
-      .send(responseTo(headerId, 'ok'));
+      .send(responseMessageTo(headerId, 'ok'));
     expect(elsewhere.status).toBe(422);
     expect(codeOf(elsewhere.body)).toBe('UNPROCESSABLE');
     expect(elsewhere.body.issue[0].expression).toEqual(['recipient']);
@@ -352,7 +323,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
     const { a } = t;
     // The soft partner claims to answer A's delivery to B: it never got it.
     const claims = {
-      ...claimsFor(soft, a.gw.config.org, JSON.parse(responseTo(headerId, 'ok'))),
+      ...claimsFor(soft, a.gw.config.org, JSON.parse(responseMessageTo(headerId, 'ok'))),
       response_to: sent.delivery,
       response_exchange: exchange,
     };
@@ -428,7 +399,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
   it('an answer about a delivery A has not settled comes early (503 with Retry-After, not a refusal); once given up, a processed receipt still binds it', async () => {
     const { a } = t;
     const askedId = randomUUID();
-    const res = await send(a, order(soft.id, askedId));
+    const res = await send(a, orderMessage(soft.id, askedId));
     expect(res.status).toBe(202);
     const unsettled = (res.headers.location as string).split('/').pop()!;
     const pending = (await view(a, unsettled)).recipients[0]!;
@@ -438,7 +409,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
     // the right one it is early.
     const respond = async (answers: string) => {
       const claims = {
-        ...claimsFor(soft, a.gw.config.org, JSON.parse(responseTo(answers, 'ok'))),
+        ...claimsFor(soft, a.gw.config.org, JSON.parse(responseMessageTo(answers, 'ok'))),
         response_to: pending.delivery,
         response_exchange: unsettled,
       };
@@ -516,7 +487,9 @@ describe("B's local EHR answers a forward with a response message: it goes back 
       req.on('end', () => {
         forwarded.push({ path: req.url!, body });
         const header = (JSON.parse(body) as { entry: Array<{ resource: { id?: string } }> }).entry[0]!.resource;
-        res.writeHead(200, { 'content-type': 'application/fhir+json' }).end(responseTo(header.id!, 'transient-error'));
+        res
+          .writeHead(200, { 'content-type': 'application/fhir+json' })
+          .end(responseMessageTo(header.id!, 'transient-error'));
       });
     });
     await new Promise<void>((r) => ehr.listen(port, '127.0.0.1', r));
@@ -530,7 +503,7 @@ describe("B's local EHR answers a forward with a response message: it goes back 
   it("the EHR's answer reaches A correlated to the exchange, and A's view shows delivered, processed (forwarded), response", async () => {
     const { a, b } = t;
     const headerId = randomUUID();
-    const message = order(b.gw.config.org, headerId);
+    const message = orderMessage(b.gw.config.org, headerId);
     const res = await send(a, message);
     expect(res.status).toBe(202);
     const exchange = (res.headers.location as string).split('/').pop()!;
@@ -555,7 +528,9 @@ describe("B's local EHR answers a forward with a response message: it goes back 
         .get(`/inbox/messages/${done.responses[0]!.message}`)
         .set('authorization', await a.ehr.bearer()),
     ).expect(200);
-    expect(pulled.body).toBe(responseTo(headerId, 'transient-error', JSON.parse(pulled.body).entry[0].resource.id));
+    expect(pulled.body).toBe(
+      responseMessageTo(headerId, 'transient-error', JSON.parse(pulled.body).entry[0].resource.id),
+    );
 
     // On B the answer was submitted as the local EHR's own exchange, sent to A with the correlation signed.
     const { rows } = await b.gw.app.ctx.pool.query(

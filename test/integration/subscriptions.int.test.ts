@@ -1,14 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
+import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
+import type { Peer } from '../helpers/two-gateways.ts';
 import { testClient, type TestClient } from '../helpers/auth.ts';
-import { messageBundle, waitFor } from '../helpers/outbound.ts';
-import { freePort } from '../helpers/ports.ts';
+import { orderMessage, responseMessageTo, waitFor } from '../helpers/outbound.ts';
+import { acknowledgeAt, EhrEndpoint, gatewaysWithEndpoint } from '../helpers/ehr-endpoint.ts';
 import { r4Errors } from '../helpers/r4-validator.ts';
 import { startWorker } from '../../src/worker/runner.ts';
 import { SUBSCRIPTION_HEARTBEAT_TASK } from '../../src/worker/tasks/subscription-heartbeat.ts';
+import { MAX_SUBSCRIPTIONS_PER_CLIENT } from '../../src/notify/subscription-store.ts';
 import { SCOPE_ALL_READ, SCOPE_ALL_WRITE, SCOPE_BUNDLE_WRITE } from '../../src/auth/scopes.ts';
 import { readFileSync } from 'node:fs';
 import { DICOM_FIXTURES } from '../helpers/imaging.ts';
@@ -41,31 +41,8 @@ interface Notification {
 
 const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
 
-/** The subscriber's endpoint: records every notification (and every response message); 503 while `down` says so. */
-class Hook {
-  readonly received: Notification[] = [];
-  down = (_n: Notification) => false;
-  server!: Server;
-  url!: string;
-  async start(): Promise<void> {
-    const port = await freePort();
-    this.server = createServer((req, res) => {
-      let body = '';
-      req.setEncoding('utf8');
-      req.on('data', (c: string) => (body += c));
-      req.on('end', () => {
-        const n = JSON.parse(body) as Notification;
-        if (this.down(n)) {
-          res.writeHead(503, { 'retry-after': '0' }).end();
-          return;
-        }
-        this.received.push(n);
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${port}/ehr/subscription`;
-  }
+/** The subscriber's endpoint (it takes the response-url notices too), with the notifications of one subscription. */
+class Hook extends EhrEndpoint<Notification> {
   /** The backport notifications for one subscription, in arrival order. */
   of(subscription: string): Notification[] {
     return this.received.filter(
@@ -133,17 +110,6 @@ async function activeSubscription(p: Peer, client: TestClient, hook: Hook, more:
   return id;
 }
 
-function order(to: string, headerId: string): string {
-  const b = JSON.parse(messageBundle([to], 800, `order ${headerId}`)) as {
-    entry: Array<{ resource: Record<string, unknown> }>;
-  };
-  Object.assign(b.entry[0]!.resource, {
-    id: headerId,
-    eventCoding: { system: 'urn:example:events', code: 'referral' },
-  });
-  return JSON.stringify(b);
-}
-
 async function send(p: Peer, client: TestClient, body: string, query = ''): Promise<string> {
   const res = await request(p.gw.app.server)
     .post(`/fhir/$process-message${query}`)
@@ -162,16 +128,8 @@ async function auditCount(p: Peer, type: string, like = '%'): Promise<number> {
 }
 
 describe('FHIR Subscriptions on the exchange-state topic, between two gateways', () => {
-  let gws: TwoGateways;
   const hook = new Hook();
-  beforeAll(async () => {
-    await hook.start();
-    gws = await startTwoGateways({ DELIVERY_MAX_ATTEMPTS: '3' });
-  });
-  afterAll(async () => {
-    await gws?.close();
-    await new Promise((r) => hook.server?.close(r));
-  });
+  const gws = gatewaysWithEndpoint(hook, { DELIVERY_MAX_ATTEMPTS: '3' });
 
   it('a handshake activates the subscription; delivered, processed and response received arrive as numbered id-only events whose focus the subscriber reads', async () => {
     const { a, b } = gws;
@@ -193,40 +151,14 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     );
 
     const headerId = randomUUID();
-    const exchange = await send(a, ehr, order(b.gw.config.org, headerId));
+    const exchange = await send(a, ehr, orderMessage(b.gw.config.org, headerId));
     await waitFor('delivered event', async () => (hook.events(id).length >= 1 ? true : undefined));
     const { rows } = await a.gw.app.ctx.pool.query<{ id: string }>('SELECT id FROM deliveries WHERE exchange_id = $1', [
       exchange,
     ]);
-    const atB = await waitFor('the message in B inbox', async () => {
-      const res = await request(b.gw.app.server)
-        .get('/inbox/messages?_count=1000')
-        .set('authorization', await b.ehr.bearer());
-      return (res.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === rows[0]!.id);
-    });
-    await request(b.gw.app.server)
-      .post(`/inbox/messages/${atB.id}/$ack`)
-      .set('authorization', await b.ehr.bearer())
-      .expect(200);
+    await acknowledgeAt(b, rows[0]!.id);
     await waitFor('processed event', async () => (hook.events(id).length >= 2 ? true : undefined));
-    const answerId = randomUUID();
-    const answer = {
-      resourceType: 'Bundle',
-      type: 'message',
-      entry: [
-        {
-          fullUrl: `urn:uuid:${answerId}`,
-          resource: {
-            resourceType: 'MessageHeader',
-            id: answerId,
-            eventCoding: { system: 'urn:example:events', code: 'referral-response' },
-            source: { endpoint: 'urn:example:ehr-b' },
-            response: { identifier: headerId, code: 'ok' },
-          },
-        },
-      ],
-    };
-    await send(b, b.ehr, JSON.stringify(answer));
+    await send(b, b.ehr, responseMessageTo(headerId));
     await waitFor('response event', async () => (hook.events(id).length >= 3 ? true : undefined));
 
     const events = hook.events(id);
@@ -288,12 +220,34 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     expect(beat.entry).toHaveLength(1);
   });
 
+  it('a handshake the endpoint refuses puts the subscription in error, says why, and is audited', async () => {
+    const { a } = gws;
+    const ehr = await ehrClient(a);
+    const res = await subscribe(a, ehr, subscription(topicOf(a), `${hook.url}?refuse`));
+    expect(res.status).toBe(201);
+    const id = res.body.id as string;
+    const read = await waitFor('error', async () => {
+      const r = await readSubscription(a, ehr, id);
+      return r.body.status === 'error' ? r : undefined;
+    });
+    expect(r4Errors(read.body)).toEqual([]);
+    expect(read.body.error).toBe('handshake permanent');
+    expect(await auditCount(a, 'notification.failed', `%${id}%`)).toBe(1);
+    // In error, it is sent nothing: a new exchange owes it no notification.
+    await send(a, ehr, orderMessage(gws.b.gw.config.org, randomUUID()));
+    const { rows } = await a.gw.app.ctx.pool.query(
+      `SELECT 1 FROM exchange_notifications WHERE subscription_id = $1 AND type <> 'handshake'`,
+      [id],
+    );
+    expect(rows).toEqual([]);
+  });
+
   it('a subscriber that is down gets the notification later by retry, after a worker restart', async () => {
     const { a, b } = gws;
     const ehr = await ehrClient(a);
     const id = await activeSubscription(a, ehr, hook);
     hook.down = (n) => param(n, 'subscription')?.valueReference?.reference.endsWith(`/${id}`) === true;
-    const exchange = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const exchange = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     await waitFor('an attempt refused', async () => {
       const { rows } = await a.gw.app.ctx.pool.query<{ attempts: number }>(
         `SELECT attempts FROM exchange_notifications WHERE subscription_id = $1 AND type = 'event-notification' AND state = 'pending'`,
@@ -322,17 +276,19 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     const { a, b } = gws;
     const ehr = await ehrClient(a);
     const other = await ehrClient(a);
-    const first = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const first = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     const filtered = {
       _criteria: {
         extension: [{ url: `${BACKPORT}/backport-filter-criteria`, valueString: `Task?_id=${first}&event=processed` }],
       },
     };
     const id = await activeSubscription(a, ehr, hook, filtered);
-    const second = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const second = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     // Another client's exchanges never reach it either.
-    const theirsToo = await send(a, other, order(b.gw.config.org, randomUUID()));
+    const theirsToo = await send(a, other, orderMessage(b.gw.config.org, randomUUID()));
     const read = await readSubscription(a, ehr, id);
+    expect(r4Errors(read.body)).toEqual([]);
+    expect(read.headers.etag).toMatch(/^W?\/?"/);
     // Read back in its canonical form: one filter per extension.
     expect(read.body._criteria.extension.map((e: { valueString: string }) => e.valueString)).toEqual([
       `Task?_id=${first}`,
@@ -358,6 +314,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
       .set({ authorization: await ehr.bearer(), 'content-type': 'application/fhir+json' })
       .send(JSON.stringify({ ...subscription(topicOf(a), hook.url), id, status: 'off' }));
     expect(put.status).toBe(200);
+    expect(r4Errors(put.body)).toEqual([]);
     expect(put.body.status).toBe('off');
     expect(put.body.meta.versionId).not.toBe(read.body.meta.versionId);
 
@@ -400,16 +357,7 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
       'SELECT id FROM imaging_deliveries WHERE exchange_id = $1',
       [exchange],
     );
-    const atB = await waitFor('the study in B inbox', async () => {
-      const list = await request(b.gw.app.server)
-        .get('/inbox/messages?_count=1000')
-        .set('authorization', await b.ehr.bearer());
-      return (list.body.messages as Array<{ id: string; delivery: string }>).find((m) => m.delivery === rows[0]!.id);
-    });
-    await request(b.gw.app.server)
-      .post(`/inbox/messages/${atB.id}/$ack`)
-      .set('authorization', await b.ehr.bearer())
-      .expect(200);
+    await acknowledgeAt(b, rows[0]!.id);
     await waitFor('processed event', async () => (hook.events(id).length >= 2 ? true : undefined));
     expect(hook.events(id).map(kindOf)).toEqual(['delivered', 'processed']);
     for (const n of hook.events(id)) expect(focusOf(n)).toBe(task);
@@ -524,6 +472,20 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
       expect(JSON.stringify(res.body.issue), label).toMatch(why);
     }
 
+    // A client keeps a bounded number of subscriptions (off ones count: they are still its own).
+    const many = await ehrClient(a);
+    const off = { ...base, status: 'off' };
+    const made = await Promise.all(Array.from({ length: MAX_SUBSCRIPTIONS_PER_CLIENT }, () => subscribe(a, many, off)));
+    expect(made.map((r) => r.status)).toEqual(made.map(() => 201));
+    const over = await subscribe(a, many, off);
+    expect(over.status).toBe(422);
+    expect(JSON.stringify(over.body.issue)).toMatch(/at most/);
+    await request(a.gw.app.server)
+      .delete(`/fhir/Subscription/${made[0]!.body.id}`)
+      .set('authorization', await many.bearer())
+      .expect(204);
+    expect((await subscribe(a, many, off)).status).toBe(201);
+
     // Wrong scope: an EHR that may send bundles but not subscribe.
     const sender = await testClient(a.gw, { scopes: [SCOPE_BUNDLE_WRITE] });
     const denied = await subscribe(a, sender, base);
@@ -551,23 +513,15 @@ describe('FHIR Subscriptions on the exchange-state topic, between two gateways',
     }
     expect((await readSubscription(a, ehr, id)).body.status).toBe('active');
     await waitFor('every refusal audited', async () =>
-      (await auditCount(a, 'subscription.refused')) - before >= cases.length + 4 ? true : undefined,
+      (await auditCount(a, 'subscription.refused')) - before >= cases.length + 5 ? true : undefined,
     );
   });
 });
 
 describe('a delivery that passes DELIVERY_HORIZON', () => {
-  let gws: TwoGateways;
   const hook = new Hook();
-  beforeAll(async () => {
-    await hook.start();
-    // Attempts to spare: the round ends because its time is spent, not its attempts.
-    gws = await startTwoGateways({ DELIVERY_HORIZON: '2s', DELIVERY_MAX_ATTEMPTS: '100' });
-  });
-  afterAll(async () => {
-    await gws?.close();
-    await new Promise((r) => hook.server?.close(r));
-  });
+  // Attempts to spare: the round ends because its time is spent, not its attempts.
+  const gws = gatewaysWithEndpoint(hook, { DELIVERY_HORIZON: '2s', DELIVERY_MAX_ATTEMPTS: '100' });
 
   it('produces the non-delivery notice at the response-url and an expired event for the subscription', async () => {
     const { a, b } = gws;
@@ -578,7 +532,7 @@ describe('a delivery that passes DELIVERY_HORIZON', () => {
       },
     });
     // One delivery first, so A holds B's keys; then B goes away for good.
-    const warm = await send(a, ehr, order(b.gw.config.org, randomUUID()));
+    const warm = await send(a, ehr, orderMessage(b.gw.config.org, randomUUID()));
     await waitFor('the first delivery', async () => {
       const { rows } = await a.gw.app.ctx.pool.query('SELECT 1 FROM deliveries WHERE exchange_id = $1 AND state = $2', [
         warm,
@@ -592,7 +546,7 @@ describe('a delivery that passes DELIVERY_HORIZON', () => {
     const exchange = await send(
       a,
       ehr,
-      order(b.gw.config.org, headerId),
+      orderMessage(b.gw.config.org, headerId),
       `?response-url=${encodeURIComponent(`${hook.url}?response-url`)}`,
     );
     const notice = await waitFor(
