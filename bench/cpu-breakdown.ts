@@ -53,7 +53,7 @@ const RECEIVE_STAGES: Array<[string, (f: Frame) => boolean]> = [
   ['open (JWE, HSM derive, GCM)', (f) => f.functionName === 'openCompactJwe' || f.functionName === 'deriveConcatKdf'],
   ['verify (JWS, claims, ES256)', (f) => f.functionName === 'verifySignedJws' || f.url.includes('node_modules/jose/')],
   [
-    'commit',
+    'database (pg: the write and the reads)',
     (f) =>
       /^(writeInboxMessages|insertInboxMessages|appendAudit)$/.test(f.functionName) ||
       /node_modules\/pg(-pool|-protocol)?\//.test(f.url),
