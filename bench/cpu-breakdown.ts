@@ -1,11 +1,15 @@
 /**
- * Where the gateway's main thread spends intake, from a V8 CPU profile of bench:intake:
- *   node --cpu-prof --cpu-prof-dir=DIR bench/intake.ts 20   (the gateway runs in the bench's process;
- *   the main thread's profile is the one whose name ends in .0.001.cpuprofile)
- *   node bench/cpu-breakdown.ts DIR/CPU…0.001.cpuprofile [seconds]
- * It takes the busiest window of intake (the most samples under acceptSubmission, 10 s by default) and
- * gives each sample to the first stage found anywhere on its stack: validate, parse, seal, sign, commit,
- * auth, directory, the rest of intake, the gateway's hooks, Fastify, Node's HTTP; and idle.
+ * Where the gateway's main thread spends intake or receive, from a V8 CPU profile of bench:intake or
+ * bench:receive (the gateway runs in the bench's process):
+ *   node --cpu-prof --cpu-prof-dir=DIR bench/intake.ts 20   (or bench/receive.ts; the main thread's
+ *   profile is the one whose name ends in .0.001.cpuprofile)
+ *   node bench/cpu-breakdown.ts DIR/CPU…0.001.cpuprofile [seconds [intake|receive]]
+ * It takes the busiest window of the pipeline (the most samples under acceptSubmission, or under
+ * receive.ts's receive; 10 s by default) and gives each sample to the first stage found anywhere on its
+ * stack; and idle. Intake: validate, parse, seal, sign, commit, auth, directory, the rest of intake, the
+ * gateway's hooks, Fastify, Node's HTTP. Receive: open (JWE checks, HSM key agreement, AES-GCM), verify
+ * (JWS checks, claims JSON, signature), directory (the sender and its keys), receipt (HSM sign), commit,
+ * the rest of receive, the gateway's hooks, Fastify, Node's HTTP.
  */
 import { readFileSync } from 'node:fs';
 
@@ -25,8 +29,8 @@ interface Profile {
   startTime: number;
 }
 
-const [file, seconds = '10'] = process.argv.slice(2);
-if (!file) throw new Error('usage: node bench/cpu-breakdown.ts PROFILE.cpuprofile [seconds]');
+const [file, seconds = '10', pipeline = 'intake'] = process.argv.slice(2);
+if (!file) throw new Error('usage: node bench/cpu-breakdown.ts PROFILE.cpuprofile [seconds [intake|receive]]');
 const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
@@ -37,7 +41,29 @@ const stack = (id: number): Frame[] => {
   return frames;
 };
 
-const STAGES: Array<[string, (f: Frame) => boolean]> = [
+const HTTP_STAGES: Array<[string, (f: Frame) => boolean]> = [
+  ['gateway hooks', (f) => f.url.includes('/plugins/')],
+  ['fastify', (f) => /node_modules\/(fastify|find-my-way|avvio|@fastify|fast-json-stringify|pino)/.test(f.url)],
+  ['node http, net', (f) => f.url.startsWith('node:')],
+];
+
+const RECEIVE_STAGES: Array<[string, (f: Frame) => boolean]> = [
+  ['directory', (f) => f.url.includes('/src/directory/')],
+  ['receipt (HSM sign)', (f) => f.functionName === 'signReceipt'],
+  ['open (JWE, HSM derive, GCM)', (f) => f.functionName === 'openCompactJwe' || f.functionName === 'deriveConcatKdf'],
+  ['verify (JWS, claims, ES256)', (f) => f.functionName === 'verifySignedJws' || f.url.includes('node_modules/jose/')],
+  [
+    'database (pg: the write and the reads)',
+    (f) =>
+      /^(writeInboxMessages|insertInboxMessages|appendAudit)$/.test(f.functionName) ||
+      /node_modules\/pg(-pool|-protocol)?\//.test(f.url),
+  ],
+  ['HSM, other', (f) => f.url.includes('pkcs11js') || f.url.includes('/hsm/')],
+  ['receive, other', (f) => /\/src\/(inbound|protocol|keys|fhir|audit|compliance)\//.test(f.url)],
+  ...HTTP_STAGES,
+];
+
+const INTAKE_STAGES: Array<[string, (f: Frame) => boolean]> = [
   ['validate', (f) => f.functionName === 'checkBundle'],
   ['parse', (f) => f.functionName === 'parseFhirJson' || f.functionName === 'decodeJsonBody'],
   ['seal', (f) => f.functionName === 'sealCompact'],
@@ -46,14 +72,18 @@ const STAGES: Array<[string, (f: Frame) => boolean]> = [
   ['auth', (f) => f.url.includes('/src/auth/') || f.url.includes('/plugins/guard')],
   ['directory', (f) => f.url.includes('/src/directory/')],
   ['intake, other', (f) => /\/src\/(outbound|keys|fhir|audit)\//.test(f.url)],
-  ['gateway hooks', (f) => f.url.includes('/plugins/')],
-  ['fastify', (f) => /node_modules\/(fastify|find-my-way|avvio|@fastify|fast-json-stringify|pino)/.test(f.url)],
-  ['node http, net', (f) => f.url.startsWith('node:')],
+  ...HTTP_STAGES,
 ];
+
+const STAGES = pipeline === 'receive' ? RECEIVE_STAGES : INTAKE_STAGES;
+const inPipeline = (f: Frame) =>
+  pipeline === 'receive'
+    ? f.functionName === 'receive' && f.url.includes('/src/inbound/receive')
+    : f.functionName === 'acceptSubmission';
 
 let t = p.startTime;
 const at = p.timeDeltas.map((d) => (t += d));
-const inIntake = p.samples.map((s) => stack(s).some((f) => f.functionName === 'acceptSubmission'));
+const inIntake = p.samples.map((s) => stack(s).some(inPipeline));
 const span = Number(seconds) * 1e6;
 let best = 0;
 let from = 0;
@@ -76,6 +106,6 @@ for (let i = from; i < at.length && at[i]! - at[from]! <= span; i++, total++) {
   counts.set(stage, (counts.get(stage) ?? 0) + 1);
 }
 const busy = total - (counts.get('idle') ?? 0);
-console.log(`busiest ${seconds} s of intake: main thread ${((100 * busy) / total).toFixed(0)}% busy`);
+console.log(`busiest ${seconds} s of ${pipeline}: main thread ${((100 * busy) / total).toFixed(0)}% busy`);
 for (const [stage, n] of [...counts].sort((x, y) => y[1] - x[1]))
-  if (stage !== 'idle') console.log(`  ${stage.padEnd(16)} ${((100 * n) / busy).toFixed(1).padStart(5)} % of busy`);
+  if (stage !== 'idle') console.log(`  ${stage.padEnd(30)} ${((100 * n) / busy).toFixed(1).padStart(5)} % of busy`);
