@@ -1,15 +1,20 @@
 /**
  * Inbound receive throughput, in one run:
  *   gateway-http  POST /inbox over HTTP: open (HSM ECDH + Concat KDF, AES-GCM) + verify (ES256, directory)
- *                 + dedupe + store sealed + audit + HSM-signed receipt
+ *                 + dedupe + store sealed + audit + HSM-signed receipt; the client (node:http, keep-alive)
+ *                 runs in a worker thread (bench/receive-client.ts) and its CPU is given apart
  *   gateway       the same pipeline called in-process (no HTTP)
  *   no-store      open + verify + sign the receipt, without the database write (where the rest goes)
  *   raw           the bare primitives per message: HSM derive (pkcs11js through the Hsm facade),
  *                 AES-256-GCM decrypt, ES256 verify (node:crypto), HSM sign of the receipt digest
- * Each with CONCURRENCY callers for SECONDS seconds, 10 KiB bundles, every envelope a new delivery.
- * Run: npm run bench:receive [-- seconds]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
+ * The four alternate in ROUNDS rounds of SECONDS seconds each (the order reversed every other round), so
+ * a change in the machine's load falls on all alike; each ratio is the median of the rounds' ratios. Each
+ * with CONCURRENCY callers, 10 KiB bundles, every envelope a new delivery; per phase also the CPU per
+ * message of the main thread, the other threads (libuv pool: the HSM calls) and PostgreSQL.
+ * Run: npm run bench:receive [-- seconds [rounds [callers]]]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDecipheriv, createHash, createPublicKey, verify } from 'node:crypto';
@@ -21,12 +26,14 @@ import { verifySignedContent } from '../src/protocol/signed-content.ts';
 import { openCompactJwe } from '../src/jose/open.ts';
 import { signReceipt } from '../src/protocol/receipt.ts';
 import { checkHeader, concatKdfOtherInfo, parseCompactJwe } from '../src/jose/jwe-header.ts';
+import { cpuBetween, cpuElsewhere, threadCpuSeconds } from './proc-stats.ts';
 import { claimsFor, seal, signContent, softPartner } from '../test/helpers/envelopes.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
-const SECONDS = Number(process.argv[2] ?? 4);
-const ENVELOPES = 9_000; // about 19 KB each; a phase ends early if it uses its share up
-const CONCURRENCY = 8;
+const SECONDS = Number(process.argv[2] ?? 1);
+const ROUNDS = Number(process.argv[3] ?? 7);
+const ENVELOPES = 12_000; // about 19 KB each; a phase ends early if it uses its round's share up
+const CONCURRENCY = Number(process.argv[4] ?? 8);
 delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
 
 const dataDir = mkdtempSync(join(tmpdir(), 'gw-bench-receive-'));
@@ -42,6 +49,7 @@ const app = await buildApp(config, { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 const ctx = app.ctx;
 
+let client: Worker | undefined;
 try {
   const partner = await softPartner('https://bench-sender.test');
   await ctx.directory.add({ id: partner.id, endpoint: 'https://bench-sender.test/inbox', jwks: partner.jwks });
@@ -62,20 +70,55 @@ try {
   /** The next unused envelope of this phase's share, or undefined when the share is used up. */
   const take = () => (next < limit ? envelopes[next++]! : undefined);
 
-  async function rate(name: string, one: () => Promise<boolean>, share = 0, seconds = SECONDS): Promise<number> {
-    limit = Math.min(envelopes.length, next + share);
-    const until = performance.now() + seconds * 1000;
+  /** A phase whose callers run elsewhere: given its envelopes, then timed. */
+  interface Remote {
+    load: (envelopes: string[]) => Promise<void>;
+    run: (seconds: number) => Promise<{ n: number; ms: number; cpuMs: number }>;
+  }
+  interface Phase {
+    name: string;
+    one: (() => Promise<boolean>) | Remote;
+    /** Envelopes per round (raw reuses one). */
+    share: number;
+    rates: number[];
+    n: number;
+    cpu: { main: number; other: number; pg: number; client: number };
+  }
+
+  /** One phase for `seconds`: messages per second, and the CPU it cost added to the phase's totals. */
+  async function rate(p: Phase, seconds = SECONDS): Promise<number> {
+    limit = Math.min(envelopes.length, next + p.share);
+    const one = p.one;
+    if (typeof one !== 'function') {
+      await one.load(envelopes.slice(next, limit));
+      next = limit;
+    }
+    const before = cpuElsewhere();
+    const main0 = threadCpuSeconds(process.pid);
     let n = 0;
-    const start = performance.now();
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (performance.now() < until && (await one())) n++;
-      }),
-    );
-    const perSec = n / ((performance.now() - start) / 1000);
-    console.log(
-      `${name.padEnd(14)} ${perSec.toFixed(0).padStart(6)} /s  (${n} in ${((performance.now() - start) / 1000).toFixed(1)} s, ${CONCURRENCY} callers)`,
-    );
+    let elapsed: number;
+    let clientCpu = 0;
+    if (typeof one === 'function') {
+      const until = performance.now() + seconds * 1000;
+      const start = performance.now();
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (performance.now() < until && (await one())) n++;
+        }),
+      );
+      elapsed = performance.now() - start;
+    } else {
+      const r = await one.run(seconds);
+      [n, elapsed, clientCpu] = [r.n, r.ms, r.cpuMs / 1000];
+    }
+    const perSec = n / (elapsed / 1000);
+    const e = cpuBetween(before, cpuElsewhere());
+    p.n += n;
+    p.cpu.main += threadCpuSeconds(process.pid) - main0;
+    p.cpu.other += e.otherThreads - clientCpu;
+    p.cpu.client += clientCpu;
+    p.cpu.pg += e.children;
+    p.rates.push(perSec);
     return perSec;
   }
 
@@ -133,32 +176,64 @@ try {
     if ((await receive(envelope)).duplicate) throw new Error('unexpected duplicate');
     return true;
   };
-  const http = async () => {
-    const envelope = take();
-    if (!envelope) return false;
-    const res = await fetch(`${config.baseUrl}/inbox`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/jose' },
-      body: envelope,
+  // POST /inbox from a worker thread (bench/receive-client.ts): the client's CPU is not the gateway's main thread's.
+  const worker = new Worker(new URL('./receive-client.ts', import.meta.url), {
+    workerData: { url: `${config.baseUrl}/inbox`, callers: CONCURRENCY },
+  });
+  client = worker;
+  const ask = <T>(message: unknown) =>
+    new Promise<T>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.postMessage(message);
     });
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-    await res.text();
-    return true;
+  const http: Remote = {
+    load: async (batch) => void (await ask({ load: batch })),
+    run: (seconds) => ask({ seconds }),
   };
 
-  await rate('warm-up', pipeline, 500, 1);
-  const rawRate = await rate('raw', raw);
-  const noStoreRate = await rate('no-store', noStore, 3_000);
-  const gwRate = await rate('gateway', pipeline, 3_000);
-  const httpRate = await rate('gateway-http', http, 2_500);
+  const phase = (name: string, one: Phase['one'], share: number): Phase => ({
+    name,
+    one,
+    share,
+    rates: [],
+    n: 0,
+    cpu: { main: 0, other: 0, pg: 0, client: 0 },
+  });
+  const share = Math.floor((ENVELOPES - 500) / (3 * ROUNDS));
+  const rawPhase = phase('raw', raw, 0);
+  const phases = [
+    rawPhase,
+    phase('no-store', noStore, share),
+    phase('gateway', pipeline, share),
+    phase('gateway-http', http, share),
+  ];
+  await rate(phase('warm-up', pipeline, 500), 1);
+  for (let round = 0; round < ROUNDS; round++)
+    for (const p of round % 2 === 0 ? phases : [...phases].reverse()) await rate(p);
+
+  const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+  const ms = (s: number, n: number) => ((1000 * s) / n).toFixed(2);
+  console.log(
+    `${ROUNDS} rounds of ${SECONDS} s per phase, ${CONCURRENCY} callers; median of the rounds and CPU per message`,
+  );
+  for (const p of phases)
+    console.log(
+      `${p.name.padEnd(14)} ${median(p.rates).toFixed(0).padStart(6)} /s  (${Math.min(...p.rates).toFixed(0)}–${Math.max(...p.rates).toFixed(0)}; ${p.n} msgs)  CPU ms/msg: main ${ms(p.cpu.main, p.n)}, other threads ${ms(p.cpu.other, p.n)}, PostgreSQL ${ms(p.cpu.pg, p.n)}${p.cpu.client ? `, client ${ms(p.cpu.client, p.n)}` : ''}`,
+    );
+  const ratio = (p: Phase) => {
+    const r = p.rates.map((x, i) => x / rawPhase.rates[i]!);
+    return `${median(r).toFixed(2)} (${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)})`;
+  };
   const stored = Number((await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n);
   console.log(
-    `\ngateway/raw ${(gwRate / rawRate).toFixed(2)}, gateway-http/raw ${(httpRate / rawRate).toFixed(2)}, no-store/raw ${(noStoreRate / rawRate).toFixed(2)}; ${stored} messages stored`,
+    `\ngateway-http/raw ${ratio(phases[3]!)}, gateway/raw ${ratio(phases[2]!)}, no-store/raw ${ratio(phases[1]!)}  (median of the rounds' ratios); ${stored} messages stored`,
   );
   console.log(
     `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`,
   );
 } finally {
+  await client?.terminate();
   await app.close();
   rmSync(dataDir, { recursive: true, force: true });
 }

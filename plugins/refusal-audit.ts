@@ -6,6 +6,7 @@ import { auditEarlyRefusal } from '../src/inbound/receive.ts';
 import { auditIntakeRefusal } from '../src/outbound/intake.ts';
 import { auditEvidenceRefusal } from '../src/evidence/serve.ts';
 import { auditProcessedRefusal } from '../src/outbound/answers/processed-receipts.ts';
+import { auditSubscriptionRefusal } from '../src/notify/subscription-store.ts';
 import { INVALID_VALUE_AUDIT, type ErrorDecision, type RefusalAuditType } from './route-policy.ts';
 
 const shed = new WeakSet<object>();
@@ -45,6 +46,14 @@ const WRITERS: Record<RefusalAuditType | typeof INVALID_VALUE_AUDIT, Writer> = {
       request.routeOptions.url ?? '',
       request.ip,
     ),
+  'subscription.refused': (ctx, request, r) =>
+    auditSubscriptionRefusal(ctx.pool, {
+      clientId: request.principal?.clientId,
+      code: r.code,
+      status: r.status,
+      method: request.method,
+      remoteAddress: request.ip,
+    }),
   // Ids and parameter names only: the refused value itself may be anything and is never written.
   [INVALID_VALUE_AUDIT]: (ctx, request, r) =>
     auditRefusal(

@@ -7,7 +7,8 @@ export const PUBLIC = { config: { public: true } } as const;
 export const FHIR_REST = { fhir: true } as const;
 
 /** The audit event a route writes when it refuses a request (a 4xx). */
-export type RefusalAuditType = 'inbox.refused' | 'intake.refused' | 'evidence.refused' | 'processed-receipt.refused';
+export type RefusalAuditType =
+  'inbox.refused' | 'intake.refused' | 'evidence.refused' | 'processed-receipt.refused' | 'subscription.refused';
 
 /** The audit event of an invalid value on a route that declares no refusal audit of its own. */
 export const INVALID_VALUE_AUDIT = 'request.refused';

@@ -19,9 +19,7 @@ export default fp(
   async (app) => {
     const hsm = openHsm(app.config);
     try {
-      const keyring = await openKeyring(app.db, hsm, (kids) =>
-        app.log.info({ kids }, 'generated gateway keys in the HSM'),
-      );
+      const keyring = await openKeyring(app.db, hsm, app.log);
       await reportMissingMechanisms(hsm, app.log);
       app.decorate('hsm', hsm);
       app.decorate('keyring', keyring);

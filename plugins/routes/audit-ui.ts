@@ -21,6 +21,7 @@ import { cookie, cookieAccount, pageAccount, publicAccess, SESSION_COOKIE, sessi
 import { refuseCrossSite } from './session-csrf.ts';
 import { isPlainIdentifier } from '../../src/ids.ts';
 import { PAGE_SECURITY_HEADERS as SECURITY_HEADERS } from './page-headers.ts';
+import { cachedFiles, folderFiles, SCRIPT_TYPE, serveAssets, STYLE_TYPE } from './page-assets.ts';
 import { signInOptions } from '../../src/auth/sso.ts';
 
 type AuditDetail = NonNullable<AuditInput['detail']>;
@@ -31,11 +32,7 @@ const UI_DIR = join(AUDIT_DIR, 'ui');
 /** The pure verifier modules the page imports: the same files the CLI runs, types stripped. */
 const LIB = new Set(['merkle.ts', 'note.ts', 'verify.ts', 'sha256.ts', 'disclosures.ts']);
 const INDEX_TYPE = 'text/html; charset=utf-8';
-const STATIC: Record<string, string> = {
-  'index.html': INDEX_TYPE,
-  'app.js': 'text/javascript; charset=utf-8',
-  'style.css': 'text/css; charset=utf-8',
-};
+const STATIC: Record<string, string> = { 'app.js': SCRIPT_TYPE, 'style.css': STYLE_TYPE };
 
 // Per address, generous: officers behind one reverse proxy must not block each other. Guessing is
 // stopped per account (src/audit/login-backoff.ts), which every process shares.
@@ -48,17 +45,8 @@ const BAD_LOGIN = 'unknown user or wrong password';
  * verify the whole trail in the browser. Self-contained: no CDN.
  */
 export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
-  const files = new Map<string, string>();
-  const load = (name: string): string => {
-    let text = files.get(name);
-    if (text === undefined) {
-      text = LIB.has(name)
-        ? stripTypeScriptTypes(readFileSync(join(VERIFIER_DIR, name), 'utf8'))
-        : readFileSync(join(UI_DIR, name), 'utf8');
-      files.set(name, text);
-    }
-    return text;
-  };
+  const load = folderFiles(UI_DIR);
+  const loadLib = cachedFiles((name) => stripTypeScriptTypes(readFileSync(join(VERIFIER_DIR, name), 'utf8')));
   const setCookie = (reply: FastifyReply, value: string, maxAge: number) =>
     reply.header('Set-Cookie', sessionCookie(ctx, value, maxAge));
   const record = (req: FastifyRequest, type: AuditEventType, name: string, ok: boolean, detail: AuditDetail = {}) =>
@@ -80,15 +68,8 @@ export function auditUiRoutes(ctx: GatewayContext): FastifyPluginAsync {
       if ((await pageAccount(ctx, req)) === 'pending') return reply.redirect(MFA_PAGE, 302);
       return reply.headers(SECURITY_HEADERS).type(INDEX_TYPE).send(load('index.html'));
     });
-    app.get<{ Params: { file: string } }>('/audit/ui/:file', { preHandler: publicAccess }, async (req, reply) => {
-      const type = STATIC[req.params.file];
-      if (!type) throw new GatewayError('NOT_FOUND', 'no such file');
-      return reply.headers(SECURITY_HEADERS).type(type).send(load(req.params.file));
-    });
-    app.get<{ Params: { file: string } }>('/audit/ui/lib/:file', { preHandler: publicAccess }, async (req, reply) => {
-      if (!LIB.has(req.params.file)) throw new GatewayError('NOT_FOUND', 'no such file');
-      return reply.headers(SECURITY_HEADERS).type('text/javascript; charset=utf-8').send(load(req.params.file));
-    });
+    serveAssets(app, '/audit/ui', STATIC, load);
+    serveAssets(app, '/audit/ui/lib', Object.fromEntries([...LIB].map((name) => [name, SCRIPT_TYPE])), loadLib);
 
     app.post(
       '/audit/ui/login',

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
@@ -15,6 +14,7 @@ import { signInOptions } from '../../src/auth/sso.ts';
 import { cookieAccount, markGuard, pageAccount, publicAccess } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { PAGE_SECURITY_HEADERS } from './page-headers.ts';
+import { folderFiles, SCRIPT_TYPE, serveAssets, STYLE_TYPE } from './page-assets.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -24,10 +24,7 @@ declare module 'fastify' {
 
 const UI_DIR = join(import.meta.dirname, '..', '..', 'src', 'console', 'ui');
 const HTML = 'text/html; charset=utf-8';
-const STATIC: Record<string, string> = {
-  'console.js': 'text/javascript; charset=utf-8',
-  'console.css': 'text/css; charset=utf-8',
-};
+const STATIC: Record<string, string> = { 'console.js': SCRIPT_TYPE, 'console.css': STYLE_TYPE };
 const OPERATOR = 'operator';
 
 /**
@@ -37,12 +34,6 @@ const OPERATOR = 'operator';
  * with an account of role operator.
  */
 export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
-  const files = new Map<string, string>();
-  const load = (name: string) => {
-    let text = files.get(name);
-    if (text === undefined) files.set(name, (text = readFileSync(join(UI_DIR, name), 'utf8')));
-    return text;
-  };
   const denied = (req: FastifyRequest, user: string, reason: string) =>
     auditRefusal(
       ctx.pool,
@@ -109,11 +100,7 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
         }),
       );
     });
-    app.get<{ Params: { file: string } }>('/console/:file', { preHandler: publicAccess }, async (req, reply) => {
-      const type = STATIC[req.params.file];
-      if (!type) throw new GatewayError('NOT_FOUND', 'no such file');
-      return reply.headers(PAGE_SECURITY_HEADERS).type(type).send(load(req.params.file));
-    });
+    serveAssets(app, '/console', STATIC, folderFiles(UI_DIR));
 
     const writes = { onRequest: refuseCrossSite(ctx, 'session'), preHandler: operatorOnly };
     app.post<{ Params: { id: string } }>('/console/deliveries/:id/retry', writes, async (req, reply) => {

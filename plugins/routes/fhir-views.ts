@@ -32,7 +32,11 @@ export function fhirViewRoutes(ctx: GatewayContext): FastifyPluginAsync {
       async (req, reply) => {
         const p = req.principal;
         const isAdmin = p ? hasAnyScope(p.scopes, [SCOPE_ADMIN]) : false;
-        const view = await readExchange(ctx.pool, req.params.id, isAdmin ? null : (p?.clientId ?? ''));
+        const owner = isAdmin ? null : (p?.clientId ?? '');
+        // Either kind of exchange is a Task: what a notification's focus names.
+        const view =
+          (await readExchange(ctx.pool, req.params.id, owner)) ??
+          (await readExchange(ctx.pool, req.params.id, owner, 'imaging'));
         if (!view) throw new GatewayError('NOT_FOUND', `no Task ${req.params.id}`);
         return fhir(reply, exchangeTask(view, base));
       },

@@ -22,6 +22,7 @@ import { inboxViewer, PEER_DELIVERY, sendReceipt } from './inbox.ts';
 import { replyAccepted } from './accepted-reply.ts';
 import { INTAKE } from './exchanges.ts';
 import { answerBeforeBody } from '../early-answer.ts';
+import { checkNotifyEndpoint } from '../../src/notify/endpoint.ts';
 
 export const SCOPE_IMAGING_WRITE = 'system/ImagingStudy.write';
 
@@ -67,9 +68,15 @@ export function imagingRoutes(ctx: GatewayContext): FastifyPluginAsync {
       { config: INTAKE, preHandler: requireScope(ctx, SCOPE_IMAGING_WRITE, SCOPE_BUNDLE_WRITE, SCOPE_ALL_WRITE) },
       (req, reply) =>
         closingOnError(req, reply, async () => {
-          const q = (req.query as { recipient?: string | string[] }).recipient;
+          const query = req.query as { recipient?: string | string[]; 'response-url'?: string | string[] };
+          const q = query.recipient;
+          // As with $process-message: where the exchange's state changes go, checked by the one endpoint rule.
+          const notify = query['response-url'];
+          if (Array.isArray(notify)) throw new GatewayError('INVALID_VALUE', 'give response-url once');
+          const responseUrl = notify === undefined ? undefined : checkNotifyEndpoint(notify, 'response-url');
           const key = req.headers['idempotency-key'];
           const result = await acceptImaging(ctx, {
+            responseUrl,
             clientId: req.principal?.clientId ?? '',
             idempotencyKey: typeof key === 'string' ? key : undefined,
             contentType: req.headers['content-type'],

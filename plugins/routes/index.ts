@@ -18,6 +18,7 @@ import { deliveryRoutes } from './deliveries.ts';
 import { adminKeyRoutes } from './admin-keys.ts';
 import { auditRoutes } from './audit.ts';
 import { auditUiRoutes } from './audit-ui.ts';
+import { sharedPageAssets } from './page-assets.ts';
 import { consoleRoutes } from './console.ts';
 import { ssoRoutes } from './sso.ts';
 import { mfaRoutes } from './mfa.ts';
@@ -25,6 +26,7 @@ import { backchannelLogoutRoutes } from './sso-backchannel.ts';
 import { connectSso } from '../../src/auth/sso.ts';
 import { imagingRoutes } from './imaging.ts';
 import { fhirViewRoutes } from './fhir-views.ts';
+import { subscriptionRoutes } from './subscriptions.ts';
 import { installMetrics } from './metrics.ts';
 
 /** Every HTTP route of the gateway, in one list. */
@@ -53,7 +55,9 @@ export async function registerRoutes(app: FastifyInstance, ctx: GatewayContext):
   await app.register(imagingRoutes(ctx));
   await app.register(evidenceRoutes(ctx));
   await app.register(fhirViewRoutes(ctx));
+  await app.register(subscriptionRoutes(ctx));
   await app.register(auditRoutes(ctx));
+  await app.register(async (shared) => sharedPageAssets(shared));
   await app.register(auditUiRoutes(ctx));
   await app.register(consoleRoutes(ctx));
   await app.register(mfaRoutes(ctx));

@@ -11,6 +11,7 @@ import {
   type ResourceCapability,
 } from '../../src/fhir/capability.ts';
 import { replyRead } from './fhir-read.ts';
+import { BACKPORT_PROFILE } from '../../src/notify/topic.ts';
 
 const VERSION = '0.1.0';
 
@@ -39,6 +40,20 @@ export const FHIR_RESOURCES: ResourceCapability[] = [
     ],
     documentation:
       'One per bundle received for this client: who sent it and when; the read carries the verified signature.',
+  },
+  {
+    type: 'Subscription',
+    interactions: ['create', 'read', 'update', 'delete', 'search-type'],
+    searchParams: [{ name: 'status', type: 'token', documentation: 'requested, active, error or off' }],
+    supportedProfile: [BACKPORT_PROFILE.subscription],
+    operations: [
+      {
+        name: 'status',
+        definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status',
+      },
+    ],
+    documentation:
+      "R4 Subscriptions Backport: this client's own rest-hook subscriptions to {base}/fhir/SubscriptionTopic/exchange-state (filters Task?_id= and Task?event=), payload application/fhir+json with id-only or empty content, optional heartbeat; activated by a handshake. See docs/SUBSCRIPTIONS.md.",
   },
 ];
 

@@ -19,12 +19,14 @@ export const METRICS_PATH = '/metrics';
  * The request metrics count the routes operators watch, named by the refusal
  * audit they declare; processed receipts are peer requests at the inbox URL.
  */
-const GROUP_OF: Record<RefusalAuditType, RouteGroup> = {
+const GROUP_OF: Record<RefusalAuditType, RouteGroup | null> = {
   'intake.refused': 'intake',
   'inbox.refused': 'inbox',
   'processed-receipt.refused': 'inbox',
   // The evidence route is a peer route under the inbox.
   'evidence.refused': 'inbox',
+  // The Subscription API is configuration, not traffic: its audit is what an operator reads.
+  'subscription.refused': null,
 };
 
 /** A listener of its own (METRICS_LISTEN=HOST:PORT): GET /metrics and nothing else, no token. */
@@ -61,8 +63,9 @@ export function installMetrics(app: FastifyInstance, ctx: GatewayContext): void 
   app.decorate('metrics', metrics);
   app.addHook('onResponse', async (request, reply) => {
     const audit = request.routeOptions.config.refusalAudit;
-    if (!audit) return;
-    metrics.requests.observe(GROUP_OF[audit], reply.statusCode, reply.elapsedTime / 1000, reply.gatewayError?.code);
+    const group = audit ? GROUP_OF[audit] : null;
+    if (!group) return;
+    metrics.requests.observe(group, reply.statusCode, reply.elapsedTime / 1000, reply.gatewayError?.code);
   });
   const listen = ctx.config.metricsListen;
   if (listen.mode === 'main') {

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../../src/gateway-context.ts';
@@ -30,12 +29,10 @@ import {
 import { cookie, publicAccess, SESSION_COOKIE, sessionCookie } from './audit-guard.ts';
 import { refuseCrossSite } from './session-csrf.ts';
 import { PAGE_SECURITY_HEADERS } from './page-headers.ts';
+import { folderFiles, SCRIPT_TYPE, serveAssets, STYLE_TYPE } from './page-assets.ts';
 
 const UI_DIR = join(import.meta.dirname, '..', '..', 'src', 'mfa', 'ui');
-const STATIC: Record<string, string> = {
-  'mfa.js': 'text/javascript; charset=utf-8',
-  'mfa.css': 'text/css; charset=utf-8',
-};
+const STATIC: Record<string, string> = { 'mfa.js': SCRIPT_TYPE, 'mfa.css': STYLE_TYPE };
 // Per address, like the password sign-in; guessing is stopped per account (the shared backoff and lockout).
 const ATTEMPTS_PER_ADDRESS_PER_MINUTE = 60;
 
@@ -47,12 +44,6 @@ const ATTEMPTS_PER_ADDRESS_PER_MINUTE = 60;
  * cookie-authenticated route refuses it (cookieAccount in audit-guard.ts).
  */
 export function mfaRoutes(ctx: GatewayContext): FastifyPluginAsync {
-  const files = new Map<string, string>();
-  const load = (name: string) => {
-    let text = files.get(name);
-    if (text === undefined) files.set(name, (text = readFileSync(join(UI_DIR, name), 'utf8')));
-    return text;
-  };
   const rp = relyingParty(ctx.config.baseUrl);
 
   const current = async (req: FastifyRequest): Promise<CurrentSession | undefined> => {
@@ -130,11 +121,7 @@ export function mfaRoutes(ctx: GatewayContext): FastifyPluginAsync {
         .type('text/html; charset=utf-8')
         .send(mfaPage(await view(await current(req)))),
     );
-    app.get<{ Params: { file: string } }>('/auth/mfa/:file', { preHandler: publicAccess }, async (req, reply) => {
-      const type = STATIC[req.params.file];
-      if (!type) throw new GatewayError('NOT_FOUND', 'no such file');
-      return reply.headers(PAGE_SECURITY_HEADERS).type(type).send(load(req.params.file));
-    });
+    serveAssets(app, '/auth/mfa', STATIC, folderFiles(UI_DIR));
 
     const sessionWrites = { onRequest: refuseCrossSite(ctx, 'session'), preHandler: publicAccess };
     // A passkey sign-in starts without a session (the sign-in rules apply); with one, the session rules too.

@@ -54,14 +54,16 @@ export function leafHash(entry: string): Buffer {
 export async function appendAudit(db: Queryable, events: AuditInput[], now = new Date()): Promise<number[]> {
   if (events.length === 0) return [];
   const cols = auditColumns(events, now);
-  const { rows } = await db.query<{ idx: string }>(
-    `WITH entries AS (
+  const { rows } = await db.query<{ idx: string }>({
+    // Named, so each connection plans it once (the same text every time).
+    name: 'audit-append',
+    text: `WITH entries AS (
        SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[]) WITH ORDINALITY AS u(b, a, bb, ab, t, o, ord)
      ), patients AS (
        SELECT * FROM unnest($8::bigint[], $9::bytea[]) AS p(ord, blind)
      ), ${auditAppendSql('entries', '$7::timestamptz', 'patients')}
      SELECT idx FROM logged ORDER BY idx`,
-    [
+    values: [
       cols.before,
       cols.after,
       cols.beforeBytes,
@@ -72,7 +74,7 @@ export async function appendAudit(db: Queryable, events: AuditInput[], now = new
       cols.patientOrds,
       cols.patientBlinds,
     ],
-  );
+  });
   return rows.map((r) => Number(r.idx));
 }
 

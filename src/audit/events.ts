@@ -183,17 +183,43 @@ export const AUDIT_EVENTS = {
   },
   'notification.sent': {
     description:
-      "An exchange state change (delivered, processed, response received, failed, expired) reached the sending EHR's response-url as an id-only response message.",
+      "An exchange state change (delivered, processed, response received, failed, expired) reached the sending EHR: at its response-url as an id-only response message, or at a subscription's rest-hook as a notification Bundle (also a subscription's handshake or heartbeat).",
     outcome: ['success'],
     recordedBy: 'notification worker',
     balp: 'ExportStep',
   },
   'notification.failed': {
     description:
-      'Telling the sending EHR of an exchange state change gave up: its endpoint refused it, or the retry budget or horizon was spent.',
+      'Telling the sending EHR of an exchange state change (or a subscription handshake or heartbeat) gave up: its endpoint refused it, or the retry budget or horizon was spent; a subscription goes to error.',
     outcome: ['serious-failure'],
     recordedBy: 'notification worker',
     balp: 'ExportStep',
+  },
+  'subscription.created': {
+    description:
+      'An EHR subscribed to the exchange-state topic (FHIR Subscription, rest-hook): its settings, never content; the handshake follows.',
+    outcome: ['success'],
+    recordedBy: 'Subscription API',
+    balp: 'Create',
+  },
+  'subscription.updated': {
+    description: 'An EHR changed one of its subscriptions (back to requested with a new handshake, or off).',
+    outcome: ['success'],
+    recordedBy: 'Subscription API',
+    balp: 'Update',
+  },
+  'subscription.deleted': {
+    description: 'An EHR ended one of its subscriptions; what was still pending for it is never sent.',
+    outcome: ['success'],
+    recordedBy: 'Subscription API',
+    balp: 'Delete',
+  },
+  'subscription.refused': {
+    description:
+      "A Subscription request was refused (unknown topic, a channel or payload the gateway does not offer, a bad endpoint, another client's subscription).",
+    outcome: ['minor-failure'],
+    recordedBy: 'Subscription API',
+    balp: 'Create',
   },
   'content.purged': {
     description:

@@ -8,6 +8,9 @@ export const SCOPE_ALL_WRITE = 'system/*.write';
 /** Own exchanges and inbox messages. */
 export const SCOPE_ALL_READ = 'system/*.read';
 export const SCOPE_AUDIT_READ = 'system/AuditEvent.read';
+/** The client's own FHIR Subscriptions (create, read, update, delete, search). */
+export const SCOPE_SUBSCRIPTION_READ = 'system/Subscription.read';
+export const SCOPE_SUBSCRIPTION_WRITE = 'system/Subscription.write';
 /** Manage clients, partners, keys. Never implied by a wildcard. */
 export const SCOPE_ADMIN = 'system/gateway.admin';
 
@@ -17,12 +20,15 @@ export const SCOPES_SUPPORTED = [
   SCOPE_ALL_WRITE,
   SCOPE_ALL_READ,
   SCOPE_AUDIT_READ,
+  SCOPE_SUBSCRIPTION_READ,
+  SCOPE_SUBSCRIPTION_WRITE,
   SCOPE_ADMIN,
   'system/Bundle.c',
   'system/Bundle.cud',
   'system/*.cud',
   'system/*.rs',
   'system/AuditEvent.rs',
+  'system/Subscription.cruds',
 ] as const;
 
 /** A permission on a resource type: SMART v2's c r u d s, plus the gateway's own admin. */

@@ -56,11 +56,13 @@ export async function lookupAccessToken(db: Queryable, token: string): Promise<L
     scopes: string[];
     rate_limit: number | null;
     purpose_of_use: string[];
-  }>(
-    `SELECT t.client_id, t.scopes, c.rate_limit, c.purpose_of_use FROM auth_access_tokens t JOIN auth_clients c ON c.id = t.client_id
+  }>({
+    // Named: every authenticated request runs it, and a prepared statement skips its parse and plan.
+    name: 'lookup-access-token',
+    text: `SELECT t.client_id, t.scopes, c.rate_limit, c.purpose_of_use FROM auth_access_tokens t JOIN auth_clients c ON c.id = t.client_id
       WHERE t.token_hash = $1 AND t.expires_at > now() AND c.enabled`,
-    [hashToken(token)],
-  );
+    values: [hashToken(token)],
+  });
   const row = rows[0];
   return row
     ? { clientId: row.client_id, scopes: row.scopes, rateLimit: row.rate_limit, purposeOfUse: row.purpose_of_use }

@@ -66,16 +66,17 @@ export const keysCommand: Command = {
   name: 'keys',
   summary: 'show the gateway key inventory and history; rotate keys by hand',
   usage: `gateway keys list [--json]
-gateway keys rotate [--use sig|enc|audit|blinding] [--now] [--timeout SECONDS]
+gateway keys rotate [--use sig|enc|audit|blinding|pq-sig|pq-enc] [--now] [--timeout SECONDS]
 
 list: every key the gateway has held, in every state: kid (RFC 7638
 thumbprint; for the blinding HMAC key, its check value), use (sig, enc,
-audit, blinding), alg, state (pre-activation, active,
+audit, blinding, and pq-sig/pq-enc: the ML-DSA-65 and ML-KEM-768 keys of
+protocol v2), alg, state (pre-activation, active,
 deactivated, destroyed) and the time of each lifecycle step. Reads the
 database only, so it works from a second shell while the gateway runs.
 
 rotate: asks the running worker (gateway start or gateway worker) to rotate
-the key of one use (default: sig and enc) and waits for the result. Without
+the key of one use (default: sig, enc, pq-sig and pq-enc) and waits for the result. Without
 --now a new key is generated and published, and activated KEY_PREPUBLISH
 later by the schedule. With --now it is published and activated at once:
 use it after a suspected compromise; peers holding a cached copy of our JWKS
@@ -101,7 +102,7 @@ cache expires (we keep decrypting with it until it is destroyed).`,
       if (sub === 'rotate')
         return await rotate(
           db.pool,
-          values.use ? [values.use as KeyUse] : ['sig', 'enc'],
+          values.use ? [values.use as KeyUse] : ['sig', 'enc', 'pq-sig', 'pq-enc'],
           Boolean(values.now),
           timeout * 1000,
         );

@@ -35,6 +35,7 @@ function frame(title: string, body: string, f: Frame = {}): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 ${f.next ? `<meta http-equiv="refresh" content="0;url=${esc(f.next)}">\n` : ''}<title>${esc(title)}</title>
+<link rel="stylesheet" href="/ui/page.css">
 <link rel="stylesheet" href="/console/console.css">
 ${f.script === false ? '' : '<script type="module" src="/console/console.js"></script>\n'}</head>
 <body>

@@ -14,10 +14,37 @@ export interface PoolLogger {
  * A pg pool that survives the database going away: an idle client's error
  * would otherwise be an unhandled 'error' event and crash the process. A
  * multi-host URL (primary.ts) gets a pool whose connections go to whichever
- * listed host is the read-write primary.
+ * listed host is the read-write primary. Its group commits write on a
+ * companion pool of their own (commitPool).
  */
 export function createPool(connectionString: string, logger: PoolLogger, max = 20): pg.Pool {
-  const options = { max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, idleTimeoutMillis: 30_000 };
+  const pool = buildPool(connectionString, logger, { max });
+  commitPools.set(pool, buildPool(connectionString, logger, { max: COMMIT_CONNECTIONS, options: GENERIC_PLANS }));
+  return pool;
+}
+
+/** Enough for every group-commit writer of a process to have its batches in flight. */
+const COMMIT_CONNECTIONS = 4;
+
+/** The server plans every statement of such a connection once per statement, never per value. */
+const GENERIC_PLANS = '-c plan_cache_mode=force_generic_plan';
+
+const commitPools = new WeakMap<pg.Pool, pg.Pool>();
+
+/**
+ * The connections group commits write on: their named batch statements are
+ * planned generically. A batch's parameters are arrays of whole envelopes,
+ * and a custom plan (the server's choice for small batches) plans the
+ * statement anew with every value copied into it, which costs more than the
+ * write itself. Other queries stay on the main pool, where a plan may depend
+ * on the values. A pool not made by createPool is its own.
+ */
+export function commitPool(pool: pg.Pool): pg.Pool {
+  return commitPools.get(pool) ?? pool;
+}
+
+function buildPool(connectionString: string, logger: PoolLogger, extra: { max: number; options?: string }): pg.Pool {
+  const options = { ...extra, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, idleTimeoutMillis: 30_000 };
   const multi = parseMultiHostUrl(connectionString);
   const pool = multi
     ? new pg.Pool({
@@ -53,6 +80,8 @@ const openConnections = new WeakMap<pg.Pool, Set<Promise<void>>>();
  * (57P01), which the handlers above would log as a warning per connection.
  */
 export async function endPool(pool: pg.Pool, timeoutMs = 5_000): Promise<void> {
+  const commit = commitPools.get(pool);
+  if (commit) await endPool(commit, timeoutMs);
   await pool.end();
   const open = [...(openConnections.get(pool) ?? [])];
   if (open.length === 0) return;

@@ -239,8 +239,8 @@ export class Directory {
    * new inbound content, { signedAt } for stored items and receipts (see
    * KeyScope). A key we cannot use triggers one JWKS refetch (with a cooldown).
    */
-  async verificationKey(partnerId: string, kid: string, scope: KeyScope): Promise<PartnerJwk> {
-    const p = await this.require(partnerId);
+  async verificationKey(partnerOrId: string | Partner, kid: string, scope: KeyScope): Promise<PartnerJwk> {
+    const p = typeof partnerOrId === 'string' ? await this.require(partnerOrId) : partnerOrId;
     if (!isPlainIdentifier(kid))
       throw new GatewayError('FORBIDDEN', `partner ${p.id} publishes no signing key with that kid`);
     const uri = p.jwksUri;

@@ -94,6 +94,17 @@ export function selectEncryptionKey(jwks: Jwks, partnerId: string): PartnerJwk &
   return key as PartnerJwk & { kid: string };
 }
 
+/** An RFC 9964 ML-DSA-65 public key that node:crypto accepts. */
+function checkMlDsaKey(k: PartnerJwk, label: string): void {
+  if (k.alg !== 'ML-DSA-65' || typeof k.pub !== 'string')
+    throw new GatewayError('UNPROCESSABLE', `${label} is an AKP key but not an ML-DSA-65 public key`);
+  try {
+    importPublicJwk({ kty: 'AKP', alg: k.alg, pub: k.pub });
+  } catch {
+    throw new GatewayError('UNPROCESSABLE', `${label} is not a valid ML-DSA-65 public key`);
+  }
+}
+
 /** The partner's signing key with this kid, or undefined if none is listed. Throws if listed but unusable. */
 export function selectVerificationKey(jwks: Jwks, partnerId: string, kid: string): PartnerJwk | undefined {
   const key = jwks.keys.find((k) => k.kid === kid && k.use !== 'enc');
@@ -101,6 +112,11 @@ export function selectVerificationKey(jwks: Jwks, partnerId: string, kid: string
   const label = `signing key ${kid} of partner ${partnerId}`;
   if (key.use !== undefined && key.use !== 'sig')
     throw new GatewayError('UNPROCESSABLE', `${label} has use ${JSON.stringify(key.use)}; expected "sig"`);
+  // The ML-DSA half of a v2 partner's signatures (PROTOCOL §14.3).
+  if (key.kty === 'AKP') {
+    checkMlDsaKey(key, label);
+    return key;
+  }
   checkEcPoint(key, label);
   const expected = SIG_ALG_OF_CURVE[key.crv ?? ''];
   if (key.alg !== undefined && key.alg !== expected)

@@ -18,12 +18,13 @@ export interface PartnerKeySeen {
   replaced_at: Date | null;
 }
 
-/** RFC 7638 thumbprint of a partner's public JWK (EC, RSA or OKP), to tell content changes under one kid. */
+/** RFC 7638 thumbprint of a partner's public JWK (EC, RSA, OKP or RFC 9964 AKP), to tell content changes under one kid. */
 export function jwkThumbprint(k: PartnerJwk): string {
   const required: Record<string, string[]> = {
     EC: ['crv', 'kty', 'x', 'y'],
     RSA: ['e', 'kty', 'n'],
     OKP: ['crv', 'kty', 'x'],
+    AKP: ['alg', 'kty', 'pub'],
   };
   const members =
     required[k.kty] ??
@@ -172,4 +173,18 @@ export async function recordedPartnerKey(
   if (r.use !== null && r.use !== 'sig') return undefined;
   if (notGoneBefore && r.disappeared_at && r.disappeared_at < notGoneBefore) return undefined;
   return r.jwk;
+}
+
+/**
+ * The partner's post-quantum capability as the log recorded it: whether it
+ * was ever seen publishing both an ML-KEM-768 and an ML-DSA-65 key (so a set
+ * without them now is a downgrade, not a v1 partner).
+ */
+export async function partnerWasPq(db: Queryable, partnerId: string): Promise<boolean> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(DISTINCT jwk->>'alg')::int AS n FROM partner_keys_seen
+      WHERE partner_id = $1 AND jwk->>'kty' = 'AKP' AND jwk->>'alg' IN ('ML-KEM-768', 'ML-DSA-65')`,
+    [partnerId],
+  );
+  return (rows[0]?.n ?? 0) === 2;
 }

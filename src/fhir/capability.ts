@@ -5,7 +5,7 @@ import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/
  * search parameter or an operation the gateway serves is one line here, and
  * test/integration/fhir-rest.int.test.ts holds the tables to the routes.
  */
-export type Interaction = 'read' | 'search-type';
+export type Interaction = 'read' | 'search-type' | 'create' | 'update' | 'delete';
 
 export interface ResourceCapability {
   type: CapabilityStatementRestResource['type'];
@@ -17,6 +17,8 @@ export interface ResourceCapability {
   }>;
   /** Profiles (canonical URLs) its instances may claim in meta.profile. */
   supportedProfile?: readonly string[];
+  /** Operations on its instances (`/fhir/{type}/{id}/${name}`). */
+  operations?: readonly OperationCapability[];
   documentation?: string;
 }
 
@@ -43,6 +45,9 @@ function resourceEntry(r: ResourceCapability): CapabilityStatementRestResource {
     interaction: r.interactions.map((code) => ({ code })),
     ...(r.searchParams?.length
       ? { searchParam: r.searchParams.map((p) => ({ name: p.name, type: p.type, documentation: p.documentation })) }
+      : {}),
+    ...(r.operations?.length
+      ? { operation: r.operations.map((o) => ({ name: o.name, definition: o.definition })) }
       : {}),
   };
 }

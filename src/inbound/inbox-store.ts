@@ -3,6 +3,8 @@ import type { PartnerJwk } from '../directory/directory.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { required } from '../required.ts';
 import type { ResponseCode } from '../fhir/message-header.ts';
+import { auditAppendSql, auditColumns, type AuditInput } from '../audit/append.ts';
+import { FORWARD_TASK, jobSpecsSql } from '../queue/jobs.ts';
 
 /** What the inbox pipelines use of the gateway context. */
 export type InboxContext = Pick<GatewayContext, 'config' | 'pool' | 'hsm' | 'keyring' | 'directory' | 'logger'>;
@@ -94,25 +96,72 @@ export interface NewInboxMessage {
   response?: { delivery: string; exchange: string; code: ResponseCode } | undefined;
 }
 
+/** A message to store and the one audit entry that records its receipt. */
+export interface AcceptedMessage {
+  row: NewInboxMessage;
+  audit: AuditInput;
+}
+
+/** Named, so each connection plans it once: a batch of one pays the write, not the planning. */
+const WRITE_INBOX = 'inbox-write';
+
 /**
- * Insert the messages whose (sender, jti) is not stored yet, in one
- * statement. Returns the ids actually inserted. A concurrent insert of the
- * same pair waits for the other transaction, so exactly one wins; within one
- * statement the first of two equal pairs wins.
+ * Store a batch of accepted messages in ONE statement: the messages whose
+ * (sender, jti) is not stored yet (within the batch the first of two equal
+ * pairs), each one's audit entry with its patient index rows, the entry's
+ * leaf index on the message (for evidence requests), and with `forward` one
+ * forward job per message (payload: its id). Returns the audit index of
+ * each message stored; a message already stored is absent.
+ *
+ * The replay check reads the statement's snapshot, so a concurrent
+ * transaction may insert the same pair first: this statement then fails on
+ * the unique index, writing nothing (isConcurrentReplay); written again, in
+ * a new transaction, the other row is visible and the message a duplicate.
  */
-export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]): Promise<Set<string>> {
-  if (ms.length === 0) return new Set();
+export async function writeInboxMessages(
+  db: Queryable,
+  items: readonly AcceptedMessage[],
+  options: { forward: { maxAttempts: number } | undefined },
+  now = new Date(),
+): Promise<Map<string, number>> {
+  if (items.length === 0) return new Map();
+  const ms = items.map((i) => i.row);
   const col = <K extends keyof NewInboxMessage>(k: K) => ms.map((m) => m[k]);
-  const { rows } = await db.query<{ id: string }>(
-    `INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code)
-     -- A message's purpose codes as one text (letters only, so commas join them): unnest cannot carry arrays of arrays.
-     SELECT u.id, u.sender, u.jti, u.exchange_id, u.envelope, u.digest, u.enc_kid, u.sender_kid, u.sender_jwk, u.receipt_id, u.receipt, u.received_at,
-            string_to_array(u.purpose, ','), u.message_header_id, u.response_to, u.response_exchange, u.response_code
-       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::uuid[], $11::text[], $12::timestamptz[], $13::text[], $14::text[], $15::uuid[], $16::uuid[], $17::text[])
-         AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose, message_header_id, response_to, response_exchange, response_code)
-     ON CONFLICT (sender, jti) DO NOTHING
-     RETURNING id`,
-    [
+  const audit = auditColumns(
+    items.map((i) => i.audit),
+    now,
+  );
+  const { rows } = await db.query<{ id: string; idx: string }>({
+    name: WRITE_INBOX,
+    text: `WITH u AS (
+       -- A message's purpose codes as one text (letters only, so commas join them): unnest cannot carry arrays of arrays.
+       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::uuid[], $15::text[], $16::timestamptz[], $17::text[], $18::text[], $19::uuid[], $20::uuid[], $21::text[])
+         WITH ORDINALITY AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose, message_header_id, response_to, response_exchange, response_code, ord)
+     ), fresh AS (
+       SELECT DISTINCT ON (u.sender, u.jti) u.* FROM u
+        WHERE NOT EXISTS (SELECT 1 FROM inbox_messages m WHERE m.sender = u.sender AND m.jti = u.jti)
+        ORDER BY u.sender, u.jti, u.ord
+     ), entries AS (
+       -- One entry per message, in the batch's order: an entry's ord is its message's.
+       SELECT e.* FROM unnest($22::text[], $23::text[], $24::bytea[], $25::bytea[], $26::text[], $27::text[]) WITH ORDINALITY AS e(b, a, bb, ab, t, o, ord)
+        WHERE e.ord IN (SELECT ord FROM fresh)
+     ), patients AS (
+       SELECT * FROM unnest($28::bigint[], $29::bytea[]) AS p(ord, blind)
+     ), ${auditAppendSql('entries', '$4::timestamptz', 'patients')}, stored AS (
+       INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code, audit_idx)
+       SELECT f.id, f.sender, f.jti, f.exchange_id, f.envelope, f.digest, f.enc_kid, f.sender_kid, f.sender_jwk, f.receipt_id, f.receipt, f.received_at,
+              string_to_array(f.purpose, ','), f.message_header_id, f.response_to, f.response_exchange, f.response_code, n.idx
+         FROM fresh f JOIN numbered n ON n.ord = f.ord
+       RETURNING id, audit_idx
+     ), jobs AS (
+       SELECT count(*) AS n FROM graphile_worker.add_jobs(${jobSpecsSql(FORWARD_TASK, '(SELECT id FROM stored WHERE $30::boolean)')})
+     )
+     SELECT s.id, s.audit_idx AS idx, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged FROM stored s`,
+    values: [
+      FORWARD_TASK,
+      options.forward?.maxAttempts ?? 0,
+      null,
+      now,
       col('id'),
       col('sender'),
       col('jti'),
@@ -130,9 +179,23 @@ export async function insertInboxMessages(db: Queryable, ms: NewInboxMessage[]):
       ms.map((m) => m.response?.delivery ?? null),
       ms.map((m) => m.response?.exchange ?? null),
       ms.map((m) => m.response?.code ?? null),
+      audit.before,
+      audit.after,
+      audit.beforeBytes,
+      audit.afterBytes,
+      audit.types,
+      audit.outcomes,
+      audit.patientOrds,
+      audit.patientBlinds,
+      options.forward !== undefined,
     ],
-  );
-  return new Set(rows.map((r) => r.id));
+  });
+  return new Map(rows.map((r) => [r.id, Number(r.idx)]));
+}
+
+/** The failure of writeInboxMessages when another transaction stored one of its (sender, jti) pairs first. */
+export function isConcurrentReplay(err: unknown): boolean {
+  return (err as { constraint?: unknown } | null)?.constraint === 'inbox_messages_sender_jti';
 }
 
 /**
@@ -174,25 +237,6 @@ export async function findBySenderJti(
       ...(r.audit_idx === null ? {} : { auditIndex: Number(r.audit_idx) }),
     }
   );
-}
-
-/**
- * Keep, on each stored message, the leaf index of the audit entry that
- * records its receipt (ids[i] was logged at indexes[i], on the same
- * transaction), so a partner's evidence request finds the entry by receipt.
- */
-export async function recordAuditIndexes(
-  db: Queryable,
-  ids: string[],
-  indexes: number[],
-): Promise<Map<string, number>> {
-  if (ids.length !== indexes.length) throw new Error('one audit index per stored message');
-  if (ids.length > 0)
-    await db.query(
-      'UPDATE inbox_messages m SET audit_idx = u.idx FROM unnest($1::uuid[], $2::bigint[]) AS u(id, idx) WHERE m.id = u.id',
-      [ids, indexes],
-    );
-  return new Map(ids.map((id, i) => [id, indexes[i] as number]));
 }
 
 /**

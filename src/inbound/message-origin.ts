@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.ts';
-import type { Directory } from '../directory/directory.ts';
+import type { Directory, Partner } from '../directory/directory.ts';
 import { formatIdentifier, identifierNames, messageOrigin } from '../fhir/message-header.ts';
 
 const HEADER = 'content.entry[0].resource';
@@ -13,14 +13,13 @@ const HEADER = 'content.entry[0].resource';
  */
 export async function checkReceivedOrigin(
   content: unknown,
-  iss: string,
+  partner: Partner,
   us: string,
-  directory: Pick<Directory, 'get' | 'resolve'>,
+  directory: Pick<Directory, 'resolve'>,
 ): Promise<void> {
   if (!content || typeof content !== 'object' || (content as { type?: unknown }).type !== 'message') return;
   const { sender, sourceEndpoint } = messageOrigin(content as Record<string, unknown>);
-  const partner = await directory.get(iss);
-  if (!partner) throw new GatewayError('UNKNOWN_SENDER', `no partner ${iss}`);
+  const iss = partner.id;
   if (sender && !identifierNames(sender, partner))
     throw new GatewayError(
       'SENDER_MISMATCH',

@@ -3,11 +3,11 @@ import { appendAudit, type AuditInput } from '../audit/append.ts';
 import { inTransaction } from '../db/pool.ts';
 import { holdsDeliveries } from '../directory/store.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { giveUpReason, nextAttempt } from '../net/retry-policy.ts';
 import { postOnce, type PostOutcome } from '../net/post-once.ts';
 import { signProcessedReceipt } from '../protocol/processed-receipt.ts';
 import { PROTOCOL, type ProcessedVia } from '../protocol/wire.ts';
 import { enqueueJobs, PROCESSED_RECEIPT_TASK } from '../queue/jobs.ts';
+import { notDue, settleAttempt, type RetriedSend } from '../queue/retrying-send.ts';
 import { required } from '../required.ts';
 
 export type ProcessedSendContext = Pick<
@@ -38,6 +38,8 @@ export const processedEndpointOf = (partner: { endpoint: string }) =>
 
 type Outcome = PostOutcome;
 
+const PROCESSED_SEND: RetriedSend = { table: 'processed_receipts', task: PROCESSED_RECEIPT_TASK };
+
 /**
  * Send one processed receipt: signed on the first attempt and stored, so
  * every retry sends the same bytes; then POSTed to the partner and the
@@ -50,9 +52,7 @@ export async function sendProcessedReceipt(
   receiptId: string,
 ): Promise<'sent' | 'retry' | 'failed' | 'held' | 'skipped'> {
   const row = await load(ctx.pool, receiptId);
-  if (!row || row.state !== 'pending') return 'skipped';
-  // A job that outlived a crash while a later attempt is already scheduled: leave it to that job.
-  if (row.next_attempt_at && row.next_attempt_at.getTime() > Date.now() + 1_000) return 'skipped';
+  if (!row || notDue(row)) return 'skipped';
   const partner = await ctx.directory.get(row.partner_id);
   if (partner && holdsDeliveries(partner)) {
     await enqueueJobs(ctx.pool, PROCESSED_RECEIPT_TASK, [row.id], {
@@ -138,41 +138,16 @@ async function record(
       detail: { attempt, status: o.status, error: o.error, ms: Date.now() - started.getTime() },
     },
   ];
-  let result: 'sent' | 'retry' | 'failed';
-  if (o.cls === 'ok') {
-    result = 'sent';
-    await db.query(
-      `UPDATE processed_receipts SET state = 'sent', attempts = $2, sent_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now() WHERE id = $1`,
-      [id, attempt],
-    );
-  } else {
-    const next = nextAttempt(attempt, row.round_started_at, ctx.config, o.retryAfterMs);
-    if (o.cls === 'permanent' || 'exhausted' in next) {
-      result = 'failed';
-      await db.query(
-        `UPDATE processed_receipts SET state = 'failed', attempts = $2, last_error = $3, next_attempt_at = NULL, updated_at = now() WHERE id = $1`,
-        [id, attempt, o.error],
-      );
-      audit.push({
-        type: 'processed-receipt.failed',
-        outcome: 'serious-failure',
-        agent: partner,
-        entity,
-        detail: {
-          attempts: attempt,
-          reason: giveUpReason(o.cls, next),
-          status: o.status,
-        },
-      });
-    } else {
-      result = 'retry';
-      await db.query(
-        `UPDATE processed_receipts SET attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = now() WHERE id = $1`,
-        [id, attempt, o.error, next.at],
-      );
-      await enqueueJobs(db, PROCESSED_RECEIPT_TASK, [id], { runAt: next.at });
-    }
-  }
+  const settled = await settleAttempt(db, PROCESSED_SEND, id, row, o, ctx.config);
+  const result = settled.result;
+  if (settled.result === 'failed')
+    audit.push({
+      type: 'processed-receipt.failed',
+      outcome: 'serious-failure',
+      agent: partner,
+      entity,
+      detail: { attempts: attempt, reason: settled.reason, status: o.status },
+    });
   await appendAudit(db, audit);
   ctx.logger.info(
     { processedReceipt: id, partner: row.partner_id, attempt, result, status: o.status },

@@ -8,15 +8,13 @@ import { receiptDigest } from '../protocol/evidence.ts';
 import { gatewayDecryptionKeys, openWithGatewayKeys } from './decryption-keys.ts';
 import {
   findBySenderJti,
-  insertInboxMessages,
-  recordAuditIndexes,
+  isConcurrentReplay,
+  writeInboxMessages,
+  type AcceptedMessage,
   type InboxContext,
-  type NewInboxMessage,
 } from './inbox-store.ts';
 import { GroupCommit } from '../db/batcher.ts';
-import type { PoolClient } from '../db/pool.ts';
-import { enqueueForwards } from './forward.ts';
-import { inTransaction } from '../db/pool.ts';
+import { commitPool, inTransaction, type PoolClient } from '../db/pool.ts';
 import { envelopeDigest, type ExchangeClaims } from '../protocol/wire.ts';
 import { messageHeaderId, type ResponseCode } from '../fhir/message-header.ts';
 import { verifySignedContent, type VerifiedContent } from '../protocol/signed-content.ts';
@@ -46,11 +44,6 @@ export interface ReceiveMeta {
   now?: Date;
 }
 
-interface PendingMessage {
-  row: NewInboxMessage;
-  audit: AuditInput;
-}
-
 /** A received response, matched to the delivery of ours it answers. */
 export interface CorrelatedResponse {
   delivery: string;
@@ -72,34 +65,29 @@ export interface ResponseCorrelation {
 
 /**
  * Group commit of accepted messages: concurrent receives share one
- * transaction (one WAL flush, one audit-head lock), and each is answered
- * only after its commit. A receipt is never sent for an uncommitted row.
+ * statement (one WAL flush, one audit-head lock), and each is answered only
+ * after its commit. A receipt is never sent for an uncommitted row. A batch
+ * holding responses to our deliveries also records them, on one
+ * transaction with the messages.
  */
 function inboxWriter(ctx: InboxContext, responses: ResponseCorrelation | undefined) {
-  return new GroupCommit<PendingMessage, number | undefined>(
-    (items) =>
-      inTransaction(ctx.pool, async (db) => {
-        const inserted = await insertInboxMessages(
-          db,
-          items.map((i) => i.row),
-        );
-        const stored = items.filter((i) => inserted.has(i.row.id));
-        const indexes = await appendAudit(
-          db,
-          stored.map((i) => i.audit),
-        );
-        const auditIndex = await recordAuditIndexes(
-          db,
-          stored.map((i) => i.row.id),
-          indexes,
-        );
-        for (const { row } of items)
-          if (row.response && responses && inserted.has(row.id))
-            await responses.record(db, { ...row.response, messageId: row.id, at: row.receivedAt, sender: row.sender });
-        // Optional push to the local EHR, queued on the same transaction (payload: the id only).
-        if (ctx.config.localFhirBaseUrl) await enqueueForwards(db, [...inserted], ctx.config.deliveryMaxAttempts);
-        return items.map((i) => auditIndex.get(i.row.id));
-      }),
+  // Optional push to the local EHR, queued with the messages (payload: the id only).
+  const forward = ctx.config.localFhirBaseUrl ? { maxAttempts: ctx.config.deliveryMaxAttempts } : undefined;
+  const indexes = (items: AcceptedMessage[], stored: Map<string, number>) => items.map((i) => stored.get(i.row.id));
+  const pool = commitPool(ctx.pool);
+  const write = async (items: AcceptedMessage[]) => {
+    if (!responses || !items.some((i) => i.row.response))
+      return indexes(items, await writeInboxMessages(pool, items, { forward }));
+    return inTransaction(pool, async (tx) => {
+      const stored = await writeInboxMessages(tx, items, { forward });
+      for (const { row } of items)
+        if (row.response && stored.has(row.id))
+          await responses.record(tx, { ...row.response, messageId: row.id, at: row.receivedAt, sender: row.sender });
+      return indexes(items, stored);
+    });
+  };
+  return new GroupCommit<AcceptedMessage, number | undefined>(
+    (items) => write(items).catch((err: unknown) => (isConcurrentReplay(err) ? write(items) : Promise.reject(err))),
     { maxItems: 100, maxWeight: 32 * 1024 * 1024, weight: (i) => i.row.envelope.length, maxInFlight: 2 },
   );
 }
@@ -139,7 +127,7 @@ export function inboxReceiver(
         opened.plaintext.fill(0);
       }
       requireBoundSender(meta, verified.claims.iss);
-      await checkReceivedOrigin(verified.claims.content, verified.claims.iss, ctx.config.org, ctx.directory);
+      await checkReceivedOrigin(verified.claims.content, verified.sender, ctx.config.org, ctx.directory);
       const response = await options.responses?.check(verified.claims);
       return await store(
         envelope,

@@ -8,6 +8,9 @@ export interface PublicJwkInput {
   y?: unknown;
   n?: unknown;
   e?: unknown;
+  /** RFC 9964 AKP keys (ML-DSA, and ML-KEM in the same form): the algorithm and the raw public key. */
+  alg?: unknown;
+  pub?: unknown;
 }
 
 /** Enough for every partner and client key in use; a stream of distinct keys evicts the least recently used. */
@@ -22,7 +25,7 @@ function text(value: unknown, name: string): string | undefined {
 }
 
 /**
- * The KeyObject for a public JWK (EC or RSA), parsed once: importing a JWK
+ * The KeyObject for a public JWK (EC, RSA or AKP), parsed once: importing a JWK
  * costs more than the verification itself. Throws what node:crypto throws for
  * a malformed key or a point off its curve, and caches only keys that parsed.
  */
@@ -30,7 +33,9 @@ export function importPublicJwk(jwk: PublicJwkInput): KeyObject {
   const members: JsonWebKeyInput['key'] =
     jwk.kty === 'RSA'
       ? { kty: 'RSA', n: text(jwk.n, 'n'), e: text(jwk.e, 'e') }
-      : { kty: text(jwk.kty, 'kty'), crv: text(jwk.crv, 'crv'), x: text(jwk.x, 'x'), y: text(jwk.y, 'y') };
+      : jwk.kty === 'AKP'
+        ? ({ kty: 'AKP', alg: text(jwk.alg, 'alg'), pub: text(jwk.pub, 'pub') } as JsonWebKeyInput['key'])
+        : { kty: text(jwk.kty, 'kty'), crv: text(jwk.crv, 'crv'), x: text(jwk.x, 'x'), y: text(jwk.y, 'y') };
   const id = JSON.stringify(members);
   let key = cache.get(id);
   if (key) {

@@ -8,6 +8,7 @@ export interface KeyHistoryEntry {
   alg: string;
   state: string;
   hsm_label: string;
+  /** For a post-quantum key, its RFC 9964 `AKP` public key (the wrapped seed never leaves the database). */
   public_jwk: Record<string, unknown>;
   created: string;
   published: string | null;
@@ -37,7 +38,7 @@ export async function keyHistory(db: Queryable): Promise<KeyHistoryEntry[]> {
         ...k.public_jwk,
         kid: k.kid,
         alg: k.alg,
-        ...(k.use === 'blinding' ? {} : { use: k.use === 'enc' ? 'enc' : 'sig' }),
+        ...(k.use === 'blinding' ? {} : { use: k.use === 'enc' || k.use === 'pq-enc' ? 'enc' : 'sig' }),
       },
       created: k.created_at.toISOString(),
       published: iso(k.published_at),

@@ -1,10 +1,11 @@
-import { verify } from 'node:crypto';
+import { sign as nodeSign, verify, type KeyObject } from 'node:crypto';
 import { importPublicJwk } from '../jose/public-key.ts';
 import type pg from 'pg';
 import type { Hsm, PublicJwk } from '../../hsm/hsm.ts';
 import { hsmSigner, type Signer } from '../jose/signer.ts';
-import { listKeys, type GatewayKeyRow, type KeyJwk, type KeyUse } from './store.ts';
+import { listKeys, type AkpJwk, type GatewayKeyRow, type KeyJwk, type KeyUse } from './store.ts';
 import { blindingKid } from './blinding.ts';
+import { akpPublicJwk, unwrapPqKey, type AkpPublicJwk, type PqAlg } from './pq-keys.ts';
 
 /**
  * Bound on how long a process keeps using a key after another process (the
@@ -20,9 +21,18 @@ export interface PublishedJwk extends PublicJwk {
   alg: string;
 }
 
-/** Key pairs have a public JWK to publish; the blinding key (a secret key) has none. */
-const publicHalf = (jwk: KeyJwk): jwk is PublicJwk => jwk.kty !== 'oct';
+/** Key pairs in the HSM have a public JWK to publish; the blinding key (a secret key) has none. */
+const publicHalf = (jwk: KeyJwk): jwk is PublicJwk => jwk.kty !== 'oct' && jwk.kty !== 'AKP';
 const keyPair = (k: GatewayKeyRow): k is GatewayKeyRow & { public_jwk: PublicJwk } => publicHalf(k.public_jwk);
+const pqKey = (k: GatewayKeyRow): k is GatewayKeyRow & { public_jwk: AkpJwk; wrapped_seed: Buffer } =>
+  k.public_jwk.kty === 'AKP' && k.wrapped_seed !== null;
+const PUBLISHED_RANK = { active: 0, 'pre-activation': 1, deactivated: 2 } as Record<string, number>;
+
+/** A post-quantum private key in this process's memory, with the kid of its published half. */
+export interface PqPrivateKey {
+  readonly kid: string;
+  readonly privateKey: KeyObject;
+}
 
 /**
  * The gateway's keys as the running process sees them: the active signer per
@@ -35,6 +45,8 @@ export class Keyring {
   readonly #hsm: Hsm;
   #rows: GatewayKeyRow[] = [];
   #loadedAt = 0;
+  /** Unwrapped post-quantum private keys by kid: unwrapped once per process, dropped when the key is destroyed. */
+  readonly #pqPrivate = new Map<string, Promise<KeyObject>>();
 
   constructor(pool: pg.Pool, hsm: Hsm) {
     this.#pool = pool;
@@ -44,6 +56,8 @@ export class Keyring {
   async reload(): Promise<void> {
     this.#rows = await listKeys(this.#pool);
     this.#loadedAt = Date.now();
+    for (const kid of this.#pqPrivate.keys())
+      if (!this.#rows.some((k) => k.kid === kid && usable(k))) this.#pqPrivate.delete(kid);
   }
 
   /** Reload if older than maxAgeMs. */
@@ -75,6 +89,31 @@ export class Keyring {
       .sort((a, b) => (rank[a.state] ?? 0) - (rank[b.state] ?? 0) || b.created_at.getTime() - a.created_at.getTime());
   }
 
+  /** The active ML-DSA-65 key, unwrapped into memory (protocol v2 signatures). */
+  async pqSigner(): Promise<PqPrivateKey> {
+    const row = this.active('pq-sig');
+    return { kid: row.kid, privateKey: await this.#unwrapped(row) };
+  }
+
+  /** An ML-KEM-768 key that may still open v2 envelopes (active or deactivated), unwrapped; undefined if unknown. */
+  async kemKey(kid: string): Promise<KeyObject | undefined> {
+    const row = this.#rows.find((k) => k.kid === kid && k.use === 'pq-enc' && usable(k));
+    return row ? this.#unwrapped(row) : undefined;
+  }
+
+  #unwrapped(row: GatewayKeyRow): Promise<KeyObject> {
+    if (!pqKey(row)) throw new Error(`key ${row.kid} is not a post-quantum key`);
+    let key = this.#pqPrivate.get(row.kid);
+    if (!key) {
+      const wrapped = { alg: row.alg as PqAlg, kid: row.kid, pub: row.public_jwk.pub, wrapped: row.wrapped_seed };
+      key = unwrapPqKey(this.#hsm, { ...wrapped, wrappingKeyId: row.hsm_id });
+      // A failed unwrap (HSM down) is not remembered: the next use tries again.
+      key.catch(() => this.#pqPrivate.delete(row.kid));
+      this.#pqPrivate.set(row.kid, key);
+    }
+    return key;
+  }
+
   /** An encryption key that may still open envelopes (active or deactivated, not destroyed). */
   decryptionKey(kid: string): GatewayKeyRow | undefined {
     return this.#rows.find(
@@ -89,14 +128,22 @@ export class Keyring {
    * (enc: envelopes still in their retry window; sig: signatures still being
    * verified). Destroyed keys leave the JWKS; the key history keeps them.
    */
-  jwks(): { keys: PublishedJwk[] } {
-    const rank = { active: 0, 'pre-activation': 1, deactivated: 2 } as Record<string, number>;
+  jwks(): { keys: (PublishedJwk | AkpPublicJwk)[] } {
+    const byRank = (a: GatewayKeyRow, b: GatewayKeyRow) =>
+      (PUBLISHED_RANK[a.state] ?? 0) - (PUBLISHED_RANK[b.state] ?? 0) ||
+      b.created_at.getTime() - a.created_at.getTime();
     const keys = this.#rows
       .filter(keyPair)
-      .filter((k) => (k.use === 'sig' || k.use === 'enc') && k.state in rank) // so every state sorted below has a rank
-      .sort((a, b) => (rank[a.state] ?? 0) - (rank[b.state] ?? 0) || b.created_at.getTime() - a.created_at.getTime())
+      .filter((k) => (k.use === 'sig' || k.use === 'enc') && k.state in PUBLISHED_RANK) // so every state sorted below has a rank
+      .sort(byRank)
       .map((k) => ({ ...k.public_jwk, kid: k.kid, use: k.use as 'sig' | 'enc', alg: k.alg }));
-    return { keys };
+    // The AKP keys after every EC key, so a v1 sender's "first enc key" stays the EC key (PROTOCOL §14.1).
+    const pq = this.#rows
+      .filter(pqKey)
+      .filter((k) => k.state in PUBLISHED_RANK)
+      .sort((a, b) => a.use.localeCompare(b.use) || byRank(a, b))
+      .map((k) => akpPublicJwk({ alg: k.alg as PqAlg, pub: k.public_jwk.pub, kid: k.kid }));
+    return { keys: [...keys, ...pq] };
   }
 
   /** Audit checkpoint keys, for offline verifiers. */
@@ -130,14 +177,39 @@ export class Keyring {
         throw new Error(`HSM self-test failed: signature by ${use} key ${row.kid} does not verify`);
       }
     }
+    // The wrapped post-quantum seeds unwrap to the recorded public keys (unwrapPqKey checks), and ML-DSA signs.
+    const pqSigner = await this.pqSigner();
+    await this.#unwrapped(this.active('pq-enc'));
+    const pqPub = importPublicJwk(this.active('pq-sig').public_jwk);
+    if (!verify(null, probe, pqPub, nodeSign(null, probe, pqSigner.privateKey)))
+      throw new Error(`self-test failed: ML-DSA signature by ${pqSigner.kid} does not verify`);
   }
 }
 
+const usable = (k: GatewayKeyRow) => k.state === 'active' || k.state === 'deactivated' || k.state === 'pre-activation';
+
+/**
+ * Where the post-quantum private keys live. The token is asked at start for
+ * the PKCS#11 3.2 ML-KEM/ML-DSA mechanisms; until the gateway drives them,
+ * the keys are software keys wrapped by an HSM AES key either way, and the
+ * start log says which the token could have done.
+ */
+export type PqCustody = { keys: 'software, wrapped by the HSM'; tokenOffersPqMechanisms: boolean };
+
 /** Boot sequence shared by the server and the worker: keys exist, load them, prove the HSM signs. */
-export async function openKeyring(pool: pg.Pool, hsm: Hsm, log?: (kids: string[]) => void): Promise<Keyring> {
+export async function openKeyring(
+  pool: pg.Pool,
+  hsm: Hsm,
+  log?: { info(detail: object, message: string): void },
+): Promise<Keyring> {
   const { ensureGatewayKeys } = await import('./bootstrap.ts');
+  const custody: PqCustody = {
+    keys: 'software, wrapped by the HSM',
+    tokenOffersPqMechanisms: await hsm.offersPqMechanisms(),
+  };
+  log?.info({ pq: custody }, 'post-quantum keys');
   const generated = await ensureGatewayKeys(pool, hsm);
-  if (generated.length) log?.(generated);
+  if (generated.length) log?.info({ kids: generated }, 'generated gateway keys in the HSM');
   const keyring = new Keyring(pool, hsm);
   await keyring.reload();
   await keyring.selfTest();

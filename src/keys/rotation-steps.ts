@@ -8,6 +8,7 @@ import { required } from '../required.ts';
 import { thumbprint } from '../jose/thumbprint.ts';
 import type { RotationStep } from './policy.ts';
 import { BLINDING_JWK, blindingKid } from './blinding.ts';
+import { generateWrappedPqKey, type PqAlg } from './pq-keys.ts';
 import {
   clearIntent,
   insertPublishedKey,
@@ -45,11 +46,14 @@ export interface StepDeps {
   holdDestroy?: (key: GatewayKeyRow) => Promise<string | undefined>;
 }
 
-export const KEY_DEFAULTS: Record<KeyUse, { alg: string; usage: 'sign' | 'derive' | 'hmac' }> = {
+/** 'wrap': a software post-quantum key whose seed only its own token AES key wraps. */
+export const KEY_DEFAULTS: Record<KeyUse, { alg: string; usage: 'sign' | 'derive' | 'hmac' | 'wrap' }> = {
   sig: { alg: 'ES256', usage: 'sign' },
   enc: { alg: 'ECDH-ES', usage: 'derive' },
   audit: { alg: 'ES256', usage: 'sign' },
   blinding: { alg: 'HS256', usage: 'hmac' },
+  'pq-sig': { alg: 'ML-DSA-65', usage: 'wrap' },
+  'pq-enc': { alg: 'ML-KEM-768', usage: 'wrap' },
 };
 
 /** A key made on the token, as the inventory records it. */
@@ -57,6 +61,7 @@ interface MadeKey {
   kid: string;
   hsmId: string;
   publicJwk: KeyJwk;
+  wrappedSeed?: Buffer;
 }
 
 /**
@@ -65,7 +70,15 @@ interface MadeKey {
  * key's thumbprint; a secret key has no public half, so its kid is its check value.
  */
 async function keyUnderLabel(d: StepDeps, use: KeyUse, label: string): Promise<MadeKey> {
-  const { usage } = KEY_DEFAULTS[use];
+  const { usage, alg } = KEY_DEFAULTS[use];
+  if (usage === 'wrap') {
+    // A wrapping key made before a crash is adopted: the seed it never wrapped is simply made now.
+    const onToken = (await d.hsm.listSecretKeys()).filter((k) => k.label === label);
+    for (const extra of onToken.slice(1)) await d.hsm.destroyKey(extra.id);
+    const hsmId = onToken[0]?.id ?? (await d.hsm.generateWrappingKey(label));
+    const made = await generateWrappedPqKey(d.hsm, hsmId, alg as PqAlg);
+    return { kid: made.kid, hsmId, publicJwk: { kty: 'AKP', alg, pub: made.pub }, wrappedSeed: made.wrapped };
+  }
   if (usage === 'hmac') {
     const onToken = (await d.hsm.listSecretKeys()).filter((k) => k.label === label);
     for (const extra of onToken.slice(1)) await d.hsm.destroyKey(extra.id);
@@ -120,7 +133,11 @@ export async function generateStep(d: StepDeps, step: Extract<RotationStep, { ki
     const { kid } = made;
     const at = now(d);
     await inTransaction(d.pool, async (db) => {
-      await insertPublishedKey(db, { kid, use, alg, hsm_id: made.hsmId, label, public_jwk: made.publicJwk }, at);
+      await insertPublishedKey(
+        db,
+        { kid, use, alg, hsm_id: made.hsmId, label, public_jwk: made.publicJwk, wrapped_seed: made.wrappedSeed },
+        at,
+      );
       if (!step.activate) await clearIntent(db, use, 'generate');
       await appendAudit(
         db,

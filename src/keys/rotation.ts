@@ -7,7 +7,7 @@ import { KEY_USES, keysOfUse, listIntents, type KeyUse } from './store.ts';
 
 /** Advisory lock namespace: one rotation (or first-run bootstrap) per use at a time, across processes. */
 const ROTATION_LOCK = 7_273_050;
-const USE_SLOT: Record<KeyUse, number> = { sig: 1, enc: 2, audit: 3, blinding: 4 };
+const USE_SLOT: Record<KeyUse, number> = { sig: 1, enc: 2, audit: 3, blinding: 4, 'pq-sig': 5, 'pq-enc': 6 };
 /** A run never loops forever, whatever the inventory looks like. */
 const MAX_STEPS = 8;
 
@@ -32,6 +32,9 @@ export function rotationPolicies(
     sig: { ...base, rotationMs: config.keySigRotation },
     enc: { ...base, rotationMs: config.keyEncRotation },
     audit: { ...base, rotationMs: config.keyAuditRotation },
+    // The post-quantum half of a use keeps its classical half's cryptoperiod and retention.
+    'pq-sig': { ...base, rotationMs: config.keySigRotation },
+    'pq-enc': { ...base, rotationMs: config.keyEncRotation },
     // Nothing outside the gateway holds a copy, so nothing waits for it: active at once. Retired
     // generations stay for lookup (the disclosures they blinded are found only with them): never destroyed.
     blinding: { prepublishMs: 0, retentionMs: Number.POSITIVE_INFINITY, rotationMs: config.keyBlindingRotation },

@@ -1,12 +1,21 @@
 import type { Queryable } from '../db/pool.ts';
 import type { PublicJwk } from '../../hsm/hsm.ts';
 
-export type KeyUse = 'sig' | 'enc' | 'audit' | 'blinding';
+/** 'pq-sig' (ML-DSA-65) and 'pq-enc' (ML-KEM-768) are the post-quantum halves of 'sig' and 'enc' (protocol v2). */
+export type KeyUse = 'sig' | 'enc' | 'audit' | 'blinding' | 'pq-sig' | 'pq-enc';
 export type KeyState = 'pre-activation' | 'active' | 'deactivated' | 'destroyed';
-export const KEY_USES: readonly KeyUse[] = ['sig', 'enc', 'audit', 'blinding'];
+export const KEY_USES: readonly KeyUse[] = ['sig', 'enc', 'audit', 'blinding', 'pq-sig', 'pq-enc'];
+export const PQ_USES: readonly KeyUse[] = ['pq-sig', 'pq-enc'];
+
+/** A post-quantum public key as RFC 9964 writes it (`AKP`, the algorithm and the raw public key). */
+export interface AkpJwk {
+  kty: 'AKP';
+  alg: string;
+  pub: string;
+}
 
 /** A key pair's public JWK, or for a secret key (blinding) only its type: it has no public half. */
-export type KeyJwk = PublicJwk | { kty: 'oct' };
+export type KeyJwk = PublicJwk | AkpJwk | { kty: 'oct' };
 
 export interface GatewayKeyRow {
   kid: string;
@@ -15,6 +24,8 @@ export interface GatewayKeyRow {
   hsm_id: string;
   label: string;
   public_jwk: KeyJwk;
+  /** A post-quantum key's seed, wrapped by the token key hsm_id (null for keys held in the HSM). */
+  wrapped_seed: Buffer | null;
   state: KeyState;
   created_at: Date;
   published_at: Date | null;
@@ -71,13 +82,15 @@ export async function clearIntent(db: Queryable, use: KeyUse, action: KeyIntent[
 /** A new key enters the inventory published but not yet used (pre-activation). */
 export async function insertPublishedKey(
   db: Queryable,
-  row: Pick<GatewayKeyRow, 'kid' | 'use' | 'alg' | 'hsm_id' | 'label' | 'public_jwk'>,
+  row: Pick<GatewayKeyRow, 'kid' | 'use' | 'alg' | 'hsm_id' | 'label' | 'public_jwk'> & {
+    wrapped_seed?: Buffer | null;
+  },
   now: Date,
 ): Promise<void> {
   await db.query(
-    `INSERT INTO gateway_keys (kid, use, alg, hsm_id, label, public_jwk, state, created_at, published_at)
-     VALUES ($1, $2, $3, $4, $5, $6, 'pre-activation', $7, $7)`,
-    [row.kid, row.use, row.alg, row.hsm_id, row.label, JSON.stringify(row.public_jwk), now],
+    `INSERT INTO gateway_keys (kid, use, alg, hsm_id, label, public_jwk, wrapped_seed, state, created_at, published_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pre-activation', $8, $8)`,
+    [row.kid, row.use, row.alg, row.hsm_id, row.label, JSON.stringify(row.public_jwk), row.wrapped_seed ?? null, now],
   );
 }
 

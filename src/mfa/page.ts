@@ -36,6 +36,7 @@ function frame(title: string, body: string, next: string, user?: string): string
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)}</title>
+<link rel="stylesheet" href="/ui/page.css">
 <link rel="stylesheet" href="/auth/mfa/mfa.css">
 <script type="module" src="/auth/mfa/mfa.js"></script>
 </head>

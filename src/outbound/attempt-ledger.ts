@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { required } from '../required.ts';
 import { appendAudit, type AuditInput } from '../audit/append.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { nextAttempt, type AttemptClass } from '../net/retry-policy.ts';
+import { giveUpReason, nextAttempt, type AttemptClass } from '../net/retry-policy.ts';
 import { recordExchangeEvent } from './exchange-events.ts';
 
 /** The outcome of one transmission, as classified by the sender. */
@@ -137,7 +137,7 @@ export async function recordAttempt<R extends LedgerRow>(
         entity,
         detail: {
           attempts: roundAttempts,
-          reason: r.cls === 'permanent' ? 'permanent' : 'retries exhausted',
+          reason: giveUpReason(r.cls === 'permanent' ? 'permanent' : 'transient', next),
           status: r.status,
         },
         ...purpose,

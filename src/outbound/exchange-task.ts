@@ -43,7 +43,7 @@ function outputs(baseUrl: string, r: DeliveryView): NonNullable<Task['output']> 
 }
 
 /**
- * An exchange as a FHIR Task: the sending of one Bundle, with outputs per
+ * An exchange as a FHIR Task: the sending of one Bundle (or one DICOM study), with outputs per
  * recipient (its delivery state and the partner; `processed` once the
  * partner's processed receipt is in; each response message, by the Bundle in
  * our inbox). Task.status: in-progress while any recipient is pending,
@@ -75,7 +75,11 @@ export function exchangeTask(view: ExchangeView, baseUrl: string): Task {
     status,
     ...(counts.length ? { businessStatus: { text: counts.join(', ') } } : {}),
     intent: 'order',
-    code: { text: `send a ${view.bundle_type} Bundle (${view.content_digest}, ${view.content_length} bytes)` },
+    code: {
+      text: view.imaging
+        ? `send a DICOM study of ${view.imaging.instances} instance(s) (${view.content_digest}, ${view.content_length} bytes)`
+        : `send a ${view.bundle_type} Bundle (${view.content_digest}, ${view.content_length} bytes)`,
+    },
     authoredOn: view.created,
     lastModified: lastChange ?? view.created,
     ...(view.recipients.length ? { output: view.recipients.flatMap((r) => outputs(baseUrl, r)) } : {}),

@@ -38,28 +38,54 @@ export interface ExchangeView {
   bundle_type: string;
   content_digest: string;
   content_length: number;
+  /** An imaging exchange (a DICOM study, no Bundle): how many instances it sent. */
+  imaging?: { instances: number };
   recipients: DeliveryView[];
 }
 
+/** Where each kind of exchange keeps its rows: the columns the view reads are shared, names aside. */
+const SOURCES = {
+  bundle: {
+    exchange:
+      'SELECT id, client_id, created_at, bundle_type, content_digest, content_length FROM exchanges WHERE id = $1',
+    deliveries: 'deliveries',
+    digest: 'envelope_digest',
+    attempts: 'delivery_attempts',
+  },
+  imaging: {
+    exchange: `SELECT id, client_id, created_at, 'imaging' AS bundle_type, content_digest, content_length, instances
+                 FROM imaging_exchanges WHERE id = $1`,
+    deliveries: 'imaging_deliveries',
+    digest: 'manifest_digest',
+    attempts: 'imaging_delivery_attempts',
+  },
+} as const;
+
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-/** An exchange with per-recipient state, attempts and receipt; undefined if absent or another client's. */
+/**
+ * An exchange with per-recipient state, attempts and receipt; undefined if
+ * absent or another client's. A bundle exchange by default; `imaging` reads
+ * an imaging exchange into the same view (its deliveries' digest is the
+ * manifest's).
+ */
 export async function readExchange(
   db: Pick<pg.Pool, 'query'>,
   id: string,
   clientId: string | null,
+  kind: keyof typeof SOURCES = 'bundle',
 ): Promise<ExchangeView | undefined> {
   if (!isUuid(id)) return undefined;
+  const source = SOURCES[kind];
   const { rows } = await db.query<{
     id: string;
     client_id: string;
     created_at: Date;
     bundle_type: string;
     content_digest: string;
-    content_length: number;
-  }>('SELECT id, client_id, created_at, bundle_type, content_digest, content_length FROM exchanges WHERE id = $1', [
-    id,
-  ]);
+    content_length: number | string;
+    instances?: number;
+  }>(source.exchange, [id]);
   const ex = rows[0];
   if (!ex || (clientId !== null && ex.client_id !== clientId)) return undefined;
   const { rows: dels } = await db.query<{
@@ -77,9 +103,9 @@ export async function readExchange(
     processed_via: DeliveryView['processed_via'];
     purged_at: Date | null;
   }>(
-    `SELECT id, partner_id, state, recipient_kid, envelope_digest, next_attempt_at, last_error, delivered_at, receipt,
+    `SELECT id, partner_id, state, recipient_kid, ${source.digest} AS envelope_digest, next_attempt_at, last_error, delivered_at, receipt,
             processed_at, processed_receipt, processed_via, purged_at
-       FROM deliveries WHERE exchange_id = $1 ORDER BY partner_id`,
+       FROM ${source.deliveries} WHERE exchange_id = $1 ORDER BY partner_id`,
     [id],
   );
   const events = await exchangeEvents(db, id);
@@ -93,7 +119,7 @@ export async function readExchange(
     error: string | null;
   }>(
     `SELECT a.delivery_id, a.attempt, a.started_at, a.outcome, a.http_status, a.duration_ms, a.error
-       FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.exchange_id = $1 ORDER BY a.id`,
+       FROM ${source.attempts} a JOIN ${source.deliveries} d ON d.id = a.delivery_id WHERE d.exchange_id = $1 ORDER BY a.id`,
     [id],
   );
   return {
@@ -101,7 +127,8 @@ export async function readExchange(
     created: ex.created_at.toISOString(),
     bundle_type: ex.bundle_type,
     content_digest: ex.content_digest,
-    content_length: ex.content_length,
+    content_length: Number(ex.content_length),
+    ...(ex.instances !== undefined ? { imaging: { instances: ex.instances } } : {}),
     recipients: dels.map((d) => ({
       delivery: d.id,
       partner: d.partner_id,

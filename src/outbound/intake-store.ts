@@ -66,8 +66,10 @@ export async function writeIntakes(
     audit.map((x) => x.a),
     now,
   );
-  const { rows } = await db.query<{ inserted: string[] | null }>(
-    `WITH ex AS (
+  const { rows } = await db.query<{ inserted: string[] | null }>({
+    // Named, so each connection plans it once: a batch of one pays the write, not the planning.
+    name: 'intake-write',
+    text: `WITH ex AS (
        INSERT INTO exchanges (id, client_id, bundle_type, content_digest, content_length, idempotency_key, message_key, purpose_of_use, message_header_id, response_url)
        -- One text per exchange for its codes (letters only, so commas join them): unnest cannot carry arrays of arrays.
        SELECT u.id, u.client_id, u.bundle_type, u.digest, u.length, u.idem, u.msg, string_to_array(u.purpose, ','), u.header_id, u.response_url
@@ -90,7 +92,7 @@ export async function writeIntakes(
        SELECT * FROM unnest($26::bigint[], $27::bytea[]) AS p(ord, blind)
      ), ${auditAppendSql('entries', '$4::timestamptz', 'patients')}
      SELECT (SELECT array_agg(id) FROM ex)::text[] AS inserted, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged`,
-    [
+    values: [
       DELIVER_TASK,
       SAFETY_NET_ATTEMPTS,
       null,
@@ -121,7 +123,7 @@ export async function writeIntakes(
       ex.map((e) => e.messageHeaderId ?? null),
       ex.map((e) => e.responseUrl ?? null),
     ],
-  );
+  });
   const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);
   const losers = records.filter((r) => !inserted.has(r.exchange.id));
   const firsts = new Map<string, { id: string; content_digest: string; purpose_of_use: string[] | null }>();

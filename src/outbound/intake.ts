@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { AuditInput } from '../audit/append.ts';
 import { appendAudit } from '../audit/append.ts';
 import type { GatewayContext } from '../gateway-context.ts';
-import { inTransaction } from '../db/pool.ts';
+import { commitPool, inTransaction } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { checkBundle } from '../fhir/bundle.ts';
 import {
@@ -66,7 +66,8 @@ export interface Accepted extends IntakeWritten {
 export class IntakeWriter {
   readonly #batch: GroupCommit<IntakeRecord, IntakeWritten>;
   constructor(pool: pg.Pool, options: { maxItems?: number; maxBytes?: number } = {}) {
-    this.#batch = new GroupCommit((records) => writeIntakes(pool, records), {
+    const commit = commitPool(pool);
+    this.#batch = new GroupCommit((records) => writeIntakes(commit, records), {
       maxItems: options.maxItems ?? 100,
       maxWeight: options.maxBytes ?? 32 * 1024 * 1024,
       weight: (r) => r.deliveries.reduce((n, d) => n + d.envelope.length, 0),

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.ts';
 import { checkPurposeOfUse } from '../fhir/purpose-of-use.ts';
-import type { Directory, PartnerJwk } from '../directory/directory.ts';
+import type { Directory, Partner, PartnerJwk } from '../directory/directory.ts';
 import { checkExchangeClaims, verifySignedJws, type ClaimWindow } from './signed-jws.ts';
 import { PROTOCOL, type ExchangeClaims } from './wire.ts';
 
@@ -15,6 +15,8 @@ export interface VerifiedContent {
   senderKid: string;
   /** The sender's public key that verified the signature (kept to re-verify on read). */
   senderJwk: PartnerJwk;
+  /** The sender's directory entry, as read for this verification. */
+  sender: Partner;
 }
 
 export interface ContentChecks extends ClaimWindow {
@@ -42,6 +44,7 @@ export async function verifySignedContent(jws: string, checks: ContentChecks): P
     payloadText: v.payloadText,
     senderKid: v.senderKid,
     senderJwk: v.senderJwk,
+    sender: v.sender,
   };
 }
 

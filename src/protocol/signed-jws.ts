@@ -6,7 +6,7 @@ import { isCanonicalB64u } from '../jose/jwe-header.ts';
 import { duplicateMember } from '../jose/duplicate-members.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
 import { verifyCompact } from '../jose/verify.ts';
-import type { Directory, PartnerJwk } from '../directory/directory.ts';
+import type { Directory, Partner, PartnerJwk } from '../directory/directory.ts';
 
 /** Signature algorithms a sender may use: ES256 (protocol default) and ES384 for P-384 keys. */
 export const CONTENT_ALGS = ['ES256', 'ES384'] as const;
@@ -37,6 +37,8 @@ export interface VerifiedJwsSender {
   senderKid: string;
   /** The sender's public key that verified the signature. */
   senderJwk: PartnerJwk;
+  /** The sender's directory entry, as read for this verification. */
+  sender: Partner;
 }
 
 /** Split and decode a compact JWS without trusting it: header and (unverified) payload JSON. */
@@ -124,7 +126,7 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
   const kid = header.kid;
   let senderJwk: PartnerJwk;
   try {
-    senderJwk = await c.directory.verificationKey(iss, kid, 'current');
+    senderJwk = await c.directory.verificationKey(partner, kid, 'current');
   } catch (err) {
     // No such key published: the signature cannot be from this sender. JWKS fetch trouble (503) stays transient.
     if (err instanceof GatewayError && (err.code === 'FORBIDDEN' || err.code === 'UNPROCESSABLE')) {
@@ -149,7 +151,7 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
       });
     throw err;
   }
-  return { claims, payloadText, iss, senderKid: kid, senderJwk };
+  return { claims, payloadText, iss, senderKid: kid, senderJwk, sender: partner };
 }
 
 /** The window a signed exchange claim set must fall in. */

@@ -18,9 +18,7 @@ export async function openContext(
   try {
     const opened = openHsm(config);
     hsm = opened;
-    const keyring = await openKeyring(db.pool, opened, (kids) =>
-      logger.info({ kids }, 'generated gateway keys in the HSM'),
-    );
+    const keyring = await openKeyring(db.pool, opened, logger);
     await reportMissingMechanisms(opened, logger);
     const queue = await makeWorkerUtils({ pgPool: db.pool, logger: silentLogger() });
     const ctx = buildContext({ config, pool: db.pool, hsm: opened, keyring, queue, logger });

@@ -9,6 +9,11 @@ import { exchangeNotifyTask } from './tasks/exchange-notify.ts';
 import { deliveryTask } from './tasks/deliver.ts';
 import { inboxForwardTask } from './tasks/inbox-forward.ts';
 import { processedReceiptTask } from './tasks/processed-receipt.ts';
+import {
+  SUBSCRIPTION_HEARTBEAT_CRON,
+  SUBSCRIPTION_HEARTBEAT_TASK,
+  subscriptionHeartbeatTask,
+} from './tasks/subscription-heartbeat.ts';
 import { RETENTION_PURGE_CRON, RETENTION_PURGE_TASK, retentionPurgeTask } from './tasks/retention.ts';
 import {
   PARTNER_EVIDENCE_CRON,
@@ -48,6 +53,7 @@ export function taskList(ctx: GatewayContext): TaskList {
     [PARTNER_EVIDENCE_SWEEP_TASK]: partnerEvidenceSweepTask(ctx),
     [PARTNER_EVIDENCE_TASK]: partnerEvidenceTask(ctx),
     [RETENTION_PURGE_TASK]: retentionPurgeTask(ctx),
+    [SUBSCRIPTION_HEARTBEAT_TASK]: subscriptionHeartbeatTask(ctx),
   };
 }
 
@@ -59,5 +65,6 @@ export function crontab(_ctx: GatewayContext): string {
     PARTNER_KEYS_REFRESH_CRON,
     PARTNER_EVIDENCE_CRON,
     RETENTION_PURGE_CRON,
+    SUBSCRIPTION_HEARTBEAT_CRON,
   ].join('\n');
 }

@@ -216,7 +216,7 @@ describe('operator console /console in headless Chromium', () => {
 
   it('serves the page with a strict CSP and no inline script or style', async () => {
     const cookie = await signIn('operator.omar', operatorPassword);
-    for (const path of ['/console/', '/console/console.js', '/console/console.css']) {
+    for (const path of ['/console/', '/console/console.js', '/console/console.css', '/ui/page.css', '/ui/page.js']) {
       const res = await request(o.gw.app.server).get(path).set('Cookie', cookie).expect(200);
       expect(res.headers['content-security-policy'], path).toContain("script-src 'self'");
       expect(res.headers['content-security-policy'], path).toContain("default-src 'none'");
@@ -231,6 +231,13 @@ describe('operator console /console in headless Chromium', () => {
     }
     expect(html).not.toMatch(/\son[a-z]+\s*=/i);
     expect(html).not.toMatch(/<style\b|\sstyle\s*=/i);
+    // The shared look first, the console's own sheet on top; only the named files are served.
+    expect([...html.matchAll(/<link rel="stylesheet" href="([^"]+)">/g)].map((m) => m[1])).toEqual([
+      '/ui/page.css',
+      '/console/console.css',
+    ]);
+    for (const path of ['/ui/other.js', '/ui/__proto__', '/ui/constructor', '/console/page.ts', '/ui/..%2Fpage.ts'])
+      expect((await request(o.gw.app.server).get(path)).status, path).toBe(404);
     // Nothing loaded from elsewhere (no CDN): every script and stylesheet is the gateway's own.
     expect(html).not.toMatch(/\s(src|href)="(https?:)?\/\//i);
   });

@@ -372,8 +372,13 @@ describe('CapabilityStatement', () => {
     if (method === 'GET' && url === '/fhir/metadata') return 'capabilities';
     const op = /^\/fhir\/\$([\w-]+)$/.exec(url);
     if (method === 'POST' && op) return `operation ${op[1]}`;
+    const instanceOp = /^\/fhir\/([A-Z]\w+)\/:id\/\$([\w-]+)$/.exec(url);
+    if (method === 'GET' && instanceOp) return `${instanceOp[1]} operation ${instanceOp[2]}`;
     const m = /^\/fhir\/([A-Z]\w+)(\/:id|\/_search)?$/.exec(url);
     if (m && method === 'GET' && m[2] === '/:id') return `${m[1]} read`;
+    if (m && method === 'PUT' && m[2] === '/:id') return `${m[1]} update`;
+    if (m && method === 'DELETE' && m[2] === '/:id') return `${m[1]} delete`;
+    if (m && method === 'POST' && !m[2]) return `${m[1]} create`;
     if (m && ((method === 'GET' && !m[2]) || (method === 'POST' && m[2] === '/_search'))) return `${m[1]} search-type`;
     return `unmapped ${method} ${url}`;
   }
@@ -381,7 +386,10 @@ describe('CapabilityStatement', () => {
   it('declares every FHIR interaction and operation the routes serve, and nothing else', async () => {
     const statement = (await request(server()).get('/fhir/metadata')).body;
     const declared = new Set<string>(['capabilities']);
-    for (const r of statement.rest[0].resource) for (const i of r.interaction) declared.add(`${r.type} ${i.code}`);
+    for (const r of statement.rest[0].resource) {
+      for (const i of r.interaction) declared.add(`${r.type} ${i.code}`);
+      for (const op of r.operation ?? []) declared.add(`${r.type} operation ${op.name}`);
+    }
     for (const op of statement.rest[0].operation) declared.add(`operation ${op.name}`);
     const served = new Set(
       o.gw.app.fhirRoutes
@@ -396,6 +404,9 @@ describe('CapabilityStatement', () => {
     for (const r of FHIR_RESOURCES)
       for (const i of r.interactions) {
         if (i === 'read') expect(routes).toContain(`GET /fhir/${r.type}/:id`);
+        else if (i === 'update') expect(routes).toContain(`PUT /fhir/${r.type}/:id`);
+        else if (i === 'delete') expect(routes).toContain(`DELETE /fhir/${r.type}/:id`);
+        else if (i === 'create') expect(routes).toContain(`POST /fhir/${r.type}`);
         else {
           expect(routes).toContain(`GET /fhir/${r.type}`);
           expect(routes).toContain(`POST /fhir/${r.type}/_search`);

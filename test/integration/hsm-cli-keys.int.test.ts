@@ -29,7 +29,7 @@ describe('gateway keys list', () => {
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^kid\s+use\s+alg\s+state\s+created/i);
     const rows = gw.app.keyring.rows();
-    expect(rows.map((r) => r.use).sort()).toEqual(['audit', 'blinding', 'enc', 'sig']);
+    expect(rows.map((r) => r.use).sort()).toEqual(['audit', 'blinding', 'enc', 'pq-enc', 'pq-sig', 'sig']);
     for (const row of rows) {
       const line = lines.find((l) => l.startsWith(row.kid));
       expect(line, `${row.use} key ${row.kid}`).toBeDefined();
@@ -40,13 +40,15 @@ describe('gateway keys list', () => {
         .map((l) => l.split(/\s+/)[1])
         .slice(1)
         .sort(),
-    ).toEqual(['audit', 'blinding', 'enc', 'sig']);
+    ).toEqual(['audit', 'blinding', 'enc', 'pq-enc', 'pq-sig', 'sig']);
 
     const json = JSON.parse((await gateway(['keys', 'list', '--json'], env)).stdout) as Array<Record<string, unknown>>;
     expect(json.map((k) => [k.use, k.alg, k.state]).sort()).toEqual([
       ['audit', 'ES256', 'active'],
       ['blinding', 'HS256', 'active'],
       ['enc', 'ECDH-ES', 'active'],
+      ['pq-enc', 'ML-KEM-768', 'active'],
+      ['pq-sig', 'ML-DSA-65', 'active'],
       ['sig', 'ES256', 'active'],
     ]);
     // The published kid is the one the CLI shows.

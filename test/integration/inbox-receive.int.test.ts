@@ -100,6 +100,39 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
     expect(await count('inbox_messages', 'jti = $1', [dup.jti])).toBe(1);
   });
 
+  it('the same delivery written by two batches at once: one row, one accepted entry, both callers the same receipt', async () => {
+    const { inboxReceiver } = await import('../../src/inbound/receive.ts');
+    const [a, b] = [inboxReceiver(gw.app.ctx), inboxReceiver(gw.app.ctx)];
+    const claims = claimsFor(partner, gw.config.org, bundle());
+    const envelope = seal(enc, await signContent(partner, claims));
+    // Hold the audit head, so both batches read "not stored yet" before either commits.
+    const holder = await gw.app.ctx.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('UPDATE audit_head SET size = size');
+      const both = Promise.all([a(envelope), b(envelope)]);
+      const waiting = async () =>
+        Number(
+          (
+            await gw.app.ctx.pool.query(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%inbox_messages%'`,
+            )
+          ).rows[0].n,
+        );
+      for (let i = 0; i < 100 && (await waiting()) < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await waiting()).toBe(2);
+      await holder.query('COMMIT');
+      const [ra, rb] = await both;
+      expect(ra.receipt).toBe(rb.receipt);
+      expect([ra.duplicate, rb.duplicate].sort()).toEqual([false, true]);
+    } finally {
+      holder.release();
+    }
+    expect(await count('inbox_messages', 'jti = $1', [claims.jti])).toBe(1);
+    expect(await count('audit_log', `type = 'inbox.accepted' AND entry LIKE $1`, [`%${claims.jti}%`])).toBe(1);
+    expect(await count('audit_log', `type = 'inbox.duplicate' AND entry LIKE $1`, [`%${claims.jti}%`])).toBe(1);
+  });
+
   describe('refusals', () => {
     const refusals: Array<[string, () => Promise<string>, number, string]> = [];
     const signed = (extra: object = {}) => signContent(partner, claimsFor(partner, gw.config.org, bundle(), extra));

@@ -53,6 +53,7 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
     await runKeysRotate(ctx, { use: 'sig', now: false, requestedBy: 'test' });
     let jwks = (await request(gw.app.server).get('/.well-known/jwks.json').expect(200)).body.keys as Array<{
       kid: string;
+      kty: string;
       use: string;
     }>;
     const pending = (await keyHistory(ctx.pool)).find((k) => k.use === 'sig' && k.state === 'pre-activation')!;
@@ -65,12 +66,13 @@ describe('key inventory: GET /admin/keys, JWKS publication, gateway keys list/ro
     await runKeysRotate(ctx, { use: 'sig', now: true, requestedBy: 'test' });
     expect(ctx.keyring.signer('sig').kid).toBe(pending.kid);
     jwks = (await request(gw.app.server).get('/.well-known/jwks.json').expect(200)).body.keys;
-    expect(jwks.filter((k) => k.use === 'sig').map((k) => k.kid)).toEqual([pending.kid, oldSig.kid]);
+    expect(jwks.filter((k) => k.use === 'sig' && k.kty === 'EC').map((k) => k.kid)).toEqual([pending.kid, oldSig.kid]);
 
     const res = await request(gw.app.server).get('/admin/keys').set('authorization', adminAuth).expect(200);
     const byKid = Object.fromEntries(res.body.keys.map((k: { kid: string }) => [k.kid, k]));
-    // sig (old and new), enc, audit, and the blinding key, which shows no key material and no use to publish.
-    expect(res.body.keys).toHaveLength(5);
+    // sig (old and new), enc, audit, the post-quantum pq-sig and pq-enc, and the blinding key, which shows no
+    // key material and no use to publish.
+    expect(res.body.keys).toHaveLength(7);
     const blinding = res.body.keys.find((k: { use: string }) => k.use === 'blinding');
     expect(blinding).toMatchObject({ alg: 'HS256', state: 'active', public_jwk: { kty: 'oct', kid: blinding.kid } });
     expect(Object.keys(blinding.public_jwk).sort()).toEqual(['alg', 'kid', 'kty']);

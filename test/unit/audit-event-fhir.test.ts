@@ -198,6 +198,18 @@ const SAMPLE: Record<AuditEventType, Pick<AuditInput, 'agent' | 'entity' | 'purp
     ],
     detail: { event: 'failed', channel: 'response-url', attempts: 3, reason: 'retries exhausted' },
   },
+  'subscription.created': {
+    agent: client,
+    entity: [{ type: 'subscription', id: 's-1' }],
+    detail: { status: 'requested', payload: 'id-only', heartbeat: 60, endpoint: 'https://ehr.example', exchange: null },
+  },
+  'subscription.updated': {
+    agent: client,
+    entity: [{ type: 'subscription', id: 's-1' }],
+    detail: { status: 'off', payload: 'empty', heartbeat: null, endpoint: 'https://ehr.example', events: 'failed' },
+  },
+  'subscription.deleted': { agent: client, entity: [{ type: 'subscription', id: 's-1' }] },
+  'subscription.refused': { agent: client, detail: { code: 'UNPROCESSABLE', status: 422, method: 'POST' } },
   'content.purged': {
     agent: gateway,
     entity: [

@@ -1,24 +1,5 @@
 // The operator console's one script: sign-in and sign-out (the audit page's session), retry and suspend/resume.
-// Every write is a same-origin JSON POST, which the gateway's cross-site check requires.
-const $ = (sel) => document.querySelector(sel);
-
-async function post(url, body) {
-  const res = await fetch(url, {
-    method: 'POST',
-    credentials: 'same-origin',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(body ?? {}),
-  });
-  if (res.ok) return res.status === 204 ? {} : res.json();
-  let text = `HTTP ${res.status}`;
-  try {
-    const outcome = await res.json();
-    text = outcome.issue?.[0]?.diagnostics ?? text;
-  } catch {
-    // not an OperationOutcome: keep the status
-  }
-  throw new Error(text);
-}
+import { $, post } from '/ui/page.js';
 
 function say(text) {
   const el = $('#action-result');

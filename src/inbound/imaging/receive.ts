@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { appendAudit } from '../../audit/append.ts';
 import { GatewayError } from '../../errors.ts';
 import { required } from '../../required.ts';
 import { boundaryOf, multipartParts, parseMediaType, type Part } from '../../imaging/multipart.ts';
@@ -11,7 +10,7 @@ import { DicomRecheck } from './recheck.ts';
 import { checkStudyMatches } from '../../imaging/study-match.ts';
 import { verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from '../../protocol/imaging-manifest.ts';
-import { findBySenderJti, insertInboxMessages, recordAuditIndexes } from '../inbox-store.ts';
+import { findBySenderJti, isConcurrentReplay, writeInboxMessages } from '../inbox-store.ts';
 import { receiptDigest } from '../../protocol/evidence.ts';
 import { envelopeDigest, PROTOCOL } from '../../protocol/wire.ts';
 import {
@@ -202,6 +201,9 @@ interface Received {
   meta: ReceiveMeta;
 }
 
+const concurrent = () =>
+  new GatewayError('UNAVAILABLE', 'a concurrent delivery of the same id is in progress; retry', { retryAfter: 1 });
+
 async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   const { iss: sender, jti, exchange, content_type } = r.verified.claims;
   const { receipt, claims } = await signImagingReceipt((await ctx.keyring.fresh()).signer(), {
@@ -215,52 +217,55 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   let auditIndex: number | undefined;
   try {
     auditIndex = await inTransaction(ctx.pool, async (client) => {
-      const inserted = await insertInboxMessages(client, [
-        {
-          id: r.messageId,
-          sender,
-          jti,
-          exchangeId: exchange,
-          envelope: r.envelope,
-          envelopeDigest: r.digest,
-          encKid: r.encKid,
-          senderKid: r.verified.senderKid,
-          senderJwk: r.verified.senderJwk,
-          receiptId: claims.jti,
-          receipt,
-          receivedAt: r.now,
-          purposeOfUse: r.verified.purposeOfUse,
-        },
-      ]);
-      if (!inserted.has(r.messageId))
-        throw new GatewayError('UNAVAILABLE', 'a concurrent delivery of the same id is in progress; retry', {
-          retryAfter: 1,
-        });
+      const stored = await writeInboxMessages(
+        client,
+        [
+          {
+            row: {
+              id: r.messageId,
+              sender,
+              jti,
+              exchangeId: exchange,
+              envelope: r.envelope,
+              envelopeDigest: r.digest,
+              encKid: r.encKid,
+              senderKid: r.verified.senderKid,
+              senderJwk: r.verified.senderJwk,
+              receiptId: claims.jti,
+              receipt,
+              receivedAt: r.now,
+              purposeOfUse: r.verified.purposeOfUse,
+            },
+            audit: {
+              type: 'inbox.accepted',
+              outcome: 'success',
+              agent: {
+                type: 'partner',
+                id: sender,
+                ...(r.meta.remoteAddress ? { network: r.meta.remoteAddress } : {}),
+              },
+              entity: [
+                { type: 'inbox-message', id: r.messageId, digest: r.digest },
+                { type: 'imaging-content', id: r.messageId, digest: r.contentDigest },
+                { type: 'delivery', id: jti },
+                { type: 'exchange', id: exchange },
+                { type: 'receipt', id: claims.jti, digest: receiptDigest(receipt) },
+              ],
+              detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+              ...(r.verified.purposeOfUse ? { purposeOfUse: r.verified.purposeOfUse } : {}),
+            },
+          },
+        ],
+        { forward: undefined },
+        r.now,
+      ).catch((err: unknown) => Promise.reject(isConcurrentReplay(err) ? concurrent() : err));
+      const index = stored.get(r.messageId);
+      if (index === undefined) throw concurrent();
       await client.query(
         'INSERT INTO imaging_inbox_content (message_id, content_type, content_path, content_length, content_jwe_length) VALUES ($1, $2, $3, $4, $5)',
         [r.messageId, content_type, r.file.path, r.length, r.contentJweLength],
       );
-      const indexes = await appendAudit(
-        client,
-        [
-          {
-            type: 'inbox.accepted',
-            outcome: 'success',
-            agent: { type: 'partner', id: sender, ...(r.meta.remoteAddress ? { network: r.meta.remoteAddress } : {}) },
-            entity: [
-              { type: 'inbox-message', id: r.messageId, digest: r.digest },
-              { type: 'imaging-content', id: r.messageId, digest: r.contentDigest },
-              { type: 'delivery', id: jti },
-              { type: 'exchange', id: exchange },
-              { type: 'receipt', id: claims.jti, digest: receiptDigest(receipt) },
-            ],
-            detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
-            ...(r.verified.purposeOfUse ? { purposeOfUse: r.verified.purposeOfUse } : {}),
-          },
-        ],
-        r.now,
-      );
-      return (await recordAuditIndexes(client, [r.messageId], indexes)).get(r.messageId);
+      return index;
     });
   } catch (err) {
     await r.file.discard();

@@ -1,6 +1,5 @@
 // The sign-in security page's one script: WebAuthn ceremonies (passkeys) and the code forms.
-// Every request is a same-origin JSON POST, which the gateway's cross-site check requires.
-const $ = (sel) => document.querySelector(sel);
+import { $, post } from '/ui/page.js';
 const main = $('#mfa');
 
 const toBytes = (b64url) => {
@@ -12,24 +11,6 @@ const toB64url = (buffer) =>
     .replace(/\+/g, '-')
     .replace(/\//g, '_')
     .replace(/=+$/, '');
-
-async function post(url, body) {
-  const res = await fetch(url, {
-    method: 'POST',
-    credentials: 'same-origin',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(body ?? {}),
-  });
-  if (res.ok) return res.status === 204 ? {} : res.json();
-  let text = `HTTP ${res.status}`;
-  try {
-    const outcome = await res.json();
-    text = outcome.issue?.[0]?.diagnostics ?? text;
-  } catch {
-    // not an OperationOutcome: keep the status
-  }
-  throw new Error(text);
-}
 
 function fail(message) {
   const el = $('#mfa-error');

@@ -41,6 +41,8 @@ export interface ImagingSubmission {
   purposeHeader?: string | string[];
   /** The purpose the client's registration gives when a submission states none. */
   clientPurposeOfUse?: readonly string[];
+  /** Where the exchange's state changes go as response messages (`response-url`, already checked). */
+  responseUrl?: string | undefined;
 }
 
 export interface ImagingAccepted {
@@ -266,6 +268,7 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
         contentDigest,
         idempotencyKey: s.idempotencyKey ?? null,
         purposeOfUse: x.purposeOfUse,
+        responseUrl: s.responseUrl ?? null,
       },
       deliveries,
       audit,

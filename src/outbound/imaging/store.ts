@@ -27,6 +27,8 @@ export interface ImagingIntakeRecord {
     contentDigest: string;
     idempotencyKey: string | null;
     purposeOfUse: string[];
+    /** Where its state changes are notified (a checked response-url), if the client gave one. */
+    responseUrl: string | null;
   };
   deliveries: ImagingDeliveryRecord[];
   audit: AuditInput[];
@@ -46,8 +48,8 @@ export async function writeImagingIntake(
   return inTransaction(pool, async (db) => {
     const e = r.exchange;
     const { rowCount } = await db.query(
-      `INSERT INTO imaging_exchanges (id, client_id, content_type, instances, content_length, content_digest, idempotency_key, purpose_of_use)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+      `INSERT INTO imaging_exchanges (id, client_id, content_type, instances, content_length, content_digest, idempotency_key, purpose_of_use, response_url)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
       [
         e.id,
@@ -58,6 +60,7 @@ export async function writeImagingIntake(
         e.contentDigest,
         e.idempotencyKey,
         e.purposeOfUse,
+        e.responseUrl,
       ],
     );
     if (rowCount === 0) {
