@@ -19,17 +19,18 @@ export function kwpWrap(plain: Buffer, encrypt: Block): Buffer {
   AIV.copy(a);
   a.writeUInt32BE(plain.length, 4);
   if (n === 1) return encrypt(Buffer.concat([a, p]));
-  const r: Buffer[] = Array.from({ length: n }, (_, i) => p.subarray(i * 8, i * 8 + 8));
+  // R[1..n] in place in r, the semiblock i at i * 8.
+  const r = Buffer.from(p);
+  p.fill(0);
   let acc: Buffer = a;
   for (let j = 0; j <= 5; j++) {
     for (let i = 0; i < n; i++) {
-      const b = encrypt(Buffer.concat([acc, r[i]!]));
+      const b = encrypt(Buffer.concat([acc, r.subarray(i * 8, i * 8 + 8)]));
       acc = xorCounter(b.subarray(0, 8), n * j + i + 1);
-      r[i] = b.subarray(8, 16);
+      b.copy(r, i * 8, 8, 16);
     }
   }
-  p.fill(0);
-  return Buffer.concat([acc, ...r]);
+  return Buffer.concat([acc, r]);
 }
 
 export function kwpUnwrap(wrapped: Buffer, decrypt: Block): Buffer {
@@ -43,15 +44,15 @@ export function kwpUnwrap(wrapped: Buffer, decrypt: Block): Buffer {
     p = b.subarray(8);
   } else {
     acc = wrapped.subarray(0, 8);
-    const r = Array.from({ length: n }, (_, i) => wrapped.subarray(8 + i * 8, 16 + i * 8));
+    const r = Buffer.from(wrapped.subarray(8));
     for (let j = 5; j >= 0; j--) {
       for (let i = n - 1; i >= 0; i--) {
-        const b = decrypt(Buffer.concat([xorCounter(acc, n * j + i + 1), r[i]!]));
+        const b = decrypt(Buffer.concat([xorCounter(acc, n * j + i + 1), r.subarray(i * 8, i * 8 + 8)]));
         acc = b.subarray(0, 8);
-        r[i] = b.subarray(8, 16);
+        b.copy(r, i * 8, 8, 16);
       }
     }
-    p = Buffer.concat(r);
+    p = r;
   }
   const length = acc.readUInt32BE(4);
   const padded = p.length;
@@ -68,10 +69,8 @@ export function kwpUnwrap(wrapped: Buffer, decrypt: Block): Buffer {
 }
 
 function xorCounter(half: Buffer, t: number): Buffer {
-  const out = Buffer.from(half);
-  const tb = Buffer.alloc(8);
-  tb.writeBigUInt64BE(BigInt(t));
-  for (let k = 0; k < 8; k++) out[k]! ^= tb[k]!;
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(half.readBigUInt64BE(0) ^ BigInt(t));
   return out;
 }
 
