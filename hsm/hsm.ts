@@ -15,7 +15,7 @@ import {
 import { signDigest, digest, type SignAlg } from './sign.ts';
 import { deriveConcatKdf, type KdfMode } from './ecdh.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, generateAesKey } from './secret-key.ts';
-import { generateWrappingKey, offersPqMechanisms, unwrapSecret, wrapSecret } from './key-wrap.ts';
+import { generateWrappingKey, offersPqMechanisms, unwrapSecret, wrapSecret, wrapsNatively } from './key-wrap.ts';
 import { describeSecretKey, generateHmacKey, hmacSha256, type HsmSecretInfo } from './hmac.ts';
 import { missingMechanisms, type USED_MECHANISMS } from './mechanisms.ts';
 
@@ -36,6 +36,8 @@ export class Hsm {
   readonly #p11: Pkcs11;
   readonly #pool: SessionPool;
   readonly #handles = new Map<string, { handle: Buffer; generation: number }>();
+  /** Whether the module wraps with CKM_AES_KEY_WRAP_PAD itself (see key-wrap.ts), asked once. */
+  #nativeWrap: boolean | undefined;
   #closed = false;
 
   private constructor(library: string, p11: Pkcs11, pool: SessionPool) {
@@ -241,16 +243,20 @@ export class Hsm {
   /** A new AES-256 key on the token that may only wrap and unwrap; returns its CKA_ID. */
   async generateWrappingKey(label: string): Promise<string> {
     const id = randomBytes(16);
-    await this.#run('key generation', (session, p11) => generateWrappingKey(p11, session, label, id));
+    await this.#run('key generation', (session, p11) =>
+      generateWrappingKey(p11, session, label, id, this.#wrapsNatively(session, p11)),
+    );
     return id.toString('hex');
   }
 
-  /** Wrap software key material (CKM_AES_KEY_WRAP_PAD) under the token wrapping key `id`. */
+  /** Wrap software key material (RFC 5649, CKM_AES_KEY_WRAP_PAD or composed) under the token wrapping key `id`. */
   wrapSecret(id: string, secret: Buffer): Promise<Buffer> {
     return this.#run(
       'key wrapping',
       (session, p11) =>
-        this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, async (key) => wrapSecret(p11, session, key, secret)),
+        this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, async (key) =>
+          wrapSecret(p11, session, key, secret, this.#wrapsNatively(session, p11)),
+        ),
       true,
     );
   }
@@ -261,7 +267,7 @@ export class Hsm {
       'key unwrapping',
       (session, p11) =>
         this.#withKey(session, id, pkcs11js.CKO_SECRET_KEY, async (key) =>
-          unwrapSecret(p11, session, key, wrapped, length),
+          unwrapSecret(p11, session, key, wrapped, length, this.#wrapsNatively(session, p11)),
         ),
       true,
     );
@@ -292,6 +298,11 @@ export class Hsm {
     this.#closed = true;
     this.#pool.close();
     releaseModule(this.#library);
+  }
+
+  #wrapsNatively(session: Buffer, p11: Pkcs11): boolean {
+    this.#nativeWrap ??= wrapsNatively(p11, session);
+    return this.#nativeWrap;
   }
 
   /** The key object of class `cls` (private or secret) with this CKA_ID; ids are random, so one id names one key. */

@@ -97,7 +97,7 @@ async function failoverUnderLoad(b: Receiver, mode: 'async' | 'sync'): Promise<v
     );
     const databaseUrl = `postgres://gateway:cluster-test@127.0.0.1:${primary.port},127.0.0.1:${standby.port}/gateway?target_session_attrs=read-write`;
     const org = `urn:test:failover-${mode}`;
-    const a = await startFaultGateway({ ORG_ID: org }, databaseUrl);
+    const a = await startFaultGateway({ ORG_ID: org, RATE_LIMIT: '0' }, databaseUrl);
     gw = a;
     // A and B are each other's partners, by their published endpoints.
     await request(a.url)

@@ -104,7 +104,8 @@ describe('two serve and two worker processes, restarted one at a time under load
     await admin.end();
     // The first serve process migrates and holds the test's client and partner; the rest join it.
     gw = await startFaultGateway(
-      { ...hsmEnv, ...DUE_EVERY_RUN },
+      // RATE_LIMIT=0: the EHR load client is not limited; the rate-limit check uses a client limited of its own.
+      { ...hsmEnv, ...DUE_EVERY_RUN, RATE_LIMIT: '0' },
       cluster.url.replace(/\/postgres$/, '/gateway'),
       'serve',
     );
