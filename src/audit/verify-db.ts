@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Queryable } from '../db/pool.ts';
 import { nodeHasher } from './hasher.ts';
 import { equalHash, rootOfUnits, verifyConsistency, type Hash } from './verifier/merkle.ts';
@@ -20,7 +21,23 @@ const BATCH = 5_000;
  * the tree head at every checkpoint's size, each checkpoint's signature and
  * stored consistency proof, and the stored tiles. One streaming pass, O(n).
  */
-export async function verifyLiveLog(db: Queryable, keys: EvidenceKey[], deps: VerifyDeps): Promise<DbVerifyReport> {
+export async function verifyLiveLog(pool: pg.Pool, keys: EvidenceKey[], deps: VerifyDeps): Promise<DbVerifyReport> {
+  // One snapshot for all its reads: the gateway may go on appending while it runs, and entries
+  // committed between two reads would otherwise look inserted beyond the head.
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      return await verifySnapshot(client, keys, deps);
+    } finally {
+      await client.query('ROLLBACK');
+    }
+  } finally {
+    client.release();
+  }
+}
+
+async function verifySnapshot(db: Queryable, keys: EvidenceKey[], deps: VerifyDeps): Promise<DbVerifyReport> {
   const { rows: cps } = await db.query<{
     seq: string;
     tree_size: string;

@@ -174,6 +174,34 @@ describe('audit log, checkpoints and evidence', () => {
     }
   });
 
+  it('verify --db reads one snapshot: entries appended while it runs are neither inserted nor missing', async () => {
+    const keys = await auditKeys(
+      ctx(),
+      parseCheckpoint(parseSignedNote((await latestCheckpoint(ctx().pool))!.note).body).origin,
+    );
+    const pool = ctx().pool;
+    let appended = 0;
+    // A real append on another connection, committed right after the verifier has read the head.
+    const racing = Object.create(pool) as pg.Pool;
+    racing.connect = (async () => {
+      const client = await pool.connect();
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const result = await query(...args);
+        if (!appended && String(args[0]).startsWith('SELECT size FROM audit_head')) {
+          appended = (await append(3, 3)).length;
+          (client as unknown as { query: unknown }).query = query;
+        }
+        return result;
+      };
+      return client;
+    }) as never;
+    const report = await verifyLiveLog(racing, keys, nodeVerifyDeps);
+    expect(appended).toBe(3);
+    expect(report.problem).toBeUndefined();
+    expect(report.ok).toBe(true);
+  });
+
   it('verify --db passes on the live log, and names a row altered by a superuser', async () => {
     const keys = await auditKeys(
       ctx(),

@@ -50,7 +50,7 @@ describe('embedded defaults (README quick start)', () => {
     const listed = await runCli(['keys', 'list', '--json'], env);
     expect(listed.code, listed.stderr).toBe(0);
     const keys = JSON.parse(listed.stdout) as Array<{ kid: string; use: string; state: string }>;
-    expect(keys.map((k) => k.use).sort()).toEqual(['audit', 'blinding', 'enc', 'sig']);
+    expect(keys.map((k) => k.use).sort()).toEqual(['audit', 'blinding', 'enc', 'pq-enc', 'pq-sig', 'sig']);
     expect(keys.every((k) => k.state === 'active')).toBe(true);
 
     first.kill('SIGTERM');
@@ -66,7 +66,7 @@ describe('embedded defaults (README quick start)', () => {
       // Same keys after the restart: nothing regenerated (the audit and blinding keys are not published).
       expect(jwks.keys.map((k) => k.kid).sort()).toEqual(
         keys
-          .filter((k) => k.use === 'sig' || k.use === 'enc')
+          .filter((k) => ['sig', 'enc', 'pq-sig', 'pq-enc'].includes(k.use))
           .map((k) => k.kid)
           .sort(),
       );

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
@@ -15,13 +16,24 @@ describe('foundation: a gateway on real PostgreSQL and a real SoftHSM token', ()
     expect(ready.body.checks).toEqual({ database: 'ok', hsm: 'ok', queue: 'ok', validator: 'ok' });
   });
 
-  it('publishes one signing and one encryption key with RFC 7638 kids', async () => {
+  it('publishes one signing and one encryption key of each kind, EC and post-quantum, with RFC 7638 kids', async () => {
     const res = await request(gw.app.server).get('/.well-known/jwks.json').expect(200);
     expect(res.headers['cache-control']).toMatch(/max-age=\d+/);
     const { calculateJwkThumbprint } = await import('jose');
     const keys = res.body.keys as Array<Record<string, string>>;
-    expect(keys.map((k) => `${k.use}/${k.alg}`).sort()).toEqual(['enc/ECDH-ES', 'sig/ES256']);
-    for (const k of keys) {
+    expect(keys.map((k) => `${k.use}/${k.alg}`).sort()).toEqual([
+      'enc/ECDH-ES',
+      'enc/ML-KEM-768',
+      'sig/ES256',
+      'sig/ML-DSA-65',
+    ]);
+    for (const k of keys.filter((key) => key.kty === 'AKP')) {
+      expect(k).not.toHaveProperty('priv');
+      // RFC 9964: the thumbprint's required members of an AKP key are alg, kty and pub.
+      const members = JSON.stringify({ alg: k.alg, kty: k.kty, pub: k.pub });
+      expect(k.kid).toBe(createHash('sha256').update(members).digest('base64url'));
+    }
+    for (const k of keys.filter((key) => key.kty !== 'AKP')) {
       expect(k.kty).toBe('EC');
       expect(k.crv).toBe('P-256');
       expect(k).not.toHaveProperty('d');
