@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestToken } from './hsm.ts';
+import { createTestDatabase } from './db.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 
 /** p11-kit's client module: what a gateway loads as HSM_MODULE to reach a token served by `p11-kit server`. */
 export const P11_KIT_CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so';
@@ -48,4 +50,19 @@ export function p11KitServer(token: TestToken): P11KitServer {
       server = undefined;
     },
   };
+}
+
+/** A gateway's configuration on a fresh test database, its HSM the token behind p11-kit's client module. */
+export async function p11KitGatewayConfig(token: TestToken, extra: Record<string, string> = {}): Promise<Config> {
+  return loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATABASE_URL: await createTestDatabase(),
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'gw-test-data-')),
+    HSM_MODULE: P11_KIT_CLIENT,
+    HSM_TOKEN_LABEL: token.label,
+    HSM_PIN: token.pin,
+    HSM_SESSIONS: '2',
+    ...extra,
+  });
 }

@@ -182,18 +182,27 @@ describe('audit log, checkpoints and evidence', () => {
     const pool = ctx().pool;
     let appended = 0;
     // A real append on another connection, committed right after the verifier has read the head.
-    const racing = Object.create(pool) as pg.Pool;
-    racing.connect = (async () => {
-      const client = await pool.connect();
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+    // Whether the verifier queries the pool or a connection of its own, the append lands after its head read.
+    const afterHeadRead =
+      (query: (...args: unknown[]) => Promise<unknown>) =>
+      async (...args: unknown[]) => {
         const result = await query(...args);
-        if (!appended && String(args[0]).startsWith('SELECT size FROM audit_head')) {
+        if (!appended && String(args[0]).startsWith('SELECT size FROM audit_head'))
           appended = (await append(3, 3)).length;
-          (client as unknown as { query: unknown }).query = query;
-        }
         return result;
       };
+    const racing = Object.create(pool) as pg.Pool;
+    racing.query = afterHeadRead(pool.query.bind(pool) as never) as never;
+    racing.connect = (async () => {
+      const client = await pool.connect();
+      const query = client.query;
+      client.query = afterHeadRead(query.bind(client) as never) as never;
+      const release = client.release;
+      client.release = ((err?: Error | boolean) => {
+        client.query = query;
+        client.release = release;
+        return release.call(client, err);
+      }) as never;
       return client;
     }) as never;
     const report = await verifyLiveLog(racing, keys, nodeVerifyDeps);

@@ -14,17 +14,12 @@
  * output itself can be checked: a valid signature or a 503, nothing else.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
 import { compactVerify, importJWK, type JWK } from 'jose';
 import { createTestToken, type TestToken } from '../helpers/hsm.ts';
-import { P11_KIT_CLIENT, p11KitServer, type P11KitServer } from '../helpers/p11-kit.ts';
-import { createTestDatabase } from '../helpers/db.ts';
-import { loadConfig } from '../../src/config.ts';
+import { p11KitGatewayConfig, p11KitServer, type P11KitServer } from '../helpers/p11-kit.ts';
 import { buildApp } from '../../plugins/app.ts';
 import { signCompact } from '../../src/jose/jws.ts';
 import { HsmError } from '../../hsm/hsm.ts';
@@ -68,17 +63,7 @@ describe('HSM unavailable during operation', () => {
     server = p11KitServer(token);
     await server.start();
     process.env.P11_KIT_SERVER_ADDRESS = server.address;
-    const config = loadConfig({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATABASE_URL: await createTestDatabase(),
-      DATA_DIR: mkdtempSync(join(tmpdir(), 'gw-test-data-')),
-      HSM_MODULE: P11_KIT_CLIENT,
-      HSM_TOKEN_LABEL: token.label,
-      HSM_PIN: token.pin,
-      HSM_SESSIONS: '2',
-      LOG_LEVEL: 'silent',
-    });
+    const config = await p11KitGatewayConfig(token, { LOG_LEVEL: 'silent' });
     app = await buildApp(config, { logger: false });
     // Test-only route: sign the body with the gateway signing key and return the JWS.
     app.post('/test/sign', { preHandler: requireScope(app.ctx, SCOPE_ADMIN) }, async (req, reply) => {

@@ -19,13 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import type { JWK } from 'jose';
 import { createTestToken, type TestToken } from '../helpers/hsm.ts';
-import { P11_KIT_CLIENT, p11KitServer, type P11KitServer } from '../helpers/p11-kit.ts';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createTestDatabase } from '../helpers/db.ts';
+import { P11_KIT_CLIENT, p11KitGatewayConfig, p11KitServer, type P11KitServer } from '../helpers/p11-kit.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner } from '../helpers/envelopes.ts';
-import { loadConfig } from '../../src/config.ts';
 import { buildApp } from '../../plugins/app.ts';
 import { Hsm } from '../../hsm/hsm.ts';
 import { pkcs11js } from '../../hsm/module.ts';
@@ -180,16 +175,7 @@ describe('the gateway HSM operations through p11-kit remoting', () => {
 
   it('a gateway on this module names what it lacks at start, and answers a delivery it cannot open 503, never 500', async () => {
     const lines: string[] = [];
-    const config = loadConfig({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATABASE_URL: await createTestDatabase(),
-      DATA_DIR: mkdtempSync(join(tmpdir(), 'gw-test-data-')),
-      HSM_MODULE: P11_KIT_CLIENT,
-      HSM_TOKEN_LABEL: token.label,
-      HSM_PIN: token.pin,
-      HSM_SESSIONS: '2',
-    });
+    const config = await p11KitGatewayConfig(token);
     const app = await buildApp(config, {
       logger: { level: 'error', stream: { write: (line: string) => void lines.push(line) } },
     });
