@@ -13,7 +13,21 @@ import { postmasterOf, walSegments } from '../helpers/data-dir.ts';
  */
 describe('embedded defaults (README quick start)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'gw-embedded-'));
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  // A failed assertion must not leave a gateway (and its PostgreSQL) running after the file.
+  const started: Array<ReturnType<typeof spawnCli>> = [];
+  const start = (env: NodeJS.ProcessEnv) => {
+    const child = spawnCli(['start'], env);
+    started.push(child);
+    return child;
+  };
+  afterAll(async () => {
+    for (const child of started)
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await exited(child);
+      }
+    rmSync(dataDir, { recursive: true, force: true });
+  });
 
   it('starts on first run, serves admin commands from a second shell, stops cleanly and restarts fast', async () => {
     const port = await freePort();
@@ -22,7 +36,7 @@ describe('embedded defaults (README quick start)', () => {
     delete env.EMBEDDED_PG_PROFILE;
     const ready = async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200;
 
-    const first = spawnCli(['start'], env);
+    const first = start(env);
     try {
       const ms = await waitFor(ready, 60_000, 'first start /ready');
       expect(ms).toBeLessThan(60_000);
@@ -57,7 +71,7 @@ describe('embedded defaults (README quick start)', () => {
     expect(await exited(first)).toBe(0);
     expect(existsSync(join(dataDir, 'pg', 'postmaster.pid'))).toBe(false); // embedded PostgreSQL stopped too
 
-    const second = spawnCli(['start'], env);
+    const second = start(env);
     try {
       expect(await waitFor(ready, 10_000, 'restart /ready')).toBeLessThan(10_000);
       const jwks = (await (await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`)).json()) as {
