@@ -135,7 +135,11 @@ async function failoverUnderLoad(b: Receiver, mode: 'async' | 'sync'): Promise<v
       async () => load.tries.some((t) => t.status === 202 && t.sentAt >= promotedAt),
       30_000,
       'a submission acknowledged after promotion',
-    );
+    ).catch((err: Error) => {
+      // A stall here is only diagnosable with what the clients saw last and what the gateway logged.
+      const last = load.tries.slice(-8).map((t) => ({ ...t, sentAt: t.sentAt - promotedAt }));
+      throw new Error(`${err.message}\nlast tries (ms after promotion): ${JSON.stringify(last)}\n${a.child.output()}`);
+    });
     await sleep(2_000);
     await load.stop();
     expect(a.child.exitCode, a.child.output()).toBeNull();
