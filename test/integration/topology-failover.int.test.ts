@@ -137,7 +137,9 @@ async function failoverUnderLoad(b: Receiver, mode: 'async' | 'sync'): Promise<v
       'a submission acknowledged after promotion',
     ).catch((err: Error) => {
       // A stall here is only diagnosable with what the clients saw last and what the gateway logged.
-      const last = load.tries.slice(-8).map((t) => ({ ...t, sentAt: t.sentAt - promotedAt }));
+      const last = load.tries
+        .slice(-8)
+        .map((t) => ({ ...t, sentAt: t.sentAt - promotedAt, answeredAt: t.answeredAt - promotedAt }));
       throw new Error(`${err.message}\nlast tries (ms after promotion): ${JSON.stringify(last)}\n${a.child.output()}`);
     });
     await sleep(2_000);
