@@ -230,6 +230,18 @@ export const schema = {
   deliveryTimeout: duration('DELIVERY_TIMEOUT', 'Timeout of one delivery attempt', '30s'),
   deliveryMaxAttempts: int('DELIVERY_MAX_ATTEMPTS', 'Attempts before a delivery is marked failed', 12, 1, 100),
   deliveryHorizon: duration('DELIVERY_HORIZON', 'Longest time a delivery is retried before it is marked failed', '24h'),
+  protocolV2: oneOf(
+    'PROTOCOL_V2',
+    'Post-quantum protocol v2 (ML-KEM hybrid envelopes, ES256 + ML-DSA signatures): on publishes our post-quantum keys and sends v2 to every partner that publishes both of its own; off sends and asks for v1 only',
+    ['on', 'off'] as const,
+    'off',
+  ),
+  pqDowngrade: oneOf(
+    'PQ_DOWNGRADE',
+    'When a partner once seen with post-quantum keys no longer publishes them: hold keeps its deliveries waiting for an operator (gateway deliveries downgrade); allow-v1 sends them as v1',
+    ['hold', 'allow-v1'] as const,
+    'hold',
+  ),
   retentionOutbound: duration(
     'RETENTION_OUTBOUND',
     'How long a delivered bundle envelope (its signed receipt verified) is kept before its sealed content is purged; 0 keeps it forever',

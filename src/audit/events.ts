@@ -421,6 +421,20 @@ export const AUDIT_EVENTS = {
     recordedBy: 'partner suspension (console and CLI)',
     balp: 'Update',
   },
+  'partner.downgrade-detected': {
+    description:
+      'A partner once seen with post-quantum keys no longer publishes them: its deliveries sealed as v1 wait, pending, for an operator (PQ_DOWNGRADE=hold).',
+    outcome: ['success'],
+    recordedBy: 'protocol negotiation at intake',
+    balp: 'Update',
+  },
+  'partner.downgrade-decided': {
+    description:
+      'Deliveries to a partner without post-quantum keys may go as v1 (allow-v1; waiting ones are queued again) or must wait (hold), decided by an operator or by PQ_DOWNGRADE=allow-v1.',
+    outcome: ['success'],
+    recordedBy: 'gateway deliveries downgrade (CLI), protocol negotiation at intake',
+    balp: 'Update',
+  },
   'partner.removed': {
     description: 'A partner organisation was removed from the directory.',
     outcome: ['success'],

@@ -6,7 +6,7 @@ import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
 import { JwksFetcher, DEFAULT_JWKS_LIMITS, type DirectoryLogger as Logger, type JwksLimits } from './jwks-fetch.ts';
 import { checkJwks, selectEncryptionKey, type Jwks, type PartnerJwk } from './jwks.ts';
-import { observePartnerKeys } from './partner-key-log.ts';
+import { everPublishedPqKeys, observePartnerKeys } from './partner-key-log.ts';
 import { partnerSigningKey, type KeyScope } from './signing-keys.ts';
 import {
   deletePartner,
@@ -71,6 +71,7 @@ export class Directory {
   readonly #logger: Logger;
   readonly #limits: JwksLimits;
   readonly #resolved = new Map<string, { at: number; partners: Partner[] }>();
+  readonly #everPq = new Map<string, { at: number; value: boolean }>();
   readonly #jwks: JwksFetcher;
 
   constructor(deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger; limits?: Partial<JwksLimits> }) {
@@ -128,7 +129,13 @@ export class Directory {
       const out = await change(db);
       await appendAudit(db, [{ type, outcome: 'success', agent: actor, entity: [{ type: 'partner', id }] }]);
       return out;
-    }).finally(() => this.#resolved.clear());
+    }).finally(() => this.forget());
+  }
+
+  /** Drop cached answers, after a change to a partner in this process. */
+  forget(): void {
+    this.#resolved.clear();
+    this.#everPq.clear();
   }
 
   async add(input: PartnerInput, actor: DirectoryActor = CLI_ACTOR): Promise<Partner> {
@@ -226,6 +233,25 @@ export class Directory {
 
   async #keys(p: Partner): Promise<Jwks> {
     return p.jwks ?? this.#jwks.get(jwksUriOf(p));
+  }
+
+  /** The partner's published key set (inline, or fetched and cached from its jwks_uri). */
+  async publishedKeys(p: Partner): Promise<Jwks> {
+    return this.#keys(p);
+  }
+
+  /**
+   * Whether the key-transparency log has ever seen the partner publish a
+   * post-quantum key. Once true it stays true (the log keeps every key it
+   * saw); a false answer is cached like resolve().
+   */
+  async hasPublishedPqKeys(partnerId: string): Promise<boolean> {
+    const hit = this.#everPq.get(partnerId);
+    if (hit && (hit.value || hit.at > Date.now() - RESOLVE_TTL_MS)) return hit.value;
+    const value = await everPublishedPqKeys(this.#pool, partnerId);
+    if (this.#everPq.size >= 1000) this.#everPq.clear();
+    this.#everPq.set(partnerId, { at: Date.now(), value });
+    return value;
   }
 
   /** The partner's current encryption key (use enc, ECDH-ES, P-256/P-384); refused with a clear error if unusable. */

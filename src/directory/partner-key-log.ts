@@ -188,3 +188,12 @@ export async function partnerWasPq(db: Queryable, partnerId: string): Promise<bo
   );
   return (rows[0]?.n ?? 0) === 2;
 }
+
+/** Whether this partner was ever seen publishing a post-quantum (RFC 9964 AKP) key. */
+export async function everPublishedPqKeys(db: Queryable, partnerId: string): Promise<boolean> {
+  const { rows } = await db.query(
+    "SELECT 1 FROM partner_keys_seen WHERE partner_id = $1 AND jwk->>'kty' = 'AKP' LIMIT 1",
+    [partnerId],
+  );
+  return rows.length > 0;
+}

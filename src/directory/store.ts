@@ -4,6 +4,9 @@ import { required } from '../required.ts';
 
 export type PartnerStatus = 'active' | 'suspended';
 
+/** A decision about a partner that stopped publishing its post-quantum keys (null: none needed). */
+export type PqDowngrade = 'held' | 'allow-v1' | null;
+
 /**
  * A suspended partner is sent nothing (src/outbound/partner-suspension.ts):
  * its deliveries, and the processed receipts owed to it, wait with no attempt spent.
@@ -18,6 +21,8 @@ export interface Partner {
   jwksUri: string | null;
   jwks: Jwks | null;
   status: PartnerStatus;
+  /** Held or allowed after it stopped publishing its post-quantum keys (src/outbound/partner-suspension.ts). */
+  pqDowngrade: PqDowngrade;
   /** The identifier its EHRs use for it (MessageHeader receiver/sender), if registered. */
   identifier?: { system: string; value: string } | undefined;
   createdAt: Date;
@@ -31,6 +36,7 @@ interface Row {
   jwks_uri: string | null;
   jwks: Jwks | null;
   status: PartnerStatus;
+  pq_downgrade: PqDowngrade;
   identifier_system: string | null;
   identifier_value: string | null;
   created_at: Date;
@@ -44,6 +50,7 @@ const toPartner = (r: Row): Partner => ({
   jwksUri: r.jwks_uri,
   jwks: r.jwks,
   status: r.status,
+  pqDowngrade: r.pq_downgrade ?? null,
   ...(r.identifier_system !== null && r.identifier_value !== null
     ? { identifier: { system: r.identifier_system, value: r.identifier_value } }
     : {}),
@@ -124,4 +131,19 @@ export async function setPartnerStatus(db: Queryable, id: string, status: Partne
     status,
   ]);
   return (rowCount ?? 0) > 0;
+}
+
+/** Record a downgrade decision; the previous one, or undefined when there is no such partner. */
+export async function setPqDowngrade(
+  db: Queryable,
+  id: string,
+  decision: PqDowngrade,
+): Promise<PqDowngrade | undefined> {
+  const { rows } = await db.query<{ before: PqDowngrade }>(
+    `UPDATE partners p SET pq_downgrade = $2, updated_at = now()
+       FROM (SELECT id, pq_downgrade AS before FROM partners WHERE id = $1 FOR UPDATE) o
+      WHERE p.id = o.id RETURNING o.before`,
+    [id, decision],
+  );
+  return rows[0] ? rows[0].before : undefined;
 }

@@ -128,7 +128,7 @@ export class Keyring {
    * (enc: envelopes still in their retry window; sig: signatures still being
    * verified). Destroyed keys leave the JWKS; the key history keeps them.
    */
-  jwks(): { keys: (PublishedJwk | AkpPublicJwk)[] } {
+  jwks(options: { pq?: boolean } = {}): { keys: (PublishedJwk | AkpPublicJwk)[] } {
     const byRank = (a: GatewayKeyRow, b: GatewayKeyRow) =>
       (PUBLISHED_RANK[a.state] ?? 0) - (PUBLISHED_RANK[b.state] ?? 0) ||
       b.created_at.getTime() - a.created_at.getTime();
@@ -143,7 +143,7 @@ export class Keyring {
       .filter((k) => k.state in PUBLISHED_RANK)
       .sort((a, b) => a.use.localeCompare(b.use) || byRank(a, b))
       .map((k) => akpPublicJwk({ alg: k.alg as PqAlg, pub: k.public_jwk.pub, kid: k.kid }));
-    return { keys: [...keys, ...pq] };
+    return { keys: options.pq === false ? keys : [...keys, ...pq] };
   }
 
   /** Audit checkpoint keys, for offline verifiers. */

@@ -7,6 +7,7 @@ import { transmit, type DeliveryContext } from './transmit.ts';
 import { recordAttempt, type AttemptResult } from './attempt-ledger.ts';
 import { unpackCompactJwe } from '../jose/packed-jwe.ts';
 import { holdsDeliveries } from './partner-suspension.ts';
+import { heldForDowngrade } from '../protocol/v2-negotiation.ts';
 
 export type { DeliveryContext } from './transmit.ts';
 
@@ -37,8 +38,10 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
   // A job that outlived a crash while a later attempt is already scheduled: leave it to that job.
   if (d.next_attempt_at && d.next_attempt_at.getTime() > Date.now() + 1_000) return 'skipped';
   const partner = await ctx.directory.get(d.partner_id);
-  // A suspended partner: the delivery waits, pending, until resumePartner queues it again.
-  if (partner && holdsDeliveries(partner)) return 'skipped';
+  // A suspended partner, or a v1 envelope to one held after a downgrade: the delivery waits, pending,
+  // until resumePartner or decideDowngrade queues it again.
+  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, unpackCompactJwe(d.envelope))))
+    return 'skipped';
   const started = new Date();
   const result: AttemptResult = partner
     ? await transmit(ctx, {

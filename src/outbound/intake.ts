@@ -167,7 +167,8 @@ export async function acceptSubmission(
     if (mismatch) throw mismatch;
     return { exchangeId: repeat.first.id, replayed: true, deliveries: 0 };
   }
-  const signer = (await ctx.keyring.fresh()).signer('sig');
+  const keyring = await ctx.keyring.fresh();
+  const signers = { signer: keyring.signer('sig'), pq: () => keyring.pqSigner() };
   // Whose records these are, blinded in the HSM: the accounting of disclosures finds them by it.
   const patients = await blindPatients(ctx, patientIdentifiers(s.bundle));
   const named = patients.length ? { patients } : {};
@@ -210,7 +211,7 @@ export async function acceptSubmission(
   };
   const deliveries: SealedDelivery[] = await Promise.all(
     recipients.map(async (r) => {
-      const sealed = await signAndSeal(signer, r, envelope, named);
+      const sealed = await signAndSeal(signers, r, envelope, named);
       audit.push(...sealed.audit);
       return {
         id: r.deliveryId,

@@ -3,8 +3,13 @@ import type { GatewayContext } from '../gateway-context.ts';
 import type { Partner, PartnerJwk } from '../directory/directory.ts';
 import { GatewayError } from '../errors.ts';
 import { signCompact } from '../jose/jws.ts';
+import { signDual, type PqSigner } from '../jose/pq/dual-jws.ts';
+import { sealHybridCompact } from '../jose/pq/hybrid-jwe.ts';
 import { sealCompact } from '../jose/seal.ts';
 import type { Signer } from '../jose/signer.ts';
+import type { AkpPublicJwk } from '../keys/pq-keys.ts';
+import { negotiate } from '../protocol/v2-negotiation.ts';
+import { clearDowngradeAllowance, decideDowngrade, holdForDowngrade } from './partner-suspension.ts';
 import { claimsPayload, envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
 import { isPlainIdentifier, uuidv7 } from '../ids.ts';
 import { formatIdentifier, identifierNames, PARTNER_ID_SYSTEM, type OrgIdentifier } from '../fhir/message-header.ts';
@@ -48,14 +53,46 @@ export const explicitRecipients = (ids: string[]): WantedRecipient[] =>
 export interface Recipient {
   partner: Partner;
   key: PartnerJwk & { kid: string };
+  /** Protocol v2: the partner's ML-KEM-768 and ML-DSA-65 keys; absent for v1. */
+  pq?: { kem: AkpPublicJwk; sig: AkpPublicJwk } | undefined;
+  /** Sealed as v1 to a partner held after a downgrade: stored, but not sent until an operator allows it. */
+  held?: boolean;
   deliveryId: string;
 }
 
+type NegotiationContext = Pick<GatewayContext, 'directory' | 'config' | 'pool'>;
+
+/**
+ * Which protocol a delivery to this partner uses (src/protocol/v2-negotiation.ts),
+ * recording the downgrade state when it changes: held under PQ_DOWNGRADE=hold,
+ * allowed (audited as the policy's decision) under allow-v1.
+ */
+async function protocolFor(ctx: NegotiationContext, partner: Partner): Promise<Pick<Recipient, 'pq' | 'held'>> {
+  if (ctx.config.protocolV2 === 'off') return {};
+  const gateway = { type: 'gateway' as const, id: ctx.config.org };
+  const { keys } = await ctx.directory.publishedKeys(partner);
+  const wasPq = await ctx.directory.hasPublishedPqKeys(partner.id);
+  const n = negotiate(keys, { wasPq, operatorAllowsV1: partner.pqDowngrade === 'allow-v1' }, ctx.config.pqDowngrade);
+  if (n.version === 2) {
+    if (partner.pqDowngrade === 'allow-v1') await changed(ctx, clearDowngradeAllowance(ctx.pool, partner.id));
+    return { pq: { kem: n.kem, sig: n.sig } };
+  }
+  if (n.version === 'held') {
+    if (partner.pqDowngrade !== 'held') await changed(ctx, holdForDowngrade(ctx.pool, partner.id, gateway));
+    return { held: true };
+  }
+  if (n.downgraded && partner.pqDowngrade !== 'allow-v1')
+    await changed(ctx, decideDowngrade(ctx.pool, partner.id, 'allow-v1', gateway, 'policy'));
+  return {};
+}
+
+const changed = async (ctx: NegotiationContext, change: Promise<unknown>): Promise<void> => {
+  await change;
+  ctx.directory.forget();
+};
+
 /** The active partners a submission goes to, each once, with their keys and fresh delivery ids. */
-export async function resolveRecipients(
-  ctx: Pick<GatewayContext, 'directory'>,
-  wanted: WantedRecipient[],
-): Promise<Recipient[]> {
+export async function resolveRecipients(ctx: NegotiationContext, wanted: WantedRecipient[]): Promise<Recipient[]> {
   if (wanted.length === 0)
     throw new GatewayError('BAD_REQUEST', 'name at least one recipient (?recipient=PARTNER_ID)', {
       expression: 'recipient',
@@ -100,6 +137,7 @@ export async function resolveRecipients(
     [...chosen.values()].map(async (partner) => ({
       partner,
       key: await ctx.directory.encryptionKey(partner),
+      ...(await protocolFor(ctx, partner)),
       deliveryId: uuidv7(),
     })),
   );
@@ -127,8 +165,14 @@ export interface Envelope {
  * blinded patients, so the accounting of disclosures proves each from that
  * one entry.
  */
+/** The gateway's signing keys for one submission: ES256 in the HSM, and ML-DSA-65 for v2 recipients. */
+export interface ContentSigners {
+  signer: Signer;
+  pq: () => Promise<PqSigner>;
+}
+
 export async function signAndSeal(
-  signer: Signer,
+  signers: ContentSigners,
   r: Recipient,
   e: Envelope,
   sealedAudit: {
@@ -152,7 +196,11 @@ export async function signAndSeal(
     },
     e.contentJson,
   );
-  const envelope = sealCompact(await signCompact(signer, payload, { typ: PROTOCOL.contentTyp }), r.key);
+  const { signer } = signers;
+  const header = { typ: PROTOCOL.contentTyp };
+  const pq = r.pq ? await signers.pq() : undefined;
+  const signed = pq ? await signDual(signer, pq, payload, header) : await signCompact(signer, payload, header);
+  const envelope = r.pq ? sealHybridCompact(signed, r.key, r.pq.kem) : sealCompact(signed, r.key);
   const digest = envelopeDigest(envelope);
   const gateway = { type: 'gateway' as const, id: e.iss };
   const audit: AuditInput[] = [
@@ -164,7 +212,13 @@ export async function signAndSeal(
         { type: 'delivery', id },
         { type: e.exchangeEntity, id: e.exchangeId },
       ],
-      detail: { kid: signer.kid, partner: r.partner.id },
+      detail: {
+        kid: signer.kid,
+        partner: r.partner.id,
+        protocol: pq ? 2 : 1,
+        ...(pq ? { pqKid: pq.kid } : {}),
+        ...(r.held ? { held: true } : {}),
+      },
       purposeOfUse: e.purposeOfUse,
     },
     {
@@ -176,7 +230,12 @@ export async function signAndSeal(
         { type: e.exchangeEntity, id: e.exchangeId },
         ...(sealedAudit.entity ?? []),
       ],
-      detail: { recipientKid: r.key.kid, partner: r.partner.id, ...sealedAudit.detail },
+      detail: {
+        recipientKid: r.key.kid,
+        ...(r.pq ? { recipientKemKid: r.pq.kem.kid } : {}),
+        partner: r.partner.id,
+        ...sealedAudit.detail,
+      },
       ...(sealedAudit.patients?.length ? { patients: sealedAudit.patients } : {}),
       purposeOfUse: e.purposeOfUse,
     },

@@ -1,3 +1,5 @@
+import { fromB64u } from '../jose/base64url.ts';
+import { HYBRID_ALG } from '../jose/pq/hybrid-jwe.ts';
 import type { AkpPublicJwk } from '../keys/pq-keys.ts';
 
 /**
@@ -58,3 +60,20 @@ export function negotiate(
     reason: 'the partner no longer publishes its post-quantum keys; an operator must allow v1 or wait for them',
   };
 }
+
+/** The version of a compact envelope this gateway sealed: 2 when its protected header asks for the hybrid agreement. */
+export function envelopeVersion(compactJwe: string): 1 | 2 {
+  const dot = compactJwe.indexOf('.');
+  try {
+    const header = JSON.parse(fromB64u(compactJwe.slice(0, dot < 0 ? undefined : dot)).toString('utf8')) as {
+      alg?: unknown;
+    };
+    return header.alg === HYBRID_ALG ? 2 : 1;
+  } catch {
+    return 1;
+  }
+}
+
+/** A v1 delivery to a partner held after losing its post-quantum keys waits for an operator; v2 ones do not. */
+export const heldForDowngrade = (partner: { pqDowngrade: string | null }, compactJwe: string): boolean =>
+  partner.pqDowngrade === 'held' && envelopeVersion(compactJwe) === 1;

@@ -121,6 +121,12 @@ const SAMPLE: Record<AuditEventType, Pick<AuditInput, 'agent' | 'entity' | 'purp
   'partner.updated': { agent: adminApi, entity: [{ type: 'partner', id: 'p-1' }] },
   'partner.suspended': { agent: operator, entity: [{ type: 'partner', id: 'p-1' }] },
   'partner.resumed': { agent: operator, entity: [{ type: 'partner', id: 'p-1' }], detail: { requeued: 2 } },
+  'partner.downgrade-detected': { agent: gateway, entity: [{ type: 'partner', id: 'p-1' }] },
+  'partner.downgrade-decided': {
+    agent: cli,
+    entity: [{ type: 'partner', id: 'p-1' }],
+    detail: { decision: 'allow-v1', cause: 'operator', requeued: 2 },
+  },
   'partner.removed': { agent: adminApi, entity: [{ type: 'partner', id: 'p-1' }] },
   'partner-key.first-seen': { agent: partner, entity: [{ type: 'partner-key', id: 'kid-1' }] },
   'partner-key.changed': { agent: partner, entity: [{ type: 'partner-key', id: 'kid-1' }] },

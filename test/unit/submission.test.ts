@@ -10,7 +10,7 @@ const directory = {
   resolve: async (refs: string[]) => partners.filter((p) => refs.includes(p.id) || refs.includes(p.endpoint)),
   encryptionKey: async (p: { id: string }) => ({ kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: `${p.id}-enc` }),
 };
-const ctx = { directory } as never;
+const ctx = { directory, config: { protocolV2: 'off' } } as never;
 
 async function refusal(p: Promise<unknown>): Promise<GatewayError> {
   const err = await p.then(

@@ -14,6 +14,7 @@ import type { AttemptClass } from '../../net/retry-policy.ts';
 import { transmit, type Transmission } from '../transmit.ts';
 import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
 import { holdsDeliveries } from '../partner-suspension.ts';
+import { heldForDowngrade } from '../../protocol/v2-negotiation.ts';
 
 /** Slowest transfer rate tolerated before an attempt times out (added to DELIVERY_TIMEOUT). */
 const MIN_BYTES_PER_SECOND = 1024 * 1024;
@@ -82,8 +83,9 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
   if (!d || d.state !== 'pending') return 'skipped';
   if (d.next_attempt_at && d.next_attempt_at.getTime() > Date.now() + 1_000) return 'skipped';
   const partner = await ctx.directory.get(d.partner_id);
-  // A suspended partner: the delivery waits, pending, until resumePartner queues it again.
-  if (partner && holdsDeliveries(partner)) return 'skipped';
+  // A suspended partner, or a v1 manifest to one held after a downgrade: the delivery waits, pending,
+  // until resumePartner or decideDowngrade queues it again.
+  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, d.manifest_envelope))) return 'skipped';
   const started = new Date();
   const boundary = deliveryBoundary();
   const timeoutMs = deliveryTimeoutMs(ctx, Number(d.content_jwe_length));

@@ -91,7 +91,11 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   checkIdempotencyKey(s.idempotencyKey);
   const purposeOfUse = submissionPurpose({ header: purposeFromHeader(s.purposeHeader) }, s.clientPurposeOfUse);
   const upload = uploadKind(s.contentType);
-  const recipients = await resolveRecipients(ctx, explicitRecipients(s.recipients));
+  // Imaging is sent as v1 until its streamed content envelope has a v2 form.
+  const recipients = (await resolveRecipients(ctx, explicitRecipients(s.recipients))).map((r) => ({
+    ...r,
+    pq: undefined,
+  }));
   const cfg = ctx.config;
   const limits: DicomLimits = {
     maxBytes: cfg.dicomMaxBytes,
@@ -239,7 +243,7 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
     x.recipients.map(async (r, i) => {
       const id = r.deliveryId;
       const file = required(x.sealed[i], 'a sealed file for each recipient').file;
-      const sealed = await signAndSeal(signer, r, envelope, {
+      const sealed = await signAndSeal({ signer, pq: () => ctx.keyring.pqSigner() }, r, envelope, {
         entity: [{ type: 'imaging-content', id, digest: contentDigest }],
         detail: { bytes: file.length },
       });
