@@ -2,8 +2,9 @@ import { appendAudit } from '../audit/append.ts';
 import { auditRefusal } from '../auth/audit.ts';
 import { GatewayError } from '../errors.ts';
 import { isUuid } from '../ids.ts';
-import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
-import { verifyCompact } from '../jose/verify.ts';
+import type { DecryptionKeyResolver } from '../jose/open.ts';
+import { gatewayKemKeys } from './kem-keys.ts';
+import { openStoredJws, verifyStoredJws } from './stored-jws.ts';
 import { gatewayDecryptionKeys } from './decryption-keys.ts';
 import {
   acknowledgeInboxMessage,
@@ -16,8 +17,7 @@ import {
   type InboxViewer,
 } from './inbox-store.ts';
 import { rawMember } from './json-member.ts';
-import { envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
-import { CONTENT_ALGS, publicKeyOf } from '../protocol/signed-content.ts';
+import { envelopeDigest } from '../protocol/wire.ts';
 import { inTransaction } from '../db/pool.ts';
 import { queueProcessedReceipt } from './processed-notice.ts';
 
@@ -60,7 +60,7 @@ const purged = (id: string) =>
  * fault, never handed over.
  */
 export async function openStoredMessage(
-  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>,
+  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger' | 'keyring'> & Partial<Pick<InboxContext, 'directory'>>,
   row: InboxMessage,
   resolveKey: DecryptionKeyResolver,
 ): Promise<string> {
@@ -69,7 +69,7 @@ export async function openStoredMessage(
 
 /** openStoredMessage, with the content_type and the verified JWS kept. */
 export async function openStoredContent(
-  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>,
+  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger' | 'keyring'> & Partial<Pick<InboxContext, 'directory'>>,
   row: InboxMessage,
   resolveKey: DecryptionKeyResolver,
 ): Promise<OpenedContent> {
@@ -77,13 +77,11 @@ export async function openStoredContent(
   if (envelope === null) throw purged(row.id);
   try {
     if (envelopeDigest(envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
-    const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
-    const jws = opened.plaintext.toString('utf8');
-    opened.plaintext.fill(0);
-    const { payload } = await verifyCompact(jws, async () => publicKeyOf(row.senderJwk), {
-      typ: PROTOCOL.contentTyp,
-      algorithms: CONTENT_ALGS,
-    });
+    // Either version, as it arrived (stored-jws.ts).
+    const stored = { ...ctx, resolveKemKey: gatewayKemKeys(ctx.keyring) };
+    const opened = await openStoredJws(stored, envelope, resolveKey);
+    const jws = opened.jws;
+    const { payload } = await verifyStoredJws(stored, opened, row);
     const text = Buffer.from(payload).toString('utf8');
     const claims = JSON.parse(text) as {
       iss?: unknown;

@@ -7,6 +7,7 @@ import type { DecryptionKeyResolver } from '../../jose/open.ts';
 import { openStream } from '../../jose/stream-open.ts';
 import { spoolSink } from '../../jose/stream-sinks.ts';
 import { gatewayDecryptionKeys } from '../decryption-keys.ts';
+import { gatewayKemKeys } from '../kem-keys.ts';
 import { imagingDir } from '../../imaging/sealed-files.ts';
 import type { ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { clientAgent, inboxReader, type InboxRequester } from '../inbox-read.ts';
@@ -30,6 +31,7 @@ export interface ImagingContent {
 export function imagingContentReader(
   ctx: InboxContext,
   resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+  resolveKemKey = gatewayKemKeys(ctx.keyring),
 ) {
   const reader = inboxReader(ctx, resolveKey);
   return async function content(id: string, viewer: InboxRequester): Promise<ImagingContent> {
@@ -46,7 +48,14 @@ export function imagingContentReader(
     try {
       await openStream(
         createReadStream(row.content_path, { highWaterMark: 64 * 1024 }),
-        { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, cty: row.content_type, maxBytes: manifest.length },
+        {
+          hsm: ctx.hsm,
+          kdf: ctx.config.hsmKdf,
+          resolveKey,
+          resolveKemKey,
+          cty: row.content_type,
+          maxBytes: manifest.length,
+        },
         spool,
         (o) => {
           if (o.length !== manifest.length || o.sha256.toString('base64url') !== manifest.sha256)

@@ -2,13 +2,13 @@ import { join } from 'node:path';
 import { GatewayError } from '../../errors.ts';
 import { required } from '../../required.ts';
 import { boundaryOf, multipartParts, parseMediaType, type Part } from '../../imaging/multipart.ts';
-import { openCompactJwe, type DecryptionKeyResolver } from '../../jose/open.ts';
+import type { DecryptionKeyResolver } from '../../jose/open.ts';
 import { openStream } from '../../jose/stream-open.ts';
 import { gatewayDecryptionKeys } from '../decryption-keys.ts';
 import { imagingDir, PendingFile } from '../../imaging/sealed-files.ts';
 import { DicomRecheck } from './recheck.ts';
 import { checkStudyMatches } from '../../imaging/study-match.ts';
-import { verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
+import { JOSE_JSON, verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { findBySenderJti, isConcurrentReplay, writeInboxMessages } from '../inbox-store.ts';
 import { receiptDigest } from '../../protocol/evidence.ts';
@@ -21,7 +21,10 @@ import {
   type ReceiveResult,
 } from '../receive.ts';
 import { markRefusalAudited } from '../../auth/audit.ts';
-import { verifySignedContent, type VerifiedContent } from '../../protocol/signed-content.ts';
+import type { VerifiedContent } from '../../protocol/signed-content.ts';
+import { refuseDowngrade, type ProtocolVersion } from '../../protocol/imaging-protocol.ts';
+import { openManifest } from './manifest-open.ts';
+import { gatewayKemKeys } from '../kem-keys.ts';
 import { uuidv7 } from '../../ids.ts';
 import { inTransaction } from '../../db/pool.ts';
 
@@ -42,19 +45,25 @@ async function textOf(part: Part, max: number): Promise<string> {
   return Buffer.concat(chunks).toString('latin1');
 }
 
-function requireJose(part: Part | undefined, index: number): Part {
+function requireJose(part: Part | undefined, index: number, type: string = PROTOCOL.mediaType): Part {
   if (!part)
     throw new GatewayError(
       'BAD_REQUEST',
       `an imaging delivery has two parts: the manifest envelope, then the content; part ${index + 1} is missing`,
       { expression: `part[${index}]` },
     );
-  if (parseMediaType(part.headers['content-type'])?.type !== PROTOCOL.mediaType)
-    throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${index + 1} must be ${PROTOCOL.mediaType}`, {
+  if (parseMediaType(part.headers['content-type'])?.type !== type)
+    throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${index + 1} must be ${type}`, {
       expression: `part[${index}]`,
     });
   return part;
 }
+
+const mediaTypeOf = (protocol: ProtocolVersion) => (protocol === 2 ? JOSE_JSON : PROTOCOL.mediaType);
+
+/** The announcement part's media type when it is one of the two JWS forms; the compact one otherwise (refused by requireJose). */
+const announcementType = (part: Part | undefined) =>
+  parseMediaType(part?.headers['content-type'])?.type === JOSE_JSON ? JOSE_JSON : PROTOCOL.mediaType;
 
 /**
  * POST {inbox}/imaging: multipart/related of three application/jose parts:
@@ -69,6 +78,7 @@ function requireJose(part: Part | undefined, index: number): Part {
 export function imagingReceiver(
   ctx: InboxContext,
   resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+  resolveKemKey = gatewayKemKeys(ctx.keyring),
 ) {
   return async function receive(
     contentType: string | undefined,
@@ -95,10 +105,14 @@ export function imagingReceiver(
         maxAgeMs: ctx.config.inboxMaxAge,
         now: now.getTime(),
       };
-      announced = await verifyAnnouncement(
-        (await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(),
-        checks,
-      );
+      const first = (await parts.next()).value || undefined;
+      // A v2 announcement is a JWS in the JSON serialization (RFC 7515 §9.2.2: application/jose+json).
+      const announcement = (await textOf(requireJose(first, 0, announcementType(first)), ANNOUNCE_MAX)).trim();
+      announced = await verifyAnnouncement(announcement, checks);
+      if (announcementType(first) !== mediaTypeOf(announced.protocol))
+        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part 1 must be ${mediaTypeOf(announced.protocol)}`, {
+          expression: 'part[0]',
+        });
       // Before anything is looked up or read: a peer certificate bound to another partner learns nothing.
       requireBoundSender(meta, announced.iss);
       const earlier = await findBySenderJti(ctx.pool, announced.iss, announced.jti);
@@ -107,6 +121,12 @@ export function imagingReceiver(
         await parts.return(undefined);
         return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true, auditIndex: earlier.auditIndex };
       }
+      const protocol = announced.protocol;
+      refuseDowngrade(
+        protocol,
+        { id: announced.iss, keys: (await ctx.directory.publishedKeys(announced.sender)).keys },
+        ctx.config.protocolV2 === 'on',
+      );
       const messageId = uuidv7();
       file = await PendingFile.create(join(await imagingDir(ctx.config, 'inbox'), `${messageId}.jwe`));
       const contentPart = requireJose((await parts.next()).value || undefined, 1);
@@ -120,21 +140,31 @@ export function imagingReceiver(
       }
       const content = await openStream(
         tee(),
-        { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, maxBytes: ctx.config.dicomMaxBytes },
+        {
+          hsm: ctx.hsm,
+          kdf: ctx.config.hsmKdf,
+          resolveKey,
+          resolveKemKey,
+          version: protocol,
+          maxBytes: ctx.config.dicomMaxBytes,
+        },
         recheck,
       );
       const envelope = (await textOf(requireJose((await parts.next()).value || undefined, 2), MANIFEST_MAX)).trim();
       if (!(await parts.next()).done)
         throw new GatewayError('BAD_REQUEST', 'an imaging delivery has exactly three parts', { expression: 'part[3]' });
       digest = envelopeDigest(envelope);
-      const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
-      verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
-        ...checks,
-        clockSkewMs: checks.clockSkewMs,
-        maxAgeMs: checks.maxAgeMs,
-        checkContent: (c) => void checkManifestContent(c),
-      });
-      opened.plaintext.fill(0);
+      const opened = await openManifest(
+        ctx,
+        envelope,
+        protocol,
+        { resolveKey, resolveKemKey },
+        {
+          ...checks,
+          checkContent: (c) => void checkManifestContent(c),
+        },
+      );
+      verified = opened.verified;
       const c = verified.claims;
       if (c.iss !== announced.iss || c.jti !== announced.jti || c.exchange !== announced.exchange) {
         throw new GatewayError('CLAIMS_INVALID', 'the manifest names another delivery than the announcement', {
@@ -161,7 +191,9 @@ export function imagingReceiver(
         digest,
         verified,
         messageId,
-        encKid: required(opened.kid, 'a kid on every gateway encryption key'),
+        encKid: required(opened.encKid, 'a kid on every gateway encryption key'),
+        protocol,
+        senderPqKid: opened.senderPqKid,
         file,
         contentDigest: `sha-256=${manifest.sha256}`,
         contentJweLength: content.jweLength,
@@ -197,6 +229,8 @@ interface Received {
   contentDigest: string;
   contentJweLength: number;
   length: number;
+  protocol: ProtocolVersion;
+  senderPqKid: string | undefined;
   now: Date;
   meta: ReceiveMeta;
 }
@@ -206,14 +240,13 @@ const concurrent = () =>
 
 async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   const { iss: sender, jti, exchange, content_type } = r.verified.claims;
-  const { receipt, claims } = await signImagingReceipt((await ctx.keyring.fresh()).signer(), {
-    iss: ctx.config.org,
-    aud: sender,
-    delivery: jti,
-    digest: r.digest,
-    contentDigest: r.contentDigest,
-    now: r.now,
-  });
+  const keys = await ctx.keyring.fresh();
+  const { receipt, claims } = await signImagingReceipt(
+    keys.signer(),
+    { iss: ctx.config.org, aud: sender, delivery: jti, digest: r.digest, contentDigest: r.contentDigest, now: r.now },
+    // A v2 delivery gets a v2 receipt: the same claims, signed with ES256 and ML-DSA-65.
+    r.protocol === 2 ? await keys.pqSigner() : undefined,
+  );
   let auditIndex: number | undefined;
   try {
     auditIndex = await inTransaction(ctx.pool, async (client) => {
@@ -251,7 +284,14 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
                 { type: 'exchange', id: exchange },
                 { type: 'receipt', id: claims.jti, digest: receiptDigest(receipt) },
               ],
-              detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+              detail: {
+                content: 'imaging',
+                bytes: r.length,
+                encKid: r.encKid,
+                senderKid: r.verified.senderKid,
+                protocol: r.protocol,
+                ...(r.senderPqKid ? { senderPqKid: r.senderPqKid } : {}),
+              },
               ...(r.verified.purposeOfUse ? { purposeOfUse: r.verified.purposeOfUse } : {}),
             },
           },

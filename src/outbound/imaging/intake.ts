@@ -91,11 +91,8 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   checkIdempotencyKey(s.idempotencyKey);
   const purposeOfUse = submissionPurpose({ header: purposeFromHeader(s.purposeHeader) }, s.clientPurposeOfUse);
   const upload = uploadKind(s.contentType);
-  // Imaging is sent as v1 until its streamed content envelope has a v2 form.
-  const recipients = (await resolveRecipients(ctx, explicitRecipients(s.recipients))).map((r) => ({
-    ...r,
-    pq: undefined,
-  }));
+  // Per recipient, v1 or v2 (r.pq): the announcement, the content envelope and the manifest all follow it.
+  const recipients = await resolveRecipients(ctx, explicitRecipients(s.recipients));
   const cfg = ctx.config;
   const limits: DicomLimits = {
     maxBytes: cfg.dicomMaxBytes,
@@ -116,16 +113,21 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
+  const pqSigner = recipients.some((r) => r.pq) ? await ctx.keyring.pqSigner() : undefined;
   const announcements = await Promise.all(
     recipients.map((r) =>
-      signAnnouncement(signer, { iss: cfg.org, aud: r.partner.id, iat, jti: r.deliveryId, exchange: exchangeId }),
+      signAnnouncement(
+        signer,
+        { iss: cfg.org, aud: r.partner.id, iat, jti: r.deliveryId, exchange: exchangeId },
+        r.pq ? pqSigner : undefined,
+      ),
     ),
   );
   const sealed: SealedContentFile[] = [];
   const live: LiveTransmission[] = [];
   try {
     for (const [i, r] of recipients.entries()) {
-      const file = await SealedContentFile.create(join(dir, `${r.deliveryId}.jwe`), r.key, contentType);
+      const file = await SealedContentFile.create(join(dir, `${r.deliveryId}.jwe`), r.key, contentType, r.pq?.kem);
       sealed.push(file);
       if (cfg.imagingCutThrough === 'on') {
         const t = new LiveTransmission(
@@ -134,6 +136,7 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
           r.deliveryId,
           required(announcements[i], 'an announcement for each recipient'),
           liveQueueBytes(recipients.length),
+          r.pq ? 2 : 1,
         );
         live.push(t);
         file.tap = (jwe) => t.push(jwe);

@@ -1,7 +1,8 @@
 import type { Partner } from '../../directory/directory.ts';
 import { required } from '../../required.ts';
 import type { DeliveryContext } from '../deliver.ts';
-import { transmit } from '../transmit.ts';
+import type { ProtocolVersion } from '../../protocol/imaging-protocol.ts';
+import { sendImaging } from './send.ts';
 import {
   deliveryBoundary,
   deliveryHead,
@@ -46,11 +47,18 @@ export class LiveTransmission {
 
   readonly #queueBytes: number;
 
-  constructor(ctx: DeliveryContext, partner: Partner, deliveryId: string, announcement: string, queueBytes: number) {
+  constructor(
+    ctx: DeliveryContext,
+    partner: Partner,
+    deliveryId: string,
+    announcement: string,
+    queueBytes: number,
+    protocol: ProtocolVersion,
+  ) {
     this.#queueBytes = queueBytes;
     const boundary = deliveryBoundary();
     this.#boundary = boundary;
-    this.result = transmit(
+    this.result = sendImaging(
       ctx,
       imagingTransmission(
         deliveryId,
@@ -59,6 +67,7 @@ export class LiveTransmission {
         boundary,
         this.#abort.signal,
         () => required(this.#expected, 'the digests finish() sets before the manifest is sent'),
+        protocol,
       ),
     );
     // The first failure ends it; the intake only notices that pushes become no-ops.
