@@ -166,6 +166,35 @@ describe('imaging under protocol v2 between two gateways, cut through', () => {
     expect(r.receipt!.startsWith('{')).toBe(true);
     expect((await pull(a, r.delivery)).body.equals(US)).toBe(true);
   });
+
+  it(
+    'a partner that stops publishing its post-quantum keys is held: its v1 delivery is stored, not sent, not even live',
+    { timeout: 60_000 },
+    async () => {
+      const { a, b } = t;
+      const ecOnly = (await jwksOf(b)).filter((k) => k.kty !== 'AKP');
+      await request(a.gw.app.server)
+        .put(`/admin/partners/${encodeURIComponent(b.gw.config.org)}`)
+        .set('authorization', await a.admin.bearer())
+        .send({ name: `gateway ${b.gw.config.org}`, endpoint: `${b.gw.config.baseUrl}/inbox`, jwks: { keys: ecOnly } })
+        .expect(200);
+      const location = await submit(a, b, CT);
+      const { rows } = await a.gw.app.ctx.pool.query<{ id: string; manifest_envelope: string }>(
+        'SELECT id, manifest_envelope FROM imaging_deliveries WHERE exchange_id = $1',
+        [location.split('/').pop()],
+      );
+      expect(headerOf(rows[0]!.manifest_envelope).alg).toBe('ECDH-ES');
+      // A live copy would reach B now, and B would refuse it as a downgrade (failing the delivery).
+      await new Promise((r) => setTimeout(r, 3_000));
+      const { rows: after } = await a.gw.app.ctx.pool.query<{ state: string; attempts: number }>(
+        'SELECT state, attempts FROM imaging_deliveries WHERE id = $1',
+        [rows[0]!.id],
+      );
+      expect(after[0]).toMatchObject({ state: 'pending', attempts: 0 });
+      const received = await b.gw.app.ctx.pool.query('SELECT 1 FROM inbox_messages WHERE jti = $1', [rows[0]!.id]);
+      expect(received.rowCount).toBe(0);
+    },
+  );
 });
 
 describe('imaging v2: the receiver’s and the sender’s rules', () => {

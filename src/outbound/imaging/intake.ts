@@ -129,7 +129,8 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
     for (const [i, r] of recipients.entries()) {
       const file = await SealedContentFile.create(join(dir, `${r.deliveryId}.jwe`), r.key, contentType, r.pq?.kem);
       sealed.push(file);
-      if (cfg.imagingCutThrough === 'on') {
+      // A partner held after a downgrade gets nothing until an operator decides: no live copy either.
+      if (cfg.imagingCutThrough === 'on' && !r.held) {
         const t = new LiveTransmission(
           ctx,
           r.partner,
@@ -212,6 +213,7 @@ interface Sealed {
   exchangeId: string;
   iat: number;
   announcements: string[];
+  /** Only for the recipients sent to while sealing (not those held after a downgrade). */
   live: LiveTransmission[];
   purposeOfUse: string[];
 }
@@ -289,8 +291,11 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
     return { exchangeId: written.exchangeId, replayed: true, deliveries: 0, instances: x.instances };
   }
   // Committed: the live transmissions may now send their manifests; the job (scheduled a little later) is the fallback.
-  x.live.forEach((t, i) => {
-    const delivery = required(deliveries[i], 'a delivery for each live transmission');
+  for (const t of x.live) {
+    const delivery = required(
+      deliveries.find((d) => d.id === t.deliveryId),
+      'a delivery for each live transmission',
+    );
     const abandoned = t.dropped;
     if (!abandoned) t.finish(delivery.manifestEnvelope, { manifestDigest: delivery.manifestDigest, contentDigest });
     void t.result
@@ -301,6 +306,6 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
           'could not record a live imaging transmission',
         ),
       );
-  });
+  }
   return { exchangeId, replayed: false, deliveries: deliveries.length, instances: x.instances };
 }

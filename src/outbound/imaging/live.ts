@@ -36,6 +36,7 @@ const STALL_MS = 2_000;
 export class LiveTransmission {
   readonly result: Promise<AttemptResult>;
   readonly started = new Date();
+  readonly deliveryId: string;
   readonly #abort = new AbortController();
   readonly #queue: Buffer[] = [];
   #queued = 0;
@@ -56,6 +57,7 @@ export class LiveTransmission {
     protocol: ProtocolVersion,
   ) {
     this.#queueBytes = queueBytes;
+    this.deliveryId = deliveryId;
     const boundary = deliveryBoundary();
     this.#boundary = boundary;
     this.result = sendImaging(
