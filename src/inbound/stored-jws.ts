@@ -2,10 +2,11 @@ import type { Directory, PartnerJwk } from '../directory/directory.ts';
 import { fromB64u } from '../jose/base64url.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
 import { PQ_SIGNATURE_ALG, verifyDual } from '../jose/pq/dual-jws.ts';
-import { isHybridEnvelope, openHybridCompactJwe, type KemKeyResolver } from '../jose/pq/hybrid-jwe.ts';
+import { openHybridCompactJwe, type KemKeyResolver } from '../jose/pq/hybrid-jwe.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
 import { verifyCompact, type VerifiedJws } from '../jose/verify.ts';
 import { CONTENT_ALGS, publicKeyOf } from '../protocol/signed-content.ts';
+import { envelopeVersion } from '../protocol/v2-negotiation.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
 import type { InboxContext } from './inbox-store.ts';
 
@@ -31,12 +32,8 @@ export async function openStoredJws(
   envelope: string,
   resolveKey: DecryptionKeyResolver,
 ): Promise<{ jws: string; protocol: 1 | 2 }> {
-  const header = JSON.parse(fromB64u(envelope.slice(0, Math.max(0, envelope.indexOf('.')))).toString('utf8')) as Record<
-    string,
-    unknown
-  >;
   const options = { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey };
-  const v2 = isHybridEnvelope(header);
+  const v2 = envelopeVersion(envelope) === 2;
   const opened = v2
     ? await openHybridCompactJwe(envelope, { ...options, resolveKemKey: ctx.resolveKemKey })
     : await openCompactJwe(envelope, options);

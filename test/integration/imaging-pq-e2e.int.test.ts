@@ -8,7 +8,9 @@ import { waitFor } from '../helpers/outbound.ts';
 import { DICOM_DIR, filesUnder } from '../helpers/imaging.ts';
 import { peerVerifyDual } from '../helpers/pq-peer.ts';
 import { signCompact } from '../../src/jose/jws.ts';
-import { sealHybridCompact } from '../../src/jose/pq/hybrid-jwe.ts';
+import { openHybridCompactJwe, sealHybridCompact } from '../../src/jose/pq/hybrid-jwe.ts';
+import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
+import { gatewayKemKeys } from '../../src/inbound/kem-keys.ts';
 import { sealCompact } from '../../src/jose/seal.ts';
 import { sealStreamToFile } from '../../src/jose/stream-seal.ts';
 import { signAnnouncement } from '../../src/protocol/imaging-announcement.ts';
@@ -301,6 +303,33 @@ describe('imaging v2: the receiver’s and the sender’s rules', () => {
     const { rows } = await t.b.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages');
     expect(rows[0].n).toBe(0);
     expect(filesUnder(join(t.b.gw.config.dataDir, 'imaging', 'inbox'))).toEqual([]);
+  });
+
+  it('refuses a v2 announcement or manifest whose ML-DSA-65 signature does not verify, though its ES256 one does', async () => {
+    const b = t.b;
+    const flipSig = (jws: string) => {
+      const doc = JSON.parse(jws) as { signatures: Array<{ signature: string }> };
+      const sig = Buffer.from(doc.signatures[1]!.signature, 'base64url');
+      sig[100]! ^= 0x01;
+      doc.signatures[1]!.signature = sig.toString('base64url');
+      return JSON.stringify(doc);
+    };
+    const res = await post(body(flipSig(parts.announcement), parts.content, parts.manifest));
+    expect(res.status, res.text.slice(0, 300)).toBe(400);
+    expect(codeOf(res)).toBe('JWS_SIGNATURE_INVALID');
+    // The manifest A signed, opened with B's keys, its ML-DSA signature broken, sealed to B again.
+    const opened = await openHybridCompactJwe(parts.manifest, {
+      hsm: b.gw.app.ctx.hsm,
+      kdf: b.gw.config.hsmKdf,
+      resolveKey: gatewayDecryptionKeys(b.gw.app.ctx.keyring),
+      resolveKemKey: gatewayKemKeys(b.gw.app.ctx.keyring),
+    });
+    const forged = sealHybridCompact(flipSig(opened.plaintext.toString('utf8')), bEc as never, bKem as never);
+    const res2 = await post(body(parts.announcement, parts.content, forged));
+    expect(res2.status, res2.text.slice(0, 300)).toBe(400);
+    expect(codeOf(res2)).toBe('JWS_SIGNATURE_INVALID');
+    const { rows } = await b.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages');
+    expect(rows[0].n).toBe(0);
   });
 
   it('the sender requires a dual receipt for a v2 delivery and refuses a compact one (and the reverse)', async () => {
