@@ -9,6 +9,9 @@
  *   stages   per bundle, in interleaved rounds: parse, R4 validation (and the former two-walk
  *            validator, test/helpers/r4-reference.ts), the 2 signs, the 2 seals and the commit; the
  *            validation's cost as a share of the raw ceiling's stages, robust to the machine's load
+ *   v2       protocol v2 against v1 over HTTP, alternating rounds: the same bundle to 2 partners that
+ *            publish post-quantum keys (ML-KEM hybrid seal, ES256 + ML-DSA-65 signatures) and to 2 that
+ *            do not; v2 / v1 is the median of the rounds' ratios
  *   drain    the worker draining the queued deliver jobs with a no-op task: graphile-worker defaults
  *            against localQueue + batched completion
  * Each throughput phase also reports CPU per bundle: the gateway's main thread, its other threads still
@@ -24,7 +27,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import autocannon from 'autocannon';
@@ -41,6 +44,9 @@ import { DELIVER_TASK, enqueueJobs } from '../src/queue/jobs.ts';
 import { claimsPayload, envelopeDigest } from '../src/protocol/wire.ts';
 import { signCompact } from '../src/jose/jws.ts';
 import { sealCompact } from '../src/jose/seal.ts';
+import { akpThumbprint } from '../src/jose/thumbprint.ts';
+import { unpackCompactJwe } from '../src/jose/packed-jwe.ts';
+import { envelopeVersion } from '../src/protocol/v2-negotiation.ts';
 import { decodeJsonBody, parseFhirJson } from '../src/fhir/json.ts';
 import { checkBundle } from '../src/fhir/bundle.ts';
 import { r4Issues } from '../src/fhir/r4-validate.ts';
@@ -68,19 +74,27 @@ const config = loadConfig({
   LOG_LEVEL: 'silent',
   HSM_SESSIONS: '4',
   RATE_LIMIT: '0',
+  PROTOCOL_V2: 'on',
 });
 const app = await buildApp(config, { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 const ctx = app.ctx;
 const url = `http://127.0.0.1:${port}`;
 
-async function partner(id: string) {
+/** A partner with an inline JWKS; with `pq`, also its ML-KEM-768 and ML-DSA-65 keys (protocol v2). */
+async function partner(id: string, pq = false) {
   const enc = await exportJWK((await generateKeyPair('ECDH-ES', { extractable: true })).publicKey);
   const sig = await exportJWK((await generateKeyPair('ES256', { extractable: true })).publicKey);
+  const akp = (alg: 'ML-KEM-768' | 'ML-DSA-65', use: string) => {
+    const { publicKey } = alg === 'ML-KEM-768' ? generateKeyPairSync('ml-kem-768') : generateKeyPairSync('ml-dsa-65');
+    const { pub } = publicKey.export({ format: 'jwk' }) as { pub: string };
+    return { kty: 'AKP', alg, pub, use, kid: akpThumbprint({ alg, pub }) };
+  };
   const jwks = {
     keys: [
       { ...enc, kid: await calculateJwkThumbprint(enc), use: 'enc', alg: 'ECDH-ES' },
       { ...sig, kid: await calculateJwkThumbprint(sig), use: 'sig', alg: 'ES256' },
+      ...(pq ? [akp('ML-KEM-768', 'enc'), akp('ML-DSA-65', 'sig')] : []),
     ],
   };
   await ctx.directory.add({ id, endpoint: `https://${id}/inbox`, jwks });
@@ -480,6 +494,49 @@ async function stages(rounds: number): Promise<void> {
 }
 await stages(process.env.BENCH_STAGES_ONLY ? SECONDS : 15);
 if (process.env.BENCH_STAGES_ONLY) await finish();
+
+// Protocol v2 against v1 over HTTP: the same bundle, one pair of partners with post-quantum keys and one
+// without, in alternating rounds; the ratio is the median of the rounds' ratios.
+{
+  const pqA = await partner('bench-pq-a.test', true);
+  const pqB = await partner('bench-pq-b.test', true);
+  const bodyV2 = bundle10k([pqA.id, pqB.id]);
+  const v1: number[] = [];
+  const v2: number[] = [];
+  const ratios: number[] = [];
+  const roundOf = async (b: string) => {
+    const r = await cannon(b, auth, ROUND_SECONDS);
+    if (r.non2xx) throw new Error(`${r.non2xx} non-2xx answers`);
+    return r.requests.average;
+  };
+  await roundOf(bodyV2); // warm-up: the ML-DSA key unwrapped, the ML-KEM keys imported
+  for (let r = 0; r < rounds; r++) {
+    const first = r % 2 === 0 ? await roundOf(bodyV2) : undefined;
+    const one = await roundOf(body);
+    const two = first ?? (await roundOf(bodyV2));
+    v1.push(one);
+    v2.push(two);
+    ratios.push(two / one);
+  }
+  const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+  const range = (v: number[], d = 0) => `${Math.min(...v).toFixed(d)}–${Math.max(...v).toFixed(d)}`;
+  // What was sent: a check that the v2 rounds sealed v2, and only to the partners with post-quantum keys.
+  const versions = async (ids: string[]) =>
+    (
+      await ctx.pool.query<{ envelope: Buffer }>(
+        'SELECT envelope FROM deliveries WHERE partner_id = ANY($1) ORDER BY created_at DESC LIMIT 50',
+        [ids],
+      )
+    ).rows.map((r) => envelopeVersion(unpackCompactJwe(r.envelope)));
+  if (
+    !(await versions([pqA.id, pqB.id])).every((v) => v === 2) ||
+    !(await versions([a.id, b.id])).every((v) => v === 1)
+  )
+    throw new Error('the v2 rounds did not seal v2 to exactly the partners with post-quantum keys');
+  console.log(
+    `v2       ${median(v2).toFixed(0).padStart(6)} bundles/s  (${range(v2)})  v1 ${median(v1).toFixed(0)} bundles/s (${range(v1)})  v2/v1 = ${median(ratios).toFixed(2)}  (median of ${rounds} rounds' ratios, ${range(ratios, 2)})`,
+  );
+}
 
 // Drain: JOBS deliver jobs run by a no-op task (the queue's own cost), per worker setting.
 async function drain(name: string, preset: object, jobs: number): Promise<void> {

@@ -5,7 +5,7 @@ import { GatewayError } from '../../src/errors.ts';
 import { auditRefusal } from '../../src/auth/audit.ts';
 import { MFA_PAGE } from '../../src/mfa/sign-in.ts';
 import { attemptHistory, listDeliveries, retryDelivery } from '../../src/outbound/delivery-admin.ts';
-import { resumePartner, suspendPartner } from '../../src/outbound/partner-suspension.ts';
+import { decideDowngrade, resumePartner, suspendPartner } from '../../src/outbound/partner-suspension.ts';
 import { partnerHealth } from '../../src/console/partner-health.ts';
 import { checkpointFreshness, keyInventory } from '../../src/console/key-inventory.ts';
 import { consolePage, forbiddenPage, loginPage } from '../../src/console/page.ts';
@@ -118,5 +118,15 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
       const requeued = await resumePartner(ctx.pool, req.params.id, actor(req));
       return reply.header('Cache-Control', 'no-store').send({ partner: req.params.id, status: 'active', requeued });
     });
+    for (const decision of ['allow-v1', 'hold'] as const)
+      app.post<{ Params: { id: string } }>(
+        `/console/partners/:id/downgrade/${decision}`,
+        writes,
+        async (req, reply) => {
+          const requeued = await decideDowngrade(ctx.pool, req.params.id, decision, actor(req));
+          ctx.directory.forget();
+          return reply.header('Cache-Control', 'no-store').send({ partner: req.params.id, decision, requeued });
+        },
+      );
   };
 }

@@ -121,14 +121,29 @@ export interface ConsoleView {
   checkpoint: CheckpointFreshness;
 }
 
+/** A partner that stopped publishing its post-quantum keys: its v1 deliveries wait for this decision. */
+const downgradeNote = (h: PartnerHealth): string =>
+  h.partner.pqDowngrade === 'held'
+    ? ' <span class="bad" title="it no longer publishes its post-quantum keys; its v1 deliveries wait">v1 held</span>'
+    : h.partner.pqDowngrade === 'allow-v1'
+      ? ' <span title="an operator or PQ_DOWNGRADE allowed v1 until its post-quantum keys return">v1 allowed</span>'
+      : '';
+
+const downgradeButton = (h: PartnerHealth): string =>
+  h.partner.pqDowngrade === null
+    ? ''
+    : h.partner.pqDowngrade === 'held'
+      ? ` <button type="button" class="partner-action" data-action="downgrade/allow-v1" data-id="${esc(h.partner.id)}">Allow v1</button>`
+      : ` <button type="button" class="partner-action" data-action="downgrade/hold" data-id="${esc(h.partner.id)}">Hold v1</button>`;
+
 function partnersSection(partners: PartnerHealth[]): string {
   const rows = partners.map(
     (h) => `<tr data-partner="${esc(h.partner.id)}">
-<td>${esc(h.partner.id)}</td><td class="status-${esc(h.partner.status)}">${esc(h.partner.status)}</td>
+<td>${esc(h.partner.id)}</td><td class="status-${esc(h.partner.status)}">${esc(h.partner.status)}${downgradeNote(h)}</td>
 <td>${when(h.lastDelivered)}</td><td>${when(h.oldestPending)} (${h.pending})</td><td>${percent(h.failureRate)}</td>
 <td>${when(h.keysCheckedAt)}${h.keysOk === false ? ' <span class="bad">refresh failing</span>' : ''}</td>
 <td>${h.log ? (h.log.inconsistency ? `<span class="bad" title="${esc(h.log.inconsistency)}">inconsistent</span>` : `consistent at ${esc(h.log.treeSize)}`) : '-'}</td>
-<td><button type="button" class="partner-action" data-action="${h.partner.status === 'suspended' ? 'resume' : 'suspend'}" data-id="${esc(h.partner.id)}">${h.partner.status === 'suspended' ? 'Resume' : 'Suspend'}</button></td>
+<td><button type="button" class="partner-action" data-action="${h.partner.status === 'suspended' ? 'resume' : 'suspend'}" data-id="${esc(h.partner.id)}">${h.partner.status === 'suspended' ? 'Resume' : 'Suspend'}</button>${downgradeButton(h)}</td>
 </tr>`,
   );
   return `<section id="partners"><h2>Partners</h2>

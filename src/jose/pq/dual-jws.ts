@@ -32,9 +32,12 @@ export async function signDual(
   const payloadB64 = b64u(payload);
   const classical = b64u(JSON.stringify({ ...header, alg: signer.alg, kid: signer.kid }));
   const quantum = b64u(JSON.stringify({ ...header, alg: PQ_SIGNATURE_ALG, kid: pq.kid }));
-  const classicalSig = await signer.sign(Buffer.from(`${classical}.${payloadB64}`, 'ascii'));
-  // ML-DSA signs the message itself (pure mode, empty context), as RFC 9964 requires.
-  const quantumSig = nodeSign(null, Buffer.from(`${quantum}.${payloadB64}`, 'ascii'), pq.privateKey);
+  // ML-DSA signs the message itself (pure mode, empty context), as RFC 9964 requires; on the libuv
+  // pool beside the HSM's signature, so the event loop keeps serving requests meanwhile.
+  const [classicalSig, quantumSig] = await Promise.all([
+    signer.sign(Buffer.from(`${classical}.${payloadB64}`, 'ascii')),
+    signOffThread(Buffer.from(`${quantum}.${payloadB64}`, 'ascii'), pq.privateKey),
+  ]);
   return JSON.stringify({
     payload: payloadB64,
     signatures: [
@@ -43,6 +46,9 @@ export async function signDual(
     ],
   });
 }
+
+const signOffThread = (data: Buffer, key: KeyObject): Promise<Buffer> =>
+  new Promise((resolve, reject) => nodeSign(null, data, key, (err, sig) => (err ? reject(err) : resolve(sig))));
 
 /** Whether a JWS text is in the JSON serialization (v2) rather than compact (v1). */
 export const isJsonJws = (text: string): boolean => text.trimStart().startsWith('{');
