@@ -20,6 +20,24 @@ function payloadSegment(jws: string): string {
 }
 
 /**
+ * The kid of a signed item's ES256 signature, read before verification: the
+ * header of a compact JWS, or of the first signature of the JSON form (the
+ * ES256 one, PROTOCOL.md §14.3). Undefined when none can be read.
+ */
+export function signingKidOf(jws: string): string | undefined {
+  try {
+    const segment = jws.trimStart().startsWith('{')
+      ? (JSON.parse(jws) as { signatures?: Array<{ protected?: unknown }> }).signatures?.[0]?.protected
+      : jws.split('.')[0];
+    if (typeof segment !== 'string') return undefined;
+    const kid: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')).kid;
+    return typeof kid === 'string' ? kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The scope for re-verifying a signed item: the keys its signer published
  * when the item says it was signed (its iat, read before verification; the
  * signature is still checked). Without a usable iat: current keys only.

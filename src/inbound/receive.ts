@@ -242,7 +242,8 @@ export function inboxReceiver(
  */
 async function refuseV1Downgrade(ctx: InboxContext, v: VerifiedContent, digest: string): Promise<void> {
   const sender = { id: v.sender.id, keys: (await ctx.directory.publishedKeys(v.sender)).keys };
-  const ours = (await ctx.keyring.fresh()).jwks().keys;
+  // What our published JWKS lists (PROTOCOL_V2=off publishes no post-quantum keys, so every sender may keep v1).
+  const ours = (await ctx.keyring.fresh()).jwks({ pq: ctx.config.protocolV2 === 'on' }).keys;
   try {
     refuseDowngrade(1, sender, ours);
   } catch (err) {

@@ -55,7 +55,7 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
   const dualSigned = (claims: object = v2Claims()) => peer.signDual(JSON.stringify(claims), 'exchange+jwt');
 
   beforeAll(async () => {
-    gw = await startTestGateway();
+    gw = await startTestGateway({ PROTOCOL_V2: 'on' });
     const { ecEnc, kemEnc, ecSig, pqSig } = peer.jwks;
     // AKP keys after the EC keys, as PROTOCOL.md §14.1 asks of a publisher.
     await gw.app.ctx.directory.add({
@@ -225,6 +225,16 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
     );
     expect(refused.rows).toHaveLength(1);
     expect(JSON.parse(refused.rows[0].entry).agent).toMatchObject({ type: 'partner', id: peerId });
+  });
+
+  it('with PROTOCOL_V2=off this gateway publishes no post-quantum keys, so the same v1 message is accepted', async () => {
+    const { inboxReceiver } = await import('../../src/inbound/receive.ts');
+    const receive = inboxReceiver({ ...gw.app.ctx, config: { ...gw.config, protocolV2: 'off' } });
+    const claims = v2Claims();
+    const result = await receive(seal(ec, peer.signCompact(JSON.stringify(claims), 'exchange+jwt')));
+    expect(result.duplicate).toBe(false);
+    expect(result.receipt.split('.')).toHaveLength(3);
+    expect(await count('inbox_messages', 'jti = $1', [claims.jti])).toBe(1);
   });
 
   it('a v1-only sender still gets v1: accepted, a compact receipt, no post-quantum key recorded', async () => {
