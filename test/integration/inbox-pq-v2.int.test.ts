@@ -227,6 +227,26 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
     expect(JSON.parse(refused.rows[0].entry).agent).toMatchObject({ type: 'partner', id: peerId });
   });
 
+  it('a sender that starts publishing ML-DSA-65: the envelope accepted before still gets its first receipt, a new v1 one is a downgrade', async () => {
+    const upgrading = createPqPeer();
+    const id = 'https://upgrading-peer.test';
+    const { ecSig, ecEnc, pqSig } = upgrading.jwks;
+    await gw.app.ctx.directory.add({ id, endpoint: `${id}/inbox`, jwks: { keys: [ecSig, ecEnc] } });
+    const v1 = () =>
+      seal(ec, upgrading.signCompact(JSON.stringify(claimsFor({ id }, gw.config.org, bundle())), 'exchange+jwt'));
+    const before = v1();
+    const first = await post(before);
+    expect(first.status).toBe(200);
+    const receipt = await first.text();
+    await gw.app.ctx.directory.update({ id, endpoint: `${id}/inbox`, jwks: { keys: [ecSig, ecEnc, pqSig] } });
+    const retry = await post(before);
+    expect(retry.status).toBe(200);
+    expect(await retry.text()).toBe(receipt);
+    const fresh = await post(v1());
+    expect(fresh.status).toBe(400);
+    expect(((await fresh.json()) as Outcome).issue[0]!.details.coding[0]!.code).toBe('PROTOCOL_DOWNGRADE');
+  });
+
   it('with PROTOCOL_V2=off this gateway publishes no post-quantum keys, so the same v1 message is accepted', async () => {
     const { inboxReceiver } = await import('../../src/inbound/receive.ts');
     const receive = inboxReceiver({ ...gw.app.ctx, config: { ...gw.config, protocolV2: 'off' } });
