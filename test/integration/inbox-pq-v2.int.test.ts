@@ -247,6 +247,29 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
     expect(((await fresh.json()) as Outcome).issue[0]!.details.coding[0]!.code).toBe('PROTOCOL_DOWNGRADE');
   });
 
+  it('the ML-DSA-65 key follows the partner key rules: a withdrawn one is refused (JWS_KEY_WITHDRAWN), nothing stored', async () => {
+    const rotating = createPqPeer();
+    const id = 'https://rotating-peer.test';
+    const { ecSig, ecEnc, pqSig, kemEnc } = rotating.jwks;
+    await gw.app.ctx.directory.add({ id, endpoint: `${id}/inbox`, jwks: { keys: [ecSig, ecEnc, pqSig, kemEnc] } });
+    const message = () => {
+      const claims = claimsFor({ id }, gw.config.org, bundle());
+      return {
+        claims,
+        envelope: rotating.seal(rotating.signDual(JSON.stringify(claims), 'exchange+jwt'), { ec, kem }),
+      };
+    };
+    expect((await post(message().envelope)).status).toBe(200);
+    // The partner replaces its ML-DSA key with another under a new kid: the old kid is gone from its set.
+    const next = { ...createPqPeer().jwks.pqSig, kid: 'pq-sig-2' };
+    await gw.app.ctx.directory.update({ id, endpoint: `${id}/inbox`, jwks: { keys: [ecSig, ecEnc, next, kemEnc] } });
+    const { claims, envelope } = message();
+    const res = await post(envelope);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as Outcome).issue[0]!.details.coding[0]!.code).toBe('JWS_KEY_WITHDRAWN');
+    expect(await count('inbox_messages', 'jti = $1', [claims.jti])).toBe(0);
+  });
+
   it('with PROTOCOL_V2=off this gateway publishes no post-quantum keys, so the same v1 message is accepted', async () => {
     const { inboxReceiver } = await import('../../src/inbound/receive.ts');
     const receive = inboxReceiver({ ...gw.app.ctx, config: { ...gw.config, protocolV2: 'off' } });
