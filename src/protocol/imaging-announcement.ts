@@ -2,8 +2,9 @@ import type { Directory, Partner, PartnerJwk } from '../directory/directory.ts';
 import { signJson } from '../jose/jws.ts';
 import { isJsonJws, signDual, type PqSigner } from '../jose/pq/dual-jws.ts';
 import type { Signer } from '../jose/signer.ts';
-import { verifySignedDualJws } from './dual-signed-jws.ts';
-import { signatureVersion, type ProtocolVersion } from './imaging-protocol.ts';
+import { verifySignedDualJws } from './signed-dual-jws.ts';
+import { announcementVersion } from './imaging-protocol.ts';
+import type { ProtocolVersion } from './v2-acceptance.ts';
 import { checkExchangeClaims, verifySignedJws } from './signed-jws.ts';
 import { PROTOCOL } from './wire.ts';
 
@@ -59,7 +60,7 @@ export interface VerifiedAnnouncement extends Announcement {
  * signatures by the sender's published keys).
  */
 export async function verifyAnnouncement(jws: string, c: AnnouncementChecks): Promise<VerifiedAnnouncement> {
-  const protocol = signatureVersion(jws);
+  const protocol = announcementVersion(jws);
   const checks = { directory: c.directory, typ: ANNOUNCE_TYP, what: 'the imaging announcement', expression: 'part[0]' };
   const v = protocol === 2 ? await verifySignedDualJws(jws, checks) : await verifySignedJws(jws, checks);
   checkExchangeClaims(v.claims, c);

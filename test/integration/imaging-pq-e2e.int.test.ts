@@ -9,8 +9,7 @@ import { DICOM_DIR, filesUnder } from '../helpers/imaging.ts';
 import { peerVerifyDual } from '../helpers/pq-peer.ts';
 import { signCompact } from '../../src/jose/jws.ts';
 import { openHybridCompactJwe, sealHybridCompact } from '../../src/jose/pq/hybrid-jwe.ts';
-import { gatewayDecryptionKeys } from '../../src/inbound/decryption-keys.ts';
-import { gatewayKemKeys } from '../../src/inbound/kem-keys.ts';
+import { gatewayDecryptionKeys, gatewayKemKeys } from '../../src/inbound/decryption-keys.ts';
 import { sealCompact } from '../../src/jose/seal.ts';
 import { sealStreamToFile } from '../../src/jose/stream-seal.ts';
 import { signAnnouncement } from '../../src/protocol/imaging-announcement.ts';
@@ -151,6 +150,13 @@ describe('imaging under protocol v2 between two gateways, cut through', () => {
     const s = await stored(b, got.id);
     expect(headerOf(s.content)).toMatchObject({ alg: HYBRID, kem_kid: bKem.kid, cty: 'application/dicom' });
     expect(headerOf(s.envelope)).toMatchObject({ alg: HYBRID, kem_kid: bKem.kid, cty: 'JWT' });
+    // The ML-DSA-65 key that verified the manifest is kept with it, to verify it again on every read.
+    const aPq = (await jwksOf(a)).find((k) => k.alg === 'ML-DSA-65')!;
+    const kept = await b.gw.app.ctx.pool.query<{ pq: { pub: string } | null }>(
+      'SELECT sender_pq_jwk AS pq FROM inbox_messages WHERE id = $1',
+      [got.id],
+    );
+    expect(kept.rows[0]!.pq?.pub).toBe(aPq.pub);
     const accepted = (await auditDetails(b, 'inbox.accepted')).find((e) => e.includes(r.delivery))!;
     expect(accepted).toContain('"protocol":2');
     expect(accepted).toContain('"senderPqKid"');

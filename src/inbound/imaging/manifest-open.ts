@@ -1,16 +1,13 @@
-import { checkPurposeOfUse } from '../../fhir/purpose-of-use.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../../jose/open.ts';
 import { openHybridCompactJwe, type KemKeyResolver } from '../../jose/pq/hybrid-jwe.ts';
-import { verifySignedDualJws } from '../../protocol/dual-signed-jws.ts';
-import { checkManifestContent } from '../../protocol/imaging-manifest.ts';
+import { requireEnvelopeVersion } from '../../protocol/imaging-protocol.ts';
 import {
-  requireEnvelopeVersion,
-  requireSignatureVersion,
-  type ProtocolVersion,
-} from '../../protocol/imaging-protocol.ts';
-import { checkExchangeClaims } from '../../protocol/signed-jws.ts';
-import { verifySignedContent, type ContentChecks, type VerifiedContent } from '../../protocol/signed-content.ts';
-import { PROTOCOL, type ExchangeClaims } from '../../protocol/wire.ts';
+  verifySignedContent,
+  verifySignedDualContent,
+  type ContentChecks,
+  type VerifiedContent,
+} from '../../protocol/signed-content.ts';
+import { requireSignatureForm, type ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import type { InboxContext } from '../receive.ts';
 
 /**
@@ -24,8 +21,6 @@ export interface OpenedManifest {
   verified: VerifiedContent;
   /** The kid of our EC key that opened it. */
   encKid: string | undefined;
-  /** v2: the sender's ML-DSA-65 key that verified the second signature. */
-  senderPqKid?: string;
 }
 
 export async function openManifest(
@@ -43,42 +38,11 @@ export async function openManifest(
       : await openCompactJwe(envelope, options);
   try {
     const jws = opened.plaintext.toString('utf8');
-    requireSignatureVersion(protocol, jws, 'part[2]');
-    if (protocol === 1) return { verified: await verifySignedContent(jws, checks), encKid: opened.kid };
-    return { ...(await verifyDualManifest(jws, checks)), encKid: opened.kid };
+    requireSignatureForm(protocol, jws, 'manifest');
+    const verified =
+      protocol === 2 ? await verifySignedDualContent(jws, checks) : await verifySignedContent(jws, checks);
+    return { verified, encKid: opened.kid };
   } finally {
     opened.plaintext.fill(0);
   }
-}
-
-/** verifySignedContent for a dual-signed manifest: both signatures, then the same claim checks. */
-async function verifyDualManifest(
-  jws: string,
-  checks: ContentChecks,
-): Promise<{ verified: VerifiedContent; senderPqKid: string }> {
-  const v = await verifySignedDualJws(jws, {
-    directory: checks.directory,
-    typ: PROTOCOL.contentTyp,
-    what: 'the manifest',
-    expression: 'part[2]',
-    maxDepth: checks.maxDepth,
-  });
-  checkExchangeClaims(v.claims, checks);
-  checkManifestContent(v.claims);
-  const claims = v.claims as unknown as ExchangeClaims;
-  const purposeOfUse =
-    claims.purpose_of_use === undefined
-      ? undefined
-      : checkPurposeOfUse(claims.purpose_of_use, { expression: 'purpose_of_use', code: 'CLAIMS_INVALID' });
-  return {
-    verified: {
-      claims,
-      purposeOfUse,
-      payloadText: v.payloadText,
-      senderKid: v.senderKid,
-      senderJwk: v.senderJwk,
-      sender: v.sender,
-    },
-    senderPqKid: v.senderPqKid,
-  };
 }

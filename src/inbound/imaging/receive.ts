@@ -4,7 +4,7 @@ import { required } from '../../required.ts';
 import { boundaryOf, multipartParts, parseMediaType, type Part } from '../../imaging/multipart.ts';
 import type { DecryptionKeyResolver } from '../../jose/open.ts';
 import { openStream } from '../../jose/stream-open.ts';
-import { gatewayDecryptionKeys } from '../decryption-keys.ts';
+import { gatewayDecryptionKeys, gatewayKemKeys } from '../decryption-keys.ts';
 import { imagingDir, PendingFile } from '../../imaging/sealed-files.ts';
 import { DicomRecheck } from './recheck.ts';
 import { checkStudyMatches } from '../../imaging/study-match.ts';
@@ -22,9 +22,8 @@ import {
 } from '../receive.ts';
 import { markRefusalAudited } from '../../auth/audit.ts';
 import type { VerifiedContent } from '../../protocol/signed-content.ts';
-import { refuseDowngrade, type ProtocolVersion } from '../../protocol/imaging-protocol.ts';
+import { refuseDowngrade, type ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import { openManifest } from './manifest-open.ts';
-import { gatewayKemKeys } from '../kem-keys.ts';
 import { uuidv7 } from '../../ids.ts';
 import { inTransaction } from '../../db/pool.ts';
 
@@ -122,10 +121,11 @@ export function imagingReceiver(
         return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true, auditIndex: earlier.auditIndex };
       }
       const protocol = announced.protocol;
+      // A v1 delivery from a sender that signs with ML-DSA-65, to us while we publish our post-quantum keys.
       refuseDowngrade(
         protocol,
         { id: announced.iss, keys: (await ctx.directory.publishedKeys(announced.sender)).keys },
-        ctx.config.protocolV2 === 'on',
+        (await ctx.keyring.fresh()).jwks({ pq: ctx.config.protocolV2 === 'on' }).keys,
       );
       const messageId = uuidv7();
       file = await PendingFile.create(join(await imagingDir(ctx.config, 'inbox'), `${messageId}.jwe`));
@@ -193,7 +193,6 @@ export function imagingReceiver(
         messageId,
         encKid: required(opened.encKid, 'a kid on every gateway encryption key'),
         protocol,
-        senderPqKid: opened.senderPqKid,
         file,
         contentDigest: `sha-256=${manifest.sha256}`,
         contentJweLength: content.jweLength,
@@ -230,7 +229,6 @@ interface Received {
   contentJweLength: number;
   length: number;
   protocol: ProtocolVersion;
-  senderPqKid: string | undefined;
   now: Date;
   meta: ReceiveMeta;
 }
@@ -264,6 +262,8 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
               encKid: r.encKid,
               senderKid: r.verified.senderKid,
               senderJwk: r.verified.senderJwk,
+              // v2: the ML-DSA-65 key that verified the second signature, to verify it again on every read.
+              senderPqJwk: r.verified.senderPq?.jwk,
               receiptId: claims.jti,
               receipt,
               receivedAt: r.now,
@@ -290,7 +290,7 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
                 encKid: r.encKid,
                 senderKid: r.verified.senderKid,
                 protocol: r.protocol,
-                ...(r.senderPqKid ? { senderPqKid: r.senderPqKid } : {}),
+                ...(r.verified.senderPq ? { senderPqKid: r.verified.senderPq.kid } : {}),
               },
               ...(r.verified.purposeOfUse ? { purposeOfUse: r.verified.purposeOfUse } : {}),
             },

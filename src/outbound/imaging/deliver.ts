@@ -13,7 +13,7 @@ import { PROTOCOL } from '../../protocol/wire.ts';
 import type { AttemptClass } from '../../net/retry-policy.ts';
 import { sendImaging, type ImagingTransmission } from './send.ts';
 import { announcementMediaType } from '../../protocol/imaging-announcement.ts';
-import type { ProtocolVersion } from '../../protocol/imaging-protocol.ts';
+import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
 import { holdsDeliveries } from '../partner-suspension.ts';
 import { envelopeVersion, heldForDowngrade } from '../../protocol/v2-negotiation.ts';

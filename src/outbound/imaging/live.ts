@@ -1,7 +1,7 @@
 import type { Partner } from '../../directory/directory.ts';
 import { required } from '../../required.ts';
 import type { DeliveryContext } from '../deliver.ts';
-import type { ProtocolVersion } from '../../protocol/imaging-protocol.ts';
+import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import { sendImaging } from './send.ts';
 import {
   deliveryBoundary,
