@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import request from 'supertest';
@@ -166,6 +166,18 @@ describe('imaging under protocol v2 between two gateways, cut through', () => {
       .set('authorization', await b.ehr.bearer());
     expect(manifest.status).toBe(200);
     expect(JSON.parse(manifest.text)).toMatchObject({ length: CT.length });
+    // At rest, the v2 content file swapped for a v1 one of the same bytes (sealed to B's EC key only) is not served.
+    const { rows } = await b.gw.app.ctx.pool.query<{ content_path: string }>(
+      'SELECT content_path FROM imaging_inbox_content WHERE message_id = $1',
+      [got.id],
+    );
+    const bEc = bKeys.find((k) => k.use === 'enc' && k.kty === 'EC')!;
+    await sealStreamToFile(Readable.from([CT]), bEc as never, 'application/dicom', `${rows[0]!.content_path}.v1`);
+    renameSync(`${rows[0]!.content_path}.v1`, rows[0]!.content_path);
+    const swapped = await request(b.gw.app.server)
+      .get(`/inbox/messages/${got.id}/content`)
+      .set('authorization', await b.ehr.bearer());
+    expect(swapped.status).toBe(500);
   });
 
   it('and B → A the same way, for another study', { timeout: 120_000 }, async () => {

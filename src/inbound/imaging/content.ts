@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { appendAudit } from '../../audit/append.ts';
 import { GatewayError } from '../../errors.ts';
 import type { DecryptionKeyResolver } from '../../jose/open.ts';
+import { isJsonJws } from '../../jose/pq/dual-jws.ts';
 import { openStream } from '../../jose/stream-open.ts';
 import { spoolSink } from '../../jose/stream-sinks.ts';
 import { gatewayDecryptionKeys, gatewayKemKeys } from '../decryption-keys.ts';
@@ -35,7 +36,7 @@ export function imagingContentReader(
   const reader = inboxReader(ctx, resolveKey);
   return async function content(id: string, viewer: InboxRequester): Promise<ImagingContent> {
     // The manifest read checks the inbox routing (404 for another client's message) and audits.
-    const { meta, bundle } = await reader.read(id, viewer);
+    const { meta, bundle, signed } = await reader.read(id, viewer);
     const { rows } = await ctx.pool.query<{ content_type: string; content_path: string }>(
       'SELECT content_type, content_path FROM imaging_inbox_content WHERE message_id = $1',
       [id],
@@ -52,6 +53,8 @@ export function imagingContentReader(
           kdf: ctx.config.hsmKdf,
           resolveKey,
           resolveKemKey,
+          // The content was sealed in the manifest's version: a v2 message is never served from a v1 file.
+          version: isJsonJws(signed.jws) ? 2 : 1,
           cty: row.content_type,
           maxBytes: manifest.length,
         },
