@@ -84,6 +84,10 @@ export const ERROR_CODES = {
   WRONG_AUDIENCE: { status: 400, issue: 'security' },
   IAT_OUT_OF_WINDOW: { status: 400, issue: 'value' },
   REPLAY_CONFLICT: { status: 409, issue: 'conflict' },
+  /** Protocol v2 (PROTOCOL §14): a hybrid envelope with a compact JWS, or a v1 envelope (or receipt) in the JSON form. */
+  PROTOCOL_MIXED: { status: 400, issue: 'structure' },
+  /** Protocol v1 where both sides publish post-quantum keys: refused, never silently accepted as weaker. */
+  PROTOCOL_DOWNGRADE: { status: 400, issue: 'security' },
   // A partner's signed receipt: not a well-formed accepting receipt, or one for other bytes than were sent.
   RECEIPT_INVALID: { status: 400, issue: 'invalid' },
   RECEIPT_MISMATCH: { status: 400, issue: 'security' },

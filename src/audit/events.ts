@@ -91,7 +91,8 @@ export const AUDIT_EVENTS = {
     balp: 'ApplicationActivity',
   },
   'inbox.accepted': {
-    description: 'A partner delivery was decrypted, verified, stored and receipted.',
+    description:
+      'A partner delivery was decrypted, verified, stored and receipted; for a bundle, detail.protocol says which protocol version (2: hybrid envelope, dual-signed, senderPqKid) it came in.',
     outcome: ['success'],
     recordedBy: 'inbound receive (bundle and imaging)',
     balp: 'DisclosureRecipient',
@@ -103,7 +104,8 @@ export const AUDIT_EVENTS = {
     balp: 'ImportStep',
   },
   'inbox.refused': {
-    description: 'A partner delivery was refused (envelope, signature, key or content checks).',
+    description:
+      'A partner delivery was refused (envelope, signature, key or content checks, or a protocol v1 downgrade or mixed form: PROTOCOL_DOWNGRADE, PROTOCOL_MIXED).',
     outcome: ['minor-failure'],
     recordedBy: 'inbound receive (bundle and imaging), inbox route',
     balp: 'ImportStep',

@@ -61,13 +61,18 @@ export async function awaitReceipts(from: Organisation, sent: Sent[], printer: S
 
 /** A receipt's header and claims as a person reads them (the signature was verified by gateway A). */
 export function describeReceipt(receipt: string): string {
+  // A protocol v2 receipt is dual-signed (JSON serialization): its headers are those of its two signatures.
+  const dual = receipt.startsWith('{')
+    ? (JSON.parse(receipt) as { payload: string; signatures: Array<{ protected: string }> })
+    : undefined;
   const [header, payload] = receipt.split('.');
   const decode = (part: string | undefined) =>
     JSON.parse(Buffer.from(part ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
-  const h = decode(header);
-  const c = decode(payload);
+  const headers = dual ? dual.signatures.map((s) => decode(s.protected)) : [decode(header)];
+  const c = decode(dual ? dual.payload : payload);
+  const signedBy = headers.map((h) => `${String(h.alg)}, kid ${String(h.kid)}`).join('; ');
   return (
-    `${String(c.jti)} (${String(h.typ)}, ${String(h.alg)}, kid ${String(h.kid)})\n` +
+    `${String(c.jti)} (${String(headers[0]?.typ)}, ${signedBy})\n` +
     `  iss ${String(c.iss)} -> aud ${String(c.aud)}, status ${String(c.status)}, ` +
     `delivery ${String(c.delivery)}, digest ${String(c.digest)}`
   );

@@ -12,6 +12,31 @@ import { jwkThumbprint, partnerKeyRecords, recordedPartnerKey, type PartnerKeySe
  */
 export type KeyScope = 'current' | { signedAt: Date };
 
+/** The payload segment of a JWS, compact or in the JSON serialization (protocol v2), not yet verified. */
+function payloadSegment(jws: string): string {
+  if (!jws.trimStart().startsWith('{')) return jws.split('.')[1] ?? '';
+  const payload: unknown = (JSON.parse(jws) as { payload?: unknown }).payload;
+  return typeof payload === 'string' ? payload : '';
+}
+
+/**
+ * The kid of a signed item's ES256 signature, read before verification: the
+ * header of a compact JWS, or of the first signature of the JSON form (the
+ * ES256 one, PROTOCOL.md §14.3). Undefined when none can be read.
+ */
+export function signingKidOf(jws: string): string | undefined {
+  try {
+    const segment = jws.trimStart().startsWith('{')
+      ? (JSON.parse(jws) as { signatures?: Array<{ protected?: unknown }> }).signatures?.[0]?.protected
+      : jws.split('.')[0];
+    if (typeof segment !== 'string') return undefined;
+    const kid: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')).kid;
+    return typeof kid === 'string' ? kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The scope for re-verifying a signed item: the keys its signer published
  * when the item says it was signed (its iat, read before verification; the
@@ -19,7 +44,7 @@ export type KeyScope = 'current' | { signedAt: Date };
  */
 export function scopeOfSignedItem(jws: string): KeyScope {
   try {
-    const iat: unknown = JSON.parse(Buffer.from(jws.split('.')[1] ?? '', 'base64url').toString('utf8')).iat;
+    const iat: unknown = JSON.parse(Buffer.from(payloadSegment(jws), 'base64url').toString('utf8')).iat;
     if (typeof iat === 'number' && Number.isFinite(iat)) return { signedAt: new Date(iat * 1000) };
   } catch {
     // Not a JWS with a JSON payload: the verification itself will say so.

@@ -11,7 +11,7 @@ import {
   type LogExcerpt,
   type SigningJwk,
 } from '../audit/verifier/exchange.ts';
-import { scopeOfSignedItem } from '../directory/signing-keys.ts';
+import { scopeOfSignedItem, signingKidOf } from '../directory/signing-keys.ts';
 import { required } from '../required.ts';
 import { signAuditKeys } from '../protocol/evidence.ts';
 
@@ -82,8 +82,8 @@ interface DeliveryRow {
   statement_jwk: (object & { kid?: string }) | null;
 }
 
-const kidOf = (jws: string): string =>
-  String((JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown }).kid);
+/** The kid of a receipt's or statement's ES256 signature (compact, or the first of a dual-signed receipt). */
+const kidOf = (jws: string): string => String(signingKidOf(jws));
 
 /**
  * One proof bundle for an exchange (docs/PROTOCOL.md section 12.4): our

@@ -12,7 +12,7 @@ import { fromBase64, toBase64, utf8, type Checkpoint } from '../audit/verifier/n
 import { digestOf, receiptEntryProblem, verifyCheckpointNote } from '../audit/verifier/exchange.ts';
 import { inTransaction } from '../db/pool.ts';
 import type { PartnerJwk } from '../directory/directory.ts';
-import { scopeOfSignedItem } from '../directory/signing-keys.ts';
+import { scopeOfSignedItem, signingKidOf } from '../directory/signing-keys.ts';
 import { verifyCompact } from '../jose/verify.ts';
 import { duplicateMember } from '../jose/duplicate-members.ts';
 import { readBounded } from '../net/read-bounded.ts';
@@ -116,9 +116,10 @@ function parseAnswer(text: string): EvidenceAnswer {
 
 const hashes = (list: string[]) => list.map((h) => fromBase64(h));
 
+/** The kid of a receipt's ES256 signature (compact, or the first of a dual-signed one). */
 const headerKid = (jws: string): string => {
-  const kid = (JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown }).kid;
-  if (typeof kid !== 'string') throw new GatewayError('JWS_MALFORMED', 'the JWS names no kid');
+  const kid = signingKidOf(jws);
+  if (kid === undefined) throw new GatewayError('JWS_MALFORMED', 'the JWS names no kid');
   return kid;
 };
 

@@ -4,7 +4,11 @@ import { GatewayError } from '../errors.ts';
 import { isUuid } from '../ids.ts';
 import { openCompactJwe, type DecryptionKeyResolver } from '../jose/open.ts';
 import { verifyCompact } from '../jose/verify.ts';
-import { gatewayDecryptionKeys } from './decryption-keys.ts';
+import { gatewayDecryptionKeys, gatewayKemKeys } from './decryption-keys.ts';
+import { openHybridCompactJwe } from '../jose/pq/hybrid-jwe.ts';
+import { verifyDual } from '../jose/pq/dual-jws.ts';
+import { importPublicJwk } from '../jose/public-key.ts';
+import { envelopeProtocol } from '../protocol/v2-acceptance.ts';
 import {
   acknowledgeInboxMessage,
   getInboxMessageFor,
@@ -60,7 +64,7 @@ const purged = (id: string) =>
  * fault, never handed over.
  */
 export async function openStoredMessage(
-  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>,
+  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger' | 'keyring'>,
   row: InboxMessage,
   resolveKey: DecryptionKeyResolver,
 ): Promise<string> {
@@ -69,7 +73,7 @@ export async function openStoredMessage(
 
 /** openStoredMessage, with the content_type and the verified JWS kept. */
 export async function openStoredContent(
-  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger'>,
+  ctx: Pick<InboxContext, 'hsm' | 'config' | 'logger' | 'keyring'>,
   row: InboxMessage,
   resolveKey: DecryptionKeyResolver,
 ): Promise<OpenedContent> {
@@ -77,13 +81,8 @@ export async function openStoredContent(
   if (envelope === null) throw purged(row.id);
   try {
     if (envelopeDigest(envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
-    const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
-    const jws = opened.plaintext.toString('utf8');
-    opened.plaintext.fill(0);
-    const { payload } = await verifyCompact(jws, async () => publicKeyOf(row.senderJwk), {
-      typ: PROTOCOL.contentTyp,
-      algorithms: CONTENT_ALGS,
-    });
+    const jws = await openStoredJws(ctx, envelope, resolveKey);
+    const { payload } = await verifyStoredJws(jws, row);
     const text = Buffer.from(payload).toString('utf8');
     const claims = JSON.parse(text) as {
       iss?: unknown;
@@ -110,6 +109,34 @@ export async function openStoredContent(
     );
     throw new GatewayError('INTERNAL', 'the stored message failed to open or verify', { cause: err });
   }
+}
+
+/** The stored envelope opened again, v1 or v2 (as it was received: its header says which). */
+async function openStoredJws(
+  ctx: Pick<InboxContext, 'hsm' | 'config' | 'keyring'>,
+  envelope: string,
+  resolveKey: DecryptionKeyResolver,
+): Promise<string> {
+  const options = { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey };
+  const opened =
+    envelopeProtocol(envelope) === 2
+      ? await openHybridCompactJwe(envelope, { ...options, resolveKemKey: gatewayKemKeys(ctx.keyring) })
+      : await openCompactJwe(envelope, options);
+  const jws = opened.plaintext.toString('utf8');
+  opened.plaintext.fill(0);
+  return jws;
+}
+
+/** The sender's signature(s) checked again with the key(s) that verified them on arrival: both for a v2 message. */
+function verifyStoredJws(jws: string, row: InboxMessage) {
+  const classical = async () => publicKeyOf(row.senderJwk);
+  if (!row.senderPqJwk) return verifyCompact(jws, classical, { typ: PROTOCOL.contentTyp, algorithms: CONTENT_ALGS });
+  const pq = row.senderPqJwk;
+  return verifyDual(
+    jws,
+    { classical, pq: async () => importPublicJwk({ kty: pq.kty, alg: pq.alg, pub: pq.pub }) },
+    { typ: PROTOCOL.contentTyp },
+  );
 }
 
 /**

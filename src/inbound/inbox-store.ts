@@ -40,6 +40,8 @@ export interface InboxMessage extends InboxMetadata {
   encKid: string;
   senderKid: string;
   senderJwk: PartnerJwk;
+  /** A protocol v2 message: the sender's ML-DSA-65 key that verified its second signature. */
+  senderPqJwk: PartnerJwk | null;
   receipt: string;
 }
 
@@ -73,6 +75,7 @@ const toMessage = (r: Row): InboxMessage => ({
   encKid: r.enc_kid as string,
   senderKid: r.sender_kid as string,
   senderJwk: r.sender_jwk as PartnerJwk,
+  senderPqJwk: (r.sender_pq_jwk as PartnerJwk | null) ?? null,
   receipt: r.receipt as string,
 });
 
@@ -86,6 +89,8 @@ export interface NewInboxMessage {
   encKid: string;
   senderKid: string;
   senderJwk: PartnerJwk;
+  /** Protocol v2: the sender's ML-DSA-65 key that verified the second signature. */
+  senderPqJwk?: PartnerJwk | undefined;
   receiptId: string;
   receipt: string;
   receivedAt: Date;
@@ -135,8 +140,8 @@ export async function writeInboxMessages(
     name: WRITE_INBOX,
     text: `WITH u AS (
        -- A message's purpose codes as one text (letters only, so commas join them): unnest cannot carry arrays of arrays.
-       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::uuid[], $15::text[], $16::timestamptz[], $17::text[], $18::text[], $19::uuid[], $20::uuid[], $21::text[])
-         WITH ORDINALITY AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose, message_header_id, response_to, response_exchange, response_code, ord)
+       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::uuid[], $15::text[], $16::timestamptz[], $17::text[], $18::text[], $19::uuid[], $20::uuid[], $21::text[], $31::jsonb[])
+         WITH ORDINALITY AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose, message_header_id, response_to, response_exchange, response_code, sender_pq_jwk, ord)
      ), fresh AS (
        SELECT DISTINCT ON (u.sender, u.jti) u.* FROM u
         WHERE NOT EXISTS (SELECT 1 FROM inbox_messages m WHERE m.sender = u.sender AND m.jti = u.jti)
@@ -148,9 +153,9 @@ export async function writeInboxMessages(
      ), patients AS (
        SELECT * FROM unnest($28::bigint[], $29::bytea[]) AS p(ord, blind)
      ), ${auditAppendSql('entries', '$4::timestamptz', 'patients')}, stored AS (
-       INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code, audit_idx)
+       INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code, sender_pq_jwk, audit_idx)
        SELECT f.id, f.sender, f.jti, f.exchange_id, f.envelope, f.digest, f.enc_kid, f.sender_kid, f.sender_jwk, f.receipt_id, f.receipt, f.received_at,
-              string_to_array(f.purpose, ','), f.message_header_id, f.response_to, f.response_exchange, f.response_code, n.idx
+              string_to_array(f.purpose, ','), f.message_header_id, f.response_to, f.response_exchange, f.response_code, f.sender_pq_jwk, n.idx
          FROM fresh f JOIN numbered n ON n.ord = f.ord
        RETURNING id, audit_idx
      ), jobs AS (
@@ -188,6 +193,7 @@ export async function writeInboxMessages(
       audit.patientOrds,
       audit.patientBlinds,
       options.forward !== undefined,
+      ms.map((m) => (m.senderPqJwk ? JSON.stringify(m.senderPqJwk) : null)),
     ],
   });
   return new Map(rows.map((r) => [r.id, Number(r.idx)]));

@@ -52,7 +52,8 @@ export function inboxProvenance(
               when: new Date(signed.iat * 1000).toISOString(),
               who,
               targetFormat: signed.contentType,
-              sigFormat: 'application/jose',
+              // A protocol v2 message is signed twice, in the JWS JSON serialization (RFC 7515 §9.2).
+              sigFormat: signed.jws.startsWith('{') ? 'application/jose+json' : 'application/jose',
               data: Buffer.from(signed.jws, 'ascii').toString('base64'),
             },
           ],

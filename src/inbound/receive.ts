@@ -5,7 +5,7 @@ import { keepRefusal, markRefusalAudited } from '../auth/audit.ts';
 import type { DecryptionKeyResolver } from '../jose/open.ts';
 import { signReceipt } from '../protocol/receipt.ts';
 import { receiptDigest } from '../protocol/evidence.ts';
-import { gatewayDecryptionKeys, openWithGatewayKeys } from './decryption-keys.ts';
+import { gatewayDecryptionKeys, gatewayKemKeys, openWithGatewayKeys } from './decryption-keys.ts';
 import {
   findBySenderJti,
   isConcurrentReplay,
@@ -17,7 +17,13 @@ import { GroupCommit } from '../db/batcher.ts';
 import { commitPool, inTransaction, type PoolClient } from '../db/pool.ts';
 import { envelopeDigest, type ExchangeClaims } from '../protocol/wire.ts';
 import { messageHeaderId, type ResponseCode } from '../fhir/message-header.ts';
-import { verifySignedContent, type VerifiedContent } from '../protocol/signed-content.ts';
+import {
+  verifySignedContent,
+  verifySignedDualContent,
+  type ContentChecks,
+  type VerifiedContent,
+} from '../protocol/signed-content.ts';
+import { envelopeProtocol, refuseDowngrade, requireSignatureForm } from '../protocol/v2-acceptance.ts';
 import { uuidv7 } from '../ids.ts';
 import { checkReceivedOrigin } from './message-origin.ts';
 import { patientIdentifiers } from '../fhir/patient-identifiers.ts';
@@ -96,7 +102,9 @@ function inboxWriter(ctx: InboxContext, responses: ResponseCorrelation | undefin
  * POST /inbox: open the envelope with our HSM-held key, verify the sender's
  * signature against its published key, check aud / iat / replay, store the
  * envelope exactly as received (still sealed), audit, and answer with our
- * signed receipt. Any refusal is audited and stores no message.
+ * signed receipt. Any refusal is audited and stores no message. Protocol v2
+ * (hybrid envelope, dual signature) is answered with a dual-signed receipt;
+ * which version a message may use is src/protocol/v2-acceptance.ts.
  */
 export function inboxReceiver(
   ctx: InboxContext,
@@ -104,28 +112,36 @@ export function inboxReceiver(
   options: { responses?: ResponseCorrelation } = {},
 ) {
   const writer = inboxWriter(ctx, options.responses);
+  const resolveKemKey = gatewayKemKeys(ctx.keyring);
   async function receive(envelope: string, meta: ReceiveMeta = {}): Promise<ReceiveResult> {
     const digest = envelopeDigest(envelope);
     const now = meta.now ?? new Date();
     let verified: VerifiedContent | undefined;
     try {
+      const protocol = envelopeProtocol(envelope);
       const opened = await openWithGatewayKeys(ctx.keyring, envelope, {
         hsm: ctx.hsm,
         kdf: ctx.config.hsmKdf,
         resolveKey,
+        protocol,
+        resolveKemKey,
       });
       try {
-        verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
+        const jws = opened.plaintext.toString('utf8');
+        requireSignatureForm(protocol, jws, 'envelope');
+        const checks: ContentChecks = {
           directory: ctx.directory,
           org: ctx.config.org,
           clockSkewMs: ctx.config.clockSkew,
           maxAgeMs: ctx.config.inboxMaxAge,
           maxDepth: ctx.config.jsonMaxDepth + 1,
           now: now.getTime(),
-        });
+        };
+        verified = protocol === 2 ? await verifySignedDualContent(jws, checks) : await verifySignedContent(jws, checks);
       } finally {
         opened.plaintext.fill(0);
       }
+      if (verified.protocol === 1) await refuseV1Downgrade(ctx, verified, digest);
       requireBoundSender(meta, verified.claims.iss);
       await checkReceivedOrigin(verified.claims.content, verified.sender, ctx.config.org, ctx.directory);
       const response = await options.responses?.check(verified.claims);
@@ -162,13 +178,13 @@ export function inboxReceiver(
     // Signed before the insert so that row, receipt and audit entry commit together. The
     // insert itself is the replay check: a stored (sender, jti) makes it a no-op.
     // fresh(): a rotation in another process changes the active signing key.
-    const { receipt, claims: receiptClaims } = await signReceipt((await ctx.keyring.fresh()).signer(), {
-      iss: ctx.config.org,
-      aud: sender,
-      delivery: jti,
-      digest,
-      now,
-    });
+    const keys = await ctx.keyring.fresh();
+    const { receipt, claims: receiptClaims } = await signReceipt(
+      keys.signer(),
+      { iss: ctx.config.org, aud: sender, delivery: jti, digest, now },
+      // A v2 message gets a v2 receipt: the same claims, signed with ES256 and ML-DSA-65.
+      v.protocol === 2 ? await keys.pqSigner() : undefined,
+    );
     // Whose records arrived, blinded under this gateway's own key (a partner's blinds mean nothing here).
     const patients = await blindPatients(ctx, patientIdentifiers(v.claims.content));
     const auditIndex = await writer.submit({
@@ -182,6 +198,7 @@ export function inboxReceiver(
         encKid,
         senderKid: v.senderKid,
         senderJwk: v.senderJwk,
+        senderPqJwk: v.senderPq?.jwk,
         receiptId: receiptClaims.jti,
         receipt,
         receivedAt: now,
@@ -199,7 +216,12 @@ export function inboxReceiver(
           { type: 'exchange', id: v.claims.exchange },
           { type: 'receipt', id: receiptClaims.jti, digest: receiptDigest(receipt) },
         ],
-        detail: { encKid, senderKid: v.senderKid },
+        detail: {
+          encKid,
+          senderKid: v.senderKid,
+          protocol: v.protocol,
+          ...(v.senderPq ? { senderPqKid: v.senderPq.kid } : {}),
+        },
         ...(patients.length ? { patients } : {}),
         ...(v.purposeOfUse ? { purposeOfUse: v.purposeOfUse } : {}),
       },
@@ -211,6 +233,24 @@ export function inboxReceiver(
   }
 
   return Object.assign(receive, { drained: () => writer.drained() });
+}
+
+/**
+ * A v1 message from a sender that could have sent v2 is refused
+ * (v2-acceptance.ts), except the very envelope accepted before the sender
+ * published its ML-DSA key: a retry of it still gets its first receipt.
+ */
+async function refuseV1Downgrade(ctx: InboxContext, v: VerifiedContent, digest: string): Promise<void> {
+  const sender = { id: v.sender.id, keys: (await ctx.directory.publishedKeys(v.sender)).keys };
+  // What our published JWKS lists (PROTOCOL_V2=off publishes no post-quantum keys, so every sender may keep v1).
+  const ours = (await ctx.keyring.fresh()).jwks({ pq: ctx.config.protocolV2 === 'on' }).keys;
+  try {
+    refuseDowngrade(1, sender, ours);
+  } catch (err) {
+    const earlier = await findBySenderJti(ctx.pool, v.claims.iss, v.claims.jti);
+    if (earlier?.envelopeDigest === digest) return;
+    throw err;
+  }
 }
 
 /** Same sender and jti seen before: the same bytes get the first receipt; other bytes are a replay. */

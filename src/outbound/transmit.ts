@@ -1,10 +1,12 @@
-import type { JWK } from 'jose';
 import type { Partner } from '../directory/directory.ts';
 import { scopeOfSignedItem } from '../directory/signing-keys.ts';
 import { GatewayError } from '../errors.ts';
 import { readBounded } from '../net/read-bounded.ts';
 import { classifyStatus, parseRetryAfter } from '../net/retry-policy.ts';
 import { verifyReceipt } from '../protocol/receipt.ts';
+import { envelopeProtocol, requireReceiptForm, type ProtocolVersion } from '../protocol/v2-acceptance.ts';
+import { PQ_SIGNATURE_ALG } from '../jose/pq/dual-jws.ts';
+import { importPublicJwk } from '../jose/public-key.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
 import type { AttemptResult } from './attempt-ledger.ts';
 import type { GatewayContext } from '../gateway-context.ts';
@@ -52,8 +54,11 @@ export async function transmit(ctx: DeliveryContext, t: Transmission): Promise<A
 
 async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResult> {
   let res: Response;
+  // A bundle's envelope says which version it is (its header alg); imaging deliveries are v1.
+  let protocol: ProtocolVersion = 1;
   try {
     const body = t.body();
+    if (typeof body === 'string') protocol = envelopeProtocol(body);
     res = await ctx.fetch(t.url, {
       method: 'POST',
       headers: {
@@ -83,7 +88,7 @@ async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResul
   }
   try {
     const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the receipt')).trim();
-    const claims = await checkReceipt(ctx, t, text);
+    const claims = await checkReceipt(ctx, t, text, protocol);
     return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
   } catch (err) {
     const reason =
@@ -96,13 +101,19 @@ async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResul
   }
 }
 
-async function checkReceipt(ctx: DeliveryContext, t: Transmission, text: string) {
+async function checkReceipt(ctx: DeliveryContext, t: Transmission, text: string, protocol: ProtocolVersion) {
   const want = t.expected();
+  // A v2 delivery needs a dual-signed receipt: a compact one is refused as a downgrade (retried like any bad receipt).
+  requireReceiptForm(protocol, text);
   const claims = await verifyReceipt(
     text,
     async (header) => {
       if (!header.kid) throw new GatewayError('JWS_MALFORMED', 'receipt header has no kid');
-      return (await ctx.directory.verificationKey(t.partner.id, header.kid, scopeOfSignedItem(text))) as JWK;
+      const jwk = await ctx.directory.verificationKey(t.partner.id, header.kid, scopeOfSignedItem(text));
+      // Each signature by a key of its own kind: ES256 by an EC key, ML-DSA-65 by an AKP key.
+      if ((header.alg === PQ_SIGNATURE_ALG) !== (jwk.kty === 'AKP'))
+        throw new GatewayError('JWS_SIGNATURE_INVALID', `receipt key ${header.kid} is not a ${header.alg} key`);
+      return importPublicJwk(jwk);
     },
     { iss: t.partner.id, aud: ctx.config.org, delivery: t.deliveryId, digest: want.digest },
   );

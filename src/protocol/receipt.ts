@@ -5,11 +5,14 @@ import { signJson } from '../jose/jws.ts';
 import type { Signer } from '../jose/signer.ts';
 import { verifyCompact, type KeyResolver } from '../jose/verify.ts';
 import { duplicateMember } from '../jose/duplicate-members.ts';
+import { isJsonJws, signDual, verifyDual, type PqSigner } from '../jose/pq/dual-jws.ts';
 
 /**
  * The recipient's signed receipt (docs/PROTOCOL.md): a compact JWS
  * {alg ES256, kid, typ exchange-receipt+jwt} over ReceiptClaims. It binds the
  * delivery id and the digest of the envelope bytes exactly as received.
+ * For a protocol v2 message the same claims are signed twice (ES256 and
+ * ML-DSA-65, JSON serialization, PROTOCOL.md §14.4).
  */
 export interface ReceiptInput {
   /** The recipient (us). */
@@ -28,6 +31,8 @@ export interface ReceiptInput {
 export async function signReceipt(
   signer: Signer,
   input: ReceiptInput,
+  /** Given for a v2 message: the receipt is dual-signed with it. */
+  pqSigner?: PqSigner,
 ): Promise<{ receipt: string; claims: ReceiptClaims }> {
   const digest = input.digest ?? (input.envelope !== undefined ? envelopeDigest(input.envelope) : undefined);
   if (!digest) throw new Error('signReceipt needs the envelope or its digest');
@@ -40,7 +45,10 @@ export async function signReceipt(
     digest,
     status: 'accepted',
   };
-  return { receipt: await signJson(signer, claims, { typ: PROTOCOL.receiptTyp }), claims };
+  const receipt = pqSigner
+    ? await signDual(signer, pqSigner, JSON.stringify(claims), { typ: PROTOCOL.receiptTyp })
+    : await signJson(signer, claims, { typ: PROTOCOL.receiptTyp });
+  return { receipt, claims };
 }
 
 export interface ReceiptExpectation {
@@ -57,16 +65,21 @@ export interface ReceiptExpectation {
  * Verify a receipt's signature (ES256 only, typ checked) against the
  * recipient's key, then every claim against what was sent. Any mismatch is
  * RECEIPT_INVALID-grade: the caller must not mark the delivery delivered.
+ * A receipt in the JSON serialization must carry both signatures (ES256 and
+ * ML-DSA-65), each resolved by `key` from its own header; which form the
+ * caller requires is its rule (src/protocol/v2-acceptance.ts).
  */
 export async function verifyReceipt(
   receipt: string,
   key: KeyResolver,
   expected: ReceiptExpectation,
 ): Promise<ReceiptClaims> {
-  const { payload } = await verifyCompact(receipt, key, {
-    typ: PROTOCOL.receiptTyp,
-    algorithms: [PROTOCOL.signatureAlg],
-  });
+  const { payload } = isJsonJws(receipt)
+    ? await verifyDual(receipt, { classical: key, pq: key }, { typ: PROTOCOL.receiptTyp })
+    : await verifyCompact(receipt, key, {
+        typ: PROTOCOL.receiptTyp,
+        algorithms: [PROTOCOL.signatureAlg],
+      });
   const text = Buffer.from(payload).toString('utf8');
   let claims: Partial<ReceiptClaims>;
   try {

@@ -1,7 +1,9 @@
 import { GatewayError } from '../errors.ts';
 import { checkPurposeOfUse } from '../fhir/purpose-of-use.ts';
 import type { Directory, Partner, PartnerJwk } from '../directory/directory.ts';
-import { checkExchangeClaims, verifySignedJws, type ClaimWindow } from './signed-jws.ts';
+import { checkExchangeClaims, verifySignedJws, type ClaimWindow, type VerifiedJwsSender } from './signed-jws.ts';
+import { verifySignedDualJws } from './signed-dual-jws.ts';
+import type { ProtocolVersion } from './v2-acceptance.ts';
 import { PROTOCOL, type ExchangeClaims } from './wire.ts';
 
 export { CONTENT_ALGS, claimedSender, publicKeyOf } from './signed-jws.ts';
@@ -17,6 +19,9 @@ export interface VerifiedContent {
   senderJwk: PartnerJwk;
   /** The sender's directory entry, as read for this verification. */
   sender: Partner;
+  /** 2: signed twice (PROTOCOL.md §14.3), the ML-DSA-65 key that verified the second signature kept too. */
+  protocol: ProtocolVersion;
+  senderPq?: { kid: string; jwk: PartnerJwk };
 }
 
 export interface ContentChecks extends ClaimWindow {
@@ -31,12 +36,24 @@ export interface ContentChecks extends ClaimWindow {
  * directory, its published key, then aud, iat window and claim shapes.
  */
 export async function verifySignedContent(jws: string, checks: ContentChecks): Promise<VerifiedContent> {
-  const v = await verifySignedJws(jws, {
-    directory: checks.directory,
-    typ: PROTOCOL.contentTyp,
-    what: 'the envelope',
-    maxDepth: checks.maxDepth,
-  });
+  const v = await verifySignedJws(jws, contentJws(checks));
+  return { ...verified(v, checks), protocol: 1 };
+}
+
+/** verifySignedContent for protocol v2: both signatures (ES256 and ML-DSA-65) by the sender's published keys. */
+export async function verifySignedDualContent(jws: string, checks: ContentChecks): Promise<VerifiedContent> {
+  const v = await verifySignedDualJws(jws, contentJws(checks));
+  return { ...verified(v, checks), protocol: 2, senderPq: { kid: v.senderPqKid, jwk: v.senderPqJwk } };
+}
+
+const contentJws = (checks: ContentChecks) => ({
+  directory: checks.directory,
+  typ: PROTOCOL.contentTyp,
+  what: 'the envelope',
+  maxDepth: checks.maxDepth,
+});
+
+function verified(v: VerifiedJwsSender, checks: ContentChecks): Omit<VerifiedContent, 'protocol'> {
   const claims = checkClaims(v.claims, checks);
   return {
     claims,

@@ -76,7 +76,7 @@ const DEFAULT_CLAIMS_DEPTH = 65;
  * depth, `__proto__` and `constructor.prototype` keys): a partner's signature
  * does not make content safe to hand on to the local EHR.
  */
-function parseClaims(text: string, maxDepth = DEFAULT_CLAIMS_DEPTH): Record<string, unknown> {
+export function parseClaims(text: string, maxDepth = DEFAULT_CLAIMS_DEPTH): Record<string, unknown> {
   let claims: unknown;
   try {
     claims = parseFhirJson(text, maxDepth);
@@ -102,6 +102,41 @@ export function claimedSender(jws: string): string | undefined {
   }
 }
 
+/** The claimed sender, which must be an active partner of the directory. */
+export async function activeSender(
+  claims: Record<string, unknown>,
+  directory: SignedJwsChecks['directory'],
+): Promise<{ iss: string; partner: Partner }> {
+  const iss = claims.iss;
+  if (typeof iss !== 'string' || iss === '')
+    throw new GatewayError('CLAIMS_INVALID', 'iss is missing', { expression: 'iss' });
+  const partner = await directory.get(iss);
+  if (!partner)
+    throw new GatewayError('UNKNOWN_SENDER', `sender ${iss} is not in this gateway's directory`, { expression: 'iss' });
+  if (partner.status !== 'active')
+    throw new GatewayError('UNKNOWN_SENDER', `sender ${iss} is suspended`, { expression: 'iss' });
+  return { iss, partner };
+}
+
+/** The sender's current signing key with this kid (EC or ML-DSA-65), or a refusal naming the kid. */
+export async function publishedKey(
+  directory: SignedJwsChecks['directory'],
+  partner: Partner,
+  kid: string,
+): Promise<PartnerJwk> {
+  try {
+    return await directory.verificationKey(partner, kid, 'current');
+  } catch (err) {
+    // No such key published: the signature cannot be from this sender. JWKS fetch trouble (503) stays transient.
+    if (err instanceof GatewayError && (err.code === 'FORBIDDEN' || err.code === 'UNPROCESSABLE')) {
+      throw new GatewayError('JWS_SIGNATURE_INVALID', `sender ${partner.id} publishes no usable signing key ${kid}`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
 /**
  * Verify a partner's signed JWS: canonical base64url, typ, algorithm
  * allowlist, a kid, no crit, a sender active in the directory and the
@@ -115,27 +150,9 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
   if (typeof header.kid !== 'string' || header.kid === '') throw malformed('the JWS header names no kid');
   if ('crit' in header) throw malformed('JWS crit is not accepted');
   const claims = parseClaims(payloadText, c.maxDepth);
-  const iss = claims.iss;
-  if (typeof iss !== 'string' || iss === '')
-    throw new GatewayError('CLAIMS_INVALID', 'iss is missing', { expression: 'iss' });
-  const partner = await c.directory.get(iss);
-  if (!partner)
-    throw new GatewayError('UNKNOWN_SENDER', `sender ${iss} is not in this gateway's directory`, { expression: 'iss' });
-  if (partner.status !== 'active')
-    throw new GatewayError('UNKNOWN_SENDER', `sender ${iss} is suspended`, { expression: 'iss' });
+  const { iss, partner } = await activeSender(claims, c.directory);
   const kid = header.kid;
-  let senderJwk: PartnerJwk;
-  try {
-    senderJwk = await c.directory.verificationKey(partner, kid, 'current');
-  } catch (err) {
-    // No such key published: the signature cannot be from this sender. JWKS fetch trouble (503) stays transient.
-    if (err instanceof GatewayError && (err.code === 'FORBIDDEN' || err.code === 'UNPROCESSABLE')) {
-      throw new GatewayError('JWS_SIGNATURE_INVALID', `sender ${iss} publishes no usable signing key ${kid}`, {
-        cause: err,
-      });
-    }
-    throw err;
-  }
+  const senderJwk = await publishedKey(c.directory, partner, kid);
   // Each algorithm belongs to one curve: a header that names another is a false signature, not a fault of ours.
   if (CURVE_OF_ALG[header.alg as (typeof CONTENT_ALGS)[number]] !== senderJwk.crv)
     throw new GatewayError(

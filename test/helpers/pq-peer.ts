@@ -125,7 +125,13 @@ export function createPqPeer() {
     });
   }
 
-  return { jwks, seal, open, signDual };
+  /** PROTOCOL.md §3 / §6: a compact ES256 JWS by the same EC signing key (what a v1 peer, or a downgrade, sends). */
+  function signCompact(payload: string, typ: string): string {
+    const input = `${b64u(JSON.stringify({ alg: 'ES256', kid: jwks.ecSig.kid, typ }))}.${b64u(payload)}`;
+    return `${input}.${b64u(createSign(ecSig.privateKey, Buffer.from(input)))}`;
+  }
+
+  return { jwks, seal, open, signDual, signCompact };
 }
 
 function createSign(key: KeyObject, data: Buffer): Buffer {

@@ -35,7 +35,11 @@ const softSigner = (p: SoftPartner): Signer => ({
  * `gateway audit export --exchange` writes the proof bundle and
  * `gateway audit verify` checks it with B stopped, naming each tampering.
  */
-describe('delivery evidence between two gateways', () => {
+// Protocol v2 (PROTOCOL_V2=on on both): the receipt is dual-signed and the same evidence holds (PROTOCOL.md §14.4).
+describe.each([
+  ['v1', {}],
+  ['v2', { PROTOCOL_V2: 'on' }],
+])('delivery evidence between two gateways, protocol %s', (version, env: Record<string, string>) => {
   let t: TwoGateways;
   let exchangeId: string;
   let deliveryId: string;
@@ -48,7 +52,7 @@ describe('delivery evidence between two gateways', () => {
   const aliveB = () => (t.b.worker !== undefined ? t.b : undefined);
 
   beforeAll(async () => {
-    t = await startTwoGateways();
+    t = await startTwoGateways(env);
     const res = await request(t.a.gw.app.server)
       .post(`/exchanges?recipient=${encodeURIComponent(bOrg())}`)
       .set('authorization', await t.a.ehr.bearer())
@@ -84,6 +88,8 @@ describe('delivery evidence between two gateways', () => {
       [deliveryId],
     );
     const sent = rows[0]!;
+    // A v2 receipt is dual-signed, in the JSON serialization.
+    expect(sent.receipt.startsWith('{')).toBe(version === 'v2');
     const { rows: inbox } = await bCtx().pool.query<{ audit_idx: string; entry: string }>(
       `SELECT m.audit_idx, l.entry FROM inbox_messages m JOIN audit_log l ON l.idx = m.audit_idx WHERE m.receipt_id = $1`,
       [sent.receipt_jti],
@@ -282,10 +288,18 @@ describe('delivery evidence between two gateways', () => {
           'receipt-altered',
           (b) => {
             const d = b.deliveries[0]!;
-            const [h, p, s] = d.receipt.split('.');
-            const claims = JSON.parse(Buffer.from(p!, 'base64url').toString('utf8'));
-            claims.iat += 3600;
-            d.receipt = [h, Buffer.from(JSON.stringify(claims)).toString('base64url'), s].join('.');
+            const later = (p: string) => {
+              const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
+              claims.iat += 3600;
+              return Buffer.from(JSON.stringify(claims)).toString('base64url');
+            };
+            if (d.receipt.startsWith('{')) {
+              const dual = JSON.parse(d.receipt) as { payload: string; signatures: unknown[] };
+              d.receipt = JSON.stringify({ ...dual, payload: later(dual.payload) });
+            } else {
+              const [h, p, s] = d.receipt.split('.');
+              d.receipt = [h, later(p!), s].join('.');
+            }
           },
           'receipt-altered',
         ],

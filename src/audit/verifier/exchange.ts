@@ -114,8 +114,37 @@ export function digestOf(text: string, sha256: (d: Uint8Array) => Uint8Array): s
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
 /**
- * Verify an ES256 compact JWS with `jwk` and read its JSON claims: the header
- * must name typ and the key's kid. Throws a plain Error saying what failed.
+ * The three segments of the ES256 signature: a compact JWS as it is, or the
+ * ES256 entry of a protocol v2 dual-signed JWS (JSON serialization). The
+ * offline verifier checks that classical signature only (it has ECDSA, not
+ * ML-DSA); the gateway checked both when it accepted the receipt.
+ */
+function es256Segments(jws: string): Array<string | undefined> {
+  if (!jws.trimStart().startsWith('{')) return jws.split('.');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(jws);
+  } catch {
+    return [];
+  }
+  const { payload, signatures } = (isObject(doc) ? doc : {}) as { payload?: unknown; signatures?: unknown };
+  if (typeof payload !== 'string' || !Array.isArray(signatures)) return [];
+  const es = signatures.find((e: unknown) => {
+    if (!isObject(e) || typeof e.protected !== 'string') return false;
+    try {
+      const header: unknown = JSON.parse(new TextDecoder().decode(fromBase64(e.protected, true)));
+      return isObject(header) && header.alg === 'ES256';
+    } catch {
+      return false;
+    }
+  }) as { protected: string; signature?: unknown } | undefined;
+  return es && typeof es.signature === 'string' ? [es.protected, payload, es.signature] : [];
+}
+
+/**
+ * Verify an ES256 JWS with `jwk` and read its JSON claims: the header must
+ * name typ and the key's kid. A dual-signed (v2) JWS is checked by its ES256
+ * signature. Throws a plain Error saying what failed.
  */
 export async function verifyEs256Jws(
   jws: string,
@@ -123,9 +152,10 @@ export async function verifyEs256Jws(
   typ: string,
   deps: Pick<VerifyDeps, 'verifySignature'>,
 ): Promise<Record<string, unknown>> {
-  const parts = jws.split('.');
+  const parts = es256Segments(jws);
   const [h, p, s] = parts;
-  if (parts.length !== 3 || h === undefined || p === undefined || s === undefined) throw new Error('not a compact JWS');
+  if (parts.length !== 3 || h === undefined || p === undefined || s === undefined)
+    throw new Error('not a compact JWS, nor a JSON one with an ES256 signature');
   let header: unknown;
   let claims: unknown;
   try {
