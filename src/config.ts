@@ -234,7 +234,7 @@ export const schema = {
     'PROTOCOL_V2',
     'Post-quantum protocol v2 (ML-KEM hybrid envelopes, ES256 + ML-DSA signatures): on publishes our post-quantum keys and sends v2 to every partner that publishes both of its own; off sends and asks for v1 only',
     ['on', 'off'] as const,
-    'off',
+    'on',
   ),
   pqDowngrade: oneOf(
     'PQ_DOWNGRADE',
