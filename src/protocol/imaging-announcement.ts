@@ -1,12 +1,11 @@
 import type { Directory, Partner, PartnerJwk } from '../directory/directory.ts';
 import { signJson } from '../jose/jws.ts';
-import { isJsonJws, signDual, type PqSigner } from '../jose/pq/dual-jws.ts';
+import { signDual, type PqSigner } from '../jose/pq/dual-jws.ts';
 import type { Signer } from '../jose/signer.ts';
 import { verifySignedDualJws } from './signed-dual-jws.ts';
 import { announcementVersion } from './imaging-protocol.ts';
 import type { ProtocolVersion } from './v2-acceptance.ts';
 import { checkExchangeClaims, verifySignedJws } from './signed-jws.ts';
-import { PROTOCOL } from './wire.ts';
 
 /**
  * The first part of an imaging delivery: a small signed JWS that
@@ -16,11 +15,6 @@ import { PROTOCOL } from './wire.ts';
  * only (no PHI) and is not encrypted.
  */
 export const ANNOUNCE_TYP = 'exchange-imaging+jwt';
-
-/** The announcement part's media type in the v2 (JSON serialization) form, RFC 7515 §9.2; compact is application/jose. */
-export const JOSE_JSON = 'application/jose+json';
-
-export const announcementMediaType = (jws: string): string => (isJsonJws(jws) ? JOSE_JSON : PROTOCOL.mediaType);
 
 export interface Announcement {
   iss: string;

@@ -110,7 +110,7 @@ describe('imaging: DICOM from A to B, byte for byte', () => {
           async (h) =>
             importJWK(
               bJwks.keys.find((k) => k.kid === h.kid)!,
-              'ES256',
+              h.alg,
             ),
           {
             iss: b.gw.config.org,

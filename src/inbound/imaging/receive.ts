@@ -8,7 +8,7 @@ import { gatewayDecryptionKeys, gatewayKemKeys } from '../decryption-keys.ts';
 import { imagingDir, PendingFile } from '../../imaging/sealed-files.ts';
 import { DicomRecheck } from './recheck.ts';
 import { checkStudyMatches } from '../../imaging/study-match.ts';
-import { JOSE_JSON, verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
+import { verifyAnnouncement } from '../../protocol/imaging-announcement.ts';
 import { checkManifestContent, signImagingReceipt, type ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { findBySenderJti, isConcurrentReplay, writeInboxMessages } from '../inbox-store.ts';
 import { receiptDigest } from '../../protocol/evidence.ts';
@@ -44,25 +44,19 @@ async function textOf(part: Part, max: number): Promise<string> {
   return Buffer.concat(chunks).toString('latin1');
 }
 
-function requireJose(part: Part | undefined, index: number, type: string = PROTOCOL.mediaType): Part {
+function requireJose(part: Part | undefined, index: number): Part {
   if (!part)
     throw new GatewayError(
       'BAD_REQUEST',
       `an imaging delivery has two parts: the manifest envelope, then the content; part ${index + 1} is missing`,
       { expression: `part[${index}]` },
     );
-  if (parseMediaType(part.headers['content-type'])?.type !== type)
-    throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${index + 1} must be ${type}`, {
+  if (parseMediaType(part.headers['content-type'])?.type !== PROTOCOL.mediaType)
+    throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part ${index + 1} must be ${PROTOCOL.mediaType}`, {
       expression: `part[${index}]`,
     });
   return part;
 }
-
-const mediaTypeOf = (protocol: ProtocolVersion) => (protocol === 2 ? JOSE_JSON : PROTOCOL.mediaType);
-
-/** The announcement part's media type when it is one of the two JWS forms; the compact one otherwise (refused by requireJose). */
-const announcementType = (part: Part | undefined) =>
-  parseMediaType(part?.headers['content-type'])?.type === JOSE_JSON ? JOSE_JSON : PROTOCOL.mediaType;
 
 /**
  * POST {inbox}/imaging: multipart/related of three application/jose parts:
@@ -104,14 +98,11 @@ export function imagingReceiver(
         maxAgeMs: ctx.config.inboxMaxAge,
         now: now.getTime(),
       };
-      const first = (await parts.next()).value || undefined;
-      // A v2 announcement is a JWS in the JSON serialization (RFC 7515 §9.2.2: application/jose+json).
-      const announcement = (await textOf(requireJose(first, 0, announcementType(first)), ANNOUNCE_MAX)).trim();
-      announced = await verifyAnnouncement(announcement, checks);
-      if (announcementType(first) !== mediaTypeOf(announced.protocol))
-        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `part 1 must be ${mediaTypeOf(announced.protocol)}`, {
-          expression: 'part[0]',
-        });
+      // Compact (v1) or dual-signed JSON (v2), both application/jose like every part and receipt: the form decides.
+      announced = await verifyAnnouncement(
+        (await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(),
+        checks,
+      );
       // Before anything is looked up or read: a peer certificate bound to another partner learns nothing.
       requireBoundSender(meta, announced.iss);
       const earlier = await findBySenderJti(ctx.pool, announced.iss, announced.jti);

@@ -12,7 +12,6 @@ import { DELIVERY_KINDS } from '../delivery-kinds.ts';
 import { PROTOCOL } from '../../protocol/wire.ts';
 import type { AttemptClass } from '../../net/retry-policy.ts';
 import { sendImaging, type ImagingTransmission } from './send.ts';
-import { announcementMediaType } from '../../protocol/imaging-announcement.ts';
 import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
 import { holdsDeliveries } from '../partner-suspension.ts';
@@ -27,11 +26,11 @@ export type { AttemptResult } from '../attempt-ledger.ts';
 export const imagingInboxOf = (partner: Pick<Partner, 'endpoint'>) =>
   partner.endpoint.replace(/\/+$/, '') + IMAGING.inboxSuffix;
 
-const part = (boundary: string, type: string = PROTOCOL.mediaType) => `--${boundary}\r\nContent-Type: ${type}\r\n\r\n`;
+const part = (boundary: string) => `--${boundary}\r\nContent-Type: ${PROTOCOL.mediaType}\r\n\r\n`;
 
 /** The bytes before the content JWE: the announcement part (compact, or dual-signed JSON for v2), then the content part's header. */
 export const deliveryHead = (boundary: string, announcement: string) =>
-  Buffer.from(`${part(boundary, announcementMediaType(announcement))}${announcement}\r\n${part(boundary)}`, 'latin1');
+  Buffer.from(`${part(boundary)}${announcement}\r\n${part(boundary)}`, 'latin1');
 
 /** The bytes after the content JWE: the manifest part and the closing boundary. */
 export const deliveryTail = (boundary: string, manifest: string) =>
