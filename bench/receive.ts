@@ -7,6 +7,9 @@
  *   no-store      open + verify + sign the receipt, without the database write (where the rest goes)
  *   raw           the bare primitives per message: HSM derive (pkcs11js through the Hsm facade),
  *                 AES-256-GCM decrypt, ES256 verify (node:crypto), HSM sign of the receipt digest
+ *   http-v2       gateway-http for protocol v2: from a sender with post-quantum keys (an independent
+ *                 peer, test/helpers/pq-peer.ts), hybrid envelopes and dual-signed content, dual receipts;
+ *                 v2 / v1 is the median of the rounds' http-v2 / gateway-http ratios
  * The four alternate in ROUNDS rounds of SECONDS seconds each (the order reversed every other round), so
  * a change in the machine's load falls on all alike; each ratio is the median of the rounds' ratios. Each
  * with CONCURRENCY callers, 10 KiB bundles, every envelope a new delivery; per phase also the CPU per
@@ -28,11 +31,13 @@ import { signReceipt } from '../src/protocol/receipt.ts';
 import { checkHeader, concatKdfOtherInfo, parseCompactJwe } from '../src/jose/jwe-header.ts';
 import { cpuBetween, cpuElsewhere, threadCpuSeconds } from './proc-stats.ts';
 import { claimsFor, seal, signContent, softPartner } from '../test/helpers/envelopes.ts';
+import { createPqPeer } from '../test/helpers/pq-peer.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
 const SECONDS = Number(process.argv[2] ?? 1);
 const ROUNDS = Number(process.argv[3] ?? 7);
 const ENVELOPES = 12_000; // about 19 KB each; a phase ends early if it uses its round's share up
+const V2_ENVELOPES = 3_000;
 const CONCURRENCY = Number(process.argv[4] ?? 8);
 delete process.env.SOFTHSM2_CONF; // the dev token below must use its own directory
 
@@ -65,10 +70,31 @@ try {
   for (let i = 0; i < ENVELOPES; i++)
     envelopes.push(seal(enc as never, await signContent(partner, claimsFor(partner, config.org, bundle))));
   console.log(`prepared ${envelopes.length} envelopes of ${envelopes[0]!.length} bytes`);
+  // Protocol v2: a sender publishing ML-KEM and ML-DSA keys, sealing to both of ours.
+  const pq = createPqPeer();
+  const pqSender = 'https://bench-pq-sender.test';
+  await ctx.directory.add({
+    id: pqSender,
+    endpoint: `${pqSender}/inbox`,
+    jwks: { keys: [pq.jwks.ecEnc, pq.jwks.ecSig, pq.jwks.kemEnc, pq.jwks.pqSig] },
+  });
+  const ours = ctx.keyring.jwks().keys as Array<{ kty: string; use?: string; alg?: string; kid: string }>;
+  const ourEc = ours.find((k) => k.kty === 'EC' && k.use === 'enc') as never;
+  const ourKem = ours.find((k) => k.alg === 'ML-KEM-768') as never;
+  const envelopesV2: string[] = [];
+  for (let i = 0; i < V2_ENVELOPES; i++)
+    envelopesV2.push(
+      pq.seal(pq.signDual(JSON.stringify(claimsFor({ id: pqSender }, config.org, bundle)), 'exchange+jwt'), {
+        ec: ourEc,
+        kem: ourKem,
+      }),
+    );
+  console.log(`prepared ${envelopesV2.length} v2 envelopes of ${envelopesV2[0]!.length} bytes`);
   let next = 0;
   let limit = 0;
   /** The next unused envelope of this phase's share, or undefined when the share is used up. */
   const take = () => (next < limit ? envelopes[next++]! : undefined);
+  let nextV2 = 0;
 
   /** A phase whose callers run elsewhere: given its envelopes, then timed. */
   interface Remote {
@@ -80,6 +106,8 @@ try {
     one: (() => Promise<boolean>) | Remote;
     /** Envelopes per round (raw reuses one). */
     share: number;
+    /** Sends the v2 envelopes. */
+    v2?: boolean;
     rates: number[];
     n: number;
     cpu: { main: number; other: number; pg: number; client: number };
@@ -87,11 +115,17 @@ try {
 
   /** One phase for `seconds`: messages per second, and the CPU it cost added to the phase's totals. */
   async function rate(p: Phase, seconds = SECONDS): Promise<number> {
-    limit = Math.min(envelopes.length, next + p.share);
     const one = p.one;
-    if (typeof one !== 'function') {
-      await one.load(envelopes.slice(next, limit));
-      next = limit;
+    if (p.v2) {
+      const end = Math.min(envelopesV2.length, nextV2 + p.share);
+      await (one as Remote).load(envelopesV2.slice(nextV2, end));
+      nextV2 = end;
+    } else {
+      limit = Math.min(envelopes.length, next + p.share);
+      if (typeof one !== 'function') {
+        await one.load(envelopes.slice(next, limit));
+        next = limit;
+      }
     }
     const before = cpuElsewhere();
     const main0 = threadCpuSeconds(process.pid);
@@ -192,10 +226,11 @@ try {
     run: (seconds) => ask({ seconds }),
   };
 
-  const phase = (name: string, one: Phase['one'], share: number): Phase => ({
+  const phase = (name: string, one: Phase['one'], share: number, v2 = false): Phase => ({
     name,
     one,
     share,
+    v2,
     rates: [],
     n: 0,
     cpu: { main: 0, other: 0, pg: 0, client: 0 },
@@ -207,6 +242,7 @@ try {
     phase('no-store', noStore, share),
     phase('gateway', pipeline, share),
     phase('gateway-http', http, share),
+    phase('http-v2', http, Math.floor(V2_ENVELOPES / ROUNDS) - 1, true),
   ];
   await rate(phase('warm-up', pipeline, 500), 1);
   for (let round = 0; round < ROUNDS; round++)
@@ -226,8 +262,16 @@ try {
     return `${median(r).toFixed(2)} (${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)})`;
   };
   const stored = Number((await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n);
+  const v2Ratios = phases[4]!.rates.map((x, i) => x / phases[3]!.rates[i]!);
   console.log(
     `\ngateway-http/raw ${ratio(phases[3]!)}, gateway/raw ${ratio(phases[2]!)}, no-store/raw ${ratio(phases[1]!)}  (median of the rounds' ratios); ${stored} messages stored`,
+  );
+  const v2Stored = Number(
+    (await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages WHERE sender = $1', [pqSender])).rows[0].n,
+  );
+  if (v2Stored !== phases[4]!.n) throw new Error(`${phases[4]!.n} v2 messages answered but ${v2Stored} stored`);
+  console.log(
+    `v2/v1 over HTTP ${median(v2Ratios).toFixed(2)} (${Math.min(...v2Ratios).toFixed(2)}–${Math.max(...v2Ratios).toFixed(2)}); ${v2Stored} v2 messages stored`,
   );
   console.log(
     `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`,
