@@ -15,6 +15,9 @@
  * with CONCURRENCY callers, 10 KiB bundles, every envelope a new delivery; per phase also the CPU per
  * message of the main thread, the other threads (libuv pool: the HSM calls) and PostgreSQL.
  * Run: npm run bench:receive [-- seconds [rounds [callers]]]   (embedded PostgreSQL + dev SoftHSM token in a temp dir)
+ * BENCH_PG_STATEMENTS=1 loads pg_stat_statements into the embedded PostgreSQL (with track_planning) and
+ * prints, for the rounds (not the warm-up), the statements by total time: calls per stored message and the
+ * mean execution and planning time of each. It costs the server some CPU: not for the figures above it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -30,6 +33,8 @@ import { openCompactJwe } from '../src/jose/open.ts';
 import { signReceipt } from '../src/protocol/receipt.ts';
 import { checkHeader, concatKdfOtherInfo, parseCompactJwe } from '../src/jose/jwe-header.ts';
 import { cpuBetween, cpuElsewhere, threadCpuSeconds } from './proc-stats.ts';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { claimsFor, seal, signContent, softPartner } from '../test/helpers/envelopes.ts';
 import { createPqPeer } from '../test/helpers/pq-peer.ts';
 import { freePort } from '../test/helpers/ports.ts';
@@ -50,6 +55,20 @@ const config = loadConfig({
   LOG_LEVEL: 'silent',
   HSM_SESSIONS: '4',
 });
+const PG_STATEMENTS = process.env.BENCH_PG_STATEMENTS === '1';
+if (PG_STATEMENTS) {
+  // shared_preload_libraries is read when the server starts: set on a first start, the gateway's start loads it.
+  const db = await startEmbeddedPostgres(config.dataDir, {
+    port: config.embeddedPgPort,
+    profile: config.embeddedPgProfile,
+  });
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  await admin.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+  await admin.query(`ALTER SYSTEM SET pg_stat_statements.track_planning = on`);
+  await admin.end();
+  await db.stop();
+}
 const app = await buildApp(config, { logger: false });
 await app.listen({ port, host: '127.0.0.1' });
 const ctx = app.ctx;
@@ -245,6 +264,14 @@ try {
     phase('http-v2', http, Math.floor(V2_ENVELOPES / ROUNDS) - 1, true),
   ];
   await rate(phase('warm-up', pipeline, 500), 1);
+  const storedCount = async () =>
+    Number((await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n);
+  let storedBefore = 0;
+  if (PG_STATEMENTS) {
+    await ctx.pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await ctx.pool.query('SELECT pg_stat_statements_reset()');
+    storedBefore = await storedCount();
+  }
   for (let round = 0; round < ROUNDS; round++)
     for (const p of round % 2 === 0 ? phases : [...phases].reverse()) await rate(p);
 
@@ -261,11 +288,11 @@ try {
     const r = p.rates.map((x, i) => x / rawPhase.rates[i]!);
     return `${median(r).toFixed(2)} (${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)})`;
   };
-  const stored = Number((await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages')).rows[0].n);
-  const v2Ratios = phases[4]!.rates.map((x, i) => x / phases[3]!.rates[i]!);
+  const stored = await storedCount();
   console.log(
     `\ngateway-http/raw ${ratio(phases[3]!)}, gateway/raw ${ratio(phases[2]!)}, no-store/raw ${ratio(phases[1]!)}  (median of the rounds' ratios); ${stored} messages stored`,
   );
+  const v2Ratios = phases[4]!.rates.map((x, i) => x / phases[3]!.rates[i]!);
   const v2Stored = Number(
     (await ctx.pool.query('SELECT count(*)::int AS n FROM inbox_messages WHERE sender = $1', [pqSender])).rows[0].n,
   );
@@ -273,6 +300,27 @@ try {
   console.log(
     `v2/v1 over HTTP ${median(v2Ratios).toFixed(2)} (${Math.min(...v2Ratios).toFixed(2)}–${Math.max(...v2Ratios).toFixed(2)}); ${v2Stored} v2 messages stored`,
   );
+  if (PG_STATEMENTS) {
+    const inRounds = stored - storedBefore;
+    const { rows } = await ctx.pool.query<{
+      query: string;
+      calls: string;
+      rows: string;
+      total: number;
+      exec: number;
+      plans: string;
+      plan: number;
+    }>(
+      `SELECT query, calls, rows, total_exec_time + total_plan_time AS total, mean_exec_time AS exec, plans, mean_plan_time AS plan
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY total DESC LIMIT 12`,
+    );
+    console.log(`\npg_stat_statements over the rounds, ${inRounds} messages stored; by total time:`);
+    for (const r of rows)
+      console.log(
+        `${(Number(r.calls) / inRounds).toFixed(3).padStart(7)} calls/msg  ${r.exec.toFixed(3).padStart(7)} ms exec  ${Number(r.plans) ? `${r.plan.toFixed(3)} ms plan (${r.plans} plans)` : 'no plans'}  ${((1000 * r.total) / inRounds).toFixed(1)} µs/msg  ${(Number(r.rows) / Math.max(1, Number(r.calls))).toFixed(1)} rows/call  ${r.query.replace(/\s+/g, ' ').slice(0, 90)}`,
+      );
+  }
   console.log(
     `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, HSM_KDF=${config.hsmKdf}`,
   );
