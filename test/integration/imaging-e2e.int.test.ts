@@ -320,8 +320,17 @@ describe('imaging: DICOM from A to B, byte for byte', () => {
           filesUnder(join(b.gw.config.dataDir, 'imaging')).some((f) => f.includes('.part-')) ? undefined : true,
         5_000,
       );
-      const stored = await b.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM imaging_inbox_content');
-      expect(filesUnder(join(b.gw.config.dataDir, 'imaging', 'inbox'))).toHaveLength(stored.rows[0].n);
+      // Every file B keeps has its row (a delivery still being stored by B gets a moment to commit).
+      await waitFor(
+        "B's inbox files match its rows",
+        async () => {
+          const stored = await b.gw.app.ctx.pool.query('SELECT count(*)::int AS n FROM imaging_inbox_content');
+          return filesUnder(join(b.gw.config.dataDir, 'imaging', 'inbox')).length === stored.rows[0].n
+            ? true
+            : undefined;
+        },
+        5_000,
+      );
     },
   );
 });

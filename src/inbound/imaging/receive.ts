@@ -176,7 +176,6 @@ export function imagingReceiver(
       }
       // The intake's DICOM checks again, on what we deciphered, and the signed ImagingStudy must describe it.
       checkStudyMatches(recheck.instances(), manifest.imagingStudy);
-      await file.commit();
       return await store(ctx, {
         envelope,
         digest,
@@ -236,6 +235,8 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
     // A v2 delivery gets a v2 receipt: the same claims, signed with ES256 and ML-DSA-65.
     r.protocol === 2 ? await keys.pqSigner() : undefined,
   );
+  // Signed first (an HSM and an ML-DSA signature take a while): a file under its final name is one insert from its row.
+  await r.file.commit();
   let auditIndex: number | undefined;
   try {
     auditIndex = await inTransaction(ctx.pool, async (client) => {
