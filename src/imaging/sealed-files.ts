@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.ts';
 import { required } from '../required.ts';
 import { JweStreamWriter, tempPathFor } from '../jose/stream-seal.ts';
 import type { RecipientKey } from '../jose/seal.ts';
+import type { RecipientKemKey } from '../jose/pq/hybrid-jwe.ts';
 
 /**
  * Where imaging files live: DATA_DIR/imaging/outbound (content JWEs sealed
@@ -225,8 +226,14 @@ export class SealedContentFile {
     this.file = file;
     this.#writer = writer;
   }
-  static async create(path: string, recipient: RecipientKey, cty: string): Promise<SealedContentFile> {
-    return new SealedContentFile(await PendingFile.create(path), new JweStreamWriter(recipient, cty));
+  /** With `kem` the protocol v2 (hybrid) content envelope. */
+  static async create(
+    path: string,
+    recipient: RecipientKey,
+    cty: string,
+    kem?: RecipientKemKey,
+  ): Promise<SealedContentFile> {
+    return new SealedContentFile(await PendingFile.create(path), new JweStreamWriter(recipient, cty, kem));
   }
   async write(plain: Buffer): Promise<void> {
     const jwe = this.#writer.update(plain);

@@ -3,10 +3,12 @@ import { GatewayError } from '../errors.ts';
 import { fromB64u, isB64u } from './base64url.ts';
 import { checkHeader, parseCompactJwe } from './jwe-header.ts';
 import { contentKey, type OpenOptions } from './open.ts';
+import { hybridContentKey, isHybridEnvelope, type KemKeyResolver } from './pq/hybrid-jwe.ts';
 import { fileSink, type PlaintextSink } from './stream-sinks.ts';
 
 /**
- * The streaming reader of a compact JWE (ECDH-ES + A256GCM) of any size.
+ * The streaming reader of a compact JWE (ECDH-ES + A256GCM, or the protocol
+ * v2 hybrid with ML-KEM-768 when the caller gives its ML-KEM keys) of any size.
  * The header is parsed and checked with the same allowlist as open.ts, the
  * CEK is derived in the HSM (open.ts contentKey), and the ciphertext is
  * base64url-decoded and deciphered chunk by chunk into a sink. The sink
@@ -22,6 +24,10 @@ export interface StreamOpenOptions extends OpenOptions {
   maxBytes?: number;
   /** Also hash the JWE bytes as read (jweDigest); costs one more SHA-256 pass. */
   hashJwe?: boolean;
+  /** Our ML-KEM keys: without them a protocol v2 (hybrid) header is refused like any unknown alg. */
+  resolveKemKey?: KemKeyResolver;
+  /** The protocol version the caller expects (1: ECDH-ES, 2: hybrid); the other is refused as PROTOCOL_MIXED. */
+  version?: 1 | 2;
 }
 
 export interface StreamOpened {
@@ -112,11 +118,22 @@ async function start(protectedB64: string, ek: string, ivB64: string, options: S
   if (!isB64u(ivB64)) throw malformed('the initialization vector is not base64url', 'iv');
   // Reuse the compact parser and allowlist on the small segments (ciphertext and tag are checked as they come).
   const jwe = parseCompactJwe(`${protectedB64}.${ek}.${ivB64}..${'A'.repeat(22)}`);
-  const accepted = checkHeader(jwe);
+  const v2 = isHybridEnvelope(jwe.header);
+  if (options.version !== undefined && (v2 ? 2 : 1) !== options.version)
+    throw new GatewayError(
+      'PROTOCOL_MIXED',
+      `the content envelope is not protocol v${options.version} like the rest of the delivery`,
+      { expression: 'header.alg' },
+    );
+  const resolveKemKey = v2 ? options.resolveKemKey : undefined;
+  // Each version's own allowlist: a v1 header carrying ek or kem_kid is refused, not read as v1.
+  const accepted = resolveKemKey ? undefined : checkHeader(jwe);
   if (options.cty !== undefined && jwe.header.cty !== options.cty) {
     throw malformed(`cty ${JSON.stringify(jwe.header.cty)} is not ${options.cty}`, 'header.cty');
   }
-  const { key, cek } = await contentKey(accepted, options);
+  const { key, cek } = accepted
+    ? await contentKey(accepted, options)
+    : await hybridContentKey(jwe, { ...options, resolveKemKey: resolveKemKey as KemKeyResolver });
   try {
     const decipher = createDecipheriv('aes-256-gcm', cek, fromB64u(ivB64), { authTagLength: 16 });
     decipher.setAAD(Buffer.from(protectedB64, 'ascii'));

@@ -4,10 +4,11 @@ import { rename, unlink } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { b64u } from './base64url.ts';
+import { hybridAgreement, type RecipientKemKey } from './pq/hybrid-jwe.ts';
 import { concatKdf, recipientCurve, recipientPublicKey, type RecipientKey } from './seal.ts';
 
 /**
- * A compact JWE (ECDH-ES + A256GCM) written as a stream:
+ * A compact JWE (ECDH-ES + A256GCM, or the protocol v2 hybrid with ML-KEM-768) written as a stream:
  *   header "." "" "." iv "." base64url(ciphertext) "." tag
  * The tag is the last segment, so the ciphertext can be emitted as it is
  * produced and the whole message is never held in memory. Same header
@@ -53,6 +54,23 @@ export class Base64UrlEncoder {
   }
 }
 
+/** ECDH-ES direct (protocol v1): a fresh ephemeral key, the header without cty, the CEK from Z. */
+function classicalAgreement(recipient: RecipientKey): { header: Record<string, unknown>; cek: Buffer } {
+  const pub = recipientPublicKey(recipient);
+  const ephemeral = generateKeyPairSync('ec', { namedCurve: recipientCurve(recipient) });
+  const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
+  const epk = ephemeral.publicKey.export({ format: 'jwk' });
+  const header = {
+    alg: 'ECDH-ES',
+    enc: 'A256GCM',
+    kid: recipient.kid,
+    epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y },
+  };
+  const cek = concatKdf(z);
+  z.fill(0);
+  return { header, cek };
+}
+
 /** The JWE writer's state: prefix (header, empty key, iv), then ciphertext, then the tag. */
 export class JweStreamWriter {
   readonly protectedB64: string;
@@ -60,21 +78,10 @@ export class JweStreamWriter {
   readonly #encoder = new Base64UrlEncoder();
   #prefix: Buffer | undefined;
 
-  constructor(recipient: RecipientKey, cty: string) {
-    const pub = recipientPublicKey(recipient);
-    const ephemeral = generateKeyPairSync('ec', { namedCurve: recipientCurve(recipient) });
-    const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
-    const epk = ephemeral.publicKey.export({ format: 'jwk' });
-    const header = {
-      alg: 'ECDH-ES',
-      enc: 'A256GCM',
-      kid: recipient.kid,
-      epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y },
-      cty,
-    };
-    this.protectedB64 = b64u(JSON.stringify(header));
-    const cek = concatKdf(z);
-    z.fill(0);
+  /** With `kem`, the protocol v2 form: the hybrid header of §14.2 (ek, kem_kid) and the CEK from Z || T. */
+  constructor(recipient: RecipientKey, cty: string, kem?: RecipientKemKey) {
+    const { header, cek } = kem ? hybridAgreement(recipient, kem) : classicalAgreement(recipient);
+    this.protectedB64 = b64u(JSON.stringify({ ...header, cty }));
     const iv = randomBytes(12);
     this.#cipher = createCipheriv('aes-256-gcm', cek, iv);
     cek.fill(0); // the cipher holds its own copy of the key schedule
@@ -110,8 +117,8 @@ export class JweStreamWriter {
 }
 
 /** A Transform: plaintext in, compact JWE ASCII out. */
-export function sealTransform(recipient: RecipientKey, cty: string): Transform {
-  const writer = new JweStreamWriter(recipient, cty);
+export function sealTransform(recipient: RecipientKey, cty: string, kem?: RecipientKemKey): Transform {
+  const writer = new JweStreamWriter(recipient, cty, kem);
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       try {
@@ -144,11 +151,12 @@ export async function sealStreamToFile(
   recipient: RecipientKey,
   cty: string,
   path: string,
+  kem?: RecipientKemKey,
 ): Promise<number> {
   const tmp = tempPathFor(path);
   const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
   try {
-    await pipeline(source, sealTransform(recipient, cty), out);
+    await pipeline(source, sealTransform(recipient, cty, kem), out);
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { signJson } from '../jose/jws.ts';
+import { signDual, type PqSigner } from '../jose/pq/dual-jws.ts';
 import type { Signer } from '../jose/signer.ts';
 import { PROTOCOL, type ReceiptClaims } from './wire.ts';
 
@@ -67,9 +68,11 @@ export interface ImagingReceiptClaims extends ReceiptClaims {
   content_digest: string;
 }
 
+/** Compact ES256 for a v1 delivery; with `pq` (a v2 delivery) dual-signed ES256 + ML-DSA-65 (§14.4). */
 export async function signImagingReceipt(
   signer: Signer,
   r: { iss: string; aud: string; delivery: string; digest: string; contentDigest: string; now?: Date },
+  pq?: PqSigner,
 ): Promise<{ receipt: string; claims: ImagingReceiptClaims }> {
   const claims: ImagingReceiptClaims = {
     iss: r.iss,
@@ -81,5 +84,9 @@ export async function signImagingReceipt(
     status: 'accepted',
     content_digest: r.contentDigest,
   };
-  return { receipt: await signJson(signer, claims, { typ: PROTOCOL.receiptTyp }), claims };
+  const header = { typ: PROTOCOL.receiptTyp };
+  const receipt = pq
+    ? await signDual(signer, pq, JSON.stringify(claims), header)
+    : await signJson(signer, claims, header);
+  return { receipt, claims };
 }

@@ -58,11 +58,14 @@ export function createPqPeer() {
     pqSig: { kty: 'AKP', alg: 'ML-DSA-65', pub: b64u(dsa.publicKey), kid: 'peer-pq-sig', use: 'sig' },
   };
 
-  /** Seal to a gateway's EC and ML-KEM encryption keys. `omitT` leaves the ML-KEM secret out of the KDF (a broken sender). */
+  /**
+   * Seal to a gateway's EC and ML-KEM encryption keys. `omitT` leaves the ML-KEM secret out of the KDF (a broken
+   * sender); `cty` is the content's media type (§10.2: application/dicom for imaging content), JWT by default.
+   */
   function seal(
     plaintext: string,
     to: { ec: { crv: string; x: string; y: string; kid: string }; kem: { pub: string; kid: string } },
-    options: { omitT?: boolean } = {},
+    options: { omitT?: boolean; cty?: string } = {},
   ): string {
     const eph = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const z = diffieHellman({
@@ -78,7 +81,7 @@ export function createPqPeer() {
       epk: { kty: 'EC', crv: 'P-256', x: epk.x, y: epk.y },
       ek: b64u(cipherText),
       kem_kid: to.kem.kid,
-      cty: 'JWT',
+      cty: options.cty ?? 'JWT',
     };
     // Without T the CEK is v1's: what an attacker who broke only P-256 could compute.
     const cek = hybridCek(z, options.omitT ? Buffer.alloc(0) : sharedSecret);

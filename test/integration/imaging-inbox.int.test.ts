@@ -40,7 +40,8 @@ describe('POST /inbox/imaging', () => {
   let second: Stored;
   let tmp: string;
   beforeAll(async () => {
-    t = await startTwoGateways({ IMAGING_CUT_THROUGH: 'off' });
+    // Protocol v1 parts built by hand (v2 imaging: imaging-pq-e2e.int.test.ts).
+    t = await startTwoGateways({ IMAGING_CUT_THROUGH: 'off', PROTOCOL_V2: 'off' });
     await t.a.worker!.stop();
     t.a.worker = undefined;
     const submit = async (body: Buffer) => {

@@ -58,7 +58,8 @@ describe('POST /inbox/imaging: the receiver rechecks the DICOM content against t
   let t: TwoGateways;
   let n = 0;
   beforeAll(async () => {
-    t = await startTwoGateways({ IMAGING_CUT_THROUGH: 'off' });
+    // Protocol v1 deliveries crafted by hand (v2 imaging: imaging-pq-e2e.int.test.ts).
+    t = await startTwoGateways({ IMAGING_CUT_THROUGH: 'off', PROTOCOL_V2: 'off' });
   }, 60_000);
   afterAll(async () => t?.close());
 

@@ -102,7 +102,7 @@ describe('imaging: failed deliveries are listed and retried by an operator', () 
       async (h) =>
         importJWK(
           bJwks.keys.find((k) => k.kid === h.kid)!,
-          'ES256',
+          h.alg,
         ),
       {
         iss: t.b.gw.config.org,

@@ -89,3 +89,43 @@ describe('imaging announcement verification', () => {
     expect(await verifyAnnouncement(signRaw(`${header}}`, JSON.stringify(claims)), checks)).toMatchObject(claims);
   });
 });
+
+describe('imaging announcement, protocol v2 (dual-signed)', () => {
+  const dsa = generateKeyPairSync('ml-dsa-65');
+  const pq = { kid: 'sender-pq-1', privateKey: dsa.privateKey };
+  const pqJwk = {
+    ...(dsa.publicKey.export({ format: 'jwk' }) as object),
+    kid: pq.kid,
+    use: 'sig',
+  } as PartnerJwk;
+  const dualChecks = {
+    ...checks,
+    directory: {
+      ...checks.directory,
+      verificationKey: async (_p: unknown, kid: string) => (kid === pq.kid ? pqJwk : jwk),
+    },
+  };
+
+  it('is signed ES256 then ML-DSA-65 over the same claims, and verifies as version 2', async () => {
+    const jws = await signAnnouncement(signer, claims, pq);
+    const doc = JSON.parse(jws) as { signatures: Array<{ protected: string }> };
+    expect(doc.signatures.map((s) => JSON.parse(Buffer.from(s.protected, 'base64url').toString()))).toEqual([
+      { typ: ANNOUNCE_TYP, alg: 'ES256', kid: signer.kid },
+      { typ: ANNOUNCE_TYP, alg: 'ML-DSA-65', kid: pq.kid },
+    ]);
+    const a = await verifyAnnouncement(jws, dualChecks);
+    expect(a).toMatchObject({ ...claims, protocol: 2, senderKid: signer.kid });
+    // The compact form stays version 1.
+    expect((await verifyAnnouncement(await signAnnouncement(signer, claims), dualChecks)).protocol).toBe(1);
+  });
+
+  it('refuses it when the ML-DSA-65 signature is by another key, or one signature is dropped', async () => {
+    const other = { kid: pq.kid, privateKey: generateKeyPairSync('ml-dsa-65').privateKey };
+    await expect(verifyAnnouncement(await signAnnouncement(signer, claims, other), dualChecks)).rejects.toMatchObject({
+      code: 'JWS_SIGNATURE_INVALID',
+    });
+    const doc = JSON.parse(await signAnnouncement(signer, claims, pq)) as { signatures: unknown[] };
+    doc.signatures.pop();
+    await expect(verifyAnnouncement(JSON.stringify(doc), dualChecks)).rejects.toMatchObject({ code: 'JWS_MALFORMED' });
+  });
+});

@@ -4,9 +4,10 @@ import type { Readable } from 'node:stream';
 import { appendAudit } from '../../audit/append.ts';
 import { GatewayError } from '../../errors.ts';
 import type { DecryptionKeyResolver } from '../../jose/open.ts';
+import { isJsonJws } from '../../jose/pq/dual-jws.ts';
 import { openStream } from '../../jose/stream-open.ts';
 import { spoolSink } from '../../jose/stream-sinks.ts';
-import { gatewayDecryptionKeys } from '../decryption-keys.ts';
+import { gatewayDecryptionKeys, gatewayKemKeys } from '../decryption-keys.ts';
 import { imagingDir } from '../../imaging/sealed-files.ts';
 import type { ManifestContent } from '../../protocol/imaging-manifest.ts';
 import { clientAgent, inboxReader, type InboxRequester } from '../inbox-read.ts';
@@ -30,11 +31,12 @@ export interface ImagingContent {
 export function imagingContentReader(
   ctx: InboxContext,
   resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+  resolveKemKey = gatewayKemKeys(ctx.keyring),
 ) {
   const reader = inboxReader(ctx, resolveKey);
   return async function content(id: string, viewer: InboxRequester): Promise<ImagingContent> {
     // The manifest read checks the inbox routing (404 for another client's message) and audits.
-    const { meta, bundle } = await reader.read(id, viewer);
+    const { meta, bundle, signed } = await reader.read(id, viewer);
     const { rows } = await ctx.pool.query<{ content_type: string; content_path: string }>(
       'SELECT content_type, content_path FROM imaging_inbox_content WHERE message_id = $1',
       [id],
@@ -46,7 +48,16 @@ export function imagingContentReader(
     try {
       await openStream(
         createReadStream(row.content_path, { highWaterMark: 64 * 1024 }),
-        { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, cty: row.content_type, maxBytes: manifest.length },
+        {
+          hsm: ctx.hsm,
+          kdf: ctx.config.hsmKdf,
+          resolveKey,
+          resolveKemKey,
+          // The content was sealed in the manifest's version: a v2 message is never served from a v1 file.
+          version: isJsonJws(signed.jws) ? 2 : 1,
+          cty: row.content_type,
+          maxBytes: manifest.length,
+        },
         spool,
         (o) => {
           if (o.length !== manifest.length || o.sha256.toString('base64url') !== manifest.sha256)

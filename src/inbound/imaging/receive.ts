@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import { GatewayError } from '../../errors.ts';
 import { required } from '../../required.ts';
 import { boundaryOf, multipartParts, parseMediaType, type Part } from '../../imaging/multipart.ts';
-import { openCompactJwe, type DecryptionKeyResolver } from '../../jose/open.ts';
+import type { DecryptionKeyResolver } from '../../jose/open.ts';
 import { openStream } from '../../jose/stream-open.ts';
-import { gatewayDecryptionKeys } from '../decryption-keys.ts';
+import { gatewayDecryptionKeys, gatewayKemKeys } from '../decryption-keys.ts';
 import { imagingDir, PendingFile } from '../../imaging/sealed-files.ts';
 import { DicomRecheck } from './recheck.ts';
 import { checkStudyMatches } from '../../imaging/study-match.ts';
@@ -21,7 +21,9 @@ import {
   type ReceiveResult,
 } from '../receive.ts';
 import { markRefusalAudited } from '../../auth/audit.ts';
-import { verifySignedContent, type VerifiedContent } from '../../protocol/signed-content.ts';
+import type { VerifiedContent } from '../../protocol/signed-content.ts';
+import { refuseDowngrade, type ProtocolVersion } from '../../protocol/v2-acceptance.ts';
+import { openManifest } from './manifest-open.ts';
 import { uuidv7 } from '../../ids.ts';
 import { inTransaction } from '../../db/pool.ts';
 
@@ -69,6 +71,7 @@ function requireJose(part: Part | undefined, index: number): Part {
 export function imagingReceiver(
   ctx: InboxContext,
   resolveKey: DecryptionKeyResolver = gatewayDecryptionKeys(ctx.keyring),
+  resolveKemKey = gatewayKemKeys(ctx.keyring),
 ) {
   return async function receive(
     contentType: string | undefined,
@@ -95,6 +98,7 @@ export function imagingReceiver(
         maxAgeMs: ctx.config.inboxMaxAge,
         now: now.getTime(),
       };
+      // Compact (v1) or dual-signed JSON (v2), both application/jose like every part and receipt: the form decides.
       announced = await verifyAnnouncement(
         (await textOf(requireJose((await parts.next()).value || undefined, 0), ANNOUNCE_MAX)).trim(),
         checks,
@@ -107,6 +111,13 @@ export function imagingReceiver(
         await parts.return(undefined);
         return { receipt: earlier.receipt, messageId: earlier.id, duplicate: true, auditIndex: earlier.auditIndex };
       }
+      const protocol = announced.protocol;
+      // A v1 delivery from a sender that signs with ML-DSA-65, to us while we publish our post-quantum keys.
+      refuseDowngrade(
+        protocol,
+        { id: announced.iss, keys: (await ctx.directory.publishedKeys(announced.sender)).keys },
+        (await ctx.keyring.fresh()).jwks({ pq: ctx.config.protocolV2 === 'on' }).keys,
+      );
       const messageId = uuidv7();
       file = await PendingFile.create(join(await imagingDir(ctx.config, 'inbox'), `${messageId}.jwe`));
       const contentPart = requireJose((await parts.next()).value || undefined, 1);
@@ -120,21 +131,31 @@ export function imagingReceiver(
       }
       const content = await openStream(
         tee(),
-        { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey, maxBytes: ctx.config.dicomMaxBytes },
+        {
+          hsm: ctx.hsm,
+          kdf: ctx.config.hsmKdf,
+          resolveKey,
+          resolveKemKey,
+          version: protocol,
+          maxBytes: ctx.config.dicomMaxBytes,
+        },
         recheck,
       );
       const envelope = (await textOf(requireJose((await parts.next()).value || undefined, 2), MANIFEST_MAX)).trim();
       if (!(await parts.next()).done)
         throw new GatewayError('BAD_REQUEST', 'an imaging delivery has exactly three parts', { expression: 'part[3]' });
       digest = envelopeDigest(envelope);
-      const opened = await openCompactJwe(envelope, { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey });
-      verified = await verifySignedContent(opened.plaintext.toString('utf8'), {
-        ...checks,
-        clockSkewMs: checks.clockSkewMs,
-        maxAgeMs: checks.maxAgeMs,
-        checkContent: (c) => void checkManifestContent(c),
-      });
-      opened.plaintext.fill(0);
+      const opened = await openManifest(
+        ctx,
+        envelope,
+        protocol,
+        { resolveKey, resolveKemKey },
+        {
+          ...checks,
+          checkContent: (c) => void checkManifestContent(c),
+        },
+      );
+      verified = opened.verified;
       const c = verified.claims;
       if (c.iss !== announced.iss || c.jti !== announced.jti || c.exchange !== announced.exchange) {
         throw new GatewayError('CLAIMS_INVALID', 'the manifest names another delivery than the announcement', {
@@ -155,13 +176,13 @@ export function imagingReceiver(
       }
       // The intake's DICOM checks again, on what we deciphered, and the signed ImagingStudy must describe it.
       checkStudyMatches(recheck.instances(), manifest.imagingStudy);
-      await file.commit();
       return await store(ctx, {
         envelope,
         digest,
         verified,
         messageId,
-        encKid: required(opened.kid, 'a kid on every gateway encryption key'),
+        encKid: required(opened.encKid, 'a kid on every gateway encryption key'),
+        protocol,
         file,
         contentDigest: `sha-256=${manifest.sha256}`,
         contentJweLength: content.jweLength,
@@ -197,6 +218,7 @@ interface Received {
   contentDigest: string;
   contentJweLength: number;
   length: number;
+  protocol: ProtocolVersion;
   now: Date;
   meta: ReceiveMeta;
 }
@@ -206,14 +228,15 @@ const concurrent = () =>
 
 async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
   const { iss: sender, jti, exchange, content_type } = r.verified.claims;
-  const { receipt, claims } = await signImagingReceipt((await ctx.keyring.fresh()).signer(), {
-    iss: ctx.config.org,
-    aud: sender,
-    delivery: jti,
-    digest: r.digest,
-    contentDigest: r.contentDigest,
-    now: r.now,
-  });
+  const keys = await ctx.keyring.fresh();
+  const { receipt, claims } = await signImagingReceipt(
+    keys.signer(),
+    { iss: ctx.config.org, aud: sender, delivery: jti, digest: r.digest, contentDigest: r.contentDigest, now: r.now },
+    // A v2 delivery gets a v2 receipt: the same claims, signed with ES256 and ML-DSA-65.
+    r.protocol === 2 ? await keys.pqSigner() : undefined,
+  );
+  // Signed first (an HSM and an ML-DSA signature take a while): a file under its final name is one insert from its row.
+  await r.file.commit();
   let auditIndex: number | undefined;
   try {
     auditIndex = await inTransaction(ctx.pool, async (client) => {
@@ -231,6 +254,8 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
               encKid: r.encKid,
               senderKid: r.verified.senderKid,
               senderJwk: r.verified.senderJwk,
+              // v2: the ML-DSA-65 key that verified the second signature, to verify it again on every read.
+              senderPqJwk: r.verified.senderPq?.jwk,
               receiptId: claims.jti,
               receipt,
               receivedAt: r.now,
@@ -251,7 +276,14 @@ async function store(ctx: InboxContext, r: Received): Promise<ReceiveResult> {
                 { type: 'exchange', id: exchange },
                 { type: 'receipt', id: claims.jti, digest: receiptDigest(receipt) },
               ],
-              detail: { content: 'imaging', bytes: r.length, encKid: r.encKid, senderKid: r.verified.senderKid },
+              detail: {
+                content: 'imaging',
+                bytes: r.length,
+                encKid: r.encKid,
+                senderKid: r.verified.senderKid,
+                protocol: r.protocol,
+                ...(r.verified.senderPq ? { senderPqKid: r.verified.senderPq.kid } : {}),
+              },
               ...(r.verified.purposeOfUse ? { purposeOfUse: r.verified.purposeOfUse } : {}),
             },
           },

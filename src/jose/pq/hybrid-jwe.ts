@@ -10,8 +10,8 @@ import {
 } from 'node:crypto';
 import { GatewayError } from '../../errors.ts';
 import { b64u, fromB64u } from '../base64url.ts';
-import { checkHeader, isCanonicalB64u, parseCompactJwe } from '../jwe-header.ts';
-import { contentKey, decryptCompact, type OpenedJwe, type OpenOptions } from '../open.ts';
+import { checkHeader, isCanonicalB64u, parseCompactJwe, type CompactJwe } from '../jwe-header.ts';
+import { contentKey, decryptCompact, type DecryptionKey, type OpenedJwe, type OpenOptions } from '../open.ts';
 import { concatKdf, recipientCurve, recipientPublicKey, type RecipientKey } from '../seal.ts';
 
 /**
@@ -54,13 +54,16 @@ export function recipientKemPublicKey(jwk: RecipientKemKey): KeyObject {
   }
 }
 
-/** Seal to both of the recipient's encryption keys (header: alg, enc, kid, epk, ek, kem_kid, cty). */
-export function sealHybridCompact(
-  plaintext: string | Uint8Array,
+/**
+ * The sender's half of the hybrid agreement: a fresh ephemeral EC key (Z)
+ * and an ML-KEM encapsulation (T), the protected header they need (without
+ * cty) and the CEK from Z || T. Shared by the whole-message and the
+ * streaming writer.
+ */
+export function hybridAgreement(
   recipient: RecipientKey,
   kem: RecipientKemKey,
-  cty = 'JWT',
-): string {
+): { header: Record<string, unknown>; cek: Buffer } {
   const pub = recipientPublicKey(recipient);
   const kemPub = recipientKemPublicKey(kem);
   const ephemeral = generateKeyPairSync('ec', { namedCurve: recipientCurve(recipient) });
@@ -74,12 +77,22 @@ export function sealHybridCompact(
     epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y },
     [KEM_CIPHERTEXT_MEMBER]: b64u(ciphertext),
     [KEM_KID_MEMBER]: kem.kid,
-    cty,
   };
-  const protectedB64 = b64u(JSON.stringify(header));
   const secret = Buffer.concat([z, t]);
   const cek = concatKdf(secret);
   for (const b of [z, t, secret]) b.fill(0);
+  return { header, cek };
+}
+
+/** Seal to both of the recipient's encryption keys (header: alg, enc, kid, epk, ek, kem_kid, cty). */
+export function sealHybridCompact(
+  plaintext: string | Uint8Array,
+  recipient: RecipientKey,
+  kem: RecipientKemKey,
+  cty = 'JWT',
+): string {
+  const { header, cek } = hybridAgreement(recipient, kem);
+  const protectedB64 = b64u(JSON.stringify({ ...header, cty }));
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', cek, iv);
   cipher.setAAD(Buffer.from(protectedB64, 'ascii'));
@@ -102,11 +115,15 @@ export function isHybridEnvelope(header: Record<string, unknown>): boolean {
 }
 
 /**
- * Open a v2 envelope: ML-KEM decapsulation in memory gives T; ECDH and the
- * Concat KDF over Z || T run in the HSM, so Z never leaves the token.
+ * The content key of a v2 header (checked here against the hybrid profile):
+ * ML-KEM decapsulation in memory gives T; ECDH and the Concat KDF over
+ * Z || T run in the HSM, so Z never leaves the token. Shared by the
+ * whole-message and the streaming reader.
  */
-export async function openHybridCompactJwe(text: string, options: HybridOpenOptions): Promise<OpenedJwe> {
-  const jwe = parseCompactJwe(text);
+export async function hybridContentKey(
+  jwe: CompactJwe,
+  options: Pick<HybridOpenOptions, 'hsm' | 'kdf' | 'resolveKey' | 'resolveKemKey'>,
+): Promise<{ key: DecryptionKey; cek: Buffer }> {
   const accepted = checkHeader(jwe, PROFILE);
   const h = jwe.header;
   const ek = h[KEM_CIPHERTEXT_MEMBER];
@@ -125,9 +142,15 @@ export async function openHybridCompactJwe(text: string, options: HybridOpenOpti
   // A tampered ciphertext decapsulates to an unrelated T (FIPS 203 implicit rejection): the tag then fails.
   const t = decapsulate(kemKey, fromB64u(ek));
   try {
-    const { key, cek } = await contentKey(accepted, options, t);
-    return decryptCompact(jwe, key, cek);
+    return await contentKey(accepted, options, t);
   } finally {
     t.fill(0);
   }
+}
+
+/** Open a v2 envelope (hybridContentKey), releasing the plaintext only if the tag verifies. */
+export async function openHybridCompactJwe(text: string, options: HybridOpenOptions): Promise<OpenedJwe> {
+  const jwe = parseCompactJwe(text);
+  const { key, cek } = await hybridContentKey(jwe, options);
+  return decryptCompact(jwe, key, cek);
 }

@@ -11,10 +11,11 @@ import { getImagingDelivery, type ImagingDeliveryRow } from './store.ts';
 import { DELIVERY_KINDS } from '../delivery-kinds.ts';
 import { PROTOCOL } from '../../protocol/wire.ts';
 import type { AttemptClass } from '../../net/retry-policy.ts';
-import { transmit, type Transmission } from '../transmit.ts';
+import { sendImaging, type ImagingTransmission } from './send.ts';
+import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
 import { holdsDeliveries } from '../partner-suspension.ts';
-import { heldForDowngrade } from '../../protocol/v2-negotiation.ts';
+import { envelopeVersion, heldForDowngrade } from '../../protocol/v2-negotiation.ts';
 
 /** Slowest transfer rate tolerated before an attempt times out (added to DELIVERY_TIMEOUT). */
 const MIN_BYTES_PER_SECOND = 1024 * 1024;
@@ -27,7 +28,7 @@ export const imagingInboxOf = (partner: Pick<Partner, 'endpoint'>) =>
 
 const part = (boundary: string) => `--${boundary}\r\nContent-Type: ${PROTOCOL.mediaType}\r\n\r\n`;
 
-/** The bytes before the content JWE: the announcement part, then the content part's header. */
+/** The bytes before the content JWE: the announcement part (compact, or dual-signed JSON for v2), then the content part's header. */
 export const deliveryHead = (boundary: string, announcement: string) =>
   Buffer.from(`${part(boundary)}${announcement}\r\n${part(boundary)}`, 'latin1');
 
@@ -52,7 +53,10 @@ export interface Expected {
   contentDigest: string;
 }
 
-/** A transmission to the partner's imaging inbox: `body` is called once, when the request is made. */
+/**
+ * A transmission to the partner's imaging inbox: `body` is called once, when the request is made. Its receipt
+ * must be of the delivery's `protocol` (receipt.ts).
+ */
 export function imagingTransmission(
   deliveryId: string,
   partner: Partner,
@@ -60,8 +64,9 @@ export function imagingTransmission(
   boundary: string,
   signal: AbortSignal,
   expected: () => Expected,
+  protocol: ProtocolVersion,
   timeoutMs?: number,
-): Transmission {
+): ImagingTransmission {
   return {
     deliveryId,
     partner,
@@ -72,7 +77,7 @@ export function imagingTransmission(
     timeoutMs,
     expected: () => {
       const e = expected();
-      return { digest: e.manifestDigest, contentDigest: e.contentDigest };
+      return { protocol, delivery: deliveryId, digest: e.manifestDigest, contentDigest: e.contentDigest };
     },
   };
 }
@@ -94,7 +99,7 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
     ? { cls: 'permanent', status: null, error: 'partner removed from the directory' }
     : !existsSync(d.content_path)
       ? { cls: 'permanent', status: null, error: 'sealed content file missing' }
-      : await transmit(
+      : await sendImaging(
           ctx,
           imagingTransmission(
             d.id,
@@ -106,6 +111,7 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
               manifestDigest: d.manifest_digest,
               contentDigest: required(d.content_digest, 'the content digest loaded with the delivery'),
             }),
+            envelopeVersion(d.manifest_envelope),
             timeoutMs,
           ),
         );

@@ -91,11 +91,8 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   checkIdempotencyKey(s.idempotencyKey);
   const purposeOfUse = submissionPurpose({ header: purposeFromHeader(s.purposeHeader) }, s.clientPurposeOfUse);
   const upload = uploadKind(s.contentType);
-  // Imaging is sent as v1 until its streamed content envelope has a v2 form.
-  const recipients = (await resolveRecipients(ctx, explicitRecipients(s.recipients))).map((r) => ({
-    ...r,
-    pq: undefined,
-  }));
+  // Per recipient, v1 or v2 (r.pq): the announcement, the content envelope and the manifest all follow it.
+  const recipients = await resolveRecipients(ctx, explicitRecipients(s.recipients));
   const cfg = ctx.config;
   const limits: DicomLimits = {
     maxBytes: cfg.dicomMaxBytes,
@@ -116,24 +113,31 @@ export async function acceptImaging(ctx: ImagingContext, s: ImagingSubmission): 
   const signer = (await ctx.keyring.fresh()).signer('sig');
   const exchangeId = uuidv7();
   const iat = Math.floor(Date.now() / 1000);
+  const pqSigner = recipients.some((r) => r.pq) ? await ctx.keyring.pqSigner() : undefined;
   const announcements = await Promise.all(
     recipients.map((r) =>
-      signAnnouncement(signer, { iss: cfg.org, aud: r.partner.id, iat, jti: r.deliveryId, exchange: exchangeId }),
+      signAnnouncement(
+        signer,
+        { iss: cfg.org, aud: r.partner.id, iat, jti: r.deliveryId, exchange: exchangeId },
+        r.pq ? pqSigner : undefined,
+      ),
     ),
   );
   const sealed: SealedContentFile[] = [];
   const live: LiveTransmission[] = [];
   try {
     for (const [i, r] of recipients.entries()) {
-      const file = await SealedContentFile.create(join(dir, `${r.deliveryId}.jwe`), r.key, contentType);
+      const file = await SealedContentFile.create(join(dir, `${r.deliveryId}.jwe`), r.key, contentType, r.pq?.kem);
       sealed.push(file);
-      if (cfg.imagingCutThrough === 'on') {
+      // A partner held after a downgrade gets nothing until an operator decides: no live copy either.
+      if (cfg.imagingCutThrough === 'on' && !r.held) {
         const t = new LiveTransmission(
           ctx,
           r.partner,
           r.deliveryId,
           required(announcements[i], 'an announcement for each recipient'),
           liveQueueBytes(recipients.length),
+          r.pq ? 2 : 1,
         );
         live.push(t);
         file.tap = (jwe) => t.push(jwe);
@@ -209,6 +213,7 @@ interface Sealed {
   exchangeId: string;
   iat: number;
   announcements: string[];
+  /** Only for the recipients sent to while sealing (not those held after a downgrade). */
   live: LiveTransmission[];
   purposeOfUse: string[];
 }
@@ -286,8 +291,11 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
     return { exchangeId: written.exchangeId, replayed: true, deliveries: 0, instances: x.instances };
   }
   // Committed: the live transmissions may now send their manifests; the job (scheduled a little later) is the fallback.
-  x.live.forEach((t, i) => {
-    const delivery = required(deliveries[i], 'a delivery for each live transmission');
+  for (const t of x.live) {
+    const delivery = required(
+      deliveries.find((d) => d.id === t.deliveryId),
+      'a delivery for each live transmission',
+    );
     const abandoned = t.dropped;
     if (!abandoned) t.finish(delivery.manifestEnvelope, { manifestDigest: delivery.manifestDigest, contentDigest });
     void t.result
@@ -298,6 +306,6 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
           'could not record a live imaging transmission',
         ),
       );
-  });
+  }
   return { exchangeId, replayed: false, deliveries: deliveries.length, instances: x.instances };
 }

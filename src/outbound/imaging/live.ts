@@ -1,7 +1,8 @@
 import type { Partner } from '../../directory/directory.ts';
 import { required } from '../../required.ts';
 import type { DeliveryContext } from '../deliver.ts';
-import { transmit } from '../transmit.ts';
+import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
+import { sendImaging } from './send.ts';
 import {
   deliveryBoundary,
   deliveryHead,
@@ -35,6 +36,7 @@ const STALL_MS = 2_000;
 export class LiveTransmission {
   readonly result: Promise<AttemptResult>;
   readonly started = new Date();
+  readonly deliveryId: string;
   readonly #abort = new AbortController();
   readonly #queue: Buffer[] = [];
   #queued = 0;
@@ -46,11 +48,19 @@ export class LiveTransmission {
 
   readonly #queueBytes: number;
 
-  constructor(ctx: DeliveryContext, partner: Partner, deliveryId: string, announcement: string, queueBytes: number) {
+  constructor(
+    ctx: DeliveryContext,
+    partner: Partner,
+    deliveryId: string,
+    announcement: string,
+    queueBytes: number,
+    protocol: ProtocolVersion,
+  ) {
     this.#queueBytes = queueBytes;
+    this.deliveryId = deliveryId;
     const boundary = deliveryBoundary();
     this.#boundary = boundary;
-    this.result = transmit(
+    this.result = sendImaging(
       ctx,
       imagingTransmission(
         deliveryId,
@@ -59,6 +69,7 @@ export class LiveTransmission {
         boundary,
         this.#abort.signal,
         () => required(this.#expected, 'the digests finish() sets before the manifest is sent'),
+        protocol,
       ),
     );
     // The first failure ends it; the intake only notices that pushes become no-ops.
