@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/pool.ts';
 import type { PartnerJwk } from '../directory/directory.ts';
+import { jwkThumbprint } from '../directory/partner-key-log.ts';
 import type { GatewayContext } from '../gateway-context.ts';
 import { required } from '../required.ts';
 import type { ResponseCode } from '../fhir/message-header.ts';
@@ -66,6 +67,10 @@ const toMeta = (r: Row): InboxMetadata => ({
     ? { delivery: r.response_to as string, exchange: r.response_exchange as string, code: r.response_code as string }
     : null,
 });
+
+/** A v2 message's sender ML-DSA key, stored once per key (inbox_sender_pq_keys). */
+const SENDER_PQ_JWK =
+  '(SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS sender_pq_jwk';
 
 const toMessage = (r: Row): InboxMessage => ({
   ...toMeta(r),
@@ -140,12 +145,16 @@ export async function writeInboxMessages(
     name: WRITE_INBOX,
     text: `WITH u AS (
        -- A message's purpose codes as one text (letters only, so commas join them): unnest cannot carry arrays of arrays.
-       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::uuid[], $15::text[], $16::timestamptz[], $17::text[], $18::text[], $19::uuid[], $20::uuid[], $21::text[], $31::jsonb[])
-         WITH ORDINALITY AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose, message_header_id, response_to, response_exchange, response_code, sender_pq_jwk, ord)
+       SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::uuid[], $15::text[], $16::timestamptz[], $17::text[], $18::text[], $19::uuid[], $20::uuid[], $21::text[], $31::jsonb[], $32::text[])
+         WITH ORDINALITY AS u(id, sender, jti, exchange_id, envelope, digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose, message_header_id, response_to, response_exchange, response_code, sender_pq_jwk, sender_pq_key, ord)
      ), fresh AS (
        SELECT DISTINCT ON (u.sender, u.jti) u.* FROM u
         WHERE NOT EXISTS (SELECT 1 FROM inbox_messages m WHERE m.sender = u.sender AND m.jti = u.jti)
         ORDER BY u.sender, u.jti, u.ord
+     ), pq_keys AS (
+       INSERT INTO inbox_sender_pq_keys (thumbprint, jwk)
+       SELECT DISTINCT ON (sender_pq_key) sender_pq_key, sender_pq_jwk FROM fresh WHERE sender_pq_key IS NOT NULL
+       ON CONFLICT (thumbprint) DO NOTHING
      ), entries AS (
        -- One entry per message, in the batch's order: an entry's ord is its message's.
        SELECT e.* FROM unnest($22::text[], $23::text[], $24::bytea[], $25::bytea[], $26::text[], $27::text[]) WITH ORDINALITY AS e(b, a, bb, ab, t, o, ord)
@@ -153,9 +162,9 @@ export async function writeInboxMessages(
      ), patients AS (
        SELECT * FROM unnest($28::bigint[], $29::bytea[]) AS p(ord, blind)
      ), ${auditAppendSql('entries', '$4::timestamptz', 'patients')}, stored AS (
-       INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code, sender_pq_jwk, audit_idx)
+       INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code, sender_pq_key, audit_idx)
        SELECT f.id, f.sender, f.jti, f.exchange_id, f.envelope, f.digest, f.enc_kid, f.sender_kid, f.sender_jwk, f.receipt_id, f.receipt, f.received_at,
-              string_to_array(f.purpose, ','), f.message_header_id, f.response_to, f.response_exchange, f.response_code, f.sender_pq_jwk, n.idx
+              string_to_array(f.purpose, ','), f.message_header_id, f.response_to, f.response_exchange, f.response_code, f.sender_pq_key, n.idx
          FROM fresh f JOIN numbered n ON n.ord = f.ord
        RETURNING id, audit_idx
      ), jobs AS (
@@ -194,6 +203,7 @@ export async function writeInboxMessages(
       audit.patientBlinds,
       options.forward !== undefined,
       ms.map((m) => (m.senderPqJwk ? JSON.stringify(m.senderPqJwk) : null)),
+      ms.map((m) => (m.senderPqJwk ? jwkThumbprint(m.senderPqJwk) : null)),
     ],
   });
   return new Map(rows.map((r) => [r.id, Number(r.idx)]));
@@ -276,14 +286,14 @@ export async function getInboxMessageFor(
 ): Promise<{ message: InboxMessage; visible: boolean } | undefined> {
   const args: unknown[] = [id];
   const { rows } = await db.query<Row>(
-    `SELECT m.*, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`,
+    `SELECT m.*, ${SENDER_PQ_JWK}, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`,
     args,
   );
   return rows[0] && { message: toMessage(rows[0]), visible: rows[0].visible === true };
 }
 
 export async function getInboxMessage(db: Queryable, id: string): Promise<InboxMessage | undefined> {
-  const { rows } = await db.query<Row>('SELECT * FROM inbox_messages WHERE id = $1', [id]);
+  const { rows } = await db.query<Row>(`SELECT m.*, ${SENDER_PQ_JWK} FROM inbox_messages m WHERE m.id = $1`, [id]);
   return rows[0] && toMessage(rows[0]);
 }
 

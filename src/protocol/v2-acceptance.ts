@@ -1,7 +1,6 @@
 import { GatewayError } from '../errors.ts';
 import { isJsonJws } from '../jose/pq/dual-jws.ts';
-import { isHybridEnvelope } from '../jose/pq/hybrid-jwe.ts';
-import { pqKeysOf } from './v2-negotiation.ts';
+import { envelopeVersion, pqKeysOf } from './v2-negotiation.ts';
 
 /**
  * Which protocol version a received message (or a receipt for one of our
@@ -14,17 +13,7 @@ import { pqKeysOf } from './v2-negotiation.ts';
 export type ProtocolVersion = 1 | 2;
 
 /** The version an envelope asks for, read from its protected header before anything is trusted (unreadable: v1, whose opener refuses it). */
-export function envelopeProtocol(envelope: string): ProtocolVersion {
-  const dot = envelope.indexOf('.');
-  if (dot <= 0) return 1;
-  try {
-    const header: unknown = JSON.parse(Buffer.from(envelope.slice(0, dot), 'base64url').toString('utf8'));
-    if (header && typeof header === 'object' && isHybridEnvelope(header as Record<string, unknown>)) return 2;
-  } catch {
-    // Not a JSON header: the v1 opener gives the precise refusal.
-  }
-  return 1;
-}
+export const envelopeProtocol: (envelope: string) => ProtocolVersion = envelopeVersion;
 
 /** A JWS in the JSON serialization (it names its signatures), as opposed to any other JSON or a compact JWS. */
 function isJsonSerialized(text: string): boolean {

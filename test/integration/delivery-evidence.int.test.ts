@@ -35,9 +35,9 @@ const softSigner = (p: SoftPartner): Signer => ({
  * `gateway audit export --exchange` writes the proof bundle and
  * `gateway audit verify` checks it with B stopped, naming each tampering.
  */
-// Protocol v2 (PROTOCOL_V2=on on both): the receipt is dual-signed and the same evidence holds (PROTOCOL.md §14.4).
+// Protocol v2 (the default, on both): the receipt is dual-signed and the same evidence holds (PROTOCOL.md §14.4).
 describe.each([
-  ['v1', {}],
+  ['v1', { PROTOCOL_V2: 'off' }],
   ['v2', { PROTOCOL_V2: 'on' }],
 ])('delivery evidence between two gateways, protocol %s', (version, env: Record<string, string>) => {
   let t: TwoGateways;

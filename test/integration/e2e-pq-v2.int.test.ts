@@ -56,7 +56,7 @@ describe('protocol v2 end to end between two gateways', () => {
       expect(JSON.parse(recipient.receipt).signatures).toHaveLength(2);
 
       const { rows } = await b.gw.app.ctx.pool.query(
-        'SELECT id, envelope, receipt, sender_pq_jwk FROM inbox_messages WHERE jti = $1',
+        'SELECT id, envelope, receipt, (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS sender_pq_jwk FROM inbox_messages m WHERE jti = $1',
         [recipient.delivery],
       );
       expect(rows).toHaveLength(1);

@@ -81,10 +81,11 @@ describe('A sends every Synthea bundle to B; B hands each one to its EHR', () =>
         expect(r, `exchange ${id}: ${JSON.stringify(r.attempts)}`).toMatchObject({ partner: bOrg, state: 'delivered' });
         const claims = await verifyReceipt(
           r.receipt!,
+          // Both signatures of a v2 receipt, each with its own key (ES256, ML-DSA-65) from B's set.
           async (h) =>
             importJWK(
               bJwks.keys.find((k) => k.kid === h.kid)!,
-              'ES256',
+              h.alg,
             ),
           {
             iss: bOrg,

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { compactVerify, importJWK, type JWK } from 'jose';
+import { flattenedVerify, importJWK, type JWK } from 'jose';
 import { startTwoGateways, type TwoGateways } from '../helpers/two-gateways.ts';
 import { messageBundle, waitFor } from '../helpers/outbound.ts';
 import { testClient } from '../helpers/auth.ts';
@@ -119,21 +119,30 @@ describe('FHIR views: an exchange as a Task, the inbox as a Provenance searchset
       resourceType: 'Provenance',
       target: [{ reference: `${b.gw.config.baseUrl}/inbox/messages/${listed.resource.id}`, type: 'Bundle' }],
       agent: [{ who }],
-      signature: [{ who, sigFormat: 'application/jose', targetFormat: 'application/fhir+json' }],
+      signature: [{ who, sigFormat: 'application/jose+json', targetFormat: 'application/fhir+json' }],
     });
-    // The signature is A's JWS: it verifies with A's published key, and its content is the bundle B hands over.
-    const jws = Buffer.from(prov.body.signature[0].data, 'base64').toString('ascii');
+    // The signature is A's dual-signed JWS (protocol v2): each signature verifies with A's published key
+    // of its alg, and its content is the bundle B hands over.
+    const jws = Buffer.from(prov.body.signature[0].data, 'base64').toString('utf8');
     const aJwks = (await (await fetch(`${a.gw.url}/.well-known/jwks.json`)).json()) as {
       keys: Array<JWK & { kid: string }>;
     };
-    const kid = JSON.parse(Buffer.from(jws.split('.')[0]!, 'base64url').toString()).kid;
-    const { payload } = await compactVerify(
-      jws,
-      await importJWK(
-        aJwks.keys.find((k) => k.kid === kid)!,
-        'ES256',
-      ),
-    );
+    const doc = JSON.parse(jws) as { payload: string; signatures: Array<{ protected: string; signature: string }> };
+    expect(doc.signatures.map((x) => JSON.parse(Buffer.from(x.protected, 'base64url').toString()).alg)).toEqual([
+      'ES256',
+      'ML-DSA-65',
+    ]);
+    let payload: Uint8Array = new Uint8Array();
+    for (const one of doc.signatures) {
+      const h = JSON.parse(Buffer.from(one.protected, 'base64url').toString()) as { kid: string; alg: string };
+      ({ payload } = await flattenedVerify(
+        { payload: doc.payload, ...one },
+        await importJWK(
+          aJwks.keys.find((k) => k.kid === h.kid)!,
+          h.alg,
+        ),
+      ));
+    }
     const claims = JSON.parse(Buffer.from(payload).toString());
     expect(claims).toMatchObject({ iss: a.gw.config.org, aud: b.gw.config.org });
     const content = await get(b, `/inbox/messages/${listed.resource.id}`);

@@ -153,7 +153,7 @@ describe('imaging under protocol v2 between two gateways, cut through', () => {
     // The ML-DSA-65 key that verified the manifest is kept with it, to verify it again on every read.
     const aPq = (await jwksOf(a)).find((k) => k.alg === 'ML-DSA-65')!;
     const kept = await b.gw.app.ctx.pool.query<{ pq: { pub: string } | null }>(
-      'SELECT sender_pq_jwk AS pq FROM inbox_messages WHERE id = $1',
+      'SELECT (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS pq FROM inbox_messages m WHERE id = $1',
       [got.id],
     );
     expect(kept.rows[0]!.pq?.pub).toBe(aPq.pub);

@@ -99,7 +99,10 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
     const badPq = editSignatures(receipt, ([es, pq]) => [es, { ...pq!, signature: flip(pq!.signature) }]);
     expect(peerVerifyDual(badPq, { ec: { x: ecSig.x, y: ecSig.y }, pq: { pub: pqSig.pub } }).ok).toBe(false);
 
-    const { rows } = await gw.app.ctx.pool.query('SELECT * FROM inbox_messages WHERE jti = $1', [claims.jti]);
+    const { rows } = await gw.app.ctx.pool.query(
+      'SELECT m.*, (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS sender_pq_jwk FROM inbox_messages m WHERE jti = $1',
+      [claims.jti],
+    );
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ sender: peerId, envelope, receipt, sender_kid: 'peer-sig' });
     expect(rows[0].sender_pq_jwk).toMatchObject({ kty: 'AKP', alg: 'ML-DSA-65', pub: peer.jwks.pqSig.pub });
@@ -293,9 +296,10 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
       delivery: claims.jti,
       digest: envelopeDigest(envelope),
     });
-    const { rows } = await gw.app.ctx.pool.query('SELECT sender_pq_jwk FROM inbox_messages WHERE jti = $1', [
-      claims.jti,
-    ]);
+    const { rows } = await gw.app.ctx.pool.query(
+      'SELECT (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS sender_pq_jwk FROM inbox_messages m WHERE jti = $1',
+      [claims.jti],
+    );
     expect(rows).toEqual([{ sender_pq_jwk: null }]);
     const audit = await gw.app.ctx.pool.query(
       `SELECT entry FROM audit_log WHERE type = 'inbox.accepted' AND entry LIKE $1`,

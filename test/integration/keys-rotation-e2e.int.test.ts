@@ -5,6 +5,7 @@ import { importJWK, type JWK } from 'jose';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
 import { waitFor } from '../helpers/outbound.ts';
 import { verifyReceipt } from '../../src/protocol/receipt.ts';
+import { signingKidOf } from '../../src/directory/signing-keys.ts';
 import { runKeysRotate } from '../../src/worker/tasks/keys.ts';
 import { refreshPartnerKeys } from '../../src/directory/partner-refresh.ts';
 import { recordedPartnerKey } from '../../src/directory/partner-key-log.ts';
@@ -155,14 +156,14 @@ describe('key rotation end to end: two gateways exchange continuously through se
       );
       let retired = 0;
       for (const r of receipts) {
-        const kid = JSON.parse(Buffer.from(r.receipt.split('.')[0], 'base64url').toString()).kid as string;
+        const kid = signingKidOf(r.receipt)!;
         if (!live.has(kid)) retired++;
         const claims = await verifyReceipt(
           r.receipt,
           async (h) => {
             const jwk = await recordedPartnerKey(a.gw.app.ctx.pool, r.partner_id, h.kid!);
             if (!jwk) throw new Error(`kid ${h.kid} not in the key-transparency log`);
-            return importJWK(jwk as JWK, 'ES256');
+            return importJWK(jwk as JWK, h.alg);
           },
           { iss: b.gw.config.org, aud: a.gw.config.org, delivery: r.id, digest: r.envelope_digest },
         );

@@ -39,7 +39,7 @@ describe('partner key withdrawal: new content needs a key in the current JWKS; s
   let aOrg: string;
   let bOrg: string;
   beforeAll(async () => {
-    // Protocol v1 content signed by hand with B's EC key (a v2 sender's v1 would be a downgrade).
+    // Protocol v1 (ES256 keys only): the same rules for an ML-DSA key are tested in inbox-pq-v2.
     t = await startTwoGateways({ JWKS_REFRESH_COOLDOWN: '1s', PROTOCOL_V2: 'off' });
     ({ a, b } = t);
     aOrg = a.gw.config.org;

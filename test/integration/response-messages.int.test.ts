@@ -132,10 +132,10 @@ describe('response messages and processed receipts: B answers A, and its $ack is
 
     // Both receipts verify against B's published keys, and each binds the envelope A sent.
     const jwks = await jwksOf(b);
-    const key = async (h: { kid?: string }) =>
+    const key = async (h: { kid?: string; alg?: string }) =>
       importJWK(
         jwks.keys.find((k) => k.kid === h.kid)!,
-        'ES256',
+        h.alg,
       );
     const transport = await verifyReceipt(processed.receipt!, key, {
       iss: b.gw.config.org,
