@@ -148,10 +148,27 @@ export function failoverClient(selector: PrimarySelector, target: MultiHostUrl):
         selector.forget(host);
         throw err;
       }
-      if (target.targetSessionAttrs === 'read-write' && (await readOnly(this))) {
-        selector.forget(host);
-        await this.end().catch(() => undefined);
-        throw new NoPrimaryError(`${host.host}:${host.port} is read-only`);
+      if (target.targetSessionAttrs === 'read-write') {
+        // The pool listens for this client's 'error' only once connect() has answered: a server lost
+        // during the check would otherwise raise an unhandled 'error' and end the process. The check's
+        // query fails with the same error, which the pool's caller gets.
+        const duringCheck = () => selector.forget(host);
+        this.on('error', duringCheck);
+        let readOnlyHost: boolean;
+        try {
+          readOnlyHost = await readOnly(this);
+        } catch (err) {
+          selector.forget(host);
+          await this.end().catch(() => undefined);
+          throw err;
+        } finally {
+          this.off('error', duringCheck);
+        }
+        if (readOnlyHost) {
+          selector.forget(host);
+          await this.end().catch(() => undefined);
+          throw new NoPrimaryError(`${host.host}:${host.port} is read-only`);
+        }
       }
       return this;
     }
