@@ -4,6 +4,7 @@ import { GatewayError } from '../errors.ts';
 import { readBounded } from '../net/read-bounded.ts';
 import { classifyStatus, parseRetryAfter } from '../net/retry-policy.ts';
 import { verifyReceipt } from '../protocol/receipt.ts';
+import type { ReceiptClaims } from '../protocol/wire.ts';
 import { envelopeProtocol, requireReceiptForm, type ProtocolVersion } from '../protocol/v2-acceptance.ts';
 import { PQ_SIGNATURE_ALG } from '../jose/pq/dual-jws.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
@@ -34,6 +35,8 @@ export interface Transmission {
   timeoutMs?: number;
   /** Read only once the answer is in: a live imaging transmission learns its digests while it sends. */
   expected: () => ReceiptBinding;
+  /** The delivery's protocol version; without it, read from a bundle's envelope text (a streamed body is v1). */
+  protocol?: ProtocolVersion;
 }
 
 function networkError(err: unknown, timeoutMs: number | undefined): string {
@@ -54,11 +57,11 @@ export async function transmit(ctx: DeliveryContext, t: Transmission): Promise<A
 
 async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResult> {
   let res: Response;
-  // A bundle's envelope says which version it is (its header alg); imaging deliveries are v1.
-  let protocol: ProtocolVersion = 1;
+  // A bundle's envelope says which version it is (its header alg); an imaging delivery is told.
+  let protocol: ProtocolVersion = t.protocol ?? 1;
   try {
     const body = t.body();
-    if (typeof body === 'string') protocol = envelopeProtocol(body);
+    if (t.protocol === undefined && typeof body === 'string') protocol = envelopeProtocol(body);
     res = await ctx.fetch(t.url, {
       method: 'POST',
       headers: {
@@ -88,7 +91,13 @@ async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResul
   }
   try {
     const text = (await readBounded(res, MAX_ANSWER_BYTES, 'the receipt')).trim();
-    const claims = await checkReceipt(ctx, t, text, protocol);
+    const want = t.expected();
+    const claims = await verifyDeliveryReceipt(ctx, t.partner, text, {
+      protocol,
+      delivery: t.deliveryId,
+      digest: want.digest,
+      contentDigest: want.contentDigest,
+    });
     return { cls: 'delivered', status: res.status, error: null, receipt: { jws: text, jti: claims.jti } };
   } catch (err) {
     const reason =
@@ -101,27 +110,39 @@ async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResul
   }
 }
 
-async function checkReceipt(ctx: DeliveryContext, t: Transmission, text: string, protocol: ProtocolVersion) {
-  const want = t.expected();
-  // A v2 delivery needs a dual-signed receipt: a compact one is refused as a downgrade (retried like any bad receipt).
-  requireReceiptForm(protocol, text);
-  const claims = await verifyReceipt(
+/** What a delivery's receipt must be and bind: its version's form, the delivery, what was sent (and for imaging, the content). */
+export interface ReceiptExpected extends ReceiptBinding {
+  protocol: ProtocolVersion;
+  delivery: string;
+}
+
+/**
+ * The recipient's receipt for one of our deliveries, checked in the
+ * delivery's version: v1 a compact ES256 receipt, v2 a dual-signed one (a
+ * compact receipt for it is refused as a downgrade), each signature by the
+ * partner's key of its kind; every claim binds what was sent.
+ */
+export async function verifyDeliveryReceipt(
+  ctx: Pick<DeliveryContext, 'directory' | 'config'>,
+  partner: Partner,
+  text: string,
+  want: ReceiptExpected,
+): Promise<ReceiptClaims & { content_digest?: string }> {
+  requireReceiptForm(want.protocol, text);
+  const claims: ReceiptClaims & { content_digest?: unknown } = await verifyReceipt(
     text,
     async (header) => {
       if (!header.kid) throw new GatewayError('JWS_MALFORMED', 'receipt header has no kid');
-      const jwk = await ctx.directory.verificationKey(t.partner.id, header.kid, scopeOfSignedItem(text));
+      const jwk = await ctx.directory.verificationKey(partner.id, header.kid, scopeOfSignedItem(text));
       // Each signature by a key of its own kind: ES256 by an EC key, ML-DSA-65 by an AKP key.
       if ((header.alg === PQ_SIGNATURE_ALG) !== (jwk.kty === 'AKP'))
         throw new GatewayError('JWS_SIGNATURE_INVALID', `receipt key ${header.kid} is not a ${header.alg} key`);
       return importPublicJwk(jwk);
     },
-    { iss: t.partner.id, aud: ctx.config.org, delivery: t.deliveryId, digest: want.digest },
+    { iss: partner.id, aud: ctx.config.org, delivery: want.delivery, digest: want.digest },
   );
   // The signature is checked: an imaging receipt's content_digest must name the content as sent.
-  if (
-    want.contentDigest !== undefined &&
-    (claims as { content_digest?: unknown }).content_digest !== want.contentDigest
-  )
+  if (want.contentDigest !== undefined && claims.content_digest !== want.contentDigest)
     throw new GatewayError('RECEIPT_MISMATCH', 'receipt content_digest does not match the content sent');
-  return claims;
+  return claims as ReceiptClaims & { content_digest?: string };
 }

@@ -14,7 +14,7 @@ import { sealCompact } from '../../src/jose/seal.ts';
 import { sealStreamToFile } from '../../src/jose/stream-seal.ts';
 import { signAnnouncement } from '../../src/protocol/imaging-announcement.ts';
 import { signImagingReceipt } from '../../src/protocol/imaging-manifest.ts';
-import { verifyImagingReceipt } from '../../src/outbound/imaging/receipt.ts';
+import { verifyDeliveryReceipt as verifyImagingReceipt } from '../../src/outbound/transmit.ts';
 import { startWorker } from '../../src/worker/runner.ts';
 
 /**

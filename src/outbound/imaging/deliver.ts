@@ -11,7 +11,7 @@ import { getImagingDelivery, type ImagingDeliveryRow } from './store.ts';
 import { DELIVERY_KINDS } from '../delivery-kinds.ts';
 import { PROTOCOL } from '../../protocol/wire.ts';
 import type { AttemptClass } from '../../net/retry-policy.ts';
-import { sendImaging, type ImagingTransmission } from './send.ts';
+import { transmit, type Transmission } from '../transmit.ts';
 import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
 import { holdsDeliveries } from '../partner-suspension.ts';
@@ -55,7 +55,7 @@ export interface Expected {
 
 /**
  * A transmission to the partner's imaging inbox: `body` is called once, when the request is made. Its receipt
- * must be of the delivery's `protocol` (receipt.ts).
+ * must be of the delivery's `protocol` and name the content sent (transmit.ts).
  */
 export function imagingTransmission(
   deliveryId: string,
@@ -66,7 +66,7 @@ export function imagingTransmission(
   expected: () => Expected,
   protocol: ProtocolVersion,
   timeoutMs?: number,
-): ImagingTransmission {
+): Transmission {
   return {
     deliveryId,
     partner,
@@ -75,9 +75,10 @@ export function imagingTransmission(
     body,
     signal,
     timeoutMs,
+    protocol,
     expected: () => {
       const e = expected();
-      return { protocol, delivery: deliveryId, digest: e.manifestDigest, contentDigest: e.contentDigest };
+      return { digest: e.manifestDigest, contentDigest: e.contentDigest };
     },
   };
 }
@@ -99,7 +100,7 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
     ? { cls: 'permanent', status: null, error: 'partner removed from the directory' }
     : !existsSync(d.content_path)
       ? { cls: 'permanent', status: null, error: 'sealed content file missing' }
-      : await sendImaging(
+      : await transmit(
           ctx,
           imagingTransmission(
             d.id,

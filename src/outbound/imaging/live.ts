@@ -2,7 +2,7 @@ import type { Partner } from '../../directory/directory.ts';
 import { required } from '../../required.ts';
 import type { DeliveryContext } from '../deliver.ts';
 import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
-import { sendImaging } from './send.ts';
+import { transmit } from '../transmit.ts';
 import {
   deliveryBoundary,
   deliveryHead,
@@ -60,7 +60,7 @@ export class LiveTransmission {
     this.deliveryId = deliveryId;
     const boundary = deliveryBoundary();
     this.#boundary = boundary;
-    this.result = sendImaging(
+    this.result = transmit(
       ctx,
       imagingTransmission(
         deliveryId,
