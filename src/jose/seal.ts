@@ -81,6 +81,20 @@ export function recipientPublicKey(jwk: RecipientKey): KeyObject {
  * node:crypto directly: several times faster than a WebCrypto-based library.
  */
 export function sealCompact(plaintext: string | Uint8Array, recipient: RecipientKey, cty = 'JWT'): string {
+  const { header, cek } = classicalAgreement(recipient);
+  const protectedB64 = b64u(JSON.stringify({ ...header, cty }));
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', cek, iv);
+  // The AAD of a compact JWE is the ASCII of the encoded protected header.
+  cipher.setAAD(Buffer.from(protectedB64, 'ascii'));
+  const data = typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext;
+  const ciphertext = Buffer.concat([cipher.update(data), cipher.final()]);
+  cek.fill(0);
+  return `${protectedB64}..${b64u(iv)}.${b64u(ciphertext)}.${b64u(cipher.getAuthTag())}`;
+}
+
+/** ECDH-ES direct (protocol v1): a fresh ephemeral key, the header without cty, the CEK from Z. */
+export function classicalAgreement(recipient: RecipientKey): { header: Record<string, unknown>; cek: Buffer } {
   const pub = recipientPublicKey(recipient);
   const ephemeral = generateKeyPairSync('ec', { namedCurve: recipientCurve(recipient) });
   const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
@@ -90,17 +104,8 @@ export function sealCompact(plaintext: string | Uint8Array, recipient: Recipient
     enc: ENC,
     kid: recipient.kid,
     epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y },
-    cty,
   };
-  const protectedB64 = b64u(JSON.stringify(header));
   const cek = concatKdf(z);
   z.fill(0);
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', cek, iv);
-  // The AAD of a compact JWE is the ASCII of the encoded protected header.
-  cipher.setAAD(Buffer.from(protectedB64, 'ascii'));
-  const data = typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext;
-  const ciphertext = Buffer.concat([cipher.update(data), cipher.final()]);
-  cek.fill(0);
-  return `${protectedB64}..${b64u(iv)}.${b64u(ciphertext)}.${b64u(cipher.getAuthTag())}`;
+  return { header, cek };
 }

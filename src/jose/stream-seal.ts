@@ -1,11 +1,11 @@
-import { createCipheriv, diffieHellman, generateKeyPairSync, randomBytes, type CipherGCM } from 'node:crypto';
+import { createCipheriv, randomBytes, type CipherGCM } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { b64u } from './base64url.ts';
 import { hybridAgreement, type RecipientKemKey } from './pq/hybrid-jwe.ts';
-import { concatKdf, recipientCurve, recipientPublicKey, type RecipientKey } from './seal.ts';
+import { classicalAgreement, type RecipientKey } from './seal.ts';
 
 /**
  * A compact JWE (ECDH-ES + A256GCM, or the protocol v2 hybrid with ML-KEM-768) written as a stream:
@@ -52,23 +52,6 @@ export class Base64UrlEncoder {
     this.#carry = EMPTY;
     return rest;
   }
-}
-
-/** ECDH-ES direct (protocol v1): a fresh ephemeral key, the header without cty, the CEK from Z. */
-function classicalAgreement(recipient: RecipientKey): { header: Record<string, unknown>; cek: Buffer } {
-  const pub = recipientPublicKey(recipient);
-  const ephemeral = generateKeyPairSync('ec', { namedCurve: recipientCurve(recipient) });
-  const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: pub });
-  const epk = ephemeral.publicKey.export({ format: 'jwk' });
-  const header = {
-    alg: 'ECDH-ES',
-    enc: 'A256GCM',
-    kid: recipient.kid,
-    epk: { kty: 'EC', crv: recipient.crv, x: epk.x, y: epk.y },
-  };
-  const cek = concatKdf(z);
-  z.fill(0);
-  return { header, cek };
 }
 
 /** The JWE writer's state: prefix (header, empty key, iv), then ciphertext, then the tag. */

@@ -11,7 +11,9 @@ import { verifyReceipt } from '../../src/protocol/receipt.ts';
  * Two gateways end to end: A's EHR sends every Synthea fixture bundle to B;
  * A delivers (sign in A's HSM, seal to B's published key, POST to B's inbox);
  * B opens with its HSM key, verifies A's signature against A's JWKS and
- * answers with a signed receipt; B's EHR pulls each bundle.
+ * answers with a signed receipt; B's EHR pulls each bundle. Both publish
+ * post-quantum keys, so every delivery goes as protocol v2 (hybrid envelope,
+ * ES256 + ML-DSA-65 signatures, dual-signed receipt).
  */
 const SYNTHEA = join(import.meta.dirname, '../fixtures/synthea');
 const files = readdirSync(SYNTHEA)
@@ -95,6 +97,10 @@ describe('A sends every Synthea bundle to B; B hands each one to its EHR', () =>
           },
         );
         expect(claims.status).toBe('accepted');
+        // Protocol v2 (both publish post-quantum keys): the receipt carries ES256 and ML-DSA-65 signatures.
+        expect((JSON.parse(r.receipt!) as { signatures: unknown[] }).signatures, 'a dual-signed receipt').toHaveLength(
+          2,
+        );
         views.push(view);
       }
 
@@ -114,6 +120,16 @@ describe('A sends every Synthea bundle to B; B hands each one to its EHR', () =>
           digest: r.envelope_digest,
           state: 'received',
         });
+        // Stored as it came: a hybrid envelope, with the ML-DSA key that verified A's second signature.
+        const { rows: stored } = await b.gw.app.ctx.pool.query<{ envelope: string; pq: { alg?: string } | null }>(
+          `SELECT envelope, (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS pq
+             FROM inbox_messages m WHERE id = $1`,
+          [meta.id],
+        );
+        expect(JSON.parse(Buffer.from(stored[0]!.envelope.split('.')[0]!, 'base64url').toString()).alg).toBe(
+          'x-ECDH-ES+ML-KEM-768',
+        );
+        expect(stored[0]!.pq?.alg).toBe('ML-DSA-65');
         const pulled = await request(b.gw.app.server)
           .get(`/inbox/messages/${meta.id}`)
           .set('authorization', bAuth)
