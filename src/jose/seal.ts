@@ -82,7 +82,12 @@ export function recipientPublicKey(jwk: RecipientKey): KeyObject {
  */
 export function sealCompact(plaintext: string | Uint8Array, recipient: RecipientKey, cty = 'JWT'): string {
   const { header, cek } = classicalAgreement(recipient);
-  const protectedB64 = b64u(JSON.stringify({ ...header, cty }));
+  return encryptCompact({ ...header, cty }, cek, plaintext);
+}
+
+/** The compact JWE of `plaintext` under `cek` (then wiped), A256GCM with the encoded protected header as AAD. */
+export function encryptCompact(header: Record<string, unknown>, cek: Buffer, plaintext: string | Uint8Array): string {
+  const protectedB64 = b64u(JSON.stringify(header));
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', cek, iv);
   // The AAD of a compact JWE is the ASCII of the encoded protected header.

@@ -1,18 +1,16 @@
 import {
-  createCipheriv,
   createPublicKey,
   decapsulate,
   diffieHellman,
   encapsulate,
   generateKeyPairSync,
-  randomBytes,
   type KeyObject,
 } from 'node:crypto';
 import { GatewayError } from '../../errors.ts';
 import { b64u, fromB64u } from '../base64url.ts';
 import { checkHeader, isCanonicalB64u, parseCompactJwe, type CompactJwe } from '../jwe-header.ts';
 import { contentKey, decryptCompact, type DecryptionKey, type OpenedJwe, type OpenOptions } from '../open.ts';
-import { concatKdf, recipientCurve, recipientPublicKey, type RecipientKey } from '../seal.ts';
+import { concatKdf, encryptCompact, recipientCurve, recipientPublicKey, type RecipientKey } from '../seal.ts';
 
 /**
  * Protocol v2 envelope: a compact JWE whose content key comes from two key
@@ -92,14 +90,7 @@ export function sealHybridCompact(
   cty = 'JWT',
 ): string {
   const { header, cek } = hybridAgreement(recipient, kem);
-  const protectedB64 = b64u(JSON.stringify({ ...header, cty }));
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', cek, iv);
-  cipher.setAAD(Buffer.from(protectedB64, 'ascii'));
-  const data = typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext;
-  const body = Buffer.concat([cipher.update(data), cipher.final()]);
-  cek.fill(0);
-  return `${protectedB64}..${b64u(iv)}.${b64u(body)}.${b64u(cipher.getAuthTag())}`;
+  return encryptCompact({ ...header, cty }, cek, plaintext);
 }
 
 /** Finds our ML-KEM private key (in memory, unwrapped from the HSM) by kid. Undefined = unknown: refused. */
