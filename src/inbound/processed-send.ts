@@ -30,6 +30,8 @@ interface Row {
   exchange_id: string;
   envelope_digest: string;
   receipt_id: string;
+  /** The message came as protocol v2: its processed receipt is dual-signed too. */
+  v2: boolean;
 }
 
 /** Where a partner takes processed receipts: its inbox URL (from the directory) plus /processed. */
@@ -69,7 +71,7 @@ export async function sendProcessedReceipt(
 
 async function load(db: Pick<pg.Pool, 'query'>, id: string): Promise<Row | undefined> {
   const { rows } = await db.query<Row>(
-    `SELECT p.*, m.jti, m.exchange_id, m.envelope_digest, m.receipt_id
+    `SELECT p.*, m.jti, m.exchange_id, m.envelope_digest, m.receipt_id, m.sender_pq_key IS NOT NULL AS v2
        FROM processed_receipts p JOIN inbox_messages m ON m.id = p.message_id WHERE p.id = $1`,
     [id],
   );
@@ -79,18 +81,23 @@ async function load(db: Pick<pg.Pool, 'query'>, id: string): Promise<Row | undef
 /** The stored receipt, or a new one signed now and stored unless another run stored one first. */
 async function signedOnce(ctx: ProcessedSendContext, row: Row): Promise<string> {
   if (row.receipt) return row.receipt;
-  const receipt = await signProcessedReceipt((await ctx.keyring.fresh()).signer(), {
-    iss: ctx.config.org,
-    aud: row.partner_id,
-    iat: Math.floor(Date.now() / 1000),
-    jti: row.id,
-    exchange: row.exchange_id,
-    delivery: row.jti,
-    digest: row.envelope_digest,
-    receipt: row.receipt_id,
-    processed_at: Math.floor(row.processed_at.getTime() / 1000),
-    via: row.via,
-  });
+  const keyring = await ctx.keyring.fresh();
+  const receipt = await signProcessedReceipt(
+    keyring.signer(),
+    {
+      iss: ctx.config.org,
+      aud: row.partner_id,
+      iat: Math.floor(Date.now() / 1000),
+      jti: row.id,
+      exchange: row.exchange_id,
+      delivery: row.jti,
+      digest: row.envelope_digest,
+      receipt: row.receipt_id,
+      processed_at: Math.floor(row.processed_at.getTime() / 1000),
+      via: row.via,
+    },
+    row.v2 ? await keyring.pqSigner() : undefined,
+  );
   const { rows } = await ctx.pool.query<{ receipt: string }>(
     `UPDATE processed_receipts SET receipt = coalesce(receipt, $2), updated_at = now() WHERE id = $1 RETURNING receipt`,
     [row.id, receipt],
@@ -116,7 +123,7 @@ async function record(
   started: Date,
 ): Promise<'sent' | 'retry' | 'failed' | 'skipped'> {
   const { rows } = await db.query<Row>(
-    `SELECT p.*, m.jti, m.exchange_id, m.envelope_digest, m.receipt_id
+    `SELECT p.*, m.jti, m.exchange_id, m.envelope_digest, m.receipt_id, m.sender_pq_key IS NOT NULL AS v2
        FROM processed_receipts p JOIN inbox_messages m ON m.id = p.message_id WHERE p.id = $1 FOR UPDATE OF p`,
     [id],
   );

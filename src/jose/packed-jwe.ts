@@ -43,3 +43,10 @@ export function unpackCompactJwe(packed: Buffer): string {
   const tag = packed.subarray(packed.length - TAG);
   return `${prefix}${ct.toString('base64url')}.${tag.toString('base64url')}`;
 }
+
+/** The protected header segment of a packed envelope, read from its first bytes alone (a prefix of it suffices). */
+export function packedProtectedHeader(head: Buffer): string {
+  if (head.length < 2) throw new GatewayError('INTERNAL', 'a stored envelope is truncated');
+  const prefix = head.subarray(2, 2 + head.readUInt16BE(0)).toString('latin1');
+  return prefix.slice(0, prefix.indexOf('.') < 0 ? undefined : prefix.indexOf('.'));
+}

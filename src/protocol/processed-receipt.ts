@@ -1,18 +1,21 @@
 import { GatewayError } from '../errors.ts';
 import { signJson } from '../jose/jws.ts';
+import { isJsonJws, signDual, type PqSigner } from '../jose/pq/dual-jws.ts';
 import type { Signer } from '../jose/signer.ts';
+import { verifySignedDualJws } from './signed-dual-jws.ts';
 import { checkExchangeClaims, verifySignedJws, type ClaimWindow, type SignedJwsChecks } from './signed-jws.ts';
 import { PROCESSED_VIA, PROTOCOL, type ProcessedReceiptClaims } from './wire.ts';
 
 /**
  * The processed receipt (docs/PROTOCOL.md §13): the recipient's second signed
- * receipt, sent once its EHR has taken a delivery in. A compact JWS of its own
- * typ, so that it can never pass for a transport receipt nor one for it.
+ * receipt, sent once its EHR has taken a delivery in. A JWS of its own typ,
+ * so that it can never pass for a transport receipt nor one for it: compact
+ * for a v1 message, dual-signed (ES256 + ML-DSA-65, §14.3) for a v2 one.
  */
 export type ProcessedReceiptInput = Omit<ProcessedReceiptClaims, 'status'>;
 
-/** Members in this order, every one a string or a number. */
-export function signProcessedReceipt(signer: Signer, input: ProcessedReceiptInput): Promise<string> {
+/** Members in this order, every one a string or a number; with `pq` (a v2 message) signed twice. */
+export function signProcessedReceipt(signer: Signer, input: ProcessedReceiptInput, pq?: PqSigner): Promise<string> {
   const claims: ProcessedReceiptClaims = {
     iss: input.iss,
     aud: input.aud,
@@ -26,7 +29,9 @@ export function signProcessedReceipt(signer: Signer, input: ProcessedReceiptInpu
     processed_at: input.processed_at,
     via: input.via,
   };
-  return signJson(signer, claims, { typ: PROTOCOL.processedTyp });
+  return pq
+    ? signDual(signer, pq, JSON.stringify(claims), { typ: PROTOCOL.processedTyp })
+    : signJson(signer, claims, { typ: PROTOCOL.processedTyp });
 }
 
 export interface ProcessedReceiptChecks extends ClaimWindow {
@@ -46,11 +51,9 @@ export async function verifyProcessedReceipt(
   jws: string,
   checks: ProcessedReceiptChecks,
 ): Promise<ProcessedReceiptClaims> {
-  const v = await verifySignedJws(jws, {
-    directory: checks.directory,
-    typ: PROTOCOL.processedTyp,
-    what: 'the processed receipt',
-  });
+  const rules = { directory: checks.directory, typ: PROTOCOL.processedTyp, what: 'the processed receipt' };
+  // Which form the delivery's version asks for is the caller's rule (it knows the delivery).
+  const v = isJsonJws(jws) ? await verifySignedDualJws(jws, rules) : await verifySignedJws(jws, rules);
   const c = v.claims;
   checkExchangeClaims(c, checks);
   if (c.status !== 'processed') throw invalid('status must be "processed"', 'status');

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { compactVerify, decodeProtectedHeader, importJWK, type JWK } from 'jose';
+import { flattenedVerify, importJWK, type JWK } from 'jose';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
 import { orderMessage, responseMessageTo, waitFor } from '../helpers/outbound.ts';
 import { claimsFor, publishedEncKey, seal, signContent, softPartner, type SoftPartner } from '../helpers/envelopes.ts';
@@ -11,6 +11,7 @@ import { DICOM_FIXTURES } from '../helpers/imaging.ts';
 import { readFileSync } from 'node:fs';
 import { r4Errors } from '../helpers/r4-validator.ts';
 import { verifyReceipt } from '../../src/protocol/receipt.ts';
+import { signProcessedReceipt } from '../../src/protocol/processed-receipt.ts';
 import { PROTOCOL } from '../../src/protocol/wire.ts';
 
 /**
@@ -96,6 +97,15 @@ const auditTypes = async (p: Peer, like: string) =>
     )
   ).rows;
 
+/** The claims of a JWS in either form (compact, or the JSON serialization of protocol v2), unverified. */
+const payloadOf = (jws: string): Record<string, unknown> =>
+  JSON.parse(
+    Buffer.from(
+      jws.startsWith('{') ? (JSON.parse(jws) as { payload: string }).payload : jws.split('.')[1]!,
+      'base64url',
+    ).toString(),
+  ) as Record<string, unknown>;
+
 describe('response messages and processed receipts: B answers A, and its $ack is a signed processed receipt', () => {
   let t: TwoGateways;
   let soft: SoftPartner;
@@ -143,8 +153,19 @@ describe('response messages and processed receipts: B answers A, and its $ack is
       delivery: processed.delivery,
       digest: processed.envelope_digest,
     });
-    expect(decodeProtectedHeader(processed.processed_receipt!).typ).toBe(PROTOCOL.processedTyp);
-    const { payload } = await compactVerify(processed.processed_receipt!, key);
+    // Protocol v2 (both publish post-quantum keys): the processed receipt is dual-signed as well, each
+    // signature of its own typ and verified with B's published key of its alg.
+    const dual = JSON.parse(processed.processed_receipt!) as {
+      payload: string;
+      signatures: Array<{ protected: string; signature: string }>;
+    };
+    expect(dual.signatures).toHaveLength(2);
+    let payload: Uint8Array = new Uint8Array();
+    for (const one of dual.signatures) {
+      const h = JSON.parse(Buffer.from(one.protected, 'base64url').toString()) as { alg: string; typ: string };
+      expect(h.typ).toBe(PROTOCOL.processedTyp);
+      ({ payload } = await flattenedVerify({ payload: dual.payload, ...one }, await key(h)));
+    }
     const claims = JSON.parse(Buffer.from(payload).toString('utf8'));
     expect(claims).toMatchObject({
       iss: b.gw.config.org,
@@ -166,6 +187,16 @@ describe('response messages and processed receipts: B answers A, and its $ack is
       }),
     ).rejects.toThrow();
     expect(new Date(claims.processed_at * 1000).toISOString()).toBe(processed.processed_at);
+    // A compact processed receipt for this v2 delivery, validly signed by B's ES256 key alone: a downgrade, refused.
+    const { status: _status, ...input } = claims;
+    const compact = await signProcessedReceipt(b.gw.app.ctx.keyring.signer(), { ...input, jti: randomUUID() });
+    const downgraded = await fetch(`${a.gw.url}${PROTOCOL.inboxPath}${PROTOCOL.processedSuffix}`, {
+      method: 'POST',
+      headers: { 'content-type': PROTOCOL.mediaType },
+      body: compact,
+    });
+    expect(downgraded.status).toBe(400);
+    expect(JSON.stringify(await downgraded.json())).toContain('PROTOCOL_DOWNGRADE');
 
     // B sent it once; both sides audited it.
     const { rows } = await b.gw.app.ctx.pool.query(
@@ -219,7 +250,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
       return r.processed_at ? r : undefined;
     });
     expect(processed.events.map((e) => e.kind)).toEqual(['delivered', 'processed']);
-    const claims = JSON.parse(Buffer.from(processed.processed_receipt!.split('.')[1]!, 'base64url').toString());
+    const claims = payloadOf(processed.processed_receipt!);
     expect(claims).toMatchObject({
       delivery: delivered.delivery,
       digest: delivered.manifest_digest,
@@ -231,7 +262,7 @@ describe('response messages and processed receipts: B answers A, and its $ack is
     const { a } = t;
     const before = await view(a, exchange);
     const jws = before.recipients[0]!.processed_receipt!;
-    const jti = JSON.parse(Buffer.from(jws.split('.')[1]!, 'base64url').toString()).jti as string;
+    const jti = payloadOf(jws).jti as string;
     const again = await fetch(`${a.gw.url}/inbox/processed`, {
       method: 'POST',
       headers: { 'content-type': 'application/jose' },

@@ -1,6 +1,8 @@
 import type { Queryable } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
 import type { DeliveryTable } from '../idempotency.ts';
+import { packedProtectedHeader } from '../../jose/packed-jwe.ts';
+import { envelopeVersion } from '../../protocol/v2-negotiation.ts';
 
 /** One of our deliveries, as a partner's answer about it (a processed receipt, a response) must name it. */
 export interface AnsweredDelivery {
@@ -13,7 +15,12 @@ export interface AnsweredDelivery {
   receiptJti: string | null;
   /** The MessageHeader.id of a message bundle, which a response names. */
   messageHeaderId: string | null;
+  /** The protocol version it was sealed in; undefined once retention purged its envelope. */
+  protocol: 1 | 2 | undefined;
 }
+
+/** Enough of an envelope for its protected header, which a v2 ML-KEM ciphertext makes about 2.3 KB. */
+const HEAD_CHARS = 8192;
 
 /** The delivery `id` of either kind, if we sent it to `partner`. */
 export async function answeredDelivery(
@@ -29,11 +36,16 @@ export async function answeredDelivery(
     digest: string;
     receipt_jti: string | null;
     message_header_id: string | null;
+    packed: Buffer | null;
+    manifest: string | null;
   }>(
-    `SELECT 'deliveries' AS tbl, d.id, d.exchange_id, d.state, d.envelope_digest AS digest, d.receipt_jti, e.message_header_id
+    // Only the envelope's head is read: its protected header says the version.
+    `SELECT 'deliveries' AS tbl, d.id, d.exchange_id, d.state, d.envelope_digest AS digest, d.receipt_jti, e.message_header_id,
+            substring(d.envelope from 1 for ${HEAD_CHARS}) AS packed, NULL AS manifest
        FROM deliveries d JOIN exchanges e ON e.id = d.exchange_id WHERE d.id = $1 AND d.partner_id = $2
      UNION ALL
-     SELECT 'imaging_deliveries', d.id, d.exchange_id, d.state, d.manifest_digest, d.receipt_jti, NULL
+     SELECT 'imaging_deliveries', d.id, d.exchange_id, d.state, d.manifest_digest, d.receipt_jti, NULL,
+            NULL, left(d.manifest_envelope, ${HEAD_CHARS})
        FROM imaging_deliveries d WHERE d.id = $1 AND d.partner_id = $2`,
     [id, partner],
   );
@@ -47,6 +59,11 @@ export async function answeredDelivery(
       envelopeDigest: r.digest,
       receiptJti: r.receipt_jti,
       messageHeaderId: r.message_header_id,
+      protocol: r.packed
+        ? envelopeVersion(packedProtectedHeader(r.packed))
+        : r.manifest
+          ? envelopeVersion(r.manifest)
+          : undefined,
     }
   );
 }

@@ -5,6 +5,7 @@ import { GatewayError } from '../../errors.ts';
 import type { GatewayContext } from '../../gateway-context.ts';
 import { isUuid } from '../../ids.ts';
 import { verifyProcessedReceipt } from '../../protocol/processed-receipt.ts';
+import { requireReceiptForm } from '../../protocol/v2-acceptance.ts';
 import { requireBoundSender } from '../../protocol/signed-jws.ts';
 import { envelopeDigest, type ProcessedReceiptClaims } from '../../protocol/wire.ts';
 import { DELIVERY_KINDS } from '../delivery-kinds.ts';
@@ -50,6 +51,8 @@ export async function acceptProcessedReceipt(
         `no delivery ${claims.delivery} of exchange ${claims.exchange} was sent to ${claims.iss}`,
       );
     if (sent.envelopeDigest !== claims.digest) throw mismatch('digest', 'digest is not that of the envelope sent');
+    // In the delivery's version, as its transport receipt: a compact one for a v2 delivery is a downgrade.
+    if (sent.protocol !== undefined) requireReceiptForm(sent.protocol, jws);
     // A delivery given up on has no transport receipt; one that has must be the receipt named.
     if (sent.receiptJti !== null && sent.receiptJti !== claims.receipt)
       throw mismatch('receipt', 'receipt is not the transport receipt of this delivery');
