@@ -230,6 +230,11 @@ export const schema = {
   deliveryTimeout: duration('DELIVERY_TIMEOUT', 'Timeout of one delivery attempt', '30s'),
   deliveryMaxAttempts: int('DELIVERY_MAX_ATTEMPTS', 'Attempts before a delivery is marked failed', 12, 1, 100),
   deliveryHorizon: duration('DELIVERY_HORIZON', 'Longest time a delivery is retried before it is marked failed', '24h'),
+  databaseStartWait: duration(
+    'DATABASE_START_WAIT',
+    'How long a starting process waits for DATABASE_URL to answer (server down, no primary promoted yet) before it gives up',
+    '60s',
+  ),
   protocolV2: oneOf(
     'PROTOCOL_V2',
     'Post-quantum protocol v2 (ML-KEM hybrid envelopes, ES256 + ML-DSA signatures): on publishes our post-quantum keys and sends v2 to every partner that publishes both of its own; off sends and asks for v1 only',

@@ -4,6 +4,7 @@ import { createPool, endPool, type PoolLogger } from '../db/pool.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.ts';
 import { migrate } from '../db/migrate.ts';
 import { supervisePostgres, type Supervisor } from '../db/supervisor.ts';
+import { isDatabaseUnavailable } from '../db/unavailable.ts';
 
 export interface Database {
   pool: pg.Pool;
@@ -41,7 +42,7 @@ export async function openDatabase(
   const pool = createPool(url, logger, options.max);
   try {
     if (options.migrate !== false) {
-      const { applied } = await migrate(pool);
+      const { applied } = await migrateWhenReachable(pool, logger, config.databaseStartWait);
       if (applied.length) logger.info({ applied }, 'database migrated');
     }
   } catch (err) {
@@ -59,4 +60,25 @@ export async function openDatabase(
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * Migrate once the database answers: a process started beside a server that
+ * is still starting, restarting or being failed over waits for it (up to
+ * DATABASE_START_WAIT) rather than exiting at once. Any other error stops it.
+ */
+async function migrateWhenReachable(pool: pg.Pool, logger: DatabaseLogger, waitMs: number): ReturnType<typeof migrate> {
+  const deadline = Date.now() + waitMs;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+    try {
+      return await migrate(pool);
+    } catch (err) {
+      if (!isDatabaseUnavailable(err) || Date.now() + delay > deadline) throw err;
+      logger.warn(
+        { err: { message: (err as Error).message }, retryInMs: delay },
+        'database not reachable yet; waiting',
+      );
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }
