@@ -44,9 +44,8 @@ export function unpackCompactJwe(packed: Buffer): string {
   return `${prefix}${ct.toString('base64url')}.${tag.toString('base64url')}`;
 }
 
-/** The protected header segment of a packed envelope, read from its first bytes alone (a prefix of it suffices). */
-export function packedProtectedHeader(head: Buffer): string {
+/** The compact prefix ("protected.encrypted_key.iv.") of a packed envelope, from its first bytes alone. */
+export function packedPrefix(head: Buffer): string {
   if (head.length < 2) throw new GatewayError('INTERNAL', 'a stored envelope is truncated');
-  const prefix = head.subarray(2, 2 + head.readUInt16BE(0)).toString('latin1');
-  return prefix.slice(0, prefix.indexOf('.') < 0 ? undefined : prefix.indexOf('.'));
+  return head.subarray(2, 2 + head.readUInt16BE(0)).toString('latin1');
 }

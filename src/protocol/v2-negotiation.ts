@@ -61,11 +61,19 @@ export function negotiate(
   };
 }
 
-/** The version of a compact envelope this gateway sealed: 2 when its protected header asks for the hybrid agreement. */
+/** Longer than any header this protocol writes (a v2 header is about 2.3 KB): a longer one is not decoded here. */
+const MAX_HEADER_CHARS = 16 * 1024;
+
+/**
+ * The version a compact envelope asks for: 2 when its protected header asks for the hybrid agreement.
+ * Read before anything is trusted, so only a bounded header is decoded; anything else is v1, whose
+ * opener refuses it with the precise reason.
+ */
 export function envelopeVersion(compactJwe: string): 1 | 2 {
   const dot = compactJwe.indexOf('.');
+  if (dot <= 0 || dot > MAX_HEADER_CHARS) return 1;
   try {
-    const header = JSON.parse(fromB64u(compactJwe.slice(0, dot < 0 ? undefined : dot)).toString('utf8')) as {
+    const header = JSON.parse(fromB64u(compactJwe.slice(0, dot)).toString('utf8')) as {
       alg?: unknown;
     };
     return header.alg === HYBRID_ALG ? 2 : 1;

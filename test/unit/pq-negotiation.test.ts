@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { negotiate, pqKeysOf } from '../../src/protocol/v2-negotiation.ts';
+import { envelopeVersion, heldForDowngrade, negotiate, pqKeysOf } from '../../src/protocol/v2-negotiation.ts';
+import { packCompactJwe, packedPrefix } from '../../src/jose/packed-jwe.ts';
 
 const ec = { kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'ec-enc', use: 'enc' };
 const kem = { kty: 'AKP', alg: 'ML-KEM-768', pub: 'kem-pub', kid: 'kem-1', use: 'enc' };
@@ -27,5 +28,30 @@ describe('protocol version negotiation', () => {
     expect(negotiate([ec], { ...seen, operatorAllowsV1: true }, 'hold')).toEqual({ version: 1, downgraded: true });
     expect(negotiate([ec], seen, 'allow-v1')).toEqual({ version: 1, downgraded: true });
     expect(negotiate([ec, kem, dsa], seen, 'hold')).toMatchObject({ version: 2 });
+  });
+});
+
+describe('the version an envelope asks for, read before anything is trusted', () => {
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const tail = `.${Buffer.alloc(12).toString('base64url')}.${Buffer.alloc(32).toString('base64url')}.${Buffer.alloc(16).toString('base64url')}`;
+  const hybrid = `${b64({ alg: 'x-ECDH-ES+ML-KEM-768', enc: 'A256GCM' })}.${tail}`;
+  const v1 = `${b64({ alg: 'ECDH-ES', enc: 'A256GCM' })}.${tail}`;
+
+  it("is 2 for the hybrid agreement and 1 otherwise, also from a stored envelope's first bytes", () => {
+    expect(envelopeVersion(hybrid)).toBe(2);
+    expect(envelopeVersion(v1)).toBe(1);
+    expect(envelopeVersion(packedPrefix(packCompactJwe(hybrid).subarray(0, 200)))).toBe(2);
+    expect(heldForDowngrade({ pqDowngrade: 'held' }, v1)).toBe(true);
+    expect(heldForDowngrade({ pqDowngrade: 'held' }, hybrid)).toBe(false);
+    expect(heldForDowngrade({ pqDowngrade: null }, v1)).toBe(false);
+  });
+
+  it('decodes no header longer than any this protocol writes: a hostile body is read as v1 and left to its opener', () => {
+    // A body without any dot (30 MiB of one letter was decoded whole before) and a hybrid header padded past the bound.
+    expect(envelopeVersion('a'.repeat(4 * 1024 * 1024))).toBe(1);
+    const padded = `${b64({ alg: 'x-ECDH-ES+ML-KEM-768', enc: 'A256GCM', pad: 'x'.repeat(20_000) })}.${tail}`;
+    expect(envelopeVersion(padded)).toBe(1);
+    expect(envelopeVersion('')).toBe(1);
+    expect(envelopeVersion('.x.y')).toBe(1);
   });
 });

@@ -1,7 +1,7 @@
 import type { Queryable } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
 import type { DeliveryTable } from '../idempotency.ts';
-import { packedProtectedHeader } from '../../jose/packed-jwe.ts';
+import { packedPrefix } from '../../jose/packed-jwe.ts';
 import { envelopeVersion } from '../../protocol/v2-negotiation.ts';
 
 /** One of our deliveries, as a partner's answer about it (a processed receipt, a response) must name it. */
@@ -60,7 +60,7 @@ export async function answeredDelivery(
       receiptJti: r.receipt_jti,
       messageHeaderId: r.message_header_id,
       protocol: r.packed
-        ? envelopeVersion(packedProtectedHeader(r.packed))
+        ? envelopeVersion(packedPrefix(r.packed))
         : r.manifest
           ? envelopeVersion(r.manifest)
           : undefined,
