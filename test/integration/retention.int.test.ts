@@ -34,8 +34,9 @@ const AGED = `interval '31 days'`;
 describe('retention purges handed-over content and frees its space', () => {
   let t: TwoGateways;
   beforeAll(async () => {
-    // Run as protocol v1: under v2 a live chunk that no remaining envelope or receipt of A's refers to ends
-    // A's deliveries TOAST file after the purge, and VACUUM cannot return the space in front of it.
+    // Run as protocol v1: under v2 a delivery's kept receipts (transport and processed, dual-signed, about
+    // 11 KB) no longer fit its row and are written to the TOAST file after the envelopes, so after a purge
+    // its tail is not free and VACUUM can only mark the space for reuse (docs/production.md).
     t = await startTwoGateways({ RETENTION_BATCH: '2', RETENTION_PAUSE: '20ms', PROTOCOL_V2: 'off' });
   }, 60_000);
   afterAll(async () => t?.close());
