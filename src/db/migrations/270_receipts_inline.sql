@@ -6,7 +6,8 @@
 -- (MAIN, and rows up to a page before anything moves out of line), receipts
 -- stay in the table and the envelopes' TOAST space is returned once retention
 -- purges them. The envelope itself is always larger than a page and still
--- moves out of line.
+-- moves out of line. A delivery's processed receipt on top of its transport
+-- receipt no longer fits a row and goes out of line too (docs/production.md).
 ALTER TABLE deliveries ALTER COLUMN receipt SET STORAGE MAIN, SET (toast_tuple_target = 8160);
 ALTER TABLE inbox_messages ALTER COLUMN receipt SET STORAGE MAIN, SET (toast_tuple_target = 8160);
 ALTER TABLE imaging_deliveries ALTER COLUMN receipt SET STORAGE MAIN, SET (toast_tuple_target = 8160);
