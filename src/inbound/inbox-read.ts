@@ -8,7 +8,7 @@ import { gatewayDecryptionKeys, gatewayKemKeys } from './decryption-keys.ts';
 import { openHybridCompactJwe } from '../jose/pq/hybrid-jwe.ts';
 import { verifyDual } from '../jose/pq/dual-jws.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
-import { envelopeProtocol } from '../protocol/v2-acceptance.ts';
+import { envelopeVersion } from '../protocol/v2-negotiation.ts';
 import {
   acknowledgeInboxMessage,
   getInboxMessageFor,
@@ -119,7 +119,7 @@ async function openStoredJws(
 ): Promise<string> {
   const options = { hsm: ctx.hsm, kdf: ctx.config.hsmKdf, resolveKey };
   const opened =
-    envelopeProtocol(envelope) === 2
+    envelopeVersion(envelope) === 2
       ? await openHybridCompactJwe(envelope, { ...options, resolveKemKey: gatewayKemKeys(ctx.keyring) })
       : await openCompactJwe(envelope, options);
   const jws = opened.plaintext.toString('utf8');

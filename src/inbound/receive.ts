@@ -23,7 +23,8 @@ import {
   type ContentChecks,
   type VerifiedContent,
 } from '../protocol/signed-content.ts';
-import { envelopeProtocol, refuseDowngrade, requireSignatureForm } from '../protocol/v2-acceptance.ts';
+import { refuseDowngrade, requireSignatureForm } from '../protocol/v2-acceptance.ts';
+import { envelopeVersion } from '../protocol/v2-negotiation.ts';
 import { uuidv7 } from '../ids.ts';
 import { checkReceivedOrigin } from './message-origin.ts';
 import { patientIdentifiers } from '../fhir/patient-identifiers.ts';
@@ -118,7 +119,7 @@ export function inboxReceiver(
     const now = meta.now ?? new Date();
     let verified: VerifiedContent | undefined;
     try {
-      const protocol = envelopeProtocol(envelope);
+      const protocol = envelopeVersion(envelope);
       const opened = await openWithGatewayKeys(ctx.keyring, envelope, {
         hsm: ctx.hsm,
         kdf: ctx.config.hsmKdf,

@@ -5,7 +5,8 @@ import { readBounded } from '../net/read-bounded.ts';
 import { classifyStatus, parseRetryAfter } from '../net/retry-policy.ts';
 import { verifyReceipt } from '../protocol/receipt.ts';
 import type { ReceiptClaims } from '../protocol/wire.ts';
-import { envelopeProtocol, requireReceiptForm, type ProtocolVersion } from '../protocol/v2-acceptance.ts';
+import { requireReceiptForm, type ProtocolVersion } from '../protocol/v2-acceptance.ts';
+import { envelopeVersion } from '../protocol/v2-negotiation.ts';
 import { PQ_SIGNATURE_ALG } from '../jose/pq/dual-jws.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
@@ -61,7 +62,7 @@ async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResul
   let protocol: ProtocolVersion = t.protocol ?? 1;
   try {
     const body = t.body();
-    if (t.protocol === undefined && typeof body === 'string') protocol = envelopeProtocol(body);
+    if (t.protocol === undefined && typeof body === 'string') protocol = envelopeVersion(body);
     res = await ctx.fetch(t.url, {
       method: 'POST',
       headers: {

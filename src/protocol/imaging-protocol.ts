@@ -1,6 +1,7 @@
 import { GatewayError } from '../errors.ts';
 import { isJsonJws } from '../jose/pq/dual-jws.ts';
-import { envelopeProtocol, type ProtocolVersion } from './v2-acceptance.ts';
+import type { ProtocolVersion } from './v2-acceptance.ts';
+import { envelopeVersion } from './v2-negotiation.ts';
 
 /**
  * Which protocol version an imaging delivery is held to (PROTOCOL.md §10.8):
@@ -14,7 +15,7 @@ export const announcementVersion = (jws: string): ProtocolVersion => (isJsonJws(
 
 /** The manifest envelope must be sealed like the announcement is signed: hybrid for v2, ECDH-ES for v1. */
 export function requireEnvelopeVersion(version: ProtocolVersion, envelope: string, expression: string): void {
-  if (envelopeProtocol(envelope) !== version)
+  if (envelopeVersion(envelope) !== version)
     throw new GatewayError(
       'PROTOCOL_MIXED',
       `the manifest envelope is not protocol v${version} like the announcement`,

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.ts';
 import { isJsonJws } from '../jose/pq/dual-jws.ts';
-import { envelopeVersion, pqKeysOf } from './v2-negotiation.ts';
+import { pqKeysOf } from './v2-negotiation.ts';
 
 /**
  * Which protocol version a received message (or a receipt for one of our
@@ -11,9 +11,6 @@ import { envelopeVersion, pqKeysOf } from './v2-negotiation.ts';
  * downgrade and refused; a sender without one keeps v1.
  */
 export type ProtocolVersion = 1 | 2;
-
-/** The version an envelope asks for, read from its protected header before anything is trusted (unreadable: v1, whose opener refuses it). */
-export const envelopeProtocol: (envelope: string) => ProtocolVersion = envelopeVersion;
 
 /** A JWS in the JSON serialization (it names its signatures), as opposed to any other JSON or a compact JWS. */
 function isJsonSerialized(text: string): boolean {

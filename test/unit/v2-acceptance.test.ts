@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { envelopeVersion } from '../../src/protocol/v2-negotiation.ts';
 import {
-  envelopeProtocol,
   publishesPqSignatures,
   refuseDowngrade,
   requireReceiptForm,
@@ -29,10 +29,10 @@ const codeOf = (f: () => void) => {
 
 describe('protocol v2 acceptance rules (src/protocol/v2-acceptance.ts)', () => {
   it('reads the version from the envelope header: the hybrid alg is v2, anything else (or unreadable) v1', () => {
-    expect(envelopeProtocol(`${b64({ alg: 'x-ECDH-ES+ML-KEM-768' })}..iv.ct.tag`)).toBe(2);
-    expect(envelopeProtocol(`${b64({ alg: 'ECDH-ES' })}..iv.ct.tag`)).toBe(1);
-    expect(envelopeProtocol('not an envelope')).toBe(1);
-    expect(envelopeProtocol('%%%.x')).toBe(1);
+    expect(envelopeVersion(`${b64({ alg: 'x-ECDH-ES+ML-KEM-768' })}..iv.ct.tag`)).toBe(2);
+    expect(envelopeVersion(`${b64({ alg: 'ECDH-ES' })}..iv.ct.tag`)).toBe(1);
+    expect(envelopeVersion('not an envelope')).toBe(1);
+    expect(envelopeVersion('%%%.x')).toBe(1);
   });
 
   it('refuses the mixed forms, and leaves JSON that is no JWS to the v1 verifier', () => {
