@@ -564,8 +564,17 @@ describe("B's local EHR answers a forward with a response message: it goes back 
     );
 
     // On B the answer was submitted as the local EHR's own exchange, sent to A with the correlation signed.
-    const { rows } = await b.gw.app.ctx.pool.query(
-      `SELECT e.client_id, d.partner_id, d.state FROM exchanges e JOIN deliveries d ON d.exchange_id = e.id`,
+    // A stores the answer before B's worker has recorded A's receipt: wait for that record.
+    const rows = await waitFor(
+      "B's answer recorded as delivered",
+      async () => {
+        const { rows: r } = await b.gw.app.ctx.pool.query(
+          `SELECT e.client_id, d.partner_id, d.state FROM exchanges e JOIN deliveries d ON d.exchange_id = e.id`,
+        );
+        return r.every((x) => x.state !== 'pending') ? r : undefined;
+      },
+      30_000,
+      100,
     );
     expect(rows).toEqual([{ client_id: 'local-fhir', partner_id: a.gw.config.org, state: 'delivered' }]);
   });
