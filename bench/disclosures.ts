@@ -143,8 +143,8 @@ try {
       [d.exchange],
     );
     await ctx.pool.query(
-      `INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope, envelope_digest, state, receipt_jti, delivered_at, receipt_audit_idx)
-       SELECT $1, $2, $3, 'kid', 'x', 'x', 'delivered', (entry::jsonb -> 'entity' -> 2 ->> 'id'), now(), idx
+      `INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope_digest, state, receipt_jti, delivered_at, receipt_audit_idx)
+       SELECT $1, $2, $3, 'kid', 'x', 'delivered', (entry::jsonb -> 'entity' -> 2 ->> 'id'), now(), idx
          FROM audit_log WHERE type = 'delivery.receipt' AND entry LIKE $4`,
       [d.delivery, d.exchange, d.partner, `%${d.delivery}%`],
     );

@@ -280,7 +280,14 @@ async function record(): Promise<IntakeRecord> {
         { typ: 'exchange+jwt' },
       );
       const envelope = sealCompact(jws, p.enc as never);
-      return { id, partnerId: p.id, kid: p.enc.kid, envelope, envelopeDigest: envelopeDigest(envelope) };
+      return {
+        id,
+        partnerId: p.id,
+        kid: p.enc.kid,
+        envelope,
+        envelopeDigest: envelopeDigest(envelope),
+        protocol: 1 as const,
+      };
     }),
   );
   const audit = [
@@ -524,7 +531,7 @@ if (process.env.BENCH_STAGES_ONLY) await finish();
   const versions = async (ids: string[]) =>
     (
       await ctx.pool.query<{ envelope: Buffer }>(
-        'SELECT envelope FROM deliveries WHERE partner_id = ANY($1) ORDER BY created_at DESC LIMIT 50',
+        `SELECT (SELECT e.envelope FROM delivery_envelopes e WHERE e.delivery_id = d.id) AS envelope FROM deliveries d WHERE partner_id = ANY($1) ORDER BY created_at DESC LIMIT 50`,
         [ids],
       )
     ).rows.map((r) => envelopeVersion(unpackCompactJwe(r.envelope)));

@@ -71,6 +71,8 @@ const toMeta = (r: Row): InboxMetadata => ({
 /** A v2 message's sender ML-DSA key, stored once per key (inbox_sender_pq_keys). */
 const SENDER_PQ_JWK =
   '(SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS sender_pq_jwk';
+/** The sealed envelope, in a table of its own (migration 280); none once retention purged it. */
+const ENVELOPE = '(SELECT e.envelope FROM inbox_envelopes e WHERE e.message_id = m.id) AS envelope';
 
 const toMessage = (r: Row): InboxMessage => ({
   ...toMeta(r),
@@ -162,11 +164,14 @@ export async function writeInboxMessages(
      ), patients AS (
        SELECT * FROM unnest($28::bigint[], $29::bytea[]) AS p(ord, blind)
      ), ${auditAppendSql('entries', '$4::timestamptz', 'patients')}, stored AS (
-       INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code, sender_pq_key, audit_idx)
-       SELECT f.id, f.sender, f.jti, f.exchange_id, f.envelope, f.digest, f.enc_kid, f.sender_kid, f.sender_jwk, f.receipt_id, f.receipt, f.received_at,
+       INSERT INTO inbox_messages (id, sender, jti, exchange_id, envelope_digest, enc_kid, sender_kid, sender_jwk, receipt_id, receipt, received_at, purpose_of_use, message_header_id, response_to, response_exchange, response_code, sender_pq_key, audit_idx)
+       SELECT f.id, f.sender, f.jti, f.exchange_id, f.digest, f.enc_kid, f.sender_kid, f.sender_jwk, f.receipt_id, f.receipt, f.received_at,
               string_to_array(f.purpose, ','), f.message_header_id, f.response_to, f.response_exchange, f.response_code, f.sender_pq_key, n.idx
          FROM fresh f JOIN numbered n ON n.ord = f.ord
        RETURNING id, audit_idx
+     ), sealed AS (
+       -- The envelopes in their own table (migration 280), so a purge leaves only envelope chunks to free.
+       INSERT INTO inbox_envelopes (message_id, envelope) SELECT f.id, f.envelope FROM fresh f WHERE f.id IN (SELECT id FROM stored)
      ), jobs AS (
        SELECT count(*) AS n FROM graphile_worker.add_jobs(${jobSpecsSql(FORWARD_TASK, '(SELECT id FROM stored WHERE $30::boolean)')})
      )
@@ -286,14 +291,17 @@ export async function getInboxMessageFor(
 ): Promise<{ message: InboxMessage; visible: boolean } | undefined> {
   const args: unknown[] = [id];
   const { rows } = await db.query<Row>(
-    `SELECT m.*, ${SENDER_PQ_JWK}, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`,
+    `SELECT m.*, ${ENVELOPE}, ${SENDER_PQ_JWK}, ${visibleTo(viewer, args)} AS visible FROM inbox_messages m WHERE m.id = $1`,
     args,
   );
   return rows[0] && { message: toMessage(rows[0]), visible: rows[0].visible === true };
 }
 
 export async function getInboxMessage(db: Queryable, id: string): Promise<InboxMessage | undefined> {
-  const { rows } = await db.query<Row>(`SELECT m.*, ${SENDER_PQ_JWK} FROM inbox_messages m WHERE m.id = $1`, [id]);
+  const { rows } = await db.query<Row>(
+    `SELECT m.*, ${ENVELOPE}, ${SENDER_PQ_JWK} FROM inbox_messages m WHERE m.id = $1`,
+    [id],
+  );
   return rows[0] && toMessage(rows[0]);
 }
 

@@ -32,7 +32,10 @@ interface DeliveryRow {
  * jitter, Retry-After and the horizon are ours, not the queue's.
  */
 export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise<AttemptClass | 'skipped'> {
-  const { rows } = await ctx.pool.query<DeliveryRow>('SELECT * FROM deliveries WHERE id = $1', [deliveryId]);
+  const { rows } = await ctx.pool.query<DeliveryRow>(
+    'SELECT d.*, e.envelope FROM deliveries d JOIN delivery_envelopes e ON e.delivery_id = d.id WHERE d.id = $1',
+    [deliveryId],
+  );
   const d = rows[0];
   if (!d || d.state !== 'pending') return 'skipped';
   // A job that outlived a crash while a later attempt is already scheduled: leave it to that job.

@@ -5,6 +5,7 @@ import type { Queryable } from '../db/pool.ts';
 import { GatewayError } from '../errors.ts';
 import { packCompactJwe } from '../jose/packed-jwe.ts';
 import { DELIVER_TASK, jobSpecsSql, SAFETY_NET_ATTEMPTS } from '../queue/jobs.ts';
+import type { ProtocolVersion } from '../protocol/v2-acceptance.ts';
 import { IDEMPOTENCY_KEY, messageRepeat, replayMismatch, type FirstSubmission } from './idempotency.ts';
 
 export interface SealedDelivery {
@@ -13,6 +14,8 @@ export interface SealedDelivery {
   kid: string;
   envelope: string;
   envelopeDigest: string;
+  /** The protocol version it was sealed in: what the partner's receipts for it must match. */
+  protocol: ProtocolVersion;
 }
 
 /** Everything one accepted submission writes: no plaintext, only sealed envelopes, digests and ids. */
@@ -79,10 +82,14 @@ export async function writeIntakes(
        ON CONFLICT DO NOTHING
        RETURNING id
      ), dl AS (
-       INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope, envelope_digest)
-       SELECT d.* FROM unnest($11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::bytea[], $16::text[]) AS d(id, exchange_id, partner_id, kid, envelope, digest)
+       INSERT INTO deliveries (id, exchange_id, partner_id, recipient_kid, envelope_digest, protocol)
+       SELECT d.* FROM unnest($11::uuid[], $12::uuid[], $13::text[], $14::text[], $16::text[], $30::smallint[]) AS d(id, exchange_id, partner_id, kid, digest, protocol)
         WHERE d.exchange_id IN (SELECT id FROM ex)
        RETURNING id
+     ), sealed AS (
+       -- The envelopes in their own table (migration 280), so a purge leaves only envelope chunks to free.
+       INSERT INTO delivery_envelopes (delivery_id, envelope)
+       SELECT s.* FROM unnest($11::uuid[], $15::bytea[]) AS s(id, envelope) WHERE s.id IN (SELECT id FROM dl)
      ), jobs AS (
        SELECT count(*) AS n FROM graphile_worker.add_jobs(${jobSpecsSql(DELIVER_TASK, '(SELECT id FROM dl)')})
      ), entries AS (
@@ -122,6 +129,7 @@ export async function writeIntakes(
       cols.patientBlinds,
       ex.map((e) => e.messageHeaderId ?? null),
       ex.map((e) => e.responseUrl ?? null),
+      deliveries.map((d) => d.protocol),
     ],
   });
   const inserted = new Set(required(rows[0], 'the one row of the intake statement').inserted ?? []);

@@ -219,6 +219,7 @@ export async function acceptSubmission(
         kid: r.key.kid,
         envelope: sealed.envelope,
         envelopeDigest: sealed.digest,
+        protocol: sealed.protocol,
       };
     }),
   );

@@ -10,6 +10,7 @@ import type { Signer } from '../jose/signer.ts';
 import type { AkpPublicJwk } from '../keys/pq-keys.ts';
 import { negotiate } from '../protocol/v2-negotiation.ts';
 import { clearDowngradeAllowance, decideDowngrade, holdForDowngrade } from './partner-suspension.ts';
+import type { ProtocolVersion } from '../protocol/v2-acceptance.ts';
 import { claimsPayload, envelopeDigest, PROTOCOL } from '../protocol/wire.ts';
 import { isPlainIdentifier, uuidv7 } from '../ids.ts';
 import { formatIdentifier, identifierNames, PARTNER_ID_SYSTEM, type OrgIdentifier } from '../fhir/message-header.ts';
@@ -180,7 +181,7 @@ export async function signAndSeal(
     detail?: NonNullable<AuditInput['detail']>;
     patients?: AuditInput['patients'];
   } = {},
-): Promise<{ envelope: string; digest: string; audit: AuditInput[] }> {
+): Promise<{ envelope: string; digest: string; protocol: ProtocolVersion; audit: AuditInput[] }> {
   const id = r.deliveryId;
   const payload = claimsPayload(
     {
@@ -240,5 +241,5 @@ export async function signAndSeal(
       purposeOfUse: e.purposeOfUse,
     },
   ];
-  return { envelope, digest, audit };
+  return { envelope, digest, protocol: pq ? 2 : 1, audit };
 }

@@ -14,7 +14,9 @@ export type PurgeKind = 'bundle' | 'imaging' | 'inbox' | 'inbox-imaging';
  * message still waiting for the EHR, nor an exchange under a legal hold. Each statement takes the oldest `$2`
  * rows handed over before `$1`, skipping rows another transaction holds (a
  * delivery being recorded, an acknowledgement), and leaves a tombstone: ids,
- * digests and receipts stay, the envelope becomes NULL. It returns each id,
+ * digests and receipts stay, the envelope is deleted (a bundle's or inbox
+ * message's row in its envelope table; an imaging delivery's manifest column
+ * becomes NULL) and purged_at is set. It returns each id,
  * its digest and the sealed file to remove, if any.
  */
 interface PurgeSpec {
@@ -42,12 +44,17 @@ const oldestTaken = (imaging: boolean) =>
       AND ${notHeld('i.exchange_id')}
     ORDER BY ${takenAt} LIMIT $2 FOR UPDATE SKIP LOCKED`;
 
+/** Sealed bundle and inbox envelopes live in tables of their own (migration 280): their rows are deleted. */
+const inboxEnvelopesGone = 'gone AS (DELETE FROM inbox_envelopes e USING b WHERE e.message_id = b.id)';
+
 export const PURGE_SPECS: readonly PurgeSpec[] = [
   {
     kind: 'bundle',
     retention: (c) => c.retentionOutbound,
     entity: 'delivery',
-    sql: `UPDATE deliveries d SET envelope = NULL, purged_at = now() FROM (${oldestDelivered('deliveries')}) b
+    sql: `WITH b AS (${oldestDelivered('deliveries')}),
+          gone AS (DELETE FROM delivery_envelopes e USING b WHERE e.delivery_id = b.id)
+          UPDATE deliveries d SET purged_at = now() FROM b
            WHERE d.id = b.id RETURNING d.id, d.envelope_digest AS digest, NULL::text AS path`,
   },
   {
@@ -61,14 +68,16 @@ export const PURGE_SPECS: readonly PurgeSpec[] = [
     kind: 'inbox',
     retention: (c) => c.retentionInbox,
     entity: 'inbox-message',
-    sql: `UPDATE inbox_messages m SET envelope = NULL, purged_at = now() FROM (${oldestTaken(false)}) b
+    sql: `WITH b AS (${oldestTaken(false)}), ${inboxEnvelopesGone}
+          UPDATE inbox_messages m SET purged_at = now() FROM b
            WHERE m.id = b.id RETURNING m.id, m.envelope_digest AS digest, NULL::text AS path`,
   },
   {
     kind: 'inbox-imaging',
     retention: (c) => c.retentionImaging,
     entity: 'inbox-message',
-    sql: `UPDATE inbox_messages m SET envelope = NULL, purged_at = now() FROM (${oldestTaken(true)}) b
+    sql: `WITH b AS (${oldestTaken(true)}), ${inboxEnvelopesGone}
+          UPDATE inbox_messages m SET purged_at = now() FROM b
            WHERE m.id = b.id
        RETURNING m.id, m.envelope_digest AS digest, (SELECT c.content_path FROM imaging_inbox_content c WHERE c.message_id = m.id) AS path`,
   },

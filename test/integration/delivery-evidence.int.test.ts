@@ -84,7 +84,7 @@ describe.each([
 
   it("binds B's receipt into B's audit log, and B's answer names the entry's index", async () => {
     const { rows } = await aCtx().pool.query<{ receipt: string; receipt_jti: string; envelope: Buffer }>(
-      'SELECT receipt, receipt_jti, envelope FROM deliveries WHERE id = $1',
+      `SELECT receipt, receipt_jti, (SELECT e.envelope FROM delivery_envelopes e WHERE e.delivery_id = d.id) AS envelope FROM deliveries d WHERE id = $1`,
       [deliveryId],
     );
     const sent = rows[0]!;

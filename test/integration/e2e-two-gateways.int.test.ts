@@ -122,7 +122,7 @@ describe('A sends every Synthea bundle to B; B hands each one to its EHR', () =>
         });
         // Stored as it came: a hybrid envelope, with the ML-DSA key that verified A's second signature.
         const { rows: stored } = await b.gw.app.ctx.pool.query<{ envelope: string; pq: { alg?: string } | null }>(
-          `SELECT envelope, (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS pq
+          `SELECT (SELECT e.envelope FROM inbox_envelopes e WHERE e.message_id = m.id) AS envelope, (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS pq
              FROM inbox_messages m WHERE id = $1`,
           [meta.id],
         );

@@ -99,7 +99,7 @@ async function pull(to: Peer, delivery: string): Promise<{ id: string; body: Buf
 
 async function stored(to: Peer, messageId: string): Promise<{ envelope: string; content: string }> {
   const { rows } = await to.gw.app.ctx.pool.query<{ envelope: string; content_path: string }>(
-    `SELECT m.envelope, c.content_path FROM inbox_messages m JOIN imaging_inbox_content c ON c.message_id = m.id
+    `SELECT (SELECT e.envelope FROM inbox_envelopes e WHERE e.message_id = m.id) AS envelope, c.content_path FROM inbox_messages m JOIN imaging_inbox_content c ON c.message_id = m.id
       WHERE m.id = $1`,
     [messageId],
   );

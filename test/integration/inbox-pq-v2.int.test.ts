@@ -100,7 +100,9 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
     expect(peerVerifyDual(badPq, { ec: { x: ecSig.x, y: ecSig.y }, pq: { pub: pqSig.pub } }).ok).toBe(false);
 
     const { rows } = await gw.app.ctx.pool.query(
-      'SELECT m.*, (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS sender_pq_jwk FROM inbox_messages m WHERE jti = $1',
+      `SELECT m.*, (SELECT e.envelope FROM inbox_envelopes e WHERE e.message_id = m.id) AS envelope,
+              (SELECT k.jwk FROM inbox_sender_pq_keys k WHERE k.thumbprint = m.sender_pq_key) AS sender_pq_jwk
+         FROM inbox_messages m WHERE jti = $1`,
       [claims.jti],
     );
     expect(rows).toHaveLength(1);

@@ -132,7 +132,7 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
 
   it('refuses to hand over a message altered at rest (500, audited as a serious failure)', async () => {
     const m = await deliver(JSON.stringify({ resourceType: 'Bundle', type: 'collection' }));
-    const { rows } = await gw.app.ctx.pool.query('SELECT envelope FROM inbox_messages WHERE id = $1', [m.id]);
+    const { rows } = await gw.app.ctx.pool.query('SELECT envelope FROM inbox_envelopes WHERE message_id = $1', [m.id]);
     const p = (rows[0].envelope as string).split('.');
     const ct = Buffer.from(p[3]!, 'base64url');
     ct[0]! ^= 1;
@@ -140,9 +140,9 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
     const { createHash } = await import('node:crypto');
     const altered = p.join('.');
     // Even with a matching digest, the GCM tag catches it.
-    await gw.app.ctx.pool.query('UPDATE inbox_messages SET envelope = $2, envelope_digest = $3 WHERE id = $1', [
+    await gw.app.ctx.pool.query('UPDATE inbox_envelopes SET envelope = $2 WHERE message_id = $1', [m.id, altered]);
+    await gw.app.ctx.pool.query('UPDATE inbox_messages SET envelope_digest = $2 WHERE id = $1', [
       m.id,
-      altered,
       'sha-256=' + createHash('sha256').update(altered).digest('base64url'),
     ]);
     const res = await api(`/inbox/messages/${m.id}`, reader);

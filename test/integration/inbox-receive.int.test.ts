@@ -62,7 +62,10 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
     expect(typeof r.jti).toBe('string');
     expect(Math.abs(r.iat - Date.now() / 1000)).toBeLessThan(60);
 
-    const { rows } = await gw.app.ctx.pool.query('SELECT * FROM inbox_messages WHERE jti = $1', [claims.jti]);
+    const { rows } = await gw.app.ctx.pool.query(
+      `SELECT m.*, (SELECT e.envelope FROM inbox_envelopes e WHERE e.message_id = m.id) AS envelope FROM inbox_messages m WHERE jti = $1`,
+      [claims.jti],
+    );
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
       sender: partner.id,
@@ -404,7 +407,10 @@ describe('POST /inbox: open, verify, store sealed, receipt; every refusal a 4xx 
       const res = await post(replay);
       expect(res.status).toBe(409);
       expect(((await res.json()) as Outcome).issue[0]!.details.coding[0]!.code).toBe('REPLAY_CONFLICT');
-      const { rows } = await gw.app.ctx.pool.query('SELECT envelope FROM inbox_messages WHERE jti = $1', [claims.jti]);
+      const { rows } = await gw.app.ctx.pool.query(
+        `SELECT (SELECT e.envelope FROM inbox_envelopes e WHERE e.message_id = m.id) AS envelope FROM inbox_messages m WHERE jti = $1`,
+        [claims.jti],
+      );
       expect(rows.map((r) => r.envelope)).toEqual([first]);
       expect(
         await count('audit_log', `type = 'inbox.refused' AND entry LIKE $1`, [`%REPLAY_CONFLICT%${claims.jti}%`]),

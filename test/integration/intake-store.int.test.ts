@@ -26,6 +26,7 @@ function record(clientId: string, idempotencyKey: string | null, contentDigest =
     kid: 'kid',
     envelope: `eyJhbGciOiJFQ0RILUVTIn0..${randomBytes(12).toString('base64url')}.${randomBytes(100 + i).toString('base64url')}.${randomBytes(16).toString('base64url')}`,
     envelopeDigest: `sha-256=d${i}`,
+    protocol: i === 0 ? (1 as const) : (2 as const),
   }));
   const audit: AuditInput[] = [
     {
@@ -85,13 +86,17 @@ describe('writeIntakes (one statement per batch)', () => {
     expect(Number((await pool.query('SELECT size FROM audit_head')).rows[0].size)).toBe(before + expected.length);
 
     const ids = batch.flatMap((r) => r.deliveries.map((d) => d.id));
-    const { rows: dl } = await pool.query<{ id: string; envelope: Buffer }>(
-      'SELECT id, envelope FROM deliveries WHERE id = ANY($1::uuid[])',
+    const { rows: dl } = await pool.query<{ id: string; envelope: Buffer; protocol: number }>(
+      `SELECT d.id, e.envelope, d.protocol FROM deliveries d JOIN delivery_envelopes e ON e.delivery_id = d.id
+        WHERE d.id = ANY($1::uuid[])`,
       [ids],
     );
     expect(dl).toHaveLength(4);
-    const sent = new Map(batch.flatMap((r) => r.deliveries.map((d) => [d.id, d.envelope])));
-    for (const row of dl) expect(unpackCompactJwe(row.envelope)).toBe(sent.get(row.id)); // stored packed, rebuilt byte for byte
+    const sent = new Map(batch.flatMap((r) => r.deliveries.map((d) => [d.id, d])));
+    for (const row of dl) {
+      expect(unpackCompactJwe(row.envelope)).toBe(sent.get(row.id)!.envelope); // stored packed, rebuilt byte for byte
+      expect(row.protocol).toBe(sent.get(row.id)!.protocol);
+    }
     const { rows: jobs } = await pool.query(
       'SELECT key FROM graphile_worker._private_jobs WHERE key = ANY($1::text[])',
       [ids],

@@ -243,7 +243,7 @@ describe('outbound intake writes only sealed envelopes and id-only jobs', () => 
       .expect(202);
     const exchangeId = String(res.headers['content-location']).split('/').pop();
     const { rows: dels } = await o.gw.app.ctx.pool.query(
-      'SELECT id, envelope, state FROM deliveries WHERE exchange_id = $1',
+      `SELECT id, (SELECT e.envelope FROM delivery_envelopes e WHERE e.delivery_id = d.id) AS envelope, state FROM deliveries d WHERE exchange_id = $1`,
       [exchangeId],
     );
     expect(dels).toHaveLength(2);

@@ -41,7 +41,7 @@ describe('protocol v2 negotiation and downgrade between two gateways', () => {
   };
   const delivery = async (exchange: string): Promise<Delivery> => {
     const { rows } = await t.a.gw.app.ctx.pool.query<Delivery>(
-      `SELECT d.id, d.state, d.envelope, d.receipt,
+      `SELECT d.id, d.state, (SELECT e.envelope FROM delivery_envelopes e WHERE e.delivery_id = d.id) AS envelope, d.receipt,
               (SELECT count(*)::int FROM delivery_attempts a WHERE a.delivery_id = d.id) AS attempts
          FROM deliveries d WHERE d.exchange_id = $1`,
       [exchange],
@@ -198,7 +198,7 @@ describe('a v1-only peer', () => {
         `exchange ${exchange} delivered`,
         async () => {
           const { rows } = await from.gw.app.ctx.pool.query<{ state: string; envelope: Buffer; receipt: string }>(
-            'SELECT state, envelope, receipt FROM deliveries WHERE exchange_id = $1',
+            `SELECT state, (SELECT e.envelope FROM delivery_envelopes e WHERE e.delivery_id = d.id) AS envelope, receipt FROM deliveries d WHERE exchange_id = $1`,
             [exchange],
           );
           return rows[0]?.state === 'delivered' ? rows[0] : undefined;

@@ -34,10 +34,9 @@ const AGED = `interval '31 days'`;
 describe('retention purges handed-over content and frees its space', () => {
   let t: TwoGateways;
   beforeAll(async () => {
-    // Run as protocol v1: under v2 a delivery's kept receipts (transport and processed, dual-signed, about
-    // 11 KB) no longer fit its row and are written to the TOAST file after the envelopes, so after a purge
-    // its tail is not free and VACUUM can only mark the space for reuse (docs/production.md).
-    t = await startTwoGateways({ RETENTION_BATCH: '2', RETENTION_PAUSE: '20ms', PROTOCOL_V2: 'off' });
+    // Protocol v2 (the default): its dual-signed receipts are larger than a row, and kept, but they are
+    // written beside the delivery, not among the envelopes.
+    t = await startTwoGateways({ RETENTION_BATCH: '2', RETENTION_PAUSE: '20ms' });
   }, 60_000);
   afterAll(async () => t?.close());
 
@@ -148,6 +147,7 @@ describe('retention purges handed-over content and frees its space', () => {
       const rest = await sendAndTake([...BUNDLES.slice(1).map((body) => ({ body })), { body: DICOM, imaging: true }]);
       const sent = [...first.sent, ...rest.sent];
       const taken = [...first.taken, ...rest.taken];
+      expect(sent.every((x) => x.receipt.startsWith('{'))).toBe(true); // protocol v2: dual-signed receipts
       const imagingFile = (
         await b.gw.app.ctx.pool.query<{ content_path: string }>('SELECT content_path FROM imaging_inbox_content')
       ).rows[0]!.content_path;
@@ -160,8 +160,8 @@ describe('retention purges handed-over content and frees its space', () => {
         expect(out.stdout, out.stderr).toContain(`exchange ${heldExchange} held`);
       }
       const before = {
-        deliveries: await size(a, 'deliveries'),
-        inbox: await size(b, 'inbox_messages'),
+        deliveries: await size(a, 'delivery_envelopes'),
+        inbox: await size(b, 'inbox_envelopes'),
         inboxFiles: imagingBytes(b),
       };
 
@@ -182,8 +182,10 @@ describe('retention purges handed-over content and frees its space', () => {
       expect(existsSync(imagingFile)).toBe(false);
       expect(imagingBytes(b)).toBeLessThan(before.inboxFiles - DICOM.length);
       const bundleBytes = BUNDLES.reduce((n, x) => n + x.length, 0);
-      expect(await freedByVacuum(a, 'deliveries', before.deliveries, bundleBytes / 2)).toBeGreaterThan(bundleBytes / 2);
-      expect(await freedByVacuum(b, 'inbox_messages', before.inbox, bundleBytes / 2)).toBeGreaterThan(bundleBytes / 2);
+      expect(await freedByVacuum(a, 'delivery_envelopes', before.deliveries, bundleBytes / 2)).toBeGreaterThan(
+        bundleBytes / 2,
+      );
+      expect(await freedByVacuum(b, 'inbox_envelopes', before.inbox, bundleBytes / 2)).toBeGreaterThan(bundleBytes / 2);
 
       // Still needed: the message B's EHR has not taken, and the held exchange.
       for (const id of [kept, taken[0]])
@@ -280,7 +282,7 @@ describe('retention purges handed-over content and frees its space', () => {
 
       // Only what was handed over before the cutoff is gone: the fresh deliveries, the held exchange and B's untaken messages keep their content.
       const { rows: held } = await a.gw.app.ctx.pool.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM deliveries WHERE purged_at IS NULL AND envelope IS NOT NULL',
+        'SELECT count(*)::int AS n FROM deliveries d JOIN delivery_envelopes e ON e.delivery_id = d.id WHERE purged_at IS NULL',
       );
       expect(held[0]!.n).toBe(fresh.length + 1); // and the exchange A still holds
       const { rows: untaken } = await b.gw.app.ctx.pool.query<{ n: number }>(

@@ -1,8 +1,7 @@
 import type { Queryable } from '../../db/pool.ts';
 import { GatewayError } from '../../errors.ts';
 import type { DeliveryTable } from '../idempotency.ts';
-import { packedPrefix } from '../../jose/packed-jwe.ts';
-import { envelopeVersion } from '../../protocol/v2-negotiation.ts';
+import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 
 /** One of our deliveries, as a partner's answer about it (a processed receipt, a response) must name it. */
 export interface AnsweredDelivery {
@@ -15,12 +14,9 @@ export interface AnsweredDelivery {
   receiptJti: string | null;
   /** The MessageHeader.id of a message bundle, which a response names. */
   messageHeaderId: string | null;
-  /** The protocol version it was sealed in; undefined once retention purged its envelope. */
-  protocol: 1 | 2 | undefined;
+  /** The protocol version it was sealed in (kept after retention purged the envelope). */
+  protocol: ProtocolVersion;
 }
-
-/** Enough of an envelope for its protected header, which a v2 ML-KEM ciphertext makes about 2.3 KB. */
-const HEAD_CHARS = 8192;
 
 /** The delivery `id` of either kind, if we sent it to `partner`. */
 export async function answeredDelivery(
@@ -36,16 +32,12 @@ export async function answeredDelivery(
     digest: string;
     receipt_jti: string | null;
     message_header_id: string | null;
-    packed: Buffer | null;
-    manifest: string | null;
+    protocol: ProtocolVersion;
   }>(
-    // Only the envelope's head is read: its protected header says the version.
-    `SELECT 'deliveries' AS tbl, d.id, d.exchange_id, d.state, d.envelope_digest AS digest, d.receipt_jti, e.message_header_id,
-            substring(d.envelope from 1 for ${HEAD_CHARS}) AS packed, NULL AS manifest
+    `SELECT 'deliveries' AS tbl, d.id, d.exchange_id, d.state, d.envelope_digest AS digest, d.receipt_jti, e.message_header_id, d.protocol
        FROM deliveries d JOIN exchanges e ON e.id = d.exchange_id WHERE d.id = $1 AND d.partner_id = $2
      UNION ALL
-     SELECT 'imaging_deliveries', d.id, d.exchange_id, d.state, d.manifest_digest, d.receipt_jti, NULL,
-            NULL, left(d.manifest_envelope, ${HEAD_CHARS})
+     SELECT 'imaging_deliveries', d.id, d.exchange_id, d.state, d.manifest_digest, d.receipt_jti, NULL, d.protocol
        FROM imaging_deliveries d WHERE d.id = $1 AND d.partner_id = $2`,
     [id, partner],
   );
@@ -59,11 +51,7 @@ export async function answeredDelivery(
       envelopeDigest: r.digest,
       receiptJti: r.receipt_jti,
       messageHeaderId: r.message_header_id,
-      protocol: r.packed
-        ? envelopeVersion(packedPrefix(r.packed))
-        : r.manifest
-          ? envelopeVersion(r.manifest)
-          : undefined,
+      protocol: r.protocol,
     }
   );
 }

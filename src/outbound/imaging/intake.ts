@@ -260,6 +260,7 @@ async function record(ctx: ImagingContext, s: ImagingSubmission, x: Sealed): Pro
         announcement: required(x.announcements[i], 'an announcement for each recipient'),
         manifestEnvelope: sealed.envelope,
         manifestDigest: sealed.digest,
+        protocol: sealed.protocol,
         contentPath: file.path,
         contentJweLength: file.length,
       };

@@ -5,6 +5,7 @@ import { GatewayError } from '../../errors.ts';
 import { DELIVER_IMAGING_TASK, enqueueJobs } from '../../queue/jobs.ts';
 import { replayMismatch } from '../idempotency.ts';
 import { exchangeEvents } from '../exchange-events.ts';
+import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 
 export interface ImagingDeliveryRecord {
   id: string;
@@ -13,6 +14,8 @@ export interface ImagingDeliveryRecord {
   announcement: string;
   manifestEnvelope: string;
   manifestDigest: string;
+  /** The protocol version it was sealed in: what the partner's receipts for it must match. */
+  protocol: ProtocolVersion;
   contentPath: string;
   contentJweLength: number;
 }
@@ -88,8 +91,8 @@ export async function writeImagingIntake(
     }
     for (const d of r.deliveries) {
       await db.query(
-        `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, announcement, manifest_envelope, manifest_digest, content_path, content_jwe_length)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        `INSERT INTO imaging_deliveries (id, exchange_id, partner_id, recipient_kid, announcement, manifest_envelope, manifest_digest, content_path, content_jwe_length, protocol)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
         [
           d.id,
           e.id,
@@ -100,6 +103,7 @@ export async function writeImagingIntake(
           d.manifestDigest,
           d.contentPath,
           d.contentJweLength,
+          d.protocol,
         ],
       );
     }
