@@ -1,10 +1,43 @@
 /** What /proc says of a benchmarked process (Linux). */
 import { readdirSync, readFileSync } from 'node:fs';
 
+/** CPU seconds a process has used so far, in user space and in the kernel (clock ticks of 1/100 s). */
+export function cpuSplit(pid: number): { user: number; system: number } {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 };
+}
+
+/** CPU seconds (user + system) used so far by each kind of thread of a process, by thread name (comm). */
+export function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '');
+    const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+  }
+  return out;
+}
+
+/** What each kind of thread used between two threadCpu readings, busiest first, as `name 1.2 s`. */
+export function threadCpuDelta(before: Map<string, number>, after: Map<string, number>): string {
+  return [...after]
+    .map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const)
+    .filter(([, s]) => s >= 0.05)
+    .sort((x, y) => y[1] - x[1])
+    .map(([name, s]) => `${name} ${s.toFixed(1)} s`)
+    .join(', ');
+}
+
 /** CPU seconds (user + system) a process has used so far. */
 export function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s)
+  const { user, system } = cpuSplit(pid);
+  return user + system;
 }
 
 /** Context switches of all the process's threads so far: each is a thread going to sleep or being woken (costly on a VM). */
