@@ -147,6 +147,16 @@ describe('protocol v2 negotiation and downgrade between two gateways', () => {
     const page = await request(t.a.gw.app.server).get('/console/').set('Cookie', cookie).expect(200);
     expect(page.text).toMatch(/v1 held/);
     expect(page.text).toContain('data-action="downgrade/allow-v1"');
+    // An unknown partner is 404 with an OperationOutcome, and decides nothing.
+    const decisionsBefore = (await audit('partner.downgrade-decided')).length;
+    const unknown = await request(t.a.gw.app.server)
+      .post('/console/partners/nobody.example/downgrade/allow-v1')
+      .set('Cookie', cookie)
+      .set('Origin', t.a.gw.url)
+      .send({});
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.resourceType).toBe('OperationOutcome');
+    expect((await audit('partner.downgrade-decided')).length).toBe(decisionsBefore);
     const decided = await request(t.a.gw.app.server)
       .post(`/console/partners/${encodeURIComponent(t.b.gw.config.org)}/downgrade/allow-v1`)
       .set('Cookie', cookie)
