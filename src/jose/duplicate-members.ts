@@ -1,3 +1,4 @@
+import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE } from '../json-chars.ts';
 /**
  * The first member name that occurs twice in one JSON object of `json`, at
  * any depth, or undefined. JSON.parse keeps the last of duplicate members
@@ -40,14 +41,6 @@ export function duplicateMember(json: string): string | undefined {
   }
   return undefined;
 }
-
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COMMA = 0x2c;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
 
 /** Index just past the string whose opening quote is at i (the end of the text if it never closes). */
 function stringEnd(s: string, i: number): number {
