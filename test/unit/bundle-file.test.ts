@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { bundleResources, definitionsFile } from '../../src/fhir/bundle-file.ts';
+import { bundleResources, definitionsFile, READ_SIZE } from '../../src/fhir/bundle-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'bundle-file-'));
 const file = (name: string, text: string) => {
@@ -28,6 +28,18 @@ describe('bundleResources (a Bundle file parsed one entry at a time)', () => {
       expect([...bundleResources(file('b.json', text))]).toEqual(
         bundle.entry.flatMap((e) => (e.resource ? [e.resource] : [])),
       );
+  });
+
+  it('cuts an entry longer than several reads, with an escape split across each read', () => {
+    // Each `\"` of the string starts on a read's last byte: the quote after it, read next, is escaped
+    // (taken for the string's end, the braces after it would close the entry early).
+    const prefix = '{"entry":[{"resource":{"long":"';
+    const long = 'x'.repeat(READ_SIZE - 1 - prefix.length) + '"' + '}'.repeat(READ_SIZE - 2) + '"' + 'z'.repeat(10);
+    const bundle = { entry: [{ resource: { long } }, { resource: { n: 2 } }] };
+    const text = JSON.stringify(bundle);
+    expect(text.startsWith(prefix)).toBe(true);
+    expect([text[READ_SIZE - 1], text[2 * READ_SIZE - 1]]).toEqual(['\\', '\\']);
+    expect([...bundleResources(file('l.json', text))]).toEqual(bundle.entry.map((e) => e.resource));
   });
 
   it('gives one entry at a time, and refuses a truncated file', () => {
