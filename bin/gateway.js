@@ -8,8 +8,6 @@ if (major < 26) {
   );
   process.exit(1);
 }
-// Count Buffers' memory (outside V8's heap) within the heap's own growing limit, rather than starting a
-// full collection every time it grows by a fixed amount: streaming a study allocates several times its
-// size in short-lived Buffers, and each such collection marks the whole heap again.
-(await import('node:v8')).setFlagsFromString('--external-memory-accounted-in-global-limit');
+// Before the gateway's modules load: V8's heap settings (src/runtime/v8-heap.ts).
+(await import('../src/runtime/v8-heap.ts')).applyHeapSettings();
 await import('./cli.ts');
