@@ -15,8 +15,8 @@ interface DeliveryRow {
   id: string;
   exchange_id: string;
   partner_id: string;
-  /** Packed at rest (packed-jwe.ts); unpacked to the compact form when sent. */
-  envelope: Buffer;
+  /** Packed at rest (packed-jwe.ts) in delivery_envelopes; unpacked to the compact form when sent. */
+  envelope: Buffer | null;
   envelope_digest: string;
   state: 'pending' | 'delivered' | 'failed';
   attempts: number;
@@ -33,18 +33,20 @@ interface DeliveryRow {
  */
 export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise<AttemptClass | 'skipped'> {
   const { rows } = await ctx.pool.query<DeliveryRow>(
-    'SELECT d.*, e.envelope FROM deliveries d JOIN delivery_envelopes e ON e.delivery_id = d.id WHERE d.id = $1',
+    'SELECT d.*, e.envelope FROM deliveries d LEFT JOIN delivery_envelopes e ON e.delivery_id = d.id WHERE d.id = $1',
     [deliveryId],
   );
   const d = rows[0];
   if (!d || d.state !== 'pending') return 'skipped';
+  // Intake writes both in one statement and only a delivered one is purged: a pending one without it is damage.
+  const packed = d.envelope;
+  if (!packed) throw new Error(`delivery ${d.id} is pending but its sealed envelope is missing`);
   // A job that outlived a crash while a later attempt is already scheduled: leave it to that job.
   if (d.next_attempt_at && d.next_attempt_at.getTime() > Date.now() + 1_000) return 'skipped';
   const partner = await ctx.directory.get(d.partner_id);
   // A suspended partner, or a v1 envelope to one held after a downgrade: the delivery waits, pending,
   // until resumePartner or decideDowngrade queues it again.
-  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, unpackCompactJwe(d.envelope))))
-    return 'skipped';
+  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, unpackCompactJwe(packed)))) return 'skipped';
   const started = new Date();
   const result: AttemptResult = partner
     ? await transmit(ctx, {
@@ -52,7 +54,7 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
         partner,
         url: partner.endpoint,
         contentType: PROTOCOL.mediaType,
-        body: () => unpackCompactJwe(d.envelope),
+        body: () => unpackCompactJwe(packed),
         signal: AbortSignal.timeout(ctx.config.deliveryTimeout),
         timeoutMs: ctx.config.deliveryTimeout,
         expected: () => ({ digest: d.envelope_digest }),

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
 import { messageBundle, settled, startOutbound, type Outbound } from '../helpers/outbound.ts';
+import { deliver } from '../../src/outbound/deliver.ts';
 
 describe('outbound delivery: classified failures, bounded retries, receipts that must verify', () => {
   let o: Outbound;
@@ -47,6 +48,19 @@ describe('outbound delivery: classified failures, bounded retries, receipts that
     // Backoff: attempts are spaced, not hammered.
     const times = d.attempts.map((a: { at: string }) => Date.parse(a.at));
     for (let i = 1; i < times.length; i++) expect(times[i] - times[i - 1]).toBeGreaterThanOrEqual(50);
+  });
+
+  it('a pending delivery whose sealed envelope is gone fails its job with a clear error and sends nothing', async () => {
+    const view = await settled(o, await send());
+    const id = view.recipients[0].delivery as string;
+    // Damage at rest: the envelope row lost, the delivery pending again.
+    await o.gw.app.ctx.pool.query('DELETE FROM delivery_envelopes WHERE delivery_id = $1', [id]);
+    await o.gw.app.ctx.pool.query(`UPDATE deliveries SET state = 'pending', delivered_at = NULL WHERE id = $1`, [id]);
+    const posts = o.recipients[0]!.received.size;
+    await expect(deliver(o.gw.app.ctx, id)).rejects.toThrow(
+      `delivery ${id} is pending but its sealed envelope is missing`,
+    );
+    expect(o.recipients[0]!.received.size).toBe(posts);
   });
 
   it('fails a 400 permanently without retrying', async () => {
