@@ -9,6 +9,7 @@ import { waitFor } from '../helpers/outbound.ts';
 import { verifyReceipt } from '../../src/protocol/receipt.ts';
 import { multipartParts, parseMediaType, boundaryOf } from '../../src/imaging/multipart.ts';
 import { DICOM_DIR, DICOM_FIXTURES, filesUnder, once } from '../helpers/imaging.ts';
+import { imagingDelivered, pullImaging, submitImaging } from '../helpers/imaging-exchange.ts';
 
 /**
  * Imaging between two gateways: A's EHR posts DICOM; A checks it as it
@@ -18,24 +19,6 @@ import { DICOM_DIR, DICOM_FIXTURES, filesUnder, once } from '../helpers/imaging.
  */
 const DIR = DICOM_DIR;
 
-const binary = (res: NodeJS.ReadableStream, cb: (err: Error | null, body: Buffer) => void) => {
-  const chunks: Buffer[] = [];
-  res.on('data', (c: Buffer) => chunks.push(c));
-  res.on('end', () => cb(null, Buffer.concat(chunks)));
-};
-
-interface View {
-  recipients: Array<{
-    partner: string;
-    delivery: string;
-    state: string;
-    manifest_digest: string;
-    content_digest: string;
-    receipt: string | null;
-    attempts: unknown[];
-  }>;
-}
-
 describe('imaging: DICOM from A to B, byte for byte', () => {
   let t: TwoGateways;
   beforeAll(async () => {
@@ -43,55 +26,9 @@ describe('imaging: DICOM from A to B, byte for byte', () => {
   }, 60_000);
   afterAll(async () => t?.close());
 
-  async function send(body: Buffer, type: string): Promise<string> {
-    const { a, b } = t;
-    const res = await request(a.gw.app.server)
-      .post(`/imaging?recipient=${encodeURIComponent(b.gw.config.org)}`)
-      .set('authorization', await a.ehr.bearer())
-      .set('content-type', type)
-      .send(body);
-    expect(res.status, JSON.stringify(res.body).slice(0, 300)).toBe(202);
-    expect(res.headers['content-location']).toMatch(/^\/imaging\/[0-9a-f-]{36}$/);
-    return res.headers['content-location'] as string;
-  }
-
-  async function delivered(location: string): Promise<View['recipients'][0]> {
-    const { a } = t;
-    const view = await waitFor(
-      `${location} delivered`,
-      async () => {
-        const res = await request(a.gw.app.server)
-          .get(location)
-          .set('authorization', await a.ehr.bearer());
-        return res.status === 200 && res.body.recipients.every((r: { state: string }) => r.state !== 'pending')
-          ? (res.body as View)
-          : undefined;
-      },
-      60_000,
-      100,
-    );
-    const r = view.recipients[0]!;
-    expect(r.state, JSON.stringify(r.attempts)).toBe('delivered');
-    return r;
-  }
-
-  async function pull(delivery: string): Promise<{ type: string; body: Buffer; meta: { id: string } }> {
-    const { b } = t;
-    const auth = await b.ehr.bearer();
-    const list = await request(b.gw.app.server)
-      .get('/inbox/messages?_count=1000')
-      .set('authorization', auth)
-      .expect(200);
-    const meta = list.body.messages.find((m: { delivery: string }) => m.delivery === delivery);
-    expect(meta).toBeDefined();
-    const res = await request(b.gw.app.server)
-      .get(`/inbox/messages/${meta.id}/content`)
-      .set('authorization', auth)
-      .buffer(true)
-      .parse(binary as never);
-    expect(res.status).toBe(200);
-    return { type: res.headers['content-type'] as string, body: res.body as Buffer, meta };
-  }
+  const send = (body: Buffer, type: string) => submitImaging(t.a, t.b, body, type);
+  const delivered = (location: string) => imagingDelivered(t.a, location);
+  const pull = (delivery: string) => pullImaging(t.b, delivery);
 
   it(
     "every corpus DICOM file round-trips A → B byte for byte, each confirmed by B's verified receipt",

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import request from 'supertest';
 import { startTwoGateways, type Peer, type TwoGateways } from '../helpers/two-gateways.ts';
-import { waitFor } from '../helpers/outbound.ts';
 import { DICOM_DIR, filesUnder } from '../helpers/imaging.ts';
 import { peerVerifyDual } from '../helpers/pq-peer.ts';
 import { signCompact } from '../../src/jose/jws.ts';
@@ -16,6 +15,7 @@ import { signAnnouncement } from '../../src/protocol/imaging-announcement.ts';
 import { signImagingReceipt } from '../../src/protocol/imaging-manifest.ts';
 import { verifyDeliveryReceipt as verifyImagingReceipt } from '../../src/outbound/transmit.ts';
 import { startWorker } from '../../src/worker/runner.ts';
+import { imagingDelivered, pullImaging, submitImaging } from '../helpers/imaging-exchange.ts';
 
 /**
  * Imaging under protocol v2 (PROTOCOL.md §10.8): two gateways that both
@@ -39,63 +39,9 @@ const headerOf = (compact: string) =>
     unknown
   >;
 
-interface Recipient {
-  delivery: string;
-  state: string;
-  manifest_digest: string;
-  content_digest: string;
-  receipt: string | null;
-  attempts: unknown[];
-}
-
-async function submit(from: Peer, to: Peer, body: Buffer): Promise<string> {
-  const res = await request(from.gw.app.server)
-    .post(`/imaging?recipient=${encodeURIComponent(to.gw.config.org)}`)
-    .set('authorization', await from.ehr.bearer())
-    .set('content-type', 'application/dicom')
-    .send(body);
-  expect(res.status, res.text.slice(0, 300)).toBe(202);
-  return res.headers['content-location'] as string;
-}
-
-async function delivered(from: Peer, location: string): Promise<Recipient> {
-  const r = await waitFor(
-    `${location} settled`,
-    async () => {
-      const res = await request(from.gw.app.server)
-        .get(location)
-        .set('authorization', await from.ehr.bearer());
-      const rec = res.body?.recipients?.[0] as Recipient | undefined;
-      return res.status === 200 && rec && rec.state !== 'pending' ? rec : undefined;
-    },
-    60_000,
-    100,
-  );
-  expect(r.state, JSON.stringify(r.attempts)).toBe('delivered');
-  return r;
-}
-
-const binary = (res: NodeJS.ReadableStream, cb: (err: Error | null, body: Buffer) => void) => {
-  const chunks: Buffer[] = [];
-  res.on('data', (c: Buffer) => chunks.push(c));
-  res.on('end', () => cb(null, Buffer.concat(chunks)));
-};
-
-/** The receiving EHR's view: the message of that delivery and its DICOM bytes. */
-async function pull(to: Peer, delivery: string): Promise<{ id: string; body: Buffer }> {
-  const auth = await to.ehr.bearer();
-  const list = await request(to.gw.app.server).get('/inbox/messages?_count=1000').set('authorization', auth);
-  expect(list.status).toBe(200);
-  const meta = list.body.messages.find((m: { delivery: string }) => m.delivery === delivery);
-  expect(meta, `message of ${delivery}`).toBeDefined();
-  const res = await request(to.gw.app.server)
-    .get(`/inbox/messages/${meta.id}/content`)
-    .set('authorization', auth)
-    .buffer(true)
-    .parse(binary as never);
-  expect(res.status).toBe(200);
-  return { id: meta.id, body: res.body as Buffer };
-}
+const submit = (from: Peer, to: Peer, body: Buffer) => submitImaging(from, to, body);
+const delivered = imagingDelivered;
+const pull = pullImaging;
 
 async function stored(to: Peer, messageId: string): Promise<{ envelope: string; content: string }> {
   const { rows } = await to.gw.app.ctx.pool.query<{ envelope: string; content_path: string }>(
