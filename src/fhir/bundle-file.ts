@@ -47,10 +47,13 @@ export function* bundleResources(path: string): Generator<Json, void, undefined>
         } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
           open.pop();
           if (b === CLOSE_BRACE && open.length === 2 && start >= 0) {
-            const bytes = Buffer.concat([...parts, piece.subarray(start, i + 1)]);
+            // Most entries lie within one piece: decoded from it, without a copy of their bytes.
+            const text = parts.length
+              ? Buffer.concat([...parts, piece.subarray(start, i + 1)]).toString('utf8')
+              : piece.toString('utf8', start, i + 1);
             parts = [];
             start = -1;
-            const entry = JSON.parse(bytes.toString('utf8')) as { resource?: Json };
+            const entry = JSON.parse(text) as { resource?: Json };
             if (entry.resource) yield entry.resource;
           }
         }
