@@ -210,6 +210,8 @@ function codesOf(inc: Include, depth: number): Set<string> | null {
 function expand(url: string, depth: number): Set<string> | null {
   const key = url.split('|')[0] as string;
   if (expansions.has(key)) return expansions.get(key) as Set<string> | null;
+  // Released once every required binding was expanded: a value set asked for later was never expanded.
+  if (!valueSets) throw new Error(`value set ${key} was not expanded while the R4 terminology was loaded`);
   const vs = valueSets?.get(key);
   const compose = vs?.compose as { include?: Include[]; exclude?: Include[] } | undefined;
   let codes: Set<string> | null = null;
@@ -300,16 +302,26 @@ function trimmed(sd: Json): Json | undefined {
 /** Index a file's StructureDefinitions 40 at a time, each batch a step of its own, parsed as it is indexed. */
 function indexEach(file: string): void {
   let resources: Generator<Json, void> | undefined = bundleResources(definitionsFile(file));
-  // Kept until indexed: a batch that failed is indexed again when its step runs again.
+  // Kept until indexed: a batch whose indexing failed is indexed again when its step runs again.
   let chunk: Json[] | undefined;
+  // A read that failed ended the file's reader: every later run fails the same way, so the definitions
+  // never count as loaded with part of a file missing.
+  let unreadable: unknown;
   const batch = (): void => {
+    if (unreadable !== undefined) throw unreadable;
     if (!chunk) {
-      chunk = [];
-      for (let next = resources?.next(); next && !next.done; next = resources?.next()) {
-        const sd = trimmed(next.value);
-        if (sd) chunk.push(sd);
-        if (chunk.length === 40) break;
+      const read: Json[] = [];
+      try {
+        for (let next = resources?.next(); next && !next.done; next = resources?.next()) {
+          const sd = trimmed(next.value);
+          if (sd) read.push(sd);
+          if (read.length === 40) break;
+        }
+      } catch (err) {
+        unreadable = err;
+        throw err;
       }
+      chunk = read;
     }
     if (chunk.length === 0) {
       resources = undefined; // the file's bytes go with it

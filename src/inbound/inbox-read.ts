@@ -78,8 +78,10 @@ export async function openStoredContent(
   resolveKey: DecryptionKeyResolver,
 ): Promise<OpenedContent> {
   const envelope = row.envelope;
-  if (envelope === null) throw purged(row.id);
+  if (envelope === null && row.purgedAt) throw purged(row.id);
   try {
+    // Not purged, yet gone: damage at rest, answered like an envelope altered at rest.
+    if (envelope === null) throw new Error('the sealed envelope is missing');
     if (envelopeDigest(envelope) !== row.envelopeDigest) throw new Error('envelope digest mismatch');
     const jws = await openStoredJws(ctx, envelope, resolveKey);
     const { payload } = await verifyStoredJws(jws, row);

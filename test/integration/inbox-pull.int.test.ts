@@ -155,6 +155,18 @@ describe('hand-over to the local EHR: GET /inbox/messages, GET /inbox/messages/{
     expect(audit.rows).toHaveLength(1);
   });
 
+  it('a message whose sealed envelope is gone without a purge is damage (500, audited), not 410 Gone', async () => {
+    const m = await deliver(JSON.stringify({ resourceType: 'Bundle', type: 'collection' }));
+    await gw.app.ctx.pool.query('DELETE FROM inbox_envelopes WHERE message_id = $1', [m.id]);
+    const res = await api(`/inbox/messages/${m.id}`, reader);
+    expect(res.status).toBe(500);
+    const audit = await gw.app.ctx.pool.query(
+      `SELECT entry FROM audit_log WHERE type = 'inbox.read' AND outcome = 'serious-failure' AND entry LIKE $1`,
+      [`%${m.id}%`],
+    );
+    expect(audit.rows).toHaveLength(1);
+  });
+
   it('acknowledges with a write scope (idempotent, audited once); reading scope alone is refused', async () => {
     const m = await deliver(JSON.stringify({ resourceType: 'Bundle', type: 'collection' }));
     expect((await api(`/inbox/messages/${m.id}/$ack`, reader, { method: 'POST' })).status).toBe(403);
