@@ -43,9 +43,3 @@ export function unpackCompactJwe(packed: Buffer): string {
   const tag = packed.subarray(packed.length - TAG);
   return `${prefix}${ct.toString('base64url')}.${tag.toString('base64url')}`;
 }
-
-/** The compact prefix ("protected.encrypted_key.iv.") of a packed envelope, from its first bytes alone. */
-export function packedPrefix(head: Buffer): string {
-  if (head.length < 2) throw new GatewayError('INTERNAL', 'a stored envelope is truncated');
-  return head.subarray(2, 2 + head.readUInt16BE(0)).toString('latin1');
-}

@@ -8,6 +8,7 @@ import { recordAttempt, type AttemptResult } from './attempt-ledger.ts';
 import { unpackCompactJwe } from '../jose/packed-jwe.ts';
 import { holdsDeliveries } from './partner-suspension.ts';
 import { heldForDowngrade } from '../protocol/v2-negotiation.ts';
+import type { ProtocolVersion } from '../protocol/v2-acceptance.ts';
 
 export type { DeliveryContext } from './transmit.ts';
 
@@ -18,6 +19,8 @@ interface DeliveryRow {
   /** Packed at rest (packed-jwe.ts) in delivery_envelopes; unpacked to the compact form when sent. */
   envelope: Buffer | null;
   envelope_digest: string;
+  /** The protocol version it was sealed in (written with the envelope at intake). */
+  protocol: ProtocolVersion;
   state: 'pending' | 'delivered' | 'failed';
   attempts: number;
   round_attempts: number;
@@ -46,7 +49,7 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
   const partner = await ctx.directory.get(d.partner_id);
   // A suspended partner, or a v1 envelope to one held after a downgrade: the delivery waits, pending,
   // until resumePartner or decideDowngrade queues it again.
-  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, unpackCompactJwe(packed)))) return 'skipped';
+  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, d.protocol))) return 'skipped';
   const started = new Date();
   const result: AttemptResult = partner
     ? await transmit(ctx, {
@@ -58,6 +61,7 @@ export async function deliver(ctx: DeliveryContext, deliveryId: string): Promise
         signal: AbortSignal.timeout(ctx.config.deliveryTimeout),
         timeoutMs: ctx.config.deliveryTimeout,
         expected: () => ({ digest: d.envelope_digest }),
+        protocol: d.protocol,
       })
     : { cls: 'permanent', status: null, error: 'partner removed from the directory' };
   await inTransaction(ctx.pool, (db) => record(ctx, db, d.id, result, started));

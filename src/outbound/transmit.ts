@@ -6,7 +6,6 @@ import { classifyStatus, parseRetryAfter } from '../net/retry-policy.ts';
 import { verifyReceipt } from '../protocol/receipt.ts';
 import type { ReceiptClaims } from '../protocol/wire.ts';
 import { requireReceiptForm, type ProtocolVersion } from '../protocol/v2-acceptance.ts';
-import { envelopeVersion } from '../protocol/v2-negotiation.ts';
 import { PQ_SIGNATURE_ALG } from '../jose/pq/dual-jws.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
 import { PROTOCOL } from '../protocol/wire.ts';
@@ -36,8 +35,8 @@ export interface Transmission {
   timeoutMs?: number;
   /** Read only once the answer is in: a live imaging transmission learns its digests while it sends. */
   expected: () => ReceiptBinding;
-  /** The delivery's protocol version; without it, read from a bundle's envelope text (a streamed body is v1). */
-  protocol?: ProtocolVersion;
+  /** The delivery's protocol version, as recorded with it: the receipt's form must be its version's. */
+  protocol: ProtocolVersion;
 }
 
 function networkError(err: unknown, timeoutMs: number | undefined): string {
@@ -58,11 +57,9 @@ export async function transmit(ctx: DeliveryContext, t: Transmission): Promise<A
 
 async function send(ctx: DeliveryContext, t: Transmission): Promise<AttemptResult> {
   let res: Response;
-  // A bundle's envelope says which version it is (its header alg); an imaging delivery is told.
-  let protocol: ProtocolVersion = t.protocol ?? 1;
+  const protocol = t.protocol;
   try {
     const body = t.body();
-    if (t.protocol === undefined && typeof body === 'string') protocol = envelopeVersion(body);
     res = await ctx.fetch(t.url, {
       method: 'POST',
       headers: {

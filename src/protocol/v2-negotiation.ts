@@ -83,5 +83,5 @@ export function envelopeVersion(compactJwe: string): 1 | 2 {
 }
 
 /** A v1 delivery to a partner held after losing its post-quantum keys waits for an operator; v2 ones do not. */
-export const heldForDowngrade = (partner: { pqDowngrade: string | null }, compactJwe: string): boolean =>
-  partner.pqDowngrade === 'held' && envelopeVersion(compactJwe) === 1;
+export const heldForDowngrade = (partner: { pqDowngrade: string | null }, version: 1 | 2): boolean =>
+  partner.pqDowngrade === 'held' && version === 1;

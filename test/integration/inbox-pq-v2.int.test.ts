@@ -1,3 +1,4 @@
+import { envelopeVersion } from '../../src/protocol/v2-negotiation.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { compactVerify } from 'jose';
@@ -337,6 +338,7 @@ describe('POST /inbox, protocol v2: a hybrid envelope with a dual-signed JWS fro
         body: () => envelope,
         signal: AbortSignal.timeout(10_000),
         expected: () => ({ digest: envelopeDigest(envelope) }),
+        protocol: envelopeVersion(envelope),
       });
     };
     const v2 = () => sealHybridCompact('sealed content', peer.jwks.ecEnc, peer.jwks.kemEnc);

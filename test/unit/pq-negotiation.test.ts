@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { envelopeVersion, heldForDowngrade, negotiate, pqKeysOf } from '../../src/protocol/v2-negotiation.ts';
-import { packCompactJwe, packedPrefix } from '../../src/jose/packed-jwe.ts';
 
 const ec = { kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'ec-enc', use: 'enc' };
 const kem = { kty: 'AKP', alg: 'ML-KEM-768', pub: 'kem-pub', kid: 'kem-1', use: 'enc' };
@@ -40,10 +39,9 @@ describe('the version an envelope asks for, read before anything is trusted', ()
   it("is 2 for the hybrid agreement and 1 otherwise, also from a stored envelope's first bytes", () => {
     expect(envelopeVersion(hybrid)).toBe(2);
     expect(envelopeVersion(v1)).toBe(1);
-    expect(envelopeVersion(packedPrefix(packCompactJwe(hybrid).subarray(0, 200)))).toBe(2);
-    expect(heldForDowngrade({ pqDowngrade: 'held' }, v1)).toBe(true);
-    expect(heldForDowngrade({ pqDowngrade: 'held' }, hybrid)).toBe(false);
-    expect(heldForDowngrade({ pqDowngrade: null }, v1)).toBe(false);
+    expect(heldForDowngrade({ pqDowngrade: 'held' }, envelopeVersion(v1))).toBe(true);
+    expect(heldForDowngrade({ pqDowngrade: 'held' }, envelopeVersion(hybrid))).toBe(false);
+    expect(heldForDowngrade({ pqDowngrade: null }, envelopeVersion(v1))).toBe(false);
   });
 
   it('decodes no header longer than any this protocol writes: a hostile body is read as v1 and left to its opener', () => {

@@ -52,7 +52,7 @@ export async function acceptProcessedReceipt(
       );
     if (sent.envelopeDigest !== claims.digest) throw mismatch('digest', 'digest is not that of the envelope sent');
     // In the delivery's version, as its transport receipt: a compact one for a v2 delivery is a downgrade.
-    if (sent.protocol !== undefined) requireReceiptForm(sent.protocol, jws);
+    requireReceiptForm(sent.protocol, jws);
     // A delivery given up on has no transport receipt; one that has must be the receipt named.
     if (sent.receiptJti !== null && sent.receiptJti !== claims.receipt)
       throw mismatch('receipt', 'receipt is not the transport receipt of this delivery');

@@ -15,7 +15,7 @@ import { transmit, type Transmission } from '../transmit.ts';
 import type { ProtocolVersion } from '../../protocol/v2-acceptance.ts';
 import { recordAttempt, type AttemptResult } from '../attempt-ledger.ts';
 import { holdsDeliveries } from '../partner-suspension.ts';
-import { envelopeVersion, heldForDowngrade } from '../../protocol/v2-negotiation.ts';
+import { heldForDowngrade } from '../../protocol/v2-negotiation.ts';
 
 /** Slowest transfer rate tolerated before an attempt times out (added to DELIVERY_TIMEOUT). */
 const MIN_BYTES_PER_SECOND = 1024 * 1024;
@@ -91,7 +91,7 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
   const partner = await ctx.directory.get(d.partner_id);
   // A suspended partner, or a v1 manifest to one held after a downgrade: the delivery waits, pending,
   // until resumePartner or decideDowngrade queues it again.
-  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, d.manifest_envelope))) return 'skipped';
+  if (partner && (holdsDeliveries(partner) || heldForDowngrade(partner, d.protocol))) return 'skipped';
   const started = new Date();
   const boundary = deliveryBoundary();
   const timeoutMs = deliveryTimeoutMs(ctx, Number(d.content_jwe_length));
@@ -112,7 +112,7 @@ export async function deliverImaging(ctx: DeliveryContext, deliveryId: string): 
               manifestDigest: d.manifest_digest,
               contentDigest: required(d.content_digest, 'the content digest loaded with the delivery'),
             }),
-            envelopeVersion(d.manifest_envelope),
+            d.protocol,
             timeoutMs,
           ),
         );

@@ -124,6 +124,8 @@ export interface ImagingDeliveryRow {
   partner_id: string;
   announcement: string;
   manifest_envelope: string;
+  /** The protocol version it was sealed in (written at intake). */
+  protocol: ProtocolVersion;
   manifest_digest: string;
   content_path: string;
   content_jwe_length: string; // bigint
