@@ -1,25 +1,41 @@
 /** What /proc says of a benchmarked process (Linux). */
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** CPU seconds a process has used so far, in user space and in the kernel (clock ticks of 1/100 s). */
+/** The fields of a /proc stat line the benches read; CPU in seconds (clock ticks of 1/100 s). */
+function parseStat(stat: string): { name: string; ppid: number; user: number; system: number } {
+  const close = stat.lastIndexOf(')'); // the name may itself hold parentheses
+  const f = stat.slice(close + 2).split(' ');
+  return {
+    name: stat.slice(stat.indexOf('(') + 1, close),
+    ppid: Number(f[1]),
+    user: Number(f[11]) / 100,
+    system: Number(f[12]) / 100,
+  };
+}
+
+/** CPU seconds a process has used so far, in user space and in the kernel. */
 export function cpuSplit(pid: number): { user: number; system: number } {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 };
+  return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** One /proc file of each of a process's threads (`stat`, `status`), skipping a thread that ended meanwhile. */
+function* threadFiles(pid: number, file: string): Generator<string> {
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      yield readFileSync(`/proc/${pid}/task/${t}/${file}`, 'utf8');
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
 }
 
 /** CPU seconds (user + system) used so far by each kind of thread of a process, by thread name (comm). */
 export function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended between the listing and the read
-    }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '');
-    const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+  for (const stat of threadFiles(pid, 'stat')) {
+    const t = parseStat(stat);
+    const name = t.name.replace(/\d+$/, ''); // libuv-worker3 and libuv-worker4 are one kind
+    out.set(name, (out.get(name) ?? 0) + t.user + t.system);
   }
   return out;
 }
@@ -43,17 +59,10 @@ export function cpuSeconds(pid: number): number {
 /** Context switches of all the process's threads so far: each is a thread going to sleep or being woken (costly on a VM). */
 export function contextSwitches(pid: number): number {
   let n = 0;
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
-    } catch {
-      continue; // the thread ended between the listing and the read
-    }
+  for (const status of threadFiles(pid, 'status'))
     n +=
       Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]) +
       Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
-  }
   return n;
 }
 
@@ -64,8 +73,8 @@ export function vmHwm(pid: number): number {
 }
 
 const ticks = (stat: string) => {
-  const f = stat.split(') ')[1]!.split(' ');
-  return { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / 100 };
+  const s = parseStat(stat);
+  return { ppid: s.ppid, cpu: s.user + s.system };
 };
 
 /** CPU seconds of one thread of this process (Linux task id; the main thread's is the pid). */
