@@ -44,16 +44,16 @@ const oldestTaken = (imaging: boolean) =>
       AND ${notHeld('i.exchange_id')}
     ORDER BY ${takenAt} LIMIT $2 FOR UPDATE SKIP LOCKED`;
 
-/** Sealed bundle and inbox envelopes live in tables of their own (migration 280): their rows are deleted. */
-const inboxEnvelopesGone = 'gone AS (DELETE FROM inbox_envelopes e USING b WHERE e.message_id = b.id)';
+/** Sealed bundle and inbox envelopes live in tables of their own (migration 280): the batch's rows there are deleted. */
+const envelopesGone = (table: 'delivery_envelopes' | 'inbox_envelopes', key: 'delivery_id' | 'message_id') =>
+  `gone AS (DELETE FROM ${table} e USING b WHERE e.${key} = b.id)`;
 
 export const PURGE_SPECS: readonly PurgeSpec[] = [
   {
     kind: 'bundle',
     retention: (c) => c.retentionOutbound,
     entity: 'delivery',
-    sql: `WITH b AS (${oldestDelivered('deliveries')}),
-          gone AS (DELETE FROM delivery_envelopes e USING b WHERE e.delivery_id = b.id)
+    sql: `WITH b AS (${oldestDelivered('deliveries')}), ${envelopesGone('delivery_envelopes', 'delivery_id')}
           UPDATE deliveries d SET purged_at = now() FROM b
            WHERE d.id = b.id RETURNING d.id, d.envelope_digest AS digest, NULL::text AS path`,
   },
@@ -68,7 +68,7 @@ export const PURGE_SPECS: readonly PurgeSpec[] = [
     kind: 'inbox',
     retention: (c) => c.retentionInbox,
     entity: 'inbox-message',
-    sql: `WITH b AS (${oldestTaken(false)}), ${inboxEnvelopesGone}
+    sql: `WITH b AS (${oldestTaken(false)}), ${envelopesGone('inbox_envelopes', 'message_id')}
           UPDATE inbox_messages m SET purged_at = now() FROM b
            WHERE m.id = b.id RETURNING m.id, m.envelope_digest AS digest, NULL::text AS path`,
   },
@@ -76,7 +76,7 @@ export const PURGE_SPECS: readonly PurgeSpec[] = [
     kind: 'inbox-imaging',
     retention: (c) => c.retentionImaging,
     entity: 'inbox-message',
-    sql: `WITH b AS (${oldestTaken(true)}), ${inboxEnvelopesGone}
+    sql: `WITH b AS (${oldestTaken(true)}), ${envelopesGone('inbox_envelopes', 'message_id')}
           UPDATE inbox_messages m SET purged_at = now() FROM b
            WHERE m.id = b.id
        RETURNING m.id, m.envelope_digest AS digest, (SELECT c.content_path FROM imaging_inbox_content c WHERE c.message_id = m.id) AS path`,
