@@ -1,7 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes, type CipherGCM } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { tempPathFor } from './stream-seal.ts';
 
 /**
@@ -48,6 +47,9 @@ export async function fileSink(dest: string): Promise<PlaintextSink> {
   };
 }
 
+/** Bytes of the spool read at a time. */
+export const SPOOL_READ_SIZE = 64 * 1024;
+
 export interface SpoolSink extends PlaintextSink {
   /** After commit: the plaintext again, decrypted from the spool; the file is deleted when the stream ends or fails. */
   read(): Readable;
@@ -91,20 +93,28 @@ export async function spoolSink(nearPath: string): Promise<SpoolSink> {
       if (!tag) throw new Error('spool read before commit');
       const decipher = createDecipheriv('aes-256-gcm', key, iv);
       decipher.setAuthTag(tag);
-      const out = pipeline(
-        createReadStream(path),
-        new Transform({
-          transform: (chunk: Buffer, _e, done) => done(null, decipher.update(chunk)),
-          flush: (done) => {
-            try {
-              done(null, decipher.final());
-            } catch (err) {
-              done(err as Error);
+      // One buffer for the file's bytes, reused for every read: the decipher consumes them at once, and
+      // only its output goes on. A fresh buffer per read would be garbage that outlives the transfer's pace.
+      const piece = Buffer.allocUnsafe(SPOOL_READ_SIZE);
+      let reader: FileHandle | undefined;
+      const out = new Readable({
+        read() {
+          void (async () => {
+            reader ??= await open(path, 'r');
+            const { bytesRead } = await reader.read(piece, 0, piece.length, null);
+            if (bytesRead > 0) this.push(decipher.update(piece.subarray(0, bytesRead)));
+            else {
+              this.push(decipher.final()); // throws when the spool was altered
+              this.push(null);
             }
-          },
-        }),
-        () => undefined, // errors surface on `out` itself
-      );
+          })().catch((err: unknown) => this.destroy(err as Error));
+        },
+        destroy(err, callback) {
+          const closing = reader?.close().catch(() => undefined);
+          reader = undefined;
+          void Promise.resolve(closing).then(() => callback(err));
+        },
+      });
       out.once('close', () => void remove());
       return out;
     },
