@@ -222,6 +222,7 @@ async function main(): Promise<void> {
   };
   const kernel = { a: cpuSplit(a.child.pid!).system - kernel0.a, b: cpuSplit(b.child.pid!).system - kernel0.b };
   const cs = { a: contextSwitches(a.child.pid!) - cs0.a, b: contextSwitches(b.child.pid!) - cs0.b };
+  const hwmDelivered = vmHwm(b.child.pid!);
 
   // B's EHR pulls it: the same bytes.
   const pulled = await fetch(`${b.url}/inbox/messages/${message.id}/content`, {
@@ -272,7 +273,7 @@ async function main(): Promise<void> {
     [
       'peak RSS B (VmHWM, incl. the EHR pull)',
       `${(hwm.b / MIB).toFixed(0)} MiB`,
-      `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB`,
+      `before: ${(hwmBefore.b / MIB).toFixed(0)} MiB, delivered: ${(hwmDelivered / MIB).toFixed(0)} MiB`,
     ],
     ['B content = source (SHA-256)', String(same), ''],
   ];

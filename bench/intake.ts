@@ -53,9 +53,10 @@ import { r4Issues } from '../src/fhir/r4-validate.ts';
 import { referenceR4Issues } from '../test/helpers/r4-reference.ts';
 import { freePort } from '../test/helpers/ports.ts';
 import { cpuBetween, cpuElsewhere, threadCpuSeconds } from './proc-stats.ts';
-import { applyHeapSettings } from '../src/runtime/v8-heap.ts';
+import { applyHeapSettings, relaunchWithStartFlags } from '../src/runtime/v8-heap.ts';
 
 // The gateway runs in this process: with the heap settings bin/gateway.js gives it.
+relaunchWithStartFlags();
 applyHeapSettings();
 
 const SECONDS = Number(process.argv[2] ?? 10);

@@ -38,9 +38,10 @@ import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { claimsFor, seal, signContent, softPartner } from '../test/helpers/envelopes.ts';
 import { createPqPeer } from '../test/helpers/pq-peer.ts';
 import { freePort } from '../test/helpers/ports.ts';
-import { applyHeapSettings } from '../src/runtime/v8-heap.ts';
+import { applyHeapSettings, relaunchWithStartFlags } from '../src/runtime/v8-heap.ts';
 
 // The gateway runs in this process: with the heap settings bin/gateway.js gives it.
+relaunchWithStartFlags();
 applyHeapSettings();
 
 const SECONDS = Number(process.argv[2] ?? 1);

@@ -8,6 +8,9 @@ if (major < 26) {
   );
   process.exit(1);
 }
-// Before the gateway's modules load: V8's heap settings (src/runtime/v8-heap.ts).
-(await import('../src/runtime/v8-heap.ts')).applyHeapSettings();
+// Before the gateway's modules load: V8's heap settings (src/runtime/v8-heap.ts). The commands that keep
+// running relaunch, in this same process, with the settings V8 reads only at its start.
+const heap = await import('../src/runtime/v8-heap.ts');
+if (['start', 'serve', 'worker'].includes(process.argv[2] ?? '')) heap.relaunchWithStartFlags();
+heap.applyHeapSettings();
 await import('./cli.ts');
