@@ -98,10 +98,19 @@ export async function spoolSink(nearPath: string): Promise<SpoolSink> {
       const piece = Buffer.allocUnsafe(SPOOL_READ_SIZE);
       let reader: FileHandle | undefined;
       const out = new Readable({
+        // Opened before the first read; a destroy waits for it, so the handle is always closed.
+        construct(callback) {
+          open(path, 'r').then(
+            (fh) => {
+              reader = fh;
+              callback();
+            },
+            (err: Error) => callback(err),
+          );
+        },
         read() {
           void (async () => {
-            reader ??= await open(path, 'r');
-            const { bytesRead } = await reader.read(piece, 0, piece.length, null);
+            const { bytesRead } = await (reader as FileHandle).read(piece, 0, piece.length, null);
             if (bytesRead > 0) this.push(decipher.update(piece.subarray(0, bytesRead)));
             else {
               this.push(decipher.final()); // throws when the spool was altered

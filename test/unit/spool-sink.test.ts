@@ -56,6 +56,20 @@ describe('spoolSink (plaintext re-encrypted while its tag is pending)', () => {
     expect(spoolFiles('early')).toEqual([]);
   });
 
+  it('closes its file when destroyed while the file is still being opened', async () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    for (let i = 0; i < 20; i++) {
+      const stream = (await spooled(`opening-${i}`, randomBytes(1000))).read();
+      stream.read(0); // asks for data at once
+      stream.destroy();
+      await new Promise((r) => stream.once('close', r));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fds()).toBe(before);
+    expect(spoolFiles('opening-')).toEqual([]);
+  });
+
   it('refuses a read before commit, and discard deletes the spool', async () => {
     const sink = await spoolSink(join(dir, 'uncommitted'));
     await sink.write(Buffer.from('not yet verified'));
