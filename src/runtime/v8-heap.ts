@@ -4,8 +4,8 @@ import { setFlagsFromString } from 'node:v8';
  * V8 settings read only when its heap is created, so they must be on Node's command line: the young
  * generation's two semi-spaces at most 8 MiB each. V8 sizes them from the machine's memory, and once the
  * start-up (the R4 definitions above all) has grown them to that size they stay there, holding their pages
- * and leaving more behind in the old generation: an idle gateway's peak RSS falls from about 260 to about
- * 200 MiB, so streaming a study stays within 256 MiB (docs/decisions/0055).
+ * and leaving more behind in the old generation, which leaves too little room under 256 MiB for streaming
+ * a study (docs/decisions/0055, with the measurements and the cost to intake).
  */
 export const HEAP_START_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
 
@@ -23,12 +23,12 @@ export function missingStartFlags(execArgv: readonly string[], nodeOptions = '')
 
 /**
  * Run this same command again with the start flags it lacks, in this same process (execve: the same pid,
- * the same standard streams, so a supervisor sees nothing change); returns only when none is missing.
- * Called before anything else runs: the first image's state is discarded.
+ * the same standard streams, so a supervisor sees nothing change). Returns when none is missing, or when
+ * this system has no execve(2). Called before anything else runs: the first image's state is discarded.
  */
 export function relaunchWithStartFlags(): void {
   const missing = missingStartFlags(process.execArgv, process.env.NODE_OPTIONS);
-  // process.execve is missing where the system has no execve(2): the gateway then runs with V8's sizes.
+  // Without execve(2) (process.execve undefined) the gateway runs with V8's own sizing.
   if (missing.length === 0 || !process.execve) return;
   process.execve(
     process.execPath,
