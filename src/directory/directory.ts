@@ -6,7 +6,7 @@ import type { AuditEventType } from '../audit/events.ts';
 import { inTransaction } from '../db/pool.ts';
 import { JwksFetcher, DEFAULT_JWKS_LIMITS, type DirectoryLogger as Logger, type JwksLimits } from './jwks-fetch.ts';
 import { checkJwks, selectEncryptionKey, type Jwks, type PartnerJwk } from './jwks.ts';
-import { everPublishedPqKeys, observePartnerKeys } from './partner-key-log.ts';
+import { everPublishedPqKeys, observePartnerKeys, partnerKeyRecords, type PartnerKeySeen } from './partner-key-log.ts';
 import { partnerSigningKey, type KeyScope } from './signing-keys.ts';
 import {
   deletePartner,
@@ -61,17 +61,40 @@ function httpUrl(value: unknown, field: string): string {
   return u.toString();
 }
 
+/** A cached answer and when it was read. */
+interface Cached<T> {
+  at: number;
+  value: T;
+}
+
+/** At most this many answers per cache: past it a cache starts again empty. */
+const CACHE_ENTRIES = 1000;
+
+function remember<T>(cache: Map<string, Cached<T>>, key: string, value: T): T {
+  if (cache.size >= CACHE_ENTRIES) cache.clear();
+  cache.set(key, { at: Date.now(), value });
+  return value;
+}
+
+const recent = <T>(hit: Cached<T> | undefined): hit is Cached<T> =>
+  hit !== undefined && hit.at > Date.now() - RESOLVE_TTL_MS;
+
 /**
  * Partner organisations (FHIR Organization + Endpoint) and their published
- * keys. Reads go to the database each time (other processes may edit the
- * directory); fetched JWKS documents are cached in memory per process.
+ * keys. Other processes may edit the directory: the reads of intake and of
+ * inbound verification, made per message, are cached for RESOLVE_TTL_MS
+ * (local changes clear them at once); the other reads go to the database
+ * each time. Fetched JWKS documents are cached in memory per process.
  */
 export class Directory {
   readonly #pool: pg.Pool;
   readonly #logger: Logger;
   readonly #limits: JwksLimits;
-  readonly #resolved = new Map<string, { at: number; partners: Partner[] }>();
-  readonly #everPq = new Map<string, { at: number; value: boolean }>();
+  readonly #resolved = new Map<string, Cached<Partner[]>>();
+  readonly #everPq = new Map<string, Cached<boolean>>();
+  readonly #senders = new Map<string, Cached<Partner | undefined>>();
+  /** The key-transparency log's records of a partner's kid, by partner and kid. */
+  readonly #keyRecords = new Map<string, Cached<PartnerKeySeen[]>>();
   readonly #jwks: JwksFetcher;
 
   constructor(deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger; limits?: Partial<JwksLimits> }) {
@@ -81,6 +104,7 @@ export class Directory {
     // Every fetch is an observation: a key gone from a partner's JWKS is recorded as withdrawn at once.
     this.#jwks = new JwksFetcher(deps.fetch, deps.logger, this.#limits, async (uri, jwks) => {
       for (const p of await findPartnersByJwksUri(this.#pool, uri)) await observePartnerKeys(this.#pool, p.id, jwks);
+      this.#keyRecords.clear();
     });
   }
 
@@ -136,6 +160,8 @@ export class Directory {
   forget(): void {
     this.#resolved.clear();
     this.#everPq.clear();
+    this.#senders.clear();
+    this.#keyRecords.clear();
   }
 
   async add(input: PartnerInput, actor: DirectoryActor = CLI_ACTOR): Promise<Partner> {
@@ -201,6 +227,18 @@ export class Directory {
     return findPartner(this.#pool, id);
   }
 
+  /**
+   * A partner as the sender of signed content (inbound verification, once
+   * per message): cached like resolve(), so a suspension made by another
+   * process applies to inbound content within RESOLVE_TTL_MS.
+   */
+  async sender(id: string): Promise<Partner | undefined> {
+    if (!isPlainIdentifier(id)) return undefined;
+    const hit = this.#senders.get(id);
+    if (recent(hit)) return hit.value;
+    return remember(this.#senders, id, await findPartner(this.#pool, id));
+  }
+
   async require(id: string): Promise<Partner> {
     const p = isPlainIdentifier(id) ? await findPartner(this.#pool, id) : undefined;
     if (!p) throw new GatewayError('NOT_FOUND', `no partner ${JSON.stringify(id)}`);
@@ -224,11 +262,8 @@ export class Directory {
     if (refs.length === 0 && identifiers.length === 0) return [];
     const key = JSON.stringify([refs, identifiers]);
     const hit = this.#resolved.get(key);
-    if (hit && hit.at > Date.now() - RESOLVE_TTL_MS) return hit.partners;
-    const partners = await findPartnersByIdOrEndpoint(this.#pool, refs, identifiers);
-    if (this.#resolved.size >= 1000) this.#resolved.clear();
-    this.#resolved.set(key, { at: Date.now(), partners });
-    return partners;
+    if (recent(hit)) return hit.value;
+    return remember(this.#resolved, key, await findPartnersByIdOrEndpoint(this.#pool, refs, identifiers));
   }
 
   async #keys(p: Partner): Promise<Jwks> {
@@ -247,11 +282,8 @@ export class Directory {
    */
   async hasPublishedPqKeys(partnerId: string): Promise<boolean> {
     const hit = this.#everPq.get(partnerId);
-    if (hit && (hit.value || hit.at > Date.now() - RESOLVE_TTL_MS)) return hit.value;
-    const value = await everPublishedPqKeys(this.#pool, partnerId);
-    if (this.#everPq.size >= 1000) this.#everPq.clear();
-    this.#everPq.set(partnerId, { at: Date.now(), value });
-    return value;
+    if (hit && (hit.value || recent(hit))) return hit.value;
+    return remember(this.#everPq, partnerId, await everPublishedPqKeys(this.#pool, partnerId));
   }
 
   /** The partner's current encryption key (use enc, ECDH-ES, P-256/P-384); refused with a clear error if unusable. */
@@ -270,9 +302,15 @@ export class Directory {
     if (!isPlainIdentifier(kid))
       throw new GatewayError('FORBIDDEN', `partner ${p.id} publishes no signing key with that kid`);
     const uri = p.jwksUri;
+    const recordsKey = JSON.stringify([p.id, kid]);
     return partnerSigningKey(this.#pool, this.#logger, p.id, kid, scope, {
       jwks: () => this.#keys(p),
       refetch: async () => (uri && (await this.#jwks.refreshForUnknownKid(uri)) ? this.#jwks.get(uri) : undefined),
+      records: async ({ reread }) => {
+        const hit = this.#keyRecords.get(recordsKey);
+        if (!reread && recent(hit)) return hit.value;
+        return remember(this.#keyRecords, recordsKey, await partnerKeyRecords(this.#pool, p.id, kid));
+      },
     });
   }
 

@@ -34,6 +34,7 @@ export async function refreshPartnerKeys(
     try {
       const jwks = await ctx.directory.refreshKeys(p);
       result = { partner: p.id, ok: true, observed: await observePartnerKeys(ctx.pool, p.id, jwks, now) };
+      ctx.directory.forget();
     } catch (err) {
       result = { partner: p.id, ok: false, error: (err as Error).message.slice(0, 200) };
       ctx.logger.warn({ partner: p.id, reason: result.error }, 'partner JWKS refresh failed');

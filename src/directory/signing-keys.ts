@@ -2,7 +2,7 @@ import { GatewayError } from '../errors.ts';
 import type { Queryable } from '../db/pool.ts';
 import type { DirectoryLogger } from './jwks-fetch.ts';
 import { selectVerificationKey, type Jwks, type PartnerJwk } from './jwks.ts';
-import { jwkThumbprint, partnerKeyRecords, recordedPartnerKey, type PartnerKeySeen } from './partner-key-log.ts';
+import { jwkThumbprint, recordedPartnerKey, type PartnerKeySeen } from './partner-key-log.ts';
 
 /**
  * Which of a partner's signing keys may verify a signature. New inbound
@@ -58,6 +58,8 @@ export interface CurrentKeys {
   jwks(): Promise<Jwks>;
   /** A refetch for a key we cannot use (with the cooldown); undefined when none was made (inline, or too soon). */
   refetch(): Promise<Jwks | undefined>;
+  /** The log's records of this kid; `reread` after a refetch, which may have recorded more. */
+  records(options: { reread: boolean }): Promise<PartnerKeySeen[]>;
 }
 
 const gone = (r: PartnerKeySeen) => r.disappeared_at !== null || r.replaced_at !== null;
@@ -82,12 +84,12 @@ export async function partnerSigningKey(
   current: CurrentKeys,
 ): Promise<PartnerJwk> {
   let key = selectVerificationKey(await current.jwks(), partnerId, kid);
-  let records = await partnerKeyRecords(db, partnerId, kid);
+  let records = await current.records({ reread: false });
   if (!key || withdrawn(records, key)) {
     const fresh = await current.refetch();
     if (fresh) {
       key = selectVerificationKey(fresh, partnerId, kid);
-      records = await partnerKeyRecords(db, partnerId, kid);
+      records = await current.records({ reread: true });
     }
   }
   if (key && !withdrawn(records, key)) return key;

@@ -173,7 +173,8 @@ export async function writeInboxMessages(
        -- The envelopes in their own table (migration 280), so a purge leaves only envelope chunks to free.
        INSERT INTO inbox_envelopes (message_id, envelope) SELECT f.id, f.envelope FROM fresh f WHERE f.id IN (SELECT id FROM stored)
      ), jobs AS (
-       SELECT count(*) AS n FROM graphile_worker.add_jobs(${jobSpecsSql(FORWARD_TASK, '(SELECT id FROM stored WHERE $30::boolean)')})
+       -- The condition outside the call: without forwarding the function is not called at all.
+       SELECT count(*) AS n FROM graphile_worker.add_jobs(${jobSpecsSql(FORWARD_TASK, '(SELECT id FROM stored)')}) WHERE $30::boolean
      )
      SELECT s.id, s.audit_idx AS idx, (SELECT n FROM jobs) AS jobs, (SELECT count(*) FROM logged) AS logged FROM stored s`,
     values: [

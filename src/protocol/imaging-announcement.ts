@@ -33,7 +33,7 @@ export function signAnnouncement(signer: Signer, a: Announcement, pq?: PqSigner)
 }
 
 export interface AnnouncementChecks {
-  directory: Pick<Directory, 'get' | 'verificationKey'>;
+  directory: Pick<Directory, 'sender' | 'verificationKey'>;
   org: string;
   clockSkewMs: number;
   maxAgeMs: number;

@@ -25,7 +25,7 @@ export interface VerifiedContent {
 }
 
 export interface ContentChecks extends ClaimWindow {
-  directory: Pick<Directory, 'get' | 'verificationKey'>;
+  directory: Pick<Directory, 'sender' | 'verificationKey'>;
   /** Checks content_type and content instead of the Bundle rules (imaging manifests, whose content is a signed description of the streamed file). */
   checkContent?: (claims: Record<string, unknown>) => void;
   maxDepth?: number;

@@ -19,7 +19,7 @@ export function publicKeyOf(jwk: PartnerJwk): KeyObject {
 
 /** How a partner's signed JWS is checked: its typ, and where a refusal points (FHIRPath of the part). */
 export interface SignedJwsChecks {
-  directory: Pick<Directory, 'get' | 'verificationKey'>;
+  directory: Pick<Directory, 'sender' | 'verificationKey'>;
   typ: string;
   /** What the JWS is, for messages ("the envelope", "the imaging announcement"). */
   what: string;
@@ -110,7 +110,7 @@ export async function activeSender(
   const iss = claims.iss;
   if (typeof iss !== 'string' || iss === '')
     throw new GatewayError('CLAIMS_INVALID', 'iss is missing', { expression: 'iss' });
-  const partner = await directory.get(iss);
+  const partner = await directory.sender(iss);
   if (!partner)
     throw new GatewayError('UNKNOWN_SENDER', `sender ${iss} is not in this gateway's directory`, { expression: 'iss' });
   if (partner.status !== 'active')

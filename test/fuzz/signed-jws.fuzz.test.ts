@@ -20,7 +20,7 @@ const jwk = { ...key.publicKey.export({ format: 'jwk' }), kid: KID, use: 'sig', 
  * PostgreSQL). Unknown senders and kids answer as the real one does.
  */
 const directory: ContentChecks['directory'] = {
-  get: async (id: string) => (id === SENDER ? ({ id, status: 'active' } as Partner) : undefined),
+  sender: async (id: string) => (id === SENDER ? ({ id, status: 'active' } as Partner) : undefined),
   verificationKey: async (_id: string, kid: string) => {
     if (kid !== KID) throw new GatewayError('FORBIDDEN', 'no such key');
     return jwk;

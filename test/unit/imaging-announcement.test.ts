@@ -17,7 +17,7 @@ const jwk = { ...publicKey.export({ format: 'jwk' }), kid: signer.kid, alg: 'ES2
 const now = Date.now();
 const checks = {
   directory: {
-    get: async (id: string) => (id === 'sender.example' ? ({ id, status: 'active' } as never) : undefined),
+    sender: async (id: string) => (id === 'sender.example' ? ({ id, status: 'active' } as never) : undefined),
     verificationKey: async () => jwk,
   },
   org: 'us.example',

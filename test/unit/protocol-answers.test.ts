@@ -80,7 +80,7 @@ const signer: Signer = {
 /** The partner directory in memory: the receipt's own reading is what is checked here. */
 const checks: ProcessedReceiptChecks = {
   directory: {
-    get: async (id: string) => (id === PARTNER ? ({ id, status: 'active' } as Partner) : undefined),
+    sender: async (id: string) => (id === PARTNER ? ({ id, status: 'active' } as Partner) : undefined),
     verificationKey: async (_id: string, kid: string) => {
       if (kid !== jwk.kid) throw new GatewayError('FORBIDDEN', 'no such key');
       return jwk;
