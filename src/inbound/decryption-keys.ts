@@ -2,7 +2,7 @@ import type { Keyring } from '../keys/keyring.ts';
 import { openCompactJwe, type DecryptionKeyResolver, type OpenedJwe, type OpenOptions } from '../jose/open.ts';
 import { HsmError } from '../../hsm/hsm.ts';
 import { GatewayError } from '../errors.ts';
-import type { EcCurve } from '../jose/jwe-header.ts';
+import type { EcCurve } from '../jose/ec-point.ts';
 import { openHybridCompactJwe, type KemKeyResolver } from '../jose/pq/hybrid-jwe.ts';
 import type { ProtocolVersion } from '../protocol/v2-acceptance.ts';
 

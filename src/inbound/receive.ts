@@ -95,7 +95,14 @@ function inboxWriter(ctx: InboxContext, responses: ResponseCorrelation | undefin
   };
   return new GroupCommit<AcceptedMessage, number | undefined>(
     (items) => write(items).catch((err: unknown) => (isConcurrentReplay(err) ? write(items) : Promise.reject(err))),
-    { maxItems: 100, maxWeight: 32 * 1024 * 1024, weight: (i) => i.row.envelope.length, maxInFlight: 2 },
+    {
+      maxItems: 100,
+      maxWeight: 32 * 1024 * 1024,
+      weight: (i) => i.row.envelope.length,
+      // One batch at a time, as intake: a statement's fixed cost is most of a small batch's, and a second
+      // batch would only wait on the audit_head lock.
+      maxInFlight: 1,
+    },
   );
 }
 

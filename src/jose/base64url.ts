@@ -11,3 +11,18 @@ export const fromB64u = (s: string): Buffer => Buffer.from(s, 'base64url');
 export function isB64u(s: string): boolean {
   return /^[A-Za-z0-9_-]*$/.test(s) && s.length % 4 !== 1;
 }
+
+/**
+ * The bytes of strict, canonical base64url text (the alphabet, no padding,
+ * the unused low bits of the last character zero), or undefined. Buffer.from
+ * skips what it cannot decode and drops those low bits, so the bytes encode
+ * back to the very text exactly when it was canonical: one decode and one
+ * encode, and the caller keeps the bytes. Without the canonical rule two
+ * texts decode to the same bytes, so an envelope would be malleable.
+ */
+export function canonicalB64uBytes(s: string): Buffer | undefined {
+  const bytes = Buffer.from(s, 'base64url');
+  return bytes.toString('base64url') === s ? bytes : undefined;
+}
+
+export const isCanonicalB64u = (s: string): boolean => canonicalB64uBytes(s) !== undefined;

@@ -1,7 +1,7 @@
-import { createPublicKey } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
-import { fromB64u, isB64u } from './base64url.ts';
+import { canonicalB64uBytes } from './base64url.ts';
 import { duplicateMember } from './duplicate-members.ts';
+import { isPointOnCurve, type EcCurve } from './ec-point.ts';
 
 /**
  * Strict parsing of a compact JWE (RFC 7516 §7.1) and the receiver's header
@@ -18,8 +18,6 @@ export interface CompactJwe {
   tag: Buffer;
 }
 
-export type EcCurve = 'P-256' | 'P-384';
-
 /** Bytes of a field element (and so of Z) per curve. */
 export const COORD_BYTES: Record<EcCurve, number> = { 'P-256': 32, 'P-384': 48 };
 
@@ -30,25 +28,18 @@ const KNOWN_MEMBERS = new Set(['alg', 'enc', 'kid', 'epk', 'cty', 'typ', 'apu', 
 
 const malformed = (message: string, expression?: string) => new GatewayError('JWE_MALFORMED', message, { expression });
 
-/**
- * Strict base64url: the alphabet, no padding, and canonical (the unused low
- * bits of the last character are zero). Without the last rule two different
- * texts decode to the same bytes, so an envelope would be malleable.
- */
-export function isCanonicalB64u(s: string): boolean {
-  return isB64u(s) && (s.length % 4 === 0 || Buffer.from(s, 'base64url').toString('base64url') === s);
-}
-
 export function parseCompactJwe(text: string): CompactJwe {
   const parts = text.split('.');
   if (parts.length !== 5) throw malformed(`not a compact JWE: ${parts.length} parts instead of 5`);
   const names = ['protected header', 'encrypted key', 'initialization vector', 'ciphertext', 'authentication tag'];
-  parts.forEach((p, i) => {
-    if (!isCanonicalB64u(p)) throw malformed(`the ${names[i]} is not canonical base64url`);
-  });
-  const [protectedB64, ek, iv, ct, tag] = parts as [string, string, string, string, string];
+  const [headerBytes, encryptedKey, iv, ciphertext, tag] = parts.map((p, i) => {
+    const bytes = canonicalB64uBytes(p);
+    if (!bytes) throw malformed(`the ${names[i]} is not canonical base64url`);
+    return bytes;
+  }) as [Buffer, Buffer, Buffer, Buffer, Buffer];
+  const protectedB64 = parts[0] as string;
   if (protectedB64 === '') throw malformed('the protected header is empty');
-  const headerText = fromB64u(protectedB64).toString('utf8');
+  const headerText = headerBytes.toString('utf8');
   let header: unknown;
   try {
     header = JSON.parse(headerText);
@@ -60,14 +51,7 @@ export function parseCompactJwe(text: string): CompactJwe {
   const repeated = duplicateMember(headerText);
   if (repeated !== undefined)
     throw malformed(`the protected header repeats the member ${JSON.stringify(repeated)}`, `header.${repeated}`);
-  return {
-    protectedB64,
-    header: header as Record<string, unknown>,
-    encryptedKey: fromB64u(ek),
-    iv: fromB64u(iv),
-    ciphertext: fromB64u(ct),
-    tag: fromB64u(tag),
-  };
+  return { protectedB64, header: header as Record<string, unknown>, encryptedKey, iv, ciphertext, tag };
 }
 
 export interface AcceptedHeader {
@@ -124,9 +108,9 @@ export function checkHeader(jwe: CompactJwe, profile: HeaderProfile = CLASSICAL)
 
 function partyInfo(value: unknown, name: string): Buffer {
   if (value === undefined) return Buffer.alloc(0);
-  if (typeof value !== 'string' || !isCanonicalB64u(value))
-    throw malformed(`${name} must be base64url`, `header.${name}`);
-  return fromB64u(value);
+  const bytes = typeof value === 'string' ? canonicalB64uBytes(value) : undefined;
+  if (!bytes) throw malformed(`${name} must be base64url`, `header.${name}`);
+  return bytes;
 }
 
 const badEpk = (message: string) => new GatewayError('JWE_INVALID_EPK', message, { expression: 'header.epk' });
@@ -139,17 +123,12 @@ function epkPoint(epk: unknown): { point: Buffer; crv: EcCurve } {
   if (crv !== 'P-256' && crv !== 'P-384') throw badEpk(`epk curve ${JSON.stringify(crv)} is not accepted`);
   if (d !== undefined) throw badEpk('epk carries a private key');
   const size = COORD_BYTES[crv];
-  if (typeof x !== 'string' || typeof y !== 'string' || !isCanonicalB64u(x) || !isCanonicalB64u(y))
-    throw badEpk('epk coordinates must be base64url');
-  const xb = fromB64u(x);
-  const yb = fromB64u(y);
+  const xb = typeof x === 'string' ? canonicalB64uBytes(x) : undefined;
+  const yb = typeof y === 'string' ? canonicalB64uBytes(y) : undefined;
+  if (!xb || !yb) throw badEpk('epk coordinates must be base64url');
   if (xb.length !== size || yb.length !== size) throw badEpk(`epk coordinates must be ${size} bytes on ${crv}`);
-  try {
-    // OpenSSL checks that the point is on the curve (invalid-curve attacks).
-    createPublicKey({ key: { kty: 'EC', crv, x, y }, format: 'jwk' });
-  } catch {
-    throw badEpk(`epk is not a point on ${crv}`);
-  }
+  // Invalid-curve attacks: a point off the curve would leak our private key through the agreement.
+  if (!isPointOnCurve(crv, xb, yb)) throw badEpk(`epk is not a point on ${crv}`);
   return { point: Buffer.concat([Buffer.from([0x04]), xb, yb]), crv };
 }
 

@@ -9,8 +9,8 @@ import {
   parseCompactJwe,
   type AcceptedHeader,
   type CompactJwe,
-  type EcCurve,
 } from './jwe-header.ts';
+import type { EcCurve } from './ec-point.ts';
 
 /**
  * The receiving side of a compact JWE sealed with ECDH-ES + A256GCM. The key

@@ -1,8 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { parseFhirJson } from '../fhir/json.ts';
-import { fromB64u } from '../jose/base64url.ts';
-import { isCanonicalB64u } from '../jose/jwe-header.ts';
+import { canonicalB64uBytes } from '../jose/base64url.ts';
 import { duplicateMember } from '../jose/duplicate-members.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
 import { verifyCompact } from '../jose/verify.ts';
@@ -45,16 +44,12 @@ export interface VerifiedJwsSender {
 function decodeJws(jws: string, c: Pick<SignedJwsChecks, 'what' | 'expression'>) {
   const malformed = (message: string) => new GatewayError('JWS_MALFORMED', message, { expression: c.expression });
   const parts = jws.split('.');
-  const [headerB64, payloadB64, signature] = parts;
-  if (
-    parts.length !== 3 ||
-    parts.some((p) => !isCanonicalB64u(p)) ||
-    !headerB64 ||
-    payloadB64 === undefined ||
-    !signature
-  )
+  const [header64, payload64, signature64] = parts;
+  const bytes = parts.length === 3 ? parts.map(canonicalB64uBytes) : [];
+  const [headerBytes, payloadBytes] = bytes;
+  if (bytes.length !== 3 || bytes.includes(undefined) || !header64 || payload64 === undefined || !signature64)
     throw malformed(`${c.what} does not hold a compact JWS`);
-  const headerText = fromB64u(headerB64).toString('utf8');
+  const headerText = (headerBytes as Buffer).toString('utf8');
   let header: unknown;
   try {
     header = JSON.parse(headerText);
@@ -65,7 +60,11 @@ function decodeJws(jws: string, c: Pick<SignedJwsChecks, 'what' | 'expression'>)
     throw malformed('the JWS header is not an object');
   const repeated = duplicateMember(headerText);
   if (repeated !== undefined) throw malformed(`the JWS header repeats the member ${JSON.stringify(repeated)}`);
-  return { header: header as Record<string, unknown>, payloadText: fromB64u(payloadB64).toString('utf8'), malformed };
+  return {
+    header: header as Record<string, unknown>,
+    payloadText: (payloadBytes as Buffer).toString('utf8'),
+    malformed,
+  };
 }
 
 /** Deepest nesting of signed claims when the receiver names none: the intake's default, plus the claims object. */

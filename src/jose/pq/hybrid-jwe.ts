@@ -7,8 +7,8 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { GatewayError } from '../../errors.ts';
-import { b64u, fromB64u } from '../base64url.ts';
-import { checkHeader, isCanonicalB64u, parseCompactJwe, type CompactJwe } from '../jwe-header.ts';
+import { b64u, fromB64u, isCanonicalB64u } from '../base64url.ts';
+import { checkHeader, parseCompactJwe, type CompactJwe } from '../jwe-header.ts';
 import { contentKey, decryptCompact, type DecryptionKey, type OpenedJwe, type OpenOptions } from '../open.ts';
 import { concatKdf, encryptCompact, recipientCurve, recipientPublicKey, type RecipientKey } from '../seal.ts';
 
