@@ -241,8 +241,12 @@ try {
   client = worker;
   const ask = <T>(message: unknown) =>
     new Promise<T>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
+      const fail = (err: unknown) => reject(err);
+      worker.once('message', (answer: T) => {
+        worker.off('error', fail);
+        resolve(answer);
+      });
+      worker.once('error', fail);
       worker.postMessage(message);
     });
   const http: Remote = {
