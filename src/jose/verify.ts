@@ -7,6 +7,7 @@ import {
   type CryptoKey,
   type KeyObject,
 } from 'jose';
+import { verify, type KeyObject as NodeKeyObject } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { fromB64u } from './base64url.ts';
 import { duplicateMember } from './duplicate-members.ts';
@@ -85,4 +86,24 @@ export async function verifyDetached(
     if (err instanceof errors.JOSEError) throw joseRefusal(err);
     throw err;
   }
+}
+
+/** The ECDSA algorithms of partner content: each one's hash and its signature's length (r ‖ s, RFC 7518 §3.4). */
+const ECDSA = { ES256: { hash: 'sha256', bytes: 64 }, ES384: { hash: 'sha384', bytes: 96 } } as const;
+
+/**
+ * Whether an ES256 or ES384 signature (the raw r ‖ s of RFC 7518 §3.4) verifies over a compact JWS's
+ * signing input (its header and payload segments as sent), with a key of that algorithm's curve. For a
+ * JWS already split and checked by its caller: one synchronous node:crypto call, where jose would decode
+ * it again and verify through Web Crypto on the thread pool.
+ */
+export function ecdsaSignatureVerifies(
+  alg: keyof typeof ECDSA,
+  signingInput: string,
+  signature: Buffer,
+  key: NodeKeyObject,
+): boolean {
+  const { hash, bytes } = ECDSA[alg];
+  if (signature.length !== bytes) return false;
+  return verify(hash, Buffer.from(signingInput, 'ascii'), { key, dsaEncoding: 'ieee-p1363' }, signature);
 }
