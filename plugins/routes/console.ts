@@ -112,10 +112,12 @@ export function consoleRoutes(ctx: GatewayContext): FastifyPluginAsync {
     });
     app.post<{ Params: { id: string } }>('/console/partners/:id/suspend', writes, async (req, reply) => {
       await suspendPartner(ctx.pool, req.params.id, actor(req));
+      ctx.directory.forget();
       return reply.header('Cache-Control', 'no-store').send({ partner: req.params.id, status: 'suspended' });
     });
     app.post<{ Params: { id: string } }>('/console/partners/:id/resume', writes, async (req, reply) => {
       const requeued = await resumePartner(ctx.pool, req.params.id, actor(req));
+      ctx.directory.forget();
       return reply.header('Cache-Control', 'no-store').send({ partner: req.params.id, status: 'active', requeued });
     });
     for (const decision of ['allow-v1', 'hold'] as const)

@@ -61,7 +61,7 @@ function httpUrl(value: unknown, field: string): string {
   return u.toString();
 }
 
-/** A cached answer and when it was read. */
+/** A cached answer and when it was read (the monotonic clock: a step of the wall clock must not keep it). */
 interface Cached<T> {
   at: number;
   value: T;
@@ -70,14 +70,8 @@ interface Cached<T> {
 /** At most this many answers per cache: past it a cache starts again empty. */
 const CACHE_ENTRIES = 1000;
 
-function remember<T>(cache: Map<string, Cached<T>>, key: string, value: T): T {
-  if (cache.size >= CACHE_ENTRIES) cache.clear();
-  cache.set(key, { at: Date.now(), value });
-  return value;
-}
-
 const recent = <T>(hit: Cached<T> | undefined): hit is Cached<T> =>
-  hit !== undefined && hit.at > Date.now() - RESOLVE_TTL_MS;
+  hit !== undefined && hit.at > performance.now() - RESOLVE_TTL_MS;
 
 /**
  * Partner organisations (FHIR Organization + Endpoint) and their published
@@ -96,6 +90,8 @@ export class Directory {
   /** The key-transparency log's records of a partner's kid, by partner and kid. */
   readonly #keyRecords = new Map<string, Cached<PartnerKeySeen[]>>();
   readonly #jwks: JwksFetcher;
+  /** Counts forget(): a read that began before one is answered but not kept. */
+  #generation = 0;
 
   constructor(deps: { pool: pg.Pool; fetch: typeof fetch; logger: Logger; limits?: Partial<JwksLimits> }) {
     this.#pool = deps.pool;
@@ -104,7 +100,7 @@ export class Directory {
     // Every fetch is an observation: a key gone from a partner's JWKS is recorded as withdrawn at once.
     this.#jwks = new JwksFetcher(deps.fetch, deps.logger, this.#limits, async (uri, jwks) => {
       for (const p of await findPartnersByJwksUri(this.#pool, uri)) await observePartnerKeys(this.#pool, p.id, jwks);
-      this.#keyRecords.clear();
+      this.forget();
     });
   }
 
@@ -158,10 +154,24 @@ export class Directory {
 
   /** Drop cached answers, after a change to a partner in this process. */
   forget(): void {
+    this.#generation++;
     this.#resolved.clear();
     this.#everPq.clear();
     this.#senders.clear();
     this.#keyRecords.clear();
+  }
+
+  /** The cached answer if recent, else `read`'s, kept unless forget() ran while it was being read. */
+  async #cached<T>(cache: Map<string, Cached<T>>, key: string, read: () => Promise<T>, reread = false): Promise<T> {
+    const hit = cache.get(key);
+    if (!reread && recent(hit)) return hit.value;
+    const generation = this.#generation;
+    const value = await read();
+    if (generation === this.#generation) {
+      if (cache.size >= CACHE_ENTRIES) cache.clear();
+      cache.set(key, { at: performance.now(), value });
+    }
+    return value;
   }
 
   async add(input: PartnerInput, actor: DirectoryActor = CLI_ACTOR): Promise<Partner> {
@@ -234,9 +244,7 @@ export class Directory {
    */
   async sender(id: string): Promise<Partner | undefined> {
     if (!isPlainIdentifier(id)) return undefined;
-    const hit = this.#senders.get(id);
-    if (recent(hit)) return hit.value;
-    return remember(this.#senders, id, await findPartner(this.#pool, id));
+    return this.#cached(this.#senders, id, () => findPartner(this.#pool, id));
   }
 
   async require(id: string): Promise<Partner> {
@@ -261,9 +269,7 @@ export class Directory {
   ): Promise<Partner[]> {
     if (refs.length === 0 && identifiers.length === 0) return [];
     const key = JSON.stringify([refs, identifiers]);
-    const hit = this.#resolved.get(key);
-    if (recent(hit)) return hit.value;
-    return remember(this.#resolved, key, await findPartnersByIdOrEndpoint(this.#pool, refs, identifiers));
+    return this.#cached(this.#resolved, key, () => findPartnersByIdOrEndpoint(this.#pool, refs, identifiers));
   }
 
   async #keys(p: Partner): Promise<Jwks> {
@@ -281,9 +287,8 @@ export class Directory {
    * saw); a false answer is cached like resolve().
    */
   async hasPublishedPqKeys(partnerId: string): Promise<boolean> {
-    const hit = this.#everPq.get(partnerId);
-    if (hit && (hit.value || recent(hit))) return hit.value;
-    return remember(this.#everPq, partnerId, await everPublishedPqKeys(this.#pool, partnerId));
+    if (this.#everPq.get(partnerId)?.value) return true;
+    return this.#cached(this.#everPq, partnerId, () => everPublishedPqKeys(this.#pool, partnerId));
   }
 
   /** The partner's current encryption key (use enc, ECDH-ES, P-256/P-384); refused with a clear error if unusable. */
@@ -306,11 +311,8 @@ export class Directory {
     return partnerSigningKey(this.#pool, this.#logger, p.id, kid, scope, {
       jwks: () => this.#keys(p),
       refetch: async () => (uri && (await this.#jwks.refreshForUnknownKid(uri)) ? this.#jwks.get(uri) : undefined),
-      records: async ({ reread }) => {
-        const hit = this.#keyRecords.get(recordsKey);
-        if (!reread && recent(hit)) return hit.value;
-        return remember(this.#keyRecords, recordsKey, await partnerKeyRecords(this.#pool, p.id, kid));
-      },
+      records: ({ reread }) =>
+        this.#cached(this.#keyRecords, recordsKey, () => partnerKeyRecords(this.#pool, p.id, kid), reread),
     });
   }
 

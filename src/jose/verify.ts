@@ -89,13 +89,16 @@ export async function verifyDetached(
 }
 
 /** The ECDSA algorithms of partner content: each one's hash and its signature's length (r ‖ s, RFC 7518 §3.4). */
-const ECDSA = { ES256: { hash: 'sha256', bytes: 64 }, ES384: { hash: 'sha384', bytes: 96 } } as const;
+const ECDSA = {
+  ES256: { hash: 'sha256', bytes: 64, curve: 'prime256v1' },
+  ES384: { hash: 'sha384', bytes: 96, curve: 'secp384r1' },
+} as const;
 
 /**
  * Whether an ES256 or ES384 signature (the raw r ‖ s of RFC 7518 §3.4) verifies over a compact JWS's
- * signing input (its header and payload segments as sent), with a key of that algorithm's curve. For a
- * JWS already split and checked by its caller: one synchronous node:crypto call, where jose would decode
- * it again and verify through Web Crypto on the thread pool.
+ * signing input (its header and payload segments as sent) with an EC key of that algorithm's curve; any
+ * other key answers false. For a JWS already split and checked by its caller: one synchronous
+ * node:crypto call, where jose would decode it again and verify through Web Crypto on the thread pool.
  */
 export function ecdsaSignatureVerifies(
   alg: keyof typeof ECDSA,
@@ -103,7 +106,8 @@ export function ecdsaSignatureVerifies(
   signature: Buffer,
   key: NodeKeyObject,
 ): boolean {
-  const { hash, bytes } = ECDSA[alg];
-  if (signature.length !== bytes) return false;
+  const { hash, bytes, curve } = ECDSA[alg];
+  if (signature.length !== bytes || key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== curve)
+    return false;
   return verify(hash, Buffer.from(signingInput, 'ascii'), { key, dsaEncoding: 'ieee-p1363' }, signature);
 }

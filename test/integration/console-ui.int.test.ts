@@ -137,10 +137,15 @@ describe('operator console /console in headless Chromium', () => {
   it('suspends and resumes the partner from the page, audited with the name', async () => {
     const since = await auditSize();
     const id = o.recipients[0]!.id;
+    // Read through the directory's per-message caches first: the suspension must clear them at once.
+    const directory = o.gw.app.ctx.directory;
+    expect((await directory.sender(id))?.status).toBe('active');
+    expect((await directory.resolve([id])).map((p) => p.status)).toEqual(['active']);
     await page.click(`tr[data-partner="${id}"] button.partner-action`);
     await expect
       .poll(() => page.locator(`tr[data-partner="${id}"] td`).nth(1).textContent(), { timeout: 15_000 })
       .toBe('suspended');
+    expect((await directory.sender(id))?.status).toBe('suspended');
     const intake = await request(o.gw.app.server)
       .post(`/exchanges?recipient=${encodeURIComponent(id)}`)
       .set('authorization', o.ehrAuth)

@@ -89,5 +89,9 @@ describe('directory reads of inbound verification', () => {
     expect((await dir.verificationKey(otherId, sig2.kid, 'current')).kid).toBe(sig2.kid);
     await dir.update({ id: otherId, endpoint, jwks: { keys: [enc, sig2] }, status: 'suspended' });
     expect((await dir.sender(otherId))?.status).toBe('suspended');
+
+    // The kid refused as withdrawn a moment ago, listed again by this process: its records are read anew.
+    await dir.update({ id: otherId, endpoint, jwks: { keys: [enc, sig] }, status: 'active' });
+    expect((await dir.verificationKey(otherId, sig.kid, 'current')).kid).toBe(sig.kid);
   });
 });

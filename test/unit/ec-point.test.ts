@@ -44,6 +44,8 @@ describe('isPointOnCurve: the epk validation, against OpenSSL', () => {
       const y = Buffer.from(jwk.y!, 'base64url');
       if (x + P[crv] < 2n ** BigInt(8 * size)) cases.push([bytesOf(x + P[crv], size), y]);
       expect(isPointOnCurve(crv, bytesOf(x + P[crv], size + 1), y)).toBe(false);
+      expect(isPointOnCurve(crv, bytesOf(x, size), bytesOf(valueOf(y) + P[crv], size + 1))).toBe(false);
+      expect(isPointOnCurve(crv, bytesOf(x, size), y)).toBe(true);
 
       const answers = cases.map(([cx, cy]) => isPointOnCurve(crv, cx, cy));
       expect(answers).toEqual(cases.map(([cx, cy]) => opensslAccepts(crv, cx, cy)));

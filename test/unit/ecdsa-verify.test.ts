@@ -22,6 +22,7 @@ describe('ecdsaSignatureVerifies: the signature check of partner content, agains
       const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: curve });
       const other = generateKeyPairSync('ec', { namedCurve: curve === 'P-256' ? 'P-384' : 'P-256' }).publicKey;
       const stranger = generateKeyPairSync('ec', { namedCurve: curve }).publicKey;
+      const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
       const header = b64u(JSON.stringify({ alg, kid: 'k', typ: 'exchange+jwt' }));
       const cases: Array<{ input: string; signature: Buffer; key: KeyObject }> = [];
       for (let i = 0; i < 10; i++) {
@@ -40,7 +41,7 @@ describe('ecdsaSignatureVerifies: the signature check of partner content, agains
           { input, signature: raw, key: stranger },
           { input, signature: Buffer.alloc(raw.length), key: publicKey },
         );
-        if (i === 0) cases.push({ input, signature: raw, key: other });
+        if (i === 0) cases.push({ input, signature: raw, key: other }, { input, signature: raw, key: rsa });
       }
       const ours = cases.map((c) => ecdsaSignatureVerifies(alg, c.input, c.signature, c.key));
       const theirs = await Promise.all(cases.map((c) => joseAccepts(`${c.input}.${b64u(c.signature)}`, c.key, alg)));
