@@ -88,11 +88,19 @@ export async function verifyDetached(
   }
 }
 
-/** The ECDSA algorithms of partner content: each one's hash and its signature's length (r ‖ s, RFC 7518 §3.4). */
+/**
+ * The ECDSA algorithms of partner content: each one's hash, its signature's length (r ‖ s, RFC 7518 §3.4)
+ * and its curve, as a JWK names it (crv) and as node:crypto does.
+ */
 const ECDSA = {
-  ES256: { hash: 'sha256', bytes: 64, curve: 'prime256v1' },
-  ES384: { hash: 'sha384', bytes: 96, curve: 'secp384r1' },
+  ES256: { hash: 'sha256', bytes: 64, crv: 'P-256', curve: 'prime256v1' },
+  ES384: { hash: 'sha384', bytes: 96, crv: 'P-384', curve: 'secp384r1' },
 } as const;
+
+export type EcdsaAlg = keyof typeof ECDSA;
+
+/** The JWK curve (crv) an ECDSA algorithm signs with. */
+export const ecdsaCurve = (alg: EcdsaAlg): string => ECDSA[alg].crv;
 
 /**
  * Whether an ES256 or ES384 signature (the raw r ‖ s of RFC 7518 §3.4) verifies over a compact JWS's
@@ -101,7 +109,7 @@ const ECDSA = {
  * node:crypto call, where jose would decode it again and verify through Web Crypto on the thread pool.
  */
 export function ecdsaSignatureVerifies(
-  alg: keyof typeof ECDSA,
+  alg: EcdsaAlg,
   signingInput: string,
   signature: Buffer,
   key: NodeKeyObject,

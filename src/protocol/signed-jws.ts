@@ -4,13 +4,11 @@ import { parseFhirJson } from '../fhir/json.ts';
 import { canonicalB64uBytes } from '../jose/base64url.ts';
 import { duplicateMember } from '../jose/duplicate-members.ts';
 import { importPublicJwk } from '../jose/public-key.ts';
-import { ecdsaSignatureVerifies } from '../jose/verify.ts';
+import { ecdsaCurve, ecdsaSignatureVerifies, type EcdsaAlg } from '../jose/verify.ts';
 import type { Directory, Partner, PartnerJwk } from '../directory/directory.ts';
 
 /** Signature algorithms a sender may use: ES256 (protocol default) and ES384 for P-384 keys. */
-export const CONTENT_ALGS = ['ES256', 'ES384'] as const;
-
-const CURVE_OF_ALG: Record<(typeof CONTENT_ALGS)[number], string> = { ES256: 'P-256', ES384: 'P-384' };
+export const CONTENT_ALGS = ['ES256', 'ES384'] as const satisfies readonly EcdsaAlg[];
 
 export function publicKeyOf(jwk: PartnerJwk): KeyObject {
   return importPublicJwk({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
@@ -155,7 +153,8 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
   const kid = header.kid;
   const senderJwk = await publishedKey(c.directory, partner, kid);
   // Each algorithm belongs to one curve: a header that names another is a false signature, not a fault of ours.
-  if (CURVE_OF_ALG[header.alg as (typeof CONTENT_ALGS)[number]] !== senderJwk.crv)
+  const alg = header.alg as (typeof CONTENT_ALGS)[number];
+  if (ecdsaCurve(alg) !== senderJwk.crv)
     throw new GatewayError(
       'JWS_SIGNATURE_INVALID',
       `JWS alg ${String(header.alg)} does not match the ${String(senderJwk.crv)} key ${kid} of ${iss}`,
@@ -168,7 +167,7 @@ export async function verifySignedJws(jws: string, c: SignedJwsChecks): Promise<
       cause: err,
     });
   }
-  if (!ecdsaSignatureVerifies(header.alg as (typeof CONTENT_ALGS)[number], signingInput, signature, key))
+  if (!ecdsaSignatureVerifies(alg, signingInput, signature, key))
     throw new GatewayError('JWS_SIGNATURE_INVALID', `the signature of ${iss} on ${c.what} does not verify`);
   return { claims, payloadText, iss, senderKid: kid, senderJwk, sender: partner };
 }
